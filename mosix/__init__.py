@@ -1,0 +1,1 @@
+"""User-space MOSIX: mosrun and the cluster behind it."""

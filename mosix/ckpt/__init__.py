@@ -1,0 +1,1 @@
+"""Checkpoint and recovery: image format, capture and restore."""

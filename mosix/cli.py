@@ -1,0 +1,82 @@
+"""Entry points of ``mosrun``, ``mosenv`` and ``native``.
+
+mosrun cannot use a general option parser (MOSIX attaches arguments to the
+option letter and options end at the program name), so the grammar lives in
+:mod:`mosix.arguments`.  This module only turns a parsed command line into an
+action and keeps start-up lean: nothing heavy is imported on the path that
+ends in running the program.
+
+Exit statuses of mosrun's own failures follow ``env`` and ``timeout``:
+125 for a bad command line or an internal failure, 126 when the program was
+found but could not be run, 127 when it was not found.  Otherwise the status
+is the program's own, because mosrun becomes the program (exec in place).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from mosix import launch
+from mosix.arguments import MosrunArgs, UsageError, home_jobids_resolver, parse
+from mosix.exits import EXIT_USAGE, Failure
+
+NOT_YET = {
+    "inspect": "-I (inspect a checkpoint) is not available yet",
+    "recover": "-R (recover from a checkpoint) is not available yet",
+    "commands": "-S (run a commands file) is not available yet",
+    "batch": "-E/-M (batch jobs on other nodes) are not available yet",
+    "queue": "-q/-Q (the queue) is not available yet",
+}
+
+
+def fail(prog: str, message: str, status: int) -> NoReturn:
+    sys.stderr.write(f"{prog}: {message}\n")
+    sys.stderr.flush()
+    raise SystemExit(status)
+
+
+def not_available(args: MosrunArgs) -> str | None:
+    """What this build cannot do yet for ``args`` (None: it can run it)."""
+    for name, message in NOT_YET.items():
+        if getattr(args, name) is not None:
+            return message
+    return launch.placement_problem(args)
+
+
+def run_mosrun(prog: str, argv: Sequence[str], keep_environment: bool) -> NoReturn:
+    try:
+        args = parse(argv, jobids=home_jobids_resolver())
+        problem = not_available(args)
+        if problem is not None:
+            fail(prog, problem, EXIT_USAGE)
+        launch.run_program(args, keep_environment=keep_environment)
+    except UsageError as e:
+        fail(prog, str(e), EXIT_USAGE)
+    except Failure as e:
+        fail(prog, e.message, e.status)
+    except KeyboardInterrupt:
+        fail(prog, "interrupted", EXIT_USAGE)
+
+
+def mosrun_main() -> NoReturn:
+    run_mosrun("mosrun", sys.argv[1:], keep_environment=False)
+
+
+def mosenv_main() -> NoReturn:
+    run_mosrun("mosenv", sys.argv[1:], keep_environment=True)
+
+
+def native_main() -> NoReturn:
+    argv = sys.argv[1:]
+    if argv[:1] == ["--"]:
+        argv = argv[1:]
+    if not argv:
+        fail("native", "no program given", EXIT_USAGE)
+    if argv[0].startswith("-"):
+        fail("native", f"{argv[0]}: unknown option (native takes no options)", EXIT_USAGE)
+    try:
+        launch.run_native(argv)
+    except Failure as e:
+        fail("native", e.message, e.status)

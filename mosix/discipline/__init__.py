@@ -1,0 +1,1 @@
+"""The MOSIX discipline in-process: syscall policy, seccomp filter, preload shim."""

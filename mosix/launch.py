@@ -1,0 +1,166 @@
+"""Turn a parsed mosrun command line into the running program.
+
+mosrun becomes the program: it execs in place, so the pid a shell sees
+(``$!``), the parent, the terminal and the exit status are the program's own.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import socket
+from collections.abc import Mapping, Sequence
+from ipaddress import IPv4Address
+from typing import NoReturn
+
+from mosix.arguments import (
+    AmongCandidates,
+    HostName,
+    MosrunArgs,
+    NodeNumbers,
+    OnAddress,
+    OnHost,
+    OnNode,
+    inherit,
+    inherited_words,
+    parse_inherited_words,
+)
+from mosix.exits import EXIT_CANNOT_RUN, EXIT_NOT_FOUND, EXIT_USAGE, Failure
+
+# Environment variable through which a disciplined process passes its inherited
+# settings (-G -L -l -m -d -c -n -e -u -w -t -T -J) to children and inner mosruns.
+INHERIT_ENV = "MOSIX_INHERIT"
+THIS_NODE = 1  # node number of the embedded one-node default
+DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
+def outer_settings(env: Mapping[str, str]) -> MosrunArgs:
+    """The inherited settings of the mosrun this one runs under (if any)."""
+    text = env.get(INHERIT_ENV, "")
+    try:
+        return parse_inherited_words(text.split())
+    except Exception:  # a program may have put anything there
+        return MosrunArgs()
+
+
+def local_names() -> set[str]:
+    host = socket.gethostname()
+    return {"localhost", host, host.split(".")[0]}
+
+
+def is_local_address(address: IPv4Address) -> bool:
+    if address.is_loopback:
+        return True
+    try:
+        _, _, addrs = socket.gethostbyname_ex(socket.gethostname())
+    except OSError:
+        return False
+    return str(address) in addrs
+
+
+def placement_problem(args: MosrunArgs) -> str | None:
+    """Why ``args``' placement cannot be honoured on the one-node default."""
+    p = args.placement
+    here: bool
+    match p:
+        case OnHost(host=host):
+            here = host in local_names()
+        case OnAddress(address=address):
+            here = is_local_address(address)
+        case OnNode(node=node):
+            here = node == THIS_NODE
+        case AmongCandidates(candidates=candidates):
+            here = any(
+                (isinstance(c, NodeNumbers) and c.first <= THIS_NODE <= c.last)
+                or (isinstance(c, HostName) and c.name in local_names())
+                or (not isinstance(c, NodeNumbers | HostName) and is_local_address(c.first))
+                for c in candidates
+            )
+        case _:
+            here = True  # where the parent runs, home, or the best node: this one
+    if here or args.force_elsewhere:
+        return None
+    return f"{p.option()}: no such node in this cluster (-F starts the program here instead)"
+
+
+def default_signals() -> None:
+    """Undo Python's start-up changes that exec would otherwise pass on."""
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+        signal.signal(sig, signal.SIG_DFL)
+
+
+def resolve(name: str, env: Mapping[str, str]) -> list[str]:
+    """Candidate paths for ``name`` in execvp's order."""
+    if "/" in name:
+        return [name]
+    path = env.get("PATH", DEFAULT_PATH)
+    return [os.path.join(d or ".", name) for d in path.split(":")]
+
+
+def exec_program(name: str, argv: Sequence[str], env: Mapping[str, str]) -> NoReturn:
+    """execvp with env/timeout exit statuses: 126 found but not runnable, 127 not found."""
+    if not name:
+        raise Failure("'': No such file or directory", EXIT_NOT_FOUND)
+    denied: OSError | None = None
+    last: OSError | None = None
+    for path in resolve(name, env):
+        try:
+            os.execve(path, list(argv), dict(env))
+        except OSError as e:
+            if e.errno == errno.ENOEXEC:
+                # a script without '#!': run it with the shell, as execvp does
+                os.execve("/bin/sh", ["/bin/sh", path, *argv[1:]], dict(env))
+            if e.errno in (errno.EACCES, errno.EPERM, errno.EISDIR, errno.ETXTBSY):
+                denied = denied or e
+            elif e.errno not in (errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG, errno.ELOOP):
+                last = e
+    err = denied or last
+    if err is not None:
+        raise Failure(f"{name}: {os.strerror(err.errno or 0)}", EXIT_CANNOT_RUN)
+    raise Failure(f"{name}: No such file or directory", EXIT_NOT_FOUND)
+
+
+def drop_wrapper_group() -> None:
+    """-g: called by the administrator's setgid wrapper; run as the real group."""
+    gid = os.getgid()
+    try:
+        os.setresgid(gid, gid, gid)
+    except OSError as e:
+        raise Failure(f"-g: cannot drop the wrapper's group: {e.strerror}", EXIT_USAGE) from None
+
+
+def run_program(args: MosrunArgs, keep_environment: bool) -> NoReturn:
+    """Become the program under the settings of ``args`` (and of an outer mosrun)."""
+    env = dict(os.environ)
+    effective = inherit(outer_settings(env), args)
+    env[INHERIT_ENV] = " ".join(inherited_words(effective))
+    if args.admin:
+        drop_wrapper_group()
+    default_signals()
+    argv = effective.argv()
+    exec_program(effective.program[0], argv, env)
+
+
+def under_discipline() -> bool:
+    """True when this process runs under a seccomp filter (mode 2)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Seccomp:"):
+                    return line.split()[1] == "2"
+    except OSError:
+        pass
+    return False
+
+
+def run_native(argv: Sequence[str]) -> NoReturn:
+    env = {k: v for k, v in os.environ.items() if k != INHERIT_ENV}
+    if under_discipline():
+        raise Failure(
+            "cannot start a native program from under the MOSIX discipline yet "
+            "(needs the node agent)",
+            EXIT_USAGE,
+        )
+    default_signals()
+    exec_program(argv[0], argv, env)

@@ -1,0 +1,56 @@
+"""moskillall: signal all of a user's (or a job's) MOSIX processes.
+
+Like kill(1), the signal may be written ``-{signal}`` (``-9``, ``-TERM``,
+``-SIGTERM``); SIGSTOP is turned into SIGTSTP, as MOSIX requires.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from typing import Annotated
+
+import typer
+
+from mosix.tools.common import app, fail, not_available
+
+cli = app(
+    "moskillall",
+    "Send a signal (default SIGTERM) to all your MOSIX processes, or to those of one job.",
+)
+
+
+def signal_number(text: str) -> int:
+    """A signal given as a number, NAME or SIGNAME; SIGSTOP becomes SIGTSTP."""
+    name = text.upper()
+    if name.isdigit():
+        number = int(name)
+        valid = {s.value for s in signal.Signals}
+        if number not in valid:
+            fail("moskillall", f"-{text}: no such signal")
+    else:
+        name = name if name.startswith("SIG") else "SIG" + name
+        try:
+            number = signal.Signals[name].value
+        except KeyError:
+            fail("moskillall", f"-{text}: no such signal")
+    return signal.SIGTSTP.value if number == signal.SIGSTOP.value else number
+
+
+@cli.command()
+def main_command(
+    sig: Annotated[str, typer.Option("-s", "--signal", help="signal name or number")] = "TERM",
+    job: Annotated[int | None, typer.Option("-J", "--job", help="only this job ID")] = None,
+    user: Annotated[str | None, typer.Option("-u", "--user", help="this user's (root)")] = None,
+) -> None:
+    number = signal_number(sig)
+    del job, user, number
+    not_available("moskillall", "signalling")
+
+
+def main() -> None:
+    argv = sys.argv[1:]
+    # kill(1) style: "-9" or "-TERM" as the first word means --signal.
+    if argv and argv[0].startswith("-") and argv[0][1:] and argv[0][1] not in "-sJuh":
+        argv = ["--signal", argv[0][1:], *argv[1:]]
+    cli(args=argv, prog_name="moskillall")

@@ -1,0 +1,91 @@
+"""Build the C parts of the package (preload shim, helper executables).
+
+The C parts are not Python extension modules: they are a shared library that
+is LD_PRELOADed into user programs and small executables that run outside
+Python.  They are compiled with the system C compiler into ``mosix/_native``
+inside the build tree, so a wheel carries them next to the Python code.
+
+``python setup.py build_native`` compiles them into the source tree
+(``mosix/_native``) for working from a checkout without installing.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sysconfig
+from pathlib import Path
+
+from setuptools import Command, setup
+from setuptools.command.build_py import build_py
+from setuptools.dist import Distribution
+
+HERE = Path(__file__).resolve().parent
+CSRC = HERE / "csrc"
+CFLAGS = ["-O2", "-g", "-std=gnu11", "-Wall", "-Wextra", "-Werror", "-D_GNU_SOURCE"]
+
+# The one list of native targets: (output name, kind, sources, extra flags).
+# kind "shared": a position-independent shared library (LD_PRELOAD).
+# kind "exe": an ordinary executable.
+NATIVE_TARGETS: list[tuple[str, str, list[str], list[str]]] = [
+    ("libmosix_shim.so", "shared", ["preload_shim.c", "seccomp_filter.c"],
+     ["-fvisibility=hidden"]),
+    ("mosix-exec", "exe", ["mosix_exec.c", "seccomp_filter.c"], []),
+]
+
+
+def compiler() -> list[str]:
+    cc = os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc"
+    return shlex.split(cc)[:1]
+
+
+def build_target(name: str, kind: str, sources: list[str], extra: list[str], outdir: Path) -> None:
+    srcs = [str(CSRC / s) for s in sources]
+    out = outdir / name
+    cmd = [*compiler(), *CFLAGS, "-I", str(CSRC), *extra]
+    if kind == "shared":
+        cmd += ["-shared", "-fPIC"]
+    cmd += ["-o", str(out), *srcs]
+    print("  ", " ".join(cmd))
+    subprocess.run(cmd, check=True)
+
+
+def build_all(outdir: Path) -> None:
+    outdir.mkdir(parents=True, exist_ok=True)
+    (outdir / "__init__.py").write_text('"""Compiled native parts (built by setup.py)."""\n')
+    for name, kind, sources, extra in NATIVE_TARGETS:
+        build_target(name, kind, sources, extra, outdir)
+
+
+class BuildPyWithNative(build_py):
+    def run(self) -> None:
+        super().run()
+        build_all(Path(self.build_lib) / "mosix" / "_native")
+
+
+class BuildNative(Command):
+    description = "compile the C parts into mosix/_native in the source tree"
+    user_options: list[tuple[str, str | None, str]] = []
+
+    def initialize_options(self) -> None:
+        pass
+
+    def finalize_options(self) -> None:
+        pass
+
+    def run(self) -> None:
+        build_all(HERE / "mosix" / "_native")
+
+
+class BinaryDistribution(Distribution):
+    """The package ships compiled code, so its wheel is platform specific."""
+
+    def has_ext_modules(self) -> bool:
+        return True
+
+
+setup(
+    cmdclass={"build_py": BuildPyWithNative, "build_native": BuildNative},
+    distclass=BinaryDistribution,
+)
