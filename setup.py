@@ -16,6 +16,7 @@ import shlex
 import subprocess
 import sysconfig
 from pathlib import Path
+from typing import ClassVar
 
 from setuptools import Command, setup
 from setuptools.command.build_py import build_py
@@ -29,8 +30,7 @@ CFLAGS = ["-O2", "-g", "-std=gnu11", "-Wall", "-Wextra", "-Werror", "-D_GNU_SOUR
 # kind "shared": a position-independent shared library (LD_PRELOAD).
 # kind "exe": an ordinary executable.
 NATIVE_TARGETS: list[tuple[str, str, list[str], list[str]]] = [
-    ("libmosix_shim.so", "shared", ["preload_shim.c", "seccomp_filter.c"],
-     ["-fvisibility=hidden"]),
+    ("libmosix_shim.so", "shared", ["preload_shim.c", "seccomp_filter.c"], ["-fvisibility=hidden"]),
     ("mosix-exec", "exe", ["mosix_exec.c", "seccomp_filter.c"], []),
 ]
 
@@ -66,7 +66,7 @@ class BuildPyWithNative(build_py):
 
 class BuildNative(Command):
     description = "compile the C parts into mosix/_native in the source tree"
-    user_options: list[tuple[str, str | None, str]] = []
+    user_options: ClassVar[list[tuple[str, str | None, str]]] = []
 
     def initialize_options(self) -> None:
         pass

@@ -404,7 +404,7 @@ def parse_reopen(opt: str, text: str) -> list[Reopen]:
     out = []
     for item in text.split(sep):
         fd_text, eq, path = item.partition("=")
-        if not eq or not path:
+        if not eq or not path or not fd_text:
             raise UsageError(f"{opt}: '{item}' is not fd=file")
         fd = _number(opt, fd_text, "a file descriptor")
         out.append(Reopen(fd, path))
