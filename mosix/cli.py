@@ -25,7 +25,6 @@ from mosix.exits import EXIT_USAGE, Failure
 NOT_YET = {
     "inspect": "-I (inspect a checkpoint) is not available yet",
     "recover": "-R (recover from a checkpoint) is not available yet",
-    "commands": "-S (run a commands file) is not available yet",
     "batch": "-E/-M (batch jobs on other nodes) are not available yet",
     "queue": "-q/-Q (the queue) is not available yet",
 }
@@ -51,6 +50,10 @@ def run_mosrun(prog: str, argv: Sequence[str], keep_environment: bool) -> NoRetu
         problem = not_available(args)
         if problem is not None:
             fail(prog, problem, EXIT_USAGE)
+        if args.commands is not None:
+            from mosix import batches
+
+            batches.run_commands(args, keep_environment=keep_environment)
         launch.run_program(args, keep_environment=keep_environment)
     except UsageError as e:
         fail(prog, str(e), EXIT_USAGE)
