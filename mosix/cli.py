@@ -14,6 +14,7 @@ is the program's own, because mosrun becomes the program (exec in place).
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -22,11 +23,11 @@ from mosix import launch
 from mosix.arguments import MosrunArgs, UsageError, home_jobids_resolver, parse
 from mosix.exits import EXIT_USAGE, Failure
 
+REGISTER_TIMEOUT = 2.0  # a wedged agent must not hold up every mosrun for long
 NOT_YET = {
     "inspect": "-I (inspect a checkpoint) is not available yet",
     "recover": "-R (recover from a checkpoint) is not available yet",
     "batch": "-E/-M (batch jobs on other nodes) are not available yet",
-    "queue": "-q/-Q (the queue) is not available yet",
 }
 
 
@@ -44,7 +45,38 @@ def not_available(args: MosrunArgs) -> str | None:
     return launch.placement_problem(args)
 
 
-def run_mosrun(prog: str, argv: Sequence[str], keep_environment: bool) -> NoReturn:
+def register(args: MosrunArgs) -> None:
+    """Tell the node agent (starting the embedded one if needed) about this program.
+
+    Best effort: a program runs even when no agent can be reached, and the
+    agent finds it later in /proc through its MOSIX_INHERIT environment.
+    """
+    from mosix.agent_client import AgentUnavailable, connect
+    from mosix.arguments import inherit, inherited_words
+    from mosix.protocol import Done, Register
+
+    effective = inherit(launch.outer_settings(os.environ), args)
+    try:
+        with connect(autostart=True) as client:
+            client.sock.settimeout(REGISTER_TIMEOUT)
+            client.request(
+                Register(
+                    pid=os.getpid(),
+                    job=effective.job_id or 0,
+                    estimate_minutes=args.duration_minutes,
+                    memory_mb=effective.memory_mb,
+                    flags=inherited_words(effective),
+                    command=list(args.program),
+                ),
+                Done,
+            )
+    except (AgentUnavailable, OSError, Failure):
+        pass
+
+
+def run_mosrun(
+    prog: str, argv: Sequence[str], keep_environment: bool, queued: bool = False
+) -> NoReturn:
     try:
         args = parse(argv, jobids=home_jobids_resolver())
         problem = not_available(args)
@@ -54,6 +86,13 @@ def run_mosrun(prog: str, argv: Sequence[str], keep_environment: bool) -> NoRetu
             from mosix import batches
 
             batches.run_commands(args, keep_environment=keep_environment)
+        if args.queue is not None:
+            from mosix import queue_wait
+
+            if not queued:
+                queue_wait.become_mosqueue(list(argv), keep_environment)
+            queue_wait.wait_turn(args)
+        register(args)
         launch.run_program(args, keep_environment=keep_environment)
     except UsageError as e:
         fail(prog, str(e), EXIT_USAGE)
@@ -80,6 +119,10 @@ def native_main() -> NoReturn:
     if argv[0].startswith("-"):
         fail("native", f"{argv[0]}: unknown option (native takes no options)", EXIT_USAGE)
     try:
+        if launch.under_discipline():
+            from mosix.native_client import run_via_agent
+
+            run_via_agent(argv)
         launch.run_native(argv)
     except Failure as e:
         fail("native", e.message, e.status)

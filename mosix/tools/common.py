@@ -1,13 +1,17 @@
-"""What the administration tools share: typer set-up and common failures."""
+"""What the administration tools share: typer set-up, agent requests, user names."""
 
 from __future__ import annotations
 
+import pwd
 import sys
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 import typer
 
-from mosix.exits import EXIT_USAGE
+from mosix.exits import EXIT_USAGE, Failure
+from mosix.protocol import Message
+
+M = TypeVar("M", bound=Message)
 
 
 def app(name: str, help_text: str) -> typer.Typer:
@@ -27,7 +31,42 @@ def fail(tool: str, message: str, status: int = EXIT_USAGE) -> NoReturn:
 
 
 def not_available(tool: str, what: str) -> NoReturn:
-    fail(tool, f"{what}: not available yet (needs the node agent)")
+    fail(tool, f"{what}: not available yet")
+
+
+def ask(tool: str, msg: Message, expect: type[M], autostart: bool = True) -> M:
+    """One request to the node agent; failures end the tool with one line."""
+    from mosix.agent_client import connect
+
+    try:
+        with connect(autostart=autostart) as client:
+            return client.request(msg, expect)
+    except Failure as e:
+        fail(tool, e.message, e.status)
+
+
+def user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def user_id(tool: str, name: str) -> int:
+    if name.isdigit():
+        return int(name)
+    try:
+        return pwd.getpwnam(name).pw_uid
+    except KeyError:
+        fail(tool, f"-u {name}: no such user")
+
+
+def minutes_text(minutes: int | None) -> str:
+    if minutes is None:
+        return "-"
+    days, rest = divmod(minutes, 1440)
+    hours, mins = divmod(rest, 60)
+    return (f"{days}d" if days else "") + (f"{hours}h" if hours or days else "") + f"{mins}m"
 
 
 def run(application: typer.Typer, tool: str) -> None:

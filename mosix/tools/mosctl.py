@@ -2,12 +2,36 @@
 
 from __future__ import annotations
 
-from mosix.tools.common import app, not_available, run
+from mosix.protocol import Done, GetStatus, Shutdown, Status
+from mosix.tools.common import app, ask, not_available, run
 
 cli = app("mosctl", "Administer this MOSIX node and show its status.")
 
-VERBS = {
-    "status": "show this node's status (CPUs, speed, load, free memory)",
+
+@cli.command("status")
+def status() -> None:
+    """Show this node's status: CPUs, speed, load, memory, queue."""
+    facts = ask("mosctl", GetStatus(), Status).facts
+    assert facts is not None
+    load = " ".join(f"{x:.2f}" for x in facts.load)
+    print(f"node:       {facts.node} ({facts.name})")
+    print(f"cpus:       {facts.cpus} at {facts.speed_mhz:.0f} MHz")
+    print(f"load:       {load}")
+    print(f"memory:     {facts.mem_free_mb} MB free of {facts.mem_total_mb} MB")
+    print(
+        f"queue:      {facts.queued} queued, {facts.queue_running} of {facts.queue_slots} "
+        "slots running"
+    )
+    print(f"processes:  {facts.processes} MOSIX processes")
+
+
+@cli.command("shutdown")
+def shutdown() -> None:
+    """Stop the node agent (queued -q jobs are killed, -Q jobs start)."""
+    ask("mosctl", Shutdown(), Done, autostart=False)
+
+
+LATER = {
     "localstatus": "show this node's status without asking other nodes",
     "rstatus": "show the status of the other nodes",
     "stay": "stop automatic migration away from this node",
@@ -20,7 +44,6 @@ VERBS = {
     "bring": "bring this node's processes home",
     "isolate": "disconnect from the cluster",
     "rejoin": "reconnect to the cluster",
-    "shutdown": "expel, bring home and stop the node agent",
     "whois": "show which node number a host has (and the reverse)",
 }
 
@@ -33,7 +56,7 @@ def make_verb(verb: str, text: str) -> None:
     cli.command(verb)(action)
 
 
-for _verb, _text in VERBS.items():
+for _verb, _text in LATER.items():
     make_verb(_verb, _text)
 
 

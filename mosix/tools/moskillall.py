@@ -6,13 +6,15 @@ Like kill(1), the signal may be written ``-{signal}`` (``-9``, ``-TERM``,
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from typing import Annotated
 
 import typer
 
-from mosix.tools.common import app, fail, not_available
+from mosix.protocol import ListProcesses, Processes
+from mosix.tools.common import app, ask, fail, user_id
 
 cli = app(
     "moskillall",
@@ -44,8 +46,22 @@ def main_command(
     user: Annotated[str | None, typer.Option("-u", "--user", help="this user's (root)")] = None,
 ) -> None:
     number = signal_number(sig)
-    del job, user, number
-    not_available("moskillall", "signalling")
+    uid = user_id("moskillall", user) if user is not None else os.getuid()
+    listing = ask("moskillall", ListProcesses(uid=uid, job=job), Processes)
+    me = os.getpid()
+    refused = 0
+    for p in listing.processes:
+        if p.pid == me:
+            continue
+        try:
+            os.kill(p.pid, number)
+        except ProcessLookupError:
+            pass  # ended meanwhile
+        except PermissionError:
+            refused += 1
+            sys.stderr.write(f"moskillall: {p.pid}: not permitted\n")
+    if refused:
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -2,23 +2,39 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 import typer
 
-from mosix.tools.common import app, not_available, run
+from mosix.protocol import ListProcesses, Processes
+from mosix.tools.common import app, ask, minutes_text, run, user_id, user_name
 
-cli = app("mosps", "List MOSIX processes: pid, user, job, where, state, estimate, command.")
+cli = app(
+    "mosps",
+    "List MOSIX processes: pid, user, job, where it runs, state, -D estimate, command. "
+    "Users see their own; root sees everyone's.",
+)
+
+HEADER = f"{'PID':>7} {'USER':<10} {'JOB':>5} {'WHERE':<8} {'STATE':<10} {'EST':>8}  COMMAND"
 
 
 @cli.command()
 def main_command(
     user: Annotated[str | None, typer.Option("-u", "--user", help="only this user's")] = None,
     job: Annotated[int | None, typer.Option("-J", "--job", help="only this job ID")] = None,
-    all_users: Annotated[bool, typer.Option("-a", "--all", help="every user's")] = False,
+    all_users: Annotated[bool, typer.Option("-a", "--all", help="every user's (root)")] = False,
 ) -> None:
-    del user, job, all_users
-    not_available("mosps", "listing")
+    uid = user_id("mosps", user) if user is not None else None
+    everyone = all_users or (uid is None and os.geteuid() == 0)
+    reply = ask("mosps", ListProcesses(all_users=everyone, uid=uid, job=job), Processes)
+    print(HEADER)
+    for p in reply.processes:
+        command = " ".join(p.command) or "?"
+        print(
+            f"{p.pid:>7} {user_name(p.uid):<10.10} {p.job:>5} {p.where:<8.8} {p.state:<10.10} "
+            f"{minutes_text(p.estimate_minutes):>8}  {command}"
+        )
 
 
 def main() -> None:

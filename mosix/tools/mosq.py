@@ -6,45 +6,60 @@ from typing import Annotated
 
 import typer
 
-from mosix.tools.common import app, not_available, run
+from mosix.protocol import Done, ListQueue, QueueAction, QueueListing
+from mosix.tools.common import app, ask, run, user_name
 
 cli = app("mosq", "Inspect and control the MOSIX queue. With -j, IDs are job IDs.")
 JobFlag = Annotated[bool, typer.Option("-j", "--jobs", help="IDs are job IDs, not pids")]
-Id = Annotated[int, typer.Argument(help="process ID (or job ID with -j)")]
+Id = Annotated[int, typer.Argument(min=0, help="process ID (or job ID with -j)")]
+
+HEADER = (
+    f"{'POS':>5} {'PID':>7} {'USER':<10} {'JOB':>5} {'PRI':>5} {'Q':<1} {'MB':>6} {'P':>3}  COMMAND"
+)
+
+
+def show(all_users: bool) -> None:
+    listing = ask("mosq", ListQueue(all_users=all_users), QueueListing)
+    print(HEADER)
+    for e in listing.entries:
+        print(
+            f"{e.position:>5} {e.pid:>7} {user_name(e.uid):<10.10} {e.job:>5} {e.priority:>5} "
+            f"{e.mode:<1} {e.memory_mb or '-':>6} {e.parallel:>3}  {' '.join(e.command)}"
+        )
+
+
+def act(action: str, ident: int, jobs: bool, priority: int | None = None) -> None:
+    ask("mosq", QueueAction(action=action, ident=ident, by_job=jobs, priority=priority), Done)
 
 
 @cli.command("list")
-def list_queue(jobs: JobFlag = False) -> None:
-    """Your queued jobs."""
-    del jobs
-    not_available("mosq", "list")
+def list_queue() -> None:
+    """Your queued jobs, in the order they will run."""
+    show(all_users=False)
 
 
 @cli.command("listall")
-def list_all(jobs: JobFlag = False) -> None:
-    """Every user's queued jobs."""
-    del jobs
-    not_available("mosq", "listall")
+def list_all() -> None:
+    """Every user's queued jobs (root)."""
+    show(all_users=True)
 
 
 @cli.command("count")
 def count() -> None:
-    """How many jobs are queued."""
-    not_available("mosq", "count")
+    """How many of your jobs are queued."""
+    print(ask("mosq", ListQueue(count_only=True), QueueListing).total)
 
 
 @cli.command("run")
 def run_now(ident: Id, jobs: JobFlag = False) -> None:
     """Start a queued job now, bypassing the queue."""
-    del ident, jobs
-    not_available("mosq", "run")
+    act("run", ident, jobs)
 
 
 @cli.command("abort")
 def abort(ident: Id, jobs: JobFlag = False) -> None:
-    """Abort a queued job (-q jobs are killed, -Q jobs start running)."""
-    del ident, jobs
-    not_available("mosq", "abort")
+    """Abort a queued job: -q jobs are killed, -Q jobs start running."""
+    act("abort", ident, jobs)
 
 
 @cli.command("cngpri")
@@ -54,22 +69,19 @@ def change_priority(
     jobs: JobFlag = False,
 ) -> None:
     """Change a queued job's priority."""
-    del priority, ident, jobs
-    not_available("mosq", "cngpri")
+    act("cngpri", ident, jobs, priority)
 
 
 @cli.command("advance")
 def advance(ident: Id, jobs: JobFlag = False) -> None:
     """Move a job ahead of the others of the same priority."""
-    del ident, jobs
-    not_available("mosq", "advance")
+    act("advance", ident, jobs)
 
 
 @cli.command("retard")
 def retard(ident: Id, jobs: JobFlag = False) -> None:
     """Move a job behind the others of the same priority."""
-    del ident, jobs
-    not_available("mosq", "retard")
+    act("retard", ident, jobs)
 
 
 def main() -> None:

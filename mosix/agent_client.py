@@ -1,0 +1,184 @@
+"""Talking to the node agent from mosrun and the tools (blocking, no trio).
+
+``connect()`` finds the agent (the system one, else the user's own) and, when
+none answers, starts the embedded default: a detached ``mosixd`` that signals
+readiness through a pipe.  Failures are :class:`AgentUnavailable` with one
+line for the user.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+import subprocess
+import sys
+from collections.abc import Sequence
+from typing import TypeVar
+
+from mosix.agent_paths import AgentPaths, candidate_paths, own_paths
+from mosix.exits import EXIT_USAGE, Failure
+from mosix.protocol import (
+    HEADER,
+    Message,
+    ProtocolError,
+    Refused,
+    decode_message,
+    encode_message,
+    frame_length,
+)
+
+REPLY_TIMEOUT = float(os.environ.get("MOSIX_AGENT_TIMEOUT", "10"))
+START_TIMEOUT = 20.0
+M = TypeVar("M", bound=Message)
+
+
+class AgentUnavailable(Failure):
+    pass
+
+
+class AgentRefused(Failure):
+    pass
+
+
+class AgentClient:
+    def __init__(self, sock: socket.socket, paths: AgentPaths) -> None:
+        self.sock = sock
+        self.paths = paths
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> AgentClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def send(self, msg: Message, fds: Sequence[int] = ()) -> None:
+        data = encode_message(msg)
+        try:
+            if fds:
+                sent = socket.send_fds(self.sock, [data], list(fds))
+                data = data[sent:]
+            self.sock.sendall(data)
+        except OSError as e:
+            raise AgentUnavailable(
+                f"lost the node agent ({self.paths.socket}): {e.strerror}"
+            ) from None
+
+    def _read_exact(self, size: int, timeout: float | None) -> bytes | None:
+        chunks = bytearray()
+        self.sock.settimeout(timeout)
+        while len(chunks) < size:
+            try:
+                data = self.sock.recv(size - len(chunks))
+            except TimeoutError:
+                raise AgentUnavailable(
+                    f"the node agent does not answer ({self.paths.socket})"
+                ) from None
+            except OSError as e:
+                raise AgentUnavailable(f"lost the node agent: {e.strerror}") from None
+            if not data:
+                return None
+            chunks += data
+        return bytes(chunks)
+
+    def receive(self, timeout: float | None = REPLY_TIMEOUT) -> Message | None:
+        """The next message; None if the agent closed the connection."""
+        header = self._read_exact(HEADER.size, timeout)
+        if header is None:
+            return None
+        try:
+            payload = self._read_exact(frame_length(header), timeout)
+            if payload is None:
+                return None
+            return decode_message(payload)
+        except ProtocolError as e:
+            raise AgentUnavailable(f"the node agent sent a bad reply: {e}") from None
+
+    def request(self, msg: Message, expect: type[M]) -> M:
+        """Send ``msg`` and return the reply of type ``expect``; refusals raise."""
+        self.send(msg)
+        reply = self.receive()
+        if reply is None:
+            raise AgentUnavailable(f"the node agent closed the connection ({self.paths.socket})")
+        if isinstance(reply, Refused):
+            raise AgentRefused(reply.error, EXIT_USAGE)
+        if not isinstance(reply, expect):
+            raise AgentUnavailable(f"the node agent answered '{reply.OP}' to '{msg.OP}'")
+        return reply
+
+
+def try_connect(paths: AgentPaths) -> AgentClient | None:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    try:
+        sock.connect(str(paths.socket))
+    except OSError:
+        sock.close()
+        return None
+    return AgentClient(sock, paths)
+
+
+def start_agent(paths: AgentPaths) -> None:
+    """Start a detached agent on ``paths`` and wait until its socket is ready."""
+    from mosix.launch import under_discipline
+
+    if under_discipline():
+        raise AgentUnavailable(
+            f"no node agent runs ({paths.socket}) and one cannot be started from under "
+            "the MOSIX discipline"
+        )
+    read_end, write_end = os.pipe()
+    env = dict(os.environ)
+    env.pop("MOSIX_INHERIT", None)
+    try:
+        subprocess.run(
+            [
+                sys.executable or "python3",
+                "-m",
+                "mosix.tools.mosixd",
+                "--detach",
+                "--ready-fd",
+                str(write_end),
+                "--run-dir",
+                str(paths.run_dir),
+            ],
+            pass_fds=[write_end],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=env,
+            check=True,
+            timeout=START_TIMEOUT,
+        )
+    except (OSError, subprocess.SubprocessError) as e:
+        os.close(read_end)
+        raise AgentUnavailable(f"cannot start the node agent: {e}") from None
+    finally:
+        os.close(write_end)
+    try:
+        ready, _, _ = select.select([read_end], [], [], START_TIMEOUT)
+        if ready:
+            os.read(read_end, 64)  # "ready", or EOF when another agent already ran
+    finally:
+        os.close(read_end)
+
+
+def connect(autostart: bool = True) -> AgentClient:
+    """A connection to this node's agent, starting the embedded default if needed."""
+    for paths in candidate_paths():
+        client = try_connect(paths)
+        if client is not None:
+            return client
+    if not autostart:
+        where = " or ".join(str(p.socket) for p in candidate_paths())
+        raise AgentUnavailable(f"no node agent runs ({where})")
+    paths = own_paths()
+    start_agent(paths)
+    client = try_connect(paths)
+    if client is None:
+        raise AgentUnavailable(
+            f"started the node agent but cannot reach {paths.socket} (see {paths.log})"
+        )
+    return client

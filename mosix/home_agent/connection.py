@@ -1,0 +1,94 @@
+"""One client connection of the agent: framed messages, peer identity, passed fds."""
+
+from __future__ import annotations
+
+import array
+import os
+import socket
+import struct
+from dataclasses import dataclass
+
+import trio
+
+from mosix.protocol import (
+    HEADER,
+    Message,
+    ProtocolError,
+    decode_message,
+    encode_message,
+    frame_length,
+)
+
+FD_SPACE = socket.CMSG_SPACE(16 * array.array("i").itemsize)
+FRAME_TIMEOUT = 10.0  # a started frame must arrive whole within this time
+
+
+@dataclass(frozen=True)
+class Peer:
+    pid: int
+    uid: int
+    gid: int
+
+    @property
+    def is_root(self) -> bool:
+        return self.uid == 0
+
+
+def peer_of(sock: trio.socket.SocketType) -> Peer:
+    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    pid, uid, gid = struct.unpack("3i", raw)
+    return Peer(pid, uid, gid)
+
+
+class Connection:
+    def __init__(self, sock: trio.socket.SocketType) -> None:
+        self.sock = sock
+        self.peer = peer_of(sock)
+        self.buffer = bytearray()
+        self.fds: list[int] = []
+        self.send_lock = trio.Lock()
+
+    async def _fill(self, size: int) -> bool:
+        """Read until ``size`` bytes are buffered; False at a clean end of stream."""
+        while len(self.buffer) < size:
+            data, ancdata, _flags, _addr = await self.sock.recvmsg(65536, FD_SPACE)
+            for level, kind, payload in ancdata:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                    fds = array.array("i")
+                    fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
+                    self.fds.extend(fds)
+            if not data:
+                if self.buffer:
+                    raise ProtocolError("connection closed in the middle of a frame")
+                return False
+            self.buffer += data
+        return True
+
+    async def receive(self) -> Message | None:
+        """The next message; None when the peer closed the connection."""
+        if not await self._fill(HEADER.size):
+            return None
+        length = frame_length(bytes(self.buffer[: HEADER.size]))
+        with trio.fail_after(FRAME_TIMEOUT):
+            if not await self._fill(HEADER.size + length):
+                raise ProtocolError("connection closed in the middle of a frame")
+        payload = bytes(self.buffer[HEADER.size : HEADER.size + length])
+        del self.buffer[: HEADER.size + length]
+        return decode_message(payload)
+
+    def take_fds(self) -> list[int]:
+        fds, self.fds = self.fds, []
+        return fds
+
+    async def send(self, msg: Message) -> None:
+        data = encode_message(msg)
+        async with self.send_lock:
+            view = memoryview(data)
+            while view:
+                sent = await self.sock.send(view)
+                view = view[sent:]
+
+    def close(self) -> None:
+        for fd in self.take_fds():
+            os.close(fd)
+        self.sock.close()

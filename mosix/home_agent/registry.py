@@ -1,0 +1,114 @@
+"""The registry of MOSIX processes on this (home) node.
+
+Two sources, merged when listing:
+- registrations: a mosrun about to become its program registers it with what
+  /proc cannot tell (-D estimate, start time); they are saved with the agent's
+  state, so an agent restart loses nothing;
+- discovery: every process started under the discipline carries the
+  MOSIX_INHERIT words in its initial environment, so descendants (and
+  programs that ran while the agent was down) are found in /proc.
+A pid is matched together with its start time, so a reused pid is not taken
+for the process that had it before.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from mosix.arguments import UsageError, parse_inherited_words
+from mosix.home_agent import proc_info
+from mosix.protocol import ProcessInfo
+
+
+@dataclass
+class Registration:
+    pid: int
+    start_ticks: int | None
+    uid: int
+    job: int
+    estimate_minutes: int | None
+    memory_mb: int | None
+    flags: list[str]
+    command: list[str]
+    started: float = field(default_factory=time.time)
+    frozen_seconds: float = 0.0
+    frozen_since: float | None = None
+    state: str = "running"
+
+    def estimate_with_frozen_time(self, now: float) -> int | None:
+        if self.estimate_minutes is None:
+            return None
+        frozen = self.frozen_seconds + (now - self.frozen_since if self.frozen_since else 0.0)
+        return self.estimate_minutes + int(-(-frozen // 60))
+
+
+def job_of(words: list[str]) -> tuple[int, int | None]:
+    """(job ID, -m) from inherited option words; (0, None) when unreadable."""
+    try:
+        args = parse_inherited_words(words)
+    except UsageError:
+        return 0, None
+    return args.job_id or 0, args.memory_mb
+
+
+class Registry:
+    def __init__(self, home: str) -> None:
+        self.home = home
+        self.registered: dict[int, Registration] = {}
+
+    def register(self, reg: Registration) -> None:
+        self.registered[reg.pid] = reg
+
+    def forget_dead(self) -> None:
+        for pid, reg in list(self.registered.items()):
+            if not proc_info.alive(pid, reg.start_ticks):
+                del self.registered[pid]
+
+    def discover(self) -> dict[int, ProcessInfo]:
+        """Every live MOSIX process on this node, registered or found in /proc."""
+        self.forget_dead()
+        now = time.time()
+        found: dict[int, ProcessInfo] = {}
+        for pid, reg in self.registered.items():
+            found[pid] = self.info(reg, now)
+        for pid in proc_info.pids():
+            if pid in found:
+                continue
+            words = proc_info.inherited_words(pid)
+            uid = proc_info.real_uid(pid)
+            if words is None or uid is None:
+                continue
+            job, memory = job_of(words)
+            found[pid] = ProcessInfo(
+                pid=pid,
+                uid=uid,
+                job=job,
+                state=self.state_of(pid, "running"),
+                where="home",
+                home=self.home,
+                started=0.0,
+                estimate_minutes=None,
+                memory_mb=memory,
+                flags=words,
+                command=proc_info.command(pid),
+            )
+        return found
+
+    def state_of(self, pid: int, state: str) -> str:
+        return "stopped" if state == "running" and proc_info.state_letter(pid) == "T" else state
+
+    def info(self, reg: Registration, now: float) -> ProcessInfo:
+        return ProcessInfo(
+            pid=reg.pid,
+            uid=reg.uid,
+            job=reg.job,
+            state=self.state_of(reg.pid, reg.state),
+            where="home",
+            home=self.home,
+            started=reg.started,
+            estimate_minutes=reg.estimate_with_frozen_time(now),
+            memory_mb=reg.memory_mb,
+            flags=reg.flags,
+            command=reg.command or proc_info.command(reg.pid),
+        )

@@ -1,0 +1,548 @@
+"""mosixd: the node agent's server loop (trio).
+
+Holds the registry and the queue, answers the control socket, starts queued
+jobs when resources allow, and starts native programs for callers under the
+discipline.  State that must survive a restart (registrations, queue, jobs it
+started) is saved to the run directory after each change; queued mosruns that
+lose the agent reconnect and present their ticket, keeping their place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import cbor2
+import trio
+
+from mosix.agent_paths import AgentPaths
+from mosix.home_agent import node_facts, proc_info
+from mosix.home_agent.connection import Connection, Peer
+from mosix.home_agent.queue import Capacity, Queue, QueuedJob, RunningJob
+from mosix.home_agent.registry import Registration, Registry
+from mosix.protocol import (
+    QUEUE_ACTIONS,
+    Abort,
+    Done,
+    Enqueue,
+    Exited,
+    GetStatus,
+    Go,
+    ListProcesses,
+    ListQueue,
+    Message,
+    NodeFacts,
+    Processes,
+    ProcessInfo,
+    ProtocolError,
+    QueueAction,
+    Queued,
+    QueueEntry,
+    QueueListing,
+    Refused,
+    Register,
+    Shutdown,
+    Started,
+    StartNative,
+    Status,
+)
+
+log = logging.getLogger("mosixd")
+TICK_SECONDS = 1.0  # how often memory-bound queued jobs are reconsidered
+SAVE_DELAY = 0.05  # state is saved at most this often
+
+
+class Refusal(Exception):
+    """A request that cannot be done; the text goes back to the client."""
+
+
+@dataclass
+class AgentConfig:
+    node: int = 1
+    name: str = field(default_factory=node_facts.host_name)
+    default_priority: int = 50
+    queue_slots: int = field(default_factory=node_facts.cpu_count)
+
+
+@dataclass
+class Waiter:
+    """A queued job's connection, waiting for Go or Abort."""
+
+    conn: Connection
+    job: QueuedJob
+
+
+class Agent:
+    def __init__(self, paths: AgentPaths, config: AgentConfig) -> None:
+        self.paths = paths
+        self.config = config
+        self.registry = Registry(config.name)
+        self.queue = Queue(config.default_priority)
+        self.capacity = Capacity(
+            slots=config.queue_slots,
+            memory_available_mb=lambda: node_facts.memory_mb()[1],
+            memory_in_use_mb=proc_info.rss_mb,
+        )
+        self.waiters: dict[int, Waiter] = {}  # ticket -> its connection
+        self.wakeup = trio.Event()
+        self.dirty = trio.Event()
+        self.stopping = trio.Event()
+        self.nursery: trio.Nursery | None = None
+        self.owner = os.geteuid()
+
+    # ------------------------------------------------------------ state
+
+    def snapshot(self) -> dict[str, object]:
+        return {
+            "version": 1,
+            "next_ticket": self.queue.next_ticket,
+            "registered": [vars(r) for r in self.registry.registered.values()],
+            "queued": [vars(j) for j in self.queue.jobs.values()],
+            "running": [vars(r) for r in self.capacity.running.values()],
+        }
+
+    def save(self) -> None:
+        tmp = self.paths.state.with_suffix(".tmp")
+        with open(tmp, "wb") as f:
+            cbor2.dump(self.snapshot(), f)
+        os.replace(tmp, self.paths.state)
+
+    def load(self) -> None:
+        """Take back the state of a previous agent on this run directory."""
+        try:
+            with open(self.paths.state, "rb") as f:
+                state = cbor2.load(f)
+        except FileNotFoundError:
+            return
+        except Exception as e:  # a damaged state file must not keep the agent down
+            log.warning("ignoring unreadable state file %s: %s", self.paths.state, e)
+            return
+        now = time.time()
+        try:
+            self.queue.next_ticket = int(state["next_ticket"])
+            for r in state["registered"]:
+                self.registry.register(Registration(**r))
+            for j in state["queued"]:
+                job = QueuedJob(**j)
+                if proc_info.alive(job.pid, job.start_ticks):
+                    job.connected, job.lost_since = False, now
+                    self.queue.add(job)
+            for r in state["running"]:
+                run = RunningJob(**r)
+                self.capacity.running[run.ticket] = run
+        except (KeyError, TypeError, ValueError) as e:
+            log.warning("ignoring malformed state file %s: %s", self.paths.state, e)
+        self.registry.forget_dead()
+        log.info(
+            "restored %d registrations, %d queued and %d running jobs",
+            len(self.registry.registered),
+            len(self.queue.jobs),
+            len(self.capacity.running),
+        )
+
+    def changed(self) -> None:
+        self.dirty.set()
+        self.wakeup.set()
+
+    async def saver(self) -> None:
+        while True:
+            await self.dirty.wait()
+            self.dirty = trio.Event()
+            self.save()
+            await trio.sleep(SAVE_DELAY)
+
+    # ------------------------------------------------------ scheduling
+
+    async def scheduler(self) -> None:
+        assert self.nursery is not None
+        for run in list(self.capacity.running.values()):
+            self.nursery.start_soon(self.watch_running, run.ticket, run.pid)
+        while True:
+            with trio.move_on_after(TICK_SECONDS):
+                await self.wakeup.wait()
+            self.wakeup = trio.Event()
+            now = time.time()
+            for job in list(self.queue.jobs.values()):
+                if not job.connected and not proc_info.alive(job.pid, job.start_ticks):
+                    self.queue.remove(job.ticket)
+                    self.dirty.set()
+            for job in self.queue.startable(self.capacity, now):
+                await self.start_job(job, "turn")
+
+    async def start_job(self, job: QueuedJob, reason: str) -> None:
+        """Let a queued job run; it occupies its slots until its process ends."""
+        assert self.nursery is not None
+        self.queue.remove(job.ticket)
+        if job.ticket not in self.capacity.running:
+            self.capacity.take(job)
+        waiter = self.waiters.pop(job.ticket, None)
+        if waiter is not None:
+            with contextlib.suppress(OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+                await waiter.conn.send(Go(reason=reason, ticket=job.ticket))
+        self.nursery.start_soon(self.watch_running, job.ticket, job.pid)
+        self.changed()
+        log.info("started queued job %d (pid %d): %s", job.ticket, job.pid, reason)
+
+    async def watch_running(self, ticket: int, pid: int) -> None:
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError:
+            pidfd = -1
+        if pidfd >= 0:
+            try:
+                await trio.lowlevel.wait_readable(pidfd)
+            finally:
+                os.close(pidfd)
+        self.capacity.release(ticket)
+        self.changed()
+
+    # -------------------------------------------------------- requests
+
+    async def handle(self, conn: Connection) -> None:
+        tickets: list[int] = []
+        try:
+            while True:
+                try:
+                    msg = await conn.receive()
+                except (ProtocolError, trio.TooSlowError) as e:
+                    await self.reply(conn, Refused(error=f"bad request: {e}"))
+                    return
+                if msg is None:
+                    return
+                try:
+                    reply = await self.dispatch(conn, msg, tickets)
+                except Refusal as e:
+                    reply = Refused(error=str(e))
+                if reply is not None:
+                    await self.reply(conn, reply)
+        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        finally:
+            for ticket in tickets:
+                waiter = self.waiters.get(ticket)
+                if waiter is not None and waiter.conn is conn:
+                    del self.waiters[ticket]
+                    if self.queue.remove(ticket) is not None:
+                        self.changed()
+            conn.close()
+
+    async def reply(self, conn: Connection, msg: Message) -> None:
+        with contextlib.suppress(OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+            await conn.send(msg)
+
+    async def dispatch(self, conn: Connection, msg: Message, tickets: list[int]) -> Message | None:
+        peer = conn.peer
+        match msg:
+            case Register():
+                return self.register(peer, msg)
+            case Enqueue():
+                return self.enqueue(conn, msg, tickets)
+            case ListProcesses():
+                return self.list_processes(peer, msg)
+            case ListQueue():
+                return self.list_queue(peer, msg)
+            case QueueAction():
+                return Done(count=await self.queue_action(peer, msg))
+            case GetStatus():
+                return Status(facts=self.facts())
+            case StartNative():
+                await self.start_native(conn, msg)
+                return None
+            case Shutdown():
+                if not peer.is_root and peer.uid != self.owner:
+                    raise Refusal("only root or the agent's owner may stop the agent")
+                self.stopping.set()
+                return Done()
+        raise Refusal(f"'{msg.OP}' is not a request")
+
+    def check_owner(self, peer: Peer, pid: int) -> int:
+        uid = proc_info.real_uid(pid)
+        if uid is None:
+            raise Refusal(f"no process {pid}")
+        if not peer.is_root and uid != peer.uid:
+            raise Refusal(f"process {pid} belongs to another user")
+        return uid
+
+    def register(self, peer: Peer, msg: Register) -> Message:
+        uid = self.check_owner(peer, msg.pid)
+        self.registry.register(
+            Registration(
+                pid=msg.pid,
+                start_ticks=proc_info.start_ticks(msg.pid),
+                uid=uid,
+                job=msg.job,
+                estimate_minutes=msg.estimate_minutes,
+                memory_mb=msg.memory_mb,
+                flags=msg.flags,
+                command=msg.command,
+            )
+        )
+        self.changed()
+        return Done()
+
+    def enqueue(self, conn: Connection, msg: Enqueue, tickets: list[int]) -> Message:
+        peer = conn.peer
+        uid = self.check_owner(peer, msg.pid)
+        if msg.mode not in ("q", "Q"):
+            raise Refusal(f"queue mode must be 'q' or 'Q', not {msg.mode!r}")
+        if msg.parallel < 1 or msg.memory_mb < 0:
+            raise Refusal("-P must be at least 1 and -m not negative")
+        total_mb = node_facts.memory_mb()[0]
+        if msg.memory_mb > total_mb:
+            raise Refusal(f"-m{msg.memory_mb}: no node has that much memory ({total_mb} MB here)")
+        if msg.ticket and msg.ticket in self.capacity.running:
+            return Go(reason="turn", ticket=msg.ticket)  # started before an agent restart
+        job = self.queue.jobs.get(msg.ticket) if msg.ticket else None
+        if job is not None and job.pid == msg.pid and job.uid == uid:
+            job.connected, job.lost_since = True, None  # back after an agent restart
+        else:
+            job = QueuedJob(
+                ticket=msg.ticket or self.queue.new_ticket(),
+                pid=msg.pid,
+                start_ticks=proc_info.start_ticks(msg.pid),
+                uid=uid,
+                job=msg.job,
+                priority=self.config.default_priority if msg.priority is None else msg.priority,
+                mode=msg.mode,
+                memory_mb=msg.memory_mb,
+                parallel=msg.parallel,
+                command=msg.command,
+            )
+            self.queue.add(job)
+        self.waiters[job.ticket] = Waiter(conn, job)
+        tickets.append(job.ticket)
+        self.changed()
+        return Queued(ticket=job.ticket)
+
+    def visible(self, peer: Peer, uid: int) -> bool:
+        return peer.is_root or uid == peer.uid
+
+    def list_processes(self, peer: Peer, msg: ListProcesses) -> Message:
+        if msg.all_users and not peer.is_root:
+            raise Refusal("only root may list other users' processes")
+        if msg.uid is not None and msg.uid != peer.uid and not peer.is_root:
+            raise Refusal("only root may list other users' processes")
+        found = list(self.registry.discover().values())
+        for job in self.queue.jobs.values():
+            found.append(
+                ProcessInfo(
+                    pid=job.pid,
+                    uid=job.uid,
+                    job=job.job,
+                    state="queued",
+                    where="queue",
+                    home=self.config.name,
+                    started=0.0,
+                    estimate_minutes=None,
+                    memory_mb=job.memory_mb or None,
+                    flags=[],
+                    command=job.command,
+                )
+            )
+        uid = msg.uid if msg.uid is not None else (None if msg.all_users else peer.uid)
+        out = [
+            p
+            for p in found
+            if (uid is None or p.uid == uid)
+            and (msg.job is None or p.job == msg.job)
+            and self.visible(peer, p.uid)
+        ]
+        out.sort(key=lambda p: p.pid)
+        return Processes(processes=out)
+
+    def list_queue(self, peer: Peer, msg: ListQueue) -> Message:
+        if msg.all_users and not peer.is_root:
+            raise Refusal("only root may list other users' queued jobs")
+        ordered = self.queue.ordered()
+        mine = [j for j in ordered if msg.all_users or j.uid == peer.uid]
+        if msg.count_only:
+            return QueueListing(entries=[], total=len(mine))
+        position = {j.ticket: i for i, j in enumerate(ordered, 1)}
+        entries = [
+            QueueEntry(
+                ticket=j.ticket,
+                pid=j.pid,
+                uid=j.uid,
+                job=j.job,
+                priority=j.priority,
+                mode=j.mode,
+                memory_mb=j.memory_mb,
+                parallel=j.parallel,
+                command=j.command,
+                position=position[j.ticket],
+            )
+            for j in mine
+        ]
+        return QueueListing(entries=entries, total=len(entries))
+
+    async def queue_action(self, peer: Peer, msg: QueueAction) -> int:
+        if msg.action not in QUEUE_ACTIONS:
+            raise Refusal(f"unknown queue action '{msg.action}'")
+        if msg.action == "cngpri" and (msg.priority is None or msg.priority < 0):
+            raise Refusal("cngpri needs a priority of 0 or more")
+        if msg.by_job:
+            targets = [j for j in self.queue.ordered() if j.job == msg.ident]
+            what = f"job {msg.ident}"
+        else:
+            targets = [j for j in self.queue.ordered() if j.pid == msg.ident]
+            what = f"process {msg.ident}"
+        if not targets:
+            raise Refusal(f"{what} is not queued")
+        if not all(self.visible(peer, j.uid) for j in targets):
+            if msg.by_job:
+                targets = [j for j in targets if self.visible(peer, j.uid)]
+                if not targets:
+                    raise Refusal(f"{what} has no queued processes of yours")
+            else:
+                raise Refusal(f"{what} belongs to another user")
+        for job in targets:
+            match msg.action:
+                case "run":
+                    await self.start_job(job, "mosq run")
+                case "abort":
+                    await self.abort_job(job, "aborted by mosq")
+                case "cngpri":
+                    assert msg.priority is not None
+                    self.queue.set_priority(job.ticket, msg.priority)
+                case "advance":
+                    self.queue.advance(job.ticket)
+                case "retard":
+                    self.queue.retard(job.ticket)
+        self.changed()
+        return len(targets)
+
+    async def abort_job(self, job: QueuedJob, reason: str) -> None:
+        """-q jobs are killed; -Q jobs bypass the queue and run."""
+        if job.mode == "Q":
+            await self.start_job(job, reason)
+            return
+        self.queue.remove(job.ticket)
+        waiter = self.waiters.pop(job.ticket, None)
+        if waiter is not None:
+            await self.reply(waiter.conn, Abort(reason=reason, ticket=job.ticket))
+        self.changed()
+
+    def facts(self) -> NodeFacts:
+        total, free = node_facts.memory_mb()
+        return NodeFacts(
+            node=self.config.node,
+            name=self.config.name,
+            cpus=node_facts.cpu_count(),
+            speed_mhz=node_facts.cpu_speed_mhz(),
+            load=node_facts.load_average(),
+            mem_total_mb=total,
+            mem_free_mb=free,
+            queue_slots=self.capacity.slots,
+            queue_running=len(self.capacity.running),
+            queued=len(self.queue.jobs),
+            processes=len(self.registry.discover()),
+        )
+
+    async def start_native(self, conn: Connection, msg: StartNative) -> None:
+        """Start ``msg.argv`` outside the discipline as the caller, with its fds 0-2."""
+        fds = conn.take_fds()
+        peer = conn.peer
+        try:
+            if len(fds) != 3:
+                raise Refusal("native: expected the caller's standard input, output and error")
+            if not msg.argv:
+                raise Refusal("native: no program given")
+            try:
+                proc = subprocess.Popen(
+                    msg.argv,
+                    stdin=fds[0],
+                    stdout=fds[1],
+                    stderr=fds[2],
+                    cwd=msg.cwd,
+                    env=msg.env,
+                    user=peer.uid,
+                    group=peer.gid,
+                    extra_groups=self.groups_of(peer.pid),
+                    restore_signals=True,
+                    close_fds=True,
+                )
+            except OSError as e:
+                code = 127 if e.errno in (errno.ENOENT, errno.ENOTDIR) else 126
+                await self.reply(
+                    conn, Refused(error=f"{msg.argv[0]}: {os.strerror(e.errno or 0)} [{code}]")
+                )
+                return
+        finally:
+            for fd in fds:
+                os.close(fd)
+        await self.reply(conn, Started(pid=proc.pid))
+        pidfd = os.pidfd_open(proc.pid)
+        try:
+            await trio.lowlevel.wait_readable(pidfd)
+        finally:
+            os.close(pidfd)
+        code = proc.wait()
+        await self.reply(conn, Exited(code=code))
+
+    def groups_of(self, pid: int) -> list[int]:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                text = f.read()
+            for line in text.splitlines():
+                if line.startswith("Groups:"):
+                    return [int(g) for g in line.split()[1:]]
+        except (OSError, ValueError):
+            pass
+        return []
+
+    # ------------------------------------------------------ lifecycle
+
+    async def stop(self) -> None:
+        """Orderly stop: -q jobs are killed, -Q jobs run (the manual's rule)."""
+        for job in self.queue.ordered():
+            await self.abort_job(job, "the node agent stopped")
+        self.save()
+
+    async def serve(
+        self,
+        listener: trio.socket.SocketType,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        self.load()
+        async with trio.open_nursery() as nursery:
+            self.nursery = nursery
+            nursery.start_soon(self.scheduler)
+            nursery.start_soon(self.saver)
+            nursery.start_soon(self.accept_loop, listener, nursery)
+            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                nursery.start_soon(self.wait_signal, signals)
+                task_status.started()
+                await self.stopping.wait()
+            await self.stop()
+            log.info("stopped")
+            nursery.cancel_scope.cancel()
+
+    async def wait_signal(self, signals: AsyncIterator[int]) -> None:
+        async for sig in signals:
+            log.info("signal %d: stopping", sig)
+            self.stopping.set()
+            return
+
+    async def accept_loop(self, listener: trio.socket.SocketType, nursery: trio.Nursery) -> None:
+        while True:
+            sock, _ = await listener.accept()
+            nursery.start_soon(self.handle, Connection(sock))
+
+
+def bind_listener(paths: AgentPaths, shared: bool) -> trio.socket.SocketType:
+    """The control socket; ``shared`` (system agent) lets every user connect."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(paths.socket)
+    plain = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    plain.bind(str(paths.socket))
+    os.chmod(paths.socket, 0o666 if shared else 0o600)
+    plain.listen(512)
+    return trio.socket.from_stdlib_socket(plain)

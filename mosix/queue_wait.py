@@ -1,0 +1,105 @@
+"""A queued mosrun (-q / -Q): wait for the queue's go, shown as ``mosqueue``.
+
+mosrun re-executes itself as ``mosqueue -m mosix.queue_wait ARGS`` so that
+ps shows the job as queued (the manual's rule).  It then holds a connection
+to the agent until it is told to run (Go) or not (Abort).  If the agent goes
+away without saying either (a crash), it reconnects, starting a new agent if
+needed, and presents its ticket so it keeps its place in the queue.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+import time
+from typing import NoReturn
+
+from mosix.agent_client import AgentUnavailable, connect
+from mosix.arguments import MosrunArgs, QueueMode
+from mosix.exits import EXIT_USAGE, Failure
+from mosix.protocol import Abort, Enqueue, Go, Queued, Refused
+
+PR_SET_NAME = 15
+RETRY_FIRST, RETRY_MAX = 0.05, 2.0
+
+
+def become_mosqueue(argv: list[str], keep_environment: bool) -> NoReturn:
+    """Re-execute as 'mosqueue' (argv[0]) so that ps shows the job as queued."""
+    mode = "--mosenv" if keep_environment else "--mosrun"
+    os.execv(sys.executable, ["mosqueue", "-m", "mosix.queue_wait", mode, "--", *argv])
+
+
+def name_process(name: bytes) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_NAME, ctypes.c_char_p(name), 0, 0, 0)
+
+
+def die_aborted(reason: str) -> NoReturn:
+    sys.stderr.write(f"mosrun: {reason}: the queued job is killed\n")
+    sys.stderr.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+    raise SystemExit(EXIT_USAGE)  # not reached
+
+
+def wait_turn(args: MosrunArgs) -> None:
+    """Block until the queue lets ``args`` run; returns to run it."""
+    assert args.queue is not None
+    request = Enqueue(
+        pid=os.getpid(),
+        job=args.job_id or 0,
+        priority=args.queue.priority,
+        mode=args.queue.mode.value,
+        memory_mb=args.memory_mb or 0,
+        parallel=args.parallel or 1,
+        command=list(args.program),
+    )
+    ticket = 0
+    delay = RETRY_FIRST
+    while True:
+        try:
+            client = connect(autostart=True)
+        except AgentUnavailable as e:
+            if ticket == 0:  # never queued: the queue is not there
+                if args.queue.mode is QueueMode.RUN_ON_ABORT:
+                    return
+                raise Failure(f"-q: cannot queue the job: {e.message}", EXIT_USAGE) from None
+            time.sleep(delay)  # the agent is restarting: retry, keeping the ticket
+            delay = min(delay * 2, RETRY_MAX)
+            continue
+        with client:
+            try:
+                client.send(Enqueue(**{**vars(request), "ticket": ticket}))
+                while True:
+                    msg = client.receive(timeout=None)
+                    match msg:
+                        case None:
+                            break  # lost the agent: reconnect and keep our place
+                        case Queued():
+                            ticket, delay = msg.ticket, RETRY_FIRST
+                        case Go():
+                            return
+                        case Abort():
+                            die_aborted(msg.reason)
+                        case Refused():
+                            raise Failure(f"-q: {msg.error}", EXIT_USAGE)
+            except AgentUnavailable:
+                pass
+
+
+def main() -> NoReturn:
+    from mosix.cli import run_mosrun
+
+    mode, _, *argv = sys.argv[1:]
+    name_process(b"mosqueue")
+    run_mosrun(
+        "mosenv" if mode == "--mosenv" else "mosrun",
+        argv,
+        keep_environment=mode == "--mosenv",
+        queued=True,
+    )
+
+
+if __name__ == "__main__":
+    main()
