@@ -14,8 +14,6 @@ from pathlib import Path
 import pytest
 from agent_fixtures import (
     Agent,
-    agent,  # noqa: F401  (fixture)
-    agent_base,  # noqa: F401  (fixture)
     cleanup,
     make_agent,
     stop_embedded_agent,
@@ -43,7 +41,7 @@ def ready_line(proc: subprocess.Popen[str]) -> str:
 # ------------------------------------------------------- embedded default
 
 
-def test_first_mosrun_starts_the_embedded_agent(agent_base: Path) -> None:  # noqa: F811
+def test_first_mosrun_starts_the_embedded_agent(agent_base: Path) -> None:
     run_dir = agent_base / "embedded"
     env = dict(os.environ, MOSIX_RUN_DIR=str(run_dir))
     try:
@@ -71,7 +69,7 @@ def test_first_mosrun_starts_the_embedded_agent(agent_base: Path) -> None:  # no
 # --------------------------------------------------------------- registry
 
 
-def test_registered_process_and_its_descendants_are_listed(agent: Agent) -> None:  # noqa: F811
+def test_registered_process_and_its_descendants_are_listed(agent: Agent) -> None:
     # sh gives a background job /dev/null as stdin: pass the pipe as fd 3
     script = "exec 3<&0; sh -c 'echo child $$; exec cat <&3' & echo parent $$; wait"
     proc = agent.spawn(
@@ -98,7 +96,7 @@ def test_registered_process_and_its_descendants_are_listed(agent: Agent) -> None
     wait_until(lambda: parent not in mosps_rows(agent), what="the ended process to go")
 
 
-def test_agent_restart_loses_no_registration(agent: Agent) -> None:  # noqa: F811
+def test_agent_restart_loses_no_registration(agent: Agent) -> None:
     proc = agent.spawn(
         "mosrun",
         "-D2h",
@@ -148,7 +146,7 @@ def release(blocker: subprocess.Popen[str]) -> None:
     assert blocker.wait(timeout=30) == 0
 
 
-def test_queue_runs_by_priority_then_arrival(agent: Agent, tmp_path: Path) -> None:  # noqa: F811
+def test_queue_runs_by_priority_then_arrival(agent: Agent, tmp_path: Path) -> None:
     log = tmp_path / "order"
     blocker = start_blocker(agent)
     procs = queue_jobs(
@@ -162,7 +160,7 @@ def test_queue_runs_by_priority_then_arrival(agent: Agent, tmp_path: Path) -> No
     assert log.read_text().split() == ["f0", "c10", "e", "b60", "d60"]
 
 
-def test_queued_job_shows_as_mosqueue_in_ps(agent: Agent, tmp_path: Path) -> None:  # noqa: F811
+def test_queued_job_shows_as_mosqueue_in_ps(agent: Agent, tmp_path: Path) -> None:
     blocker = start_blocker(agent)
     (waiting,) = queue_jobs(agent, tmp_path / "log", [("w", "-q")])
     comm = Path(f"/proc/{waiting.pid}/comm").read_text().strip()
@@ -175,7 +173,7 @@ def test_queued_job_shows_as_mosqueue_in_ps(agent: Agent, tmp_path: Path) -> Non
     assert waiting.wait(timeout=60) == 0
 
 
-def test_cngpri_advance_retard(agent: Agent, tmp_path: Path) -> None:  # noqa: F811
+def test_cngpri_advance_retard(agent: Agent, tmp_path: Path) -> None:
     log = tmp_path / "order"
     blocker = start_blocker(agent)
     a, b, c = queue_jobs(agent, log, [("a", "-q"), ("b", "-q"), ("c", "-q")])
@@ -188,7 +186,7 @@ def test_cngpri_advance_retard(agent: Agent, tmp_path: Path) -> None:  # noqa: F
     assert log.read_text().split() == ["a", "c", "b"]
 
 
-def test_mosq_run_bypasses_the_queue(agent: Agent, tmp_path: Path) -> None:  # noqa: F811
+def test_mosq_run_bypasses_the_queue(agent: Agent, tmp_path: Path) -> None:
     log = tmp_path / "order"
     blocker = start_blocker(agent)
     (job,) = queue_jobs(agent, log, [("now", "-q")])
@@ -198,7 +196,7 @@ def test_mosq_run_bypasses_the_queue(agent: Agent, tmp_path: Path) -> None:  # n
     release(blocker)
 
 
-def test_abort_kills_q_jobs_and_runs_Q_jobs(agent: Agent, tmp_path: Path) -> None:  # noqa: F811
+def test_abort_kills_q_jobs_and_runs_Q_jobs(agent: Agent, tmp_path: Path) -> None:
     log = tmp_path / "order"
     blocker = start_blocker(agent)
     small_q, big_q = queue_jobs(agent, log, [("killed", "-q"), ("runs", "-Q")])
@@ -211,7 +209,7 @@ def test_abort_kills_q_jobs_and_runs_Q_jobs(agent: Agent, tmp_path: Path) -> Non
     release(blocker)
 
 
-def test_agent_stop_kills_q_jobs_and_runs_Q_jobs(agent: Agent, tmp_path: Path) -> None:  # noqa: F811
+def test_agent_stop_kills_q_jobs_and_runs_Q_jobs(agent: Agent, tmp_path: Path) -> None:
     log = tmp_path / "order"
     blocker = start_blocker(agent)
     q_job, big_q = queue_jobs(agent, log, [("killed", "-q"), ("runs", "-Q")])
@@ -222,7 +220,7 @@ def test_agent_stop_kills_q_jobs_and_runs_Q_jobs(agent: Agent, tmp_path: Path) -
     release(blocker)
 
 
-def test_agent_kill9_and_restart_keeps_the_queue(agent: Agent, tmp_path: Path) -> None:  # noqa: F811
+def test_agent_kill9_and_restart_keeps_the_queue(agent: Agent, tmp_path: Path) -> None:
     log = tmp_path / "order"
     blocker = start_blocker(agent)
     procs = queue_jobs(agent, log, [("x60", "-q60"), ("y", "-q"), ("z", "-q")])
@@ -237,13 +235,13 @@ def test_agent_kill9_and_restart_keeps_the_queue(agent: Agent, tmp_path: Path) -
     assert log.read_text().split() == ["z", "y", "x60"]
 
 
-def test_queue_refuses_impossible_memory(agent: Agent) -> None:  # noqa: F811
+def test_queue_refuses_impossible_memory(agent: Agent) -> None:
     result = agent.run("mosrun", "-q", "-m99999999", "true")
     assert result.returncode == 125
     assert result.stderr.startswith("mosrun: -q: -m99999999: no node has that much memory")
 
 
-def test_mosq_errors_are_one_line(agent: Agent) -> None:  # noqa: F811
+def test_mosq_errors_are_one_line(agent: Agent) -> None:
     result = agent.run("mosq", "abort", "999999")
     assert (result.returncode, result.stderr) == (125, "mosq: process 999999 is not queued\n")
     result = agent.run("mosq", "run", "-j", "77")
@@ -288,7 +286,7 @@ def two_users() -> Iterator[tuple[str, str]]:
 
 def test_users_see_and_act_only_on_their_own(
     agent: Agent,
-    two_users: tuple[str, str],  # noqa: F811
+    two_users: tuple[str, str],
     tmp_path: Path,
 ) -> None:
     alice, bob = two_users
@@ -327,7 +325,7 @@ def test_users_see_and_act_only_on_their_own(
 # ----------------------------------------------------------------- native
 
 
-def test_native_from_under_the_discipline(agent: Agent, tmp_path: Path) -> None:  # noqa: F811
+def test_native_from_under_the_discipline(agent: Agent, tmp_path: Path) -> None:
     out = tmp_path / "out"
     script = "native sh -c 'grep ^Seccomp: /proc/self/status; cat; exit 9'; echo \"status $?\""
     result = agent.run("mosrun", "sh", "-c", script, input="through stdin\n")
@@ -340,12 +338,12 @@ def test_native_from_under_the_discipline(agent: Agent, tmp_path: Path) -> None:
         assert seccomp and seccomp[0].split()[1] == "0"  # outside any filter
 
 
-def test_native_passes_death_signal(agent: Agent) -> None:  # noqa: F811
+def test_native_passes_death_signal(agent: Agent) -> None:
     result = agent.run("mosrun", "sh", "-c", "native sh -c 'kill -USR1 $$'; echo $?")
     assert result.stdout.strip() == str(128 + signal.SIGUSR1)
 
 
-def test_native_program_not_found(agent: Agent) -> None:  # noqa: F811
+def test_native_program_not_found(agent: Agent) -> None:
     result = agent.run("mosrun", "sh", "-c", "native no-such-prog; echo $?")
     assert result.stdout.strip() == "127"
 
@@ -378,7 +376,7 @@ def read_reply(sock: socket.socket) -> object:
 )
 def test_garbage_gets_an_error_and_the_agent_lives(
     agent: Agent,
-    frame: bytes,  # noqa: F811
+    frame: bytes,
     error: str,
 ) -> None:
     with raw_connect(agent) as sock:
@@ -389,7 +387,7 @@ def test_garbage_gets_an_error_and_the_agent_lives(
     assert agent.run("mosq", "count").stdout == "0\n"
 
 
-def test_wrong_field_types_are_refused(agent: Agent) -> None:  # noqa: F811
+def test_wrong_field_types_are_refused(agent: Agent) -> None:
     import cbor2
 
     payload = cbor2.dumps({"op": "queue-action", "action": "run", "ident": "seven"})
@@ -400,7 +398,7 @@ def test_wrong_field_types_are_refused(agent: Agent) -> None:  # noqa: F811
     assert reply.error == "bad request: queue-action.ident: expected an integer"
 
 
-def test_a_dead_agent_is_a_clear_error(agent_base: Path) -> None:  # noqa: F811
+def test_a_dead_agent_is_a_clear_error(agent_base: Path) -> None:
     a = make_agent(agent_base)
     a.run_dir.mkdir()
     result = a.run("mosctl", "shutdown")
@@ -409,7 +407,7 @@ def test_a_dead_agent_is_a_clear_error(agent_base: Path) -> None:  # noqa: F811
     cleanup(a)
 
 
-def test_a_wedged_agent_is_a_clear_error(agent: Agent) -> None:  # noqa: F811
+def test_a_wedged_agent_is_a_clear_error(agent: Agent) -> None:
     assert agent.proc is not None
     agent.proc.send_signal(signal.SIGSTOP)
     try:
@@ -428,7 +426,7 @@ def test_a_wedged_agent_is_a_clear_error(agent: Agent) -> None:  # noqa: F811
         agent.proc.send_signal(signal.SIGCONT)
 
 
-def test_state_file_damage_does_not_keep_the_agent_down(agent_base: Path) -> None:  # noqa: F811
+def test_state_file_damage_does_not_keep_the_agent_down(agent_base: Path) -> None:
     a = make_agent(agent_base)
     a.run_dir.mkdir()
     (a.run_dir / "state.cbor").write_bytes(b"\x00garbage")
@@ -440,7 +438,7 @@ def test_state_file_damage_does_not_keep_the_agent_down(agent_base: Path) -> Non
         cleanup(a)
 
 
-def test_status_shows_node_facts(agent: Agent) -> None:  # noqa: F811
+def test_status_shows_node_facts(agent: Agent) -> None:
     result = agent.run("mosctl", "status")
     assert result.returncode == 0, result.stderr
     fields = dict(line.split(":", 1) for line in result.stdout.splitlines())
@@ -450,7 +448,7 @@ def test_status_shows_node_facts(agent: Agent) -> None:  # noqa: F811
 
 
 def test_a_user_cannot_register_or_queue_anothers_process(
-    agent: Agent,  # noqa: F811
+    agent: Agent,
     two_users: tuple[str, str],
 ) -> None:
     alice, bob = two_users
