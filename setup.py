@@ -29,9 +29,11 @@ CFLAGS = ["-O2", "-g", "-std=gnu11", "-Wall", "-Wextra", "-Werror", "-D_GNU_SOUR
 # The one list of native targets: (output name, kind, sources, extra flags).
 # kind "shared": a position-independent shared library (LD_PRELOAD).
 # kind "exe": an ordinary executable.
+# The policy table is compiled in through csrc/seccomp_table.h, generated from
+# mosix/discipline/policy.py (python -m mosix.discipline.generate; a test checks it).
 NATIVE_TARGETS: list[tuple[str, str, list[str], list[str]]] = [
     ("libmosix_shim.so", "shared", ["preload_shim.c", "seccomp_filter.c"], ["-fvisibility=hidden"]),
-    ("mosix-exec", "exe", ["mosix_exec.c", "seccomp_filter.c"], []),
+    ("mosix-exec", "exe", ["mosix_exec.c", "mosix_guard.c", "seccomp_filter.c"], []),
 ]
 
 

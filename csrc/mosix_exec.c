@@ -1,22 +1,338 @@
 /* mosix_exec.c - start a program under the MOSIX discipline, in place.
  *
- * Usage: mosix-exec PATH ARGV0 [ARGS...]
- * (The discipline issue adds the filter; for now it only execs.)
- */
+ * Usage: mosix-exec -m MODE -p PROG [-s SHIM] -- NAME ARGV0 [ARGS...]
+ *
+ *   MODE  u, e or w: the unsupported-call mode; n: no discipline (`native`)
+ *   PROG  the name in error messages (mosrun, mosenv, native)
+ *   SHIM  the preload shim, put first in LD_PRELOAD
+ *   NAME  the program, searched in PATH as execvp does
+ *
+ * mosrun execs this launcher, which (same pid throughout, so `mosrun prog &`
+ * gives $! = the program's pid):
+ *   1. fixes RLIMIT_NOFILE at 1024;
+ *   2. forks the guard (mosix_guard.c) before any filter exists;
+ *   3. sets no_new_privs and installs the base filter with a listener;
+ *   4. passes the listener to the guard and waits for its acknowledgement;
+ *   5. restores the variables mosenv saved (a set-id launcher has them stripped by
+ *      the dynamic loader), prepends the shim to LD_PRELOAD;
+ *   6. executes the program.  Exit statuses of its own failures: 125 (mosrun
+ *      failed), 126 (found but not runnable), 127 (not found). */
+#include "mosix_shim.h"
+
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include "seccomp_table.h"
+
+#define EXIT_USAGE 125
+#define EXIT_CANNOT_RUN 126
+#define EXIT_NOT_FOUND 127
+#define NOFILE_LIMIT 1024
+#define DEFAULT_PATH "/usr/local/bin:/usr/bin:/bin"
+#define SAVED_LIST "MOSIX_SAVED_ENV"
+#define SAVED_PREFIX "MOSIX_SAVED_"
 
 extern char **environ;
 
+static const char *prog = "mosrun";
+
+static void die(int status, const char *fmt, const char *a, const char *b)
+    __attribute__((noreturn));
+static void die(int status, const char *fmt, const char *a, const char *b)
+{
+    fprintf(stderr, "%s: ", prog);
+    fprintf(stderr, fmt, a, b);
+    fputc('\n', stderr);
+    exit(status);
+}
+
+static void usage(void) __attribute__((noreturn));
+static void usage(void)
+{
+    die(EXIT_USAGE, "%s%s",
+        "usage: mosix-exec -m u|e|w|n -p PROG [-s SHIM] -- NAME ARGV0 [ARGS...]", "");
+}
+
+/* ------------------------------------------------------------ rlimit */
+
+static void fix_open_files(void)
+{
+    struct rlimit now;
+    if (getrlimit(RLIMIT_NOFILE, &now) != 0)
+        die(EXIT_USAGE, "cannot read RLIMIT_NOFILE: %s%s", strerror(errno), "");
+    rlim_t want = now.rlim_max < NOFILE_LIMIT ? now.rlim_max : NOFILE_LIMIT;
+    if (now.rlim_cur == want && now.rlim_max == want)
+        return;
+    struct rlimit fixed = {want, want};
+    if (setrlimit(RLIMIT_NOFILE, &fixed) != 0)
+        fprintf(stderr, "%s: warning: cannot fix RLIMIT_NOFILE at %d: %s\n", prog, NOFILE_LIMIT,
+                strerror(errno));
+}
+
+/* ------------------------------------------------------------ the guard */
+
+static int send_fd(int sock, int fd)
+{
+    char byte = 'L';
+    struct iovec iov = {&byte, 1};
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } control;
+    memset(&control, 0, sizeof(control));
+    struct msghdr msg = {0};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.buf;
+    msg.msg_controllen = sizeof(control.buf);
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &fd, sizeof(fd));
+    ssize_t n;
+    do
+        n = sendmsg(sock, &msg, MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    return n == 1 ? 0 : -1;
+}
+
+/* Fork the guard (double fork: it is reparented away from the program and
+ * never shows up in its wait()).  Returns our end of the socket. */
+static int start_guard(enum mosix_mode mode)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
+        die(EXIT_USAGE, "cannot start the guard: socketpair: %s%s", strerror(errno), "");
+    fflush(NULL);
+    pid_t child = fork();
+    if (child < 0)
+        die(EXIT_USAGE, "cannot start the guard: fork: %s%s", strerror(errno), "");
+    if (child == 0) {
+        close(sv[0]);
+        pid_t guard = fork();
+        if (guard < 0)
+            _exit(1);
+        if (guard > 0)
+            _exit(0);
+        mosix_guard_run(sv[1], mode);
+    }
+    close(sv[1]);
+    int status;
+    while (waitpid(child, &status, 0) < 0) {
+        if (errno == ECHILD)
+            break; /* SIGCHLD ignored: reaped already */
+        if (errno != EINTR)
+            die(EXIT_USAGE, "cannot start the guard: waitpid: %s%s", strerror(errno), "");
+    }
+    return sv[0];
+}
+
+static int under_discipline(void)
+{
+    long r = syscall(MOSIX_PROBE_NR);
+    return r < 0 && errno >= MOSIX_PROBE_ERRNO_BASE && errno <= MOSIX_PROBE_ERRNO_BASE + 2;
+}
+
+static void install_discipline(enum mosix_mode mode)
+{
+    fix_open_files();
+    int sock = start_guard(mode);
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+        die(EXIT_USAGE, "cannot set no_new_privs: %s%s", strerror(errno), "");
+    static struct sock_filter insns[MOSIX_FILTER_MAX];
+    struct sock_fprog fprog;
+    fprog.len = (unsigned short)mosix_filter_build(MOSIX_FILTER_BASE, mode, 0, 0, insns);
+    fprog.filter = insns;
+    int listener = (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER,
+                                SECCOMP_FILTER_FLAG_NEW_LISTENER | SECCOMP_FILTER_FLAG_SPEC_ALLOW,
+                                &fprog);
+    if (listener < 0) {
+        int err = errno;
+        close(sock); /* the guard sees the end of the socket and exits */
+        if (err == ENOMEM && under_discipline()) {
+            /* the kernel's limit on stacked filter instructions: the outer
+             * discipline (and its mode) stays in force */
+            fprintf(stderr, "%s: warning: too many nested filters; the outer mosrun's mode applies\n",
+                    prog);
+            return;
+        }
+        die(EXIT_USAGE, "cannot install the system-call filter: %s%s", strerror(err), "");
+    }
+    if (send_fd(sock, listener) != 0)
+        die(EXIT_USAGE, "cannot hand the filter to the guard: %s%s", strerror(errno), "");
+    if (close(listener) != 0)
+        die(EXIT_USAGE, "close: %s%s", strerror(errno), "");
+    char ack;
+    ssize_t n;
+    do
+        n = read(sock, &ack, 1);
+    while (n < 0 && errno == EINTR);
+    if (n != 1)
+        die(EXIT_USAGE, "the guard process did not start%s%s", "", "");
+    close(sock);
+}
+
+/* ------------------------------------------------------------ environment */
+
+/* mosenv: put back what a set-id launcher's dynamic loader removed. */
+static void restore_saved(void)
+{
+    const char *list = getenv(SAVED_LIST);
+    if (list == NULL)
+        return;
+    char *names = strdup(list);
+    if (names == NULL)
+        die(EXIT_USAGE, "out of memory%s%s", "", "");
+    for (char *save, *name = strtok_r(names, " ", &save); name; name = strtok_r(NULL, " ", &save)) {
+        char key[256];
+        if (snprintf(key, sizeof(key), "%s%s", SAVED_PREFIX, name) >= (int)sizeof(key))
+            continue;
+        const char *value = getenv(key);
+        if (value != NULL && setenv(name, value, 1) != 0)
+            die(EXIT_USAGE, "setenv %s: %s", name, strerror(errno));
+        if (unsetenv(key) != 0)
+            die(EXIT_USAGE, "unsetenv %s: %s", key, strerror(errno));
+    }
+    free(names);
+    if (unsetenv(SAVED_LIST) != 0)
+        die(EXIT_USAGE, "unsetenv %s: %s", SAVED_LIST, strerror(errno));
+}
+
+static int listed(const char *list, const char *item)
+{
+    size_t n = strlen(item);
+    for (const char *p = list; *p;) {
+        size_t len = strcspn(p, ": ");
+        if (len == n && strncmp(p, item, n) == 0)
+            return 1;
+        p += len;
+        p += strspn(p, ": ");
+    }
+    return 0;
+}
+
+static void preload_shim(const char *shim)
+{
+    const char *old = getenv("LD_PRELOAD");
+    if (old != NULL && listed(old, shim))
+        return;
+    if (old == NULL || *old == '\0') {
+        if (setenv("LD_PRELOAD", shim, 1) != 0)
+            die(EXIT_USAGE, "setenv LD_PRELOAD: %s%s", strerror(errno), "");
+        return;
+    }
+    size_t len = strlen(shim) + 1 + strlen(old) + 1;
+    char *value = malloc(len);
+    if (value == NULL)
+        die(EXIT_USAGE, "out of memory%s%s", "", "");
+    snprintf(value, len, "%s:%s", shim, old);
+    if (setenv("LD_PRELOAD", value, 1) != 0)
+        die(EXIT_USAGE, "setenv LD_PRELOAD: %s%s", strerror(errno), "");
+    free(value);
+}
+
+/* ------------------------------------------------------------ exec */
+
+/* execvp's search with env(1)'s statuses: 126 found but not runnable, 127 not found. */
+static void exec_program(const char *name, char **argv) __attribute__((noreturn));
+static void exec_program(const char *name, char **argv)
+{
+    if (*name == '\0')
+        die(EXIT_NOT_FOUND, "'': %s%s", strerror(ENOENT), "");
+    const char *path = strchr(name, '/') ? "" : getenv("PATH");
+    if (path == NULL)
+        path = DEFAULT_PATH;
+    int denied = 0, last = 0;
+    size_t argc = 0;
+    while (argv[argc])
+        argc++;
+    const char *p = path;
+    for (;;) {
+        char file[4096];
+        int n;
+        if (strchr(name, '/')) {
+            n = snprintf(file, sizeof(file), "%s", name);
+        } else {
+            size_t len = strcspn(p, ":");
+            n = snprintf(file, sizeof(file), "%.*s/%s", (int)(len ? len : 1), len ? p : ".",
+                         name);
+        }
+        int err = ENAMETOOLONG;
+        if (n < (int)sizeof(file)) {
+            execve(file, argv, environ);
+            err = errno;
+        }
+        if (err == ENOEXEC) { /* a script without '#!': run it with the shell */
+            char **sh = calloc(argc + 2, sizeof(char *));
+            if (sh == NULL)
+                die(EXIT_USAGE, "out of memory%s%s", "", "");
+            sh[0] = (char *)"/bin/sh";
+            sh[1] = file;
+            for (size_t j = 1; j < argc; j++)
+                sh[j + 1] = argv[j];
+            execve("/bin/sh", sh, environ);
+            err = errno;
+            free(sh);
+        }
+        if (err == EACCES || err == EPERM || err == EISDIR || err == ETXTBSY) {
+            if (!denied)
+                denied = err;
+        } else if (err != ENOENT && err != ENOTDIR && err != ENAMETOOLONG && err != ELOOP) {
+            last = err;
+        }
+        if (strchr(name, '/'))
+            break;
+        p += strcspn(p, ":");
+        if (*p == '\0')
+            break;
+        p++;
+    }
+    int err = denied ? denied : last;
+    if (err)
+        die(EXIT_CANNOT_RUN, "%s: %s", name, strerror(err));
+    die(EXIT_NOT_FOUND, "%s: %s", name, strerror(ENOENT));
+}
+
 int main(int argc, char **argv)
 {
-    if (argc < 3) {
-        fprintf(stderr, "mosix-exec: usage: mosix-exec PATH ARGV0 [ARGS...]\n");
-        return 125;
+    const char *mode_text = NULL, *shim = NULL;
+    int i = 1;
+    for (; i < argc; i++) {
+        if (strcmp(argv[i], "--") == 0) {
+            i++;
+            break;
+        }
+        if (i + 1 >= argc)
+            usage();
+        if (strcmp(argv[i], "-m") == 0)
+            mode_text = argv[++i];
+        else if (strcmp(argv[i], "-p") == 0)
+            prog = argv[++i];
+        else if (strcmp(argv[i], "-s") == 0)
+            shim = argv[++i];
+        else
+            usage();
     }
-    execve(argv[1], argv + 2, environ);
-    fprintf(stderr, "mosix-exec: %s: %s\n", argv[1], strerror(errno));
-    return errno == ENOENT ? 127 : 126;
+    if (mode_text == NULL || argc - i < 2 || strlen(mode_text) != 1 ||
+        strchr("uewn", mode_text[0]) == NULL)
+        usage();
+    if (mode_text[0] != 'n') {
+        enum mosix_mode mode = mode_text[0] == 'u'   ? MOSIX_MODE_KILL
+                               : mode_text[0] == 'e' ? MOSIX_MODE_ENOSYS
+                                                     : MOSIX_MODE_WARN;
+        install_discipline(mode);
+    }
+    restore_saved();
+    if (shim != NULL)
+        preload_shim(shim);
+    exec_program(argv[i], argv + i + 1);
 }

@@ -1,7 +1,52 @@
-/* mosix_shim.h - declarations shared by the C parts of mosix. */
+/* mosix_shim.h - declarations shared by the C parts of the MOSIX discipline.
+ *
+ * The policy itself is data: csrc/seccomp_table.h, generated from
+ * mosix/discipline/policy.py.  seccomp_filter.c turns it into filters,
+ * classifies calls and words the messages; mosix_exec.c (launcher),
+ * mosix_guard.c (user-notification guard) and preload_shim.c (SIGSYS
+ * handler inside dynamically linked programs) use it. */
 #ifndef MOSIX_SHIM_H
 #define MOSIX_SHIM_H
 
-extern int mosix_shim_loaded;
+#include <stddef.h>
+#include <stdint.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+
+/* Unsupported-call modes, in the order of the probe's errno (MODES in policy.py). */
+enum mosix_mode { MOSIX_MODE_KILL = 0, MOSIX_MODE_ENOSYS = 1, MOSIX_MODE_WARN = 2 };
+
+enum mosix_filter_kind {
+    MOSIX_FILTER_BASE,        /* launcher: kernel answers and user notification */
+    MOSIX_FILTER_SHIM_NOTIFY, /* shim under -u/-w: unsupported calls go on to the guard */
+    MOSIX_FILTER_SHIM_ENOSYS, /* shim under -e: unsupported calls fail with ENOSYS here */
+};
+
+#define MOSIX_FILTER_MAX 512 /* instructions; checked against the generated programs */
+
+/* Fill ``out`` with a filter of ``kind``: ``mode`` for the base filter's probe
+ * answer, [libc_lo, libc_hi) the text the shim's traps apply to.  Returns the
+ * number of instructions. */
+size_t mosix_filter_build(enum mosix_filter_kind kind, enum mosix_mode mode, uint64_t libc_lo,
+                          uint64_t libc_hi, struct sock_filter out[MOSIX_FILTER_MAX]);
+
+/* The table's outcome for a call (MOSIX_OUTCOME_* | argument index << 8).
+ * No libc: safe in a signal handler. */
+unsigned mosix_classify(const struct seccomp_data *sd);
+#define MOSIX_OUTCOME(c) ((c) & 0xffu)
+#define MOSIX_OUTCOME_ARG(c) (((c) >> 8) & 0x7u)
+
+/* The name of system call ``nr`` ("?" when unknown). */
+const char *mosix_syscall_name(long nr);
+
+/* Messages (no libc).  Return the length written to buf (at most cap-1, NUL-terminated). */
+enum mosix_message { MOSIX_MSG_KILLED, MOSIX_MSG_ENOSYS, MOSIX_MSG_PRIVATE };
+#define MOSIX_MESSAGE_MAX 256
+size_t mosix_message(char *buf, size_t cap, enum mosix_message kind, const char *comm, long pid,
+                     long nr);
+
+/* The guard: takes the listener from ``sock``, acknowledges, answers until the
+ * filter has no more users.  Never returns. */
+void mosix_guard_run(int sock, enum mosix_mode mode) __attribute__((noreturn));
 
 #endif

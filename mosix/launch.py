@@ -6,7 +6,6 @@ mosrun becomes the program: it execs in place, so the pid a shell sees
 
 from __future__ import annotations
 
-import errno
 import os
 import signal
 import socket
@@ -22,17 +21,18 @@ from mosix.arguments import (
     OnAddress,
     OnHost,
     OnNode,
+    Unsupported,
     inherit,
     inherited_words,
     parse_inherited_words,
 )
-from mosix.exits import EXIT_CANNOT_RUN, EXIT_NOT_FOUND, EXIT_USAGE, Failure
+from mosix.discipline.launcher import NO_DISCIPLINE, exec_launcher, saved_environment
+from mosix.exits import EXIT_USAGE, Failure
 
 # Environment variable through which a disciplined process passes its inherited
 # settings (-G -L -l -m -d -c -n -e -u -w -t -T -J) to children and inner mosruns.
 INHERIT_ENV = "MOSIX_INHERIT"
 THIS_NODE = 1  # node number of the embedded one-node default
-DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 
 def outer_settings(env: Mapping[str, str]) -> MosrunArgs:
@@ -90,37 +90,6 @@ def default_signals() -> None:
         signal.signal(sig, signal.SIG_DFL)
 
 
-def resolve(name: str, env: Mapping[str, str]) -> list[str]:
-    """Candidate paths for ``name`` in execvp's order."""
-    if "/" in name:
-        return [name]
-    path = env.get("PATH", DEFAULT_PATH)
-    return [os.path.join(d or ".", name) for d in path.split(":")]
-
-
-def exec_program(name: str, argv: Sequence[str], env: Mapping[str, str]) -> NoReturn:
-    """execvp with env/timeout exit statuses: 126 found but not runnable, 127 not found."""
-    if not name:
-        raise Failure("'': No such file or directory", EXIT_NOT_FOUND)
-    denied: OSError | None = None
-    last: OSError | None = None
-    for path in resolve(name, env):
-        try:
-            os.execve(path, list(argv), dict(env))
-        except OSError as e:
-            if e.errno == errno.ENOEXEC:
-                # a script without '#!': run it with the shell, as execvp does
-                os.execve("/bin/sh", ["/bin/sh", path, *argv[1:]], dict(env))
-            if e.errno in (errno.EACCES, errno.EPERM, errno.EISDIR, errno.ETXTBSY):
-                denied = denied or e
-            elif e.errno not in (errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG, errno.ELOOP):
-                last = e
-    err = denied or last
-    if err is not None:
-        raise Failure(f"{name}: {os.strerror(err.errno or 0)}", EXIT_CANNOT_RUN)
-    raise Failure(f"{name}: No such file or directory", EXIT_NOT_FOUND)
-
-
 def drop_wrapper_group() -> None:
     """-g: called by the administrator's setgid wrapper; run as the real group."""
     gid = os.getgid()
@@ -131,15 +100,22 @@ def drop_wrapper_group() -> None:
 
 
 def run_program(args: MosrunArgs, keep_environment: bool) -> NoReturn:
-    """Become the program under the settings of ``args`` (and of an outer mosrun)."""
+    """Become the program under the settings of ``args`` (and of an outer mosrun).
+
+    The C launcher installs the discipline (seccomp filter, guard, preload
+    shim) and executes the program in place; see mosix.discipline.launcher.
+    """
     env = dict(os.environ)
     effective = inherit(outer_settings(env), args)
     env[INHERIT_ENV] = " ".join(inherited_words(effective))
     if args.admin:
         drop_wrapper_group()
     default_signals()
-    argv = effective.argv()
-    exec_program(effective.program[0], argv, env)
+    if keep_environment:
+        env.update(saved_environment(env))
+    mode = (effective.unsupported or Unsupported.KILL).value
+    prog = "mosenv" if keep_environment else "mosrun"
+    exec_launcher(mode, prog, effective.program[0], effective.argv(), env)
 
 
 def under_discipline() -> bool:
@@ -163,4 +139,4 @@ def run_native(argv: Sequence[str]) -> NoReturn:
             EXIT_USAGE,
         )
     default_signals()
-    exec_program(argv[0], argv, env)
+    exec_launcher(NO_DISCIPLINE, "native", argv[0], argv, env)

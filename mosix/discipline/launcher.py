@@ -1,0 +1,72 @@
+"""Become the C launcher, ``mosix-exec``, which puts the program under the discipline.
+
+mosrun execs the launcher in place and the launcher execs the program in
+place, so the pid is the program's throughout.  The launcher searches PATH
+(execvp's rules) and reports its own failures with env(1)'s statuses: 125
+(mosrun failed), 126 (found but not runnable), 127 (not found).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import NoReturn
+
+from mosix.exits import EXIT_USAGE, Failure
+from mosix.native import native_path
+
+LAUNCHER = "mosix-exec"
+SHIM = "libmosix_shim.so"
+NO_DISCIPLINE = "n"  # the launcher's mode for `native`
+
+# mosenv: variables the dynamic loader removes from a set-id program's
+# environment (glibc's unsecure list, plus LD_* and MALLOC_* wholesale).  They
+# are saved under other names and the launcher puts them back just before it
+# executes the program.
+SAVED_LIST = "MOSIX_SAVED_ENV"
+SAVED_PREFIX = "MOSIX_SAVED_"
+SECURE_MODE_STRIPS = frozenset(
+    [
+        "GCONV_PATH",
+        "GETCONF_DIR",
+        "GLIBC_TUNABLES",
+        "HOSTALIASES",
+        "LOCALDOMAIN",
+        "LOCPATH",
+        "NIS_PATH",
+        "NLSPATH",
+        "RESOLV_HOST_CONF",
+        "RES_OPTIONS",
+        "TMPDIR",
+        "TZDIR",
+    ]
+)
+
+
+def stripped_in_secure_mode(name: str) -> bool:
+    return name in SECURE_MODE_STRIPS or name.startswith(("LD_", "MALLOC_"))
+
+
+def saved_environment(env: Mapping[str, str]) -> dict[str, str]:
+    """The variables that carry ``env``'s secure-mode casualties past a set-id launcher."""
+    names = sorted(n for n in env if stripped_in_secure_mode(n) and " " not in n)
+    if not names:
+        return {}
+    saved = {f"{SAVED_PREFIX}{n}": env[n] for n in names}
+    saved[SAVED_LIST] = " ".join(names)
+    return saved
+
+
+def exec_launcher(
+    mode: str, prog: str, name: str, argv: Sequence[str], env: Mapping[str, str]
+) -> NoReturn:
+    """Become ``mosix-exec`` running ``name`` with ``argv`` under ``mode`` (u, e, w or n)."""
+    launcher = native_path(LAUNCHER)
+    words = [launcher, "-m", mode, "-p", prog]
+    if mode != NO_DISCIPLINE:
+        words += ["-s", native_path(SHIM)]
+    words += ["--", name, *argv]
+    try:
+        os.execve(launcher, words, dict(env))
+    except OSError as e:
+        raise Failure(f"{launcher}: {e.strerror}", EXIT_USAGE) from None
