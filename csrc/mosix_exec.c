@@ -8,13 +8,16 @@
  *   NAME  the program, searched in PATH as execvp does
  *
  * mosrun execs this launcher, which (same pid throughout, so `mosrun prog &`
- * gives $! = the program's pid):
+ * gives $! = the program's pid), unless it already runs under the discipline
+ * (an inner mosrun: the outer filter and guard serve it, the new mode is in
+ * MOSIX_INHERIT):
  *   1. fixes RLIMIT_NOFILE at 1024;
  *   2. forks the guard (mosix_guard.c) before any filter exists;
  *   3. sets no_new_privs and installs the base filter with a listener;
  *   4. passes the listener to the guard and waits for its acknowledgement;
- *   5. restores the variables mosenv saved (a set-id launcher has them stripped by
- *      the dynamic loader), prepends the shim to LD_PRELOAD;
+ *   5. drops set-id credentials (if an administrator made it set-id), restores
+ *      the variables mosenv saved (the dynamic loader strips them from a set-id
+ *      program), prepends the shim to LD_PRELOAD;
  *   6. executes the program.  Exit statuses of its own failures: 125 (mosrun
  *      failed), 126 (found but not runnable), 127 (not found). */
 #include "mosix_shim.h"
@@ -23,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -144,6 +148,9 @@ static int under_discipline(void)
 
 static void install_discipline(enum mosix_mode mode)
 {
+    if (under_discipline())
+        return; /* an inner mosrun: the outer filter and guard serve it (the kernel
+                 * allows one listener per process); its mode is in MOSIX_INHERIT */
     fix_open_files();
     int sock = start_guard(mode);
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
@@ -158,13 +165,6 @@ static void install_discipline(enum mosix_mode mode)
     if (listener < 0) {
         int err = errno;
         close(sock); /* the guard sees the end of the socket and exits */
-        if (err == ENOMEM && under_discipline()) {
-            /* the kernel's limit on stacked filter instructions: the outer
-             * discipline (and its mode) stays in force */
-            fprintf(stderr, "%s: warning: too many nested filters; the outer mosrun's mode applies\n",
-                    prog);
-            return;
-        }
         die(EXIT_USAGE, "cannot install the system-call filter: %s%s", strerror(err), "");
     }
     if (send_fd(sock, listener) != 0)
@@ -182,6 +182,19 @@ static void install_discipline(enum mosix_mode mode)
 }
 
 /* ------------------------------------------------------------ environment */
+
+/* A set-id launcher (an administrator's installation) runs the program with
+ * the user's own ids; the program's exec is then not in secure mode, so the
+ * variables restored below reach it. */
+static void drop_set_id(void)
+{
+    if (getauxval(AT_SECURE) == 0)
+        return;
+    gid_t gid = getgid();
+    uid_t uid = getuid();
+    if (setresgid(gid, gid, gid) != 0 || setresuid(uid, uid, uid) != 0)
+        die(EXIT_USAGE, "cannot drop the launcher's set-id: %s%s", strerror(errno), "");
+}
 
 /* mosenv: put back what a set-id launcher's dynamic loader removed. */
 static void restore_saved(void)
@@ -331,6 +344,7 @@ int main(int argc, char **argv)
                                                      : MOSIX_MODE_WARN;
         install_discipline(mode);
     }
+    drop_set_id();
     restore_saved();
     if (shim != NULL)
         preload_shim(shim);

@@ -5,7 +5,9 @@
  * in its own session so the terminal's signals do not reach it, with
  * /dev/null as its standard descriptors so it keeps no pipe open.  It
  * receives the listener over a socket (SCM_RIGHTS), acknowledges, and then
- * answers each notification by the table's outcome and the mode:
+ * answers each notification by the table's outcome and the mode of the
+ * notifying process (the -e/-u/-w word of its MOSIX_INHERIT, as an inner
+ * mosrun sets it; the launching mosrun's mode when there is none):
  *
  *   unsupported  -u: message on the process's stderr, SIGKILL, -e: ENOSYS,
  *                -w: message and ENOSYS
@@ -38,6 +40,29 @@
 #endif
 
 static int listener = -1;
+static char *environ_buf; /* for /proc/PID/environ */
+#define ENVIRON_MAX (256 * 1024)
+
+/* The mode the notifying process asked for (its MOSIX_INHERIT), else ours. */
+static enum mosix_mode mode_of_process(pid_t pid, enum mosix_mode dflt)
+{
+    char path[48];
+    snprintf(path, sizeof(path), "/proc/%d/environ", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return dflt;
+    size_t len = 0;
+    while (len < ENVIRON_MAX) {
+        ssize_t n = read(fd, environ_buf + len, ENVIRON_MAX - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+    }
+    close(fd);
+    return mosix_mode_of(environ_buf, len, dflt);
+}
 
 static int receive_fd(int sock)
 {
@@ -148,7 +173,7 @@ static void unsupported(const struct seccomp_notif *req, struct seccomp_notif_re
 }
 
 static void answer(const struct seccomp_notif *req, struct seccomp_notif_resp *resp,
-                   enum mosix_mode mode)
+                   enum mosix_mode dflt)
 {
     unsigned c = mosix_classify(&req->data);
     resp->id = req->id;
@@ -161,6 +186,7 @@ static void answer(const struct seccomp_notif *req, struct seccomp_notif_resp *r
         resp->flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
         return;
     }
+    enum mosix_mode mode = mode_of_process((pid_t)req->pid, dflt);
     if (MOSIX_OUTCOME(c) == MOSIX_OUTCOME_FIXUP_PRIVATE) {
         /* a read-only MAP_SHARED without the shim to make it private: ENOSYS
          * in every mode (glibc then reads the file), a warning under -w */
@@ -239,7 +265,8 @@ void mosix_guard_run(int sock, enum mosix_mode mode)
                            : sizeof(struct seccomp_notif_resp);
     struct seccomp_notif *req = malloc(req_size);
     struct seccomp_notif_resp *resp = malloc(resp_size);
-    if (req == NULL || resp == NULL)
+    environ_buf = malloc(ENVIRON_MAX);
+    if (req == NULL || resp == NULL || environ_buf == NULL)
         _exit(1);
 
     for (;;) {

@@ -39,8 +39,15 @@ unsigned mosix_classify(const struct seccomp_data *sd);
 /* The name of system call ``nr`` ("?" when unknown). */
 const char *mosix_syscall_name(long nr);
 
+/* The mode a process asked for: the last -e/-u/-w word of its MOSIX_INHERIT,
+ * found in ``environ`` (NUL-separated NAME=VALUE entries, ``len`` bytes), or
+ * ``dflt`` (the outermost mosrun's mode).  No libc. */
+enum mosix_mode mosix_mode_of(const char *environ, size_t len, enum mosix_mode dflt);
+/* The same for the value of MOSIX_INHERIT alone (space-separated words). */
+enum mosix_mode mosix_mode_of_words(const char *words, size_t len, enum mosix_mode dflt);
+
 /* Messages (no libc).  Return the length written to buf (at most cap-1, NUL-terminated). */
-enum mosix_message { MOSIX_MSG_KILLED, MOSIX_MSG_ENOSYS, MOSIX_MSG_PRIVATE };
+enum mosix_message { MOSIX_MSG_KILLED, MOSIX_MSG_ENOSYS };
 #define MOSIX_MESSAGE_MAX 256
 size_t mosix_message(char *buf, size_t cap, enum mosix_message kind, const char *comm, long pid,
                      long nr);

@@ -1,7 +1,8 @@
 /* preload_shim.c - the part of the MOSIX discipline inside a dynamic program.
  *
- * LD_PRELOADed by the launcher.  At load it asks the innermost base filter for
- * the mode (a probe system call: the environment cannot fake it), installs a
+ * LD_PRELOADed by the launcher.  At load it asks the base filter whether it
+ * runs under the discipline (a probe system call, answered with the outermost
+ * mosrun's mode), takes its own mode from MOSIX_INHERIT, installs a
  * SIGSYS handler and a second, stacked filter (its TRAP and ERRNO beat the
  * base filter's user notification) for calls made from libc's text:
  *
@@ -9,7 +10,7 @@
  *            works where libc blocks all signals, as pthread_create does)
  *   always   mmap MAP_SHARED without PROT_WRITE is trapped and re-issued as
  *            MAP_PRIVATE (the manual's -e fix-up; in every mode, as glibc maps
- *            its gconv cache so), with a message under -w
+ *            its gconv cache so), without a warning: it does what was meant
  *   always   kill/tkill/tgkill/rt_(tg)sigqueueinfo/pidfd_send_signal with
  *            SIGSTOP are trapped and re-issued with SIGTSTP
  *   always   rt_sigaction(SIGSYS, act): succeeds without effect (ERRNO 0), so
@@ -39,6 +40,7 @@
 #include <gnu/libc-version.h>
 #include <link.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <ucontext.h>
@@ -174,9 +176,7 @@ static void on_sigsys(int sig, siginfo_t *info, void *vctx)
         a[on] = SIGTSTP;
         ret = mosix_raw6(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
         break;
-    case MOSIX_OUTCOME_FIXUP_PRIVATE:
-        if (mode == MOSIX_MODE_WARN)
-            say(MOSIX_MSG_PRIVATE, nr);
+    case MOSIX_OUTCOME_FIXUP_PRIVATE: /* no warning: the call does what was meant */
         a[on] = (a[on] & ~(long)MAP_TYPE_BITS) | MAP_PRIVATE_BIT;
         ret = mosix_raw6(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
         break;
@@ -218,7 +218,10 @@ __attribute__((constructor)) static void shim_init(void)
     long probe = mosix_raw0(MOSIX_PROBE_NR);
     if (probe > -MOSIX_PROBE_ERRNO_BASE || probe < -(MOSIX_PROBE_ERRNO_BASE + 2))
         return; /* not under mosrun: stay out of the way */
-    mode = (enum mosix_mode)(-probe - MOSIX_PROBE_ERRNO_BASE);
+    mode = (enum mosix_mode)(-probe - MOSIX_PROBE_ERRNO_BASE); /* the outermost mosrun's */
+    const char *inherit = getenv(MOSIX_INHERIT_ENV);
+    if (inherit != NULL)
+        mode = mosix_mode_of_words(inherit, strlen(inherit), mode);
     resolve();
     if (!real_sigaction || !real_sigprocmask || !real_pthread_sigmask || !real_signal)
         return; /* the base filter and the guard still apply */

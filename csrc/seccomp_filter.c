@@ -101,6 +101,49 @@ const char *mosix_syscall_name(long nr)
     return mosix_syscall_names[nr];
 }
 
+/* ------------------------------------------------------------- the mode */
+
+enum mosix_mode mosix_mode_of_words(const char *w, size_t len, enum mosix_mode mode)
+{
+    const char *end = w + len;
+    while (w < end) {
+        while (w < end && *w == ' ')
+            w++;
+        const char *t = w;
+        while (w < end && *w != ' ')
+            w++;
+        if (w - t == 2 && t[0] == '-') {
+            if (t[1] == 'u')
+                mode = MOSIX_MODE_KILL;
+            else if (t[1] == 'e')
+                mode = MOSIX_MODE_ENOSYS;
+            else if (t[1] == 'w')
+                mode = MOSIX_MODE_WARN;
+        }
+    }
+    return mode;
+}
+
+enum mosix_mode mosix_mode_of(const char *env, size_t len, enum mosix_mode dflt)
+{
+    static const char key[] = MOSIX_INHERIT_ENV "=";
+    const size_t klen = sizeof(key) - 1;
+    const char *p = env, *end = env + len;
+    while (p < end) {
+        const char *entry = p;
+        while (p < end && *p != '\0')
+            p++;
+        size_t n = (size_t)(p - entry);
+        size_t i = 0;
+        while (i < klen && i < n && entry[i] == key[i])
+            i++;
+        if (i == klen)
+            return mosix_mode_of_words(entry + klen, n - klen, dflt);
+        p++;
+    }
+    return dflt;
+}
+
 /* ------------------------------------------------------------- messages */
 
 struct text {
@@ -145,10 +188,6 @@ size_t mosix_message(char *buf, size_t cap, enum mosix_message kind, const char 
     put(&t, "[");
     put_long(&t, pid);
     put(&t, "]: ");
-    if (kind == MOSIX_MSG_PRIVATE) {
-        put(&t, "mmap MAP_SHARED without PROT_WRITE: mapped MAP_PRIVATE instead\n");
-        return t.len;
-    }
     put(&t, "unsupported system call ");
     put(&t, mosix_syscall_name(nr));
     put(&t, " (");

@@ -20,6 +20,7 @@
 #define MOSIX_PROBE_NR 0x3f4d5358
 #define MOSIX_PROBE_ERRNO_BASE 4000
 #define MOSIX_TRAP_MAGIC 0x4d58
+#define MOSIX_INHERIT_ENV "MOSIX_INHERIT"
 #define MOSIX_SYSCALL_MAX 469
 
 /* Instruction constants the C side fills in at run time. */

@@ -24,6 +24,7 @@ from mosix.discipline.policy import (
     Policy,
     Syscall,
 )
+from mosix.launch import INHERIT_ENV
 
 HEADER = "csrc/seccomp_table.h"
 DOC = "docs/SYSCALLS.md"
@@ -51,6 +52,7 @@ def header_text() -> str:
         f"#define MOSIX_PROBE_NR {PROBE_NR:#x}",
         f"#define MOSIX_PROBE_ERRNO_BASE {PROBE_ERRNO_BASE}",
         f"#define MOSIX_TRAP_MAGIC {bpf.TRAP_MAGIC:#x}",
+        f'#define MOSIX_INHERIT_ENV "{INHERIT_ENV}"',
         f"#define MOSIX_SYSCALL_MAX {max(s.nr for s in SYSCALLS)}",
         "",
         "/* Instruction constants the C side fills in at run time. */",
@@ -196,9 +198,12 @@ def doc_text() -> str:
         "* Static programs (and raw `syscall` instructions outside libc) get ENOSYS instead of the",
         "  mmap fix-up (glibc then reads the file instead), and EPERM instead of",
         "  SIGSTOP → SIGTSTP.",
-        f"* The shim asks the innermost filter for the mode with system call {PROBE_NR:#x}, which",
-        f"  fails with errno {PROBE_ERRNO_BASE} + mode ({', '.join(MODES)}): the mode cannot be",
-        "  changed by editing the environment.",
+        "* The mode is per process: the `-e`/`-u`/`-w` word of its `MOSIX_INHERIT` (what an inner",
+        "  `mosrun` sets; the shim reads its environment, the guard `/proc/PID/environ`). Without",
+        "  one, the outermost mosrun's mode applies: the base filter answers system call",
+        f"  {PROBE_NR:#x} with errno {PROBE_ERRNO_BASE} + mode ({', '.join(MODES)}), which also",
+        "  tells the shim that it runs under the discipline. An inner mosrun installs no second",
+        "  filter (the kernel allows one listener per process); the outer guard serves it.",
         "* Mapping special character devices (which the manual also refuses) is not detected:",
         "  a filter cannot see what a descriptor refers to.",
         "",

@@ -11,7 +11,8 @@
  *   probe spawn              posix_spawn() and system(), print their statuses
  *   probe wait-signal        print "pid N ready", wait for SIGUSR1, print "got USR1"
  *   probe execchain N NAME   exec itself N times, then call NAME
- *   probe loop N / loop-read N / trap N   timing loops for the benchmark
+ *   probe children           waitpid(-1, WNOHANG): the guard must not be a child
+ *   probe loop N / loop-read N / trap N / stop-loop N   timing loops (benchmark)
  *   probe mode               the probe system call's answer
  */
 #define _GNU_SOURCE
@@ -76,6 +77,14 @@ static long call(const char *name)
         return getpriority(PRIO_PROCESS, (id_t)getppid());
     if (strcmp(name, "clone3") == 0)
         return syscall(SYS_clone3, NULL, 0);
+    if (strcmp(name, "mmap-shared-ro") == 0) {
+        void *p = mmap(NULL, 4096, PROT_READ, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        return p == MAP_FAILED ? -1 : 0;
+    }
+    if (strcmp(name, "unknown") == 0)
+        return syscall(1000);
+    if (strcmp(name, "x32") == 0)
+        return syscall(0x40000000 | SYS_getppid);
     if (strcmp(name, "mmap-shared-rw") == 0) {
         void *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
         return p == MAP_FAILED ? -1 : 0;
@@ -249,6 +258,19 @@ int main(int argc, char **argv)
         long n = atol(argv[2]), t0 = now_ns();
         for (long i = 0; i < n; i++)
             if (syscall(SYS_personality, 0xffffffffUL) != -1 || errno != ENOSYS)
+                return 5;
+        printf("%.1f ns/call\n", (double)(now_ns() - t0) / (double)n);
+    } else if (strcmp(what, "children") == 0) {
+        int status;
+        pid_t r = waitpid(-1, &status, WNOHANG);
+        printf("waitpid: ret=%d errno=%d\n", (int)r, r < 0 ? errno : 0);
+    } else if (strcmp(what, "stop-loop") == 0 && argc == 3) {
+        long n = atol(argv[2]), t0;
+        int sig = getenv("PROBE_NATIVE") ? SIGTSTP : SIGSTOP; /* natively SIGSTOP would stop */
+        signal(SIGTSTP, SIG_IGN);
+        t0 = now_ns();
+        for (long i = 0; i < n; i++)
+            if (kill(getpid(), sig) != 0)
                 return 5;
         printf("%.1f ns/call\n", (double)(now_ns() - t0) / (double)n);
     } else if (strcmp(what, "mode") == 0) {
