@@ -23,6 +23,7 @@
 #include "mosix_shim.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,21 +49,23 @@ extern char **environ;
 
 static const char *prog = "mosrun";
 
-static void die(int status, const char *fmt, const char *a, const char *b)
-    __attribute__((noreturn));
-static void die(int status, const char *fmt, const char *a, const char *b)
+/* One line on stderr, prefixed with the command's name, and exit. */
+static void die(int status, const char *fmt, ...) __attribute__((noreturn, format(printf, 2, 3)));
+static void die(int status, const char *fmt, ...)
 {
+    va_list ap;
+    va_start(ap, fmt);
     fprintf(stderr, "%s: ", prog);
-    fprintf(stderr, fmt, a, b);
+    vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
+    va_end(ap);
     exit(status);
 }
 
 static void usage(void) __attribute__((noreturn));
 static void usage(void)
 {
-    die(EXIT_USAGE, "%s%s",
-        "usage: mosix-exec -m u|e|w|n -p PROG [-s SHIM] -- NAME ARGV0 [ARGS...]", "");
+    die(EXIT_USAGE, "usage: mosix-exec -m u|e|w|n -p PROG [-s SHIM] -- NAME ARGV0 [ARGS...]");
 }
 
 /* ------------------------------------------------------------ rlimit */
@@ -71,7 +74,7 @@ static void fix_open_files(void)
 {
     struct rlimit now;
     if (getrlimit(RLIMIT_NOFILE, &now) != 0)
-        die(EXIT_USAGE, "cannot read RLIMIT_NOFILE: %s%s", strerror(errno), "");
+        die(EXIT_USAGE, "cannot read RLIMIT_NOFILE: %s", strerror(errno));
     rlim_t want = now.rlim_max < NOFILE_LIMIT ? now.rlim_max : NOFILE_LIMIT;
     if (now.rlim_cur == want && now.rlim_max == want)
         return;
@@ -115,11 +118,11 @@ static int start_guard(enum mosix_mode mode)
 {
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
-        die(EXIT_USAGE, "cannot start the guard: socketpair: %s%s", strerror(errno), "");
+        die(EXIT_USAGE, "cannot start the guard: socketpair: %s", strerror(errno));
     fflush(NULL);
     pid_t child = fork();
     if (child < 0)
-        die(EXIT_USAGE, "cannot start the guard: fork: %s%s", strerror(errno), "");
+        die(EXIT_USAGE, "cannot start the guard: fork: %s", strerror(errno));
     if (child == 0) {
         close(sv[0]);
         pid_t guard = fork();
@@ -135,7 +138,7 @@ static int start_guard(enum mosix_mode mode)
         if (errno == ECHILD)
             break; /* SIGCHLD ignored: reaped already */
         if (errno != EINTR)
-            die(EXIT_USAGE, "cannot start the guard: waitpid: %s%s", strerror(errno), "");
+            die(EXIT_USAGE, "cannot start the guard: waitpid: %s", strerror(errno));
     }
     return sv[0];
 }
@@ -154,7 +157,7 @@ static void install_discipline(enum mosix_mode mode)
     fix_open_files();
     int sock = start_guard(mode);
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
-        die(EXIT_USAGE, "cannot set no_new_privs: %s%s", strerror(errno), "");
+        die(EXIT_USAGE, "cannot set no_new_privs: %s", strerror(errno));
     static struct sock_filter insns[MOSIX_FILTER_MAX];
     struct sock_fprog fprog;
     fprog.len = (unsigned short)mosix_filter_build(MOSIX_FILTER_BASE, mode, 0, 0, insns);
@@ -165,19 +168,19 @@ static void install_discipline(enum mosix_mode mode)
     if (listener < 0) {
         int err = errno;
         close(sock); /* the guard sees the end of the socket and exits */
-        die(EXIT_USAGE, "cannot install the system-call filter: %s%s", strerror(err), "");
+        die(EXIT_USAGE, "cannot install the system-call filter: %s", strerror(err));
     }
     if (send_fd(sock, listener) != 0)
-        die(EXIT_USAGE, "cannot hand the filter to the guard: %s%s", strerror(errno), "");
+        die(EXIT_USAGE, "cannot hand the filter to the guard: %s", strerror(errno));
     if (close(listener) != 0)
-        die(EXIT_USAGE, "close: %s%s", strerror(errno), "");
+        die(EXIT_USAGE, "close: %s", strerror(errno));
     char ack;
     ssize_t n;
     do
         n = read(sock, &ack, 1);
     while (n < 0 && errno == EINTR);
     if (n != 1)
-        die(EXIT_USAGE, "the guard process did not start%s%s", "", "");
+        die(EXIT_USAGE, "the guard process did not start");
     close(sock);
 }
 
@@ -193,7 +196,7 @@ static void drop_set_id(void)
     gid_t gid = getgid();
     uid_t uid = getuid();
     if (setresgid(gid, gid, gid) != 0 || setresuid(uid, uid, uid) != 0)
-        die(EXIT_USAGE, "cannot drop the launcher's set-id: %s%s", strerror(errno), "");
+        die(EXIT_USAGE, "cannot drop the launcher's set-id: %s", strerror(errno));
 }
 
 /* mosenv: put back what a set-id launcher's dynamic loader removed. */
@@ -204,7 +207,7 @@ static void restore_saved(void)
         return;
     char *names = strdup(list);
     if (names == NULL)
-        die(EXIT_USAGE, "out of memory%s%s", "", "");
+        die(EXIT_USAGE, "out of memory");
     for (char *save, *name = strtok_r(names, " ", &save); name; name = strtok_r(NULL, " ", &save)) {
         char key[256];
         if (snprintf(key, sizeof(key), "%s%s", SAVED_PREFIX, name) >= (int)sizeof(key))
@@ -240,16 +243,16 @@ static void preload_shim(const char *shim)
         return;
     if (old == NULL || *old == '\0') {
         if (setenv("LD_PRELOAD", shim, 1) != 0)
-            die(EXIT_USAGE, "setenv LD_PRELOAD: %s%s", strerror(errno), "");
+            die(EXIT_USAGE, "setenv LD_PRELOAD: %s", strerror(errno));
         return;
     }
     size_t len = strlen(shim) + 1 + strlen(old) + 1;
     char *value = malloc(len);
     if (value == NULL)
-        die(EXIT_USAGE, "out of memory%s%s", "", "");
+        die(EXIT_USAGE, "out of memory");
     snprintf(value, len, "%s:%s", shim, old);
     if (setenv("LD_PRELOAD", value, 1) != 0)
-        die(EXIT_USAGE, "setenv LD_PRELOAD: %s%s", strerror(errno), "");
+        die(EXIT_USAGE, "setenv LD_PRELOAD: %s", strerror(errno));
     free(value);
 }
 
@@ -260,7 +263,7 @@ static void exec_program(const char *name, char **argv) __attribute__((noreturn)
 static void exec_program(const char *name, char **argv)
 {
     if (*name == '\0')
-        die(EXIT_NOT_FOUND, "'': %s%s", strerror(ENOENT), "");
+        die(EXIT_NOT_FOUND, "'': %s", strerror(ENOENT));
     const char *path = strchr(name, '/') ? "" : getenv("PATH");
     if (path == NULL)
         path = DEFAULT_PATH;
@@ -287,7 +290,7 @@ static void exec_program(const char *name, char **argv)
         if (err == ENOEXEC) { /* a script without '#!': run it with the shell */
             char **sh = calloc(argc + 2, sizeof(char *));
             if (sh == NULL)
-                die(EXIT_USAGE, "out of memory%s%s", "", "");
+                die(EXIT_USAGE, "out of memory");
             sh[0] = (char *)"/bin/sh";
             sh[1] = file;
             for (size_t j = 1; j < argc; j++)

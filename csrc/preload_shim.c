@@ -99,12 +99,12 @@ static void say(enum mosix_message kind, long nr)
     long fd = mosix_raw3(SYS_open, "/proc/self/comm", O_RDONLY | O_CLOEXEC, 0);
     if (fd >= 0) {
         long n = mosix_raw3(SYS_read, fd, comm, sizeof(comm) - 1);
-        comm[n > 0 ? n : 0] = '\0';
-        for (char *c = comm; *c; c++)
-            if (*c == '\n')
-                *c = '\0';
-        if (n <= 0)
-            comm[0] = '?', comm[1] = '\0';
+        if (n > 0) {
+            comm[n] = '\0';
+            for (char *c = comm; *c; c++)
+                if (*c == '\n')
+                    *c = '\0';
+        }
         mosix_raw1(SYS_close, fd);
     }
     char msg[MOSIX_MESSAGE_MAX];

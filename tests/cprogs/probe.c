@@ -12,7 +12,7 @@
  *   probe wait-signal        print "pid N ready", wait for SIGUSR1, print "got USR1"
  *   probe execchain N NAME   exec itself N times, then call NAME
  *   probe children           waitpid(-1, WNOHANG): the guard must not be a child
- *   probe loop N / loop-read N / trap N / stop-loop N   timing loops (benchmark)
+ *   probe loop N / loop-read N / trap N / stop-loop N / floor N   timing loops (benchmark)
  *   probe mode               the probe system call's answer
  */
 #define _GNU_SOURCE
@@ -26,8 +26,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <sys/mman.h>
 #include <sys/personality.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -241,6 +244,18 @@ int main(int argc, char **argv)
                 fputs(line, stdout);
         report(argv[3]);
     } else if (strcmp(what, "loop") == 0 && argc == 3) {
+        long n = atol(argv[2]), t0 = now_ns();
+        for (long i = 0; i < n; i++)
+            syscall(SYS_getppid);
+        printf("%.1f ns/call\n", (double)(now_ns() - t0) / (double)n);
+    } else if (strcmp(what, "floor") == 0 && argc == 3) {
+        /* the getppid loop under a one-instruction allow-all filter: the kernel's
+         * fixed cost of any seccomp filter (the benchmark's floor) */
+        struct sock_filter allow[] = {BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW)};
+        struct sock_fprog prog = {1, allow};
+        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
+            syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_SPEC_ALLOW, &prog))
+            return 4;
         long n = atol(argv[2]), t0 = now_ns();
         for (long i = 0; i < n; i++)
             syscall(SYS_getppid);
