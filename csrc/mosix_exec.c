@@ -114,7 +114,7 @@ static int send_fd(int sock, int fd)
 
 /* Fork the guard (double fork: it is reparented away from the program and
  * never shows up in its wait()).  Returns our end of the socket. */
-static int start_guard(enum mosix_mode mode)
+static int start_guard(enum mosix_mode mode, char **argv)
 {
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
@@ -124,15 +124,15 @@ static int start_guard(enum mosix_mode mode)
     if (child < 0)
         die(EXIT_USAGE, "cannot start the guard: fork: %s", strerror(errno));
     if (child == 0) {
-        close(sv[0]);
+        (void)close(sv[0]); /* ours: nothing to do if it fails */
         pid_t guard = fork();
         if (guard < 0)
             _exit(1);
         if (guard > 0)
             _exit(0);
-        mosix_guard_run(sv[1], mode);
+        mosix_guard_run(sv[1], mode, argv);
     }
-    close(sv[1]);
+    (void)close(sv[1]); /* ours: nothing to do if it fails */
     int status;
     while (waitpid(child, &status, 0) < 0) {
         if (errno == ECHILD)
@@ -149,13 +149,13 @@ static int under_discipline(void)
     return r < 0 && errno >= MOSIX_PROBE_ERRNO_BASE && errno <= MOSIX_PROBE_ERRNO_BASE + 2;
 }
 
-static void install_discipline(enum mosix_mode mode)
+static void install_discipline(enum mosix_mode mode, char **argv)
 {
     if (under_discipline())
         return; /* an inner mosrun: the outer filter and guard serve it (the kernel
                  * allows one listener per process); its mode is in MOSIX_INHERIT */
     fix_open_files();
-    int sock = start_guard(mode);
+    int sock = start_guard(mode, argv);
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
         die(EXIT_USAGE, "cannot set no_new_privs: %s", strerror(errno));
     static struct sock_filter insns[MOSIX_FILTER_MAX];
@@ -167,7 +167,7 @@ static void install_discipline(enum mosix_mode mode)
                                 &fprog);
     if (listener < 0) {
         int err = errno;
-        close(sock); /* the guard sees the end of the socket and exits */
+        (void)close(sock); /* the guard sees the end of the socket and exits */
         die(EXIT_USAGE, "cannot install the system-call filter: %s", strerror(err));
     }
     if (send_fd(sock, listener) != 0)
@@ -181,7 +181,7 @@ static void install_discipline(enum mosix_mode mode)
     while (n < 0 && errno == EINTR);
     if (n != 1)
         die(EXIT_USAGE, "the guard process did not start");
-    close(sock);
+    (void)close(sock); /* ours: nothing to do if it fails */
 }
 
 /* ------------------------------------------------------------ environment */
@@ -345,7 +345,7 @@ int main(int argc, char **argv)
         enum mosix_mode mode = mode_text[0] == 'u'   ? MOSIX_MODE_KILL
                                : mode_text[0] == 'e' ? MOSIX_MODE_ENOSYS
                                                      : MOSIX_MODE_WARN;
-        install_discipline(mode);
+        install_discipline(mode, argv);
     }
     drop_set_id();
     restore_saved();

@@ -60,7 +60,7 @@ static enum mosix_mode mode_of_process(pid_t pid, enum mosix_mode dflt)
             break;
         len += (size_t)n;
     }
-    close(fd);
+    (void)close(fd); /* ours: nothing to do if it fails */
     return mosix_mode_of(environ_buf, len, dflt);
 }
 
@@ -150,7 +150,7 @@ static void unsupported(const struct seccomp_notif *req, struct seccomp_notif_re
     int pidfd = (int)syscall(SYS_pidfd_open, req->pid, 0);
     if (!still_valid(req->id)) { /* gone meanwhile: nothing to say, no one to kill */
         if (pidfd >= 0)
-            close(pidfd);
+            (void)close(pidfd); /* ours: nothing to do if it fails */
         return;
     }
     size_t len = mosix_message(msg, sizeof(msg),
@@ -165,7 +165,7 @@ static void unsupported(const struct seccomp_notif *req, struct seccomp_notif_re
             (void)kill((pid_t)req->pid, SIGKILL); /* gone already (ESRCH) is fine */
     }
     if (pidfd >= 0)
-        close(pidfd);
+        (void)close(pidfd); /* ours: nothing to do if it fails */
 }
 
 static void answer(const struct seccomp_notif *req, struct seccomp_notif_resp *resp,
@@ -191,6 +191,23 @@ static void answer(const struct seccomp_notif *req, struct seccomp_notif_resp *r
     }
     /* unsupported, and self-only on another process */
     unsupported(req, resp, mode);
+}
+
+/* /proc/PID/cmdline and environ show the launcher's: blank them in place, so
+ * that ps shows "mosix-guard" and the node agent, which finds MOSIX processes
+ * by MOSIX_INHERIT in their environment, does not take the guard for one. */
+static void blank_identity(char **argv)
+{
+    extern char **environ;
+    for (char **e = environ; e && *e; e++)
+        memset(*e, 0, strlen(*e));
+    static const char name[] = "mosix-guard";
+    for (int i = 0; argv[i]; i++) {
+        size_t len = strlen(argv[i]);
+        memset(argv[i], 0, len);
+        if (i == 0 && len >= sizeof(name) - 1)
+            memcpy(argv[i], name, sizeof(name) - 1);
+    }
 }
 
 static void setup_process(void)
@@ -228,11 +245,12 @@ static void detach_descriptors(int keep)
     listener = 3;
     if (syscall(SYS_close_range, 4, ~0U, 0) != 0)
         for (int fd = 4; fd < 1024; fd++)
-            close(fd); /* older kernels: close what may be open */
+            (void)close(fd); /* older kernels: close what may be open */
 }
 
-void mosix_guard_run(int sock, enum mosix_mode mode)
+void mosix_guard_run(int sock, enum mosix_mode mode, char **argv)
 {
+    blank_identity(argv);
     setup_process();
     int fd = receive_fd(sock);
     if (fd < 0)
@@ -247,7 +265,7 @@ void mosix_guard_run(int sock, enum mosix_mode mode)
     while (n < 0 && errno == EINTR);
     if (n != 1)
         _exit(1);
-    close(sock);
+    (void)close(sock); /* ours: nothing to do if it fails */
     detach_descriptors(fd);
 
     struct seccomp_notif_sizes sizes;

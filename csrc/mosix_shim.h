@@ -53,7 +53,8 @@ size_t mosix_message(char *buf, size_t cap, enum mosix_message kind, const char 
                      long nr);
 
 /* The guard: takes the listener from ``sock``, acknowledges, answers until the
- * filter has no more users.  Never returns. */
-void mosix_guard_run(int sock, enum mosix_mode mode) __attribute__((noreturn));
+ * filter has no more users.  ``argv`` is the launcher's (blanked, with its
+ * environment, so the guard does not pass for a MOSIX process).  Never returns. */
+void mosix_guard_run(int sock, enum mosix_mode mode, char **argv) __attribute__((noreturn));
 
 #endif

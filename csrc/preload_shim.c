@@ -105,7 +105,7 @@ static void say(enum mosix_message kind, long nr)
                 if (*c == '\n')
                     *c = '\0';
         }
-        mosix_raw1(SYS_close, fd);
+        (void)mosix_raw1(SYS_close, fd);
     }
     char msg[MOSIX_MESSAGE_MAX];
     size_t len = mosix_message(msg, sizeof(msg), kind, comm, mosix_raw0(SYS_getpid), nr);
@@ -305,7 +305,7 @@ static int masked(sigmask_fn real, int how, const sigset_t *set, sigset_t *old)
             now = was && !has;
         else if (how == SIG_SETMASK)
             now = has;
-        sigdelset(&copy, SIGSYS);
+        (void)sigdelset(&copy, SIGSYS);
         set = &copy;
     }
     int r = real(how, set, old);
@@ -314,9 +314,9 @@ static int masked(sigmask_fn real, int how, const sigset_t *set, sigset_t *old)
     shadow_blocked = now;
     if (old) {
         if (was)
-            sigaddset(old, SIGSYS);
+            (void)sigaddset(old, SIGSYS);
         else
-            sigdelset(old, SIGSYS);
+            (void)sigdelset(old, SIGSYS);
     }
     return r;
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -134,7 +135,7 @@ def test_own_sigsys_handler_or_blocking_does_not_escape_the_warning(
 
 def test_libc_sees_its_own_sigsys_settings(probes: Probes) -> None:
     """The shim's shadow: the program reads back what it set, though nothing changed."""
-    handler = mosrun(probes.dynamic and str(probes.dynamic), "sigsys-libc", "clone3")
+    handler = mosrun(str(probes.dynamic), "sigsys-libc", "clone3")
     assert "sigaction reports own handler: 1" in handler.stdout, handler
     blocked = mosrun(str(probes.dynamic), "block-libc", "clone3")
     assert "sigprocmask reports SIGSYS blocked: 1" in blocked.stdout, blocked
@@ -344,6 +345,39 @@ def test_signals_sent_to_mosrun_reach_the_program(probes: Probes) -> None:
 def test_the_guard_is_not_the_programs_child(probes: Probes, kind: str) -> None:
     result = mosrun(probes.get(kind), "children")
     assert lines(result.stdout) == ["waitpid: ret=-1 errno=10"]  # ECHILD
+
+
+def start_time(proc_dir: Path) -> int:
+    """Clock ticks after boot when the process started (/proc/PID/stat field 22)."""
+    return int((proc_dir / "stat").read_text().rsplit(")", 1)[1].split()[19])
+
+
+def test_the_guard_does_not_pass_for_a_mosix_process(probes: Probes) -> None:
+    """The node agent finds MOSIX processes by MOSIX_INHERIT in /proc/PID/environ."""
+    proc = subprocess.Popen(
+        [mosrun_path(), str(probes.dynamic), "wait-signal"], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == f"pid {proc.pid} ready\n"
+    started = start_time(Path(f"/proc/{proc.pid}"))
+    guards = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if (
+                (entry / "comm").read_text() == "mosix-guard\n"
+                and (entry / "cmdline").read_bytes()  # alive: a zombie has no cmdline
+                and start_time(entry) >= started  # ours (or as new)
+            ):
+                guards.append(entry)
+        except (OSError, ValueError):
+            continue  # gone meanwhile
+    proc.send_signal(signal.SIGUSR1)
+    assert proc.wait(timeout=TIMEOUT) == 0
+    assert guards, "no live guard while a disciplined program ran"
+    for guard in guards:
+        with contextlib.suppress(OSError):
+            assert b"MOSIX_INHERIT" not in (guard / "environ").read_bytes()
+            assert (guard / "cmdline").read_bytes().rstrip(b"\0") == b"mosix-guard"
 
 
 @pytest.mark.parametrize(("mode", "depth"), [("-u", 200), ("-e", 100), ("-e", 300)])
