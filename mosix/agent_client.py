@@ -31,6 +31,7 @@ from mosix.protocol import (
 REPLY_TIMEOUT = float(os.environ.get("MOSIX_AGENT_TIMEOUT", "10"))
 START_TIMEOUT = 20.0
 M = TypeVar("M", bound=Message)
+L = TypeVar("L", bound=Message)
 
 
 class AgentUnavailable(Failure):
@@ -108,6 +109,16 @@ class AgentClient:
         if not isinstance(reply, expect):
             raise AgentUnavailable(f"the node agent answered '{reply.OP}' to '{msg.OP}'")
         return reply
+
+    def request_listing(self, msg: Message, expect: type[L]) -> list[L]:
+        """Send ``msg`` and gather the frames of a long listing."""
+        parts = [self.request(msg, expect)]
+        while getattr(parts[-1], "more", False):
+            reply = self.receive()
+            if not isinstance(reply, expect):
+                raise AgentUnavailable("the node agent broke off a listing")
+            parts.append(reply)
+        return parts
 
 
 def try_connect(paths: AgentPaths) -> AgentClient | None:

@@ -14,15 +14,18 @@ and, later, the TCP links between agents.
 from __future__ import annotations
 
 import io
+import operator
 import struct
 import types
 import typing
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from collections.abc import Callable
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, ClassVar, TypeVar
 
 import cbor2
 
 MAX_FRAME = 1 << 20  # 1 MiB: bigger frames are refused
+LISTING_CHUNK = 2000  # records per frame of a long listing
 HEADER = struct.Struct(">I")
 
 T = TypeVar("T", bound="Message")
@@ -37,7 +40,9 @@ class Message:
     OP: ClassVar[str] = ""
 
     def to_wire(self) -> dict[str, Any]:
-        return {"op": self.OP, **asdict(self)}
+        wire: dict[str, Any] = _plain_data(self)
+        wire["op"] = self.OP
+        return wire
 
 
 MESSAGES: dict[str, type[Message]] = {}
@@ -54,7 +59,7 @@ def message(cls: type[T]) -> type[T]:
 # ------------------------------------------------------------------ records
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class ProcessInfo:
     """One MOSIX process as the registry knows it."""
 
@@ -72,7 +77,7 @@ class ProcessInfo:
     why_here: str = ""  # why it cannot move, if it cannot
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class QueueEntry:
     """One queued job (a mosrun waiting for its turn)."""
 
@@ -88,7 +93,7 @@ class QueueEntry:
     position: int = 0  # place in the queue, 1 = next to run
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class NodeFacts:
     node: int
     name: str
@@ -127,6 +132,7 @@ class Refused(Message):
 class Processes(Message):
     OP: ClassVar[str] = "processes"
     processes: list[ProcessInfo] = field(default_factory=list)
+    more: bool = False  # long listings come in several frames
 
 
 @message
@@ -135,6 +141,7 @@ class QueueListing(Message):
     OP: ClassVar[str] = "queue-listing"
     entries: list[QueueEntry] = field(default_factory=list)
     total: int = 0
+    more: bool = False  # long listings come in several frames
 
 
 @message
@@ -287,63 +294,202 @@ QUEUE_ACTIONS = ("run", "abort", "cngpri", "advance", "retard")
 
 
 # ------------------------------------------------------------------ codec
+#
+# Each record type is compiled once into a checker: a function that checks a
+# decoded CBOR value against the field types and rebuilds the dataclass.
+
+Checker = Callable[[Any, str], Any]
+_CHECKERS: dict[Any, Checker] = {}
 
 
-def _check(value: Any, hint: Any, where: str) -> Any:
-    """``value`` checked against type ``hint``; nested records are rebuilt."""
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        for option in typing.get_args(hint):
+def _plain(kind: type) -> Checker:
+    def check(value: Any, where: str) -> Any:
+        if type(value) is not kind:
+            raise ProtocolError(f"{where}: expected {_NAMES[kind]}")
+        if kind is int and not -(2**63) <= value < 2**63:
+            raise ProtocolError(f"{where}: integer out of range")
+        return value
+
+    return check
+
+
+_NAMES = {int: "an integer", str: "str", bool: "bool"}
+
+
+def _is_int64(value: int) -> bool:
+    return -(2**63) <= value < 2**63
+
+
+def _number(value: Any, where: str) -> float:
+    if type(value) not in (int, float):
+        raise ProtocolError(f"{where}: expected a number")
+    return float(value)
+
+
+def _none(value: Any, where: str) -> None:
+    if value is not None:
+        raise ProtocolError(f"{where}: expected nothing")
+
+
+def _union(options: list[Checker]) -> Checker:
+    def check(value: Any, where: str) -> Any:
+        for option in options:
             try:
-                return _check(value, option, where)
+                return option(value, where)
             except ProtocolError:
                 continue
         raise ProtocolError(f"{where}: unexpected {type(value).__name__}")
-    if hint is type(None):
-        if value is not None:
-            raise ProtocolError(f"{where}: expected nothing")
-        return None
-    if origin is list:
-        if not isinstance(value, list):
+
+    return check
+
+
+def _list_of(item: Checker) -> Checker:
+    def check(value: Any, where: str) -> Any:
+        if type(value) is not list:
             raise ProtocolError(f"{where}: expected a list")
-        (item,) = typing.get_args(hint)
-        return [_check(v, item, where) for v in value]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ProtocolError(f"{where}: expected a map")
-        key_t, val_t = typing.get_args(hint)
-        return {_check(k, key_t, where): _check(v, val_t, where) for k, v in value.items()}
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ProtocolError(f"{where}: expected a number")
-        return float(value)
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int) or not -(2**63) <= value < 2**63:
-            raise ProtocolError(f"{where}: expected an integer")
-        return value
-    if hint in (str, bool):
-        if not isinstance(value, hint):
-            raise ProtocolError(f"{where}: expected {hint.__name__}")
-        return value
-    if isinstance(hint, type) and hasattr(hint, "__dataclass_fields__"):
-        if not isinstance(value, dict):
-            raise ProtocolError(f"{where}: expected a map")
-        return _build(hint, value, where)
-    raise ProtocolError(f"{where}: cannot check {hint!r}")
+        return [item(v, where) for v in value]
+
+    return check
 
 
-def _build(cls: type, data: dict[Any, Any], where: str) -> Any:
+def _map_of(key: Checker, val: Checker) -> Checker:
+    def check(value: Any, where: str) -> Any:
+        if type(value) is not dict:
+            raise ProtocolError(f"{where}: expected a map")
+        return {key(k, where): val(v, where) for k, v in value.items()}
+
+    return check
+
+
+def _record(cls: type) -> Checker:
+    """Messages travel as maps with named fields; the records inside them as arrays
+    of their fields in declaration order (compact for long listings).  An array
+    may be shorter than the record when the trailing fields have defaults."""
     hints = typing.get_type_hints(cls)
-    kwargs = {}
-    for f in fields(cls):
-        if f.name in data:
-            kwargs[f.name] = _check(data[f.name], hints[f.name], f"{where}.{f.name}")
-        elif f.default is MISSING and f.default_factory is MISSING:
-            raise ProtocolError(f"{where}: field '{f.name}' missing")
-    unknown = set(data) - {f.name for f in fields(cls)} - {"op"}
-    if unknown:
-        raise ProtocolError(f"{where}: unknown field '{sorted(map(str, unknown))[0]}'")
-    return cls(**kwargs)
+    entries = [
+        (f.name, checker(hints[f.name]), f.default is MISSING and f.default_factory is MISSING)
+        for f in fields(cls)
+    ]
+    names = [name for name, _, _ in entries]
+    allowed = frozenset([*names, "op"])
+    plain = {int, str, bool}
+    simple = [hints[n] if hints[n] in plain else None for n in names]
+    required = sum(1 for _, _, req in entries if req)
+
+    def check_map(value: dict[Any, Any], where: str) -> Any:
+        kwargs = {}
+        for name, check_field, is_required in entries:
+            if name in value:
+                kwargs[name] = check_field(value[name], where + "." + name)
+            elif is_required:
+                raise ProtocolError(f"{where}: field '{name}' missing")
+        if not allowed.issuperset(value):
+            unknown = sorted(map(str, set(value) - allowed))
+            raise ProtocolError(f"{where}: unknown field '{unknown[0]}'")
+        return cls(**kwargs)
+
+    full_types = tuple(hints[n] if hints[n] in plain else list for n in names)
+    int_positions = [i for i, n in enumerate(names) if hints[n] is int]
+    str_list_positions = [i for i, n in enumerate(names) if hints[n] == list[str]]
+    generic = any(hints[n] not in plain and hints[n] != list[str] for n in names)
+
+    def check_array(value: list[Any], where: str) -> Any:
+        if (
+            not generic
+            and tuple(map(type, value)) == full_types
+            and all(_is_int64(value[i]) for i in int_positions)
+            and all(type(x) is str for i in str_list_positions for x in value[i])
+        ):
+            return cls(*value)  # the common case, checked in one sweep
+        if not required <= len(value) <= len(entries):
+            raise ProtocolError(f"{where}: expected {len(entries)} fields, got {len(value)}")
+        args = [
+            item
+            if kind is not None and type(item) is kind and (kind is not int or _is_int64(item))
+            else check_field(item, where + "." + name)
+            for item, kind, (name, check_field, _) in zip(value, simple, entries, strict=False)
+        ]
+        return cls(*args)
+
+    is_message = issubclass(cls, Message)
+
+    def check(value: Any, where: str) -> Any:
+        if type(value) is dict and is_message:
+            return check_map(value, where)
+        if type(value) is list and not is_message:
+            return check_array(value, where)
+        raise ProtocolError(f"{where}: expected a {'map' if is_message else 'list'}")
+
+    return check
+
+
+def checker(hint: Any) -> Checker:
+    """The (cached) checker of type ``hint``."""
+    found = _CHECKERS.get(hint)
+    if found is not None:
+        return found
+    origin = typing.get_origin(hint)
+    made: Checker
+    if origin in (typing.Union, types.UnionType):
+        made = _union([checker(option) for option in typing.get_args(hint)])
+    elif hint is type(None):
+        made = _none
+    elif origin is list:
+        made = _list_of(checker(typing.get_args(hint)[0]))
+    elif origin is dict:
+        key_t, val_t = typing.get_args(hint)
+        made = _map_of(checker(key_t), checker(val_t))
+    elif hint is float:
+        made = _number
+    elif hint in (int, str, bool):
+        made = _plain(hint)
+    elif isinstance(hint, type) and hasattr(hint, "__dataclass_fields__"):
+        made = _record(hint)
+    else:
+        raise TypeError(f"no wire form for {hint!r}")
+    _CHECKERS[hint] = made
+    return made
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+_FLAT_GETTERS: dict[type, Callable[[Any], tuple[Any, ...]] | None] = {}
+
+
+def _flat_getter(kind: type) -> Callable[[Any], tuple[Any, ...]] | None:
+    """For a record whose fields hold no records: one C call that yields its array."""
+    if kind not in _FLAT_GETTERS:
+        hints = typing.get_type_hints(kind)
+        nested = any(
+            "__dataclass_fields__" in repr(h) or hasattr(h, "__dataclass_fields__")
+            for h in hints.values()
+        )
+        names = [f.name for f in fields(kind)]
+        flat = not nested and not issubclass(kind, Message) and len(names) > 1
+        _FLAT_GETTERS[kind] = operator.attrgetter(*names) if flat else None
+    return _FLAT_GETTERS[kind]
+
+
+def _plain_data(value: Any) -> Any:
+    """Messages as maps and the records in them as arrays, recursively."""
+    kind = type(value)
+    if hasattr(kind, "__dataclass_fields__"):
+        getter = _flat_getter(kind)
+        if getter is not None:
+            return getter(value)
+        names = _FIELD_NAMES.get(kind)
+        if names is None:
+            names = _FIELD_NAMES[kind] = tuple(f.name for f in fields(kind))
+        if issubclass(kind, Message):
+            return {name: _plain_data(getattr(value, name)) for name in names}
+        return [_plain_data(getattr(value, name)) for name in names]
+    if type(value) is list:
+        if value and hasattr(type(value[0]), "__dataclass_fields__"):
+            getter = _flat_getter(type(value[0]))
+            if getter is not None:
+                return list(map(getter, value))
+            return [_plain_data(v) for v in value]
+        return value  # plain values need no conversion
+    return value
 
 
 def decode_message(payload: bytes) -> Message:
@@ -360,7 +506,7 @@ def decode_message(payload: bytes) -> Message:
     cls = MESSAGES.get(op) if isinstance(op, str) else None
     if cls is None:
         raise ProtocolError(f"unknown message {op!r}")
-    built: Message = _build(cls, data, op)
+    built: Message = checker(cls)(data, op)
     return built
 
 

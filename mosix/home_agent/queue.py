@@ -14,12 +14,13 @@ partition's.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 GRACE_SECONDS = 30.0  # how long a lost entry (agent restarted) may hold the head
 
 
-@dataclass
+@dataclass(slots=True)
 class QueuedJob:
     ticket: int
     pid: int
@@ -39,7 +40,7 @@ class QueuedJob:
         return (self.priority, self.order, self.ticket)
 
 
-@dataclass
+@dataclass(slots=True)
 class RunningJob:
     ticket: int
     pid: int
@@ -146,3 +147,8 @@ class Queue:
             capacity.take(job)
             out.append(job)
         return out
+
+
+def record(obj: Any) -> dict[str, Any]:
+    """The fields of a queue record as a plain map (for the state file)."""
+    return {f.name: getattr(obj, f.name) for f in fields(obj)}

@@ -19,6 +19,7 @@ import subprocess
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import cbor2
 import trio
@@ -26,9 +27,10 @@ import trio
 from mosix.agent_paths import AgentPaths
 from mosix.home_agent import node_facts, proc_info
 from mosix.home_agent.connection import Connection, Peer
-from mosix.home_agent.queue import Capacity, Queue, QueuedJob, RunningJob
+from mosix.home_agent.queue import Capacity, Queue, QueuedJob, RunningJob, record
 from mosix.home_agent.registry import Registration, Registry
 from mosix.protocol import (
+    LISTING_CHUNK,
     QUEUE_ACTIONS,
     Abort,
     Done,
@@ -58,6 +60,30 @@ from mosix.protocol import (
 log = logging.getLogger("mosixd")
 TICK_SECONDS = 1.0  # how often memory-bound queued jobs are reconsidered
 SAVE_DELAY = 0.05  # state is saved at most this often
+SEND_TIMEOUT = 10.0  # a client that does not read its replies for this long is dropped
+
+
+class QueueChunks(NamedTuple):
+    """A queue listing still to be built: jobs in order, their positions, the count."""
+
+    jobs: list[QueuedJob]
+    position: dict[int, int]
+    total: int
+
+
+def queue_entry(job: QueuedJob, position: int) -> QueueEntry:
+    return QueueEntry(
+        ticket=job.ticket,
+        pid=job.pid,
+        uid=job.uid,
+        job=job.job,
+        priority=job.priority,
+        mode=job.mode,
+        memory_mb=job.memory_mb,
+        parallel=job.parallel,
+        command=job.command,
+        position=position,
+    )
 
 
 class Refusal(Exception):
@@ -92,6 +118,7 @@ class Agent:
             memory_in_use_mb=proc_info.rss_mb,
         )
         self.waiters: dict[int, Waiter] = {}  # ticket -> its connection
+        self.lost: set[int] = set()  # restored tickets whose mosrun has not come back yet
         self.wakeup = trio.Event()
         self.dirty = trio.Event()
         self.stopping = trio.Event()
@@ -105,8 +132,8 @@ class Agent:
             "version": 1,
             "next_ticket": self.queue.next_ticket,
             "registered": [vars(r) for r in self.registry.registered.values()],
-            "queued": [vars(j) for j in self.queue.jobs.values()],
-            "running": [vars(r) for r in self.capacity.running.values()],
+            "queued": [record(j) for j in self.queue.jobs.values()],
+            "running": [record(r) for r in self.capacity.running.values()],
         }
 
     def save(self) -> None:
@@ -135,6 +162,7 @@ class Agent:
                 if proc_info.alive(job.pid, job.start_ticks):
                     job.connected, job.lost_since = False, now
                     self.queue.add(job)
+                    self.lost.add(job.ticket)
             for r in state["running"]:
                 run = RunningJob(**r)
                 self.capacity.running[run.ticket] = run
@@ -153,11 +181,13 @@ class Agent:
         self.wakeup.set()
 
     async def saver(self) -> None:
+        """Save after changes, at most every SAVE_DELAY and never more than 20% of the time."""
         while True:
             await self.dirty.wait()
             self.dirty = trio.Event()
+            began = time.monotonic()
             self.save()
-            await trio.sleep(SAVE_DELAY)
+            await trio.sleep(max(SAVE_DELAY, 4 * (time.monotonic() - began)))
 
     # ------------------------------------------------------ scheduling
 
@@ -170,10 +200,16 @@ class Agent:
                 await self.wakeup.wait()
             self.wakeup = trio.Event()
             now = time.time()
-            for job in list(self.queue.jobs.values()):
-                if not job.connected and not proc_info.alive(job.pid, job.start_ticks):
-                    self.queue.remove(job.ticket)
+            for ticket in list(self.lost):
+                job = self.queue.jobs.get(ticket)
+                if job is None or job.connected:
+                    self.lost.discard(ticket)
+                elif not proc_info.alive(job.pid, job.start_ticks):
+                    self.queue.remove(ticket)
+                    self.lost.discard(ticket)
                     self.dirty.set()
+            if self.capacity.free_slots() <= 0:
+                continue  # nothing can start: spare sorting a long queue
             for job in self.queue.startable(self.capacity, now):
                 await self.start_job(job, "turn")
 
@@ -185,8 +221,7 @@ class Agent:
             self.capacity.take(job)
         waiter = self.waiters.pop(job.ticket, None)
         if waiter is not None:
-            with contextlib.suppress(OSError, trio.BrokenResourceError, trio.ClosedResourceError):
-                await waiter.conn.send(Go(reason=reason, ticket=job.ticket))
+            await self.reply(waiter.conn, Go(reason=reason, ticket=job.ticket))
         self.nursery.start_soon(self.watch_running, job.ticket, job.pid)
         self.changed()
         log.info("started queued job %d (pid %d): %s", job.ticket, job.pid, reason)
@@ -235,8 +270,13 @@ class Agent:
             conn.close()
 
     async def reply(self, conn: Connection, msg: Message) -> None:
+        """Send ``msg``; a client that does not read within SEND_TIMEOUT is dropped."""
         with contextlib.suppress(OSError, trio.BrokenResourceError, trio.ClosedResourceError):
-            await conn.send(msg)
+            with trio.move_on_after(SEND_TIMEOUT) as scope:
+                await conn.send(msg)
+            if scope.cancelled_caught:
+                log.warning("dropping pid %d: it does not read its replies", conn.peer.pid)
+                conn.sock.close()
 
     async def dispatch(self, conn: Connection, msg: Message, tickets: list[int]) -> Message | None:
         peer = conn.peer
@@ -246,9 +286,11 @@ class Agent:
             case Enqueue():
                 return self.enqueue(conn, msg, tickets)
             case ListProcesses():
-                return self.list_processes(peer, msg)
+                await self.send_chunks(conn, self.list_processes(peer, msg))
+                return None
             case ListQueue():
-                return self.list_queue(peer, msg)
+                await self.send_chunks(conn, self.list_queue(peer, msg))
+                return None
             case QueueAction():
                 return Done(count=await self.queue_action(peer, msg))
             case GetStatus():
@@ -322,10 +364,36 @@ class Agent:
         self.changed()
         return Queued(ticket=job.ticket)
 
+    async def send_chunks(
+        self, conn: Connection, listing: Processes | QueueListing | QueueChunks
+    ) -> None:
+        """A listing in frames of at most LISTING_CHUNK records (``more`` on all but the last).
+
+        Queue listings are built chunk by chunk, so the client decodes the first
+        frames while the agent still builds the later ones.
+        """
+        if isinstance(listing, QueueChunks):
+            jobs, position, total = listing
+            for start in range(0, max(len(jobs), 1), LISTING_CHUNK):
+                part = [
+                    queue_entry(j, position[j.ticket]) for j in jobs[start : start + LISTING_CHUNK]
+                ]
+                more = start + LISTING_CHUNK < len(jobs)
+                await conn.send(QueueListing(entries=part, total=total, more=more))
+            return
+        if isinstance(listing, QueueListing):
+            await conn.send(listing)
+            return
+        records = listing.processes
+        for start in range(0, max(len(records), 1), LISTING_CHUNK):
+            part = records[start : start + LISTING_CHUNK]
+            more = start + LISTING_CHUNK < len(records)
+            await conn.send(Processes(processes=part, more=more))
+
     def visible(self, peer: Peer, uid: int) -> bool:
         return peer.is_root or uid == peer.uid
 
-    def list_processes(self, peer: Peer, msg: ListProcesses) -> Message:
+    def list_processes(self, peer: Peer, msg: ListProcesses) -> Processes:
         if msg.all_users and not peer.is_root:
             raise Refusal("only root may list other users' processes")
         if msg.uid is not None and msg.uid != peer.uid and not peer.is_root:
@@ -358,30 +426,16 @@ class Agent:
         out.sort(key=lambda p: p.pid)
         return Processes(processes=out)
 
-    def list_queue(self, peer: Peer, msg: ListQueue) -> Message:
+    def list_queue(self, peer: Peer, msg: ListQueue) -> QueueListing | QueueChunks:
         if msg.all_users and not peer.is_root:
             raise Refusal("only root may list other users' queued jobs")
+        if msg.count_only:
+            count = sum(1 for j in self.queue.jobs.values() if msg.all_users or j.uid == peer.uid)
+            return QueueListing(entries=[], total=count)
         ordered = self.queue.ordered()
         mine = [j for j in ordered if msg.all_users or j.uid == peer.uid]
-        if msg.count_only:
-            return QueueListing(entries=[], total=len(mine))
         position = {j.ticket: i for i, j in enumerate(ordered, 1)}
-        entries = [
-            QueueEntry(
-                ticket=j.ticket,
-                pid=j.pid,
-                uid=j.uid,
-                job=j.job,
-                priority=j.priority,
-                mode=j.mode,
-                memory_mb=j.memory_mb,
-                parallel=j.parallel,
-                command=j.command,
-                position=position[j.ticket],
-            )
-            for j in mine
-        ]
-        return QueueListing(entries=entries, total=len(entries))
+        return QueueChunks(mine, position, len(mine))
 
     async def queue_action(self, peer: Peer, msg: QueueAction) -> int:
         if msg.action not in QUEUE_ACTIONS:

@@ -45,6 +45,17 @@ def ask(tool: str, msg: Message, expect: type[M], autostart: bool = True) -> M:
         fail(tool, e.message, e.status)
 
 
+def ask_listing(tool: str, msg: Message, expect: type[M]) -> list[M]:
+    """A listing request; long listings arrive in several frames."""
+    from mosix.agent_client import connect
+
+    try:
+        with connect(autostart=True) as client:
+            return client.request_listing(msg, expect)
+    except Failure as e:
+        fail(tool, e.message, e.status)
+
+
 def user_name(uid: int) -> str:
     try:
         return pwd.getpwuid(uid).pw_name

@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from mosix.protocol import ListProcesses, Processes
-from mosix.tools.common import app, ask, fail, user_id
+from mosix.tools.common import app, ask_listing, fail, user_id
 
 cli = app(
     "moskillall",
@@ -47,10 +47,10 @@ def main_command(
 ) -> None:
     number = signal_number(sig)
     uid = user_id("moskillall", user) if user is not None else os.getuid()
-    listing = ask("moskillall", ListProcesses(uid=uid, job=job), Processes)
+    parts = ask_listing("moskillall", ListProcesses(uid=uid, job=job), Processes)
     me = os.getpid()
     refused = 0
-    for p in listing.processes:
+    for p in (p for part in parts for p in part.processes):
         if p.pid == me:
             continue
         try:

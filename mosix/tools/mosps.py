@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from mosix.protocol import ListProcesses, Processes
-from mosix.tools.common import app, ask, minutes_text, run, user_id, user_name
+from mosix.tools.common import app, ask_listing, minutes_text, run, user_id, user_name
 
 cli = app(
     "mosps",
@@ -27,9 +27,9 @@ def main_command(
 ) -> None:
     uid = user_id("mosps", user) if user is not None else None
     everyone = all_users or (uid is None and os.geteuid() == 0)
-    reply = ask("mosps", ListProcesses(all_users=everyone, uid=uid, job=job), Processes)
+    parts = ask_listing("mosps", ListProcesses(all_users=everyone, uid=uid, job=job), Processes)
     print(HEADER)
-    for p in reply.processes:
+    for p in (p for part in parts for p in part.processes):
         command = " ".join(p.command) or "?"
         print(
             f"{p.pid:>7} {user_name(p.uid):<10.10} {p.job:>5} {p.where:<8.8} {p.state:<10.10} "

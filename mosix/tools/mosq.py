@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
 
 from mosix.protocol import Done, ListQueue, QueueAction, QueueListing
-from mosix.tools.common import app, ask, run, user_name
+from mosix.tools.common import app, ask, ask_listing, run, user_name
 
 cli = app("mosq", "Inspect and control the MOSIX queue. With -j, IDs are job IDs.")
 JobFlag = Annotated[bool, typer.Option("-j", "--jobs", help="IDs are job IDs, not pids")]
@@ -19,13 +20,16 @@ HEADER = (
 
 
 def show(all_users: bool) -> None:
-    listing = ask("mosq", ListQueue(all_users=all_users), QueueListing)
-    print(HEADER)
-    for e in listing.entries:
-        print(
-            f"{e.position:>5} {e.pid:>7} {user_name(e.uid):<10.10} {e.job:>5} {e.priority:>5} "
+    parts = ask_listing("mosq", ListQueue(all_users=all_users), QueueListing)
+    names: dict[int, str] = {}
+    lines = [HEADER]
+    for e in (e for part in parts for e in part.entries):
+        name = names.get(e.uid) or names.setdefault(e.uid, user_name(e.uid))
+        lines.append(
+            f"{e.position:>5} {e.pid:>7} {name:<10.10} {e.job:>5} {e.priority:>5} "
             f"{e.mode:<1} {e.memory_mb or '-':>6} {e.parallel:>3}  {' '.join(e.command)}"
         )
+    sys.stdout.write("\n".join(lines) + "\n")
 
 
 def act(action: str, ident: int, jobs: bool, priority: int | None = None) -> None:
@@ -47,7 +51,7 @@ def list_all() -> None:
 @cli.command("count")
 def count() -> None:
     """How many of your jobs are queued."""
-    print(ask("mosq", ListQueue(count_only=True), QueueListing).total)
+    print(ask_listing("mosq", ListQueue(count_only=True), QueueListing)[0].total)
 
 
 @cli.command("run")
