@@ -89,7 +89,7 @@ def run(r: RunnerArgs) -> Outcome:
     if bash is None:
         raise Failure("-S: bash: not found in PATH (command lines are run by bash)", EXIT_USAGE)
     queue: TurnQueue | None = None if r.queue is None else agent_queue(r.queue)
-    backend = SpawnBackend(bash, os.environ)
+    backend = SpawnBackend(bash, os.environb)
     backend.install_signal_handlers()
     scheduler = Scheduler(
         lines=command_lines(r.commands_fd, r.commands_name),

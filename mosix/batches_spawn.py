@@ -44,9 +44,9 @@ def find_bash(env: Mapping[str, str]) -> str | None:
 class SpawnBackend:
     """Starts ``bash -c LINE`` in a new process group; waits for any line to end."""
 
-    def __init__(self, bash: str, env: Mapping[str, str]) -> None:
+    def __init__(self, bash: str, env: Mapping[bytes, bytes]) -> None:
         self.bash = bash
-        self.env = dict(env)
+        self.env = dict(env)  # bytes: posix_spawn then encodes nothing per line
         self.stdin = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         self.file_actions = [(os.POSIX_SPAWN_DUP2, self.stdin, 0)]
         self.groups: set[int] = set()  # process groups (= pids) of the running lines
