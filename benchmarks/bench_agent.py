@@ -39,7 +39,9 @@ def start_agent(base: Path) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
     read_end, write_end = os.pipe()
     proc = subprocess.Popen(
         ["mosixd", "--run-dir", str(base / "run"), "--ready-fd", str(write_end)],
-        pass_fds=[write_end], env=env, stderr=subprocess.DEVNULL,
+        pass_fds=[write_end],
+        env=env,
+        stderr=subprocess.DEVNULL,
     )
     os.close(write_end)
     select.select([read_end], [], [], 30)
@@ -97,12 +99,14 @@ def main() -> None:
             (f"mosq list ({args.jobs} jobs)", list_s, list_s / python_s),
         ]
         print(f"queued {args.jobs} jobs in {enqueue_s:.2f} s ({args.jobs / enqueue_s:,.0f} jobs/s)")
-        print(f"{'command':<32} {'seconds':>8} {'× python start-up':>18}")
+        print(f"{'command':<32} {'seconds':>8} {'x python start-up':>18}")
         for name, seconds, ratio in rows:
             print(f"{name:<32} {seconds:>8.3f} {ratio:>18.1f}")
         per_job = (full_rss - idle_rss) * 1024 / args.jobs
-        print(f"agent memory: {idle_rss:.0f} MB idle, {full_rss:.0f} MB with {args.jobs} queued "
-              f"({per_job:.2f} KB per job)")
+        print(
+            f"agent memory: {idle_rss:.0f} MB idle, {full_rss:.0f} MB with {args.jobs} queued "
+            f"({per_job:.2f} KB per job)"
+        )
         verdict = "meets" if list_s < 1.0 else "MISSES"
         print(f"target mosq list < 1 s: {verdict}")
         client.close()
