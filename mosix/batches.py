@@ -37,9 +37,11 @@ Decisions beyond the manual:
   starts, the running ones are waited for, the failed-file is completed, and
   mosrun then ends by the same signal (so a calling shell sees it), after a
   one-line summary.  Ctrl-Z stops the lines with mosrun, and fg resumes them.
-* With -q/-Q each line waits for its turn in the queue, at most 10 waiting at
-  once (:mod:`mosix.batches_queue`); the queue itself is pending on the node
-  agent, so this build refuses -S with -q.
+* With -q/-Q each line waits for its turn in the node agent's queue, at most
+  10 waiting at once (:mod:`mosix.batches_queue`).  mosrun makes sure an agent
+  runs before it starts the runner (which, under the discipline, cannot start
+  one).  With no agent to be had, -q is an error and -Q runs the lines without
+  the queue, as the manual says of a stopped queue.
 """
 
 from __future__ import annotations
@@ -51,8 +53,8 @@ from dataclasses import replace
 from typing import NoReturn
 
 from mosix import launch
-from mosix.arguments import MosrunArgs
-from mosix.batches_queue import agent_queue
+from mosix.agent_client import AgentUnavailable, connect
+from mosix.arguments import MosrunArgs, QueueMode
 from mosix.batches_runner import MODULE, RunnerArgs, encode
 from mosix.exits import EXIT_USAGE, Failure
 
@@ -92,9 +94,15 @@ def run_commands(args: MosrunArgs, keep_environment: bool) -> NoReturn:
     """Become the runner of ``args.commands``; ends as the run ends."""
     spec = args.commands
     assert spec is not None
-    if args.queue is not None:
-        agent_queue(args.queue)  # fails clearly until the node agent's queue exists
     commands_fd = open_commands(spec.commands)
+    queue = args.queue
+    if queue is not None:
+        try:
+            connect(autostart=True).close()
+        except AgentUnavailable as e:
+            if queue.mode is QueueMode.KILL_ON_ABORT:
+                raise Failure(f"-q: cannot queue the lines: {e.message}", EXIT_USAGE) from None
+            queue = None  # -Q: the queue is not there, so the lines bypass it
     failed_fd = None if spec.failed is None else create_failed(spec.failed, commands_fd)
     for fd in (commands_fd, failed_fd):
         if fd is not None:
@@ -106,7 +114,7 @@ def run_commands(args: MosrunArgs, keep_environment: bool) -> NoReturn:
         commands_name=spec.commands,
         failed_fd=failed_fd,
         failed_name=spec.failed or "",
-        queue=args.queue,
+        queue=queue,
     )
     program = (sys.executable, "-P", "-m", MODULE, *encode(runner))
     # the queue applies to each line (in the runner), not to the runner as a whole

@@ -141,7 +141,12 @@ class Scheduler:
         turns = self.queue.turns(block=not self.running)
         for seq in turns:
             self.start(self.queued.pop(seq), seq)
-        return bool(turns)
+        refused = self.queue.aborted()
+        for seq in refused:
+            line = self.queued.pop(seq)
+            self.report(f"-S: line {line.number}: the queue aborted it; it did not run")
+            self.failed(seq, line)
+        return bool(turns) or bool(refused)
 
     def withdraw_queued(self) -> None:
         for seq in list(self.queued):

@@ -237,6 +237,16 @@ class Enqueue(Message):
 
 @message
 @dataclass(frozen=True)
+class Release(Message):
+    """A queue ticket of this connection is done with: withdrawn before it ran, or
+    its line of -S ended.  No reply (a -S runner sends many while Go frames arrive)."""
+
+    OP: ClassVar[str] = "release"
+    ticket: int = 0
+
+
+@message
+@dataclass(frozen=True)
 class ListProcesses(Message):
     OP: ClassVar[str] = "list-processes"
     all_users: bool = False

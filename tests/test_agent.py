@@ -482,3 +482,68 @@ def test_a_user_cannot_register_or_queue_anothers_process(
     assert victim.stdin is not None
     victim.stdin.close()
     victim.wait(timeout=30)
+
+
+# ------------------------------------------------------------ -S with -q
+
+
+def test_commands_with_q_wait_in_the_queue_ten_at_most(agent: Agent, tmp_path: Path) -> None:
+    fifo = tmp_path / "gate"
+    os.mkfifo(fifo)
+    stamps = tmp_path / "stamps"
+    lines = [f"read x < {fifo}; echo first >> {stamps}"]
+    lines += [f"echo {i} >> {stamps}" for i in range(1, 30)]
+    commands = tmp_path / "cmds"
+    commands.write_text("\n".join(lines) + "\n")
+    run = agent.spawn("mosrun", "-S30", "-q", str(commands))
+    # one slot: the first line holds it; of the other 29, exactly 10 wait in the queue
+    wait_until(lambda: agent.queued_count() == 10, what="ten lines to be queued")
+    assert agent.queued_count() == 10
+    listing = agent.run("mosq", "list").stdout.splitlines()[1:]
+    assert len(listing) == 10
+    assert all("bash -c echo" in line for line in listing)
+    with open(fifo, "w") as gate:
+        gate.write("go\n")
+    assert run.wait(timeout=120) == 0
+    written = stamps.read_text().split()
+    assert written == ["first", *map(str, range(1, 30))]  # one slot: file order
+    assert agent.queued_count() == 0
+
+
+def test_commands_with_q_lines_aborted_by_a_stopping_agent_fail(
+    agent: Agent, tmp_path: Path
+) -> None:
+    fifo = tmp_path / "gate"
+    os.mkfifo(fifo)
+    commands = tmp_path / "cmds"
+    commands.write_text(f"read x < {fifo}\ntrue\ntrue\n")
+    failed = tmp_path / "failed"
+    run = agent.spawn("mosrun", "-S3", "-q", f"{commands},{failed}", stderr=subprocess.PIPE)
+    wait_until(lambda: agent.queued_count() == 2, what="two lines to be queued")
+    assert agent.run("mosctl", "shutdown").returncode == 0
+    with open(fifo, "w") as gate:
+        gate.write("go\n")
+    assert run.wait(timeout=60) == 2  # the two queued -q lines were killed, not run
+    assert failed.read_text() == "true\ntrue\n"
+    assert run.stderr is not None
+    assert "the queue aborted it; it did not run" in run.stderr.read()
+
+
+def test_commands_with_q_survive_agent_kill9(agent: Agent, tmp_path: Path) -> None:
+    fifo = tmp_path / "gate"
+    os.mkfifo(fifo)
+    stamps = tmp_path / "stamps"
+    lines = [f"read x < {fifo}; echo 0 >> {stamps}"]
+    lines += [f"echo {i} >> {stamps}" for i in range(1, 5)]
+    commands = tmp_path / "cmds"
+    commands.write_text("\n".join(lines) + "\n")
+    run = agent.spawn("mosrun", "-S5", "-q", str(commands))
+    wait_until(lambda: agent.queued_count() == 4, what="four lines to be queued")
+    agent.kill9()
+    # any client starts a new agent; it takes back what the state file had, and the
+    # runner presents its tickets again when it next talks to the agent
+    assert agent.run("mosq", "count").returncode == 0
+    with open(fifo, "w") as gate:
+        gate.write("go\n")
+    assert run.wait(timeout=120) == 0
+    assert stamps.read_text().split() == ["0", "1", "2", "3", "4"]  # nothing lost, in order

@@ -213,6 +213,9 @@ class FakeQueue:
     def withdraw(self, seq: int) -> None:
         self.waiting.remove(seq)
 
+    def aborted(self) -> list[int]:
+        return []
+
     def finished(self, seq: int) -> None:
         self.granted -= 1
 

@@ -51,6 +51,7 @@ from mosix.protocol import (
     QueueListing,
     Refused,
     Register,
+    Release,
     Shutdown,
     Started,
     StartNative,
@@ -285,6 +286,9 @@ class Agent:
                 return self.register(peer, msg)
             case Enqueue():
                 return self.enqueue(conn, msg, tickets)
+            case Release():
+                self.release(msg.ticket, tickets)
+                return None
             case ListProcesses():
                 await self.send_chunks(conn, self.list_processes(peer, msg))
                 return None
@@ -341,6 +345,7 @@ class Agent:
         if msg.memory_mb > total_mb:
             raise Refusal(f"-m{msg.memory_mb}: no node has that much memory ({total_mb} MB here)")
         if msg.ticket and msg.ticket in self.capacity.running:
+            tickets.append(msg.ticket)
             return Go(reason="turn", ticket=msg.ticket)  # started before an agent restart
         job = self.queue.jobs.get(msg.ticket) if msg.ticket else None
         if job is not None and job.pid == msg.pid and job.uid == uid:
@@ -363,6 +368,16 @@ class Agent:
         tickets.append(job.ticket)
         self.changed()
         return Queued(ticket=job.ticket)
+
+    def release(self, ticket: int, tickets: list[int]) -> None:
+        """Only the connection that queued a ticket may release it."""
+        if ticket not in tickets:
+            return
+        tickets.remove(ticket)
+        self.waiters.pop(ticket, None)
+        if self.queue.remove(ticket) is not None or ticket in self.capacity.running:
+            self.capacity.release(ticket)
+            self.changed()
 
     async def send_chunks(
         self, conn: Connection, listing: Processes | QueueListing | QueueChunks
