@@ -147,6 +147,7 @@ def start_agent(paths: AgentPaths) -> None:
         subprocess.run(
             [
                 sys.executable or "python3",
+                "-P",  # the installed mosix, never one in the current directory
                 "-m",
                 "mosix.tools.mosixd",
                 "--detach",

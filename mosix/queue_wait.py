@@ -28,7 +28,8 @@ RETRY_FIRST, RETRY_MAX = 0.05, 2.0
 def become_mosqueue(argv: list[str], keep_environment: bool) -> NoReturn:
     """Re-execute as 'mosqueue' (argv[0]) so that ps shows the job as queued."""
     mode = "--mosenv" if keep_environment else "--mosrun"
-    os.execv(sys.executable, ["mosqueue", "-m", "mosix.queue_wait", mode, "--", *argv])
+    # -P: never import mosix from the current directory (a checkout) instead of the installed one
+    os.execv(sys.executable, ["mosqueue", "-P", "-m", "mosix.queue_wait", mode, "--", *argv])
 
 
 def name_process(name: bytes) -> None:
