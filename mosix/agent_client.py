@@ -31,7 +31,6 @@ from mosix.protocol import (
 REPLY_TIMEOUT = float(os.environ.get("MOSIX_AGENT_TIMEOUT", "10"))
 START_TIMEOUT = 20.0
 M = TypeVar("M", bound=Message)
-L = TypeVar("L", bound=Message)
 
 
 class AgentUnavailable(Failure):
@@ -110,7 +109,7 @@ class AgentClient:
             raise AgentUnavailable(f"the node agent answered '{reply.OP}' to '{msg.OP}'")
         return reply
 
-    def request_listing(self, msg: Message, expect: type[L]) -> list[L]:
+    def request_listing(self, msg: Message, expect: type[M]) -> list[M]:
         """Send ``msg`` and gather the frames of a long listing."""
         parts = [self.request(msg, expect)]
         while getattr(parts[-1], "more", False):

@@ -20,7 +20,7 @@ import os
 import select
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from mosix.agent_client import AgentClient, AgentUnavailable, connect
@@ -189,9 +189,9 @@ class AgentQueue:
         for seq in sorted(self.lines):
             self.enqueue(seq, self.ticket_of.get(seq, 0))
 
-    def call(self, action: object) -> None:
+    def call(self, action: Callable[[], None]) -> None:
         try:
-            action()  # type: ignore[operator]
+            action()
         except AgentUnavailable:
             self.reconnect()
 

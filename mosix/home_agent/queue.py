@@ -13,7 +13,7 @@ partition's.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -109,12 +109,6 @@ class Queue:
     def ordered(self) -> list[QueuedJob]:
         return sorted(self.jobs.values(), key=QueuedJob.key)
 
-    def position(self, ticket: int) -> int:
-        for i, job in enumerate(self.ordered(), 1):
-            if job.ticket == ticket:
-                return i
-        return 0
-
     def set_priority(self, ticket: int, priority: int) -> None:
         self.jobs[ticket].priority = priority
 
@@ -129,10 +123,6 @@ class Queue:
         job = self.jobs[ticket]
         same = [j.order for j in self.jobs.values() if j.priority == job.priority]
         job.order = max(same) + 1.0
-
-    def select(self, tickets: Iterable[int]) -> list[QueuedJob]:
-        wanted = set(tickets)
-        return [j for j in self.ordered() if j.ticket in wanted]
 
     def startable(self, capacity: Capacity, now: float) -> list[QueuedJob]:
         """Jobs to start now, in order; stops at the first that must wait."""
