@@ -29,11 +29,14 @@ CFLAGS = ["-O2", "-g", "-std=gnu11", "-Wall", "-Wextra", "-Werror", "-D_GNU_SOUR
 # The one list of native targets: (output name, kind, sources, extra flags).
 # kind "shared": a position-independent shared library (LD_PRELOAD).
 # kind "exe": an ordinary executable.
+# kind "static": a static executable without libc (the restorer), not PIE.
 # The policy table is compiled in through csrc/seccomp_table.h, generated from
 # mosix/discipline/policy.py (python -m mosix.discipline.generate; a test checks it).
 NATIVE_TARGETS: list[tuple[str, str, list[str], list[str]]] = [
     ("libmosix_shim.so", "shared", ["preload_shim.c", "seccomp_filter.c"], ["-fvisibility=hidden"]),
     ("mosix-exec", "exe", ["mosix_exec.c", "mosix_guard.c", "seccomp_filter.c"], []),
+    ("mosix-ckpt", "exe", ["mosix_ckpt.c"], []),
+    ("mosix-restore", "static", ["mosix_restore.c"], []),
 ]
 
 
@@ -48,6 +51,8 @@ def build_target(name: str, kind: str, sources: list[str], extra: list[str], out
     cmd = [*compiler(), *CFLAGS, "-I", str(CSRC), *extra]
     if kind == "shared":
         cmd += ["-shared", "-fPIC"]
+    elif kind == "static":
+        cmd += ["-static", "-nostdlib", "-ffreestanding", "-fno-pie", "-no-pie"]
     cmd += ["-o", str(out), *srcs]
     print("  ", " ".join(cmd))
     subprocess.run(cmd, check=True)

@@ -52,6 +52,20 @@ enum mosix_message { MOSIX_MSG_KILLED, MOSIX_MSG_ENOSYS };
 size_t mosix_message(char *buf, size_t cap, enum mosix_message kind, const char *comm, long pid,
                      long nr);
 
+/* The shim's state, in the shim's data, found by the checkpointer (mosix_ckpt.c)
+ * by scanning the shim's writable mapping for the magic: it records it in the
+ * image, and the restorer installs the same filter again. */
+#define MOSIX_SHIM_STATE_MAGIC "MOSIX-SHIM-STATE" /* 16 bytes, no NUL kept */
+#define MOSIX_SHIM_STATE_VERSION 1
+struct mosix_shim_state {
+    char magic[16];
+    uint32_t version;
+    uint32_t active; /* 1: handler installed and the filter below is in force */
+    uint32_t kind;   /* enum mosix_filter_kind of the shim's filter (0 if none) */
+    uint32_t mode;   /* enum mosix_mode */
+    uint64_t libc_lo, libc_hi;
+};
+
 /* The guard: takes the listener from ``sock``, acknowledges, answers until the
  * filter has no more users.  ``argv`` is the launcher's (blanked, with its
  * environment, so the guard does not pass for a MOSIX process).  Never returns. */

@@ -59,6 +59,12 @@
 
 EXPORT int mosix_shim_loaded = 1;
 
+/* What a checkpoint must record to install this filter again (see mosix_shim.h). */
+__attribute__((used)) static struct mosix_shim_state state = {
+    .magic = {'M', 'O', 'S', 'I', 'X', '-', 'S', 'H', 'I', 'M', '-', 'S', 'T', 'A', 'T', 'E'},
+    .version = MOSIX_SHIM_STATE_VERSION,
+};
+
 static int active;               /* under a MOSIX base filter, handler installed */
 static enum mosix_mode mode;     /* from the probe */
 static struct sigaction shadow;  /* the program's idea of its SIGSYS disposition */
@@ -251,14 +257,19 @@ __attribute__((constructor)) static void shim_init(void)
 
     static struct sock_filter insns[MOSIX_FILTER_MAX];
     struct sock_fprog prog;
-    prog.len = (unsigned short)mosix_filter_build(
-        mode == MOSIX_MODE_ENOSYS ? MOSIX_FILTER_SHIM_ENOSYS : MOSIX_FILTER_SHIM_NOTIFY, mode, libc_lo,
-        libc_hi, insns);
+    enum mosix_filter_kind kind =
+        mode == MOSIX_MODE_ENOSYS ? MOSIX_FILTER_SHIM_ENOSYS : MOSIX_FILTER_SHIM_NOTIFY;
+    prog.len = (unsigned short)mosix_filter_build(kind, mode, libc_lo, libc_hi, insns);
     prog.filter = insns;
     /* Fails (ENOMEM) only past the kernel's limit on stacked instructions (very
      * deep exec chains); the base filter and the guard then do everything. */
     if (mosix_raw3(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_SPEC_ALLOW, &prog) != 0)
         return;
+    state.kind = (uint32_t)kind;
+    state.mode = (uint32_t)mode;
+    state.libc_lo = libc_lo;
+    state.libc_hi = libc_hi;
+    state.active = 1;
 }
 
 /* ------------------------------------------------------------ interposers */

@@ -1,1 +1,1 @@
-"""Checkpoint and recovery: image format, capture and restore."""
+"""Checkpoint and recovery: the image format, its reader, and mosrun's -C -N -A -R -I -O."""

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from mosix.discipline.policy import (
+    CHECKPOINT_NR,
     OUTCOMES_WITH_ARGUMENT,
     PROBE_NR,
     SYSCALLS,
@@ -236,6 +237,7 @@ def compile_program(
             blocks.append((s, steps))
     unknown = _leaf(mapping(Outcome.ENOSYS, None))
     by_nr[PROBE_NR] = _leaf(mapping(Outcome.PROBE, None))
+    by_nr[CHECKPOINT_NR] = _leaf(mapping(Outcome.CHECKPOINT, None))
     points: dict[int, Leaf] = {0: unknown}
     for nr in sorted(by_nr):  # ascending: a later number overrides the gap after the last
         points[nr] = by_nr[nr]
@@ -366,6 +368,7 @@ def base_action(outcome: Outcome, on: int | None) -> Action:
             Outcome.KEEP_SIGSYS: RET_ALLOW,  # no shim, no handler to keep
             Outcome.KILL: RET_KILL_PROCESS,
             Outcome.PROBE: "PROBE",
+            Outcome.CHECKPOINT: RET_USER_NOTIF,
         }[outcome]
     )
 

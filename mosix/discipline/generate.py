@@ -13,6 +13,7 @@ from pathlib import Path
 
 from mosix.discipline import bpf
 from mosix.discipline.policy import (
+    CHECKPOINT_NR,
     MANUAL_LIMITED,
     MANUAL_UNSUPPORTED,
     MODES,
@@ -51,6 +52,7 @@ def header_text() -> str:
         "",
         f"#define MOSIX_PROBE_NR {PROBE_NR:#x}",
         f"#define MOSIX_PROBE_ERRNO_BASE {PROBE_ERRNO_BASE}",
+        f"#define MOSIX_CHECKPOINT_NR {CHECKPOINT_NR:#x}",
         f"#define MOSIX_TRAP_MAGIC {bpf.TRAP_MAGIC:#x}",
         f'#define MOSIX_INHERIT_ENV "{INHERIT_ENV}"',
         f"#define MOSIX_SYSCALL_MAX {max(s.nr for s in SYSCALLS)}",

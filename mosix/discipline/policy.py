@@ -52,6 +52,7 @@ class Outcome(enum.IntEnum):
     # Not table outcomes: the filter's own checks.
     KILL = 8  # not x86-64 (i386 int 0x80, x32): the process is killed
     PROBE = 9  # the shim asks which mode the innermost filter has
+    CHECKPOINT = 10  # MOSIX's own call: a program asks for its checkpoint (the guard serves it)
 
 
 # Outcomes that act on one of the call's arguments (which one is part of the rule).
@@ -169,6 +170,7 @@ PRCTL_ALLOWED = {
     22: "PR_SET_SECCOMP",
     38: "PR_SET_NO_NEW_PRIVS",
     39: "PR_GET_NO_NEW_PRIVS",
+    35: "PR_SET_MM",  # the restorer sets the recovered process's own memory-layout fields
 }
 
 # ioctl requests the manual does not support (network/serial device configuration).
@@ -249,6 +251,8 @@ LIM_CLONE = limited(
     Rule(
         (Arg(0, CLONE_VM | CLONE_VFORK | SIGCHLD, LOW_BITS & ~CLONE_SETTID_FLAGS),), Outcome.ALLOW
     ),
+    # No exit signal: the checkpointer's frozen copy (invisible to wait() without __WCLONE).
+    Rule((Arg(0, 0, ALL_BITS), null(1)), Outcome.ALLOW),
 )
 LIM_MMAP = limited(
     "MAP_PRIVATE only: MAP_SHARED cannot migrate; read-only shared maps (glibc's gconv cache) "
@@ -698,6 +702,9 @@ BY_NR: dict[int, Syscall] = {s.nr: s for s in SYSCALLS}
 
 # The number the shim uses to ask for the mode (beyond every real call, below x32).
 PROBE_NR = 0x3F4D5358
+# The number of MOSIX's checkpoint call (mosix/ckpt/trigger.py, mosix_checkpoint.h): the
+# base filter hands it to the guard, which has the node agent take the checkpoint.
+CHECKPOINT_NR = 0x3F4D5359
 PROBE_ERRNO_BASE = 4000  # the probe fails with PROBE_ERRNO_BASE + mode index
 MODES = ("u", "e", "w")  # mode index: -u (kill), -e (ENOSYS), -w (warn and ENOSYS)
 

@@ -1,0 +1,2 @@
+/* mosix_ckpt.c - the checkpointer (being written). */
+int main(void) { return 1; }
