@@ -29,6 +29,9 @@ from mosix.protocol import (
 )
 
 REPLY_TIMEOUT = float(os.environ.get("MOSIX_AGENT_TIMEOUT", "10"))
+# The socket of the agent a mosrun registered with; its guard sends the
+# program's own checkpoint requests there (csrc/guard_agent.c).
+AGENT_SOCKET_ENV = "MOSIX_AGENT_SOCKET"
 START_TIMEOUT = 20.0
 M = TypeVar("M", bound=Message)
 

@@ -25,8 +25,6 @@ from mosix.exits import EXIT_USAGE, Failure
 
 REGISTER_TIMEOUT = 2.0  # a wedged agent must not hold up every mosrun for long
 NOT_YET = {
-    "inspect": "-I (inspect a checkpoint) is not available yet",
-    "recover": "-R (recover from a checkpoint) is not available yet",
     "batch": "-E/-M (batch jobs on other nodes) are not available yet",
 }
 
@@ -51,7 +49,7 @@ def register(args: MosrunArgs) -> None:
     Best effort: a program runs even when no agent can be reached, and the
     agent finds it later in /proc through its MOSIX_INHERIT environment.
     """
-    from mosix.agent_client import AgentUnavailable, connect
+    from mosix.agent_client import AGENT_SOCKET_ENV, AgentUnavailable, connect
     from mosix.arguments import inherit, inherited_words
     from mosix.protocol import Done, Register
 
@@ -67,11 +65,35 @@ def register(args: MosrunArgs) -> None:
                     memory_mb=effective.memory_mb,
                     flags=inherited_words(effective),
                     command=list(args.program),
+                    checkpoint_file=args.checkpoint_file or "",
+                    checkpoint_limit=args.checkpoint_max or 0,
+                    checkpoint_interval=args.checkpoint_minutes or 0,
                 ),
                 Done,
             )
+            # the guard passes the program's own checkpoint requests to this agent
+            os.environ[AGENT_SOCKET_ENV] = str(client.paths.socket)
     except (AgentUnavailable, OSError, Failure):
         pass
+
+
+def inspect(path: str) -> NoReturn:
+    from mosix.ckpt.image import ImageError, read_head_from
+    from mosix.ckpt.inspect import listing
+
+    try:
+        head = read_head_from(path)
+    except ImageError as e:
+        raise Failure(f"-I{path}: {e}", EXIT_USAGE) from None
+    sys.stdout.write("\n".join(listing(path, head)) + "\n")
+    sys.stdout.flush()
+    raise SystemExit(0)
+
+
+def recover(args: MosrunArgs) -> NoReturn:
+    from mosix.ckpt.recover import recover as become_recovered
+
+    become_recovered(args, dict(os.environ))
 
 
 def run_mosrun(
@@ -82,6 +104,10 @@ def run_mosrun(
         problem = not_available(args)
         if problem is not None:
             fail(prog, problem, EXIT_USAGE)
+        if args.inspect is not None:
+            inspect(args.inspect)
+        if args.recover is not None:
+            recover(args)
         if args.commands is not None:
             from mosix import batches
 

@@ -198,6 +198,22 @@ class Exited(Message):
     code: int = 0
 
 
+@message
+@dataclass(frozen=True)
+class Checkpointed(Message):
+    """A checkpoint was taken: written to ``path`` (absolute), its ``number``.
+
+    ``failed`` is the one-line reason when the process could not be
+    checkpointed (open pipes or sockets, threads, set-id): the file then holds
+    just that message and still counts, as the manual says.
+    """
+
+    OP: ClassVar[str] = "checkpointed"
+    path: str = ""
+    number: int = 0
+    failed: str = ""
+
+
 # ----------------------------------------------------------------- requests
 
 
@@ -213,6 +229,36 @@ class Register(Message):
     memory_mb: int | None = None
     flags: list[str] = field(default_factory=list)
     command: list[str] = field(default_factory=list)
+    checkpoint_file: str = ""  # -C as given ("" = the default ckpt.{pid})
+    checkpoint_next: int = 0  # the next checkpoint's number (0: from the -C name)
+    checkpoint_limit: int = 0  # -N (0: unlimited)
+    checkpoint_interval: int = 0  # -A minutes (0: none)
+
+
+@message
+@dataclass(frozen=True)
+class Checkpoint(Message):
+    """Take a checkpoint of ``pid`` now: ``migrate PID checkpoint|chkstop|chkexit``
+    (origin "manual"), or the program's own request through the guard (origin
+    "program").  Replied to with Checkpointed or Refused once the file is complete."""
+
+    OP: ClassVar[str] = "checkpoint"
+    pid: int = 0
+    action: str = "checkpoint"
+    origin: str = "manual"
+
+
+@message
+@dataclass(frozen=True)
+class CheckpointSettings(Message):
+    """A program changes its own -C, -N or -A (MOSIX's /proc/self/checkpointfile,
+    checkpointlimit, checkpointinterval).  None leaves a setting as it is."""
+
+    OP: ClassVar[str] = "checkpoint-settings"
+    pid: int = 0
+    file: str | None = None
+    limit: int | None = None
+    interval: int | None = None
 
 
 @message
@@ -301,6 +347,8 @@ class Shutdown(Message):
 
 
 QUEUE_ACTIONS = ("run", "abort", "cngpri", "advance", "retard")
+CHECKPOINT_ACTIONS = ("checkpoint", "chkstop", "chkexit")
+CHECKPOINT_ORIGINS = ("manual", "program")
 
 
 # ------------------------------------------------------------------ codec

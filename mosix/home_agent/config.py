@@ -8,6 +8,8 @@ default_priority = 50   # -q / -Q without a number
 slots = 2               # queued jobs that may run at once (default: CPUs)
 [paths]
 run_dir = "/run/mosix"  # control socket, lock, log and state
+[checkpoint]
+minute_seconds = 60     # length of an -A minute (tests use less)
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ KNOWN = {
     "node": {"number": int, "name": str},
     "queue": {"default_priority": int, "slots": int},
     "paths": {"run_dir": str},
+    "checkpoint": {"minute_seconds": (int, float)},
 }
 
 
@@ -46,8 +49,11 @@ def read_config(path: Path) -> tuple[AgentConfig, Path | None]:
             if kind is None:
                 raise ConfigError(f"{path}: unknown key {section}.{key}")
             if not isinstance(value, kind) or isinstance(value, bool):
-                raise ConfigError(f"{path}: {section}.{key} must be {kind.__name__}")
-            if kind is int and value < (1 if key in ("number", "slots") else 0):
+                name = "a number" if isinstance(kind, tuple) else kind.__name__
+                raise ConfigError(f"{path}: {section}.{key} must be {name}")
+            if value < (1 if key in ("number", "slots") else 0) or (
+                key == "minute_seconds" and value <= 0
+            ):
                 raise ConfigError(f"{path}: {section}.{key} is out of range")
         values[section] = body
     config = AgentConfig()
@@ -56,5 +62,8 @@ def read_config(path: Path) -> tuple[AgentConfig, Path | None]:
     config.name = node.get("name", config.name)
     config.default_priority = queue.get("default_priority", config.default_priority)
     config.queue_slots = queue.get("slots", config.queue_slots)
+    config.checkpoint_minute = float(
+        values.get("checkpoint", {}).get("minute_seconds", config.checkpoint_minute)
+    )
     run_dir = values.get("paths", {}).get("run_dir")
     return config, Path(run_dir) if run_dir else None

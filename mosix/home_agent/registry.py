@@ -35,6 +35,11 @@ class Registration:
     frozen_seconds: float = 0.0
     frozen_since: float | None = None
     state: str = "running"
+    # the checkpoint series (mosix.ckpt.naming): -C as given, checkpoints taken, -N, -A
+    ckpt_file: str = ""
+    ckpt_taken: int = 0
+    ckpt_limit: int = 0
+    ckpt_interval: int = 0
 
     def estimate_with_frozen_time(self, now: float) -> int | None:
         if self.estimate_minutes is None:
@@ -59,6 +64,31 @@ class Registry:
 
     def register(self, reg: Registration) -> None:
         self.registered[reg.pid] = reg
+
+    def adopt(self, pid: int) -> Registration | None:
+        """The registration of a live MOSIX process, made from /proc if it has none
+        (a descendant of a mosrun: default checkpoint settings, as they are not inherited)."""
+        reg = self.registered.get(pid)
+        if reg is not None and proc_info.alive(pid, reg.start_ticks):
+            return reg
+        words = proc_info.inherited_words(pid)
+        uid = proc_info.real_uid(pid)
+        if words is None or uid is None:
+            return None
+        job, memory = job_of(words)
+        reg = Registration(
+            pid=pid,
+            start_ticks=proc_info.start_ticks(pid),
+            uid=uid,
+            job=job,
+            estimate_minutes=None,
+            memory_mb=memory,
+            flags=words,
+            command=proc_info.command(pid),
+            started=0.0,
+        )
+        self.registered[pid] = reg
+        return reg
 
     def forget_dead(self) -> None:
         for pid, reg in list(self.registered.items()):

@@ -26,13 +26,18 @@ import trio
 
 from mosix.agent_paths import AgentPaths
 from mosix.home_agent import node_facts, proc_info
+from mosix.home_agent.checkpoints import CheckpointError, Checkpoints
 from mosix.home_agent.connection import Connection, Peer
 from mosix.home_agent.queue import Capacity, Queue, QueuedJob, RunningJob, record
 from mosix.home_agent.registry import Registration, Registry
 from mosix.protocol import (
+    CHECKPOINT_ACTIONS,
+    CHECKPOINT_ORIGINS,
     LISTING_CHUNK,
     QUEUE_ACTIONS,
     Abort,
+    Checkpoint,
+    CheckpointSettings,
     Done,
     Enqueue,
     Exited,
@@ -97,6 +102,7 @@ class AgentConfig:
     name: str = field(default_factory=node_facts.host_name)
     default_priority: int = 50
     queue_slots: int = field(default_factory=node_facts.cpu_count)
+    checkpoint_minute: float = 60.0  # seconds in an -A minute (shorter in tests)
 
 
 @dataclass
@@ -125,6 +131,7 @@ class Agent:
         self.stopping = trio.Event()
         self.nursery: trio.Nursery | None = None
         self.owner = os.geteuid()
+        self.checkpoints = Checkpoints(self.mosix_process, config.checkpoint_minute)
 
     # ------------------------------------------------------------ state
 
@@ -299,6 +306,10 @@ class Agent:
                 return Done(count=await self.queue_action(peer, msg))
             case GetStatus():
                 return Status(facts=self.facts())
+            case Checkpoint():
+                return await self.checkpoint(peer, msg)
+            case CheckpointSettings():
+                return self.checkpoint_settings(peer, msg)
             case StartNative():
                 await self.start_native(conn, msg)
                 return None
@@ -319,18 +330,67 @@ class Agent:
 
     def register(self, peer: Peer, msg: Register) -> Message:
         uid = self.check_owner(peer, msg.pid)
-        self.registry.register(
-            Registration(
-                pid=msg.pid,
-                start_ticks=proc_info.start_ticks(msg.pid),
-                uid=uid,
-                job=msg.job,
-                estimate_minutes=msg.estimate_minutes,
-                memory_mb=msg.memory_mb,
-                flags=msg.flags,
-                command=msg.command,
-            )
+        if msg.checkpoint_limit < 0 or msg.checkpoint_interval < 0 or msg.checkpoint_next < 0:
+            raise Refusal("negative checkpoint setting")
+        reg = Registration(
+            pid=msg.pid,
+            start_ticks=proc_info.start_ticks(msg.pid),
+            uid=uid,
+            job=msg.job,
+            estimate_minutes=msg.estimate_minutes,
+            memory_mb=msg.memory_mb,
+            flags=msg.flags,
+            command=msg.command,
+            ckpt_file=msg.checkpoint_file,
+            ckpt_taken=msg.checkpoint_next,
+            ckpt_limit=msg.checkpoint_limit,
+            ckpt_interval=msg.checkpoint_interval,
         )
+        self.registry.register(reg)
+        if self.nursery is not None:
+            self.checkpoints.schedule(self.nursery, reg)
+        self.changed()
+        return Done()
+
+    # ---------------------------------------------------- checkpoints
+
+    def mosix_process(self, pid: int) -> Registration:
+        reg = self.registry.adopt(pid)
+        if reg is None:
+            raise CheckpointError(f"process {pid} does not run under mosrun")
+        return reg
+
+    async def checkpoint(self, peer: Peer, msg: Checkpoint) -> Message:
+        if msg.action not in CHECKPOINT_ACTIONS or msg.origin not in CHECKPOINT_ORIGINS:
+            raise Refusal(f"no such checkpoint request: {msg.action} ({msg.origin})")
+        self.check_owner(peer, msg.pid)
+        try:
+            done = await self.checkpoints.take(msg.pid, msg.action)
+        except CheckpointError as e:
+            raise Refusal(str(e)) from None
+        self.changed()
+        return done
+
+    def checkpoint_settings(self, peer: Peer, msg: CheckpointSettings) -> Message:
+        self.check_owner(peer, msg.pid)
+        try:
+            reg = self.mosix_process(msg.pid)
+        except CheckpointError as e:
+            raise Refusal(str(e)) from None
+        if (msg.limit is not None and msg.limit < 0) or (
+            msg.interval is not None and msg.interval < 0
+        ):
+            raise Refusal("negative checkpoint setting")
+        if msg.file is not None:
+            if not msg.file or "\0" in msg.file:
+                raise Refusal("empty checkpoint file name")
+            reg.ckpt_file, reg.ckpt_taken = msg.file, 0
+        if msg.limit is not None:
+            reg.ckpt_limit = msg.limit
+        if msg.interval is not None:
+            reg.ckpt_interval = msg.interval
+            if self.nursery is not None:
+                self.checkpoints.schedule(self.nursery, reg)
         self.changed()
         return Done()
 
@@ -583,6 +643,8 @@ class Agent:
         self.load()
         async with trio.open_nursery() as nursery:
             self.nursery = nursery
+            for reg in self.registry.registered.values():
+                self.checkpoints.schedule(nursery, reg)
             nursery.start_soon(self.scheduler)
             nursery.start_soon(self.saver)
             nursery.start_soon(self.accept_loop, listener, nursery)

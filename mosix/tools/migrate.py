@@ -1,4 +1,9 @@
-"""migrate: move, freeze or checkpoint a MOSIX process (or a whole job)."""
+"""migrate: move, freeze or checkpoint a MOSIX process (or a whole job).
+
+``checkpoint`` saves the process's image (by its -C/-N series), ``chkstop``
+then stops it, ``chkexit`` then ends it; each prints the file written.  With
+``-j{job}`` the action applies to every process of the job.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,12 @@ from typing import Annotated
 
 import typer
 
-from mosix.tools.common import app, fail, not_available, run
+from mosix.exits import Failure
+from mosix.protocol import CHECKPOINT_ACTIONS, Checkpoint, Checkpointed, ListProcesses, Processes
+from mosix.tools.common import app, ask_listing, fail, not_available, run
 
 ACTIONS = ("home", "out", "freeze", "continue", "checkpoint", "chkstop", "chkexit")
+CHECKPOINT_TIMEOUT = 3600.0  # writing a big image takes as long as the disk needs
 
 cli = app(
     "migrate",
@@ -17,9 +25,36 @@ cli = app(
 )
 
 
+def job_pids(job: int) -> list[int]:
+    listing = ask_listing("migrate", ListProcesses(all_users=True, job=job), Processes)
+    return sorted(p.pid for part in listing for p in part.processes)
+
+
+def checkpoint(pid: int, action: str) -> bool:
+    """Ask the agent for one checkpoint; report it; False when it failed."""
+    from mosix.agent_client import connect
+
+    try:
+        with connect(autostart=True) as client:
+            client.send(Checkpoint(pid=pid, action=action, origin="manual"))
+            reply = client.receive(timeout=CHECKPOINT_TIMEOUT)
+    except Failure as e:
+        typer.echo(f"migrate: {pid}: {e.message}", err=True)
+        return False
+    if isinstance(reply, Checkpointed):
+        if reply.failed:
+            typer.echo(f"migrate: {pid}: not checkpointed: {reply.failed} ({reply.path})", err=True)
+            return False
+        typer.echo(f"{pid}: checkpoint {reply.number} written to {reply.path}")
+        return True
+    error = getattr(reply, "error", None) or "the node agent did not answer"
+    typer.echo(f"migrate: {pid}: {error}", err=True)
+    return False
+
+
 @cli.command()
 def main_command(
-    pid: Annotated[int | None, typer.Argument(help="process ID (omit with -j)")] = None,
+    first: Annotated[str, typer.Argument(help="process ID (omit with -j)", metavar="PID")] = "",
     target: Annotated[
         str,
         typer.Argument(help="node, home, out, freeze, continue, checkpoint, chkstop or chkexit"),
@@ -28,11 +63,25 @@ def main_command(
         int | None, typer.Option("-j", "--job", help="act on every process of this job ID")
     ] = None,
 ) -> None:
-    if pid is None and job is None:
+    if job is not None and not target:
+        first, target = "", first  # migrate -j{job} TARGET
+    if not first and job is None:
         fail("migrate", "give a process ID or -j{job}")
+    if first and job is not None:
+        fail("migrate", "give a process ID or -j{job}, not both")
+    if first and not first.isdigit():
+        fail("migrate", f"{first}: not a process ID")
+    pid = int(first) if first else None
     if not target:
         fail("migrate", "give where to (node, home, out) or what to do (freeze, checkpoint, ...)")
-    not_available("migrate", target)
+    if target not in CHECKPOINT_ACTIONS:
+        not_available("migrate", target)
+    pids = [pid] if pid is not None else job_pids(job or 0)
+    if not pids:
+        fail("migrate", f"-j{job}: no processes in this job")
+    failures = [p for p in pids if not checkpoint(p, target)]
+    if failures:
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -1,0 +1,252 @@
+"""Read the part of a checkpoint image that comes before its memory.
+
+``mosrun -I`` lists the open files from it and ``mosrun -R`` reopens them,
+recreates unlinked files and finds the settings to recover with.  Everything
+read is checked (checksums, order, lengths, limits) so a damaged or hostile
+file gives an :class:`ImageError` with a one-line reason, never a traceback.
+Memory is left to the restorer (csrc/mosix_restore.c), which checks the rest.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from mosix.ckpt import format as fmt
+from mosix.ckpt.mxhash import mxh64
+
+
+class ImageError(Exception):
+    """The file is not a usable checkpoint image; str() is the one-line reason."""
+
+
+@dataclass(frozen=True)
+class OpenFile:
+    fd: int
+    kind: fmt.FileKind
+    flags: int
+    cloexec: bool
+    mode: int
+    offset: int
+    size: int
+    path: str
+
+
+@dataclass
+class ImageHead:
+    """What precedes the memory records."""
+
+    pid: int
+    created_ns: int
+    process: dict[str, object]
+    options: dict[str, str]
+    cwd: str
+    files: list[OpenFile] = field(default_factory=list)
+    # (fd, offset, bytes) pieces of unlinked files, in order
+    file_data: list[tuple[int, int, bytes]] = field(default_factory=list)
+
+    @property
+    def comm(self) -> str:
+        raw = self.process["comm"]
+        assert isinstance(raw, bytes)
+        return raw.split(b"\0", 1)[0].decode(errors="replace")
+
+    def unlinked_contents(self, fd: int) -> bytes:
+        out = bytearray()
+        for piece_fd, offset, data in self.file_data:
+            if piece_fd != fd:
+                continue
+            if offset > len(out):
+                out += bytes(offset - len(out))
+            out[offset : offset + len(data)] = data
+        return bytes(out)
+
+
+class _Reader:
+    def __init__(self, stream: BinaryIO) -> None:
+        self.stream = stream
+        self.seq = 0
+
+    def exact(self, n: int, what: str) -> bytes:
+        data = self.stream.read(n)
+        if len(data) != n:
+            raise ImageError(f"truncated image (in {what})")
+        return data
+
+    def record(self) -> tuple[fmt.Kind, bytes]:
+        raw = self.exact(fmt.RECORD_HEADER.size, f"record {self.seq}")
+        h = fmt.RECORD_HEADER.unpack(raw)
+        if mxh64(raw[:24]) != h["head_hash"]:
+            raise ImageError(f"corrupted image (record {self.seq}: damaged header)")
+        kind_value, length = h["kind"], h["length"]
+        assert isinstance(kind_value, int) and isinstance(length, int)
+        if h["seq"] != self.seq:
+            raise ImageError(f"corrupted image (record {self.seq} is numbered {h['seq']})")
+        try:
+            kind = fmt.Kind(kind_value)
+        except ValueError:
+            what = f"record {self.seq}: unknown kind {kind_value}"
+            raise ImageError(f"corrupted image ({what})") from None
+        if length > fmt.MAX_RECORD_BYTES:
+            raise ImageError(f"corrupted image (record {self.seq}: {length} bytes)")
+        payload = self.exact(length, f"record {self.seq}")
+        if mxh64(payload) != h["payload_hash"]:
+            raise ImageError(f"corrupted image (record {self.seq}: checksum mismatch)")
+        self.seq += 1
+        return kind, payload
+
+
+def _fixed(s: fmt.Struct, payload: bytes, kind: fmt.Kind, exact: bool = True) -> dict[str, object]:
+    if len(payload) < s.size or (exact and len(payload) != s.size):
+        raise ImageError(f"corrupted image ({kind.name} record of {len(payload)} bytes)")
+    return s.unpack(payload)
+
+
+def _text(payload: bytes, what: str) -> str:
+    try:
+        return payload.decode()
+    except UnicodeDecodeError:
+        return payload.decode(errors="surrogateescape")
+
+
+def _options(payload: bytes) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for line in _text(payload, "options").splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            out[key] = value
+    return out
+
+
+def _file(payload: bytes) -> OpenFile:
+    f = _fixed(fmt.FILE, payload, fmt.Kind.FILE, exact=False)
+    path_len, fd, kind = f["path_len"], f["fd"], f["kind"]
+    assert isinstance(path_len, int) and isinstance(fd, int) and isinstance(kind, int)
+    if path_len > fmt.MAX_PATH or fmt.FILE.size + path_len != len(payload):
+        raise ImageError("corrupted image (FILE record's path length)")
+    if not 0 <= fd < fmt.MAX_FILES:
+        raise ImageError(f"corrupted image (descriptor {fd})")
+    try:
+        file_kind = fmt.FileKind(kind)
+    except ValueError:
+        raise ImageError(f"corrupted image (descriptor {fd} of unknown kind {kind})") from None
+    path = payload[fmt.FILE.size :].decode(errors="surrogateescape")
+    return OpenFile(
+        fd=fd,
+        kind=file_kind,
+        flags=int(f["flags"]),  # type: ignore[call-overload]
+        cloexec=bool(f["cloexec"]),
+        mode=int(f["mode"]),  # type: ignore[call-overload]
+        offset=int(f["offset"]),  # type: ignore[call-overload]
+        size=int(f["size"]),  # type: ignore[call-overload]
+        path=path,
+    )
+
+
+def failed_message(first: bytes) -> str | None:
+    """The reason of a checkpoint that failed when it was taken (the file holds just it)."""
+    if not first.startswith(fmt.FAILED_PREFIX):
+        return None
+    line = first.split(b"\n", 1)[0]
+    return line[len(fmt.FAILED_PREFIX) :].decode(errors="replace")
+
+
+def read_head(stream: BinaryIO) -> ImageHead:
+    """Read and check the file header and every record before the first memory area."""
+    raw = stream.read(fmt.FILE_HEADER.size)
+    failed = failed_message(raw + stream.read(512))
+    if failed is not None:
+        raise ImageError(f"the checkpoint failed when it was taken: {failed}")
+    if len(raw) < len(fmt.MAGIC) or raw[: len(fmt.MAGIC)] != fmt.MAGIC:
+        raise ImageError("not a checkpoint image")
+    if len(raw) != fmt.FILE_HEADER.size:
+        raise ImageError("truncated image (in the file header)")
+    head = fmt.FILE_HEADER.unpack(raw)
+    if mxh64(raw[:56]) != head["head_hash"]:
+        raise ImageError("corrupted image (damaged file header)")
+    if head["version"] != fmt.VERSION:
+        raise ImageError(
+            f"image version {head['version']}, this mosrun reads version {fmt.VERSION}"
+        )
+    if head["arch"] != fmt.ARCH_X86_64:
+        raise ImageError(f"image from another architecture (ELF machine {head['arch']})")
+    if head["page_size"] != fmt.PAGE_SIZE or head["header_size"] != fmt.FILE_HEADER.size:
+        raise ImageError("image with another page size or header size")
+    return _records(_Reader(stream), head)
+
+
+def _records(r: _Reader, head: dict[str, object]) -> ImageHead:
+    kind, payload = r.record()
+    if kind is not fmt.Kind.PROCESS:
+        raise ImageError(f"corrupted image (first record is {kind.name})")
+    process = _fixed(fmt.PROCESS, payload, kind)
+    kind, payload = r.record()
+    if kind is not fmt.Kind.OPTIONS:
+        raise ImageError(f"corrupted image ({kind.name} where OPTIONS belongs)")
+    options = _options(payload)
+    kind, payload = r.record()
+    if kind is not fmt.Kind.CWD or len(payload) > fmt.MAX_PATH:
+        raise ImageError(f"corrupted image ({kind.name} where CWD belongs)")
+    out = ImageHead(
+        pid=int(head["pid"]),  # type: ignore[call-overload]
+        created_ns=int(head["created_ns"]),  # type: ignore[call-overload]
+        process=process,
+        options=options,
+        cwd=_text(payload, "cwd"),
+    )
+    fds: set[int] = set()
+    kind, payload = r.record()
+    while kind is fmt.Kind.FILE:
+        f = _file(payload)
+        if f.fd in fds:
+            raise ImageError(f"corrupted image (descriptor {f.fd} twice)")
+        fds.add(f.fd)
+        out.files.append(f)
+        kind, payload = r.record()
+    unlinked = {f.fd for f in out.files if f.kind is fmt.FileKind.UNLINKED}
+    while kind is fmt.Kind.FILEDATA:
+        d = _fixed(fmt.FILEDATA, payload, kind, exact=False)
+        fd, offset = d["fd"], d["offset"]
+        assert isinstance(fd, int) and isinstance(offset, int)
+        if fd not in unlinked:
+            raise ImageError(f"corrupted image (contents for descriptor {fd})")
+        out.file_data.append((fd, offset, payload[fmt.FILEDATA.size :]))
+        kind, payload = r.record()
+    if kind is not fmt.Kind.REGS:
+        raise ImageError(f"corrupted image ({kind.name} where REGS belongs)")
+    return out
+
+
+def read_head_from(path: str) -> ImageHead:
+    """read_head of the file at ``path``; OSError becomes ImageError."""
+    try:
+        with open(path, "rb") as f:
+            return read_head(f)
+    except OSError as e:
+        raise ImageError(e.strerror or str(e)) from None
+
+
+def describe_flags(flags: int) -> str:
+    """Open flags as words: O_RDONLY|O_APPEND..."""
+    access = {os.O_RDONLY: "O_RDONLY", os.O_WRONLY: "O_WRONLY", os.O_RDWR: "O_RDWR"}
+    words = [access.get(flags & os.O_ACCMODE, f"access {flags & os.O_ACCMODE}")]
+    for name in ("O_APPEND", "O_NONBLOCK", "O_SYNC", "O_DSYNC", "O_DIRECT", "O_NOATIME"):
+        bit = getattr(os, name, 0)
+        if bit and flags & bit:
+            words.append(name)
+    return "|".join(words)
+
+
+def iter_records(stream: BinaryIO) -> Iterator[tuple[fmt.Kind, bytes]]:
+    """Every record after the file header, checked (for tests and tools)."""
+    raw = stream.read(fmt.FILE_HEADER.size)
+    if raw[: len(fmt.MAGIC)] != fmt.MAGIC or len(raw) != fmt.FILE_HEADER.size:
+        raise ImageError("not a checkpoint image")
+    r = _Reader(stream)
+    while True:
+        kind, payload = r.record()
+        yield kind, payload
+        if kind is fmt.Kind.END:
+            return

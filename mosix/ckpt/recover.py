@@ -1,0 +1,244 @@
+"""``mosrun -R{file}``: recover a process from its checkpoint.
+
+Python does what needs paths and policy: it checks the image's head, puts
+every descriptor back at its number (the manual's rules: regular files and
+directories reopened with their flags and offsets, ``-O`` remaps, unlinked
+files recreated from their saved contents and unlinked again, special files
+taken from mosrun's own descriptors or /dev/null), enters the directory, sets
+the umask and limits, registers with the node agent (the checkpoint series
+continues), and then becomes the restorer through the discipline launcher.
+The restorer (csrc/mosix_restore.c) rebuilds memory and registers and
+resumes the program: same pid as this mosrun from here on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+import tempfile
+from collections.abc import Mapping
+from typing import NoReturn
+
+from mosix.arguments import MosrunArgs, Unsupported, parse_inherited_words
+from mosix.ckpt import format as fmt
+from mosix.ckpt.image import ImageError, ImageHead, OpenFile, read_head_from
+from mosix.exits import EXIT_USAGE, Failure
+
+RESTORER = "mosix-restore"
+REOPEN_DROP = os.O_CREAT | os.O_EXCL | os.O_TRUNC | getattr(os, "O_TMPFILE", 0)
+RLIMIT_NOFILE_INDEX = resource.RLIMIT_NOFILE
+
+
+def problem(option: str, message: str) -> Failure:
+    return Failure(f"{option}: {message}", EXIT_USAGE)
+
+
+def read(args: MosrunArgs) -> ImageHead:
+    assert args.recover is not None
+    try:
+        head = read_head_from(args.recover)
+    except ImageError as e:
+        raise problem(f"-R{args.recover}", str(e)) from None
+    fds = {f.fd for f in head.files}
+    for r in args.reopen:
+        if r.fd not in fds:
+            raise problem(f"-O{r.fd}", f"the checkpoint has no file descriptor {r.fd}")
+    return head
+
+
+def _dup_above(fd: int, base: int) -> int:
+    import fcntl
+
+    return fcntl.fcntl(fd, fcntl.F_DUPFD, base)
+
+
+def _high(fd: int, base: int) -> int:
+    """``fd`` moved to a number above every descriptor of the image."""
+    if fd >= base:
+        return fd
+    high = _dup_above(fd, base)
+    os.close(fd)
+    return high
+
+
+def _open_at_offset(path: str, f: OpenFile, create: bool, option: str) -> int:
+    flags = (f.flags & ~REOPEN_DROP) | (os.O_CREAT if create else 0)
+    try:
+        fd = os.open(path, flags, f.mode & 0o7777)
+        if f.kind is not fmt.FileKind.DIRECTORY and f.offset > 0:
+            os.lseek(fd, f.offset, os.SEEK_SET)
+    except OSError as e:
+        raise problem(option, f"{path}: {e.strerror}") from None
+    return fd
+
+
+def _recreate_unlinked(head: ImageHead, f: OpenFile) -> int:
+    """An unlinked file: a new file with the saved contents, opened as before, unlinked."""
+    directory = os.path.dirname(f.path)
+    if not os.path.isdir(directory):
+        directory = tempfile.gettempdir()
+    try:
+        tmp_fd, tmp = tempfile.mkstemp(dir=directory, prefix=".mosix-recovered-")
+        try:
+            with os.fdopen(tmp_fd, "wb") as out:
+                out.write(head.unlinked_contents(f.fd))
+            os.chmod(tmp, f.mode & 0o7777)
+            return _open_at_offset(tmp, f, create=False, option=f"-R: descriptor {f.fd}")
+        finally:
+            os.unlink(tmp)
+    except OSError as e:
+        message = f"cannot recreate unlinked {f.path}: {e.strerror}"
+        raise problem(f"-R: descriptor {f.fd}", message) from None
+
+
+def _special(f: OpenFile, base: int) -> int:
+    """The caller's descriptor of that number if open (as is), else /dev/null."""
+    try:
+        os.fstat(f.fd)
+        return _dup_above(f.fd, base)
+    except OSError:
+        return os.open(os.devnull, f.flags & os.O_ACCMODE)
+
+
+def fd_base(head: ImageHead) -> int:
+    """Above every descriptor of the image: where files wait before they are placed."""
+    base = max((f.fd for f in head.files), default=2) + 1
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = base + len(head.files) + 8
+    if soft != resource.RLIM_INFINITY and soft < need:
+        with contextlib.suppress(OSError, ValueError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(need, hard), hard))
+    return base
+
+
+def open_files(args: MosrunArgs, head: ImageHead, base: int) -> dict[int, int]:
+    """Each image descriptor's new open file, above ``base`` (target fd -> fd)."""
+    remap = {r.fd: r.path for r in args.reopen}
+    opened: dict[int, int] = {}
+    for f in sorted(head.files, key=lambda f: f.fd):
+        if f.fd in remap:
+            fd = _open_at_offset(remap[f.fd], f, create=True, option=f"-O{f.fd}")
+        elif f.kind in (fmt.FileKind.REGULAR, fmt.FileKind.DIRECTORY):
+            hint = f" (give another file with -O{f.fd}=file)"
+            try:
+                fd = _open_at_offset(f.path, f, create=False, option=f"-R: descriptor {f.fd}")
+            except Failure as e:
+                raise Failure(e.message + hint, e.status) from None
+        elif f.kind is fmt.FileKind.UNLINKED:
+            fd = _recreate_unlinked(head, f)
+        elif f.kind is fmt.FileKind.SPECIAL:
+            fd = _special(f, base)
+        else:
+            fd = os.open(os.devnull, os.O_RDWR)
+        opened[f.fd] = _high(fd, base)
+    return opened
+
+
+def place(opened: Mapping[int, int], image_fd: int) -> None:
+    """Move the new files to their numbers; close everything else but the image."""
+    keep = {image_fd, *opened.values()}
+    for fd in list(map(int, os.listdir("/proc/self/fd"))):
+        if fd not in keep:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+    for target, fd in opened.items():
+        os.dup2(fd, target, inheritable=True)
+    for fd in opened.values():
+        os.close(fd)
+
+
+def process_state(head: ImageHead) -> None:
+    try:
+        os.chdir(head.cwd)
+    except OSError as e:
+        message = f"cannot enter the checkpoint's directory {head.cwd}: {e.strerror}"
+        raise problem("-R", message) from None
+    umask = head.process["umask"]
+    assert isinstance(umask, int)
+    os.umask(umask & 0o777)
+    limits = head.process["rlimits"]
+    assert isinstance(limits, tuple)
+    for which in range(16):
+        if which == RLIMIT_NOFILE_INDEX:
+            continue  # fixed by the discipline
+        soft, hard = limits[2 * which], limits[2 * which + 1]
+        inf = resource.RLIM_INFINITY
+        soft = inf if soft >= 1 << 63 else soft
+        hard = inf if hard >= 1 << 63 else hard
+        with contextlib.suppress(OSError, ValueError):  # raising a hard limit needs privilege
+            resource.setrlimit(which, (soft, hard))
+
+
+def settings(head: ImageHead) -> MosrunArgs:
+    try:
+        return parse_inherited_words(head.options.get("inherit", "").split())
+    except Exception:
+        return MosrunArgs()
+
+
+def option_int(head: ImageHead, key: str) -> int:
+    try:
+        return max(0, int(head.options.get(key, "0")))
+    except ValueError:
+        return 0
+
+
+def register(args: MosrunArgs, head: ImageHead, env: dict[str, str]) -> None:
+    from mosix.agent_client import AGENT_SOCKET_ENV, AgentUnavailable, connect
+    from mosix.protocol import Done, Register
+
+    limit = args.checkpoint_max
+    interval = args.checkpoint_minutes
+    recovered = settings(head)
+    try:
+        with connect(autostart=True) as client:
+            client.sock.settimeout(2.0)
+            client.request(
+                Register(
+                    pid=os.getpid(),
+                    job=recovered.job_id or 0,
+                    memory_mb=recovered.memory_mb,
+                    flags=head.options.get("inherit", "").split(),
+                    command=[head.options.get("argv0") or head.comm],
+                    checkpoint_file=head.options.get("checkpoint-file", ""),
+                    checkpoint_next=option_int(head, "checkpoint-next"),
+                    checkpoint_limit=limit
+                    if limit is not None
+                    else option_int(head, "checkpoint-limit"),
+                    checkpoint_interval=interval
+                    if interval is not None
+                    else option_int(head, "checkpoint-interval"),
+                ),
+                Done,
+            )
+            env[AGENT_SOCKET_ENV] = str(client.paths.socket)
+    except (AgentUnavailable, OSError, Failure):
+        pass
+
+
+def recover(args: MosrunArgs, env: dict[str, str]) -> NoReturn:
+    """Become the recovered process (through the launcher and the restorer)."""
+    from mosix.discipline.launcher import exec_launcher
+    from mosix.launch import INHERIT_ENV, default_signals
+    from mosix.native import native_path
+
+    assert args.recover is not None
+    head = read(args)
+    try:
+        image_fd = os.open(args.recover, os.O_RDONLY)
+    except OSError as e:
+        raise problem(f"-R{args.recover}", e.strerror or "cannot open") from None
+    base = fd_base(head)
+    image_fd = _high(image_fd, base)
+    os.set_inheritable(image_fd, True)
+    opened = open_files(args, head, base)
+    process_state(head)
+    register(args, head, env)
+    place(opened, image_fd)
+    env[INHERIT_ENV] = head.options.get("inherit", "")
+    default_signals()
+    mode = (settings(head).unsupported or Unsupported.KILL).value
+    restorer = native_path(RESTORER)
+    argv = [restorer, "-p", f"mosrun: -R{args.recover}", str(image_fd)]
+    exec_launcher(mode, "mosrun", restorer, argv, env)

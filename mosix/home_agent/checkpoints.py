@@ -1,0 +1,149 @@
+"""Checkpoints of the node's MOSIX processes: names, counting, triggers.
+
+The agent owns each process's checkpoint series (-C, -N, -A and how many
+were taken), so every trigger numbers files the same way: a manual request
+(``migrate PID checkpoint|chkstop|chkexit``), the program's own request
+(through its guard), and -A's periodic timer.  The capture itself is the C
+checkpointer (csrc/mosix_ckpt.c), run once per checkpoint; Python never
+touches the image.  One capture per process at a time.
+
+-A's timer waits, when it fires, until the process is running: a process in
+a blocking call (state S/D) or frozen (T) is checkpointed when it runs again,
+as the manual says.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import trio
+
+from mosix.ckpt.naming import series
+from mosix.home_agent import proc_info
+from mosix.home_agent.registry import Registration
+from mosix.native import native_path
+from mosix.protocol import Checkpointed
+
+log = logging.getLogger("mosixd")
+CAPTURER = "mosix-ckpt"
+RUN_POLL_SECONDS = 0.1  # how often a delayed -A checkpoint looks whether the process runs
+CAPTURE_ACTIONS = {"checkpoint": "none", "chkstop": "stop", "chkexit": "exit"}
+EXIT_REFUSED = 3  # the capturer's status: not checkpointable, the file holds the reason
+
+
+class CheckpointError(Exception):
+    """A checkpoint that could not be attempted or whose capture failed (one line)."""
+
+
+@dataclass
+class Capture:
+    pid: int
+    path: str  # absolute
+    number: int
+    taken: int  # the series' count with this one
+
+
+def plan(reg: Registration) -> Capture:
+    """The file and number of ``reg``'s next checkpoint (names relative to its cwd)."""
+    s = series(reg.ckpt_file, reg.pid, reg.ckpt_limit)
+    name = s.name(reg.ckpt_taken)
+    if not os.path.isabs(name):
+        try:
+            cwd = os.readlink(f"/proc/{reg.pid}/cwd")
+        except OSError as e:
+            raise CheckpointError(f"process {reg.pid}: {e.strerror}") from None
+        name = os.path.join(cwd, name)
+    return Capture(reg.pid, name, s.number(reg.ckpt_taken), reg.ckpt_taken + 1)
+
+
+def capture_argv(reg: Registration, cap: Capture, action: str) -> list[str]:
+    s = series(reg.ckpt_file, reg.pid, reg.ckpt_limit)
+    options = {
+        "checkpoint-file": f"{s.base}.{s.first}",  # parses back to the same series
+        "checkpoint-next": str(cap.taken),
+        "checkpoint-limit": str(reg.ckpt_limit),
+        "checkpoint-interval": str(reg.ckpt_interval),
+    }
+    argv = [native_path(CAPTURER), "-o", cap.path, "-a", CAPTURE_ACTIONS[action]]
+    for key, value in options.items():
+        argv += ["-O", f"{key}={value}"]
+    return [*argv, str(reg.pid)]
+
+
+def first_line(data: bytes) -> str:
+    return data.decode(errors="replace").strip().splitlines()[0] if data.strip() else ""
+
+
+class Checkpoints:
+    def __init__(self, registration_of: Callable[[int], Registration], minute: float) -> None:
+        self.registration_of = registration_of  # raises CheckpointError for a non-MOSIX pid
+        self.minute = minute  # seconds in an -A minute (configurable for tests)
+        self.locks: dict[int, trio.Lock] = {}
+        self.timers: dict[int, trio.CancelScope] = {}
+
+    async def take(self, pid: int, action: str) -> Checkpointed:
+        lock = self.locks.setdefault(pid, trio.Lock())
+        async with lock:
+            reg = self.registration_of(pid)
+            cap = plan(reg)
+            before, reg.state = reg.state, "checkpointing"
+            try:
+                result = await trio.run_process(
+                    capture_argv(reg, cap, action),
+                    capture_stdout=True,
+                    capture_stderr=True,
+                    check=False,
+                )
+            finally:
+                reg.state = before
+            if result.returncode == 0:
+                reg.ckpt_taken = cap.taken
+                log.info("checkpoint of %d written to %s", pid, cap.path)
+                return Checkpointed(path=cap.path, number=cap.number)
+            if result.returncode == EXIT_REFUSED:
+                reg.ckpt_taken = cap.taken  # counted, as the manual says
+                reason = first_line(result.stderr) or self.reason_in(cap.path)
+                log.info("checkpoint of %d refused: %s", pid, reason)
+                return Checkpointed(path=cap.path, number=cap.number, failed=reason)
+            raise CheckpointError(first_line(result.stderr) or f"checkpoint of {pid} failed")
+
+    @staticmethod
+    def reason_in(path: str) -> str:
+        try:
+            with open(path, "rb") as f:
+                return first_line(f.read(4096))
+        except OSError:
+            return "cannot be checkpointed"
+
+    # ------------------------------------------------------------- -A
+
+    def schedule(self, nursery: trio.Nursery, reg: Registration) -> None:
+        """(Re)start -A's timer for ``reg`` (none when its interval is 0)."""
+        old = self.timers.pop(reg.pid, None)
+        if old is not None:
+            old.cancel()
+        if reg.ckpt_interval > 0:
+            scope = trio.CancelScope()
+            self.timers[reg.pid] = scope
+            nursery.start_soon(self.periodic, reg, scope)
+
+    async def periodic(self, reg: Registration, scope: trio.CancelScope) -> None:
+        with scope:
+            while proc_info.alive(reg.pid, reg.start_ticks):
+                await trio.sleep(reg.ckpt_interval * self.minute)
+                while True:
+                    letter = proc_info.state_letter(reg.pid)
+                    if letter is None or not proc_info.alive(reg.pid, reg.start_ticks):
+                        return
+                    if letter == "R":
+                        break
+                    await trio.sleep(RUN_POLL_SECONDS)
+                try:
+                    await self.take(reg.pid, "checkpoint")
+                except CheckpointError as e:
+                    log.warning("periodic checkpoint of %d: %s", reg.pid, e)
+        if self.timers.get(reg.pid) is scope:
+            del self.timers[reg.pid]
