@@ -34,7 +34,12 @@ CFLAGS = ["-O2", "-g", "-std=gnu11", "-Wall", "-Wextra", "-Werror", "-D_GNU_SOUR
 # mosix/discipline/policy.py (python -m mosix.discipline.generate; a test checks it).
 NATIVE_TARGETS: list[tuple[str, str, list[str], list[str]]] = [
     ("libmosix_shim.so", "shared", ["preload_shim.c", "seccomp_filter.c"], ["-fvisibility=hidden"]),
-    ("mosix-exec", "exe", ["mosix_exec.c", "mosix_guard.c", "seccomp_filter.c"], []),
+    (
+        "mosix-exec",
+        "exe",
+        ["mosix_exec.c", "mosix_guard.c", "guard_agent.c", "guard_cbor.c", "seccomp_filter.c"],
+        [],
+    ),
     ("mosix-ckpt", "exe", ["mosix_ckpt.c"], []),
     ("mosix-restore", "static", ["mosix_restore.c"], []),
 ]

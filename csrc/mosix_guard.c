@@ -13,9 +13,16 @@
  *                -w: message and ENOSYS
  *   self-only    continues when the argument is the caller's own pid
  *   mmap fix-up  (read-only MAP_SHARED, which the shim makes private) ENOSYS
+ *   checkpoint   MOSIX's checkpoint call: asks the node agent (guard_agent.c)
+ *                and answers when the agent replies
+ *
+ * It never blocks on one process: while a checkpoint request waits for the
+ * agent it polls the agent connections along with the listener.
  *
  * It exits when the listener reports POLLHUP: no task uses the filter any more. */
 #include "mosix_shim.h"
+
+#include "guard_agent.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -168,29 +175,34 @@ static void unsupported(const struct seccomp_notif *req, struct seccomp_notif_re
         (void)close(pidfd); /* ours: nothing to do if it fails */
 }
 
-static void answer(const struct seccomp_notif *req, struct seccomp_notif_resp *resp,
-                   enum mosix_mode dflt)
+/* Fill ``resp`` for ``req``.  Returns 1 to send it now, 0 when the answer
+ * comes later (a checkpoint call waiting for the node agent). */
+static int answer(const struct seccomp_notif *req, struct seccomp_notif_resp *resp,
+                  enum mosix_mode dflt)
 {
     unsigned c = mosix_classify(&req->data);
     resp->id = req->id;
     resp->val = 0;
     resp->error = 0;
     resp->flags = 0;
+    if (MOSIX_OUTCOME(c) == MOSIX_OUTCOME_CHECKPOINT)
+        return guard_agent_call(listener, req, resp);
     if (MOSIX_OUTCOME(c) == MOSIX_OUTCOME_SELF_ONLY &&
         (int)req->data.args[MOSIX_OUTCOME_ARG(c)] == (int)req->pid) {
         /* the arguments are in the stopped task's registers: safe to continue */
         resp->flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
-        return;
+        return 1;
     }
     enum mosix_mode mode = mode_of_process((pid_t)req->pid, dflt);
     if (MOSIX_OUTCOME(c) == MOSIX_OUTCOME_FIXUP_PRIVATE) {
         /* a read-only MAP_SHARED without the shim to make it private: ENOSYS
          * in every mode (glibc then reads the file), a warning under -w */
         unsupported(req, resp, mode == MOSIX_MODE_KILL ? MOSIX_MODE_ENOSYS : mode);
-        return;
+        return 1;
     }
     /* unsupported, and self-only on another process */
     unsupported(req, resp, mode);
+    return 1;
 }
 
 /* /proc/PID/cmdline and environ show the launcher's: blank them in place, so
@@ -248,8 +260,25 @@ static void detach_descriptors(int keep)
             (void)close(fd); /* older kernels: close what may be open */
 }
 
+/* Take one notification and answer it (or leave it to guard_agent). */
+static void serve_one(struct seccomp_notif *req, size_t req_size, struct seccomp_notif_resp *resp,
+                      size_t resp_size, enum mosix_mode mode)
+{
+    memset(req, 0, req_size);
+    if (ioctl(listener, SECCOMP_IOCTL_NOTIF_RECV, req) != 0) {
+        if (errno == EINTR || errno == ENOENT)
+            return; /* interrupted, or the task died before we read it */
+        _exit(1);
+    }
+    memset(resp, 0, resp_size);
+    if (answer(req, resp, mode) &&
+        ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, resp) != 0 && errno != ENOENT && errno != EINTR)
+        _exit(1);
+}
+
 void mosix_guard_run(int sock, enum mosix_mode mode, char **argv)
 {
+    guard_agent_init(getenv(GUARD_AGENT_SOCKET_ENV)); /* before the environment is blanked */
     blank_identity(argv);
     setup_process();
     int fd = receive_fd(sock);
@@ -283,29 +312,25 @@ void mosix_guard_run(int sock, enum mosix_mode mode, char **argv)
     if (req == NULL || resp == NULL || environ_buf == NULL)
         _exit(1);
 
+    static struct pollfd fds[1 + GUARD_AGENT_MAX];
     for (;;) {
-        struct pollfd p = {listener, POLLIN, 0};
-        int r = poll(&p, 1, -1);
+        int timeout = guard_agent_expire();
+        fds[0].fd = listener;
+        fds[0].events = POLLIN;
+        fds[0].revents = 0;
+        size_t n = 1 + guard_agent_pollfds(fds + 1);
+        int r = poll(fds, n, timeout);
         if (r < 0) {
             if (errno == EINTR)
                 continue;
             _exit(1);
         }
-        if (!(p.revents & POLLIN)) {
-            if (p.revents & (POLLHUP | POLLERR | POLLNVAL))
-                _exit(0); /* the filter has no more users */
-            continue;
-        }
-        memset(req, 0, req_size);
-        if (ioctl(listener, SECCOMP_IOCTL_NOTIF_RECV, req) != 0) {
-            if (errno == EINTR || errno == ENOENT)
-                continue; /* interrupted, or the task died before we read it */
-            _exit(1);
-        }
-        memset(resp, 0, resp_size);
-        answer(req, resp, mode);
-        if (ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, resp) != 0 && errno != ENOENT &&
-            errno != EINTR)
-            _exit(1);
+        /* the listener first: a re-issued checkpoint call is then known
+         * before the agent's answer to it is given */
+        if (fds[0].revents & POLLIN)
+            serve_one(req, req_size, resp, resp_size, mode);
+        else if (fds[0].revents & (POLLHUP | POLLERR | POLLNVAL))
+            _exit(0); /* the filter has no more users */
+        guard_agent_events(listener, fds + 1, n - 1);
     }
 }
