@@ -33,7 +33,12 @@ CFLAGS = ["-O2", "-g", "-std=gnu11", "-Wall", "-Wextra", "-Werror", "-D_GNU_SOUR
 # The policy table is compiled in through csrc/seccomp_table.h, generated from
 # mosix/discipline/policy.py (python -m mosix.discipline.generate; a test checks it).
 NATIVE_TARGETS: list[tuple[str, str, list[str], list[str]]] = [
-    ("libmosix_shim.so", "shared", ["preload_shim.c", "seccomp_filter.c"], ["-fvisibility=hidden"]),
+    (
+        "libmosix_shim.so",
+        "shared",
+        ["preload_shim.c", "shim_checkpoint.c", "seccomp_filter.c"],
+        ["-fvisibility=hidden"],
+    ),
     (
         "mosix-exec",
         "exe",
@@ -41,7 +46,28 @@ NATIVE_TARGETS: list[tuple[str, str, list[str], list[str]]] = [
         [],
     ),
     ("mosix-ckpt", "exe", ["mosix_ckpt.c"], []),
-    ("mosix-restore", "static", ["mosix_restore.c"], []),
+    (
+        "mosix-restore",
+        "static",
+        [
+            "mosix_restore.c",
+            "restore_image.c",
+            "restore_cpu.c",
+            "restore_mem.c",
+            "restore_state.c",
+            "restore_sys.c",
+            "seccomp_filter.c",
+        ],
+        [
+            "-mcmodel=large",
+            "-fno-stack-protector",
+            "-fno-builtin",
+            "-fno-tree-loop-distribute-patterns",
+            "-fcf-protection=none",
+            "-Wl,-Ttext-segment=0x200000000000",
+            "-Wl,--build-id=none",
+        ],
+    ),
 ]
 
 

@@ -31,7 +31,9 @@
  * rt_sigprocmask blocking SIGSYS does not escape either: a trap while SIGSYS
  * is blocked kills the process (the kernel resets it to SIG_DFL).
  *
- * The handler uses raw system calls only (no libc, no locks, no malloc). */
+ * The handler uses raw system calls only (no libc, no locks, no malloc).
+ *
+ * MOSIX's /proc/self/checkpoint* files are shim_checkpoint.c's. */
 #include "mosix_shim.h"
 
 #include <dlfcn.h>
