@@ -36,7 +36,8 @@ static void put_head(struct cbor_out *o, unsigned major, uint64_t v)
         n = 1;
     } else {
         unsigned width = v <= 0xff ? 1 : v <= 0xffff ? 2 : v <= 0xffffffffu ? 4 : 8;
-        h[0] = (unsigned char)(major << 5 | (width == 1 ? 24 : width == 2 ? 25 : width == 4 ? 26 : 27));
+        unsigned info = width == 1 ? 24 : width == 2 ? 25 : width == 4 ? 26 : 27;
+        h[0] = (unsigned char)(major << 5 | info);
         for (unsigned i = 0; i < width; i++)
             h[1 + i] = (unsigned char)(v >> (8 * (width - 1 - i)));
         n = 1 + width;
