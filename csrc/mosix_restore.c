@@ -1,6 +1,136 @@
-/* mosix_restore.c - the restorer (being written). */
-void _start(void)
+/* mosix_restore.c - the restorer: turn a checkpoint image back into the process.
+ *
+ * Usage: mosix-restore [-c] [-p PREFIX] FD
+ *
+ * Reads the image (mosix/ckpt/format.py, docs/IMAGE.md) from descriptor FD,
+ * strictly in order, and becomes the process it describes: same memory,
+ * registers, signal state and kernel bookkeeping.  The caller (mosrun -R) has
+ * already opened the process's files, set its directory, umask and limits,
+ * and exec'ed this program under the discipline's base filter.
+ *
+ *   -c         check only: read and verify the whole image, change nothing,
+ *              exit 0 if it is good (the same code as a real restore)
+ *   -p PREFIX  the prefix of the one-line message of a refusal
+ *
+ * A refusal is one line "PREFIX: reason" on fd 2 and exit status 125, before
+ * anything is torn down whenever the image's first part shows the problem;
+ * after that, the same line and exit_group(125): a partly restored process
+ * never runs.
+ *
+ * A static program without libc, linked at RESTORER_BASE (setup.py), which no
+ * image area may touch.  It runs on a stack in its own bss, unmaps everything
+ * else (keeping [vdso], [vvar], [vvar_vclock], which it moves to the image's
+ * addresses), maps the areas, sets the kernel's state, and leaves through a
+ * trampoline at TRAMPOLINE that unmaps the restorer and rt_sigreturns into the
+ * process on a frame built from the image. */
+#include "restore.h"
+
+#include <asm/signal.h>
+
+#define STACK_BYTES (64u << 10)
+#define FD_MAX 1048576
+
+char restore_stack[STACK_BYTES] __attribute__((aligned(16)));
+extern char _end[]; /* the linker's end of the bss */
+
+static const char usage_text[] = "usage: mosix-restore [-c] [-p PREFIX] FD";
+
+struct options {
+    int check_only;
+    int fd;
+};
+
+static int parse_fd(const char *s)
 {
-    __asm__ volatile("mov $60, %eax\n\tmov $1, %edi\n\tsyscall");
-    __builtin_unreachable();
+    long v = 0;
+    if (!*s)
+        return -1;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9' || v > FD_MAX)
+            return -1;
+        v = v * 10 + (*s - '0');
+    }
+    return v > FD_MAX ? -1 : (int)v;
+}
+
+static struct options parse_args(int argc, char **argv)
+{
+    struct options o = {0, -1};
+    int i = 1;
+    for (; i < argc && argv[i][0] == '-' && argv[i][1]; i++) {
+        const char *a = argv[i];
+        if (a[1] == 'c' && !a[2]) {
+            o.check_only = 1;
+        } else if (a[1] == 'p' && !a[2] && i + 1 < argc) {
+            msg_prefix(argv[++i]);
+        } else if (a[1] == '-' && !a[2]) {
+            i++;
+            break;
+        } else {
+            refuse(usage_text);
+        }
+    }
+    if (i != argc - 1 || (o.fd = parse_fd(argv[i])) < 0)
+        refuse(usage_text);
+    return o;
+}
+
+/* No signal may interrupt the restore: the caller's handlers are gone, the
+ * image's are not in force yet.  rt_sigreturn sets the image's mask. */
+static void block_signals(void)
+{
+    uint64_t all = ~0ull;
+    long rc = mosix_raw4(__NR_rt_sigprocmask, SIG_SETMASK, &all, 0, 8);
+    if (rc < 0) {
+        msg_begin();
+        msg_str("cannot block signals");
+        msg_err(rc);
+        msg_refuse();
+    }
+}
+
+static struct image img;
+
+__attribute__((noreturn, used)) void restore_main(long *sp)
+{
+    int argc = (int)sp[0];
+    char **argv = (char **)(sp + 1);
+    if ((uint64_t)_end > SCRATCH_BASE)
+        refuse("the restorer is too large for its range");
+    block_signals();
+    struct options o = parse_args(argc, argv); /* copies the prefix: argv goes away */
+    struct reader r = {.fd = o.fd, .apply = !o.check_only};
+
+    image_read_header(&r);
+    image_read_state(&r, &img);
+    cpu_check(&img);
+    struct specials cur;
+    mem_find_specials(&cur);
+    mem_check_specials(&img, &cur);
+    state_set_mm(&img);
+    if (r.apply) {
+        state_set_personality(&img);
+        /* Point of no return: from here a refusal ends the process. */
+        mem_teardown(&cur);
+        mem_move_specials(&img, &cur);
+    }
+    image_read_memory(&r, &img);
+    if (!r.apply)
+        sys_exit(0);
+    state_apply(&img);
+    state_resume(&img, r.fd);
+}
+
+/* The kernel starts us with argc at (%rsp).  Move to our own stack at once:
+ * the kernel's goes away with everything else. */
+__attribute__((naked, noreturn)) void _start(void)
+{
+    __asm__ volatile("mov %%rsp, %%rdi\n\t"
+                     "movabs $restore_stack + %c0, %%rsp\n\t"
+                     "xor %%ebp, %%ebp\n\t"
+                     "movabs $restore_main, %%rax\n\t"
+                     "call *%%rax\n\t"
+                     "ud2"
+                     :
+                     : "i"(STACK_BYTES));
 }

@@ -1,0 +1,124 @@
+/* restore.h - the restorer's parts (csrc/mosix_restore.c and csrc/restore_*.c).
+ *
+ * The restorer is a static program without libc: every system call is a raw
+ * one (raw_syscall.h) and every result is checked.  It never returns an
+ * error to a caller: a refusal prints one line on fd 2 and exits 125. */
+#ifndef MOSIX_RESTORE_H
+#define MOSIX_RESTORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <asm/unistd_64.h>
+
+#include "ckpt_format.h"
+#include "ckpt_hash.h"
+#include "raw_syscall.h"
+
+#define EXIT_REFUSED 125
+
+/* From the kernel's uapi headers that do not stand alone without libc. */
+#define SS_ONSTACK 1
+#define SS_DISABLE 2
+#define SS_AUTODISARM (1u << 31)
+#define UC_FP_XSTATE 0x1
+#define UC_SIGCONTEXT_SS 0x2
+#define UC_STRICT_RESTORE_SS 0x4
+#define PAGE 4096ull
+#define LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Where the vdso and vvar wait while everything else is unmapped: the top of
+ * the restorer's own range, which no image area may touch. */
+#define SCRATCH_SPAN 0x100000ull
+#define SCRATCH_BASE (MOSIX_CKPT_RESTORER_BASE + MOSIX_CKPT_RESTORER_SPAN - SCRATCH_SPAN)
+
+/* ------------------------------------------------------------ restore_sys.c */
+
+/* The one message line: "PREFIX: text\n". */
+void msg_prefix(const char *prefix);
+void msg_begin(void);
+void msg_str(const char *s);
+void msg_hex(uint64_t v);
+void msg_dec(uint64_t v);
+void msg_err(long err); /* ": " and the errno's words */
+void msg_range(uint64_t start, uint64_t end); /* 0xSTART-0xEND */
+__attribute__((noreturn)) void msg_refuse(void);
+__attribute__((noreturn)) void refuse(const char *text);
+
+__attribute__((noreturn)) void sys_exit(int status);
+int mem_equal(const void *a, const void *b, size_t n);
+
+/* A whole small file (of /proc) in buf, NUL-terminated; returns its length.
+ * Refuses if it cannot be read. */
+size_t read_small_file(const char *path, char *buf, size_t cap);
+/* Parses a hex number; returns the first character after it. */
+const char *parse_hex(const char *p, uint64_t *out);
+
+/* ------------------------------------------------------------ restore_image.c */
+
+struct span {
+    uint64_t start, end;
+};
+
+/* The image's state, read before memory (static buffers: no allocation). */
+struct image {
+    struct mosix_ckpt_process proc;
+    struct mosix_ckpt_regs regs;
+    struct mosix_ckpt_sigaction sigactions[64];
+    unsigned char xstate[MOSIX_CKPT_MAX_XSAVE] __attribute__((aligned(64)));
+    uint32_t files;
+};
+
+struct reader {
+    int fd;
+    int apply;             /* 0 under -c: verify, change nothing */
+    uint32_t seq;          /* sequence number of the current record */
+    struct mosix_ckpt_record_header rh;
+    uint64_t left;         /* payload bytes of the current record not read yet */
+    struct mxh64 hash;     /* of the payload read so far */
+};
+
+/* Memory areas as they stream past: the checks that need more than one record. */
+struct memory {
+    struct mosix_ckpt_area area; /* the current AREA */
+    int have_area;
+    uint64_t prev_end;           /* end of the previous area (ascending, no overlap) */
+    uint64_t next_page;          /* lowest address the next PAGES may start at */
+    uint32_t areas;
+    uint64_t pages;
+    uint32_t special_seen;       /* VDSO | VVAR | VVAR_VCLOCK flags seen */
+    int rip_ok, tid_ok, rseq_ok; /* resume address executable, tid/rseq writable */
+};
+
+void image_read_header(struct reader *r);
+/* PROCESS..SIGACTIONS; leaves the next record's header (AREA or END) read. */
+void image_read_state(struct reader *r, struct image *img);
+/* AREA/PAGES...END and the end of the stream; maps (apply) or just checks. */
+void image_read_memory(struct reader *r, const struct image *img);
+
+/* ------------------------------------------------------------ restore_cpu.c */
+
+void cpu_check(const struct image *img);
+uint32_t cpu_mxcsr_mask(void);
+
+/* ------------------------------------------------------------ restore_mem.c */
+
+/* [vvar], [vvar_vclock], [vdso] of this process (end 0 if absent). */
+struct specials {
+    struct span vdso, vvar, vclock;
+};
+void mem_find_specials(struct specials *cur);
+void mem_check_specials(const struct image *img, const struct specials *cur);
+void mem_teardown(const struct specials *cur);
+void mem_move_specials(const struct image *img, const struct specials *cur);
+void mem_map_area(const struct mosix_ckpt_area *a);
+void mem_finish_area(const struct mosix_ckpt_area *a);
+void mem_populate(uint64_t addr, uint64_t len);
+
+/* ------------------------------------------------------------ restore_state.c */
+
+void state_set_mm(const struct image *img);
+void state_set_personality(const struct image *img);
+void state_apply(const struct image *img);
+__attribute__((noreturn)) void state_resume(const struct image *img, int fd);
+
+#endif

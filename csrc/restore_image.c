@@ -1,0 +1,612 @@
+/* restore_image.c - read and verify an image, strictly in order (read(2)
+ * only: the descriptor may be a pipe or a socket).
+ *
+ * The same code serves `-c` (verify, map nothing) and the real restore, which
+ * reads pages straight into place: every check is made before the bytes it
+ * guards are used, so a hostile image is refused, never half-believed. */
+#include "restore.h"
+
+#include <asm/errno.h>
+#include <asm/signal.h>
+#include <linux/auxvec.h>
+#include <linux/poll.h>
+
+#define SCRATCH_BYTES (256u << 10)
+static unsigned char scratch[SCRATCH_BYTES] __attribute__((aligned(64)));
+
+static const char *const kind_names[] = {
+    "?",       "PROCESS", "OPTIONS", "CWD",   "FILE", "FILEDATA",
+    "REGS",    "XSTATE",  "SIGACTIONS", "AREA", "PAGES", "END",
+};
+
+/* ------------------------------------------------------------ refusals */
+
+/* "corrupted image (record N: " ... ")" */
+static void corrupt_begin(const struct reader *r)
+{
+    msg_begin();
+    msg_str("corrupted image (record ");
+    msg_dec(r->seq);
+    msg_str(": ");
+}
+
+__attribute__((noreturn)) static void corrupt_end(void)
+{
+    msg_str(")");
+    msg_refuse();
+}
+
+__attribute__((noreturn)) static void corrupt(const struct reader *r, const char *what)
+{
+    corrupt_begin(r);
+    msg_str(what);
+    corrupt_end();
+}
+
+__attribute__((noreturn)) static void corrupt_value(const struct reader *r, const char *what,
+                                                    uint64_t v)
+{
+    corrupt_begin(r);
+    msg_str(what);
+    msg_str(" ");
+    msg_hex(v);
+    corrupt_end();
+}
+
+/* ------------------------------------------------------------ bytes */
+
+/* Wait for a non-blocking descriptor (a socket handed over as it was). */
+static void wait_readable(int fd)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    long rc;
+    do
+        rc = mosix_raw3(__NR_poll, &p, 1, -1);
+    while (rc == -EINTR);
+    if (rc < 0) {
+        msg_begin();
+        msg_str("cannot read the image");
+        msg_err(rc);
+        msg_refuse();
+    }
+}
+
+/* Up to n bytes; fewer only at the end of the stream. */
+static size_t read_some(int fd, void *buf, size_t n)
+{
+    size_t done = 0;
+    while (done < n) {
+        long got = mosix_raw3(__NR_read, fd, (char *)buf + done, n - done);
+        if (got == -EINTR)
+            continue;
+        if (got == -EAGAIN) {
+            wait_readable(fd);
+            continue;
+        }
+        if (got < 0) {
+            msg_begin();
+            msg_str("cannot read the image");
+            msg_err(got);
+            msg_refuse();
+        }
+        if (got == 0)
+            break;
+        done += (size_t)got;
+    }
+    return done;
+}
+
+static void read_exact(struct reader *r, void *buf, size_t n)
+{
+    if (read_some(r->fd, buf, n) != n)
+        refuse("truncated image");
+}
+
+/* n bytes of the current payload into buf, hashed on the way. */
+static void payload_read(struct reader *r, void *buf, uint64_t n)
+{
+    if (n > r->left)
+        corrupt(r, "record too short");
+    read_exact(r, buf, n);
+    mxh_update(&r->hash, buf, n);
+    r->left -= n;
+}
+
+/* The payload's rest into the scratch buffer (only its hash matters). */
+static void payload_skip(struct reader *r)
+{
+    while (r->left) {
+        uint64_t n = r->left < SCRATCH_BYTES ? r->left : SCRATCH_BYTES;
+        payload_read(r, scratch, n);
+    }
+}
+
+static void payload_end(struct reader *r)
+{
+    if (r->left)
+        corrupt(r, "record too long");
+    if (mxh_final(&r->hash) != r->rh.payload_hash)
+        corrupt(r, "checksum mismatch");
+}
+
+/* ------------------------------------------------------------ headers */
+
+/* A failed checkpoint is a text file: "mosrun: reason\n".  Say the reason. */
+__attribute__((noreturn)) static void failed_checkpoint(struct reader *r)
+{
+    char text[512];
+    size_t n = read_some(r->fd, text, sizeof(text) - 1);
+    msg_begin();
+    size_t i = 0;
+    while (i < n && text[i] != '\n') {
+        unsigned char c = (unsigned char)text[i];
+        text[i] = (c < 0x20 || c > 0x7e) ? '?' : (char)c;
+        i++;
+    }
+    text[i] = '\0';
+    msg_str(i ? text : "the checkpoint failed");
+    msg_refuse();
+}
+
+void image_read_header(struct reader *r)
+{
+    struct mosix_ckpt_file_header h;
+    size_t prefix = sizeof(MOSIX_CKPT_FAILED_PREFIX) - 1;
+    _Static_assert(sizeof(MOSIX_CKPT_FAILED_PREFIX) - 1 <= sizeof(h.magic), "prefix");
+    size_t got = read_some(r->fd, &h, sizeof(h.magic));
+    if (got == prefix && mem_equal(&h, MOSIX_CKPT_FAILED_PREFIX, prefix))
+        failed_checkpoint(r);
+    if (got != sizeof(h.magic) || !mem_equal(h.magic, MOSIX_CKPT_MAGIC, sizeof(h.magic)))
+        refuse("not a checkpoint image");
+    read_exact(r, (char *)&h + sizeof(h.magic), sizeof(h) - sizeof(h.magic));
+    /* Version and architecture first: another version may checksum otherwise. */
+    if (h.version != MOSIX_CKPT_VERSION) {
+        msg_begin();
+        msg_str("image version ");
+        msg_dec(h.version);
+        msg_str(", this mosrun reads version ");
+        msg_dec(MOSIX_CKPT_VERSION);
+        msg_refuse();
+    }
+    if (h.head_hash != mxh64(&h, offsetof(struct mosix_ckpt_file_header, head_hash), 0))
+        refuse("corrupted image (file header: checksum mismatch)");
+    if (h.arch != MOSIX_CKPT_ARCH)
+        refuse("image from another architecture");
+    if (h.page_size != MOSIX_CKPT_PAGE_SIZE)
+        refuse("image from another architecture (page size)");
+    if (h.header_size != sizeof(h) || h.flags != 0)
+        refuse("corrupted image (file header: unknown size or flags)");
+    r->seq = 0;
+    r->rh.kind = 0; /* no record yet: the first one read is seq 0 */
+}
+
+/* The next record's header; returns its kind. */
+static unsigned record_next(struct reader *r)
+{
+    if (r->rh.kind)
+        r->seq++;
+    read_exact(r, &r->rh, sizeof(r->rh));
+    const struct mosix_ckpt_record_header *h = &r->rh;
+    if (h->head_hash != mxh64(h, offsetof(struct mosix_ckpt_record_header, head_hash), 0))
+        corrupt(r, "header checksum mismatch");
+    if (h->seq != r->seq)
+        corrupt_value(r, "sequence number", h->seq);
+    if (h->kind == 0 || h->kind >= LEN(kind_names))
+        corrupt_value(r, "unknown kind", h->kind);
+    if (h->flags != 0)
+        corrupt_value(r, "unknown flags", h->flags);
+    if (h->length > MOSIX_CKPT_MAX_RECORD_BYTES)
+        corrupt_value(r, "length too large:", h->length);
+    r->left = h->length;
+    mxh_init(&r->hash, 0);
+    return h->kind;
+}
+
+__attribute__((noreturn)) static void out_of_order(const struct reader *r)
+{
+    corrupt_begin(r);
+    msg_str(kind_names[r->rh.kind]);
+    msg_str(" out of order");
+    corrupt_end();
+}
+
+static void expect(struct reader *r, unsigned kind)
+{
+    if (record_next(r) != kind)
+        out_of_order(r);
+}
+
+/* A record holding exactly one struct. */
+static void read_struct(struct reader *r, void *buf, size_t size)
+{
+    if (r->rh.length != size)
+        corrupt_value(r, "wrong length", r->rh.length);
+    payload_read(r, buf, size);
+    payload_end(r);
+}
+
+/* ------------------------------------------------------------ PROCESS */
+
+static int user_addr(uint64_t a) { return a >= MOSIX_CKPT_USER_LOW && a < MOSIX_CKPT_USER_HIGH; }
+
+static void check_span(const struct reader *r, const uint64_t s[2], const char *what)
+{
+    if (s[0] == 0 && s[1] == 0)
+        return;
+    if (s[0] >= s[1] || s[0] % PAGE || s[1] % PAGE || !user_addr(s[0]) ||
+        s[1] > MOSIX_CKPT_USER_HIGH)
+        corrupt(r, what);
+}
+
+static void check_mm_fields(const struct reader *r, const struct mosix_ckpt_process *p)
+{
+    const uint64_t mm[] = {p->start_code, p->end_code,  p->start_data, p->end_data,
+                           p->start_brk,  p->brk,       p->start_stack, p->arg_start,
+                           p->arg_end,    p->env_start, p->env_end};
+    for (size_t i = 0; i < LEN(mm); i++)
+        if (!user_addr(mm[i]))
+            corrupt_value(r, "memory layout address", mm[i]);
+    /* The order PR_SET_MM_MAP requires. */
+    if (p->start_code >= p->end_code || p->start_data > p->end_data || p->start_brk > p->brk ||
+        p->arg_start > p->arg_end || p->env_start > p->env_end)
+        corrupt(r, "memory layout out of order");
+    uint32_t w = p->auxv_words;
+    if (w < 2 || w > LEN(p->auxv) || w % 2 || p->auxv[w - 2] != AT_NULL)
+        corrupt_value(r, "auxiliary vector of words", w);
+}
+
+static void check_timers(const struct reader *r, const int64_t t[12])
+{
+    for (int i = 0; i < 12; i += 2)
+        if (t[i] < 0 || t[i + 1] < 0 || t[i + 1] >= 1000000)
+            corrupt(r, "interval timer out of range");
+}
+
+static void validate_process(const struct reader *r, const struct mosix_ckpt_process *p)
+{
+    if (p->xsave_size < 576 || p->xsave_size > MOSIX_CKPT_MAX_XSAVE)
+        corrupt_value(r, "XSAVE size", p->xsave_size);
+    if (p->shim_kind > MOSIX_CKPT_SHIM_ENOSYS || p->shim_mode > 2)
+        corrupt(r, "unknown shim filter");
+    if (p->shim_kind != MOSIX_CKPT_SHIM_NONE &&
+        (p->shim_lo >= p->shim_hi || p->shim_hi > MOSIX_CKPT_USER_HIGH))
+        corrupt(r, "shim filter range");
+    if (p->rseq_len &&
+        (p->rseq_len < 32 || p->rseq_len > PAGE || p->rseq_addr % 32 ||
+         !user_addr(p->rseq_addr) || p->rseq_addr + p->rseq_len > MOSIX_CKPT_USER_HIGH))
+        corrupt(r, "rseq area");
+    /* The kernel takes exactly one struct robust_list_head (3 words). */
+    if (p->robust_list && (p->robust_len != 24 || !user_addr(p->robust_list)))
+        corrupt(r, "robust list");
+    if (p->tid_addr && (p->tid_addr % 4 || !user_addr(p->tid_addr)))
+        corrupt(r, "thread id address");
+    if (p->personality == 0xffffffffu)
+        corrupt(r, "personality");
+    check_mm_fields(r, p);
+    check_timers(r, p->itimers);
+    int mode = p->altstack_flags & ~(int32_t)SS_AUTODISARM;
+    if (mode != 0 && mode != SS_ONSTACK && mode != SS_DISABLE)
+        corrupt(r, "signal stack flags");
+    if (mode != SS_DISABLE && p->altstack_size &&
+        (!user_addr(p->altstack_sp) || p->altstack_size > MOSIX_CKPT_USER_HIGH))
+        corrupt(r, "signal stack");
+    check_span(r, p->vdso, "vdso address");
+    check_span(r, p->vvar, "vvar address");
+    check_span(r, p->vvar_vclock, "vvar_vclock address");
+}
+
+/* ------------------------------------------------------------ REGS .. SIGACTIONS */
+
+#define USER_CS 0x33 /* __USER_CS: 64-bit code */
+#define USER_DS 0x2b /* __USER_DS */
+
+static void validate_regs(const struct reader *r, const struct mosix_ckpt_regs *g)
+{
+    if (g->cs != USER_CS || g->ss != USER_DS)
+        corrupt(r, "not a 64-bit process (segments)");
+    if (!user_addr(g->rip))
+        corrupt_value(r, "resume address", g->rip);
+    if (g->fs_base >= MOSIX_CKPT_USER_HIGH || g->gs_base >= MOSIX_CKPT_USER_HIGH)
+        corrupt(r, "thread pointer in kernel space");
+}
+
+/* XRSTOR raises #GP on a bad header or MXCSR; the kernel would then kill the
+ * resumed process with SIGSEGV.  Refuse such a state before anything changes. */
+static void validate_xstate(const struct reader *r, const struct image *img)
+{
+    const unsigned char *x = img->xstate;
+    uint32_t mxcsr;
+    uint64_t bv, hdr[8];
+    __builtin_memcpy(&mxcsr, x + 24, 4);
+    __builtin_memcpy(hdr, x + 512, sizeof(hdr));
+    bv = hdr[0];
+    if (mxcsr & ~cpu_mxcsr_mask())
+        corrupt_value(r, "MXCSR", mxcsr);
+    if (bv & ~img->proc.xfeatures)
+        corrupt_value(r, "XSAVE features", bv);
+    for (int i = 1; i < 8; i++)
+        if (hdr[i])
+            corrupt(r, "XSAVE header not in the standard form");
+}
+
+static void validate_sigactions(const struct reader *r, const struct mosix_ckpt_sigaction *s)
+{
+    for (int i = 0; i < 64; i++) {
+        if (s[i].handler > 1 && !user_addr(s[i].handler))
+            corrupt_value(r, "signal handler", s[i].handler);
+        if (s[i].restorer && !user_addr(s[i].restorer))
+            corrupt_value(r, "signal restorer", s[i].restorer);
+    }
+}
+
+/* ------------------------------------------------------------ skipped records */
+
+static void skip_text(struct reader *r, unsigned kind, uint64_t max)
+{
+    expect(r, kind);
+    if (r->rh.length > max)
+        corrupt_value(r, "length too large:", r->rh.length);
+    payload_skip(r);
+    payload_end(r);
+}
+
+/* FILE and FILEDATA are the caller's (it opened the files before exec'ing us):
+ * check their shape and checksums, use nothing. */
+static unsigned skip_files(struct reader *r, struct image *img)
+{
+    for (;;) {
+        unsigned kind = record_next(r);
+        if (kind == MOSIX_CKPT_KIND_FILE) {
+            struct mosix_ckpt_file f;
+            if (r->rh.length < sizeof(f))
+                corrupt(r, "record too short");
+            payload_read(r, &f, sizeof(f));
+            if (f.path_len != r->rh.length - sizeof(f) || f.path_len > MOSIX_CKPT_MAX_PATH)
+                corrupt(r, "file path length");
+            if (f.fd < 0 || f.fd >= MOSIX_CKPT_MAX_FILES || f.kind < MOSIX_CKPT_FILE_REGULAR ||
+                f.kind > MOSIX_CKPT_FILE_OTHER)
+                corrupt(r, "file descriptor");
+            if (++img->files > MOSIX_CKPT_MAX_FILES)
+                corrupt(r, "too many files");
+        } else if (kind == MOSIX_CKPT_KIND_FILEDATA) {
+            struct mosix_ckpt_filedata d;
+            if (r->rh.length < sizeof(d))
+                corrupt(r, "record too short");
+            payload_read(r, &d, sizeof(d));
+            if (d.fd < 0 || d.fd >= MOSIX_CKPT_MAX_FILES)
+                corrupt(r, "file descriptor");
+        } else {
+            return kind;
+        }
+        payload_skip(r);
+        payload_end(r);
+    }
+}
+
+void image_read_state(struct reader *r, struct image *img)
+{
+    expect(r, MOSIX_CKPT_KIND_PROCESS);
+    read_struct(r, &img->proc, sizeof(img->proc));
+    validate_process(r, &img->proc);
+    skip_text(r, MOSIX_CKPT_KIND_OPTIONS, MOSIX_CKPT_MAX_RECORD_BYTES);
+    skip_text(r, MOSIX_CKPT_KIND_CWD, MOSIX_CKPT_MAX_PATH);
+    if (skip_files(r, img) != MOSIX_CKPT_KIND_REGS)
+        out_of_order(r);
+    read_struct(r, &img->regs, sizeof(img->regs));
+    validate_regs(r, &img->regs);
+    expect(r, MOSIX_CKPT_KIND_XSTATE);
+    read_struct(r, img->xstate, img->proc.xsave_size);
+    validate_xstate(r, img);
+    expect(r, MOSIX_CKPT_KIND_SIGACTIONS);
+    read_struct(r, img->sigactions, sizeof(img->sigactions));
+    validate_sigactions(r, img->sigactions);
+    unsigned kind = record_next(r);
+    if (kind != MOSIX_CKPT_KIND_AREA && kind != MOSIX_CKPT_KIND_END)
+        out_of_order(r);
+}
+
+/* ------------------------------------------------------------ AREA */
+
+#define SPECIAL_FLAGS \
+    (MOSIX_CKPT_AREA_VDSO | MOSIX_CKPT_AREA_VVAR | MOSIX_CKPT_AREA_VVAR_VCLOCK)
+#define KNOWN_FLAGS (SPECIAL_FLAGS | MOSIX_CKPT_AREA_SHARED | MOSIX_CKPT_AREA_FILE | \
+                     MOSIX_CKPT_AREA_STACK | MOSIX_CKPT_AREA_HEAP | MOSIX_CKPT_AREA_DELETED | \
+                     MOSIX_CKPT_AREA_RESTORER)
+#define PROT_RWX 7u
+#define PROT_W 2u
+#define PROT_X 4u
+
+__attribute__((noreturn)) static void area_refuse(const struct mosix_ckpt_area *a,
+                                                  const char *what)
+{
+    msg_begin();
+    msg_str("area ");
+    msg_range(a->start, a->end);
+    msg_str(" ");
+    msg_str(what);
+    msg_refuse();
+}
+
+static int overlaps(uint64_t s1, uint64_t e1, uint64_t s2, uint64_t e2)
+{
+    return s1 < e2 && s2 < e1;
+}
+
+static const uint64_t *special_span(const struct image *img, uint32_t flag)
+{
+    if (flag == MOSIX_CKPT_AREA_VDSO)
+        return img->proc.vdso;
+    if (flag == MOSIX_CKPT_AREA_VVAR)
+        return img->proc.vvar;
+    return img->proc.vvar_vclock;
+}
+
+/* Where the area may be, whatever else is in the image. */
+static void check_area_place(const struct mosix_ckpt_area *a)
+{
+    if (a->start >= MOSIX_CKPT_USER_HIGH || a->end > MOSIX_CKPT_USER_HIGH)
+        area_refuse(a, "is in kernel space");
+    if (a->start < MOSIX_CKPT_USER_LOW)
+        area_refuse(a, "is below the lowest user address");
+    if (a->start >= a->end)
+        area_refuse(a, "is empty or reversed");
+    if (a->start % PAGE || a->end % PAGE)
+        area_refuse(a, "is not page-aligned");
+    if (overlaps(a->start, a->end, MOSIX_CKPT_TRAMPOLINE,
+                 MOSIX_CKPT_RESTORER_BASE + MOSIX_CKPT_RESTORER_SPAN))
+        area_refuse(a, "overlaps the restorer");
+}
+
+static void check_area(const struct reader *r, const struct image *img, struct memory *m)
+{
+    const struct mosix_ckpt_area *a = &m->area;
+    if (a->flags & ~KNOWN_FLAGS)
+        corrupt_value(r, "unknown area flags", a->flags);
+    if (a->prot & ~PROT_RWX)
+        corrupt_value(r, "unknown protection", a->prot);
+    check_area_place(a);
+    if (a->start < m->prev_end)
+        area_refuse(a, "overlaps the previous area or is out of order");
+    if (a->flags & MOSIX_CKPT_AREA_RESTORER)
+        area_refuse(a, "is a restorer's leftover");
+    if ((a->flags & MOSIX_CKPT_AREA_SHARED) && (a->prot & PROT_W))
+        area_refuse(a, "is writable shared memory");
+    if (++m->areas > MOSIX_CKPT_MAX_AREAS)
+        corrupt(r, "too many areas");
+    uint32_t special = a->flags & SPECIAL_FLAGS;
+    if (special) {
+        const uint64_t *s = special_span(img, special);
+        if ((special & (special - 1)) || (m->special_seen & special) || s[0] != a->start ||
+            s[1] != a->end)
+            area_refuse(a, "does not match the process's vdso and vvar");
+        m->special_seen |= special;
+        return;
+    }
+    for (uint32_t f = MOSIX_CKPT_AREA_VDSO; f <= MOSIX_CKPT_AREA_VVAR_VCLOCK; f <<= 1) {
+        const uint64_t *s = special_span(img, f);
+        if (overlaps(a->start, a->end, s[0], s[1]))
+            area_refuse(a, "overlaps the vdso or vvar");
+    }
+}
+
+/* Facts about the whole image that single records cannot show. */
+static void note_area(const struct image *img, struct memory *m)
+{
+    const struct mosix_ckpt_area *a = &m->area;
+    const struct mosix_ckpt_process *p = &img->proc;
+    if ((a->prot & PROT_X) && img->regs.rip >= a->start && img->regs.rip < a->end)
+        m->rip_ok = 1;
+    if (!(a->prot & PROT_W) || (a->flags & SPECIAL_FLAGS))
+        return;
+    if (p->tid_addr >= a->start && p->tid_addr + 4 <= a->end)
+        m->tid_ok = 1;
+    if (p->rseq_addr >= a->start && p->rseq_addr + p->rseq_len <= a->end)
+        m->rseq_ok = 1;
+}
+
+static void read_area(struct reader *r, const struct image *img, struct memory *m)
+{
+    struct mosix_ckpt_area *a = &m->area;
+    if (r->rh.length < sizeof(*a))
+        corrupt(r, "record too short");
+    payload_read(r, a, sizeof(*a));
+    if (a->name_len != r->rh.length - sizeof(*a) || a->name_len > MOSIX_CKPT_MAX_PATH)
+        corrupt(r, "area name length");
+    payload_skip(r);
+    payload_end(r);
+    check_area(r, img, m);
+    note_area(img, m);
+    m->have_area = 1;
+    m->prev_end = a->end;
+    m->next_page = a->start;
+    if (r->apply && !(a->flags & SPECIAL_FLAGS))
+        mem_map_area(a);
+}
+
+static void finish_area(const struct reader *r, struct memory *m)
+{
+    if (m->have_area && r->apply && !(m->area.flags & SPECIAL_FLAGS))
+        mem_finish_area(&m->area);
+    m->have_area = 0;
+}
+
+/* ------------------------------------------------------------ PAGES */
+
+#define CHUNK (256u << 10) /* read, then hash while it is in the cache */
+
+static void read_pages(struct reader *r, struct memory *m)
+{
+    struct mosix_ckpt_pages pg;
+    if (!m->have_area || (m->area.flags & SPECIAL_FLAGS))
+        out_of_order(r);
+    if (r->rh.length < sizeof(pg))
+        corrupt(r, "record too short");
+    payload_read(r, &pg, sizeof(pg));
+    if (pg.npages == 0 || pg.npages > MOSIX_CKPT_MAX_PAGES_PER_RECORD ||
+        r->rh.length != sizeof(pg) + pg.npages * PAGE)
+        corrupt_value(r, "page count", pg.npages);
+    uint64_t len = pg.npages * PAGE;
+    if (pg.addr % PAGE || pg.addr < m->next_page || pg.addr > m->area.end ||
+        len > m->area.end - pg.addr)
+        corrupt_value(r, "pages outside their area at", pg.addr);
+    m->next_page = pg.addr + len;
+    m->pages += pg.npages;
+    if (!r->apply) {
+        payload_skip(r);
+    } else {
+        mem_populate(pg.addr, len);
+        for (uint64_t at = 0; at < len; at += CHUNK) {
+            uint64_t n = len - at < CHUNK ? len - at : CHUNK;
+            payload_read(r, (void *)(pg.addr + at), n);
+        }
+    }
+    payload_end(r);
+}
+
+/* ------------------------------------------------------------ END */
+
+static void read_end(struct reader *r, const struct image *img, const struct memory *m)
+{
+    struct mosix_ckpt_end e;
+    read_struct(r, &e, sizeof(e));
+    if (e.records != r->seq || e.areas != m->areas || e.pages != m->pages)
+        corrupt(r, "counts differ from the image's");
+    const struct mosix_ckpt_process *p = &img->proc;
+    uint32_t want = (p->vdso[1] ? MOSIX_CKPT_AREA_VDSO : 0) |
+                    (p->vvar[1] ? MOSIX_CKPT_AREA_VVAR : 0) |
+                    (p->vvar_vclock[1] ? MOSIX_CKPT_AREA_VVAR_VCLOCK : 0);
+    if (m->special_seen != want)
+        corrupt(r, "vdso or vvar area missing");
+    if (!m->rip_ok)
+        corrupt_value(r, "resume address not in executable memory:", img->regs.rip);
+    if (p->tid_addr && !m->tid_ok)
+        corrupt_value(r, "thread id address not in writable memory:", p->tid_addr);
+    if (p->rseq_len && !m->rseq_ok)
+        corrupt_value(r, "rseq area not in writable memory:", p->rseq_addr);
+    unsigned char extra;
+    if (read_some(r->fd, &extra, 1) != 0)
+        refuse("corrupted image (data after the end)");
+}
+
+void image_read_memory(struct reader *r, const struct image *img)
+{
+    static struct memory m;
+    for (;;) {
+        switch (r->rh.kind) {
+        case MOSIX_CKPT_KIND_AREA:
+            finish_area(r, &m);
+            read_area(r, img, &m);
+            break;
+        case MOSIX_CKPT_KIND_PAGES:
+            read_pages(r, &m);
+            break;
+        case MOSIX_CKPT_KIND_END:
+            finish_area(r, &m);
+            read_end(r, img, &m);
+            return;
+        default:
+            out_of_order(r);
+        }
+        (void)record_next(r);
+    }
+}

@@ -1,0 +1,270 @@
+/* restore_state.c - the kernel's state of the process, and the jump back into it. */
+#include "restore.h"
+
+#include <asm/errno.h>
+#include <asm/mman.h>
+#include <asm/prctl.h>
+#include <asm/sigcontext.h>
+#include <linux/mman.h>
+#include <linux/prctl.h>
+#include <linux/seccomp.h>
+#include <linux/time.h>
+
+#include "mosix_shim.h"
+
+#ifndef MAP_FIXED_NOREPLACE
+#define MAP_FIXED_NOREPLACE 0x100000
+#endif
+#ifndef SECCOMP_FILTER_FLAG_SPEC_ALLOW
+#define SECCOMP_FILTER_FLAG_SPEC_ALLOW (1UL << 2)
+#endif
+
+#define SIGKILL_NR 9
+#define SIGSTOP_NR 19
+
+__attribute__((noreturn)) static void failed(const char *what, long rc)
+{
+    msg_begin();
+    msg_str(what);
+    msg_err(rc);
+    msg_refuse();
+}
+
+static void check(long rc, const char *what)
+{
+    if (rc < 0)
+        failed(what, rc);
+}
+
+/* ------------------------------------------------------------ before memory */
+
+/* The memory layout the kernel reports (/proc/PID/stat, cmdline, environ, auxv)
+ * and uses for brk.  Set while nothing is torn down yet: the kernel checks the
+ * fields then, and a refusal here still leaves the caller's process whole.
+ * exe_fd -1 keeps /proc/self/exe (changing it needs CAP_SYS_RESOURCE). */
+void state_set_mm(const struct image *img)
+{
+    const struct mosix_ckpt_process *p = &img->proc;
+    struct prctl_mm_map map = {
+        .start_code = p->start_code,
+        .end_code = p->end_code,
+        .start_data = p->start_data,
+        .end_data = p->end_data,
+        .start_brk = p->start_brk,
+        .brk = p->brk,
+        .start_stack = p->start_stack,
+        .arg_start = p->arg_start,
+        .arg_end = p->arg_end,
+        .env_start = p->env_start,
+        .env_end = p->env_end,
+        .auxv = (__u64 *)p->auxv,
+        .auxv_size = p->auxv_words * 8u,
+        .exe_fd = (uint32_t)-1,
+    };
+    long rc = mosix_raw6(__NR_prctl, PR_SET_MM, PR_SET_MM_MAP, (long)&map, sizeof(map), 0, 0);
+    if (rc < 0)
+        failed("the kernel refuses the image's memory layout (PR_SET_MM_MAP)", rc);
+}
+
+/* personality(2) is not among the calls the discipline allows: only called
+ * when the image's differs from ours (/proc/self/personality). */
+void state_set_personality(const struct image *img)
+{
+    char text[32];
+    uint64_t now;
+    (void)read_small_file("/proc/self/personality", text, sizeof(text));
+    (void)parse_hex(text, &now);
+    if (now == img->proc.personality)
+        return;
+    check(mosix_raw1(__NR_personality, img->proc.personality), "cannot set the personality");
+}
+
+/* ------------------------------------------------------------ after memory */
+
+static void set_signals(const struct image *img)
+{
+    for (int sig = 1; sig <= 64; sig++) {
+        if (sig == SIGKILL_NR || sig == SIGSTOP_NR)
+            continue;
+        /* The image's entries are the kernel's struct sigaction. */
+        long rc = mosix_raw4(__NR_rt_sigaction, sig, &img->sigactions[sig - 1], 0, 8);
+        if (rc < 0) {
+            msg_begin();
+            msg_str("cannot set the action of signal ");
+            msg_dec((uint64_t)sig);
+            msg_err(rc);
+            msg_refuse();
+        }
+    }
+}
+
+static void set_timers(const struct image *img)
+{
+    for (int which = 0; which < 3; which++) {
+        const int64_t *t = &img->proc.itimers[which * 4];
+        if (t[2] == 0 && t[3] == 0)
+            continue; /* disarmed, as in a new process */
+        struct {
+            struct timeval interval, value;
+        } v = {{t[0], t[1]}, {t[2], t[3]}};
+        check(mosix_raw3(__NR_setitimer, which, &v, 0), "cannot set an interval timer");
+    }
+}
+
+/* The shim's filter, as the shim had installed it (the base filter is the
+ * launcher's, already in force). */
+static void install_shim_filter(const struct image *img)
+{
+    const struct mosix_ckpt_process *p = &img->proc;
+    static struct sock_filter prog[MOSIX_FILTER_MAX];
+    if (p->shim_kind == MOSIX_CKPT_SHIM_NONE)
+        return;
+    enum mosix_filter_kind kind = p->shim_kind == MOSIX_CKPT_SHIM_NOTIFY
+                                      ? MOSIX_FILTER_SHIM_NOTIFY
+                                      : MOSIX_FILTER_SHIM_ENOSYS;
+    size_t n = mosix_filter_build(kind, (enum mosix_mode)p->shim_mode, p->shim_lo, p->shim_hi,
+                                  prog);
+    struct sock_fprog fprog = {.len = (unsigned short)n, .filter = prog};
+    long nnp = mosix_raw6(__NR_prctl, PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0, 0);
+    check(nnp, "cannot read no_new_privs");
+    if (nnp == 0)
+        check(mosix_raw6(__NR_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0, 0),
+              "cannot set no_new_privs");
+    check(mosix_raw3(__NR_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_SPEC_ALLOW,
+                     &fprog),
+          "cannot install the shim's filter");
+}
+
+void state_apply(const struct image *img)
+{
+    const struct mosix_ckpt_process *p = &img->proc;
+    char comm[16];
+    __builtin_memcpy(comm, p->comm, sizeof(comm));
+    comm[15] = '\0';
+    check(mosix_raw6(__NR_prctl, PR_SET_NAME, (long)comm, 0, 0, 0, 0), "cannot set the name");
+    check(mosix_raw2(__NR_arch_prctl, ARCH_SET_FS, img->regs.fs_base), "cannot set FS base");
+    check(mosix_raw2(__NR_arch_prctl, ARCH_SET_GS, img->regs.gs_base), "cannot set GS base");
+    if (p->tid_addr) {
+        /* libc's copy of the thread id (glibc: struct pthread's tid): the new one. */
+        long pid = mosix_raw0(__NR_getpid);
+        check(pid, "cannot get the process id");
+        *(volatile int32_t *)p->tid_addr = (int32_t)pid;
+        check(mosix_raw1(__NR_set_tid_address, p->tid_addr), "cannot set the thread id address");
+    }
+    if (p->robust_list)
+        check(mosix_raw2(__NR_set_robust_list, p->robust_list, p->robust_len),
+              "cannot set the robust futex list");
+    if (p->rseq_len)
+        check(mosix_raw4(__NR_rseq, p->rseq_addr, p->rseq_len, 0, p->rseq_sig),
+              "cannot register rseq");
+    set_signals(img);
+    install_shim_filter(img);
+    set_timers(img);
+}
+
+/* ------------------------------------------------------------ resume */
+
+/* The kernel's rt_sigframe as rt_sigreturn reads it: the ucontext at rsp. */
+struct frame {
+    uint64_t pretcode; /* a signal's return address; rt_sigreturn reads from rsp - 8 */
+    struct {
+        uint64_t uc_flags, uc_link;
+        uint64_t ss_sp;
+        int32_t ss_flags, ss_pad;
+        uint64_t ss_size;
+        struct sigcontext mcontext;
+        uint64_t sigmask;
+    } uc;
+};
+_Static_assert(__builtin_offsetof(struct frame, uc.mcontext) == 48, "ucontext layout");
+_Static_assert(__builtin_offsetof(struct frame, uc.sigmask) == 8 + 296, "ucontext layout");
+
+#define TRAMP_CODE MOSIX_CKPT_TRAMPOLINE
+#define TRAMP_FRAME (MOSIX_CKPT_TRAMPOLINE + PAGE)
+#define TRAMP_FPSTATE (MOSIX_CKPT_TRAMPOLINE + 2 * PAGE) /* XRSTOR wants 64-byte alignment */
+#define SW_BYTES 464 /* struct _fpx_sw_bytes in the FXSAVE area's software-reserved bytes */
+
+static unsigned char *emit(unsigned char *p, const void *bytes, size_t n)
+{
+    __builtin_memcpy(p, bytes, n);
+    return p + n;
+}
+
+static unsigned char *emit_u64(unsigned char *p, uint64_t v) { return emit(p, &v, 8); }
+static unsigned char *emit_u32(unsigned char *p, uint32_t v) { return emit(p, &v, 4); }
+
+/* munmap(RESTORER_BASE, RESTORER_SPAN); rsp = &frame->uc; rt_sigreturn. */
+static void write_code(unsigned char *p)
+{
+    p = emit(p, "\x48\xbf", 2); /* movabs $RESTORER_BASE, %rdi */
+    p = emit_u64(p, MOSIX_CKPT_RESTORER_BASE);
+    p = emit(p, "\xbe", 1); /* mov $RESTORER_SPAN, %esi */
+    p = emit_u32(p, (uint32_t)MOSIX_CKPT_RESTORER_SPAN);
+    p = emit(p, "\xb8\x0b\x00\x00\x00\x0f\x05", 7); /* mov $__NR_munmap, %eax; syscall */
+    p = emit(p, "\x48\xbc", 2);                      /* movabs $frame->uc, %rsp */
+    p = emit_u64(p, TRAMP_FRAME + 8);
+    p = emit(p, "\xb8\x0f\x00\x00\x00\x0f\x05", 7); /* mov $__NR_rt_sigreturn, %eax; syscall */
+    (void)emit(p, "\x0f\x0b", 2);                    /* ud2: never reached */
+}
+
+static void write_fpstate(const struct image *img, unsigned char *fp)
+{
+    uint32_t size = img->proc.xsave_size;
+    __builtin_memcpy(fp, img->xstate, size);
+    struct _fpx_sw_bytes sw = {
+        .magic1 = FP_XSTATE_MAGIC1,
+        .extended_size = size + FP_XSTATE_MAGIC2_SIZE,
+        .xfeatures = img->proc.xfeatures,
+        .xstate_size = size,
+    };
+    __builtin_memcpy(fp + SW_BYTES, &sw, sizeof(sw));
+    uint32_t magic2 = FP_XSTATE_MAGIC2;
+    __builtin_memcpy(fp + size, &magic2, sizeof(magic2));
+}
+
+static void write_frame(const struct image *img, struct frame *f)
+{
+    const struct mosix_ckpt_regs *g = &img->regs;
+    const struct mosix_ckpt_process *p = &img->proc;
+    f->pretcode = 0;
+    f->uc.uc_flags = UC_FP_XSTATE | UC_SIGCONTEXT_SS | UC_STRICT_RESTORE_SS;
+    f->uc.uc_link = 0;
+    f->uc.ss_sp = p->altstack_sp;
+    f->uc.ss_flags = p->altstack_flags;
+    f->uc.ss_size = p->altstack_size;
+    struct sigcontext *c = &f->uc.mcontext;
+    *c = (struct sigcontext){
+        .r8 = g->r8, .r9 = g->r9, .r10 = g->r10, .r11 = g->r11,
+        .r12 = g->r12, .r13 = g->r13, .r14 = g->r14, .r15 = g->r15,
+        .rdi = g->rdi, .rsi = g->rsi, .rbp = g->rbp, .rbx = g->rbx,
+        .rdx = g->rdx, .rax = g->rax, .rcx = g->rcx, .rsp = g->rsp,
+        .rip = g->rip, .eflags = g->eflags,
+        .cs = 0x33, .ss = 0x2b, /* __USER_CS, __USER_DS */
+        .fpstate = (struct _fpstate_64 *)TRAMP_FPSTATE,
+    };
+    f->uc.sigmask = p->sigmask;
+}
+
+/* The trampoline outlives the restorer: a code page, the frame, the XSAVE
+ * copy.  It stays in the recovered process (a later capture skips it). */
+__attribute__((noreturn)) void state_resume(const struct image *img, int fd)
+{
+    uint64_t fp_pages = (img->proc.xsave_size + FP_XSTATE_MAGIC2_SIZE + PAGE - 1) / PAGE;
+    uint64_t len = 2 * PAGE + fp_pages * PAGE;
+    _Static_assert(2 * PAGE + (MOSIX_CKPT_MAX_XSAVE + PAGE) <= MOSIX_CKPT_TRAMPOLINE_SPAN,
+                   "trampoline span");
+    long rc = mosix_raw6(__NR_mmap, TRAMP_CODE, len, PROT_READ | PROT_WRITE,
+                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+    if (rc < 0 || (uint64_t)rc != TRAMP_CODE)
+        failed("cannot map the trampoline", rc < 0 ? rc : -EEXIST);
+    write_code((unsigned char *)TRAMP_CODE);
+    write_frame(img, (struct frame *)TRAMP_FRAME);
+    write_fpstate(img, (unsigned char *)TRAMP_FPSTATE);
+    check(mosix_raw3(__NR_mprotect, TRAMP_CODE, PAGE, PROT_READ | PROT_EXEC),
+          "cannot protect the trampoline");
+    check(mosix_raw3(__NR_mprotect, TRAMP_FRAME, len - PAGE, PROT_READ),
+          "cannot protect the trampoline");
+    check(mosix_raw1(__NR_close, fd), "cannot close the image");
+    __asm__ volatile("jmp *%0" : : "r"(TRAMP_CODE) : "memory");
+    __builtin_unreachable();
+}

@@ -1,0 +1,404 @@
+"""Synthetic checkpoint images for the restorer's tests, with no capturer at all.
+
+Everything is built from the one definition of the format (mosix/ckpt/format.py:
+its structs' ``pack``) and checksummed with mxh64 (mosix.ckpt.mxhash, or the C
+one through ctypes for large images).  ``Image`` holds the parts of an image as
+values a test can change; ``Image.encode`` lays them out with correct sequence
+numbers, checksums and END counts, and ``Image.parts`` gives the same bytes
+split at record boundaries (for truncation tests).
+
+``tiny_image`` is a restorable image: one RX area of hand-assembled code that
+writes "restored\\n" to fd 1 and exits with status 7, one RW stack area, and
+this machine's CPU facts and vdso layout (the tests run the restorer on the
+same kernel).  ``elf_image`` loads a small static ELF program (PT_LOAD
+segments as areas) into an image, for richer tests of the restored state.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import shutil
+import struct
+import subprocess
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from mosix.ckpt import format as F
+from mosix.ckpt.mxhash import mxh64 as py_mxh64
+
+REPO = Path(__file__).resolve().parents[1]
+CPROGS = REPO / "tests" / "cprogs"
+RESTORER = REPO / "mosix" / "_native" / "mosix-restore"
+PAGE = F.PAGE_SIZE
+K = F.Kind
+A = F.AreaFlag
+
+PROT_R, PROT_W, PROT_X = 1, 2, 4
+SS_DISABLE = 2
+AT_NULL, AT_PAGESZ = 0, 6
+USER_CS, USER_DS = 0x33, 0x2B
+
+# ------------------------------------------------------------------ checksums
+
+Hasher = Callable[[bytes], int]
+_hasher: Hasher = py_mxh64
+
+
+def mxh(data: bytes) -> int:
+    return _hasher(data)
+
+
+def use_c_hash(build_dir: Path) -> None:
+    """Checksum with csrc/ckpt_hash.h through ctypes (large images)."""
+    global _hasher
+    lib_path = build_dir / "librestore_hash.so"
+    if not lib_path.exists():
+        subprocess.run(
+            ["gcc", "-O2", "-shared", "-fPIC", "-I", str(REPO / "csrc"), "-o", str(lib_path)]
+            + [str(CPROGS / "restore_hash.c")],
+            check=True,
+            timeout=60,
+        )
+    lib = ctypes.CDLL(str(lib_path))
+    fn = lib.restore_test_mxh64
+    fn.restype = ctypes.c_uint64
+    fn.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint64]
+
+    def c_hash(data: bytes) -> int:
+        return int(fn(bytes(data), len(data), 0))
+
+    _hasher = c_hash
+
+
+# ------------------------------------------------------------------ raw pieces
+
+
+def file_header(
+    *,
+    magic: bytes = F.MAGIC,
+    version: int = F.VERSION,
+    arch: int = F.ARCH_X86_64,
+    page_size: int = PAGE,
+    header_size: int = 64,
+    flags: int = 0,
+    pid: int = 4242,
+) -> bytes:
+    body = F.FILE_HEADER.pack(
+        magic=magic,
+        version=version,
+        arch=arch,
+        page_size=page_size,
+        header_size=header_size,
+        flags=flags,
+        pid=pid,
+        created_ns=1_700_000_000_000_000_000,
+    )[:56]
+    return body + struct.pack("<Q", py_mxh64(body))
+
+
+def record_header(kind: int, length: int, payload_hash: int, seq: int, flags: int = 0) -> bytes:
+    head = struct.pack("<HHIQQ", kind, flags, seq, length, payload_hash)
+    return head + struct.pack("<Q", py_mxh64(head))
+
+
+def record(kind: int, payload: bytes, seq: int, flags: int = 0) -> bytes:
+    return record_header(kind, len(payload), mxh(payload), seq, flags) + payload
+
+
+# ------------------------------------------------------------------ images
+
+
+@dataclass
+class Area:
+    start: int
+    end: int
+    prot: int
+    flags: int = 0
+    name: bytes = b""
+    pages: list[tuple[int, bytes]] = field(default_factory=list)  # (address, whole pages)
+
+    def payload(self) -> bytes:
+        return (
+            F.AREA.pack(
+                start=self.start,
+                end=self.end,
+                prot=self.prot,
+                flags=self.flags,
+                name_len=len(self.name),
+            )
+            + self.name
+        )
+
+
+def pages_payload(addr: int, data: bytes) -> bytes:
+    return F.PAGES.pack(addr=addr, npages=len(data) // PAGE) + data
+
+
+@dataclass
+class Image:
+    process: dict[str, object]
+    regs: dict[str, int]
+    xstate: bytes
+    sigactions: list[dict[str, int]]
+    areas: list[Area]
+    options: bytes = b"argv0=tiny\n"
+    cwd: bytes = b"/"
+    files: list[tuple[int, bytes]] = field(default_factory=list)  # (FILE or FILEDATA, payload)
+    header: bytes = field(default_factory=file_header)
+
+    def records(self) -> list[tuple[int, bytes]]:
+        out: list[tuple[int, bytes]] = [
+            (K.PROCESS, F.PROCESS.pack(**self.process)),
+            (K.OPTIONS, self.options),
+            (K.CWD, self.cwd),
+            *self.files,
+            (K.REGS, F.REGS.pack(**self.regs)),
+            (K.XSTATE, self.xstate),
+            (K.SIGACTIONS, b"".join(F.SIGACTION.pack(**s) for s in self.sigactions)),
+        ]
+        pages = 0
+        for area in self.areas:
+            out.append((K.AREA, area.payload()))
+            for addr, data in area.pages:
+                out.append((K.PAGES, pages_payload(addr, data)))
+                pages += len(data) // PAGE
+        end = F.END.pack(records=len(out), areas=len(self.areas), pages=pages)
+        out.append((K.END, end))
+        return out
+
+    def parts(self) -> list[bytes]:
+        """The file header, then each record's bytes."""
+        return [self.header] + [record(k, p, i) for i, (k, p) in enumerate(self.records())]
+
+    def encode(self) -> bytes:
+        return b"".join(self.parts())
+
+    def copy(self) -> Image:
+        return replace(
+            self,
+            process=dict(self.process),
+            regs=dict(self.regs),
+            sigactions=[dict(s) for s in self.sigactions],
+            areas=[replace(a, pages=list(a.pages)) for a in self.areas],
+            files=list(self.files),
+        )
+
+
+def encode_records(records: Iterable[tuple[int, bytes]], header: bytes | None = None) -> bytes:
+    """Records as given (no END added), numbered from 0."""
+    head = file_header() if header is None else header
+    return head + b"".join(record(k, p, i) for i, (k, p) in enumerate(records))
+
+
+# ------------------------------------------------------------------ this machine
+
+
+@dataclass(frozen=True)
+class Host:
+    """What an image must agree with on this machine: CPU facts and the vdso layout."""
+
+    xcr0: int
+    xsave_size: int
+    avx_offset: int
+    cpuid: dict[str, int]
+    vdso: tuple[int, int]
+    vvar: tuple[int, int]
+    vvar_vclock: tuple[int, int]
+
+
+def special_areas() -> dict[str, tuple[int, int]]:
+    found: dict[str, tuple[int, int]] = {}
+    for line in Path("/proc/self/maps").read_text().splitlines():
+        fields = line.split()
+        if len(fields) >= 6 and fields[5] in ("[vdso]", "[vvar]", "[vvar_vclock]"):
+            lo, hi = (int(x, 16) for x in fields[0].split("-"))
+            found[fields[5].strip("[]")] = (lo, hi)
+    return found
+
+
+def host_facts(build_dir: Path) -> Host:
+    if shutil.which("gcc") is None:
+        raise RuntimeError("gcc is needed to build the test programs")
+    exe = build_dir / "restore_cpuinfo"
+    if not exe.exists():
+        subprocess.run(
+            ["gcc", "-O2", "-o", str(exe), str(CPROGS / "restore_cpuinfo.c")],
+            check=True,
+            timeout=60,
+        )
+    out = subprocess.run([str(exe)], capture_output=True, text=True, check=True, timeout=60)
+    facts = {k: int(v) for k, v in (line.split() for line in out.stdout.splitlines())}
+    spans = special_areas()
+    return Host(
+        xcr0=facts["xcr0"],
+        xsave_size=facts["xsave_size"],
+        avx_offset=facts["avx_offset"],
+        cpuid={k: v for k, v in facts.items() if k.startswith("cpuid_")},
+        vdso=spans["vdso"],
+        vvar=spans.get("vvar", (0, 0)),
+        vvar_vclock=spans.get("vvar_vclock", (0, 0)),
+    )
+
+
+# ------------------------------------------------------------------ defaults
+
+
+def default_xstate(host: Host, xstate_bv: int = 3) -> bytes:
+    """A sane XSAVE area (standard form): x87 and SSE at their reset values."""
+    x = bytearray(host.xsave_size)
+    struct.pack_into("<H", x, 0, 0x37F)  # fcw
+    struct.pack_into("<II", x, 24, 0x1F80, 0xFFFF)  # mxcsr, mxcsr_mask
+    struct.pack_into("<Q", x, 512, xstate_bv)
+    return bytes(x)
+
+
+def default_sigactions() -> list[dict[str, int]]:
+    return [{"handler": 0, "flags": 0, "restorer": 0, "mask": 0} for _ in range(64)]
+
+
+def special_area_list(host: Host) -> list[Area]:
+    out = [Area(host.vdso[0], host.vdso[1], PROT_R | PROT_X, A.VDSO, b"[vdso]")]
+    if host.vvar[1]:
+        out.append(Area(host.vvar[0], host.vvar[1], PROT_R, A.VVAR, b"[vvar]"))
+    if host.vvar_vclock[1]:
+        out.append(
+            Area(host.vvar_vclock[0], host.vvar_vclock[1], PROT_R, A.VVAR_VCLOCK, b"[vvar_vclock]")
+        )
+    return out
+
+
+def base_process(host: Host, **fields: object) -> dict[str, object]:
+    p: dict[str, object] = {
+        "pid": 4242,
+        "ppid": 1,
+        "umask": 0o022,
+        "xsave_size": host.xsave_size,
+        "comm": b"tiny",
+        "xfeatures": host.xcr0,
+        **host.cpuid,
+        "auxv_words": 4,
+        "auxv": (AT_PAGESZ, PAGE, AT_NULL, 0),
+        "rlimits": (),
+        "itimers": (),
+        "altstack_flags": SS_DISABLE,
+        "vdso": host.vdso,
+        "vvar": host.vvar,
+        "vvar_vclock": host.vvar_vclock,
+        "exe": b"/tiny",
+    }
+    p.update(fields)
+    return p
+
+
+def base_regs(rip: int, rsp: int, **fields: int) -> dict[str, int]:
+    regs = {n: 0 for n in F.REG_NAMES}
+    regs.update(rip=rip, rsp=rsp, cs=USER_CS, ss=USER_DS, eflags=0x202)
+    regs.update(fields)
+    return regs
+
+
+def sorted_areas(areas: list[Area]) -> list[Area]:
+    return sorted(areas, key=lambda a: a.start)
+
+
+# ------------------------------------------------------------------ the tiny program
+
+CODE = 0x400000
+STACK_LO = 0x7FF000000000
+STACK_HI = STACK_LO + 0x21000
+TINY_STATUS = 7
+TINY_TEXT = b"restored\n"
+
+
+def tiny_code(text: bytes = TINY_TEXT, status: int = TINY_STATUS) -> bytes:
+    """write(1, text, len); exit_group(status) -- position independent."""
+    code = bytearray()
+    code += b"\x48\x8d\x35" + b"\0\0\0\0"  # lea text(%rip), %rsi  (patched below)
+    code += b"\xbf\x01\x00\x00\x00"  # mov $1, %edi
+    code += b"\xba" + struct.pack("<I", len(text))  # mov $len, %edx
+    code += b"\xb8\x01\x00\x00\x00"  # mov $SYS_write, %eax
+    code += b"\x0f\x05"  # syscall
+    code += b"\xbf" + struct.pack("<I", status)  # mov $status, %edi
+    code += b"\xb8\xe7\x00\x00\x00"  # mov $SYS_exit_group, %eax
+    code += b"\x0f\x05"  # syscall
+    code += b"\x0f\x0b"  # ud2
+    struct.pack_into("<i", code, 3, len(code) - 7)  # rel32 from the end of the lea
+    return bytes(code + text)
+
+
+def pad_pages(data: bytes) -> bytes:
+    return data + bytes(-len(data) % PAGE)
+
+
+def tiny_image(host: Host, code: bytes | None = None) -> Image:
+    text = pad_pages(tiny_code() if code is None else code)
+    stack_top = bytearray(PAGE)
+    stack_top[-8:] = b"stacktop"
+    areas = [
+        Area(CODE, CODE + len(text), PROT_R | PROT_X, 0, b"/tiny", [(CODE, text)]),
+        Area(STACK_LO, STACK_HI, PROT_R | PROT_W, A.STACK, b"[stack]", [(STACK_HI - PAGE, bytes(stack_top))]),
+        *special_area_list(host),
+    ]
+    sp = STACK_HI - 64
+    process = base_process(
+        host,
+        start_code=CODE,
+        end_code=CODE + len(text),
+        start_data=CODE + len(text),
+        end_data=CODE + len(text),
+        start_brk=CODE + len(text) + PAGE,
+        brk=CODE + len(text) + PAGE,
+        start_stack=sp,
+        arg_start=sp,
+        arg_end=sp,
+        env_start=sp,
+        env_end=sp,
+    )
+    return Image(
+        process=process,
+        regs=base_regs(CODE, sp),
+        xstate=default_xstate(host),
+        sigactions=default_sigactions(),
+        areas=sorted_areas(areas),
+    )
+
+
+# ------------------------------------------------------------------ ELF programs
+
+
+@dataclass(frozen=True)
+class Segment:
+    vaddr: int
+    memsz: int
+    prot: int
+    data: bytes  # file bytes, from vaddr
+
+
+def elf_segments(path: Path) -> tuple[int, list[Segment]]:
+    """Entry point and PT_LOAD segments of a static, non-PIE x86-64 ELF file."""
+    raw = path.read_bytes()
+    if raw[:4] != b"\x7fELF" or raw[4] != 2:
+        raise ValueError(f"{path}: not a 64-bit ELF file")
+    entry, phoff = struct.unpack_from("<QQ", raw, 24)
+    phentsize, phnum = struct.unpack_from("<HH", raw, 54)
+    segments = []
+    for i in range(phnum):
+        p_type, p_flags, p_offset, p_vaddr, _, p_filesz, p_memsz, _ = struct.unpack_from(
+            "<IIQQQQQQ", raw, phoff + i * phentsize
+        )
+        if p_type != 1:  # PT_LOAD
+            continue
+        prot = (PROT_R if p_flags & 4 else 0) | (PROT_W if p_flags & 2 else 0)
+        prot |= PROT_X if p_flags & 1 else 0
+        segments.append(Segment(p_vaddr, p_memsz, prot, raw[p_offset : p_offset + p_filesz]))
+    return entry, segments
+
+
+def segment_area(seg: Segment, name: bytes) -> Area:
+    start = seg.vaddr - seg.vaddr % PAGE
+    end = seg.vaddr + seg.memsz
+    end += -end % PAGE
+    data = bytes(seg.vaddr - start) + seg.data
+    data = pad_pages(data)
+    return Area(start, end, seg.prot, A.FILE, name, [(start, data)] if data.strip(b"\0") else [])
