@@ -26,10 +26,15 @@ from pathlib import Path
 
 from mosix.ckpt import format as F
 from mosix.ckpt.mxhash import mxh64 as py_mxh64
+from mosix.native import NATIVE_DIR
 
 REPO = Path(__file__).resolve().parents[1]
 CPROGS = REPO / "tests" / "cprogs"
-RESTORER = REPO / "mosix" / "_native" / "mosix-restore"
+# The compiled parts of the imported package: the checkout's (python -m pytest from
+# the repository, after setup.py build_native) or the installed one (CI's pytest).
+RESTORER = NATIVE_DIR / "mosix-restore"
+LAUNCHER = NATIVE_DIR / "mosix-exec"
+SHIM = NATIVE_DIR / "libmosix_shim.so"
 PAGE = F.PAGE_SIZE
 K = F.Kind
 A = F.AreaFlag
@@ -54,12 +59,8 @@ def use_c_hash(build_dir: Path) -> None:
     global _hasher
     lib_path = build_dir / "librestore_hash.so"
     if not lib_path.exists():
-        subprocess.run(
-            ["gcc", "-O2", "-shared", "-fPIC", "-I", str(REPO / "csrc"), "-o", str(lib_path)]
-            + [str(CPROGS / "restore_hash.c")],
-            check=True,
-            timeout=60,
-        )
+        cmd = ["gcc", "-O2", "-shared", "-fPIC", "-I", str(REPO / "csrc"), "-o", str(lib_path)]
+        subprocess.run([*cmd, str(CPROGS / "restore_hash.c")], check=True, timeout=60)
     lib = ctypes.CDLL(str(lib_path))
     fn = lib.restore_test_mxh64
     fn.restype = ctypes.c_uint64
@@ -337,7 +338,14 @@ def tiny_image(host: Host, code: bytes | None = None) -> Image:
     stack_top[-8:] = b"stacktop"
     areas = [
         Area(CODE, CODE + len(text), PROT_R | PROT_X, 0, b"/tiny", [(CODE, text)]),
-        Area(STACK_LO, STACK_HI, PROT_R | PROT_W, A.STACK, b"[stack]", [(STACK_HI - PAGE, bytes(stack_top))]),
+        Area(
+            STACK_LO,
+            STACK_HI,
+            PROT_R | PROT_W,
+            A.STACK,
+            b"[stack]",
+            [(STACK_HI - PAGE, bytes(stack_top))],
+        ),
         *special_area_list(host),
     ]
     sp = STACK_HI - 64
@@ -402,3 +410,157 @@ def segment_area(seg: Segment, name: bytes) -> Area:
     data = bytes(seg.vaddr - start) + seg.data
     data = pad_pages(data)
     return Area(start, end, seg.prot, A.FILE, name, [(start, data)] if data.strip(b"\0") else [])
+
+
+# ------------------------------------------------------------------ the payload program
+
+PAYLOAD_BASE = 0x10000000
+HEAP_LO, HEAP_HI = 0x10200000, 0x10220000
+PAYLOAD_FLAGS = ("-O1", "-static", "-nostdlib", "-fno-pie", "-no-pie", "-fno-stack-protector")
+PAYLOAD_FLAGS2 = ("-fcf-protection=none", "-ffreestanding", "-fno-builtin", "-Wall", "-Wextra")
+SA_SIGINFO, SA_ONSTACK, SA_RESTORER = 0x4, 0x08000000, 0x04000000
+SIGHUP, SIGUSR1, SIGUSR2, SIGSYS = 1, 10, 12, 31
+RSEQ_SIG = 0x53053053
+CMDLINE = b"payload\0--restored\0"
+ENVIRON = b"MOSIX=restored\0"
+
+
+def build_payload(build_dir: Path) -> Path:
+    exe = build_dir / "restore_payload"
+    if not exe.exists():
+        link = [f"-Wl,-Ttext-segment={PAYLOAD_BASE:#x}", "-Wl,--build-id=none"]
+        cmd = ["gcc", *PAYLOAD_FLAGS, *PAYLOAD_FLAGS2, "-Werror", *link, "-o", str(exe)]
+        subprocess.run([*cmd, str(CPROGS / "restore_payload.c")], check=True, timeout=60)
+    return exe
+
+
+def elf_symbols(path: Path) -> dict[str, int]:
+    out = subprocess.run(["nm", str(path)], capture_output=True, text=True, check=True, timeout=60)
+    symbols = {}
+    for line in out.stdout.splitlines():
+        fields = line.split()
+        if len(fields) == 3:
+            symbols[fields[2]] = int(fields[0], 16)
+    return symbols
+
+
+@dataclass
+class Payload:
+    image: Image
+    symbols: dict[str, int]
+
+
+def payload_image(host: Host, exe: Path, *, requests: int = 0, avx: bool = False) -> Payload:
+    """The payload program in an image with every piece of state set to something
+    a test can recognise.  ``requests``: r15's bits (see restore_payload.c)."""
+    entry, segments = elf_segments(exe)
+    sym = elf_symbols(exe)
+    areas = [segment_area(s, b"/payload") for s in segments]
+    heap = bytearray(PAGE)
+    heap[:8] = b"heap!!!!"
+    areas.append(
+        Area(HEAP_LO, HEAP_HI, PROT_R | PROT_W, A.HEAP, b"[heap]", [(HEAP_LO, bytes(heap))])
+    )
+    top = bytearray(PAGE)
+    strings = CMDLINE + ENVIRON
+    top[PAGE - len(strings) :] = strings
+    arg_start = STACK_HI - len(strings)
+    env_start = arg_start + len(CMDLINE)
+    areas.append(
+        Area(
+            STACK_LO,
+            STACK_HI,
+            PROT_R | PROT_W,
+            A.STACK,
+            b"[stack]",
+            [(STACK_HI - PAGE, bytes(top))],
+        )
+    )
+    areas += special_area_list(host)
+    sp = STACK_HI - 2 * PAGE
+    itimers = [0] * 12
+    itimers[2] = 1000  # ITIMER_REAL: 1000 s from now, no interval
+    itimers[4:8] = [5, 0, 100, 0]  # ITIMER_VIRTUAL: 100 s, then every 5 s
+    text_end = max(s.vaddr + s.memsz for s in segments if s.prot & PROT_X)
+    data_end = max(s.vaddr + s.memsz for s in segments)
+    process = base_process(
+        host,
+        comm=b"payload-test",
+        tid_addr=sym["payload_tid"],
+        rseq_addr=sym["payload_rseq"],
+        rseq_len=32,
+        rseq_sig=RSEQ_SIG,
+        robust_list=sym["payload_robust"],
+        robust_len=24,
+        start_code=PAYLOAD_BASE,
+        end_code=text_end,
+        start_data=text_end,
+        end_data=data_end,
+        start_brk=HEAP_LO,
+        brk=HEAP_HI,
+        start_stack=sp,
+        arg_start=arg_start,
+        arg_end=env_start,
+        env_start=env_start,
+        env_end=STACK_HI,
+        auxv_words=6,
+        auxv=(AT_PAGESZ, PAGE, 16, 0x1234, AT_NULL, 0),
+        itimers=itimers,
+        altstack_sp=sym["payload_altstack"],
+        altstack_size=16384,
+        altstack_flags=0,
+        sigmask=(1 << (SIGUSR2 - 1)) | (1 << (SIGHUP - 1)),
+    )
+    sigactions = default_sigactions()
+    sigactions[SIGUSR1 - 1] = {
+        "handler": sym["payload_usr1"],
+        "flags": SA_RESTORER | SA_ONSTACK,
+        "restorer": sym["payload_sigreturn"],
+        "mask": 1 << (SIGUSR2 - 1),
+    }
+    sigactions[SIGUSR2 - 1] = {"handler": 1, "flags": SA_RESTORER, "restorer": 0, "mask": 0}
+    sigactions[SIGSYS - 1] = {
+        "handler": sym["payload_sigsys"],
+        "flags": SA_RESTORER | SA_SIGINFO,
+        "restorer": sym["payload_sigreturn"],
+        "mask": 0,
+    }
+    regs = base_regs(entry, sp, eflags=0x203, fs_base=sym["payload_tls"], gs_base=0x12345000)
+    for i, name in enumerate(("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "r8", "r9")):
+        regs[name] = 0x1111111111111111 * (i + 1) & ((1 << 64) - 1)
+    regs.update(r10=0xA0A0A0A0A0A0A0A0, r11=0xB0B0B0B0B0B0B0B0, r12=0xC0C0C0C0C0C0C0C0)
+    regs.update(r13=0xD0D0D0D0D0D0D0D0, r14=0xE0E0E0E0E0E0E0E0, r15=requests | (avx << 1))
+    xstate = bytearray(default_xstate(host, 7 if avx else 3))
+    struct.pack_into("<H", xstate, 0, 0x27F)  # fcw: 53-bit precision
+    struct.pack_into("<I", xstate, 24, 0x1FA0)  # mxcsr with the precision flag
+    struct.pack_into("<QQ", xstate, 160, 0x1122334455667788, 0x99AABBCCDDEEFF00)  # xmm0
+    if avx:
+        struct.pack_into("<QQ", xstate, host.avx_offset, 0x0123456789ABCDEF, 0xFEDCBA9876543210)
+    image = Image(
+        process=process,
+        regs=regs,
+        xstate=bytes(xstate),
+        sigactions=sigactions,
+        areas=sorted_areas(areas),
+        options=b"argv0=payload\n",
+    )
+    return Payload(image, sym)
+
+
+def parse_payload_output(text: str) -> tuple[dict[str, str], dict[str, str]]:
+    """The payload's key=value lines and its /proc dumps."""
+    values: dict[str, str] = {}
+    dumps: dict[str, str] = {}
+    lines = iter(text.splitlines())
+    for line in lines:
+        if line.startswith("<<"):
+            body = []
+            for inner in lines:
+                if inner == ">>":
+                    break
+                body.append(inner)
+            dumps[line[2:]] = "\n".join(body)
+        elif "=" in line:
+            key, _, value = line.partition("=")
+            values[key] = value
+    return values, dumps
