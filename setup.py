@@ -45,7 +45,21 @@ NATIVE_TARGETS: list[tuple[str, str, list[str], list[str]]] = [
         ["mosix_exec.c", "mosix_guard.c", "guard_agent.c", "guard_cbor.c", "seccomp_filter.c"],
         [],
     ),
-    ("mosix-ckpt", "exe", ["mosix_ckpt.c"], []),
+    (
+        "mosix-ckpt",
+        "exe",
+        [
+            "mosix_ckpt.c",
+            "ckpt_capture_util.c",
+            "ckpt_capture_trace.c",
+            "ckpt_capture_image.c",
+            "ckpt_capture_memory.c",
+            "ckpt_capture_files.c",
+            "ckpt_capture_process.c",
+            "seccomp_filter.c",
+        ],
+        [],
+    ),
     (
         "mosix-restore",
         "static",

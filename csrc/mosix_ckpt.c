@@ -1,2 +1,463 @@
-/* mosix_ckpt.c - the checkpointer (being written). */
-int main(void) { return 1; }
+/* mosix_ckpt.c - the checkpointer: write the image of a running process.
+ *
+ * Usage: mosix-ckpt (-o PATH | -f FD) [-a none|stop|exit] [-O KEY=VALUE]... [-T] PID
+ *
+ *   -o PATH   write the image to PATH (relative: to the process's current
+ *             directory), through a temporary file renamed onto it when complete
+ *   -f FD     write it to the open descriptor FD (file, pipe or socket: sequential)
+ *   -a        afterwards: nothing (default), SIGSTOP the process, or SIGKILL it
+ *   -O        an extra line for the OPTIONS record (format.OPTION_KEYS)
+ *   -T        timings on stderr: pause_us= total_us= bytes= pages= areas=
+ *
+ * Exit status: 0 written; 3 the process cannot be checkpointed (the image is
+ * then the one line "mosrun: checkpoint of process PID failed: REASON");
+ * 1 any other failure (one line on stderr, nothing under PATH, the process
+ * left running as it was); 2 usage.
+ *
+ * How (the process pauses only for a fork):
+ *   1. refusals that need no stop (threads, set-id, pipes and sockets, writable
+ *      shared memory);
+ *   2. the pause: seize and interrupt the process, read what fork does not
+ *      carry or what the live process changes (registers, blocked signals,
+ *      robust list, file offsets, interval timers), inject
+ *      clone(flags 0, no stack): a copy-on-write copy with no exit signal,
+ *      invisible to the program's wait(); put the registers back, detach;
+ *   3. from the frozen copy, at leisure: memory areas and pages, descriptors,
+ *      signal actions, altstack, brk, XSAVE state, rseq; write the image;
+ *   4. kill the copy, and (a second short pause) reap it from the process with
+ *      an injected wait4(copy, __WCLONE): only the process can.
+ * The injected calls are allowed by the discipline's filter (docs/SYSCALLS.md:
+ * clone with flags 0 and no stack exists for this). */
+#include "ckpt_capture_common.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ptrace.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define MAX_EXTRA 16
+#define MAX_GROUPS 1024
+
+/* The OPTIONS keys (format.OPTION_KEYS); inherit and argv0 are filled in here
+ * unless given. */
+static const char *const option_keys[] = {
+    "inherit", "checkpoint-file", "checkpoint-next", "checkpoint-limit", "checkpoint-interval",
+    "argv0",
+};
+
+enum action { ACT_NONE, ACT_STOP, ACT_EXIT };
+
+struct options {
+    const char *path; /* -o */
+    int fd;           /* -f, or -1 */
+    enum action action;
+    char *extra[MAX_EXTRA];
+    int nextra;
+    int timings;
+    pid_t pid;
+};
+
+/* Everything cleanup needs to put back. */
+static struct {
+    pid_t pid;
+    int procfd, memfd;             /* /proc/PID and its mem */
+    struct ck_tracee parent, copy; /* the process, and its disposable copy */
+    int copy_made, copy_reaped;
+    int copyfd, copymem;
+    int use_output;
+    struct ck_output out;
+    int outfd;
+    struct ck_owner owner;
+} R = {.procfd = -1, .memfd = -1, .copyfd = -1, .copymem = -1, .outfd = -1};
+
+/* ------------------------------------------------------------ options */
+
+_Noreturn static void usage(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "mosix-ckpt: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, " (usage: mosix-ckpt (-o PATH | -f FD) [-a none|stop|exit] "
+                    "[-O KEY=VALUE]... [-T] PID)\n");
+    exit(CK_EXIT_USAGE);
+}
+
+static int known_key(const char *kv)
+{
+    const char *eq = strchr(kv, '=');
+    if (!eq || strchr(kv, '\n'))
+        return 0;
+    for (size_t i = 0; i < sizeof(option_keys) / sizeof(option_keys[0]); i++)
+        if (strlen(option_keys[i]) == (size_t)(eq - kv) &&
+            strncmp(kv, option_keys[i], (size_t)(eq - kv)) == 0)
+            return 1;
+    return 0;
+}
+
+static void parse_args(int argc, char **argv, struct options *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->fd = -1;
+    int c;
+    uint64_t v;
+    while ((c = getopt(argc, argv, "+o:f:a:O:T")) != -1) {
+        switch (c) {
+        case 'o':
+            if (!*optarg)
+                usage("%sempty -o path", "");
+            o->path = optarg;
+            break;
+        case 'f':
+            if (ck_parse_u64(optarg, 10, &v) < 0 || v > 1 << 30)
+                usage("-f %s: not a descriptor number", optarg);
+            o->fd = (int)v;
+            break;
+        case 'a':
+            if (strcmp(optarg, "none") == 0)
+                o->action = ACT_NONE;
+            else if (strcmp(optarg, "stop") == 0)
+                o->action = ACT_STOP;
+            else if (strcmp(optarg, "exit") == 0)
+                o->action = ACT_EXIT;
+            else
+                usage("-a %s: none, stop or exit", optarg);
+            break;
+        case 'O':
+            if (!known_key(optarg))
+                usage("-O %s: not KEY=VALUE with a known key", optarg);
+            if (o->nextra == MAX_EXTRA)
+                usage("%stoo many -O", "");
+            o->extra[o->nextra++] = optarg;
+            break;
+        case 'T':
+            o->timings = 1;
+            break;
+        default:
+            usage("%sbad option", "");
+        }
+    }
+    if (optind != argc - 1)
+        usage("%sone process id expected", "");
+    if (ck_parse_u64(argv[optind], 10, &v) < 0 || v == 0 || v > 0x7fffffff)
+        usage("%s: not a process id", argv[optind]);
+    o->pid = (pid_t)v;
+    if (!o->path == (o->fd < 0))
+        usage("%sexactly one of -o and -f", "");
+}
+
+/* ------------------------------------------------------------ cleanup */
+
+/* The copy is a zombie child of the process with no exit signal: only the
+ * process can reap it, with wait4(copy, __WCLONE).  0 or -1 (ck_why). */
+static int reap_copy(void)
+{
+    if (!R.copy_made || R.copy_reaped || R.parent.dead)
+        return 0;
+    if (!R.parent.attached &&
+        (ck_seize(&R.parent, R.pid) < 0 || ck_interrupt(&R.parent) < 0)) {
+        int gone = R.parent.dead;
+        if (ck_release(&R.parent) < 0 && !gone)
+            return -1;
+        return gone ? 0 : -1;
+    }
+    uint64_t args[6] = {(uint64_t)R.copy.pid, 0, __WCLONE | WNOHANG, 0, 0, 0};
+    int64_t ret = 0;
+    int rc = ck_inject(&R.parent, SYS_wait4, args, &ret);
+    if (rc == 0 && ret != R.copy.pid && ret != -ECHILD) {
+        ck_set_why("wait4 for the copy %d in process %d returned %lld", R.copy.pid, R.pid,
+                   (long long)ret);
+        rc = -1;
+    }
+    if (rc == 0)
+        R.copy_reaped = 1;
+    if (ck_release(&R.parent) < 0 && !R.parent.dead)
+        rc = -1;
+    return R.parent.dead ? 0 : rc;
+}
+
+static void cleanup(void)
+{
+    char why[sizeof(ck_why)];
+    snprintf(why, sizeof(why), "%s", ck_why);
+    if (ck_kill_copy(&R.copy) < 0)
+        ck_warn("the copy %d: %s", R.copy.pid, ck_why);
+    if (ck_release(&R.parent) < 0 && !R.parent.dead)
+        ck_warn("process %d: %s", R.pid, ck_why);
+    if (reap_copy() < 0)
+        ck_warn("the copy %d stays a zombie of process %d: %s", R.copy.pid, R.pid, ck_why);
+    snprintf(ck_why, sizeof(ck_why), "%s", why);
+}
+
+static void discard(void)
+{
+    if (R.use_output)
+        ck_output_discard(&R.out);
+}
+
+static void refused(const char *reason)
+{
+    char line[1024];
+    int n = snprintf(line, sizeof(line), "mosrun: checkpoint of process %d failed: %s\n", R.pid,
+                     reason);
+    if (n < 0 || (size_t)n >= sizeof(line))
+        n = snprintf(line, sizeof(line), "mosrun: checkpoint of process %d failed\n", R.pid);
+    int fd = R.use_output ? R.out.fd : R.outfd;
+    if (ck_write_all(fd, line, (size_t)n) < 0) {
+        fprintf(stderr, "mosix-ckpt: %s\n", ck_why);
+        discard();
+        exit(CK_EXIT_FAILED);
+    }
+    if (R.use_output) {
+        /* commit fails through ck_fail: cleanup has run, so discard here */
+        struct ck_hooks h = {.discard = discard};
+        ck_set_hooks(&h);
+        ck_output_commit(&R.out);
+    }
+}
+
+/* ------------------------------------------------------------ setup */
+
+static int open_proc(pid_t pid)
+{
+    char path[32];
+    snprintf(path, sizeof(path), "/proc/%d", (int)pid);
+    int fd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT)
+        ck_fail("no process %d", (int)pid);
+    if (fd < 0)
+        ck_fail_errno("%s", path);
+    return fd;
+}
+
+/* As root for another user's process: create the file as that user. */
+static void take_owner(int procfd, struct ck_owner *o)
+{
+    char status[8192], value[4096];
+    unsigned long r, e, s, fs;
+    memset(o, 0, sizeof(*o));
+    if (geteuid() != 0)
+        return;
+    if (ck_read_small(procfd, "status", status, sizeof(status)) < 0)
+        ck_fail_errno("/proc/PID/status");
+    if (ck_status_value(status, "Uid", value, sizeof(value)) < 0 ||
+        sscanf(value, "%lu %lu %lu %lu", &r, &e, &s, &fs) != 4)
+        ck_fail("/proc/PID/status: no Uid");
+    if (r == 0)
+        return;
+    o->fsuid = (uid_t)fs;
+    if (ck_status_value(status, "Gid", value, sizeof(value)) < 0 ||
+        sscanf(value, "%lu %lu %lu %lu", &r, &e, &s, &fs) != 4)
+        ck_fail("/proc/PID/status: no Gid");
+    o->fsgid = (gid_t)fs;
+    gid_t groups[MAX_GROUPS];
+    size_t n = 0;
+    if (ck_status_value(status, "Groups", value, sizeof(value)) == 0)
+        for (char *tok = strtok(value, " \t"); tok && n < MAX_GROUPS; tok = strtok(NULL, " \t"))
+            groups[n++] = (gid_t)strtoul(tok, NULL, 10);
+    if (setgroups(n, groups) < 0) /* ours: root keeps its capabilities for ptrace */
+        ck_fail_errno("setgroups");
+    o->switch_ids = 1;
+}
+
+static void open_output(const struct options *o)
+{
+    if (o->fd >= 0) {
+        if (fcntl(o->fd, F_GETFL) < 0)
+            ck_fail_errno("-f %d", o->fd);
+        R.outfd = o->fd;
+        return;
+    }
+    int cwd = openat(R.procfd, "cwd", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (cwd < 0)
+        ck_fail_errno("the current directory of process %d", R.pid);
+    ck_output_create(&R.out, cwd, o->path, &R.owner);
+    R.use_output = 1;
+    R.outfd = R.out.fd;
+    if (close(cwd) < 0)
+        ck_fail_errno("close");
+}
+
+/* Refusals that need no stop (the frozen copy is checked again). */
+static void precheck(void)
+{
+    struct ck_maps maps;
+    ck_precheck_process(R.procfd);
+    ck_precheck_files(R.procfd);
+    ck_read_maps(R.procfd, &maps);
+    ck_check_maps(&maps);
+    for (int i = 0; i < maps.n; i++)
+        free(maps.a[i].name);
+    free(maps.a);
+}
+
+/* ------------------------------------------------------------ the pause */
+
+static void make_copy(void)
+{
+    /* EXITKILL while the copy is made, which it inherits: should this program
+     * die, the copy dies rather than run on as a second instance */
+    if (ck_setoptions(&R.parent, PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACECLONE | PTRACE_O_EXITKILL) < 0)
+        ck_fail("%s", ck_why);
+    uint64_t args[6] = {0, 0, 0, 0, 0, 0}; /* flags 0 (exit signal 0), no stack */
+    int64_t ret = 0;
+    R.parent.new_child = 0;
+    int rc = ck_inject(&R.parent, SYS_clone, args, &ret);
+    if (R.parent.new_child) {
+        R.copy.pid = R.parent.new_child;
+        R.copy.attached = 1; /* auto-attached */
+        R.copy_made = 1;
+    }
+    if (rc < 0)
+        ck_fail("%s", ck_why);
+    if (ret < 0) {
+        errno = (int)-ret;
+        ck_fail_errno("clone in process %d", R.pid);
+    }
+    if (!R.copy_made || ret != R.copy.pid)
+        ck_fail("clone in process %d: no copy reported", R.pid);
+    if (ck_setoptions(&R.parent, PTRACE_O_TRACESYSGOOD) < 0)
+        ck_fail("%s", ck_why);
+}
+
+static uint64_t first_pause(struct ck_frozen *fz, uint64_t *created_ns)
+{
+    if (ck_seize(&R.parent, R.pid) < 0)
+        ck_fail("%s", ck_why);
+    uint64_t t0 = ck_now_us();
+    if (ck_interrupt(&R.parent) < 0)
+        ck_fail("%s", ck_why);
+    int threads = ck_count_threads(R.procfd);
+    if (threads < 0)
+        ck_fail_errno("/proc/PID/task");
+    if (threads > 1)
+        ck_refuse("it has %d threads (multi-threaded processes are not supported yet)", threads);
+    ck_freeze_state(&R.parent, R.procfd, R.memfd, fz);
+    *created_ns = ck_realtime_ns();
+    make_copy();
+    if (ck_release(&R.parent) < 0)
+        ck_fail("%s", ck_why);
+    return ck_now_us() - t0;
+}
+
+/* ------------------------------------------------------------ the image */
+
+struct capture {
+    struct ck_frozen fz;
+    struct ck_copy_state cs;
+    struct ck_maps maps;
+    struct ck_files files;
+    struct mosix_ckpt_process proc;
+    char *options;
+    size_t options_len;
+    char cwd[MOSIX_CKPT_MAX_PATH];
+};
+
+static void open_copy(void)
+{
+    if (ck_adopt(&R.copy, R.copy.pid, R.parent.syscall_at) < 0)
+        ck_fail("%s", ck_why);
+    R.copyfd = open_proc(R.copy.pid);
+    R.copymem = openat(R.copyfd, "mem", O_RDWR | O_CLOEXEC);
+    if (R.copymem < 0)
+        ck_fail_errno("/proc/%d/mem", R.copy.pid);
+}
+
+static void examine_copy(struct capture *c, const struct options *o)
+{
+    ck_read_maps(R.copyfd, &c->maps);
+    ck_check_maps(&c->maps);
+    ck_collect_files(R.copyfd, &c->fz.fds, &c->files);
+    ck_query_copy(&R.copy, R.copyfd, R.copymem, &c->cs);
+    ck_open_unreadable(&R.copy, &c->maps);
+    ck_build_process(&c->proc, R.pid, R.copy.pid, R.procfd, R.copyfd, R.copymem, &c->fz, &c->cs,
+                     &c->maps);
+    c->options = ck_build_options(R.procfd, o->extra, o->nextra, &c->options_len);
+    if (ck_readlink(R.copyfd, "cwd", c->cwd, sizeof(c->cwd)) < 0)
+        ck_fail_errno("the current directory of process %d", R.pid);
+}
+
+static void record(struct ck_image *im, unsigned kind, const void *a, size_t alen)
+{
+    struct iovec part = {.iov_base = (void *)a, .iov_len = alen};
+    ck_image_record(im, kind, &part, 1);
+}
+
+static void write_image(struct ck_image *im, struct capture *c, uint64_t created_ns)
+{
+    struct mosix_ckpt_regs regs;
+    ck_regs_for_image(&c->fz.regs, &regs);
+    ck_image_start(im, R.outfd, (uint32_t)R.pid, created_ns);
+    record(im, MOSIX_CKPT_KIND_PROCESS, &c->proc, sizeof(c->proc));
+    record(im, MOSIX_CKPT_KIND_OPTIONS, c->options, c->options_len);
+    record(im, MOSIX_CKPT_KIND_CWD, c->cwd, strlen(c->cwd));
+    ck_write_files(im, R.copyfd, &c->files);
+    record(im, MOSIX_CKPT_KIND_REGS, &regs, sizeof(regs));
+    record(im, MOSIX_CKPT_KIND_XSTATE, c->cs.xstate, c->cs.xsave_size);
+    record(im, MOSIX_CKPT_KIND_SIGACTIONS, c->cs.act, sizeof(c->cs.act));
+    ck_write_memory(im, R.copyfd, R.copymem, &c->maps);
+    ck_image_end(im);
+}
+
+static void finish_copy(void)
+{
+    if (close(R.copymem) < 0 || close(R.copyfd) < 0)
+        ck_fail_errno("close");
+    R.copymem = R.copyfd = -1;
+    if (ck_kill_copy(&R.copy) < 0)
+        ck_fail("the copy %d: %s", R.copy.pid, ck_why);
+    if (reap_copy() < 0) /* the image is good: a zombie left behind is worth a warning */
+        ck_warn("the copy %d stays a zombie of process %d: %s", R.copy.pid, R.pid, ck_why);
+}
+
+static void act(enum action a)
+{
+    int sig = a == ACT_STOP ? SIGSTOP : a == ACT_EXIT ? SIGKILL : 0;
+    if (sig && !R.parent.dead && kill(R.pid, sig) < 0 && errno != ESRCH)
+        ck_fail_errno("kill %d", R.pid);
+}
+
+int main(int argc, char **argv)
+{
+    struct options o;
+    parse_args(argc, argv, &o);
+    uint64_t t_start = ck_now_us();
+    const struct ck_hooks hooks = {.cleanup = cleanup, .discard = discard, .refused = refused};
+    ck_set_hooks(&hooks);
+    ck_catch_signals();
+    R.pid = o.pid;
+    R.procfd = open_proc(o.pid);
+    take_owner(R.procfd, &R.owner);
+    open_output(&o);
+    precheck();
+    R.memfd = openat(R.procfd, "mem", O_RDWR | O_CLOEXEC);
+    if (R.memfd < 0)
+        ck_fail_errno("/proc/%d/mem", R.pid);
+    R.parent.syscall_at = ck_find_syscall_insn(R.procfd, R.memfd);
+    if (!R.parent.syscall_at)
+        ck_fail("process %d: no syscall instruction found in its text", R.pid);
+    ck_check_interrupted();
+
+    static struct capture c;
+    uint64_t created_ns;
+    uint64_t pause_us = first_pause(&c.fz, &created_ns);
+    open_copy();
+    examine_copy(&c, &o);
+    struct ck_image im;
+    write_image(&im, &c, created_ns);
+    finish_copy();
+    if (R.use_output)
+        ck_output_commit(&R.out);
+    act(o.action);
+    if (o.timings)
+        fprintf(stderr, "pause_us=%llu total_us=%llu bytes=%llu pages=%llu areas=%llu\n",
+                (unsigned long long)pause_us, (unsigned long long)(ck_now_us() - t_start),
+                (unsigned long long)im.bytes, (unsigned long long)im.pages,
+                (unsigned long long)im.areas);
+    return CK_EXIT_OK;
+}

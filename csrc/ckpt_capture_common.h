@@ -1,0 +1,267 @@
+/* ckpt_capture_common.h - declarations shared by the checkpointer's parts.
+ *
+ *   mosix_ckpt.c             options and the order of the steps
+ *   ckpt_capture_util.c      errors, termination signals, /proc reading, timing
+ *   ckpt_capture_trace.c     ptrace: seize, stop, run system calls in a tracee, release
+ *   ckpt_capture_image.c     the output (file protocol, owner) and the record writer
+ *   ckpt_capture_memory.c    memory areas, present pages, AREA and PAGES records
+ *   ckpt_capture_files.c     the descriptor table, FILE and FILEDATA records
+ *   ckpt_capture_process.c   the PROCESS record, signal actions, the shim's state
+ *
+ * The image format is mosix/ckpt/format.py (ckpt_format.h is generated from it). */
+#ifndef MOSIX_CKPT_CAPTURE_COMMON_H
+#define MOSIX_CKPT_CAPTURE_COMMON_H
+
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#include <sys/user.h>
+
+#include "ckpt_format.h"
+
+enum { CK_EXIT_OK = 0, CK_EXIT_FAILED = 1, CK_EXIT_USAGE = 2, CK_EXIT_REFUSED = 3 };
+
+#define CK_PAGE MOSIX_CKPT_PAGE_SIZE
+#define CK_NSIG 64
+
+_Static_assert(sizeof(struct user_regs_struct) == sizeof(struct mosix_ckpt_regs),
+               "REGS is struct user_regs_struct");
+
+/* ------------------------------------------------------------------ errors */
+
+/* What the run must undo when it ends early, and how a refusal is reported.
+ * Set by main; each is called at most once. */
+struct ck_hooks {
+    void (*cleanup)(void);               /* the target running as before, the copy gone */
+    void (*discard)(void);               /* no temporary file left */
+    void (*refused)(const char *reason); /* write the one-line message (after cleanup) */
+};
+void ck_set_hooks(const struct ck_hooks *hooks);
+
+/* "mosix-ckpt: MESSAGE" on stderr, cleanup, exit 1. */
+_Noreturn void ck_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The same with ": strerror(errno)" appended. */
+_Noreturn void ck_fail_errno(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The process cannot be checkpointed: cleanup, the message, exit 3. */
+_Noreturn void ck_refuse(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* A one-line warning on stderr (the run goes on). */
+void ck_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* The last low-level failure, for functions that report instead of failing
+ * (the ones cleanup uses). */
+extern char ck_why[512];
+void ck_set_why(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void ck_set_why_errno(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* SIGINT, SIGTERM, SIGHUP set a flag (no SA_RESTART); SIGPIPE is ignored. */
+extern volatile sig_atomic_t ck_interrupted;
+void ck_catch_signals(void);
+void ck_check_interrupted(void); /* ck_fail when a termination signal arrived */
+
+/* ------------------------------------------------------------ small tools */
+
+void *ck_alloc(size_t n); /* malloc or fail */
+uint64_t ck_now_us(void); /* CLOCK_MONOTONIC */
+uint64_t ck_realtime_ns(void);
+
+/* A whole small file (at most cap-1 bytes) relative to dirfd, NUL-terminated:
+ * its length, or -1 with errno. */
+ssize_t ck_read_small(int dirfd, const char *path, char *buf, size_t cap);
+/* A whole file of any size, malloc'd and NUL-terminated; NULL with errno. */
+char *ck_read_all(int dirfd, const char *path, size_t *len);
+/* readlinkat, NUL-terminated: the length, or -1 with errno (ENAMETOOLONG if cut). */
+ssize_t ck_readlink(int dirfd, const char *path, char *buf, size_t cap);
+/* The value of "KEY:" in /proc/PID/status text, leading blanks skipped, up to
+ * the end of the line (at most cap-1 bytes): 0, or -1 when absent. */
+int ck_status_value(const char *status, const char *key, char *out, size_t cap);
+/* Parse a decimal (base 10), octal (8) or hex (16) number that must fill the string. */
+int ck_parse_u64(const char *s, int base, uint64_t *out);
+/* Read/write the tracee's memory through its /proc/PID/mem (no page pinning:
+ * reading a copy-on-write page does not unshare it, see ckpt_capture_memory.c). */
+int ck_mem_read(int memfd, uint64_t addr, void *buf, size_t len);  /* 0 or -1 */
+int ck_mem_write(int memfd, uint64_t addr, const void *buf, size_t len);
+
+/* ------------------------------------------------------------------ ptrace */
+
+enum ck_stop {
+    CK_RUNNING,     /* not in a ptrace stop (or not known to be) */
+    CK_STOP_EVENT,  /* the interrupt (group-stop) trap, or another event stop */
+    CK_STOP_SIGNAL, /* signal-delivery stop */
+    CK_STOP_ENTRY,  /* system call entry */
+    CK_STOP_EXIT,   /* system call exit */
+};
+
+struct ck_tracee {
+    pid_t pid;
+    int attached;
+    int dead;                      /* it exited: nothing left to put back */
+    enum ck_stop stop;
+    struct user_regs_struct saved; /* at the interrupt stop: put back at release */
+    int have_saved;
+    int regs_dirty;                /* registers changed since saved */
+    uint64_t syscall_at;           /* a syscall instruction (0f 05) in its text */
+    uint64_t held;                 /* signals held back while injecting (bit n-1: n) */
+    pid_t new_child;               /* from PTRACE_EVENT_CLONE */
+};
+
+/* PTRACE_SEIZE (TRACESYSGOOD); the tracee keeps running.  0 or -1 (ck_why). */
+int ck_seize(struct ck_tracee *t, pid_t pid);
+/* PTRACE_INTERRUPT and wait for the trap (signals that come first are
+ * delivered as usual); saves the registers.  0 or -1 (ck_why). */
+int ck_interrupt(struct ck_tracee *t);
+/* The first stop of an auto-attached new child; saves its registers. */
+int ck_adopt(struct ck_tracee *t, pid_t pid, uint64_t syscall_at);
+int ck_setoptions(struct ck_tracee *t, unsigned long options);
+/* Run system call nr(args) in the stopped tracee from its syscall_at
+ * instruction; *ret is the raw result (-errno on failure).  A call that comes
+ * back to be restarted (a signal arrived) is issued again.  0 or -1 (ck_why). */
+int ck_inject(struct ck_tracee *t, long nr, const uint64_t args[6], int64_t *ret);
+/* Put the saved registers back (a call interrupted at the stop will be
+ * restarted), detach, send again the signals held back.  0 or -1 (ck_why);
+ * it always tries to detach. */
+int ck_release(struct ck_tracee *t);
+/* Kill a disposable tracee and reap it as its tracer.  0 or -1 (ck_why). */
+int ck_kill_copy(struct ck_tracee *t);
+/* Find a syscall instruction in the process's [vdso] (or another executable area). */
+uint64_t ck_find_syscall_insn(int procfd, int memfd);
+
+/* The registers to record: an interrupted call is to be issued again. */
+void ck_regs_for_image(const struct user_regs_struct *in, struct mosix_ckpt_regs *out);
+
+/* ------------------------------------------------------------------ output */
+
+/* The user the checkpoint file is created for (root capturing another user's process). */
+struct ck_owner {
+    int switch_ids; /* 0: create as ourselves */
+    uid_t fsuid;
+    gid_t fsgid;
+};
+void ck_owner_begin(const struct ck_owner *o); /* setfsgid/setfsuid to the owner */
+void ck_owner_end(const struct ck_owner *o);   /* back to ours */
+
+/* -o PATH: a temporary file next to PATH, renamed onto it when complete. */
+struct ck_output {
+    int dirfd;            /* PATH's directory */
+    char *name;           /* PATH's last component */
+    char *tmp;            /* the temporary name in dirfd */
+    int fd;               /* -1 when closed */
+    const struct ck_owner *owner;
+};
+void ck_output_create(struct ck_output *o, int cwdfd, const char *path, const struct ck_owner *owner);
+void ck_output_commit(struct ck_output *o); /* fsync, 0400, rename, fsync the directory */
+void ck_output_discard(struct ck_output *o); /* close and unlink the temporary file (no failing) */
+
+/* The image stream: strictly sequential writes to a file, pipe or socket. */
+struct ck_image {
+    int fd;
+    int regular;        /* a regular file: writeback is started as it goes, fsync at the end */
+    uint64_t base;      /* its offset where the image starts */
+    uint32_t seq;       /* the next record's sequence number */
+    uint64_t bytes;     /* written so far */
+    uint64_t kicked;    /* bytes handed to writeback */
+    uint64_t pages, areas;
+};
+void ck_image_start(struct ck_image *im, int fd, uint32_t pid, uint64_t created_ns);
+/* One record: header (with the payload's checksum) and the payload's parts. */
+void ck_image_record(struct ck_image *im, unsigned kind, const struct iovec *parts, int nparts);
+void ck_image_end(struct ck_image *im); /* END, then fsync when regular */
+/* Write all of buf (no checksums: the refusal message). 0 or -1 (ck_why). */
+int ck_write_all(int fd, const void *buf, size_t len);
+
+/* ------------------------------------------------------------------ files */
+
+#define CK_MAX_FDS MOSIX_CKPT_MAX_FILES
+
+/* What /proc/PID/fdinfo says at the frozen point (the copy shares the file
+ * descriptions with the live process, whose offsets move on). */
+struct ck_fdpos {
+    int fd;
+    uint32_t flags;
+    int64_t pos;
+};
+struct ck_fdsnap {
+    int n;
+    struct ck_fdpos e[CK_MAX_FDS];
+};
+/* Fill snap from procfd's fdinfo (a process with too many fds is refused). */
+void ck_snap_fds(int procfd, struct ck_fdsnap *snap);
+
+struct ck_file {
+    struct mosix_ckpt_file rec;
+    char path[MOSIX_CKPT_MAX_PATH];
+};
+struct ck_files {
+    int n;
+    struct ck_file *f; /* CK_MAX_FDS entries */
+};
+/* Describe every descriptor of the frozen copy (childfd: /proc/CHILD); refuse pipes
+ * and sockets past the standard streams. */
+void ck_collect_files(int childfd, const struct ck_fdsnap *snap, struct ck_files *out);
+/* A quick look before touching the process: pipes and sockets past fd 2. */
+void ck_precheck_files(int procfd);
+void ck_write_files(struct ck_image *im, int childfd, const struct ck_files *files);
+
+/* ------------------------------------------------------------------ memory */
+
+struct ck_area {
+    struct mosix_ckpt_area rec;
+    char *name;      /* path or [heap]..., " (deleted)" removed */
+    int readable;    /* as mapped (before the copy's mprotect) */
+    int skip;        /* [vsyscall], the restorer's trampoline: not in the image */
+};
+struct ck_maps {
+    int n;
+    struct ck_area *a;
+};
+/* Parse /proc/PID/maps (procfd: /proc/PID). */
+void ck_read_maps(int procfd, struct ck_maps *out);
+/* Refuse a writable MAP_SHARED area. */
+void ck_check_maps(const struct ck_maps *m);
+/* Make the copy's unreadable areas readable (mprotect injected into it). */
+void ck_open_unreadable(struct ck_tracee *copy, const struct ck_maps *m);
+/* AREA and PAGES records for every area, in address order. */
+void ck_write_memory(struct ck_image *im, int childfd, int memfd, const struct ck_maps *m);
+/* Tests can force the /proc/PID/pagemap reading path (no PAGEMAP_SCAN). */
+extern int ck_no_pagemap_scan;
+
+/* ------------------------------------------------------------------ process */
+
+/* Collected while the target is stopped (the first pause). */
+struct ck_frozen {
+    struct user_regs_struct regs;
+    uint64_t sigmask;
+    uint64_t robust_list, robust_len;
+    int64_t itimers[12];
+    struct ck_fdsnap fds;
+};
+void ck_freeze_state(struct ck_tracee *t, int procfd, int memfd, struct ck_frozen *fz);
+
+/* Everything the PROCESS, XSTATE and SIGACTIONS records need from the frozen copy. */
+struct ck_copy_state {
+    struct mosix_ckpt_sigaction act[CK_NSIG];
+    uint64_t altstack_sp, altstack_size;
+    int32_t altstack_flags;
+    uint64_t brk;
+    unsigned char xstate[MOSIX_CKPT_MAX_XSAVE];
+    uint32_t xsave_size;
+    uint64_t rseq_addr;
+    uint32_t rseq_len, rseq_flags, rseq_sig;
+};
+/* Injected calls in the copy (sigactions, altstack, brk), its XSTATE and rseq. */
+void ck_query_copy(struct ck_tracee *copy, int copyfd, int memfd, struct ck_copy_state *cs);
+
+/* copy: the copy's pid, copyfd its /proc directory, memfd its /proc/PID/mem. */
+void ck_build_process(struct mosix_ckpt_process *p, pid_t pid, pid_t copy, int procfd, int copyfd,
+                      int memfd, const struct ck_frozen *fz, const struct ck_copy_state *cs,
+                      const struct ck_maps *maps);
+
+/* The OPTIONS text: inherit= and argv0= of the process, then the extra lines. */
+char *ck_build_options(int procfd, char *const *extra, int nextra, size_t *len);
+
+/* Refusals that need no stop: threads, set-id. */
+void ck_precheck_process(int procfd);
+int ck_count_threads(int procfd); /* entries of /proc/PID/task, -1 on error */
+
+#endif

@@ -1,0 +1,351 @@
+/* ckpt_target.c - programs for the checkpointer's tests (built dynamic and -static).
+ *
+ * Each prints one line "ready PID ..." (flushed) when it is set up, so the
+ * test captures it at a known point, then runs on:
+ *
+ *   ckpt_target counter FILE N  N MiB of patterned memory; FILE gets "I\n" for
+ *                               I = 1, 2, ...  every millisecond; the memory is
+ *                               checked on every step ("CORRUPT" and exit 3)
+ *   ckpt_target read            block in read(0); then print "got LINE"
+ *   ckpt_target sleep S         nanosleep S seconds; "slept MS" (or the errno)
+ *   ckpt_target unlinked DIR    a file DIR/gone (O_RDWR, "hello unlinked\n" x 1000,
+ *                               offset 7) and DIR/wonly (O_WRONLY) unlinked; pause
+ *   ckpt_target pipe            a pipe's read end on fd 5; pause
+ *   ckpt_target socket          a socket on fd 6; pause
+ *   ckpt_target threads         a second thread; pause
+ *   ckpt_target files DIR       DIR/data O_RDONLY at offset 3, DIR/log O_WRONLY|O_APPEND
+ *                               (cloexec), DIR itself, /dev/null, an eventfd; pause
+ *   ckpt_target state           signal handlers, an altstack, a blocked mask, an
+ *                               interval timer; pause
+ *   ckpt_target memory FILE     a PROT_NONE area with data, a private map of FILE past its
+ *                               end, a MAP_SHARED read-only map of FILE; pause
+ *   ckpt_target shared FILE     a writable MAP_SHARED map of FILE; pause
+ *   ckpt_target big N           N MiB of random-looking pages (benchmark); pause
+ *   ckpt_target busy N          N MiB, rewritten continuously (copy-on-write under way)
+ *   ckpt_target child           fork a child that pauses; wait() for it, printing the result
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MIB (1u << 20)
+#define PAGE 4096u
+
+static void ready(const char *extra)
+{
+    printf("ready %d %s\n", (int)getpid(), extra);
+    fflush(stdout);
+}
+
+static void die(const char *what)
+{
+    printf("%s failed: errno %d\n", what, errno);
+    fflush(stdout);
+    exit(2);
+}
+
+static _Noreturn void pause_forever(void)
+{
+    for (;;)
+        pause();
+}
+
+static uint64_t pattern(uint64_t i) { return i * 0x9E3779B97F4A7C15ull + 1; }
+
+static uint64_t *patterned(size_t mib)
+{
+    size_t n = mib * MIB / 8;
+    uint64_t *m = malloc(n * 8 + 8);
+    if (!m)
+        die("malloc");
+    for (size_t i = 0; i < n; i++)
+        m[i] = pattern(i);
+    return m;
+}
+
+static int counter(const char *file, size_t mib)
+{
+    uint64_t *m = patterned(mib);
+    size_t n = mib * MIB / 8;
+    int fd = open(file, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0)
+        die("open");
+    ready(file);
+    struct timespec ms = {0, 1000000};
+    for (uint64_t i = 1;; i++) {
+        char line[32];
+        int len = snprintf(line, sizeof(line), "%llu\n", (unsigned long long)i);
+        if (write(fd, line, (size_t)len) != len)
+            die("write");
+        for (size_t k = i % 512; k < n; k += 512) /* a part of the memory each step */
+            if (m[k] != pattern(k)) {
+                printf("CORRUPT at %zu\n", k);
+                fflush(stdout);
+                return 3;
+            }
+        if (nanosleep(&ms, NULL) < 0 && errno != EINTR)
+            die("nanosleep");
+    }
+}
+
+static int blocked_read(void)
+{
+    char buf[256];
+    ready("read");
+    ssize_t n = read(0, buf, sizeof(buf) - 1);
+    if (n < 0)
+        die("read");
+    buf[n] = '\0';
+    printf("got %s", buf);
+    return 0;
+}
+
+static int sleeper(int seconds)
+{
+    struct timespec t0, t1, want = {seconds, 0};
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    ready("sleep");
+    if (nanosleep(&want, NULL) < 0)
+        die("nanosleep");
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+    printf("slept %ld\n", ms);
+    return 0;
+}
+
+static int unlinked(const char *dir)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/gone", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0)
+        die("open");
+    for (int i = 0; i < 1000; i++)
+        if (write(fd, "hello unlinked\n", 15) != 15)
+            die("write");
+    if (lseek(fd, 7, SEEK_SET) != 7 || unlink(path) < 0)
+        die("unlink");
+    snprintf(path, sizeof(path), "%s/wonly", dir);
+    int w = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (w < 0 || write(w, "abc", 3) != 3 || unlink(path) < 0)
+        die("wonly");
+    char extra[64];
+    snprintf(extra, sizeof(extra), "%d %d", fd, w);
+    ready(extra);
+    pause_forever();
+}
+
+static int with_pipe(void)
+{
+    int p[2];
+    if (pipe(p) < 0 || dup2(p[0], 5) < 0)
+        die("pipe");
+    ready("pipe");
+    pause_forever();
+}
+
+static int with_socket(void)
+{
+    int s = socket(AF_UNIX, SOCK_STREAM, 0);
+    if (s < 0 || dup2(s, 6) < 0)
+        die("socket");
+    ready("socket");
+    pause_forever();
+}
+
+static void *idle(void *arg)
+{
+    (void)arg;
+    pause_forever();
+}
+
+static int threads(void)
+{
+    pthread_t t;
+    if (pthread_create(&t, NULL, idle, NULL) != 0)
+        die("pthread_create");
+    ready("threads");
+    pause_forever();
+}
+
+static int files(const char *dir)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/data", dir);
+    int a = open(path, O_RDONLY);
+    if (a < 0 || lseek(a, 3, SEEK_SET) != 3)
+        die("data");
+    snprintf(path, sizeof(path), "%s/log", dir);
+    int b = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    int d = open(dir, O_RDONLY | O_DIRECTORY);
+    int n = open("/dev/null", O_RDWR);
+    int e = eventfd(0, 0);
+    if (b < 0 || d < 0 || n < 0 || e < 0)
+        die("open");
+    char extra[64];
+    snprintf(extra, sizeof(extra), "%d %d %d %d %d", a, b, d, n, e);
+    ready(extra);
+    pause_forever();
+}
+
+static void on_usr1(int sig) { (void)sig; }
+
+static int state(void)
+{
+    static char altstack[65536];
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_usr1;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaddset(&sa.sa_mask, SIGTERM);
+    if (sigaction(SIGUSR1, &sa, NULL) < 0 || signal(SIGUSR2, SIG_IGN) == SIG_ERR)
+        die("sigaction");
+    stack_t ss = {.ss_sp = altstack, .ss_size = sizeof(altstack)};
+    if (sigaltstack(&ss, NULL) < 0)
+        die("sigaltstack");
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGHUP);
+    sigaddset(&mask, SIGRTMIN + 3);
+    if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
+        die("sigprocmask");
+    struct itimerval it = {.it_interval = {7, 0}, .it_value = {1000, 0}};
+    if (setitimer(ITIMER_REAL, &it, NULL) < 0)
+        die("setitimer");
+    char extra[128];
+    snprintf(extra, sizeof(extra), "%p %p %p", (void *)on_usr1, (void *)altstack,
+             (void *)sbrk(0));
+    ready(extra);
+    pause_forever();
+}
+
+static int memory(const char *file)
+{
+    char *none = mmap(NULL, 4 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (none == MAP_FAILED)
+        die("mmap");
+    memset(none + PAGE, 0x5a, PAGE);
+    if (mprotect(none, 4 * PAGE, PROT_NONE) < 0)
+        die("mprotect");
+    int fd = open(file, O_RDONLY);
+    if (fd < 0)
+        die("open");
+    char *past = mmap(NULL, 8 * PAGE, PROT_READ, MAP_PRIVATE, fd, 0); /* the file is 1 page */
+    char *ro = mmap(NULL, PAGE, PROT_READ, MAP_SHARED, fd, 0);
+    if (past == MAP_FAILED || ro == MAP_FAILED)
+        die("mmap file");
+    char extra[128];
+    snprintf(extra, sizeof(extra), "%p %p %p", (void *)none, (void *)past, (void *)ro);
+    ready(extra);
+    pause_forever();
+}
+
+static int shared(const char *file)
+{
+    int fd = open(file, O_RDWR);
+    if (fd < 0)
+        die("open");
+    char *p = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED)
+        die("mmap");
+    ready("shared");
+    pause_forever();
+}
+
+static uint64_t *big(size_t mib)
+{
+    size_t n = mib * MIB / 8;
+    uint64_t *m = mmap(NULL, n * 8, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED)
+        die("mmap");
+    uint64_t x = 88172645463325252ull;
+    for (size_t i = 0; i < n; i++) { /* xorshift: nothing compresses, no page is zero */
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        m[i] = x;
+    }
+    return m;
+}
+
+static _Noreturn void busy(size_t mib)
+{
+    uint64_t *m = big(mib);
+    size_t n = mib * MIB / 8;
+    ready("busy");
+    for (uint64_t round = 0;; round++)
+        for (size_t i = 0; i < n; i += PAGE / 8)
+            m[i] += round;
+}
+
+static int child(void)
+{
+    pid_t c = fork();
+    if (c < 0)
+        die("fork");
+    if (c == 0)
+        pause_forever();
+    char extra[32];
+    snprintf(extra, sizeof(extra), "%d", (int)c);
+    ready(extra);
+    int status;
+    pid_t w = wait(&status);
+    if (w < 0)
+        die("wait");
+    printf("waited %d %d\n", (int)w, status);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *cmd = argc > 1 ? argv[1] : "";
+    const char *arg = argc > 2 ? argv[2] : "";
+    if (strcmp(cmd, "counter") == 0)
+        return counter(arg, argc > 3 ? (size_t)atoi(argv[3]) : 4);
+    if (strcmp(cmd, "read") == 0)
+        return blocked_read();
+    if (strcmp(cmd, "sleep") == 0)
+        return sleeper(atoi(arg));
+    if (strcmp(cmd, "unlinked") == 0)
+        return unlinked(arg);
+    if (strcmp(cmd, "pipe") == 0)
+        return with_pipe();
+    if (strcmp(cmd, "socket") == 0)
+        return with_socket();
+    if (strcmp(cmd, "threads") == 0)
+        return threads();
+    if (strcmp(cmd, "files") == 0)
+        return files(arg);
+    if (strcmp(cmd, "state") == 0)
+        return state();
+    if (strcmp(cmd, "memory") == 0)
+        return memory(arg);
+    if (strcmp(cmd, "shared") == 0)
+        return shared(arg);
+    if (strcmp(cmd, "big") == 0) {
+        big((size_t)atoi(arg));
+        ready("big");
+        pause_forever();
+    }
+    if (strcmp(cmd, "busy") == 0)
+        busy((size_t)atoi(arg));
+    if (strcmp(cmd, "child") == 0)
+        return child();
+    fprintf(stderr, "usage: ckpt_target counter|read|sleep|unlinked|pipe|socket|threads|files|"
+                    "state|memory|shared|big|busy|child ARGS\n");
+    return 2;
+}
