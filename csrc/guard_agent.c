@@ -49,10 +49,14 @@ static struct request requests[GUARD_AGENT_MAX];
 
 void guard_agent_init(const char *socket_path)
 {
-    if (socket_path == NULL || *socket_path == '\0' || strlen(socket_path) >= sizeof(agent_socket))
-        return; /* none, or too long for sun_path: every request fails with ECANCELED */
-    strcpy(agent_socket, socket_path);
-    have_socket = 1;
+    if (socket_path == NULL || *socket_path == '\0')
+        return; /* none: every request fails with ECANCELED */
+    char cwd[PATH_BYTES] = "";
+    if (socket_path[0] != '/' && getcwd(cwd, sizeof(cwd)) == NULL)
+        return; /* relative, and the guard is about to leave this directory */
+    int n = snprintf(agent_socket, sizeof(agent_socket), "%s%s%s", cwd, cwd[0] ? "/" : "",
+                     socket_path);
+    have_socket = n > 0 && (size_t)n < sizeof(agent_socket); /* else too long for sun_path */
 }
 
 static long long now_ms(void)

@@ -790,22 +790,60 @@ def test_python_trigger_raises_the_errno(fake_agent: FakeAgent) -> None:
 
 # ================================================================== end to end
 
-
-def capturer_works() -> bool:
-    source = (REPO / "csrc" / "mosix_ckpt.c").read_text()
-    return "ptrace" in source or "PTRACE" in source
-
-
-@pytest.mark.skipif(
-    not capturer_works(), reason="the capturer (csrc/mosix_ckpt.c) is not written yet"
+PYTHON_CHECKPOINT = (
+    "from mosix.ckpt import trigger; r = trigger.checkpoint(); "
+    "print(f'checkpoint ret={r} errno=0', flush=True)"
 )
-def test_mosix_checkpoint_under_mosrun_writes_the_file(agent: Agent, progs: Progs) -> None:
+
+
+def e2e_argv(progs: Progs, kind: str) -> list[str]:
+    if kind == "python":
+        return [sys.executable, "-c", PYTHON_CHECKPOINT]
+    return [progs.get(kind), "checkpoint"]
+
+
+def checkpoint_under_mosrun(agent: Agent, progs: Progs, kind: str) -> tuple[Path, Path, int]:
+    """Run ``kind``'s checkpoint call under mosrun (no pipes: they cannot be checkpointed)."""
     work = agent.run_dir.parent / "work"
-    work.mkdir()
-    work.chmod(0o777)
-    p = agent.spawn("mosrun", progs.get("dynamic"), "checkpoint", stdout=subprocess.PIPE, cwd=work)
-    out, _ = p.communicate(timeout=TIMEOUT)
-    assert out == result_line("checkpoint", 0) + "\n"
-    ckpt = work / f"ckpt.{p.pid}.1"
-    assert ckpt.is_file()
-    assert not (work / f"ckpt.{p.pid}.2").exists()
+    work.mkdir(exist_ok=True)
+    out = work / "run.out"
+    with open(out, "w") as stdout, open(work / "run.err", "w") as stderr:
+        p = agent.spawn(
+            "mosrun",
+            *e2e_argv(progs, kind),
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=stderr,
+            cwd=work,
+        )
+        assert p.wait(timeout=TIMEOUT) == 0, (work / "run.err").read_text()
+    assert out.read_text() == result_line("checkpoint", 0) + "\n", (work / "run.err").read_text()
+    return work, out, p.pid
+
+
+@pytest.mark.parametrize("kind", ["dynamic", "static", "python"])
+def test_mosix_checkpoint_under_mosrun_writes_the_file(
+    agent: Agent, progs: Progs, kind: str
+) -> None:
+    work, _, pid = checkpoint_under_mosrun(agent, progs, kind)
+    assert sorted(f.name for f in work.glob("ckpt.*")) == [f"ckpt.{pid}.1"]
+    assert (work / f"ckpt.{pid}.1").stat().st_size > 0
+
+
+@pytest.mark.parametrize("kind", ["dynamic", "static", "python"])
+def test_recovered_program_sees_resumed(agent: Agent, progs: Progs, kind: str) -> None:
+    work, _, pid = checkpoint_under_mosrun(agent, progs, kind)
+    recovered = work / "recovered.out"
+    result = agent.run("mosrun", f"-R{work}/ckpt.{pid}.1", f"-O1={recovered}", cwd=work)
+    assert result.returncode == 0, result.stderr
+    assert recovered.read_text() == result_line("checkpoint", 1) + "\n"
+
+
+def test_relative_agent_socket_is_taken_from_the_launchers_cwd(
+    progs: Progs, fake_agent: FakeAgent
+) -> None:
+    out = run(
+        [progs.get("dynamic"), "checkpoint"], fake_agent.path.name, cwd=fake_agent.path.parent
+    )
+    assert out.stdout == result_line("checkpoint", 0) + "\n", out.stderr
+    assert fake_agent.next().message.OP == "checkpoint"
