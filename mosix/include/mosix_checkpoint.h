@@ -3,8 +3,11 @@
  * Part of user-space MOSIX (GPL-2.0-or-later).  Header only: nothing to link,
  * and it works in static programs too (it uses syscall(2) and nothing else).
  *
- *   #include <mosix_checkpoint.h>     cc -I"$(python3 -c 'import mosix.ckpt.trigger as t;
- *                                             print(t.include_dir())')" ...
+ *   #include <mosix_checkpoint.h>
+ *
+ *   cc -I"$(python3 -c 'from mosix.ckpt import trigger; print(trigger.include_dir())')" ...
+ *
+ * (Python programs: mosix.ckpt.trigger has the same calls.)
  *
  *   int mosix_checkpoint(void);
  *       Take a checkpoint now, as `migrate PID checkpoint` would: the node
@@ -30,8 +33,10 @@
  *   int mosix_checkpoint_interval(int minutes);
  *       Take a checkpoint every MINUTES minutes, as mosrun -A (0: never).
  *       These return 0, or -1 with errno: EINVAL (a negative value, an empty
- *       or non-UTF-8 name), ENAMETOOLONG, EFAULT (an unreadable name),
- *       ECANCELED (no agent, or the agent refused), ENOSYS (not under mosrun).
+ *       or non-UTF-8 name), ENAMETOOLONG (4096 bytes or more with the
+ *       directory), EFAULT (an unreadable name), ECANCELED (no agent, or the
+ *       agent refused), EAGAIN (too many requests at once in the process
+ *       tree), ENOSYS (not under mosrun).
  *
  * MOSIX's files do the same from any language, in dynamically linked
  * programs: write a positive number to /proc/self/checkpoint, a name to
