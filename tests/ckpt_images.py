@@ -564,3 +564,40 @@ def parse_payload_output(text: str) -> tuple[dict[str, str], dict[str, str]]:
             key, _, value = line.partition("=")
             values[key] = value
     return values, dumps
+
+
+# ------------------------------------------------------------------ reading images
+
+
+def parse_records(data: bytes) -> list[tuple[int, bytes]]:
+    """The records of a well-formed image (for tests that use a captured one)."""
+    at = F.FILE_HEADER.size
+    out = []
+    while at < len(data):
+        head = F.RECORD_HEADER.unpack(data[at : at + F.RECORD_HEADER.size])
+        at += F.RECORD_HEADER.size
+        length = int(head["length"])  # type: ignore[call-overload]
+        out.append((int(head["kind"]), data[at : at + length]))  # type: ignore[call-overload]
+        at += length
+    return out
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    fd: int
+    kind: int
+    flags: int
+    offset: int
+    path: str
+
+
+def file_entries(data: bytes) -> list[FileEntry]:
+    entries = []
+    for kind, payload in parse_records(data):
+        if kind == K.FILE:
+            f = F.FILE.unpack(payload)
+            path = payload[F.FILE.size :].decode(errors="surrogateescape")
+            entries.append(
+                FileEntry(int(f["fd"]), int(f["kind"]), int(f["flags"]), int(f["offset"]), path)  # type: ignore[call-overload]
+            )
+    return entries

@@ -9,6 +9,7 @@ import platform
 import re
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -718,3 +719,131 @@ def test_restore_speed_large(host: ci.Host, build: Path, tmp_path: Path) -> None
     for name, seconds in best.items():
         print(f"1 GiB image, {name}: {seconds * 1000:.0f} ms")
     assert best["restore"] <= 1.2 * best["read into fresh memory"]
+
+
+# ------------------------------------------------------------------ real captured processes
+
+CAPTURER = ci.NATIVE_DIR / "mosix-ckpt"
+COUNTER_C = ci.CPROGS / "e2e_counter.c"
+COUNTER_PY = ci.CPROGS / "e2e_counter.py"
+LINES, PAUSE_AT = 3000, 1200
+IMAGE_FD = 100
+O_CREAT_TRUNC_EXCL = os.O_CREAT | os.O_TRUNC | os.O_EXCL
+
+
+@pytest.fixture(scope="module")
+def capturer() -> Path:
+    probe = subprocess.run([str(CAPTURER)], capture_output=True, text=True, timeout=TIMEOUT)
+    if probe.returncode == 1 and probe.stderr == "":
+        pytest.skip("the capturer (csrc/mosix_ckpt.c) is still a stub")
+    return CAPTURER
+
+
+@pytest.fixture(scope="module")
+def counters(build: Path) -> dict[str, list[str]]:
+    dynamic, static = build / "counter", build / "counter-static"
+    cflags = ["gcc", "-O2", "-Wall", "-Wextra", "-Werror"]
+    subprocess.run([*cflags, "-o", str(dynamic), str(COUNTER_C)], check=True, timeout=TIMEOUT)
+    subprocess.run(
+        [*cflags, "-static", "-o", str(static), str(COUNTER_C)], check=True, timeout=TIMEOUT
+    )
+    return {
+        "dynamic": [str(dynamic)],
+        "static": [str(static)],
+        "python": ["python3", "-P", str(COUNTER_PY)],
+    }
+
+
+def uninterrupted(argv: list[str], out: Path) -> tuple[str, bytes]:
+    result = subprocess.run(
+        [*argv, str(out), str(LINES), str(PAUSE_AT)],
+        input="x",
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert result.returncode == 3, result.stderr
+    return result.stdout, out.read_bytes()
+
+
+# Run in a fresh interpreter that then becomes the restorer: the process's regular
+# files at their descriptors with their flags and offsets (mosrun -R's job), the
+# image at IMAGE_FD.
+REOPEN = """
+import os, sys
+image, fd_image, files, argv = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4:]
+for entry in filter(None, files.split(";")):
+    fd, flags, offset, path = entry.split(",", 3)
+    got = os.open(path, int(flags))
+    os.lseek(got, int(offset), os.SEEK_SET)
+    if got == int(fd):
+        os.set_inheritable(got, True)
+    else:
+        os.dup2(got, int(fd))
+        os.close(got)
+got = os.open(image, os.O_RDONLY)
+os.dup2(got, fd_image)
+os.close(got)
+os.execv(argv[0], argv)
+"""
+
+
+def reopening_argv(entries: list[ci.FileEntry], image: Path, argv: list[str]) -> list[str]:
+    files = ";".join(
+        f"{e.fd},{e.flags & ~O_CREAT_TRUNC_EXCL},{e.offset},{e.path}"
+        for e in entries
+        if e.kind == F.FileKind.REGULAR
+    )
+    return [sys.executable, "-c", REOPEN, str(image), str(IMAGE_FD), files, *argv]
+
+
+def capture(proc: subprocess.Popen[str], capturer: Path, image: Path) -> None:
+    assert proc.stdout is not None and proc.stdout.readline() == "paused\n"
+    result = subprocess.run(
+        [str(capturer), "-o", str(image), str(proc.pid)],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert result.returncode == 0, result.stderr
+    proc.kill()
+    proc.wait(timeout=TIMEOUT)
+
+
+@pytest.mark.parametrize("kind", ["dynamic", "static", "python"])
+@pytest.mark.parametrize("discipline", [None, "u"])
+def test_captured_process_continues(
+    capturer: Path,
+    counters: dict[str, list[str]],
+    tmp_path: Path,
+    kind: str,
+    discipline: str | None,
+) -> None:
+    """Capture at the pause, kill, restore: the output is byte-identical to a run
+    that was never interrupted."""
+    argv = counters[kind]
+    ref_stdout, ref_out = uninterrupted(argv, tmp_path / "reference")
+    out, image = tmp_path / "out", tmp_path / "image"
+    start = argv
+    if discipline is not None:
+        start = [str(ci.LAUNCHER), "-m", discipline, "-p", "mosrun", "-s", str(ci.SHIM), "--"]
+        start += [argv[0], *argv]
+    proc = subprocess.Popen(
+        [*start, str(out), str(LINES), str(PAUSE_AT)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    capture(proc, capturer, image)
+    entries = ci.file_entries(image.read_bytes())
+    restored = subprocess.run(
+        reopening_argv(entries, image, restorer_argv(IMAGE_FD, (), discipline)),
+        input="x",
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert (restored.returncode, restored.stderr) == (3, ""), restored.stderr
+    assert "paused\n" + restored.stdout == ref_stdout
+    assert out.read_bytes() == ref_out
