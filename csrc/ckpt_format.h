@@ -140,8 +140,9 @@ struct mosix_ckpt_process {
     uint64_t vvar[2]; /* [start, end) of [vvar] */
     uint64_t vvar_vclock[2]; /* [start, end) of [vvar_vclock] (0, 0 if none) */
     char exe[256]; /* /proc/PID/exe, for mosrun -I (truncated) */
+    uint64_t vdso_hash; /* mxh64 of the [vdso] area's bytes (0: not recorded): the restorer refuses another kernel's vdso, whose code the program's libc has pointers into */
 };
-_Static_assert(sizeof(struct mosix_ckpt_process) == 1696, "process layout");
+_Static_assert(sizeof(struct mosix_ckpt_process) == 1704, "process layout");
 
 /* Kind.REGS: struct user_regs_struct (x86-64), as ptrace gives it.  A call that was interrupted is recorded to be issued again (rip on the syscall instruction, rax its number). */
 struct mosix_ckpt_regs {

@@ -290,6 +290,12 @@ PROCESS = Struct(
         F("vvar", "uint64_t", 2, doc="[start, end) of [vvar]"),
         F("vvar_vclock", "uint64_t", 2, doc="[start, end) of [vvar_vclock] (0, 0 if none)"),
         F("exe", "char", 256, doc="/proc/PID/exe, for mosrun -I (truncated)"),
+        F(
+            "vdso_hash",
+            "uint64_t",
+            doc="mxh64 of the [vdso] area's bytes (0: not recorded): the restorer refuses "
+            "another kernel's vdso, whose code the program's libc has pointers into",
+        ),
     ),
 )
 
