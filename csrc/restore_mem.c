@@ -80,6 +80,11 @@ void mem_check_specials(const struct image *img, const struct specials *cur)
         same = ia.start - iv.start == cur->vvar.start - cur->vdso.start;
     if (same && cur->vclock.end)
         same = ic.start - iv.start == cur->vclock.start - cur->vdso.start;
+    /* Same size and place is not enough: the program's libc holds pointers
+     * into the vdso's code (clock_gettime...), so it must be the same code. */
+    if (same && p->vdso_hash && cur->vdso.end &&
+        mxh64((const void *)cur->vdso.start, size_of(cur->vdso), 0) != p->vdso_hash)
+        refuse("the image's vdso differs from this kernel's (another kernel's code)");
     if (!same) {
         msg_begin();
         msg_str("the image's vdso differs from this kernel's ([vdso] ");

@@ -204,6 +204,7 @@ class Host:
     avx_offset: int
     cpuid: dict[str, int]
     vdso: tuple[int, int]
+    vdso_hash: int  # of this process's [vdso]: the same kernel's as the restorer's
     vvar: tuple[int, int]
     vvar_vclock: tuple[int, int]
 
@@ -231,12 +232,14 @@ def host_facts(build_dir: Path) -> Host:
     out = subprocess.run([str(exe)], capture_output=True, text=True, check=True, timeout=60)
     facts = {k: int(v) for k, v in (line.split() for line in out.stdout.splitlines())}
     spans = special_areas()
+    vdso = spans["vdso"]
     return Host(
         xcr0=facts["xcr0"],
         xsave_size=facts["xsave_size"],
         avx_offset=facts["avx_offset"],
         cpuid={k: v for k, v in facts.items() if k.startswith("cpuid_")},
-        vdso=spans["vdso"],
+        vdso=vdso,
+        vdso_hash=py_mxh64(ctypes.string_at(vdso[0], vdso[1] - vdso[0])),
         vvar=spans.get("vvar", (0, 0)),
         vvar_vclock=spans.get("vvar_vclock", (0, 0)),
     )
@@ -284,6 +287,7 @@ def base_process(host: Host, **fields: object) -> dict[str, object]:
         "itimers": (),
         "altstack_flags": SS_DISABLE,
         "vdso": host.vdso,
+        "vdso_hash": host.vdso_hash,
         "vvar": host.vvar,
         "vvar_vclock": host.vvar_vclock,
         "exe": b"/tiny",

@@ -134,6 +134,14 @@ def test_tiny_restores(tiny: ci.Image, tmp_path: Path) -> None:
     assert (result.returncode, result.stdout, result.stderr) == (ci.TINY_STATUS, "restored\n", "")
 
 
+def test_vdso_hash_unknown(tiny: ci.Image, tmp_path: Path) -> None:
+    """An image whose capturer did not record the vdso's checksum (0) is restored."""
+    image = tiny.copy()
+    image.process["vdso_hash"] = 0
+    result = restore(image.encode(), tmp_path)
+    assert (result.returncode, result.stdout) == (ci.TINY_STATUS, "restored\n")
+
+
 def test_tiny_check_only(tiny: ci.Image, tmp_path: Path) -> None:
     result = restore(tiny.encode(), tmp_path, "-c")
     assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
@@ -593,6 +601,7 @@ PROCESS_CHANGES: list[tuple[dict[str, object], str]] = [
     ({"itimers": (0, 1000000)}, "interval timer"),
     ({"altstack_flags": 77}, "signal stack flags"),
     ({"vdso": (0x1000, 0x3000)}, "the image's vdso differs from this kernel's"),
+    ({"vdso_hash": 12345}, "the image's vdso differs from this kernel's (another kernel's code)"),
     ({"vdso": (F.RESTORER_BASE, F.RESTORER_BASE + 0x2000)}, "vdso address"),
     ({"vdso": (F.TRAMPOLINE - 0x1000, F.TRAMPOLINE + 0x1000)}, "vdso address"),
 ]
