@@ -46,6 +46,7 @@ struct request {
 static char agent_socket[sizeof(((struct sockaddr_un *)0)->sun_path)];
 static int have_socket;
 static struct request requests[GUARD_AGENT_MAX];
+static int in_use; /* requests[] entries used: 0 keeps the guard's loop as it was */
 
 void guard_agent_init(const char *socket_path)
 {
@@ -90,6 +91,7 @@ static void release(struct request *r)
 {
     close_conn(r);
     r->used = 0;
+    in_use--;
 }
 
 static struct request *take_slot(void)
@@ -100,6 +102,7 @@ static struct request *take_slot(void)
             memset(r, 0, sizeof(*r));
             r->used = 1;
             r->conn = -1;
+            in_use++;
             return r;
         }
     return NULL;
@@ -141,6 +144,8 @@ static void settle(int listener, struct request *r, int error)
 
 int guard_agent_expire(void)
 {
+    if (in_use == 0)
+        return -1;
     long long now = now_ms(), next = -1;
     for (size_t i = 0; i < GUARD_AGENT_MAX; i++) {
         struct request *r = &requests[i];
@@ -442,6 +447,8 @@ static int receive_more(struct request *r)
 size_t guard_agent_pollfds(struct pollfd *fds)
 {
     size_t n = 0;
+    if (in_use == 0)
+        return 0;
     for (size_t i = 0; i < GUARD_AGENT_MAX; i++) {
         const struct request *r = &requests[i];
         if (!r->used || r->conn < 0)

@@ -487,7 +487,7 @@ EXPORT int fclose(FILE *f)
 {
     struct tracked t;
     int fd;
-    if (any_tracked() && (fd = fileno(f)) >= 0 && untrack(fd, &t))
+    if (any_tracked() && f != NULL && (fd = fileno(f)) >= 0 && untrack(fd, &t))
         return fclose_checkpoint_file(f, fd, &t);
     return real_fclose()(f);
 }
