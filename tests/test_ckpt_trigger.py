@@ -839,6 +839,30 @@ def test_recovered_program_sees_resumed(agent: Agent, progs: Progs, kind: str) -
     assert recovered.read_text() == result_line("checkpoint", 1) + "\n"
 
 
+def test_checkpoint_file_set_by_the_program(agent: Agent, progs: Progs) -> None:
+    work = agent.run_dir.parent / "work"
+    work.mkdir()
+    with open(work / "run.out", "w") as stdout:
+        p = agent.spawn(
+            "mosrun",
+            "-N2",
+            progs.get("static"),
+            "series",
+            "saves",
+            "3",
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            cwd=work,
+        )
+        assert p.wait(timeout=TIMEOUT) == 0
+    lines = [result_line("file", 0)] + [result_line("checkpoint", 0)] * 3
+    assert (work / "run.out").read_text() == "\n".join(lines) + "\n"
+    assert sorted(f.name for f in work.iterdir() if f.name.startswith(("saves", "ckpt"))) == [
+        "saves.1",
+        "saves.2",
+    ]
+
+
 def test_relative_agent_socket_is_taken_from_the_launchers_cwd(
     progs: Progs, fake_agent: FakeAgent
 ) -> None:

@@ -12,6 +12,7 @@
  *                                      reads a line from stdin, then makes an
  *                                      unsupported call (personality, raw)
  *   trigger_prog restartable           SA_RESTART handler for SIGUSR1, then checkpoint
+ *   trigger_prog series NAME N         mosix_checkpoint_file(NAME), then N checkpoints
  *
  * Every line of output is "WHAT ret=R errno=E" (E 0 on success); "pid N" first
  * where the test needs the pid. */
@@ -152,7 +153,11 @@ int main(int argc, char **argv)
         report("open", by_fd(argv[2], argv[3]));
     else if (strcmp(cmd, "read") == 0 && argc == 3)
         read_back(argv[2]);
-    else if (strcmp(cmd, "fork-wait") == 0)
+    else if (strcmp(cmd, "series") == 0 && argc == 4) {
+        report("file", mosix_checkpoint_file(argv[2]));
+        for (int i = atoi(argv[3]); i > 0; i--)
+            report("checkpoint", mosix_checkpoint());
+    } else if (strcmp(cmd, "fork-wait") == 0)
         return fork_wait();
     else if (strcmp(cmd, "restartable") == 0)
         return restartable();
