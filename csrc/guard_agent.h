@@ -16,6 +16,8 @@
  *
  * Other errors: EINVAL (unknown op, bad value, empty or non-UTF-8 path),
  * ENAMETOOLONG (path of 4096 bytes or more), EFAULT (unreadable path),
+ * EPERM (the guard may not read the process's memory: Yama ptrace_scope >= 1
+ * unless the process named the guard with PR_SET_PTRACER),
  * ECANCELED (no agent socket, agent unreachable, refused, or an odd reply),
  * EAGAIN (too many requests in flight).
  *
