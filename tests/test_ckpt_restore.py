@@ -856,3 +856,67 @@ def test_captured_process_continues(
     assert (restored.returncode, restored.stderr) == (3, ""), restored.stderr
     assert "paused\n" + restored.stdout == ref_stdout
     assert out.read_bytes() == ref_out
+
+
+def wait_blocked(pid: int, comm: str) -> None:
+    """Until ``pid`` is the restored program (its name) and sleeps (in read(0))."""
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        name, state = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2]
+        if name == comm and state == "S":
+            return
+        assert time.monotonic() < deadline, stat
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("kind", ["dynamic", "python"])
+def test_restored_process_is_captured_and_restored_again(
+    capturer: Path, counters: dict[str, list[str]], tmp_path: Path, kind: str
+) -> None:
+    """A restored process (vdso moved, the trampoline left over, the restorer as its
+    exe) checkpoints and restores like any other."""
+    argv = counters[kind]
+    ref_stdout, ref_out = uninterrupted(argv, tmp_path / "reference")
+    out, first, second = tmp_path / "out", tmp_path / "first", tmp_path / "second"
+    proc = subprocess.Popen(
+        [*argv, str(out), str(LINES), str(PAUSE_AT)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    capture(proc, capturer, first)
+    entries = ci.file_entries(first.read_bytes())
+    restored = subprocess.Popen(
+        reopening_argv(entries, first, restorer_argv(IMAGE_FD, (), None)),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    comm = F.PROCESS.unpack(ci.parse_records(first.read_bytes())[0][1])["comm"]
+    assert isinstance(comm, bytes)
+    wait_blocked(restored.pid, comm.rstrip(b"\0").decode())
+    result = subprocess.run(
+        [str(capturer), "-o", str(second), str(restored.pid)],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert result.returncode == 0, result.stderr
+    restored.kill()
+    restored.wait(timeout=TIMEOUT)
+    maps = [F.AREA.unpack(p) for k, p in ci.parse_records(second.read_bytes()) if k == F.Kind.AREA]
+    assert not [a for a in maps if F.TRAMPOLINE <= int(a["start"]) < F.RESTORER_BASE]  # type: ignore[call-overload]
+    entries = ci.file_entries(second.read_bytes())
+    again = subprocess.run(
+        reopening_argv(entries, second, restorer_argv(IMAGE_FD, (), None)),
+        input="x",
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert (again.returncode, again.stderr) == (3, ""), again.stderr
+    assert "paused\n" + again.stdout == ref_stdout
+    assert out.read_bytes() == ref_out
