@@ -9,8 +9,10 @@ validator itself is exercised, not just the checksums.
 
 from __future__ import annotations
 
+import atexit
 import os
 import platform
+import shutil
 import struct
 import subprocess
 import tempfile
@@ -36,6 +38,7 @@ FUZZ = settings(
 Records = list[tuple[int, bytes]]
 
 _build = Path(tempfile.mkdtemp(prefix="restore-fuzz-"))
+atexit.register(shutil.rmtree, _build, ignore_errors=True)
 _base: dict[str, Records] = {}
 
 
