@@ -153,20 +153,26 @@ void ck_output_create(struct ck_output *o, int cwdfd, const char *path, const st
 void ck_output_commit(struct ck_output *o); /* fsync, 0400, rename, fsync the directory */
 void ck_output_discard(struct ck_output *o); /* close and unlink the temporary file (no failing) */
 
-/* The image stream: strictly sequential writes to a file, pipe or socket. */
+/* The image stream (ckpt_capture_stream.c): records built in large chunks that
+ * a writer thread writes in order (strictly sequential: file, pipe or socket). */
+struct ck_stream;
 struct ck_image {
-    int fd;
-    int regular;        /* a regular file: writeback is started as it goes, fsync at the end */
-    uint64_t base;      /* its offset where the image starts */
-    uint32_t seq;       /* the next record's sequence number */
-    uint64_t bytes;     /* written so far */
-    uint64_t kicked;    /* bytes handed to writeback */
+    uint32_t seq;   /* the next record's sequence number */
+    uint64_t bytes; /* of the image so far */
     uint64_t pages, areas;
+    struct ck_stream *s;
 };
-void ck_image_start(struct ck_image *im, int fd, uint32_t pid, uint64_t created_ns);
+/* may_direct: the file is ours (-o), O_DIRECT may be tried on it. */
+void ck_image_start(struct ck_image *im, int fd, int may_direct, uint32_t pid, uint64_t created_ns);
 /* One record: header (with the payload's checksum) and the payload's parts. */
 void ck_image_record(struct ck_image *im, unsigned kind, const struct iovec *parts, int nparts);
-void ck_image_end(struct ck_image *im); /* END, then fsync when regular */
+/* Room to read pages into, in place: *len bytes (a page multiple, at most want). */
+unsigned char *ck_image_pages_begin(struct ck_image *im, size_t want, size_t *len);
+/* bytes of pages were read there from addr: PAGES records for the runs of
+ * pages that are not all zero. */
+void ck_image_pages_end(struct ck_image *im, uint64_t addr, size_t bytes);
+void ck_image_end(struct ck_image *im); /* END, everything written, fsync when regular */
+extern int ck_no_direct;                /* never O_DIRECT (tests, benchmarks) */
 /* Write all of buf (no checksums: the refusal message). 0 or -1 (ck_why). */
 int ck_write_all(int fd, const void *buf, size_t len);
 

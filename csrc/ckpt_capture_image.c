@@ -1,18 +1,12 @@
-/* ckpt_capture_image.c - the output: the checkpoint file's protocol, its
- * owner, and the record writer.
+/* ckpt_capture_image.c - the output: the checkpoint file's protocol and its owner.
  *
  * -o PATH: the image is written to a temporary name in PATH's directory
  * (O_EXCL, mode 0), synced, made 0400 and renamed onto PATH, so PATH never
  * holds half an image.  As root for another user's process, the file is
  * created with the user's fsuid/fsgid (and groups), so it is the user's and
  * the user's permissions on the directory apply; root stays root for ptrace.
- *
- * Writes are strictly sequential (the same bytes go down a pipe or socket for
- * migration).  On a regular file, writeback of what is written is started as
- * it goes (sync_file_range), so the disk works while the next pages are read
- * and the final fsync has little left to wait for. */
+ * The image itself is written by ckpt_capture_stream.c. */
 #include "ckpt_capture_common.h"
-#include "ckpt_hash.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -24,8 +18,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define KICK_BYTES (8ull << 20) /* start writeback every this many bytes */
-#define MAX_PARTS 6
 #define NAME_MAX_BYTES 255
 
 /* ------------------------------------------------------------ owner */
@@ -188,124 +180,23 @@ static int wait_writable(int fd)
     }
 }
 
-/* writev all of iov (modified); 0, or -1 with ck_why. */
-static int writev_all(int fd, struct iovec *iov, int n)
-{
-    while (n > 0) {
-        ssize_t w = writev(fd, iov, n);
-        if (w < 0) {
-            if (errno == EINTR && !ck_interrupted)
-                continue;
-            if (errno == EAGAIN && wait_writable(fd) == 0)
-                continue;
-            if (errno == EINTR)
-                ck_set_why("interrupted by a signal");
-            else
-                ck_set_why_errno("writing the image");
-            return -1;
-        }
-        size_t done = (size_t)w;
-        while (n > 0 && done >= iov->iov_len) {
-            done -= iov->iov_len;
-            iov++;
-            n--;
-        }
-        if (n > 0) {
-            iov->iov_base = (char *)iov->iov_base + done;
-            iov->iov_len -= done;
-        }
-    }
-    return 0;
-}
-
 int ck_write_all(int fd, const void *buf, size_t len)
 {
-    struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
-    return writev_all(fd, &iov, 1);
-}
-
-static void kick_writeback(struct ck_image *im)
-{
-    if (!im->regular || im->bytes - im->kicked < KICK_BYTES)
-        return;
-    if (sync_file_range(im->fd, (off_t)(im->base + im->kicked), (off_t)(im->bytes - im->kicked),
-                        SYNC_FILE_RANGE_WRITE) < 0)
-        ck_fail_errno("writing the image");
-    im->kicked = im->bytes;
-}
-
-static void put(struct ck_image *im, struct iovec *iov, int n, uint64_t len)
-{
-    if (writev_all(im->fd, iov, n) < 0)
-        ck_fail("%s", ck_why);
-    im->bytes += len;
-    kick_writeback(im);
-}
-
-void ck_image_start(struct ck_image *im, int fd, uint32_t pid, uint64_t created_ns)
-{
-    struct stat st;
-    memset(im, 0, sizeof(*im));
-    im->fd = fd;
-    if (fstat(fd, &st) < 0)
-        ck_fail_errno("the image's descriptor");
-    if (S_ISREG(st.st_mode)) {
-        off_t at = lseek(fd, 0, SEEK_CUR); /* where the image starts (not a seek) */
-        if (at < 0)
-            ck_fail_errno("the image's descriptor");
-        im->regular = 1;
-        im->base = (uint64_t)at;
+    const char *p = buf;
+    while (len > 0) {
+        ssize_t w = write(fd, p, len);
+        if (w < 0 && errno == EINTR && !ck_interrupted)
+            continue;
+        if (w < 0 && errno == EAGAIN && wait_writable(fd) == 0)
+            continue;
+        if (w <= 0) {
+            if (w == 0)
+                errno = EIO;
+            ck_set_why_errno("writing the image");
+            return -1;
+        }
+        p += w;
+        len -= (size_t)w;
     }
-    struct mosix_ckpt_file_header h;
-    memset(&h, 0, sizeof(h));
-    memcpy(h.magic, MOSIX_CKPT_MAGIC, sizeof(h.magic));
-    h.version = MOSIX_CKPT_VERSION;
-    h.arch = MOSIX_CKPT_ARCH;
-    h.page_size = MOSIX_CKPT_PAGE_SIZE;
-    h.header_size = sizeof(h);
-    h.pid = pid;
-    h.created_ns = created_ns;
-    h.head_hash = mxh64(&h, offsetof(struct mosix_ckpt_file_header, head_hash), 0);
-    struct iovec iov = {.iov_base = &h, .iov_len = sizeof(h)};
-    put(im, &iov, 1, sizeof(h));
-}
-
-void ck_image_record(struct ck_image *im, unsigned kind, const struct iovec *parts, int nparts)
-{
-    struct mosix_ckpt_record_header h;
-    struct iovec iov[MAX_PARTS + 1];
-    struct mxh64 x;
-    uint64_t len = 0;
-    if (nparts > MAX_PARTS)
-        ck_fail("internal error: a record in %d parts", nparts);
-    mxh_init(&x, 0);
-    for (int i = 0; i < nparts; i++) {
-        mxh_update(&x, parts[i].iov_base, parts[i].iov_len);
-        len += parts[i].iov_len;
-        iov[i + 1] = parts[i];
-    }
-    if (len > MOSIX_CKPT_MAX_RECORD_BYTES)
-        ck_fail("internal error: a record of %llu bytes", (unsigned long long)len);
-    memset(&h, 0, sizeof(h));
-    h.kind = (uint16_t)kind;
-    h.seq = im->seq++;
-    h.length = len;
-    h.payload_hash = mxh_final(&x);
-    h.head_hash = mxh64(&h, offsetof(struct mosix_ckpt_record_header, head_hash), 0);
-    iov[0].iov_base = &h;
-    iov[0].iov_len = sizeof(h);
-    put(im, iov, nparts + 1, sizeof(h) + len);
-}
-
-void ck_image_end(struct ck_image *im)
-{
-    struct mosix_ckpt_end e;
-    memset(&e, 0, sizeof(e));
-    e.records = im->seq;
-    e.areas = (uint32_t)im->areas;
-    e.pages = im->pages;
-    struct iovec part = {.iov_base = &e, .iov_len = sizeof(e)};
-    ck_image_record(im, MOSIX_CKPT_KIND_END, &part, 1);
-    if (im->regular && fsync(im->fd) < 0)
-        ck_fail_errno("writing the image: fsync");
+    return 0;
 }

@@ -12,7 +12,8 @@
  *   made to mprotect them PROT_READ): only pages present or swapped out, per
  *   the copy's page tables (fork copies the page table entries of anonymous
  *   memory, so they are the process's);
- * - pages that are all zero are not stored (the restorer's pages start zero).
+ * - pages that are all zero are not stored (the restorer's pages start zero:
+ *   ck_image_pages_end leaves them out).
  *
  * The copy's memory is read through /proc/COPY/mem, not process_vm_readv:
  * process_vm_readv pins the pages, and pinning a copy-on-write page shared
@@ -47,13 +48,11 @@ struct pm_scan_arg {
 
 #define PM_PRESENT (1ull << 63) /* /proc/PID/pagemap entry bits */
 #define PM_SWAPPED (1ull << 62)
-#define BUF_BYTES (8u << 20)    /* pages read at a time */
+#define READ_BYTES (4u << 20)   /* pages read at a time (at most) */
 #define RANGES 512              /* present ranges asked for at a time */
 #define PAGEMAP_CHUNK 4096      /* pagemap entries read at a time */
 
 int ck_no_pagemap_scan;
-
-static const unsigned char zero_page[CK_PAGE];
 
 /* ------------------------------------------------------------ maps */
 
@@ -289,43 +288,7 @@ static int present_ranges(int pmfd, uint64_t *from, uint64_t end, struct range *
 struct pager {
     struct ck_image *im;
     int memfd;
-    unsigned char *buf;
 };
-
-static int page_is_zero(const unsigned char *p)
-{
-    uint64_t first;
-    memcpy(&first, p, sizeof(first));
-    return first == 0 && memcmp(p, zero_page, CK_PAGE) == 0;
-}
-
-static void emit_run(struct pager *pg, uint64_t addr, const unsigned char *data, uint64_t npages)
-{
-    struct mosix_ckpt_pages rec = {.addr = addr, .npages = npages};
-    struct iovec parts[2] = {
-        {.iov_base = &rec, .iov_len = sizeof(rec)},
-        {.iov_base = (void *)data, .iov_len = npages * CK_PAGE},
-    };
-    ck_image_record(pg->im, MOSIX_CKPT_KIND_PAGES, parts, 2);
-    pg->im->pages += npages;
-}
-
-/* PAGES records for the runs of non-zero pages among bytes read at addr. */
-static void emit_runs(struct pager *pg, uint64_t addr, size_t bytes)
-{
-    size_t pages = bytes / CK_PAGE, run = 0, i = 0;
-    for (; i < pages; i++) {
-        if (!page_is_zero(pg->buf + i * CK_PAGE)) {
-            run++;
-            continue;
-        }
-        if (run)
-            emit_run(pg, addr + (i - run) * CK_PAGE, pg->buf + (i - run) * CK_PAGE, run);
-        run = 0;
-    }
-    if (run)
-        emit_run(pg, addr + (i - run) * CK_PAGE, pg->buf + (i - run) * CK_PAGE, run);
-}
 
 /* Read up to len bytes at addr; the bytes read before the first page that
  * cannot be (the kernel stops at it). */
@@ -343,17 +306,18 @@ static size_t read_some(int memfd, unsigned char *buf, uint64_t addr, size_t len
     return done - done % CK_PAGE;
 }
 
-/* Store [start, end).  Returns 1 when a page could not be read and the
- * area ends there (stop_at_fault: a file mapping past the file's end). */
+/* Store [start, end), read straight into the image's chunks.  Returns 1 when
+ * a page could not be read and the area ends there (stop_at_fault: a file
+ * mapping past the file's end). */
 static int store_span(struct pager *pg, uint64_t start, uint64_t end, int stop_at_fault)
 {
     for (uint64_t a = start; a < end;) {
-        size_t want = end - a < BUF_BYTES ? (size_t)(end - a) : BUF_BYTES;
-        size_t got = read_some(pg->memfd, pg->buf, a, want);
-        emit_runs(pg, a, got);
-        ck_check_interrupted();
-        if (got == want) {
-            a += want;
+        size_t want = end - a < READ_BYTES ? (size_t)(end - a) : READ_BYTES, room;
+        unsigned char *buf = ck_image_pages_begin(pg->im, want, &room);
+        size_t got = read_some(pg->memfd, buf, a, room);
+        ck_image_pages_end(pg->im, a, got);
+        if (got == room) {
+            a += room;
             continue;
         }
         if (stop_at_fault)
@@ -390,9 +354,6 @@ void ck_write_memory(struct ck_image *im, int childfd, int memfd, const struct c
     if (pmfd < 0)
         ck_fail_errno("/proc/PID/pagemap");
     struct pager pg = {.im = im, .memfd = memfd};
-    pg.buf = mmap(NULL, BUF_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (pg.buf == MAP_FAILED)
-        ck_fail_errno("mmap of a buffer");
     for (int i = 0; i < m->n; i++) {
         const struct ck_area *a = &m->a[i];
         if (a->skip)
@@ -406,8 +367,6 @@ void ck_write_memory(struct ck_image *im, int childfd, int memfd, const struct c
         else
             store_present(&pg, pmfd, a);
     }
-    if (munmap(pg.buf, BUF_BYTES) < 0)
-        ck_fail_errno("munmap");
     if (close(pmfd) < 0)
         ck_fail_errno("close");
 }

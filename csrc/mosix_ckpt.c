@@ -392,7 +392,7 @@ static void write_image(struct ck_image *im, struct capture *c, uint64_t created
 {
     struct mosix_ckpt_regs regs;
     ck_regs_for_image(&c->fz.regs, &regs);
-    ck_image_start(im, R.outfd, (uint32_t)R.pid, created_ns);
+    ck_image_start(im, R.outfd, R.use_output, (uint32_t)R.pid, created_ns);
     record(im, MOSIX_CKPT_KIND_PROCESS, &c->proc, sizeof(c->proc));
     record(im, MOSIX_CKPT_KIND_OPTIONS, c->options, c->options_len);
     record(im, MOSIX_CKPT_KIND_CWD, c->cwd, strlen(c->cwd));
@@ -427,6 +427,9 @@ int main(int argc, char **argv)
     struct options o;
     parse_args(argc, argv, &o);
     uint64_t t_start = ck_now_us();
+    /* for tests and benchmarks: the fallback paths */
+    ck_no_direct = getenv("MOSIX_CKPT_NO_DIRECT") != NULL;
+    ck_no_pagemap_scan = getenv("MOSIX_CKPT_NO_PAGEMAP_SCAN") != NULL;
     const struct ck_hooks hooks = {.cleanup = cleanup, .discard = discard, .refused = refused};
     ck_set_hooks(&hooks);
     ck_catch_signals();
