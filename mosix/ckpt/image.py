@@ -156,7 +156,7 @@ def failed_message(first: bytes) -> str | None:
 def read_head(stream: BinaryIO) -> ImageHead:
     """Read and check the file header and every record before the first memory area."""
     raw = stream.read(fmt.FILE_HEADER.size)
-    failed = failed_message(raw + stream.read(512))
+    failed = failed_message(raw + stream.read(512)) if raw.startswith(fmt.FAILED_PREFIX) else None
     if failed is not None:
         raise ImageError(f"the checkpoint failed when it was taken: {failed}")
     if len(raw) < len(fmt.MAGIC) or raw[: len(fmt.MAGIC)] != fmt.MAGIC:

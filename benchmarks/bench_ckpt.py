@@ -1,0 +1,186 @@
+"""Checkpoint and restore speed, with baselines measured in the same run.
+
+    python3 benchmarks/bench_ckpt.py [--mib 1024] [--rounds 3] [--dir /tmp]
+
+* freeze: how long the program is stopped while a checkpoint of a process with
+  ``--mib`` MiB of touched memory is taken (the capturer's ``-T`` pause: seize,
+  injected copy-on-write fork, detach); target <= 20 ms for 1 GiB;
+* write: the capturer's throughput (image bytes / time until the file is on disk,
+  fsync included) against ``dd bs=4M conv=fsync`` of the same size into the same
+  directory; target >= 0.9x;
+* restore: a small C program (target <= 20 ms) and the ``--mib`` image (target
+  <= 1.2x the time ``dd`` takes to read the file), from exec of the restorer to
+  the program's answer; and the whole ``mosrun -R`` for the small one.
+
+Each number is the median of ``--rounds`` runs.  The page cache is warm for both
+sides of each comparison (the image and dd's file were just written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def native(name: str) -> str:
+    import mosix.native
+
+    return mosix.native.native_path(name)
+
+
+def build(directory: Path) -> str:
+    out = directory / "bigmem"
+    subprocess.run(["gcc", "-O2", "-o", out, HERE / "cprogs" / "bigmem.c"], check=True)
+    return str(out)
+
+
+def start(argv: list[str]) -> subprocess.Popen[str]:
+    p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert p.stdout is not None and p.stdout.readline() == "ready\n"
+    return p
+
+
+def answer(p: subprocess.Popen[str]) -> str:
+    out, _ = p.communicate("x", timeout=300)
+    return out
+
+
+def capture(pid: int, image: Path) -> dict[str, int]:
+    image.unlink(missing_ok=True)
+    r = subprocess.run(
+        [native("mosix-ckpt"), "-T", "-o", str(image), str(pid)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", r.stderr)}
+
+
+def dd_write(path: Path, mib: int) -> float:
+    path.unlink(missing_ok=True)
+    t0 = time.perf_counter()
+    subprocess.run(
+        ["dd", "if=/dev/zero", f"of={path}", "bs=4M", f"count={max(1, mib // 4)}", "conv=fsync"],
+        check=True,
+        capture_output=True,
+    )
+    seconds = time.perf_counter() - t0
+    path.unlink()
+    return max(1, mib // 4) * 4 * (1 << 20) / seconds
+
+
+def dd_read(path: Path) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(["dd", f"if={path}", "of=/dev/null", "bs=4M"], check=True, capture_output=True)
+    return time.perf_counter() - t0
+
+
+def restore(image: Path) -> tuple[float, str]:
+    """Seconds from exec of the restorer to the restored program's answer."""
+    fd = os.open(image, os.O_RDONLY)
+    try:
+        t0 = time.perf_counter()
+        p = subprocess.Popen(
+            [native("mosix-restore"), str(fd)],
+            pass_fds=[fd],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        out = answer(p)
+        return time.perf_counter() - t0, out
+    finally:
+        os.close(fd)
+
+
+def mosrun_restore(image: Path) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(["mosrun", f"-R{image}"], input="x", capture_output=True, text=True, check=True)
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--mib", type=int, default=1024)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--dir", default=tempfile.gettempdir())
+    a = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-ckpt-", dir=a.dir))
+    prog = build(work)
+    rows: list[tuple[str, str, str, str]] = []
+
+    pauses, rates, dd_rates, restores, reads = [], [], [], [], []
+    for _ in range(a.rounds):
+        p = start([prog, str(a.mib)])
+        image = work / "big.img"
+        t = capture(p.pid, image)
+        expected = answer(p)
+        pauses.append(t["pause_us"] / 1000)
+        rates.append(t["bytes"] / (t["total_us"] / 1e6))
+        dd_rates.append(dd_write(work / "dd.img", a.mib))
+        seconds, got = restore(image)
+        assert got == expected, (got, expected)
+        restores.append(seconds)
+        reads.append(dd_read(image))
+        image.unlink()
+    pause, rate, dd_rate = (statistics.median(x) for x in (pauses, rates, dd_rates))
+    rest, read = statistics.median(restores), statistics.median(reads)
+    rows.append((f"freeze, {a.mib} MiB touched", "target 20 ms", f"{pause:.1f} ms", ""))
+    rows.append(
+        (
+            f"checkpoint write, {a.mib} MiB (fsync)",
+            f"dd {dd_rate / 1e6:.0f} MB/s",
+            f"{rate / 1e6:.0f} MB/s",
+            f"{rate / dd_rate:.2f}x",
+        )
+    )
+    rows.append(
+        (
+            f"restore, {a.mib} MiB image",
+            f"dd read {read * 1000:.0f} ms",
+            f"{rest * 1000:.0f} ms",
+            f"{rest / read:.2f}x",
+        )
+    )
+
+    small_restores, small_mosrun = [], []
+    for _ in range(a.rounds):
+        p = start([prog, "1"])
+        image = work / "small.img"
+        capture(p.pid, image)
+        expected = answer(p)
+        seconds, got = restore(image)
+        assert got == expected
+        small_restores.append(seconds)
+        small_mosrun.append(mosrun_restore(image))
+    rows.append(
+        (
+            "restore, small C program",
+            "target 20 ms",
+            f"{statistics.median(small_restores) * 1000:.1f} ms",
+            "",
+        )
+    )
+    rows.append(
+        ("`mosrun -R`, small C program", "", f"{statistics.median(small_mosrun) * 1000:.0f} ms", "")
+    )
+
+    print("| measurement | baseline | checkpoint engine | ratio |")
+    print("|---|---:|---:|---:|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    for f in work.iterdir():
+        f.unlink()
+    work.rmdir()
+
+
+if __name__ == "__main__":
+    main()
