@@ -305,6 +305,32 @@ def test_payload_state_under_discipline(host: ci.Host, payload_exe: Path, tmp_pa
     assert "Seccomp_filters:\t1" in status and "NoNewPrivs:\t1" in status
 
 
+def test_huge_pages_only_for_dense_data(host: ci.Host, payload_exe: Path, tmp_path: Path) -> None:
+    """A densely stored area may get transparent huge pages; isolated pages of a
+    sparse area do not (each would cost 2 MiB)."""
+    payload = ci.payload_image(host, payload_exe)
+    dense, sparse = 0x200000000, 0x300000000
+    mib = 1 << 20
+    image = payload.image
+    filled = bytes(range(256)) * (8 * mib // 256)
+    image.areas.append(
+        ci.Area(dense, dense + 8 * mib, ci.PROT_R | ci.PROT_W, 0, b"", [(dense, filled)])
+    )
+    scattered = [(sparse + i * 4 * mib, b"\x01" * ci.PAGE) for i in range(16)]
+    image.areas.append(ci.Area(sparse, sparse + 64 * mib, ci.PROT_R | ci.PROT_W, 0, b"", scattered))
+    image.areas = ci.sorted_areas(image.areas)
+    result = restore(image.encode(), tmp_path)
+    assert result.returncode == 0, result.stderr
+    _, dumps = ci.parse_payload_output(result.stdout)
+    rollup = dict(
+        (line.split(":")[0], int(line.split()[1]))
+        for line in dumps["/proc/self/smaps_rollup"].splitlines()[1:]
+        if line.endswith("kB")
+    )
+    assert rollup["AnonHugePages"] <= 8 * 1024
+    assert rollup["Rss"] < 8 * 1024 + 16 * 4 + 2048  # the sparse area's pages stay small
+
+
 def test_shim_enosys_filter_is_reinstalled(
     host: ci.Host, payload_exe: Path, tmp_path: Path
 ) -> None:

@@ -251,6 +251,7 @@ __attribute__((noreturn, used)) void payload_main(void)
     dump("/proc/self/maps");
     dump("/proc/self/stat");
     dump("/proc/self/cmdline");
+    dump("/proc/self/smaps_rollup");
     put("done\n");
     flush();
     sys(SYS_exit_group, 0, 0, 0, 0);
