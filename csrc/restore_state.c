@@ -193,7 +193,12 @@ static unsigned char *emit(unsigned char *p, const void *bytes, size_t n)
 static unsigned char *emit_u64(unsigned char *p, uint64_t v) { return emit(p, &v, 8); }
 static unsigned char *emit_u32(unsigned char *p, uint32_t v) { return emit(p, &v, 4); }
 
-/* munmap(RESTORER_BASE, RESTORER_SPAN); rsp = &frame->uc; rt_sigreturn. */
+/* munmap(RESTORER_BASE, RESTORER_SPAN); rsp = &frame->uc; rt_sigreturn.
+ * The munmap's result goes unchecked: nothing is left to report it with, and
+ * it cannot fail on a whole, page-aligned user range (a failure would only
+ * leave the restorer's pages mapped).  rt_sigreturn does not return: a frame
+ * the kernel rejects ends the process with SIGSEGV, so everything in the frame
+ * was checked before (validate_xstate, the segments). */
 static void write_code(unsigned char *p)
 {
     p = emit(p, "\x48\xbf", 2); /* movabs $RESTORER_BASE, %rdi */
