@@ -102,7 +102,7 @@ struct ck_tracee {
     int have_saved;
     int regs_dirty;                /* registers changed since saved */
     uint64_t syscall_at;           /* a syscall instruction (0f 05) in its text */
-    uint64_t held;                 /* signals held back while injecting (bit n-1: n) */
+    uint16_t held[CK_NSIG];        /* signals held back while injecting: how many of each */
     pid_t new_child;               /* from PTRACE_EVENT_CLONE */
 };
 

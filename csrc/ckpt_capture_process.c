@@ -350,12 +350,42 @@ static void fill_cpu(struct mosix_ckpt_process *p)
     p->xfeatures = ((uint64_t)hi << 32) | lo;
 }
 
-static void fill_rlimits(struct mosix_ckpt_process *p, pid_t copy)
+/* /proc/PID/limits: "NAME(25) SOFT(20) HARD(20) UNITS" per resource, in order. */
+static void limits_from_proc(struct mosix_ckpt_process *p, int copyfd)
+{
+    char text[4096];
+    if (ck_read_small(copyfd, "limits", text, sizeof(text)) < 0)
+        ck_fail_errno("/proc/PID/limits");
+    char *line = strchr(text, '\n'); /* after the heading */
+    for (int r = 0; r < 16; r++) {
+        if (!line || strlen(line + 1) < 27)
+            ck_fail("/proc/PID/limits: cannot parse");
+        line++;
+        char soft[32], hard[32];
+        if (sscanf(line + 26, "%31s %31s", soft, hard) != 2)
+            ck_fail("/proc/PID/limits: cannot parse");
+        const char *v[2] = {soft, hard};
+        for (int k = 0; k < 2; k++) {
+            uint64_t n = RLIM_INFINITY;
+            if (strcmp(v[k], "unlimited") != 0 && ck_parse_u64(v[k], 10, &n) < 0)
+                ck_fail("/proc/PID/limits: cannot parse '%s'", v[k]);
+            p->rlimits[2 * r + k] = n;
+        }
+        line = strchr(line, '\n');
+    }
+}
+
+static void fill_rlimits(struct mosix_ckpt_process *p, pid_t copy, int copyfd)
 {
     for (int r = 0; r < 16; r++) {
         struct rlimit rl;
-        if (prlimit(copy, (enum __rlimit_resource)r, NULL, &rl) < 0)
-            ck_fail_errno("prlimit %d", r);
+        if (prlimit(copy, (enum __rlimit_resource)r, NULL, &rl) < 0) {
+            /* another user's process without CAP_SYS_RESOURCE: the text has them */
+            if (errno != EPERM)
+                ck_fail_errno("prlimit %d", r);
+            limits_from_proc(p, copyfd);
+            return;
+        }
         p->rlimits[2 * r] = rl.rlim_cur;
         p->rlimits[2 * r + 1] = rl.rlim_max;
     }
@@ -457,7 +487,7 @@ void ck_build_process(struct mosix_ckpt_process *p, pid_t pid, pid_t copy, int p
     fill_mm(p, copyfd);
     p->brk = cs->brk;
     fill_auxv(p, copyfd);
-    fill_rlimits(p, copy);
+    fill_rlimits(p, copy, copyfd);
     memcpy(p->itimers, fz->itimers, sizeof(p->itimers));
     p->altstack_sp = cs->altstack_sp;
     p->altstack_size = cs->altstack_size;

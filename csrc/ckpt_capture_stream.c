@@ -27,6 +27,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define CHUNK_BYTES (8u << 20)
@@ -157,6 +158,18 @@ static void check_writer(struct ck_stream *s)
     ck_check_interrupted();
 }
 
+static void wait_a_while(struct ck_stream *s)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_nsec += 100 * 1000000;
+    if (until.tv_nsec >= 1000000000) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000;
+    }
+    pthread_cond_timedwait(&s->cv, &s->mu, &until);
+}
+
 /* Hand the chunk being filled to the writer; fill the next one (the bytes
  * O_DIRECT cannot write yet start it). */
 static void seal(struct ck_stream *s, int last)
@@ -173,8 +186,8 @@ static void seal(struct ck_stream *s, int last)
         return;
     }
     int n = (s->fill + 1) % NCHUNKS;
-    while (s->c[n].state != CHUNK_FREE && !s->failed)
-        pthread_cond_wait(&s->cv, &s->mu);
+    while (s->c[n].state != CHUNK_FREE && !s->failed && !ck_interrupted)
+        wait_a_while(s); /* a reader that stopped reading: termination signals still count */
     s->c[n].state = CHUNK_FILLING;
     pthread_mutex_unlock(&s->mu);
     check_writer(s);

@@ -108,8 +108,8 @@ static int resume(struct ck_tracee *t, enum __ptrace_request req, int sig)
 
 static void hold(struct ck_tracee *t, int sig)
 {
-    if (sig >= 1 && sig <= CK_NSIG)
-        t->held |= 1ull << (sig - 1);
+    if (sig >= 1 && sig <= CK_NSIG && t->held[sig - 1] < UINT16_MAX)
+        t->held[sig - 1]++; /* real-time signals queue: each is sent again */
 }
 
 /* Resume with PTRACE_SYSCALL until a stop of kind want (ENTRY or EXIT);
@@ -164,7 +164,7 @@ int ck_seize(struct ck_tracee *t, pid_t pid)
     t->stop = CK_RUNNING;
     t->have_saved = 0;
     t->regs_dirty = 0;
-    t->held = 0;
+    memset(t->held, 0, sizeof(t->held));
     t->new_child = 0;
     if (ptrace(PTRACE_SEIZE, pid, 0, (void *)(long)PTRACE_O_TRACESYSGOOD) < 0) {
         ck_set_why_errno("cannot trace process %d", pid);
@@ -336,13 +336,15 @@ static int stop_running(struct ck_tracee *t)
     return 0;
 }
 
+/* The signals held back, sent again (their siginfo is lost: the kernel lets
+ * no other process forge one; the program sees them as sent by kill). */
 static void send_held(struct ck_tracee *t)
 {
     for (int sig = 1; sig <= CK_NSIG; sig++)
-        if ((t->held & (1ull << (sig - 1))) && kill(t->pid, sig) < 0 && errno != ESRCH)
-            ck_warn("could not send signal %d again to process %d: %s", sig, t->pid,
-                    strerror(errno));
-    t->held = 0;
+        for (; t->held[sig - 1] > 0; t->held[sig - 1]--)
+            if (kill(t->pid, sig) < 0 && errno != ESRCH)
+                ck_warn("could not send signal %d again to process %d: %s", sig, t->pid,
+                        strerror(errno));
 }
 
 int ck_release(struct ck_tracee *t)

@@ -3,14 +3,15 @@
  * Each prints one line "ready PID ..." (flushed) when it is set up, so the
  * test captures it at a known point, then runs on:
  *
- *   ckpt_target counter FILE N  N MiB of patterned memory; FILE gets "I\n" for
- *                               I = 1, 2, ...  every millisecond; the memory is
- *                               checked on every step ("CORRUPT" and exit 3)
+ *   ckpt_target counter FILE N  N MiB of patterned memory (word i: pattern(i)); FILE
+ *                               gets "I\n" for I = 1, 2, ... every millisecond; the
+ *                               memory is checked on every step ("CORRUPT", exit 3);
+ *                               "ready PID FD ADDR"
  *   ckpt_target read            block in read(0); then print "got LINE"
  *   ckpt_target sleep S         nanosleep S seconds; "slept MS" (or the errno)
  *   ckpt_target unlinked DIR    a file DIR/gone (O_RDWR, "hello unlinked\n" x 1000,
  *                               offset 7) and DIR/wonly (O_WRONLY) unlinked; pause
- *   ckpt_target pipe            a pipe's read end on fd 5; pause
+ *   ckpt_target pipe            a pipe on fds 5 (read end) and 7; pause
  *   ckpt_target socket          a socket on fd 6; pause
  *   ckpt_target threads         a second thread; pause
  *   ckpt_target files DIR       DIR/data O_RDONLY at offset 3, DIR/log O_WRONLY|O_APPEND
@@ -23,6 +24,8 @@
  *   ckpt_target big N           N MiB of random-looking pages (benchmark); pause
  *   ckpt_target busy N          N MiB, rewritten continuously (copy-on-write under way)
  *   ckpt_target child           fork a child that pauses; wait() for it, printing the result
+ *   ckpt_target signals         count SIGRTMIN+1 (a handler, SA_RESTART); for every line
+ *                               read from stdin print "count N"
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -83,7 +86,9 @@ static int counter(const char *file, size_t mib)
     int fd = open(file, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd < 0)
         die("open");
-    ready(file);
+    char extra[64];
+    snprintf(extra, sizeof(extra), "%d %p", fd, (void *)m);
+    ready(extra);
     struct timespec ms = {0, 1000000};
     for (uint64_t i = 1;; i++) {
         char line[32];
@@ -151,7 +156,8 @@ static int unlinked(const char *dir)
 static int with_pipe(void)
 {
     int p[2];
-    if (pipe(p) < 0 || dup2(p[0], 5) < 0)
+    if (pipe(p) < 0 || dup2(p[0], 5) < 0 || dup2(p[1], 7) < 0 || close(p[0]) < 0 ||
+        close(p[1]) < 0)
         die("pipe");
     ready("pipe");
     pause_forever();
@@ -160,7 +166,7 @@ static int with_pipe(void)
 static int with_socket(void)
 {
     int s = socket(AF_UNIX, SOCK_STREAM, 0);
-    if (s < 0 || dup2(s, 6) < 0)
+    if (s < 0 || dup2(s, 6) < 0 || close(s) < 0)
         die("socket");
     ready("socket");
     pause_forever();
@@ -310,8 +316,40 @@ static int child(void)
     return 0;
 }
 
+static volatile sig_atomic_t received;
+
+static void on_rt(int sig)
+{
+    (void)sig;
+    received++;
+}
+
+static int count_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_rt;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGRTMIN + 1, &sa, NULL) < 0)
+        die("sigaction");
+    ready("signals");
+    char buf[256];
+    for (;;) {
+        ssize_t n = read(0, buf, sizeof(buf));
+        if (n < 0)
+            die("read");
+        if (n == 0)
+            return 0;
+        printf("count %d\n", (int)received);
+        fflush(stdout);
+    }
+}
+
 int main(int argc, char **argv)
 {
+    static char outbuf[4096];
+    setvbuf(stdout, outbuf, _IOLBF, sizeof(outbuf)); /* no malloc behind the state's brk */
     const char *cmd = argc > 1 ? argv[1] : "";
     const char *arg = argc > 2 ? argv[2] : "";
     if (strcmp(cmd, "counter") == 0)
@@ -345,7 +383,9 @@ int main(int argc, char **argv)
         busy((size_t)atoi(arg));
     if (strcmp(cmd, "child") == 0)
         return child();
+    if (strcmp(cmd, "signals") == 0)
+        return count_signals();
     fprintf(stderr, "usage: ckpt_target counter|read|sleep|unlinked|pipe|socket|threads|files|"
-                    "state|memory|shared|big|busy|child ARGS\n");
+                    "state|memory|shared|big|busy|child|signals ARGS\n");
     return 2;
 }
