@@ -112,7 +112,7 @@ void mem_teardown(const struct specials *cur);
 void mem_move_specials(const struct image *img, const struct specials *cur);
 void mem_map_area(const struct mosix_ckpt_area *a);
 void mem_finish_area(const struct mosix_ckpt_area *a);
-void mem_populate(const struct mosix_ckpt_area *a, uint64_t addr, uint64_t len);
+void mem_populate(uint64_t addr, uint64_t len);
 
 /* ------------------------------------------------------------ restore_state.c */
 

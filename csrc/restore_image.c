@@ -558,7 +558,7 @@ static void read_pages(struct reader *r, struct memory *m)
     if (!r->apply) {
         payload_skip(r);
     } else {
-        mem_populate(&m->area, pg.addr, len);
+        mem_populate(pg.addr, len);
         for (uint64_t at = 0; at < len; at += CHUNK) {
             uint64_t n = len - at < CHUNK ? len - at : CHUNK;
             payload_read(r, (void *)(pg.addr + at), n);

@@ -13,7 +13,6 @@
 #endif
 
 #define HUGE_AREA (1ull << 30) /* mapped MAP_NORESERVE: no commit charge up front */
-#define HUGE_PAGE (2ull << 20)
 #define TASK_END 0x800000000000ull /* above: [vsyscall], not ours to unmap */
 
 static char maps[64 << 10];
@@ -212,35 +211,14 @@ void mem_finish_area(const struct mosix_ckpt_area *a)
     }
 }
 
-/* Private data the image fills densely (a PAGES record of 2 MiB or more):
- * transparent huge pages make allocating it, the larger part of a large
- * restore, several times faster.  The advice covers the record rounded out to
- * 2 MiB blocks (records continue one another; adjacent advised ranges merge
- * back into one VMA); small records keep small pages, so a sparse area keeps
- * its memory use.  EINVAL: the kernel has no huge pages, which only costs time. */
-static void advise_huge(const struct mosix_ckpt_area *a, uint64_t addr, uint64_t len)
-{
-    if (len < HUGE_PAGE || a->prot != (PROT_READ | PROT_WRITE) ||
-        (a->flags & (MOSIX_CKPT_AREA_STACK | MOSIX_CKPT_AREA_SHARED)))
-        return;
-    uint64_t lo = addr & ~(HUGE_PAGE - 1), hi = (addr + len + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
-    lo = lo < a->start ? a->start : lo;
-    hi = hi > a->end ? a->end : hi;
-    long rc = mosix_raw3(__NR_madvise, lo, hi - lo, MADV_HUGEPAGE);
-    if (rc < 0 && rc != -EINVAL) {
-        msg_begin();
-        msg_str("cannot advise memory at ");
-        msg_range(lo, hi);
-        msg_err(rc);
-        msg_refuse();
-    }
-}
-
 /* Fault the pages in with one call instead of one fault per page during the
- * read.  Older kernels lack MADV_POPULATE_WRITE: the read faults them then. */
-void mem_populate(const struct mosix_ckpt_area *a, uint64_t addr, uint64_t len)
+ * read.  Older kernels lack MADV_POPULATE_WRITE: the read faults them then.
+ * No transparent huge pages (MADV_HUGEPAGE): measured here, they halve a warm
+ * 1 GiB restore but triple a cold one and stall for seconds at times (huge
+ * blocks freed to the hypervisor must come back), and they would change the
+ * process's memory use. */
+void mem_populate(uint64_t addr, uint64_t len)
 {
-    advise_huge(a, addr, len);
     long rc = mosix_raw3(__NR_madvise, addr, len, MADV_POPULATE_WRITE);
     if (rc < 0 && rc != -EINVAL) {
         msg_begin();
