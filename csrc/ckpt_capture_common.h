@@ -124,7 +124,7 @@ int ck_inject(struct ck_tracee *t, long nr, const uint64_t args[6], int64_t *ret
 int ck_release(struct ck_tracee *t);
 /* Kill a disposable tracee and reap it as its tracer.  0 or -1 (ck_why). */
 int ck_kill_copy(struct ck_tracee *t);
-/* Find a syscall instruction in the process's [vdso] (or another executable area). */
+/* Find a syscall instruction in the process's [vdso] (or another executable area): its address, 0 if none. */
 uint64_t ck_find_syscall_insn(int procfd, int memfd);
 
 /* The registers to record: an interrupted call is to be issued again. */

@@ -420,7 +420,7 @@ uint64_t ck_find_syscall_insn(int procfd, int memfd)
     size_t len;
     char *maps = ck_read_all(procfd, "maps", &len);
     if (!maps)
-        ck_fail_errno("/proc/PID/maps");
+        return 0;
     uint64_t at = 0;
     /* the vDSO first: it is the same in the copy, and no filter looks at it */
     for (int pass = 0; pass < 2 && !at; pass++) {

@@ -153,14 +153,42 @@ static void parse_args(int argc, char **argv, struct options *o)
 
 /* ------------------------------------------------------------ cleanup */
 
+/* Called with the process stopped: is the syscall instruction found before
+ * still there?  Not if it executed another program meanwhile (its old
+ * /proc/PID/mem then reads nothing: it belongs to the old memory); then find
+ * one in the new.  0, or -1 (ck_why). */
+static int check_syscall_insn(void)
+{
+    unsigned char insn[2];
+    if (ck_mem_read(R.memfd, R.parent.syscall_at, insn, sizeof(insn)) == 0 && insn[0] == 0x0f &&
+        insn[1] == 0x05)
+        return 0;
+    if (close(R.memfd) < 0) {
+        ck_set_why_errno("close");
+        return -1;
+    }
+    R.memfd = openat(R.procfd, "mem", O_RDWR | O_CLOEXEC);
+    if (R.memfd < 0) {
+        ck_set_why_errno("/proc/%d/mem", R.pid);
+        return -1;
+    }
+    R.parent.syscall_at = ck_find_syscall_insn(R.procfd, R.memfd);
+    if (!R.parent.syscall_at) {
+        ck_set_why("process %d: no syscall instruction found in its text", R.pid);
+        return -1;
+    }
+    return 0;
+}
+
 /* The copy is a zombie child of the process with no exit signal: only the
  * process can reap it, with wait4(copy, __WCLONE).  0 or -1 (ck_why). */
 static int reap_copy(void)
 {
     if (!R.copy_made || R.copy_reaped || R.parent.dead)
         return 0;
-    if (!R.parent.attached &&
-        (ck_seize(&R.parent, R.pid) < 0 || ck_interrupt(&R.parent) < 0)) {
+    if (!R.parent.attached && ck_seize(&R.parent, R.pid) < 0)
+        return errno == ESRCH ? 0 : -1; /* it ended: its children went to another parent */
+    if (R.parent.stop == CK_RUNNING && ck_interrupt(&R.parent) < 0) {
         int gone = R.parent.dead;
         if (ck_release(&R.parent) < 0 && !gone)
             return -1;
@@ -168,7 +196,9 @@ static int reap_copy(void)
     }
     uint64_t args[6] = {(uint64_t)R.copy.pid, 0, __WCLONE | WNOHANG, 0, 0, 0};
     int64_t ret = 0;
-    int rc = ck_inject(&R.parent, SYS_wait4, args, &ret);
+    int rc = check_syscall_insn();
+    if (rc == 0)
+        rc = ck_inject(&R.parent, SYS_wait4, args, &ret);
     if (rc == 0 && ret != R.copy.pid && ret != -ECHILD) {
         ck_set_why("wait4 for the copy %d in process %d returned %lld", R.copy.pid, R.pid,
                    (long long)ret);
@@ -337,6 +367,8 @@ static uint64_t first_pause(struct ck_frozen *fz, uint64_t *created_ns)
         ck_fail_errno("/proc/PID/task");
     if (threads > 1)
         ck_refuse("it has %d threads (multi-threaded processes are not supported yet)", threads);
+    if (check_syscall_insn() < 0)
+        ck_fail("%s", ck_why);
     ck_freeze_state(&R.parent, R.procfd, R.memfd, fz);
     *created_ns = ck_realtime_ns();
     make_copy();
@@ -370,6 +402,7 @@ static void open_copy(void)
 
 static void examine_copy(struct capture *c, const struct options *o)
 {
+    ck_precheck_process(R.copyfd); /* again: it may have executed a set-id program meanwhile */
     ck_read_maps(R.copyfd, &c->maps);
     ck_check_maps(&c->maps);
     ck_collect_files(R.copyfd, &c->fz.fds, &c->files);

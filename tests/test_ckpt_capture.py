@@ -506,6 +506,28 @@ def test_terminated_while_writing(progs: dict[str, Path], tmp_path: Path) -> Non
         assert t.alive() and t.state() == "S" and t.children() == []
 
 
+def test_process_executes_another_program_meanwhile(progs: dict[str, Path], tmp_path: Path) -> None:
+    """The copy is reaped by an injected call in whatever program the process runs
+    by then: the syscall instruction is found again in the new one."""
+    with start([str(progs["dynamic"]), "exec", "16"], stdin=subprocess.PIPE) as t:
+        rd, wr = os.pipe()
+        ck = subprocess.Popen([str(CKPT), "-f", str(wr), str(t.pid)], pass_fds=(wr,))
+        os.close(wr)
+        wait_for(lambda: t.children() != [], "the copy")
+        assert t.proc.stdin is not None
+        t.proc.stdin.write(b"go\n")
+        t.proc.stdin.flush()
+        assert t.line() == f"ready {t.pid} read\n"  # the new program
+        with os.fdopen(rd, "rb") as f:
+            data = f.read()
+        assert ck.wait(timeout=TIMEOUT) == 0
+        assert read_image(data, check_pages=False).end["pages"] >= 16 * 256
+        assert t.children() == []
+        t.proc.stdin.write(b"still here\n")
+        t.proc.stdin.flush()
+        assert t.line() == "got still here\n"
+
+
 def test_busy_process_writing_its_memory(progs: dict[str, Path], tmp_path: Path) -> None:
     with start([str(progs["dynamic"]), "busy", "32"]) as t:
         for i in range(3):
@@ -676,6 +698,17 @@ def test_refused(progs: dict[str, Path], tmp_path: Path, what: str, kind: str) -
             assert f.read() == refusal_line(t.pid, REFUSALS[what])
         assert r.returncode == 3
         assert t.alive() and t.state() == "S" and t.children() == []
+
+
+def test_set_id_refused(progs: dict[str, Path], tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to make a set-id process")
+    with start([str(progs["dynamic"]), "setid"]) as t:
+        r = capture(t.pid, "-o", str(tmp_path / "ckpt"))
+        assert r.returncode == 3
+        reason = "it runs with set-user-ID or set-group-ID privileges"
+        assert (tmp_path / "ckpt").read_bytes() == refusal_line(t.pid, reason)
+        assert t.alive()
 
 
 def test_writable_shared_mapping_refused(progs: dict[str, Path], tmp_path: Path) -> None:
@@ -855,3 +888,25 @@ def test_under_the_discipline(progs: dict[str, Path], tmp_path: Path, kind: str,
     else:
         assert p["shim_kind"] == fmt.ShimKind.NONE
     assert img2.end["pages"] > 0
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_recovered_from_the_image(progs: dict[str, Path], tmp_path: Path, kind: str) -> None:
+    """End to end: captured with -a exit, recovered by mosrun -R (the restorer):
+    the counter goes on from where it was, every number once."""
+    out = tmp_path / "count.txt"
+    with start(mosrun_argv(str(progs[kind]), "counter", str(out), "2"), cwd=REPO) as t:
+        wait_for(lambda: len(lines_of(out)) > 10, "the counter to start")
+        captured(t.pid, tmp_path / "ckpt", "-a", "exit")
+        assert t.proc.wait(timeout=TIMEOUT) == -signal.SIGKILL
+    seen = len(lines_of(out))
+    rec = subprocess.Popen(
+        mosrun_argv(f"-R{tmp_path / 'ckpt'}"), cwd=REPO, stdout=subprocess.DEVNULL
+    )
+    try:
+        wait_for(lambda: len(lines_of(out)) > seen + 50, "the recovered counter")
+    finally:
+        rec.kill()
+        rec.wait(timeout=TIMEOUT)
+    numbers = lines_of(out)
+    assert numbers == list(range(1, len(numbers) + 1))

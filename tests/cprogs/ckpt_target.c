@@ -26,6 +26,8 @@
  *   ckpt_target child           fork a child that pauses; wait() for it, printing the result
  *   ckpt_target signals         count SIGRTMIN+1 (a handler, SA_RESTART); for every line
  *                               read from stdin print "count N"
+ *   ckpt_target exec N          N MiB; on a line from stdin, execute itself as "read"
+ *   ckpt_target setid           (root) real uid 65534, effective and saved 0; pause
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -346,6 +348,27 @@ static int count_signals(void)
     }
 }
 
+static int exec_on_line(size_t mib)
+{
+    big(mib);
+    ready("exec");
+    char buf[16];
+    if (read(0, buf, sizeof(buf)) <= 0)
+        die("read");
+    char *argv[] = {"ckpt_target", "read", NULL};
+    execv("/proc/self/exe", argv);
+    die("execv");
+    return 2;
+}
+
+static int setid(void)
+{
+    if (setresuid(65534, 0, 0) < 0)
+        die("setresuid");
+    ready("setid");
+    pause_forever();
+}
+
 int main(int argc, char **argv)
 {
     static char outbuf[4096];
@@ -385,7 +408,11 @@ int main(int argc, char **argv)
         return child();
     if (strcmp(cmd, "signals") == 0)
         return count_signals();
+    if (strcmp(cmd, "exec") == 0)
+        return exec_on_line((size_t)atoi(arg));
+    if (strcmp(cmd, "setid") == 0)
+        return setid();
     fprintf(stderr, "usage: ckpt_target counter|read|sleep|unlinked|pipe|socket|threads|files|"
-                    "state|memory|shared|big|busy|child|signals ARGS\n");
+                    "state|memory|shared|big|busy|child|signals|exec|setid ARGS\n");
     return 2;
 }
