@@ -12,8 +12,10 @@
   <= 1.2x the time ``dd`` takes to read the file), from exec of the restorer to
   the program's answer; and the whole ``mosrun -R`` for the small one.
 
-Each number is the median of ``--rounds`` runs.  The page cache is warm for both
-sides of each comparison (the image and dd's file were just written).
+Each number is the median of ``--rounds`` runs.  Restores are compared with reads
+in the same page-cache state: cold (caches dropped before each, needs root) and warm
+(the file read once just before).  The capturer writes with O_DIRECT, so a fresh
+image is not in the cache.
 """
 
 from __future__ import annotations
@@ -64,11 +66,12 @@ def capture(pid: int, image: Path) -> dict[str, int]:
     return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", r.stderr)}
 
 
-def dd_write(path: Path, mib: int) -> float:
+def dd_write(path: Path, mib: int, direct: bool = False) -> float:
     path.unlink(missing_ok=True)
+    how = "oflag=direct" if direct else "conv=fsync"
     t0 = time.perf_counter()
     subprocess.run(
-        ["dd", "if=/dev/zero", f"of={path}", "bs=4M", f"count={max(1, mib // 4)}", "conv=fsync"],
+        ["dd", "if=/dev/zero", f"of={path}", "bs=4M", f"count={max(1, mib // 4)}", how],
         check=True,
         capture_output=True,
     )
@@ -77,10 +80,23 @@ def dd_write(path: Path, mib: int) -> float:
     return max(1, mib // 4) * 4 * (1 << 20) / seconds
 
 
-def dd_read(path: Path) -> float:
+def dd_read(path: Path, block: str = "4M") -> float:
+    """Seconds to read the file: ``4M`` streams it through one small buffer, ``1G``
+    reads it into a fresh 1 GiB buffer (memory to fault in, as a restore does)."""
     t0 = time.perf_counter()
-    subprocess.run(["dd", f"if={path}", "of=/dev/null", "bs=4M"], check=True, capture_output=True)
+    subprocess.run(
+        ["dd", f"if={path}", "of=/dev/null", f"bs={block}"], check=True, capture_output=True
+    )
     return time.perf_counter() - t0
+
+
+def drop_caches() -> bool:
+    try:
+        os.sync()
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+        return True
+    except OSError:
+        return False
 
 
 def restore(image: Path) -> tuple[float, str]:
@@ -117,7 +133,10 @@ def main() -> None:
     prog = build(work)
     rows: list[tuple[str, str, str, str]] = []
 
-    pauses, rates, dd_rates, restores, reads = [], [], [], [], []
+    pauses, rates, dd_rates, direct_rates = [], [], [], []
+    cold: list[tuple[float, float]] = []
+    warm: list[tuple[float, float]] = []
+    warm_1g: list[float] = []
     for _ in range(a.rounds):
         p = start([prog, str(a.mib)])
         image = work / "big.img"
@@ -126,13 +145,22 @@ def main() -> None:
         pauses.append(t["pause_us"] / 1000)
         rates.append(t["bytes"] / (t["total_us"] / 1e6))
         dd_rates.append(dd_write(work / "dd.img", a.mib))
+        direct_rates.append(dd_write(work / "dd.img", a.mib, direct=True))
+        if drop_caches():
+            read = dd_read(image)
+            drop_caches()
+            seconds, got = restore(image)
+            assert got == expected, (got, expected)
+            cold.append((seconds, read))
+        read = dd_read(image)
+        warm_1g.append(dd_read(image, "1G"))
         seconds, got = restore(image)
         assert got == expected, (got, expected)
-        restores.append(seconds)
-        reads.append(dd_read(image))
+        warm.append((seconds, read))
         image.unlink()
-    pause, rate, dd_rate = (statistics.median(x) for x in (pauses, rates, dd_rates))
-    rest, read = statistics.median(restores), statistics.median(reads)
+    pause, rate, dd_rate, direct_rate = (
+        statistics.median(x) for x in (pauses, rates, dd_rates, direct_rates)
+    )
     rows.append((f"freeze, {a.mib} MiB touched", "target 20 ms", f"{pause:.1f} ms", ""))
     rows.append(
         (
@@ -144,12 +172,36 @@ def main() -> None:
     )
     rows.append(
         (
-            f"restore, {a.mib} MiB image",
-            f"dd read {read * 1000:.0f} ms",
-            f"{rest * 1000:.0f} ms",
-            f"{rest / read:.2f}x",
+            f"checkpoint write, {a.mib} MiB (O_DIRECT)",
+            f"dd oflag=direct {direct_rate / 1e6:.0f} MB/s",
+            f"{rate / 1e6:.0f} MB/s",
+            f"{rate / direct_rate:.2f}x",
         )
     )
+    if warm:
+        rest = statistics.median(r for r, _ in warm)
+        read = statistics.median(warm_1g)
+        rows.append(
+            (
+                f"restore, {a.mib} MiB image, page cache warm, into fresh memory",
+                f"dd bs=1G read {read * 1000:.0f} ms",
+                f"{rest * 1000:.0f} ms",
+                f"{rest / read:.2f}x",
+            )
+        )
+    for label, pairs in (("page cache cold", cold), ("page cache warm", warm)):
+        if not pairs:
+            continue
+        rest = statistics.median(r for r, _ in pairs)
+        read = statistics.median(d for _, d in pairs)
+        rows.append(
+            (
+                f"restore, {a.mib} MiB image, {label}",
+                f"dd read {read * 1000:.0f} ms",
+                f"{rest * 1000:.0f} ms",
+                f"{rest / read:.2f}x",
+            )
+        )
 
     small_restores, small_mosrun = [], []
     for _ in range(a.rounds):

@@ -1,6 +1,6 @@
 /* mosix_restore.c - the restorer: turn a checkpoint image back into the process.
  *
- * Usage: mosix-restore [-c] [-p PREFIX] FD
+ * Usage: mosix-restore [-c] [-p PREFIX] [-e ERRFD] FD
  *
  * Reads the image (mosix/ckpt/format.py, docs/IMAGE.md) from descriptor FD,
  * strictly in order, and becomes the process it describes: same memory,
@@ -11,6 +11,8 @@
  *   -c         check only: read and verify the whole image, change nothing,
  *              exit 0 if it is good (the same code as a real restore)
  *   -p PREFIX  the prefix of the one-line message of a refusal
+ *   -e ERRFD   where that message goes (default 2); closed before the process
+ *              resumes (mosrun passes its own stderr: the image's fd 2 may be a file)
  *
  * A refusal is one line "PREFIX: reason" on fd 2 and exit status 125, before
  * anything is torn down whenever the image's first part shows the problem;
@@ -33,7 +35,7 @@
 char restore_stack[STACK_BYTES] __attribute__((aligned(16)));
 extern char _end[]; /* the linker's end of the bss */
 
-static const char usage_text[] = "usage: mosix-restore [-c] [-p PREFIX] FD";
+static const char usage_text[] = "usage: mosix-restore [-c] [-p PREFIX] [-e ERRFD] FD";
 
 struct options {
     int check_only;
@@ -63,6 +65,11 @@ static struct options parse_args(int argc, char **argv)
             o.check_only = 1;
         } else if (a[1] == 'p' && !a[2] && i + 1 < argc) {
             msg_prefix(argv[++i]);
+        } else if (a[1] == 'e' && !a[2] && i + 1 < argc) {
+            int fd = parse_fd(argv[++i]);
+            if (fd < 0)
+                refuse(usage_text);
+            msg_fd(fd);
         } else if (a[1] == '-' && !a[2]) {
             i++;
             break;

@@ -35,6 +35,10 @@
 
 /* The one message line: "PREFIX: text\n". */
 void msg_prefix(const char *prefix);
+/* Where refusals are written (fd 2 unless -e): mosrun passes its own stderr, as
+ * the image's fd 2 may be reopened on a file. */
+void msg_fd(int fd);
+int msg_fd_get(void);
 void msg_begin(void);
 void msg_str(const char *s);
 void msg_hex(uint64_t v);
@@ -66,6 +70,7 @@ struct image {
     struct mosix_ckpt_sigaction sigactions[64];
     unsigned char xstate[MOSIX_CKPT_MAX_XSAVE] __attribute__((aligned(64)));
     uint32_t files;
+    uint64_t cloexec[MOSIX_CKPT_MAX_FILES / 64]; /* FILE records with FD_CLOEXEC */
 };
 
 struct reader {

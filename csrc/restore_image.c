@@ -372,6 +372,8 @@ static unsigned skip_files(struct reader *r, struct image *img)
                 corrupt(r, "file descriptor");
             if (++img->files > MOSIX_CKPT_MAX_FILES)
                 corrupt(r, "too many files");
+            if (f.cloexec)
+                img->cloexec[f.fd / 64] |= 1ull << (f.fd % 64);
         } else if (kind == MOSIX_CKPT_KIND_FILEDATA) {
             struct mosix_ckpt_filedata d;
             if (r->rh.length < sizeof(d))

@@ -1,6 +1,8 @@
 /* restore_state.c - the kernel's state of the process, and the jump back into it. */
 #include "restore.h"
 
+#include <asm-generic/fcntl.h>
+
 #include <asm/errno.h>
 #include <asm/mman.h>
 #include <asm/prctl.h>
@@ -135,9 +137,18 @@ static void install_shim_filter(const struct image *img)
           "cannot install the shim's filter");
 }
 
+/* The caller opened the files inheritable (they had to survive its exec of us). */
+static void set_cloexec(const struct image *img)
+{
+    for (int fd = 0; fd < MOSIX_CKPT_MAX_FILES; fd++)
+        if (img->cloexec[fd / 64] & (1ull << (fd % 64)))
+            check(mosix_raw3(__NR_fcntl, fd, F_SETFD, FD_CLOEXEC), "cannot set close-on-exec");
+}
+
 void state_apply(const struct image *img)
 {
     const struct mosix_ckpt_process *p = &img->proc;
+    set_cloexec(img);
     char comm[16];
     __builtin_memcpy(comm, p->comm, sizeof(comm));
     comm[15] = '\0';
@@ -270,6 +281,8 @@ __attribute__((noreturn)) void state_resume(const struct image *img, int fd)
     check(mosix_raw3(__NR_mprotect, TRAMP_FRAME, len - PAGE, PROT_READ),
           "cannot protect the trampoline");
     check(mosix_raw1(__NR_close, fd), "cannot close the image");
+    if (msg_fd_get() != 2)
+        check(mosix_raw1(__NR_close, msg_fd_get()), "cannot close the error descriptor");
     __asm__ volatile("jmp *%0" : : "r"(TRAMP_CODE) : "memory");
     __builtin_unreachable();
 }

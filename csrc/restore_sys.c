@@ -62,6 +62,11 @@ __attribute__((noreturn)) void sys_exit(int status)
 static char prefix[PREFIX_MAX] = "mosix-restore";
 static char line[PREFIX_MAX + MSG_MAX + 4];
 static size_t line_len, text_start;
+static int error_fd = 2;
+
+void msg_fd(int fd) { error_fd = fd; }
+
+int msg_fd_get(void) { return error_fd; }
 
 void msg_prefix(const char *p)
 {
@@ -167,7 +172,7 @@ __attribute__((noreturn)) void msg_refuse(void)
     line[line_len++] = '\n';
     size_t done = 0;
     while (done < line_len) {
-        long n = mosix_raw3(__NR_write, 2, line + done, line_len - done);
+        long n = mosix_raw3(__NR_write, error_fd, line + done, line_len - done);
         if (n == -EINTR)
             continue;
         if (n <= 0)

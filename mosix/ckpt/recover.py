@@ -135,9 +135,9 @@ def open_files(args: MosrunArgs, head: ImageHead, base: int) -> dict[int, int]:
     return opened
 
 
-def place(opened: Mapping[int, int], image_fd: int) -> None:
-    """Move the new files to their numbers; close everything else but the image."""
-    keep = {image_fd, *opened.values()}
+def place(opened: Mapping[int, int], *keep_open: int) -> None:
+    """Move the new files to their numbers; close everything else but ``keep_open``."""
+    keep = {*keep_open, *opened.values()}
     for fd in list(map(int, os.listdir("/proc/self/fd"))):
         if fd not in keep:
             with contextlib.suppress(OSError):
@@ -232,13 +232,20 @@ def recover(args: MosrunArgs, env: dict[str, str]) -> NoReturn:
     base = fd_base(head)
     image_fd = _high(image_fd, base)
     os.set_inheritable(image_fd, True)
+    try:  # the restorer's refusals go to mosrun's own stderr, not the image's fd 2
+        error_fd = _dup_above(2, base)
+        os.set_inheritable(error_fd, True)
+    except OSError:
+        error_fd = -1  # no stderr: nowhere to report but the exit status
     opened = open_files(args, head, base)
     process_state(head)
     register(args, head, env)
-    place(opened, image_fd)
+    place(opened, image_fd, *([error_fd] if error_fd >= 0 else []))
     env[INHERIT_ENV] = head.options.get("inherit", "")
     default_signals()
     mode = (settings(head).unsupported or Unsupported.KILL).value
     restorer = native_path(RESTORER)
-    argv = [restorer, "-p", f"mosrun: -R{args.recover}", str(image_fd)]
+    argv = [restorer, "-p", f"mosrun: -R{args.recover}"]
+    argv += ["-e", str(error_fd)] if error_fd >= 0 else []
+    argv.append(str(image_fd))
     exec_launcher(mode, "mosrun", restorer, argv, env)
