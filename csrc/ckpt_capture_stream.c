@@ -9,12 +9,13 @@
  *
  * On a file of our own (-o) the chunks are written with O_DIRECT when the file
  * system takes it: no copy into the page cache, the disk is handed the chunk.
- * On this machine's ext4 that is 1.6-2.3 GB/s for 1 GiB against 0.4-1 GB/s
- * through the page cache (where the copy competes with reading the pages for
- * the CPU; starting writeback early with sync_file_range made it slower), and
- * dd's 0.4-1.5 GB/s.  O_DIRECT needs block-aligned offsets and lengths: a
- * chunk is written up to its last whole block and the rest is carried to the
- * start of the next one; the last bytes of the image are written without it. */
+ * Measured here (ext4 on virtio, 1 GiB image): 0.44-0.62 s with O_DIRECT,
+ * 1.6-3.4 s through the page cache (the copy into freshly allocated page-cache
+ * memory is what costs: 0.5-5 GB/s from one run to the next on this VM), dd of
+ * the same size with conv=fsync 0.53-3.2 s.  O_DIRECT needs block-aligned
+ * offsets and lengths: a chunk is written up to its last whole block and the
+ * rest is carried to the start of the next one (always: it keeps page cache
+ * writes whole pages too); the last bytes of the image are written without it. */
 #include "ckpt_capture_common.h"
 #include "ckpt_hash.h"
 
@@ -50,7 +51,6 @@ struct ck_stream {
     int fd;
     int regular;      /* fsync at the end */
     int direct;       /* O_DIRECT is on (the writer may turn it off) */
-    int carry;        /* chunks are written up to a whole block (it started with O_DIRECT) */
     struct chunk c[NCHUNKS];
     int fill; /* being filled (capturing thread) */
     int next; /* to be written next (writer) */
@@ -175,7 +175,7 @@ static void wait_a_while(struct ck_stream *s)
 static void seal(struct ck_stream *s, int last)
 {
     struct chunk *c = &s->c[s->fill];
-    size_t carry = s->carry && !last ? c->len % BLOCK : 0;
+    size_t carry = last ? 0 : c->len % BLOCK;
     pthread_mutex_lock(&s->mu);
     c->wlen = c->len - carry;
     c->last = last;
@@ -244,7 +244,7 @@ static void open_stream(struct ck_stream *s, int fd, int may_direct)
         /* O_DIRECT where the file system takes it (tmpfs does not: EINVAL) */
         if (may_direct && !ck_no_direct && at % BLOCK == 0 &&
             fcntl(fd, F_SETFL, fl | O_DIRECT) == 0)
-            s->direct = s->carry = 1;
+            s->direct = 1;
     }
 }
 
