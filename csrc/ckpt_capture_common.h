@@ -225,6 +225,8 @@ struct ck_maps {
 void ck_read_maps(int procfd, struct ck_maps *out);
 /* Refuse a writable MAP_SHARED area. */
 void ck_check_maps(const struct ck_maps *m);
+/* Refuse memory that fork does not copy (the copy would lack it). */
+void ck_check_fork_flags(int procfd);
 /* Make the copy's unreadable areas readable (mprotect injected into it). */
 void ck_open_unreadable(struct ck_tracee *copy, const struct ck_maps *m);
 /* AREA and PAGES records for every area, in address order. */

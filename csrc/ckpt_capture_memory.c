@@ -185,6 +185,34 @@ void ck_check_maps(const struct ck_maps *m)
                   MOSIX_CKPT_MAX_AREAS);
 }
 
+/* fork leaves MADV_DONTFORK memory out of the copy and MADV_WIPEONFORK memory
+ * empty in it: the image would silently lack it.  smaps says (VmFlags dc, wf). */
+void ck_check_fork_flags(int procfd)
+{
+    size_t len;
+    char *text = ck_read_all(procfd, "smaps", &len);
+    if (!text)
+        ck_fail_errno("/proc/PID/smaps");
+    unsigned long long start = 0, end = 0;
+    for (char *line = text; line && *line;) {
+        char *nl = strchr(line, '\n');
+        if (nl)
+            *nl = '\0';
+        unsigned long long s, e;
+        if (sscanf(line, "%llx-%llx ", &s, &e) == 2) {
+            start = s;
+            end = e;
+        } else if (strncmp(line, "VmFlags:", 8) == 0 &&
+                   (strstr(line, " dc") || strstr(line, " wf"))) {
+            free(text);
+            ck_refuse("it has memory a fork does not copy (MADV_DONTFORK or MADV_WIPEONFORK, "
+                      "%llx-%llx)", start, end);
+        }
+        line = nl ? nl + 1 : NULL;
+    }
+    free(text);
+}
+
 static int no_pages(const struct ck_area *a)
 {
     return a->skip || (a->rec.flags & (MOSIX_CKPT_AREA_VDSO | MOSIX_CKPT_AREA_VVAR |

@@ -16,19 +16,22 @@ char ck_why[512];
 volatile sig_atomic_t ck_interrupted;
 
 static struct ck_hooks hooks;
-static int ending; /* cleanup is running: a failure inside it only reports */
+static int cleaned, discarded; /* each runs once: a failure inside one only reports */
 
 void ck_set_hooks(const struct ck_hooks *h) { hooks = *h; }
 
 static void run_cleanup(int discard)
 {
-    if (ending)
-        return;
-    ending = 1;
-    if (hooks.cleanup)
-        hooks.cleanup();
-    if (discard && hooks.discard)
-        hooks.discard();
+    if (!cleaned) {
+        cleaned = 1;
+        if (hooks.cleanup)
+            hooks.cleanup();
+    }
+    if (discard && !discarded) {
+        discarded = 1;
+        if (hooks.discard)
+            hooks.discard();
+    }
 }
 
 static void vline(const char *fmt, va_list ap, int with_errno, int err)
@@ -81,8 +84,10 @@ _Noreturn void ck_refuse(const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(reason, sizeof(reason), fmt, ap);
     va_end(ap);
-    if (ending) /* refused while cleaning up after a failure: the failure stands */
+    if (cleaned) { /* refused while cleaning up after a failure: the failure stands */
+        run_cleanup(1);
         exit(CK_EXIT_FAILED);
+    }
     run_cleanup(0);
     if (hooks.refused)
         hooks.refused(reason);

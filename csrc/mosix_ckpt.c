@@ -33,6 +33,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,10 +80,14 @@ static struct {
 
 /* ------------------------------------------------------------ options */
 
-_Noreturn static void usage(const char *fmt, const char *arg)
+_Noreturn static void usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+_Noreturn static void usage(const char *fmt, ...)
 {
+    va_list ap;
+    va_start(ap, fmt);
     fprintf(stderr, "mosix-ckpt: ");
-    fprintf(stderr, fmt, arg);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
     fprintf(stderr, " (usage: mosix-ckpt (-o PATH | -f FD) [-a none|stop|exit] "
                     "[-O KEY=VALUE]... [-T] PID)\n");
     exit(CK_EXIT_USAGE);
@@ -106,11 +111,12 @@ static void parse_args(int argc, char **argv, struct options *o)
     o->fd = -1;
     int c;
     uint64_t v;
-    while ((c = getopt(argc, argv, "+o:f:a:O:T")) != -1) {
+    opterr = 0; /* one line of ours instead */
+    while ((c = getopt(argc, argv, "+:o:f:a:O:T")) != -1) {
         switch (c) {
         case 'o':
             if (!*optarg)
-                usage("%sempty -o path", "");
+                usage("empty -o path");
             o->path = optarg;
             break;
         case 'f':
@@ -132,23 +138,25 @@ static void parse_args(int argc, char **argv, struct options *o)
             if (!known_key(optarg))
                 usage("-O %s: not KEY=VALUE with a known key", optarg);
             if (o->nextra == MAX_EXTRA)
-                usage("%stoo many -O", "");
+                usage("too many -O");
             o->extra[o->nextra++] = optarg;
             break;
         case 'T':
             o->timings = 1;
             break;
+        case ':':
+            usage("-%c needs a value", optopt);
         default:
-            usage("%sbad option", "");
+            usage("-%c: unknown option", optopt);
         }
     }
     if (optind != argc - 1)
-        usage("%sone process id expected", "");
+        usage("one process id expected");
     if (ck_parse_u64(argv[optind], 10, &v) < 0 || v == 0 || v > 0x7fffffff)
         usage("%s: not a process id", argv[optind]);
     o->pid = (pid_t)v;
     if (!o->path == (o->fd < 0))
-        usage("%sexactly one of -o and -f", "");
+        usage("exactly one of -o and -f");
 }
 
 /* ------------------------------------------------------------ cleanup */
@@ -243,12 +251,8 @@ static void refused(const char *reason)
         discard();
         exit(CK_EXIT_FAILED);
     }
-    if (R.use_output) {
-        /* commit fails through ck_fail: cleanup has run, so discard here */
-        struct ck_hooks h = {.discard = discard};
-        ck_set_hooks(&h);
-        ck_output_commit(&R.out);
-    }
+    if (R.use_output)
+        ck_output_commit(&R.out); /* a failure discards the temporary file */
 }
 
 /* ------------------------------------------------------------ setup */
@@ -321,6 +325,7 @@ static void precheck(void)
     ck_precheck_files(R.procfd);
     ck_read_maps(R.procfd, &maps);
     ck_check_maps(&maps);
+    ck_check_fork_flags(R.procfd);
     for (int i = 0; i < maps.n; i++)
         free(maps.a[i].name);
     free(maps.a);

@@ -711,6 +711,20 @@ def test_set_id_refused(progs: dict[str, Path], tmp_path: Path) -> None:
         assert t.alive()
 
 
+@pytest.mark.parametrize("how", ["dontfork", "wipeonfork"])
+def test_memory_a_fork_leaves_out_refused(progs: dict[str, Path], tmp_path: Path, how: str) -> None:
+    with start([str(progs["dynamic"]), "nofork", how]) as t:
+        addr = int(t.extra[0], 16)
+        r = capture(t.pid, "-o", str(tmp_path / "ckpt"))
+        assert r.returncode == 3
+        reason = (
+            "it has memory a fork does not copy (MADV_DONTFORK or MADV_WIPEONFORK, "
+            f"{addr:x}-{addr + 4 * PAGE:x})"
+        )
+        assert (tmp_path / "ckpt").read_bytes() == refusal_line(t.pid, reason)
+        assert t.alive()
+
+
 def test_writable_shared_mapping_refused(progs: dict[str, Path], tmp_path: Path) -> None:
     data = tmp_path / "shared"
     data.write_bytes(b"x" * PAGE)
@@ -830,6 +844,8 @@ def test_failures(progs: dict[str, Path], tmp_path: Path) -> None:
         ["-a", "later", "-o", "x", "1"],
         ["-O", "colour=blue", "-o", "x", "1"],
         ["-O", "checkpoint-next", "-o", "x", "1"],
+        ["-q", "-o", "x", "1"],
+        ["-o"],
         ["-o", "x", "one"],
     ):
         r = subprocess.run([str(CKPT), *args], capture_output=True, timeout=TIMEOUT)

@@ -28,6 +28,8 @@
  *                               read from stdin print "count N"
  *   ckpt_target exec N          N MiB; on a line from stdin, execute itself as "read"
  *   ckpt_target setid           (root) real uid 65534, effective and saved 0; pause
+ *   ckpt_target nofork HOW      an area with MADV_DONTFORK (HOW dontfork) or
+ *                               MADV_WIPEONFORK (wipeonfork); "ready PID ADDR"; pause
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -369,6 +371,20 @@ static int setid(void)
     pause_forever();
 }
 
+static int nofork(const char *how)
+{
+    char *p = mmap(NULL, 4 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        die("mmap");
+    memset(p, 1, 4 * PAGE);
+    if (madvise(p, 4 * PAGE, strcmp(how, "dontfork") == 0 ? MADV_DONTFORK : MADV_WIPEONFORK) < 0)
+        die("madvise");
+    char extra[32];
+    snprintf(extra, sizeof(extra), "%p", (void *)p);
+    ready(extra);
+    pause_forever();
+}
+
 int main(int argc, char **argv)
 {
     static char outbuf[4096];
@@ -412,7 +428,9 @@ int main(int argc, char **argv)
         return exec_on_line((size_t)atoi(arg));
     if (strcmp(cmd, "setid") == 0)
         return setid();
+    if (strcmp(cmd, "nofork") == 0)
+        return nofork(arg);
     fprintf(stderr, "usage: ckpt_target counter|read|sleep|unlinked|pipe|socket|threads|files|"
-                    "state|memory|shared|big|busy|child|signals|exec|setid ARGS\n");
+                    "state|memory|shared|big|busy|child|signals|exec|setid|nofork ARGS\n");
     return 2;
 }
