@@ -207,7 +207,8 @@ struct ck_files {
 void ck_collect_files(int childfd, const struct ck_fdsnap *snap, struct ck_files *out);
 /* A quick look before touching the process: pipes and sockets past fd 2. */
 void ck_precheck_files(int procfd);
-void ck_write_files(struct ck_image *im, int childfd, const struct ck_files *files);
+/* copy: the copy's pid (its descriptors are read through pidfd_getfd). */
+void ck_write_files(struct ck_image *im, pid_t copy, int childfd, const struct ck_files *files);
 
 /* ------------------------------------------------------------------ memory */
 

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #define DATA_CHUNK (4u << 20) /* FILEDATA bytes per record */
@@ -203,14 +204,39 @@ void ck_collect_files(int childfd, const struct ck_fdsnap *snap, struct ck_files
         ck_fail_errno("close");
 }
 
-static void write_filedata(struct ck_image *im, int childfd, const struct ck_file *f,
-                           unsigned char *buf)
+/* The copy's descriptor itself (pidfd_getfd: we trace the copy), so the
+ * contents are read with the access the process has, not by reopening the file
+ * through /proc (which checks the file's permissions against ours: a user's
+ * process may hold a file it could no longer open).  pread leaves the shared
+ * offset alone.  An O_PATH descriptor cannot be read: reopened. */
+static int open_unlinked(pid_t copy, int childfd, const struct ck_file *f)
 {
+    if (!(f->rec.flags & O_PATH)) {
+        int pidfd = (int)syscall(SYS_pidfd_open, copy, 0);
+        if (pidfd >= 0) {
+            int fd = (int)syscall(SYS_pidfd_getfd, pidfd, f->rec.fd, 0);
+            int err = errno;
+            if (close(pidfd) < 0)
+                ck_fail_errno("close");
+            if (fd >= 0)
+                return fd;
+            errno = err;
+        }
+        if (errno != ENOSYS) /* before Linux 5.6: reopen */
+            ck_fail_errno("%s (deleted): cannot read it", f->path);
+    }
     char name[32];
     snprintf(name, sizeof(name), "fd/%d", f->rec.fd);
     int fd = openat(childfd, name, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         ck_fail_errno("%s (deleted): cannot read it", f->path);
+    return fd;
+}
+
+static void write_filedata(struct ck_image *im, pid_t copy, int childfd, const struct ck_file *f,
+                           unsigned char *buf)
+{
+    int fd = open_unlinked(copy, childfd, f);
     for (uint64_t off = 0; off < (uint64_t)f->rec.size;) {
         size_t want = (uint64_t)f->rec.size - off < DATA_CHUNK ? (size_t)(f->rec.size - (int64_t)off)
                                                                : DATA_CHUNK;
@@ -232,7 +258,7 @@ static void write_filedata(struct ck_image *im, int childfd, const struct ck_fil
         ck_fail_errno("close");
 }
 
-void ck_write_files(struct ck_image *im, int childfd, const struct ck_files *files)
+void ck_write_files(struct ck_image *im, pid_t copy, int childfd, const struct ck_files *files)
 {
     for (int i = 0; i < files->n; i++) {
         const struct ck_file *f = &files->f[i];
@@ -246,7 +272,7 @@ void ck_write_files(struct ck_image *im, int childfd, const struct ck_files *fil
             continue;
         if (!buf)
             buf = ck_alloc(DATA_CHUNK);
-        write_filedata(im, childfd, &files->f[i], buf);
+        write_filedata(im, copy, childfd, &files->f[i], buf);
     }
     free(buf);
 }

@@ -821,6 +821,33 @@ def test_file_belongs_to_the_process_owner(progs: dict[str, Path], public_dir: P
         assert t.alive() and t.children() == []
 
 
+def test_unprivileged_capture(progs: dict[str, Path], public_dir: Path) -> None:
+    """A user checkpointing a process of their own, without root."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to run as another user")
+    nobody = pwd.getpwnam("nobody")
+    ids = {"user": nobody.pw_uid, "group": nobody.pw_gid, "extra_groups": []}
+    prog, ckpt = public_dir / "target", public_dir / "mosix-ckpt"
+    for src, dst in ((progs["static"], prog), (CKPT, ckpt)):
+        shutil.copy(src, dst)
+        dst.chmod(0o755)
+    work = public_dir / "work"
+    work.mkdir()
+    os.chown(work, nobody.pw_uid, nobody.pw_gid)
+    with start([str(prog), "counter", str(work / "c.txt"), "1"], **ids) as t:
+        r = subprocess.run(
+            [str(ckpt), "-o", str(work / "ckpt"), str(t.pid)],
+            capture_output=True,
+            timeout=TIMEOUT,
+            **ids,  # type: ignore[arg-type]
+        )
+        assert r.returncode == 0, r.stderr
+        img = read_image((work / "ckpt").read_bytes())
+        assert img.process["uid"] == nobody.pw_uid and img.end["pages"] > 0
+        assert (work / "ckpt").stat().st_uid == nobody.pw_uid
+        assert t.alive() and t.children() == []
+
+
 def test_actions(progs: dict[str, Path], tmp_path: Path) -> None:
     with start([str(progs["dynamic"]), "counter", str(tmp_path / "c"), "1"]) as t:
         captured(t.pid, tmp_path / "a", "-a", "stop")
