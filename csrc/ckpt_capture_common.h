@@ -124,7 +124,8 @@ int ck_inject(struct ck_tracee *t, long nr, const uint64_t args[6], int64_t *ret
 int ck_release(struct ck_tracee *t);
 /* Kill a disposable tracee and reap it as its tracer.  0 or -1 (ck_why). */
 int ck_kill_copy(struct ck_tracee *t);
-/* Find a syscall instruction in the process's [vdso] (or another executable area): its address, 0 if none. */
+/* A syscall instruction in the process's [vdso] (or another executable area):
+ * its address, 0 if none. */
 uint64_t ck_find_syscall_insn(int procfd, int memfd);
 
 /* The registers to record: an interrupted call is to be issued again. */
@@ -149,7 +150,8 @@ struct ck_output {
     int fd;               /* -1 when closed */
     const struct ck_owner *owner;
 };
-void ck_output_create(struct ck_output *o, int cwdfd, const char *path, const struct ck_owner *owner);
+void ck_output_create(struct ck_output *o, int cwdfd, const char *path,
+                      const struct ck_owner *owner);
 void ck_output_commit(struct ck_output *o); /* fsync, 0400, rename, fsync the directory */
 void ck_output_discard(struct ck_output *o); /* close and unlink the temporary file (no failing) */
 

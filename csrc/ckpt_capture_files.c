@@ -238,8 +238,8 @@ static void write_filedata(struct ck_image *im, pid_t copy, int childfd, const s
 {
     int fd = open_unlinked(copy, childfd, f);
     for (uint64_t off = 0; off < (uint64_t)f->rec.size;) {
-        size_t want = (uint64_t)f->rec.size - off < DATA_CHUNK ? (size_t)(f->rec.size - (int64_t)off)
-                                                               : DATA_CHUNK;
+        uint64_t left = (uint64_t)f->rec.size - off;
+        size_t want = left < DATA_CHUNK ? (size_t)left : DATA_CHUNK;
         ssize_t got = pread(fd, buf, want, (off_t)off);
         if (got < 0 && errno == EINTR)
             continue;

@@ -87,7 +87,8 @@ static int create_tmp(struct ck_output *o)
     return o->fd;
 }
 
-void ck_output_create(struct ck_output *o, int cwdfd, const char *path, const struct ck_owner *owner)
+void ck_output_create(struct ck_output *o, int cwdfd, const char *path,
+                      const struct ck_owner *owner)
 {
     char *dir;
     memset(o, 0, sizeof(*o));

@@ -296,24 +296,30 @@ static void fill_auxv(struct mosix_ckpt_process *p, int copyfd)
     p->auxv_words = (uint32_t)w;
 }
 
+/* A number from /proc/PID/status ("KEY: N ..."), the first of the line. */
+static uint64_t status_number(const char *status, const char *key, int base)
+{
+    char value[256], *end;
+    if (ck_status_value(status, key, value, sizeof(value)) < 0)
+        ck_fail("/proc/PID/status: no %s", key);
+    value[strcspn(value, " \t")] = '\0';
+    errno = 0;
+    uint64_t v = strtoull(value, &end, base);
+    if (errno || end == value || *end)
+        ck_fail("/proc/PID/status: cannot parse %s", key);
+    return v;
+}
+
 static void fill_ids(struct mosix_ckpt_process *p, int procfd, int copyfd)
 {
     char status[8192], value[256];
     uint64_t v;
     read_status(procfd, status, sizeof(status));
-    if (ck_status_value(status, "PPid", value, sizeof(value)) < 0 || ck_parse_u64(value, 10, &v) < 0)
-        ck_fail("/proc/PID/status: no PPid");
-    p->ppid = (uint32_t)v;
-    unsigned long uid, gid;
-    if (ck_status_value(status, "Uid", value, sizeof(value)) < 0 || sscanf(value, "%lu", &uid) != 1 ||
-        ck_status_value(status, "Gid", value, sizeof(value)) < 0 || sscanf(value, "%lu", &gid) != 1)
-        ck_fail("/proc/PID/status: no Uid/Gid");
-    p->uid = (uint32_t)uid;
-    p->gid = (uint32_t)gid;
+    p->ppid = (uint32_t)status_number(status, "PPid", 10);
+    p->uid = (uint32_t)status_number(status, "Uid", 10); /* the real id comes first */
+    p->gid = (uint32_t)status_number(status, "Gid", 10);
     read_status(copyfd, status, sizeof(status)); /* the umask at the frozen point */
-    if (ck_status_value(status, "Umask", value, sizeof(value)) < 0 || ck_parse_u64(value, 8, &v) < 0)
-        ck_fail("/proc/PID/status: no Umask");
-    p->umask = (uint32_t)v;
+    p->umask = (uint32_t)status_number(status, "Umask", 8);
     if (ck_read_small(copyfd, "personality", value, sizeof(value)) < 0)
         ck_fail_errno("/proc/PID/personality");
     value[strcspn(value, "\n")] = '\0';
@@ -327,7 +333,7 @@ static void fill_ids(struct mosix_ckpt_process *p, int procfd, int copyfd)
     memcpy(p->comm, value, n < sizeof(p->comm) ? n : sizeof(p->comm)); /* NUL-padded (memset) */
     char exe[MOSIX_CKPT_MAX_PATH];
     if (ck_readlink(procfd, "exe", exe, sizeof(exe)) < 0)
-        exe[0] = '\0'; /* a kernel thread has none; a long path: only for messages */
+        exe[0] = '\0'; /* a long path: it is only for messages */
     snprintf(p->exe, sizeof(p->exe), "%s", exe);
 }
 
@@ -412,7 +418,8 @@ static void fill_ranges(struct mosix_ckpt_process *p, const struct ck_maps *m)
 static int is_shim(const struct ck_area *a)
 {
     size_t n = strlen(a->name), t = strlen(SHIM_NAME);
-    return (a->rec.flags & MOSIX_CKPT_AREA_FILE) && n >= t && strcmp(a->name + n - t, SHIM_NAME) == 0;
+    return (a->rec.flags & MOSIX_CKPT_AREA_FILE) && n >= t &&
+           strcmp(a->name + n - t, SHIM_NAME) == 0;
 }
 
 /* The shim's state (mosix_shim.h), found by its magic in its writable data. */

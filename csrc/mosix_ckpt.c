@@ -337,7 +337,8 @@ static void make_copy(void)
 {
     /* EXITKILL while the copy is made, which it inherits: should this program
      * die, the copy dies rather than run on as a second instance */
-    if (ck_setoptions(&R.parent, PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACECLONE | PTRACE_O_EXITKILL) < 0)
+    const unsigned long opts = PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACECLONE | PTRACE_O_EXITKILL;
+    if (ck_setoptions(&R.parent, opts) < 0)
         ck_fail("%s", ck_why);
     uint64_t args[6] = {0, 0, 0, 0, 0, 0}; /* flags 0 (exit signal 0), no stack */
     int64_t ret = 0;
