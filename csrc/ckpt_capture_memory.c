@@ -23,6 +23,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +51,7 @@ struct pm_scan_arg {
 #define PM_PRESENT (1ull << 63) /* /proc/PID/pagemap entry bits */
 #define PM_SWAPPED (1ull << 62)
 #define READ_BYTES (4u << 20)   /* pages read at a time (at most) */
+#define SPLIT_MIN (256u << 10)  /* pieces shared with the helper thread: at least twice this */
 #define RANGES 512              /* present ranges asked for at a time */
 #define PAGEMAP_CHUNK 4096      /* pagemap entries read at a time */
 
@@ -313,9 +316,24 @@ static int present_ranges(int pmfd, uint64_t *from, uint64_t end, struct range *
 
 /* ------------------------------------------------------------ storing pages */
 
+/* A second thread reads half of each large piece at the same time: reading
+ * the copy through /proc/PID/mem costs a lock, a page walk and two copies per
+ * page, on one CPU, while the writer thread mostly waits for the disk. */
+struct helper {
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int memfd;
+    unsigned char *buf; /* the job: len bytes at addr into buf */
+    uint64_t addr;
+    size_t len, got;
+    int busy, quit;
+};
+
 struct pager {
     struct ck_image *im;
     int memfd;
+    struct helper *helper; /* NULL: one CPU, or no thread */
 };
 
 /* Read up to len bytes at addr; the bytes read before the first page that
@@ -334,6 +352,84 @@ static size_t read_some(int memfd, unsigned char *buf, uint64_t addr, size_t len
     return done - done % CK_PAGE;
 }
 
+static void *helper_main(void *arg)
+{
+    struct helper *h = arg;
+    pthread_mutex_lock(&h->mu);
+    for (;;) {
+        while (!h->busy && !h->quit)
+            pthread_cond_wait(&h->cv, &h->mu);
+        if (h->quit)
+            break;
+        pthread_mutex_unlock(&h->mu);
+        size_t got = read_some(h->memfd, h->buf, h->addr, h->len);
+        pthread_mutex_lock(&h->mu);
+        h->got = got;
+        h->busy = 0;
+        pthread_cond_broadcast(&h->cv);
+    }
+    pthread_mutex_unlock(&h->mu);
+    return NULL;
+}
+
+static struct helper *start_helper(int memfd)
+{
+    if (sysconf(_SC_NPROCESSORS_ONLN) < 2)
+        return NULL;
+    struct helper *h = ck_alloc(sizeof(*h));
+    h->memfd = memfd;
+    sigset_t all, old;
+    sigfillset(&all); /* termination signals go to the capturing thread */
+    if (pthread_mutex_init(&h->mu, NULL) || pthread_cond_init(&h->cv, NULL) ||
+        pthread_sigmask(SIG_SETMASK, &all, &old) != 0)
+        ck_fail("cannot start a reader thread");
+    int rc = pthread_create(&h->thread, NULL, helper_main, h);
+    if (pthread_sigmask(SIG_SETMASK, &old, NULL) != 0)
+        ck_fail("pthread_sigmask");
+    if (rc != 0) {
+        free(h);
+        return NULL; /* one thread does it all */
+    }
+    return h;
+}
+
+static void stop_helper(struct helper *h)
+{
+    if (!h)
+        return;
+    pthread_mutex_lock(&h->mu);
+    h->quit = 1;
+    pthread_cond_broadcast(&h->cv);
+    pthread_mutex_unlock(&h->mu);
+    if (pthread_join(h->thread, NULL) != 0)
+        ck_fail("pthread_join");
+    free(h);
+}
+
+/* read_some of len bytes, the second half by the helper.  As read_some: the
+ * bytes read before the first page that cannot be. */
+static size_t read_pages(struct pager *pg, unsigned char *buf, uint64_t addr, size_t len)
+{
+    struct helper *h = pg->helper;
+    size_t half = len / 2 / CK_PAGE * CK_PAGE;
+    if (!h || half < SPLIT_MIN)
+        return read_some(pg->memfd, buf, addr, len);
+    pthread_mutex_lock(&h->mu);
+    h->buf = buf + half;
+    h->addr = addr + half;
+    h->len = len - half;
+    h->busy = 1;
+    pthread_cond_broadcast(&h->cv);
+    pthread_mutex_unlock(&h->mu);
+    size_t got = read_some(pg->memfd, buf, addr, half);
+    pthread_mutex_lock(&h->mu);
+    while (h->busy)
+        pthread_cond_wait(&h->cv, &h->mu);
+    size_t more = h->got;
+    pthread_mutex_unlock(&h->mu);
+    return got < half ? got : half + more;
+}
+
 /* Store [start, end), read straight into the image's chunks.  Returns 1 when
  * a page could not be read and the area ends there (stop_at_fault: a file
  * mapping past the file's end). */
@@ -342,7 +438,7 @@ static int store_span(struct pager *pg, uint64_t start, uint64_t end, int stop_a
     for (uint64_t a = start; a < end;) {
         size_t want = end - a < READ_BYTES ? (size_t)(end - a) : READ_BYTES, room;
         unsigned char *buf = ck_image_pages_begin(pg->im, want, &room);
-        size_t got = read_some(pg->memfd, buf, a, room);
+        size_t got = read_pages(pg, buf, a, room);
         ck_image_pages_end(pg->im, a, got);
         if (got == room) {
             a += room;
@@ -381,7 +477,7 @@ void ck_write_memory(struct ck_image *im, int childfd, int memfd, const struct c
     int pmfd = openat(childfd, "pagemap", O_RDONLY | O_CLOEXEC);
     if (pmfd < 0)
         ck_fail_errno("/proc/PID/pagemap");
-    struct pager pg = {.im = im, .memfd = memfd};
+    struct pager pg = {.im = im, .memfd = memfd, .helper = start_helper(memfd)};
     for (int i = 0; i < m->n; i++) {
         const struct ck_area *a = &m->a[i];
         if (a->skip)
@@ -395,6 +491,7 @@ void ck_write_memory(struct ck_image *im, int childfd, int memfd, const struct c
         else
             store_present(&pg, pmfd, a);
     }
+    stop_helper(pg.helper);
     if (close(pmfd) < 0)
         ck_fail_errno("close");
 }
