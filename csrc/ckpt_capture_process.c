@@ -7,7 +7,7 @@
  *   the FPU/XSAVE state, rseq registration, brk and the auxv: those are read
  *   from the copy, at leisure.  The robust list is not copied (the child
  *   starts without one): it is read from the process (get_robust_list).
- * - The blocked mask is read from the process too: it is its own at the stop.
+ * - The blocked mask is read from the process too (see ck_freeze_state).
  * - Injected calls need memory for their results: the ABI leaves everything
  *   below the red zone (128 bytes under rsp) free, so (rsp - 128 - 512) & ~63
  *   is used, and its old bytes are put back afterwards anyway. */
@@ -170,8 +170,6 @@ void ck_freeze_state(struct ck_tracee *t, int procfd, int memfd, struct ck_froze
 {
     memset(fz, 0, sizeof(*fz));
     fz->regs = t->saved;
-    if (ptrace(PTRACE_GETSIGMASK, t->pid, (void *)sizeof(fz->sigmask), &fz->sigmask) < 0)
-        ck_fail_errno("PTRACE_GETSIGMASK");
     void *head = NULL;
     size_t len = 0;
     if (syscall(SYS_get_robust_list, t->pid, &head, &len) < 0)
@@ -180,6 +178,12 @@ void ck_freeze_state(struct ck_tracee *t, int procfd, int memfd, struct ck_froze
     fz->robust_len = len;
     ck_snap_fds(procfd, &fz->fds);
     read_itimers(t, procfd, memfd, fz->itimers);
+    /* In sigsuspend (ppoll, pselect...) the call's temporary mask is in force:
+     * PTRACE_GETSIGMASK gives the program's own, the one the kernel puts back
+     * (saved_sigmask); the image issues the call again, which sets the
+     * temporary again. */
+    if (ptrace(PTRACE_GETSIGMASK, t->pid, (void *)sizeof(fz->sigmask), &fz->sigmask) < 0)
+        ck_fail_errno("PTRACE_GETSIGMASK");
 }
 
 /* ------------------------------------------------------------ the copy */

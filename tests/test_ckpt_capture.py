@@ -431,6 +431,20 @@ def test_sleep_is_restarted(progs: dict[str, Path], tmp_path: Path, kind: str) -
     assert img.read(img.regs["rip"], 2) == b"\x0f\x05"
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_sigsuspend_keeps_its_masks(progs: dict[str, Path], tmp_path: Path, kind: str) -> None:
+    """The image has the program's own mask, not sigsuspend's temporary one; the
+    live program gets its own back when sigsuspend returns."""
+    with start([str(progs[kind]), "suspend"]) as t:
+        wait_for(lambda: t.state() == "S", "the sigsuspend")
+        img = captured(t.pid, tmp_path / "ckpt")
+        os.kill(t.pid, signal.SIGUSR1)
+        assert t.line() == "mask 1 0\n"
+    assert img.process["sigmask"] == 1 << (signal.SIGHUP - 1)
+    assert img.regs["rax"] == 130  # rt_sigsuspend, issued again
+    assert img.read(img.regs["rip"], 2) == b"\x0f\x05"
+
+
 def test_group_stopped_process_stays_stopped(progs: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "count.txt"
     with start([str(progs["dynamic"]), "counter", str(out), "1"]) as t:

@@ -28,6 +28,8 @@
  *                               read from stdin print "count N"
  *   ckpt_target exec N          N MiB; on a line from stdin, execute itself as "read"
  *   ckpt_target setid           (root) real uid 65534, effective and saved 0; pause
+ *   ckpt_target suspend         block SIGHUP, then sigsuspend() with only SIGUSR2 blocked;
+ *                               on SIGUSR1 print "mask HUP USR2" (0 or 1 each: blocked)
  *   ckpt_target nofork HOW      an area with MADV_DONTFORK (HOW dontfork) or
  *                               MADV_WIPEONFORK (wipeonfork); "ready PID ADDR"; pause
  */
@@ -385,6 +387,28 @@ static int nofork(const char *how)
     pause_forever();
 }
 
+static int suspend(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_usr1;
+    sigemptyset(&sa.sa_mask);
+    sigset_t hup, usr2, now;
+    sigemptyset(&hup);
+    sigaddset(&hup, SIGHUP);
+    sigemptyset(&usr2);
+    sigaddset(&usr2, SIGUSR2);
+    if (sigaction(SIGUSR1, &sa, NULL) < 0 || sigprocmask(SIG_BLOCK, &hup, NULL) < 0)
+        die("sigaction");
+    ready("suspend");
+    if (sigsuspend(&usr2) >= 0 || errno != EINTR)
+        die("sigsuspend");
+    if (sigprocmask(SIG_BLOCK, NULL, &now) < 0)
+        die("sigprocmask");
+    printf("mask %d %d\n", sigismember(&now, SIGHUP), sigismember(&now, SIGUSR2));
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     static char outbuf[4096];
@@ -430,7 +454,9 @@ int main(int argc, char **argv)
         return setid();
     if (strcmp(cmd, "nofork") == 0)
         return nofork(arg);
+    if (strcmp(cmd, "suspend") == 0)
+        return suspend();
     fprintf(stderr, "usage: ckpt_target counter|read|sleep|unlinked|pipe|socket|threads|files|"
-                    "state|memory|shared|big|busy|child|signals|exec|setid|nofork ARGS\n");
+                    "state|memory|shared|big|busy|child|signals|exec|setid|nofork|suspend ARGS\n");
     return 2;
 }
