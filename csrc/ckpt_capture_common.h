@@ -232,8 +232,10 @@ void ck_check_maps(const struct ck_maps *m);
 void ck_check_fork_flags(int procfd);
 /* Make the copy's unreadable areas readable (mprotect injected into it). */
 void ck_open_unreadable(struct ck_tracee *copy, const struct ck_maps *m);
-/* AREA and PAGES records for every area, in address order. */
-void ck_write_memory(struct ck_image *im, int childfd, int memfd, const struct ck_maps *m);
+/* AREA and PAGES records for every area, in address order (copy: the copy's pid,
+ * childfd its /proc directory, memfd its mem). */
+void ck_write_memory(struct ck_image *im, pid_t copy, int childfd, int memfd,
+                     const struct ck_maps *m);
 /* Tests can force the /proc/PID/pagemap reading path (no PAGEMAP_SCAN). */
 extern int ck_no_pagemap_scan;
 

@@ -30,6 +30,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/ptrace.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
@@ -333,6 +334,7 @@ struct helper {
 struct pager {
     struct ck_image *im;
     int memfd;
+    pid_t copy;
     struct helper *helper; /* NULL: one CPU, or no thread */
 };
 
@@ -430,6 +432,16 @@ static size_t read_pages(struct pager *pg, unsigned char *buf, uint64_t addr, si
     return got < half ? got : half + more;
 }
 
+/* A page the copy cannot give is absent, unless the copy is gone (killed:
+ * /proc/PID/mem then reads nothing at all).  A ptrace request succeeds only
+ * on a tracee in its stop. */
+static void check_copy(const struct pager *pg)
+{
+    unsigned long msg;
+    if (ptrace(PTRACE_GETEVENTMSG, pg->copy, 0, &msg) < 0)
+        ck_fail("the copy %d of the process ended during the capture", pg->copy);
+}
+
 /* Store [start, end), read straight into the image's chunks.  Returns 1 when
  * a page could not be read and the area ends there (stop_at_fault: a file
  * mapping past the file's end). */
@@ -444,6 +456,7 @@ static int store_span(struct pager *pg, uint64_t start, uint64_t end, int stop_a
             a += room;
             continue;
         }
+        check_copy(pg);
         if (stop_at_fault)
             return 1;
         a += got + CK_PAGE; /* that page is treated as absent */
@@ -472,12 +485,13 @@ static void write_area(struct ck_image *im, const struct ck_area *a)
     im->areas++;
 }
 
-void ck_write_memory(struct ck_image *im, int childfd, int memfd, const struct ck_maps *m)
+void ck_write_memory(struct ck_image *im, pid_t copy, int childfd, int memfd,
+                     const struct ck_maps *m)
 {
     int pmfd = openat(childfd, "pagemap", O_RDONLY | O_CLOEXEC);
     if (pmfd < 0)
         ck_fail_errno("/proc/PID/pagemap");
-    struct pager pg = {.im = im, .memfd = memfd, .helper = start_helper(memfd)};
+    struct pager pg = {.im = im, .memfd = memfd, .copy = copy, .helper = start_helper(memfd)};
     for (int i = 0; i < m->n; i++) {
         const struct ck_area *a = &m->a[i];
         if (a->skip)
@@ -492,6 +506,7 @@ void ck_write_memory(struct ck_image *im, int childfd, int memfd, const struct c
             store_present(&pg, pmfd, a);
     }
     stop_helper(pg.helper);
+    check_copy(&pg); /* everything read was the copy's */
     if (close(pmfd) < 0)
         ck_fail_errno("close");
 }

@@ -439,7 +439,7 @@ static void write_image(struct ck_image *im, struct capture *c, uint64_t created
     record(im, MOSIX_CKPT_KIND_REGS, &regs, sizeof(regs));
     record(im, MOSIX_CKPT_KIND_XSTATE, c->cs.xstate, c->cs.xsave_size);
     record(im, MOSIX_CKPT_KIND_SIGACTIONS, c->cs.act, sizeof(c->cs.act));
-    ck_write_memory(im, R.copyfd, R.copymem, &c->maps);
+    ck_write_memory(im, R.copy.pid, R.copyfd, R.copymem, &c->maps);
     ck_image_end(im);
 }
 

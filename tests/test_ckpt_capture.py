@@ -542,6 +542,24 @@ def test_process_executes_another_program_meanwhile(progs: dict[str, Path], tmp_
         assert t.line() == "got still here\n"
 
 
+def test_copy_killed_during_the_capture(progs: dict[str, Path], tmp_path: Path) -> None:
+    """Pages that cannot be read are left out only while the copy lives: a copy
+    that was killed fails the capture instead of giving an image without memory."""
+    with start([str(progs["dynamic"]), "big", "64"]) as t:
+        rd, wr = os.pipe()
+        ck = subprocess.Popen(
+            [str(CKPT), "-f", str(wr), str(t.pid)], pass_fds=(wr,), stderr=subprocess.PIPE
+        )
+        os.close(wr)
+        wait_for(lambda: t.children() != [], "the copy")
+        os.kill(t.children()[0], signal.SIGKILL)
+        with os.fdopen(rd, "rb") as f:
+            f.read()
+        err = ck.communicate(timeout=TIMEOUT)[1]
+        assert ck.returncode == 1 and err.startswith(b"mosix-ckpt: ") and err.count(b"\n") == 1
+        assert t.alive() and t.children() == []
+
+
 def test_busy_process_writing_its_memory(progs: dict[str, Path], tmp_path: Path) -> None:
     with start([str(progs["dynamic"]), "busy", "32"]) as t:
         for i in range(3):
