@@ -366,9 +366,13 @@ void ck_image_end(struct ck_image *im)
     struct iovec part = {.iov_base = &e, .iov_len = sizeof(e)};
     ck_image_record(im, MOSIX_CKPT_KIND_END, &part, 1);
     seal(s, 1);
+    pthread_mutex_lock(&s->mu); /* the writer is done when the last chunk is free again */
+    while (s->c[s->fill].state != CHUNK_FREE && !s->failed && !ck_interrupted)
+        wait_a_while(s);
+    pthread_mutex_unlock(&s->mu);
+    check_writer(s);
     if (pthread_join(s->thread, NULL) != 0)
         ck_fail("pthread_join");
-    check_writer(s);
     if (s->regular && fsync(s->fd) < 0)
         ck_fail_errno("writing the image: fsync");
     if (s->direct && direct_off(s) < 0)

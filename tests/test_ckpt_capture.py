@@ -503,10 +503,12 @@ for i in range(n):
 """
 
 
-def test_terminated_while_writing(progs: dict[str, Path], tmp_path: Path) -> None:
-    """SIGTERM while the image waits for a reader that does not read: the copy is
-    killed and reaped, the process runs on."""
-    with start([str(progs["dynamic"]), "big", "64"]) as t:
+@pytest.mark.parametrize("mib", [4, 64])
+def test_terminated_while_writing(progs: dict[str, Path], tmp_path: Path, mib: int) -> None:
+    """SIGTERM while the image waits for a reader that does not read (with its
+    chunks all full, or at the end): the copy is killed and reaped, the process
+    runs on."""
+    with start([str(progs["dynamic"]), "big", str(mib)]) as t:
         rd, wr = os.pipe()
         ck = subprocess.Popen(
             [str(CKPT), "-f", str(wr), str(t.pid)], pass_fds=(wr,), stderr=subprocess.PIPE
