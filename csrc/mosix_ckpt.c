@@ -9,6 +9,10 @@
  *   -O        an extra line for the OPTIONS record (format.OPTION_KEYS)
  *   -T        timings on stderr: pause_us= total_us= bytes= pages= areas=
  *
+ * For tests and benchmarks, MOSIX_CKPT_NO_DIRECT (never O_DIRECT) and
+ * MOSIX_CKPT_NO_PAGEMAP_SCAN (read /proc/PID/pagemap as before Linux 6.7)
+ * select the fallback paths.
+ *
  * Exit status: 0 written; 3 the process cannot be checkpointed (the image is
  * then the one line "mosrun: checkpoint of process PID failed: REASON");
  * 1 any other failure (one line on stderr, nothing under PATH, the process
@@ -16,7 +20,7 @@
  *
  * How (the process pauses only for a fork):
  *   1. refusals that need no stop (threads, set-id, pipes and sockets, writable
- *      shared memory);
+ *      shared memory, memory a fork leaves out);
  *   2. the pause: seize and interrupt the process, read what fork does not
  *      carry or what the live process changes (registers, blocked signals,
  *      robust list, file offsets, interval timers), inject
