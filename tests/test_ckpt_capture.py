@@ -810,6 +810,31 @@ def test_relative_path_replaces_older_checkpoint(progs: dict[str, Path], tmp_pat
         assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == ["save.2"]
 
 
+def test_written_without_o_direct(progs: dict[str, Path], tmp_path: Path) -> None:
+    """Through the page cache (a file system without O_DIRECT, like tmpfs): the
+    same image."""
+    shm = Path("/dev/shm")
+    with start([str(progs["dynamic"]), "big", "8"]) as t:
+        direct = captured(t.pid, tmp_path / "direct")
+        buffered = captured(t.pid, tmp_path / "buffered", env={"MOSIX_CKPT_NO_DIRECT": "1"})
+        on_tmpfs = None
+        if shm.is_dir() and os.access(shm, os.W_OK):
+            path = shm / f"ckpt-capture-{os.getpid()}"
+            try:
+                on_tmpfs = captured(t.pid, path)
+            finally:
+                path.unlink(missing_ok=True)
+    rseq = int(direct.process["rseq_addr"])  # type: ignore[call-overload]
+    for img in (direct, buffered, on_tmpfs):
+        if img is None:
+            continue
+        if rseq:  # the kernel's CPU number in the rseq area changes
+            img.area_of(rseq).pages.pop(rseq & ~(PAGE - 1), None)
+        assert [a.pages for a in img.areas if a.name != "[stack]"] == [
+            a.pages for a in direct.areas if a.name != "[stack]"
+        ]
+
+
 @pytest.fixture
 def public_dir() -> Iterator[Path]:
     """A directory another user can reach (pytest's are root's own)."""
