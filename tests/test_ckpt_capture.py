@@ -32,9 +32,10 @@ import pytest
 
 from mosix.ckpt import format as fmt
 from mosix.ckpt.mxhash import mxh64
+from mosix.native import NATIVE_DIR
 
 REPO = Path(__file__).resolve().parents[1]
-NATIVE = REPO / "mosix" / "_native"
+NATIVE = NATIVE_DIR  # the installed package's (pip install .), as CI runs it
 CKPT = NATIVE / "mosix-ckpt"
 RESTORE = NATIVE / "mosix-restore"
 SOURCE = REPO / "tests" / "cprogs" / "ckpt_target.c"
@@ -58,7 +59,7 @@ def pattern(i: int) -> int:
 @pytest.fixture(scope="module")
 def progs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     if not CKPT.exists():
-        pytest.fail(f"{CKPT} is missing: run 'python setup.py build_native'")
+        pytest.fail(f"{CKPT} is missing: pip install .")
     if shutil.which("gcc") is None:
         pytest.fail("gcc is needed to build the test programs")
     out = tmp_path_factory.mktemp("ckpt_progs")
@@ -961,9 +962,11 @@ def test_big_image(progs: dict[str, Path], tmp_path: Path) -> None:
 
 
 def mosrun_argv(*args: str) -> list[str]:
-    """mosrun from this checkout (the installed one may be stale)."""
-    code = "import sys; sys.argv[0] = 'mosrun'; from mosix.cli import mosrun_main; mosrun_main()"
-    return [sys.executable, "-c", code, *args]
+    """The installed mosrun (the same installation as NATIVE)."""
+    path = shutil.which("mosrun")
+    if path is None:
+        pytest.fail("mosrun is not installed (pip install .)")
+    return [path, *args]
 
 
 @pytest.mark.parametrize("mode", ["-u", "-e"])
