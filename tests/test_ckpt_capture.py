@@ -147,7 +147,7 @@ def captured(pid: int, path: Path, *args: str, env: dict[str, str] | None = None
     assert r.returncode == 0, r.stderr
     assert r.stderr == b"" or b"pause_us=" in r.stderr, r.stderr
     assert stat.S_IMODE(path.stat().st_mode) == 0o400
-    assert not [p for p in path.parent.iterdir() if ".tmp." in p.name]
+    assert not [p for p in path.parent.iterdir() if p.name.startswith(f".{path.name}.tmp.")]
     return read_image(path.read_bytes())
 
 
@@ -628,6 +628,7 @@ def test_memory_kinds(progs: dict[str, Path], tmp_path: Path, kind: str) -> None
     data.write_bytes(b"F" * 100)
     with start([str(progs[kind]), "memory", str(data)]) as t:
         none, past, ro = (int(x, 16) for x in t.extra)
+        wait_for(lambda: t.state() == "S", "the pause")  # its memory stays as it is
         img = captured(t.pid, tmp_path / "ckpt")
         # the copy was made readable, the process was not
         perms = {s: p for s, _, p, _ in maps_of(t.pid)}
@@ -816,6 +817,7 @@ def test_written_without_o_direct(progs: dict[str, Path], tmp_path: Path) -> Non
     same image."""
     shm = Path("/dev/shm")
     with start([str(progs["dynamic"]), "big", "8"]) as t:
+        wait_for(lambda: t.state() == "S", "the pause")  # its memory stays as it is
         direct = captured(t.pid, tmp_path / "direct")
         buffered = captured(t.pid, tmp_path / "buffered", env={"MOSIX_CKPT_NO_DIRECT": "1"})
         on_tmpfs = None
