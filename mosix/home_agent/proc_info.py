@@ -33,6 +33,17 @@ def state_letter(pid: int) -> str | None:
     return rest[0].decode() if rest else None
 
 
+def is_checkpoint_copy(pid: int) -> bool:
+    """The checkpointer's frozen copy of a process: a child without an exit signal
+    (``clone`` flags 0, /proc/PID/stat field 38), which lives only during a capture."""
+    try:
+        stat = (PROC / str(pid) / "stat").read_bytes()
+    except OSError:
+        return False
+    rest = stat[stat.rfind(b")") + 2 :].split()
+    return len(rest) > 35 and rest[35] == b"0"
+
+
 def real_uid(pid: int) -> int | None:
     try:
         for line in (PROC / str(pid) / "status").read_text().splitlines():

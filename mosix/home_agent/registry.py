@@ -107,7 +107,7 @@ class Registry:
                 continue
             words = proc_info.inherited_words(pid)
             uid = proc_info.real_uid(pid)
-            if words is None or uid is None:
+            if words is None or uid is None or proc_info.is_checkpoint_copy(pid):
                 continue
             job, memory = job_of(words)
             found[pid] = ProcessInfo(
