@@ -20,9 +20,11 @@ from mosix.agent_paths import AgentPaths, candidate_paths, own_paths
 from mosix.exits import EXIT_USAGE, Failure
 from mosix.protocol import (
     HEADER,
+    Done,
     Message,
     ProtocolError,
     Refused,
+    Register,
     decode_message,
     encode_message,
     frame_length,
@@ -196,3 +198,21 @@ def connect(autostart: bool = True) -> AgentClient:
             f"started the node agent but cannot reach {paths.socket} (see {paths.log})"
         )
     return client
+
+
+REGISTER_TIMEOUT = 2.0  # a wedged agent must not hold up every mosrun for long
+
+
+def register_program(msg: Register) -> str | None:
+    """Register a program about to start (best effort); the agent's socket, or None.
+
+    A program runs even when no agent can be reached: the agent finds it later
+    in /proc through its MOSIX_INHERIT environment.
+    """
+    try:
+        with connect(autostart=True) as client:
+            client.sock.settimeout(REGISTER_TIMEOUT)
+            client.request(msg, Done)
+            return str(client.paths.socket)
+    except (AgentUnavailable, OSError, Failure):
+        return None

@@ -23,7 +23,6 @@ from mosix import launch
 from mosix.arguments import MosrunArgs, UsageError, home_jobids_resolver, parse
 from mosix.exits import EXIT_USAGE, Failure
 
-REGISTER_TIMEOUT = 2.0  # a wedged agent must not hold up every mosrun for long
 NOT_YET = {
     "batch": "-E/-M (batch jobs on other nodes) are not available yet",
 }
@@ -44,37 +43,28 @@ def not_available(args: MosrunArgs) -> str | None:
 
 
 def register(args: MosrunArgs) -> None:
-    """Tell the node agent (starting the embedded one if needed) about this program.
-
-    Best effort: a program runs even when no agent can be reached, and the
-    agent finds it later in /proc through its MOSIX_INHERIT environment.
-    """
-    from mosix.agent_client import AGENT_SOCKET_ENV, AgentUnavailable, connect
+    """Tell the node agent (starting the embedded one if needed) about this program."""
+    from mosix.agent_client import AGENT_SOCKET_ENV, register_program
     from mosix.arguments import inherit, inherited_words
-    from mosix.protocol import Done, Register
+    from mosix.protocol import Register
 
     effective = inherit(launch.outer_settings(os.environ), args)
-    try:
-        with connect(autostart=True) as client:
-            client.sock.settimeout(REGISTER_TIMEOUT)
-            client.request(
-                Register(
-                    pid=os.getpid(),
-                    job=effective.job_id or 0,
-                    estimate_minutes=args.duration_minutes,
-                    memory_mb=effective.memory_mb,
-                    flags=inherited_words(effective),
-                    command=list(args.program),
-                    checkpoint_file=args.checkpoint_file or "",
-                    checkpoint_limit=args.checkpoint_max or 0,
-                    checkpoint_interval=args.checkpoint_minutes or 0,
-                ),
-                Done,
-            )
-            # the guard passes the program's own checkpoint requests to this agent
-            os.environ[AGENT_SOCKET_ENV] = str(client.paths.socket)
-    except (AgentUnavailable, OSError, Failure):
-        pass
+    socket_path = register_program(
+        Register(
+            pid=os.getpid(),
+            job=effective.job_id or 0,
+            estimate_minutes=args.duration_minutes,
+            memory_mb=effective.memory_mb,
+            flags=inherited_words(effective),
+            command=list(args.program),
+            checkpoint_file=args.checkpoint_file or "",
+            checkpoint_limit=args.checkpoint_max or 0,
+            checkpoint_interval=args.checkpoint_minutes or 0,
+        )
+    )
+    if socket_path is not None:
+        # the guard passes the program's own checkpoint requests to this agent
+        os.environ[AGENT_SOCKET_ENV] = socket_path
 
 
 def inspect(path: str) -> NoReturn:

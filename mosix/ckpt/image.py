@@ -53,15 +53,11 @@ class ImageHead:
         assert isinstance(raw, bytes)
         return raw.split(b"\0", 1)[0].decode(errors="replace")
 
-    def unlinked_contents(self, fd: int) -> bytes:
-        out = bytearray()
+    def unlinked_pieces(self, fd: int) -> Iterator[tuple[int, bytes]]:
+        """(offset, bytes) of the saved contents of unlinked file ``fd``, in order."""
         for piece_fd, offset, data in self.file_data:
-            if piece_fd != fd:
-                continue
-            if offset > len(out):
-                out += bytes(offset - len(out))
-            out[offset : offset + len(data)] = data
-        return bytes(out)
+            if piece_fd == fd:
+                yield offset, data
 
 
 class _Reader:
@@ -104,16 +100,13 @@ def _fixed(s: fmt.Struct, payload: bytes, kind: fmt.Kind, exact: bool = True) ->
     return s.unpack(payload)
 
 
-def _text(payload: bytes, what: str) -> str:
-    try:
-        return payload.decode()
-    except UnicodeDecodeError:
-        return payload.decode(errors="surrogateescape")
+def _text(payload: bytes) -> str:
+    return payload.decode(errors="surrogateescape")
 
 
 def _options(payload: bytes) -> dict[str, str]:
     out: dict[str, str] = {}
-    for line in _text(payload, "options").splitlines():
+    for line in _text(payload).splitlines():
         key, sep, value = line.partition("=")
         if sep:
             out[key] = value
@@ -194,7 +187,7 @@ def _records(r: _Reader, head: dict[str, object]) -> ImageHead:
         created_ns=int(head["created_ns"]),  # type: ignore[call-overload]
         process=process,
         options=options,
-        cwd=_text(payload, "cwd"),
+        cwd=_text(payload),
     )
     fds: set[int] = set()
     kind, payload = r.record()
@@ -237,16 +230,3 @@ def describe_flags(flags: int) -> str:
         if bit and flags & bit:
             words.append(name)
     return "|".join(words)
-
-
-def iter_records(stream: BinaryIO) -> Iterator[tuple[fmt.Kind, bytes]]:
-    """Every record after the file header, checked (for tests and tools)."""
-    raw = stream.read(fmt.FILE_HEADER.size)
-    if raw[: len(fmt.MAGIC)] != fmt.MAGIC or len(raw) != fmt.FILE_HEADER.size:
-        raise ImageError("not a checkpoint image")
-    r = _Reader(stream)
-    while True:
-        kind, payload = r.record()
-        yield kind, payload
-        if kind is fmt.Kind.END:
-            return

@@ -20,14 +20,13 @@ import tempfile
 from collections.abc import Mapping
 from typing import NoReturn
 
-from mosix.arguments import MosrunArgs, Unsupported, parse_inherited_words
+from mosix.arguments import MosrunArgs, Unsupported
 from mosix.ckpt import format as fmt
 from mosix.ckpt.image import ImageError, ImageHead, OpenFile, read_head_from
 from mosix.exits import EXIT_USAGE, Failure
 
 RESTORER = "mosix-restore"
 REOPEN_DROP = os.O_CREAT | os.O_EXCL | os.O_TRUNC | getattr(os, "O_TMPFILE", 0)
-RLIMIT_NOFILE_INDEX = resource.RLIMIT_NOFILE
 
 
 def problem(option: str, message: str) -> Failure:
@@ -81,14 +80,17 @@ def _recreate_unlinked(head: ImageHead, f: OpenFile) -> int:
     try:
         tmp_fd, tmp = tempfile.mkstemp(dir=directory, prefix=".mosix-recovered-")
         try:
-            with os.fdopen(tmp_fd, "wb") as out:
-                out.write(head.unlinked_contents(f.fd))
+            try:  # piece by piece at its offset: holes stay holes, nothing is built in memory
+                for offset, data in head.unlinked_pieces(f.fd):
+                    os.pwrite(tmp_fd, data, offset)
+            finally:
+                os.close(tmp_fd)
             os.chmod(tmp, f.mode & 0o7777)
             return _open_at_offset(tmp, f, create=False, option=f"-R: descriptor {f.fd}")
         finally:
             os.unlink(tmp)
-    except OSError as e:
-        message = f"cannot recreate unlinked {f.path}: {e.strerror}"
+    except (OSError, OverflowError) as e:
+        message = f"cannot recreate unlinked {f.path}: {getattr(e, 'strerror', None) or e}"
         raise problem(f"-R: descriptor {f.fd}", message) from None
 
 
@@ -160,7 +162,7 @@ def process_state(head: ImageHead) -> None:
     limits = head.process["rlimits"]
     assert isinstance(limits, tuple)
     for which in range(16):
-        if which == RLIMIT_NOFILE_INDEX:
+        if which == resource.RLIMIT_NOFILE:
             continue  # fixed by the discipline
         soft, hard = limits[2 * which], limits[2 * which + 1]
         inf = resource.RLIM_INFINITY
@@ -171,10 +173,10 @@ def process_state(head: ImageHead) -> None:
 
 
 def settings(head: ImageHead) -> MosrunArgs:
-    try:
-        return parse_inherited_words(head.options.get("inherit", "").split())
-    except Exception:
-        return MosrunArgs()
+    """The program options the checkpointed process ran with (its MOSIX_INHERIT words)."""
+    from mosix.launch import INHERIT_ENV, outer_settings
+
+    return outer_settings({INHERIT_ENV: head.options.get("inherit", "")})
 
 
 def option_int(head: ImageHead, key: str) -> int:
@@ -185,36 +187,29 @@ def option_int(head: ImageHead, key: str) -> int:
 
 
 def register(args: MosrunArgs, head: ImageHead, env: dict[str, str]) -> None:
-    from mosix.agent_client import AGENT_SOCKET_ENV, AgentUnavailable, connect
-    from mosix.protocol import Done, Register
+    """Register the recovered process; its checkpoint series continues (-N, -A may change)."""
+    from mosix.agent_client import AGENT_SOCKET_ENV, register_program
+    from mosix.protocol import Register
 
-    limit = args.checkpoint_max
-    interval = args.checkpoint_minutes
+    limit, interval = args.checkpoint_max, args.checkpoint_minutes
     recovered = settings(head)
-    try:
-        with connect(autostart=True) as client:
-            client.sock.settimeout(2.0)
-            client.request(
-                Register(
-                    pid=os.getpid(),
-                    job=recovered.job_id or 0,
-                    memory_mb=recovered.memory_mb,
-                    flags=head.options.get("inherit", "").split(),
-                    command=[head.options.get("argv0") or head.comm],
-                    checkpoint_file=head.options.get("checkpoint-file", ""),
-                    checkpoint_next=option_int(head, "checkpoint-next"),
-                    checkpoint_limit=limit
-                    if limit is not None
-                    else option_int(head, "checkpoint-limit"),
-                    checkpoint_interval=interval
-                    if interval is not None
-                    else option_int(head, "checkpoint-interval"),
-                ),
-                Done,
-            )
-            env[AGENT_SOCKET_ENV] = str(client.paths.socket)
-    except (AgentUnavailable, OSError, Failure):
-        pass
+    socket_path = register_program(
+        Register(
+            pid=os.getpid(),
+            job=recovered.job_id or 0,
+            memory_mb=recovered.memory_mb,
+            flags=head.options.get("inherit", "").split(),
+            command=[head.options.get("argv0") or head.comm],
+            checkpoint_file=head.options.get("checkpoint-file", ""),
+            checkpoint_next=option_int(head, "checkpoint-next"),
+            checkpoint_limit=option_int(head, "checkpoint-limit") if limit is None else limit,
+            checkpoint_interval=(
+                option_int(head, "checkpoint-interval") if interval is None else interval
+            ),
+        )
+    )
+    if socket_path is not None:
+        env[AGENT_SOCKET_ENV] = socket_path
 
 
 def recover(args: MosrunArgs, env: dict[str, str]) -> NoReturn:
