@@ -116,10 +116,28 @@ def test_the_program_keeps_running_after_a_checkpoint(
     out = work / "run.out"
     p = start(ckagent, work, [*argv, str(out), str(LINES), str(PAUSE_AT)])
     assert migrate(ckagent, p.pid, "checkpoint", work).returncode == 0
+    # the frozen copy was the program's child: it is gone, reaped
+    assert Path(f"/proc/{p.pid}/task/{p.pid}/children").read_text().split() == []
     assert finish(p) == ("done\n", 3)
     assert out.read_bytes() == expected
-    children = Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").read_text()
-    assert str(p.pid) not in children.split()
+
+
+def test_an_unlinked_file_comes_back_with_its_contents(
+    ckagent: Agent, work: Path, programs: dict[str, list[str]]
+) -> None:
+    out = work / "run.out"
+    p = start(ckagent, work, [*programs["dynamic"], str(out), "200", "100", "tmp"])
+    assert migrate(ckagent, p.pid, "chkexit", work).returncode == 0
+    assert p.wait(timeout=30) == -signal.SIGKILL
+    r = ckagent.spawn(
+        "mosrun",
+        f"-R{work / f'ckpt.{p.pid}.1'}",
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        cwd="/",
+    )
+    assert finish(r) == ("kept across recovery\ndone\n", 3)
+    assert sorted(os.listdir(work)) == [f"ckpt.{p.pid}.1", "run.out"]  # unlinked again
 
 
 def test_names_follow_C_and_N_with_recycling(

@@ -4,8 +4,9 @@
  * a 4 MiB heap table, so a wrong memory image shows), and after line
  * PAUSE_AT prints "paused" on stdout and waits for one byte on stdin: the
  * test checkpoints it there.  With "pipe" it holds a pipe open on fd 5 while
- * paused (such a process cannot be checkpointed).  Ends with "done" on
- * stdout and exit status 3. */
+ * paused (such a process cannot be checkpointed).  With "tmp" it keeps an
+ * unlinked scratch file open while paused and prints what it reads back from
+ * it afterwards.  Ends with "done" on stdout and exit status 3. */
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -21,6 +22,8 @@ int main(int argc, char **argv)
         return 2;
     long n = atol(argv[2]), pause_at = atol(argv[3]);
     int with_pipe = argc > 4 && strcmp(argv[4], "pipe") == 0;
+    int with_tmp = argc > 4 && strcmp(argv[4], "tmp") == 0;
+    static const char kept[] = "kept across recovery\n";
     FILE *out = fopen(argv[1], "w");
     unsigned char *table = malloc(TABLE);
     if (out == NULL || table == NULL)
@@ -40,6 +43,13 @@ int main(int argc, char **argv)
             int p[2] = {-1, -1};
             if (with_pipe && (pipe(p) != 0 || dup2(p[0], 5) < 0))
                 return 2;
+            int tmp = -1;
+            if (with_tmp) {
+                tmp = open("scratch", O_RDWR | O_CREAT | O_EXCL, 0600);
+                if (tmp < 0 || write(tmp, kept, sizeof(kept) - 1) != (ssize_t)sizeof(kept) - 1 ||
+                    unlink("scratch") != 0)
+                    return 2;
+            }
             printf("paused\n");
             fflush(stdout);
             char c;
@@ -47,6 +57,12 @@ int main(int argc, char **argv)
                 return 4;
             if (with_pipe)
                 close(5);
+            if (with_tmp) {
+                char back[sizeof(kept)] = {0};
+                if (pread(tmp, back, sizeof(kept) - 1, 0) != (ssize_t)sizeof(kept) - 1)
+                    return 5;
+                printf("%s", back);
+            }
         }
     }
     if (fclose(out) != 0)
