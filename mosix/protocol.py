@@ -346,6 +346,105 @@ class Shutdown(Message):
     OP: ClassVar[str] = "shutdown"
 
 
+# ------------------------------------------------------------ the cluster
+#
+# Between agents, over TCP (mosix/remote_agent/).  Every connection starts with
+# PeerHello -> PeerChallenge -> PeerProof -> PeerWelcome (or Refused at any
+# step): HMAC-SHA256 with the cluster secret over both nonces and both node
+# numbers (mosix/remote_agent/auth.py).  The connection's next message picks
+# its handler (Cluster.on); LoadVector starts a stream of load reports.
+
+
+@message
+@dataclass(frozen=True)
+class PeerHello(Message):
+    """The connecting agent: who it is, whom it wants, its nonce (hex)."""
+
+    OP: ClassVar[str] = "peer-hello"
+    version: int = 1
+    node: int = 0
+    to_node: int = 0
+    nonce: str = ""
+
+
+@message
+@dataclass(frozen=True)
+class PeerChallenge(Message):
+    """The accepting agent's nonce (hex); it proves itself only after the caller did."""
+
+    OP: ClassVar[str] = "peer-challenge"
+    node: int = 0
+    nonce: str = ""
+
+
+@message
+@dataclass(frozen=True)
+class PeerProof(Message):
+    """The connecting agent's MAC (hex) over both nonces and both node numbers."""
+
+    OP: ClassVar[str] = "peer-proof"
+    proof: str = ""
+
+
+@message
+@dataclass(frozen=True)
+class PeerWelcome(Message):
+    """The accepting agent's MAC (hex): both sides are now authenticated."""
+
+    OP: ClassVar[str] = "peer-welcome"
+    proof: str = ""
+
+
+@message
+@dataclass(frozen=True)
+class LoadVector(Message):
+    """One node's load report, sent to every other node every load_interval."""
+
+    OP: ClassVar[str] = "load-vector"
+    node: int = 0
+    cpus: int = 0
+    speed: float = 1.0  # relative CPU speed ([node] speed)
+    load: float = 0.0  # runnable processes, this agent excluded
+    free_mb: int = 0  # available memory
+    total_mb: int = 0
+    procs: int = 0  # MOSIX processes running here
+    stamp: float = 0.0  # the sender's wall clock when measured (s since the epoch)
+    extra: dict[str, int | float | str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class NodeLoad:
+    """One node of the map as this agent sees it (mosctl rstatus)."""
+
+    number: int
+    address: str
+    name: str
+    partition: int
+    alive: bool
+    cpus: int
+    speed: float
+    load: float
+    free_mb: int
+    total_mb: int
+    procs: int
+    age: float | None  # seconds since its last load report (None: never heard)
+
+
+@message
+@dataclass(frozen=True)
+class ListNodes(Message):
+    """Control socket: the nodes of the cluster and their loads."""
+
+    OP: ClassVar[str] = "list-nodes"
+
+
+@message
+@dataclass(frozen=True)
+class Nodes(Message):
+    OP: ClassVar[str] = "nodes"
+    nodes: list[NodeLoad] = field(default_factory=list)
+
+
 QUEUE_ACTIONS = ("run", "abort", "cngpri", "advance", "retard")
 CHECKPOINT_ACTIONS = ("checkpoint", "chkstop", "chkexit")
 CHECKPOINT_ORIGINS = ("manual", "program")
