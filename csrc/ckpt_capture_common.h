@@ -21,7 +21,7 @@
 
 #include "ckpt_format.h"
 
-enum { CK_EXIT_OK = 0, CK_EXIT_FAILED = 1, CK_EXIT_USAGE = 2, CK_EXIT_REFUSED = 3 };
+enum { CK_EXIT_OK = 0, CK_EXIT_FAILED = 1, CK_EXIT_USAGE = 2, CK_EXIT_REFUSED = 3, CK_EXIT_ABANDONED = 4 };
 
 #define CK_PAGE MOSIX_CKPT_PAGE_SIZE
 #define CK_NSIG 64
@@ -118,6 +118,9 @@ int ck_setoptions(struct ck_tracee *t, unsigned long options);
  * instruction; *ret is the raw result (-errno on failure).  A call that comes
  * back to be restarted (a signal arrived) is issued again.  0 or -1 (ck_why). */
 int ck_inject(struct ck_tracee *t, long nr, const uint64_t args[6], int64_t *ret);
+/* Run execve(path, argv, envp) (addresses in the tracee) in the stopped tracee;
+ * on success it runs the new program from there on.  0 or -1 (ck_why). */
+int ck_inject_exec(struct ck_tracee *t, uint64_t path, uint64_t argv, uint64_t envp, int64_t *ret);
 /* Put the saved registers back (a call interrupted at the stop will be
  * restarted), detach, send again the signals held back.  0 or -1 (ck_why);
  * it always tries to detach. */
@@ -175,12 +178,21 @@ unsigned char *ck_image_pages_begin(struct ck_image *im, size_t want, size_t *le
 void ck_image_pages_end(struct ck_image *im, uint64_t addr, size_t bytes);
 void ck_image_end(struct ck_image *im); /* END, everything written, fsync when regular */
 extern int ck_no_direct;                /* never O_DIRECT (tests, benchmarks) */
+extern int ck_migrating; /* a migration: pipes and sockets stay at home with the deputy */
 /* Write all of buf (no checksums: the refusal message). 0 or -1 (ck_why). */
 int ck_write_all(int fd, const void *buf, size_t len);
 
 /* ------------------------------------------------------------------ files */
 
 #define CK_MAX_FDS MOSIX_CKPT_MAX_FILES
+
+/* The open descriptors of /proc/PID (procfd), sorted; their count. */
+int ck_list_fds(int procfd, int *fds);
+/* The stopped tracee executes the deputy: argv dargv (dargv[0] its path) and
+ * "-x LIST" of the descriptors whose close-on-exec flag was cleared for it,
+ * its own initial environment.  0, or -1 (ck_why) with the process as it was. */
+struct ck_tracee;
+int ck_handoff_deputy(struct ck_tracee *t, int procfd, int memfd, char *const dargv[], int dargc);
 
 /* What /proc/PID/fdinfo says at the frozen point (the copy shares the file
  * descriptions with the live process, whose offsets move on). */

@@ -103,8 +103,15 @@ static const struct ck_fdpos *snapped(const struct ck_fdsnap *snap, int fd)
     return NULL;
 }
 
+int ck_list_fds(int procfd, int *fds)
+{
+    return list_fds(procfd, "fd", fds);
+}
+
 static void refuse_stream(int fd, mode_t mode)
 {
+    if (ck_migrating)
+        return; /* the descriptor stays at home, in the deputy */
     ck_refuse("it has an open %s (descriptor %d)", S_ISSOCK(mode) ? "socket" : "pipe", fd);
 }
 

@@ -62,6 +62,7 @@ struct ck_stream {
 };
 
 int ck_no_direct;
+int ck_migrating;
 
 /* ------------------------------------------------------------ the writer */
 

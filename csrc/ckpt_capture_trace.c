@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ptrace.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -287,6 +288,22 @@ int ck_inject(struct ck_tracee *t, long nr, const uint64_t args[6], int64_t *ret
     }
     ck_set_why("process %d: system call %ld keeps being interrupted", t->pid, nr);
     return -1;
+}
+
+/* Execute another program in the stopped tracee: execve(path, argv, envp)
+ * with all three already in its memory.  On success the tracee is at the
+ * exit stop of execve in the new program, whose registers are its own: they
+ * are not put back at release.  0 (then *ret is 0 or -errno) or -1 (ck_why). */
+int ck_inject_exec(struct ck_tracee *t, uint64_t path, uint64_t argv, uint64_t envp, int64_t *ret)
+{
+    const uint64_t args[6] = {path, argv, envp, 0, 0, 0};
+    if (ck_inject(t, SYS_execve, args, ret) < 0)
+        return -1;
+    if (*ret == 0) { /* a new program: nothing of the old registers applies */
+        t->have_saved = 0;
+        t->regs_dirty = 0;
+    }
+    return 0;
 }
 
 /* ------------------------------------------------------------ release */

@@ -1,11 +1,18 @@
 /* mosix_ckpt.c - the checkpointer: write the image of a running process.
  *
- * Usage: mosix-ckpt (-o PATH | -f FD) [-a none|stop|exit] [-O KEY=VALUE]... [-T] PID
+ * Usage: mosix-ckpt (-o PATH | -f FD) [-a none|stop|exit|migrate] [-D ARG]...
+ *                  [-O KEY=VALUE]... [-T] PID
  *
  *   -o PATH   write the image to PATH (relative: to the process's current
  *             directory), through a temporary file renamed onto it when complete
  *   -f FD     write it to the open descriptor FD (file, pipe or socket: sequential)
- *   -a        afterwards: nothing (default), SIGSTOP the process, or SIGKILL it
+ *   -a        afterwards: nothing (default), SIGSTOP the process, or SIGKILL it;
+ *             migrate: the process stays stopped from the pause on (pipes and
+ *             sockets are no reason to refuse: they stay at home); when the
+ *             image is written, "captured" on stdout, then one line on stdin:
+ *             "go" makes it execute the deputy (the -D words: its path, then
+ *             its arguments; ckpt_handoff.c), anything else (or the end)
+ *             lets it continue here, exit status 4
  *   -O        an extra line for the OPTIONS record (format.OPTION_KEYS)
  *   -T        timings on stderr: pause_us= total_us= bytes= pages= areas=
  *
@@ -57,7 +64,8 @@ static const char *const option_keys[] = {
     "argv0",
 };
 
-enum action { ACT_NONE, ACT_STOP, ACT_EXIT };
+enum action { ACT_NONE, ACT_STOP, ACT_EXIT, ACT_MIGRATE };
+#define MAX_DEPUTY_ARGS 32
 
 struct options {
     const char *path; /* -o */
@@ -65,6 +73,8 @@ struct options {
     enum action action;
     char *extra[MAX_EXTRA];
     int nextra;
+    char *deputy[MAX_DEPUTY_ARGS];
+    int ndeputy;
     int timings;
     pid_t pid;
 };
@@ -92,8 +102,8 @@ _Noreturn static void usage(const char *fmt, ...)
     fprintf(stderr, "mosix-ckpt: ");
     vfprintf(stderr, fmt, ap);
     va_end(ap);
-    fprintf(stderr, " (usage: mosix-ckpt (-o PATH | -f FD) [-a none|stop|exit] "
-                    "[-O KEY=VALUE]... [-T] PID)\n");
+    fprintf(stderr, " (usage: mosix-ckpt (-o PATH | -f FD) [-a none|stop|exit|migrate] "
+                    "[-D ARG]... [-O KEY=VALUE]... [-T] PID)\n");
     exit(CK_EXIT_USAGE);
 }
 
@@ -116,7 +126,7 @@ static void parse_args(int argc, char **argv, struct options *o)
     int c;
     uint64_t v;
     opterr = 0; /* one line of ours instead */
-    while ((c = getopt(argc, argv, "+:o:f:a:O:T")) != -1) {
+    while ((c = getopt(argc, argv, "+:o:f:a:O:TD:")) != -1) {
         switch (c) {
         case 'o':
             if (!*optarg)
@@ -135,8 +145,15 @@ static void parse_args(int argc, char **argv, struct options *o)
                 o->action = ACT_STOP;
             else if (strcmp(optarg, "exit") == 0)
                 o->action = ACT_EXIT;
+            else if (strcmp(optarg, "migrate") == 0)
+                o->action = ACT_MIGRATE;
             else
-                usage("-a %s: none, stop or exit", optarg);
+                usage("-a %s: none, stop, exit or migrate", optarg);
+            break;
+        case 'D':
+            if (o->ndeputy == MAX_DEPUTY_ARGS)
+                usage("too many -D");
+            o->deputy[o->ndeputy++] = optarg;
             break;
         case 'O':
             if (!known_key(optarg))
@@ -161,6 +178,8 @@ static void parse_args(int argc, char **argv, struct options *o)
     o->pid = (pid_t)v;
     if (!o->path == (o->fd < 0))
         usage("exactly one of -o and -f");
+    if ((o->action == ACT_MIGRATE) != (o->ndeputy > 0))
+        usage("-a migrate needs -D (the deputy), and -D needs -a migrate");
 }
 
 /* ------------------------------------------------------------ cleanup */
@@ -194,7 +213,7 @@ static int check_syscall_insn(void)
 
 /* The copy is a zombie child of the process with no exit signal: only the
  * process can reap it, with wait4(copy, __WCLONE).  0 or -1 (ck_why). */
-static int reap_copy(void)
+static int reap_copy(int keep_held)
 {
     if (!R.copy_made || R.copy_reaped || R.parent.dead)
         return 0;
@@ -218,6 +237,8 @@ static int reap_copy(void)
     }
     if (rc == 0)
         R.copy_reaped = 1;
+    if (keep_held && !R.parent.dead)
+        return rc;
     if (ck_release(&R.parent) < 0 && !R.parent.dead)
         rc = -1;
     return R.parent.dead ? 0 : rc;
@@ -231,7 +252,7 @@ static void cleanup(void)
         ck_warn("the copy %d: %s", R.copy.pid, ck_why);
     if (ck_release(&R.parent) < 0 && !R.parent.dead)
         ck_warn("process %d: %s", R.pid, ck_why);
-    if (reap_copy() < 0)
+    if (reap_copy(0) < 0)
         ck_warn("the copy %d stays a zombie of process %d: %s", R.copy.pid, R.pid, ck_why);
     snprintf(ck_why, sizeof(ck_why), "%s", why);
 }
@@ -365,7 +386,7 @@ static void make_copy(void)
         ck_fail("%s", ck_why);
 }
 
-static uint64_t first_pause(struct ck_frozen *fz, uint64_t *created_ns)
+static uint64_t first_pause(struct ck_frozen *fz, uint64_t *created_ns, int keep_held)
 {
     if (ck_seize(&R.parent, R.pid) < 0)
         ck_fail("%s", ck_why);
@@ -382,6 +403,8 @@ static uint64_t first_pause(struct ck_frozen *fz, uint64_t *created_ns)
     ck_freeze_state(&R.parent, R.procfd, R.memfd, fz);
     *created_ns = ck_realtime_ns();
     make_copy();
+    if (keep_held)
+        return ck_now_us() - t0;
     if (ck_release(&R.parent) < 0)
         ck_fail("%s", ck_why);
     return ck_now_us() - t0;
@@ -447,14 +470,14 @@ static void write_image(struct ck_image *im, struct capture *c, uint64_t created
     ck_image_end(im);
 }
 
-static void finish_copy(void)
+static void finish_copy(int keep_held)
 {
     if (close(R.copymem) < 0 || close(R.copyfd) < 0)
         ck_fail_errno("close");
     R.copymem = R.copyfd = -1;
     if (ck_kill_copy(&R.copy) < 0)
         ck_fail("the copy %d: %s", R.copy.pid, ck_why);
-    if (reap_copy() < 0) /* the image is good: a zombie left behind is worth a warning */
+    if (reap_copy(keep_held) < 0) /* the image is good: a zombie is worth a warning */
         ck_warn("the copy %d stays a zombie of process %d: %s", R.copy.pid, R.pid, ck_why);
 }
 
@@ -465,6 +488,36 @@ static void act(enum action a)
         ck_fail_errno("kill %d", R.pid);
 }
 
+/* The migration's end: the agent says whether the image was restored. */
+static int hand_over(const struct options *o)
+{
+    if (ck_write_all(STDOUT_FILENO, "captured\n", 9) < 0)
+        ck_fail("stdout: %s", ck_why);
+    char line[16];
+    size_t n = 0;
+    while (n < sizeof(line) - 1) {
+        ssize_t r = read(STDIN_FILENO, line + n, 1);
+        if (r < 0 && errno == EINTR && !ck_interrupted)
+            continue;
+        if (r <= 0 || line[n] == '\n')
+            break;
+        n++;
+    }
+    line[n] = '\0';
+    if (strcmp(line, "go") != 0) {
+        if (ck_release(&R.parent) < 0 && !R.parent.dead)
+            ck_fail("%s", ck_why);
+        return CK_EXIT_ABANDONED;
+    }
+    if (R.parent.dead)
+        ck_fail("process %d ended during its migration", R.pid);
+    if (ck_handoff_deputy(&R.parent, R.procfd, R.memfd, o->deputy, o->ndeputy) < 0)
+        ck_fail("%s", ck_why); /* cleanup lets it continue here */
+    if (ck_release(&R.parent) < 0 && !R.parent.dead)
+        ck_fail("%s", ck_why);
+    return CK_EXIT_OK;
+}
+
 int main(int argc, char **argv)
 {
     struct options o;
@@ -473,6 +526,8 @@ int main(int argc, char **argv)
     /* for tests and benchmarks: the fallback paths */
     ck_no_direct = getenv("MOSIX_CKPT_NO_DIRECT") != NULL;
     ck_no_pagemap_scan = getenv("MOSIX_CKPT_NO_PAGEMAP_SCAN") != NULL;
+    int migrating = o.action == ACT_MIGRATE;
+    ck_migrating = migrating;
     const struct ck_hooks hooks = {.cleanup = cleanup, .discard = discard, .refused = refused};
     ck_set_hooks(&hooks);
     ck_catch_signals();
@@ -491,19 +546,20 @@ int main(int argc, char **argv)
 
     static struct capture c;
     uint64_t created_ns;
-    uint64_t pause_us = first_pause(&c.fz, &created_ns);
+    uint64_t pause_us = first_pause(&c.fz, &created_ns, migrating);
     open_copy();
     examine_copy(&c, &o);
     struct ck_image im;
     write_image(&im, &c, created_ns);
-    finish_copy();
+    finish_copy(migrating);
     if (R.use_output)
         ck_output_commit(&R.out);
+    int status = migrating ? hand_over(&o) : CK_EXIT_OK;
     act(o.action);
     if (o.timings)
         fprintf(stderr, "pause_us=%llu total_us=%llu bytes=%llu pages=%llu areas=%llu\n",
                 (unsigned long long)pause_us, (unsigned long long)(ck_now_us() - t_start),
                 (unsigned long long)im.bytes, (unsigned long long)im.pages,
                 (unsigned long long)im.areas);
-    return CK_EXIT_OK;
+    return status;
 }
