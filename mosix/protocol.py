@@ -445,6 +445,152 @@ class Nodes(Message):
     nodes: list[NodeLoad] = field(default_factory=list)
 
 
+# ------------------------------------------------------------ migration
+# Between agents (TCP, after the peer handshake), each on its own connection
+# whose first message names the migration by its token.
+
+
+@message
+@dataclass(frozen=True)
+class MigrateOffer(Message):
+    """Home to target: take process ``pid`` (its home is node ``home``)?
+
+    Answered with MigrateAccept or Refused; later, on the same connection,
+    MigrateResult once the image is restored (or not).
+    """
+
+    OP: ClassVar[str] = "migrate-offer"
+    token: str = ""
+    home: int = 0
+    pid: int = 0
+    uid: int = 0
+    gid: int = 0
+    mode: str = "u"  # the unsupported-call mode: u, e or w
+    time_here: bool = False  # -t: time calls run where the process runs
+    memory_mb: int = 0  # resident size now
+    required_mb: int = 0  # -m
+    command: list[str] = field(default_factory=list)
+
+
+@message
+@dataclass(frozen=True)
+class MigrateAccept(Message):
+    OP: ClassVar[str] = "migrate-accept"
+    token: str = ""
+
+
+@message
+@dataclass(frozen=True)
+class MigrateImage(Message):
+    """First message of the connection that then carries the image's bytes."""
+
+    OP: ClassVar[str] = "migrate-image"
+    token: str = ""
+
+
+@message
+@dataclass(frozen=True)
+class MigrateChannel(Message):
+    """First message of the connection that becomes the forwarding channel."""
+
+    OP: ClassVar[str] = "migrate-channel"
+    token: str = ""
+
+
+@message
+@dataclass(frozen=True)
+class MigrateResult(Message):
+    """The target restored the process (``remote_pid`` there), or ``error``."""
+
+    OP: ClassVar[str] = "migrate-result"
+    token: str = ""
+    remote_pid: int = 0
+    error: str = ""
+
+
+@message
+@dataclass(frozen=True)
+class BringHome(Message):
+    """Home to where the copy runs: capture it and send its image back on this
+    connection (a RemoteEvent 'sending' precedes the bytes), then wait for
+    MigrateFinish.  Also the answer to a copy that asked to come home."""
+
+    OP: ClassVar[str] = "bring-home"
+    token: str = ""
+
+
+@message
+@dataclass(frozen=True)
+class MigrateFinish(Message):
+    """Home to the old place of a copy: the image was restored (``ok``): end the
+    copy there; else let it run on."""
+
+    OP: ClassVar[str] = "migrate-finish"
+    token: str = ""
+    ok: bool = False
+
+
+@message
+@dataclass(frozen=True)
+class RemoteEvent(Message):
+    """Where the copy runs to its home: ``event`` is 'home' (it asked to come
+    home: fork, exec...), 'exit' (it ended: ``status``), 'lost' (its channel
+    broke), 'sending' (its image follows), 'failed' (``error``)."""
+
+    OP: ClassVar[str] = "remote-event"
+    token: str = ""
+    event: str = ""
+    status: int = 0
+    error: str = ""
+
+
+# The deputy (mosix-deputy, C) and its home agent, on the control socket.
+
+
+@message
+@dataclass(frozen=True)
+class DeputyHello(Message):
+    """The deputy of migration ``token`` is ready: send it its channel."""
+
+    OP: ClassVar[str] = "deputy"
+    pid: int = 0
+    token: str = ""
+
+
+@message
+@dataclass(frozen=True)
+class DeputyLost(Message):
+    """The deputy's channel broke."""
+
+    OP: ClassVar[str] = "deputy-lost"
+    pid: int = 0
+
+
+@message
+@dataclass(frozen=True)
+class DeputyChannel(Message):
+    """To the deputy, with a descriptor (SCM_RIGHTS): its channel."""
+
+    OP: ClassVar[str] = "deputy-channel"
+
+
+@message
+@dataclass(frozen=True)
+class DeputyHome(Message):
+    """To the deputy, with a descriptor: the image to restore in place."""
+
+    OP: ClassVar[str] = "deputy-home"
+
+
+@message
+@dataclass(frozen=True)
+class DeputyEnd(Message):
+    """To the deputy: end (SIGKILL), with ``error`` on the program's stderr."""
+
+    OP: ClassVar[str] = "deputy-end"
+    error: str = ""
+
+
 QUEUE_ACTIONS = ("run", "abort", "cngpri", "advance", "retard")
 CHECKPOINT_ACTIONS = ("checkpoint", "chkstop", "chkexit")
 CHECKPOINT_ORIGINS = ("manual", "program")
