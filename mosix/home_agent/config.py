@@ -3,6 +3,7 @@
 [node]
 number = 1              # this node's number in the cluster
 name = "node1"          # defaults to the host name
+speed = 1.0             # relative CPU speed, sent in load vectors
 [queue]
 default_priority = 50   # -q / -Q without a number
 slots = 2               # queued jobs that may run at once (default: CPUs)
@@ -10,6 +11,7 @@ slots = 2               # queued jobs that may run at once (default: CPUs)
 run_dir = "/run/mosix"  # control socket, lock, log and state
 [checkpoint]
 minute_seconds = 60     # length of an -A minute (tests use less)
+[cluster]               # absent: a one-node cluster (mosix/remote_agent/settings.py)
 """
 
 from __future__ import annotations
@@ -19,17 +21,50 @@ from pathlib import Path
 from typing import Any
 
 from mosix.home_agent.server import AgentConfig
+from mosix.remote_agent.settings import SettingsError, parse_cluster
 
-KNOWN = {
-    "node": {"number": int, "name": str},
+Number = (int, float)
+KNOWN: dict[str, dict[str, type | tuple[type, ...]]] = {
+    "node": {"number": int, "name": str, "speed": Number},
     "queue": {"default_priority": int, "slots": int},
     "paths": {"run_dir": str},
-    "checkpoint": {"minute_seconds": (int, float)},
+    "checkpoint": {"minute_seconds": Number},
+    # ranges, the map and the [[cluster.node]] entries: mosix.remote_agent.settings
+    "cluster": {
+        "secret_file": str,
+        "port": int,
+        "load_interval": Number,
+        "dead_after": Number,
+        "map": str,
+        "node": list,
+    },
 }
+AT_LEAST_ONE = {("node", "number"), ("queue", "slots")}
+POSITIVE = {("node", "speed"), ("checkpoint", "minute_seconds")}
+KIND_NAMES = {int: "an integer", str: "a string", list: "an array of tables"}
 
 
 class ConfigError(Exception):
     pass
+
+
+def check_value(section: str, key: str, value: Any) -> str | None:
+    """What is wrong with ``section.key = value`` (None: nothing)."""
+    kind = KNOWN[section][key]
+    if not isinstance(value, kind) or isinstance(value, bool):
+        return "must be " + ("a number" if isinstance(kind, tuple) else KIND_NAMES[kind])
+    if isinstance(value, str):
+        if not value and key != "map":
+            return "must not be empty"
+        if key == "run_dir" and not value.startswith("/"):
+            return "must be an absolute path"
+        return None
+    if section == "cluster" or not isinstance(value, int | float):
+        return None  # ranges, the map, [[cluster.node]]: mosix.remote_agent.settings
+    low = 1 if (section, key) in AT_LEAST_ONE else 0
+    if value < low or ((section, key) in POSITIVE and value <= 0):
+        return "is out of range"
+    return None
 
 
 def read_config(path: Path) -> tuple[AgentConfig, Path | None]:
@@ -40,30 +75,33 @@ def read_config(path: Path) -> tuple[AgentConfig, Path | None]:
         raise ConfigError(f"{path}: {e.strerror}") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: {e}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
     values: dict[str, dict[str, Any]] = {}
     for section, body in data.items():
         if section not in KNOWN or not isinstance(body, dict):
             raise ConfigError(f"{path}: unknown section [{section}]")
         for key, value in body.items():
-            kind = KNOWN[section].get(key)
-            if kind is None:
+            if key not in KNOWN[section]:
                 raise ConfigError(f"{path}: unknown key {section}.{key}")
-            if not isinstance(value, kind) or isinstance(value, bool):
-                name = "a number" if isinstance(kind, tuple) else kind.__name__
-                raise ConfigError(f"{path}: {section}.{key} must be {name}")
-            if value < (1 if key in ("number", "slots") else 0) or (
-                key == "minute_seconds" and value <= 0
-            ):
-                raise ConfigError(f"{path}: {section}.{key} is out of range")
+            wrong = check_value(section, key, value)
+            if wrong is not None:
+                raise ConfigError(f"{path}: {section}.{key} {wrong}")
         values[section] = body
     config = AgentConfig()
     node, queue = values.get("node", {}), values.get("queue", {})
     config.node = node.get("number", config.node)
     config.name = node.get("name", config.name)
+    config.speed = float(node.get("speed", config.speed))
     config.default_priority = queue.get("default_priority", config.default_priority)
     config.queue_slots = queue.get("slots", config.queue_slots)
     config.checkpoint_minute = float(
         values.get("checkpoint", {}).get("minute_seconds", config.checkpoint_minute)
     )
+    if "cluster" in values:
+        try:
+            config.cluster = parse_cluster(values["cluster"], config.node)
+        except SettingsError as e:
+            raise ConfigError(f"{path}: {e}") from None
     run_dir = values.get("paths", {}).get("run_dir")
     return config, Path(run_dir) if run_dir else None

@@ -18,6 +18,7 @@ import trio
 
 from mosix.agent_paths import SYSTEM_RUN_DIR, AgentPaths
 from mosix.home_agent.server import Agent, AgentConfig, bind_listener
+from mosix.remote_agent.peers import ClusterError
 
 log = logging.getLogger("mosixd")
 
@@ -57,6 +58,8 @@ def serve(paths: AgentPaths, config: AgentConfig, ready_fd: int | None) -> None:
     listener = bind_listener(paths, shared)
     log.info("node %d (%s) listening on %s", config.node, config.name, paths.socket)
     agent = Agent(paths, config)
+    if agent.cluster is not None:
+        agent.cluster.listen()  # a port or address that cannot be used stops us here
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
@@ -100,6 +103,12 @@ def run(paths: AgentPaths, config: AgentConfig, foreground: bool, ready_fd: int 
     setup_logging(None if foreground else paths.log)
     try:
         serve(paths, config, ready_fd)
+    except ClusterError as e:
+        if foreground:
+            sys.stderr.write(f"mosixd: {e}\n")
+        else:
+            log.error("%s", e)
+        return 1
     finally:
         os.close(lock)
     return 0

@@ -43,10 +43,12 @@ from mosix.protocol import (
     Exited,
     GetStatus,
     Go,
+    ListNodes,
     ListProcesses,
     ListQueue,
     Message,
     NodeFacts,
+    Nodes,
     Processes,
     ProcessInfo,
     ProtocolError,
@@ -62,6 +64,8 @@ from mosix.protocol import (
     StartNative,
     Status,
 )
+from mosix.remote_agent.peers import Cluster
+from mosix.remote_agent.settings import ClusterConfig
 
 log = logging.getLogger("mosixd")
 TICK_SECONDS = 1.0  # how often memory-bound queued jobs are reconsidered
@@ -103,6 +107,8 @@ class AgentConfig:
     default_priority: int = 50
     queue_slots: int = field(default_factory=node_facts.cpu_count)
     checkpoint_minute: float = 60.0  # seconds in an -A minute (shorter in tests)
+    speed: float = 1.0  # relative CPU speed ([node] speed), for load vectors
+    cluster: ClusterConfig | None = None  # None: a one-node cluster
 
 
 @dataclass
@@ -132,6 +138,11 @@ class Agent:
         self.nursery: trio.Nursery | None = None
         self.owner = os.geteuid()
         self.checkpoints = Checkpoints(self.mosix_process, config.checkpoint_minute)
+        self.cluster = (
+            Cluster(config.cluster, config.speed, lambda: len(self.registry.registered))
+            if config.cluster is not None
+            else None
+        )
 
     # ------------------------------------------------------------ state
 
@@ -306,6 +317,8 @@ class Agent:
                 return Done(count=await self.queue_action(peer, msg))
             case GetStatus():
                 return Status(facts=self.facts())
+            case ListNodes():
+                return Nodes(nodes=self.cluster.listing() if self.cluster else [])
             case Checkpoint():
                 return await self.checkpoint(peer, msg)
             case CheckpointSettings():
@@ -648,6 +661,8 @@ class Agent:
             nursery.start_soon(self.scheduler)
             nursery.start_soon(self.saver)
             nursery.start_soon(self.accept_loop, listener, nursery)
+            if self.cluster is not None:
+                await nursery.start(self.cluster.run)
             with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                 nursery.start_soon(self.wait_signal, signals)
                 task_status.started()

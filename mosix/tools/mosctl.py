@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mosix.protocol import Done, GetStatus, Shutdown, Status
+from mosix.protocol import Done, GetStatus, ListNodes, Nodes, Shutdown, Status
 from mosix.tools.common import app, ask, not_available, run
 
 cli = app("mosctl", "Administer this MOSIX node and show its status.")
@@ -25,6 +25,29 @@ def status() -> None:
     print(f"processes:  {facts.processes} MOSIX processes")
 
 
+@cli.command("rstatus")
+def rstatus() -> None:
+    """Show the nodes of the cluster: up or down, CPUs, speed, load, memory."""
+    nodes = ask("mosctl", ListNodes(), Nodes).nodes
+    if not nodes:
+        print("this node is not part of a cluster (no [cluster] in its configuration)")
+        return
+    print(
+        f"{'NODE':>5} {'ADDRESS':<15} {'NAME':<12} {'PART':>4} {'STATE':<5} {'CPUS':>4} "
+        f"{'SPEED':>6} {'LOAD':>6} {'FREE_MB':>8} {'TOTAL_MB':>8} {'PROCS':>5}"
+    )
+    for n in nodes:
+        state = "up" if n.alive else "down"
+        if n.age is None and not n.alive:
+            print(f"{n.number:>5} {n.address:<15} {n.name or '-':<12} {n.partition:>4} {state:<5}")
+            continue
+        print(
+            f"{n.number:>5} {n.address:<15} {n.name or '-':<12} {n.partition:>4} {state:<5} "
+            f"{n.cpus:>4} {n.speed:>6.2f} {n.load:>6.2f} {n.free_mb:>8} {n.total_mb:>8} "
+            f"{n.procs:>5}"
+        )
+
+
 @cli.command("shutdown")
 def shutdown() -> None:
     """Stop the node agent (queued -q jobs are killed, -Q jobs start)."""
@@ -33,7 +56,6 @@ def shutdown() -> None:
 
 LATER = {
     "localstatus": "show this node's status without asking other nodes",
-    "rstatus": "show the status of the other nodes",
     "stay": "stop automatic migration away from this node",
     "nostay": "allow automatic migration away from this node again",
     "lstay": "keep local processes from migrating automatically",

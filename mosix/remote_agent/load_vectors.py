@@ -1,0 +1,138 @@
+"""Load vectors: measuring this node's, and keeping the ones other nodes sent.
+
+The load is the number of runnable tasks on this node, this agent excluded.
+In the machine's initial network namespace that is /proc/stat's
+procs_running; an agent in another network namespace (a node of the local
+test cluster, where all nodes share one kernel) counts only the runnable tasks
+of the processes in its namespace.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mosix.home_agent import node_facts
+from mosix.protocol import LoadVector
+
+PROC = Path("/proc")
+
+
+def system_runnable(stat: str | None = None) -> int:
+    """procs_running of /proc/stat, less the task reading it."""
+    if stat is None:
+        try:
+            stat = (PROC / "stat").read_text()
+        except OSError:
+            return 0
+    for line in stat.splitlines():
+        if line.startswith("procs_running "):
+            return max(int(line.split()[1]) - 1, 0)
+    return 0
+
+
+def task_states(pid: str) -> list[str]:
+    """The state letter of each thread of process ``pid`` (empty if it is gone)."""
+    try:
+        stat = (PROC / pid / "stat").read_text()
+    except OSError:
+        return []
+    fields = stat[stat.rfind(")") + 2 :].split()
+    if len(fields) > 17 and fields[17] == "1":  # num_threads
+        return [fields[0]]
+    states = []
+    try:
+        for tid in os.listdir(PROC / pid / "task"):
+            try:
+                text = (PROC / pid / "task" / tid / "stat").read_text()
+            except OSError:
+                continue
+            states.append(text[text.rfind(")") + 2])
+    except OSError:
+        return []
+    return states
+
+
+def namespace_runnable(own_ns: str) -> int:
+    """Runnable tasks of the processes in network namespace ``own_ns``, ours excluded."""
+    me = str(os.getpid())
+    count = 0
+    for pid in os.listdir(PROC):
+        if not pid.isdigit() or pid == me:
+            continue
+        try:
+            if os.readlink(PROC / pid / "ns" / "net") != own_ns:
+                continue
+        except OSError:
+            continue
+        count += task_states(pid).count("R")
+    return count
+
+
+def runnable_here() -> int:
+    """Runnable tasks on this node (see the module's text); may take milliseconds."""
+    try:
+        own_ns = os.readlink(PROC / "self" / "ns" / "net")
+    except OSError:
+        return system_runnable()
+    try:
+        init_ns = os.readlink(PROC / "1" / "ns" / "net")
+    except OSError:
+        # pid 1 hidden (a container): root can still tell namespaces apart by
+        # looking at each process; other users cannot, and count the system
+        init_ns = None if os.geteuid() == 0 else own_ns
+    return system_runnable() if own_ns == init_ns else namespace_runnable(own_ns)
+
+
+def measure(node: int, speed: float, procs: int, extra: dict[str, int | float | str]) -> LoadVector:
+    """This node's load vector now (blocking: reads /proc)."""
+    total, free = node_facts.memory_mb()
+    return LoadVector(
+        node=node,
+        cpus=node_facts.cpu_count(),
+        speed=speed,
+        load=float(runnable_here()),
+        free_mb=free,
+        total_mb=total,
+        procs=procs,
+        stamp=time.time(),
+        extra=extra,
+    )
+
+
+@dataclass
+class LoadTable:
+    """The last vector of each other node and when (monotonic) it arrived."""
+
+    dead_after: float
+    vectors: dict[int, LoadVector] = field(default_factory=dict)
+    heard: dict[int, float] = field(default_factory=dict)
+    up: set[int] = field(default_factory=set)  # nodes counted alive at the last check
+
+    def record(self, vector: LoadVector, now: float) -> bool:
+        """Keep ``vector``; True when its node was not counted alive before."""
+        self.vectors[vector.node] = vector
+        self.heard[vector.node] = now
+        if vector.node in self.up:
+            return False
+        self.up.add(vector.node)
+        return True
+
+    def alive(self, node: int, now: float) -> bool:
+        heard = self.heard.get(node)
+        return heard is not None and now - heard <= self.dead_after
+
+    def expire(self, now: float) -> list[int]:
+        """Nodes that were alive and are not any more."""
+        gone = [n for n in self.up if not self.alive(n, now)]
+        self.up.difference_update(gone)
+        return sorted(gone)
+
+    def fresh(self, now: float) -> dict[int, LoadVector]:
+        return {n: v for n, v in self.vectors.items() if self.alive(n, now)}
+
+    def age(self, node: int, now: float) -> float | None:
+        heard = self.heard.get(node)
+        return None if heard is None else now - heard

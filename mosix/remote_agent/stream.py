@@ -1,0 +1,113 @@
+"""One TCP connection between two agents: framed messages of mosix.protocol.
+
+Frames are read exactly (never past the end of the current message), so the
+raw socket can be handed to a C program at any message boundary
+(:meth:`PeerStream.detach_fd`) without losing bytes already received.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import trio
+
+from mosix.protocol import HEADER, Message, decode_message, encode_message, frame_length
+from mosix.remote_agent.nodemap import Node
+
+
+class PeerUnavailable(Exception):
+    """A node that cannot be reached, refused us, or went away (one line)."""
+
+
+class PeerClosed(PeerUnavailable):
+    """The peer ended the connection between two messages."""
+
+
+class PeerStream:
+    """Messages to and from one peer agent over a trio.SocketStream.
+
+    ``peer`` is the node at the other end once the connection is
+    authenticated; ``address`` its (ip, port).  Not for concurrent receivers;
+    concurrent senders are serialised.
+    """
+
+    def __init__(self, stream: trio.SocketStream, peer: Node | None = None) -> None:
+        self.stream = stream
+        self.peer = peer
+        self.address: tuple[str, int] = stream.socket.getpeername()[:2]
+        self._send_lock = trio.Lock()
+        self._detached = False
+
+    def describe(self) -> str:
+        """The other end for messages: 'node 2 (10.77.0.2)' or '10.77.0.9:41234'."""
+        if self.peer is not None:
+            return self.peer.label()
+        return f"{self.address[0]}:{self.address[1]}"
+
+    async def send(self, msg: Message) -> None:
+        data = encode_message(msg)
+        try:
+            async with self._send_lock:
+                await self.stream.send_all(data)
+        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as e:
+            raise PeerUnavailable(f"{self.describe()}: lost the connection ({reason(e)})") from None
+
+    async def _exactly(self, size: int, started: bool) -> bytes:
+        """``size`` bytes; PeerClosed at a clean end before the first byte of a message."""
+        data = bytearray()
+        while len(data) < size:
+            try:
+                chunk = await self.stream.receive_some(size - len(data))
+            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as e:
+                raise PeerUnavailable(
+                    f"{self.describe()}: lost the connection ({reason(e)})"
+                ) from None
+            if not chunk:
+                if data or started:
+                    raise PeerUnavailable(
+                        f"{self.describe()}: connection closed in the middle of a message"
+                    )
+                raise PeerClosed(f"{self.describe()}: connection closed")
+            data += chunk
+        return bytes(data)
+
+    async def receive(self) -> Message:
+        """The next message (ProtocolError for a malformed one, PeerClosed at the end)."""
+        length = frame_length(await self._exactly(HEADER.size, started=False))
+        return decode_message(await self._exactly(length, started=True))
+
+    async def aclose(self) -> None:
+        if not self._detached:
+            await self.stream.aclose()
+
+    async def __aenter__(self) -> PeerStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def detach_fd(self) -> int:
+        """The raw socket fd, in blocking mode with TCP_NODELAY; the caller owns it.
+
+        Python no longer touches it (aclose does nothing afterwards).  The fd is
+        close-on-exec, like every fd Python makes: pass it with ``pass_fds``.
+        """
+        if self._detached:
+            raise RuntimeError("the socket was already detached")
+        sock = self.stream.socket
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if hasattr(socket, "TCP_NOTSENT_LOWAT"):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT, 0)  # system default
+        fd: int = sock.detach()
+        os.set_blocking(fd, True)
+        self._detached = True
+        return fd
+
+
+def reason(error: BaseException) -> str:
+    """A short cause for an I/O failure."""
+    for candidate in (error, error.__cause__, error.__context__):
+        if isinstance(candidate, OSError) and candidate.errno:
+            return os.strerror(candidate.errno)
+    return str(error) or type(error).__name__
