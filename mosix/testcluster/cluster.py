@@ -12,8 +12,11 @@ after a crash (``up()`` first removes a leftover cluster of the same name).
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -21,7 +24,14 @@ from typing import Any
 from mosix.testcluster import agents, measure, mounts, network
 from mosix.testcluster.agents import ClusterSettings
 from mosix.testcluster.errors import BadRequest, ClusterError
-from mosix.testcluster.layout import BASE_DIR, DEFAULT_NAME, PRIVATE_DIRS, Layout, check_node_count
+from mosix.testcluster.layout import (
+    BASE_DIR,
+    DEFAULT_NAME,
+    LOCK_FILE,
+    PRIVATE_DIRS,
+    Layout,
+    check_node_count,
+)
 from mosix.testcluster.namespaces import node_command, node_env
 from mosix.testcluster.processes import NamespaceId, kill_all, namespace_id, pids_in
 
@@ -56,7 +66,12 @@ class LocalCluster:
     def up(self) -> LocalCluster:
         if os.geteuid() != 0:
             raise ClusterError("the test cluster needs root (network and mount namespaces)")
-        remove(self.layout)
+        with machine_lock():
+            self._build()
+        return self
+
+    def _build(self) -> None:
+        remove_unlocked(self.layout)
         try:
             mounts.ensure_base()
             self.layout.directory.mkdir(mode=0o755)
@@ -69,9 +84,8 @@ class LocalCluster:
                 for k in self.numbers:
                     agents.start_agent(self.layout, k)
         except BaseException:
-            remove(self.layout)
+            remove_unlocked(self.layout)
             raise
-        return self
 
     def down(self) -> None:
         remove(self.layout)
@@ -202,12 +216,29 @@ def node_namespaces(layout: Layout, k: int) -> set[NamespaceId]:
     return {ns for ns in found if ns is not None}
 
 
+@contextmanager
+def machine_lock() -> Iterator[None]:
+    """Clusters are built and removed one at a time on a machine (they share a mount)."""
+    LOCK_FILE.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def remove(layout: Layout) -> None:
     """Everything of the cluster gone: processes, mounts, namespaces, links.
 
     Safe on a half-built or already removed cluster; every step is tried, the
     first failure is raised at the end.
     """
+    with machine_lock():
+        remove_unlocked(layout)
+
+
+def remove_unlocked(layout: Layout) -> None:
     numbers = sorted(set(network.node_numbers(layout)) | set(layout.nodes_of_directory()))
     namespaces: set[NamespaceId] = set()
     for k in numbers:

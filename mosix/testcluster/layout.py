@@ -16,6 +16,7 @@ from mosix.testcluster.errors import BadRequest
 DEFAULT_NAME = "mosix"
 MAX_NODES = 250
 BASE_DIR = Path("/run/mosix-testcluster")  # private mount holding every cluster's mounts
+LOCK_FILE = Path("/run/lock/mosix-testcluster.lock")  # one cluster set up or removed at a time
 NETNS_DIR = Path("/run/netns")  # where pyroute2 (like ip netns) keeps network namespaces
 SUBNET = "10.77.0"
 PREFIX_LENGTH = 24
