@@ -7,7 +7,6 @@ is read through its control socket (ListNodes) or its log, with deadlines.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
 import struct
@@ -21,6 +20,7 @@ import cbor2
 import pytest
 import trio
 from agent_fixtures import Agent, cleanup, make_agent, wait_until
+from loopback import free_port
 
 from mosix.agent_client import try_connect
 from mosix.agent_paths import AgentPaths
@@ -43,23 +43,6 @@ from mosix.remote_agent.stream import PeerStream
 INTERVAL = 0.2
 DEAD_AFTER = 1.5
 SPEEDS = {1: 1.0, 2: 2.5, 3: 0.5}
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1, .2 and .3 (checked by binding it on each)."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = int(probe.getsockname()[1])
-        with contextlib.ExitStack() as stack:
-            try:
-                for host in ("127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.9"):
-                    sock = stack.enter_context(socket.socket())
-                    sock.bind((host, port))
-            except OSError:
-                continue
-        return port
-    raise AssertionError("no free port")
 
 
 @dataclass
@@ -253,6 +236,7 @@ def hello(node: int) -> bytes:
         ("127.0.0.2", hello(3), "claims to be node 3, but its address is node 2's"),
         ("127.0.0.2", struct.pack(">I", 5) + b"\xff" * 5, "bad greeting: not CBOR"),
         ("127.0.0.2", struct.pack(">I", 1 << 30), "bad greeting: frame of 1073741824 bytes"),
+        ("127.0.0.2", struct.pack(">I", 4097), "bad greeting: frame of 4097 bytes is larger than"),
         ("127.0.0.2", struct.pack(">I", 1) + b"\x01", "bad greeting: a message must be a map"),
         (
             "127.0.0.2",

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 import trio
-from test_cluster_layer import free_port
+from loopback import free_port
 
 from mosix.protocol import Done, GetStatus, LoadVector, Refused, Shutdown, encode_message
 from mosix.remote_agent.nodemap import Node, NodeMap

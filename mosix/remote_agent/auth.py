@@ -42,6 +42,7 @@ VERSION = 1
 NONCE_BYTES = 32
 HEX_LENGTH = 64  # of a nonce and of a MAC
 LABEL = b"mosix-peer-auth-v1"
+FRAME_LIMIT = 4096  # bytes of one message before the peer is known
 
 
 class AuthError(Exception):
@@ -66,7 +67,7 @@ def same_mac(given: str, expected: str) -> bool:
 async def expect(stream: PeerStream, kind: type[Message], stage: str) -> Message:
     """The next message, which must be ``kind``; AuthError otherwise."""
     try:
-        msg = await stream.receive()
+        msg = await stream.receive(FRAME_LIMIT)
     except ProtocolError as e:
         raise AuthError(f"bad {stage}: {e}") from None
     except PeerClosed:

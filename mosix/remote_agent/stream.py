@@ -12,7 +12,15 @@ import socket
 
 import trio
 
-from mosix.protocol import HEADER, Message, decode_message, encode_message, frame_length
+from mosix.protocol import (
+    HEADER,
+    MAX_FRAME,
+    Message,
+    ProtocolError,
+    decode_message,
+    encode_message,
+    frame_length,
+)
 from mosix.remote_agent.nodemap import Node
 
 
@@ -72,9 +80,12 @@ class PeerStream:
             data += chunk
         return bytes(data)
 
-    async def receive(self) -> Message:
-        """The next message (ProtocolError for a malformed one, PeerClosed at the end)."""
+    async def receive(self, limit: int = MAX_FRAME) -> Message:
+        """The next message (ProtocolError for a malformed one or one longer than
+        ``limit`` bytes, PeerClosed at the end)."""
         length = frame_length(await self._exactly(HEADER.size, started=False))
+        if length > limit:
+            raise ProtocolError(f"frame of {length} bytes is larger than {limit}")
         return decode_message(await self._exactly(length, started=True))
 
     async def aclose(self) -> None:
