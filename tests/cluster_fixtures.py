@@ -8,7 +8,9 @@ Every cluster is named after this pytest process (``pt{pid}c{n}``), so test runs
 on the same machine and a user's ``mosix-testcluster`` cluster never meet; a run
 that crashed leaves clusters whose owner is gone, and the next run removes them.
 The tests are skipped, with the reason, where namespaces cannot be made (not root,
-no util-linux, no pyroute2, a kernel or container that refuses).
+no util-linux, no pyroute2, a kernel or container that refuses).  Each node's agent
+gets the full configuration, [cluster] included; ``make_cluster(n, cluster=None)``
+leaves that section out (a set of lone agents).
 """
 
 from __future__ import annotations
@@ -19,14 +21,12 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from mosix.testcluster import ClusterError, LocalCluster, existing_clusters
-from mosix.testcluster.agents import ClusterSettings, mosixd_argv
 from mosix.testcluster.cluster import owner_pid
 
 _serial = itertools.count(1)
@@ -53,30 +53,6 @@ def skip_reason() -> str | None:
     return None
 
 
-@functools.cache
-def agent_takes_cluster_section() -> bool:
-    """Whether the installed mosixd accepts a [cluster] section.
-
-    Temporary: until the inter-node agent lands, mosixd refuses the section, and the
-    cluster runs with [node] and [paths] only.  The probe reads a configuration and
-    stops at the relative --run-dir that follows, before starting anything.
-    """
-    with tempfile.NamedTemporaryFile("w", suffix=".toml") as config:
-        config.write('[cluster]\nsecret_file = "/nonexistent"\n')
-        config.flush()
-        probe = subprocess.run(
-            [*mosixd_argv(), "--config", config.name, "--run-dir", "relative"],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-    return "unknown section [cluster]" not in probe.stderr
-
-
-def cluster_settings() -> ClusterSettings | None:
-    return ClusterSettings() if agent_takes_cluster_section() else None
-
-
 def remove_orphans() -> None:
     """Clusters of earlier test runs whose pytest is gone (a crash, a kill -9)."""
     for name in existing_clusters():
@@ -94,7 +70,6 @@ def bring_up(nodes: int, **options: object) -> LocalCluster:
         pytest.skip(reason)
     remove_orphans()
     name = f"pt{os.getpid()}c{next(_serial)}"
-    options.setdefault("cluster", cluster_settings())
     try:
         return LocalCluster(nodes, name, **options).up()  # type: ignore[arg-type]
     except ClusterError as e:

@@ -98,8 +98,8 @@ def test_run_mosix_and_etc_mosix_are_the_nodes_own(cluster3: LocalCluster) -> No
         assert seen.returncode == 0, seen.stderr
         assert int(seen.stdout) == cluster3.node_path(3, inside).stat().st_dev
         assert int(seen.stdout) != cluster3.node_path(1, inside).stat().st_dev
-    inside = cluster3.run(3, ["cat", "/proc/self/mountinfo"], capture_output=True, text=True)
-    assert str(BASE_DIR) not in inside.stdout  # no way into another node's directories
+    mountinfo = cluster3.run(3, ["cat", "/proc/self/mountinfo"], capture_output=True, text=True)
+    assert str(BASE_DIR) not in mountinfo.stdout  # no way into another node's directories
     secret = cluster3.node_path(3, "/etc/mosix/cluster.secret")
     assert secret.stat().st_mode & 0o777 == 0o600
     assert secret.read_text() == cluster3.node_path(1, "/etc/mosix/cluster.secret").read_text()
@@ -215,7 +215,7 @@ def tool_command() -> list[str]:
 
 
 def test_command_up_exec_status_down() -> None:
-    from cluster_fixtures import cluster_settings, skip_reason
+    from cluster_fixtures import skip_reason
 
     reason = skip_reason()
     if reason is not None:
@@ -226,9 +226,8 @@ def test_command_up_exec_status_down() -> None:
     def call(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([*tool, *args], capture_output=True, text=True, timeout=120)
 
-    config = "--cluster-config" if cluster_settings() else "--no-cluster-config"
     try:
-        up = call("up", "-n", "2", config, "--name", name)
+        up = call("up", "-n", "2", "--name", name)
         assert up.returncode == 0, up.stderr
         status = call("status", "--name", name)
         assert status.returncode == 0, status.stderr
