@@ -11,8 +11,9 @@
  *             sockets are no reason to refuse: they stay at home); when the
  *             image is written, "captured" on stdout, then one line on stdin:
  *             "go" makes it execute the deputy (the -D words: its path, then
- *             its arguments; ckpt_handoff.c), anything else (or the end)
- *             lets it continue here, exit status 4
+ *             its arguments; ckpt_handoff.c), or without -D (a remote copy
+ *             that moves on) ends it with SIGKILL; anything else (or the
+ *             end of stdin) lets it continue here, exit status 4
  *   -O        an extra line for the OPTIONS record (format.OPTION_KEYS)
  *   -T        timings on stderr: pause_us= total_us= bytes= pages= areas=
  *
@@ -178,8 +179,8 @@ static void parse_args(int argc, char **argv, struct options *o)
     o->pid = (pid_t)v;
     if (!o->path == (o->fd < 0))
         usage("exactly one of -o and -f");
-    if ((o->action == ACT_MIGRATE) != (o->ndeputy > 0))
-        usage("-a migrate needs -D (the deputy), and -D needs -a migrate");
+    if (o->ndeputy > 0 && o->action != ACT_MIGRATE)
+        usage("-D needs -a migrate");
 }
 
 /* ------------------------------------------------------------ cleanup */
@@ -491,6 +492,10 @@ static void act(enum action a)
 /* The migration's end: the agent says whether the image was restored. */
 static int hand_over(const struct options *o)
 {
+    /* the image is complete: its reader sees the end of the stream now */
+    if (!R.use_output && close(R.outfd) < 0)
+        ck_fail_errno("close -f %d", R.outfd);
+    R.outfd = -1;
     if (ck_write_all(STDOUT_FILENO, "captured\n", 9) < 0)
         ck_fail("stdout: %s", ck_why);
     char line[16];
@@ -511,6 +516,12 @@ static int hand_over(const struct options *o)
     }
     if (R.parent.dead)
         ck_fail("process %d ended during its migration", R.pid);
+    if (o->ndeputy == 0) { /* a remote copy: it runs elsewhere now */
+        if (kill(R.pid, SIGKILL) < 0 && errno != ESRCH)
+            ck_fail_errno("kill %d", R.pid);
+        R.parent.dead = 1;
+        return CK_EXIT_OK;
+    }
     if (ck_handoff_deputy(&R.parent, R.procfd, R.memfd, o->deputy, o->ndeputy) < 0)
         ck_fail("%s", ck_why); /* cleanup lets it continue here */
     if (ck_release(&R.parent) < 0 && !R.parent.dead)

@@ -1,6 +1,6 @@
 /* mosix_restore.c - the restorer: turn a checkpoint image back into the process.
  *
- * Usage: mosix-restore [-c] [-p PREFIX] [-e ERRFD] FD
+ * Usage: mosix-restore [-c] [-p PREFIX] [-e ERRFD] [-F SOCKFD | -H -x FDS] FD
  *
  * Reads the image (mosix/ckpt/format.py, docs/IMAGE.md) from descriptor FD,
  * strictly in order, and becomes the process it describes: same memory,
@@ -13,6 +13,16 @@
  *   -p PREFIX  the prefix of the one-line message of a refusal
  *   -e ERRFD   where that message goes (default 2); closed before the process
  *              resumes (mosrun passes its own stderr: the image's fd 2 may be a file)
+ *   -F SOCKFD  migration, on the remote node (mosix-remote): the image's files
+ *              stay at home, so their close-on-exec flags are not set here; as
+ *              its last act the restorer installs the forward filter (the calls
+ *              that run at home go to a listener) and sends the listener over
+ *              SOCKFD.  The filter lets the restorer's own calls through by
+ *              their address (RESTORER_BASE).
+ *   -H -x FDS  migration back home (the deputy executes this): the process's
+ *              filters are still in force (no shim filter again), and its
+ *              close-on-exec descriptors are the list FDS ("3,5"; "-": none),
+ *              not the remote image's
  *
  * A refusal is one line "PREFIX: reason" on fd 2 and exit status 125, before
  * anything is torn down whenever the image's first part shows the problem;
@@ -35,12 +45,32 @@
 char restore_stack[STACK_BYTES] __attribute__((aligned(16)));
 extern char _end[]; /* the linker's end of the bss */
 
-static const char usage_text[] = "usage: mosix-restore [-c] [-p PREFIX] [-e ERRFD] FD";
+static const char usage_text[] =
+    "usage: mosix-restore [-c] [-p PREFIX] [-e ERRFD] [-F SOCKFD | -H -x FDS] FD";
 
 struct options {
     int check_only;
     int fd;
 };
+
+/* "3,5,9" into the close-on-exec set; "-" is none. */
+static void parse_fd_list(const char *s, struct image *img)
+{
+    if (s[0] == '-' && !s[1])
+        return;
+    while (*s) {
+        long v = 0;
+        const char *start = s;
+        for (; *s >= '0' && *s <= '9'; s++)
+            if ((v = v * 10 + (*s - '0')) >= MOSIX_CKPT_MAX_FILES)
+                refuse(usage_text);
+        if (s == start || (*s && *s != ','))
+            refuse(usage_text);
+        img->cloexec[v / 64] |= 1ull << (v % 64);
+        if (*s)
+            s++;
+    }
+}
 
 static int parse_fd(const char *s)
 {
@@ -70,6 +100,15 @@ static struct options parse_args(int argc, char **argv)
             if (fd < 0)
                 refuse(usage_text);
             msg_fd(fd);
+        } else if (a[1] == 'F' && !a[2] && i + 1 < argc) {
+            int fd = parse_fd(argv[++i]);
+            if (fd < 0)
+                refuse(usage_text);
+            migration.forward_sock = fd;
+        } else if (a[1] == 'H' && !a[2]) {
+            migration.home = 1;
+        } else if (a[1] == 'x' && !a[2] && i + 1 < argc) {
+            migration.cloexec_list = argv[++i];
         } else if (a[1] == '-' && !a[2]) {
             i++;
             break;
@@ -78,6 +117,9 @@ static struct options parse_args(int argc, char **argv)
         }
     }
     if (i != argc - 1 || (o.fd = parse_fd(argv[i])) < 0)
+        refuse(usage_text);
+    if ((migration.home && (migration.forward_sock >= 0 || !migration.cloexec_list)) ||
+        (!migration.home && migration.cloexec_list))
         refuse(usage_text);
     return o;
 }
@@ -97,6 +139,7 @@ static void block_signals(void)
 }
 
 static struct image img;
+struct migration migration = {.forward_sock = -1};
 
 __attribute__((noreturn, used)) void restore_main(long *sp)
 {
@@ -110,6 +153,12 @@ __attribute__((noreturn, used)) void restore_main(long *sp)
 
     image_read_header(&r);
     image_read_state(&r, &img);
+    if (migration.home) { /* the descriptors are the deputy's, not the remote image's */
+        __builtin_memset(img.cloexec, 0, sizeof(img.cloexec));
+        parse_fd_list(migration.cloexec_list, &img);
+    } else if (migration.forward_sock >= 0) {
+        __builtin_memset(img.cloexec, 0, sizeof(img.cloexec));
+    }
     cpu_check(&img);
     struct specials cur;
     mem_find_specials(&cur);

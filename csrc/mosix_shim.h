@@ -8,6 +8,10 @@
 #ifndef MOSIX_SHIM_H
 #define MOSIX_SHIM_H
 
+/* mosrun's start gate for a program placed on another node (preload_shim.c,
+ * mosix/launch.py, the agent's placement). */
+#define MOSIX_START_GATE_ENV "MOSIX_START_GATE"
+
 #include <stddef.h>
 #include <stdint.h>
 #include <linux/filter.h>

@@ -221,7 +221,44 @@ static int find_text(struct dl_phdr_info *info, size_t size, void *data)
     return 0;
 }
 
+/* mosrun asked for another node: wait at the gate (a FIFO, MOSIX_START_GATE)
+ * until the node agent has moved the process there, after every library is
+ * loaded (loading needs the files' mappings, which stay home).  The agent
+ * opens the FIFO for writing when it sees the reader, migrates the process
+ * (the read is forwarded home and goes on waiting), then closes it: the read
+ * returns 0 and the program starts wherever it is. */
+static void start_gate(void)
+{
+    const char *gate = getenv(MOSIX_START_GATE_ENV);
+    if (gate == NULL)
+        return;
+    char path[4096];
+    size_t n = strlen(gate);
+    if (n >= sizeof(path))
+        return;
+    memcpy(path, gate, n + 1);
+    if (unsetenv(MOSIX_START_GATE_ENV) != 0) /* not for the program's children */
+        return;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    char byte;
+    ssize_t r;
+    do
+        r = read(fd, &byte, 1);
+    while (r > 0 || (r < 0 && errno == EINTR));
+    (void)close(fd); /* the gate's job is done either way */
+}
+
+static void shim_setup(void);
+
 __attribute__((constructor)) static void shim_init(void)
+{
+    shim_setup();
+    start_gate();
+}
+
+static void shim_setup(void)
 {
     long probe = mosix_raw0(MOSIX_PROBE_NR);
     if (probe > -MOSIX_PROBE_ERRNO_BASE || probe < -(MOSIX_PROBE_ERRNO_BASE + 2))

@@ -121,6 +121,14 @@ void mem_populate(uint64_t addr, uint64_t len);
 
 /* ------------------------------------------------------------ restore_state.c */
 
+/* Migration modes (mosix_restore.c options -F, -H, -x). */
+struct migration {
+    int forward_sock; /* -F: where the forward filter's listener goes (-1: no) */
+    int home;         /* -H: back home: the filters are in force already */
+    const char *cloexec_list;
+};
+extern struct migration migration;
+
 void state_set_mm(const struct image *img);
 void state_set_personality(const struct image *img);
 void state_apply(const struct image *img);

@@ -13,6 +13,7 @@
 #include <linux/time.h>
 
 #include "mosix_shim.h"
+#include "forward_table.h"
 
 #ifndef MAP_FIXED_NOREPLACE
 #define MAP_FIXED_NOREPLACE 0x100000
@@ -119,8 +120,8 @@ static void install_shim_filter(const struct image *img)
 {
     const struct mosix_ckpt_process *p = &img->proc;
     static struct sock_filter prog[MOSIX_FILTER_MAX];
-    if (p->shim_kind == MOSIX_CKPT_SHIM_NONE)
-        return;
+    if (p->shim_kind == MOSIX_CKPT_SHIM_NONE || migration.home)
+        return; /* none, or still in force (a deputy's filters survive its exec) */
     enum mosix_filter_kind kind = p->shim_kind == MOSIX_CKPT_SHIM_NOTIFY
                                       ? MOSIX_FILTER_SHIM_NOTIFY
                                       : MOSIX_FILTER_SHIM_ENOSYS;
@@ -135,6 +136,47 @@ static void install_shim_filter(const struct image *img)
     check(mosix_raw3(__NR_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_SPEC_ALLOW,
                      &fprog),
           "cannot install the shim's filter");
+}
+
+/* Migration, remote side: the forward filter (forward_table.h), its listener
+ * sent to mosix-remote over sock.  Calls from here on pass by their address. */
+static void install_forward_filter(int sock)
+{
+    struct sock_fprog fprog = {.len = (unsigned short)(sizeof(mosix_forward_filter) /
+                                                       sizeof(mosix_forward_filter[0])),
+                               .filter = (struct sock_filter *)mosix_forward_filter};
+    long listener = mosix_raw3(__NR_seccomp, SECCOMP_SET_MODE_FILTER,
+                               SECCOMP_FILTER_FLAG_NEW_LISTENER | SECCOMP_FILTER_FLAG_SPEC_ALLOW,
+                               &fprog);
+    if (listener < 0)
+        failed("cannot install the forward filter", listener);
+    int fd = (int)listener;
+    /* struct msghdr with one SCM_RIGHTS descriptor, spelled out: no libc here */
+    struct {
+        uint64_t len;
+        int32_t level, type;
+        int32_t fd, pad;
+    } cmsg = {sizeof(uint64_t) + 2 * sizeof(int32_t) + sizeof(int32_t), 1 /* SOL_SOCKET */,
+              1 /* SCM_RIGHTS */, fd, 0};
+    char byte = 'L';
+    struct {
+        void *base;
+        uint64_t len;
+    } iov = {&byte, 1};
+    struct {
+        void *name;
+        int32_t namelen, pad;
+        void *iov;
+        uint64_t iovlen;
+        void *control;
+        uint64_t controllen;
+        int32_t flags, pad2;
+    } m = {0, 0, 0, &iov, 1, &cmsg, sizeof(cmsg), 0, 0};
+    long rc = mosix_raw3(__NR_sendmsg, sock, (long)&m, 0x4000 /* MSG_NOSIGNAL */);
+    if (rc != 1)
+        failed("cannot hand over the forward filter's listener", rc < 0 ? rc : -EPIPE);
+    check(mosix_raw1(__NR_close, fd), "cannot close the listener");
+    check(mosix_raw1(__NR_close, sock), "cannot close the supervisor's socket");
 }
 
 /* The caller opened the files inheritable (they had to survive its exec of us). */
@@ -283,6 +325,8 @@ __attribute__((noreturn)) void state_resume(const struct image *img, int fd)
     check(mosix_raw1(__NR_close, fd), "cannot close the image");
     if (msg_fd_get() != 2)
         check(mosix_raw1(__NR_close, msg_fd_get()), "cannot close the error descriptor");
+    if (migration.forward_sock >= 0)
+        install_forward_filter(migration.forward_sock);
     __asm__ volatile("jmp *%0" : : "r"(TRAMP_CODE) : "memory");
     __builtin_unreachable();
 }

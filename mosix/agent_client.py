@@ -203,16 +203,22 @@ def connect(autostart: bool = True) -> AgentClient:
 REGISTER_TIMEOUT = 2.0  # a wedged agent must not hold up every mosrun for long
 
 
-def register_program(msg: Register) -> str | None:
-    """Register a program about to start (best effort); the agent's socket, or None.
+def register_program(msg: Register) -> tuple[str, Done] | None:
+    """Register a program about to start (best effort): the agent's socket and
+    its answer, or None when no agent can be reached.
 
     A program runs even when no agent can be reached: the agent finds it later
-    in /proc through its MOSIX_INHERIT environment.
+    in /proc through its MOSIX_INHERIT environment.  A refused placement
+    (``msg.placement``) is the one refusal that stops it (AgentRefused).
     """
     try:
         with connect(autostart=True) as client:
             client.sock.settimeout(REGISTER_TIMEOUT)
-            client.request(msg, Done)
-            return str(client.paths.socket)
+            done = client.request(msg, Done)
+            return str(client.paths.socket), done
+    except AgentRefused:
+        if msg.placement:
+            raise
+        return None
     except (AgentUnavailable, OSError, Failure):
         return None

@@ -39,17 +39,23 @@ def not_available(args: MosrunArgs) -> str | None:
     for name, message in NOT_YET.items():
         if getattr(args, name) is not None:
             return message
-    return launch.placement_problem(args)
+    return None
 
 
 def register(args: MosrunArgs) -> None:
-    """Tell the node agent (starting the embedded one if needed) about this program."""
+    """Tell the node agent (starting the embedded one if needed) about this program.
+
+    With a placement on another node, the agent may ask the program to wait
+    at a gate (a FIFO the preload shim opens) until it has been moved there.
+    """
     from mosix.agent_client import AGENT_SOCKET_ENV, register_program
     from mosix.arguments import inherit, inherited_words
     from mosix.protocol import Register
 
     effective = inherit(launch.outer_settings(os.environ), args)
-    socket_path = register_program(
+    placement = args.placement.option() or ""
+    gate = launch.make_gate() if placement and placement != "-h" else ""
+    registered = register_program(
         Register(
             pid=os.getpid(),
             job=effective.job_id or 0,
@@ -60,8 +66,22 @@ def register(args: MosrunArgs) -> None:
             checkpoint_file=args.checkpoint_file or "",
             checkpoint_limit=args.checkpoint_max or 0,
             checkpoint_interval=args.checkpoint_minutes or 0,
+            placement=placement,
+            force_elsewhere=args.force_elsewhere,
+            gate=gate,
         )
     )
+    if registered is None:  # no agent: this node only
+        launch.remove_gate(gate)
+        problem = launch.placement_problem(args)
+        if problem is not None:
+            raise Failure(problem, EXIT_USAGE)
+        return
+    socket_path, answer = registered
+    if answer.count == 1:
+        os.environ[launch.GATE_ENV] = gate
+    else:
+        launch.remove_gate(gate)
     if socket_path is not None:
         # the guard passes the program's own checkpoint requests to this agent
         os.environ[AGENT_SOCKET_ENV] = socket_path

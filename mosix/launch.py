@@ -6,9 +6,11 @@ mosrun becomes the program: it execs in place, so the pid a shell sees
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
+import tempfile
 from collections.abc import Mapping, Sequence
 from ipaddress import IPv4Address
 from typing import NoReturn
@@ -82,6 +84,26 @@ def placement_problem(args: MosrunArgs) -> str | None:
     if here or args.force_elsewhere:
         return None
     return f"{p.option()}: no such node in this cluster (-F starts the program here instead)"
+
+
+GATE_ENV = "MOSIX_START_GATE"  # csrc/mosix_shim.h MOSIX_START_GATE_ENV
+
+
+def make_gate() -> str:
+    """A FIFO for the program to wait at while the agent places it (see preload_shim.c)."""
+    directory = tempfile.mkdtemp(prefix="mosix-gate-")
+    path = os.path.join(directory, "gate")
+    os.mkfifo(path, 0o600)
+    return path
+
+
+def remove_gate(path: str) -> None:
+    if not path:
+        return
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+    with contextlib.suppress(OSError):
+        os.rmdir(os.path.dirname(path))
 
 
 def default_signals() -> None:

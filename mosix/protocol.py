@@ -233,6 +233,9 @@ class Register(Message):
     checkpoint_next: int = 0  # the next checkpoint's number (0: from the -C name)
     checkpoint_limit: int = 0  # -N (0: unlimited)
     checkpoint_interval: int = 0  # -A minutes (0: none)
+    placement: str = ""  # the placement option word ("-r node2", "-b", "-j1-3"; "" none)
+    force_elsewhere: bool = False  # -F
+    gate: str = ""  # a FIFO the program waits at until the agent has placed it
 
 
 @message
@@ -542,6 +545,17 @@ class RemoteEvent(Message):
     event: str = ""
     status: int = 0
     error: str = ""
+
+
+@message
+@dataclass(frozen=True)
+class Migrate(Message):
+    """A user's request (the migrate tool): move ``pid`` to ``target``: 'home',
+    'out' (anywhere but home) or a node (number, address or host name)."""
+
+    OP: ClassVar[str] = "migrate"
+    pid: int = 0
+    target: str = ""
 
 
 # The deputy (mosix-deputy, C) and its home agent, on the control socket.

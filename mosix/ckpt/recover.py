@@ -193,7 +193,7 @@ def register(args: MosrunArgs, head: ImageHead, env: dict[str, str]) -> None:
 
     limit, interval = args.checkpoint_max, args.checkpoint_minutes
     recovered = settings(head)
-    socket_path = register_program(
+    registered = register_program(
         Register(
             pid=os.getpid(),
             job=recovered.job_id or 0,
@@ -208,6 +208,7 @@ def register(args: MosrunArgs, head: ImageHead, env: dict[str, str]) -> None:
             ),
         )
     )
+    socket_path = registered[0] if registered is not None else None
     if socket_path is not None:
         env[AGENT_SOCKET_ENV] = socket_path
 

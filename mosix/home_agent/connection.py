@@ -88,6 +88,17 @@ class Connection:
                 sent = await self.sock.send(view)
                 view = view[sent:]
 
+    async def send_with_fds(self, msg: Message, fds: list[int]) -> None:
+        """``msg`` with descriptors attached (SCM_RIGHTS) to its first byte."""
+        data = encode_message(msg)
+        rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds).tobytes())]
+        async with self.send_lock:
+            sent = await self.sock.sendmsg([data], rights)
+            view = memoryview(data)[sent:]
+            while view:
+                n = await self.sock.send(view)
+                view = view[n:]
+
     def close(self) -> None:
         for fd in self.take_fds():
             os.close(fd)

@@ -85,3 +85,53 @@ def inherited_words(pid: int) -> list[str] | None:
 def alive(pid: int, ticks: int | None) -> bool:
     now = start_ticks(pid)
     return now is not None and (ticks is None or now == ticks)
+
+
+def exists(pid: int) -> bool:
+    """The process is there and not a zombie."""
+    return state_letter(pid) not in (None, "Z", "X")
+
+
+def real_gid(pid: int) -> int:
+    try:
+        for line in (PROC / str(pid) / "status").read_text().splitlines():
+            if line.startswith("Gid:"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def status_value(pid: int, key: str) -> str | None:
+    try:
+        for line in (PROC / str(pid) / "status").read_text().splitlines():
+            name, _, value = line.partition(":")
+            if name == key:
+                return value.strip()
+    except OSError:
+        pass
+    return None
+
+
+def stay_reason(pid: int) -> str:
+    """Why the process cannot migrate ("" : nothing known keeps it)."""
+    threads = status_value(pid, "Threads")
+    if threads and threads != "1":
+        return f"it has {threads} threads"
+    locked = status_value(pid, "VmLck")
+    if locked and not locked.startswith("0 "):
+        return "it has locked memory (mlock)"
+    try:
+        maps = (PROC / str(pid) / "maps").read_text()
+    except OSError:
+        return ""
+    for line in maps.splitlines():
+        fields = line.split(maxsplit=5)
+        if len(fields) < 5:
+            continue
+        perms, path = fields[1], fields[5] if len(fields) > 5 else ""
+        if perms[3] == "s" and "w" in perms:
+            return f"it maps shared writable memory ({path or 'anonymous'})"
+        if path.startswith("/dev/") and not path.startswith("/dev/zero"):
+            return f"it maps a device ({path})"
+    return ""

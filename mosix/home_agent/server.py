@@ -10,6 +10,7 @@ lose the agent reconnect and present their ticket, keeping their place.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import logging
 import os
@@ -25,11 +26,14 @@ import cbor2
 import trio
 
 from mosix.agent_paths import AgentPaths
+from mosix.arguments import UsageError, parse
 from mosix.home_agent import node_facts, proc_info
 from mosix.home_agent.checkpoints import CheckpointError, Checkpoints
+from mosix.home_agent.cluster_services import ClusterServices
 from mosix.home_agent.connection import Connection, Peer
 from mosix.home_agent.queue import Capacity, Queue, QueuedJob, RunningJob, record
 from mosix.home_agent.registry import Registration, Registry
+from mosix.launch import placement_problem
 from mosix.protocol import (
     CHECKPOINT_ACTIONS,
     CHECKPOINT_ORIGINS,
@@ -38,6 +42,8 @@ from mosix.protocol import (
     Abort,
     Checkpoint,
     CheckpointSettings,
+    DeputyHello,
+    DeputyLost,
     Done,
     Enqueue,
     Exited,
@@ -47,6 +53,7 @@ from mosix.protocol import (
     ListProcesses,
     ListQueue,
     Message,
+    Migrate,
     NodeFacts,
     Nodes,
     Processes,
@@ -141,6 +148,13 @@ class Agent:
         self.cluster = (
             Cluster(config.cluster, config.speed, lambda: len(self.registry.registered))
             if config.cluster is not None
+            else None
+        )
+        self.services = (
+            ClusterServices(
+                self.cluster, str(paths.socket), self.registry.registered.get, self.changed
+            )
+            if self.cluster is not None
             else None
         )
 
@@ -317,6 +331,17 @@ class Agent:
                 return Done(count=await self.queue_action(peer, msg))
             case GetStatus():
                 return Status(facts=self.facts())
+            case Migrate():
+                return await self.migrate(peer, msg)
+            case DeputyHello():
+                if self.services is None:
+                    raise Refusal("this node has no cluster")
+                await self.services.migrations.deputy_hello(conn, msg)
+                return None
+            case DeputyLost():
+                if self.services is not None:
+                    await self.services.migrations.deputy_lost(conn, msg)
+                return None
             case ListNodes():
                 return Nodes(nodes=self.cluster.listing() if self.cluster else [])
             case Checkpoint():
@@ -359,11 +384,40 @@ class Agent:
             ckpt_limit=msg.checkpoint_limit,
             ckpt_interval=msg.checkpoint_interval,
         )
+        answer: Message = Done()
+        if msg.placement:
+            answer = self.place(msg, reg)
+            if isinstance(answer, Refused):
+                return answer
         self.registry.register(reg)
         if self.nursery is not None:
             self.checkpoints.schedule(self.nursery, reg)
         self.changed()
-        return Done()
+        return answer
+
+    def place(self, msg: Register, reg: Registration) -> Message:
+        """Where a program with a placement option starts (Done(count=1): elsewhere)."""
+        if self.services is not None:
+            return self.services.place(msg, reg)
+        try:  # a one-node cluster: the placement must name this node (or -F)
+            args = parse([msg.placement, "true"])
+        except UsageError as e:
+            return Refused(error=str(e))
+        args = dataclasses.replace(args, force_elsewhere=msg.force_elsewhere)
+        problem = placement_problem(args)
+        return Refused(error=problem) if problem else Done()
+
+    async def migrate(self, peer: Peer, msg: Migrate) -> Message:
+        self.check_owner(peer, msg.pid)
+        if self.services is None:
+            raise Refusal(f"{msg.target}: this node has no cluster to migrate to")
+        reg = self.registry.adopt(msg.pid)
+        if reg is None:
+            raise Refusal(f"process {msg.pid} does not run under mosrun")
+        why = proc_info.stay_reason(msg.pid) if msg.target != "home" else ""
+        if why:
+            raise Refusal(f"process {msg.pid} cannot migrate: {why}")
+        return await self.services.migrate(msg, reg)
 
     # ---------------------------------------------------- checkpoints
 
@@ -663,6 +717,9 @@ class Agent:
             nursery.start_soon(self.accept_loop, listener, nursery)
             if self.cluster is not None:
                 await nursery.start(self.cluster.run)
+            if self.services is not None:
+                self.services.start(nursery)
+                self.registry.where_of = self.services.where
             with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                 nursery.start_soon(self.wait_signal, signals)
                 task_status.started()

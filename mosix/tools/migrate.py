@@ -12,7 +12,15 @@ from typing import Annotated
 import typer
 
 from mosix.exits import Failure
-from mosix.protocol import CHECKPOINT_ACTIONS, Checkpoint, Checkpointed, ListProcesses, Processes
+from mosix.protocol import (
+    CHECKPOINT_ACTIONS,
+    Checkpoint,
+    Checkpointed,
+    Done,
+    ListProcesses,
+    Migrate,
+    Processes,
+)
 from mosix.tools.common import app, ask_listing, fail, not_available, run
 
 ACTIONS = ("home", "out", "freeze", "continue", "checkpoint", "chkstop", "chkexit")
@@ -28,6 +36,27 @@ cli = app(
 def job_pids(job: int) -> list[int]:
     listing = ask_listing("migrate", ListProcesses(all_users=True, job=job), Processes)
     return sorted(p.pid for part in listing for p in part.processes)
+
+
+MIGRATE_TIMEOUT = 3600.0  # a big image over a slow link
+
+
+def move(pid: int, target: str) -> bool:
+    """Ask the agent to move the process; False (and one line) when it stays."""
+    from mosix.agent_client import connect
+
+    try:
+        with connect(autostart=True) as client:
+            client.send(Migrate(pid=pid, target=target))
+            reply = client.receive(timeout=MIGRATE_TIMEOUT)
+    except Failure as e:
+        typer.echo(f"migrate: {pid}: {e.message}", err=True)
+        return False
+    if isinstance(reply, Done):
+        return True
+    error = getattr(reply, "error", None) or "the node agent did not answer"
+    typer.echo(f"migrate: {pid}: {error}", err=True)
+    return False
 
 
 def checkpoint(pid: int, action: str) -> bool:
@@ -74,12 +103,13 @@ def main_command(
     pid = int(first) if first else None
     if not target:
         fail("migrate", "give where to (node, home, out) or what to do (freeze, checkpoint, ...)")
-    if target not in CHECKPOINT_ACTIONS:
+    if target in ("freeze", "continue"):
         not_available("migrate", target)
     pids = [pid] if pid is not None else job_pids(job or 0)
     if not pids:
         fail("migrate", f"-j{job}: no processes in this job")
-    failures = [p for p in pids if not checkpoint(p, target)]
+    act = checkpoint if target in CHECKPOINT_ACTIONS else move
+    failures = [p for p in pids if not act(p, target)]
     if failures:
         raise typer.Exit(1)
 

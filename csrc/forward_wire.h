@@ -1,0 +1,44 @@
+/* forward_wire.h - the frames on a migrated process's channel (one definition).
+ *
+ * The channel is one TCP connection, set up and authenticated by the two node
+ * agents, between the supervisor of the remote copy (mosix-remote, on the node
+ * where the process runs) and its deputy (mosix-deputy, the original process at
+ * home).  After that no Python touches it.  Every frame is a 16-byte header and
+ * `len` payload bytes, in host order (x86-64 on both sides):
+ *
+ *   REQUEST  remote -> home  id: the call's number (counts up)  payload: forward.h request
+ *   REPLY    home -> remote  id: the request's id                payload: forward.h reply
+ *   SIGNAL   home -> remote  id: a signal sent to the home pid, to deliver to the copy
+ *   STOPPED  remote -> home  id: the signal that stopped the copy: the deputy stops too
+ *   EXIT     remote -> home  id: the copy's wait status: the deputy ends the same way
+ *   LEAVING  remote -> home  the copy is being migrated away (home or elsewhere): the
+ *                            deputy stops serving and waits for its agent's order
+ *
+ * One request is outstanding at a time (the process has one thread, and calls
+ * that create processes bring it home first), so the home side never needs the
+ * remote's memory while it works: the request carries every input buffer
+ * (forward.h).  A REPLY for a request the remote no longer waits for (the
+ * call was interrupted by a signal) is dropped by id. */
+#ifndef MOSIX_FORWARD_WIRE_H
+#define MOSIX_FORWARD_WIRE_H
+
+#include <stdint.h>
+
+enum fwd_frame_type {
+    FWD_FRAME_REQUEST = 1,
+    FWD_FRAME_REPLY = 2,
+    FWD_FRAME_SIGNAL = 3,
+    FWD_FRAME_STOPPED = 4,
+    FWD_FRAME_EXIT = 5,
+    FWD_FRAME_LEAVING = 6,
+};
+
+struct fwd_frame {
+    uint32_t len;  /* payload bytes that follow */
+    uint32_t type; /* enum fwd_frame_type */
+    uint64_t id;
+};
+
+#define FWD_FRAME_MAX_PAYLOAD ((1u << 20) + 4096) /* FWD_MAX_DATA and the call's head */
+
+#endif

@@ -1,0 +1,179 @@
+"""What the agent does with a cluster: placement at start, migrate, guests.
+
+Owned by the Agent when its configuration has a [cluster]: it joins the
+home side (mosix.home_agent.migration), the target side
+(mosix.remote_agent.inbound) and placement (mosix.home_agent.placement).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+from collections.abc import Callable
+
+import trio
+
+from mosix.arguments import MosrunArgs, UsageError, parse_inherited_words
+from mosix.home_agent import node_facts, proc_info
+from mosix.home_agent.migration import MigrationError, Migrations, ProcessFacts
+from mosix.home_agent.placement import Chooser, NoPlace, Request, WaitForMemory, placement_of
+from mosix.home_agent.registry import Registration
+from mosix.protocol import (
+    BringHome,
+    Done,
+    Message,
+    Migrate,
+    MigrateChannel,
+    MigrateImage,
+    MigrateOffer,
+    Refused,
+    Register,
+)
+from mosix.remote_agent.inbound import Guests
+from mosix.remote_agent.peers import Cluster
+
+log = logging.getLogger("mosixd")
+GATE_POLL_SECONDS = 0.005  # how often the agent looks for the program at its gate
+GATE_WAIT_SECONDS = 10.0  # a program that never reaches it (static: no shim) goes anyway
+
+
+class ClusterServices:
+    def __init__(
+        self,
+        cluster: Cluster,
+        socket_path: str,
+        lookup: Callable[[int], Registration | None],
+        on_change: Callable[[], None],
+    ) -> None:
+        self.cluster = cluster
+        self.me = cluster.me.number
+        self.lookup = lookup
+        self.migrations = Migrations(cluster, self.me, socket_path, on_change)
+        self.guests = Guests(lambda: node_facts.memory_mb()[1], on_change)
+        self.chooser = Chooser(cluster.nodes, self.me)
+        cluster.on(MigrateOffer, self.guests.offer)
+        cluster.on(MigrateImage, self.guests.image)
+        cluster.on(MigrateChannel, self.guests.channel)
+        cluster.on(BringHome, self.guests.bring_home)
+        self.nursery: trio.Nursery | None = None
+
+    def start(self, nursery: trio.Nursery) -> None:
+        self.nursery = nursery
+        self.migrations.nursery = nursery
+
+    def where(self, pid: int) -> str:
+        node = self.migrations.where(pid)
+        if node == self.me:
+            return "home"
+        found = self.cluster.nodes.by_number(node)
+        return (found.name or found.address) if found else str(node)
+
+    # ------------------------------------------------------------ at start
+
+    def place(self, msg: Register, reg: Registration) -> Message:
+        """A registration with a placement: Done(count=1) when the program is to
+        wait at its gate while it is moved; Refused when no node can take it."""
+        try:
+            request = request_of(msg, reg)
+            target = self.chooser.choose(self.cluster.loads(), request)
+        except WaitForMemory:
+            target = -1  # -b -m: decided when a node qualifies
+        except NoPlace as e:
+            return Refused(error=str(e))
+        if target == self.me or not msg.gate:
+            return Done(count=0)
+        assert self.nursery is not None
+        self.nursery.start_soon(self._start_elsewhere, reg, request, target, msg.gate)
+        return Done(count=1)
+
+    async def _start_elsewhere(
+        self, reg: Registration, request: Request, target: int, gate: str
+    ) -> None:
+        writer = await open_gate(gate, reg.pid)
+        try:
+            while target < 0:  # -b with -m: wait until a node qualifies
+                await self.cluster.wait_for_change()
+                with contextlib.suppress(WaitForMemory):
+                    target = self.chooser.best(self.cluster.loads(), request, set())
+            if target != self.me and proc_info.exists(reg.pid):
+                try:
+                    await self.migrations.send_out(reg.pid, target, self.facts(reg))
+                except MigrationError as e:
+                    log.warning("process %d starts at home: %s", reg.pid, e)
+        finally:
+            if writer >= 0:
+                os.close(writer)  # the program goes on, wherever it is
+            with contextlib.suppress(OSError):
+                os.unlink(gate)
+
+    # ------------------------------------------------------------ migrate
+
+    async def migrate(self, msg: Migrate, reg: Registration) -> Message:
+        try:
+            if msg.target == "home":
+                await self.migrations.bring_home(msg.pid)
+                return Done(count=1)
+            if msg.target == "out":
+                request = request_of(None, reg)
+                target = self.chooser.best(self.cluster.loads(), request, {self.me})
+            else:
+                node = self.cluster.nodes.resolve(msg.target)
+                if node is None:
+                    return Refused(error=f"{msg.target}: no such node in this cluster")
+                target = node.number
+            if target == self.migrations.where(msg.pid):
+                return Done(count=0)
+            if self.migrations.where(msg.pid) != self.me:
+                await self.migrations.bring_home(msg.pid)  # then out again: two hops
+            if target != self.me:
+                await self.migrations.send_out(msg.pid, target, self.facts(reg))
+            return Done(count=1)
+        except WaitForMemory:
+            return Refused(error="no other node can take it now")
+        except (MigrationError, NoPlace) as e:
+            return Refused(error=str(e))
+
+    def facts(self, reg: Registration) -> ProcessFacts:
+        args = inherited(reg)
+        mode = (args.unsupported.value if args.unsupported else "u") if args else "u"
+        return ProcessFacts(
+            uid=reg.uid,
+            gid=proc_info.real_gid(reg.pid),
+            mode=mode,
+            time_here=bool(args and args.local_time),
+            memory_mb=proc_info.rss_mb(reg.pid),
+            required_mb=(args.memory_mb or 0) if args else 0,
+            command=reg.command,
+        )
+
+
+def inherited(reg: Registration) -> MosrunArgs | None:
+    try:
+        return parse_inherited_words(reg.flags)
+    except UsageError:
+        return None
+
+
+def request_of(msg: Register | None, reg: Registration) -> Request:
+    args = inherited(reg)
+    return Request(
+        placement=placement_of(msg.placement if msg else ""),
+        force_elsewhere=bool(msg and msg.force_elsewhere),
+        required_mb=(args.memory_mb or 0) if args else 0,
+        grid=bool(args and args.grid_class),
+    )
+
+
+async def open_gate(path: str, pid: int) -> int:
+    """The gate's write end once the program waits at it (-1: it never came)."""
+    with trio.move_on_after(GATE_WAIT_SECONDS):
+        while proc_info.exists(pid):
+            try:
+                return os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            except OSError as e:
+                if e.errno not in (errno.ENXIO, errno.EINTR):
+                    return -1
+            await trio.sleep(GATE_POLL_SECONDS)
+    return -1

@@ -1,0 +1,407 @@
+"""Migration, the home node's side: sending a process out and bringing it back.
+
+Sending process P to node N (the target's side: mosix.remote_agent.inbound):
+
+1. offer: a connection to N's agent carries MigrateOffer; N answers
+   MigrateAccept (or Refused).  This connection stays open for the life of
+   the remote copy: N reports on it (RemoteEvent) and home gives orders
+   (MigrateFinish).
+2. two more connections to N: one whose bytes after MigrateImage are the
+   image, one that after MigrateChannel becomes the forwarding channel.  Both
+   are handed over as raw descriptors to C programs; Python never reads them.
+3. mosix-ckpt -a migrate captures P into the image connection, P held
+   stopped; N's mosix-remote restores it and answers MigrateResult.
+4. restored: mosix-ckpt makes P execute mosix-deputy in place (same pid,
+   parent, files...); the deputy says hello on the control socket
+   (DeputyHello) and receives the channel.  Not restored (N refused, died, or
+   the restore failed): P continues at home as if nothing happened.
+
+Bringing it home: BringHome to N on a new connection; N captures the copy
+and streams the image back on it; the deputy receives that socket
+(DeputyHome) and executes the restorer in place; success (the restorer's
+error pipe closes without a word) is told to N (MigrateFinish), which ends
+the copy there.
+
+The per-call traffic never passes here: see csrc/mosix_remote.c and
+csrc/mosix_deputy.c.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import trio
+
+from mosix.home_agent.connection import Connection
+from mosix.native import native_path
+from mosix.protocol import (
+    BringHome,
+    DeputyChannel,
+    DeputyEnd,
+    DeputyHello,
+    DeputyHome,
+    DeputyLost,
+    MigrateAccept,
+    MigrateChannel,
+    MigrateFinish,
+    MigrateImage,
+    MigrateOffer,
+    MigrateResult,
+    Refused,
+    RemoteEvent,
+)
+from mosix.remote_agent.peers import Cluster
+from mosix.remote_agent.stream import PeerStream, PeerUnavailable
+
+log = logging.getLogger("mosixd")
+CAPTURER, DEPUTY, RESTORER = "mosix-ckpt", "mosix-deputy", "mosix-restore"
+OFFER_TIMEOUT = 10.0  # for the target's answer to an offer
+RESTORE_TIMEOUT = 120.0  # from the end of the capture to the target's result
+HOME_TIMEOUT = 120.0  # for a copy's image to come home
+
+
+class MigrationError(Exception):
+    """A migration that did not happen (one line); the process runs where it was."""
+
+
+@dataclass
+class Away:
+    """A process of this node whose copy runs on another node."""
+
+    pid: int
+    token: str
+    node: int
+    ctl: PeerStream
+    chan_fd: int = -1  # until the deputy takes it
+    deputy: Connection | None = None
+    returning: bool = False
+    done: trio.Event = field(default_factory=trio.Event)
+
+
+@dataclass
+class ProcessFacts:
+    """What the target needs to know about a process (from the registry)."""
+
+    uid: int
+    gid: int
+    mode: str
+    time_here: bool
+    memory_mb: int
+    required_mb: int
+    command: list[str]
+
+
+class Migrations:
+    def __init__(
+        self,
+        cluster: Cluster,
+        node: int,
+        socket_path: str,
+        on_change: Callable[[], None],
+    ) -> None:
+        self.cluster = cluster
+        self.node = node
+        self.socket_path = socket_path
+        self.on_change = on_change
+        self.away: dict[int, Away] = {}
+        self.by_token: dict[str, Away] = {}
+        self.busy: set[int] = set()  # pids with a migration under way
+        self.nursery: trio.Nursery | None = None
+
+    def where(self, pid: int) -> int:
+        """The node the process runs on (this node's number when home)."""
+        away = self.away.get(pid)
+        return away.node if away else self.node
+
+    # ------------------------------------------------------------ out
+
+    async def send_out(self, pid: int, node: int, facts: ProcessFacts) -> None:
+        """Migrate home process ``pid`` to ``node``; MigrationError if it stays."""
+        if pid in self.busy:
+            raise MigrationError(f"process {pid} is already migrating")
+        if pid in self.away:
+            raise MigrationError(f"process {pid} already runs on node {self.away[pid].node}")
+        self.busy.add(pid)
+        try:
+            await self._send_out(pid, node, facts)
+        finally:
+            self.busy.discard(pid)
+
+    async def _send_out(self, pid: int, node: int, facts: ProcessFacts) -> None:
+        token = secrets.token_hex(16)
+        try:
+            ctl = await self.cluster.open(node)
+        except PeerUnavailable as e:
+            raise MigrationError(str(e)) from None
+        ok = False
+        try:
+            await ctl.send(
+                MigrateOffer(
+                    token=token,
+                    home=self.node,
+                    pid=pid,
+                    uid=facts.uid,
+                    gid=facts.gid,
+                    mode=facts.mode,
+                    time_here=facts.time_here,
+                    memory_mb=facts.memory_mb,
+                    required_mb=facts.required_mb,
+                    command=facts.command,
+                )
+            )
+            with trio.fail_after(OFFER_TIMEOUT):
+                answer = await ctl.receive()
+            if isinstance(answer, Refused):
+                raise MigrationError(f"node {node} refused: {answer.error}")
+            if not isinstance(answer, MigrateAccept) or answer.token != token:
+                raise MigrationError(f"node {node}: unexpected answer {answer.OP}")
+            img_fd = await self._side_connection(node, MigrateImage(token=token))
+            try:
+                chan_fd = await self._side_connection(node, MigrateChannel(token=token))
+            except BaseException:
+                os.close(img_fd)
+                raise
+            away = Away(pid, token, node, ctl, chan_fd)
+            ok = await self._capture_and_hand_over(away, img_fd)
+        except PeerUnavailable as e:
+            raise MigrationError(str(e)) from None
+        except trio.TooSlowError:
+            raise MigrationError(f"node {node} does not answer") from None
+        finally:
+            if not ok:
+                with contextlib.suppress(Exception):
+                    await ctl.aclose()
+        self.away[pid] = away
+        self.by_token[token] = away
+        self.on_change()
+        assert self.nursery is not None
+        self.nursery.start_soon(self._watch, away)
+        log.info("process %d migrated to node %d", pid, node)
+
+    async def _side_connection(self, node: int, first: MigrateImage | MigrateChannel) -> int:
+        stream = await self.cluster.open(node)
+        try:
+            await stream.send(first)
+        except BaseException:
+            await stream.aclose()
+            raise
+        return stream.detach_fd()
+
+    async def _capture_and_hand_over(self, away: Away, img_fd: int) -> bool:
+        argv = [
+            native_path(CAPTURER),
+            "-f",
+            str(img_fd),
+            "-a",
+            "migrate",
+            *deputy_words(self.socket_path, away.token),
+            str(away.pid),
+        ]
+        try:
+            proc = await trio.lowlevel.open_process(
+                argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                pass_fds=(img_fd,),
+            )
+        finally:
+            os.close(img_fd)
+        assert proc.stdin is not None and proc.stdout is not None
+        try:
+            line = await read_line(proc.stdout)
+            if line != "captured":
+                await proc.wait()
+                raise MigrationError(await capture_error(proc, away.pid))
+            try:
+                with trio.fail_after(RESTORE_TIMEOUT):
+                    result = await away.ctl.receive()
+            except (PeerUnavailable, trio.TooSlowError) as e:
+                result = MigrateResult(token=away.token, error=f"node {away.node}: {e}")
+            if not isinstance(result, MigrateResult) or result.error:
+                await proc.stdin.send_all(b"resume\n")
+                await proc.wait()
+                why = result.error if isinstance(result, MigrateResult) else result.OP
+                raise MigrationError(f"not restored on node {away.node}: {why}")
+            self.by_token[away.token] = away  # the deputy's hello finds its channel
+            await proc.stdin.send_all(b"go\n")
+            status = await proc.wait()
+            if status != 0:
+                self.by_token.pop(away.token, None)
+                raise MigrationError(await capture_error(proc, away.pid))
+            return True
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.close(away.chan_fd)
+            away.chan_fd = -1
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()  # cleans up: a killed capturer leaves the process running
+            raise
+        finally:
+            await proc.aclose()
+
+    # ------------------------------------------------------------ the deputy
+
+    async def deputy_hello(self, conn: Connection, msg: DeputyHello) -> None:
+        away = self.by_token.get(msg.token)
+        if away is None or conn.peer.pid != away.pid or msg.pid != away.pid:
+            await conn.send(DeputyEnd(error="no migration of this process is under way"))
+            return
+        fd, away.chan_fd = away.chan_fd, -1
+        if fd < 0:
+            await conn.send(DeputyEnd(error="its channel was already taken"))
+            return
+        away.deputy = conn
+        try:
+            await conn.send_with_fds(DeputyChannel(), [fd])
+        finally:
+            os.close(fd)
+
+    async def deputy_lost(self, conn: Connection, msg: DeputyLost) -> None:
+        away = self.away.get(conn.peer.pid)
+        if away is None or away.returning:
+            return  # a migration under way answers it
+        log.warning("process %d: its channel to node %d broke", away.pid, away.node)
+        await self._lost(away, f"its remote copy on node {away.node} was lost")
+
+    async def _lost(self, away: Away, why: str) -> None:
+        if away.deputy is not None:
+            with contextlib.suppress(OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+                await away.deputy.send(DeputyEnd(error=why))
+        self._forget(away)
+
+    def _forget(self, away: Away) -> None:
+        self.away.pop(away.pid, None)
+        self.by_token.pop(away.token, None)
+        if away.chan_fd >= 0:
+            os.close(away.chan_fd)
+            away.chan_fd = -1
+        away.done.set()
+        self.on_change()
+
+    async def _watch(self, away: Away) -> None:
+        """The target's reports on the copy, until it ends or comes home."""
+        try:
+            while True:
+                event = await away.ctl.receive()
+                if not isinstance(event, RemoteEvent):
+                    continue
+                if event.event == "home":
+                    assert self.nursery is not None
+                    self.nursery.start_soon(self._bring_home_quietly, away.pid)
+                elif event.event in ("exit", "lost"):
+                    break
+        except PeerUnavailable:
+            if not away.returning and away.pid in self.away:
+                log.warning("process %d: node %d is unreachable", away.pid, away.node)
+        finally:
+            if not away.returning and self.away.get(away.pid) is away:
+                self._forget(away)
+            with contextlib.suppress(Exception):
+                await away.ctl.aclose()
+
+    # ------------------------------------------------------------ home
+
+    async def _bring_home_quietly(self, pid: int) -> None:
+        try:
+            await self.bring_home(pid)
+        except MigrationError as e:
+            log.warning("process %d could not come home: %s", pid, e)
+
+    async def bring_home(self, pid: int) -> None:
+        away = self.away.get(pid)
+        if away is None:
+            raise MigrationError(f"process {pid} is at home")
+        if pid in self.busy or away.deputy is None:
+            raise MigrationError(f"process {pid} is already migrating")
+        self.busy.add(pid)
+        away.returning = True
+        try:
+            await self._bring_home(away)
+        except BaseException:
+            away.returning = False
+            raise
+        finally:
+            self.busy.discard(pid)
+
+    async def _bring_home(self, away: Away) -> None:
+        assert away.deputy is not None
+        try:
+            stream = await self.cluster.open(away.node)
+            await stream.send(BringHome(token=away.token))
+            with trio.fail_after(HOME_TIMEOUT):
+                answer = await stream.receive()
+        except (PeerUnavailable, trio.TooSlowError) as e:
+            raise MigrationError(f"node {away.node}: {e}") from None
+        if not isinstance(answer, RemoteEvent) or answer.event != "sending":
+            await stream.aclose()
+            why = getattr(answer, "error", "") or answer.OP
+            raise MigrationError(f"node {away.node} cannot send it: {why}")
+        img_fd = stream.detach_fd()
+        err_r, err_w = os.pipe()
+        try:
+            await away.deputy.send_with_fds(DeputyHome(), [img_fd, err_w])
+        finally:
+            os.close(img_fd)
+            os.close(err_w)
+        complaint = await read_all(err_r)
+        restored = not complaint and proc_alive(away.pid)
+        with contextlib.suppress(PeerUnavailable):
+            await away.ctl.send(MigrateFinish(token=away.token, ok=restored))
+        self._forget(away)
+        if not restored:
+            raise MigrationError(complaint or "the restorer failed")
+        log.info("process %d came home from node %d", away.pid, away.node)
+
+
+def deputy_words(socket_path: str, token: str) -> list[str]:
+    """mosix-ckpt's -D words: the deputy's path and arguments."""
+    words = [native_path(DEPUTY), "-a", socket_path, "-k", token, "-r", native_path(RESTORER)]
+    return [w for word in words for w in ("-D", word)]
+
+
+async def read_line(stream: trio.abc.ReceiveStream) -> str:
+    data = bytearray()
+    while not data.endswith(b"\n"):
+        chunk = await stream.receive_some(1)
+        if not chunk:
+            break
+        data += chunk
+    return data.decode(errors="replace").strip()
+
+
+async def read_all(fd: int) -> str:
+    """Everything written to a pipe until its writers close it."""
+    data = bytearray()
+    try:
+        while True:
+            await trio.lowlevel.wait_readable(fd)
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        os.close(fd)
+    return data.decode(errors="replace").strip()
+
+
+async def capture_error(proc: trio.Process, pid: int) -> str:
+    assert proc.stderr is not None
+    text = (await proc.stderr.receive_some(4096)).decode(errors="replace").strip()
+    return text.splitlines()[-1] if text else f"capture of process {pid} failed"
+
+
+def proc_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

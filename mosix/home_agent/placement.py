@@ -1,0 +1,143 @@
+"""Where a program should run: mosrun's placement options against the cluster.
+
+The manual: -r{host}, -{a.b.c.d}, -{n} name a node; -h is home; -b the best
+node (with at least -m MB free: the program waits until one qualifies);
+-j{list} one at random from the list; no option: where the parent runs
+(mosrun's parent is at home: a process that forks or executes elsewhere is
+brought home first).  -F: start elsewhere when the node named is not
+available.  Without -G, only nodes of the home node's partition qualify.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+
+from mosix.arguments import (
+    Addresses,
+    AmongCandidates,
+    HostName,
+    NodeNumbers,
+    OnAddress,
+    OnBest,
+    OnHome,
+    OnHost,
+    OnNode,
+    Placement,
+    UsageError,
+    WhereParent,
+    parse,
+)
+from mosix.protocol import LoadVector
+from mosix.remote_agent.nodemap import NodeMap
+
+
+class NoPlace(Exception):
+    """The placement cannot be honoured (one line); with -F the caller retries elsewhere."""
+
+
+class WaitForMemory(Exception):
+    """-b -m: no node has the memory now; try again when the loads change."""
+
+
+@dataclass(frozen=True)
+class Request:
+    placement: Placement
+    force_elsewhere: bool
+    required_mb: int
+    grid: bool  # -G: other partitions too
+
+
+def placement_of(word: str) -> Placement:
+    """The placement an option word gives ("" : none)."""
+    if not word:
+        return WhereParent()
+    try:
+        return parse([word, "true"]).placement
+    except UsageError as e:
+        raise NoPlace(str(e)) from None
+
+
+def score(v: LoadVector) -> float:
+    """Lower is better: runnable processes per unit of computing power."""
+    return (v.load + 1.0) / (max(v.cpus, 1) * max(v.speed, 0.01))
+
+
+class Chooser:
+    def __init__(self, nodes: NodeMap, me: int) -> None:
+        self.nodes = nodes
+        self.me = me
+
+    def eligible(self, loads: Mapping[int, LoadVector], req: Request) -> dict[int, LoadVector]:
+        mine = self.nodes.partition_of(self.me)
+        return {
+            n: v
+            for n, v in loads.items()
+            if req.grid or n == self.me or self.nodes.partition_of(n) == mine
+        }
+
+    def best(self, loads: Mapping[int, LoadVector], req: Request, exclude: set[int]) -> int:
+        fits = [
+            (score(v), n != self.me, n)
+            for n, v in self.eligible(loads, req).items()
+            if n not in exclude and v.free_mb >= req.required_mb
+        ]
+        if not fits:
+            raise WaitForMemory()
+        return min(fits)[2]
+
+    def named(self, placement: Placement) -> list[int]:
+        """The node numbers a placement names (empty: none named)."""
+        match placement:
+            case OnNode(node=n):
+                return [n]
+            case OnHost(host=host):
+                node = self.nodes.resolve(host)
+                if node is None:
+                    raise NoPlace(f"-r{host}: no such node in this cluster")
+                return [node.number]
+            case OnAddress(address=address):
+                node = self.nodes.by_address(str(address))
+                if node is None:
+                    raise NoPlace(f"-{address}: no such node in this cluster")
+                return [node.number]
+            case AmongCandidates(candidates=candidates):
+                return sorted({n for c in candidates for n in self._expand(c)})
+        return []
+
+    def _expand(self, c: NodeNumbers | Addresses | HostName) -> list[int]:
+        match c:
+            case NodeNumbers(first=first, last=last):
+                return [n for n in range(first, last + 1) if n in self.nodes]
+            case HostName(name=name):
+                node = self.nodes.resolve(name)
+                return [node.number] if node else []
+            case Addresses(first=first, last=last):
+                out = []
+                for value in range(int(first), int(last) + 1):
+                    node = self.nodes.by_address(str(IPv4Address(value)))
+                    if node is not None:
+                        out.append(node.number)
+                return out
+        return []
+
+    def choose(self, loads: Mapping[int, LoadVector], req: Request) -> int:
+        """The node to start on (this node's number: here)."""
+        p = req.placement
+        if isinstance(p, WhereParent | OnHome):
+            return self.me
+        if isinstance(p, OnBest):
+            return self.best(loads, req, set())
+        named = self.named(p)
+        usable = [n for n in named if n in self.eligible(loads, req)]
+        if usable:
+            return random.choice(usable)
+        if req.force_elsewhere:
+            return self.best(loads, req, set(named) - {self.me})
+        what = p.option()
+        if not named:
+            raise NoPlace(f"{what}: no such node in this cluster (-F starts it elsewhere)")
+        return_text = ", ".join(str(n) for n in named)
+        raise NoPlace(f"{what}: node {return_text} is not available (-F starts it elsewhere)")

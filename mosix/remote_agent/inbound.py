@@ -1,0 +1,287 @@
+"""Migration, the target's side: guests, the copies of other nodes' processes.
+
+A guest arrives in three connections from its home agent (see
+mosix.home_agent.migration): the offer (kept open for the guest's life: its
+reports go home on it, and home's MigrateFinish comes back on it), the image
+and the channel, both handed as raw descriptors to ``mosix-remote``, which
+restores the copy and then serves its forwarded calls in C.  mosix-remote
+reports on its stdout one line per event; this module turns them into
+messages for home.
+
+Leaving (home, on BringHome): mosix-remote is told to "leave" (finish the
+call in flight, take no new one); then mosix-ckpt -a migrate streams the
+copy's image on the BringHome connection, the copy held; home's
+MigrateFinish says whether to end it ("go") or let it continue.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import trio
+
+from mosix.native import native_path
+from mosix.protocol import (
+    BringHome,
+    MigrateAccept,
+    MigrateChannel,
+    MigrateFinish,
+    MigrateImage,
+    MigrateOffer,
+    MigrateResult,
+    Refused,
+    RemoteEvent,
+)
+from mosix.remote_agent.nodemap import Node
+from mosix.remote_agent.stream import PeerStream, PeerUnavailable
+
+log = logging.getLogger("mosixd")
+SUPERVISOR, LAUNCHER, RESTORER, CAPTURER = (
+    "mosix-remote",
+    "mosix-exec",
+    "mosix-restore",
+    "mosix-ckpt",
+)
+ARRIVAL_TIMEOUT = 30.0  # for the image and channel connections after an offer
+QUIET_TIMEOUT = 60.0  # for the call in flight to finish before leaving
+
+
+@dataclass
+class Guest:
+    offer: MigrateOffer
+    home: Node
+    ctl: PeerStream
+    img_fd: int = -1
+    chan_fd: int = -1
+    arrived: trio.Event = field(default_factory=trio.Event)
+    supervisor: trio.Process | None = None
+    pid: int = 0  # of the copy here
+    lines: trio.MemorySendChannel[str] | None = None
+    quiet: trio.Event = field(default_factory=trio.Event)
+    finish: trio.MemorySendChannel[bool] | None = None
+
+    @property
+    def token(self) -> str:
+        return self.offer.token
+
+
+class Guests:
+    """The copies running here; the handlers of the migration messages."""
+
+    def __init__(self, free_mb: Callable[[], int], on_change: Callable[[], None]) -> None:
+        self.free_mb = free_mb
+        self.on_change = on_change
+        self.guests: dict[str, Guest] = {}
+
+    def running(self) -> list[Guest]:
+        return [g for g in self.guests.values() if g.pid]
+
+    # ------------------------------------------------------------ arrival
+
+    async def offer(self, stream: PeerStream, msg: MigrateOffer, peer: Node) -> None:
+        if msg.home != peer.number or not msg.token or msg.token in self.guests:
+            await stream.send(Refused(error="a bad offer"))
+            await stream.aclose()
+            return
+        need = max(msg.memory_mb, msg.required_mb)
+        if need > self.free_mb():
+            await stream.send(Refused(error=f"not enough free memory for {need} MB"))
+            await stream.aclose()
+            return
+        guest = Guest(msg, peer, stream)
+        self.guests[msg.token] = guest
+        try:
+            await stream.send(MigrateAccept(token=msg.token))
+            with trio.fail_after(ARRIVAL_TIMEOUT):
+                await guest.arrived.wait()
+            await self._run(guest)
+        except (PeerUnavailable, trio.TooSlowError) as e:
+            log.warning("migration from %s: %s", peer.label(), e)
+        finally:
+            for fd in (guest.img_fd, guest.chan_fd):
+                if fd >= 0:
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
+            self.guests.pop(msg.token, None)
+            self.on_change()
+            with contextlib.suppress(Exception):
+                await stream.aclose()
+
+    async def image(self, stream: PeerStream, msg: MigrateImage, peer: Node) -> None:
+        self._arrive(stream, msg.token, peer, "img_fd")
+
+    async def channel(self, stream: PeerStream, msg: MigrateChannel, peer: Node) -> None:
+        self._arrive(stream, msg.token, peer, "chan_fd")
+
+    def _arrive(self, stream: PeerStream, token: str, peer: Node, which: str) -> None:
+        guest = self.guests.get(token)
+        if guest is None or guest.home.number != peer.number or getattr(guest, which) >= 0:
+            log.warning("%s: a connection for an unknown migration", peer.label())
+            return
+        setattr(guest, which, stream.detach_fd())
+        if guest.img_fd >= 0 and guest.chan_fd >= 0:
+            guest.arrived.set()
+
+    # ------------------------------------------------------------ life
+
+    async def _run(self, guest: Guest) -> None:
+        argv = [
+            native_path(SUPERVISOR),
+            "-c",
+            str(guest.chan_fd),
+            "-i",
+            str(guest.img_fd),
+            "-m",
+            guest.offer.mode,
+            "-e",
+            native_path(LAUNCHER),
+            "-r",
+            native_path(RESTORER),
+        ]
+        if guest.offer.time_here:
+            argv.append("-t")
+        proc = await trio.lowlevel.open_process(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            pass_fds=(guest.img_fd, guest.chan_fd),
+            start_new_session=True,
+        )
+        for fd in (guest.img_fd, guest.chan_fd):
+            os.close(fd)
+        guest.img_fd = guest.chan_fd = -1
+        guest.supervisor = proc
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._orders, guest)
+                await self._reports(guest)
+                nursery.cancel_scope.cancel()
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()  # the supervisor only: the copy was ended or left
+            await proc.aclose()
+
+    async def _reports(self, guest: Guest) -> None:
+        """mosix-remote's lines, to home."""
+        proc = guest.supervisor
+        assert proc is not None and proc.stdout is not None
+        buffer = b""
+        while True:
+            chunk = await proc.stdout.receive_some(4096)
+            if not chunk:
+                return
+            buffer += chunk
+            while b"\n" in buffer:
+                raw, buffer = buffer.split(b"\n", 1)
+                word, _, rest = raw.decode(errors="replace").partition(" ")
+                if not await self._report(guest, word, rest):
+                    return
+
+    async def _report(self, guest: Guest, word: str, rest: str) -> bool:
+        """One line of mosix-remote; False when the guest is over."""
+        match word:
+            case "ready":
+                guest.pid = int(rest)
+                self.on_change()
+                log.info(
+                    "process %d of %s runs here as %d",
+                    guest.offer.pid,
+                    guest.home.label(),
+                    guest.pid,
+                )
+                await guest.ctl.send(MigrateResult(token=guest.token, remote_pid=guest.pid))
+            case "failed":
+                await guest.ctl.send(MigrateResult(token=guest.token, error=rest))
+                return False
+            case "quiet":
+                guest.quiet.set()
+            case "home":
+                await guest.ctl.send(RemoteEvent(token=guest.token, event="home"))
+            case "exit":
+                await guest.ctl.send(RemoteEvent(token=guest.token, event="exit", status=int(rest)))
+                return False
+            case "lost":
+                await guest.ctl.send(RemoteEvent(token=guest.token, event="lost"))
+                return False
+            case "left":
+                return False
+        return True
+
+    async def _orders(self, guest: Guest) -> None:
+        """Home's messages on the offer connection; its end ends the copy."""
+        try:
+            while True:
+                msg = await guest.ctl.receive()
+                if isinstance(msg, MigrateFinish) and guest.finish is not None:
+                    await guest.finish.send(msg.ok)
+        except PeerUnavailable:
+            pass
+        log.warning(
+            "process %d of %s: its home is gone; ending its copy",
+            guest.offer.pid,
+            guest.home.label(),
+        )
+        await self._tell(guest, "kill")
+
+    async def _tell(self, guest: Guest, order: str) -> None:
+        proc = guest.supervisor
+        if proc is None or proc.stdin is None:
+            return
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            await proc.stdin.send_all(order.encode() + b"\n")
+
+    # ------------------------------------------------------------ leaving
+
+    async def bring_home(self, stream: PeerStream, msg: BringHome, peer: Node) -> None:
+        guest = self.guests.get(msg.token)
+        if guest is None or guest.home.number != peer.number or not guest.pid:
+            await stream.send(RemoteEvent(token=msg.token, event="failed", error="no such copy"))
+            await stream.aclose()
+            return
+        guest.quiet = trio.Event()
+        await self._tell(guest, "leave")
+        try:
+            with trio.fail_after(QUIET_TIMEOUT):
+                await guest.quiet.wait()
+        except trio.TooSlowError:
+            await self._tell(guest, "stay")
+            await stream.send(
+                RemoteEvent(token=msg.token, event="failed", error="a call at home does not end")
+            )
+            await stream.aclose()
+            return
+        await stream.send(RemoteEvent(token=msg.token, event="sending"))
+        fd = stream.detach_fd()
+        argv = [native_path(CAPTURER), "-f", str(fd), "-a", "migrate", str(guest.pid)]
+        receive_finish = self._finish_channel(guest)
+        proc = await trio.lowlevel.open_process(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            pass_fds=(fd,),
+        )
+        os.close(fd)
+        assert proc.stdin is not None and proc.stdout is not None
+        try:
+            line = await proc.stdout.receive_some(64)
+            ok = False
+            if line.startswith(b"captured"):
+                ok = await receive_finish.receive()
+            await proc.stdin.send_all(b"go\n" if ok else b"resume\n")
+            await proc.wait()
+            if not ok:
+                await self._tell(guest, "stay")
+        finally:
+            await proc.aclose()
+
+    def _finish_channel(self, guest: Guest) -> trio.MemoryReceiveChannel[bool]:
+        send, receive = trio.open_memory_channel[bool](1)
+        guest.finish = send
+        return receive
