@@ -63,6 +63,18 @@ NATIVE_TARGETS: list[tuple[str, str, list[str], list[str]]] = [
         [],
     ),
     (
+        "mosix-deputy",
+        "exe",
+        ["mosix_deputy.c", "forward_marshal.c", "guard_cbor.c"],
+        ["-static"],  # it runs in a process whose filters name the old libc's addresses
+    ),
+    (
+        "mosix-remote",
+        "exe",
+        ["mosix_remote.c", "forward_marshal.c"],
+        [],
+    ),
+    (
         "mosix-restore",
         "static",
         [

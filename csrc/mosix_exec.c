@@ -1,6 +1,9 @@
 /* mosix_exec.c - start a program under the MOSIX discipline, in place.
  *
- * Usage: mosix-exec -m MODE -p PROG [-s SHIM] -- NAME ARGV0 [ARGS...]
+ * Usage: mosix-exec [-r] -m MODE -p PROG [-s SHIM] -- NAME ARGV0 [ARGS...]
+ *
+ *   -r    a migrated process's remote copy (mosix-remote): the base filter
+ *         without listener or guard (see install_remote_discipline)
  *
  *   MODE  u, e or w: the unsupported-call mode; n: no discipline (`native`)
  *   PROG  the name in error messages (mosrun, mosenv, native)
@@ -147,6 +150,22 @@ static int under_discipline(void)
 {
     long r = syscall(MOSIX_PROBE_NR);
     return r < 0 && errno >= MOSIX_PROBE_ERRNO_BASE && errno <= MOSIX_PROBE_ERRNO_BASE + 2;
+}
+
+/* A migrated process's remote copy (-r): the base filter without a listener
+ * and without a guard, because the kernel allows one listener per process and
+ * the forward filter's (mosix-remote) is that one.  The calls the base filter
+ * would hand to the guard then fail with ENOSYS, as under -e. */
+static void install_remote_discipline(enum mosix_mode mode)
+{
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+        die(EXIT_USAGE, "cannot set no_new_privs: %s", strerror(errno));
+    static struct sock_filter insns[MOSIX_FILTER_MAX];
+    struct sock_fprog fprog;
+    fprog.len = (unsigned short)mosix_filter_build(MOSIX_FILTER_BASE, mode, 0, 0, insns);
+    fprog.filter = insns;
+    if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_SPEC_ALLOW, &fprog) != 0)
+        die(EXIT_USAGE, "cannot install the system-call filter: %s", strerror(errno));
 }
 
 static void install_discipline(enum mosix_mode mode, char **argv)
@@ -321,11 +340,15 @@ static void exec_program(const char *name, char **argv)
 int main(int argc, char **argv)
 {
     const char *mode_text = NULL, *shim = NULL;
-    int i = 1;
+    int i = 1, remote = 0;
     for (; i < argc; i++) {
         if (strcmp(argv[i], "--") == 0) {
             i++;
             break;
+        }
+        if (strcmp(argv[i], "-r") == 0) {
+            remote = 1;
+            continue;
         }
         if (i + 1 >= argc)
             usage();
@@ -345,7 +368,10 @@ int main(int argc, char **argv)
         enum mosix_mode mode = mode_text[0] == 'u'   ? MOSIX_MODE_KILL
                                : mode_text[0] == 'e' ? MOSIX_MODE_ENOSYS
                                                      : MOSIX_MODE_WARN;
-        install_discipline(mode, argv);
+        if (remote)
+            install_remote_discipline(mode);
+        else
+            install_discipline(mode, argv);
     }
     drop_set_id();
     restore_saved();

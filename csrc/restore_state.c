@@ -323,10 +323,10 @@ __attribute__((noreturn)) void state_resume(const struct image *img, int fd)
     check(mosix_raw3(__NR_mprotect, TRAMP_FRAME, len - PAGE, PROT_READ),
           "cannot protect the trampoline");
     check(mosix_raw1(__NR_close, fd), "cannot close the image");
-    if (msg_fd_get() != 2)
-        check(mosix_raw1(__NR_close, msg_fd_get()), "cannot close the error descriptor");
     if (migration.forward_sock >= 0)
         install_forward_filter(migration.forward_sock);
+    if (msg_fd_get() != 2)
+        check(mosix_raw1(__NR_close, msg_fd_get()), "cannot close the error descriptor");
     __asm__ volatile("jmp *%0" : : "r"(TRAMP_CODE) : "memory");
     __builtin_unreachable();
 }

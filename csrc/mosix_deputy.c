@@ -1,0 +1,572 @@
+/* mosix_deputy.c - the home half of a migrated process.
+ *
+ * Usage (executed by mosix-ckpt inside the migrating process, ckpt_handoff.c):
+ *   mosix-deputy -a AGENT_SOCKET -k TOKEN -r RESTORER [-x FD,FD...]
+ *
+ * The process that ran the program keeps its pid, parent, descriptors,
+ * current directory, session and terminal; its memory went with its image to
+ * another node.  As the deputy it:
+ *   - asks its node agent for the channel to the remote copy (the agent set it
+ *     up with the other node's agent and hands it over by SCM_RIGHTS);
+ *   - executes each forwarded system call natively (forward.h) and replies;
+ *   - passes the signals sent to it on to the copy (SIGKILL cannot be caught:
+ *     the deputy dies, the channel closes, and the copy is killed);
+ *   - stops when the copy stops, and ends as the copy ended (exit status or
+ *     death signal), so the parent's wait() sees the program's own end;
+ *   - when the copy comes home, executes the restorer on the image (-r) in
+ *     place, with the close-on-exec flags of -x put back by the restorer;
+ *   - when the channel breaks, tells the agent and does what it says (another
+ *     channel, an image to restore from, or an end with a message).
+ * Frames: forward_wire.h.  The deputy's own descriptors sit at the top of the
+ * descriptor range, and the program's calls that would hit them are served as
+ * if they were not there. */
+#include "forward.h"
+#include "forward_wire.h"
+#include "guard_cbor.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define NSIG_MAX 64
+#define AGENT_FRAME_MAX 4096
+
+static int chan = -1, agent = -1, sigpipe_r = -1, sigpipe_w = -1;
+static const char *restorer, *cloexec_list = "";
+static unsigned char req[FWD_FRAME_MAX_PAYLOAD], rep[FWD_FRAME_MAX_PAYLOAD];
+static int pending[NSIG_MAX + 1]; /* signals caught while there is no channel */
+
+/* ------------------------------------------------------------ ends */
+
+/* The process ends for good: a line on its standard error, then SIGKILL. */
+_Noreturn static void lost(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+_Noreturn static void lost(const char *fmt, ...)
+{
+    char line[512];
+    int n = snprintf(line, sizeof(line), "mosrun: process %d: ", (int)getpid());
+    va_list ap;
+    va_start(ap, fmt);
+    if (n > 0 && (size_t)n < sizeof(line))
+        n += vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
+    va_end(ap);
+    if (n > 0 && (size_t)n < sizeof(line) - 1) {
+        line[n++] = '\n';
+        ssize_t w = write(STDERR_FILENO, line, (size_t)n);
+        (void)w; /* nothing else can be done about a lost standard error */
+    }
+    (void)kill(getpid(), SIGKILL);
+    _exit(137);
+}
+
+/* End as the copy ended: its exit status, or its death signal. */
+_Noreturn static void end_like(uint64_t status)
+{
+    int st = (int)status;
+    if (WIFEXITED(st))
+        _exit(WEXITSTATUS(st));
+    int sig = WIFSIGNALED(st) ? WTERMSIG(st) : SIGKILL;
+    struct rlimit none = {0, 0};
+    (void)setrlimit(RLIMIT_CORE, &none); /* a core, if any, was the copy's */
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof(dfl));
+    dfl.sa_handler = SIG_DFL;
+    (void)sigaction(sig, &dfl, NULL);
+    sigset_t all;
+    (void)sigemptyset(&all);
+    (void)sigprocmask(SIG_SETMASK, &all, NULL);
+    (void)kill(getpid(), sig);
+    _exit(128 + sig); /* a signal whose default is not death */
+}
+
+/* ------------------------------------------------------------ descriptors */
+
+/* Move fd to the top of the descriptor range (close-on-exec); the new number. */
+static int move_high(int fd)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        lost("getrlimit: %s", strerror(errno));
+    long top = rl.rlim_cur > 4096 ? 4096 : (long)rl.rlim_cur;
+    for (long want = top - 1; want >= top - 16 && want > 2; want--) {
+        if (fcntl((int)want, F_GETFD) >= 0 || errno != EBADF)
+            continue; /* taken */
+        int nfd = fcntl(fd, F_DUPFD_CLOEXEC, (int)want);
+        if (nfd < 0)
+            lost("F_DUPFD_CLOEXEC: %s", strerror(errno));
+        if (close(fd) < 0)
+            lost("close: %s", strerror(errno));
+        return nfd;
+    }
+    return fd; /* the top is full: leave it where it is */
+}
+
+static int is_own(long fd)
+{
+    return fd >= 0 && (fd == chan || fd == agent || fd == sigpipe_r || fd == sigpipe_w);
+}
+
+static void relocate(int *fd)
+{
+    int nfd = fcntl(*fd, F_DUPFD_CLOEXEC, 3);
+    if (nfd < 0)
+        lost("F_DUPFD_CLOEXEC: %s", strerror(errno));
+    if (close(*fd) < 0)
+        lost("close: %s", strerror(errno));
+    *fd = nfd;
+}
+
+/* A call of the program that names one of our descriptors as a target: ours
+ * move out of the way (dup2/dup3 onto them), or the call is answered as if the
+ * descriptor were not open.  Returns 1 with *ret set when answered here. */
+static int own_fd_call(long nr, const uint64_t a[6], int64_t *ret)
+{
+    int *mine[] = {&chan, &agent, &sigpipe_r, &sigpipe_w};
+    switch (nr) {
+    case SYS_dup2:
+    case SYS_dup3:
+        for (size_t i = 0; i < sizeof(mine) / sizeof(mine[0]); i++)
+            if (*mine[i] == (int)a[1])
+                relocate(mine[i]);
+        return 0;
+    case SYS_close:
+        if (is_own((long)(int)a[0])) {
+            *ret = -EBADF;
+            return 1;
+        }
+        return 0;
+    case SYS_close_range: {
+        /* close around ours: [first, last] minus our descriptors */
+        unsigned first = (unsigned)a[0], last = (unsigned)a[1];
+        if (first > last) {
+            *ret = -EINVAL;
+            return 1;
+        }
+        unsigned at = first;
+        for (;;) {
+            unsigned stop = last;
+            int hit = 0;
+            for (size_t i = 0; i < sizeof(mine) / sizeof(mine[0]); i++) {
+                unsigned fd = (unsigned)*mine[i];
+                if (*mine[i] >= 0 && fd >= at && fd <= stop) {
+                    stop = fd;
+                    hit = 1;
+                }
+            }
+            if (!hit || stop > at) {
+                unsigned end = hit ? stop - 1 : stop;
+                if (syscall(SYS_close_range, at, end, (unsigned)a[2]) < 0) {
+                    *ret = -errno;
+                    return 1;
+                }
+            }
+            if (!hit || stop == last)
+                break;
+            at = stop + 1;
+        }
+        *ret = 0;
+        return 1;
+    }
+    default:
+        return 0;
+    }
+}
+
+/* ------------------------------------------------------------ signals */
+
+static void on_signal(int sig)
+{
+    unsigned char b = (unsigned char)sig;
+    int saved = errno;
+    ssize_t w = write(sigpipe_w, &b, 1); /* full pipe: the signal is already queued */
+    (void)w;
+    errno = saved;
+}
+
+static void catch_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal; /* no SA_RESTART: a blocked forwarded call returns EINTR */
+    if (sigfillset(&sa.sa_mask) < 0)
+        lost("sigfillset: %s", strerror(errno));
+    for (int sig = 1; sig <= NSIG_MAX; sig++) {
+        if (sig == SIGKILL || sig == SIGSTOP || (sig >= 32 && sig < SIGRTMIN))
+            continue;
+        if (sigaction(sig, &sa, NULL) < 0)
+            lost("sigaction %d: %s", sig, strerror(errno));
+    }
+    sigset_t none;
+    if (sigemptyset(&none) < 0 || sigprocmask(SIG_SETMASK, &none, NULL) < 0)
+        lost("sigprocmask: %s", strerror(errno));
+}
+
+/* ------------------------------------------------------------ channel I/O */
+
+static int read_full(int fd, void *buf, size_t len)
+{
+    unsigned char *p = buf;
+    while (len) {
+        ssize_t n = read(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static int write_full(int fd, const void *buf, size_t len)
+{
+    const unsigned char *p = buf;
+    while (len) {
+        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static int send_frame(uint32_t type, uint64_t id, const void *payload, size_t len)
+{
+    struct fwd_frame f = {(uint32_t)len, type, id};
+    struct iovec iov[2] = {{&f, sizeof(f)}, {(void *)payload, len}};
+    struct msghdr m = {0};
+    m.msg_iov = iov;
+    m.msg_iovlen = len ? 2 : 1;
+    size_t total = sizeof(f) + len;
+    ssize_t n;
+    do
+        n = sendmsg(chan, &m, MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return -1;
+    if ((size_t)n == total)
+        return 0;
+    /* the rest, plainly */
+    size_t done = (size_t)n;
+    if (done < sizeof(f)) {
+        if (write_full(chan, (unsigned char *)&f + done, sizeof(f) - done) < 0)
+            return -1;
+        done = sizeof(f);
+    }
+    return write_full(chan, (const unsigned char *)payload + (done - sizeof(f)),
+                      total - done);
+}
+
+/* Forward the signals caught so far (kept while there is no channel). */
+static void pass_signals(void)
+{
+    unsigned char sigs[64];
+    for (;;) {
+        ssize_t n = read(sigpipe_r, sigs, sizeof(sigs));
+        if (n <= 0)
+            break;
+        for (ssize_t i = 0; i < n; i++)
+            if (sigs[i] <= NSIG_MAX)
+                pending[sigs[i]]++;
+    }
+    if (chan < 0)
+        return;
+    for (int sig = 1; sig <= NSIG_MAX; sig++)
+        for (; pending[sig] > 0; pending[sig]--)
+            if (send_frame(FWD_FRAME_SIGNAL, (uint64_t)sig, NULL, 0) < 0)
+                return; /* the channel broke: the main loop sees it */
+}
+
+/* ------------------------------------------------------------ the agent */
+
+static void agent_send(const char *op, int with_token, const char *token)
+{
+    unsigned char frame[AGENT_FRAME_MAX];
+    struct cbor_out o = {frame + 4, sizeof(frame) - 4, 0, 0};
+    cbor_put_map(&o, with_token ? 3 : 2);
+    cbor_put_cstr(&o, "op");
+    cbor_put_cstr(&o, op);
+    cbor_put_cstr(&o, "pid");
+    cbor_put_uint(&o, (uint64_t)getpid());
+    if (with_token) {
+        cbor_put_cstr(&o, "token");
+        cbor_put_cstr(&o, token);
+    }
+    if (o.overflow)
+        lost("deputy: request too long");
+    uint32_t len = (uint32_t)o.len;
+    frame[0] = (unsigned char)(len >> 24);
+    frame[1] = (unsigned char)(len >> 16);
+    frame[2] = (unsigned char)(len >> 8);
+    frame[3] = (unsigned char)len;
+    if (write_full(agent, frame, 4 + len) < 0)
+        lost("the node agent is gone: %s", strerror(errno));
+}
+
+/* One order from the agent: its op and error text, and the descriptors that
+ * came with it (-1: none). */
+static void agent_receive(struct agent_reply *reply, int fd[2])
+{
+    unsigned char head[4], body[AGENT_FRAME_MAX];
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(2 * sizeof(int))];
+    } control;
+    struct iovec iov = {head, sizeof(head)};
+    struct msghdr m = {0};
+    m.msg_iov = &iov;
+    m.msg_iovlen = 1;
+    m.msg_control = control.buf;
+    m.msg_controllen = sizeof(control.buf);
+    fd[0] = fd[1] = -1;
+    ssize_t n;
+    do
+        n = recvmsg(agent, &m, MSG_CMSG_CLOEXEC | MSG_WAITALL);
+    while (n < 0 && errno == EINTR);
+    if (n != (ssize_t)sizeof(head))
+        lost("the node agent is gone");
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c))
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
+            c->cmsg_len >= CMSG_LEN(sizeof(int)) && c->cmsg_len <= CMSG_LEN(2 * sizeof(int)))
+            memcpy(fd, CMSG_DATA(c), c->cmsg_len - CMSG_LEN(0));
+    uint32_t len = (uint32_t)head[0] << 24 | (uint32_t)head[1] << 16 | (uint32_t)head[2] << 8 |
+                   head[3];
+    if (len > sizeof(body) || read_full(agent, body, len) < 0 ||
+        cbor_decode_reply(body, len, reply) != 0)
+        lost("an unreadable order from the node agent");
+}
+
+static int connect_agent(const char *path)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof(sa.sun_path))
+        lost("agent socket path too long");
+    strcpy(sa.sun_path, path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        lost("socket: %s", strerror(errno));
+    int rc;
+    do
+        rc = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+    while (rc < 0 && errno == EINTR);
+    if (rc < 0)
+        lost("cannot reach the node agent at %s: %s", path, strerror(errno));
+    return fd;
+}
+
+/* Come home: the restorer rebuilds the program in this process from the
+ * image on fd[0]; its complaint, if any, goes to fd[1] (the agent's pipe). */
+_Noreturn static void come_home(const int fd[2])
+{
+    char fdtext[16], errtext[16];
+    snprintf(fdtext, sizeof(fdtext), "%d", fd[0]);
+    snprintf(errtext, sizeof(errtext), "%d", fd[1]);
+    if (fcntl(fd[0], F_SETFD, 0) < 0 || fcntl(fd[1], F_SETFD, 0) < 0)
+        lost("F_SETFD: %s", strerror(errno));
+    char *argv[] = {(char *)restorer, "-H", "-x", (char *)(cloexec_list[0] ? cloexec_list : "-"),
+                    "-p", "mosrun", "-e", errtext, fdtext, NULL};
+    extern char **environ;
+    execve(restorer, argv, environ);
+    lost("cannot execute %s: %s", restorer, strerror(errno));
+}
+
+/* Wait for the agent's order after the channel ended (or the copy left). */
+static void await_order(void)
+{
+    for (;;) {
+        struct agent_reply reply;
+        int fd[2];
+        struct pollfd p[2] = {{agent, POLLIN, 0}, {sigpipe_r, POLLIN, 0}};
+        if (poll(p, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            lost("poll: %s", strerror(errno));
+        }
+        if (p[1].revents)
+            pass_signals(); /* kept until there is a channel */
+        if (!p[0].revents)
+            continue;
+        agent_receive(&reply, fd);
+        if (strcmp(reply.op, "deputy-channel") == 0 && fd[0] >= 0) {
+            chan = move_high(fd[0]);
+            pass_signals();
+            return;
+        }
+        if (strcmp(reply.op, "deputy-home") == 0 && fd[0] >= 0 && fd[1] >= 0)
+            come_home(fd);
+        if (strcmp(reply.op, "deputy-end") == 0)
+            lost("%s", reply.error[0] ? reply.error : "its remote copy was lost");
+        lost("an unexpected order from the node agent: %s", reply.op);
+    }
+}
+
+static void channel_lost(void)
+{
+    if (chan >= 0 && close(chan) < 0)
+        lost("close: %s", strerror(errno));
+    chan = -1;
+    agent_send("deputy-lost", 0, NULL);
+    await_order();
+}
+
+/* ------------------------------------------------------------ serving */
+
+/* The call a request carries (forward.h); -1 if it is not a request. */
+static int request_call(const void *r, size_t len, long *nr, uint64_t args[6])
+{
+    struct fwd_request head;
+    if (len < sizeof(head))
+        return -1;
+    memcpy(&head, r, sizeof(head));
+    if (head.magic != FWD_REQUEST_MAGIC)
+        return -1;
+    *nr = (long)head.nr;
+    memcpy(args, head.args, sizeof(head.args));
+    return 0;
+}
+
+/* A reply with just a result (no output buffers). */
+static size_t reply_result(void *r, int64_t ret)
+{
+    struct fwd_reply head = {FWD_REPLY_MAGIC, 0, ret, 0, 0};
+    memcpy(r, &head, sizeof(head));
+    return sizeof(head);
+}
+
+static void serve_one(const struct fwd_frame *f)
+{
+    long nr;
+    uint64_t args[6];
+    size_t n;
+    int64_t ret;
+    if (request_call(req, f->len, &nr, args) == 0 && own_fd_call(nr, args, &ret))
+        n = reply_result(rep, ret);
+    else
+        n = fwd_execute(req, f->len, rep, sizeof(rep));
+    pass_signals(); /* before the reply: the copy gets the signal, then the result */
+    if (chan >= 0 && send_frame(FWD_FRAME_REPLY, f->id, rep, n) < 0)
+        channel_lost();
+}
+
+static void serve(void)
+{
+    for (;;) {
+        struct pollfd p[3] = {{chan, POLLIN, 0}, {sigpipe_r, POLLIN, 0}, {agent, POLLIN, 0}};
+        if (poll(p, 3, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            lost("poll: %s", strerror(errno));
+        }
+        if (p[1].revents)
+            pass_signals();
+        if (p[2].revents) { /* an order while the copy runs: a new channel or an end */
+            struct agent_reply reply;
+            int fd[2];
+            agent_receive(&reply, fd);
+            if (chan >= 0 && close(chan) < 0)
+                lost("close: %s", strerror(errno));
+            chan = -1;
+            if (strcmp(reply.op, "deputy-channel") == 0 && fd[0] >= 0) {
+                chan = move_high(fd[0]);
+                continue;
+            }
+            if (strcmp(reply.op, "deputy-home") == 0 && fd[0] >= 0 && fd[1] >= 0)
+                come_home(fd);
+            lost("%s", reply.error[0] ? reply.error : "ended by the node agent");
+        }
+        if (!p[0].revents)
+            continue;
+        struct fwd_frame f;
+        if (read_full(chan, &f, sizeof(f)) < 0) {
+            channel_lost();
+            continue;
+        }
+        if (f.len > sizeof(req) || (f.len && read_full(chan, req, f.len) < 0)) {
+            channel_lost();
+            continue;
+        }
+        switch (f.type) {
+        case FWD_FRAME_REQUEST:
+            serve_one(&f);
+            break;
+        case FWD_FRAME_EXIT:
+            end_like(f.id);
+        case FWD_FRAME_STOPPED:
+            if (kill(getpid(), SIGSTOP) < 0)
+                lost("SIGSTOP: %s", strerror(errno));
+            break;
+        case FWD_FRAME_LEAVING:
+            if (close(chan) < 0)
+                lost("close: %s", strerror(errno));
+            chan = -1;
+            await_order();
+            break;
+        default:
+            channel_lost();
+        }
+    }
+}
+
+/* ------------------------------------------------------------ start */
+
+_Noreturn static void usage(void)
+{
+    fprintf(stderr, "usage: mosix-deputy -a AGENT_SOCKET -k TOKEN -r RESTORER [-x FD,...]\n");
+    _exit(2);
+}
+
+int main(int argc, char **argv)
+{
+    const char *socket_path = NULL, *token = NULL;
+    int c;
+    while ((c = getopt(argc, argv, "+a:k:r:x:")) != -1) {
+        switch (c) {
+        case 'a':
+            socket_path = optarg;
+            break;
+        case 'k':
+            token = optarg;
+            break;
+        case 'r':
+            restorer = optarg;
+            break;
+        case 'x':
+            cloexec_list = optarg;
+            break;
+        default:
+            usage();
+        }
+    }
+    if (!socket_path || !token || !restorer || optind != argc)
+        usage();
+    /* the copy has the timers now (the image carried them) */
+    struct itimerval zero;
+    memset(&zero, 0, sizeof(zero));
+    for (int w = ITIMER_REAL; w <= ITIMER_PROF; w++)
+        if (setitimer(w, &zero, NULL) < 0)
+            lost("setitimer: %s", strerror(errno));
+    int pfd[2];
+    if (pipe2(pfd, O_CLOEXEC | O_NONBLOCK) < 0)
+        lost("pipe2: %s", strerror(errno));
+    sigpipe_r = move_high(pfd[0]);
+    sigpipe_w = move_high(pfd[1]);
+    catch_signals();
+    agent = move_high(connect_agent(socket_path));
+    agent_send("deputy", 1, token);
+    await_order();
+    serve();
+}

@@ -1,0 +1,504 @@
+/* mosix_remote.c - the supervisor of a migrated process's remote copy.
+ *
+ * Usage (started by the node agent that accepted a migration):
+ *   mosix-remote -c CHANFD -i IMAGEFD -m MODE -e MOSIX_EXEC -r MOSIX_RESTORE [-t]
+ *
+ *   CHANFD   the channel to the deputy at home (forward_wire.h), a TCP socket
+ *   IMAGEFD  the image, streamed from the home node
+ *   MODE     the unsupported-call mode (u, e, w) of the base filter here
+ *   -t       take the time from this node (mosrun -t): time calls run here
+ *
+ * It forks the copy: mosix-exec installs the discipline (base filter and its
+ * guard, as for any MOSIX process) and executes the restorer in forward mode,
+ * which rebuilds the process from the image, installs the forward filter as
+ * its last act and hands its listener over a socket pair.  From then on every
+ * call the forward table places at home arrives here as a user notification:
+ * the request is built from the copy's memory (forward.h), sent to the deputy,
+ * and its reply written back before the call returns.  Python never sees it.
+ *
+ * The agent talks to it through stdin/stdout, one line each:
+ *   out: "ready PID" (restored, running), "failed REASON" (restore failed),
+ *        "home" (the copy made a call that needs its home: fork, exec...),
+ *        "quiet" (after "leave": no call in flight), "exit STATUS" (the copy
+ *        ended, the deputy told), "left" (the copy was taken away), "lost"
+ *        (the channel broke: the copy is killed)
+ *   in:  "leave" (finish the call in flight, take no more: it is being
+ *        captured), "stay" (it stays after all), "kill" (end the copy)
+ * Exit status: 0, or 1 when the copy could not be started. */
+#include "forward.h"
+#include "forward_wire.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/seccomp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifndef SECCOMP_IOCTL_NOTIF_SET_FLAGS
+#define SECCOMP_IOCTL_NOTIF_SET_FLAGS SECCOMP_IOW(4, __u64)
+#endif
+#ifndef SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP
+#define SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (1UL << 0)
+#endif
+
+static int chan = -1, listener = -1, sigfd = -1, agent_in = STDIN_FILENO;
+static pid_t copy;
+static int time_here, leaving, quiet_told, home_asked;
+static unsigned char buf[FWD_FRAME_MAX_PAYLOAD];
+
+/* The call in flight at home. */
+static struct {
+    int active;
+    uint64_t id, notif_id;
+    long nr;
+    uint64_t args[6];
+} call;
+static uint64_t next_id = 1;
+
+/* ------------------------------------------------------------ the agent */
+
+static void tell(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void tell(const char *fmt, ...)
+{
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof(line) - 1, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    if ((size_t)n > sizeof(line) - 2)
+        n = (int)sizeof(line) - 2;
+    line[n++] = '\n';
+    ssize_t w;
+    do
+        w = write(STDOUT_FILENO, line, (size_t)n);
+    while (w < 0 && errno == EINTR);
+    /* the agent gone: it learns nothing more; the copy still runs its course */
+}
+
+_Noreturn static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+_Noreturn static void die(const char *fmt, ...)
+{
+    char text[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    if (copy > 0)
+        (void)kill(copy, SIGKILL);
+    tell("failed %s", text);
+    exit(1);
+}
+
+/* ------------------------------------------------------------ channel */
+
+static int write_full(int fd, const void *p, size_t len)
+{
+    const unsigned char *b = p;
+    while (len) {
+        ssize_t n = send(fd, b, len, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        b += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static int read_full(int fd, void *p, size_t len)
+{
+    unsigned char *b = p;
+    while (len) {
+        ssize_t n = read(fd, b, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        b += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static int send_frame(uint32_t type, uint64_t id, const void *payload, size_t len)
+{
+    struct fwd_frame f = {(uint32_t)len, type, id};
+    struct iovec iov[2] = {{&f, sizeof(f)}, {(void *)payload, len}};
+    struct msghdr m = {0};
+    m.msg_iov = iov;
+    m.msg_iovlen = len ? 2 : 1;
+    ssize_t n;
+    do
+        n = sendmsg(chan, &m, MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return -1;
+    size_t done = (size_t)n, total = sizeof(f) + len;
+    if (done == total)
+        return 0;
+    if (done < sizeof(f)) {
+        if (write_full(chan, (unsigned char *)&f + done, sizeof(f) - done) < 0)
+            return -1;
+        done = sizeof(f);
+    }
+    return write_full(chan, (const unsigned char *)payload + (done - sizeof(f)), total - done);
+}
+
+/* ------------------------------------------------------------ ends */
+
+_Noreturn static void channel_lost(void)
+{
+    (void)kill(copy, SIGKILL);
+    int st;
+    while (waitpid(copy, &st, 0) < 0 && errno == EINTR)
+        ;
+    tell("lost");
+    exit(0);
+}
+
+/* The copy changed state (SIGCHLD). */
+static void reap(void)
+{
+    struct signalfd_siginfo si;
+    while (read(sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+        ;
+    for (;;) {
+        int st;
+        pid_t r = waitpid(copy, &st, WNOHANG | WUNTRACED | WCONTINUED);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return;
+        if (WIFEXITED(st) || WIFSIGNALED(st)) {
+            if (leaving) {
+                tell("left");
+                exit(0);
+            }
+            if (send_frame(FWD_FRAME_EXIT, (uint64_t)(unsigned)st, NULL, 0) < 0)
+                tell("lost");
+            else
+                tell("exit %d", st);
+            exit(0);
+        }
+        if (WIFSTOPPED(st) && send_frame(FWD_FRAME_STOPPED, (uint64_t)WSTOPSIG(st), NULL, 0) < 0)
+            channel_lost();
+    }
+}
+
+/* ------------------------------------------------------------ notifications */
+
+static void answer(uint64_t id, long result, int cont)
+{
+    struct seccomp_notif_resp resp;
+    memset(&resp, 0, sizeof(resp));
+    resp.id = id;
+    if (cont)
+        resp.flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
+    else if (result < 0)
+        resp.error = (int32_t)result;
+    else
+        resp.val = result;
+    if (ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, &resp) < 0 && errno != ENOENT)
+        die("SECCOMP_IOCTL_NOTIF_SEND: %s", strerror(errno));
+    /* ENOENT: the call was interrupted (a signal, or a capture): it comes again */
+}
+
+static void maybe_quiet(void)
+{
+    if (leaving && !call.active && !quiet_told) {
+        tell("quiet");
+        quiet_told = 1;
+    }
+}
+
+static void notification(void)
+{
+    struct seccomp_notif n;
+    memset(&n, 0, sizeof(n));
+    if (ioctl(listener, SECCOMP_IOCTL_NOTIF_RECV, &n) < 0) {
+        if (errno == EINTR || errno == ENOENT)
+            return;
+        die("SECCOMP_IOCTL_NOTIF_RECV: %s", strerror(errno));
+    }
+    long nr = n.data.nr;
+    uint64_t args[6];
+    for (int i = 0; i < 6; i++)
+        args[i] = n.data.args[i];
+    switch (fwd_placement(nr, args)) {
+    case FWD_LOCAL:
+        answer(n.id, 0, 1);
+        return;
+    case FWD_TIME:
+        if (time_here) {
+            answer(n.id, 0, 1);
+            return;
+        }
+        break;
+    case FWD_BRING_HOME:
+        if (!home_asked) { /* the call stays unanswered: the capture interrupts it */
+            tell("home");
+            home_asked = 1;
+        }
+        return;
+    case FWD_UNFORWARDABLE:
+        answer(n.id, fwd_request(n.pid, nr, args, buf, sizeof(buf)), 0); /* its errno */
+        return;
+    case FWD_FILE_MAP:
+        answer(n.id, -ENODEV, 0);
+        return;
+    case FWD_HOME:
+        break;
+    }
+    long len = fwd_request(n.pid, nr, args, buf, sizeof(buf));
+    if (len < 0) {
+        answer(n.id, len, 0);
+        return;
+    }
+    call.active = 1;
+    call.id = next_id++;
+    call.notif_id = n.id;
+    call.nr = nr;
+    memcpy(call.args, args, sizeof(args));
+    if (send_frame(FWD_FRAME_REQUEST, call.id, buf, (size_t)len) < 0)
+        channel_lost();
+}
+
+/* A frame from the deputy. */
+static void from_home(void)
+{
+    struct fwd_frame f;
+    if (read_full(chan, &f, sizeof(f)) < 0 || f.len > sizeof(buf) ||
+        (f.len && read_full(chan, buf, f.len) < 0))
+        channel_lost();
+    switch (f.type) {
+    case FWD_FRAME_REPLY:
+        if (!call.active || f.id != call.id)
+            return; /* its call was interrupted: the copy issues it again */
+        call.active = 0;
+        if (ioctl(listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &call.notif_id) < 0) {
+            maybe_quiet();
+            return;
+        }
+        answer(call.notif_id, fwd_apply(copy, call.nr, call.args, buf, f.len), 0);
+        maybe_quiet();
+        return;
+    case FWD_FRAME_SIGNAL:
+        if (f.id >= 1 && f.id <= 64 && kill(copy, (int)f.id) < 0 && errno != ESRCH)
+            die("kill %d: %s", (int)copy, strerror(errno));
+        return;
+    default:
+        channel_lost();
+    }
+}
+
+/* A line from the agent. */
+static void from_agent(void)
+{
+    char line[64];
+    ssize_t n = read(STDIN_FILENO, line, sizeof(line) - 1);
+    if (n < 0 && errno == EINTR)
+        return;
+    if (n <= 0) { /* the agent is gone: the copy goes on; no more orders */
+        agent_in = -1;
+        return;
+    }
+    line[n] = '\0';
+    for (char *l = strtok(line, "\n"); l; l = strtok(NULL, "\n")) {
+        if (strcmp(l, "leave") == 0) {
+            leaving = 1;
+            quiet_told = 0;
+            maybe_quiet();
+        } else if (strcmp(l, "stay") == 0) {
+            leaving = 0;
+            home_asked = 0;
+        } else if (strcmp(l, "kill") == 0 && kill(copy, SIGKILL) < 0 && errno != ESRCH) {
+            die("kill: %s", strerror(errno));
+        }
+    }
+}
+
+/* ------------------------------------------------------------ start */
+
+static int receive_fd(int sock)
+{
+    char byte;
+    struct iovec iov = {&byte, 1};
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } control;
+    struct msghdr m = {0};
+    m.msg_iov = &iov;
+    m.msg_iovlen = 1;
+    m.msg_control = control.buf;
+    m.msg_controllen = sizeof(control.buf);
+    ssize_t n;
+    do
+        n = recvmsg(sock, &m, MSG_CMSG_CLOEXEC);
+    while (n < 0 && errno == EINTR);
+    if (n <= 0)
+        return -1;
+    struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+    if (!c || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS ||
+        c->cmsg_len != CMSG_LEN(sizeof(int)))
+        return -1;
+    int fd;
+    memcpy(&fd, CMSG_DATA(c), sizeof(fd));
+    return fd;
+}
+
+/* The restorer's complaint, if it wrote one. */
+static void read_error(int fd, char *text, size_t cap)
+{
+    size_t got = 0;
+    while (got < cap - 1) {
+        ssize_t n = read(fd, text + got, cap - 1 - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    while (got && (text[got - 1] == '\n' || text[got - 1] == '\0'))
+        got--;
+    text[got] = '\0';
+    for (size_t i = 0; i < got; i++)
+        if (text[i] == '\n')
+            text[i] = ' ';
+}
+
+static void start_copy(int imagefd, const char *mode, const char *exec_path,
+                       const char *restore_path)
+{
+    int sp[2], errp[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0)
+        die("socketpair: %s", strerror(errno));
+    if (pipe2(errp, O_CLOEXEC) < 0)
+        die("pipe2: %s", strerror(errno));
+    copy = fork();
+    if (copy < 0)
+        die("fork: %s", strerror(errno));
+    if (copy == 0) {
+        char spt[16], imt[16], ert[16];
+        snprintf(spt, sizeof(spt), "%d", sp[1]);
+        snprintf(imt, sizeof(imt), "%d", imagefd);
+        snprintf(ert, sizeof(ert), "%d", errp[1]);
+        if (fcntl(sp[1], F_SETFD, 0) < 0 || fcntl(imagefd, F_SETFD, 0) < 0 ||
+            fcntl(errp[1], F_SETFD, 0) < 0)
+            _exit(125);
+        int null = open("/dev/null", O_RDWR);
+        if (null < 0 || dup2(null, STDIN_FILENO) < 0 || dup2(null, STDOUT_FILENO) < 0)
+            _exit(125);
+        sigset_t none;
+        if (sigemptyset(&none) < 0 || sigprocmask(SIG_SETMASK, &none, NULL) < 0)
+            _exit(125);
+        char *argv[] = {(char *)exec_path, "-r", "-m", (char *)mode, "-p", "mosrun", "--",
+                        (char *)restore_path, (char *)restore_path, "-F", spt, "-e", ert, imt,
+                        NULL};
+        extern char **environ;
+        execve(exec_path, argv, environ);
+        _exit(126);
+    }
+    if (close(sp[1]) < 0 || close(errp[1]) < 0 || close(imagefd) < 0)
+        die("close: %s", strerror(errno));
+    listener = receive_fd(sp[0]);
+    if (listener < 0) {
+        char why[300];
+        read_error(errp[0], why, sizeof(why));
+        int st;
+        while (waitpid(copy, &st, 0) < 0 && errno == EINTR)
+            ;
+        copy = 0;
+        die("%s", why[0] ? why : "the restorer ended before the process resumed");
+    }
+    if (close(sp[0]) < 0 || close(errp[0]) < 0)
+        die("close: %s", strerror(errno));
+    __u64 flags = SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP;
+    (void)ioctl(listener, SECCOMP_IOCTL_NOTIF_SET_FLAGS, &flags); /* faster where supported */
+}
+
+_Noreturn static void usage(void)
+{
+    fprintf(stderr, "usage: mosix-remote -c CHANFD -i IMAGEFD -m u|e|w -e MOSIX_EXEC "
+                    "-r MOSIX_RESTORE [-t]\n");
+    exit(2);
+}
+
+int main(int argc, char **argv)
+{
+    int imagefd = -1, c;
+    const char *mode = NULL, *exec_path = NULL, *restore_path = NULL;
+    while ((c = getopt(argc, argv, "+c:i:m:e:r:t")) != -1) {
+        switch (c) {
+        case 'c':
+            chan = atoi(optarg);
+            break;
+        case 'i':
+            imagefd = atoi(optarg);
+            break;
+        case 'm':
+            mode = optarg;
+            break;
+        case 'e':
+            exec_path = optarg;
+            break;
+        case 'r':
+            restore_path = optarg;
+            break;
+        case 't':
+            time_here = 1;
+            break;
+        default:
+            usage();
+        }
+    }
+    if (chan < 0 || imagefd < 0 || !mode || !exec_path || !restore_path || optind != argc)
+        usage();
+    if (fcntl(chan, F_SETFD, FD_CLOEXEC) < 0 || fcntl(imagefd, F_GETFD) < 0)
+        die("bad descriptors: %s", strerror(errno));
+    sigset_t chld;
+    if (sigemptyset(&chld) < 0 || sigaddset(&chld, SIGCHLD) < 0 ||
+        sigprocmask(SIG_BLOCK, &chld, NULL) < 0)
+        die("sigprocmask: %s", strerror(errno));
+    sigfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (sigfd < 0)
+        die("signalfd: %s", strerror(errno));
+    struct sigaction ign = {.sa_handler = SIG_IGN};
+    if (sigaction(SIGPIPE, &ign, NULL) < 0)
+        die("sigaction: %s", strerror(errno));
+    start_copy(imagefd, mode, exec_path, restore_path);
+    tell("ready %d", (int)copy);
+    for (;;) {
+        struct pollfd p[4] = {
+            {sigfd, POLLIN, 0},
+            {chan, POLLIN, 0},
+            {agent_in, POLLIN, 0},
+            {(call.active || leaving) ? -1 : listener, POLLIN, 0},
+        };
+        if (poll(p, 4, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            die("poll: %s", strerror(errno));
+        }
+        if (p[0].revents)
+            reap();
+        if (p[1].revents)
+            from_home();
+        if (p[2].revents)
+            from_agent();
+        if (p[3].revents & POLLIN)
+            notification();
+    }
+}
