@@ -34,7 +34,7 @@ def migrant() -> Iterator[str]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def test_started_on_another_node_keeps_its_home(cluster3: LocalCluster, migrant: str) -> None:
+def test_started_on_another_node_keeps_its_home(cluster3: LocalCluster, migrant: str) -> None:  # noqa: F811
     out = "/tmp/migrant.out"
     proc = cluster3.popen(
         1,
