@@ -42,7 +42,14 @@ NATIVE_TARGETS: list[tuple[str, str, list[str], list[str]]] = [
     (
         "mosix-exec",
         "exe",
-        ["mosix_exec.c", "mosix_guard.c", "guard_agent.c", "guard_cbor.c", "seccomp_filter.c"],
+        [
+            "mosix_exec.c",
+            "mosix_guard.c",
+            "guard_agent.c",
+            "guard_cbor.c",
+            "forward_channel.c",
+            "seccomp_filter.c",
+        ],
         [],
     ),
     (
@@ -65,13 +72,13 @@ NATIVE_TARGETS: list[tuple[str, str, list[str], list[str]]] = [
     (
         "mosix-deputy",
         "exe",
-        ["mosix_deputy.c", "forward_marshal.c", "guard_cbor.c"],
+        ["mosix_deputy.c", "forward_marshal.c", "forward_channel.c", "guard_cbor.c"],
         ["-static"],  # it runs in a process whose filters name the old libc's addresses
     ),
     (
         "mosix-remote",
         "exe",
-        ["mosix_remote.c", "forward_marshal.c"],
+        ["mosix_remote.c", "forward_marshal.c", "forward_channel.c"],
         [],
     ),
     (

@@ -22,6 +22,7 @@
 #ifndef MOSIX_FORWARD_WIRE_H
 #define MOSIX_FORWARD_WIRE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 enum fwd_frame_type {
@@ -40,5 +41,12 @@ struct fwd_frame {
 };
 
 #define FWD_FRAME_MAX_PAYLOAD ((1u << 20) + 4096) /* FWD_MAX_DATA and the call's head */
+
+/* forward_channel.c: 0, or -1 (errno; or the end of the stream for a read). */
+int fwd_read_full(int fd, void *buf, size_t len);
+int fwd_write_full(int fd, const void *buf, size_t len); /* MSG_NOSIGNAL */
+int fwd_send_frame(int fd, uint32_t type, uint64_t id, const void *payload, size_t len);
+/* One descriptor sent with SCM_RIGHTS (close-on-exec here); -1 if none came. */
+int mosix_receive_fd(int sock);
 
 #endif

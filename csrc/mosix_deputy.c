@@ -214,63 +214,6 @@ static void catch_signals(void)
 
 /* ------------------------------------------------------------ channel I/O */
 
-static int read_full(int fd, void *buf, size_t len)
-{
-    unsigned char *p = buf;
-    while (len) {
-        ssize_t n = read(fd, p, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -1;
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
-static int write_full(int fd, const void *buf, size_t len)
-{
-    const unsigned char *p = buf;
-    while (len) {
-        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -1;
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
-static int send_frame(uint32_t type, uint64_t id, const void *payload, size_t len)
-{
-    struct fwd_frame f = {(uint32_t)len, type, id};
-    struct iovec iov[2] = {{&f, sizeof(f)}, {(void *)payload, len}};
-    struct msghdr m = {0};
-    m.msg_iov = iov;
-    m.msg_iovlen = len ? 2 : 1;
-    size_t total = sizeof(f) + len;
-    ssize_t n;
-    do
-        n = sendmsg(chan, &m, MSG_NOSIGNAL);
-    while (n < 0 && errno == EINTR);
-    if (n < 0)
-        return -1;
-    if ((size_t)n == total)
-        return 0;
-    /* the rest, plainly */
-    size_t done = (size_t)n;
-    if (done < sizeof(f)) {
-        if (write_full(chan, (unsigned char *)&f + done, sizeof(f) - done) < 0)
-            return -1;
-        done = sizeof(f);
-    }
-    return write_full(chan, (const unsigned char *)payload + (done - sizeof(f)),
-                      total - done);
-}
-
 /* Forward the signals caught so far (kept while there is no channel). */
 static void pass_signals(void)
 {
@@ -287,7 +230,7 @@ static void pass_signals(void)
         return;
     for (int sig = 1; sig <= NSIG_MAX; sig++)
         for (; pending[sig] > 0; pending[sig]--)
-            if (send_frame(FWD_FRAME_SIGNAL, (uint64_t)sig, NULL, 0) < 0)
+            if (fwd_send_frame(chan, FWD_FRAME_SIGNAL, (uint64_t)sig, NULL, 0) < 0)
                 return; /* the channel broke: the main loop sees it */
 }
 
@@ -313,7 +256,7 @@ static void agent_send(const char *op, int with_token, const char *token)
     frame[1] = (unsigned char)(len >> 16);
     frame[2] = (unsigned char)(len >> 8);
     frame[3] = (unsigned char)len;
-    if (write_full(agent, frame, 4 + len) < 0)
+    if (fwd_write_full(agent, frame, 4 + len) < 0)
         lost("the node agent is gone: %s", strerror(errno));
 }
 
@@ -345,7 +288,7 @@ static void agent_receive(struct agent_reply *reply, int fd[2])
             memcpy(fd, CMSG_DATA(c), c->cmsg_len - CMSG_LEN(0));
     uint32_t len = (uint32_t)head[0] << 24 | (uint32_t)head[1] << 16 | (uint32_t)head[2] << 8 |
                    head[3];
-    if (len > sizeof(body) || read_full(agent, body, len) < 0 ||
+    if (len > sizeof(body) || fwd_read_full(agent, body, len) < 0 ||
         cbor_decode_reply(body, len, reply) != 0)
         lost("an unreadable order from the node agent");
 }
@@ -458,7 +401,7 @@ static void serve_one(const struct fwd_frame *f)
     else
         n = fwd_execute(req, f->len, rep, sizeof(rep));
     pass_signals(); /* before the reply: the copy gets the signal, then the result */
-    if (chan >= 0 && send_frame(FWD_FRAME_REPLY, f->id, rep, n) < 0)
+    if (chan >= 0 && fwd_send_frame(chan, FWD_FRAME_REPLY, f->id, rep, n) < 0)
         channel_lost();
 }
 
@@ -491,11 +434,11 @@ static void serve(void)
         if (!p[0].revents)
             continue;
         struct fwd_frame f;
-        if (read_full(chan, &f, sizeof(f)) < 0) {
+        if (fwd_read_full(chan, &f, sizeof(f)) < 0) {
             channel_lost();
             continue;
         }
-        if (f.len > sizeof(req) || (f.len && read_full(chan, req, f.len) < 0)) {
+        if (f.len > sizeof(req) || (f.len && fwd_read_full(chan, req, f.len) < 0)) {
             channel_lost();
             continue;
         }

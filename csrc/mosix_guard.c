@@ -22,6 +22,7 @@
  * It exits when the listener reports POLLHUP: no task uses the filter any more. */
 #include "mosix_shim.h"
 
+#include "forward_wire.h"
 #include "guard_agent.h"
 
 #include <errno.h>
@@ -69,34 +70,6 @@ static enum mosix_mode mode_of_process(pid_t pid, enum mosix_mode dflt)
     }
     (void)close(fd); /* ours: nothing to do if it fails */
     return mosix_mode_of(environ_buf, len, dflt);
-}
-
-static int receive_fd(int sock)
-{
-    char byte;
-    struct iovec iov = {&byte, 1};
-    union {
-        struct cmsghdr align;
-        char buf[CMSG_SPACE(sizeof(int))];
-    } control;
-    struct msghdr msg = {0};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.buf;
-    msg.msg_controllen = sizeof(control.buf);
-    ssize_t n;
-    do
-        n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
-    while (n < 0 && errno == EINTR);
-    if (n <= 0)
-        return -1;
-    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-    if (c == NULL || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS ||
-        c->cmsg_len != CMSG_LEN(sizeof(int)))
-        return -1;
-    int fd;
-    memcpy(&fd, CMSG_DATA(c), sizeof(fd));
-    return fd;
 }
 
 /* The notifying task is still the one that made the call (its pid not reused). */
@@ -281,7 +254,7 @@ void mosix_guard_run(int sock, enum mosix_mode mode, char **argv)
     guard_agent_init(getenv(GUARD_AGENT_SOCKET_ENV)); /* before the environment is blanked */
     blank_identity(argv);
     setup_process();
-    int fd = receive_fd(sock);
+    int fd = mosix_receive_fd(sock);
     if (fd < 0)
         _exit(1);
     /* 6.6+: wake the notifying task on this CPU (3.9 us instead of ~47 us) */

@@ -102,60 +102,6 @@ _Noreturn static void die(const char *fmt, ...)
 
 /* ------------------------------------------------------------ channel */
 
-static int write_full(int fd, const void *p, size_t len)
-{
-    const unsigned char *b = p;
-    while (len) {
-        ssize_t n = send(fd, b, len, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -1;
-        b += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
-static int read_full(int fd, void *p, size_t len)
-{
-    unsigned char *b = p;
-    while (len) {
-        ssize_t n = read(fd, b, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -1;
-        b += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
-static int send_frame(uint32_t type, uint64_t id, const void *payload, size_t len)
-{
-    struct fwd_frame f = {(uint32_t)len, type, id};
-    struct iovec iov[2] = {{&f, sizeof(f)}, {(void *)payload, len}};
-    struct msghdr m = {0};
-    m.msg_iov = iov;
-    m.msg_iovlen = len ? 2 : 1;
-    ssize_t n;
-    do
-        n = sendmsg(chan, &m, MSG_NOSIGNAL);
-    while (n < 0 && errno == EINTR);
-    if (n < 0)
-        return -1;
-    size_t done = (size_t)n, total = sizeof(f) + len;
-    if (done == total)
-        return 0;
-    if (done < sizeof(f)) {
-        if (write_full(chan, (unsigned char *)&f + done, sizeof(f) - done) < 0)
-            return -1;
-        done = sizeof(f);
-    }
-    return write_full(chan, (const unsigned char *)payload + (done - sizeof(f)), total - done);
-}
-
 /* ------------------------------------------------------------ ends */
 
 _Noreturn static void channel_lost(void)
@@ -186,13 +132,13 @@ static void reap(void)
                 tell("left");
                 exit(0);
             }
-            if (send_frame(FWD_FRAME_EXIT, (uint64_t)(unsigned)st, NULL, 0) < 0)
+            if (fwd_send_frame(chan, FWD_FRAME_EXIT, (uint64_t)(unsigned)st, NULL, 0) < 0)
                 tell("lost");
             else
                 tell("exit %d", st);
             exit(0);
         }
-        if (WIFSTOPPED(st) && send_frame(FWD_FRAME_STOPPED, (uint64_t)WSTOPSIG(st), NULL, 0) < 0)
+        if (WIFSTOPPED(st) && fwd_send_frame(chan, FWD_FRAME_STOPPED, (uint64_t)WSTOPSIG(st), NULL, 0) < 0)
             channel_lost();
     }
 }
@@ -271,7 +217,7 @@ static void notification(void)
     call.notif_id = n.id;
     call.nr = nr;
     memcpy(call.args, args, sizeof(args));
-    if (send_frame(FWD_FRAME_REQUEST, call.id, buf, (size_t)len) < 0)
+    if (fwd_send_frame(chan, FWD_FRAME_REQUEST, call.id, buf, (size_t)len) < 0)
         channel_lost();
 }
 
@@ -279,8 +225,8 @@ static void notification(void)
 static void from_home(void)
 {
     struct fwd_frame f;
-    if (read_full(chan, &f, sizeof(f)) < 0 || f.len > sizeof(buf) ||
-        (f.len && read_full(chan, buf, f.len) < 0))
+    if (fwd_read_full(chan, &f, sizeof(f)) < 0 || f.len > sizeof(buf) ||
+        (f.len && fwd_read_full(chan, buf, f.len) < 0))
         channel_lost();
     switch (f.type) {
     case FWD_FRAME_REPLY:
@@ -330,34 +276,6 @@ static void from_agent(void)
 }
 
 /* ------------------------------------------------------------ start */
-
-static int receive_fd(int sock)
-{
-    char byte;
-    struct iovec iov = {&byte, 1};
-    union {
-        struct cmsghdr align;
-        char buf[CMSG_SPACE(sizeof(int))];
-    } control;
-    struct msghdr m = {0};
-    m.msg_iov = &iov;
-    m.msg_iovlen = 1;
-    m.msg_control = control.buf;
-    m.msg_controllen = sizeof(control.buf);
-    ssize_t n;
-    do
-        n = recvmsg(sock, &m, MSG_CMSG_CLOEXEC);
-    while (n < 0 && errno == EINTR);
-    if (n <= 0)
-        return -1;
-    struct cmsghdr *c = CMSG_FIRSTHDR(&m);
-    if (!c || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS ||
-        c->cmsg_len != CMSG_LEN(sizeof(int)))
-        return -1;
-    int fd;
-    memcpy(&fd, CMSG_DATA(c), sizeof(fd));
-    return fd;
-}
 
 /* The restorer's complaint, if it wrote one. */
 static void read_error(int fd, char *text, size_t cap)
@@ -413,7 +331,7 @@ static void start_copy(int imagefd, const char *mode, const char *exec_path,
     }
     if (close(sp[1]) < 0 || close(errp[1]) < 0 || close(imagefd) < 0)
         die("close: %s", strerror(errno));
-    listener = receive_fd(sp[0]);
+    listener = mosix_receive_fd(sp[0]);
     if (listener < 0) {
         char why[300];
         read_error(errp[0], why, sizeof(why));

@@ -20,6 +20,7 @@ from mosix.home_agent import node_facts, proc_info
 from mosix.home_agent.migration import MigrationError, Migrations, ProcessFacts
 from mosix.home_agent.placement import Chooser, NoPlace, Request, WaitForMemory, placement_of
 from mosix.home_agent.registry import Registration
+from mosix.launch import remove_gate
 from mosix.protocol import (
     BringHome,
     Done,
@@ -44,12 +45,10 @@ class ClusterServices:
         self,
         cluster: Cluster,
         socket_path: str,
-        lookup: Callable[[int], Registration | None],
         on_change: Callable[[], None],
     ) -> None:
         self.cluster = cluster
         self.me = cluster.me.number
-        self.lookup = lookup
         self.migrations = Migrations(cluster, self.me, socket_path, on_change)
         self.guests = Guests(lambda: node_facts.memory_mb()[1], on_change)
         self.chooser = Chooser(cluster.nodes, self.me)
@@ -105,8 +104,7 @@ class ClusterServices:
         finally:
             if writer >= 0:
                 os.close(writer)  # the program goes on, wherever it is
-            with contextlib.suppress(OSError):
-                os.unlink(gate)
+            remove_gate(gate)
 
     # ------------------------------------------------------------ migrate
 

@@ -34,10 +34,11 @@ import os
 import secrets
 import subprocess
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import trio
 
+from mosix.home_agent import proc_info
 from mosix.home_agent.connection import Connection
 from mosix.native import native_path
 from mosix.protocol import (
@@ -81,7 +82,6 @@ class Away:
     chan_fd: int = -1  # until the deputy takes it
     deputy: Connection | None = None
     returning: bool = False
-    done: trio.Event = field(default_factory=trio.Event)
 
 
 @dataclass
@@ -282,7 +282,6 @@ class Migrations:
         if away.chan_fd >= 0:
             os.close(away.chan_fd)
             away.chan_fd = -1
-        away.done.set()
         self.on_change()
 
     async def _watch(self, away: Away) -> None:
@@ -351,7 +350,7 @@ class Migrations:
             os.close(img_fd)
             os.close(err_w)
         complaint = await read_all(err_r)
-        restored = not complaint and proc_alive(away.pid)
+        restored = not complaint and proc_info.exists(away.pid)
         with contextlib.suppress(PeerUnavailable):
             await away.ctl.send(MigrateFinish(token=away.token, ok=restored))
         self._forget(away)
@@ -395,13 +394,3 @@ async def capture_error(proc: trio.Process, pid: int) -> str:
     assert proc.stderr is not None
     text = (await proc.stderr.receive_some(4096)).decode(errors="replace").strip()
     return text.splitlines()[-1] if text else f"capture of process {pid} failed"
-
-
-def proc_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

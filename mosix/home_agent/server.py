@@ -10,7 +10,6 @@ lose the agent reconnect and present their ticket, keeping their place.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import errno
 import logging
 import os
@@ -26,11 +25,12 @@ import cbor2
 import trio
 
 from mosix.agent_paths import AgentPaths
-from mosix.arguments import UsageError, parse
+from mosix.arguments import MosrunArgs
 from mosix.home_agent import node_facts, proc_info
 from mosix.home_agent.checkpoints import CheckpointError, Checkpoints
 from mosix.home_agent.cluster_services import ClusterServices
 from mosix.home_agent.connection import Connection, Peer
+from mosix.home_agent.placement import NoPlace, placement_of
 from mosix.home_agent.queue import Capacity, Queue, QueuedJob, RunningJob, record
 from mosix.home_agent.registry import Registration, Registry
 from mosix.launch import placement_problem
@@ -151,9 +151,7 @@ class Agent:
             else None
         )
         self.services = (
-            ClusterServices(
-                self.cluster, str(paths.socket), self.registry.registered.get, self.changed
-            )
+            ClusterServices(self.cluster, str(paths.socket), self.changed)
             if self.cluster is not None
             else None
         )
@@ -400,11 +398,12 @@ class Agent:
         if self.services is not None:
             return self.services.place(msg, reg)
         try:  # a one-node cluster: the placement must name this node (or -F)
-            args = parse([msg.placement, "true"])
-        except UsageError as e:
+            placement = placement_of(msg.placement)
+        except NoPlace as e:
             return Refused(error=str(e))
-        args = dataclasses.replace(args, force_elsewhere=msg.force_elsewhere)
-        problem = placement_problem(args)
+        problem = placement_problem(
+            MosrunArgs(placement=placement, force_elsewhere=msg.force_elsewhere)
+        )
         return Refused(error=problem) if problem else Done()
 
     async def migrate(self, peer: Peer, msg: Migrate) -> Message:

@@ -61,7 +61,6 @@ class Guest:
     arrived: trio.Event = field(default_factory=trio.Event)
     supervisor: trio.Process | None = None
     pid: int = 0  # of the copy here
-    lines: trio.MemorySendChannel[str] | None = None
     quiet: trio.Event = field(default_factory=trio.Event)
     finish: trio.MemorySendChannel[bool] | None = None
 
@@ -77,9 +76,6 @@ class Guests:
         self.free_mb = free_mb
         self.on_change = on_change
         self.guests: dict[str, Guest] = {}
-
-    def running(self) -> list[Guest]:
-        return [g for g in self.guests.values() if g.pid]
 
     # ------------------------------------------------------------ arrival
 
