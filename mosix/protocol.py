@@ -106,6 +106,8 @@ class NodeFacts:
     queue_running: int
     queued: int
     processes: int
+    balance_rounds: int = -1  # automatic balancing rounds so far (-1: no balancing here)
+    balance_moves: int = 0  # moves it began
 
 
 # ------------------------------------------------------------------ replies

@@ -17,6 +17,7 @@ import trio
 
 from mosix.arguments import MosrunArgs, UsageError, parse_inherited_words
 from mosix.home_agent import node_facts, proc_info
+from mosix.home_agent.balancer import Balancer, Process
 from mosix.home_agent.migration import MigrationError, Migrations, ProcessFacts
 from mosix.home_agent.placement import Chooser, NoPlace, Request, WaitForMemory, placement_of
 from mosix.home_agent.registry import Registration
@@ -46,6 +47,7 @@ class ClusterServices:
         cluster: Cluster,
         socket_path: str,
         on_change: Callable[[], None],
+        registrations: Callable[[], list[Registration]] = list,
     ) -> None:
         self.cluster = cluster
         self.me = cluster.me.number
@@ -57,10 +59,25 @@ class ClusterServices:
         cluster.on(MigrateChannel, self.guests.channel)
         cluster.on(BringHome, self.guests.bring_home)
         self.nursery: trio.Nursery | None = None
+        interval = cluster.config.balance_interval
+        self.balancer = (
+            Balancer(
+                cluster,
+                self.migrations,
+                self.chooser,
+                lambda: [Process(r, inherited(r), request_of(None, r)) for r in registrations()],
+                self.facts,
+                interval,
+            )
+            if interval > 0
+            else None
+        )
 
     def start(self, nursery: trio.Nursery) -> None:
         self.nursery = nursery
         self.migrations.nursery = nursery
+        if self.balancer is not None:
+            nursery.start_soon(self.balancer.run)
 
     def where(self, pid: int) -> str:
         node = self.migrations.where(pid)
@@ -112,6 +129,7 @@ class ClusterServices:
         try:
             if msg.target == "home":
                 await self.migrations.bring_home(msg.pid)
+                self.hold(msg.pid)
                 return Done(count=1)
             if msg.target == "out":
                 request = request_of(None, reg)
@@ -127,11 +145,17 @@ class ClusterServices:
                 await self.migrations.bring_home(msg.pid)  # then out again: two hops
             if target != self.me:
                 await self.migrations.send_out(msg.pid, target, self.facts(reg))
+            self.hold(msg.pid)
             return Done(count=1)
         except WaitForMemory:
             return Refused(error="no other node can take it now")
         except (MigrationError, NoPlace) as e:
             return Refused(error=str(e))
+
+    def hold(self, pid: int) -> None:
+        """A process moved by hand stays where the user put it for a while."""
+        if self.balancer is not None:
+            self.balancer.hold(pid)
 
     def facts(self, reg: Registration) -> ProcessFacts:
         args = inherited(reg)

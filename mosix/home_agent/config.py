@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from mosix.home_agent.server import AgentConfig
+from mosix.remote_agent.settings import KEYS as CLUSTER_KEYS
 from mosix.remote_agent.settings import SettingsError, parse_cluster
 
 Number = (int, float)
@@ -30,14 +31,7 @@ KNOWN: dict[str, dict[str, type | tuple[type, ...]]] = {
     "paths": {"run_dir": str},
     "checkpoint": {"minute_seconds": Number},
     # ranges, the map and the [[cluster.node]] entries: mosix.remote_agent.settings
-    "cluster": {
-        "secret_file": str,
-        "port": int,
-        "load_interval": Number,
-        "dead_after": Number,
-        "map": str,
-        "node": list,
-    },
+    "cluster": CLUSTER_KEYS,
 }
 AT_LEAST_ONE = {("node", "number"), ("queue", "slots")}
 POSITIVE = {("node", "speed"), ("checkpoint", "minute_seconds")}

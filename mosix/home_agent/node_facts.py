@@ -2,18 +2,78 @@
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 from pathlib import Path
 
 PROC = Path("/proc")
+CGROUP = Path("/sys/fs/cgroup")
 
 
 def cpu_count() -> int:
+    """Processors this node may use: its affinity, capped by a cgroup CPU quota."""
     try:
-        return len(os.sched_getaffinity(0))
+        count = len(os.sched_getaffinity(0))
     except OSError:
-        return os.cpu_count() or 1
+        count = os.cpu_count() or 1
+    limit = cgroup_cpu_limit()
+    return count if limit is None else max(min(count, math.ceil(limit)), 1)
+
+
+def cgroup_cpu_limit(own: str | None = None) -> float | None:
+    """The smallest CPU quota (in processors) of this process's cgroup and its
+    ancestors; None when there is none.  ``own``: /proc/self/cgroup's text."""
+    if own is None:
+        try:
+            own = (PROC / "self" / "cgroup").read_text()
+        except OSError:
+            return None
+    limits = []
+    for line in own.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        controllers, path = parts[1], parts[2]
+        if "cpu" in controllers.split(","):
+            roots = [CGROUP / controllers, CGROUP / "cpu"]
+        elif controllers == "":
+            roots = [CGROUP, CGROUP / "unified"]
+        else:
+            continue
+        for root in roots:
+            if root.is_dir():
+                limits += quotas_along(root, path)
+                break
+    return min(limits) if limits else None
+
+
+def quotas_along(root: Path, path: str) -> list[float]:
+    """The quotas (processors) set on ``path`` and its ancestors below ``root``."""
+    found = []
+    group = root / path.strip("/")
+    while True:
+        quota = quota_of(group)
+        if quota is not None:
+            found.append(quota)
+        if group == root or root not in group.parents:
+            return found
+        group = group.parent
+
+
+def quota_of(group: Path) -> float | None:
+    try:
+        if (group / "cpu.max").exists():
+            words = (group / "cpu.max").read_text().split()
+            if words[0] == "max":
+                return None
+            quota, period = int(words[0]), int(words[1])
+        else:
+            quota = int((group / "cpu.cfs_quota_us").read_text())
+            period = int((group / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError, IndexError):
+        return None
+    return quota / period if quota > 0 and period > 0 else None
 
 
 def cpu_speed_mhz(cpuinfo: str | None = None) -> float:

@@ -2,16 +2,59 @@
 
 from __future__ import annotations
 
+import functools
+import os
 from pathlib import Path
 
 from mosix.launch import INHERIT_ENV
 
 PROC = Path("/proc")
 _INHERIT_PREFIX = (INHERIT_ENV + "=").encode()
+GUEST_SUPERVISOR = "mosix-remote"  # the parent of every guest (csrc/mosix_remote.c)
 
 
 def pids() -> list[int]:
     return [int(p.name) for p in PROC.iterdir() if p.name.isdigit()]
+
+
+@functools.cache
+def node_netns() -> str | None:
+    """This node's network namespace when it is not the machine's initial one (a node of
+    the local test cluster, where nodes share one kernel and tell their processes apart by
+    namespace); None: every process of the machine is this node's."""
+    try:
+        own = os.readlink(PROC / "self" / "ns" / "net")
+    except OSError:
+        return None
+    try:
+        initial = os.readlink(PROC / "1" / "ns" / "net")
+    except OSError:
+        # pid 1 hidden (a container): root can still tell namespaces apart by looking at
+        # each process; other users cannot, and count the machine's processes
+        return own if os.geteuid() == 0 else None
+    return None if own == initial else own
+
+
+def on_this_node(pid: int) -> bool:
+    """Whether the process lives on this node (see node_netns)."""
+    own = node_netns()
+    if own is None:
+        return True
+    try:
+        return os.readlink(PROC / str(pid) / "ns" / "net") == own
+    except OSError:
+        return False
+
+
+def is_guest(pid: int) -> bool:
+    """A process of another home node running here: its parent is mosix-remote."""
+    ppid = status_value(pid, "PPid")
+    if not ppid:
+        return False
+    try:
+        return (PROC / ppid / "comm").read_text().strip() == GUEST_SUPERVISOR
+    except OSError:
+        return False
 
 
 def start_ticks(pid: int) -> int | None:

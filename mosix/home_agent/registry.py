@@ -75,7 +75,7 @@ class Registry:
             return reg
         words = proc_info.inherited_words(pid)
         uid = proc_info.real_uid(pid)
-        if words is None or uid is None:
+        if words is None or uid is None or not self.ours(pid):
             return None
         job, memory = job_of(words)
         reg = Registration(
@@ -109,7 +109,7 @@ class Registry:
                 continue
             words = proc_info.inherited_words(pid)
             uid = proc_info.real_uid(pid)
-            if words is None or uid is None or proc_info.is_checkpoint_copy(pid):
+            if words is None or uid is None or not self.ours(pid):
                 continue
             job, memory = job_of(words)
             found[pid] = ProcessInfo(
@@ -126,6 +126,15 @@ class Registry:
                 command=proc_info.command(pid),
             )
         return found
+
+    @staticmethod
+    def ours(pid: int) -> bool:
+        """A process of this home: on this node, not a guest, not a checkpointer's copy."""
+        return (
+            proc_info.on_this_node(pid)
+            and not proc_info.is_guest(pid)
+            and not proc_info.is_checkpoint_copy(pid)
+        )
 
     def state_of(self, pid: int, state: str) -> str:
         return "stopped" if state == "running" and proc_info.state_letter(pid) == "T" else state

@@ -151,7 +151,7 @@ class Agent:
             else None
         )
         self.services = (
-            ClusterServices(self.cluster, str(paths.socket), self.changed)
+            ClusterServices(self.cluster, str(paths.socket), self.changed, self.mosix_processes)
             if self.cluster is not None
             else None
         )
@@ -420,6 +420,11 @@ class Agent:
 
     # ---------------------------------------------------- checkpoints
 
+    def mosix_processes(self) -> list[Registration]:
+        """Every live MOSIX process of this node, each with a registration."""
+        found = (self.registry.adopt(pid) for pid in self.registry.discover())
+        return [reg for reg in found if reg is not None]
+
     def mosix_process(self, pid: int) -> Registration:
         reg = self.registry.adopt(pid)
         if reg is None:
@@ -639,7 +644,14 @@ class Agent:
             queue_running=len(self.capacity.running),
             queued=len(self.queue.jobs),
             processes=len(self.registry.discover()),
+            **self.balancing_facts(),
         )
+
+    def balancing_facts(self) -> dict[str, int]:
+        balancer = self.services.balancer if self.services is not None else None
+        if balancer is None:
+            return {}
+        return {"balance_rounds": balancer.rounds, "balance_moves": balancer.moves}
 
     async def start_native(self, conn: Connection, msg: StartNative) -> None:
         """Start ``msg.argv`` outside the discipline as the caller, with its fds 0-2."""

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mosix.home_agent import node_facts
+from mosix.home_agent import node_facts, proc_info
 from mosix.protocol import LoadVector
 
 PROC = Path("/proc")
@@ -73,17 +73,8 @@ def namespace_runnable(own_ns: str) -> int:
 
 def runnable_here() -> int:
     """Runnable tasks on this node (see the module's text); may take milliseconds."""
-    try:
-        own_ns = os.readlink(PROC / "self" / "ns" / "net")
-    except OSError:
-        return system_runnable()
-    try:
-        init_ns = os.readlink(PROC / "1" / "ns" / "net")
-    except OSError:
-        # pid 1 hidden (a container): root can still tell namespaces apart by
-        # looking at each process; other users cannot, and count the system
-        init_ns = None if os.geteuid() == 0 else own_ns
-    return system_runnable() if own_ns == init_ns else namespace_runnable(own_ns)
+    own_ns = proc_info.node_netns()
+    return system_runnable() if own_ns is None else namespace_runnable(own_ns)
 
 
 def measure(node: int, speed: float, procs: int, extra: dict[str, int | float | str]) -> LoadVector:

@@ -6,6 +6,7 @@ secret_file = "/etc/mosix/cluster.secret"  # required when the map lists other n
 port = 2490              # TCP port every agent listens on
 load_interval = 1.0      # seconds between load reports
 dead_after = 6.0         # seconds without a report before a node counts as down
+balance_interval = 1.0   # seconds between automatic balancing rounds (0: no balancing)
 map = '''
 1 10.77.0.1 3            # MOSIX map lines: first-node-number first-address count
 '''
@@ -31,7 +32,18 @@ from mosix.remote_agent.nodemap import MAX_NODE, MapError, Node, NodeMap, ipv4
 DEFAULT_PORT = 2490
 DEFAULT_LOAD_INTERVAL = 1.0
 DEFAULT_DEAD_AFTER = 6.0
-KEYS = {"secret_file", "port", "load_interval", "dead_after", "map", "node"}
+DEFAULT_BALANCE_INTERVAL = 1.0
+NUMBER = (int, float)
+# the keys of [cluster] and their TOML types (ranges are checked in parse_cluster)
+KEYS: dict[str, type | tuple[type, ...]] = {
+    "secret_file": str,
+    "port": int,
+    "load_interval": NUMBER,
+    "dead_after": NUMBER,
+    "balance_interval": NUMBER,
+    "map": str,
+    "node": list,
+}
 NODE_KEYS = {"number", "address", "name", "partition"}
 
 
@@ -47,6 +59,7 @@ class ClusterConfig:
     port: int = DEFAULT_PORT
     load_interval: float = DEFAULT_LOAD_INTERVAL
     dead_after: float = DEFAULT_DEAD_AFTER
+    balance_interval: float = DEFAULT_BALANCE_INTERVAL  # 0: no automatic balancing
 
     @property
     def me(self) -> Node:
@@ -80,6 +93,11 @@ def parse_cluster(body: Mapping[str, Any], own: int) -> ClusterConfig:
     dead_after = positive_number(body, "dead_after", DEFAULT_DEAD_AFTER)
     if dead_after <= interval:
         raise SettingsError("cluster.dead_after must be longer than cluster.load_interval")
+    balance = body.get("balance_interval", DEFAULT_BALANCE_INTERVAL)
+    if not is_number(balance) or not 0 <= balance < 86400:
+        raise SettingsError(
+            "cluster.balance_interval must be a number of seconds (0: no balancing, under a day)"
+        )
     text = body.get("map", "")
     if not isinstance(text, str):
         raise SettingsError("cluster.map must be a string of map lines")
@@ -98,7 +116,9 @@ def parse_cluster(body: Mapping[str, Any], own: int) -> ClusterConfig:
         secret = read_secret(secret_file)
     elif len(nodes) > 1:
         raise SettingsError("cluster.secret_file is required when the map lists other nodes")
-    return ClusterConfig(own, nodes, secret, port, float(interval), float(dead_after))
+    return ClusterConfig(
+        own, nodes, secret, port, float(interval), float(dead_after), float(balance)
+    )
 
 
 def positive_number(body: Mapping[str, Any], key: str, default: float) -> float:

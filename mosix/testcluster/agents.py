@@ -34,6 +34,7 @@ class ClusterSettings:
     port: int = 2490
     load_interval: float = 0.5
     dead_after: float = 3.0
+    balance_interval: float = 1.0  # 0: no automatic balancing
 
 
 def config_text(layout: Layout, k: int, nodes: int, cluster: ClusterSettings | None) -> str:
@@ -51,6 +52,7 @@ def config_text(layout: Layout, k: int, nodes: int, cluster: ClusterSettings | N
             f"port = {cluster.port}",
             f"load_interval = {cluster.load_interval}",
             f"dead_after = {cluster.dead_after}",
+            f"balance_interval = {cluster.balance_interval}",
         ]
         for j in range(1, nodes + 1):
             lines += [

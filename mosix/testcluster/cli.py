@@ -1,6 +1,6 @@
 """mosix-testcluster: try a MOSIX cluster on one machine (root).
 
-mosix-testcluster up [-n N]        N nodes (default 3) at 10.77.0.1..N, each with its mosixd
+mosix-testcluster up [-n N] [--cpus C]  N nodes (default 3) at 10.77.0.1..N, each with its mosixd
 mosix-testcluster exec K -- CMD    run CMD inside node K (its network, /tmp and agent)
 mosix-testcluster status           the nodes, their links, agents and processes
 mosix-testcluster down             remove everything
@@ -39,11 +39,16 @@ def up(
             help="give the agents the [cluster] section (node map, secret)",
         ),
     ] = True,
+    cpus: Annotated[
+        float | None,
+        typer.Option("--cpus", help="each node's share of the processors (e.g. 0.6)"),
+    ] = None,
     name: Name = DEFAULT_NAME,
 ) -> None:
     """Start N nodes (a leftover cluster of the same name is removed first)."""
     try:
-        cluster = LocalCluster(nodes, name, ClusterSettings() if cluster_section else None)
+        settings = ClusterSettings() if cluster_section else None
+        cluster = LocalCluster(nodes, name, settings, cpus=cpus)
         cluster.up()
     except ClusterError as e:
         failed(e)

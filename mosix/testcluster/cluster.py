@@ -21,7 +21,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from mosix.testcluster import agents, measure, mounts, network
+from mosix.testcluster import agents, cpu_limit, measure, mounts, network
 from mosix.testcluster.agents import ClusterSettings
 from mosix.testcluster.errors import BadRequest, ClusterError
 from mosix.testcluster.layout import (
@@ -45,8 +45,14 @@ class LocalCluster:
         name: str = DEFAULT_NAME,
         cluster: ClusterSettings | None = ClusterSettings(),  # noqa: B008 (frozen)
         start_agents: bool = True,
+        cpus: float | None = None,
     ) -> None:
+        """``cpus``: each node's share of the machine's processors (None: no limit;
+        see mosix.testcluster.cpu_limit)."""
         check_node_count(nodes)
+        if cpus is not None:
+            cpu_limit.check(cpus)
+        self.cpus = cpus
         self.layout = Layout(name)
         self.nodes = nodes
         self.settings = cluster
@@ -77,6 +83,8 @@ class LocalCluster:
             self.layout.directory.mkdir(mode=0o755)
             (self.layout.directory / OWNER_FILE).write_text(f"{os.getpid()}\n")
             network.create(self.layout, self.nodes)
+            if self.cpus is not None:
+                cpu_limit.create(self.layout, self.nodes, self.cpus)
             for k in self.numbers:
                 mounts.create_node(self.layout, k)
             agents.write_configs(self.layout, self.nodes, self.settings)
@@ -248,6 +256,7 @@ def remove_unlocked(layout: Layout) -> None:
         lambda: kill_all(namespaces),
         lambda: mounts.remove(layout),
         lambda: network.remove(layout),
+        lambda: cpu_limit.remove(layout),
     ):
         try:
             step()

@@ -12,19 +12,24 @@ from __future__ import annotations
 import os
 
 from mosix.agent_paths import RUN_DIR_ENV
+from mosix.testcluster import cpu_limit
 from mosix.testcluster.layout import CONFIG_PATH, Layout
 
 
 def node_command(layout: Layout, k: int, argv: list[str], cwd: str | None = None) -> list[str]:
-    """``argv`` wrapped to run in node k, in ``cwd`` (default: "/")."""
-    return [
-        "nsenter",
-        f"--net={layout.netns_file(k)}",
-        f"--mount={layout.mount_ns_file(k)}",
-        f"--wdns={cwd or '/'}",
-        "--",
-        *argv,
-    ]
+    """``argv`` wrapped to run in node k, in ``cwd`` (default: "/"), in its cgroup if any."""
+    return cpu_limit.joining(
+        layout,
+        k,
+        [
+            "nsenter",
+            f"--net={layout.netns_file(k)}",
+            f"--mount={layout.mount_ns_file(k)}",
+            f"--wdns={cwd or '/'}",
+            "--",
+            *argv,
+        ],
+    )
 
 
 def node_env(base: dict[str, str] | None = None) -> dict[str, str]:

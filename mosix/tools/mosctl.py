@@ -23,6 +23,10 @@ def status() -> None:
         "slots running"
     )
     print(f"processes:  {facts.processes} MOSIX processes")
+    if facts.balance_rounds >= 0:
+        print(f"balancing:  {facts.balance_rounds} rounds, {facts.balance_moves} moves")
+    else:
+        print("balancing:  off")
 
 
 @cli.command("rstatus")

@@ -1,0 +1,96 @@
+"""Automatic load balancing in a real test cluster whose nodes each get 0.6 of a
+processor (a cgroup per node), so three nodes behave like three small machines.
+
+Six CPU-bound jobs started on node 1 spread two per node; then the cluster,
+balanced, stays still: no process moves again over many balancing rounds.
+The jobs' output and exit status come through as if they had never moved.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cluster_fixtures import make_cluster  # noqa: F401
+
+from mosix.testcluster import LocalCluster
+
+CPROGS = Path(__file__).parent / "cprogs"
+JOBS = 6
+WAIT = 90.0  # seconds, for the cluster to do what it should (it takes a few rounds)
+
+
+@pytest.fixture(scope="module")
+def burn() -> Iterator[str]:
+    directory = Path(tempfile.mkdtemp(prefix="mosix-burn-", dir="/var/tmp"))
+    exe = directory / "burn"
+    subprocess.run(["gcc", "-O0", "-o", str(exe), str(CPROGS / "burn.c")], check=True)
+    try:
+        yield str(exe)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def where_they_run(cluster: LocalCluster, pids: list[int]) -> Counter[str]:
+    out = cluster.run(1, ["mosps"], capture_output=True, text=True, check=True).stdout
+    where = {}
+    for line in out.splitlines()[1:]:
+        words = line.split()
+        where[int(words[0])] = words[3]
+    return Counter(where.get(pid, "gone") for pid in pids)
+
+
+def balancing_counters(cluster: LocalCluster) -> tuple[int, int]:
+    """(rounds, moves) of node 1's balancer, from mosctl status."""
+    out = cluster.run(1, ["mosctl", "status"], capture_output=True, text=True, check=True).stdout
+    found = re.search(r"balancing:\s+(\d+) rounds, (\d+) moves", out)
+    assert found, out
+    return int(found.group(1)), int(found.group(2))
+
+
+def wait_until(what: str, check: object, timeout: float = WAIT) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout:.0f} s: {what}")
+        time.sleep(0.2)
+
+
+def test_a_batch_spreads_and_then_stays_still(make_cluster, burn: str) -> None:  # noqa: F811
+    cluster = make_cluster(3, cpus=0.6)
+    jobs = [
+        cluster.popen(
+            1,
+            ["mosrun", burn],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(JOBS)
+    ]
+    pids = [job.pid for job in jobs]
+    try:
+        even = Counter({"home": 2, "node2": 2, "node3": 2})
+        wait_until("two jobs on each node", lambda: where_they_run(cluster, pids) == even)
+        rounds, moves = balancing_counters(cluster)
+        wait_until(
+            "five more balancing rounds", lambda: balancing_counters(cluster)[0] >= rounds + 5
+        )
+        assert balancing_counters(cluster)[1] == moves  # no move since it was balanced
+        assert where_they_run(cluster, pids) == even
+    finally:
+        results = [job.communicate("", timeout=120) for job in jobs]
+    for job, (stdout, stderr) in zip(jobs, results, strict=True):
+        assert job.returncode == 0, stderr
+        assert re.fullmatch(r"burnt \d+ rounds\n", stdout), stdout
+    log = cluster.agent_log(1).read_text()
+    assert len(re.findall(r"balancing: process \d+ from node 1 to node [23]", log)) == moves
+    assert moves == JOBS - 2
