@@ -28,14 +28,31 @@ WAIT = 90.0  # seconds, for the cluster to do what it should (it takes a few rou
 
 
 @pytest.fixture(scope="module")
-def burn() -> Iterator[str]:
-    directory = Path(tempfile.mkdtemp(prefix="mosix-burn-", dir="/var/tmp"))
-    exe = directory / "burn"
-    subprocess.run(["gcc", "-O0", "-o", str(exe), str(CPROGS / "burn.c")], check=True)
+def programs() -> Iterator[Path]:
+    """The test programs, built where every node sees them (not in /tmp: that is private)."""
+    directory = Path(tempfile.mkdtemp(prefix="mosix-balance-", dir="/var/tmp"))
+    for name in ("burn", "ioheavy"):
+        exe = directory / name
+        subprocess.run(["gcc", "-O0", "-o", str(exe), str(CPROGS / f"{name}.c")], check=True)
+    (directory / "data").write_bytes(bytes(range(256)))
     try:
-        yield str(exe)
+        yield directory
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def start(cluster: LocalCluster, argv: list[str]) -> subprocess.Popen[str]:
+    return cluster.popen(
+        1, argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def finish(jobs: list[subprocess.Popen[str]], pattern: str) -> None:
+    """Close each job's stdin: it ends; its output and status must be right."""
+    results = [job.communicate("", timeout=120) for job in jobs]
+    for job, (stdout, stderr) in zip(jobs, results, strict=True):
+        assert job.returncode == 0, stderr
+        assert re.fullmatch(pattern, stdout), stdout
 
 
 def where_they_run(cluster: LocalCluster, pids: list[int]) -> Counter[str]:
@@ -63,19 +80,9 @@ def wait_until(what: str, check: object, timeout: float = WAIT) -> None:
         time.sleep(0.2)
 
 
-def test_a_batch_spreads_and_then_stays_still(make_cluster, burn: str) -> None:  # noqa: F811
+def test_a_batch_spreads_and_then_stays_still(make_cluster, programs: Path) -> None:  # noqa: F811
     cluster = make_cluster(3, cpus=0.6)
-    jobs = [
-        cluster.popen(
-            1,
-            ["mosrun", burn],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(JOBS)
-    ]
+    jobs = [start(cluster, ["mosrun", str(programs / "burn")]) for _ in range(JOBS)]
     pids = [job.pid for job in jobs]
     try:
         even = Counter({"home": 2, "node2": 2, "node3": 2})
@@ -87,10 +94,41 @@ def test_a_batch_spreads_and_then_stays_still(make_cluster, burn: str) -> None: 
         assert balancing_counters(cluster)[1] == moves  # no move since it was balanced
         assert where_they_run(cluster, pids) == even
     finally:
-        results = [job.communicate("", timeout=120) for job in jobs]
-    for job, (stdout, stderr) in zip(jobs, results, strict=True):
-        assert job.returncode == 0, stderr
-        assert re.fullmatch(r"burnt \d+ rounds\n", stdout), stdout
+        finish(jobs, r"burnt \d+ rounds\n")
     log = cluster.agent_log(1).read_text()
     assert len(re.findall(r"balancing: process \d+ from node 1 to node [23]", log)) == moves
     assert moves == JOBS - 2
+
+
+def test_minus_L_keeps_processes_where_they_are(make_cluster, programs: Path) -> None:  # noqa: F811
+    """Four CPU-bound jobs on a 2-processor node with two idle nodes beside it would
+    move (the first test shows it); under -L none does."""
+    cluster = make_cluster(3)
+    jobs = [start(cluster, ["mosrun", "-L", str(programs / "burn")]) for _ in range(4)]
+    try:
+        rounds, moves = balancing_counters(cluster)
+        wait_until("six balancing rounds", lambda: balancing_counters(cluster)[0] >= rounds + 6)
+        assert balancing_counters(cluster)[1] == moves == 0
+        assert where_they_run(cluster, [job.pid for job in jobs]) == Counter({"home": 4})
+    finally:
+        finish(jobs, r"burnt \d+ rounds\n")
+
+
+def test_an_io_heavy_process_is_pulled_home_unless_c(make_cluster, programs: Path) -> None:  # noqa: F811
+    cluster = make_cluster(3)
+    data = str(programs / "data")
+    ignoring = start(cluster, ["mosrun", "-rnode2", "-c", str(programs / "ioheavy"), data])
+    heavy = start(cluster, ["mosrun", "-rnode2", str(programs / "ioheavy"), data])
+    try:
+        wait_until(
+            "the I/O-heavy process back home",
+            lambda: where_they_run(cluster, [heavy.pid]) == Counter({"home": 1}),
+        )
+        assert f"balancing: process {heavy.pid} from node 2 to node 1" in (
+            cluster.agent_log(1).read_text()
+        )
+        rounds, _ = balancing_counters(cluster)
+        wait_until("four balancing rounds", lambda: balancing_counters(cluster)[0] >= rounds + 4)
+        assert where_they_run(cluster, [ignoring.pid]) == Counter({"node2": 1})  # -c
+    finally:
+        finish([ignoring, heavy], r"\d+ reads\n")
