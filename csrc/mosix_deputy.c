@@ -47,6 +47,7 @@ static int chan = -1, agent = -1, sigpipe_r = -1, sigpipe_w = -1;
 static const char *restorer, *cloexec_list = "";
 static unsigned char req[FWD_FRAME_MAX_PAYLOAD], rep[FWD_FRAME_MAX_PAYLOAD];
 static int pending[NSIG_MAX + 1]; /* signals caught while there is no channel */
+static volatile sig_atomic_t caught; /* a signal's byte may be in the pipe */
 
 /* ------------------------------------------------------------ ends */
 
@@ -191,6 +192,7 @@ static void on_signal(int sig)
     int saved = errno;
     ssize_t w = write(sigpipe_w, &b, 1); /* full pipe: the signal is already queued */
     (void)w;
+    caught = 1;
     errno = saved;
 }
 
@@ -218,6 +220,7 @@ static void catch_signals(void)
 static void pass_signals(void)
 {
     unsigned char sigs[64];
+    caught = 0; /* before reading: a later signal sets it again */
     for (;;) {
         ssize_t n = read(sigpipe_r, sigs, sizeof(sigs));
         if (n <= 0)
@@ -400,7 +403,8 @@ static void serve_one(const struct fwd_frame *f)
         n = reply_result(rep, ret);
     else
         n = fwd_execute(req, f->len, rep, sizeof(rep));
-    pass_signals(); /* before the reply: the copy gets the signal, then the result */
+    if (caught) /* before the reply: the copy gets the signal, then the result */
+        pass_signals();
     if (chan >= 0 && fwd_send_frame(chan, FWD_FRAME_REPLY, f->id, rep, n) < 0)
         channel_lost();
 }
