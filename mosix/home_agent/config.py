@@ -35,6 +35,7 @@ KNOWN: dict[str, dict[str, type | tuple[type, ...]]] = {
         "port": int,
         "load_interval": Number,
         "dead_after": Number,
+        "lost_after": Number,
         "map": str,
         "node": list,
     },

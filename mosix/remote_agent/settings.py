@@ -6,6 +6,9 @@ secret_file = "/etc/mosix/cluster.secret"  # required when the map lists other n
 port = 2490              # TCP port every agent listens on
 load_interval = 1.0      # seconds between load reports
 dead_after = 6.0         # seconds without a report before a node counts as down
+lost_after = 30.0        # seconds a connection may go unanswered (a dead node, a cut
+                         # network) before it is given up: a migrated process whose
+                         # home and remote node are out of touch that long is lost
 map = '''
 1 10.77.0.1 3            # MOSIX map lines: first-node-number first-address count
 '''
@@ -31,7 +34,9 @@ from mosix.remote_agent.nodemap import MAX_NODE, MapError, Node, NodeMap, ipv4
 DEFAULT_PORT = 2490
 DEFAULT_LOAD_INTERVAL = 1.0
 DEFAULT_DEAD_AFTER = 6.0
-KEYS = {"secret_file", "port", "load_interval", "dead_after", "map", "node"}
+DEFAULT_LOST_AFTER = 30.0
+MIN_LOST_AFTER = 1.0  # TCP needs a few retransmissions' time
+KEYS = {"secret_file", "port", "load_interval", "dead_after", "lost_after", "map", "node"}
 NODE_KEYS = {"number", "address", "name", "partition"}
 
 
@@ -47,6 +52,7 @@ class ClusterConfig:
     port: int = DEFAULT_PORT
     load_interval: float = DEFAULT_LOAD_INTERVAL
     dead_after: float = DEFAULT_DEAD_AFTER
+    lost_after: float = DEFAULT_LOST_AFTER
 
     @property
     def me(self) -> Node:
@@ -80,6 +86,9 @@ def parse_cluster(body: Mapping[str, Any], own: int) -> ClusterConfig:
     dead_after = positive_number(body, "dead_after", DEFAULT_DEAD_AFTER)
     if dead_after <= interval:
         raise SettingsError("cluster.dead_after must be longer than cluster.load_interval")
+    lost_after = positive_number(body, "lost_after", DEFAULT_LOST_AFTER)
+    if lost_after < MIN_LOST_AFTER:
+        raise SettingsError(f"cluster.lost_after must be at least {MIN_LOST_AFTER:g} s")
     text = body.get("map", "")
     if not isinstance(text, str):
         raise SettingsError("cluster.map must be a string of map lines")
@@ -98,7 +107,7 @@ def parse_cluster(body: Mapping[str, Any], own: int) -> ClusterConfig:
         secret = read_secret(secret_file)
     elif len(nodes) > 1:
         raise SettingsError("cluster.secret_file is required when the map lists other nodes")
-    return ClusterConfig(own, nodes, secret, port, float(interval), float(dead_after))
+    return ClusterConfig(own, nodes, secret, port, interval, dead_after, lost_after)
 
 
 def positive_number(body: Mapping[str, Any], key: str, default: float) -> float:

@@ -34,6 +34,7 @@ class ClusterSettings:
     port: int = 2490
     load_interval: float = 0.5
     dead_after: float = 3.0
+    lost_after: float | None = None  # None: the agent's default
 
 
 def config_text(layout: Layout, k: int, nodes: int, cluster: ClusterSettings | None) -> str:
@@ -52,6 +53,8 @@ def config_text(layout: Layout, k: int, nodes: int, cluster: ClusterSettings | N
             f"load_interval = {cluster.load_interval}",
             f"dead_after = {cluster.dead_after}",
         ]
+        if cluster.lost_after is not None:
+            lines.append(f"lost_after = {cluster.lost_after}")
         for j in range(1, nodes + 1):
             lines += [
                 "[[cluster.node]]",
