@@ -202,6 +202,35 @@ def test_remote_node_dies(
         assert noticed < NOTICE_BOUND
 
 
+def test_lost_process_resumes_from_its_checkpoint(
+    make_cluster: MakeCluster,  # noqa: F811
+    faulty: str,
+) -> None:
+    cluster = new_cluster(make_cluster)
+    prog = Program(cluster, 1, ["mosrun", "-C/tmp/ck", faulty, "64", "30", "9"])
+    assert prog.line() == f"ready {prog.pid}"
+    for order in ("checkpoint", "node2"):  # a checkpoint at home, waiting for its line
+        done = cluster.run(1, ["migrate", str(prog.pid), order], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+    assert cluster.node_path(1, "/tmp/ck.1").exists()
+    copy_pid(cluster, 2, prog.pid)
+    prog.go()
+    assert prog.line() == "step 1"
+    cluster.kill_node(2)
+    prog.go()  # for the process resumed from the checkpoint: it waits for its line again
+    lines, stderr, status = prog.finish()
+    assert status == 9, stderr
+    errors = stderr.splitlines()
+    assert len(errors) == 1 and LOST_LINE.match(errors[0]), stderr
+    assert errors[0].endswith("; it resumes at home from /tmp/ck.1")
+    resumed = [f"step {i}" for i in range(1, 31)] + ["memory intact"]
+    before = lines[: len(lines) - len(resumed)]
+    assert lines[len(before) :] == resumed
+    assert before == [f"ready {prog.pid}"] + [f"step {i}" for i in range(1, len(before))]
+    assert len(before) < 31, "the copy ended before its node was killed"
+    assert f"process {prog.pid} resumes at home from /tmp/ck.1" in cluster.agent_log(1).read_text()
+
+
 def test_killed_deputy_kills_the_copy(
     make_cluster: MakeCluster,  # noqa: F811
     faulty: str,

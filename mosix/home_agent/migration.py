@@ -114,6 +114,8 @@ class Migrations:
         self.by_token: dict[str, Away] = {}
         self.busy: set[int] = set()  # pids with a migration under way
         self.lost_reasons: dict[int, str] = {}  # for a deputy that asks after the end
+        # the checkpoint file a lost process resumes from (None: it ends)
+        self.last_checkpoint: Callable[[int], str | None] = lambda pid: None
         self.nursery: trio.Nursery | None = None
 
     def where(self, pid: int) -> int:
@@ -288,12 +290,30 @@ class Migrations:
         return f"{label}, where it ran, is gone: {detail.removeprefix(label + ': ')}"
 
     async def _lost(self, away: Away, why: str) -> None:
-        """The copy is gone with its node: the deputy ends with ``why`` on stderr."""
+        """The copy is gone with its node: the deputy ends with ``why`` on stderr,
+        or, when the process has a checkpoint (taken at home), says so and
+        executes the restorer on it: the process resumes here from there."""
         told = False
         if away.deputy is not None:
+            path = self.last_checkpoint(away.pid)
+            fd = -1
+            if path is not None:
+                try:
+                    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                except OSError as e:
+                    log.warning("process %d: checkpoint %s: %s", away.pid, path, e.strerror)
             with contextlib.suppress(OSError, trio.BrokenResourceError, trio.ClosedResourceError):
-                await away.deputy.send(DeputyEnd(error=why))
-                told = True
+                try:
+                    if fd >= 0:
+                        end = DeputyEnd(error=f"{why}; it resumes at home from {path}")
+                        await away.deputy.send_with_fds(end, [fd])
+                        log.info("process %d resumes at home from %s", away.pid, path)
+                    else:
+                        await away.deputy.send(DeputyEnd(error=why))
+                    told = True
+                finally:
+                    if fd >= 0:
+                        os.close(fd)
         if not told:
             self.lost_reasons[away.pid] = why  # until its deputy asks
             while len(self.lost_reasons) > LOST_REASONS_KEPT:
