@@ -16,7 +16,9 @@
  *   - when the copy comes home, executes the restorer on the image (-r) in
  *     place, with the close-on-exec flags of -x put back by the restorer;
  *   - when the channel breaks, tells the agent and does what it says (another
- *     channel, an image to restore from, or an end with a message).
+ *     channel, an image to restore from, or an end with a message: the
+ *     process is lost; or, when it has a checkpoint taken at home, the line
+ *     and the restorer on that checkpoint file, so it resumes from there).
  * Frames: forward_wire.h.  The deputy's own descriptors sit at the top of the
  * descriptor range, and the program's calls that would hit them are served as
  * if they were not there. */
@@ -51,24 +53,39 @@ static volatile sig_atomic_t caught; /* a signal's byte may be in the pipe */
 
 /* ------------------------------------------------------------ ends */
 
-/* The process ends for good: a line on its standard error, then SIGKILL. */
-_Noreturn static void lost(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-_Noreturn static void lost(const char *fmt, ...)
+/* One line "mosrun: process PID: ..." on the process's standard error. */
+static void say(const char *fmt, va_list ap)
 {
     char line[512];
     int n = snprintf(line, sizeof(line), "mosrun: process %d: ", (int)getpid());
-    va_list ap;
-    va_start(ap, fmt);
     if (n > 0 && (size_t)n < sizeof(line))
         n += vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
-    va_end(ap);
     if (n > 0 && (size_t)n < sizeof(line) - 1) {
         line[n++] = '\n';
         ssize_t w = write(STDERR_FILENO, line, (size_t)n);
         (void)w; /* nothing else can be done about a lost standard error */
     }
+}
+
+/* The process ends for good: a line on its standard error, then SIGKILL. */
+_Noreturn static void lost(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+_Noreturn static void lost(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    say(fmt, ap);
+    va_end(ap);
     (void)kill(getpid(), SIGKILL);
     _exit(137);
+}
+
+static void tell_user(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void tell_user(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    say(fmt, ap);
+    va_end(ap);
 }
 
 /* End as the copy ended: its exit status, or its death signal. */
@@ -315,19 +332,35 @@ static int connect_agent(const char *path)
 }
 
 /* Come home: the restorer rebuilds the program in this process from the
- * image on fd[0]; its complaint, if any, goes to fd[1] (the agent's pipe). */
+ * image on fd[0]; its complaint, if any, goes to fd[1] (the agent's pipe, or
+ * -1: the process's standard error). */
 _Noreturn static void come_home(const int fd[2])
 {
     char fdtext[16], errtext[16];
+    int errfd = fd[1] >= 0 ? fd[1] : STDERR_FILENO;
     snprintf(fdtext, sizeof(fdtext), "%d", fd[0]);
-    snprintf(errtext, sizeof(errtext), "%d", fd[1]);
-    if (fcntl(fd[0], F_SETFD, 0) < 0 || fcntl(fd[1], F_SETFD, 0) < 0)
+    snprintf(errtext, sizeof(errtext), "%d", errfd);
+    if (fcntl(fd[0], F_SETFD, 0) < 0 || (fd[1] >= 0 && fcntl(fd[1], F_SETFD, 0) < 0))
         lost("F_SETFD: %s", strerror(errno));
     char *argv[] = {(char *)restorer, "-H", "-x", (char *)(cloexec_list[0] ? cloexec_list : "-"),
                     "-p", "mosrun", "-e", errtext, fdtext, NULL};
     extern char **environ;
     execve(restorer, argv, environ);
     lost("cannot execute %s: %s", restorer, strerror(errno));
+}
+
+/* The end of the copy, from the agent: with a descriptor, the last checkpoint
+ * of the process to recover from here (the line says so); else the end. */
+_Noreturn static void ended(const struct agent_reply *reply, const int fd[2], const char *dflt)
+{
+    const char *why = reply->error[0] ? reply->error : dflt;
+    if (fd[0] < 0)
+        lost("%s", why);
+    if (fd[1] >= 0 && close(fd[1]) < 0)
+        lost("close: %s", strerror(errno));
+    tell_user("%s", why);
+    int own[2] = {fd[0], -1};
+    come_home(own);
 }
 
 /* Wait for the agent's order after the channel ended (or the copy left). */
@@ -355,7 +388,7 @@ static void await_order(void)
         if (strcmp(reply.op, "deputy-home") == 0 && fd[0] >= 0 && fd[1] >= 0)
             come_home(fd);
         if (strcmp(reply.op, "deputy-end") == 0)
-            lost("%s", reply.error[0] ? reply.error : "its remote copy was lost");
+            ended(&reply, fd, "its remote copy was lost");
         lost("an unexpected order from the node agent: %s", reply.op);
     }
 }
@@ -433,6 +466,8 @@ static void serve(void)
             }
             if (strcmp(reply.op, "deputy-home") == 0 && fd[0] >= 0 && fd[1] >= 0)
                 come_home(fd);
+            if (strcmp(reply.op, "deputy-end") == 0)
+                ended(&reply, fd, "ended by the node agent");
             lost("%s", reply.error[0] ? reply.error : "ended by the node agent");
         }
         if (!p[0].revents)

@@ -171,6 +171,7 @@ secret_file = "{secret}"
 port = 2491
 load_interval = 0.5
 dead_after = 3
+lost_after = 12.5
 map = '''
 # MOSIX map style
 1 10.77.0.1 3
@@ -192,6 +193,7 @@ address = "10.77.0.5"
     assert cluster.own == 2 and cluster.me == Node(2, "10.77.0.2")
     assert cluster.secret == b"correct horse battery staple"
     assert (cluster.port, cluster.load_interval, cluster.dead_after) == (2491, 0.5, 3.0)
+    assert cluster.lost_after == 12.5
     assert cluster.nodes.numbers() == [1, 2, 3, 4, 5]
     assert cluster.nodes.by_number(4) == Node(4, "10.77.0.4", "node4", 2)
     assert cluster.nodes.by_number(5) == Node(5, "10.77.0.5", None, 1)
@@ -209,6 +211,7 @@ def test_defaults_and_no_cluster(tmp_path: Path) -> None:
         1.0,
         6.0,
     )
+    assert alone.cluster.lost_after == 30.0
 
 
 MAP = "map = '1 10.0.0.1 2'"
@@ -223,6 +226,8 @@ BAD_CONFIGS = [
     ("[cluster]\nload_interval = true\n" + MAP, "cluster.load_interval must be a number"),
     ("[cluster]\ndead_after = -1\n" + MAP, "cluster.dead_after -1 is out of range"),
     ("[cluster]\ndead_after = 1\nload_interval = 2\n" + MAP, "cluster.dead_after must be longer"),
+    ("[cluster]\nlost_after = 0.5\n" + MAP, "cluster.lost_after must be at least 1 s"),
+    ("[cluster]\nlost_after = 'long'\n" + MAP, "cluster.lost_after must be a number"),
     ("[cluster]\nmap = 5\n", "cluster.map must be a string"),
     ("[cluster]\nmap = '1 10.0.0.1'\n", "cluster.map: line 1: '1 10.0.0.1': expected"),
     ("[cluster]\nmap = '2 10.0.0.2 1'\n", "cluster.map: this node (node.number = 1) is not in"),

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import trio
 
+from mosix.ckpt.image import ImageError, read_head_from
 from mosix.ckpt.naming import series
 from mosix.home_agent import proc_info
 from mosix.home_agent.registry import Registration
@@ -117,6 +118,29 @@ class Checkpoints:
                 return first_line(f.read(4096))
         except OSError:
             return "cannot be checkpointed"
+
+    def last_image(self, pid: int) -> str | None:
+        """The newest checkpoint file of ``pid`` that holds an image of it (None:
+        none); what a process whose remote node is lost resumes from."""
+        try:
+            reg = self.registration_of(pid)
+        except CheckpointError:
+            return None
+        s = series(reg.ckpt_file, reg.pid, reg.ckpt_limit)
+        kept = min(reg.ckpt_taken, reg.ckpt_limit) if reg.ckpt_limit else reg.ckpt_taken
+        for taken in range(reg.ckpt_taken - 1, reg.ckpt_taken - 1 - kept, -1):
+            name = s.name(taken)
+            if not os.path.isabs(name):
+                try:
+                    name = os.path.join(os.readlink(f"/proc/{pid}/cwd"), name)
+                except OSError:
+                    return None
+            try:
+                if read_head_from(name).pid == pid:
+                    return name
+            except ImageError:
+                continue  # failed when taken (pipes, sockets), damaged, or gone
+        return None
 
     # ------------------------------------------------------------- -A
 

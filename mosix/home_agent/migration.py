@@ -65,6 +65,7 @@ CAPTURER, DEPUTY, RESTORER = "mosix-ckpt", "mosix-deputy", "mosix-restore"
 OFFER_TIMEOUT = 10.0  # for the target's answer to an offer
 RESTORE_TIMEOUT = 120.0  # from the end of the capture to the target's result
 HOME_TIMEOUT = 120.0  # for a copy's image to come home
+LOST_REASONS_KEPT = 256  # ends not yet told to a deputy (a dead deputy never asks)
 
 
 class MigrationError(Exception):
@@ -112,6 +113,9 @@ class Migrations:
         self.away: dict[int, Away] = {}
         self.by_token: dict[str, Away] = {}
         self.busy: set[int] = set()  # pids with a migration under way
+        self.lost_reasons: dict[int, str] = {}  # for a deputy that asks after the end
+        # the checkpoint file a lost process resumes from (None: it ends)
+        self.last_checkpoint: Callable[[int], str | None] = lambda pid: None
         self.nursery: trio.Nursery | None = None
 
     def where(self, pid: int) -> int:
@@ -128,6 +132,7 @@ class Migrations:
         if pid in self.away:
             raise MigrationError(f"process {pid} already runs on node {self.away[pid].node}")
         self.busy.add(pid)
+        self.lost_reasons.pop(pid, None)  # a process of an earlier life of the pid
         try:
             await self._send_out(pid, node, facts)
         finally:
@@ -251,7 +256,8 @@ class Migrations:
     async def deputy_hello(self, conn: Connection, msg: DeputyHello) -> None:
         away = self.by_token.get(msg.token)
         if away is None or conn.peer.pid != away.pid or msg.pid != away.pid:
-            await conn.send(DeputyEnd(error="no migration of this process is under way"))
+            why = self.lost_reasons.pop(conn.peer.pid, "no migration of this process is under way")
+            await conn.send(DeputyEnd(error=why))
             return
         fd, away.chan_fd = away.chan_fd, -1
         if fd < 0:
@@ -265,15 +271,53 @@ class Migrations:
 
     async def deputy_lost(self, conn: Connection, msg: DeputyLost) -> None:
         away = self.away.get(conn.peer.pid)
-        if away is None or away.returning:
+        if away is None or away.deputy is not conn:
+            # already forgotten (its node's connection broke first and the end
+            # was sent then) or never ours: the deputy still waits for an order
+            why = self.lost_reasons.pop(conn.peer.pid, "its remote copy was lost")
+            with contextlib.suppress(OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+                await conn.send(DeputyEnd(error=why))
+            return
+        if away.returning:
             return  # a migration under way answers it
         log.warning("process %d: its channel to node %d broke", away.pid, away.node)
-        await self._lost(away, f"its remote copy on node {away.node} was lost")
+        await self._lost(away, self._gone(away.node, "its channel broke"))
+
+    def _gone(self, node: int, detail: str) -> str:
+        """The line a lost process ends with (after "mosrun: process PID: ")."""
+        found = self.cluster.nodes.by_number(node)
+        label = found.label() if found else f"node {node}"
+        return f"{label}, where it ran, is gone: {detail.removeprefix(label + ': ')}"
 
     async def _lost(self, away: Away, why: str) -> None:
+        """The copy is gone with its node: the deputy ends with ``why`` on stderr,
+        or, when the process has a checkpoint (taken at home), says so and
+        executes the restorer on it: the process resumes here from there."""
+        told = False
         if away.deputy is not None:
+            path = self.last_checkpoint(away.pid)
+            fd = -1
+            if path is not None:
+                try:
+                    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                except OSError as e:
+                    log.warning("process %d: checkpoint %s: %s", away.pid, path, e.strerror)
             with contextlib.suppress(OSError, trio.BrokenResourceError, trio.ClosedResourceError):
-                await away.deputy.send(DeputyEnd(error=why))
+                try:
+                    if fd >= 0:
+                        end = DeputyEnd(error=f"{why}; it resumes at home from {path}")
+                        await away.deputy.send_with_fds(end, [fd])
+                        log.info("process %d resumes at home from %s", away.pid, path)
+                    else:
+                        await away.deputy.send(DeputyEnd(error=why))
+                    told = True
+                finally:
+                    if fd >= 0:
+                        os.close(fd)
+        if not told:
+            self.lost_reasons[away.pid] = why  # until its deputy asks
+            while len(self.lost_reasons) > LOST_REASONS_KEPT:
+                del self.lost_reasons[next(iter(self.lost_reasons))]
         self._forget(away)
 
     def _forget(self, away: Away) -> None:
@@ -285,7 +329,13 @@ class Migrations:
         self.on_change()
 
     async def _watch(self, away: Away) -> None:
-        """The target's reports on the copy, until it ends or comes home."""
+        """The target's reports on the copy, until it ends or comes home.
+
+        The connection ends (PeerUnavailable) when the target's agent dies,
+        or when the target has not answered for lost_after seconds (a dead
+        node, a cut network: peers.give_up_after): the copy is then lost and
+        the deputy ends with a line naming the node."""
+        why = ""
         try:
             while True:
                 event = await away.ctl.receive()
@@ -294,14 +344,21 @@ class Migrations:
                 if event.event == "home":
                     assert self.nursery is not None
                     self.nursery.start_soon(self._bring_home_quietly, away.pid)
-                elif event.event in ("exit", "lost"):
+                elif event.event == "exit":
+                    break  # the deputy ends as the copy did (the channel's EXIT)
+                elif event.event == "lost":
+                    why = self._gone(away.node, "its channel broke")
                     break
-        except PeerUnavailable:
-            if not away.returning and away.pid in self.away:
-                log.warning("process %d: node %d is unreachable", away.pid, away.node)
+        except PeerUnavailable as e:
+            why = self._gone(away.node, str(e))
         finally:
             if not away.returning and self.away.get(away.pid) is away:
-                self._forget(away)
+                if why:
+                    log.warning("process %d: %s", away.pid, why)
+                    with trio.CancelScope(shield=True):
+                        await self._lost(away, why)
+                else:
+                    self._forget(away)
             with contextlib.suppress(Exception):
                 await away.ctl.aclose()
 

@@ -731,6 +731,7 @@ class Agent:
             if self.services is not None:
                 self.services.start(nursery)
                 self.registry.where_of = self.services.where
+                self.services.migrations.last_checkpoint = self.checkpoints.last_image
             with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                 nursery.start_soon(self.wait_signal, signals)
                 task_status.started()

@@ -95,6 +95,7 @@ class Guests:
             await stream.send(MigrateAccept(token=msg.token))
             with trio.fail_after(ARRIVAL_TIMEOUT):
                 await guest.arrived.wait()
+            log.info("process %d of %s: receiving its image", msg.pid, peer.label())
             await self._run(guest)
         except (PeerUnavailable, trio.TooSlowError) as e:
             log.warning("migration from %s: %s", peer.label(), e)
@@ -105,6 +106,7 @@ class Guests:
                         os.close(fd)
             self.guests.pop(msg.token, None)
             self.on_change()
+            log.info("process %d of %s: no copy of it here now", msg.pid, peer.label())
             with contextlib.suppress(Exception):
                 await stream.aclose()
 

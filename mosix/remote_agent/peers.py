@@ -9,6 +9,12 @@ inbound connection's first message then picks a handler registered with
 Each agent sends its load vector to every other node every load_interval,
 over one long-lived connection per peer (reconnected with backoff); a node
 not heard from for dead_after seconds counts as down.
+
+Every connection, both ways, is given up by the kernel when the peer has not
+answered for lost_after seconds (stream.give_up_after: keepalive probes and
+TCP_USER_TIMEOUT), so a node that dies without a word, or a network cut
+longer than that, ends the connections to it, also those handed to C
+programs (a migrated process's channel); a shorter cut only delays them.
 """
 
 from __future__ import annotations
@@ -32,7 +38,13 @@ from mosix.remote_agent.auth import (
 from mosix.remote_agent.load_vectors import LoadTable, measure
 from mosix.remote_agent.nodemap import Node
 from mosix.remote_agent.settings import ClusterConfig
-from mosix.remote_agent.stream import PeerClosed, PeerStream, PeerUnavailable, reason
+from mosix.remote_agent.stream import (
+    PeerClosed,
+    PeerStream,
+    PeerUnavailable,
+    give_up_after,
+    reason,
+)
 
 log = logging.getLogger("mosixd")
 
@@ -137,6 +149,7 @@ class Cluster:
         sock = trio.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
             sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+            give_up_after(sock, self.config.lost_after)
             await sock.bind((self.me.address, 0))  # peers check our source address
             with trio.fail_after(CONNECT_TIMEOUT):
                 await sock.connect((target.address, self.config.port))
@@ -219,6 +232,7 @@ class Cluster:
 
     async def _serve_connection(self, sock: trio.socket.SocketType) -> None:
         try:
+            give_up_after(sock, self.config.lost_after)
             stream = PeerStream(trio.SocketStream(sock))
         except OSError:  # gone before we looked at it
             sock.close()

@@ -7,6 +7,9 @@ port = 2490              # TCP port every agent listens on
 load_interval = 1.0      # seconds between load reports
 dead_after = 6.0         # seconds without a report before a node counts as down
 balance_interval = 1.0   # seconds between automatic balancing rounds (0: no balancing)
+lost_after = 30.0        # seconds a connection may go unanswered (a dead node, a cut
+                         # network) before it is given up: a migrated process whose
+                         # home and remote node are out of touch that long is lost
 map = '''
 1 10.77.0.1 3            # MOSIX map lines: first-node-number first-address count
 '''
@@ -40,10 +43,13 @@ KEYS: dict[str, type | tuple[type, ...]] = {
     "port": int,
     "load_interval": NUMBER,
     "dead_after": NUMBER,
+    "lost_after": NUMBER,
     "balance_interval": NUMBER,
     "map": str,
     "node": list,
 }
+DEFAULT_LOST_AFTER = 30.0
+MIN_LOST_AFTER = 1.0  # TCP needs a few retransmissions' time
 NODE_KEYS = {"number", "address", "name", "partition"}
 
 
@@ -59,6 +65,7 @@ class ClusterConfig:
     port: int = DEFAULT_PORT
     load_interval: float = DEFAULT_LOAD_INTERVAL
     dead_after: float = DEFAULT_DEAD_AFTER
+    lost_after: float = DEFAULT_LOST_AFTER
     balance_interval: float = DEFAULT_BALANCE_INTERVAL  # 0: no automatic balancing
 
     @property
@@ -93,6 +100,9 @@ def parse_cluster(body: Mapping[str, Any], own: int) -> ClusterConfig:
     dead_after = positive_number(body, "dead_after", DEFAULT_DEAD_AFTER)
     if dead_after <= interval:
         raise SettingsError("cluster.dead_after must be longer than cluster.load_interval")
+    lost_after = positive_number(body, "lost_after", DEFAULT_LOST_AFTER)
+    if lost_after < MIN_LOST_AFTER:
+        raise SettingsError(f"cluster.lost_after must be at least {MIN_LOST_AFTER:g} s")
     balance = body.get("balance_interval", DEFAULT_BALANCE_INTERVAL)
     if not is_number(balance) or not 0 <= balance < 86400:
         raise SettingsError(
@@ -117,7 +127,14 @@ def parse_cluster(body: Mapping[str, Any], own: int) -> ClusterConfig:
     elif len(nodes) > 1:
         raise SettingsError("cluster.secret_file is required when the map lists other nodes")
     return ClusterConfig(
-        own, nodes, secret, port, float(interval), float(dead_after), float(balance)
+        own,
+        nodes,
+        secret,
+        port,
+        float(interval),
+        float(dead_after),
+        lost_after=float(lost_after),
+        balance_interval=float(balance),
     )
 
 

@@ -116,6 +116,25 @@ class PeerStream:
         return fd
 
 
+def give_up_after(sock: socket.socket | trio.socket.SocketType, seconds: float) -> None:
+    """Let the kernel end the connection (ETIMEDOUT) once the peer has not answered
+    for about ``seconds``: data unacknowledged that long (TCP_USER_TIMEOUT), or,
+    while the connection is idle, keepalive probes unanswered that long.
+
+    Every connection between agents gets it, and keeps it when handed to a C
+    program (a migrated process's channel): a dead node or a network cut longer
+    than ``seconds`` ends the connection on both sides, while a shorter cut only
+    delays it.  Bound: a silent peer is noticed within ``seconds`` plus one
+    probe interval (a quarter of it).
+    """
+    probe = max(1, round(seconds / 4))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, probe)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, probe)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 127)  # TCP_USER_TIMEOUT decides
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, round(seconds * 1000))
+
+
 def reason(error: BaseException) -> str:
     """A short cause for an I/O failure."""
     for candidate in (error, error.__cause__, error.__context__):

@@ -35,6 +35,7 @@ class ClusterSettings:
     load_interval: float = 0.5
     dead_after: float = 3.0
     balance_interval: float = 1.0  # 0: no automatic balancing
+    lost_after: float | None = None  # None: the agent's default
 
 
 def config_text(layout: Layout, k: int, nodes: int, cluster: ClusterSettings | None) -> str:
@@ -54,6 +55,8 @@ def config_text(layout: Layout, k: int, nodes: int, cluster: ClusterSettings | N
             f"dead_after = {cluster.dead_after}",
             f"balance_interval = {cluster.balance_interval}",
         ]
+        if cluster.lost_after is not None:
+            lines.append(f"lost_after = {cluster.lost_after}")
         for j in range(1, nodes + 1):
             lines += [
                 "[[cluster.node]]",
