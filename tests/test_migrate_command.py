@@ -141,3 +141,38 @@ def test_migrate_there_and_back_is_byte_identical(
     home_log = cluster3.agent_log(1).read_text()
     assert f"process {proc.pid} migrated to node 2" in home_log
     assert f"process {proc.pid} came home from node 2" in home_log
+
+
+def test_a_process_that_cannot_move_stays_and_mosps_says_why(
+    cluster3: LocalCluster,  # noqa: F811
+    programs: Path,
+) -> None:
+    proc = cluster3.popen(
+        1,
+        ["mosrun", str(programs / "locker")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        assert proc.stdout.readline() == "locked\n"
+        refused = migrate(cluster3, proc.pid, "2")
+        assert refused.returncode == 1
+        assert refused.stderr == (
+            f"migrate: {proc.pid}: process {proc.pid} cannot migrate: "
+            "it has locked memory (mlock, MAP_LOCKED)\n"
+        )
+        assert where(cluster3, proc.pid) == "home"
+        listing = cluster3.run(1, ["mosps", "-w"], capture_output=True, text=True, timeout=TIMEOUT)
+        lines = listing.stdout.splitlines()
+        mine = next(i for i, line in enumerate(lines) if line.split()[0] == str(proc.pid))
+        assert lines[mine + 1].strip() == "why here: it has locked memory (mlock, MAP_LOCKED)"
+        proc.stdin.close()  # it goes on where it is, and ends well
+        assert proc.wait(timeout=TIMEOUT) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert f"process {proc.pid} migrated" not in cluster3.agent_log(1).read_text()
