@@ -141,6 +141,8 @@ static const struct fwd_case fwd_cases[] = {
     /* shmctl IPC_RMID */ {1, {{1, 0xfffffeff, 0x0}}, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}},
     /* shmctl IPC_SET */ {1, {{1, 0xfffffeff, 0x1}}, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_CONST, 0, 1, 112}}}},
     /* shmctl IPC_STAT */ {1, {{1, 0xfffffeff, 0x2}}, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 112}}}},
+    /* clone checkpointer's copy */ {2, {{0, 0xffffffffffffffff, 0x0}, {1, 0xffffffffffffffff, 0x0}}, {FWD_PLACE_LOCAL, 0, 0, {}}},
+    /* wait4 __WCLONE: checkpointer's copy */ {1, {{2, 0x80000000, 0x80000000}}, {FWD_PLACE_LOCAL, 0, 0, {}}},
     /* semctl IPC_RMID */ {1, {{2, 0xfffffeff, 0x0}}, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}},
     /* semctl IPC_SET */ {1, {{2, 0xfffffeff, 0x1}}, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_CONST, 0, 1, 104}}}},
     /* semctl IPC_STAT */ {1, {{2, 0xfffffeff, 0x2}}, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 104}}}},
@@ -251,332 +253,332 @@ static const struct fwd_syscall fwd_syscalls[FWD_TABLE_SIZE] = {
     [53] = {1, 60, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 8}}}}, /* socketpair */
     [54] = {1, 60, 0, {FWD_PLACE_HOME, 5, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_ARG, 4, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* setsockopt */
     [55] = {1, 60, 0, {FWD_PLACE_HOME, 5, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, 0, FWD_SIZE_LENPTR, 4, 1, 0}, {FWD_KIND_INOUT, 0, FWD_SIZE_CONST, 0, 1, 4}}}}, /* getsockopt */
-    [56] = {1, 60, 0, {FWD_PLACE_BRING_HOME, 0, 0, {}}}, /* clone */
-    [57] = {1, 60, 0, {FWD_PLACE_BRING_HOME, 0, 0, {}}}, /* fork */
-    [58] = {1, 60, 0, {FWD_PLACE_BRING_HOME, 0, 0, {}}}, /* vfork */
-    [59] = {1, 60, 0, {FWD_PLACE_BRING_HOME, 0, 0, {}}}, /* execve */
-    [60] = {1, 60, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* exit */
-    [61] = {1, 60, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 4}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 144}}}}, /* wait4 */
-    [62] = {1, 60, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* kill */
-    [63] = {1, 60, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 390}}}}, /* uname */
-    [64] = {1, 60, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* semget */
-    [65] = {1, 60, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_ARG, 2, 6, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* semop */
-    [66] = {1, 60, 8, {FWD_PLACE_UNFORWARDABLE, 0, 38, {}}}, /* semctl */
-    [67] = {1, 68, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* shmdt */
-    [68] = {1, 68, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* msgget */
-    [69] = {1, 68, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_ARG, 2, 1, 8}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* msgsnd */
-    [70] = {1, 68, 0, {FWD_PLACE_HOME, 5, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, 0, FWD_SIZE_ARG, 2, 1, 8}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* msgrcv */
-    [71] = {1, 68, 3, {FWD_PLACE_UNFORWARDABLE, 0, 38, {}}}, /* msgctl */
-    [72] = {1, 71, 12, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* fcntl */
-    [73] = {1, 83, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* flock */
-    [74] = {1, 83, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* fsync */
-    [75] = {1, 83, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* fdatasync */
-    [76] = {1, 83, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* truncate */
-    [77] = {1, 83, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* ftruncate */
-    [78] = {1, 83, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, FWD_F_RET_SIZED | FWD_F_CLAMP, FWD_SIZE_ARG, 2, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* getdents */
-    [79] = {1, 83, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_OUT, FWD_F_RET_SIZED, FWD_SIZE_ARG, 1, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* getcwd */
-    [80] = {1, 83, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* chdir */
-    [81] = {1, 83, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* fchdir */
-    [82] = {1, 83, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* rename */
-    [83] = {1, 83, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* mkdir */
-    [84] = {1, 83, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* rmdir */
-    [85] = {1, 83, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* creat */
-    [86] = {1, 83, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* link */
-    [87] = {1, 83, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* unlink */
-    [88] = {1, 83, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* symlink */
-    [89] = {1, 83, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, FWD_F_RET_SIZED, FWD_SIZE_ARG, 2, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* readlink */
-    [90] = {1, 83, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* chmod */
-    [91] = {1, 83, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* fchmod */
-    [92] = {1, 83, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* chown */
-    [93] = {1, 83, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* fchown */
-    [94] = {1, 83, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* lchown */
-    [95] = {1, 83, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* umask */
-    [96] = {1, 83, 0, {FWD_PLACE_TIME, 2, 0, {{FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 16}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 8}}}}, /* gettimeofday */
-    [97] = {1, 83, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 16}}}}, /* getrlimit */
-    [98] = {1, 83, 1, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* getrusage */
-    [99] = {1, 84, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 112}}}}, /* sysinfo */
-    [100] = {1, 84, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 32}}}}, /* times */
-    [101] = {1, 84, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* ptrace */
-    [102] = {1, 84, 0, {FWD_PLACE_HOME, 0, 0, {}}}, /* getuid */
-    [103] = {1, 84, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* syslog */
-    [104] = {1, 84, 0, {FWD_PLACE_HOME, 0, 0, {}}}, /* getgid */
-    [105] = {1, 84, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* setuid */
-    [106] = {1, 84, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* setgid */
-    [107] = {1, 84, 0, {FWD_PLACE_HOME, 0, 0, {}}}, /* geteuid */
-    [108] = {1, 84, 0, {FWD_PLACE_HOME, 0, 0, {}}}, /* getegid */
-    [109] = {1, 84, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* setpgid */
-    [110] = {1, 84, 0, {FWD_PLACE_HOME, 0, 0, {}}}, /* getppid */
-    [111] = {1, 84, 0, {FWD_PLACE_HOME, 0, 0, {}}}, /* getpgrp */
-    [112] = {1, 84, 0, {FWD_PLACE_HOME, 0, 0, {}}}, /* setsid */
-    [113] = {1, 84, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* setreuid */
-    [114] = {1, 84, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* setregid */
-    [115] = {1, 84, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, FWD_F_RET_SIZED, FWD_SIZE_ARG, 0, 4, 0}}}}, /* getgroups */
-    [116] = {1, 84, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_ARG, 0, 4, 0}}}}, /* setgroups */
-    [117] = {1, 84, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* setresuid */
-    [118] = {1, 84, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 4}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 4}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 4}}}}, /* getresuid */
-    [119] = {1, 84, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* setresgid */
-    [120] = {1, 84, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 4}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 4}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 4}}}}, /* getresgid */
-    [121] = {1, 84, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* getpgid */
-    [122] = {1, 84, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* setfsuid */
-    [123] = {1, 84, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* setfsgid */
-    [124] = {1, 84, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* getsid */
-    [125] = {1, 84, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* capget */
-    [126] = {1, 84, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* capset */
-    [127] = {1, 84, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* rt_sigpending */
-    [128] = {1, 84, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* rt_sigtimedwait */
-    [129] = {1, 84, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_CONST, 0, 1, 128}}}}, /* rt_sigqueueinfo */
-    [130] = {1, 84, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* rt_sigsuspend */
-    [131] = {1, 84, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* sigaltstack */
-    [132] = {1, 84, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_CONST, 0, 1, 16}}}}, /* utime */
-    [133] = {1, 84, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* mknod */
-    [134] = {1, 84, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* uselib */
-    [135] = {1, 84, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* personality */
-    [136] = {1, 84, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 32}}}}, /* ustat */
-    [137] = {1, 84, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 120}}}}, /* statfs */
-    [138] = {1, 84, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 120}}}}, /* fstatfs */
-    [139] = {1, 84, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* sysfs */
-    [140] = {1, 84, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* getpriority */
-    [141] = {1, 84, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* setpriority */
-    [142] = {1, 84, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* sched_setparam */
-    [143] = {1, 84, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* sched_getparam */
-    [144] = {1, 84, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* sched_setscheduler */
-    [145] = {1, 84, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* sched_getscheduler */
-    [146] = {1, 84, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* sched_get_priority_max */
-    [147] = {1, 84, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* sched_get_priority_min */
-    [148] = {1, 84, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* sched_rr_get_interval */
-    [149] = {1, 84, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* mlock */
-    [150] = {1, 84, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* munlock */
-    [151] = {1, 84, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* mlockall */
-    [152] = {1, 84, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* munlockall */
-    [153] = {1, 84, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* vhangup */
-    [154] = {1, 84, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* modify_ldt */
-    [155] = {1, 84, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* pivot_root */
-    [156] = {1, 84, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* _sysctl */
-    [157] = {1, 84, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* prctl */
-    [158] = {1, 84, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* arch_prctl */
-    [159] = {1, 84, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* adjtimex */
-    [160] = {1, 84, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_CONST, 0, 1, 16}}}}, /* setrlimit */
-    [161] = {1, 84, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* chroot */
-    [162] = {1, 84, 0, {FWD_PLACE_HOME, 0, 0, {}}}, /* sync */
-    [163] = {1, 84, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* acct */
-    [164] = {1, 84, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* settimeofday */
-    [165] = {1, 84, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* mount */
-    [166] = {1, 84, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* umount2 */
-    [167] = {1, 84, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* swapon */
-    [168] = {1, 84, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* swapoff */
-    [169] = {1, 84, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* reboot */
-    [170] = {1, 84, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* sethostname */
-    [171] = {1, 84, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* setdomainname */
-    [172] = {1, 84, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* iopl */
-    [173] = {1, 84, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* ioperm */
-    [174] = {1, 84, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* create_module */
-    [175] = {1, 84, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* init_module */
-    [176] = {1, 84, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* delete_module */
-    [177] = {1, 84, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* get_kernel_syms */
-    [178] = {1, 84, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* query_module */
-    [179] = {1, 84, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* quotactl */
-    [180] = {1, 84, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* nfsservctl */
-    [181] = {1, 84, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* getpmsg */
-    [182] = {1, 84, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* putpmsg */
-    [183] = {1, 84, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* afs_syscall */
-    [184] = {1, 84, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* tuxcall */
-    [185] = {1, 84, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* security */
-    [186] = {1, 84, 0, {FWD_PLACE_HOME, 0, 0, {}}}, /* gettid */
-    [187] = {1, 84, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* readahead */
-    [188] = {1, 84, 0, {FWD_PLACE_HOME, 5, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_ARG, 3, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* setxattr */
-    [189] = {1, 84, 0, {FWD_PLACE_HOME, 5, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_ARG, 3, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* lsetxattr */
-    [190] = {1, 84, 0, {FWD_PLACE_HOME, 5, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_ARG, 3, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* fsetxattr */
-    [191] = {1, 84, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, FWD_F_RET_SIZED, FWD_SIZE_ARG, 3, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* getxattr */
-    [192] = {1, 84, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, FWD_F_RET_SIZED, FWD_SIZE_ARG, 3, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* lgetxattr */
-    [193] = {1, 84, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, FWD_F_RET_SIZED, FWD_SIZE_ARG, 3, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* fgetxattr */
-    [194] = {1, 84, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, FWD_F_RET_SIZED, FWD_SIZE_ARG, 2, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* listxattr */
-    [195] = {1, 84, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, FWD_F_RET_SIZED, FWD_SIZE_ARG, 2, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* llistxattr */
-    [196] = {1, 84, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, FWD_F_RET_SIZED, FWD_SIZE_ARG, 2, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* flistxattr */
-    [197] = {1, 84, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* removexattr */
-    [198] = {1, 84, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* lremovexattr */
-    [199] = {1, 84, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* fremovexattr */
-    [200] = {1, 84, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* tkill */
-    [201] = {1, 84, 0, {FWD_PLACE_TIME, 1, 0, {{FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 8}}}}, /* time */
-    [202] = {1, 84, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* futex */
-    [203] = {1, 84, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* sched_setaffinity */
-    [204] = {1, 84, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* sched_getaffinity */
-    [205] = {1, 84, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* set_thread_area */
-    [206] = {1, 84, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* io_setup */
-    [207] = {1, 84, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* io_destroy */
-    [208] = {1, 84, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* io_getevents */
-    [209] = {1, 84, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* io_submit */
-    [210] = {1, 84, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* io_cancel */
-    [211] = {1, 84, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* get_thread_area */
-    [212] = {1, 84, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* lookup_dcookie */
-    [213] = {1, 84, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* epoll_create */
-    [214] = {1, 84, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* epoll_ctl_old */
-    [215] = {1, 84, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* epoll_wait_old */
-    [216] = {1, 84, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* remap_file_pages */
-    [217] = {1, 84, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, FWD_F_RET_SIZED | FWD_F_CLAMP, FWD_SIZE_ARG, 2, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* getdents64 */
-    [218] = {1, 84, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* set_tid_address */
-    [219] = {1, 84, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* restart_syscall */
-    [220] = {1, 84, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* semtimedop */
-    [221] = {1, 84, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* fadvise64 */
-    [222] = {1, 84, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* timer_create */
-    [223] = {1, 84, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* timer_settime */
-    [224] = {1, 84, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* timer_gettime */
-    [225] = {1, 84, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* timer_getoverrun */
-    [226] = {1, 84, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* timer_delete */
-    [227] = {1, 84, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* clock_settime */
-    [228] = {1, 84, 9, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* clock_gettime */
-    [229] = {1, 93, 9, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* clock_getres */
-    [230] = {1, 102, 9, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* clock_nanosleep */
-    [231] = {1, 111, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* exit_group */
-    [232] = {1, 111, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, FWD_F_RET_SIZED, FWD_SIZE_ARG, 2, 12, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* epoll_wait */
-    [233] = {1, 111, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_CONST, 0, 1, 12}}}}, /* epoll_ctl */
-    [234] = {1, 111, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* tgkill */
-    [235] = {1, 111, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_CONST, 0, 1, 32}}}}, /* utimes */
-    [236] = {1, 111, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* vserver */
-    [237] = {1, 111, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* mbind */
-    [238] = {1, 111, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* set_mempolicy */
-    [239] = {1, 111, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* get_mempolicy */
-    [240] = {1, 111, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_CONST, 0, 1, 64}}}}, /* mq_open */
-    [241] = {1, 111, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* mq_unlink */
-    [242] = {1, 111, 0, {FWD_PLACE_HOME, 5, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_ARG, 2, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_CONST, 0, 1, 16}}}}, /* mq_timedsend */
-    [243] = {1, 111, 0, {FWD_PLACE_HOME, 5, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, FWD_F_RET_SIZED, FWD_SIZE_ARG, 2, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 4}, {FWD_KIND_IN, 0, FWD_SIZE_CONST, 0, 1, 16}}}}, /* mq_timedreceive */
-    [244] = {1, 111, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_CONST, 0, 1, 64}}}}, /* mq_notify */
-    [245] = {1, 111, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_CONST, 0, 1, 64}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 64}}}}, /* mq_getsetattr */
-    [246] = {1, 111, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* kexec_load */
-    [247] = {1, 111, 0, {FWD_PLACE_HOME, 5, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 128}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 144}}}}, /* waitid */
-    [248] = {1, 111, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* add_key */
-    [249] = {1, 111, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* request_key */
-    [250] = {1, 111, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* keyctl */
-    [251] = {1, 111, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* ioprio_set */
-    [252] = {1, 111, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* ioprio_get */
-    [253] = {1, 111, 0, {FWD_PLACE_HOME, 0, 0, {}}}, /* inotify_init */
-    [254] = {1, 111, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* inotify_add_watch */
-    [255] = {1, 111, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* inotify_rm_watch */
-    [256] = {1, 111, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* migrate_pages */
-    [257] = {1, 111, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* openat */
-    [258] = {1, 111, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* mkdirat */
-    [259] = {1, 111, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* mknodat */
-    [260] = {1, 111, 0, {FWD_PLACE_HOME, 5, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* fchownat */
-    [261] = {1, 111, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_CONST, 0, 1, 32}}}}, /* futimesat */
-    [262] = {1, 111, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 144}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* newfstatat */
-    [263] = {1, 111, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* unlinkat */
-    [264] = {1, 111, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* renameat */
-    [265] = {1, 111, 0, {FWD_PLACE_HOME, 5, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* linkat */
-    [266] = {1, 111, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* symlinkat */
-    [267] = {1, 111, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, FWD_F_RET_SIZED, FWD_SIZE_ARG, 3, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* readlinkat */
-    [268] = {1, 111, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* fchmodat */
-    [269] = {1, 111, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* faccessat */
-    [270] = {1, 111, 0, {FWD_PLACE_HOME, 6, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_INOUT, 0, FWD_SIZE_FDSET, 0, 1, 0}, {FWD_KIND_INOUT, 0, FWD_SIZE_FDSET, 0, 1, 0}, {FWD_KIND_INOUT, 0, FWD_SIZE_FDSET, 0, 1, 0}, {FWD_KIND_INOUT, 0, FWD_SIZE_CONST, 0, 1, 16}, {FWD_KIND_DROP, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* pselect6 */
-    [271] = {1, 111, 0, {FWD_PLACE_HOME, 5, 0, {{FWD_KIND_INOUT, 0, FWD_SIZE_ARG, 1, 8, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_INOUT, 0, FWD_SIZE_CONST, 0, 1, 16}, {FWD_KIND_DROP, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* ppoll */
-    [272] = {1, 111, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* unshare */
-    [273] = {1, 111, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* set_robust_list */
-    [274] = {1, 111, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* get_robust_list */
-    [275] = {1, 111, 0, {FWD_PLACE_HOME, 6, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_INOUT, 0, FWD_SIZE_CONST, 0, 1, 8}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_INOUT, 0, FWD_SIZE_CONST, 0, 1, 8}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* splice */
-    [276] = {1, 111, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* tee */
-    [277] = {1, 111, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* sync_file_range */
-    [278] = {1, 111, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* vmsplice */
-    [279] = {1, 111, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* move_pages */
-    [280] = {1, 111, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_CONST, 0, 1, 32}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* utimensat */
-    [281] = {1, 111, 0, {FWD_PLACE_HOME, 6, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, FWD_F_RET_SIZED, FWD_SIZE_ARG, 2, 12, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_DROP, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* epoll_pwait */
-    [282] = {1, 111, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_ARG, 2, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* signalfd */
-    [283] = {1, 111, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* timerfd_create */
-    [284] = {1, 111, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* eventfd */
-    [285] = {1, 111, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* fallocate */
-    [286] = {1, 111, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_CONST, 0, 1, 32}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 32}}}}, /* timerfd_settime */
-    [287] = {1, 111, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 32}}}}, /* timerfd_gettime */
-    [288] = {1, 111, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, 0, FWD_SIZE_LENPTR, 2, 1, 0}, {FWD_KIND_INOUT, 0, FWD_SIZE_CONST, 0, 1, 4}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* accept4 */
-    [289] = {1, 111, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_ARG, 2, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* signalfd4 */
-    [290] = {1, 111, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* eventfd2 */
-    [291] = {1, 111, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* epoll_create1 */
-    [292] = {1, 111, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* dup3 */
-    [293] = {1, 111, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 8}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* pipe2 */
-    [294] = {1, 111, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* inotify_init1 */
-    [295] = {1, 111, 0, {FWD_PLACE_HOME, 5, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IOV_OUT, FWD_F_RET_SIZED | FWD_F_CLAMP, FWD_SIZE_ARG, 2, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* preadv */
-    [296] = {1, 111, 0, {FWD_PLACE_HOME, 5, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IOV_IN, FWD_F_CLAMP, FWD_SIZE_ARG, 2, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* pwritev */
-    [297] = {1, 111, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_CONST, 0, 1, 128}}}}, /* rt_tgsigqueueinfo */
-    [298] = {1, 111, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* perf_event_open */
-    [299] = {1, 111, 0, {FWD_PLACE_UNFORWARDABLE, 0, 38, {}}}, /* recvmmsg */
-    [300] = {1, 111, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* fanotify_init */
-    [301] = {1, 111, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* fanotify_mark */
-    [302] = {1, 111, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_CONST, 0, 1, 16}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 16}}}}, /* prlimit64 */
-    [303] = {1, 111, 0, {FWD_PLACE_UNFORWARDABLE, 0, 38, {}}}, /* name_to_handle_at */
-    [304] = {1, 111, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* open_by_handle_at */
-    [305] = {1, 111, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* clock_adjtime */
-    [306] = {1, 111, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* syncfs */
-    [307] = {1, 111, 0, {FWD_PLACE_UNFORWARDABLE, 0, 38, {}}}, /* sendmmsg */
-    [308] = {1, 111, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* setns */
-    [309] = {1, 111, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* getcpu */
-    [310] = {1, 111, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* process_vm_readv */
-    [311] = {1, 111, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* process_vm_writev */
-    [312] = {1, 111, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* kcmp */
-    [313] = {1, 111, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* finit_module */
-    [314] = {1, 111, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* sched_setattr */
-    [315] = {1, 111, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* sched_getattr */
-    [316] = {1, 111, 0, {FWD_PLACE_HOME, 5, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* renameat2 */
-    [317] = {1, 111, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* seccomp */
-    [318] = {1, 111, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* getrandom */
-    [319] = {1, 111, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* memfd_create */
-    [320] = {1, 111, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* kexec_file_load */
-    [321] = {1, 111, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* bpf */
-    [322] = {1, 111, 0, {FWD_PLACE_BRING_HOME, 0, 0, {}}}, /* execveat */
-    [323] = {1, 111, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* userfaultfd */
-    [324] = {1, 111, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* membarrier */
-    [325] = {1, 111, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* mlock2 */
-    [326] = {1, 111, 0, {FWD_PLACE_HOME, 6, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_INOUT, 0, FWD_SIZE_CONST, 0, 1, 8}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_INOUT, 0, FWD_SIZE_CONST, 0, 1, 8}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* copy_file_range */
-    [327] = {1, 111, 0, {FWD_PLACE_HOME, 6, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IOV_OUT, FWD_F_RET_SIZED | FWD_F_CLAMP, FWD_SIZE_ARG, 2, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* preadv2 */
-    [328] = {1, 111, 0, {FWD_PLACE_HOME, 6, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IOV_IN, FWD_F_CLAMP, FWD_SIZE_ARG, 2, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* pwritev2 */
-    [329] = {1, 111, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* pkey_mprotect */
-    [330] = {1, 111, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* pkey_alloc */
-    [331] = {1, 111, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* pkey_free */
-    [332] = {1, 111, 0, {FWD_PLACE_HOME, 5, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 256}}}}, /* statx */
-    [333] = {1, 111, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* io_pgetevents */
-    [334] = {1, 111, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* rseq */
-    [335] = {1, 111, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* uretprobe */
-    [424] = {1, 111, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_CONST, 0, 1, 128}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* pidfd_send_signal */
-    [425] = {1, 111, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* io_uring_setup */
-    [426] = {1, 111, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* io_uring_enter */
-    [427] = {1, 111, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* io_uring_register */
-    [428] = {1, 111, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* open_tree */
-    [429] = {1, 111, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* move_mount */
-    [430] = {1, 111, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* fsopen */
-    [431] = {1, 111, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* fsconfig */
-    [432] = {1, 111, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* fsmount */
-    [433] = {1, 111, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* fspick */
-    [434] = {1, 111, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* pidfd_open */
-    [435] = {1, 111, 0, {FWD_PLACE_BRING_HOME, 0, 0, {}}}, /* clone3 */
-    [436] = {1, 111, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* close_range */
-    [437] = {1, 111, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_ARG, 3, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* openat2 */
-    [438] = {1, 111, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* pidfd_getfd */
-    [439] = {1, 111, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* faccessat2 */
-    [440] = {1, 111, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* process_madvise */
-    [441] = {1, 111, 0, {FWD_PLACE_HOME, 6, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, FWD_F_RET_SIZED, FWD_SIZE_ARG, 2, 12, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_CONST, 0, 1, 16}, {FWD_KIND_DROP, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* epoll_pwait2 */
-    [442] = {1, 111, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* mount_setattr */
-    [443] = {1, 111, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* quotactl_fd */
-    [444] = {1, 111, 0, {FWD_PLACE_UNFORWARDABLE, 0, 38, {}}}, /* landlock_create_ruleset */
-    [445] = {1, 111, 0, {FWD_PLACE_UNFORWARDABLE, 0, 38, {}}}, /* landlock_add_rule */
-    [446] = {1, 111, 0, {FWD_PLACE_UNFORWARDABLE, 0, 38, {}}}, /* landlock_restrict_self */
-    [447] = {1, 111, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* memfd_secret */
-    [448] = {1, 111, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* process_mrelease */
-    [449] = {1, 111, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* futex_waitv */
-    [450] = {1, 111, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* set_mempolicy_home_node */
-    [451] = {1, 111, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_CONST, 0, 1, 16}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 40}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* cachestat */
-    [452] = {1, 111, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* fchmodat2 */
-    [453] = {1, 111, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* map_shadow_stack */
-    [454] = {1, 111, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* futex_wake */
-    [455] = {1, 111, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* futex_wait */
-    [456] = {1, 111, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* futex_requeue */
-    [457] = {1, 111, 0, {FWD_PLACE_UNFORWARDABLE, 0, 38, {}}}, /* statmount */
-    [458] = {1, 111, 0, {FWD_PLACE_UNFORWARDABLE, 0, 38, {}}}, /* listmount */
-    [459] = {1, 111, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* lsm_get_self_attr */
-    [460] = {1, 111, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* lsm_set_self_attr */
-    [461] = {1, 111, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* lsm_list_modules */
-    [462] = {1, 111, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* mseal */
-    [463] = {1, 111, 0, {FWD_PLACE_UNFORWARDABLE, 0, 38, {}}}, /* setxattrat */
-    [464] = {1, 111, 0, {FWD_PLACE_UNFORWARDABLE, 0, 38, {}}}, /* getxattrat */
-    [465] = {1, 111, 0, {FWD_PLACE_HOME, 5, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, FWD_F_RET_SIZED, FWD_SIZE_ARG, 4, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* listxattrat */
-    [466] = {1, 111, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* removexattrat */
-    [467] = {1, 111, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* open_tree_attr */
-    [468] = {1, 111, 0, {FWD_PLACE_HOME, 5, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, 0, FWD_SIZE_ARG, 3, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* file_getattr */
-    [469] = {1, 111, 0, {FWD_PLACE_HOME, 5, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_ARG, 3, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* file_setattr */
+    [56] = {1, 60, 1, {FWD_PLACE_BRING_HOME, 0, 0, {}}}, /* clone */
+    [57] = {1, 61, 0, {FWD_PLACE_BRING_HOME, 0, 0, {}}}, /* fork */
+    [58] = {1, 61, 0, {FWD_PLACE_BRING_HOME, 0, 0, {}}}, /* vfork */
+    [59] = {1, 61, 0, {FWD_PLACE_BRING_HOME, 0, 0, {}}}, /* execve */
+    [60] = {1, 61, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* exit */
+    [61] = {1, 61, 1, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 4}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 144}}}}, /* wait4 */
+    [62] = {1, 62, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* kill */
+    [63] = {1, 62, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 390}}}}, /* uname */
+    [64] = {1, 62, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* semget */
+    [65] = {1, 62, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_ARG, 2, 6, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* semop */
+    [66] = {1, 62, 8, {FWD_PLACE_UNFORWARDABLE, 0, 38, {}}}, /* semctl */
+    [67] = {1, 70, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* shmdt */
+    [68] = {1, 70, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* msgget */
+    [69] = {1, 70, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_ARG, 2, 1, 8}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* msgsnd */
+    [70] = {1, 70, 0, {FWD_PLACE_HOME, 5, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, 0, FWD_SIZE_ARG, 2, 1, 8}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* msgrcv */
+    [71] = {1, 70, 3, {FWD_PLACE_UNFORWARDABLE, 0, 38, {}}}, /* msgctl */
+    [72] = {1, 73, 12, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* fcntl */
+    [73] = {1, 85, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* flock */
+    [74] = {1, 85, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* fsync */
+    [75] = {1, 85, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* fdatasync */
+    [76] = {1, 85, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* truncate */
+    [77] = {1, 85, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* ftruncate */
+    [78] = {1, 85, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, FWD_F_RET_SIZED | FWD_F_CLAMP, FWD_SIZE_ARG, 2, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* getdents */
+    [79] = {1, 85, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_OUT, FWD_F_RET_SIZED, FWD_SIZE_ARG, 1, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* getcwd */
+    [80] = {1, 85, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* chdir */
+    [81] = {1, 85, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* fchdir */
+    [82] = {1, 85, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* rename */
+    [83] = {1, 85, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* mkdir */
+    [84] = {1, 85, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* rmdir */
+    [85] = {1, 85, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* creat */
+    [86] = {1, 85, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* link */
+    [87] = {1, 85, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* unlink */
+    [88] = {1, 85, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* symlink */
+    [89] = {1, 85, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, FWD_F_RET_SIZED, FWD_SIZE_ARG, 2, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* readlink */
+    [90] = {1, 85, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* chmod */
+    [91] = {1, 85, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* fchmod */
+    [92] = {1, 85, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* chown */
+    [93] = {1, 85, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* fchown */
+    [94] = {1, 85, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* lchown */
+    [95] = {1, 85, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* umask */
+    [96] = {1, 85, 0, {FWD_PLACE_TIME, 2, 0, {{FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 16}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 8}}}}, /* gettimeofday */
+    [97] = {1, 85, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 16}}}}, /* getrlimit */
+    [98] = {1, 85, 1, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* getrusage */
+    [99] = {1, 86, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 112}}}}, /* sysinfo */
+    [100] = {1, 86, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 32}}}}, /* times */
+    [101] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* ptrace */
+    [102] = {1, 86, 0, {FWD_PLACE_HOME, 0, 0, {}}}, /* getuid */
+    [103] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* syslog */
+    [104] = {1, 86, 0, {FWD_PLACE_HOME, 0, 0, {}}}, /* getgid */
+    [105] = {1, 86, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* setuid */
+    [106] = {1, 86, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* setgid */
+    [107] = {1, 86, 0, {FWD_PLACE_HOME, 0, 0, {}}}, /* geteuid */
+    [108] = {1, 86, 0, {FWD_PLACE_HOME, 0, 0, {}}}, /* getegid */
+    [109] = {1, 86, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* setpgid */
+    [110] = {1, 86, 0, {FWD_PLACE_HOME, 0, 0, {}}}, /* getppid */
+    [111] = {1, 86, 0, {FWD_PLACE_HOME, 0, 0, {}}}, /* getpgrp */
+    [112] = {1, 86, 0, {FWD_PLACE_HOME, 0, 0, {}}}, /* setsid */
+    [113] = {1, 86, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* setreuid */
+    [114] = {1, 86, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* setregid */
+    [115] = {1, 86, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, FWD_F_RET_SIZED, FWD_SIZE_ARG, 0, 4, 0}}}}, /* getgroups */
+    [116] = {1, 86, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_ARG, 0, 4, 0}}}}, /* setgroups */
+    [117] = {1, 86, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* setresuid */
+    [118] = {1, 86, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 4}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 4}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 4}}}}, /* getresuid */
+    [119] = {1, 86, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* setresgid */
+    [120] = {1, 86, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 4}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 4}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 4}}}}, /* getresgid */
+    [121] = {1, 86, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* getpgid */
+    [122] = {1, 86, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* setfsuid */
+    [123] = {1, 86, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* setfsgid */
+    [124] = {1, 86, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* getsid */
+    [125] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* capget */
+    [126] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* capset */
+    [127] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* rt_sigpending */
+    [128] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* rt_sigtimedwait */
+    [129] = {1, 86, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_CONST, 0, 1, 128}}}}, /* rt_sigqueueinfo */
+    [130] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* rt_sigsuspend */
+    [131] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* sigaltstack */
+    [132] = {1, 86, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_CONST, 0, 1, 16}}}}, /* utime */
+    [133] = {1, 86, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* mknod */
+    [134] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* uselib */
+    [135] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* personality */
+    [136] = {1, 86, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 32}}}}, /* ustat */
+    [137] = {1, 86, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 120}}}}, /* statfs */
+    [138] = {1, 86, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 120}}}}, /* fstatfs */
+    [139] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* sysfs */
+    [140] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* getpriority */
+    [141] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* setpriority */
+    [142] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* sched_setparam */
+    [143] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* sched_getparam */
+    [144] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* sched_setscheduler */
+    [145] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* sched_getscheduler */
+    [146] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* sched_get_priority_max */
+    [147] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* sched_get_priority_min */
+    [148] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* sched_rr_get_interval */
+    [149] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* mlock */
+    [150] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* munlock */
+    [151] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* mlockall */
+    [152] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* munlockall */
+    [153] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* vhangup */
+    [154] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* modify_ldt */
+    [155] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* pivot_root */
+    [156] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* _sysctl */
+    [157] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* prctl */
+    [158] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* arch_prctl */
+    [159] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* adjtimex */
+    [160] = {1, 86, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_CONST, 0, 1, 16}}}}, /* setrlimit */
+    [161] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* chroot */
+    [162] = {1, 86, 0, {FWD_PLACE_HOME, 0, 0, {}}}, /* sync */
+    [163] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* acct */
+    [164] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* settimeofday */
+    [165] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* mount */
+    [166] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* umount2 */
+    [167] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* swapon */
+    [168] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* swapoff */
+    [169] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* reboot */
+    [170] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* sethostname */
+    [171] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* setdomainname */
+    [172] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* iopl */
+    [173] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* ioperm */
+    [174] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* create_module */
+    [175] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* init_module */
+    [176] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* delete_module */
+    [177] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* get_kernel_syms */
+    [178] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* query_module */
+    [179] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* quotactl */
+    [180] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* nfsservctl */
+    [181] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* getpmsg */
+    [182] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* putpmsg */
+    [183] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* afs_syscall */
+    [184] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* tuxcall */
+    [185] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* security */
+    [186] = {1, 86, 0, {FWD_PLACE_HOME, 0, 0, {}}}, /* gettid */
+    [187] = {1, 86, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* readahead */
+    [188] = {1, 86, 0, {FWD_PLACE_HOME, 5, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_ARG, 3, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* setxattr */
+    [189] = {1, 86, 0, {FWD_PLACE_HOME, 5, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_ARG, 3, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* lsetxattr */
+    [190] = {1, 86, 0, {FWD_PLACE_HOME, 5, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_ARG, 3, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* fsetxattr */
+    [191] = {1, 86, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, FWD_F_RET_SIZED, FWD_SIZE_ARG, 3, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* getxattr */
+    [192] = {1, 86, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, FWD_F_RET_SIZED, FWD_SIZE_ARG, 3, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* lgetxattr */
+    [193] = {1, 86, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, FWD_F_RET_SIZED, FWD_SIZE_ARG, 3, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* fgetxattr */
+    [194] = {1, 86, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, FWD_F_RET_SIZED, FWD_SIZE_ARG, 2, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* listxattr */
+    [195] = {1, 86, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, FWD_F_RET_SIZED, FWD_SIZE_ARG, 2, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* llistxattr */
+    [196] = {1, 86, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, FWD_F_RET_SIZED, FWD_SIZE_ARG, 2, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* flistxattr */
+    [197] = {1, 86, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* removexattr */
+    [198] = {1, 86, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* lremovexattr */
+    [199] = {1, 86, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* fremovexattr */
+    [200] = {1, 86, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* tkill */
+    [201] = {1, 86, 0, {FWD_PLACE_TIME, 1, 0, {{FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 8}}}}, /* time */
+    [202] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* futex */
+    [203] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* sched_setaffinity */
+    [204] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* sched_getaffinity */
+    [205] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* set_thread_area */
+    [206] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* io_setup */
+    [207] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* io_destroy */
+    [208] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* io_getevents */
+    [209] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* io_submit */
+    [210] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* io_cancel */
+    [211] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* get_thread_area */
+    [212] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* lookup_dcookie */
+    [213] = {1, 86, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* epoll_create */
+    [214] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* epoll_ctl_old */
+    [215] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* epoll_wait_old */
+    [216] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* remap_file_pages */
+    [217] = {1, 86, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, FWD_F_RET_SIZED | FWD_F_CLAMP, FWD_SIZE_ARG, 2, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* getdents64 */
+    [218] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* set_tid_address */
+    [219] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* restart_syscall */
+    [220] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* semtimedop */
+    [221] = {1, 86, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* fadvise64 */
+    [222] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* timer_create */
+    [223] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* timer_settime */
+    [224] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* timer_gettime */
+    [225] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* timer_getoverrun */
+    [226] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* timer_delete */
+    [227] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* clock_settime */
+    [228] = {1, 86, 9, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* clock_gettime */
+    [229] = {1, 95, 9, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* clock_getres */
+    [230] = {1, 104, 9, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* clock_nanosleep */
+    [231] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* exit_group */
+    [232] = {1, 113, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, FWD_F_RET_SIZED, FWD_SIZE_ARG, 2, 12, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* epoll_wait */
+    [233] = {1, 113, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_CONST, 0, 1, 12}}}}, /* epoll_ctl */
+    [234] = {1, 113, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* tgkill */
+    [235] = {1, 113, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_CONST, 0, 1, 32}}}}, /* utimes */
+    [236] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* vserver */
+    [237] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* mbind */
+    [238] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* set_mempolicy */
+    [239] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* get_mempolicy */
+    [240] = {1, 113, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_CONST, 0, 1, 64}}}}, /* mq_open */
+    [241] = {1, 113, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* mq_unlink */
+    [242] = {1, 113, 0, {FWD_PLACE_HOME, 5, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_ARG, 2, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_CONST, 0, 1, 16}}}}, /* mq_timedsend */
+    [243] = {1, 113, 0, {FWD_PLACE_HOME, 5, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, FWD_F_RET_SIZED, FWD_SIZE_ARG, 2, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 4}, {FWD_KIND_IN, 0, FWD_SIZE_CONST, 0, 1, 16}}}}, /* mq_timedreceive */
+    [244] = {1, 113, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_CONST, 0, 1, 64}}}}, /* mq_notify */
+    [245] = {1, 113, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_CONST, 0, 1, 64}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 64}}}}, /* mq_getsetattr */
+    [246] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* kexec_load */
+    [247] = {1, 113, 0, {FWD_PLACE_HOME, 5, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 128}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 144}}}}, /* waitid */
+    [248] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* add_key */
+    [249] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* request_key */
+    [250] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* keyctl */
+    [251] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* ioprio_set */
+    [252] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* ioprio_get */
+    [253] = {1, 113, 0, {FWD_PLACE_HOME, 0, 0, {}}}, /* inotify_init */
+    [254] = {1, 113, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* inotify_add_watch */
+    [255] = {1, 113, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* inotify_rm_watch */
+    [256] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* migrate_pages */
+    [257] = {1, 113, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* openat */
+    [258] = {1, 113, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* mkdirat */
+    [259] = {1, 113, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* mknodat */
+    [260] = {1, 113, 0, {FWD_PLACE_HOME, 5, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* fchownat */
+    [261] = {1, 113, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_CONST, 0, 1, 32}}}}, /* futimesat */
+    [262] = {1, 113, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 144}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* newfstatat */
+    [263] = {1, 113, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* unlinkat */
+    [264] = {1, 113, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* renameat */
+    [265] = {1, 113, 0, {FWD_PLACE_HOME, 5, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* linkat */
+    [266] = {1, 113, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* symlinkat */
+    [267] = {1, 113, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, FWD_F_RET_SIZED, FWD_SIZE_ARG, 3, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* readlinkat */
+    [268] = {1, 113, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* fchmodat */
+    [269] = {1, 113, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* faccessat */
+    [270] = {1, 113, 0, {FWD_PLACE_HOME, 6, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_INOUT, 0, FWD_SIZE_FDSET, 0, 1, 0}, {FWD_KIND_INOUT, 0, FWD_SIZE_FDSET, 0, 1, 0}, {FWD_KIND_INOUT, 0, FWD_SIZE_FDSET, 0, 1, 0}, {FWD_KIND_INOUT, 0, FWD_SIZE_CONST, 0, 1, 16}, {FWD_KIND_DROP, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* pselect6 */
+    [271] = {1, 113, 0, {FWD_PLACE_HOME, 5, 0, {{FWD_KIND_INOUT, 0, FWD_SIZE_ARG, 1, 8, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_INOUT, 0, FWD_SIZE_CONST, 0, 1, 16}, {FWD_KIND_DROP, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* ppoll */
+    [272] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* unshare */
+    [273] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* set_robust_list */
+    [274] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* get_robust_list */
+    [275] = {1, 113, 0, {FWD_PLACE_HOME, 6, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_INOUT, 0, FWD_SIZE_CONST, 0, 1, 8}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_INOUT, 0, FWD_SIZE_CONST, 0, 1, 8}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* splice */
+    [276] = {1, 113, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* tee */
+    [277] = {1, 113, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* sync_file_range */
+    [278] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* vmsplice */
+    [279] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* move_pages */
+    [280] = {1, 113, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_CONST, 0, 1, 32}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* utimensat */
+    [281] = {1, 113, 0, {FWD_PLACE_HOME, 6, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, FWD_F_RET_SIZED, FWD_SIZE_ARG, 2, 12, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_DROP, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* epoll_pwait */
+    [282] = {1, 113, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_ARG, 2, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* signalfd */
+    [283] = {1, 113, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* timerfd_create */
+    [284] = {1, 113, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* eventfd */
+    [285] = {1, 113, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* fallocate */
+    [286] = {1, 113, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_CONST, 0, 1, 32}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 32}}}}, /* timerfd_settime */
+    [287] = {1, 113, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 32}}}}, /* timerfd_gettime */
+    [288] = {1, 113, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, 0, FWD_SIZE_LENPTR, 2, 1, 0}, {FWD_KIND_INOUT, 0, FWD_SIZE_CONST, 0, 1, 4}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* accept4 */
+    [289] = {1, 113, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_ARG, 2, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* signalfd4 */
+    [290] = {1, 113, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* eventfd2 */
+    [291] = {1, 113, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* epoll_create1 */
+    [292] = {1, 113, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* dup3 */
+    [293] = {1, 113, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 8}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* pipe2 */
+    [294] = {1, 113, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* inotify_init1 */
+    [295] = {1, 113, 0, {FWD_PLACE_HOME, 5, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IOV_OUT, FWD_F_RET_SIZED | FWD_F_CLAMP, FWD_SIZE_ARG, 2, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* preadv */
+    [296] = {1, 113, 0, {FWD_PLACE_HOME, 5, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IOV_IN, FWD_F_CLAMP, FWD_SIZE_ARG, 2, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* pwritev */
+    [297] = {1, 113, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_CONST, 0, 1, 128}}}}, /* rt_tgsigqueueinfo */
+    [298] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* perf_event_open */
+    [299] = {1, 113, 0, {FWD_PLACE_UNFORWARDABLE, 0, 38, {}}}, /* recvmmsg */
+    [300] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* fanotify_init */
+    [301] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* fanotify_mark */
+    [302] = {1, 113, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_CONST, 0, 1, 16}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 16}}}}, /* prlimit64 */
+    [303] = {1, 113, 0, {FWD_PLACE_UNFORWARDABLE, 0, 38, {}}}, /* name_to_handle_at */
+    [304] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* open_by_handle_at */
+    [305] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* clock_adjtime */
+    [306] = {1, 113, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* syncfs */
+    [307] = {1, 113, 0, {FWD_PLACE_UNFORWARDABLE, 0, 38, {}}}, /* sendmmsg */
+    [308] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* setns */
+    [309] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* getcpu */
+    [310] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* process_vm_readv */
+    [311] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* process_vm_writev */
+    [312] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* kcmp */
+    [313] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* finit_module */
+    [314] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* sched_setattr */
+    [315] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* sched_getattr */
+    [316] = {1, 113, 0, {FWD_PLACE_HOME, 5, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* renameat2 */
+    [317] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* seccomp */
+    [318] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* getrandom */
+    [319] = {1, 113, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* memfd_create */
+    [320] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* kexec_file_load */
+    [321] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* bpf */
+    [322] = {1, 113, 0, {FWD_PLACE_BRING_HOME, 0, 0, {}}}, /* execveat */
+    [323] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* userfaultfd */
+    [324] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* membarrier */
+    [325] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* mlock2 */
+    [326] = {1, 113, 0, {FWD_PLACE_HOME, 6, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_INOUT, 0, FWD_SIZE_CONST, 0, 1, 8}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_INOUT, 0, FWD_SIZE_CONST, 0, 1, 8}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* copy_file_range */
+    [327] = {1, 113, 0, {FWD_PLACE_HOME, 6, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IOV_OUT, FWD_F_RET_SIZED | FWD_F_CLAMP, FWD_SIZE_ARG, 2, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* preadv2 */
+    [328] = {1, 113, 0, {FWD_PLACE_HOME, 6, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IOV_IN, FWD_F_CLAMP, FWD_SIZE_ARG, 2, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* pwritev2 */
+    [329] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* pkey_mprotect */
+    [330] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* pkey_alloc */
+    [331] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* pkey_free */
+    [332] = {1, 113, 0, {FWD_PLACE_HOME, 5, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 256}}}}, /* statx */
+    [333] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* io_pgetevents */
+    [334] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* rseq */
+    [335] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* uretprobe */
+    [424] = {1, 113, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_CONST, 0, 1, 128}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* pidfd_send_signal */
+    [425] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* io_uring_setup */
+    [426] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* io_uring_enter */
+    [427] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* io_uring_register */
+    [428] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* open_tree */
+    [429] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* move_mount */
+    [430] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* fsopen */
+    [431] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* fsconfig */
+    [432] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* fsmount */
+    [433] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* fspick */
+    [434] = {1, 113, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* pidfd_open */
+    [435] = {1, 113, 0, {FWD_PLACE_BRING_HOME, 0, 0, {}}}, /* clone3 */
+    [436] = {1, 113, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* close_range */
+    [437] = {1, 113, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_ARG, 3, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* openat2 */
+    [438] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* pidfd_getfd */
+    [439] = {1, 113, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* faccessat2 */
+    [440] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* process_madvise */
+    [441] = {1, 113, 0, {FWD_PLACE_HOME, 6, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, FWD_F_RET_SIZED, FWD_SIZE_ARG, 2, 12, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_CONST, 0, 1, 16}, {FWD_KIND_DROP, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* epoll_pwait2 */
+    [442] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* mount_setattr */
+    [443] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* quotactl_fd */
+    [444] = {1, 113, 0, {FWD_PLACE_UNFORWARDABLE, 0, 38, {}}}, /* landlock_create_ruleset */
+    [445] = {1, 113, 0, {FWD_PLACE_UNFORWARDABLE, 0, 38, {}}}, /* landlock_add_rule */
+    [446] = {1, 113, 0, {FWD_PLACE_UNFORWARDABLE, 0, 38, {}}}, /* landlock_restrict_self */
+    [447] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* memfd_secret */
+    [448] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* process_mrelease */
+    [449] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* futex_waitv */
+    [450] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* set_mempolicy_home_node */
+    [451] = {1, 113, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_CONST, 0, 1, 16}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 40}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* cachestat */
+    [452] = {1, 113, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* fchmodat2 */
+    [453] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* map_shadow_stack */
+    [454] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* futex_wake */
+    [455] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* futex_wait */
+    [456] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* futex_requeue */
+    [457] = {1, 113, 0, {FWD_PLACE_UNFORWARDABLE, 0, 38, {}}}, /* statmount */
+    [458] = {1, 113, 0, {FWD_PLACE_UNFORWARDABLE, 0, 38, {}}}, /* listmount */
+    [459] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* lsm_get_self_attr */
+    [460] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* lsm_set_self_attr */
+    [461] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* lsm_list_modules */
+    [462] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* mseal */
+    [463] = {1, 113, 0, {FWD_PLACE_UNFORWARDABLE, 0, 38, {}}}, /* setxattrat */
+    [464] = {1, 113, 0, {FWD_PLACE_UNFORWARDABLE, 0, 38, {}}}, /* getxattrat */
+    [465] = {1, 113, 0, {FWD_PLACE_HOME, 5, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, FWD_F_RET_SIZED, FWD_SIZE_ARG, 4, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* listxattrat */
+    [466] = {1, 113, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* removexattrat */
+    [467] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* open_tree_attr */
+    [468] = {1, 113, 0, {FWD_PLACE_HOME, 5, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, 0, FWD_SIZE_ARG, 3, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* file_getattr */
+    [469] = {1, 113, 0, {FWD_PLACE_HOME, 5, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_ARG, 3, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* file_setattr */
 };
 
 /* The forward filter: x86-64 only (else kill), the restorer's own calls (instruction
@@ -590,10 +592,10 @@ static const struct sock_filter mosix_forward_filter[] = {
     {0x0015, 0, 1, 0x00002000},
     {0x0006, 0, 0, 0x7fff0000},
     {0x0005, 0, 0, 0x00000001},
-    {0x0005, 0, 0, 0x0000019b},
+    {0x0005, 0, 0, 0x000001cd},
     {0x0020, 0, 0, 0x00000000},
     {0x0045, 0, 1, 0x40000000},
-    {0x0005, 0, 0, 0x00000198},
+    {0x0005, 0, 0, 0x000001ca},
     {0x0005, 0, 0, 0x00000000},
     {0x0035, 105, 0, 0x000000ec},
     {0x0035, 51, 0, 0x00000081},
@@ -628,8 +630,8 @@ static const struct sock_filter mosix_forward_filter[] = {
     {0x0035, 1, 0, 0x0000003d},
     {0x0006, 0, 0, 0x7fff0000},
     {0x0035, 1, 0, 0x0000003e},
-    {0x0006, 0, 0, 0x7fc00000},
-    {0x0005, 0, 0, 0x000000f9},
+    {0x0005, 0, 0, 0x00000127},
+    {0x0005, 0, 0, 0x0000012b},
     {0x0035, 1, 0, 0x00000043},
     {0x0006, 0, 0, 0x7fc00000},
     {0x0035, 1, 0, 0x00000044},
@@ -637,7 +639,7 @@ static const struct sock_filter mosix_forward_filter[] = {
     {0x0006, 0, 0, 0x7fc00000},
     {0x0035, 5, 0, 0x00000066},
     {0x0035, 1, 0, 0x00000063},
-    {0x0005, 0, 0, 0x000000f5},
+    {0x0005, 0, 0, 0x00000127},
     {0x0035, 1, 0, 0x00000065},
     {0x0006, 0, 0, 0x7fc00000},
     {0x0006, 0, 0, 0x7fff0000},
@@ -652,7 +654,7 @@ static const struct sock_filter mosix_forward_filter[] = {
     {0x0035, 11, 0, 0x000000a0},
     {0x0035, 5, 0, 0x00000086},
     {0x0035, 1, 0, 0x00000082},
-    {0x0005, 0, 0, 0x000000ea},
+    {0x0005, 0, 0, 0x0000011c},
     {0x0035, 1, 0, 0x00000084},
     {0x0006, 0, 0, 0x7fff0000},
     {0x0006, 0, 0, 0x7fc00000},
@@ -663,7 +665,7 @@ static const struct sock_filter mosix_forward_filter[] = {
     {0x0006, 0, 0, 0x7fff0000},
     {0x0035, 5, 0, 0x000000a3},
     {0x0035, 1, 0, 0x000000a1},
-    {0x0005, 0, 0, 0x000000e3},
+    {0x0005, 0, 0, 0x00000115},
     {0x0035, 1, 0, 0x000000a2},
     {0x0006, 0, 0, 0x7fff0000},
     {0x0006, 0, 0, 0x7fc00000},
@@ -672,7 +674,7 @@ static const struct sock_filter mosix_forward_filter[] = {
     {0x0006, 0, 0, 0x7fff0000},
     {0x0006, 0, 0, 0x7fc00000},
     {0x0035, 1, 0, 0x000000c9},
-    {0x0005, 0, 0, 0x000000de},
+    {0x0005, 0, 0, 0x00000110},
     {0x0006, 0, 0, 0x7fc00000},
     {0x0035, 13, 0, 0x000000e4},
     {0x0035, 5, 0, 0x000000d9},
@@ -690,16 +692,16 @@ static const struct sock_filter mosix_forward_filter[] = {
     {0x0006, 0, 0, 0x7fff0000},
     {0x0035, 5, 0, 0x000000e7},
     {0x0035, 1, 0, 0x000000e5},
-    {0x0005, 0, 0, 0x000000d0},
+    {0x0005, 0, 0, 0x00000102},
     {0x0035, 1, 0, 0x000000e6},
-    {0x0005, 0, 0, 0x000000da},
-    {0x0005, 0, 0, 0x000000e5},
+    {0x0005, 0, 0, 0x0000010c},
+    {0x0005, 0, 0, 0x00000117},
     {0x0035, 3, 0, 0x000000ea},
     {0x0035, 1, 0, 0x000000e8},
     {0x0006, 0, 0, 0x7fff0000},
     {0x0006, 0, 0, 0x7fc00000},
     {0x0035, 1, 0, 0x000000eb},
-    {0x0005, 0, 0, 0x00000116},
+    {0x0005, 0, 0, 0x00000148},
     {0x0006, 0, 0, 0x7fc00000},
     {0x0035, 51, 0, 0x00000143},
     {0x0035, 25, 0, 0x0000012a},
@@ -727,7 +729,7 @@ static const struct sock_filter mosix_forward_filter[] = {
     {0x0006, 0, 0, 0x7fff0000},
     {0x0035, 1, 0, 0x00000129},
     {0x0006, 0, 0, 0x7fc00000},
-    {0x0005, 0, 0, 0x000000fe},
+    {0x0005, 0, 0, 0x00000130},
     {0x0035, 11, 0, 0x00000132},
     {0x0035, 5, 0, 0x0000012e},
     {0x0035, 1, 0, 0x0000012b},
@@ -736,7 +738,7 @@ static const struct sock_filter mosix_forward_filter[] = {
     {0x0006, 0, 0, 0x7fc00000},
     {0x0006, 0, 0, 0x7fff0000},
     {0x0035, 1, 0, 0x0000012f},
-    {0x0005, 0, 0, 0x000000f9},
+    {0x0005, 0, 0, 0x0000012b},
     {0x0035, 1, 0, 0x00000130},
     {0x0006, 0, 0, 0x7fc00000},
     {0x0006, 0, 0, 0x7fff0000},
@@ -768,7 +770,7 @@ static const struct sock_filter mosix_forward_filter[] = {
     {0x0006, 0, 0, 0x7fc00000},
     {0x0035, 5, 0, 0x000001b3},
     {0x0035, 1, 0, 0x000001a9},
-    {0x0005, 0, 0, 0x000000e5},
+    {0x0005, 0, 0, 0x00000117},
     {0x0035, 1, 0, 0x000001b2},
     {0x0006, 0, 0, 0x7fff0000},
     {0x0006, 0, 0, 0x7fc00000},
@@ -859,6 +861,22 @@ static const struct sock_filter mosix_forward_filter[] = {
     {0x0006, 0, 0, 0x7fff0000},
     {0x0020, 0, 0, 0x00000010},
     {0x0054, 0, 0, 0xfecfffff},
+    {0x0015, 0, 13, 0x00000011},
+    {0x0020, 0, 0, 0x00000018},
+    {0x0015, 0, 11, 0x00000000},
+    {0x0020, 0, 0, 0x0000001c},
+    {0x0015, 0, 9, 0x00000000},
+    {0x0020, 0, 0, 0x00000010},
+    {0x0015, 0, 7, 0x00000000},
+    {0x0020, 0, 0, 0x00000014},
+    {0x0015, 0, 5, 0x00000000},
+    {0x0020, 0, 0, 0x00000018},
+    {0x0015, 0, 3, 0x00000000},
+    {0x0020, 0, 0, 0x0000001c},
+    {0x0015, 0, 1, 0x00000000},
+    {0x0006, 0, 0, 0x7fff0000},
+    {0x0020, 0, 0, 0x00000010},
+    {0x0054, 0, 0, 0xfecfffff},
     {0x0015, 0, 5, 0x00000011},
     {0x0020, 0, 0, 0x00000018},
     {0x0015, 0, 3, 0x00000000},
@@ -867,7 +885,36 @@ static const struct sock_filter mosix_forward_filter[] = {
     {0x0006, 0, 0, 0x7fc00000},
     {0x0020, 0, 0, 0x00000010},
     {0x0054, 0, 0, 0xfecfffff},
-    {0x0015, 10, 0, 0x00004111},
+    {0x0015, 0, 9, 0x00004111},
+    {0x0020, 0, 0, 0x00000010},
+    {0x0015, 0, 7, 0x00000000},
+    {0x0020, 0, 0, 0x00000014},
+    {0x0015, 0, 5, 0x00000000},
+    {0x0020, 0, 0, 0x00000018},
+    {0x0015, 0, 3, 0x00000000},
+    {0x0020, 0, 0, 0x0000001c},
+    {0x0015, 0, 1, 0x00000000},
+    {0x0006, 0, 0, 0x7fff0000},
+    {0x0020, 0, 0, 0x00000010},
+    {0x0054, 0, 0, 0xfecfffff},
+    {0x0015, 27, 0, 0x00004111},
+    {0x0020, 0, 0, 0x00000010},
+    {0x0015, 0, 15, 0x00000000},
+    {0x0020, 0, 0, 0x00000014},
+    {0x0015, 0, 13, 0x00000000},
+    {0x0020, 0, 0, 0x00000018},
+    {0x0015, 0, 11, 0x00000000},
+    {0x0020, 0, 0, 0x0000001c},
+    {0x0015, 0, 9, 0x00000000},
+    {0x0020, 0, 0, 0x00000010},
+    {0x0015, 0, 7, 0x00000000},
+    {0x0020, 0, 0, 0x00000014},
+    {0x0015, 0, 5, 0x00000000},
+    {0x0020, 0, 0, 0x00000018},
+    {0x0015, 0, 3, 0x00000000},
+    {0x0020, 0, 0, 0x0000001c},
+    {0x0015, 0, 1, 0x00000000},
+    {0x0006, 0, 0, 0x7fff0000},
     {0x0020, 0, 0, 0x00000010},
     {0x0015, 0, 7, 0x00000000},
     {0x0020, 0, 0, 0x00000014},
@@ -879,6 +926,11 @@ static const struct sock_filter mosix_forward_filter[] = {
     {0x0006, 0, 0, 0x7fc00000},
     {0x0006, 0, 0, 0x7fff0000},
     {0x0006, 0, 0, 0x7fc00000},
+    {0x0020, 0, 0, 0x00000020},
+    {0x0054, 0, 0, 0x80000000},
+    {0x0015, 1, 0, 0x80000000},
+    {0x0006, 0, 0, 0x7fc00000},
+    {0x0006, 0, 0, 0x7fff0000},
     {0x0020, 0, 0, 0x00000018},
     {0x0015, 1, 0, 0x00000013},
     {0x0006, 0, 0, 0x7fc00000},

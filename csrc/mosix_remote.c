@@ -237,8 +237,16 @@ static void from_home(void)
 {
     struct fwd_frame f;
     if (fwd_read_full(chan, &f, sizeof(f)) < 0 || f.len > sizeof(buf) ||
-        (f.len && fwd_read_full(chan, buf, f.len) < 0))
-        channel_lost();
+        (f.len && fwd_read_full(chan, buf, f.len) < 0)) {
+        if (!leaving)
+            channel_lost();
+        /* leaving: the deputy became the restorer of the image being captured
+         * (its end of the channel closed on exec); the capture decides */
+        if (close(chan) < 0)
+            die("close: %s", strerror(errno));
+        chan = -1;
+        return;
+    }
     switch (f.type) {
     case FWD_FRAME_REPLY:
         if (!call.active || f.id != call.id)
@@ -283,6 +291,8 @@ static void from_agent(void)
         } else if (strcmp(l, "stay") == 0) {
             leaving = 0;
             home_asked = 0;
+            if (chan < 0) /* its deputy is gone: nothing serves it any more */
+                channel_lost();
         } else if (strcmp(l, "kill") == 0 && kill(copy, SIGKILL) < 0 && errno != ESRCH) {
             die("kill: %s", strerror(errno));
         }

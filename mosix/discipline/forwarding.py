@@ -48,7 +48,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from mosix.discipline.policy import BY_NAME, LOW_BITS, SYSCALLS, Arg
+from mosix.discipline.policy import ALL_BITS, BY_NAME, LOW_BITS, SYSCALLS, Arg
 
 FWD_MAX_DATA = 1 << 20  # bytes of buffers in one request or reply (each direction)
 PATH_MAX = 4096  # a PATH argument, with its NUL
@@ -640,7 +640,6 @@ _HOME: dict[str, tuple[str, Spec]] = {
     "prlimit64": (R_ID, home(V, V, IN(S("rlimit")), OUT(S("rlimit")))),
     "pidfd_open": (R_ID, home(V, V)),
     # children and signals
-    "wait4": (R_CHILD, home(V, OUT(4), V, OUT(S("rusage")))),
     "waitid": (R_CHILD, home(V, V, OUT(S("siginfo")), V, OUT(S("rusage")))),
     "times": (R_CHILD, home(OUT(S("tms")))),
     "kill": (R_SIG_HOME, home(V, V)),
@@ -756,7 +755,28 @@ _SPECIAL: tuple[Forwarding, ...] = (
     ),
 )
 
-_BRING_HOME = "fork vfork clone clone3 execve execveat"
+R_CAPTURE = (
+    "; the checkpointer's frozen copy (clone without an exit signal or stack, reaped by "
+    "wait4 with __WCLONE) is made and reaped where the process runs: that is how it comes home"
+)
+__WCLONE = 0x80000000
+
+_CAPTURE: tuple[Forwarding, ...] = (
+    Forwarding(
+        "clone",
+        BRING_HOME_SPEC,
+        R_BRING + R_CAPTURE,
+        (Case((Arg(0, 0, ALL_BITS), Arg(1, 0)), LOCAL_SPEC, "checkpointer's copy"),),
+    ),
+    Forwarding(
+        "wait4",
+        home(V, OUT(4), V, OUT(S("rusage"))),
+        R_CHILD + R_CAPTURE,
+        (Case((Arg(2, __WCLONE, __WCLONE),), LOCAL_SPEC, "__WCLONE: checkpointer's copy"),),
+    ),
+)
+
+_BRING_HOME = "fork vfork clone3 execve execveat"
 
 _UNFORWARDABLE = {
     R_NESTED: "recvmmsg sendmmsg name_to_handle_at statmount listmount setxattrat getxattrat",
@@ -784,7 +804,7 @@ def _build() -> dict[str, Forwarding]:
             add(Forwarding(name, LOCAL_SPEC, reason))
     for name, (reason, spec) in _HOME.items():
         add(Forwarding(name, spec, reason))
-    for entry in _SPECIAL:
+    for entry in (*_SPECIAL, *_CAPTURE):
         add(entry)
     for name in _BRING_HOME.split():
         add(Forwarding(name, BRING_HOME_SPEC, R_BRING))

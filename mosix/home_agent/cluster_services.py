@@ -96,6 +96,7 @@ class ClusterServices:
             target = self.chooser.choose(self.cluster.loads(), request)
         except WaitForMemory:
             target = -1  # -b -m: decided when a node qualifies
+            log.info("process %d waits for a node with %d MB free", reg.pid, request.required_mb)
         except NoPlace as e:
             return Refused(error=str(e))
         if target == self.me or not msg.gate:
@@ -109,11 +110,13 @@ class ClusterServices:
     ) -> None:
         writer = await open_gate(gate, reg.pid)
         try:
-            while target < 0:  # -b with -m: wait until a node qualifies
+            while target < 0 and proc_info.exists(reg.pid):  # -b -m: until a node qualifies
                 await self.cluster.wait_for_change()
                 with contextlib.suppress(WaitForMemory):
                     target = self.chooser.best(self.cluster.loads(), request, set())
-            if target != self.me and proc_info.exists(reg.pid):
+            if target < 0:
+                log.info("process %d ended while waiting for %d MB", reg.pid, request.required_mb)
+            elif target != self.me and proc_info.exists(reg.pid):
                 try:
                     await self.migrations.send_out(reg.pid, target, self.facts(reg))
                 except MigrationError as e:

@@ -92,6 +92,8 @@ class Chooser:
         """The node numbers a placement names (empty: none named)."""
         match placement:
             case OnNode(node=n):
+                if n not in self.nodes:
+                    raise NoPlace(f"-{n}: no such node in this cluster")
                 return [n]
             case OnHost(host=host):
                 node = self.nodes.resolve(host)

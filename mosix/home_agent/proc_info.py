@@ -163,7 +163,7 @@ def stay_reason(pid: int) -> str:
         return f"it has {threads} threads"
     locked = status_value(pid, "VmLck")
     if locked and not locked.startswith("0 "):
-        return "it has locked memory (mlock)"
+        return "it has locked memory (mlock, MAP_LOCKED)"
     try:
         maps = (PROC / str(pid) / "maps").read_text()
     except OSError:

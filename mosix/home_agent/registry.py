@@ -112,18 +112,20 @@ class Registry:
             if words is None or uid is None or not self.ours(pid):
                 continue
             job, memory = job_of(words)
+            where = self.where_of(pid)
             found[pid] = ProcessInfo(
                 pid=pid,
                 uid=uid,
                 job=job,
                 state=self.state_of(pid, "running"),
-                where=self.where_of(pid),
+                where=where,
                 home=self.home,
                 started=0.0,
                 estimate_minutes=None,
                 memory_mb=memory,
                 flags=words,
                 command=proc_info.command(pid),
+                why_here=why_here(pid, where),
             )
         return found
 
@@ -140,16 +142,23 @@ class Registry:
         return "stopped" if state == "running" and proc_info.state_letter(pid) == "T" else state
 
     def info(self, reg: Registration, now: float) -> ProcessInfo:
+        where = self.where_of(reg.pid)
         return ProcessInfo(
             pid=reg.pid,
             uid=reg.uid,
             job=reg.job,
             state=self.state_of(reg.pid, reg.state),
-            where=self.where_of(reg.pid),
+            where=where,
             home=self.home,
             started=reg.started,
             estimate_minutes=reg.estimate_with_frozen_time(now),
             memory_mb=reg.memory_mb,
             flags=reg.flags,
             command=reg.command or proc_info.command(reg.pid),
+            why_here=why_here(reg.pid, where),
         )
+
+
+def why_here(pid: int, where: str) -> str:
+    """Why a process at home cannot migrate ("": it can; one away is no question)."""
+    return proc_info.stay_reason(pid) if where == "home" else ""

@@ -272,7 +272,17 @@ class Guests:
             ok = False
             if line.startswith(b"captured"):
                 ok = await receive_finish.receive()
-            await proc.stdin.send_all(b"go\n" if ok else b"resume\n")
+            else:
+                assert proc.stderr is not None
+                why = (await proc.stderr.receive_some(4096)).decode(errors="replace").strip()
+                log.warning(
+                    "process %d of %s: capture failed: %s",
+                    guest.offer.pid,
+                    guest.home.label(),
+                    why or "no reason given",
+                )
+            with contextlib.suppress(trio.BrokenResourceError):  # a capturer that gave up
+                await proc.stdin.send_all(b"go\n" if ok else b"resume\n")
             await proc.wait()
             if not ok:
                 await self._tell(guest, "stay")

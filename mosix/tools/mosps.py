@@ -12,8 +12,10 @@ from mosix.tools.common import app, ask_listing, minutes_text, run, user_id, use
 
 cli = app(
     "mosps",
-    "List MOSIX processes: pid, user, job, where it runs, state, -D estimate, command. "
-    "Users see their own; root sees everyone's.",
+    "List MOSIX processes: pid, user, job, where it runs (home, or the node its copy runs "
+    "on), state, -D estimate, command. Users see their own; root sees everyone's. "
+    "With -w, a process that cannot migrate gets a second line saying why "
+    "(e.g. 'why here: it has locked memory').",
 )
 
 HEADER = f"{'PID':>7} {'USER':<10} {'JOB':>5} {'WHERE':<8} {'STATE':<10} {'EST':>8}  COMMAND"
@@ -24,6 +26,9 @@ def main_command(
     user: Annotated[str | None, typer.Option("-u", "--user", help="only this user's")] = None,
     job: Annotated[int | None, typer.Option("-J", "--job", help="only this job ID")] = None,
     all_users: Annotated[bool, typer.Option("-a", "--all", help="every user's (root)")] = False,
+    why: Annotated[
+        bool, typer.Option("-w", "--why", help="say why a process cannot migrate")
+    ] = False,
 ) -> None:
     uid = user_id("mosps", user) if user is not None else None
     everyone = all_users or (uid is None and os.geteuid() == 0)
@@ -35,6 +40,8 @@ def main_command(
             f"{p.pid:>7} {user_name(p.uid):<10.10} {p.job:>5} {p.where:<8.8} {p.state:<10.10} "
             f"{minutes_text(p.estimate_minutes):>8}  {command}"
         )
+        if why and p.why_here:
+            print(f"{'':>7} why here: {p.why_here}")
 
 
 def main() -> None:

@@ -1,0 +1,178 @@
+"""``migrate PID node|home|out`` on a running computation, in a real 3-node test cluster.
+
+The program (tests/cprogs/stepper.c) computes in steps and prints a checksum per
+step; the test moves it while it computes and waits for its next line after each
+move, so every hop happens in the middle of the computation.  Its stdout and the
+file it writes must be byte-identical to a native run of the same program, and
+mosps must show where it runs at each stage.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+import pytest
+from cluster_fixtures import cluster3  # noqa: F401
+
+from mosix.testcluster import LocalCluster
+
+CPROGS = Path(__file__).parent / "cprogs"
+TIMEOUT = 120
+
+
+@pytest.fixture(scope="module")
+def programs() -> Iterator[Path]:
+    """The test programs, built where every node sees them (not in /tmp: that is private)."""
+    directory = Path(tempfile.mkdtemp(prefix="mosix-migrate-", dir="/var/tmp"))
+    for name, extra in (("stepper", []), ("threads", ["-pthread"]), ("locker", [])):
+        source = CPROGS / f"{name}.c"
+        if source.exists():
+            subprocess.run(
+                ["gcc", "-O1", *extra, "-o", str(directory / name), str(source)], check=True
+            )
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def next_step(stdout: IO[str], seen: list[str]) -> int:
+    """The number of the program's next step line (waits for it); the line joins ``seen``."""
+    line = stdout.readline()
+    assert line.startswith("step "), f"unexpected output: {line!r}"
+    seen.append(line)
+    return int(line.split()[1])
+
+
+def logs(cluster: LocalCluster) -> str:
+    """The agents' logs without the cluster layer's chatter, for failure messages."""
+    text = []
+    for k in cluster.numbers:
+        lines = cluster.agent_log(k).read_text().splitlines()
+        text += [f"node {k}: {line}" for line in lines if " cluster: " not in line]
+    return "\n".join(text)
+
+
+def where(cluster: LocalCluster, pid: int) -> str:
+    """mosps's WHERE column for ``pid`` at its home node (node 1)."""
+    listing = cluster.run(1, ["mosps"], capture_output=True, text=True, timeout=TIMEOUT)
+    assert listing.returncode == 0, listing.stderr
+    for line in listing.stdout.splitlines()[1:]:
+        fields = line.split()
+        if fields and fields[0] == str(pid):
+            return fields[3]
+    raise AssertionError(f"process {pid} not in mosps:\n{listing.stdout}")
+
+
+def migrate(cluster: LocalCluster, pid: int, target: str) -> subprocess.CompletedProcess[str]:
+    return cluster.run(
+        1, ["migrate", str(pid), target], capture_output=True, text=True, timeout=TIMEOUT
+    )
+
+
+def native_output(cluster: LocalCluster, stepper: Path, last: int) -> tuple[str, str]:
+    """stdout and the file of a native run that stops after step ``last``."""
+    run = cluster.run(
+        1,
+        [str(stepper), "native.out"],
+        cwd="/tmp",
+        input=f"{last}\n",
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert run.returncode == 0, run.stderr
+    return run.stdout, cluster.node_path(1, "/tmp/native.out").read_text()
+
+
+def test_migrate_there_and_back_is_byte_identical(
+    cluster3: LocalCluster,  # noqa: F811
+    programs: Path,
+) -> None:
+    stepper = programs / "stepper"
+    proc = cluster3.popen(
+        1,
+        ["mosrun", str(stepper), "moved.out"],
+        cwd="/tmp",
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    seen: list[str] = []
+    try:
+        next_step(proc.stdout, seen)
+        assert where(cluster3, proc.pid) == "home"
+        hops = [("2", "node2"), ("home", "home"), ("out", None), ("home", "home")]
+        for target, expected in hops:
+            done = migrate(cluster3, proc.pid, target)
+            assert done.returncode == 0, f"migrate {target}: {done.stderr}"
+            step = next_step(proc.stdout, seen)  # it computes on after the move
+            shown = where(cluster3, proc.pid)
+            if expected is None:  # out: any node but home
+                assert shown in ("node2", "node3"), f"{shown}\n{logs(cluster3)}"
+            else:
+                assert shown == expected, f"{shown}\n{logs(cluster3)}"
+        last = step + 2
+        proc.stdin.write(f"{last}\n")
+        proc.stdin.close()
+        rest = proc.stdout.read()  # not communicate(): it would skip what readline buffered
+        proc.wait(timeout=TIMEOUT)
+        stderr = proc.stderr.read() if proc.stderr else ""
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, stderr
+    moved_stdout = "".join(seen) + rest
+    steps = len(moved_stdout.splitlines())  # it stops after `last`, or at once if past it
+    assert steps >= last
+    native_stdout, native_file = native_output(cluster3, stepper, steps)
+    assert len(native_stdout.splitlines()) == steps
+    assert moved_stdout == native_stdout
+    assert cluster3.node_path(1, "/tmp/moved.out").read_text() == native_file
+    assert not cluster3.node_path(2, "/tmp/moved.out").exists()
+    home_log = cluster3.agent_log(1).read_text()
+    assert f"process {proc.pid} migrated to node 2" in home_log
+    assert f"process {proc.pid} came home from node 2" in home_log
+
+
+def test_a_process_that_cannot_move_stays_and_mosps_says_why(
+    cluster3: LocalCluster,  # noqa: F811
+    programs: Path,
+) -> None:
+    proc = cluster3.popen(
+        1,
+        ["mosrun", str(programs / "locker")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        assert proc.stdout.readline() == "locked\n"
+        refused = migrate(cluster3, proc.pid, "2")
+        assert refused.returncode == 1
+        assert refused.stderr == (
+            f"migrate: {proc.pid}: process {proc.pid} cannot migrate: "
+            "it has locked memory (mlock, MAP_LOCKED)\n"
+        )
+        assert where(cluster3, proc.pid) == "home"
+        listing = cluster3.run(1, ["mosps", "-w"], capture_output=True, text=True, timeout=TIMEOUT)
+        lines = listing.stdout.splitlines()
+        mine = next(i for i, line in enumerate(lines) if line.split()[0] == str(proc.pid))
+        assert lines[mine + 1].strip() == "why here: it has locked memory (mlock, MAP_LOCKED)"
+        proc.stdin.close()  # it goes on where it is, and ends well
+        assert proc.wait(timeout=TIMEOUT) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert f"process {proc.pid} migrated" not in cluster3.agent_log(1).read_text()
