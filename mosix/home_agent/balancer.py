@@ -10,9 +10,11 @@ Which processes: those of this home that run under mosrun without -L (-l lifts
 it), are not queued, frozen, stopped, batch jobs or already migrating, can
 move (no threads, locks, shared writable maps), and have stayed where they are
 for at least RESIDENCE_ROUNDS rounds since their last move, manual or
-automatic.  A load vector older than a move made since does not show that
-move yet: the move is added to what the vector says, so the next round does
-not move more than needed.
+automatic.  A move is made only when two rounds in a row want it, so a moment's
+load (a program starting, a capture) moves nothing.  A load vector measured
+(its samples: a load interval) before a move finished does not show that move
+yet: the move is added to what the vector says, so the next round does not
+move more than needed.
 """
 
 from __future__ import annotations
@@ -76,6 +78,7 @@ class Balancer:
         self.stats = StatsTable()
         self.recent: list[Recent] = []
         self.moved_at: dict[int, float] = {}  # pid -> monotonic time of its last move
+        self.wanted: set[int] = set()  # pids the last round would have moved
         self.rounds = 0  # rounds done
         self.moves = 0  # moves begun (some may fail: the process then stays)
 
@@ -102,9 +105,11 @@ class Balancer:
         decays = {pid: decay_of(p.args) for pid, p in procs.items()}
         candidates = await trio.to_thread.run_sync(self._candidates, procs, decays)
         nodes = self.node_states()
-        moves = plan(candidates, nodes, self.cluster.me.number, FORWARD_COST)
+        planned = plan(candidates, nodes, self.cluster.me.number, FORWARD_COST)
+        confirmed = [m for m in planned if m.pid in self.wanted]
+        self.wanted = {m.pid for m in planned}
         self.rounds += 1
-        return [(m, procs[m.pid].reg) for m in moves]
+        return [(m, procs[m.pid].reg) for m in confirmed]
 
     def may_move(self, p: Process) -> bool:
         pid = p.reg.pid
@@ -148,12 +153,13 @@ class Balancer:
     def node_states(self) -> dict[int, NodeState]:
         """Each live node's state, with the moves its vector does not show yet added."""
         vectors = self.cluster.loads()
-        self.recent = [m for m in self.recent if not settled(m, vectors)]
+        window = self.cluster.config.load_interval  # what a vector's load is the mean of
+        self.recent = [m for m in self.recent if not settled(m, vectors, window)]
         states = {}
         for n, v in vectors.items():
             load = v.load
             for m in self.recent:
-                if m.finished is None or v.stamp < m.finished:
+                if not shows(v, m, window):
                     load += (n == m.target) - (n == m.source)
             states[n] = NodeState(
                 n, max(v.cpus, 1) * max(v.speed, 0.01), max(load, 0.0), v.free_mb, v.total_mb
@@ -187,11 +193,14 @@ class Balancer:
         )
 
 
-def settled(m: Recent, vectors: dict[int, LoadVector]) -> bool:
-    """Both ends have reported since the move finished (or are gone)."""
-    if m.finished is None:
-        return False
-    return all(vectors[n].stamp >= m.finished for n in (m.source, m.target) if n in vectors)
+def shows(v: LoadVector, m: Recent, window: float) -> bool:
+    """Whether vector ``v`` was measured wholly after move ``m`` finished."""
+    return m.finished is not None and v.stamp - window >= m.finished
+
+
+def settled(m: Recent, vectors: dict[int, LoadVector], window: float) -> bool:
+    """Both ends' vectors show the move (or the nodes are gone)."""
+    return all(shows(vectors[n], m, window) for n in (m.source, m.target) if n in vectors)
 
 
 def decay_of(args: MosrunArgs | None) -> int:

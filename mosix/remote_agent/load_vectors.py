@@ -18,6 +18,7 @@ from mosix.home_agent import node_facts, proc_info
 from mosix.protocol import LoadVector
 
 PROC = Path("/proc")
+SAMPLES_PER_INTERVAL = 4
 
 
 def system_runnable(stat: str | None = None) -> int:
@@ -77,20 +78,47 @@ def runnable_here() -> int:
     return system_runnable() if own_ns is None else namespace_runnable(own_ns)
 
 
-def measure(node: int, speed: float, procs: int, extra: dict[str, int | float | str]) -> LoadVector:
-    """This node's load vector now (blocking: reads /proc)."""
+def measure(
+    node: int,
+    speed: float,
+    procs: int,
+    extra: dict[str, int | float | str],
+    load: float | None = None,
+) -> LoadVector:
+    """This node's load vector now (blocking: reads /proc); ``load``: the mean of the
+    samples taken since the last vector (None: one sample now)."""
     total, free = node_facts.memory_mb()
     return LoadVector(
         node=node,
         cpus=node_facts.cpu_count(),
         speed=speed,
-        load=float(runnable_here()),
+        load=float(runnable_here()) if load is None else load,
         free_mb=free,
         total_mb=total,
         procs=procs,
         stamp=time.time(),
         extra=extra,
     )
+
+
+class LoadSamples:
+    """Runnable counts sampled SAMPLES_PER_INTERVAL times per load interval: a vector
+    carries their mean, so a process that runs for a moment (a capture, a restore, a
+    program's start) does not count as a whole process."""
+
+    def __init__(self) -> None:
+        self.taken: list[int] = []
+
+    def add(self, count: int) -> None:
+        self.taken.append(count)
+
+    def mean(self) -> float | None:
+        """The mean since the last call (None: no sample); starts over."""
+        if not self.taken:
+            return None
+        value = sum(self.taken) / len(self.taken)
+        self.taken = []
+        return value
 
 
 @dataclass

@@ -35,7 +35,13 @@ from mosix.remote_agent.auth import (
     authenticate_accepter_side,
     authenticate_caller_side,
 )
-from mosix.remote_agent.load_vectors import LoadTable, measure
+from mosix.remote_agent.load_vectors import (
+    SAMPLES_PER_INTERVAL,
+    LoadSamples,
+    LoadTable,
+    measure,
+    runnable_here,
+)
 from mosix.remote_agent.nodemap import Node
 from mosix.remote_agent.settings import ClusterConfig
 from mosix.remote_agent.stream import (
@@ -85,6 +91,7 @@ class Cluster:
         self.local_extra: Callable[[], Extra] | None = None  # more for our load vector
         self.handlers: dict[type[Message], Handler] = {}
         self.table = LoadTable(config.dead_after)
+        self.samples = LoadSamples()
         self.local = LoadVector(node=self.me.number, speed=speed, stamp=time.time())
         self.listener: trio.socket.SocketType | None = None
         self._tick = trio.Event()
@@ -126,6 +133,7 @@ class Cluster:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._accept_loop, self.listener, nursery)
                 nursery.start_soon(self._ticker)
+                nursery.start_soon(self._sampler)
                 for node in self.config.others():
                     nursery.start_soon(self._feed, node)
                 log.info(
@@ -290,8 +298,15 @@ class Cluster:
                 log.exception("cluster: local_extra failed")
         procs = self.count_processes()
         self.local = await trio.to_thread.run_sync(
-            measure, self.me.number, self.speed, procs, extra
+            measure, self.me.number, self.speed, procs, extra, self.samples.mean()
         )
+
+    async def _sampler(self) -> None:
+        """The runnable count, several times per load interval (see LoadSamples)."""
+        period = self.config.load_interval / SAMPLES_PER_INTERVAL
+        while True:
+            self.samples.add(await trio.to_thread.run_sync(runnable_here))
+            await trio.sleep(period)
 
     async def _ticker(self) -> None:
         """Every load_interval: measure our vector, wake the feeders, expire silent nodes."""
