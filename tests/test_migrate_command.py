@@ -29,12 +29,9 @@ TIMEOUT = 120
 def programs() -> Iterator[Path]:
     """The test programs, built where every node sees them (not in /tmp: that is private)."""
     directory = Path(tempfile.mkdtemp(prefix="mosix-migrate-", dir="/var/tmp"))
-    for name, extra in (("stepper", []), ("threads", ["-pthread"]), ("locker", [])):
+    for name in ("stepper", "locker", "forker"):
         source = CPROGS / f"{name}.c"
-        if source.exists():
-            subprocess.run(
-                ["gcc", "-O1", *extra, "-o", str(directory / name), str(source)], check=True
-            )
+        subprocess.run(["gcc", "-O1", "-o", str(directory / name), str(source)], check=True)
     try:
         yield directory
     finally:
@@ -176,3 +173,47 @@ def test_a_process_that_cannot_move_stays_and_mosps_says_why(
             proc.kill()
             proc.wait()
     assert f"process {proc.pid} migrated" not in cluster3.agent_log(1).read_text()
+
+
+def test_fork_vfork_and_exec_on_another_node_bring_it_home(
+    cluster3: LocalCluster,  # noqa: F811
+    programs: Path,
+) -> None:
+    proc = cluster3.popen(
+        1,
+        ["mosrun", str(programs / "forker")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    pid = proc.pid
+
+    def order(command: str, node: str) -> None:
+        done = migrate(cluster3, pid, node)
+        assert done.returncode == 0, f"migrate {node}: {done.stderr}"
+        assert where(cluster3, pid) == f"node{node}"
+        proc.stdin.write(command + "\n")  # type: ignore[union-attr]
+        proc.stdin.flush()  # type: ignore[union-attr]
+
+    try:
+        assert proc.stdout.readline() == f"ready pid {pid}\n"
+        order("fork", "2")
+        assert proc.stdout.readline() == f"child ppid {pid}\n"
+        assert proc.stdout.readline() == "fork: child status 3\n"
+        assert proc.stdout.readline() == f"done fork pid {pid}\n"
+        assert where(cluster3, pid) == "home"
+        order("vfork", "3")
+        assert proc.stdout.readline() == "vfork: child status 4\n"
+        assert proc.stdout.readline() == f"done vfork pid {pid}\n"
+        assert where(cluster3, pid) == "home"
+        order("exec", "2")
+        assert proc.stdout.readline() == f"exec pid {pid}\n"
+        assert proc.wait(timeout=TIMEOUT) == 6
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    log = cluster3.agent_log(1).read_text()
+    assert log.count(f"process {pid} came home from node") == 3, logs(cluster3)
