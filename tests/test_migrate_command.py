@@ -9,6 +9,7 @@ mosps must show where it runs at each stage.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import tempfile
@@ -66,6 +67,23 @@ def where(cluster: LocalCluster, pid: int) -> str:
     raise AssertionError(f"process {pid} not in mosps:\n{listing.stdout}")
 
 
+def listed(cluster: LocalCluster, k: int) -> set[int]:
+    """The pids mosps shows on node k."""
+    listing = cluster.run(k, ["mosps"], capture_output=True, text=True, timeout=TIMEOUT)
+    assert listing.returncode == 0, listing.stderr
+    return {int(line.split()[0]) for line in listing.stdout.splitlines()[1:] if line[:1] == " "}
+
+
+def copy_pid(cluster: LocalCluster, k: int, pid: int) -> int:
+    """The pid of the last copy of node 1's process ``pid`` on node k (from k's log)."""
+    found = re.findall(
+        rf"process {pid} of node 1 \S+ \S+ runs here as (\d+)",
+        "\n".join(cluster.agent_log(k).read_text().splitlines()),
+    )
+    assert found, logs(cluster)
+    return int(found[-1])
+
+
 def migrate(cluster: LocalCluster, pid: int, target: str) -> subprocess.CompletedProcess[str]:
     return cluster.run(
         1, ["migrate", str(pid), target], capture_output=True, text=True, timeout=TIMEOUT
@@ -116,6 +134,9 @@ def test_migrate_there_and_back_is_byte_identical(
                 assert shown in ("node2", "node3"), f"{shown}\n{logs(cluster3)}"
             else:
                 assert shown == expected, f"{shown}\n{logs(cluster3)}"
+            if shown != "home":  # the copy is its home's to list, not the node's it runs on
+                k = int(shown.removeprefix("node"))
+                assert copy_pid(cluster3, k, proc.pid) not in listed(cluster3, k)
         last = step + 2
         proc.stdin.write(f"{last}\n")
         proc.stdin.close()

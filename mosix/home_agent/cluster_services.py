@@ -69,6 +69,10 @@ class ClusterServices:
         found = self.cluster.nodes.by_number(node)
         return (found.name or found.address) if found else str(node)
 
+    def guest_pids(self) -> set[int]:
+        """The copies of other nodes' processes running here."""
+        return {g.pid for g in self.guests.guests.values() if g.pid}
+
     # ------------------------------------------------------------ at start
 
     def place(self, msg: Register, reg: Registration) -> Message:

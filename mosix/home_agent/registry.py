@@ -63,6 +63,7 @@ class Registry:
         self.home = home
         self.registered: dict[int, Registration] = {}
         self.where_of: Callable[[int], str] = lambda pid: "home"  # the cluster's answer
+        self.guests: Callable[[], set[int]] = set  # copies of other nodes' processes run here
 
     def register(self, reg: Registration) -> None:
         self.registered[reg.pid] = reg
@@ -104,8 +105,9 @@ class Registry:
         found: dict[int, ProcessInfo] = {}
         for pid, reg in self.registered.items():
             found[pid] = self.info(reg, now)
+        guests = self.guests()  # they carry MOSIX_INHERIT too, but their home lists them
         for pid in proc_info.pids():
-            if pid in found:
+            if pid in found or pid in guests:
                 continue
             words = proc_info.inherited_words(pid)
             uid = proc_info.real_uid(pid)

@@ -719,6 +719,7 @@ class Agent:
             if self.services is not None:
                 self.services.start(nursery)
                 self.registry.where_of = self.services.where
+                self.registry.guests = self.services.guest_pids
             with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                 nursery.start_soon(self.wait_signal, signals)
                 task_status.started()
