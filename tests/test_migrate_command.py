@@ -238,3 +238,39 @@ def test_fork_vfork_and_exec_on_another_node_bring_it_home(
             proc.wait()
     log = cluster3.agent_log(1).read_text()
     assert log.count(f"process {pid} came home from node") == 3, logs(cluster3)
+
+
+def test_a_whole_job_moves_and_comes_back(cluster3: LocalCluster, programs: Path) -> None:  # noqa: F811
+    members = [
+        cluster3.popen(
+            1,
+            ["mosrun", "-J7", str(programs / "stepper"), f"job{i}.out"],
+            cwd="/tmp",
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    try:
+        for p in members:
+            next_step(p.stdout, [])  # type: ignore[arg-type]
+        for target, shown in (("3", "node3"), ("home", "home")):
+            done = cluster3.run(
+                1, ["migrate", "-j7", target], capture_output=True, text=True, timeout=TIMEOUT
+            )
+            assert done.returncode == 0, done.stderr
+            assert [where(cluster3, p.pid) for p in members] == [shown, shown]
+        for p in members:
+            p.stdin.close()  # type: ignore[union-attr]
+            assert p.wait(timeout=TIMEOUT) == 0
+    finally:
+        for p in members:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    log = cluster3.agent_log(1).read_text()
+    for p in members:
+        assert f"process {p.pid} migrated to node 3" in log
+        assert f"process {p.pid} came home from node 3" in log

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import os
 from pathlib import Path
 
 from mosix.launch import INHERIT_ENV
@@ -12,6 +14,27 @@ _INHERIT_PREFIX = (INHERIT_ENV + "=").encode()
 
 def pids() -> list[int]:
     return [int(p.name) for p in PROC.iterdir() if p.name.isdigit()]
+
+
+def net_namespace(pid: int | str) -> str | None:
+    try:
+        return os.readlink(PROC / str(pid) / "ns" / "net")
+    except OSError:
+        return None
+
+
+@functools.cache
+def node_namespace() -> str | None:
+    """The network namespace that is this node, when the agent runs in one of its own
+    (a node of the local test cluster: every node shares the kernel, and /proc);
+    None when every process of the machine is this node's."""
+    own = net_namespace("self")
+    return None if own is None or own == net_namespace(1) else own
+
+
+def on_this_node(pid: int) -> bool:
+    ns = node_namespace()
+    return ns is None or net_namespace(pid) == ns
 
 
 def start_ticks(pid: int) -> int | None:

@@ -76,7 +76,7 @@ class Registry:
             return reg
         words = proc_info.inherited_words(pid)
         uid = proc_info.real_uid(pid)
-        if words is None or uid is None:
+        if words is None or uid is None or not proc_info.on_this_node(pid):
             return None
         job, memory = job_of(words)
         reg = Registration(
@@ -112,6 +112,8 @@ class Registry:
             words = proc_info.inherited_words(pid)
             uid = proc_info.real_uid(pid)
             if words is None or uid is None or proc_info.is_checkpoint_copy(pid):
+                continue
+            if not proc_info.on_this_node(pid):
                 continue
             job, memory = job_of(words)
             where = self.where_of(pid)
