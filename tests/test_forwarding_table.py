@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 
@@ -91,7 +92,15 @@ def test_common_calls_go_home_with_every_argument_described(name: str) -> None:
     ("where", "name"), [(p, n) for p, ns in EXPECTED.items() for n in ns.split()]
 )
 def test_placements_of_note(where: Placement, name: str) -> None:
-    assert placement(name) is where, name
+    fork_like = (signal.SIGCHLD.value, 0, 0, 0, 0, 0)  # clone as fork() makes it
+    assert placement(name, fork_like if name == "clone" else (0,) * 6) is where, name
+
+
+def test_the_checkpointers_copy_is_made_and_reaped_where_the_process_runs() -> None:
+    assert placement("clone", (0, 0, 0, 0, 0, 0)) is Placement.LOCAL  # no exit signal, no stack
+    assert placement("clone", (0, 4096, 0, 0, 0, 0)) is Placement.BRING_HOME
+    assert placement("wait4", (5, 0, 0x80000000 | 1, 0, 0, 0)) is Placement.LOCAL  # __WCLONE
+    assert placement("wait4", (5, 0, 1, 0, 0, 0)) is Placement.HOME
 
 
 def test_mmap_anonymous_is_local_and_a_file_map_is_not() -> None:

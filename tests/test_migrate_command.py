@@ -9,6 +9,7 @@ mosps must show where it runs at each stage.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import tempfile
@@ -29,12 +30,9 @@ TIMEOUT = 120
 def programs() -> Iterator[Path]:
     """The test programs, built where every node sees them (not in /tmp: that is private)."""
     directory = Path(tempfile.mkdtemp(prefix="mosix-migrate-", dir="/var/tmp"))
-    for name, extra in (("stepper", []), ("threads", ["-pthread"]), ("locker", [])):
+    for name in ("stepper", "locker", "forker"):
         source = CPROGS / f"{name}.c"
-        if source.exists():
-            subprocess.run(
-                ["gcc", "-O1", *extra, "-o", str(directory / name), str(source)], check=True
-            )
+        subprocess.run(["gcc", "-O1", "-o", str(directory / name), str(source)], check=True)
     try:
         yield directory
     finally:
@@ -67,6 +65,23 @@ def where(cluster: LocalCluster, pid: int) -> str:
         if fields and fields[0] == str(pid):
             return fields[3]
     raise AssertionError(f"process {pid} not in mosps:\n{listing.stdout}")
+
+
+def listed(cluster: LocalCluster, k: int) -> set[int]:
+    """The pids mosps shows on node k."""
+    listing = cluster.run(k, ["mosps"], capture_output=True, text=True, timeout=TIMEOUT)
+    assert listing.returncode == 0, listing.stderr
+    return {int(line.split()[0]) for line in listing.stdout.splitlines()[1:] if line[:1] == " "}
+
+
+def copy_pid(cluster: LocalCluster, k: int, pid: int) -> int:
+    """The pid of the last copy of node 1's process ``pid`` on node k (from k's log)."""
+    found = re.findall(
+        rf"process {pid} of node 1 \S+ \S+ runs here as (\d+)",
+        "\n".join(cluster.agent_log(k).read_text().splitlines()),
+    )
+    assert found, logs(cluster)
+    return int(found[-1])
 
 
 def migrate(cluster: LocalCluster, pid: int, target: str) -> subprocess.CompletedProcess[str]:
@@ -119,6 +134,9 @@ def test_migrate_there_and_back_is_byte_identical(
                 assert shown in ("node2", "node3"), f"{shown}\n{logs(cluster3)}"
             else:
                 assert shown == expected, f"{shown}\n{logs(cluster3)}"
+            if shown != "home":  # the copy is its home's to list, not the node's it runs on
+                k = int(shown.removeprefix("node"))
+                assert copy_pid(cluster3, k, proc.pid) not in listed(cluster3, k)
         last = step + 2
         proc.stdin.write(f"{last}\n")
         proc.stdin.close()
@@ -176,3 +194,83 @@ def test_a_process_that_cannot_move_stays_and_mosps_says_why(
             proc.kill()
             proc.wait()
     assert f"process {proc.pid} migrated" not in cluster3.agent_log(1).read_text()
+
+
+def test_fork_vfork_and_exec_on_another_node_bring_it_home(
+    cluster3: LocalCluster,  # noqa: F811
+    programs: Path,
+) -> None:
+    proc = cluster3.popen(
+        1,
+        ["mosrun", str(programs / "forker")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    pid = proc.pid
+
+    def order(command: str, node: str) -> None:
+        done = migrate(cluster3, pid, node)
+        assert done.returncode == 0, f"migrate {node}: {done.stderr}"
+        assert where(cluster3, pid) == f"node{node}"
+        proc.stdin.write(command + "\n")  # type: ignore[union-attr]
+        proc.stdin.flush()  # type: ignore[union-attr]
+
+    try:
+        assert proc.stdout.readline() == f"ready pid {pid}\n"
+        order("fork", "2")
+        assert proc.stdout.readline() == f"child ppid {pid}\n"
+        assert proc.stdout.readline() == "fork: child status 3\n"
+        assert proc.stdout.readline() == f"done fork pid {pid}\n"
+        assert where(cluster3, pid) == "home"
+        order("vfork", "3")
+        assert proc.stdout.readline() == "vfork: child status 4\n"
+        assert proc.stdout.readline() == f"done vfork pid {pid}\n"
+        assert where(cluster3, pid) == "home"
+        order("exec", "2")
+        assert proc.stdout.readline() == f"exec pid {pid}\n"
+        assert proc.wait(timeout=TIMEOUT) == 6
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    log = cluster3.agent_log(1).read_text()
+    assert log.count(f"process {pid} came home from node") == 3, logs(cluster3)
+
+
+def test_a_whole_job_moves_and_comes_back(cluster3: LocalCluster, programs: Path) -> None:  # noqa: F811
+    members = [
+        cluster3.popen(
+            1,
+            ["mosrun", "-J7", str(programs / "stepper"), f"job{i}.out"],
+            cwd="/tmp",
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    try:
+        for p in members:
+            next_step(p.stdout, [])  # type: ignore[arg-type]
+        for target, shown in (("3", "node3"), ("home", "home")):
+            done = cluster3.run(
+                1, ["migrate", "-j7", target], capture_output=True, text=True, timeout=TIMEOUT
+            )
+            assert done.returncode == 0, done.stderr
+            assert [where(cluster3, p.pid) for p in members] == [shown, shown]
+        for p in members:
+            p.stdin.close()  # type: ignore[union-attr]
+            assert p.wait(timeout=TIMEOUT) == 0
+    finally:
+        for p in members:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    log = cluster3.agent_log(1).read_text()
+    for p in members:
+        assert f"process {p.pid} migrated to node 3" in log
+        assert f"process {p.pid} came home from node 3" in log
