@@ -86,3 +86,5 @@ def test_unknown_or_unavailable_nodes_refused_unless_F() -> None:
     assert choose("-rthree", loaded_home, force=True) == 2
     with pytest.raises(NoPlace, match="no such node"):
         choose("-rnine", IDLE, force=True)  # -F moves to another node, not from a bad name
+    with pytest.raises(NoPlace, match=r"^-j8-9: no such node in this cluster$"):
+        choose("-j8-9", IDLE, force=True)  # nor from a list naming no node of the cluster

@@ -133,13 +133,13 @@ class Chooser:
         if isinstance(p, OnBest):
             return self.best(loads, req, set())
         named = self.named(p)
+        what = p.option()
+        if not named:  # as a bad -r name: -F moves from a node that is down, not from a typo
+            raise NoPlace(f"{what}: no such node in this cluster")
         usable = [n for n in named if n in self.eligible(loads, req)]
         if usable:
             return random.choice(usable)
         if req.force_elsewhere:
             return self.best(loads, req, set(named) - {self.me})
-        what = p.option()
-        if not named:
-            raise NoPlace(f"{what}: no such node in this cluster (-F starts it elsewhere)")
         return_text = ", ".join(str(n) for n in named)
         raise NoPlace(f"{what}: node {return_text} is not available (-F starts it elsewhere)")
