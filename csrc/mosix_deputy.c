@@ -13,8 +13,11 @@
  *     the deputy dies, the channel closes, and the copy is killed);
  *   - stops when the copy stops, and ends as the copy ended (exit status or
  *     death signal), so the parent's wait() sees the program's own end;
+ *   - keeps the program's close-on-exec flags true (-x: those the capturer
+ *     cleared for the deputy's execve, set back at start);
  *   - when the copy comes home, executes the restorer on the image (-r) in
- *     place, with the close-on-exec flags of -x put back by the restorer;
+ *     place, with the flags as they are then (cleared for that execve, listed
+ *     for the restorer to set again);
  *   - when the channel breaks, tells the agent and does what it says (another
  *     channel, an image to restore from, or an end with a message: the
  *     process is lost; or, when it has a checkpoint taken at home, the line
@@ -331,6 +334,55 @@ static int connect_agent(const char *path)
     return fd;
 }
 
+/* The program's close-on-exec flags, true while the deputy serves it (set back
+ * at start from -x, kept by the forwarded calls that it executes): cleared now
+ * so that the restorer's execve keeps those descriptors, and listed (FD,FD...)
+ * for the restorer to set again.  The deputy's own descriptors and fd[] are not
+ * the program's. */
+static const char *take_cloexec(const int fd[2])
+{
+    static char list[8192];
+    size_t used = 0;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        lost("getrlimit: %s", strerror(errno));
+    long top = rl.rlim_cur > 4096 ? 4096 : (long)rl.rlim_cur;
+    list[0] = 0;
+    for (long n = 0; n < top; n++) {
+        if (is_own(n) || n == fd[0] || n == fd[1])
+            continue;
+        int flags = fcntl((int)n, F_GETFD);
+        if (flags < 0) {
+            if (errno != EBADF)
+                lost("F_GETFD: %s", strerror(errno));
+            continue;
+        }
+        if (!(flags & FD_CLOEXEC))
+            continue;
+        if (fcntl((int)n, F_SETFD, flags & ~FD_CLOEXEC) < 0)
+            lost("F_SETFD: %s", strerror(errno));
+        int w = snprintf(list + used, sizeof(list) - used, "%s%ld", used ? "," : "", n);
+        if (w < 0 || (size_t)w >= sizeof(list) - used)
+            lost("too many close-on-exec descriptors");
+        used += (size_t)w;
+    }
+    return list;
+}
+
+/* -x at start: the close-on-exec flags the capturer cleared for our execve. */
+static void restore_cloexec(const char *text)
+{
+    while (*text) {
+        char *end;
+        long n = strtol(text, &end, 10);
+        if (end == text || n < 0 || (*end && *end != ','))
+            lost("-x %s: want descriptor numbers separated by commas", cloexec_list);
+        if (fcntl((int)n, F_SETFD, FD_CLOEXEC) < 0)
+            lost("descriptor %ld: F_SETFD: %s", n, strerror(errno));
+        text = *end ? end + 1 : end;
+    }
+}
+
 /* Come home: the restorer rebuilds the program in this process from the
  * image on fd[0]; its complaint, if any, goes to fd[1] (the agent's pipe, or
  * -1: the process's standard error). */
@@ -342,7 +394,8 @@ _Noreturn static void come_home(const int fd[2])
     snprintf(errtext, sizeof(errtext), "%d", errfd);
     if (fcntl(fd[0], F_SETFD, 0) < 0 || (fd[1] >= 0 && fcntl(fd[1], F_SETFD, 0) < 0))
         lost("F_SETFD: %s", strerror(errno));
-    char *argv[] = {(char *)restorer, "-H", "-x", (char *)(cloexec_list[0] ? cloexec_list : "-"),
+    const char *list = take_cloexec(fd);
+    char *argv[] = {(char *)restorer, "-H", "-x", (char *)(list[0] ? list : "-"),
                     "-p", "mosrun", "-e", errtext, fdtext, NULL};
     extern char **environ;
     execve(restorer, argv, environ);
@@ -535,6 +588,8 @@ int main(int argc, char **argv)
     }
     if (!socket_path || !token || !restorer || optind != argc)
         usage();
+    if (strcmp(cloexec_list, "-") != 0)
+        restore_cloexec(cloexec_list);
     /* the copy has the timers now (the image carried them) */
     struct itimerval zero;
     memset(&zero, 0, sizeof(zero));

@@ -30,7 +30,7 @@ TIMEOUT = 120
 def programs() -> Iterator[Path]:
     """The test programs, built where every node sees them (not in /tmp: that is private)."""
     directory = Path(tempfile.mkdtemp(prefix="mosix-migrate-", dir="/var/tmp"))
-    for name in ("stepper", "locker", "forker"):
+    for name in ("stepper", "locker", "forker", "cloexec"):
         source = CPROGS / f"{name}.c"
         subprocess.run(["gcc", "-O1", "-o", str(directory / name), str(source)], check=True)
     try:
@@ -274,3 +274,34 @@ def test_a_whole_job_moves_and_comes_back(cluster3: LocalCluster, programs: Path
     for p in members:
         assert f"process {p.pid} migrated to node 3" in log
         assert f"process {p.pid} came home from node 3" in log
+
+
+def test_close_on_exec_flags_survive_a_round_trip(cluster3: LocalCluster, programs: Path) -> None:  # noqa: F811
+    """A descriptor opened with O_CLOEXEC at home and closed while away, and one opened
+    with O_CLOEXEC while away: coming home keeps the second with its flag and does not
+    trip over the first (it used to: the restorer set the flag on the closed one)."""
+    proc = cluster3.popen(
+        1,
+        ["mosrun", str(programs / "cloexec"), "a.out", "b.out", "go"],
+        cwd="/tmp",
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        assert proc.stdout.readline() == "ready\n"
+        moved = migrate(cluster3, proc.pid, "2")
+        assert moved.returncode == 0, moved.stderr + logs(cluster3)
+        proc.stdin.write("1\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline() == "swapped\n"
+        back = migrate(cluster3, proc.pid, "home")
+        assert back.returncode == 0, back.stderr + logs(cluster3)
+        cluster3.node_path(1, "/tmp/go").write_text("")
+        assert proc.stdout.readline() == "ok\n"
+    finally:
+        _, stderr = proc.communicate(timeout=TIMEOUT)
+    assert proc.returncode == 0, stderr + logs(cluster3)
+    assert cluster3.node_path(1, "/tmp/b.out").read_text() == "B\n"
