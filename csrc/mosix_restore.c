@@ -107,6 +107,7 @@ static struct options parse_args(int argc, char **argv)
             migration.forward_sock = fd;
         } else if (a[1] == 'H' && !a[2]) {
             migration.home = 1;
+            msg_tell_program();
         } else if (a[1] == 'x' && !a[2] && i + 1 < argc) {
             migration.cloexec_list = argv[++i];
         } else if (a[1] == '-' && !a[2]) {

@@ -38,6 +38,7 @@ void msg_prefix(const char *prefix);
 /* Where refusals are written (fd 2 unless -e): mosrun passes its own stderr, as
  * the image's fd 2 may be reopened on a file. */
 void msg_fd(int fd);
+void msg_tell_program(void);
 int msg_fd_get(void);
 void msg_begin(void);
 void msg_str(const char *s);

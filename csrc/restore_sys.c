@@ -64,7 +64,9 @@ static char line[PREFIX_MAX + MSG_MAX + 4];
 static size_t line_len, text_start;
 static int error_fd = 2;
 
+static int tell_program; /* coming home: the program's stderr hears it too */
 void msg_fd(int fd) { error_fd = fd; }
+void msg_tell_program(void) { tell_program = 1; }
 
 int msg_fd_get(void) { return error_fd; }
 
@@ -164,21 +166,28 @@ void msg_err(long err)
     msg_dec((uint64_t)-err);
 }
 
-/* One write: the line is never interleaved with other output. */
-__attribute__((noreturn)) void msg_refuse(void)
+static void write_line(int fd)
 {
-    if (line_len == text_start)
-        msg_str("cannot restore");
-    line[line_len++] = '\n';
     size_t done = 0;
     while (done < line_len) {
-        long n = mosix_raw3(__NR_write, error_fd, line + done, line_len - done);
+        long n = mosix_raw3(__NR_write, fd, line + done, line_len - done);
         if (n == -EINTR)
             continue;
         if (n <= 0)
             break; /* nowhere to report it: the status still tells */
         done += (size_t)n;
     }
+}
+
+/* One write: the line is never interleaved with other output. */
+__attribute__((noreturn)) void msg_refuse(void)
+{
+    if (line_len == text_start)
+        msg_str("cannot restore");
+    line[line_len++] = '\n';
+    write_line(error_fd);
+    if (tell_program && error_fd != 2)
+        write_line(2); /* the process ends: its user learns why */
     sys_exit(EXIT_REFUSED);
 }
 
