@@ -13,6 +13,11 @@
  *   EXIT     remote -> home  id: the copy's wait status: the deputy ends the same way
  *   LEAVING  remote -> home  the copy is being migrated away (home or elsewhere): the
  *                            deputy stops serving and waits for its agent's order
+ *   SIGNALED remote -> home  id: a SIGNAL frame's signal, now delivered to the copy
+ *
+ * The direct channel (a second TCP connection, set up like the first) joins the
+ * copy itself (its preload shim's SIGSYS handler, at FWD_DIRECT_FD) and the
+ * deputy: REQUEST frames one way, REPLY frames the other, nothing else.
  *
  * One request is outstanding at a time (the process has one thread, and calls
  * that create processes bring it home first), so the home side never needs the
@@ -32,6 +37,7 @@ enum fwd_frame_type {
     FWD_FRAME_STOPPED = 4,
     FWD_FRAME_EXIT = 5,
     FWD_FRAME_LEAVING = 6,
+    FWD_FRAME_SIGNALED = 7,
 };
 
 struct fwd_frame {

@@ -1,9 +1,12 @@
 /* mosix_remote.c - the supervisor of a migrated process's remote copy.
  *
  * Usage (started by the node agent that accepted a migration):
- *   mosix-remote -c CHANFD -i IMAGEFD -m MODE -e MOSIX_EXEC -r MOSIX_RESTORE [-t]
+ *   mosix-remote -c CHANFD [-d DIRECTFD] -i IMAGEFD -m MODE -e MOSIX_EXEC -r MOSIX_RESTORE [-t]
  *
  *   CHANFD   the channel to the deputy at home (forward_wire.h), a TCP socket
+ *   DIRECTFD the direct channel: handed to the restorer (-D); a copy with the
+ *            preload shim's handler sends its calls to the deputy over it itself
+ *            (the fast path: no notification, no supervisor in between)
  *   IMAGEFD  the image, streamed from the home node
  *   MODE     the unsupported-call mode (u, e, w) of the base filter here
  *   -t       take the time from this node (mosrun -t): time calls run here
@@ -50,7 +53,7 @@
 #define SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (1UL << 0)
 #endif
 
-static int chan = -1, listener = -1, sigfd = -1, agent_in = STDIN_FILENO;
+static int chan = -1, direct = -1, listener = -1, sigfd = -1, agent_in = STDIN_FILENO;
 static pid_t copy;
 static int time_here, leaving, quiet_told, home_asked, listener_hung_up;
 static unsigned char buf[FWD_FRAME_MAX_PAYLOAD];
@@ -265,6 +268,9 @@ static void from_home(void)
     case FWD_FRAME_SIGNAL:
         if (f.id >= 1 && f.id <= 64 && kill(copy, (int)f.id) < 0 && errno != ESRCH)
             die("kill %d: %s", (int)copy, strerror(errno));
+        /* delivered (pending, if the copy blocks it): a reply on the direct channel may go */
+        if (fwd_send_frame(chan, FWD_FRAME_SIGNALED, f.id, NULL, 0) < 0)
+            channel_lost();
         return;
     default:
         channel_lost();
@@ -333,12 +339,13 @@ static void start_copy(int imagefd, const char *mode, const char *exec_path,
     if (copy < 0)
         die("fork: %s", strerror(errno));
     if (copy == 0) {
-        char spt[16], imt[16], ert[16];
+        char spt[16], imt[16], ert[16], dit[16];
         snprintf(spt, sizeof(spt), "%d", sp[1]);
         snprintf(imt, sizeof(imt), "%d", imagefd);
         snprintf(ert, sizeof(ert), "%d", errp[1]);
+        snprintf(dit, sizeof(dit), "%d", direct);
         if (fcntl(sp[1], F_SETFD, 0) < 0 || fcntl(imagefd, F_SETFD, 0) < 0 ||
-            fcntl(errp[1], F_SETFD, 0) < 0)
+            fcntl(errp[1], F_SETFD, 0) < 0 || (direct >= 0 && fcntl(direct, F_SETFD, 0) < 0))
             _exit(125);
         int null = open("/dev/null", O_RDWR);
         if (null < 0 || dup2(null, STDIN_FILENO) < 0 || dup2(null, STDOUT_FILENO) < 0)
@@ -347,14 +354,16 @@ static void start_copy(int imagefd, const char *mode, const char *exec_path,
         if (sigemptyset(&none) < 0 || sigprocmask(SIG_SETMASK, &none, NULL) < 0)
             _exit(125);
         char *argv[] = {(char *)exec_path, "-r", "-m", (char *)mode, "-p", "mosrun", "--",
-                        (char *)restore_path, (char *)restore_path, "-F", spt, "-e", ert, imt,
-                        NULL};
+                        (char *)restore_path, (char *)restore_path, "-F", spt, "-e", ert,
+                        direct >= 0 ? "-D" : imt, direct >= 0 ? dit : NULL, imt, NULL};
         extern char **environ;
         execve(exec_path, argv, environ);
         _exit(126);
     }
-    if (close(sp[1]) < 0 || close(errp[1]) < 0 || close(imagefd) < 0)
+    if (close(sp[1]) < 0 || close(errp[1]) < 0 || close(imagefd) < 0 ||
+        (direct >= 0 && close(direct) < 0))
         die("close: %s", strerror(errno));
+    direct = -1; /* the copy's now */
     listener = mosix_receive_fd(sp[0]);
     if (listener < 0) {
         char why[300];
@@ -373,8 +382,8 @@ static void start_copy(int imagefd, const char *mode, const char *exec_path,
 
 _Noreturn static void usage(void)
 {
-    fprintf(stderr, "usage: mosix-remote -c CHANFD -i IMAGEFD -m u|e|w -e MOSIX_EXEC "
-                    "-r MOSIX_RESTORE [-t]\n");
+    fprintf(stderr, "usage: mosix-remote -c CHANFD [-d DIRECTFD] -i IMAGEFD -m u|e|w "
+                    "-e MOSIX_EXEC -r MOSIX_RESTORE [-t]\n");
     exit(2);
 }
 
@@ -382,10 +391,13 @@ int main(int argc, char **argv)
 {
     int imagefd = -1, c;
     const char *mode = NULL, *exec_path = NULL, *restore_path = NULL;
-    while ((c = getopt(argc, argv, "+c:i:m:e:r:t")) != -1) {
+    while ((c = getopt(argc, argv, "+c:d:i:m:e:r:t")) != -1) {
         switch (c) {
         case 'c':
             chan = atoi(optarg);
+            break;
+        case 'd':
+            direct = atoi(optarg);
             break;
         case 'i':
             imagefd = atoi(optarg);
@@ -408,7 +420,8 @@ int main(int argc, char **argv)
     }
     if (chan < 0 || imagefd < 0 || !mode || !exec_path || !restore_path || optind != argc)
         usage();
-    if (fcntl(chan, F_SETFD, FD_CLOEXEC) < 0 || fcntl(imagefd, F_GETFD) < 0)
+    if (fcntl(chan, F_SETFD, FD_CLOEXEC) < 0 || fcntl(imagefd, F_GETFD) < 0 ||
+        (direct >= 0 && fcntl(direct, F_SETFD, FD_CLOEXEC) < 0))
         die("bad descriptors: %s", strerror(errno));
     sigset_t chld;
     if (sigemptyset(&chld) < 0 || sigaddset(&chld, SIGCHLD) < 0 ||
