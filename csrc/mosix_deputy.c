@@ -59,6 +59,8 @@ static int pending[NSIG_MAX + 1]; /* signals caught while there is no channel */
 static volatile sig_atomic_t caught; /* a signal's byte may be in the pipe */
 static unsigned long unacked;        /* SIGNAL frames the supervisor has not acknowledged */
 static unsigned long channel_gen;    /* channels taken so far */
+static uint64_t direct_sent;         /* bytes sent on the direct channel */
+static int hold, held_told;          /* HOLD: the direct channel is not read; HELD sent */
 
 /* ------------------------------------------------------------ ends */
 
@@ -382,6 +384,8 @@ static void take_channels(const int fd[2])
     direct = fd[1] >= 0 ? move_high(fd[1]) : -1;
     unacked = 0;
     channel_gen++;
+    direct_sent = 0;
+    hold = held_told = 0;
 }
 
 static void close_direct(void)
@@ -492,6 +496,8 @@ static void serve_one(int fd, const struct fwd_frame *f)
             return;
         if (direct >= 0 && fwd_send_frame(direct, FWD_FRAME_REPLY, f->id, rep, n) < 0)
             close_direct(); /* the copy left or ended: the first channel tells */
+        else
+            direct_sent += sizeof(struct fwd_frame) + n;
         return;
     }
     if (chan >= 0 && fwd_send_frame(chan, FWD_FRAME_REPLY, f->id, rep, n) < 0)
@@ -530,6 +536,13 @@ static void first_channel_frame(void)
         if (unacked > 0)
             unacked--;
         break;
+    case FWD_FRAME_HOLD: /* HELD goes from the main loop: never in the middle of a call */
+        hold = 1;
+        held_told = 0;
+        break;
+    case FWD_FRAME_RESUME:
+        hold = 0;
+        break;
     case FWD_FRAME_EXIT:
         end_like(f.id);
     case FWD_FRAME_STOPPED:
@@ -548,10 +561,17 @@ static void first_channel_frame(void)
 static void serve(void)
 {
     for (;;) {
+        if (hold && !held_told && chan >= 0) {
+            if (fwd_send_frame(chan, FWD_FRAME_HELD, direct_sent, NULL, 0) < 0) {
+                channel_lost();
+                continue;
+            }
+            held_told = 1;
+        }
         struct pollfd p[4] = {{chan, POLLIN, 0},
                               {sigpipe_r, POLLIN, 0},
                               {agent, POLLIN, 0},
-                              {direct, POLLIN, 0}};
+                              {hold ? -1 : direct, POLLIN, 0}};
         if (poll(p, 4, -1) < 0) {
             if (errno == EINTR)
                 continue;

@@ -27,6 +27,10 @@
  *        (the channel broke: the copy is killed)
  *   in:  "leave" (finish the call in flight, take no more: it is being
  *        captured), "stay" (it stays after all), "kill" (end the copy)
+ * With the direct channel, "leave" also asks the deputy to hold it (HOLD), and
+ * "quiet" waits until the copy has read every reply the deputy sent there
+ * (HELD's count against this end's TCP_INFO and unread bytes: this process
+ * keeps a descriptor of the copy's socket, and never reads it).
  * Exit status: 0, or 1 when the copy could not be started. */
 #include "forward.h"
 #include "forward_wire.h"
@@ -34,9 +38,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/seccomp.h>
+#include <linux/sockios.h>
+#include <netinet/in.h>
+#include <linux/tcp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +64,9 @@
 static int chan = -1, direct = -1, listener = -1, sigfd = -1, agent_in = STDIN_FILENO;
 static pid_t copy;
 static int time_here, leaving, quiet_told, home_asked, listener_hung_up;
+static int hold_sent, held;   /* direct channel: HOLD sent, HELD received */
+static uint64_t held_bytes;   /* what HELD says the deputy sent on it */
+static uint64_t direct_before; /* bytes it had carried before (the agents' handshake) */
 static unsigned char buf[FWD_FRAME_MAX_PAYLOAD];
 
 /* The call in flight at home. */
@@ -164,9 +175,36 @@ static void answer(uint64_t id, long result, int cont)
     /* ENOENT: the call was interrupted (a signal, or a capture): it comes again */
 }
 
+/* Bytes this end of the direct channel has received (TCP_INFO). */
+static uint64_t direct_received(void)
+{
+    struct tcp_info ti;
+    socklen_t len = sizeof(ti);
+    memset(&ti, 0, sizeof(ti));
+    if (getsockopt(direct, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0)
+        die("the direct channel: %s", strerror(errno));
+    if (len < offsetof(struct tcp_info, tcpi_bytes_received) + sizeof(ti.tcpi_bytes_received))
+        die("the direct channel: TCP_INFO without tcpi_bytes_received");
+    return ti.tcpi_bytes_received;
+}
+
+/* Every byte the deputy sent on the direct channel has arrived and the copy
+ * has read it (no reply is left unread in its socket). */
+static int direct_drained(void)
+{
+    if (direct < 0)
+        return 1;
+    if (!held)
+        return 0;
+    int unread = 0;
+    if (ioctl(direct, SIOCINQ, &unread) < 0)
+        die("the direct channel: %s", strerror(errno));
+    return direct_received() - direct_before == held_bytes && unread == 0;
+}
+
 static void maybe_quiet(void)
 {
-    if (leaving && !call.active && !quiet_told) {
+    if (leaving && !call.active && !quiet_told && direct_drained()) {
         tell("quiet");
         quiet_told = 1;
     }
@@ -265,6 +303,11 @@ static void from_home(void)
         answer(call.notif_id, fwd_apply(copy, call.nr, call.args, buf, f.len), 0);
         maybe_quiet();
         return;
+    case FWD_FRAME_HELD:
+        held = 1;
+        held_bytes = f.id;
+        maybe_quiet();
+        return;
     case FWD_FRAME_SIGNAL:
         if (f.id >= 1 && f.id <= 64 && kill(copy, (int)f.id) < 0 && errno != ESRCH)
             die("kill %d: %s", (int)copy, strerror(errno));
@@ -293,12 +336,23 @@ static void from_agent(void)
         if (strcmp(l, "leave") == 0) {
             leaving = 1;
             quiet_told = 0;
+            if (direct >= 0 && !hold_sent && chan >= 0) {
+                if (fwd_send_frame(chan, FWD_FRAME_HOLD, 0, NULL, 0) < 0)
+                    channel_lost();
+                hold_sent = 1;
+                held = 0;
+            }
             maybe_quiet();
         } else if (strcmp(l, "stay") == 0) {
             leaving = 0;
             home_asked = 0;
             if (chan < 0) /* its deputy is gone: nothing serves it any more */
                 channel_lost();
+            if (hold_sent) {
+                if (fwd_send_frame(chan, FWD_FRAME_RESUME, 0, NULL, 0) < 0)
+                    channel_lost();
+                hold_sent = held = 0;
+            }
         } else if (strcmp(l, "kill") == 0 && kill(copy, SIGKILL) < 0 && errno != ESRCH) {
             die("kill: %s", strerror(errno));
         }
@@ -360,10 +414,9 @@ static void start_copy(int imagefd, const char *mode, const char *exec_path,
         execve(exec_path, argv, environ);
         _exit(126);
     }
-    if (close(sp[1]) < 0 || close(errp[1]) < 0 || close(imagefd) < 0 ||
-        (direct >= 0 && close(direct) < 0))
+    if (close(sp[1]) < 0 || close(errp[1]) < 0 || close(imagefd) < 0)
         die("close: %s", strerror(errno));
-    direct = -1; /* the copy's now */
+    /* direct stays open here (close-on-exec, never read): to see what the copy read */
     listener = mosix_receive_fd(sp[0]);
     if (listener < 0) {
         char why[300];
@@ -433,16 +486,23 @@ int main(int argc, char **argv)
     struct sigaction ign = {.sa_handler = SIG_IGN};
     if (sigaction(SIGPIPE, &ign, NULL) < 0)
         die("sigaction: %s", strerror(errno));
+    if (direct >= 0) /* the deputy sends nothing before the copy asks */
+        direct_before = direct_received();
     start_copy(imagefd, mode, exec_path, restore_path);
     tell("ready %d", (int)copy);
     for (;;) {
+        /* leaving: no event says the copy has read its last reply; look again soon */
+        int wait_ms = leaving && held && !quiet_told ? 1 : -1;
         struct pollfd p[4] = {
             {sigfd, POLLIN, 0},
             {chan, POLLIN, 0},
             {agent_in, POLLIN, 0},
             {(call.active || leaving || listener_hung_up) ? -1 : listener, POLLIN, 0},
         };
-        if (poll(p, 4, -1) < 0) {
+        int ready = poll(p, 4, wait_ms);
+        if (ready == 0)
+            maybe_quiet();
+        if (ready < 0) {
             if (errno == EINTR)
                 continue;
             die("poll: %s", strerror(errno));
