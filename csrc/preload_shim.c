@@ -180,7 +180,7 @@ static void forward_home(greg_t *g, long nr)
     }
     long ret;
     if (shim_forward_call(nr, a, &ret) == SHIM_FORWARD_NO_CHANNEL) {
-        /* restored at home in the middle of this handler: the call runs here */
+        /* the channel is gone (the copy is leaving) or this is home: again */
         g[REG_RIP] -= 2; /* back to the syscall instruction (2 bytes) */
         g[REG_RAX] = (greg_t)nr;
         return;

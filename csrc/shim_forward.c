@@ -100,11 +100,19 @@ enum shim_forward_outcome shim_forward_call(long nr, const uint64_t args[6], lon
         return SHIM_FORWARD_DONE;
     }
     long got = round_trip((size_t)len);
-    if (got == -EBADF || got == -ENOTSOCK)
-        return SHIM_FORWARD_NO_CHANNEL;
-    if (got < 0) { /* the channel broke: the supervisor ends this copy */
+    if (got == -EPROTO) { /* not the deputy's reply */
         *ret = -EIO;
         return SHIM_FORWARD_DONE;
+    }
+    if (got < 0) {
+        /* No channel (restored at home in the middle of this handler), or its
+         * end: the deputy closes it only between calls, so this one was not
+         * executed.  The copy is about to be captured (the deputy holds the
+         * channel and becomes its restorer) or killed (its home is gone):
+         * issue the call again meanwhile; at home it then runs natively. */
+        if (got != -EBADF && got != -ENOTSOCK)
+            (void)mosix_raw0(SYS_sched_yield);
+        return SHIM_FORWARD_NO_CHANNEL;
     }
     *ret = fwd_apply(0, nr, args, payload, (size_t)got);
     mosix_shim_fast_calls++;

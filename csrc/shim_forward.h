@@ -6,7 +6,7 @@
 
 enum shim_forward_outcome {
     SHIM_FORWARD_DONE,      /* *ret is the call's result */
-    SHIM_FORWARD_NO_CHANNEL /* no direct channel here: issue the call again (natively) */
+    SHIM_FORWARD_NO_CHANNEL /* no direct channel (any more): issue the call again */
 };
 
 /* Call nr(args), trapped with FWD_TRAP_MAGIC, executed by the deputy at home.

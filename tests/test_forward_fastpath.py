@@ -36,6 +36,7 @@ def programs() -> Iterator[dict[str, str]]:
         ("dynamic", "fastpath.c", []),
         ("static", "fastpath.c", ["-static"]),
         ("signal", "fastpath_signal.c", []),
+        ("lines", "fastpath_lines.c", []),
     ):
         exe = directory / name
         subprocess.run(["gcc", "-O2", *extra, "-o", str(exe), str(CPROGS / source)], check=True)
@@ -119,3 +120,55 @@ def test_a_signal_for_a_call_blocked_at_home_arrives_as_it_returns(
     # the read failed with EINTR, and the handler had run by the time it returned
     assert words[:7] == ["read", "-1", "Interrupted", "system", "call", "caught", "1"], stdout
     assert int(words[8]) >= 1, stdout  # the read went the fast way
+
+
+def lines_written(cluster: LocalCluster, path: str) -> int:
+    p = cluster.node_path(1, path)
+    return p.read_text().count("\n") if p.exists() else 0
+
+
+def wait_for_more_lines(cluster: LocalCluster, path: str, than: int) -> int:
+    deadline = time.monotonic() + TIMEOUT
+    while (n := lines_written(cluster, path)) <= than:
+        assert time.monotonic() < deadline, f"{path}: no more than {than} lines"
+        time.sleep(0.05)
+    return n
+
+
+def test_coming_home_in_the_middle_of_fast_calls_loses_or_repeats_none(
+    cluster3: LocalCluster,  # noqa: F811
+    programs: dict[str, str],
+) -> None:
+    """Every write is a fast-path call: the captures (away, then home again) meet
+    one in flight, and each is done exactly once."""
+    out = "/tmp/fastpath-lines.out"
+    proc = cluster3.popen(
+        1,
+        ["mosrun", "-rnode2", programs["lines"], out],
+        cwd="/tmp",
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        seen = wait_for_more_lines(cluster3, out, 0)
+        for target in ("home", "node2", "home"):
+            done = cluster3.run(
+                1,
+                ["migrate", str(proc.pid), target],
+                capture_output=True,
+                text=True,
+                timeout=TIMEOUT,
+            )
+            assert done.returncode == 0, f"migrate {target}: {done.stderr} ({proc.poll()})"
+            seen = wait_for_more_lines(cluster3, out, seen)  # it writes on after the move
+        stdout, stderr = proc.communicate("", timeout=TIMEOUT)  # stdin ends: it stops
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, stderr
+    total = int(stdout.split()[1])
+    lines = cluster3.node_path(1, out).read_text().splitlines()
+    assert lines == [str(i) for i in range(total)]
