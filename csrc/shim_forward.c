@@ -58,19 +58,32 @@ static long channel_send(const unsigned char *p, size_t len)
     return 0;
 }
 
-static long channel_recv(unsigned char *p, size_t len)
+/* The reply to request id into frame (header, then payload), read as it comes:
+ * usually one recvfrom (one request is outstanding, so nothing else follows it).
+ * Its payload length, or a negative errno of the channel (-EPROTO: not the reply). */
+static long receive_reply(uint64_t id)
 {
-    while (len) {
-        long n = mosix_raw6(SYS_recvfrom, FWD_DIRECT_FD, (long)p, (long)len, MSG_WAITALL, 0,
-                            FWD_DIRECT_MAGIC);
+    size_t have = 0, want = sizeof(struct fwd_frame);
+    int head_seen = 0;
+    while (have < want) {
+        long n = mosix_raw6(SYS_recvfrom, FWD_DIRECT_FD, (long)(frame + have),
+                            (long)(sizeof(frame) - have), 0, 0, FWD_DIRECT_MAGIC);
         if (n == -EINTR)
             continue;
         if (n <= 0)
             return n < 0 ? n : -EPIPE;
-        p += n;
-        len -= (size_t)n;
+        have += (size_t)n;
+        if (!head_seen && have >= sizeof(struct fwd_frame)) {
+            struct fwd_frame reply;
+            __builtin_memcpy(&reply, frame, sizeof(reply));
+            if (reply.type != FWD_FRAME_REPLY || reply.id != id ||
+                reply.len > FWD_FRAME_MAX_PAYLOAD)
+                return -EPROTO;
+            head_seen = 1;
+            want = sizeof(reply) + reply.len;
+        }
     }
-    return 0;
+    return have == want ? (long)(want - sizeof(struct fwd_frame)) : -EPROTO;
 }
 
 /* One round trip; the reply's payload length, or a negative errno of the channel. */
@@ -81,14 +94,7 @@ static long round_trip(size_t request_len)
     long err = channel_send(frame, sizeof(head) + request_len);
     if (err < 0)
         return err;
-    struct fwd_frame reply;
-    if ((err = channel_recv((unsigned char *)&reply, sizeof(reply))) < 0)
-        return err;
-    if (reply.type != FWD_FRAME_REPLY || reply.id != head.id || reply.len > FWD_FRAME_MAX_PAYLOAD)
-        return -EPROTO;
-    if ((err = channel_recv(frame + sizeof(head), reply.len)) < 0)
-        return err;
-    return (long)reply.len;
+    return receive_reply(head.id);
 }
 
 enum shim_forward_outcome shim_forward_call(long nr, const uint64_t args[6], long *ret)
