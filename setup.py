@@ -36,8 +36,16 @@ NATIVE_TARGETS: list[tuple[str, str, list[str], list[str]]] = [
     (
         "libmosix_shim.so",
         "shared",
-        ["preload_shim.c", "shim_checkpoint.c", "seccomp_filter.c"],
-        ["-fvisibility=hidden"],
+        [
+            "preload_shim.c",
+            "shim_checkpoint.c",
+            "seccomp_filter.c",
+            "shim_forward.c",
+            "forward_marshal.c",
+            "shim_mem.c",
+        ],
+        # the fast path (shim_forward.c) marshals in the process: no libc, own mem* (shim_mem.c)
+        ["-fvisibility=hidden", "-DFWD_IN_PROCESS", "-fno-tree-loop-distribute-patterns"],
     ),
     (
         "mosix-exec",

@@ -8,7 +8,11 @@
  *           fwd_request() copies the inputs, fwd_apply() writes the outputs;
  *   home    fwd_execute() recomputes each size from the request's own values
  *           and checks every span against it before the kernel sees a pointer.
- * Memory of the process is read and written with process_vm_readv/writev. */
+ * Memory of the process is read and written with process_vm_readv/writev, or,
+ * built with FWD_IN_PROCESS (the preload shim's fast path, which marshals its
+ * own calls in its SIGSYS handler), copied in place: then the pid arguments
+ * are unused, only the remote side is built and no libc function is called
+ * (the shim has its own memcpy and friends, shim_mem.c). */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -136,6 +140,47 @@ static int buffer_size(const struct fwd_arg *d, const uint64_t args[6], uint32_t
 
 /* ------------------------------------------------------- the process's memory */
 
+#ifdef FWD_IN_PROCESS
+
+/* In the process itself: a bad pointer faults here (SIGSEGV) where the
+ * kernel would have said EFAULT. */
+static int read_mem(pid_t pid, void *dst, uint64_t addr, size_t len)
+{
+    (void)pid;
+    if (len)
+        memcpy(dst, (const void *)(uintptr_t)addr, len);
+    return 0;
+}
+
+static int write_mem(pid_t pid, uint64_t addr, const void *src, size_t len)
+{
+    (void)pid;
+    if (len)
+        memcpy((void *)(uintptr_t)addr, src, len);
+    return 0;
+}
+
+static int vec_io(pid_t pid, int write, void *buf, size_t len, const struct iovec *iov, size_t n)
+{
+    (void)pid;
+    unsigned char *b = buf;
+    size_t left = len;
+    for (size_t i = 0; i < n && left > 0; i++) {
+        size_t take = iov[i].iov_len < left ? iov[i].iov_len : left;
+        if (take == 0)
+            continue;
+        if (write)
+            memcpy(iov[i].iov_base, b, take);
+        else
+            memcpy(b, iov[i].iov_base, take);
+        b += take;
+        left -= take;
+    }
+    return left == 0 ? 0 : -EFAULT;
+}
+
+#else
+
 static int vm_error(ssize_t got, size_t want)
 {
     if (got < 0)
@@ -181,6 +226,8 @@ static int vec_io(pid_t pid, int write, void *buf, size_t len, const struct iove
                         : process_vm_readv(pid, &local, 1, remote, k, 0);
     return vm_error(got, len);
 }
+
+#endif
 
 /* A NUL-terminated string of at most FWD_PATH_MAX bytes: its length with the NUL. */
 static long read_path(pid_t pid, uint64_t addr, char *dst)
@@ -532,6 +579,8 @@ long fwd_request(pid_t pid, long nr, const uint64_t args[6], void *buf, size_t c
     return (long)(sizeof(h) + off);
 }
 
+#ifndef FWD_IN_PROCESS /* the home side is the deputy's */
+
 /* -------------------------------------------------------------- home: execute */
 
 int fwd_request_call(const void *req, size_t len, long *nr, uint64_t args[6])
@@ -869,6 +918,8 @@ done:
     memcpy(reply, &r, sizeof(r));
     return sizeof(r) + r.data_len;
 }
+
+#endif
 
 /* --------------------------------------------------------------- remote: apply */
 

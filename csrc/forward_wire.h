@@ -13,6 +13,20 @@
  *   EXIT     remote -> home  id: the copy's wait status: the deputy ends the same way
  *   LEAVING  remote -> home  the copy is being migrated away (home or elsewhere): the
  *                            deputy stops serving and waits for its agent's order
+ *   SIGNALED remote -> home  id: a SIGNAL frame's signal, now delivered to the copy
+ *   HOLD     remote -> home  the copy is about to be captured: read no more requests
+ *                            from the direct channel (those that come wait there)
+ *   HELD     home -> remote  id: the bytes sent on the direct channel so far; none follow
+ *   RESUME   remote -> home  it stays after all: serve the direct channel again
+ *
+ * The direct channel (a second TCP connection, set up like the first) joins the
+ * copy itself (its preload shim's SIGSYS handler, at FWD_DIRECT_FD) and the
+ * deputy: REQUEST frames one way, REPLY frames the other, nothing else.  Before
+ * a capture (leaving) the supervisor sends HOLD, and says "quiet" only once the
+ * copy has read every byte HELD counts: so the copy is never captured with a
+ * reply unread, and a request it sends after that is not executed at home (its
+ * handler, restored at home mid-call, finds no channel and issues the call again
+ * there).
  *
  * One request is outstanding at a time (the process has one thread, and calls
  * that create processes bring it home first), so the home side never needs the
@@ -32,6 +46,10 @@ enum fwd_frame_type {
     FWD_FRAME_STOPPED = 4,
     FWD_FRAME_EXIT = 5,
     FWD_FRAME_LEAVING = 6,
+    FWD_FRAME_SIGNALED = 7,
+    FWD_FRAME_HOLD = 8,
+    FWD_FRAME_HELD = 9,
+    FWD_FRAME_RESUME = 10,
 };
 
 struct fwd_frame {

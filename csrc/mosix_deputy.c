@@ -22,6 +22,13 @@
  *     channel, an image to restore from, or an end with a message: the
  *     process is lost; or, when it has a checkpoint taken at home, the line
  *     and the restorer on that checkpoint file, so it resumes from there).
+ * A copy with the preload shim's handler also sends its calls itself over a
+ * second, direct channel (the fast path); both are served, and the direct one
+ * may close at any time (the copy left or ended: the first channel says what
+ * happens).  Signals, STOPPED and EXIT stay on the first channel; before a
+ * reply on the direct channel, the signals passed so far have been delivered
+ * (the supervisor acknowledges each with SIGNALED), so the copy sees them as
+ * the call returns, as it would with the supervisor in between.
  * Frames: forward_wire.h.  The deputy's own descriptors sit at the top of the
  * descriptor range, and the program's calls that would hit them are served as
  * if they were not there. */
@@ -48,11 +55,15 @@
 #define NSIG_MAX 64
 #define AGENT_FRAME_MAX 4096
 
-static int chan = -1, agent = -1, sigpipe_r = -1, sigpipe_w = -1;
+static int chan = -1, direct = -1, agent = -1, sigpipe_r = -1, sigpipe_w = -1;
 static const char *restorer, *cloexec_list = "";
 static unsigned char req[FWD_FRAME_MAX_PAYLOAD], rep[FWD_FRAME_MAX_PAYLOAD];
 static int pending[NSIG_MAX + 1]; /* signals caught while there is no channel */
 static volatile sig_atomic_t caught; /* a signal's byte may be in the pipe */
+static unsigned long unacked;        /* SIGNAL frames the supervisor has not acknowledged */
+static unsigned long channel_gen;    /* channels taken so far */
+static uint64_t direct_sent;         /* bytes sent on the direct channel */
+static int hold, held_told;          /* HOLD: the direct channel is not read; HELD sent */
 
 /* ------------------------------------------------------------ ends */
 
@@ -135,7 +146,8 @@ static int move_high(int fd)
 
 static int is_own(long fd)
 {
-    return fd >= 0 && (fd == chan || fd == agent || fd == sigpipe_r || fd == sigpipe_w);
+    return fd >= 0 &&
+           (fd == chan || fd == direct || fd == agent || fd == sigpipe_r || fd == sigpipe_w);
 }
 
 static void relocate(int *fd)
@@ -153,7 +165,7 @@ static void relocate(int *fd)
  * descriptor were not open.  Returns 1 with *ret set when answered here. */
 static int own_fd_call(long nr, const uint64_t a[6], int64_t *ret)
 {
-    int *mine[] = {&chan, &agent, &sigpipe_r, &sigpipe_w};
+    int *mine[] = {&chan, &direct, &agent, &sigpipe_r, &sigpipe_w};
     switch (nr) {
     case SYS_dup2:
     case SYS_dup3:
@@ -255,6 +267,8 @@ static void pass_signals(void)
         for (; pending[sig] > 0; pending[sig]--)
             if (fwd_send_frame(chan, FWD_FRAME_SIGNAL, (uint64_t)sig, NULL, 0) < 0)
                 return; /* the channel broke: the main loop sees it */
+            else
+                unacked++;
 }
 
 /* ------------------------------------------------------------ the agent */
@@ -416,6 +430,32 @@ _Noreturn static void ended(const struct agent_reply *reply, const int fd[2], co
     come_home(own);
 }
 
+/* The channels that came with "deputy-channel": the first, and the direct one if any. */
+static void take_channels(const int fd[2])
+{
+    chan = move_high(fd[0]);
+    direct = fd[1] >= 0 ? move_high(fd[1]) : -1;
+    unacked = 0;
+    channel_gen++;
+    direct_sent = 0;
+    hold = held_told = 0;
+}
+
+static void close_direct(void)
+{
+    if (direct >= 0 && close(direct) < 0)
+        lost("close: %s", strerror(errno));
+    direct = -1;
+}
+
+static void close_channels(void)
+{
+    if (chan >= 0 && close(chan) < 0)
+        lost("close: %s", strerror(errno));
+    chan = -1;
+    close_direct();
+}
+
 /* Wait for the agent's order after the channel ended (or the copy left). */
 static void await_order(void)
 {
@@ -434,7 +474,7 @@ static void await_order(void)
             continue;
         agent_receive(&reply, fd);
         if (strcmp(reply.op, "deputy-channel") == 0 && fd[0] >= 0) {
-            chan = move_high(fd[0]);
+            take_channels(fd);
             pass_signals();
             return;
         }
@@ -448,9 +488,7 @@ static void await_order(void)
 
 static void channel_lost(void)
 {
-    if (chan >= 0 && close(chan) < 0)
-        lost("close: %s", strerror(errno));
-    chan = -1;
+    close_channels();
     agent_send("deputy-lost", 0, NULL);
     await_order();
 }
@@ -479,7 +517,20 @@ static size_t reply_result(void *r, int64_t ret)
     return sizeof(head);
 }
 
-static void serve_one(const struct fwd_frame *f)
+static void first_channel_frame(void);
+
+/* Direct channel: wait until the supervisor has delivered every signal passed
+ * so far (they are then pending in the copy, whose handler blocks them, and
+ * arrive as the call returns).  Frames other than SIGNALED are handled as
+ * usual meanwhile. */
+static void await_signals_delivered(void)
+{
+    while (unacked > 0 && chan >= 0)
+        first_channel_frame();
+}
+
+/* A request on fd (the first channel or the direct one): execute, reply there. */
+static void serve_one(int fd, const struct fwd_frame *f)
 {
     long nr;
     uint64_t args[6];
@@ -491,15 +542,90 @@ static void serve_one(const struct fwd_frame *f)
         n = fwd_execute(req, f->len, rep, sizeof(rep));
     if (caught) /* before the reply: the copy gets the signal, then the result */
         pass_signals();
+    if (fd == direct) {
+        unsigned long gen = channel_gen;
+        await_signals_delivered();
+        if (gen != channel_gen) /* the copy left meanwhile: not its channel any more */
+            return;
+        if (direct >= 0 && fwd_send_frame(direct, FWD_FRAME_REPLY, f->id, rep, n) < 0)
+            close_direct(); /* the copy left or ended: the first channel tells */
+        else
+            direct_sent += sizeof(struct fwd_frame) + n;
+        return;
+    }
     if (chan >= 0 && fwd_send_frame(chan, FWD_FRAME_REPLY, f->id, rep, n) < 0)
         channel_lost();
+}
+
+/* A frame on the direct channel: only requests come that way. */
+static void direct_frame(void)
+{
+    struct fwd_frame f;
+    if (fwd_read_full(direct, &f, sizeof(f)) < 0 || f.type != FWD_FRAME_REQUEST ||
+        f.len > sizeof(req) || (f.len && fwd_read_full(direct, req, f.len) < 0)) {
+        close_direct();
+        return;
+    }
+    serve_one(direct, &f);
+}
+
+/* A frame on the first channel. */
+static void first_channel_frame(void)
+{
+    struct fwd_frame f;
+    if (fwd_read_full(chan, &f, sizeof(f)) < 0) {
+        channel_lost();
+        return;
+    }
+    if (f.len > sizeof(req) || (f.len && fwd_read_full(chan, req, f.len) < 0)) {
+        channel_lost();
+        return;
+    }
+    switch (f.type) {
+    case FWD_FRAME_REQUEST:
+        serve_one(chan, &f);
+        break;
+    case FWD_FRAME_SIGNALED:
+        if (unacked > 0)
+            unacked--;
+        break;
+    case FWD_FRAME_HOLD: /* HELD goes from the main loop: never in the middle of a call */
+        hold = 1;
+        held_told = 0;
+        break;
+    case FWD_FRAME_RESUME:
+        hold = 0;
+        break;
+    case FWD_FRAME_EXIT:
+        end_like(f.id);
+    case FWD_FRAME_STOPPED:
+        if (kill(getpid(), SIGSTOP) < 0)
+            lost("SIGSTOP: %s", strerror(errno));
+        break;
+    case FWD_FRAME_LEAVING:
+        close_channels();
+        await_order();
+        break;
+    default:
+        channel_lost();
+    }
 }
 
 static void serve(void)
 {
     for (;;) {
-        struct pollfd p[3] = {{chan, POLLIN, 0}, {sigpipe_r, POLLIN, 0}, {agent, POLLIN, 0}};
-        if (poll(p, 3, -1) < 0) {
+        if (hold && !held_told && chan >= 0) {
+            if (fwd_send_frame(chan, FWD_FRAME_HELD, direct_sent, NULL, 0) < 0) {
+                channel_lost();
+                continue;
+            }
+            held_told = 1;
+        }
+        struct pollfd p[4] = {{chan, POLLIN, 0},
+                              {sigpipe_r, POLLIN, 0},
+                              {agent, POLLIN, 0},
+                              {hold ? -1 : direct, POLLIN, 0}};
+        if (poll(p, 4, -1) < 0) {
             if (errno == EINTR)
                 continue;
             lost("poll: %s", strerror(errno));
@@ -510,11 +636,9 @@ static void serve(void)
             struct agent_reply reply;
             int fd[2];
             agent_receive(&reply, fd);
-            if (chan >= 0 && close(chan) < 0)
-                lost("close: %s", strerror(errno));
-            chan = -1;
+            close_channels();
             if (strcmp(reply.op, "deputy-channel") == 0 && fd[0] >= 0) {
-                chan = move_high(fd[0]);
+                take_channels(fd);
                 continue;
             }
             if (strcmp(reply.op, "deputy-home") == 0 && fd[0] >= 0 && fd[1] >= 0)
@@ -523,36 +647,10 @@ static void serve(void)
                 ended(&reply, fd, "ended by the node agent");
             lost("%s", reply.error[0] ? reply.error : "ended by the node agent");
         }
-        if (!p[0].revents)
-            continue;
-        struct fwd_frame f;
-        if (fwd_read_full(chan, &f, sizeof(f)) < 0) {
-            channel_lost();
-            continue;
-        }
-        if (f.len > sizeof(req) || (f.len && fwd_read_full(chan, req, f.len) < 0)) {
-            channel_lost();
-            continue;
-        }
-        switch (f.type) {
-        case FWD_FRAME_REQUEST:
-            serve_one(&f);
-            break;
-        case FWD_FRAME_EXIT:
-            end_like(f.id);
-        case FWD_FRAME_STOPPED:
-            if (kill(getpid(), SIGSTOP) < 0)
-                lost("SIGSTOP: %s", strerror(errno));
-            break;
-        case FWD_FRAME_LEAVING:
-            if (close(chan) < 0)
-                lost("close: %s", strerror(errno));
-            chan = -1;
-            await_order();
-            break;
-        default:
-            channel_lost();
-        }
+        if (p[0].revents && chan >= 0)
+            first_channel_frame();
+        else if (p[3].revents && direct >= 0)
+            direct_frame();
     }
 }
 

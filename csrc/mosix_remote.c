@@ -1,9 +1,12 @@
 /* mosix_remote.c - the supervisor of a migrated process's remote copy.
  *
  * Usage (started by the node agent that accepted a migration):
- *   mosix-remote -c CHANFD -i IMAGEFD -m MODE -e MOSIX_EXEC -r MOSIX_RESTORE [-t]
+ *   mosix-remote -c CHANFD [-d DIRECTFD] -i IMAGEFD -m MODE -e MOSIX_EXEC -r MOSIX_RESTORE [-t]
  *
  *   CHANFD   the channel to the deputy at home (forward_wire.h), a TCP socket
+ *   DIRECTFD the direct channel: handed to the restorer (-D); a copy with the
+ *            preload shim's handler sends its calls to the deputy over it itself
+ *            (the fast path: no notification, no supervisor in between)
  *   IMAGEFD  the image, streamed from the home node
  *   MODE     the unsupported-call mode (u, e, w) of the base filter here
  *   -t       take the time from this node (mosrun -t): time calls run here
@@ -24,6 +27,10 @@
  *        (the channel broke: the copy is killed)
  *   in:  "leave" (finish the call in flight, take no more: it is being
  *        captured), "stay" (it stays after all), "kill" (end the copy)
+ * With the direct channel, "leave" also asks the deputy to hold it (HOLD), and
+ * "quiet" waits until the copy has read every reply the deputy sent there
+ * (HELD's count against this end's TCP_INFO and unread bytes: this process
+ * keeps a descriptor of the copy's socket, and never reads it).
  * Exit status: 0, or 1 when the copy could not be started. */
 #include "forward.h"
 #include "forward_wire.h"
@@ -31,9 +38,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/seccomp.h>
+#include <linux/sockios.h>
+#include <netinet/in.h>
+#include <linux/tcp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,9 +61,12 @@
 #define SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (1UL << 0)
 #endif
 
-static int chan = -1, listener = -1, sigfd = -1, agent_in = STDIN_FILENO;
+static int chan = -1, direct = -1, listener = -1, sigfd = -1, agent_in = STDIN_FILENO;
 static pid_t copy;
 static int time_here, leaving, quiet_told, home_asked, listener_hung_up;
+static int hold_sent, held;   /* direct channel: HOLD sent, HELD received */
+static uint64_t held_bytes;   /* what HELD says the deputy sent on it */
+static uint64_t direct_before; /* bytes it had carried before (the agents' handshake) */
 static unsigned char buf[FWD_FRAME_MAX_PAYLOAD];
 
 /* The call in flight at home. */
@@ -161,9 +175,36 @@ static void answer(uint64_t id, long result, int cont)
     /* ENOENT: the call was interrupted (a signal, or a capture): it comes again */
 }
 
+/* Bytes this end of the direct channel has received (TCP_INFO). */
+static uint64_t direct_received(void)
+{
+    struct tcp_info ti;
+    socklen_t len = sizeof(ti);
+    memset(&ti, 0, sizeof(ti));
+    if (getsockopt(direct, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0)
+        die("the direct channel: %s", strerror(errno));
+    if (len < offsetof(struct tcp_info, tcpi_bytes_received) + sizeof(ti.tcpi_bytes_received))
+        die("the direct channel: TCP_INFO without tcpi_bytes_received");
+    return ti.tcpi_bytes_received;
+}
+
+/* Every byte the deputy sent on the direct channel has arrived and the copy
+ * has read it (no reply is left unread in its socket). */
+static int direct_drained(void)
+{
+    if (direct < 0)
+        return 1;
+    if (!held)
+        return 0;
+    int unread = 0;
+    if (ioctl(direct, SIOCINQ, &unread) < 0)
+        die("the direct channel: %s", strerror(errno));
+    return direct_received() - direct_before == held_bytes && unread == 0;
+}
+
 static void maybe_quiet(void)
 {
-    if (leaving && !call.active && !quiet_told) {
+    if (leaving && !call.active && !quiet_told && direct_drained()) {
         tell("quiet");
         quiet_told = 1;
     }
@@ -262,9 +303,17 @@ static void from_home(void)
         answer(call.notif_id, fwd_apply(copy, call.nr, call.args, buf, f.len), 0);
         maybe_quiet();
         return;
+    case FWD_FRAME_HELD:
+        held = 1;
+        held_bytes = f.id;
+        maybe_quiet();
+        return;
     case FWD_FRAME_SIGNAL:
         if (f.id >= 1 && f.id <= 64 && kill(copy, (int)f.id) < 0 && errno != ESRCH)
             die("kill %d: %s", (int)copy, strerror(errno));
+        /* delivered (pending, if the copy blocks it): a reply on the direct channel may go */
+        if (fwd_send_frame(chan, FWD_FRAME_SIGNALED, f.id, NULL, 0) < 0)
+            channel_lost();
         return;
     default:
         channel_lost();
@@ -287,12 +336,23 @@ static void from_agent(void)
         if (strcmp(l, "leave") == 0) {
             leaving = 1;
             quiet_told = 0;
+            if (direct >= 0 && !hold_sent && chan >= 0) {
+                if (fwd_send_frame(chan, FWD_FRAME_HOLD, 0, NULL, 0) < 0)
+                    channel_lost();
+                hold_sent = 1;
+                held = 0;
+            }
             maybe_quiet();
         } else if (strcmp(l, "stay") == 0) {
             leaving = 0;
             home_asked = 0;
             if (chan < 0) /* its deputy is gone: nothing serves it any more */
                 channel_lost();
+            if (hold_sent) {
+                if (fwd_send_frame(chan, FWD_FRAME_RESUME, 0, NULL, 0) < 0)
+                    channel_lost();
+                hold_sent = held = 0;
+            }
         } else if (strcmp(l, "kill") == 0 && kill(copy, SIGKILL) < 0 && errno != ESRCH) {
             die("kill: %s", strerror(errno));
         }
@@ -333,12 +393,13 @@ static void start_copy(int imagefd, const char *mode, const char *exec_path,
     if (copy < 0)
         die("fork: %s", strerror(errno));
     if (copy == 0) {
-        char spt[16], imt[16], ert[16];
+        char spt[16], imt[16], ert[16], dit[16];
         snprintf(spt, sizeof(spt), "%d", sp[1]);
         snprintf(imt, sizeof(imt), "%d", imagefd);
         snprintf(ert, sizeof(ert), "%d", errp[1]);
+        snprintf(dit, sizeof(dit), "%d", direct);
         if (fcntl(sp[1], F_SETFD, 0) < 0 || fcntl(imagefd, F_SETFD, 0) < 0 ||
-            fcntl(errp[1], F_SETFD, 0) < 0)
+            fcntl(errp[1], F_SETFD, 0) < 0 || (direct >= 0 && fcntl(direct, F_SETFD, 0) < 0))
             _exit(125);
         int null = open("/dev/null", O_RDWR);
         if (null < 0 || dup2(null, STDIN_FILENO) < 0 || dup2(null, STDOUT_FILENO) < 0)
@@ -347,14 +408,15 @@ static void start_copy(int imagefd, const char *mode, const char *exec_path,
         if (sigemptyset(&none) < 0 || sigprocmask(SIG_SETMASK, &none, NULL) < 0)
             _exit(125);
         char *argv[] = {(char *)exec_path, "-r", "-m", (char *)mode, "-p", "mosrun", "--",
-                        (char *)restore_path, (char *)restore_path, "-F", spt, "-e", ert, imt,
-                        NULL};
+                        (char *)restore_path, (char *)restore_path, "-F", spt, "-e", ert,
+                        direct >= 0 ? "-D" : imt, direct >= 0 ? dit : NULL, imt, NULL};
         extern char **environ;
         execve(exec_path, argv, environ);
         _exit(126);
     }
     if (close(sp[1]) < 0 || close(errp[1]) < 0 || close(imagefd) < 0)
         die("close: %s", strerror(errno));
+    /* direct stays open here (close-on-exec, never read): to see what the copy read */
     listener = mosix_receive_fd(sp[0]);
     if (listener < 0) {
         char why[300];
@@ -373,8 +435,8 @@ static void start_copy(int imagefd, const char *mode, const char *exec_path,
 
 _Noreturn static void usage(void)
 {
-    fprintf(stderr, "usage: mosix-remote -c CHANFD -i IMAGEFD -m u|e|w -e MOSIX_EXEC "
-                    "-r MOSIX_RESTORE [-t]\n");
+    fprintf(stderr, "usage: mosix-remote -c CHANFD [-d DIRECTFD] -i IMAGEFD -m u|e|w "
+                    "-e MOSIX_EXEC -r MOSIX_RESTORE [-t]\n");
     exit(2);
 }
 
@@ -382,10 +444,13 @@ int main(int argc, char **argv)
 {
     int imagefd = -1, c;
     const char *mode = NULL, *exec_path = NULL, *restore_path = NULL;
-    while ((c = getopt(argc, argv, "+c:i:m:e:r:t")) != -1) {
+    while ((c = getopt(argc, argv, "+c:d:i:m:e:r:t")) != -1) {
         switch (c) {
         case 'c':
             chan = atoi(optarg);
+            break;
+        case 'd':
+            direct = atoi(optarg);
             break;
         case 'i':
             imagefd = atoi(optarg);
@@ -408,7 +473,8 @@ int main(int argc, char **argv)
     }
     if (chan < 0 || imagefd < 0 || !mode || !exec_path || !restore_path || optind != argc)
         usage();
-    if (fcntl(chan, F_SETFD, FD_CLOEXEC) < 0 || fcntl(imagefd, F_GETFD) < 0)
+    if (fcntl(chan, F_SETFD, FD_CLOEXEC) < 0 || fcntl(imagefd, F_GETFD) < 0 ||
+        (direct >= 0 && fcntl(direct, F_SETFD, FD_CLOEXEC) < 0))
         die("bad descriptors: %s", strerror(errno));
     sigset_t chld;
     if (sigemptyset(&chld) < 0 || sigaddset(&chld, SIGCHLD) < 0 ||
@@ -420,16 +486,23 @@ int main(int argc, char **argv)
     struct sigaction ign = {.sa_handler = SIG_IGN};
     if (sigaction(SIGPIPE, &ign, NULL) < 0)
         die("sigaction: %s", strerror(errno));
+    if (direct >= 0) /* the deputy sends nothing before the copy asks */
+        direct_before = direct_received();
     start_copy(imagefd, mode, exec_path, restore_path);
     tell("ready %d", (int)copy);
     for (;;) {
+        /* leaving: no event says the copy has read its last reply; look again soon */
+        int wait_ms = leaving && held && !quiet_told ? 1 : -1;
         struct pollfd p[4] = {
             {sigfd, POLLIN, 0},
             {chan, POLLIN, 0},
             {agent_in, POLLIN, 0},
             {(call.active || leaving || listener_hung_up) ? -1 : listener, POLLIN, 0},
         };
-        if (poll(p, 4, -1) < 0) {
+        int ready = poll(p, 4, wait_ms);
+        if (ready == 0)
+            maybe_quiet();
+        if (ready < 0) {
             if (errno == EINTR)
                 continue;
             die("poll: %s", strerror(errno));

@@ -1,6 +1,6 @@
 /* mosix_restore.c - the restorer: turn a checkpoint image back into the process.
  *
- * Usage: mosix-restore [-c] [-p PREFIX] [-e ERRFD] [-F SOCKFD | -H -x FDS] FD
+ * Usage: mosix-restore [-c] [-p PREFIX] [-e ERRFD] [-F SOCKFD [-D CHANFD] | -H -x FDS] FD
  *
  * Reads the image (mosix/ckpt/format.py, docs/IMAGE.md) from descriptor FD,
  * strictly in order, and becomes the process it describes: same memory,
@@ -19,6 +19,9 @@
  *              that run at home go to a listener) and sends the listener over
  *              SOCKFD.  The filter lets the restorer's own calls through by
  *              their address (RESTORER_BASE).
+ *   -D CHANFD  with -F: the direct channel to the deputy; when the image has the
+ *              preload shim's handler it goes to FWD_DIRECT_FD and the filter is
+ *              the fast variant (the shim forwards calls itself), else it is closed
  *   -H -x FDS  migration back home (the deputy executes this): the process's
  *              filters are still in force (no shim filter again), and its
  *              close-on-exec descriptors are the list FDS ("3,5"; "-": none),
@@ -46,7 +49,7 @@ char restore_stack[STACK_BYTES] __attribute__((aligned(16)));
 extern char _end[]; /* the linker's end of the bss */
 
 static const char usage_text[] =
-    "usage: mosix-restore [-c] [-p PREFIX] [-e ERRFD] [-F SOCKFD | -H -x FDS] FD";
+    "usage: mosix-restore [-c] [-p PREFIX] [-e ERRFD] [-F SOCKFD [-D CHANFD] | -H -x FDS] FD";
 
 struct options {
     int check_only;
@@ -105,6 +108,11 @@ static struct options parse_args(int argc, char **argv)
             if (fd < 0)
                 refuse(usage_text);
             migration.forward_sock = fd;
+        } else if (a[1] == 'D' && !a[2] && i + 1 < argc) {
+            int fd = parse_fd(argv[++i]);
+            if (fd < 0)
+                refuse(usage_text);
+            migration.direct_fd = fd;
         } else if (a[1] == 'H' && !a[2]) {
             migration.home = 1;
             msg_tell_program();
@@ -120,7 +128,8 @@ static struct options parse_args(int argc, char **argv)
     if (i != argc - 1 || (o.fd = parse_fd(argv[i])) < 0)
         refuse(usage_text);
     if ((migration.home && (migration.forward_sock >= 0 || !migration.cloexec_list)) ||
-        (!migration.home && migration.cloexec_list))
+        (!migration.home && migration.cloexec_list) ||
+        (migration.direct_fd >= 0 && migration.forward_sock < 0))
         refuse(usage_text);
     return o;
 }
@@ -140,7 +149,7 @@ static void block_signals(void)
 }
 
 static struct image img;
-struct migration migration = {.forward_sock = -1};
+struct migration migration = {.forward_sock = -1, .direct_fd = -1};
 
 __attribute__((noreturn, used)) void restore_main(long *sp)
 {

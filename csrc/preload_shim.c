@@ -16,6 +16,11 @@
  *   always   rt_sigaction(SIGSYS, act): succeeds without effect (ERRNO 0), so
  *            neither libc internals nor syscall(2) replace this handler
  *
+ * In a migrated copy (restored with the direct channel), calls placed at home
+ * trap with FWD_TRAP_MAGIC from the fast forward filter, and the handler sends
+ * them to the deputy itself (shim_forward.c).  The handler runs with every
+ * other signal blocked.
+ *
  * Under -u and -w unsupported calls go on to the guard: its kill (or warning)
  * does not depend on any SIGSYS handler.
  *
@@ -41,6 +46,7 @@
 #include <fcntl.h>
 #include <gnu/libc-version.h>
 #include <link.h>
+#include <linux/audit.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,8 +54,10 @@
 #include <ucontext.h>
 #include <unistd.h>
 
+#include "forward_table.h"
 #include "raw_syscall.h"
 #include "seccomp_table.h"
+#include "shim_forward.h"
 
 #define EXPORT __attribute__((visibility("default")))
 
@@ -72,7 +80,7 @@ static enum mosix_mode mode;     /* from the probe */
 static struct sigaction shadow;  /* the program's idea of its SIGSYS disposition */
 static int shadow_blocked;       /* ... and of SIGSYS being blocked */
 static uint64_t libc_lo, libc_hi; /* libc's text, the range the shim's filter covers */
-static char altstack[32768] __attribute__((aligned(16)));
+static char altstack[65536] __attribute__((aligned(16))); /* the fast path marshals on it */
 
 typedef int (*sigaction_fn)(int, const struct sigaction *, struct sigaction *);
 typedef int (*sigmask_fn)(int, const sigset_t *, sigset_t *);
@@ -154,9 +162,40 @@ static void forward(int sig, siginfo_t *info, void *ctx)
         h(sig);
 }
 
+/* A call for home, trapped by the fast forward filter: to the deputy, over the
+ * direct channel.  A SIGSTOP sent from libc becomes SIGTSTP first, as the
+ * shim's own filter (whose trap this one's replaces) would have made it. */
+static void forward_home(greg_t *g, long nr)
+{
+    uint64_t a[6] = {(uint64_t)g[REG_RDI], (uint64_t)g[REG_RSI], (uint64_t)g[REG_RDX],
+                     (uint64_t)g[REG_R10], (uint64_t)g[REG_R8],  (uint64_t)g[REG_R9]};
+    uint64_t ip = (uint64_t)g[REG_RIP];
+    if (ip >= libc_lo && ip < libc_hi) {
+        struct seccomp_data sd = {.nr = (int)nr, .arch = AUDIT_ARCH_X86_64, .instruction_pointer = ip};
+        for (int i = 0; i < 6; i++)
+            sd.args[i] = a[i];
+        unsigned c = mosix_classify(&sd);
+        if (MOSIX_OUTCOME(c) == MOSIX_OUTCOME_STOP_TO_TSTP)
+            a[MOSIX_OUTCOME_ARG(c)] = SIGTSTP;
+    }
+    long ret;
+    if (shim_forward_call(nr, a, &ret) == SHIM_FORWARD_NO_CHANNEL) {
+        /* the channel is gone (the copy is leaving) or this is home: again */
+        g[REG_RIP] -= 2; /* back to the syscall instruction (2 bytes) */
+        g[REG_RAX] = (greg_t)nr;
+        return;
+    }
+    g[REG_RAX] = (greg_t)ret;
+}
+
 static void on_sigsys(int sig, siginfo_t *info, void *vctx)
 {
     int saved_errno = errno;
+    if (info->si_code == SYS_SECCOMP && info->si_errno == FWD_TRAP_MAGIC) {
+        forward_home(((ucontext_t *)vctx)->uc_mcontext.gregs, info->si_syscall);
+        errno = saved_errno;
+        return;
+    }
     if (info->si_code != SYS_SECCOMP || info->si_errno != MOSIX_TRAP_MAGIC) {
         forward(sig, info, vctx);
         errno = saved_errno;
@@ -285,7 +324,10 @@ static void shim_setup(void)
     memset(&sa, 0, sizeof(sa));
     sa.sa_sigaction = on_sigsys;
     sa.sa_flags = SA_SIGINFO | SA_NODEFER | SA_ONSTACK;
-    if (sigemptyset(&sa.sa_mask) != 0 || real_sigaction(SIGSYS, &sa, &shadow) != 0)
+    /* every other signal blocked in the handler: a forwarded call's frames are
+     * never interleaved with a nested one's */
+    if (sigfillset(&sa.sa_mask) != 0 || sigdelset(&sa.sa_mask, SIGSYS) != 0 ||
+        real_sigaction(SIGSYS, &sa, &shadow) != 0)
         return;
     sigset_t sys, old;
     if (sigemptyset(&sys) != 0 || sigaddset(&sys, SIGSYS) != 0 ||

@@ -125,6 +125,7 @@ void mem_populate(uint64_t addr, uint64_t len);
 /* Migration modes (mosix_restore.c options -F, -H, -x). */
 struct migration {
     int forward_sock; /* -F: where the forward filter's listener goes (-1: no) */
+    int direct_fd;    /* -D: the direct channel to the deputy (-1: none) */
     int home;         /* -H: back home: the filters are in force already */
     const char *cloexec_list;
 };

@@ -138,13 +138,42 @@ static void install_shim_filter(const struct image *img)
           "cannot install the shim's filter");
 }
 
-/* Migration, remote side: the forward filter (forward_table.h), its listener
- * sent to mosix-remote over sock.  Calls from here on pass by their address. */
-static void install_forward_filter(int sock)
+/* -D: the direct channel goes to FWD_DIRECT_FD when the image has the shim's
+ * SIGSYS handler (its filter is recorded only once the handler is in place), and
+ * the fast variant of the filter is used; otherwise it is closed.  Returns
+ * whether the fast path is on. */
+static int place_direct_channel(const struct image *img)
+{
+    int fd = migration.direct_fd;
+    if (fd < 0)
+        return 0;
+    if (img->proc.shim_kind == MOSIX_CKPT_SHIM_NONE) {
+        check(mosix_raw1(__NR_close, fd), "cannot close the direct channel");
+        return 0;
+    }
+    if (fd != FWD_DIRECT_FD) {
+        check(mosix_raw3(__NR_dup3, fd, FWD_DIRECT_FD, O_CLOEXEC),
+              "cannot place the direct channel");
+        check(mosix_raw1(__NR_close, fd), "cannot close the direct channel");
+    } else {
+        check(mosix_raw3(__NR_fcntl, fd, F_SETFD, FD_CLOEXEC), "cannot set close-on-exec");
+    }
+    return 1;
+}
+
+/* Migration, remote side: the forward filter (forward_table.h; its fast variant
+ * with the direct channel), its listener sent to mosix-remote over sock.  Calls
+ * from here on pass by their address. */
+static void install_forward_filter(const struct image *img, int sock)
 {
     struct sock_fprog fprog = {.len = (unsigned short)(sizeof(mosix_forward_filter) /
                                                        sizeof(mosix_forward_filter[0])),
                                .filter = (struct sock_filter *)mosix_forward_filter};
+    if (place_direct_channel(img)) {
+        fprog.len = (unsigned short)(sizeof(mosix_forward_filter_fast) /
+                                     sizeof(mosix_forward_filter_fast[0]));
+        fprog.filter = (struct sock_filter *)mosix_forward_filter_fast;
+    }
     long listener = mosix_raw3(__NR_seccomp, SECCOMP_SET_MODE_FILTER,
                                SECCOMP_FILTER_FLAG_NEW_LISTENER | SECCOMP_FILTER_FLAG_SPEC_ALLOW,
                                &fprog);
@@ -179,12 +208,19 @@ static void install_forward_filter(int sock)
     check(mosix_raw1(__NR_close, sock), "cannot close the supervisor's socket");
 }
 
-/* The caller opened the files inheritable (they had to survive its exec of us). */
+/* The caller opened the files inheritable (they had to survive its exec of us).
+ * Back home (-H), the list is the one from when the process left: a descriptor
+ * it closed while away is simply gone. */
 static void set_cloexec(const struct image *img)
 {
-    for (int fd = 0; fd < MOSIX_CKPT_MAX_FILES; fd++)
-        if (img->cloexec[fd / 64] & (1ull << (fd % 64)))
-            check(mosix_raw3(__NR_fcntl, fd, F_SETFD, FD_CLOEXEC), "cannot set close-on-exec");
+    for (int fd = 0; fd < MOSIX_CKPT_MAX_FILES; fd++) {
+        if (!(img->cloexec[fd / 64] & (1ull << (fd % 64))))
+            continue;
+        long rc = mosix_raw3(__NR_fcntl, fd, F_SETFD, FD_CLOEXEC);
+        if (rc == -EBADF && migration.home)
+            continue;
+        check(rc, "cannot set close-on-exec");
+    }
 }
 
 void state_apply(const struct image *img)
@@ -324,7 +360,7 @@ __attribute__((noreturn)) void state_resume(const struct image *img, int fd)
           "cannot protect the trampoline");
     check(mosix_raw1(__NR_close, fd), "cannot close the image");
     if (migration.forward_sock >= 0)
-        install_forward_filter(migration.forward_sock);
+        install_forward_filter(img, migration.forward_sock);
     if (msg_fd_get() != 2)
         check(mosix_raw1(__NR_close, msg_fd_get()), "cannot close the error descriptor");
     __asm__ volatile("jmp *%0" : : "r"(TRAMP_CODE) : "memory");

@@ -496,10 +496,12 @@ class MigrateImage(Message):
 @message
 @dataclass(frozen=True)
 class MigrateChannel(Message):
-    """First message of the connection that becomes the forwarding channel."""
+    """First message of the connection that becomes the forwarding channel, or
+    (``direct``) the direct channel between the copy's shim and the deputy."""
 
     OP: ClassVar[str] = "migrate-channel"
     token: str = ""
+    direct: bool = False
 
 
 @message

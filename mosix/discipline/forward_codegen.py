@@ -150,6 +150,19 @@ def header_text(generated: str) -> str:
     ]
     out += [f"    {{{insn.code:#06x}, {insn.jt}, {insn.jf}, {_k(insn.k)}}}," for insn in prog.insns]
     out += ["};", ""]
+    fast = forward_filter.program(fast=True)
+    out += [
+        "/* The fast variant, for a copy with the preload shim's SIGSYS handler: calls placed",
+        " * at home trap (SECCOMP_RET_TRAP | FWD_TRAP_MAGIC) and the shim sends them over the",
+        " * direct channel at FWD_DIRECT_FD; its own sendto/recvfrom there (sixth argument",
+        " * FWD_DIRECT_MAGIC) are allowed.  Everything else as above. */",
+        f"#define FWD_TRAP_MAGIC {forward_filter.FWD_TRAP_MAGIC:#x}",
+        f"#define FWD_DIRECT_FD {forward_filter.DIRECT_FD}",
+        f"#define FWD_DIRECT_MAGIC {forward_filter.DIRECT_MAGIC:#x}",
+        f"static const struct sock_filter {fast.name}[] = {{",
+    ]
+    out += [f"    {{{insn.code:#06x}, {insn.jt}, {insn.jf}, {_k(insn.k)}}}," for insn in fast.insns]
+    out += ["};", ""]
     out += [
         "#ifdef FWD_CHECK_CONSTANTS",
         "/* forward_marshal.c checks the table's numbers against the system headers. */",

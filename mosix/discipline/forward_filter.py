@@ -12,6 +12,16 @@ restorer is linked) are allowed, as it runs before the process resumes; x32
 numbers kill; numbers beyond the table go to the supervisor (which answers
 ENOSYS); then one leaf per number, with argument checks where the decision
 depends on them (mmap's MAP_ANONYMOUS, getrusage's who, the clocks).
+
+The *fast* variant (:func:`program` with ``fast=True``) is for a copy whose
+image has the preload shim's SIGSYS handler: calls placed at home trap
+(``SECCOMP_RET_TRAP`` with ``FWD_TRAP_MAGIC``, which beats the user
+notification of any filter) and the shim marshals them itself over the direct
+channel at descriptor ``DIRECT_FD``.  The shim's own channel I/O (sendto and
+recvfrom on ``DIRECT_FD`` with ``DIRECT_MAGIC`` in the sixth argument, which
+the kernel ignores with a null address) is let through before anything else.
+Other calls that do not run locally (bring home, file maps, clocks,
+unforwardable ones) still go to the supervisor.
 """
 
 from __future__ import annotations
@@ -24,9 +34,18 @@ from mosix.discipline.policy import SYSCALLS, Arg, Decision, Outcome, Policy, Ru
 NAME = "mosix_forward_filter"
 RESTORER_HIGH = RESTORER_BASE >> 32  # 0x00002000
 
+FAST_NAME = "mosix_forward_filter_fast"
+
+# The fast variant's constants (generated into forward_table.h for C).
+FWD_TRAP_MAGIC = 0x4D46  # SECCOMP_RET_DATA (si_errno) of a call for the shim: 'MF'
+DIRECT_FD = 1023  # the direct channel in the copy (RLIMIT_NOFILE is 1024 there)
+DIRECT_MAGIC = 0x4D584446  # sendto/recvfrom's sixth argument on the direct channel
+SENDTO, RECVFROM = 44, 45
+
 # Outcomes of the synthetic table compiled below.
 LOCAL = Outcome.ALLOW  # runs here (or the base filter decides)
 NOTIFY = Outcome.UNSUPPORTED  # goes to the supervisor
+FAST = Outcome.EPERM  # fast variant: goes home through the shim's handler
 
 
 def filter_action(outcome: Outcome, on: int | None) -> bpf.Action:
@@ -35,6 +54,7 @@ def filter_action(outcome: Outcome, on: int | None) -> bpf.Action:
         {
             LOCAL: bpf.RET_ALLOW,
             NOTIFY: bpf.RET_USER_NOTIF,
+            FAST: bpf.RET_TRAP | FWD_TRAP_MAGIC,
             Outcome.ENOSYS: bpf.RET_USER_NOTIF,  # numbers beyond the table
             Outcome.KILL: bpf.RET_KILL_PROCESS,
             Outcome.PROBE: bpf.RET_ALLOW,  # the base filter answers the shim's probe
@@ -43,8 +63,10 @@ def filter_action(outcome: Outcome, on: int | None) -> bpf.Action:
     )
 
 
-def _notify(placement: Placement) -> Outcome:
-    return LOCAL if placement is Placement.LOCAL else NOTIFY
+def _notify(placement: Placement, fast: bool = False) -> Outcome:
+    if placement is Placement.LOCAL:
+        return LOCAL
+    return FAST if fast and placement is Placement.HOME else NOTIFY
 
 
 def _policy_steps(s: Syscall) -> list[tuple[tuple[Arg, ...], Outcome]]:
@@ -54,17 +76,17 @@ def _policy_steps(s: Syscall) -> list[tuple[tuple[Arg, ...], Outcome]]:
     return [*((r.when, r.then) for r in d.rules), ((), d.otherwise)]
 
 
-def decision(s: Syscall) -> Decision:
-    """What the forward filter does with ``s``: LOCAL or NOTIFY, rules in order.
+def decision(s: Syscall, fast: bool = False) -> Decision:
+    """What the forward filter does with ``s``: LOCAL, NOTIFY or FAST, rules in order.
 
     Each policy rule that allows the call is refined by the forwarding cases;
     a policy rule that refuses it gives LOCAL, so the base filter's refusal
     (or its guard) decides.
     """
     forwarding = FORWARDING[s.name]
-    default = _notify(forwarding.spec.placement)
+    default = _notify(forwarding.spec.placement, fast)
     # Cases that end where the default does change nothing.
-    cases = [(c.when, _notify(c.spec.placement)) for c in forwarding.cases]
+    cases = [(c.when, _notify(c.spec.placement, fast)) for c in forwarding.cases]
     while cases and cases[-1][1] == default:
         cases.pop()
     steps: list[tuple[tuple[Arg, ...], Outcome]] = []
@@ -76,16 +98,37 @@ def decision(s: Syscall) -> Decision:
         steps.append((when, default))
     *rules, (last_when, otherwise) = steps
     assert last_when == (), s.name  # the policy's last step has no conditions
-    if not rules:
+    if not rules and otherwise is not FAST:
         return Decision(Policy.ALLOW if otherwise is LOCAL else Policy.UNSUPPORTED, "forward")
+    if not rules:  # FAST everywhere: a limited decision without rules says so
+        return Decision(Policy.LIMITED, "forward", otherwise=otherwise)
     return Decision(
         Policy.LIMITED, "forward", tuple(Rule(w, o) for w, o in rules), otherwise=otherwise
     )
 
 
-def program() -> bpf.Program:
-    table = [Syscall(s.nr, s.name, decision(s)) for s in SYSCALLS]
-    compiled = bpf.compile_program(NAME, filter_action, table=table)
+def _direct_gate() -> list[bpf.Insn]:
+    """sendto/recvfrom(DIRECT_FD, ..., DIRECT_MAGIC) -> allow; else on to the table."""
+    arg0, arg5 = bpf.OFF_ARGS, bpf.OFF_ARGS + 5 * 8
+    return [
+        bpf.Insn(bpf.LD_W_ABS, 0, 0, bpf.OFF_NR),
+        bpf.Insn(bpf.JMP_JEQ_K, 1, 0, SENDTO),
+        bpf.Insn(bpf.JMP_JEQ_K, 0, 7, RECVFROM),
+        bpf.Insn(bpf.LD_W_ABS, 0, 0, arg0),
+        bpf.Insn(bpf.JMP_JEQ_K, 0, 5, DIRECT_FD),
+        bpf.Insn(bpf.LD_W_ABS, 0, 0, arg5),
+        bpf.Insn(bpf.JMP_JEQ_K, 0, 3, DIRECT_MAGIC),
+        bpf.Insn(bpf.LD_W_ABS, 0, 0, arg5 + 4),
+        bpf.Insn(bpf.JMP_JEQ_K, 0, 1, 0),
+        bpf.Insn(bpf.RET_K, 0, 0, bpf.RET_ALLOW),
+    ]
+
+
+def program(fast: bool = False) -> bpf.Program:
+    """The forward filter; ``fast``: the variant for a copy with the shim's handler."""
+    name = FAST_NAME if fast else NAME
+    table = [Syscall(s.nr, s.name, decision(s, fast)) for s in SYSCALLS]
+    compiled = bpf.compile_program(name, filter_action, table=table)
     insns = list(compiled.insns)
     # compile_program starts: load arch; arch == x86-64 ? next : kill; load nr; ...
     # The restorer's gate goes between the architecture check and the rest.
@@ -101,7 +144,9 @@ def program() -> bpf.Program:
         bpf.Insn(bpf.JMP_JEQ_K, 0, 1, RESTORER_HIGH),
         bpf.Insn(bpf.RET_K, 0, 0, bpf.RET_ALLOW),
     ]
+    if fast:
+        gate += _direct_gate()
     skip = check_arch.jf + len(gate)
     assert skip <= 255, "the kill path moved out of a conditional jump's reach"
     insns[1] = bpf.Insn(check_arch.code, 0, skip, check_arch.k)
-    return bpf.Program(NAME, (insns[0], insns[1], *gate, *insns[2:]))
+    return bpf.Program(name, (insns[0], insns[1], *gate, *insns[2:]))

@@ -80,6 +80,7 @@ class Away:
     node: int
     ctl: PeerStream
     chan_fd: int = -1  # until the deputy takes it
+    direct_fd: int = -1  # the direct channel (the copy's shim to the deputy), likewise
     deputy: Connection | None = None
     returning: bool = False
 
@@ -166,12 +167,18 @@ class Migrations:
             if not isinstance(answer, MigrateAccept) or answer.token != token:
                 raise MigrationError(f"node {node}: unexpected answer {answer.OP}")
             img_fd = await self._side_connection(node, MigrateImage(token=token))
+            chan_fd = direct_fd = -1
             try:
                 chan_fd = await self._side_connection(node, MigrateChannel(token=token))
+                direct_fd = await self._side_connection(
+                    node, MigrateChannel(token=token, direct=True)
+                )
             except BaseException:
-                os.close(img_fd)
+                for fd in (img_fd, chan_fd):
+                    if fd >= 0:
+                        os.close(fd)
                 raise
-            away = Away(pid, token, node, ctl, chan_fd)
+            away = Away(pid, token, node, ctl, chan_fd, direct_fd)
             ok = await self._capture_and_hand_over(away, img_fd)
         except PeerUnavailable as e:
             raise MigrationError(str(e)) from None
@@ -241,9 +248,10 @@ class Migrations:
                 raise MigrationError(await capture_error(proc, away.pid))
             return True
         except BaseException:
-            with contextlib.suppress(OSError):
-                os.close(away.chan_fd)
-            away.chan_fd = -1
+            for fd in (away.chan_fd, away.direct_fd):
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            away.chan_fd = away.direct_fd = -1
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()  # cleans up: a killed capturer leaves the process running
             raise
@@ -259,14 +267,17 @@ class Migrations:
             await conn.send(DeputyEnd(error=why))
             return
         fd, away.chan_fd = away.chan_fd, -1
+        direct, away.direct_fd = away.direct_fd, -1
         if fd < 0:
             await conn.send(DeputyEnd(error="its channel was already taken"))
             return
         away.deputy = conn
+        fds = [fd, direct] if direct >= 0 else [fd]
         try:
-            await conn.send_with_fds(DeputyChannel(), [fd])
+            await conn.send_with_fds(DeputyChannel(), fds)
         finally:
-            os.close(fd)
+            for each in fds:
+                os.close(each)
 
     async def deputy_lost(self, conn: Connection, msg: DeputyLost) -> None:
         away = self.away.get(conn.peer.pid)
@@ -322,9 +333,10 @@ class Migrations:
     def _forget(self, away: Away) -> None:
         self.away.pop(away.pid, None)
         self.by_token.pop(away.token, None)
-        if away.chan_fd >= 0:
-            os.close(away.chan_fd)
-            away.chan_fd = -1
+        for fd in (away.chan_fd, away.direct_fd):
+            if fd >= 0:
+                os.close(fd)
+        away.chan_fd = away.direct_fd = -1
         self.on_change()
 
     async def _watch(self, away: Away) -> None:

@@ -1,10 +1,11 @@
 """Migration, the target's side: guests, the copies of other nodes' processes.
 
-A guest arrives in three connections from its home agent (see
+A guest arrives in four connections from its home agent (see
 mosix.home_agent.migration): the offer (kept open for the guest's life: its
-reports go home on it, and home's MigrateFinish comes back on it), the image
-and the channel, both handed as raw descriptors to ``mosix-remote``, which
-restores the copy and then serves its forwarded calls in C.  mosix-remote
+reports go home on it, and home's MigrateFinish comes back on it), the image,
+the channel and the direct channel, handed as raw descriptors to
+``mosix-remote``, which restores the copy and then serves its forwarded calls
+in C (a copy with the preload shim sends them over the direct channel itself).  mosix-remote
 reports on its stdout one line per event; this module turns them into
 messages for home.
 
@@ -58,6 +59,7 @@ class Guest:
     ctl: PeerStream
     img_fd: int = -1
     chan_fd: int = -1
+    direct_fd: int = -1  # the direct channel: the copy's shim to the deputy
     arrived: trio.Event = field(default_factory=trio.Event)
     supervisor: trio.Process | None = None
     pid: int = 0  # of the copy here
@@ -100,7 +102,7 @@ class Guests:
         except (PeerUnavailable, trio.TooSlowError) as e:
             log.warning("migration from %s: %s", peer.label(), e)
         finally:
-            for fd in (guest.img_fd, guest.chan_fd):
+            for fd in (guest.img_fd, guest.chan_fd, guest.direct_fd):
                 if fd >= 0:
                     with contextlib.suppress(OSError):
                         os.close(fd)
@@ -114,7 +116,7 @@ class Guests:
         self._arrive(stream, msg.token, peer, "img_fd")
 
     async def channel(self, stream: PeerStream, msg: MigrateChannel, peer: Node) -> None:
-        self._arrive(stream, msg.token, peer, "chan_fd")
+        self._arrive(stream, msg.token, peer, "direct_fd" if msg.direct else "chan_fd")
 
     def _arrive(self, stream: PeerStream, token: str, peer: Node, which: str) -> None:
         guest = self.guests.get(token)
@@ -122,7 +124,7 @@ class Guests:
             log.warning("%s: a connection for an unknown migration", peer.label())
             return
         setattr(guest, which, stream.detach_fd())
-        if guest.img_fd >= 0 and guest.chan_fd >= 0:
+        if guest.img_fd >= 0 and guest.chan_fd >= 0 and guest.direct_fd >= 0:
             guest.arrived.set()
 
     # ------------------------------------------------------------ life
@@ -132,6 +134,8 @@ class Guests:
             native_path(SUPERVISOR),
             "-c",
             str(guest.chan_fd),
+            "-d",
+            str(guest.direct_fd),
             "-i",
             str(guest.img_fd),
             "-m",
@@ -148,12 +152,12 @@ class Guests:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
-            pass_fds=(guest.img_fd, guest.chan_fd),
+            pass_fds=(guest.img_fd, guest.chan_fd, guest.direct_fd),
             start_new_session=True,
         )
-        for fd in (guest.img_fd, guest.chan_fd):
+        for fd in (guest.img_fd, guest.chan_fd, guest.direct_fd):
             os.close(fd)
-        guest.img_fd = guest.chan_fd = -1
+        guest.img_fd = guest.chan_fd = guest.direct_fd = -1
         guest.supervisor = proc
         try:
             async with trio.open_nursery() as nursery:

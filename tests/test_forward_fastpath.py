@@ -1,0 +1,174 @@
+"""The fast path of forwarded calls, in a real test cluster.
+
+A dynamic program (with the preload shim) that runs on another node sends the
+calls placed at home to its deputy itself, from the shim's SIGSYS handler, over
+the direct channel: no user notification, no supervisor in between.  The
+shim's exported counter ``mosix_shim_fast_calls`` says how many went that way.
+A static program has no shim: its calls take the supervisor's way, as before.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cluster_fixtures import cluster3  # noqa: F401
+
+from mosix.testcluster import LocalCluster
+
+CPROGS = Path(__file__).parent / "cprogs"
+WRITES = 300
+BLOCK = 64
+TIMEOUT = 120
+
+
+@pytest.fixture(scope="module")
+def programs() -> Iterator[dict[str, str]]:
+    """The test programs, built where every node sees them (not in /tmp: private)."""
+    directory = Path(tempfile.mkdtemp(prefix="mosix-fastpath-", dir="/var/tmp"))
+    built = {}
+    for name, source, extra in (
+        ("dynamic", "fastpath.c", []),
+        ("static", "fastpath.c", ["-static"]),
+        ("signal", "fastpath_signal.c", []),
+        ("lines", "fastpath_lines.c", []),
+    ):
+        exe = directory / name
+        subprocess.run(["gcc", "-O2", *extra, "-o", str(exe), str(CPROGS / source)], check=True)
+        built[name] = str(exe)
+    try:
+        yield built
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def run_away(cluster: LocalCluster, prog: str, out: str) -> str:
+    done = cluster.run(
+        1,
+        ["mosrun", "-rnode2", prog, out, str(WRITES)],
+        cwd="/tmp",
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_a_dynamic_program_away_forwards_through_its_shim(
+    cluster3: LocalCluster,  # noqa: F811
+    programs: dict[str, str],
+) -> None:
+    out = "/tmp/fastpath-dynamic.out"
+    words = run_away(cluster3, programs["dynamic"], out).split()
+    assert words[:2] == ["read", str(WRITES * BLOCK)]
+    # every write and read (and the opens and closes) went the fast way
+    assert words[2] == "fast" and int(words[3]) >= 2 * WRITES + 4, words
+    assert cluster3.node_path(1, out).read_bytes() == b"x" * (WRITES * BLOCK)  # at home
+    assert not cluster3.node_path(2, out).exists()
+
+
+def test_a_static_program_away_takes_the_supervisors_way(
+    cluster3: LocalCluster,  # noqa: F811
+    programs: dict[str, str],
+) -> None:
+    out = "/tmp/fastpath-static.out"
+    assert run_away(cluster3, programs["static"], out) == f"read {WRITES * BLOCK} fast 0\n"
+    assert cluster3.node_path(1, out).read_bytes() == b"x" * (WRITES * BLOCK)
+    assert not cluster3.node_path(2, out).exists()
+
+
+def blocked_in_read(pid: int) -> bool:
+    """The deputy (the home process) is inside read(0, ...) for its copy."""
+    fields = Path(f"/proc/{pid}/syscall").read_text().split()
+    return fields[:2] == ["0", "0x0"]
+
+
+def test_a_signal_for_a_call_blocked_at_home_arrives_as_it_returns(
+    cluster3: LocalCluster,  # noqa: F811
+    programs: dict[str, str],
+) -> None:
+    proc = cluster3.popen(
+        1,
+        ["mosrun", "-rnode2", programs["signal"]],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        # the deputy is the home process (same pid); wait until it serves the read
+        while not blocked_in_read(proc.pid):
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        proc.send_signal(10)  # SIGUSR1
+        assert proc.stdout is not None
+        stdout = proc.stdout.readline()  # stdin stays open: only the signal ends the read
+        _, stderr = proc.communicate(timeout=TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, stderr
+    words = stdout.split()
+    # the read failed with EINTR, and the handler had run by the time it returned
+    assert words[:7] == ["read", "-1", "Interrupted", "system", "call", "caught", "1"], stdout
+    assert int(words[8]) >= 1, stdout  # the read went the fast way
+
+
+def lines_written(cluster: LocalCluster, path: str) -> int:
+    p = cluster.node_path(1, path)
+    return p.read_text().count("\n") if p.exists() else 0
+
+
+def wait_for_more_lines(cluster: LocalCluster, path: str, than: int) -> int:
+    deadline = time.monotonic() + TIMEOUT
+    while (n := lines_written(cluster, path)) <= than:
+        assert time.monotonic() < deadline, f"{path}: no more than {than} lines"
+        time.sleep(0.05)
+    return n
+
+
+def test_coming_home_in_the_middle_of_fast_calls_loses_or_repeats_none(
+    cluster3: LocalCluster,  # noqa: F811
+    programs: dict[str, str],
+) -> None:
+    """Every write is a fast-path call: the captures (away, then home again) meet
+    one in flight, and each is done exactly once."""
+    out = "/tmp/fastpath-lines.out"
+    proc = cluster3.popen(
+        1,
+        ["mosrun", "-rnode2", programs["lines"], out],
+        cwd="/tmp",
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        seen = wait_for_more_lines(cluster3, out, 0)
+        for target in ("home", "node2", "home"):
+            done = cluster3.run(
+                1,
+                ["migrate", str(proc.pid), target],
+                capture_output=True,
+                text=True,
+                timeout=TIMEOUT,
+            )
+            assert done.returncode == 0, f"migrate {target}: {done.stderr} ({proc.poll()})"
+            seen = wait_for_more_lines(cluster3, out, seen)  # it writes on after the move
+        stdout, stderr = proc.communicate("", timeout=TIMEOUT)  # stdin ends: it stops
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, stderr
+    total = int(stdout.split()[1])
+    lines = cluster3.node_path(1, out).read_text().splitlines()
+    assert lines == [str(i) for i in range(total)]
