@@ -208,19 +208,12 @@ static void install_forward_filter(const struct image *img, int sock)
     check(mosix_raw1(__NR_close, sock), "cannot close the supervisor's socket");
 }
 
-/* The caller opened the files inheritable (they had to survive its exec of us).
- * Back home (-H), the list is the one from when the process left: a descriptor
- * it closed while away is simply gone. */
+/* The caller opened the files inheritable (they had to survive its exec of us). */
 static void set_cloexec(const struct image *img)
 {
-    for (int fd = 0; fd < MOSIX_CKPT_MAX_FILES; fd++) {
-        if (!(img->cloexec[fd / 64] & (1ull << (fd % 64))))
-            continue;
-        long rc = mosix_raw3(__NR_fcntl, fd, F_SETFD, FD_CLOEXEC);
-        if (rc == -EBADF && migration.home)
-            continue;
-        check(rc, "cannot set close-on-exec");
-    }
+    for (int fd = 0; fd < MOSIX_CKPT_MAX_FILES; fd++)
+        if (img->cloexec[fd / 64] & (1ull << (fd % 64)))
+            check(mosix_raw3(__NR_fcntl, fd, F_SETFD, FD_CLOEXEC), "cannot set close-on-exec");
 }
 
 void state_apply(const struct image *img)
