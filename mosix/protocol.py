@@ -475,6 +475,7 @@ class MigrateOffer(Message):
     memory_mb: int = 0  # resident size now
     required_mb: int = 0  # -m
     command: list[str] = field(default_factory=list)
+    direct: bool = False  # a direct channel follows ([cluster] fast_path)
 
 
 @message

@@ -35,7 +35,7 @@ KNOWN: dict[str, dict[str, type | tuple[type, ...]]] = {
 }
 AT_LEAST_ONE = {("node", "number"), ("queue", "slots")}
 POSITIVE = {("node", "speed"), ("checkpoint", "minute_seconds")}
-KIND_NAMES = {int: "an integer", str: "a string", list: "an array of tables"}
+KIND_NAMES = {int: "an integer", str: "a string", list: "an array of tables", bool: "true or false"}
 
 
 class ConfigError(Exception):
@@ -45,6 +45,8 @@ class ConfigError(Exception):
 def check_value(section: str, key: str, value: Any) -> str | None:
     """What is wrong with ``section.key = value`` (None: nothing)."""
     kind = KNOWN[section][key]
+    if kind is bool:
+        return None if isinstance(value, bool) else "must be " + KIND_NAMES[bool]
     if not isinstance(value, kind) or isinstance(value, bool):
         return "must be " + ("a number" if isinstance(kind, tuple) else KIND_NAMES[kind])
     if isinstance(value, str):

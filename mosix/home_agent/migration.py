@@ -158,6 +158,7 @@ class Migrations:
                     memory_mb=facts.memory_mb,
                     required_mb=facts.required_mb,
                     command=facts.command,
+                    direct=self.cluster.config.fast_path,
                 )
             )
             with trio.fail_after(OFFER_TIMEOUT):
@@ -170,9 +171,10 @@ class Migrations:
             chan_fd = direct_fd = -1
             try:
                 chan_fd = await self._side_connection(node, MigrateChannel(token=token))
-                direct_fd = await self._side_connection(
-                    node, MigrateChannel(token=token, direct=True)
-                )
+                if self.cluster.config.fast_path:
+                    direct_fd = await self._side_connection(
+                        node, MigrateChannel(token=token, direct=True)
+                    )
             except BaseException:
                 for fd in (img_fd, chan_fd):
                     if fd >= 0:

@@ -124,7 +124,8 @@ class Guests:
             log.warning("%s: a connection for an unknown migration", peer.label())
             return
         setattr(guest, which, stream.detach_fd())
-        if guest.img_fd >= 0 and guest.chan_fd >= 0 and guest.direct_fd >= 0:
+        direct_done = guest.direct_fd >= 0 or not guest.offer.direct
+        if guest.img_fd >= 0 and guest.chan_fd >= 0 and direct_done:
             guest.arrived.set()
 
     # ------------------------------------------------------------ life
@@ -134,8 +135,7 @@ class Guests:
             native_path(SUPERVISOR),
             "-c",
             str(guest.chan_fd),
-            "-d",
-            str(guest.direct_fd),
+            *(["-d", str(guest.direct_fd)] if guest.direct_fd >= 0 else []),
             "-i",
             str(guest.img_fd),
             "-m",
@@ -152,11 +152,12 @@ class Guests:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
-            pass_fds=(guest.img_fd, guest.chan_fd, guest.direct_fd),
+            pass_fds=tuple(fd for fd in (guest.img_fd, guest.chan_fd, guest.direct_fd) if fd >= 0),
             start_new_session=True,
         )
         for fd in (guest.img_fd, guest.chan_fd, guest.direct_fd):
-            os.close(fd)
+            if fd >= 0:
+                os.close(fd)
         guest.img_fd = guest.chan_fd = guest.direct_fd = -1
         guest.supervisor = proc
         try:

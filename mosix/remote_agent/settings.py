@@ -7,6 +7,9 @@ port = 2490              # TCP port every agent listens on
 load_interval = 1.0      # seconds between load reports
 dead_after = 6.0         # seconds without a report before a node counts as down
 balance_interval = 1.0   # seconds between automatic balancing rounds (0: no balancing)
+fast_path = false        # dynamic programs away forward their calls from the preload shim
+                         # over a direct channel (faster; coming home during its I/O is
+                         # not reliable yet)
 lost_after = 30.0        # seconds a connection may go unanswered (a dead node, a cut
                          # network) before it is given up: a migrated process whose
                          # home and remote node are out of touch that long is lost
@@ -45,6 +48,7 @@ KEYS: dict[str, type | tuple[type, ...]] = {
     "dead_after": NUMBER,
     "lost_after": NUMBER,
     "balance_interval": NUMBER,
+    "fast_path": bool,
     "map": str,
     "node": list,
 }
@@ -67,6 +71,7 @@ class ClusterConfig:
     dead_after: float = DEFAULT_DEAD_AFTER
     lost_after: float = DEFAULT_LOST_AFTER
     balance_interval: float = DEFAULT_BALANCE_INTERVAL  # 0: no automatic balancing
+    fast_path: bool = False  # the shim's direct channel for migrated dynamic programs
 
     @property
     def me(self) -> Node:
@@ -103,6 +108,9 @@ def parse_cluster(body: Mapping[str, Any], own: int) -> ClusterConfig:
     lost_after = positive_number(body, "lost_after", DEFAULT_LOST_AFTER)
     if lost_after < MIN_LOST_AFTER:
         raise SettingsError(f"cluster.lost_after must be at least {MIN_LOST_AFTER:g} s")
+    fast_path = body.get("fast_path", False)
+    if not isinstance(fast_path, bool):
+        raise SettingsError("cluster.fast_path must be true or false")
     balance = body.get("balance_interval", DEFAULT_BALANCE_INTERVAL)
     if not is_number(balance) or not 0 <= balance < 86400:
         raise SettingsError(
@@ -135,6 +143,7 @@ def parse_cluster(body: Mapping[str, Any], own: int) -> ClusterConfig:
         float(dead_after),
         lost_after=float(lost_after),
         balance_interval=float(balance),
+        fast_path=fast_path,
     )
 
 
