@@ -2,14 +2,17 @@
 
     python3 benchmarks/bench_cluster.py [--quick] [--runs 3] [--mib 10,100,1024] [--name bench]
 
-Brings up a 2-node test cluster (mosix.testcluster.LocalCluster, named ``--name``;
-root) and measures:
+Brings up two 2-node test clusters (mosix.testcluster.LocalCluster, named ``--name``
+and ``--name``fast, the second with ``[cluster] fast_path = true``; root) and measures:
 
 * forwarding: ``cprogs/fwd_calls.c`` does 64-byte write()s and read()s of a
   regular file in the home node's /tmp, and open()+close() pairs of it, timing
   itself with the vDSO clock: (a) natively on node 1, (b) under ``mosrun`` on
-  node 1 (the discipline's floor), (c) started with ``mosrun -rnode2``: it runs on
-  node 2 and every call is forwarded to its deputy on node 1.  The baseline is
+  node 1 (the discipline's floor), (c) started with ``mosrun -L -rnode2``: it runs
+  on node 2 and every call is forwarded to its deputy on node 1 through the copy's
+  supervisor (user notification), (d) the same in the fast-path cluster: the
+  copy's preload shim forwards them itself.  (-L: the balancer would bring this
+  I/O-bound program home.)  The baseline is
   ``cprogs/fwd_echo.c``: the same request and reply frames (built by the real
   marshaller) echoed over TCP (TCP_NODELAY) from node 2 to node 1 by a bare C
   client and server, nothing trapped or executed.  Target: forwarded <= 1.3x the
@@ -45,6 +48,7 @@ from pathlib import Path
 import fwd_trace
 
 from mosix.testcluster import LocalCluster
+from mosix.testcluster.agents import ClusterSettings
 
 HERE = Path(__file__).resolve().parent
 CSRC = HERE.parent / "csrc"
@@ -161,25 +165,35 @@ class Forwarding:
     native: Timings
     disciplined: Timings
     forwarded: Timings
+    fast: Timings
     bare: Timings
     sizes: dict[str, tuple[int, int]]
 
 
-def forwarding(cluster: LocalCluster, progs: Programs, runs: int, quick: bool) -> Forwarding:
+def forwarding(
+    cluster: LocalCluster, fast_cluster: LocalCluster, progs: Programs, runs: int, quick: bool
+) -> Forwarding:
+    """``fast_cluster``: the same, its agents with [cluster] fast_path = true."""
     n_native, n_remote, rounds = (20000, 500, 3) if quick else (100000, 2000, 5)
-    native, disciplined, forwarded, bare = [], [], [], []
+    native, disciplined, forwarded, fast, bare = [], [], [], [], []
     sizes: dict[str, tuple[int, int]] = {}
+    away = ["mosrun", "-L", f"-r{node_name(AWAY)}"]  # -L: the balancer would pull it home
     for _ in range(runs):  # interleaved: a disturbance hits all of one run alike
         native.append(run_calls(cluster, [], progs.calls, n_native, rounds))
         disciplined.append(run_calls(cluster, ["mosrun"], progs.calls, n_native, rounds))
-        forwarded.append(
-            run_calls(cluster, ["mosrun", f"-r{node_name(AWAY)}"], progs.calls, n_remote, rounds)
-        )
+        forwarded.append(run_calls(cluster, away, progs.calls, n_remote, rounds))
+        fast.append(run_calls(fast_cluster, away, progs.calls, n_remote, rounds))
         echo, sizes = run_echo(cluster, progs.echo, n_remote, rounds)
         bare.append(echo)
     check_forwarded(cluster)
+    check_forwarded(fast_cluster)
     return Forwarding(
-        best_of(native), best_of(disciplined), best_of(forwarded), best_of(bare), sizes
+        best_of(native),
+        best_of(disciplined),
+        best_of(forwarded),
+        best_of(fast),
+        best_of(bare),
+        sizes,
     )
 
 
@@ -204,6 +218,7 @@ def forwarding_rows(f: Forwarding) -> list[tuple[str, ...]]:
     ):
         native = f.native[call][0]
         fwd = f.forwarded[call][0]
+        fast = f.fast[call][0]
         bare = f.bare[call][0]
         rows.append(
             (
@@ -213,8 +228,9 @@ def forwarding_rows(f: Forwarding) -> list[tuple[str, ...]]:
                 us(bare),
                 f"{us(fwd)} (median {us(f.forwarded[call][1])})",
                 f"{fwd / bare:.2f}x",
-                f"{fwd / (bare + native):.2f}x",
-                f"{fwd / native:.0f}x",
+                f"{us(fast)} (median {us(f.fast[call][1])})",
+                f"{fast / bare:.2f}x",
+                f"{fast / native:.0f}x",
             )
         )
     return rows
@@ -421,17 +437,22 @@ def main() -> None:
     os.chmod(work, 0o755)
     try:
         progs = build(work)
-        with LocalCluster(2, a.name).up() as cluster:
-            f = forwarding(cluster, progs, runs, a.quick)
+        fast_settings = ClusterSettings(fast_path=True)
+        with (
+            LocalCluster(2, a.name).up() as cluster,
+            LocalCluster(2, a.name + "fast", fast_settings).up() as fast_cluster,
+        ):
+            f = forwarding(cluster, fast_cluster, progs, runs, a.quick)
             header = (
                 "call",
                 "native",
                 "under mosrun, home",
                 "bare echo",
-                "forwarded (best)",
-                "fwd / echo",
-                "fwd / (echo + native)",
-                "fwd / native",
+                "forwarded, supervisor (best)",
+                "/ echo",
+                "forwarded, fast path (best)",
+                "/ echo",
+                "fast / native",
             )
             table(header, forwarding_rows(f))
             print(

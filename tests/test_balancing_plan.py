@@ -176,3 +176,12 @@ def test_decay_0_is_the_lifetime_mean() -> None:
 def test_decay_halves_the_old_weight_per_second() -> None:
     stats = run([(0.0, 0.0, 0), (1.0, 1.0, 0), (2.0, 1.0, 0)], decay=5000)
     assert abs(stats.demand - 0.5) < 1e-9  # 1.0 then 0.0, the old weighing half
+
+
+def test_a_first_sample_covers_the_life_so_far_unless_it_moved() -> None:
+    first = Sample(when=10.0, busy_ns=int(3e9), calls=600, started=4.0)
+    stats = fold(Stats(), first, 5000, lifetime=True)
+    assert abs(stats.demand - 0.5) < 1e-9 and abs(stats.io_rate - 100.0) < 1e-9
+    assert stats.seconds == 6.0
+    moved = fold(Stats(), first, 5000, lifetime=False)  # counters from before its move
+    assert moved.seconds == 0.0 and moved.demand == 0.0

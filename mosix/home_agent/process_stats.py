@@ -9,6 +9,8 @@ Two numbers per process, sampled from /proc at every balancing round:
   syscw).  For a process away, the pid at home is its deputy, which executes
   the forwarded calls: the rate is then that of the calls forwarded home.
 
+The first sample of a process that never moved covers its life so far (its
+start time is known), so a new process can be judged at the first round.
 The statistics decay at the process's -d rate: a fraction decay/10000 of their
 weight goes per second (mosrun -d; 0: no decay, the lifetime mean; 10000:
 only the last sample counts).
@@ -16,13 +18,17 @@ only the last sample counts).
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from mosix.home_agent import proc_info
+
 PROC = Path("/proc")
 DECAY_SCALE = 10000
 DEFAULT_DECAY = 5000  # half the weight goes every second
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)
@@ -30,6 +36,7 @@ class Sample:
     when: float  # monotonic seconds
     busy_ns: int  # ran + waited on a run queue
     calls: int  # read- and write-like system calls
+    started: float | None = None  # when the process started (monotonic seconds), if known
 
 
 @dataclass
@@ -51,13 +58,19 @@ def sample(pid: int, now: float | None = None) -> Sample | None:
                 calls += int(value)
     except (OSError, ValueError):
         return None
-    return Sample(time.monotonic() if now is None else now, int(run_ns) + int(wait_ns), calls)
+    ticks = proc_info.start_ticks(pid)
+    started = None if ticks is None else ticks / CLOCK_TICKS  # since boot, as CLOCK_MONOTONIC
+    when = time.monotonic() if now is None else now
+    return Sample(when, int(run_ns) + int(wait_ns), calls, started)
 
 
-def fold(stats: Stats, new: Sample, decay: int) -> Stats:
+def fold(stats: Stats, new: Sample, decay: int, lifetime: bool = False) -> Stats:
     """``stats`` with sample ``new`` taken in: the old weight decays by ``decay``/10000
-    per second of the interval."""
+    per second of the interval.  ``lifetime``: a first sample counts from the process's
+    start (its counters are its own since then: it never moved)."""
     old = stats.last
+    if old is None and lifetime and new.started is not None and new.when > new.started:
+        old = Sample(new.started, 0, 0)  # a first sample: the counters cover its life
     if old is None or new.when <= old.when:
         return Stats(stats.demand, stats.io_rate, new, stats.seconds)
     dt = new.when - old.when
@@ -82,18 +95,21 @@ class StatsTable:
 
     def __init__(self) -> None:
         self.by_pid: dict[int, Stats] = {}
+        self.moved: set[int] = set()  # their counters include another node's past
 
     def update(self, pids_decays: dict[int, int], now: float | None = None) -> None:
         """Take a sample of each pid (with its decay); forget pids not listed."""
         for pid in list(self.by_pid):
             if pid not in pids_decays:
                 del self.by_pid[pid]
+        self.moved &= set(pids_decays)
         for pid, decay in pids_decays.items():
             new = sample(pid, now)
             if new is None:
                 self.by_pid.pop(pid, None)
                 continue
-            self.by_pid[pid] = fold(self.by_pid.get(pid, Stats()), new, decay)
+            lifetime = pid not in self.moved
+            self.by_pid[pid] = fold(self.by_pid.get(pid, Stats()), new, decay, lifetime)
 
     def get(self, pid: int) -> Stats | None:
         """The statistics of ``pid`` once they cover an interval (None before)."""
@@ -103,3 +119,4 @@ class StatsTable:
     def reset(self, pid: int) -> None:
         """Forget ``pid``'s history (it moved: the same pid now counts something else)."""
         self.by_pid.pop(pid, None)
+        self.moved.add(pid)
