@@ -188,7 +188,8 @@ def leftovers(cluster: LocalCluster) -> list[str]:
 
 def test_down_leaves_nothing_behind(make_cluster: MakeCluster) -> None:  # noqa: F811
     cluster = make_cluster(2)
-    sleeper = cluster.popen(2, ["sleep", "600"])
+    sleeper = cluster.popen(2, ["sh", "-c", "echo in && exec sleep 600"], stdout=subprocess.PIPE)
+    assert sleeper.stdout is not None and sleeper.stdout.readline() == b"in\n"  # inside node 2
     pids = cluster.processes(1) + cluster.processes(2)
     assert len(pids) == 3 and leftovers(cluster)
     cluster.down()
