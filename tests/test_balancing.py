@@ -130,6 +130,13 @@ def test_an_io_heavy_process_is_pulled_home_unless_c(make_cluster, programs: Pat
     ignoring = start(cluster, ["mosrun", "-rnode2", "-c", str(programs / "ioheavy"), data])
     heavy = start(cluster, ["mosrun", "-rnode2", str(programs / "ioheavy"), data])
     try:
+        wait_until(  # started on node 2 (they wait at home for the move first)
+            "both on node 2",
+            lambda: (
+                where_they_run(cluster, [ignoring.pid, heavy.pid]) == Counter({"node2": 2})
+                or f"balancing: process {heavy.pid} from node 2" in cluster.agent_log(1).read_text()
+            ),
+        )
         wait_until(
             "the I/O-heavy process back home",
             lambda: where_they_run(cluster, [heavy.pid]) == Counter({"home": 1}),

@@ -19,6 +19,10 @@ from mosix.protocol import LoadVector
 
 PROC = Path("/proc")
 SAMPLES_PER_INTERVAL = 4
+# Serving a migrated process's calls, not computing: in a test-cluster node (a CPU quota
+# per node) they wait runnable behind its computing processes for up to a quota period
+# after each call, and counting them would double a node's load in samples.
+SERVICE = frozenset({"mosix-deputy", "mosix-remote"})
 
 
 def system_runnable(stat: str | None = None) -> int:
@@ -57,7 +61,8 @@ def task_states(pid: str) -> list[str]:
 
 
 def namespace_runnable(own_ns: str) -> int:
-    """Runnable tasks of the processes in network namespace ``own_ns``, ours excluded."""
+    """Runnable tasks of the processes in network namespace ``own_ns``, ours excluded,
+    and the deputies' and supervisors' (see SERVICE)."""
     me = str(os.getpid())
     count = 0
     for pid in os.listdir(PROC):
@@ -65,6 +70,8 @@ def namespace_runnable(own_ns: str) -> int:
             continue
         try:
             if os.readlink(PROC / pid / "ns" / "net") != own_ns:
+                continue
+            if (PROC / pid / "comm").read_text().strip() in SERVICE:
                 continue
         except OSError:
             continue
