@@ -101,7 +101,10 @@ class Balancer:
 
     async def round(self) -> list[tuple[Move, Registration]]:
         """Sample, decide; the moves to make (not made yet)."""
-        procs = {p.reg.pid: p for p in self.processes() if self.may_move(p)}
+        everyone = self.processes()
+        alive = {p.reg.pid for p in everyone}
+        self.moved_at = {pid: t for pid, t in self.moved_at.items() if pid in alive}
+        procs = {p.reg.pid: p for p in everyone if self.may_move(p)}
         decays = {pid: decay_of(p.args) for pid, p in procs.items()}
         candidates = await trio.to_thread.run_sync(self._candidates, procs, decays)
         nodes = self.node_states()
