@@ -15,12 +15,15 @@ leaves that section out (a set of lone agents).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import os
 import re
 import shutil
 import subprocess
+import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -29,6 +32,7 @@ import pytest
 from mosix.testcluster import ClusterError, LocalCluster, existing_clusters
 from mosix.testcluster.cluster import owner_pid
 
+CPROGS = Path(__file__).parent / "cprogs"
 _serial = itertools.count(1)
 _OWN_NAME = re.compile(r"pt(\d+)c\d+")
 
@@ -101,3 +105,29 @@ def make_cluster() -> Iterator[Callable[..., LocalCluster]]:
     finally:
         for cluster in made:
             cluster.down()
+
+
+@contextlib.contextmanager
+def node_programs(prefix: str, builds: dict[str, list[str]]) -> Iterator[Path]:
+    """Test programs built where every node sees them (not in /tmp: each node has its own);
+    ``builds``: program name -> gcc's arguments (sources named relative to tests/cprogs).
+    Yields the directory; removed afterwards."""
+    directory = Path(tempfile.mkdtemp(prefix=f"mosix-{prefix}-", dir="/var/tmp"))
+    try:
+        for name, words in builds.items():
+            args = [str(CPROGS / w) if w.endswith(".c") else w for w in words]
+            subprocess.run(["gcc", *args, "-o", str(directory / name)], check=True)
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def wait_until(
+    what: str, check: Callable[[], object], timeout: float, period: float = 0.05
+) -> None:
+    """Until ``check()`` is true, for what has no event to wait on (a log line, a listing)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout:.0f} s: {what}")
+        time.sleep(period)

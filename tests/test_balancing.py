@@ -10,37 +10,28 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
-import tempfile
-import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from cluster_fixtures import make_cluster  # noqa: F401
+from cluster_fixtures import make_cluster, node_programs  # noqa: F401
+from cluster_fixtures import wait_until as shared_wait_until
 
 from mosix.agent_paths import RUN_DIR_ENV
 from mosix.testcluster import LocalCluster
 
-CPROGS = Path(__file__).parent / "cprogs"
 JOBS = 6
 WAIT = 90.0  # seconds, for the cluster to do what it should (it takes a few rounds)
 
 
 @pytest.fixture(scope="module")
 def programs() -> Iterator[Path]:
-    """The test programs, built where every node sees them (not in /tmp: that is private)."""
-    directory = Path(tempfile.mkdtemp(prefix="mosix-balance-", dir="/var/tmp"))
-    for name in ("burn", "ioheavy"):
-        exe = directory / name
-        subprocess.run(["gcc", "-O0", "-o", str(exe), str(CPROGS / f"{name}.c")], check=True)
-    (directory / "data").write_bytes(bytes(range(256)))
-    try:
+    builds = {name: ["-O0", f"{name}.c"] for name in ("burn", "ioheavy")}
+    with node_programs("balance", builds) as directory:
+        (directory / "data").write_bytes(bytes(range(256)))  # what ioheavy reads
         yield directory
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 def start(cluster: LocalCluster, argv: list[str]) -> subprocess.Popen[str]:
@@ -81,12 +72,8 @@ def balancing_counters(cluster: LocalCluster) -> tuple[int, int]:
     return int(found.group(1)), int(found.group(2))
 
 
-def wait_until(what: str, check: object, timeout: float = WAIT) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout:.0f} s: {what}")
-        time.sleep(0.5)
+def wait_until(what: str, check: Callable[[], object]) -> None:
+    shared_wait_until(what, check, WAIT, period=0.5)
 
 
 def test_a_batch_spreads_and_then_stays_still(make_cluster, programs: Path) -> None:  # noqa: F811

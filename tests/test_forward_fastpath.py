@@ -11,20 +11,17 @@ A static program has no shim: its calls take the supervisor's way, as before.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cluster_fixtures import bring_up, make_cluster  # noqa: F401
+from cluster_fixtures import bring_up, make_cluster, node_programs  # noqa: F401
 
 from mosix.testcluster import LocalCluster
 from mosix.testcluster.agents import ClusterSettings
 
-CPROGS = Path(__file__).parent / "cprogs"
 WRITES = 300
 BLOCK = 64
 TIMEOUT = 120
@@ -42,22 +39,14 @@ def fast_cluster() -> Iterator[LocalCluster]:
 
 @pytest.fixture(scope="module")
 def programs() -> Iterator[dict[str, str]]:
-    """The test programs, built where every node sees them (not in /tmp: private)."""
-    directory = Path(tempfile.mkdtemp(prefix="mosix-fastpath-", dir="/var/tmp"))
-    built = {}
-    for name, source, extra in (
-        ("dynamic", "fastpath.c", []),
-        ("static", "fastpath.c", ["-static"]),
-        ("signal", "fastpath_signal.c", []),
-        ("lines", "fastpath_lines.c", []),
-    ):
-        exe = directory / name
-        subprocess.run(["gcc", "-O2", *extra, "-o", str(exe), str(CPROGS / source)], check=True)
-        built[name] = str(exe)
-    try:
-        yield built
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
+    builds = {
+        "dynamic": ["-O2", "fastpath.c"],
+        "static": ["-O2", "-static", "fastpath.c"],
+        "signal": ["-O2", "fastpath_signal.c"],
+        "lines": ["-O2", "fastpath_lines.c"],
+    }
+    with node_programs("fastpath", builds) as directory:
+        yield {name: str(directory / name) for name in builds}
 
 
 def run_away(cluster: LocalCluster, prog: str, out: str) -> str:

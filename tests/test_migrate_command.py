@@ -9,35 +9,26 @@ mosps must show where it runs at each stage.
 
 from __future__ import annotations
 
+import contextlib
 import re
-import shutil
 import subprocess
-import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
 import pytest
-from cluster_fixtures import cluster3  # noqa: F401
+from cluster_fixtures import cluster3, node_programs, wait_until  # noqa: F401
 
 from mosix.testcluster import LocalCluster
 
-CPROGS = Path(__file__).parent / "cprogs"
 TIMEOUT = 120
 
 
 @pytest.fixture(scope="module")
 def programs() -> Iterator[Path]:
-    """The test programs, built where every node sees them (not in /tmp: that is private)."""
-    directory = Path(tempfile.mkdtemp(prefix="mosix-migrate-", dir="/var/tmp"))
-    for name in ("stepper", "locker", "forker", "cloexec"):
-        source = CPROGS / f"{name}.c"
-        subprocess.run(["gcc", "-O1", "-o", str(directory / name), str(source)], check=True)
-    try:
+    builds = {name: ["-O1", f"{name}.c"] for name in ("stepper", "locker", "forker", "cloexec")}
+    with node_programs("migrate", builds) as directory:
         yield directory
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 def next_step(stdout: IO[str], seen: list[str]) -> int:
@@ -46,6 +37,10 @@ def next_step(stdout: IO[str], seen: list[str]) -> int:
     assert line.startswith("step "), f"unexpected output: {line!r}"
     seen.append(line)
     return int(line.split()[1])
+
+
+def home_log(cluster: LocalCluster) -> str:
+    return cluster.agent_log(1).read_text()
 
 
 def logs(cluster: LocalCluster) -> str:
@@ -239,11 +234,9 @@ def test_fork_vfork_and_exec_on_another_node_bring_it_home(
             proc.wait()
     # the agent logs a home-coming once the restorer is done; the exec'd program may end first
     came_home = f"process {pid} came home from node"
-    deadline = time.monotonic() + TIMEOUT
-    while cluster3.agent_log(1).read_text().count(came_home) < 3 and time.monotonic() < deadline:
-        time.sleep(0.1)
-    log = cluster3.agent_log(1).read_text()
-    assert log.count(came_home) == 3, logs(cluster3)
+    with contextlib.suppress(AssertionError):  # the count below says what is wrong
+        wait_until("three home-comings", lambda: home_log(cluster3).count(came_home) >= 3, TIMEOUT)
+    assert home_log(cluster3).count(came_home) == 3, logs(cluster3)
 
 
 def test_a_whole_job_moves_and_comes_back(cluster3: LocalCluster, programs: Path) -> None:  # noqa: F811

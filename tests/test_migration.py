@@ -8,30 +8,19 @@ status comes back through the deputy to the waiting parent.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from cluster_fixtures import cluster3  # noqa: F401
+from cluster_fixtures import cluster3, node_programs  # noqa: F401
 
 from mosix.testcluster import LocalCluster
-
-CPROGS = Path(__file__).parent / "cprogs"
 
 
 @pytest.fixture(scope="module")
 def migrant() -> Iterator[str]:
-    """The test program, built where every node sees it (not in /tmp: that is private)."""
-    directory = Path(tempfile.mkdtemp(prefix="mosix-migrant-", dir="/var/tmp"))
-    exe = directory / "migrant"
-    subprocess.run(["gcc", "-O0", "-o", str(exe), str(CPROGS / "migrant.c")], check=True)
-    try:
-        yield str(exe)
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
+    with node_programs("migrant", {"migrant": ["-O0", "migrant.c"]}) as directory:
+        yield str(directory / "migrant")
 
 
 def test_started_on_another_node_keeps_its_home(cluster3: LocalCluster, migrant: str) -> None:  # noqa: F811

@@ -16,21 +16,17 @@ from __future__ import annotations
 import os
 import re
 import select
-import shutil
 import signal
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
-from cluster_fixtures import make_cluster  # noqa: F401
+from cluster_fixtures import make_cluster, node_programs, wait_until  # noqa: F401
 
 from mosix.testcluster import LocalCluster
 from mosix.testcluster.agents import ClusterSettings
 
-CPROGS = Path(__file__).parent / "cprogs"
 LOST_AFTER = 6.0  # the clusters' [cluster] lost_after
 NOTICE_BOUND = LOST_AFTER * 2 + 10  # lost_after, a probe interval, a busy shared machine
 EVENT_TIMEOUT = 60.0  # for things that happen without a deliberate delay
@@ -43,14 +39,8 @@ MakeCluster = Callable[..., LocalCluster]
 
 @pytest.fixture(scope="module")
 def faulty() -> Iterator[str]:
-    """The test program, built where every node sees it (not in /tmp: that is private)."""
-    directory = Path(tempfile.mkdtemp(prefix="mosix-faulty-", dir="/var/tmp"))
-    exe = directory / "faulty"
-    subprocess.run(["gcc", "-O0", "-o", str(exe), str(CPROGS / "faulty.c")], check=True)
-    try:
-        yield str(exe)
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
+    with node_programs("faulty", {"faulty": ["-O0", "faulty.c"]}) as directory:
+        yield str(directory / "faulty")
 
 
 def new_cluster(
@@ -113,15 +103,15 @@ def wait_for_log(
 ) -> str:
     """The first line of node k's agent log that matches ``pattern`` (waits for it)."""
     wanted = re.compile(pattern)
-    deadline = time.monotonic() + timeout
-    while True:
-        text = cluster.agent_log(k).read_text(errors="replace")
-        for line in text.splitlines():
-            if wanted.search(line):
-                return line
-        if time.monotonic() > deadline:
-            raise AssertionError(f"node {k}'s log has no {pattern!r}:\n{text[-3000:]}")
-        time.sleep(0.05)
+    found: list[str] = []
+
+    def seen() -> bool:
+        lines = cluster.agent_log(k).read_text(errors="replace").splitlines()
+        found[:] = [line for line in lines if wanted.search(line)][:1]
+        return bool(found)
+
+    wait_until(f"{pattern!r} in node {k}'s log", seen, timeout)
+    return found[0]
 
 
 def copy_pid(cluster: LocalCluster, k: int, home_pid: int) -> int:

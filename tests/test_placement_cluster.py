@@ -8,42 +8,27 @@ program does anywhere: its output, its file at home, its exit status.
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
-import tempfile
-import time
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterator
 
 import pytest
-from cluster_fixtures import cluster3  # noqa: F401
+from cluster_fixtures import cluster3, node_programs, wait_until  # noqa: F401
 
 from mosix.testcluster import LocalCluster
 
-CPROGS = Path(__file__).parent / "cprogs"
 TIMEOUT = 120
 EXPECTED_SUM = sum(range(200000000))
 
 
 @pytest.fixture(scope="module")
 def migrant() -> Iterator[str]:
-    """The test program, built where every node sees it (not in /tmp: that is private)."""
-    directory = Path(tempfile.mkdtemp(prefix="mosix-placement-", dir="/var/tmp"))
-    exe = directory / "migrant"
-    subprocess.run(["gcc", "-O0", "-o", str(exe), str(CPROGS / "migrant.c")], check=True)
-    try:
-        yield str(exe)
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
+    with node_programs("placement", {"migrant": ["-O0", "migrant.c"]}) as directory:
+        yield str(directory / "migrant")
 
 
-def wait_for(what: str, check: object, timeout: float = TIMEOUT) -> None:
+def wait_for(what: str, check: Callable[[], object], timeout: float = TIMEOUT) -> None:
     """Until ``check()`` is true: a log line or a load report that has no other event."""
-    deadline = time.monotonic() + timeout
-    while not check():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
+    wait_until(what, check, timeout)
 
 
 def home_log(cluster: LocalCluster) -> str:
