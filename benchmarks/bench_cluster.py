@@ -71,8 +71,10 @@ def build(directory: Path) -> Programs:
     cprogs = HERE / "cprogs"
     names = ("fwd_calls", "fwd_echo", "migmem", "trap_costs")
     progs = Programs(*(str(directory / name) for name in names))
-    for name in ("fwd_calls", "migmem", "trap_costs"):
+    for name in ("fwd_calls", "migmem"):
         subprocess.run([*CFLAGS, "-o", directory / name, cprogs / f"{name}.c"], check=True)
+    trap_sources = [cprogs / "trap_costs.c", CSRC / "forward_channel.c"]
+    subprocess.run([*CFLAGS, "-I", CSRC, "-o", progs.traps, *trap_sources], check=True)
     echo_sources = [cprogs / "fwd_echo.c", CSRC / "forward_marshal.c", CSRC / "forward_channel.c"]
     subprocess.run([*CFLAGS, "-I", CSRC, "-o", progs.echo, *echo_sources], check=True)
     return progs

@@ -12,7 +12,10 @@
  *                design built)
  *   notif-async  the same without SYNC_WAKE_UP
  * Prints "NAME BEST MEDIAN" (ns per call over ROUNDS rounds) for each.
- * Exit status 0, 2 for bad arguments, 3 when a call fails (one line). */
+ * Exit status 0, 2 for bad arguments, 3 when a call fails (one line).
+ * Built with csrc/forward_channel.c (mosix_receive_fd, as mosix-remote). */
+#include "forward_wire.h"
+
 #include <errno.h>
 #include <linux/audit.h>
 #include <linux/filter.h>
@@ -161,30 +164,6 @@ static void send_fd(int sock, int fd)
         die("sendmsg");
 }
 
-static int receive_fd(int sock)
-{
-    char byte;
-    struct iovec iov = {&byte, 1};
-    union {
-        struct cmsghdr align;
-        char buf[CMSG_SPACE(sizeof(int))];
-    } control;
-    struct msghdr msg;
-    memset(&msg, 0, sizeof(msg));
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.buf;
-    msg.msg_controllen = sizeof(control.buf);
-    if (recvmsg(sock, &msg, 0) != 1)
-        die("recvmsg");
-    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-    if (c == NULL || c->cmsg_type != SCM_RIGHTS)
-        die("no listener came");
-    int fd;
-    memcpy(&fd, CMSG_DATA(c), sizeof(int));
-    return fd;
-}
-
 /* The child calls; this process supervises as mosix-remote does. */
 static void notif(const char *name, int sync_wake)
 {
@@ -206,7 +185,9 @@ static void notif(const char *name, int sync_wake)
     }
     if (close(sp[1]) < 0)
         die("close");
-    int listener = receive_fd(sp[0]);
+    int listener = mosix_receive_fd(sp[0]); /* mosix-remote's own (forward_channel.c) */
+    if (listener < 0)
+        die("no listener came");
     if (sync_wake) {
         /* the flags go by value, not through a pointer */
         if (ioctl(listener, SECCOMP_IOCTL_NOTIF_SET_FLAGS, SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP) < 0)
