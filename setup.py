@@ -73,6 +73,7 @@ NATIVE_TARGETS: list[tuple[str, str, list[str], list[str]]] = [
             "ckpt_capture_files.c",
             "ckpt_capture_process.c",
             "ckpt_handoff.c",
+            "ckpt_away.c",
             "seccomp_filter.c",
         ],
         [],

@@ -219,10 +219,26 @@ struct ck_files {
 /* Describe every descriptor of the frozen copy (childfd: /proc/CHILD); refuse pipes
  * and sockets past the standard streams. */
 void ck_collect_files(int childfd, const struct ck_fdsnap *snap, struct ck_files *out);
+/* A deputy's table (ckpt_away.c): pipes and sockets from this descriptor up are
+ * its own and left out (-1: none). */
+extern int ck_own_from;
 /* A quick look before touching the process: pipes and sockets past fd 2. */
 void ck_precheck_files(int procfd);
 /* copy: the copy's pid (its descriptors are read through pidfd_getfd). */
 void ck_write_files(struct ck_image *im, pid_t copy, int childfd, const struct ck_files *files);
+
+/* ------------------------------------------------------------------ away */
+
+/* ckpt_away.c: the image of a process that runs on another node, written at
+ * home from its two halves: the copy's image streamed from there (memory,
+ * registers, signal state) and the deputy's part (descriptors and offsets,
+ * directory, umask, limits, parent), taken here while the copy is held quiet. */
+/* Write to im the image of deputy pid (procfd: /proc/PID) with the copy's
+ * image read from infd; extra/nextra: the OPTIONS lines that replace the copy's. */
+void ck_away_image(struct ck_image *im, int outfd, int may_direct, int infd, pid_t pid,
+                   int procfd, char *const *extra, int nextra);
+/* The process's 16 (soft, hard) limits (prlimit, or /proc/PID/limits). */
+void ck_fill_rlimits(struct mosix_ckpt_process *p, pid_t pid, int procfd);
 
 /* ------------------------------------------------------------------ memory */
 

@@ -188,6 +188,20 @@ static void describe(int fddir, int fd, const struct ck_fdpos *pos, struct ck_fi
     f->rec.ino = st.st_ino;
 }
 
+int ck_own_from = -1;
+
+/* A pipe or socket at or past ck_own_from: the deputy's own (its channels, its
+ * agent connection, its signal pipe sit at the top of the descriptor range). */
+static int deputys_own(int fddir, int fd)
+{
+    char name[16];
+    struct stat st;
+    if (ck_own_from < 0 || fd < ck_own_from)
+        return 0;
+    snprintf(name, sizeof(name), "%d", fd);
+    return fstatat(fddir, name, &st, 0) == 0 && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode));
+}
+
 void ck_collect_files(int childfd, const struct ck_fdsnap *snap, struct ck_files *out)
 {
     int fds[CK_MAX_FDS];
@@ -199,6 +213,8 @@ void ck_collect_files(int childfd, const struct ck_fdsnap *snap, struct ck_files
     out->f = ck_alloc(sizeof(*out->f) * (size_t)(n ? n : 1));
     for (int i = 0; i < n; i++) {
         struct ck_fdpos now;
+        if (deputys_own(fddir, fds[i]))
+            continue;
         const struct ck_fdpos *pos = snapped(snap, fds[i]);
         if (!pos) { /* not open at the snapshot: cannot be, the tables are the same */
             if (read_fdinfo(childfd, fds[i], &now) < 0)

@@ -385,7 +385,7 @@ static void limits_from_proc(struct mosix_ckpt_process *p, int copyfd)
     }
 }
 
-static void fill_rlimits(struct mosix_ckpt_process *p, pid_t copy, int copyfd)
+void ck_fill_rlimits(struct mosix_ckpt_process *p, pid_t copy, int copyfd)
 {
     for (int r = 0; r < 16; r++) {
         struct rlimit rl;
@@ -498,7 +498,7 @@ void ck_build_process(struct mosix_ckpt_process *p, pid_t pid, pid_t copy, int p
     fill_mm(p, copyfd);
     p->brk = cs->brk;
     fill_auxv(p, copyfd);
-    fill_rlimits(p, copy, copyfd);
+    ck_fill_rlimits(p, copy, copyfd);
     memcpy(p->itimers, fz->itimers, sizeof(p->itimers));
     p->altstack_sp = cs->altstack_sp;
     p->altstack_size = cs->altstack_size;

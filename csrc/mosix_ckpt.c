@@ -2,6 +2,7 @@
  *
  * Usage: mosix-ckpt (-o PATH | -f FD) [-a none|stop|exit|migrate] [-D ARG]...
  *                  [-O KEY=VALUE]... [-T] PID
+ *        mosix-ckpt -o PATH -i FD [-O KEY=VALUE]... PID
  *
  *   -o PATH   write the image to PATH (relative: to the process's current
  *             directory), through a temporary file renamed onto it when complete
@@ -16,6 +17,12 @@
  *             end of stdin) lets it continue here, exit status 4
  *   -O        an extra line for the OPTIONS record (format.OPTION_KEYS)
  *   -T        timings on stderr: pause_us= total_us= bytes= pages= areas=
+ *   -i FD     PID is the deputy of a process that runs on another node, and FD
+ *             carries the image of its copy there (captured there with -a
+ *             migrate, held quiet): the image written is the process's own,
+ *             the copy's memory and state with the deputy's descriptors,
+ *             directory, umask, limits and pid (ckpt_away.c); the deputy is
+ *             not stopped
  *
  * For tests and benchmarks, MOSIX_CKPT_NO_DIRECT (never O_DIRECT) and
  * MOSIX_CKPT_NO_PAGEMAP_SCAN (read /proc/PID/pagemap as before Linux 6.7)
@@ -77,6 +84,7 @@ struct options {
     char *deputy[MAX_DEPUTY_ARGS];
     int ndeputy;
     int timings;
+    int image_in; /* -i, or -1 */
     pid_t pid;
 };
 
@@ -104,7 +112,8 @@ _Noreturn static void usage(const char *fmt, ...)
     vfprintf(stderr, fmt, ap);
     va_end(ap);
     fprintf(stderr, " (usage: mosix-ckpt (-o PATH | -f FD) [-a none|stop|exit|migrate] "
-                    "[-D ARG]... [-O KEY=VALUE]... [-T] PID)\n");
+                    "[-D ARG]... [-O KEY=VALUE]... [-T] PID | -o PATH -i FD "
+                    "[-O KEY=VALUE]... PID)\n");
     exit(CK_EXIT_USAGE);
 }
 
@@ -124,10 +133,11 @@ static void parse_args(int argc, char **argv, struct options *o)
 {
     memset(o, 0, sizeof(*o));
     o->fd = -1;
+    o->image_in = -1;
     int c;
     uint64_t v;
     opterr = 0; /* one line of ours instead */
-    while ((c = getopt(argc, argv, "+:o:f:a:O:TD:")) != -1) {
+    while ((c = getopt(argc, argv, "+:o:f:a:O:TD:i:")) != -1) {
         switch (c) {
         case 'o':
             if (!*optarg)
@@ -166,6 +176,11 @@ static void parse_args(int argc, char **argv, struct options *o)
         case 'T':
             o->timings = 1;
             break;
+        case 'i':
+            if (ck_parse_u64(optarg, 10, &v) < 0 || v > 1 << 30)
+                usage("-i %s: not a descriptor number", optarg);
+            o->image_in = (int)v;
+            break;
         case ':':
             usage("-%c needs a value", optopt);
         default:
@@ -181,6 +196,8 @@ static void parse_args(int argc, char **argv, struct options *o)
         usage("exactly one of -o and -f");
     if (o->ndeputy > 0 && o->action != ACT_MIGRATE)
         usage("-D needs -a migrate");
+    if (o->image_in >= 0 && (!o->path || o->action != ACT_NONE || o->timings))
+        usage("-i goes with -o only");
 }
 
 /* ------------------------------------------------------------ cleanup */
@@ -529,6 +546,21 @@ static int hand_over(const struct options *o)
     return CK_EXIT_OK;
 }
 
+/* -i: the image of a process away, from its copy's image and its deputy. */
+static int away(const struct options *o)
+{
+    if (fcntl(o->image_in, F_GETFL) < 0)
+        ck_fail_errno("-i %d", o->image_in);
+    R.pid = o->pid;
+    R.procfd = open_proc(o->pid);
+    take_owner(R.procfd, &R.owner);
+    open_output(o);
+    struct ck_image im;
+    ck_away_image(&im, R.outfd, R.use_output, o->image_in, o->pid, R.procfd, o->extra, o->nextra);
+    ck_output_commit(&R.out);
+    return CK_EXIT_OK;
+}
+
 int main(int argc, char **argv)
 {
     struct options o;
@@ -542,6 +574,8 @@ int main(int argc, char **argv)
     const struct ck_hooks hooks = {.cleanup = cleanup, .discard = discard, .refused = refused};
     ck_set_hooks(&hooks);
     ck_catch_signals();
+    if (o.image_in >= 0)
+        return away(&o);
     R.pid = o.pid;
     R.procfd = open_proc(o.pid);
     take_owner(R.procfd, &R.owner);

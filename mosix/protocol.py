@@ -540,6 +540,21 @@ class MigrateFinish(Message):
 
 @message
 @dataclass(frozen=True)
+class MigrateCheckpoint(Message):
+    """Home to where the copy runs: capture the copy for a checkpoint and let it
+    run on.  The copy is held quiet (no forwarded call in flight, none taken),
+    a RemoteEvent 'sending' precedes its image on this connection ('failed':
+    ``error``), and it stays held until home closes the connection (home reads
+    the deputy's descriptors meanwhile); then ``action``: 'none', 'stop'
+    (SIGSTOP, as ``migrate PID chkstop``) or 'exit' (SIGKILL, ``chkexit``)."""
+
+    OP: ClassVar[str] = "migrate-checkpoint"
+    token: str = ""
+    action: str = "none"
+
+
+@message
+@dataclass(frozen=True)
 class RemoteEvent(Message):
     """Where the copy runs to its home: ``event`` is 'home' (it asked to come
     home: fork, exec...), 'exit' (it ended: ``status``), 'lost' (its channel

@@ -9,15 +9,19 @@ touches the image.  One capture per process at a time.
 
 -A's timer waits, when it fires, until the process is running: a process in
 a blocking call (state S/D) or frozen (T) is checkpointed when it runs again,
-as the manual says.
+as the manual says.  A process that runs on another node is captured there
+and here (``Away``, mosix.home_agent.away_checkpoint); its deputy always
+looks blocked, and the node holds the copy until its call at home returns.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import trio
 
@@ -37,6 +41,16 @@ EXIT_REFUSED = 3  # the capturer's status: not checkpointable, the file holds th
 
 class CheckpointError(Exception):
     """A checkpoint that could not be attempted or whose capture failed (one line)."""
+
+
+class Away(Protocol):
+    """The captures of processes that run on other nodes."""
+
+    def is_away(self, pid: int) -> bool: ...
+
+    async def capture(
+        self, pid: int, argv: list[str], action: str
+    ) -> subprocess.CompletedProcess[bytes]: ...
 
 
 @dataclass
@@ -84,6 +98,10 @@ class Checkpoints:
         self.minute = minute  # seconds in an -A minute (configurable for tests)
         self.locks: dict[int, trio.Lock] = {}
         self.timers: dict[int, trio.CancelScope] = {}
+        self.away: Away | None = None  # set when this node is in a cluster
+
+    def is_away(self, pid: int) -> bool:
+        return self.away is not None and self.away.is_away(pid)
 
     async def take(self, pid: int, action: str) -> Checkpointed:
         lock = self.locks.setdefault(pid, trio.Lock())
@@ -92,12 +110,16 @@ class Checkpoints:
             cap = plan(reg)
             before, reg.state = reg.state, "checkpointing"
             try:
-                result = await trio.run_process(
-                    capture_argv(reg, cap, action),
-                    capture_stdout=True,
-                    capture_stderr=True,
-                    check=False,
-                )
+                if self.away is not None and self.away.is_away(pid):
+                    argv = capture_argv(reg, cap, "checkpoint")  # the node acts on the copy
+                    result = await self.away.capture(pid, argv, CAPTURE_ACTIONS[action])
+                else:
+                    result = await trio.run_process(
+                        capture_argv(reg, cap, action),
+                        capture_stdout=True,
+                        capture_stderr=True,
+                        check=False,
+                    )
             finally:
                 reg.state = before
             if result.returncode == 0:
@@ -162,7 +184,7 @@ class Checkpoints:
                     letter = proc_info.state_letter(reg.pid)
                     if letter is None or not proc_info.alive(reg.pid, reg.start_ticks):
                         return
-                    if letter == "R":
+                    if letter == "R" or self.is_away(reg.pid):
                         break
                     await trio.sleep(RUN_POLL_SECONDS)
                 try:

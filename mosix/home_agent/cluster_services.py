@@ -17,6 +17,7 @@ import trio
 
 from mosix.arguments import MosrunArgs, UsageError, parse_inherited_words
 from mosix.home_agent import node_facts, proc_info
+from mosix.home_agent.away_checkpoint import AwayCheckpoints
 from mosix.home_agent.balancer import Balancer, Process
 from mosix.home_agent.migration import MigrationError, Migrations, ProcessFacts
 from mosix.home_agent.placement import Chooser, NoPlace, Request, WaitForMemory, placement_of
@@ -28,11 +29,13 @@ from mosix.protocol import (
     Message,
     Migrate,
     MigrateChannel,
+    MigrateCheckpoint,
     MigrateImage,
     MigrateOffer,
     Refused,
     Register,
 )
+from mosix.remote_agent.guest_checkpoint import GuestCheckpoints
 from mosix.remote_agent.inbound import Guests
 from mosix.remote_agent.peers import Cluster
 
@@ -58,6 +61,8 @@ class ClusterServices:
         cluster.on(MigrateImage, self.guests.image)
         cluster.on(MigrateChannel, self.guests.channel)
         cluster.on(BringHome, self.guests.bring_home)
+        cluster.on(MigrateCheckpoint, GuestCheckpoints(self.guests).checkpoint)
+        self.away_checkpoints = AwayCheckpoints(self.migrations)
         self.nursery: trio.Nursery | None = None
         interval = cluster.config.balance_interval
         self.balancer = (

@@ -732,6 +732,7 @@ class Agent:
                 self.services.start(nursery)
                 self.registry.where_of = self.services.where
                 self.services.migrations.last_checkpoint = self.checkpoints.last_image
+                self.checkpoints.away = self.services.away_checkpoints
             with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                 nursery.start_soon(self.wait_signal, signals)
                 task_status.started()
