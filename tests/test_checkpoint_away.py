@@ -13,6 +13,7 @@ an uninterrupted run outside mosrun.
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
@@ -181,3 +182,22 @@ def test_lost_node_resumes_from_checkpoint_taken_away(
     assert len(errors) == 1 and LOST_LINE.match(errors[0]), stderr
     assert errors[0].endswith("; it resumes at home from /tmp/ln.1")
     assert cluster.node_path(1, "/tmp/ln.out").read_bytes() == expected
+
+
+def test_chkexit_away_writes_then_ends(
+    make_cluster: MakeCluster,  # noqa: F811
+    awaycount: str,
+    expected: bytes,
+) -> None:
+    cluster = new_cluster(make_cluster)
+    prog = started_away(cluster, awaycount, [], "cx")
+    done = cluster.run(1, ["migrate", str(prog.pid), "chkexit"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    offset = taken_away(cluster, "/tmp/cx.1")
+    _, _, status = prog.finish()
+    assert status == -signal.SIGKILL
+    open_gate(cluster, "cx")
+    recovered = recover(cluster, "/tmp/cx.1")
+    assert recovered.returncode == STATUS, recovered.stderr
+    out = cluster.node_path(1, "/tmp/cx.out").read_bytes()
+    assert out == expected and offset < len(out)
