@@ -100,6 +100,12 @@ struct fwd_request {
     uint32_t reserved;
 };
 
+/* A reply's result for a call the deputy did not execute: its process is
+ * leaving (HOLD) and the call was blocked at home; it ended with EINTR, having
+ * done nothing.  The copy's call is left unanswered and is made again where
+ * the process goes (the kernel's ERESTARTNOINTR, never a result). */
+#define FWD_RET_AGAIN (-513)
+
 struct fwd_reply {
     uint32_t magic; /* FWD_REPLY_MAGIC */
     uint32_t nouts; /* segments in data */
