@@ -81,7 +81,8 @@ enum fwd_placement {
     FWD_TIME,         /* a clock: forwarded unless the process runs with -t */
     FWD_BRING_HOME,   /* fork, clone, execve, ...: the process goes home first */
     FWD_FILE_MAP,     /* mmap of a file */
-    FWD_UNFORWARDABLE /* answered on the remote: fwd_request returns the errno */
+    FWD_UNFORWARDABLE, /* answered on the remote: fwd_request returns the errno */
+    FWD_SPLIT          /* sendmmsg, recvmmsg: one forwarded sendmsg/recvmsg per message */
 };
 
 struct fwd_span {

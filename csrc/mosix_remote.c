@@ -35,6 +35,7 @@
 #include "forward.h"
 #include "forward_wire.h"
 #include "remote_filemap.h"
+#include "remote_mmsg.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -73,7 +74,7 @@ static unsigned char buf[FWD_FRAME_MAX_PAYLOAD];
 /* The call in flight at home. */
 static struct {
     int active;
-    int filemap;   /* this process's own request, for the file map below */
+    int own;       /* OWN_*: for whom the request is */
     int abandoned; /* the deputy did not execute it (leaving): it waits unanswered */
     uint64_t id, notif_id;
     long nr;
@@ -81,9 +82,16 @@ static struct {
 } call;
 static uint64_t next_id = 1;
 
-/* The copy's mmap of a home file being made (remote_filemap.h): at most one,
- * as the copy is stopped in it. */
+enum {
+    OWN_CALL,    /* the copy's call */
+    OWN_FILEMAP, /* one of this process's own requests for the file map */
+    OWN_SPLIT    /* one message of the copy's sendmmsg or recvmmsg */
+};
+
+/* The copy's mmap of a home file being made (remote_filemap.h), or its
+ * sendmmsg/recvmmsg (remote_mmsg.h): at most one, as the copy waits in it. */
 static struct filemap map;
+static struct mmsg_split split;
 
 /* ------------------------------------------------------------ the agent */
 
@@ -217,13 +225,12 @@ static void maybe_quiet(void)
     }
 }
 
-/* Send the request in buf[0..len) for notification notif_id: the copy's call
- * (nr, args), or this process's own for the file map (filemap). */
-static void send_request(uint64_t notif_id, long nr, const uint64_t args[6], size_t len,
-                         int filemap)
+/* Send the request in buf[0..len) for notification notif_id: call (nr, args),
+ * for whom own says. */
+static void send_request(uint64_t notif_id, long nr, const uint64_t args[6], size_t len, int own)
 {
     call.active = 1;
-    call.filemap = filemap;
+    call.own = own;
     call.abandoned = 0;
     call.id = next_id++;
     call.notif_id = notif_id;
@@ -244,7 +251,7 @@ static void filemap_step(void)
 {
     long len = filemap_next(&map, buf, sizeof(buf));
     if (len > 0) {
-        send_request(map_id, map.nr, map.args, (size_t)len, 1);
+        send_request(map_id, map.nr, map.args, (size_t)len, OWN_FILEMAP);
         return;
     }
     long result = len < 0 ? len : filemap_install(&map, listener, map_id);
@@ -291,6 +298,32 @@ static void filemap_resume(void)
         filemap_start(map_id, map_args);
 }
 
+/* ------------------------------------------------------------ sendmmsg, recvmmsg */
+
+/* The split call's next message, or its end. */
+static void split_step(uint64_t id)
+{
+    long len = mmsg_next(&split, copy, buf, sizeof(buf));
+    if (len > 0)
+        send_request(id, split.nr, split.args, (size_t)len, OWN_SPLIT);
+    else
+        answer(id, split.result, 0);
+}
+
+/* The deputy answered one message. */
+static void split_replied(size_t len)
+{
+    if (ioctl(listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &call.notif_id) < 0)
+        return; /* interrupted: the copy makes the call again (messages sent are sent) */
+    mmsg_reply(&split, copy, buf, len);
+    if (leaving && !split.ended) { /* no more messages: the part done, or again elsewhere */
+        if (mmsg_cut(&split) >= 0)
+            answer(call.notif_id, mmsg_cut(&split), 0);
+        return;
+    }
+    split_step(call.notif_id);
+}
+
 static void notification(void)
 {
     struct seccomp_notif n;
@@ -326,6 +359,10 @@ static void notification(void)
     case FWD_FILE_MAP:
         filemap_start(n.id, args);
         return;
+    case FWD_SPLIT:
+        mmsg_begin(&split, nr, args);
+        split_step(n.id);
+        return;
     case FWD_HOME:
         break;
     }
@@ -334,7 +371,7 @@ static void notification(void)
         answer(n.id, len, 0);
         return;
     }
-    send_request(n.id, nr, args, (size_t)len, 0);
+    send_request(n.id, nr, args, (size_t)len, OWN_CALL);
 }
 
 static int64_t reply_ret(const unsigned char *reply, size_t len)
@@ -360,7 +397,7 @@ static void resend_abandoned(void)
     if (len < 0)
         answer(call.notif_id, len, 0);
     else
-        send_request(call.notif_id, call.nr, call.args, (size_t)len, 0);
+        send_request(call.notif_id, call.nr, call.args, (size_t)len, call.own);
 }
 
 /* Whether a reply writes into the copy's memory (a malformed one: let
@@ -395,7 +432,9 @@ static void from_home(void)
             return; /* its call was interrupted: the copy issues it again */
         call.active = 0;
         if (reply_ret(buf, f.len) == FWD_RET_AGAIN) { /* blocked at home, and leaving */
-            if (call.filemap) {
+            if (call.own == OWN_SPLIT && mmsg_cut(&split) >= 0) {
+                answer(call.notif_id, mmsg_cut(&split), 0); /* a part was done */
+            } else if (call.own == OWN_FILEMAP) {
                 filemap_end(&map);
                 map_waiting = 1;
                 if (!leaving)
@@ -408,7 +447,12 @@ static void from_home(void)
             maybe_quiet();
             return;
         }
-        if (call.filemap) {
+        if (call.own == OWN_SPLIT) {
+            split_replied(f.len);
+            maybe_quiet();
+            return;
+        }
+        if (call.own == OWN_FILEMAP) {
             filemap_replied(f.len);
             maybe_quiet();
             return;
