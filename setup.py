@@ -87,7 +87,13 @@ NATIVE_TARGETS: list[tuple[str, str, list[str], list[str]]] = [
     (
         "mosix-remote",
         "exe",
-        ["mosix_remote.c", "forward_marshal.c", "forward_channel.c"],
+        [
+            "mosix_remote.c",
+            "remote_filemap.c",
+            "remote_mmsg.c",
+            "forward_marshal.c",
+            "forward_channel.c",
+        ],
         [],
     ),
     (

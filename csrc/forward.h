@@ -81,7 +81,8 @@ enum fwd_placement {
     FWD_TIME,         /* a clock: forwarded unless the process runs with -t */
     FWD_BRING_HOME,   /* fork, clone, execve, ...: the process goes home first */
     FWD_FILE_MAP,     /* mmap of a file */
-    FWD_UNFORWARDABLE /* answered on the remote: fwd_request returns the errno */
+    FWD_UNFORWARDABLE, /* answered on the remote: fwd_request returns the errno */
+    FWD_SPLIT          /* sendmmsg, recvmmsg: one forwarded sendmsg/recvmsg per message */
 };
 
 struct fwd_span {
@@ -99,6 +100,12 @@ struct fwd_request {
     uint32_t data_len;
     uint32_t reserved;
 };
+
+/* A reply's result for a call the deputy did not execute: its process is
+ * leaving (HOLD) and the call was blocked at home; it ended with EINTR, having
+ * done nothing.  The copy's call is left unanswered and is made again where
+ * the process goes (the kernel's ERESTARTNOINTR, never a result). */
+#define FWD_RET_AGAIN (-513)
 
 struct fwd_reply {
     uint32_t magic; /* FWD_REPLY_MAGIC */

@@ -53,7 +53,7 @@ _Static_assert(FWD_MAX_DATA == FWD_TABLE_MAX_DATA, "forward.h and the table disa
 _Static_assert(FWD_LOCAL == FWD_PLACE_LOCAL && FWD_HOME == FWD_PLACE_HOME &&
                    FWD_TIME == FWD_PLACE_TIME && FWD_BRING_HOME == FWD_PLACE_BRING_HOME &&
                    FWD_FILE_MAP == FWD_PLACE_FILE_MAP &&
-                   FWD_UNFORWARDABLE == FWD_PLACE_UNFORWARDABLE,
+                   FWD_UNFORWARDABLE == FWD_PLACE_UNFORWARDABLE && FWD_SPLIT == FWD_PLACE_SPLIT,
                "placements");
 _Static_assert(sizeof(struct fwd_request) == 160, "request head");
 _Static_assert(sizeof(struct fwd_reply) == 24, "reply head");

@@ -19,6 +19,7 @@
 #define FWD_PLACE_BRING_HOME 3
 #define FWD_PLACE_FILE_MAP 4
 #define FWD_PLACE_UNFORWARDABLE 5
+#define FWD_PLACE_SPLIT 6
 
 /* Argument kinds. */
 #define FWD_KIND_NONE 0
@@ -496,7 +497,7 @@ static const struct fwd_syscall fwd_syscalls[FWD_TABLE_SIZE] = {
     [296] = {1, 113, 0, {FWD_PLACE_HOME, 5, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IOV_IN, FWD_F_CLAMP, FWD_SIZE_ARG, 2, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* pwritev */
     [297] = {1, 113, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_CONST, 0, 1, 128}}}}, /* rt_tgsigqueueinfo */
     [298] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* perf_event_open */
-    [299] = {1, 113, 0, {FWD_PLACE_UNFORWARDABLE, 0, 38, {}}}, /* recvmmsg */
+    [299] = {1, 113, 0, {FWD_PLACE_SPLIT, 0, 0, {}}}, /* recvmmsg */
     [300] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* fanotify_init */
     [301] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* fanotify_mark */
     [302] = {1, 113, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_CONST, 0, 1, 16}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 16}}}}, /* prlimit64 */
@@ -504,7 +505,7 @@ static const struct fwd_syscall fwd_syscalls[FWD_TABLE_SIZE] = {
     [304] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* open_by_handle_at */
     [305] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* clock_adjtime */
     [306] = {1, 113, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* syncfs */
-    [307] = {1, 113, 0, {FWD_PLACE_UNFORWARDABLE, 0, 38, {}}}, /* sendmmsg */
+    [307] = {1, 113, 0, {FWD_PLACE_SPLIT, 0, 0, {}}}, /* sendmmsg */
     [308] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* setns */
     [309] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* getcpu */
     [310] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* process_vm_readv */

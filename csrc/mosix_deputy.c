@@ -29,6 +29,11 @@
  * reply on the direct channel, the signals passed so far have been delivered
  * (the supervisor acknowledges each with SIGNALED), so the copy sees them as
  * the call returns, as it would with the supervisor in between.
+ * A call that blocks at home (a read of a terminal) does not keep the process
+ * from leaving: the first channel raises SIGIO here when a frame arrives
+ * (O_ASYNC), so HOLD interrupts the call, which did nothing (EINTR), and the
+ * reply says to make it again where the process goes (FWD_RET_AGAIN); any
+ * other frame in the middle of a call is taken and the call executed again.
  * Frames: forward_wire.h.  The deputy's own descriptors sit at the top of the
  * descriptor range, and the program's calls that would hit them are served as
  * if they were not there. */
@@ -64,6 +69,7 @@ static unsigned long unacked;        /* SIGNAL frames the supervisor has not ack
 static unsigned long channel_gen;    /* channels taken so far */
 static uint64_t direct_sent;         /* bytes sent on the direct channel */
 static int hold, held_told;          /* HOLD: the direct channel is not read; HELD sent */
+static volatile sig_atomic_t poked;  /* a frame arrived on the first channel (SIGIO) */
 
 /* ------------------------------------------------------------ ends */
 
@@ -218,8 +224,13 @@ static int own_fd_call(long nr, const uint64_t a[6], int64_t *ret)
 
 /* ------------------------------------------------------------ signals */
 
-static void on_signal(int sig)
+static void on_signal(int sig, siginfo_t *info, void *context)
 {
+    (void)context;
+    if (sig == SIGIO && info->si_code > 0 && chan >= 0 && info->si_fd == chan) {
+        poked = 1; /* the channel's own (O_ASYNC), not the program's: it interrupts a call */
+        return;
+    }
     unsigned char b = (unsigned char)sig;
     int saved = errno;
     ssize_t w = write(sigpipe_w, &b, 1); /* full pipe: the signal is already queued */
@@ -232,7 +243,8 @@ static void catch_signals(void)
 {
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal; /* no SA_RESTART: a blocked forwarded call returns EINTR */
+    sa.sa_sigaction = on_signal; /* no SA_RESTART: a blocked forwarded call returns EINTR */
+    sa.sa_flags = SA_SIGINFO;
     if (sigfillset(&sa.sa_mask) < 0)
         lost("sigfillset: %s", strerror(errno));
     for (int sig = 1; sig <= NSIG_MAX; sig++) {
@@ -430,10 +442,20 @@ _Noreturn static void ended(const struct agent_reply *reply, const int fd[2], co
     come_home(own);
 }
 
+/* A frame arriving on the first channel raises SIGIO here (on_signal). */
+static void arm_channel(void)
+{
+    int fl = fcntl(chan, F_GETFL);
+    if (fl < 0 || fcntl(chan, F_SETOWN, getpid()) < 0 || fcntl(chan, F_SETSIG, SIGIO) < 0 ||
+        fcntl(chan, F_SETFL, fl | O_ASYNC) < 0)
+        lost("the channel: O_ASYNC: %s", strerror(errno));
+}
+
 /* The channels that came with "deputy-channel": the first, and the direct one if any. */
 static void take_channels(const int fd[2])
 {
     chan = move_high(fd[0]);
+    arm_channel();
     direct = fd[1] >= 0 ? move_high(fd[1]) : -1;
     unacked = 0;
     channel_gen++;
@@ -529,6 +551,48 @@ static void await_signals_delivered(void)
         first_channel_frame();
 }
 
+static int64_t reply_ret(size_t n)
+{
+    struct fwd_reply head;
+    if (n < sizeof(head))
+        return 0;
+    memcpy(&head, rep, sizeof(head));
+    return head.ret;
+}
+
+/* The frames that arrived on the first channel during a call (they
+ * interrupted it): HOLD, SIGNALED, ... never a request (one call at a time). */
+static void take_control_frames(void)
+{
+    for (;;) {
+        struct pollfd p = {chan, POLLIN, 0};
+        int r = chan < 0 ? 0 : poll(&p, 1, 0);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            lost("poll: %s", strerror(errno));
+        if (r == 0)
+            return;
+        first_channel_frame();
+    }
+}
+
+/* Execute the request in req; the reply's length in rep.  A call interrupted
+ * only by the channel's frames (it did nothing: EINTR, no signal of the
+ * program's) is executed again, or, when the process is leaving, not at all. */
+static size_t execute(size_t len)
+{
+    for (;;) {
+        poked = 0;
+        size_t n = fwd_execute(req, len, rep, sizeof(rep));
+        if (!poked || caught || reply_ret(n) != -EINTR)
+            return n;
+        take_control_frames();
+        if (hold || chan < 0)
+            return reply_result(rep, FWD_RET_AGAIN);
+    }
+}
+
 /* A request on fd (the first channel or the direct one): execute, reply there. */
 static void serve_one(int fd, const struct fwd_frame *f)
 {
@@ -539,7 +603,7 @@ static void serve_one(int fd, const struct fwd_frame *f)
     if (request_call(req, f->len, &nr, args) == 0 && own_fd_call(nr, args, &ret))
         n = reply_result(rep, ret);
     else
-        n = fwd_execute(req, f->len, rep, sizeof(rep));
+        n = execute(f->len);
     if (caught) /* before the reply: the copy gets the signal, then the result */
         pass_signals();
     if (fd == direct) {

@@ -34,6 +34,8 @@
  * Exit status: 0, or 1 when the copy could not be started. */
 #include "forward.h"
 #include "forward_wire.h"
+#include "remote_filemap.h"
+#include "remote_mmsg.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -72,11 +74,24 @@ static unsigned char buf[FWD_FRAME_MAX_PAYLOAD];
 /* The call in flight at home. */
 static struct {
     int active;
+    int own;       /* OWN_*: for whom the request is */
+    int abandoned; /* the deputy did not execute it (leaving): it waits unanswered */
     uint64_t id, notif_id;
     long nr;
     uint64_t args[6];
 } call;
 static uint64_t next_id = 1;
+
+enum {
+    OWN_CALL,    /* the copy's call */
+    OWN_FILEMAP, /* one of this process's own requests for the file map */
+    OWN_SPLIT    /* one message of the copy's sendmmsg or recvmmsg */
+};
+
+/* The copy's mmap of a home file being made (remote_filemap.h), or its
+ * sendmmsg/recvmmsg (remote_mmsg.h): at most one, as the copy waits in it. */
+static struct filemap map;
+static struct mmsg_split split;
 
 /* ------------------------------------------------------------ the agent */
 
@@ -210,6 +225,105 @@ static void maybe_quiet(void)
     }
 }
 
+/* Send the request in buf[0..len) for notification notif_id: call (nr, args),
+ * for whom own says. */
+static void send_request(uint64_t notif_id, long nr, const uint64_t args[6], size_t len, int own)
+{
+    call.active = 1;
+    call.own = own;
+    call.abandoned = 0;
+    call.id = next_id++;
+    call.notif_id = notif_id;
+    call.nr = nr;
+    memcpy(call.args, args, sizeof(call.args));
+    if (fwd_send_frame(chan, FWD_FRAME_REQUEST, call.id, buf, len) < 0)
+        channel_lost();
+}
+
+/* ------------------------------------------------------------ file maps */
+
+static uint64_t map_id, map_args[6]; /* the copy's mmap being served */
+static int map_waiting;               /* set aside while leaving: "stay" takes it up */
+
+/* The file map's next request, or its end: the copy's mmap goes on, on the
+ * memory file now at its descriptor number, or fails. */
+static void filemap_step(void)
+{
+    long len = filemap_next(&map, buf, sizeof(buf));
+    if (len > 0) {
+        send_request(map_id, map.nr, map.args, (size_t)len, OWN_FILEMAP);
+        return;
+    }
+    long result = len < 0 ? len : filemap_install(&map, listener, map_id);
+    filemap_end(&map);
+    if (result < 0)
+        answer(map_id, result, 0);
+    else
+        answer(map_id, 0, 1);
+}
+
+static void filemap_start(uint64_t id, const uint64_t args[6])
+{
+    long r = filemap_begin(&map, args);
+    if (r < 0) {
+        answer(id, r, 0);
+        return;
+    }
+    map_id = id;
+    memcpy(map_args, args, sizeof(map_args));
+    filemap_step();
+}
+
+/* The deputy answered one of the file map's requests. */
+static void filemap_replied(size_t len)
+{
+    if (leaving || ioctl(listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &map_id) < 0) {
+        /* interrupted (a signal: the copy makes the call again), or being
+         * captured (it makes it again where it goes; "stay" takes it up) */
+        filemap_end(&map);
+        map_waiting = leaving;
+        return;
+    }
+    filemap_reply(&map, buf, len);
+    filemap_step();
+}
+
+/* "stay": a file map set aside for leaving goes on. */
+static void filemap_resume(void)
+{
+    if (!map_waiting)
+        return;
+    map_waiting = 0;
+    if (ioctl(listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &map_id) == 0)
+        filemap_start(map_id, map_args);
+}
+
+/* ------------------------------------------------------------ sendmmsg, recvmmsg */
+
+/* The split call's next message, or its end. */
+static void split_step(uint64_t id)
+{
+    long len = mmsg_next(&split, copy, buf, sizeof(buf));
+    if (len > 0)
+        send_request(id, split.nr, split.args, (size_t)len, OWN_SPLIT);
+    else
+        answer(id, split.result, 0);
+}
+
+/* The deputy answered one message. */
+static void split_replied(size_t len)
+{
+    if (ioctl(listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &call.notif_id) < 0)
+        return; /* interrupted: the copy makes the call again (messages sent are sent) */
+    mmsg_reply(&split, copy, buf, len);
+    if (leaving && !split.ended) { /* no more messages: the part done, or again elsewhere */
+        if (mmsg_cut(&split) >= 0)
+            answer(call.notif_id, mmsg_cut(&split), 0);
+        return;
+    }
+    split_step(call.notif_id);
+}
+
 static void notification(void)
 {
     struct seccomp_notif n;
@@ -243,7 +357,11 @@ static void notification(void)
         answer(n.id, fwd_request(n.pid, nr, args, buf, sizeof(buf)), 0); /* its errno */
         return;
     case FWD_FILE_MAP:
-        answer(n.id, -ENODEV, 0);
+        filemap_start(n.id, args);
+        return;
+    case FWD_SPLIT:
+        mmsg_begin(&split, nr, args);
+        split_step(n.id);
         return;
     case FWD_HOME:
         break;
@@ -253,13 +371,33 @@ static void notification(void)
         answer(n.id, len, 0);
         return;
     }
-    call.active = 1;
-    call.id = next_id++;
-    call.notif_id = n.id;
-    call.nr = nr;
-    memcpy(call.args, args, sizeof(args));
-    if (fwd_send_frame(chan, FWD_FRAME_REQUEST, call.id, buf, (size_t)len) < 0)
-        channel_lost();
+    send_request(n.id, nr, args, (size_t)len, OWN_CALL);
+}
+
+static int64_t reply_ret(const unsigned char *reply, size_t len)
+{
+    struct fwd_reply head;
+    if (len < sizeof(head))
+        return 0;
+    memcpy(&head, reply, sizeof(head));
+    return head.ret;
+}
+
+/* The copy's call that the deputy gave back while it was leaving (FWD_RET_AGAIN)
+ * goes again, as it stays after all; unanswered, it is made again where the
+ * process goes (the capture interrupts it). */
+static void resend_abandoned(void)
+{
+    if (!call.abandoned)
+        return;
+    call.abandoned = 0;
+    if (ioctl(listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &call.notif_id) < 0)
+        return; /* interrupted meanwhile: it comes again */
+    long len = fwd_request(copy, call.nr, call.args, buf, sizeof(buf));
+    if (len < 0)
+        answer(call.notif_id, len, 0);
+    else
+        send_request(call.notif_id, call.nr, call.args, (size_t)len, call.own);
 }
 
 /* Whether a reply writes into the copy's memory (a malformed one: let
@@ -293,6 +431,32 @@ static void from_home(void)
         if (!call.active || f.id != call.id)
             return; /* its call was interrupted: the copy issues it again */
         call.active = 0;
+        if (reply_ret(buf, f.len) == FWD_RET_AGAIN) { /* blocked at home, and leaving */
+            if (call.own == OWN_SPLIT && mmsg_cut(&split) >= 0) {
+                answer(call.notif_id, mmsg_cut(&split), 0); /* a part was done */
+            } else if (call.own == OWN_FILEMAP) {
+                filemap_end(&map);
+                map_waiting = 1;
+                if (!leaving)
+                    filemap_resume();
+            } else {
+                call.abandoned = 1;
+                if (!leaving)
+                    resend_abandoned();
+            }
+            maybe_quiet();
+            return;
+        }
+        if (call.own == OWN_SPLIT) {
+            split_replied(f.len);
+            maybe_quiet();
+            return;
+        }
+        if (call.own == OWN_FILEMAP) {
+            filemap_replied(f.len);
+            maybe_quiet();
+            return;
+        }
         /* outputs go into the copy's memory only while its call still waits;
          * without outputs, NOTIF_SEND itself finds out (ENOENT) */
         if (has_outputs(buf, f.len) &&
@@ -336,7 +500,8 @@ static void from_agent(void)
         if (strcmp(l, "leave") == 0) {
             leaving = 1;
             quiet_told = 0;
-            if (direct >= 0 && !hold_sent && chan >= 0) {
+            /* HOLD also interrupts a call blocked at home: the deputy gives it back */
+            if (!hold_sent && chan >= 0) {
                 if (fwd_send_frame(chan, FWD_FRAME_HOLD, 0, NULL, 0) < 0)
                     channel_lost();
                 hold_sent = 1;
@@ -353,6 +518,8 @@ static void from_agent(void)
                     channel_lost();
                 hold_sent = held = 0;
             }
+            filemap_resume();
+            resend_abandoned();
         } else if (strcmp(l, "kill") == 0 && kill(copy, SIGKILL) < 0 && errno != ESRCH) {
             die("kill: %s", strerror(errno));
         }

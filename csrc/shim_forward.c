@@ -120,6 +120,12 @@ enum shim_forward_outcome shim_forward_call(long nr, const uint64_t args[6], lon
             (void)mosix_raw0(SYS_sched_yield);
         return SHIM_FORWARD_NO_CHANNEL;
     }
+    struct fwd_reply head;
+    if ((size_t)got >= sizeof(head)) {
+        __builtin_memcpy(&head, payload, sizeof(head));
+        if (head.ret == FWD_RET_AGAIN) /* blocked at home while leaving: made again */
+            return SHIM_FORWARD_NO_CHANNEL;
+    }
     *ret = fwd_apply(0, nr, args, payload, (size_t)got);
     mosix_shim_fast_calls++;
     return SHIM_FORWARD_DONE;

@@ -131,3 +131,13 @@ def wait_until(
         if time.monotonic() > deadline:
             raise AssertionError(f"not within {timeout:.0f} s: {what}")
         time.sleep(period)
+
+
+def reads_stdin(pid: int) -> bool:
+    """Whether process ``pid`` is in read(0, ...) now (/proc/PID/syscall: the number, then
+    the arguments); e.g. a deputy serving its copy's read of the home stdin."""
+    try:
+        words = Path(f"/proc/{pid}/syscall").read_text().split()
+    except OSError:
+        return False
+    return words[:2] == ["0", "0x0"]

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from cluster_fixtures import make_cluster, node_programs, wait_until  # noqa: F401
+from cluster_fixtures import make_cluster, node_programs, reads_stdin, wait_until  # noqa: F401
 
 from mosix.testcluster import LocalCluster
 from mosix.testcluster.agents import ClusterSettings
@@ -272,3 +272,24 @@ def test_long_network_cut_ends_both_sides(
     wait_for_log(cluster, 2, rf"process {prog.pid} of node 1 .*: no copy of it here now")
     print(f"long cut: lost process reported after {noticed:.2f} s")
     cluster.heal(2)
+
+
+@pytest.mark.parametrize("how", ["killed", "silent"])
+def test_deputy_blocked_at_home_notices_the_loss(
+    make_cluster: MakeCluster,  # noqa: F811
+    faulty: str,
+    how: str,
+) -> None:
+    """The copy waits for a line of its home stdin (the deputy is in read(0)) when its
+    node dies: the loss is still reported within lost_after, with no line typed."""
+    cluster = new_cluster(make_cluster)
+    prog = Program(cluster, 1, ["mosrun", "-rnode2", faulty, "0", "1", "0"])
+    assert prog.line() == f"ready {prog.pid}"  # printed on node 2, then it reads stdin
+    copy_pid(cluster, 2, prog.pid)
+    wait_until("the deputy reads stdin", lambda: reads_stdin(prog.pid), EVENT_TIMEOUT)
+    if how == "silent":
+        cluster.cut(2)
+    cluster.kill_node(2)
+    _, stderr, status = prog.finish(timeout=NOTICE_BOUND)
+    assert status == -signal.SIGKILL, stderr
+    assert LOST_LINE.match(stderr), stderr

@@ -223,6 +223,8 @@ DOC_SECTION = [
     "* **bring home**: the process migrates home and the call runs there (fork, clone,",
     "  execve).",
     "* **file map**: mmap of a file, done by the supervisor.",
+    "* **split**: sendmmsg, recvmmsg: the supervisor forwards one sendmsg or recvmsg per",
+    "  message.",
     "* **unforwardable**: answered on the remote node with the errno shown (structures",
     "  with pointers inside, ioctl requests the table does not know).",
     "",

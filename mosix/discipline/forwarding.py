@@ -26,6 +26,8 @@ Placements (the values are shared with C, ``enum fwd_placement``):
 * ``BRING_HOME``: the process is migrated home and the call runs there
   (fork, vfork, clone, clone3, execve, execveat).
 * ``FILE_MAP``: mmap of a file (the supervisor maps it).
+* ``SPLIT``: sendmmsg and recvmmsg: the supervisor forwards one sendmsg or
+  recvmsg per message (the table cannot marshal an array of msghdr).
 * ``UNFORWARDABLE``: its arguments cannot be marshalled by a table (pointers
   inside structures whose size the kernel learns from the structure); the
   supervisor answers with the entry's errno (ENOSYS, ENOTTY for unknown ioctl
@@ -62,6 +64,7 @@ class Placement(enum.IntEnum):
     BRING_HOME = 3
     FILE_MAP = 4
     UNFORWARDABLE = 5
+    SPLIT = 6
 
 
 class Kind(enum.IntEnum):
@@ -248,6 +251,7 @@ def time_(*args: ArgSpec) -> Spec:
 LOCAL_SPEC = Spec(Placement.LOCAL)
 BRING_HOME_SPEC = Spec(Placement.BRING_HOME)
 FILE_MAP_SPEC = Spec(Placement.FILE_MAP)
+SPLIT_SPEC = Spec(Placement.SPLIT)
 NOT_FORWARDED = Spec(Placement.UNFORWARDABLE, error=ENOSYS)
 UNKNOWN_IOCTL = Spec(Placement.UNFORWARDABLE, error=ENOTTY)
 
@@ -668,6 +672,16 @@ _HOME: dict[str, tuple[str, Spec]] = {
 
 _SPECIAL: tuple[Forwarding, ...] = (
     Forwarding(
+        "sendmmsg",
+        SPLIT_SPEC,
+        "sockets stay at home; one forwarded sendmsg per message (glibc's resolver uses it)",
+    ),
+    Forwarding(
+        "recvmmsg",
+        SPLIT_SPEC,
+        "sockets stay at home; one forwarded recvmsg per message (the timeout is not applied)",
+    ),
+    Forwarding(
         "mmap",
         FILE_MAP_SPEC,
         "anonymous memory is the process's own; a file mapping is the supervisor's to make",
@@ -779,7 +793,7 @@ _CAPTURE: tuple[Forwarding, ...] = (
 _BRING_HOME = "fork vfork clone3 execve execveat"
 
 _UNFORWARDABLE = {
-    R_NESTED: "recvmmsg sendmmsg name_to_handle_at statmount listmount setxattrat getxattrat",
+    R_NESTED: "name_to_handle_at statmount listmount setxattrat getxattrat",
     "a restriction the deputy, which performs the file calls, would not obey: ENOSYS "
     "(programs treat it as no Landlock)": "landlock_create_ruleset landlock_add_rule "
     "landlock_restrict_self",
