@@ -86,7 +86,13 @@ NATIVE_TARGETS: list[tuple[str, str, list[str], list[str]]] = [
     (
         "mosix-remote",
         "exe",
-        ["mosix_remote.c", "forward_marshal.c", "forward_channel.c"],
+        [
+            "mosix_remote.c",
+            "forward_marshal.c",
+            "forward_channel.c",
+            "remote_discipline.c",
+            "seccomp_filter.c",
+        ],
         [],
     ),
     (
