@@ -187,6 +187,7 @@ def test_the_message_names_the_remote_copy_by_its_home_pid(
     )
     stdout, stderr = proc.communicate("go\n", timeout=TIMEOUT)
     assert proc.returncode == 0, stderr
+    assert stdout == f"ready\npersonality: ret=-1 errno={ENOSYS}\nalive\n"
     assert re.fullmatch(
         rf"mosrun: refused\[{proc.pid}\]: unsupported system call personality \(135\): "
         r"fails with ENOSYS\n",
