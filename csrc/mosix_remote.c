@@ -169,7 +169,21 @@ static void reap(void)
 
 /* ------------------------------------------------------------ notifications */
 
-static void answer(uint64_t id, long result, int cont);
+static void answer(uint64_t id, long result, int cont)
+{
+    struct seccomp_notif_resp resp;
+    memset(&resp, 0, sizeof(resp));
+    resp.id = id;
+    if (cont)
+        resp.flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
+    else if (result < 0)
+        resp.error = (int32_t)result;
+    else
+        resp.val = result;
+    if (ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, &resp) < 0 && errno != ENOENT)
+        die("SECCOMP_IOCTL_NOTIF_SEND: %s", strerror(errno));
+    /* ENOENT: the call was interrupted (a signal, or a capture): it comes again */
+}
 
 /* A call the guard would answer at home (remote_discipline.h).  Returns 0 when
  * it is not one.  The message goes home as a forwarded write, in flight like
@@ -213,22 +227,6 @@ static void guarded_reply(void)
         return;
     }
     answer(call.notif_id, -ENOSYS, 0);
-}
-
-static void answer(uint64_t id, long result, int cont)
-{
-    struct seccomp_notif_resp resp;
-    memset(&resp, 0, sizeof(resp));
-    resp.id = id;
-    if (cont)
-        resp.flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
-    else if (result < 0)
-        resp.error = (int32_t)result;
-    else
-        resp.val = result;
-    if (ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, &resp) < 0 && errno != ENOENT)
-        die("SECCOMP_IOCTL_NOTIF_SEND: %s", strerror(errno));
-    /* ENOENT: the call was interrupted (a signal, or a capture): it comes again */
 }
 
 /* Bytes this end of the direct channel has received (TCP_INFO). */
