@@ -1,14 +1,17 @@
 /* mosix_remote.c - the supervisor of a migrated process's remote copy.
  *
  * Usage (started by the node agent that accepted a migration):
- *   mosix-remote -c CHANFD [-d DIRECTFD] -i IMAGEFD -m MODE -e MOSIX_EXEC -r MOSIX_RESTORE [-t]
+ *   mosix-remote -c CHANFD [-d DIRECTFD] -i IMAGEFD -m MODE [-p HOMEPID] -e MOSIX_EXEC
+ *                -r MOSIX_RESTORE [-t]
  *
  *   CHANFD   the channel to the deputy at home (forward_wire.h), a TCP socket
  *   DIRECTFD the direct channel: handed to the restorer (-D); a copy with the
  *            preload shim's handler sends its calls to the deputy over it itself
  *            (the fast path: no notification, no supervisor in between)
  *   IMAGEFD  the image, streamed from the home node
- *   MODE     the unsupported-call mode (u, e, w) of the base filter here
+ *   MODE     the unsupported-call mode (u, e, w) of the base filter here, and the
+ *            default of the mode applied here (the copy's MOSIX_INHERIT decides first)
+ *   HOMEPID  the process's pid at home (what it knows as its own: in messages)
  *   -t       take the time from this node (mosrun -t): time calls run here
  *
  * It forks the copy: mosix-exec installs the discipline (base filter and its
@@ -18,6 +21,10 @@
  * call the forward table places at home arrives here as a user notification:
  * the request is built from the copy's memory (forward.h), sent to the deputy,
  * and its reply written back before the call returns.  Python never sees it.
+ * The calls the discipline does not support come here too (the base filter's
+ * listener would be the guard's, but the kernel gives a process one): they
+ * get what the guard gives them at home (remote_discipline.c), the message
+ * written on the home standard error by a forwarded write.
  *
  * The agent talks to it through stdin/stdout, one line each:
  *   out: "ready PID" (restored, running), "failed REASON" (restore failed),
@@ -34,6 +41,7 @@
  * Exit status: 0, or 1 when the copy could not be started. */
 #include "forward.h"
 #include "forward_wire.h"
+#include "remote_discipline.h"
 #include "remote_filemap.h"
 #include "remote_mmsg.h"
 
@@ -64,7 +72,8 @@
 #endif
 
 static int chan = -1, direct = -1, listener = -1, sigfd = -1, agent_in = STDIN_FILENO;
-static pid_t copy;
+static pid_t copy, home_pid;
+static enum mosix_mode default_mode;
 static int time_here, leaving, quiet_told, home_asked, listener_hung_up;
 static int hold_sent, held;   /* direct channel: HOLD sent, HELD received */
 static uint64_t held_bytes;   /* what HELD says the deputy sent on it */
@@ -79,6 +88,7 @@ static struct {
     uint64_t id, notif_id;
     long nr;
     uint64_t args[6];
+    enum rd_action guarded; /* RD_WARN/RD_KILL: the call is the discipline's message */
 } call;
 static uint64_t next_id = 1;
 
@@ -188,6 +198,52 @@ static void answer(uint64_t id, long result, int cont)
     if (ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, &resp) < 0 && errno != ENOENT)
         die("SECCOMP_IOCTL_NOTIF_SEND: %s", strerror(errno));
     /* ENOENT: the call was interrupted (a signal, or a capture): it comes again */
+}
+
+/* A call the guard would answer at home (remote_discipline.h).  Returns 0 when
+ * it is not one.  The message goes home as a forwarded write, in flight like
+ * any call; guarded_reply() finishes it. */
+static int guarded_call(const struct seccomp_notif *n)
+{
+    long result;
+    enum rd_action a = rd_decide(&n->data, (pid_t)n->pid, home_pid, default_mode, &result);
+    if (a == RD_NOT_GUARDED)
+        return 0;
+    if (a == RD_ANSWER) {
+        answer(n->id, result, 0);
+        return 1;
+    }
+    uint64_t id = n->id;
+    if (ioctl(listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &id) < 0)
+        return 1; /* gone meanwhile: nothing to say, no one to kill */
+    long len = rd_message_request(a, (pid_t)n->pid, home_pid, n->data.nr, buf, sizeof(buf));
+    if (len < 0)
+        die("the unsupported-call message: %s", strerror((int)-len));
+    call.active = 1;
+    call.id = next_id++;
+    call.notif_id = n->id;
+    call.nr = n->data.nr;
+    memset(call.args, 0, sizeof(call.args));
+    call.own = OWN_CALL;
+    call.abandoned = 0;
+    call.guarded = a;
+    if (fwd_send_frame(chan, FWD_FRAME_REQUEST, call.id, buf, (size_t)len) < 0)
+        channel_lost();
+    return 1;
+}
+
+/* The message is written at home: -w, the call fails with ENOSYS; -u, the copy
+ * is killed (its end goes home as an EXIT frame: the deputy dies the same way). */
+static void guarded_reply(void)
+{
+    enum rd_action a = call.guarded;
+    call.guarded = RD_NOT_GUARDED;
+    if (a == RD_KILL) {
+        if (kill(copy, SIGKILL) < 0 && errno != ESRCH)
+            die("kill: %s", strerror(errno));
+        return;
+    }
+    answer(call.notif_id, -ENOSYS, 0);
 }
 
 /* Bytes this end of the direct channel has received (TCP_INFO). */
@@ -337,6 +393,8 @@ static void notification(void)
     uint64_t args[6];
     for (int i = 0; i < 6; i++)
         args[i] = n.data.args[i];
+    if (guarded_call(&n))
+        return;
     switch (fwd_placement(nr, args)) {
     case FWD_LOCAL:
         answer(n.id, 0, 1);
@@ -431,6 +489,11 @@ static void from_home(void)
         if (!call.active || f.id != call.id)
             return; /* its call was interrupted: the copy issues it again */
         call.active = 0;
+        if (call.guarded != RD_NOT_GUARDED) { /* the message's write: done, or given back */
+            guarded_reply();
+            maybe_quiet();
+            return;
+        }
         if (reply_ret(buf, f.len) == FWD_RET_AGAIN) { /* blocked at home, and leaving */
             if (call.own == OWN_SPLIT && mmsg_cut(&split) >= 0) {
                 answer(call.notif_id, mmsg_cut(&split), 0); /* a part was done */
@@ -603,7 +666,7 @@ static void start_copy(int imagefd, const char *mode, const char *exec_path,
 _Noreturn static void usage(void)
 {
     fprintf(stderr, "usage: mosix-remote -c CHANFD [-d DIRECTFD] -i IMAGEFD -m u|e|w "
-                    "-e MOSIX_EXEC -r MOSIX_RESTORE [-t]\n");
+                    "[-p HOMEPID] -e MOSIX_EXEC -r MOSIX_RESTORE [-t]\n");
     exit(2);
 }
 
@@ -611,7 +674,7 @@ int main(int argc, char **argv)
 {
     int imagefd = -1, c;
     const char *mode = NULL, *exec_path = NULL, *restore_path = NULL;
-    while ((c = getopt(argc, argv, "+c:d:i:m:e:r:t")) != -1) {
+    while ((c = getopt(argc, argv, "+c:d:i:m:p:e:r:t")) != -1) {
         switch (c) {
         case 'c':
             chan = atoi(optarg);
@@ -624,6 +687,9 @@ int main(int argc, char **argv)
             break;
         case 'm':
             mode = optarg;
+            break;
+        case 'p':
+            home_pid = (pid_t)atoi(optarg);
             break;
         case 'e':
             exec_path = optarg;
@@ -638,8 +704,10 @@ int main(int argc, char **argv)
             usage();
         }
     }
-    if (chan < 0 || imagefd < 0 || !mode || !exec_path || !restore_path || optind != argc)
+    if (chan < 0 || imagefd < 0 || !mode || !exec_path || !restore_path || optind != argc ||
+        rd_mode_of_letter(mode) < 0)
         usage();
+    default_mode = (enum mosix_mode)rd_mode_of_letter(mode);
     if (fcntl(chan, F_SETFD, FD_CLOEXEC) < 0 || fcntl(imagefd, F_GETFD) < 0 ||
         (direct >= 0 && fcntl(direct, F_SETFD, FD_CLOEXEC) < 0))
         die("bad descriptors: %s", strerror(errno));
@@ -656,6 +724,8 @@ int main(int argc, char **argv)
     if (direct >= 0) /* the deputy sends nothing before the copy asks */
         direct_before = direct_received();
     start_copy(imagefd, mode, exec_path, restore_path);
+    if (home_pid <= 0) /* not told: the copy's own */
+        home_pid = copy;
     tell("ready %d", (int)copy);
     for (;;) {
         /* leaving: no event says the copy has read its last reply; look again soon */

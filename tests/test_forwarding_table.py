@@ -29,6 +29,7 @@ from mosix.discipline.forwarding import (
 from mosix.discipline.policy import BY_NAME, SYSCALLS, Outcome, Policy
 
 PROGRAM = forward_filter.program()
+FAST_PROGRAM = forward_filter.program(fast=True)
 ELSEWHERE = 0x5555_5555_1000  # an instruction pointer in the program's text
 RESTORER_IP = 0x2000_0000_1000
 MAP_PRIVATE, MAP_SHARED, MAP_ANONYMOUS = 0x2, 0x1, 0x20
@@ -189,12 +190,18 @@ def test_the_unforwardable_list_is_small_and_explained() -> None:
 # ------------------------------------------------------------------ the filter
 
 
-def _expected_action(name: str, args: tuple[int, ...]) -> int:
+def _expected_action(name: str, args: tuple[int, ...], fast: bool = False) -> int:
     outcome, _ = BY_NAME[name].decision.outcome(args)
+    if outcome in forward_filter.GUARDED:  # the guard's at home: the supervisor's here
+        return bpf.RET_USER_NOTIF
     if outcome is not Outcome.ALLOW:
-        return bpf.RET_ALLOW  # the base filter (and its guard) decides
+        return bpf.RET_ALLOW  # the base filter refuses it in the kernel
     where = placement(name, args)
-    return bpf.RET_ALLOW if where is Placement.LOCAL else bpf.RET_USER_NOTIF
+    if where is Placement.LOCAL:
+        return bpf.RET_ALLOW
+    if fast and where is Placement.HOME:
+        return bpf.RET_TRAP | forward_filter.FWD_TRAP_MAGIC
+    return bpf.RET_USER_NOTIF
 
 
 def _samples(name: str) -> list[tuple[int, ...]]:
@@ -210,21 +217,42 @@ def _samples(name: str) -> list[tuple[int, ...]]:
     return out
 
 
+@pytest.mark.parametrize("fast", [False, True], ids=["notify", "fast"])
 @pytest.mark.parametrize("name", sorted(FORWARDING))
-def test_the_filter_does_what_the_tables_say(name: str) -> None:
+def test_the_filter_does_what_the_tables_say(name: str, fast: bool) -> None:
+    program = FAST_PROGRAM if fast else PROGRAM
     nr = BY_NAME[name].nr
     for args in _samples(name):
-        got = bpf.run(PROGRAM, nr, args, ip=ELSEWHERE)
-        assert got == _expected_action(name, args), (name, args)
+        got = bpf.run(program, nr, args, ip=ELSEWHERE)
+        assert got == _expected_action(name, args, fast), (name, args)
 
 
-def test_refused_calls_are_left_to_the_base_filter() -> None:
-    refused = [s for s in SYSCALLS if s.decision.policy in (Policy.UNSUPPORTED, Policy.ENOSYS)]
-    assert refused
-    for s in refused:
-        assert bpf.run(PROGRAM, s.nr, ip=ELSEWHERE) == bpf.RET_ALLOW, s.name
-    # ioctl's refused requests too, although other requests go home
-    assert bpf.run(PROGRAM, 16, (3, 0x8914, 0, 0, 0, 0), ip=ELSEWHERE) == bpf.RET_ALLOW
+@pytest.mark.parametrize("program", [PROGRAM, FAST_PROGRAM], ids=["notify", "fast"])
+def test_unsupported_calls_go_to_the_supervisor_and_kernel_refusals_stay(
+    program: bpf.Program,
+) -> None:
+    """The guard's calls (the unsupported-call mode) go to mosix-remote in both variants,
+    never to the shim's trap; ENOSYS/EPERM refusals are left to the base filter."""
+    by_policy = {
+        policy: [s for s in SYSCALLS if s.decision.policy is policy]
+        for policy in (Policy.UNSUPPORTED, Policy.ENOSYS)
+    }
+    assert by_policy[Policy.UNSUPPORTED] and by_policy[Policy.ENOSYS]
+    for s in by_policy[Policy.UNSUPPORTED]:
+        assert bpf.run(program, s.nr, ip=ELSEWHERE) == bpf.RET_USER_NOTIF, s.name
+    for s in by_policy[Policy.ENOSYS]:
+        assert bpf.run(program, s.nr, ip=ELSEWHERE) == bpf.RET_ALLOW, s.name
+    ioctl, mmap, prio = BY_NAME["ioctl"].nr, BY_NAME["mmap"].nr, BY_NAME["getpriority"].nr
+    setrlimit = BY_NAME["setrlimit"].nr
+    # ioctl's refused requests, a writable shared map, the read-only one (the fix-up), a
+    # priority naming a pid, and RLIMIT_NOFILE (EPERM in the kernel)
+    assert bpf.run(program, ioctl, (3, 0x8914, 0, 0, 0, 0), ip=ELSEWHERE) == bpf.RET_USER_NOTIF
+    shared_rw = (0, 4096, PROT_READ | PROT_WRITE, 0x01, 3, 0)
+    shared_ro = (0, 4096, PROT_READ, 0x01, 3, 0)
+    assert bpf.run(program, mmap, shared_rw, ip=ELSEWHERE) == bpf.RET_USER_NOTIF
+    assert bpf.run(program, mmap, shared_ro, ip=ELSEWHERE) == bpf.RET_USER_NOTIF
+    assert bpf.run(program, prio, (0, 4321, 0, 0, 0, 0), ip=ELSEWHERE) == bpf.RET_USER_NOTIF
+    assert bpf.run(program, setrlimit, (7, 0, 0, 0, 0, 0), ip=ELSEWHERE) == bpf.RET_ALLOW
 
 
 def test_filter_entry_checks() -> None:

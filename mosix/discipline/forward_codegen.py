@@ -144,8 +144,9 @@ def header_text(generated: str) -> str:
         "/* The forward filter: x86-64 only (else kill), the restorer's own calls (instruction",
         f" * pointer's high half {forward_filter.RESTORER_HIGH:#010x}) allowed, x32 killed, calls"
         " that do not run locally",
-        " * (and numbers beyond the table) to the user-notification listener. Calls the",
-        " * discipline refuses are allowed here: the base filter refuses them. */",
+        " * (and numbers beyond the table) to the user-notification listener, and so are the",
+        " * calls the guard answers at home (the unsupported-call mode); other refusals are",
+        " * allowed here: the base filter refuses them. */",
         f"static const struct sock_filter {prog.name}[] = {{",
     ]
     out += [f"    {{{insn.code:#06x}, {insn.jt}, {insn.jf}, {_k(insn.k)}}}," for insn in prog.insns]
@@ -209,7 +210,8 @@ DOC_SECTION = [
     "says where each call runs there:",
     "",
     "* **local**: on the remote node (memory, signal handling, pure CPU, sleeps, timers).",
-    "  Calls the discipline refuses are left to the base filter, as at home.",
+    "  Calls the discipline refuses get what they get at home: the supervisor applies",
+    "  the unsupported-call mode (-u killed, -e ENOSYS, -w a message at home and ENOSYS).",
     "* **home(...)**: forwarded to the deputy, which executes it natively; the arguments",
     "  travel as listed: `val` as is (descriptors and pids are home ones), `path` a string",
     f"  of at most {PATH_MAX} bytes, `in`/`out`/`inout[size]` a buffer (`argN*M` bytes,",

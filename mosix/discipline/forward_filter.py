@@ -2,9 +2,12 @@
 
 It hands every call that does not run locally to the supervisor on the remote
 node (seccomp user notification) and lets everything else run.  Built with
-:mod:`mosix.discipline.bpf` from two tables: the policy (what the discipline
-refuses is left to the base filter, so the guard still answers it) and the
-forwarding table (what runs where).
+:mod:`mosix.discipline.bpf` from two tables: the policy and the forwarding
+table (what runs where).  What the policy leaves to the guard at home (the
+unsupported-call mode, the mmap fix-up, a priority call naming a pid) goes to
+the supervisor too, which applies the mode as the guard would (the copy's base
+filter has no listener: the kernel gives one per process); what the policy
+refuses in the kernel (ENOSYS, EPERM) is left to the base filter.
 
 Program: the architecture check (not x86-64: kill), then calls made from the
 restorer's text (instruction pointer's high half ``RESTORER_HIGH``, where the
@@ -41,6 +44,9 @@ FWD_TRAP_MAGIC = 0x4D46  # SECCOMP_RET_DATA (si_errno) of a call for the shim: '
 DIRECT_FD = 1023  # the direct channel in the copy (RLIMIT_NOFILE is 1024 there)
 DIRECT_MAGIC = 0x4D584446  # sendto/recvfrom's sixth argument on the direct channel
 SENDTO, RECVFROM = 44, 45
+
+# Policy outcomes the guard answers at home: on a remote node the supervisor does.
+GUARDED = frozenset({Outcome.UNSUPPORTED, Outcome.FIXUP_PRIVATE, Outcome.SELF_ONLY})
 
 # Outcomes of the synthetic table compiled below.
 LOCAL = Outcome.ALLOW  # runs here (or the base filter decides)
@@ -80,8 +86,9 @@ def decision(s: Syscall, fast: bool = False) -> Decision:
     """What the forward filter does with ``s``: LOCAL, NOTIFY or FAST, rules in order.
 
     Each policy rule that allows the call is refined by the forwarding cases;
-    a policy rule that refuses it gives LOCAL, so the base filter's refusal
-    (or its guard) decides.
+    a policy rule the guard would answer at home gives NOTIFY (the supervisor
+    applies the unsupported-call mode, in both variants), any other refusal
+    LOCAL, so the base filter refuses it in the kernel.
     """
     forwarding = FORWARDING[s.name]
     default = _notify(forwarding.spec.placement, fast)
@@ -92,7 +99,7 @@ def decision(s: Syscall, fast: bool = False) -> Decision:
     steps: list[tuple[tuple[Arg, ...], Outcome]] = []
     for when, outcome in _policy_steps(s):
         if outcome is not Outcome.ALLOW:
-            steps.append((when, LOCAL))
+            steps.append((when, NOTIFY if outcome in GUARDED else LOCAL))
             continue
         steps += [((*when, *case_when), then) for case_when, then in cases]
         steps.append((when, default))

@@ -34,10 +34,10 @@ Placements (the values are shared with C, ``enum fwd_placement``):
   requests).
 
 Calls the discipline refuses (policy unsupported/enosys, or a limited rule's
-refusal) get a placement too (LOCAL for most), but the forward filter lets them
-through to the base filter, which refuses them as it would at home: a user
-notification of equal precedence from the newer filter would otherwise steal
-the guard's.
+refusal) get a placement too (LOCAL for most), but the forward filter decides
+them by the policy: what the guard answers at home (the unsupported-call mode)
+goes to the supervisor, which applies the mode the same way (the copy's base
+filter has no listener); ENOSYS and EPERM are left to the base filter.
 
 A pointer argument that is 0 stays 0 at home (the kernel there then decides,
 as it would have here).  Every size is checked against ``FWD_MAX_DATA`` on

@@ -140,6 +140,8 @@ class Guests:
             str(guest.img_fd),
             "-m",
             guest.offer.mode,
+            "-p",
+            str(guest.offer.pid),
             "-e",
             native_path(LAUNCHER),
             "-r",
