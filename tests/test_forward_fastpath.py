@@ -3,8 +3,7 @@
 A dynamic program (with the preload shim) that runs on another node sends the
 calls placed at home to its deputy itself, from the shim's SIGSYS handler, over
 the direct channel: no user notification, no supervisor in between.  It is
-switched on by ``[cluster] fast_path = true`` (off by default: coming home in
-the middle of its I/O is not reliable yet).  The
+on by default (``[cluster] fast_path``; false turns it off).  The
 shim's exported counter ``mosix_shim_fast_calls`` says how many went that way.
 A static program has no shim: its calls take the supervisor's way, as before.
 """
@@ -30,8 +29,9 @@ TIMEOUT = 120
 
 @pytest.fixture(scope="module")
 def fast_cluster() -> Iterator[LocalCluster]:
-    """Three nodes whose agents give migrated dynamic programs the fast path."""
-    cluster = bring_up(3, cluster=ClusterSettings(fast_path=True))
+    """Three nodes whose agents have the default configuration: migrated dynamic
+    programs get the fast path."""
+    cluster = bring_up(3)
     try:
         yield cluster
     finally:
@@ -241,7 +241,7 @@ def test_without_fast_path_a_dynamic_program_takes_the_supervisors_way(
     make_cluster,  # noqa: F811
     programs: dict[str, str],
 ) -> None:
-    cluster = make_cluster(2)  # the default configuration
+    cluster = make_cluster(2, cluster=ClusterSettings(fast_path=False))
     out = "/tmp/fastpath-off.out"
     assert run_away(cluster, programs["dynamic"], out) == f"read {WRITES * BLOCK} fast 0\n"
     assert cluster.node_path(1, out).read_bytes() == b"x" * (WRITES * BLOCK)
