@@ -3,7 +3,8 @@
     python3 benchmarks/bench_cluster.py [--quick] [--runs 3] [--mib 10,100,1024] [--name bench]
 
 Brings up two 2-node test clusters (mosix.testcluster.LocalCluster, named ``--name``
-and ``--name``fast, the second with ``[cluster] fast_path = true``; root) and measures:
+and ``--name``fast, the first with ``[cluster] fast_path = false``, the second with
+``true``, the default; root) and measures:
 
 * forwarding: ``cprogs/fwd_calls.c`` does 64-byte write()s and read()s of a
   regular file in the home node's /tmp, and open()+close() pairs of it, timing
@@ -441,7 +442,7 @@ def main() -> None:
         progs = build(work)
         fast_settings = ClusterSettings(fast_path=True)
         with (
-            LocalCluster(2, a.name).up() as cluster,
+            LocalCluster(2, a.name, ClusterSettings(fast_path=False)).up() as cluster,
             LocalCluster(2, a.name + "fast", fast_settings).up() as fast_cluster,
         ):
             f = forwarding(cluster, fast_cluster, progs, runs, a.quick)

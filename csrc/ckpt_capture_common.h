@@ -103,13 +103,16 @@ struct ck_tracee {
     int regs_dirty;                /* registers changed since saved */
     uint64_t syscall_at;           /* a syscall instruction (0f 05) in its text */
     uint16_t held[CK_NSIG];        /* signals held back while injecting: how many of each */
+    int trap_pending;              /* stopped just after a seccomp trap: the saved registers
+                                    * issue the call again, its SIGSYS is still to be dropped */
     pid_t new_child;               /* from PTRACE_EVENT_CLONE */
 };
 
 /* PTRACE_SEIZE (TRACESYSGOOD); the tracee keeps running.  0 or -1 (ck_why). */
 int ck_seize(struct ck_tracee *t, pid_t pid);
 /* PTRACE_INTERRUPT and wait for the trap (signals that come first are
- * delivered as usual); saves the registers.  0 or -1 (ck_why). */
+ * delivered as usual); saves the registers (a call a seccomp filter had just
+ * trapped: to be issued again, ckpt_capture_trace.c).  0 or -1 (ck_why). */
 int ck_interrupt(struct ck_tracee *t);
 /* The first stop of an auto-attached new child; saves its registers. */
 int ck_adopt(struct ck_tracee *t, pid_t pid, uint64_t syscall_at);

@@ -15,13 +15,28 @@
  *   outside libc's text, so the shim's filter does not look at them.
  * - A signal that arrives while a call is injected must not be delivered on
  *   the injected registers: it is held back (suppressed at its delivery stop)
- *   and sent again after the detach. */
+ *   and sent again after the detach.
+ * - A call trapped by a seccomp filter (SECCOMP_RET_TRAP: the preload shim's
+ *   fix-ups, and away from home every call of the fast path) is skipped by
+ *   the kernel, which leaves rax = orig_rax = its number (syscall_rollback),
+ *   rip after the syscall instruction, and queues a SIGSYS (si_code
+ *   SYS_SECCOMP) whose handler does the call's work.  PTRACE_INTERRUPT can
+ *   trap between the two (get_signal() runs job-control traps before it
+ *   dequeues a signal).  Captured as it is, the image would resume after the
+ *   call with its number as its result and no SIGSYS (the siginfo that says
+ *   what to do cannot be queued again by another process: sending the signal
+ *   again would reach the handler as a kill): a read returns 0, a write 1, a
+ *   poll 7.  So the trap is undone instead: the saved registers issue the call
+ *   again (rip back to the instruction, rax its number), which traps again
+ *   wherever the process continues (live, or restored at home or elsewhere),
+ *   and the pending SIGSYS is dropped at its delivery stop. */
 #include "ckpt_capture_common.h"
 #include "mosix_shim.h"
 #include "seccomp_table.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +52,9 @@
 #define NR_RESTART_SYSCALL 219
 #define SYSCALL_INSN_LEN 2 /* 0f 05 */
 #define INJECT_TRIES 16
+#ifndef SYS_SECCOMP
+#define SYS_SECCOMP 1 /* si_code of a seccomp trap's SIGSYS */
+#endif
 
 static int is_restart_code(int64_t rax)
 {
@@ -113,6 +131,53 @@ static void hold(struct ck_tracee *t, int sig)
         t->held[sig - 1]++; /* real-time signals queue: each is sent again */
 }
 
+/* The trap's SIGSYS, at its delivery stop (see the top of this file). */
+static int is_trap_sigsys(struct ck_tracee *t, int sig)
+{
+    siginfo_t si;
+    if (!t->trap_pending || sig != SIGSYS)
+        return 0;
+    if (ptrace(PTRACE_GETSIGINFO, t->pid, 0, &si) < 0)
+        return 0; /* held back and sent again: what it did before */
+    return si.si_code == SYS_SECCOMP;
+}
+
+/* A signal at its delivery stop while calls are injected: held back, or, the
+ * trap's SIGSYS of a call to be issued again, dropped. */
+static void hold_or_drop(struct ck_tracee *t, int sig)
+{
+    if (is_trap_sigsys(t, sig))
+        t->trap_pending = 0;
+    else
+        hold(t, sig);
+}
+
+/* Stopped just after a seccomp trap, its SIGSYS not delivered yet: 1, 0, or
+ * -1 (ck_why).  The SIGSYS is in the thread's own queue, with the call's
+ * number and the address after its syscall instruction. */
+static int stopped_after_trap(struct ck_tracee *t, const struct user_regs_struct *r)
+{
+    if ((int64_t)r->orig_rax < 0 || r->rax != r->orig_rax)
+        return 0;
+    siginfo_t si[16];
+    struct __ptrace_peeksiginfo_args want = {.off = 0, .flags = 0, .nr = 16};
+    for (;;) {
+        long n = ptrace(PTRACE_PEEKSIGINFO, t->pid, &want, si);
+        if (n < 0) {
+            ck_set_why_errno("PTRACE_PEEKSIGINFO %d", t->pid);
+            return -1;
+        }
+        for (long i = 0; i < n; i++)
+            if (si[i].si_signo == SIGSYS && si[i].si_code == SYS_SECCOMP &&
+                si[i].si_syscall == (int)r->orig_rax &&
+                (uint64_t)(uintptr_t)si[i].si_call_addr == r->rip)
+                return 1;
+        if (n < (long)want.nr)
+            return 0;
+        want.off += (uint64_t)n;
+    }
+}
+
 /* Resume with PTRACE_SYSCALL until a stop of kind want (ENTRY or EXIT);
  * signals on the way are held back, event stops passed. */
 static int run_to(struct ck_tracee *t, enum ck_stop want)
@@ -125,7 +190,7 @@ static int run_to(struct ck_tracee *t, enum ck_stop want)
             return -1;
         t->stop = classify(t, status, &sig);
         if (t->stop == CK_STOP_SIGNAL)
-            hold(t, sig);
+            hold_or_drop(t, sig);
         if (t->stop == want)
             return 0;
         if (t->stop == CK_STOP_EXIT && want == CK_STOP_ENTRY) {
@@ -166,6 +231,7 @@ int ck_seize(struct ck_tracee *t, pid_t pid)
     t->have_saved = 0;
     t->regs_dirty = 0;
     memset(t->held, 0, sizeof(t->held));
+    t->trap_pending = 0;
     t->new_child = 0;
     if (ptrace(PTRACE_SEIZE, pid, 0, (void *)(long)PTRACE_O_TRACESYSGOOD) < 0) {
         ck_set_why_errno("cannot trace process %d", pid);
@@ -200,6 +266,15 @@ int ck_interrupt(struct ck_tracee *t)
         return -1;
     t->have_saved = 1;
     t->regs_dirty = 0;
+    int trapped = stopped_after_trap(t, &t->saved);
+    if (trapped < 0)
+        return -1;
+    if (trapped) { /* undone: the call is issued again (the top of this file) */
+        t->saved.rip -= SYSCALL_INSN_LEN;
+        t->saved.rax = t->saved.orig_rax;
+        t->saved.orig_rax = (uint64_t)-1;
+        t->trap_pending = 1;
+    }
     return 0;
 }
 
@@ -349,7 +424,7 @@ static int stop_running(struct ck_tracee *t)
         return -1;
     t->stop = classify(t, status, &sig);
     if (t->stop == CK_STOP_SIGNAL)
-        hold(t, sig);
+        hold_or_drop(t, sig);
     return 0;
 }
 
@@ -377,6 +452,10 @@ int ck_release(struct ck_tracee *t)
         rc = skip_entered_call(t);
     if (rc == 0 && t->have_saved && t->regs_dirty) {
         struct user_regs_struct r = t->saved;
+        if (t->trap_pending) { /* its SIGSYS is still to come: the trap stands */
+            r.rip += SYSCALL_INSN_LEN;
+            r.orig_rax = r.rax;
+        }
         restart_for_live(&r);
         rc = setregs(t, &r);
         if (rc == 0)

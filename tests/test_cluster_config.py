@@ -212,6 +212,11 @@ def test_defaults_and_no_cluster(tmp_path: Path) -> None:
         6.0,
     )
     assert alone.cluster.lost_after == 30.0
+    assert alone.cluster.fast_path is True
+    off, _ = read_config(
+        write_config(tmp_path, "[cluster]\nfast_path = false\nmap = '1 10.0.0.1 1'\n")
+    )
+    assert off.cluster is not None and off.cluster.fast_path is False
 
 
 MAP = "map = '1 10.0.0.1 2'"
@@ -228,6 +233,7 @@ BAD_CONFIGS = [
     ("[cluster]\ndead_after = 1\nload_interval = 2\n" + MAP, "cluster.dead_after must be longer"),
     ("[cluster]\nlost_after = 0.5\n" + MAP, "cluster.lost_after must be at least 1 s"),
     ("[cluster]\nlost_after = 'long'\n" + MAP, "cluster.lost_after must be a number"),
+    ("[cluster]\nfast_path = 1\nmap = '1 10.0.0.1 1'\n", "cluster.fast_path must be true or false"),
     ("[cluster]\nmap = 5\n", "cluster.map must be a string"),
     ("[cluster]\nmap = '1 10.0.0.1'\n", "cluster.map: line 1: '1 10.0.0.1': expected"),
     ("[cluster]\nmap = '2 10.0.0.2 1'\n", "cluster.map: this node (node.number = 1) is not in"),

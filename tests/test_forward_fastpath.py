@@ -3,14 +3,14 @@
 A dynamic program (with the preload shim) that runs on another node sends the
 calls placed at home to its deputy itself, from the shim's SIGSYS handler, over
 the direct channel: no user notification, no supervisor in between.  It is
-switched on by ``[cluster] fast_path = true`` (off by default: coming home in
-the middle of its I/O is not reliable yet).  The
+on by default (``[cluster] fast_path``; false turns it off).  The
 shim's exported counter ``mosix_shim_fast_calls`` says how many went that way.
 A static program has no shim: its calls take the supervisor's way, as before.
 """
 
 from __future__ import annotations
 
+import random
 import subprocess
 import time
 from collections.abc import Iterator
@@ -29,8 +29,9 @@ TIMEOUT = 120
 
 @pytest.fixture(scope="module")
 def fast_cluster() -> Iterator[LocalCluster]:
-    """Three nodes whose agents give migrated dynamic programs the fast path."""
-    cluster = bring_up(3, cluster=ClusterSettings(fast_path=True))
+    """Three nodes whose agents have the default configuration: migrated dynamic
+    programs get the fast path."""
+    cluster = bring_up(3)
     try:
         yield cluster
     finally:
@@ -44,6 +45,7 @@ def programs() -> Iterator[dict[str, str]]:
         "static": ["-O2", "-static", "fastpath.c"],
         "signal": ["-O2", "fastpath_signal.c"],
         "lines": ["-O2", "fastpath_lines.c"],
+        "copy": ["-O2", "fastpath_copy.c"],
     }
     with node_programs("fastpath", builds) as directory:
         yield {name: str(directory / name) for name in builds}
@@ -137,11 +139,6 @@ def wait_for_more_lines(cluster: LocalCluster, path: str, than: int) -> int:
     return n
 
 
-@pytest.mark.xfail(
-    reason="known race: coming home during fast-path I/O fails now and then (why fast_path "
-    "is off by default; docs/ARCHITECTURE.md)",
-    strict=False,
-)
 def test_coming_home_in_the_middle_of_fast_calls_loses_or_repeats_none(
     fast_cluster: LocalCluster,
     programs: dict[str, str],
@@ -181,11 +178,70 @@ def test_coming_home_in_the_middle_of_fast_calls_loses_or_repeats_none(
     assert lines == [str(i) for i in range(total)]
 
 
+ROUND_TRIPS = 5
+
+
+def file_size(cluster: LocalCluster, path: str) -> int:
+    p = cluster.node_path(1, path)
+    return p.stat().st_size if p.exists() else 0
+
+
+def test_reads_and_writes_stay_exact_however_often_it_comes_home(
+    fast_cluster: LocalCluster,
+    programs: dict[str, str],
+) -> None:
+    """A home file copied in small reads and writes of varying sizes, brought
+    home and sent out again at arbitrary moments: the copy is the input
+    repeated, byte for byte (a read done twice or lost, a short read, a write
+    lost or repeated would show).  The moment of each move is jittered (not a
+    synchronisation: any moment must do)."""
+    source, out = "/tmp/fastpath-copy.in", "/tmp/fastpath-copy.out"
+    data = random.Random(6).randbytes(40000)
+    fast_cluster.node_path(1, source).write_bytes(data)
+    proc = fast_cluster.popen(
+        1,
+        ["mosrun", "-rnode2", programs["copy"], source, out],
+        cwd="/tmp",
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        jitter = random.Random()
+        for target in ("home", "node2") * ROUND_TRIPS:
+            seen = file_size(fast_cluster, out)
+            deadline = time.monotonic() + TIMEOUT
+            while file_size(fast_cluster, out) <= seen:  # it copies on where it is
+                assert proc.poll() is None, proc.communicate()
+                assert time.monotonic() < deadline, f"{out}: no progress"
+                time.sleep(0.01)
+            time.sleep(jitter.uniform(0, 0.05))
+            done = fast_cluster.run(
+                1,
+                ["migrate", str(proc.pid), target],
+                capture_output=True,
+                text=True,
+                timeout=TIMEOUT,
+            )
+            assert done.returncode == 0, f"migrate {target}: {done.stderr} ({proc.poll()})"
+        stdout, stderr = proc.communicate("", timeout=TIMEOUT)  # stdin ends: it stops
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, stderr
+    copied = fast_cluster.node_path(1, out).read_bytes()
+    assert stdout.split() == ["copied", str(len(copied))]
+    rounds = len(copied) // len(data) + 1
+    assert copied == (data * rounds)[: len(copied)]
+
+
 def test_without_fast_path_a_dynamic_program_takes_the_supervisors_way(
     make_cluster,  # noqa: F811
     programs: dict[str, str],
 ) -> None:
-    cluster = make_cluster(2)  # the default configuration
+    cluster = make_cluster(2, cluster=ClusterSettings(fast_path=False))
     out = "/tmp/fastpath-off.out"
     assert run_away(cluster, programs["dynamic"], out) == f"read {WRITES * BLOCK} fast 0\n"
     assert cluster.node_path(1, out).read_bytes() == b"x" * (WRITES * BLOCK)

@@ -7,9 +7,9 @@ port = 2490              # TCP port every agent listens on
 load_interval = 1.0      # seconds between load reports
 dead_after = 6.0         # seconds without a report before a node counts as down
 balance_interval = 1.0   # seconds between automatic balancing rounds (0: no balancing)
-fast_path = false        # dynamic programs away forward their calls from the preload shim
-                         # over a direct channel (faster; coming home during its I/O is
-                         # not reliable yet)
+fast_path = true         # dynamic programs away forward their calls from the preload shim
+                         # over a direct channel (faster); false: through the copy's
+                         # supervisor, as static programs do
 lost_after = 30.0        # seconds a connection may go unanswered (a dead node, a cut
                          # network) before it is given up: a migrated process whose
                          # home and remote node are out of touch that long is lost
@@ -71,7 +71,7 @@ class ClusterConfig:
     dead_after: float = DEFAULT_DEAD_AFTER
     lost_after: float = DEFAULT_LOST_AFTER
     balance_interval: float = DEFAULT_BALANCE_INTERVAL  # 0: no automatic balancing
-    fast_path: bool = False  # the shim's direct channel for migrated dynamic programs
+    fast_path: bool = True  # the shim's direct channel for migrated dynamic programs
 
     @property
     def me(self) -> Node:
@@ -108,7 +108,7 @@ def parse_cluster(body: Mapping[str, Any], own: int) -> ClusterConfig:
     lost_after = positive_number(body, "lost_after", DEFAULT_LOST_AFTER)
     if lost_after < MIN_LOST_AFTER:
         raise SettingsError(f"cluster.lost_after must be at least {MIN_LOST_AFTER:g} s")
-    fast_path = body.get("fast_path", False)
+    fast_path = body.get("fast_path", True)
     if not isinstance(fast_path, bool):
         raise SettingsError("cluster.fast_path must be true or false")
     balance = body.get("balance_interval", DEFAULT_BALANCE_INTERVAL)

@@ -35,7 +35,7 @@ class ClusterSettings:
     load_interval: float = 0.5
     dead_after: float = 3.0
     balance_interval: float = 1.0  # 0: no automatic balancing
-    fast_path: bool = False
+    fast_path: bool | None = None  # None: the agent's default (on)
     lost_after: float | None = None  # None: the agent's default
 
 
@@ -55,8 +55,9 @@ def config_text(layout: Layout, k: int, nodes: int, cluster: ClusterSettings | N
             f"load_interval = {cluster.load_interval}",
             f"dead_after = {cluster.dead_after}",
             f"balance_interval = {cluster.balance_interval}",
-            f"fast_path = {'true' if cluster.fast_path else 'false'}",
         ]
+        if cluster.fast_path is not None:
+            lines.append(f"fast_path = {'true' if cluster.fast_path else 'false'}")
         if cluster.lost_after is not None:
             lines.append(f"lost_after = {cluster.lost_after}")
         for j in range(1, nodes + 1):
