@@ -426,36 +426,59 @@ static int is_shim(const struct ck_area *a)
            strcmp(a->name + n - t, SHIM_NAME) == 0;
 }
 
-/* The shim's state (mosix_shim.h), found by its magic in its writable data. */
-static void fill_shim(struct mosix_ckpt_process *p, const struct ck_maps *m, int memfd)
+/* Where the shim's state may be: the shim's own writable data (pass 0) or,
+ * in a process restored before, whose areas are all anonymous (the restorer
+ * maps no file, and the kernel merges neighbours), a private writable
+ * anonymous area of at most SHIM_DATA_MAX bytes (pass 1).  Without pass 1 a
+ * process that came home once lost its fast path when it left again. */
+#define SHIM_DATA_MAX (16u << 20) /* its data and bss (a 1 MiB frame), merged with others */
+
+static int may_hold_shim(const struct ck_area *a, int pass)
 {
-    for (int i = 0; i < m->n; i++) {
-        const struct ck_area *a = &m->a[i];
-        if (!is_shim(a) || !(a->rec.prot & PROT_WRITE) || (a->rec.flags & MOSIX_CKPT_AREA_SHARED))
+    if (!(a->rec.prot & PROT_WRITE) || (a->rec.flags & MOSIX_CKPT_AREA_SHARED))
+        return 0;
+    if (pass == 0)
+        return is_shim(a);
+    return !(a->rec.flags & (MOSIX_CKPT_AREA_FILE | MOSIX_CKPT_AREA_STACK | MOSIX_CKPT_AREA_HEAP |
+                             MOSIX_CKPT_AREA_VDSO | MOSIX_CKPT_AREA_VVAR |
+                             MOSIX_CKPT_AREA_VVAR_VCLOCK | MOSIX_CKPT_AREA_RESTORER)) &&
+           a->rec.end - a->rec.start <= SHIM_DATA_MAX;
+}
+
+/* The shim's state (mosix_shim.h), found by its magic: 1 when found. */
+static int shim_state_in(struct mosix_ckpt_process *p, const struct ck_area *a, int memfd)
+{
+    size_t len = (size_t)(a->rec.end - a->rec.start);
+    unsigned char *buf = ck_alloc(len);
+    fetch(memfd, a->rec.start, buf, len);
+    for (size_t off = 0; off + sizeof(struct mosix_shim_state) <= len; off += 8) {
+        struct mosix_shim_state st;
+        memcpy(&st, buf + off, sizeof(st));
+        if (memcmp(st.magic, MOSIX_SHIM_STATE_MAGIC, sizeof(st.magic)) != 0 ||
+            st.version != MOSIX_SHIM_STATE_VERSION)
             continue;
-        size_t len = (size_t)(a->rec.end - a->rec.start);
-        unsigned char *buf = ck_alloc(len);
-        fetch(memfd, a->rec.start, buf, len);
-        for (size_t off = 0; off + sizeof(struct mosix_shim_state) <= len; off += 8) {
-            struct mosix_shim_state st;
-            memcpy(&st, buf + off, sizeof(st));
-            if (memcmp(st.magic, MOSIX_SHIM_STATE_MAGIC, sizeof(st.magic)) != 0 ||
-                st.version != MOSIX_SHIM_STATE_VERSION)
-                continue;
-            if (st.active && st.kind == MOSIX_FILTER_SHIM_NOTIFY)
-                p->shim_kind = MOSIX_CKPT_SHIM_NOTIFY;
-            else if (st.active && st.kind == MOSIX_FILTER_SHIM_ENOSYS)
-                p->shim_kind = MOSIX_CKPT_SHIM_ENOSYS;
-            if (p->shim_kind != MOSIX_CKPT_SHIM_NONE) {
-                p->shim_mode = st.mode;
-                p->shim_lo = st.libc_lo;
-                p->shim_hi = st.libc_hi;
-            }
-            free(buf);
-            return;
+        if (st.active && st.kind == MOSIX_FILTER_SHIM_NOTIFY)
+            p->shim_kind = MOSIX_CKPT_SHIM_NOTIFY;
+        else if (st.active && st.kind == MOSIX_FILTER_SHIM_ENOSYS)
+            p->shim_kind = MOSIX_CKPT_SHIM_ENOSYS;
+        if (p->shim_kind != MOSIX_CKPT_SHIM_NONE) {
+            p->shim_mode = st.mode;
+            p->shim_lo = st.libc_lo;
+            p->shim_hi = st.libc_hi;
         }
         free(buf);
+        return 1;
     }
+    free(buf);
+    return 0;
+}
+
+static void fill_shim(struct mosix_ckpt_process *p, const struct ck_maps *m, int memfd)
+{
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = 0; i < m->n; i++)
+            if (may_hold_shim(&m->a[i], pass) && shim_state_in(p, &m->a[i], memfd))
+                return;
 }
 
 static void fill_base_mode(struct mosix_ckpt_process *p, int procfd)

@@ -155,9 +155,10 @@ def test_coming_home_in_the_middle_of_fast_calls_loses_or_repeats_none(
         stderr=subprocess.PIPE,
         text=True,
     )
+    fast_after: dict[str, int] = {}  # the shim's fast calls by the end of each stay
     try:
         seen = wait_for_more_lines(fast_cluster, out, 0)
-        for target in ("home", "node2", "home"):
+        for stay, target in enumerate(("home", "node2", "home")):
             done = fast_cluster.run(
                 1,
                 ["migrate", str(proc.pid), target],
@@ -167,6 +168,8 @@ def test_coming_home_in_the_middle_of_fast_calls_loses_or_repeats_none(
             )
             assert done.returncode == 0, f"migrate {target}: {done.stderr} ({proc.poll()})"
             seen = wait_for_more_lines(fast_cluster, out, seen)  # it writes on after the move
+            last = fast_cluster.node_path(1, out).read_text().splitlines()[-1]
+            fast_after[f"{stay} {target}"] = int(last.split()[1])
         stdout, stderr = proc.communicate("", timeout=TIMEOUT)  # stdin ends: it stops
     finally:
         if proc.poll() is None:
@@ -175,7 +178,9 @@ def test_coming_home_in_the_middle_of_fast_calls_loses_or_repeats_none(
     assert proc.returncode == 0, stderr
     total = int(stdout.split()[1])
     lines = fast_cluster.node_path(1, out).read_text().splitlines()
-    assert lines == [str(i) for i in range(total)]
+    assert [line.split()[0] for line in lines] == [str(i) for i in range(total)]
+    # away again after coming home, the restored shim still takes the fast path
+    assert fast_after["1 node2"] > fast_after["0 home"], fast_after
 
 
 ROUND_TRIPS = 5

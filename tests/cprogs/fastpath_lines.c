@@ -1,11 +1,14 @@
 /* fastpath_lines.c - numbered lines, one write() each, to a file (its first
  * argument) until its stdin ends; then "wrote N" on stdout.  A write that was
  * lost or done twice (a migration in the middle of a forwarded call) shows as
- * a gap or a repeat in the file. */
+ * a gap or a repeat in the file.  Each line also says how many calls had taken
+ * the preload shim's fast path so far ("N FAST"). */
 #include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <unistd.h>
+
+extern unsigned long mosix_shim_fast_calls __attribute__((weak));
 
 int main(int argc, char **argv)
 {
@@ -16,8 +19,9 @@ int main(int argc, char **argv)
         return 3;
     long n = 0;
     for (;;) {
-        char line[32];
-        int len = snprintf(line, sizeof(line), "%ld\n", n);
+        char line[48];
+        unsigned long fast = &mosix_shim_fast_calls ? mosix_shim_fast_calls : 0;
+        int len = snprintf(line, sizeof(line), "%ld %lu\n", n, fast);
         if (write(fd, line, (size_t)len) != len)
             return 4;
         n++;
