@@ -81,7 +81,11 @@ class GuestCheckpoints:
                 os.close(fd)
         finally:
             await self.guests._tell(guest, "stay")
-        if written and ACTIONS[msg.action]:
+        if written and ACTIONS[msg.action] == signal.SIGKILL:
+            # through mosix-remote, after "stay": a SIGKILL of ours could reach it
+            # before "stay" does, and a copy that ends while leaving has "left"
+            await self.guests._tell(guest, "kill")
+        elif written and ACTIONS[msg.action]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(guest.pid, ACTIONS[msg.action])
         log.info(
