@@ -139,9 +139,11 @@ int ck_step(struct ck_tracee *t);
 
 /* ------------------------------------------------------------ the vDSO (ckpt_capture_vdso.c) */
 
-/* A process stopped in the first bytes of an unpatched vDSO clock function
- * (where a migrated copy's restorer writes its patch, vdso_time.h) is stepped
- * past them. */
+/* A process stopped inside the vDSO's code is stepped until it returns from
+ * it: that code reads this node's clock data ([vvar]), which another node's
+ * differs from (its time namespace), and a copy's restorer writes over the
+ * first bytes of the clock functions (vdso_time.h).  Not at a function's
+ * entry, nor in a patched one (the call is made again from its start). */
 void ck_vdso_settle(struct ck_tracee *t, int procfd, int memfd);
 /* A resume address inside a patched clock function's entry goes back to its start. */
 void ck_vdso_regs(struct mosix_ckpt_regs *r, int procfd, int memfd);

@@ -13,7 +13,7 @@
 
 #include "ckpt_hash.h"
 
-#define STEPS_MAX 16 /* a prologue of at most VDSO_PATCH_LEN bytes */
+#define STEPS_MAX 100000 /* a clock read is a few hundred instructions */
 
 /* A process's [vdso]: where, its bytes, its clock functions (n -1: none understood). */
 struct vdso {
@@ -73,11 +73,14 @@ void ck_vdso_settle(struct ck_tracee *t, int procfd, int memfd)
     struct vdso v;
     if (!read_vdso(procfd, memfd, &v))
         return;
-    for (int step = 0; step < STEPS_MAX; step++) {
-        const struct vdso_entry *e = entry_at(&v, t->saved.rip);
-        if (!e || t->saved.rip == v.start + e->offset || vdso_is_patched(v.bytes, e) ||
-            (int64_t)t->saved.orig_rax >= 0)
-            break;
+    for (int step = 0;; step++) {
+        uint64_t rip = t->saved.rip;
+        const struct vdso_entry *e = entry_at(&v, rip);
+        if (rip < v.start || rip >= v.end || (e && rip == v.start + e->offset) ||
+            (e && vdso_is_patched(v.bytes, e)))
+            break; /* outside, or where the call may be made again from the start */
+        if (step == STEPS_MAX)
+            ck_fail("process %d does not leave the vdso's code", t->pid);
         if (ck_step(t) < 0)
             ck_fail("%s", ck_why);
     }

@@ -17,9 +17,11 @@
  * capturer records the hash of the unpatched bytes (vdso_unpatch) and moves a
  * program counter inside a patched entry back to the function's start (the
  * call is made again: reading a clock twice is harmless; rdi and rsi survive
- * the syscall).  A program counter inside the first VDSO_PATCH_LEN bytes of an
- * unpatched function (its prologue) would land inside the patch: the capturer
- * steps the process past them first.
+ * the syscall).  A process stopped inside the unpatched vDSO's code is stepped
+ * until it returns from it: that code reads this node's clock data ([vvar]),
+ * which is not the next node's (here, another time namespace: a clock read
+ * finished there returned that node's time), and its first bytes may become
+ * the patch.
  *
  * No libc and no system calls here: the restorer uses it too. */
 #ifndef MOSIX_VDSO_TIME_H
