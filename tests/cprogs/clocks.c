@@ -49,8 +49,10 @@ int main(void)
     setvbuf(stdout, NULL, _IOLBF, 0);
     for (;;) {
         double now = seconds(CLOCK_MONOTONIC);
-        if (now < prev)
+        if (now < prev) {
             backwards++;
+            look = now; /* a clock that went back (moved with -t): look at stdin now */
+        }
         prev = now;
         if (now < look)
             continue;
