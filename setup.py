@@ -74,6 +74,8 @@ NATIVE_TARGETS: list[tuple[str, str, list[str], list[str]]] = [
             "ckpt_capture_process.c",
             "ckpt_handoff.c",
             "ckpt_away.c",
+            "ckpt_capture_vdso.c",
+            "vdso_time.c",
             "seccomp_filter.c",
         ],
         [],
@@ -108,6 +110,8 @@ NATIVE_TARGETS: list[tuple[str, str, list[str], list[str]]] = [
             "restore_mem.c",
             "restore_state.c",
             "restore_sys.c",
+            "restore_vdso.c",
+            "vdso_time.c",
             "seccomp_filter.c",
         ],
         [

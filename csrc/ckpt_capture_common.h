@@ -136,6 +136,22 @@ uint64_t ck_find_syscall_insn(int procfd, int memfd);
 
 /* The registers to record: an interrupted call is to be issued again. */
 void ck_regs_for_image(const struct user_regs_struct *in, struct mosix_ckpt_regs *out);
+/* Execute one instruction of the stopped tracee (signals on the way are held
+ * back); its saved registers become the new ones.  0 or -1 (ck_why). */
+int ck_step(struct ck_tracee *t);
+
+/* ------------------------------------------------------------ the vDSO (ckpt_capture_vdso.c) */
+
+/* A process stopped inside the vDSO's code is stepped until it returns from
+ * it: that code reads this node's clock data ([vvar]), which another node's
+ * differs from (its time namespace), and a copy's restorer writes over the
+ * first bytes of the clock functions (vdso_time.h).  Not at a function's
+ * entry, nor in a patched one (the call is made again from its start). */
+void ck_vdso_settle(struct ck_tracee *t, int procfd, int memfd);
+/* A resume address inside a patched clock function's entry goes back to its start. */
+void ck_vdso_regs(struct mosix_ckpt_regs *r, int procfd, int memfd);
+/* mxh64 of the process's [vdso] with the patches undone (0: it has none). */
+uint64_t ck_vdso_hash(int procfd, int memfd);
 
 /* ------------------------------------------------------------------ output */
 

@@ -528,6 +528,7 @@ void ck_build_process(struct mosix_ckpt_process *p, pid_t pid, pid_t copy, int p
     p->altstack_flags = cs->altstack_flags;
     p->sigmask = fz->sigmask;
     fill_ranges(p, maps);
+    p->vdso_hash = ck_vdso_hash(copyfd, memfd);
 }
 
 /* ------------------------------------------------------------ OPTIONS */

@@ -381,6 +381,30 @@ int ck_inject_exec(struct ck_tracee *t, uint64_t path, uint64_t argv, uint64_t e
     return 0;
 }
 
+int ck_step(struct ck_tracee *t)
+{
+    if (!t->attached || t->stop == CK_RUNNING || t->stop == CK_STOP_ENTRY || t->regs_dirty) {
+        ck_set_why("process %d is not stopped where it can be stepped", t->pid);
+        return -1;
+    }
+    for (int guard = 0; guard < 1000; guard++) {
+        if (resume(t, PTRACE_SINGLESTEP, 0) < 0)
+            return -1;
+        int status, sig;
+        if (wait_stop(t, &status) < 0)
+            return -1;
+        t->stop = classify(t, status, &sig);
+        if (t->stop != CK_STOP_SIGNAL)
+            continue;
+        siginfo_t si;
+        if (sig == SIGTRAP && ptrace(PTRACE_GETSIGINFO, t->pid, 0, &si) == 0 && si.si_code > 0)
+            return getregs(t, &t->saved); /* the step's own trap: not delivered */
+        hold(t, sig);
+    }
+    ck_set_why("process %d does not finish one instruction", t->pid);
+    return -1;
+}
+
 /* ------------------------------------------------------------ release */
 
 /* The registers the live process continues with: an interrupted call is

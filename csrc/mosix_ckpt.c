@@ -418,6 +418,7 @@ static uint64_t first_pause(struct ck_frozen *fz, uint64_t *created_ns, int keep
         ck_refuse("it has %d threads (multi-threaded processes are not supported yet)", threads);
     if (check_syscall_insn() < 0)
         ck_fail("%s", ck_why);
+    ck_vdso_settle(&R.parent, R.procfd, R.memfd);
     ck_freeze_state(&R.parent, R.procfd, R.memfd, fz);
     *created_ns = ck_realtime_ns();
     make_copy();
@@ -476,6 +477,7 @@ static void write_image(struct ck_image *im, struct capture *c, uint64_t created
 {
     struct mosix_ckpt_regs regs;
     ck_regs_for_image(&c->fz.regs, &regs);
+    ck_vdso_regs(&regs, R.copyfd, R.copymem);
     ck_image_start(im, R.outfd, R.use_output, (uint32_t)R.pid, created_ns);
     record(im, MOSIX_CKPT_KIND_PROCESS, &c->proc, sizeof(c->proc));
     record(im, MOSIX_CKPT_KIND_OPTIONS, c->options, c->options_len);

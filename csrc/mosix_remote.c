@@ -12,7 +12,9 @@
  *   MODE     the unsupported-call mode (u, e, w) of the base filter here, and the
  *            default of the mode applied here (the copy's MOSIX_INHERIT decides first)
  *   HOMEPID  the process's pid at home (what it knows as its own: in messages)
- *   -t       take the time from this node (mosrun -t): time calls run here
+ *   -t       take the time from this node (mosrun -t): time calls run here, and
+ *            the restorer leaves the vDSO's clock functions alone (without -t
+ *            it makes them system calls, which come here: vdso_time.h)
  *
  * It forks the copy: mosix-exec installs the discipline (base filter and its
  * guard, as for any MOSIX process) and executes the restorer in forward mode,
@@ -637,9 +639,20 @@ static void start_copy(int imagefd, const char *mode, const char *exec_path,
         sigset_t none;
         if (sigemptyset(&none) < 0 || sigprocmask(SIG_SETMASK, &none, NULL) < 0)
             _exit(125);
-        char *argv[] = {(char *)exec_path, "-r", "-m", (char *)mode, "-p", "mosrun", "--",
-                        (char *)restore_path, (char *)restore_path, "-F", spt, "-e", ert,
-                        direct >= 0 ? "-D" : imt, direct >= 0 ? dit : NULL, imt, NULL};
+        char *argv[20];
+        int a = 0;
+        const char *head[] = {exec_path, "-r", "-m", mode, "-p", "mosrun", "--",
+                              restore_path, restore_path, "-F", spt, "-e", ert};
+        for (size_t i = 0; i < sizeof(head) / sizeof(head[0]); i++)
+            argv[a++] = (char *)head[i];
+        if (direct >= 0) {
+            argv[a++] = "-D";
+            argv[a++] = dit;
+        }
+        if (time_here) /* the one decision: no patched vDSO, no forwarded clock call */
+            argv[a++] = "-t";
+        argv[a++] = imt;
+        argv[a] = NULL;
         extern char **environ;
         execve(exec_path, argv, environ);
         _exit(126);

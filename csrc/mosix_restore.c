@@ -1,6 +1,6 @@
 /* mosix_restore.c - the restorer: turn a checkpoint image back into the process.
  *
- * Usage: mosix-restore [-c] [-p PREFIX] [-e ERRFD] [-F SOCKFD [-D CHANFD] | -H -x FDS] FD
+ * Usage: mosix-restore [-c] [-p PREFIX] [-e ERRFD] [-F SOCKFD [-D CHANFD] [-t] | -H -x FDS] FD
  *
  * Reads the image (mosix/ckpt/format.py, docs/IMAGE.md) from descriptor FD,
  * strictly in order, and becomes the process it describes: same memory,
@@ -22,6 +22,9 @@
  *   -D CHANFD  with -F: the direct channel to the deputy; when the image has the
  *              preload shim's handler it goes to FWD_DIRECT_FD and the filter is
  *              the fast variant (the shim forwards calls itself), else it is closed
+ *   -t         with -F: the process takes its time from this node (mosrun -t);
+ *              without it the vDSO's clock functions are made system calls,
+ *              which the forward filter sends home (restore_vdso.c)
  *   -H -x FDS  migration back home (the deputy executes this): the process's
  *              filters are still in force (no shim filter again), and its
  *              close-on-exec descriptors are the list FDS ("3,5"; "-": none),
@@ -49,7 +52,8 @@ char restore_stack[STACK_BYTES] __attribute__((aligned(16)));
 extern char _end[]; /* the linker's end of the bss */
 
 static const char usage_text[] =
-    "usage: mosix-restore [-c] [-p PREFIX] [-e ERRFD] [-F SOCKFD [-D CHANFD] | -H -x FDS] FD";
+    "usage: mosix-restore [-c] [-p PREFIX] [-e ERRFD] [-F SOCKFD [-D CHANFD] [-t] | -H -x FDS] "
+    "FD";
 
 struct options {
     int check_only;
@@ -113,6 +117,8 @@ static struct options parse_args(int argc, char **argv)
             if (fd < 0)
                 refuse(usage_text);
             migration.direct_fd = fd;
+        } else if (a[1] == 't' && !a[2]) {
+            migration.time_here = 1;
         } else if (a[1] == 'H' && !a[2]) {
             migration.home = 1;
             msg_tell_program();
@@ -129,7 +135,8 @@ static struct options parse_args(int argc, char **argv)
         refuse(usage_text);
     if ((migration.home && (migration.forward_sock >= 0 || !migration.cloexec_list)) ||
         (!migration.home && migration.cloexec_list) ||
-        (migration.direct_fd >= 0 && migration.forward_sock < 0))
+        (migration.direct_fd >= 0 && migration.forward_sock < 0) ||
+        (migration.time_here && migration.forward_sock < 0))
         refuse(usage_text);
     return o;
 }
@@ -173,12 +180,15 @@ __attribute__((noreturn, used)) void restore_main(long *sp)
     struct specials cur;
     mem_find_specials(&cur);
     mem_check_specials(&img, &cur);
+    if (r.apply)
+        vdso_clocks_prepare(&img, &cur);
     state_set_mm(&img);
     if (r.apply) {
         state_set_personality(&img);
         /* Point of no return: from here a refusal ends the process. */
         mem_teardown(&cur);
         mem_move_specials(&img, &cur);
+        vdso_clocks_patch(&img);
     }
     image_read_memory(&r, &img);
     if (!r.apply)

@@ -127,6 +127,7 @@ struct migration {
     int forward_sock; /* -F: where the forward filter's listener goes (-1: no) */
     int direct_fd;    /* -D: the direct channel to the deputy (-1: none) */
     int home;         /* -H: back home: the filters are in force already */
+    int time_here;    /* -t: with -F, the clocks are this node's: the vDSO stays as it is */
     const char *cloexec_list;
 };
 extern struct migration migration;
@@ -135,5 +136,13 @@ void state_set_mm(const struct image *img);
 void state_set_personality(const struct image *img);
 void state_apply(const struct image *img);
 __attribute__((noreturn)) void state_resume(const struct image *img, int fd);
+
+/* ------------------------------------------------------------ restore_vdso.c */
+
+/* -F without -t: the vDSO's clock functions become calls the forward filter
+ * sends home (vdso_time.h).  prepare before the point of no return, patch
+ * after the vDSO moved. */
+void vdso_clocks_prepare(const struct image *img, const struct specials *cur);
+void vdso_clocks_patch(const struct image *img);
 
 #endif

@@ -43,12 +43,19 @@ def up(
         float | None,
         typer.Option("--cpus", help="each node's share of the processors (e.g. 0.6)"),
     ] = None,
+    clock_offsets: Annotated[
+        bool,
+        typer.Option(
+            "--clock-offsets",
+            help="node k's monotonic and boot-time clocks run k*1000 s ahead (time namespaces)",
+        ),
+    ] = False,
     name: Name = DEFAULT_NAME,
 ) -> None:
     """Start N nodes (a leftover cluster of the same name is removed first)."""
     try:
         settings = ClusterSettings() if cluster_section else None
-        cluster = LocalCluster(nodes, name, settings, cpus=cpus)
+        cluster = LocalCluster(nodes, name, settings, cpus=cpus, clock_offsets=clock_offsets)
         cluster.up()
     except ClusterError as e:
         failed(e)

@@ -21,7 +21,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from mosix.testcluster import agents, cpu_limit, measure, mounts, network
+from mosix.testcluster import agents, clocks, cpu_limit, measure, mounts, network
 from mosix.testcluster.agents import ClusterSettings
 from mosix.testcluster.errors import BadRequest, ClusterError
 from mosix.testcluster.layout import (
@@ -46,13 +46,16 @@ class LocalCluster:
         cluster: ClusterSettings | None = ClusterSettings(),  # noqa: B008 (frozen)
         start_agents: bool = True,
         cpus: float | None = None,
+        clock_offsets: bool = False,
     ) -> None:
         """``cpus``: each node's share of the machine's processors (None: no limit;
-        see mosix.testcluster.cpu_limit)."""
+        see mosix.testcluster.cpu_limit).  ``clock_offsets``: node k's CLOCK_MONOTONIC
+        and CLOCK_BOOTTIME run k * 1000 s ahead (mosix.testcluster.clocks)."""
         check_node_count(nodes)
         if cpus is not None:
             cpu_limit.check(cpus)
         self.cpus = cpus
+        self.clock_offsets = clock_offsets
         self.layout = Layout(name)
         self.nodes = nodes
         self.settings = cluster
@@ -87,6 +90,8 @@ class LocalCluster:
                 cpu_limit.create(self.layout, self.nodes, self.cpus)
             for k in self.numbers:
                 mounts.create_node(self.layout, k)
+                if self.clock_offsets:
+                    clocks.create(self.layout, k)
             agents.write_configs(self.layout, self.nodes, self.settings)
             if self.start_agents:
                 for k in self.numbers:

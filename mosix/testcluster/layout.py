@@ -60,6 +60,10 @@ class Layout:
     def mount_ns_file(self, k: int) -> Path:
         return self.directory / f"node{k}.mnt"
 
+    def time_ns_file(self, k: int) -> Path:
+        """Node k's time namespace (only with clock offsets: mosix.testcluster.clocks)."""
+        return self.directory / f"node{k}.time"
+
     def node_dir(self, k: int) -> Path:
         return self.directory / f"node{k}"
 

@@ -1,7 +1,8 @@
-"""Running a command inside a node: both its namespaces, through util-linux nsenter.
+"""Running a command inside a node: its namespaces, through util-linux nsenter.
 
 nsenter opens the namespace files from the host, then enters the network and
-mount namespaces and executes the command (no extra process stays around, so
+mount namespaces (and the time namespace, when the cluster gives its nodes
+their own clocks) and executes the command (no extra process stays around, so
 the exit status and signals are the command's own).  The working directory is
 looked up inside the node (``--wdns``): a cwd under the node's private /tmp is
 the node's, not the host's.
@@ -12,7 +13,7 @@ from __future__ import annotations
 import os
 
 from mosix.agent_paths import RUN_DIR_ENV
-from mosix.testcluster import cpu_limit
+from mosix.testcluster import clocks, cpu_limit
 from mosix.testcluster.layout import CONFIG_PATH, Layout
 
 
@@ -25,6 +26,7 @@ def node_command(layout: Layout, k: int, argv: list[str], cwd: str | None = None
             "nsenter",
             f"--net={layout.netns_file(k)}",
             f"--mount={layout.mount_ns_file(k)}",
+            *clocks.entering(layout, k),
             f"--wdns={cwd or '/'}",
             "--",
             *argv,
