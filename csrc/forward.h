@@ -163,6 +163,17 @@ long fwd_apply(pid_t pid, long nr, const uint64_t args[6], const void *reply, si
  * differently.  Returns 0, or -EINVAL for a malformed request. */
 int fwd_request_call(const void *req, size_t len, long *nr, uint64_t args[6]);
 
+/* A reply's result (0 for one too short to have a head).  Inline, no libc:
+ * the shim's signal handler uses it too. */
+static inline int64_t fwd_reply_ret(const void *reply, size_t len)
+{
+    struct fwd_reply head;
+    if (len < sizeof(head))
+        return 0;
+    __builtin_memcpy(&head, reply, sizeof(head));
+    return head.ret;
+}
+
 /* Home side: a reply with result ret and no output buffers (ret < 0, or a call
  * without outputs).  Returns its length (0 when cap is too small). */
 size_t fwd_reply_result(void *reply, size_t cap, int64_t ret);

@@ -551,15 +551,6 @@ static void await_signals_delivered(void)
         first_channel_frame();
 }
 
-static int64_t reply_ret(size_t n)
-{
-    struct fwd_reply head;
-    if (n < sizeof(head))
-        return 0;
-    memcpy(&head, rep, sizeof(head));
-    return head.ret;
-}
-
 /* The frames that arrived on the first channel during a call (they
  * interrupted it): HOLD, SIGNALED, ... never a request (one call at a time). */
 static void take_control_frames(void)
@@ -585,7 +576,7 @@ static size_t execute(size_t len)
     for (;;) {
         poked = 0;
         size_t n = fwd_execute(req, len, rep, sizeof(rep));
-        if (!poked || caught || reply_ret(n) != -EINTR)
+        if (!poked || caught || fwd_reply_ret(rep, n) != -EINTR)
             return n;
         take_control_frames();
         if (hold || chan < 0)

@@ -434,15 +434,6 @@ static void notification(void)
     send_request(n.id, nr, args, (size_t)len, OWN_CALL);
 }
 
-static int64_t reply_ret(const unsigned char *reply, size_t len)
-{
-    struct fwd_reply head;
-    if (len < sizeof(head))
-        return 0;
-    memcpy(&head, reply, sizeof(head));
-    return head.ret;
-}
-
 /* The copy's call that the deputy gave back while it was leaving (FWD_RET_AGAIN)
  * goes again, as it stays after all; unanswered, it is made again where the
  * process goes (the capture interrupts it). */
@@ -496,7 +487,7 @@ static void from_home(void)
             maybe_quiet();
             return;
         }
-        if (reply_ret(buf, f.len) == FWD_RET_AGAIN) { /* blocked at home, and leaving */
+        if (fwd_reply_ret(buf, f.len) == FWD_RET_AGAIN) { /* blocked at home, and leaving */
             if (call.own == OWN_SPLIT && mmsg_cut(&split) >= 0) {
                 answer(call.notif_id, mmsg_cut(&split), 0); /* a part was done */
             } else if (call.own == OWN_FILEMAP) {

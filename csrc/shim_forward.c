@@ -120,12 +120,8 @@ enum shim_forward_outcome shim_forward_call(long nr, const uint64_t args[6], lon
             (void)mosix_raw0(SYS_sched_yield);
         return SHIM_FORWARD_NO_CHANNEL;
     }
-    struct fwd_reply head;
-    if ((size_t)got >= sizeof(head)) {
-        __builtin_memcpy(&head, payload, sizeof(head));
-        if (head.ret == FWD_RET_AGAIN) /* blocked at home while leaving: made again */
-            return SHIM_FORWARD_NO_CHANNEL;
-    }
+    if (fwd_reply_ret(payload, (size_t)got) == FWD_RET_AGAIN) /* blocked at home, leaving */
+        return SHIM_FORWARD_NO_CHANNEL;                       /* made again where it goes */
     *ret = fwd_apply(0, nr, args, payload, (size_t)got);
     mosix_shim_fast_calls++;
     return SHIM_FORWARD_DONE;
