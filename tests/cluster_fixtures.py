@@ -141,3 +141,24 @@ def reads_stdin(pid: int) -> bool:
     except OSError:
         return False
     return words[:2] == ["0", "0x0"]
+
+
+COMMAND_TIMEOUT = 120.0  # a tool run inside a node (mosps, migrate)
+
+
+def migrate(cluster: LocalCluster, pid: int, target: str) -> subprocess.CompletedProcess[str]:
+    """``migrate PID TARGET`` at node 1 (the home of the tests' processes)."""
+    return cluster.run(
+        1, ["migrate", str(pid), target], capture_output=True, text=True, timeout=COMMAND_TIMEOUT
+    )
+
+
+def where(cluster: LocalCluster, pid: int) -> str:
+    """mosps's WHERE column for ``pid`` at its home node (node 1)."""
+    listing = cluster.run(1, ["mosps"], capture_output=True, text=True, timeout=COMMAND_TIMEOUT)
+    assert listing.returncode == 0, listing.stderr
+    for line in listing.stdout.splitlines()[1:]:
+        fields = line.split()
+        if fields and fields[0] == str(pid):
+            return fields[3]
+    raise AssertionError(f"process {pid} not in mosps:\n{listing.stdout}")

@@ -13,7 +13,7 @@ import subprocess
 from collections.abc import Iterator
 
 import pytest
-from cluster_fixtures import cluster3, node_programs, reads_stdin, wait_until  # noqa: F401
+from cluster_fixtures import cluster3, migrate, node_programs, reads_stdin, wait_until  # noqa: F401
 
 from mosix.testcluster import LocalCluster
 
@@ -51,9 +51,7 @@ def test_a_process_waiting_for_its_home_stdin_moves(
             TIMEOUT,
         )
         wait_until("the deputy reads stdin at home", lambda: reads_stdin(proc.pid), TIMEOUT)
-        moved = cluster3.run(
-            1, ["migrate", str(proc.pid), target], capture_output=True, text=True, timeout=TIMEOUT
-        )
+        moved = migrate(cluster3, proc.pid, target)
         assert moved.returncode == 0, moved.stderr
         stdout, stderr = proc.communicate("hello\n", timeout=TIMEOUT)
     finally:

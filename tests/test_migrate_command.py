@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import IO
 
 import pytest
-from cluster_fixtures import cluster3, node_programs, wait_until  # noqa: F401
+from cluster_fixtures import cluster3, migrate, node_programs, wait_until, where  # noqa: F401
 
 from mosix.testcluster import LocalCluster
 
@@ -52,17 +52,6 @@ def logs(cluster: LocalCluster) -> str:
     return "\n".join(text)
 
 
-def where(cluster: LocalCluster, pid: int) -> str:
-    """mosps's WHERE column for ``pid`` at its home node (node 1)."""
-    listing = cluster.run(1, ["mosps"], capture_output=True, text=True, timeout=TIMEOUT)
-    assert listing.returncode == 0, listing.stderr
-    for line in listing.stdout.splitlines()[1:]:
-        fields = line.split()
-        if fields and fields[0] == str(pid):
-            return fields[3]
-    raise AssertionError(f"process {pid} not in mosps:\n{listing.stdout}")
-
-
 def listed(cluster: LocalCluster, k: int) -> set[int]:
     """The pids mosps shows on node k."""
     listing = cluster.run(k, ["mosps"], capture_output=True, text=True, timeout=TIMEOUT)
@@ -78,12 +67,6 @@ def copy_pid(cluster: LocalCluster, k: int, pid: int) -> int:
     )
     assert found, logs(cluster)
     return int(found[-1])
-
-
-def migrate(cluster: LocalCluster, pid: int, target: str) -> subprocess.CompletedProcess[str]:
-    return cluster.run(
-        1, ["migrate", str(pid), target], capture_output=True, text=True, timeout=TIMEOUT
-    )
 
 
 def native_output(cluster: LocalCluster, stepper: Path, last: int) -> tuple[str, str]:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from cluster_fixtures import bring_up, cluster3, node_programs  # noqa: F401
+from cluster_fixtures import bring_up, cluster3, migrate, node_programs, where  # noqa: F401
 
 from mosix.testcluster import LocalCluster
 from mosix.testcluster.agents import ClusterSettings
@@ -64,17 +64,6 @@ class Seen:
     stderr: str
 
 
-def where(cluster: LocalCluster, pid: int) -> str:
-    """mosps's WHERE column for ``pid`` at its home node (node 1)."""
-    listing = cluster.run(1, ["mosps"], capture_output=True, text=True, timeout=TIMEOUT)
-    assert listing.returncode == 0, listing.stderr
-    for line in listing.stdout.splitlines()[1:]:
-        fields = line.split()
-        if fields and fields[0] == str(pid):
-            return fields[3]
-    raise AssertionError(f"process {pid} not in mosps:\n{listing.stdout}")
-
-
 def run(cluster: LocalCluster, program: Path, mode: str, call: str, place: str) -> Seen:
     """Start ``program call`` under ``mosrun mode`` at node 1, place it, then let it call."""
     placement = ["-rnode2"] if place == "r2" else []
@@ -92,9 +81,7 @@ def run(cluster: LocalCluster, program: Path, mode: str, call: str, place: str) 
         ready = proc.stdout.readline()
         assert ready == "ready\n", ready
         if place == "migrate":
-            moved = cluster.run(
-                1, ["migrate", str(proc.pid), "2"], capture_output=True, text=True, timeout=TIMEOUT
-            )
+            moved = migrate(cluster, proc.pid, "2")
             assert moved.returncode == 0, moved.stderr
         # where it makes the call (it waits for our line, blocked in a read served at home)
         assert where(cluster, proc.pid) == ("home" if place == "home" else "node2")

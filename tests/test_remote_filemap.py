@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cluster_fixtures import cluster3, node_programs  # noqa: F401
+from cluster_fixtures import cluster3, migrate, node_programs  # noqa: F401
 
 from mosix.testcluster import LocalCluster
 
@@ -105,9 +105,7 @@ def test_what_it_mapped_away_comes_home_with_it(
     try:
         lines = [proc.stdout.readline() for _ in expected(data).splitlines()]
         assert "".join(lines) == expected(data)
-        moved = cluster3.run(
-            1, ["migrate", str(proc.pid), "home"], capture_output=True, text=True, timeout=TIMEOUT
-        )
+        moved = migrate(cluster3, proc.pid, "home")
         assert moved.returncode == 0, moved.stderr
         proc.stdin.write("go\n")
         proc.stdin.close()

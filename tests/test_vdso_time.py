@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cluster_fixtures import bring_up, node_programs
+from cluster_fixtures import bring_up, migrate, node_programs, where
 
 from mosix.testcluster import LocalCluster
 from mosix.testcluster.agents import ClusterSettings
@@ -81,21 +81,8 @@ class Reader:
         return out, err
 
 
-def where(cluster: LocalCluster, pid: int) -> str:
-    """mosps's WHERE column for ``pid`` at its home node (node 1)."""
-    listing = cluster.run(1, ["mosps"], capture_output=True, text=True, timeout=TIMEOUT)
-    assert listing.returncode == 0, listing.stderr
-    for line in listing.stdout.splitlines()[1:]:
-        fields = line.split()
-        if fields and fields[0] == str(pid):
-            return fields[3]
-    raise AssertionError(f"process {pid} not in mosps:\n{listing.stdout}")
-
-
-def migrate(cluster: LocalCluster, pid: int, target: str) -> None:
-    done = cluster.run(
-        1, ["migrate", str(pid), target], capture_output=True, text=True, timeout=TIMEOUT
-    )
+def move(cluster: LocalCluster, pid: int, target: str) -> None:
+    done = migrate(cluster, pid, target)
     assert done.returncode == 0, f"migrate {pid} {target}: {done.stderr}"
 
 
@@ -127,7 +114,7 @@ def test_a_program_on_another_node_reads_homes_clock_unless_t(
     try:
         if not placed:
             assert reader.clocks_of() == (1, 1, 1)
-            migrate(cluster, reader.proc.pid, "2")
+            move(cluster, reader.proc.pid, "2")
         assert reader.clocks_of() == (clock_of,) * 3
         assert where(cluster, reader.proc.pid) == "node2"
         assert reader.clocks_of() == (clock_of,) * 3
@@ -147,7 +134,7 @@ def test_the_clock_follows_the_process_home_and_on(
     try:
         assert reader.clocks_of() == (1, 1, 1)
         for target, node in [("2", 2), ("home", 1), ("3", 3), ("home", 1), ("2", 2)]:
-            migrate(cluster, pid, target)
+            move(cluster, pid, target)
             assert where(cluster, pid) == ("home" if node == 1 else f"node{node}")
             expected = node if options else 1
             assert reader.clocks_of() == (expected,) * 3, f"on node {node}"
