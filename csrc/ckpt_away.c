@@ -18,6 +18,7 @@
  * this a refusal of the same reason. */
 #include "ckpt_capture_common.h"
 #include "ckpt_hash.h"
+#include "forward_wire.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -26,8 +27,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#define DEPUTY_OWN 16        /* the deputy's descriptors: the top 16 below its limit */
-#define DEPUTY_TOP_MAX 4096  /* ... which it caps at this (mosix_deputy.c, move_high) */
 #define PAGES_PIECE 1024u    /* pages per PAGES record written: well inside a chunk */
 #define REFUSAL_MAX 1024
 
@@ -219,9 +218,9 @@ static int own_from(int procfd)
     char word[32];
     if (!line || sscanf(line + 14, "%31s", word) != 1)
         ck_fail("/proc/PID/limits: no open files limit");
-    soft = strcmp(word, "unlimited") == 0 ? DEPUTY_TOP_MAX : strtoul(word, NULL, 10);
-    long top = soft > DEPUTY_TOP_MAX ? DEPUTY_TOP_MAX : (long)soft;
-    return top - DEPUTY_OWN > 3 ? (int)(top - DEPUTY_OWN) : 3;
+    soft = strcmp(word, "unlimited") == 0 ? DEPUTY_FD_TOP : strtoul(word, NULL, 10);
+    long top = soft > DEPUTY_FD_TOP ? DEPUTY_FD_TOP : (long)soft;
+    return top - DEPUTY_OWN_FDS > 3 ? (int)(top - DEPUTY_OWN_FDS) : 3;
 }
 
 static void take_home_half(struct home_half *hh, pid_t pid, int procfd)

@@ -60,6 +60,12 @@ struct fwd_frame {
 
 #define FWD_FRAME_MAX_PAYLOAD ((1u << 20) + 4096) /* FWD_MAX_DATA and the call's head */
 
+/* The deputy keeps its own descriptors (channels, agent socket, signal pipe)
+ * among the DEPUTY_OWN_FDS highest below min(RLIMIT_NOFILE, DEPUTY_FD_TOP):
+ * mosix_deputy.c puts them there, a checkpoint away (ckpt_away.c) leaves them out. */
+#define DEPUTY_OWN_FDS 16
+#define DEPUTY_FD_TOP 4096
+
 /* forward_channel.c: 0, or -1 (errno; or the end of the stream for a read). */
 int fwd_read_full(int fd, void *buf, size_t len);
 int fwd_write_full(int fd, const void *buf, size_t len); /* MSG_NOSIGNAL */

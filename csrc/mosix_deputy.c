@@ -136,8 +136,8 @@ static int move_high(int fd)
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
         lost("getrlimit: %s", strerror(errno));
-    long top = rl.rlim_cur > 4096 ? 4096 : (long)rl.rlim_cur;
-    for (long want = top - 1; want >= top - 16 && want > 2; want--) {
+    long top = rl.rlim_cur > DEPUTY_FD_TOP ? DEPUTY_FD_TOP : (long)rl.rlim_cur;
+    for (long want = top - 1; want >= top - DEPUTY_OWN_FDS && want > 2; want--) {
         if (fcntl((int)want, F_GETFD) >= 0 || errno != EBADF)
             continue; /* taken */
         int nfd = fcntl(fd, F_DUPFD_CLOEXEC, (int)want);
@@ -372,7 +372,7 @@ static const char *take_cloexec(const int fd[2])
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
         lost("getrlimit: %s", strerror(errno));
-    long top = rl.rlim_cur > 4096 ? 4096 : (long)rl.rlim_cur;
+    long top = rl.rlim_cur > DEPUTY_FD_TOP ? DEPUTY_FD_TOP : (long)rl.rlim_cur;
     list[0] = 0;
     for (long n = 0; n < top; n++) {
         if (is_own(n) || n == fd[0] || n == fd[1])

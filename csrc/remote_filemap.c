@@ -12,6 +12,7 @@
 #include "remote_filemap.h"
 
 #include "forward.h"
+#include "forward_table.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -23,7 +24,6 @@
 #include <unistd.h>
 
 #define PAGE 4096u
-#define DIRECT_FD 1023 /* the direct channel's number in the copy (forward_filter.py) */
 
 enum { STEP_FLAGS, STEP_STAT, STEP_READ, STEP_DONE };
 
@@ -39,7 +39,7 @@ long filemap_begin(struct filemap *m, const uint64_t mmap_args[6])
     if (len == 0 || off % PAGE != 0)
         return -EINVAL;
     m->fd = (int)mmap_args[4];
-    if (m->fd == DIRECT_FD)
+    if (m->fd == FWD_DIRECT_FD)
         return -EBADF; /* never a descriptor of the process's (RLIMIT_NOFILE is 1024) */
     m->start = off;
     m->end = off + len < off ? UINT64_MAX : off + len;
