@@ -53,6 +53,7 @@ NATIVE_TARGETS: list[tuple[str, str, list[str], list[str]]] = [
         [
             "mosix_exec.c",
             "mosix_guard.c",
+            "process_mode.c",
             "guard_agent.c",
             "guard_cbor.c",
             "forward_channel.c",
@@ -94,6 +95,7 @@ NATIVE_TARGETS: list[tuple[str, str, list[str], list[str]]] = [
             "remote_filemap.c",
             "remote_mmsg.c",
             "remote_discipline.c",
+            "process_mode.c",
             "forward_marshal.c",
             "forward_channel.c",
             "seccomp_filter.c",

@@ -48,30 +48,6 @@
 #endif
 
 static int listener = -1;
-static char *environ_buf; /* for /proc/PID/environ */
-#define ENVIRON_MAX (256 * 1024)
-
-/* The mode the notifying process asked for (its MOSIX_INHERIT), else ours. */
-static enum mosix_mode mode_of_process(pid_t pid, enum mosix_mode dflt)
-{
-    char path[48];
-    snprintf(path, sizeof(path), "/proc/%d/environ", (int)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return dflt;
-    size_t len = 0;
-    while (len < ENVIRON_MAX) {
-        ssize_t n = read(fd, environ_buf + len, ENVIRON_MAX - len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        len += (size_t)n;
-    }
-    (void)close(fd); /* ours: nothing to do if it fails */
-    return mosix_mode_of(environ_buf, len, dflt);
-}
-
 /* The notifying task is still the one that made the call (its pid not reused). */
 static int still_valid(__u64 id)
 {
@@ -166,7 +142,7 @@ static int answer(const struct seccomp_notif *req, struct seccomp_notif_resp *re
         resp->flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
         return 1;
     }
-    enum mosix_mode mode = mode_of_process((pid_t)req->pid, dflt);
+    enum mosix_mode mode = mosix_mode_of_process((pid_t)req->pid, dflt);
     if (MOSIX_OUTCOME(c) == MOSIX_OUTCOME_FIXUP_PRIVATE) {
         /* a read-only MAP_SHARED without the shim to make it private: ENOSYS
          * in every mode (glibc then reads the file), a warning under -w */
@@ -281,8 +257,7 @@ void mosix_guard_run(int sock, enum mosix_mode mode, char **argv)
                            : sizeof(struct seccomp_notif_resp);
     struct seccomp_notif *req = malloc(req_size);
     struct seccomp_notif_resp *resp = malloc(resp_size);
-    environ_buf = malloc(ENVIRON_MAX);
-    if (req == NULL || resp == NULL || environ_buf == NULL)
+    if (req == NULL || resp == NULL)
         _exit(1);
 
     static struct pollfd fds[1 + GUARD_AGENT_MAX];

@@ -49,6 +49,9 @@ const char *mosix_syscall_name(long nr);
 enum mosix_mode mosix_mode_of(const char *environ, size_t len, enum mosix_mode dflt);
 /* The same for the value of MOSIX_INHERIT alone (space-separated words). */
 enum mosix_mode mosix_mode_of_words(const char *words, size_t len, enum mosix_mode dflt);
+/* The same for process pid, from /proc/PID/environ (process_mode.c; uses libc):
+ * dflt when it cannot be read. */
+enum mosix_mode mosix_mode_of_process(int pid, enum mosix_mode dflt);
 
 /* Messages (no libc).  Return the length written to buf (at most cap-1, NUL-terminated). */
 enum mosix_message { MOSIX_MSG_KILLED, MOSIX_MSG_ENOSYS };

@@ -20,10 +20,7 @@
 
 #include "seccomp_table.h"
 
-#define ENVIRON_MAX (256 * 1024)
 #define CAP_SYS_NICE 23
-
-static char environ_buf[ENVIRON_MAX];
 
 /* Up to cap bytes of /proc/PID/NAME; -1 if it cannot be read. */
 static ssize_t read_proc(pid_t pid, const char *name, char *out, size_t cap)
@@ -44,12 +41,6 @@ static ssize_t read_proc(pid_t pid, const char *name, char *out, size_t cap)
     }
     (void)close(fd); /* ours, read only: nothing to do if it fails */
     return (ssize_t)len;
-}
-
-static enum mosix_mode mode_of_process(pid_t pid, enum mosix_mode dflt)
-{
-    ssize_t len = read_proc(pid, "environ", environ_buf, sizeof(environ_buf));
-    return len < 0 ? dflt : mosix_mode_of(environ_buf, (size_t)len, dflt);
 }
 
 /* The process's effective capabilities include ``cap``. */
@@ -99,15 +90,15 @@ enum rd_action rd_decide(const struct seccomp_data *sd, pid_t pid, pid_t home_pi
             *result = priority_of_copy(sd, pid);
             return RD_ANSWER;
         }
-        mode = mode_of_process(pid, dflt);
+        mode = mosix_mode_of_process(pid, dflt);
         break;
     case MOSIX_OUTCOME_FIXUP_PRIVATE: /* ENOSYS in every mode, a warning under -w */
-        mode = mode_of_process(pid, dflt);
+        mode = mosix_mode_of_process(pid, dflt);
         if (mode == MOSIX_MODE_KILL)
             mode = MOSIX_MODE_ENOSYS;
         break;
     case MOSIX_OUTCOME_UNSUPPORTED:
-        mode = mode_of_process(pid, dflt);
+        mode = mosix_mode_of_process(pid, dflt);
         break;
     default:
         return RD_NOT_GUARDED;
