@@ -38,6 +38,7 @@ from dataclasses import dataclass
 
 import trio
 
+from mosix.helper_process import close_process
 from mosix.home_agent.connection import Connection
 from mosix.native import native_path
 from mosix.protocol import (
@@ -258,7 +259,7 @@ class Migrations:
                 proc.kill()  # cleans up: a killed capturer leaves the process running
             raise
         finally:
-            await proc.aclose()
+            await close_process(proc)
 
     # ------------------------------------------------------------ the deputy
 

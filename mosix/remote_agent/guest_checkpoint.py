@@ -25,6 +25,7 @@ import subprocess
 
 import trio
 
+from mosix.helper_process import close_process
 from mosix.native import native_path
 from mosix.protocol import MigrateCheckpoint, RemoteEvent
 from mosix.remote_agent.inbound import CAPTURER, QUIET_TIMEOUT, Guest, Guests
@@ -118,7 +119,7 @@ class GuestCheckpoints:
         finally:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()  # a killed capturer lets the copy go
-            await proc.aclose()
+            await close_process(proc)
 
 
 async def home_done(fd: int) -> bool:

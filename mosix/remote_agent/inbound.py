@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 import trio
 
+from mosix.helper_process import close_process
 from mosix.native import native_path
 from mosix.protocol import (
     BringHome,
@@ -170,7 +171,7 @@ class Guests:
         finally:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()  # the supervisor only: the copy was ended or left
-            await proc.aclose()
+            await close_process(proc)
 
     async def _reports(self, guest: Guest) -> None:
         """mosix-remote's lines, to home."""
@@ -294,7 +295,7 @@ class Guests:
             if not ok:
                 await self._tell(guest, "stay")
         finally:
-            await proc.aclose()
+            await close_process(proc)
 
     def _finish_channel(self, guest: Guest) -> trio.MemoryReceiveChannel[bool]:
         send, receive = trio.open_memory_channel[bool](1)
