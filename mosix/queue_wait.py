@@ -22,14 +22,32 @@ from mosix.exits import EXIT_USAGE, Failure
 from mosix.protocol import Abort, Enqueue, Go, Queued, Refused
 
 PR_SET_NAME = 15
+PYEXE_ENV = "PYTHONEXECUTABLE"
+SAVED_PYEXE_ENV = "MOSIX_SAVED_PYTHONEXECUTABLE"
 RETRY_FIRST, RETRY_MAX = 0.05, 2.0
 
 
 def become_mosqueue(argv: list[str], keep_environment: bool) -> NoReturn:
     """Re-execute as 'mosqueue' (argv[0]) so that ps shows the job as queued."""
     mode = "--mosenv" if keep_environment else "--mosrun"
+    # Python finds its installation (a virtual environment's site-packages)
+    # from argv[0]; "mosqueue" names none, so PYTHONEXECUTABLE says which
+    # interpreter this is.  main() removes it again (restoring the caller's).
+    env = dict(os.environ)
+    if PYEXE_ENV in env:
+        env[SAVED_PYEXE_ENV] = env[PYEXE_ENV]
+    env[PYEXE_ENV] = sys.executable
     # -P: never import mosix from the current directory (a checkout) instead of the installed one
-    os.execv(sys.executable, ["mosqueue", "-P", "-m", "mosix.queue_wait", mode, "--", *argv])
+    argv0 = ["mosqueue", "-P", "-m", "mosix.queue_wait", mode, "--", *argv]
+    os.execve(sys.executable, argv0, env)
+
+
+def restore_environment() -> None:
+    """Undo become_mosqueue's PYTHONEXECUTABLE: the program sees the caller's environment."""
+    os.environ.pop(PYEXE_ENV, None)
+    saved = os.environ.pop(SAVED_PYEXE_ENV, None)
+    if saved is not None:
+        os.environ[PYEXE_ENV] = saved
 
 
 def name_process(name: bytes) -> None:
@@ -92,6 +110,7 @@ def wait_turn(args: MosrunArgs) -> None:
 def main() -> NoReturn:
     from mosix.cli import run_mosrun
 
+    restore_environment()
     mode, _, *argv = sys.argv[1:]
     name_process(b"mosqueue")
     run_mosrun(

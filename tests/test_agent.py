@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import shutil
 import signal
 import socket
 import struct
@@ -171,6 +172,32 @@ def test_queued_job_shows_as_mosqueue_in_ps(agent: Agent, tmp_path: Path) -> Non
     assert rows[waiting.pid][4] == "queued"
     release(blocker)
     assert waiting.wait(timeout=60) == 0
+
+
+def test_a_queued_program_sees_the_callers_environment(agent: Agent, tmp_path: Path) -> None:
+    """Waiting as mosqueue leaves nothing of its own in the program's environment."""
+    blocker = start_blocker(agent)
+    out = tmp_path / "env"
+    mosrun = shutil.which("mosrun")
+    assert mosrun is not None
+    interpreter = Path(mosrun).read_text().splitlines()[0].removeprefix("#!").strip()
+    for given in (None, interpreter):  # a caller's own PYTHONEXECUTABLE is given back
+        env = dict(agent.env)
+        env.pop("PYTHONEXECUTABLE", None)
+        if given is not None:
+            env["PYTHONEXECUTABLE"] = given
+        job = subprocess.Popen(
+            ["mosrun", "-q", "sh", "-c", f"env > {out}"], env=env, stdin=subprocess.DEVNULL
+        )
+        wait_until(lambda: agent.queued_count() == 1, what="the job to be queued")
+        cmdline = Path(f"/proc/{job.pid}/cmdline").read_bytes().split(b"\0")
+        assert cmdline[0] == b"mosqueue"
+        assert agent.run("mosq", "run", str(job.pid)).returncode == 0
+        assert job.wait(timeout=60) == 0
+        seen = dict(line.split("=", 1) for line in out.read_text().splitlines() if "=" in line)
+        assert seen.get("PYTHONEXECUTABLE") == given
+        assert not any(name.startswith("MOSIX_SAVED") for name in seen)
+    release(blocker)
 
 
 def test_cngpri_advance_retard(agent: Agent, tmp_path: Path) -> None:
