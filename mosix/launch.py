@@ -52,13 +52,15 @@ def local_names() -> set[str]:
 
 
 def is_local_address(address: IPv4Address) -> bool:
+    """Whether ``address`` is one of this machine's own (binding to it works)."""
     if address.is_loopback:
         return True
-    try:
-        _, _, addrs = socket.gethostbyname_ex(socket.gethostname())
-    except OSError:
-        return False
-    return str(address) in addrs
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.bind((str(address), 0))
+        except OSError:  # EADDRNOTAVAIL: the address is not on this machine
+            return False
+    return True
 
 
 def placement_problem(args: MosrunArgs) -> str | None:

@@ -9,11 +9,32 @@ proves both.
 """
 
 import os
+import sys
+from pathlib import Path
 
-from agent_fixtures import agent, agent_base  # noqa: F401
+import pytest
+from agent_fixtures import agent, agent_base, stop_embedded_agent  # noqa: F401
+
+from mosix.agent_paths import SYSTEM_RUN_DIR
 
 STRICT_WARNINGS = "error::FutureWarning"
 
 os.environ["PYTHONWARNINGS"] = ",".join(
     w for w in (os.environ.get("PYTHONWARNINGS", ""), STRICT_WARNINGS) if w
 )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def agent_of_this_installation() -> None:
+    """The tests that use the embedded default (/run/mosix) must meet this installation's
+    agent: one left running by another installation (an older virtual environment) is stopped."""
+    lock = SYSTEM_RUN_DIR / "mosixd.lock"
+    text = lock.read_text().strip() if lock.exists() else ""
+    if not text.isdigit():
+        return
+    try:
+        cmdline = Path(f"/proc/{text}/cmdline").read_bytes()
+    except OSError:
+        return
+    if os.fsencode(sys.prefix) + b"/" not in cmdline:
+        stop_embedded_agent(SYSTEM_RUN_DIR)

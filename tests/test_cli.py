@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 
@@ -189,6 +190,30 @@ def test_remote_placement_needs_the_cluster_unless_forced() -> None:
     assert run("mosrun", "-1", "true").returncode == 0  # this node is node 1
     assert run("mosrun", "-rlocalhost", "true").returncode == 0
     assert run("mosrun", "-127.0.0.1", "true").returncode == 0
+
+
+def own_addresses() -> list[str]:
+    """This machine's IPv4 addresses other than loopback, as the kernel lists them."""
+    from pyroute2 import IPRoute
+
+    with IPRoute() as route:
+        found = [str(a.get_attr("IFA_ADDRESS")) for a in route.get_addr(family=socket.AF_INET)]
+    return [a for a in found if not a.startswith("127.")]
+
+
+def test_an_address_of_this_machine_is_this_node() -> None:
+    """-{a.b.c.d} on the one-node default: any of this machine's addresses is here."""
+    addresses = own_addresses()
+    if not addresses:
+        pytest.skip("this machine has no address but loopback")
+    for address in addresses:
+        result = run("mosrun", f"-{address}", "true")
+        assert result.returncode == 0, (address, result.stderr)
+    elsewhere = "192.0.2.254"  # TEST-NET-1: documentation only, never this machine's
+    assert elsewhere not in addresses
+    result = run("mosrun", f"-{elsewhere}", "true")
+    assert result.returncode == 125
+    assert one_line_error(result).startswith(f"-{elsewhere}: no such node in this cluster")
 
 
 @pytest.mark.parametrize("tool", ["migrate", "mosps", "mosq", "moskillall", "mosctl", "mosixd"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import site
 import subprocess
 import sys
 import uuid
@@ -248,3 +249,32 @@ def test_command_up_exec_status_down() -> None:
         down = call("down", "--name", name)
     assert down.returncode == 0, down.stderr
     assert call("status", "--name", name).returncode == 125
+
+
+def test_an_installation_the_nodes_cannot_see_is_refused_in_one_line(tmp_path: Path) -> None:
+    """mosix in a virtual environment under /tmp: each node has its own /tmp, so no mosixd."""
+    venv = tmp_path / "venv"
+    made = subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", str(venv)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert made.returncode == 0, made.stderr
+    code = (  # this interpreter's packages (mosix among them) seen from the venv under /tmp
+        "import sys; sys.path[:0] = sys.argv[1:]\n"
+        "sys.argv = ['mosix-testcluster', 'up', '-n', '1', '--name', 'hidden']\n"
+        "from mosix.testcluster.cli import main; main()\n"
+    )
+    result = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", code, *site.getsitepackages(), *sys.path],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert result.stderr.splitlines() == [
+        f"mosix-testcluster: mosix is installed under /tmp ({venv}), which every node "
+        "replaces with its own: install it elsewhere (e.g. a virtual environment under /var/tmp)"
+    ]
+    assert "hidden-hub" not in existing_netns()

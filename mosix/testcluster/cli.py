@@ -16,7 +16,7 @@ import typer
 from mosix.testcluster.agents import ClusterSettings
 from mosix.testcluster.cluster import LocalCluster
 from mosix.testcluster.errors import BadRequest, ClusterError
-from mosix.testcluster.layout import DEFAULT_NAME, PRIVATE_DIRS
+from mosix.testcluster.layout import DEFAULT_NAME, private_to_nodes
 from mosix.tools.common import app, run
 
 TOOL = "mosix-testcluster"
@@ -112,8 +112,7 @@ def exec_in_node(
 def working_directory() -> str:
     """The caller's directory, unless it is one of the host's own that a node does not see."""
     here = os.getcwd()
-    private = any(here == p or here.startswith(p + "/") for p in PRIVATE_DIRS)
-    return "/" if private else here
+    return "/" if private_to_nodes(here) else here
 
 
 def main() -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import fcntl
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,6 +32,7 @@ from mosix.testcluster.layout import (
     PRIVATE_DIRS,
     Layout,
     check_node_count,
+    private_to_nodes,
 )
 from mosix.testcluster.namespaces import node_command, node_env
 from mosix.testcluster.processes import NamespaceId, kill_all, namespace_id, pids_in
@@ -75,6 +77,7 @@ class LocalCluster:
     def up(self) -> LocalCluster:
         if os.geteuid() != 0:
             raise ClusterError("the test cluster needs root (network and mount namespaces)")
+        check_installation_visible()
         with machine_lock():
             self._build()
         return self
@@ -289,3 +292,16 @@ def owner_pid(name: str) -> int | None:
     except OSError:
         return None
     return int(text) if text.isdigit() else None
+
+
+def check_installation_visible() -> None:
+    """The nodes run this installation's mosixd: it must not lie in a directory they replace."""
+    import mosix
+
+    for path in (os.path.abspath(sys.prefix), os.path.realpath(mosix.__file__)):
+        inside = private_to_nodes(path)
+        if inside is not None:
+            raise ClusterError(
+                f"mosix is installed under {inside} ({path}), which every node replaces with "
+                f"its own: install it elsewhere (e.g. a virtual environment under /var/tmp)"
+            )

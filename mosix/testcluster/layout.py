@@ -25,6 +25,16 @@ NODE_INTERFACE = "eth0"  # inside each node namespace
 
 # The node's own directories: where it sees them -> directory name on the host.
 PRIVATE_DIRS = {"/tmp": "tmp", "/run/mosix": "run", "/etc/mosix": "etc"}
+
+
+def private_to_nodes(path: str) -> str | None:
+    """The private directory (a key of PRIVATE_DIRS) that hides ``path`` from the nodes."""
+    for inside in PRIVATE_DIRS:
+        if path == inside or path.startswith(inside + "/"):
+            return inside
+    return None
+
+
 CONFIG_PATH = "/etc/mosix/mosixd.toml"  # mosixd's default configuration path
 SECRET_PATH = "/etc/mosix/cluster.secret"
 RUN_DIR = "/run/mosix"

@@ -10,26 +10,16 @@ from __future__ import annotations
 import errno
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+
+import pyroute2
+from pyroute2 import NetlinkError
 
 from mosix.testcluster.errors import BadRequest, ClusterError
 from mosix.testcluster.layout import BRIDGE, NODE_INTERFACE, PREFIX_LENGTH, Layout
 
 
-def pyroute2() -> Any:
-    try:
-        import pyroute2
-    except ImportError:
-        raise ClusterError(
-            "the test cluster needs pyroute2 (pip install 'mosix[cluster]')"
-        ) from None
-    return pyroute2
-
-
 @contextmanager
 def netlink_errors(what: str) -> Iterator[None]:
-    from pyroute2 import NetlinkError
-
     try:
         yield
     except (NetlinkError, OSError) as e:
@@ -38,12 +28,12 @@ def netlink_errors(what: str) -> Iterator[None]:
 
 
 def existing_netns() -> list[str]:
-    return list(pyroute2().netns.listnetns())
+    return list(pyroute2.netns.listnetns())
 
 
 def create(layout: Layout, nodes: int) -> None:
     """The hub with its bridge and nodes 1..nodes linked to it, addresses set, links up."""
-    route = pyroute2()
+    route = pyroute2
     with netlink_errors(f"creating network namespace {layout.hub}"):
         route.netns.create(layout.hub)
     with route.NetNS(layout.hub) as hub, netlink_errors(f"creating bridge in {layout.hub}"):
@@ -55,7 +45,7 @@ def create(layout: Layout, nodes: int) -> None:
 
 
 def add_node(layout: Layout, k: int) -> None:
-    route = pyroute2()
+    route = pyroute2
     name, port = layout.netns(k), layout.hub_interface(k)
     with netlink_errors(f"creating network namespace {name}"):
         route.netns.create(name)
@@ -74,7 +64,7 @@ def add_node(layout: Layout, k: int) -> None:
 
 def remove(layout: Layout) -> None:
     """Delete every network namespace of the cluster (their veths go with them)."""
-    route = pyroute2()
+    route = pyroute2
     present = existing_netns()
     names = [layout.netns(k) for k in layout.nodes_of_netns(present)]
     if layout.hub in present:
@@ -90,7 +80,7 @@ def node_numbers(layout: Layout) -> list[int]:
 
 def set_link(layout: Layout, k: int, up: bool) -> None:
     """Node k's hub port up (traffic flows) or down (the node is cut off)."""
-    route = pyroute2()
+    route = pyroute2
     with route.NetNS(layout.hub) as hub, netlink_errors(f"node {k}: link"):
         found = hub.link_lookup(ifname=layout.hub_interface(k))
         if not found:
@@ -99,7 +89,7 @@ def set_link(layout: Layout, k: int, up: bool) -> None:
 
 
 def link_is_up(layout: Layout, k: int) -> bool:
-    route = pyroute2()
+    route = pyroute2
     with route.NetNS(layout.hub) as hub, netlink_errors(f"node {k}: link"):
         found = hub.link_lookup(ifname=layout.hub_interface(k))
         if not found:
@@ -115,7 +105,7 @@ def shape(layout: Layout, k: int, delay_ms: float = 0.0, rate_mbit: float | None
     delays add up.  netem is not in every kernel: a delay then fails with a
     clear error, a rate alone does not need it.  ``unshape`` removes either.
     """
-    route = pyroute2()
+    route = pyroute2
     settings: dict[str, int | str]
     if delay_ms:
         kind, settings = "netem", {"delay": int(delay_ms * 1000)}
@@ -139,7 +129,7 @@ def shape(layout: Layout, k: int, delay_ms: float = 0.0, rate_mbit: float | None
 
 
 def unshape(layout: Layout, k: int) -> None:
-    route = pyroute2()
+    route = pyroute2
     for ns, interface in _link_ends(layout, k):
         with route.NetNS(ns) as where, netlink_errors(f"node {k}: unshaping {interface}"):
             index = where.link_lookup(ifname=interface)[0]
