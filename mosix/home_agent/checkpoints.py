@@ -125,12 +125,12 @@ class Checkpoints:
             if result.returncode == 0:
                 reg.ckpt_taken = cap.taken
                 log.info("checkpoint of %d written to %s", pid, cap.path)
-                return Checkpointed(path=cap.path, number=cap.number)
+                return Checkpointed(path=os.fsencode(cap.path), number=cap.number)
             if result.returncode == EXIT_REFUSED:
                 reg.ckpt_taken = cap.taken  # counted, as the manual says
                 reason = first_line(result.stderr) or self.reason_in(cap.path)
                 log.info("checkpoint of %d refused: %s", pid, reason)
-                return Checkpointed(path=cap.path, number=cap.number, failed=reason)
+                return Checkpointed(path=os.fsencode(cap.path), number=cap.number, failed=reason)
             raise CheckpointError(first_line(result.stderr) or f"checkpoint of {pid} failed")
 
     @staticmethod

@@ -31,7 +31,7 @@ class Registration:
     estimate_minutes: int | None
     memory_mb: int | None
     flags: list[str]
-    command: list[str]
+    command: list[bytes]  # argv (any bytes)
     started: float = field(default_factory=time.time)
     frozen_seconds: float = 0.0
     frozen_since: float | None = None
