@@ -667,9 +667,7 @@ def test_proc_files_reach_the_guard(
     assert (out, err) == (result_line(how, 0) + "\n", "")
     request = fake_agent.next()
     cwd = os.fsencode(tmp_path)
-    expected = {
-        k: v.replace(b"{cwd}", cwd) if isinstance(v, bytes) else v for k, v in raw.items()
-    }
+    expected = {k: v.replace(b"{cwd}", cwd) if isinstance(v, bytes) else v for k, v in raw.items()}
     assert request.raw == {**expected, "pid": p.pid}
 
 
