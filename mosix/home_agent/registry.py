@@ -37,7 +37,7 @@ class Registration:
     frozen_since: float | None = None
     state: str = "running"
     # the checkpoint series (mosix.ckpt.naming): -C as given, checkpoints taken, -N, -A
-    ckpt_file: str = ""
+    ckpt_file: bytes = b""  # any bytes (a file name); kept as bytes in the state file
     ckpt_taken: int = 0
     ckpt_limit: int = 0
     ckpt_interval: int = 0

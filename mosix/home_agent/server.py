@@ -378,7 +378,7 @@ class Agent:
             memory_mb=msg.memory_mb,
             flags=msg.flags,
             command=msg.command,
-            ckpt_file=os.fsdecode(msg.checkpoint_file),
+            ckpt_file=msg.checkpoint_file,
             ckpt_taken=msg.checkpoint_next,
             ckpt_limit=msg.checkpoint_limit,
             ckpt_interval=msg.checkpoint_interval,
@@ -456,7 +456,7 @@ class Agent:
         if msg.file is not None:
             if not msg.file or b"\0" in msg.file:
                 raise Refusal("empty checkpoint file name")
-            reg.ckpt_file, reg.ckpt_taken = os.fsdecode(msg.file), 0
+            reg.ckpt_file, reg.ckpt_taken = msg.file, 0
         if msg.limit is not None:
             reg.ckpt_limit = msg.limit
         if msg.interval is not None:
