@@ -184,30 +184,6 @@ static pid_t tgid_of(pid_t tid)
     return v > 0 ? (pid_t)v : tid;
 }
 
-/* Strict UTF-8 (what a CBOR text must be): no overlong forms, no surrogates. */
-static int valid_utf8(const unsigned char *s, size_t len)
-{
-    size_t i = 0;
-    while (i < len) {
-        unsigned c = s[i];
-        size_t n = c < 0x80 ? 0 : (c & 0xe0) == 0xc0 ? 1 : (c & 0xf0) == 0xe0 ? 2
-                              : (c & 0xf8) == 0xf0 ? 3 : 4;
-        if (n == 4 || len - i - 1 < n)
-            return 0;
-        uint32_t cp = n == 0 ? c : n == 1 ? (c & 0x1f) : n == 2 ? (c & 0x0f) : (c & 0x07);
-        for (size_t k = 1; k <= n; k++) {
-            if ((s[i + k] & 0xc0) != 0x80)
-                return 0;
-            cp = cp << 6 | (s[i + k] & 0x3f);
-        }
-        static const uint32_t least[] = {0, 0x80, 0x800, 0x10000};
-        if (cp < least[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-            return 0;
-        i += n + 1;
-    }
-    return 1;
-}
-
 /* Read the NUL-terminated path at ``addr`` in task ``tid`` (split at the page
  * boundary, so a string ending just before an unmapped page is read). */
 static int read_path(pid_t tid, uint64_t addr, char out[PATH_BYTES])
@@ -252,8 +228,6 @@ static int file_argument(int listener, const struct seccomp_notif *req, char pat
         err = EINVAL;
     if (err == 0)
         err = absolute_path((pid_t)req->pid, path);
-    if (err == 0 && !valid_utf8((const unsigned char *)path, strlen(path)))
-        err = EINVAL;
     return err;
 }
 
@@ -282,7 +256,7 @@ static int encode(struct request *r, pid_t pid, const char *file)
         cbor_put_uint(&o, (uint64_t)pid);
         cbor_put_cstr(&o, keys[r->op]);
         if (r->op == MOSIX_CKPT_OP_SET_FILE)
-            cbor_put_cstr(&o, file);
+            cbor_put_bytes(&o, file, strlen(file)); /* a file name: any bytes */
         else
             cbor_put_uint(&o, r->arg);
     }

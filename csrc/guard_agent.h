@@ -14,7 +14,8 @@
  *                        {"op":"checkpoint-settings","pid":P,KEY:VALUE}: 0 on
  *                         "done", else -1/ECANCELED
  *
- * Other errors: EINVAL (unknown op, bad value, empty or non-UTF-8 path),
+ * The path goes to the agent as a CBOR byte string: any bytes but NUL.
+ * Other errors: EINVAL (unknown op, bad value, empty path),
  * ENAMETOOLONG (path of 4096 bytes or more), EFAULT (unreadable path),
  * EPERM (the guard may not read the process's memory: Yama ptrace_scope >= 1
  * unless the process named the guard with PR_SET_PTRACER),

@@ -61,6 +61,12 @@ void cbor_put_cstr(struct cbor_out *o, const char *s)
     cbor_put_text(o, s, strlen(s));
 }
 
+void cbor_put_bytes(struct cbor_out *o, const void *p, size_t len)
+{
+    put_head(o, MAJOR_BYTES, len);
+    put_bytes(o, p, len);
+}
+
 void cbor_put_uint(struct cbor_out *o, uint64_t v)
 {
     put_head(o, MAJOR_UINT, v);

@@ -1,9 +1,9 @@
 /* guard_cbor.h - the little CBOR the guard speaks with the node agent.
  *
  * Exactly what mosix/protocol.py's frames need from C: the encoder writes one
- * definite-length map with text keys and text, unsigned or null values; the
- * decoder walks a reply map, well-formed and definite-length only (cbor2 never
- * writes anything else), and anything odd makes it fail. */
+ * definite-length map with text keys and text, byte-string, unsigned or null
+ * values; the decoder walks a reply map, well-formed and definite-length only
+ * (cbor2 never writes anything else), and anything odd makes it fail. */
 #ifndef MOSIX_GUARD_CBOR_H
 #define MOSIX_GUARD_CBOR_H
 
@@ -21,6 +21,7 @@ struct cbor_out {
 void cbor_put_map(struct cbor_out *o, size_t pairs);
 void cbor_put_text(struct cbor_out *o, const char *s, size_t len);
 void cbor_put_cstr(struct cbor_out *o, const char *s);
+void cbor_put_bytes(struct cbor_out *o, const void *p, size_t len); /* a byte string */
 void cbor_put_uint(struct cbor_out *o, uint64_t v);
 void cbor_put_null(struct cbor_out *o);
 

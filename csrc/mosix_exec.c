@@ -65,6 +65,62 @@ static void die(int status, const char *fmt, ...)
     exit(status);
 }
 
+/* The length of the valid UTF-8 sequence at ``s`` (at most ``left`` bytes), or
+ * 0 when it is not one: overlong forms and surrogates are not. */
+static size_t utf8_sequence(const unsigned char *s, size_t left)
+{
+    unsigned c = s[0];
+    size_t n = c < 0x80 ? 0 : (c & 0xe0) == 0xc0 ? 1 : (c & 0xf0) == 0xe0 ? 2
+                        : (c & 0xf8) == 0xf0 ? 3 : 4;
+    if (n == 4 || left - 1 < n)
+        return 0;
+    uint32_t cp = n == 0 ? c : n == 1 ? (c & 0x1f) : n == 2 ? (c & 0x0f) : (c & 0x07);
+    for (size_t k = 1; k <= n; k++) {
+        if ((s[k] & 0xc0) != 0x80)
+            return 0;
+        cp = cp << 6 | (s[k] & 0x3f);
+    }
+    static const uint32_t least[] = {0, 0x80, 0x800, 0x10000};
+    if (cp < least[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    if (cp >= 0x80 && cp < 0xa0)
+        return 0; /* a C1 control: shown as its code, like a byte */
+    return n + 1;
+}
+
+/* A user's word (the program's name) for a message, as mosix.display.shown
+ * renders it: control characters (C0, DEL, C1) and invalid UTF-8 as \xNN, so
+ * that no escape sequence reaches the terminal and the message stays one
+ * line.  Cut to fit ``cap``. */
+static const char *shown(const char *word, char *out, size_t cap)
+{
+    const unsigned char *s = (const unsigned char *)word;
+    size_t len = strlen(word), i = 0, o = 0;
+    while (i < len && o + 5 < cap) {
+        size_t n = utf8_sequence(s + i, len - i);
+        if (n == 1 && (s[i] < 0x20 || s[i] == 0x7f))
+            n = 0; /* a C0 control or DEL */
+        if (n == 0) {
+            unsigned code = s[i];
+            size_t used = 1;
+            if (code == 0xc2 && i + 1 < len && s[i + 1] >= 0x80 && s[i + 1] < 0xa0) {
+                code = s[i + 1]; /* a C1 control written in UTF-8 */
+                used = 2;
+            }
+            o += (size_t)snprintf(out + o, cap - o, "\\x%02x", code);
+            i += used;
+            continue;
+        }
+        if (o + n >= cap)
+            break;
+        memcpy(out + o, s + i, n);
+        o += n;
+        i += n;
+    }
+    out[o] = '\0';
+    return out;
+}
+
 static void usage(void) __attribute__((noreturn));
 static void usage(void)
 {
@@ -332,9 +388,10 @@ static void exec_program(const char *name, char **argv)
         p++;
     }
     int err = denied ? denied : last;
+    char seen[4 * 4096 + 1];
     if (err)
-        die(EXIT_CANNOT_RUN, "%s: %s", name, strerror(err));
-    die(EXIT_NOT_FOUND, "%s: %s", name, strerror(ENOENT));
+        die(EXIT_CANNOT_RUN, "%s: %s", shown(name, seen, sizeof(seen)), strerror(err));
+    die(EXIT_NOT_FOUND, "%s: %s", shown(name, seen, sizeof(seen)), strerror(ENOENT));
 }
 
 int main(int argc, char **argv)

@@ -57,7 +57,7 @@ class AgentQueue:
         self.job = job
         self.memory_mb = memory_mb
         self.client: AgentClient | None = connect(autostart=False)
-        self.lines: dict[int, str] = {}  # seq -> line, while it has a ticket or awaits one
+        self.lines: dict[int, bytes] = {}  # seq -> line, while it has a ticket or awaits one
         self.ticket_of: dict[int, int] = {}
         self.seq_of: dict[int, int] = {}
         self.pending: deque[int] = deque()  # seqs whose Queued reply has not come yet
@@ -81,7 +81,7 @@ class AgentQueue:
                 mode=q.mode.value,
                 memory_mb=self.memory_mb,
                 parallel=1,
-                command=["bash", "-c", self.lines[seq]],
+                command=[b"bash", b"-c", self.lines[seq]],
                 ticket=ticket,
             )
         )
@@ -89,7 +89,7 @@ class AgentQueue:
             self.pending.append(seq)
 
     def request(self, seq: int, line: bytes) -> None:
-        self.lines[seq] = line.decode(errors="replace")
+        self.lines[seq] = line
         try:
             self.enqueue(seq, 0)
         except AgentUnavailable:

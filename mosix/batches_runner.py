@@ -23,6 +23,7 @@ from mosix.batches_queue import TurnQueue, agent_queue
 from mosix.batches_reader import command_lines
 from mosix.batches_scheduler import Outcome, Scheduler
 from mosix.batches_spawn import SpawnBackend, find_bash
+from mosix.display import shown
 from mosix.exits import EXIT_USAGE, Failure
 
 MODULE = "mosix.batches_runner"
@@ -77,7 +78,7 @@ class Reporter:
 
     def __call__(self, message: str) -> None:
         with contextlib.suppress(OSError):  # stderr gone: the exit status still tells
-            os.write(2, f"{self.prog}: {message}\n".encode(errors="surrogateescape"))
+            os.write(2, f"{self.prog}: {shown(message)}\n".encode())
 
 
 def run(r: RunnerArgs) -> Outcome:

@@ -29,7 +29,10 @@ NOT_YET = {
 
 
 def fail(prog: str, message: str, status: int) -> NoReturn:
-    sys.stderr.write(f"{prog}: {message}\n")
+    """One line on stderr and exit; a user's words in ``message`` are shown escaped."""
+    from mosix.display import shown
+
+    sys.stderr.write(f"{prog}: {shown(message)}\n")
     sys.stderr.flush()
     raise SystemExit(status)
 
@@ -62,8 +65,8 @@ def register(args: MosrunArgs) -> None:
             estimate_minutes=args.duration_minutes,
             memory_mb=effective.memory_mb,
             flags=inherited_words(effective),
-            command=list(args.program),
-            checkpoint_file=args.checkpoint_file or "",
+            command=[os.fsencode(word) for word in args.program],
+            checkpoint_file=os.fsencode(args.checkpoint_file or ""),
             checkpoint_limit=args.checkpoint_max or 0,
             checkpoint_interval=args.checkpoint_minutes or 0,
             placement=placement,

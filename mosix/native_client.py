@@ -52,9 +52,11 @@ def end_like(code: int) -> NoReturn:
 
 
 def run_via_agent(argv: list[str]) -> NoReturn:
-    env = {k: v for k, v in os.environ.items() if k != INHERIT_ENV}
+    skipped = os.fsencode(INHERIT_ENV)
+    env = {k: v for k, v in os.environb.items() if k != skipped}
+    words = [os.fsencode(word) for word in argv]
     with connect(autostart=False) as client:
-        client.send(StartNative(argv=argv, env=env, cwd=os.getcwd()), fds=[0, 1, 2])
+        client.send(StartNative(argv=words, env=env, cwd=os.getcwdb()), fds=[0, 1, 2])
         reply = client.receive()
         if isinstance(reply, Refused):
             message, code = status_from_refusal(reply.error)

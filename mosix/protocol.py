@@ -7,6 +7,11 @@ Frames larger than :data:`MAX_FRAME` are refused.  Decoding checks every
 field's type, so a client sending garbage gets a :class:`ProtocolError` (and
 a one-line error reply), never a crash of the agent.
 
+Text fields are CBOR text strings; what is not text but a user's bytes (a
+command line's words, file names, the environment of ``native``) travels as
+CBOR byte strings (``bytes`` fields), so any argv or file name goes through
+unchanged and a text field still has to be valid UTF-8.
+
 The same schema serves the local control socket (mosrun, the tools, the shim)
 and, later, the TCP links between agents.
 """
@@ -73,7 +78,7 @@ class ProcessInfo:
     estimate_minutes: int | None  # -D, with frozen time added
     memory_mb: int | None
     flags: list[str]  # the inherited option words (-G3 -L -e ...)
-    command: list[str]
+    command: list[bytes]  # argv as the process has it (any bytes)
     why_here: str = ""  # why it cannot move, if it cannot
 
 
@@ -89,7 +94,7 @@ class QueueEntry:
     mode: str  # "q" (killed on abort) or "Q" (runs on abort)
     memory_mb: int
     parallel: int
-    command: list[str]
+    command: list[bytes]  # argv as given (any bytes)
     position: int = 0  # place in the queue, 1 = next to run
 
 
@@ -211,7 +216,7 @@ class Checkpointed(Message):
     """
 
     OP: ClassVar[str] = "checkpointed"
-    path: str = ""
+    path: bytes = b""
     number: int = 0
     failed: str = ""
 
@@ -230,8 +235,8 @@ class Register(Message):
     estimate_minutes: int | None = None
     memory_mb: int | None = None
     flags: list[str] = field(default_factory=list)
-    command: list[str] = field(default_factory=list)
-    checkpoint_file: str = ""  # -C as given ("" = the default ckpt.{pid})
+    command: list[bytes] = field(default_factory=list)  # argv (any bytes)
+    checkpoint_file: bytes = b""  # -C as given (b"" = the default ckpt.{pid})
     checkpoint_next: int = 0  # the next checkpoint's number (0: from the -C name)
     checkpoint_limit: int = 0  # -N (0: unlimited)
     checkpoint_interval: int = 0  # -A minutes (0: none)
@@ -261,7 +266,7 @@ class CheckpointSettings(Message):
 
     OP: ClassVar[str] = "checkpoint-settings"
     pid: int = 0
-    file: str | None = None
+    file: bytes | None = None
     limit: int | None = None
     interval: int | None = None
 
@@ -282,7 +287,7 @@ class Enqueue(Message):
     mode: str = "q"
     memory_mb: int = 0
     parallel: int = 1
-    command: list[str] = field(default_factory=list)
+    command: list[bytes] = field(default_factory=list)  # argv (any bytes)
     ticket: int = 0
 
 
@@ -340,9 +345,9 @@ class StartNative(Message):
     """
 
     OP: ClassVar[str] = "start-native"
-    argv: list[str] = field(default_factory=list)
-    env: dict[str, str] = field(default_factory=dict)
-    cwd: str = "/"
+    argv: list[bytes] = field(default_factory=list)
+    env: dict[bytes, bytes] = field(default_factory=dict)
+    cwd: bytes = b"/"
 
 
 @message
@@ -474,7 +479,7 @@ class MigrateOffer(Message):
     time_here: bool = False  # -t: time calls run where the process runs
     memory_mb: int = 0  # resident size now
     required_mb: int = 0  # -m
-    command: list[str] = field(default_factory=list)
+    command: list[bytes] = field(default_factory=list)  # argv (any bytes)
     direct: bool = False  # a direct channel follows ([cluster] fast_path)
 
 
@@ -650,7 +655,7 @@ def _plain(kind: type) -> Checker:
     return check
 
 
-_NAMES = {int: "an integer", str: "str", bool: "bool"}
+_NAMES = {int: "an integer", str: "str", bytes: "bytes", bool: "bool"}
 
 
 def _is_int64(value: int) -> bool:
@@ -709,7 +714,7 @@ def _record(cls: type) -> Checker:
     ]
     names = [name for name, _, _ in entries]
     allowed = frozenset([*names, "op"])
-    plain = {int, str, bool}
+    plain = {int, str, bytes, bool}
     simple = [hints[n] if hints[n] in plain else None for n in names]
     required = sum(1 for _, _, req in entries if req)
 
@@ -727,15 +732,18 @@ def _record(cls: type) -> Checker:
 
     full_types = tuple(hints[n] if hints[n] in plain else list for n in names)
     int_positions = [i for i, n in enumerate(names) if hints[n] is int]
-    str_list_positions = [i for i, n in enumerate(names) if hints[n] == list[str]]
-    generic = any(hints[n] not in plain and hints[n] != list[str] for n in names)
+    word_lists = {list[str]: str, list[bytes]: bytes}
+    word_list_kinds = [
+        (i, word_lists[hints[n]]) for i, n in enumerate(names) if hints[n] in word_lists
+    ]
+    generic = any(hints[n] not in plain and hints[n] not in word_lists for n in names)
 
     def check_array(value: list[Any], where: str) -> Any:
         if (
             not generic
             and tuple(map(type, value)) == full_types
             and all(_is_int64(value[i]) for i in int_positions)
-            and all(type(x) is str for i in str_list_positions for x in value[i])
+            and all(type(x) is kind for i, kind in word_list_kinds for x in value[i])
         ):
             return cls(*value)  # the common case, checked in one sweep
         if not required <= len(value) <= len(entries):
@@ -778,7 +786,7 @@ def checker(hint: Any) -> Checker:
         made = _map_of(checker(key_t), checker(val_t))
     elif hint is float:
         made = _number
-    elif hint in (int, str, bool):
+    elif hint in (int, str, bytes, bool):
         made = _plain(hint)
     elif isinstance(hint, type) and hasattr(hint, "__dataclass_fields__"):
         made = _record(hint)

@@ -72,7 +72,7 @@ def wait_turn(args: MosrunArgs) -> None:
         mode=args.queue.mode.value,
         memory_mb=args.memory_mb or 0,
         parallel=args.parallel or 1,
-        command=list(args.program),
+        command=[os.fsencode(word) for word in args.program],
     )
     ticket = 0
     delay = RETRY_FIRST

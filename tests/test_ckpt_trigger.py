@@ -434,6 +434,7 @@ def test_checkpoint_reply_with_more_fields_is_accepted(progs: Progs, fake_agent:
         (["file", "saves/run"], "file", "{cwd}/saves/run"),
         (["file", "/abs/ckpt.4"], "file", "/abs/ckpt.4"),
         (["file", "dir/é.x"], "file", "{cwd}/dir/é.x"),
+        (["file", "bad\udcff\x1b[2J"], "file", "{cwd}/bad\udcff\x1b[2J"),  # any bytes
         (["limit", "0"], "limit", 0),
         (["limit", "7"], "limit", 7),
         (["interval", "90"], "interval", 90),
@@ -453,8 +454,8 @@ def test_settings_requests(
     p = spawn([progs.get(kind), *args], fake_agent.path, cwd=tmp_path)
     out, _ = p.communicate(timeout=TIMEOUT)
     assert out == result_line(args[0], 0) + "\n"
-    if isinstance(value, str):
-        value = value.format(cwd=tmp_path)
+    if isinstance(value, str):  # a file name: a CBOR byte string
+        value = os.fsencode(value.format(cwd=tmp_path))
     request = fake_agent.next()
     assert request.raw == {"op": "checkpoint-settings", "pid": p.pid, key: value}
     expected = {"pid": p.pid, "file": None, "limit": None, "interval": None, key: value}
@@ -497,21 +498,24 @@ def test_file_name_limits(progs: Progs, fake_agent: FakeAgent) -> None:
     longest = "/" + "d/" * 2046 + "x"  # 4094 bytes and the NUL
     out = run([progs.get("dynamic"), "file", longest], fake_agent.path)
     assert out.stdout == result_line("file", 0) + "\n"
-    assert fake_agent.next().raw["file"] == longest
+    assert fake_agent.next().raw["file"] == longest.encode()
     out = run([progs.get("dynamic"), "file", longest + "yz"], fake_agent.path)
     assert out.stdout == result_line("file", -1, errno.ENAMETOOLONG) + "\n"
     assert fake_agent.connections == 1
 
 
-def test_non_utf8_file_name_is_einval(progs: Progs, fake_agent: FakeAgent) -> None:
+def test_a_non_utf8_file_name_reaches_the_agent_as_its_bytes(
+    progs: Progs, fake_agent: FakeAgent
+) -> None:
+    fake_agent.auto = protocol.Done()
     p = subprocess.run(
-        launcher([progs.get("dynamic"), "file", "bad\udcff"]),
+        launcher([progs.get("dynamic"), "file", "/ckpt/bad\udcff"]),
         env=environment(fake_agent.path),
         capture_output=True,
         timeout=TIMEOUT,
     )
-    assert p.stdout == (result_line("file", -1, EINVAL) + "\n").encode()
-    assert fake_agent.connections == 0
+    assert p.stdout == (result_line("file", 0) + "\n").encode()
+    assert fake_agent.next().message.file == b"/ckpt/bad\xff"
 
 
 # ================================================================== waiting
@@ -639,7 +643,7 @@ def test_process_killed_while_waiting_leaves_the_guard_serving(
     [
         ("checkpoint", "1", {"op": "checkpoint", "action": "checkpoint", "origin": "program"}),
         ("checkpoint", "12\n", {"op": "checkpoint", "action": "checkpoint", "origin": "program"}),
-        ("checkpointfile", "mysave\n", {"op": "checkpoint-settings", "file": "{cwd}/mysave"}),
+        ("checkpointfile", "mysave\n", {"op": "checkpoint-settings", "file": b"{cwd}/mysave"}),
         ("checkpointlimit", "3\n", {"op": "checkpoint-settings", "limit": 3}),
         ("checkpointinterval", " 15 ", {"op": "checkpoint-settings", "interval": 15}),
     ],
@@ -662,7 +666,8 @@ def test_proc_files_reach_the_guard(
     out, err = p.communicate(timeout=TIMEOUT)
     assert (out, err) == (result_line(how, 0) + "\n", "")
     request = fake_agent.next()
-    expected = {k: v.format(cwd=tmp_path) if isinstance(v, str) else v for k, v in raw.items()}
+    cwd = os.fsencode(tmp_path)
+    expected = {k: v.replace(b"{cwd}", cwd) if isinstance(v, bytes) else v for k, v in raw.items()}
     assert request.raw == {**expected, "pid": p.pid}
 
 
@@ -752,7 +757,7 @@ def test_proc_files_from_python(fake_agent: FakeAgent, tmp_path: Path) -> None:
     assert (out, err) == ("'py.save\\n' '4\\n' '9\\n'\nerror EINVAL\n", "")
     settings = [fake_agent.next().raw for _ in range(3)]
     assert settings == [
-        {"op": "checkpoint-settings", "pid": p.pid, "file": f"{tmp_path}/py.save"},
+        {"op": "checkpoint-settings", "pid": p.pid, "file": f"{tmp_path}/py.save".encode()},
         {"op": "checkpoint-settings", "pid": p.pid, "limit": 4},
         {"op": "checkpoint-settings", "pid": p.pid, "interval": 9},
     ]
@@ -772,7 +777,7 @@ def test_python_trigger_module(fake_agent: FakeAgent, tmp_path: Path) -> None:
     fake_agent.hold = True
     p = spawn([sys.executable, "-c", PYTHON_TRIGGER], fake_agent.path, cwd=tmp_path)
     fake_agent.next().reply(protocol.Checkpointed())
-    for expected in ({"file": f"{tmp_path}/t.ckpt"}, {"limit": 5}, {"interval": 0}):
+    for expected in ({"file": f"{tmp_path}/t.ckpt".encode()}, {"limit": 5}, {"interval": 0}):
         request = fake_agent.next()
         assert request.raw == {"op": "checkpoint-settings", "pid": p.pid, **expected}
         request.reply(protocol.Done())

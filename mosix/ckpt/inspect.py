@@ -1,4 +1,8 @@
-"""``mosrun -I{file}``: the open files of a checkpoint, with modes, flags and offsets."""
+"""``mosrun -I{file}``: the open files of a checkpoint, with modes, flags and offsets.
+
+Every name read from the image (file names, the command, its directory) was
+written by whoever made the image: it is shown escaped (mosix.display).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import time
 
 from mosix.ckpt import format as fmt
 from mosix.ckpt.image import ImageHead, OpenFile, describe_flags
+from mosix.display import shown
 
 KIND_WORDS = {
     fmt.FileKind.REGULAR: "file",
@@ -32,8 +37,9 @@ def file_line(f: OpenFile) -> str:
     mode = f"{stat.S_IMODE(f.mode):04o}"
     flags = describe_flags(f.flags) + ("|O_CLOEXEC" if f.cloexec else "")
     on_recovery = RECOVERY.get(f.kind, "")
-    return f"{f.fd:>4}  {KIND_WORDS[f.kind]:<9} {mode:<5} {flags:<26} {offset:>12}  {f.path}" + (
-        f"  ({on_recovery})" if on_recovery else ""
+    return (
+        f"{f.fd:>4}  {KIND_WORDS[f.kind]:<9} {mode:<5} {flags:<26} {offset:>12}  {shown(f.path)}"
+        + (f"  ({on_recovery})" if on_recovery else "")
     )
 
 
@@ -41,8 +47,8 @@ def listing(path: str, head: ImageHead) -> list[str]:
     taken = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(head.created_ns / 1e9))
     argv0 = head.options.get("argv0", "")
     out = [
-        f"{path}: checkpoint of process {head.pid} ({head.comm}), taken {taken}",
-        f"program: {argv0 or head.comm}; directory: {head.cwd}",
+        f"{shown(path)}: checkpoint of process {head.pid} ({shown(head.comm)}), taken {taken}",
+        f"program: {shown(argv0 or head.comm)}; directory: {shown(head.cwd)}",
         f"{'fd':>4}  {'type':<9} {'mode':<5} {'flags':<26} {'offset':>12}  file",
     ]
     out += [file_line(f) for f in sorted(head.files, key=lambda f: f.fd)]

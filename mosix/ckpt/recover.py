@@ -199,8 +199,8 @@ def register(args: MosrunArgs, head: ImageHead, env: dict[str, str]) -> None:
             job=recovered.job_id or 0,
             memory_mb=recovered.memory_mb,
             flags=head.options.get("inherit", "").split(),
-            command=[head.options.get("argv0") or head.comm],
-            checkpoint_file=head.options.get("checkpoint-file", ""),
+            command=[os.fsencode(head.options.get("argv0") or head.comm)],
+            checkpoint_file=os.fsencode(head.options.get("checkpoint-file", "")),
             checkpoint_next=option_int(head, "checkpoint-next"),
             checkpoint_limit=option_int(head, "checkpoint-limit") if limit is None else limit,
             checkpoint_interval=(

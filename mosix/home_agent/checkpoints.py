@@ -63,7 +63,7 @@ class Capture:
 
 def plan(reg: Registration) -> Capture:
     """The file and number of ``reg``'s next checkpoint (names relative to its cwd)."""
-    s = series(reg.ckpt_file, reg.pid, reg.ckpt_limit)
+    s = series(os.fsdecode(reg.ckpt_file), reg.pid, reg.ckpt_limit)
     name = s.name(reg.ckpt_taken)
     if not os.path.isabs(name):
         try:
@@ -75,7 +75,7 @@ def plan(reg: Registration) -> Capture:
 
 
 def capture_argv(reg: Registration, cap: Capture, action: str) -> list[str]:
-    s = series(reg.ckpt_file, reg.pid, reg.ckpt_limit)
+    s = series(os.fsdecode(reg.ckpt_file), reg.pid, reg.ckpt_limit)
     options = {
         "checkpoint-file": f"{s.base}.{s.first}",  # parses back to the same series
         "checkpoint-next": str(cap.taken),
@@ -125,12 +125,12 @@ class Checkpoints:
             if result.returncode == 0:
                 reg.ckpt_taken = cap.taken
                 log.info("checkpoint of %d written to %s", pid, cap.path)
-                return Checkpointed(path=cap.path, number=cap.number)
+                return Checkpointed(path=os.fsencode(cap.path), number=cap.number)
             if result.returncode == EXIT_REFUSED:
                 reg.ckpt_taken = cap.taken  # counted, as the manual says
                 reason = first_line(result.stderr) or self.reason_in(cap.path)
                 log.info("checkpoint of %d refused: %s", pid, reason)
-                return Checkpointed(path=cap.path, number=cap.number, failed=reason)
+                return Checkpointed(path=os.fsencode(cap.path), number=cap.number, failed=reason)
             raise CheckpointError(first_line(result.stderr) or f"checkpoint of {pid} failed")
 
     @staticmethod
@@ -148,7 +148,7 @@ class Checkpoints:
             reg = self.registration_of(pid)
         except CheckpointError:
             return None
-        s = series(reg.ckpt_file, reg.pid, reg.ckpt_limit)
+        s = series(os.fsdecode(reg.ckpt_file), reg.pid, reg.ckpt_limit)
         kept = min(reg.ckpt_taken, reg.ckpt_limit) if reg.ckpt_limit else reg.ckpt_taken
         for taken in range(reg.ckpt_taken - 1, reg.ckpt_taken - 1 - kept, -1):
             name = s.name(taken)

@@ -96,7 +96,7 @@ class ProcessFacts:
     time_here: bool
     memory_mb: int
     required_mb: int
-    command: list[str]
+    command: list[bytes]  # argv (any bytes)
 
 
 class Migrations:

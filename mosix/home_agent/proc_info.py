@@ -105,12 +105,13 @@ def rss_mb(pid: int) -> int:
     return pages * 4096 // (1 << 20)
 
 
-def command(pid: int) -> list[str]:
+def command(pid: int) -> list[bytes]:
+    """The process's argv, as its bytes."""
     try:
         raw = (PROC / str(pid) / "cmdline").read_bytes()
     except OSError:
         return []
-    return [w.decode(errors="replace") for w in raw.split(b"\0")[:-1]]
+    return raw.split(b"\0")[:-1]
 
 
 def inherited_words(pid: int) -> list[str] | None:

@@ -31,7 +31,7 @@ class QueuedJob:
     mode: str  # "q" | "Q"
     memory_mb: int
     parallel: int
-    command: list[str]
+    command: list[bytes]  # argv (any bytes)
     order: float = 0.0
     connected: bool = True
     lost_since: float | None = None

@@ -31,13 +31,13 @@ class Registration:
     estimate_minutes: int | None
     memory_mb: int | None
     flags: list[str]
-    command: list[str]
+    command: list[bytes]  # argv (any bytes)
     started: float = field(default_factory=time.time)
     frozen_seconds: float = 0.0
     frozen_since: float | None = None
     state: str = "running"
     # the checkpoint series (mosix.ckpt.naming): -C as given, checkpoints taken, -N, -A
-    ckpt_file: str = ""
+    ckpt_file: bytes = b""  # any bytes (a file name); kept as bytes in the state file
     ckpt_taken: int = 0
     ckpt_limit: int = 0
     ckpt_interval: int = 0

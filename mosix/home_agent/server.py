@@ -26,6 +26,7 @@ import trio
 
 from mosix.agent_paths import AgentPaths
 from mosix.arguments import MosrunArgs
+from mosix.display import shown
 from mosix.home_agent import node_facts, proc_info
 from mosix.home_agent.checkpoints import CheckpointError, Checkpoints
 from mosix.home_agent.cluster_services import ClusterServices
@@ -453,7 +454,7 @@ class Agent:
         ):
             raise Refusal("negative checkpoint setting")
         if msg.file is not None:
-            if not msg.file or "\0" in msg.file:
+            if not msg.file or b"\0" in msg.file:
                 raise Refusal("empty checkpoint file name")
             reg.ckpt_file, reg.ckpt_taken = msg.file, 0
         if msg.limit is not None:
@@ -679,7 +680,8 @@ class Agent:
             except OSError as e:
                 code = 127 if e.errno in (errno.ENOENT, errno.ENOTDIR) else 126
                 await self.reply(
-                    conn, Refused(error=f"{msg.argv[0]}: {os.strerror(e.errno or 0)} [{code}]")
+                    conn,
+                    Refused(error=f"{shown(msg.argv[0])}: {os.strerror(e.errno or 0)} [{code}]"),
                 )
                 return
         finally:

@@ -8,6 +8,7 @@ from typing import NoReturn, TypeVar
 
 import typer
 
+from mosix.display import shown
 from mosix.exits import EXIT_USAGE, Failure
 from mosix.protocol import Message
 
@@ -26,7 +27,8 @@ def app(name: str, help_text: str) -> typer.Typer:
 
 
 def fail(tool: str, message: str, status: int = EXIT_USAGE) -> NoReturn:
-    sys.stderr.write(f"{tool}: {message}\n")
+    """One line on stderr and exit; a user's words in ``message`` are shown escaped."""
+    sys.stderr.write(f"{tool}: {shown(message)}\n")
     raise typer.Exit(status)
 
 

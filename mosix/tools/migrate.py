@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from mosix.display import shown
 from mosix.exits import Failure
 from mosix.protocol import (
     CHECKPOINT_ACTIONS,
@@ -41,6 +42,11 @@ def job_pids(job: int) -> list[int]:
 MIGRATE_TIMEOUT = 3600.0  # a big image over a slow link
 
 
+def say(message: str) -> None:
+    """One line on stderr; words from the agent or a user are shown escaped."""
+    typer.echo(shown(message), err=True)
+
+
 def move(pid: int, target: str) -> bool:
     """Ask the agent to move the process; False (and one line) when it stays."""
     from mosix.agent_client import connect
@@ -50,12 +56,12 @@ def move(pid: int, target: str) -> bool:
             client.send(Migrate(pid=pid, target=target))
             reply = client.receive(timeout=MIGRATE_TIMEOUT)
     except Failure as e:
-        typer.echo(f"migrate: {pid}: {e.message}", err=True)
+        say(f"migrate: {pid}: {e.message}")
         return False
     if isinstance(reply, Done):
         return True
     error = getattr(reply, "error", None) or "the node agent did not answer"
-    typer.echo(f"migrate: {pid}: {error}", err=True)
+    say(f"migrate: {pid}: {error}")
     return False
 
 
@@ -68,16 +74,16 @@ def checkpoint(pid: int, action: str) -> bool:
             client.send(Checkpoint(pid=pid, action=action, origin="manual"))
             reply = client.receive(timeout=CHECKPOINT_TIMEOUT)
     except Failure as e:
-        typer.echo(f"migrate: {pid}: {e.message}", err=True)
+        say(f"migrate: {pid}: {e.message}")
         return False
     if isinstance(reply, Checkpointed):
         if reply.failed:
-            typer.echo(f"migrate: {pid}: not checkpointed: {reply.failed} ({reply.path})", err=True)
+            say(f"migrate: {pid}: not checkpointed: {reply.failed} ({shown(reply.path)})")
             return False
-        typer.echo(f"{pid}: checkpoint {reply.number} written to {reply.path}")
+        typer.echo(f"{pid}: checkpoint {reply.number} written to {shown(reply.path)}")
         return True
     error = getattr(reply, "error", None) or "the node agent did not answer"
-    typer.echo(f"migrate: {pid}: {error}", err=True)
+    say(f"migrate: {pid}: {error}")
     return False
 
 

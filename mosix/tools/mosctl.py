@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from mosix.display import shown
 from mosix.protocol import Done, GetStatus, ListNodes, Nodes, Shutdown, Status
 from mosix.tools.common import app, ask, not_available, run
 
@@ -14,7 +15,7 @@ def status() -> None:
     facts = ask("mosctl", GetStatus(), Status).facts
     assert facts is not None
     load = " ".join(f"{x:.2f}" for x in facts.load)
-    print(f"node:       {facts.node} ({facts.name})")
+    print(f"node:       {facts.node} ({shown(facts.name)})")
     print(f"cpus:       {facts.cpus} at {facts.speed_mhz:.0f} MHz")
     print(f"load:       {load}")
     print(f"memory:     {facts.mem_free_mb} MB free of {facts.mem_total_mb} MB")
@@ -42,11 +43,12 @@ def rstatus() -> None:
     )
     for n in nodes:
         state = "up" if n.alive else "down"
+        ident = f"{n.number:>5} {shown(n.address):<15} {shown(n.name) or '-':<12}"
         if n.age is None and not n.alive:
-            print(f"{n.number:>5} {n.address:<15} {n.name or '-':<12} {n.partition:>4} {state:<5}")
+            print(f"{ident} {n.partition:>4} {state:<5}")
             continue
         print(
-            f"{n.number:>5} {n.address:<15} {n.name or '-':<12} {n.partition:>4} {state:<5} "
+            f"{ident} {n.partition:>4} {state:<5} "
             f"{n.cpus:>4} {n.speed:>6.2f} {n.load:>6.2f} {n.free_mb:>8} {n.total_mb:>8} "
             f"{n.procs:>5}"
         )

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from mosix.display import shown, shown_words
 from mosix.protocol import ListProcesses, Processes
 from mosix.tools.common import app, ask_listing, minutes_text, run, user_id, user_name
 
@@ -35,13 +36,14 @@ def main_command(
     parts = ask_listing("mosps", ListProcesses(all_users=everyone, uid=uid, job=job), Processes)
     print(HEADER)
     for p in (p for part in parts for p in part.processes):
-        command = " ".join(p.command) or "?"
+        command = shown_words(p.command) or "?"
         print(
-            f"{p.pid:>7} {user_name(p.uid):<10.10} {p.job:>5} {p.where:<8.8} {p.state:<10.10} "
+            f"{p.pid:>7} {shown(user_name(p.uid)):<10.10} {p.job:>5} {shown(p.where):<8.8} "
+            f"{shown(p.state):<10.10} "
             f"{minutes_text(p.estimate_minutes):>8}  {command}"
         )
         if why and p.why_here:
-            print(f"{'':>7} why here: {p.why_here}")
+            print(f"{'':>7} why here: {shown(p.why_here)}")
 
 
 def main() -> None:

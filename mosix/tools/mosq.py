@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from mosix.display import shown, shown_words
 from mosix.protocol import Done, ListQueue, QueueAction, QueueListing
 from mosix.tools.common import app, ask, ask_listing, run, user_name
 
@@ -24,10 +25,10 @@ def show(all_users: bool) -> None:
     names: dict[int, str] = {}
     lines = [HEADER]
     for e in (e for part in parts for e in part.entries):
-        name = names.get(e.uid) or names.setdefault(e.uid, user_name(e.uid))
+        name = names.get(e.uid) or names.setdefault(e.uid, shown(user_name(e.uid)))
         lines.append(
             f"{e.position:>5} {e.pid:>7} {name:<10.10} {e.job:>5} {e.priority:>5} "
-            f"{e.mode:<1} {e.memory_mb or '-':>6} {e.parallel:>3}  {' '.join(e.command)}"
+            f"{shown(e.mode):<1} {e.memory_mb or '-':>6} {e.parallel:>3}  {shown_words(e.command)}"
         )
     sys.stdout.write("\n".join(lines) + "\n")
 
