@@ -20,6 +20,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Address
 
+from mosix.display import shown
+
 # Limits of numeric arguments.  The manual gives those of -d, -S and -X; the
 # others are bounded so that every value fits a C int in the agent and shim.
 INT_MAX = 2**31 - 1
@@ -32,7 +34,14 @@ DEFAULT_GRID_CLASS = 1  # -G without a number
 
 
 class UsageError(Exception):
-    """A bad command line; the message names the offending argument."""
+    """A bad command line; the message names the offending argument.
+
+    The message quotes the user's words as given: it is made one line of
+    printable text here (mosix.display.shown), whatever they hold.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(shown(message))
 
 
 class Unsupported(enum.Enum):

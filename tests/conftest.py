@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from agent_fixtures import agent, agent_base, stop_embedded_agent  # noqa: F401
 
+import mosix.protocol
 from mosix.agent_paths import SYSTEM_RUN_DIR
 
 STRICT_WARNINGS = "error::FutureWarning"
@@ -27,14 +28,17 @@ os.environ["PYTHONWARNINGS"] = ",".join(
 @pytest.fixture(scope="session", autouse=True)
 def agent_of_this_installation() -> None:
     """The tests that use the embedded default (/run/mosix) must meet this installation's
-    agent: one left running by another installation (an older virtual environment) is stopped."""
+    agent: one left running by another installation (an older virtual environment), or
+    started before this one was installed, is stopped."""
     lock = SYSTEM_RUN_DIR / "mosixd.lock"
     text = lock.read_text().strip() if lock.exists() else ""
     if not text.isdigit():
         return
     try:
         cmdline = Path(f"/proc/{text}/cmdline").read_bytes()
+        started = os.stat(f"/proc/{text}").st_mtime
     except OSError:
         return
-    if os.fsencode(sys.prefix) + b"/" not in cmdline:
+    installed = Path(mosix.protocol.__file__).stat().st_mtime
+    if os.fsencode(sys.prefix) + b"/" not in cmdline or started < installed:
         stop_embedded_agent(SYSTEM_RUN_DIR)
