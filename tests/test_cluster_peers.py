@@ -12,7 +12,7 @@ import pytest
 import trio
 from loopback import free_port
 
-from mosix.protocol import Done, GetStatus, LoadVector, Refused, Shutdown, encode_message
+from mosix.protocol import Done, GetStatus, LoadVector, Refused, Shutdown
 from mosix.remote_agent.nodemap import Node, NodeMap
 from mosix.remote_agent.peers import Cluster
 from mosix.remote_agent.settings import ClusterConfig
@@ -59,8 +59,8 @@ def test_a_handler_owns_the_conversation_and_can_detach_the_socket() -> None:
         seen.append((again.OP, peer.number))
         fd = stream.detach_fd()
         server_fd.append(fd)
-        # a frame and raw bytes in one write: the receiver must not read past the frame
-        os.write(fd, encode_message(Done(count=99)) + b"raw bytes")
+        # a (sealed) frame and raw bytes in one write: the receiver must not read past the frame
+        os.write(fd, stream.frame(Done(count=99)) + b"raw bytes")
         os.close(fd)
 
     two.on(GetStatus, handler)
@@ -153,7 +153,7 @@ def test_open_with_the_wrong_secret_fails() -> None:
         with pytest.raises(PeerUnavailable) as caught:
             await one.open(2)
         assert str(caught.value) == (
-            "node 2 (127.0.0.2): refused by the other side: wrong cluster secret (as node 1)"
+            "node 2 (127.0.0.2): refused the connection (its log says why)"
         )
 
     run_clusters([one, two], body)
