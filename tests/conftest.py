@@ -1,4 +1,5 @@
-"""Shared fixtures: a real node agent per test (see agent_fixtures.py).
+"""Shared fixtures: a real node agent per test (see agent_fixtures.py), real agents
+on loopback addresses as a cluster (loopback_agents.py).
 
 A trio deprecation fails the run.  In pytest itself pyproject.toml's
 filterwarnings says so; every Python process the tests start (agents,
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from agent_fixtures import agent, agent_base, stop_embedded_agent  # noqa: F401
+from loopback_agents import cluster  # noqa: F401
 
 import mosix.protocol
 from mosix.agent_paths import SYSTEM_RUN_DIR

@@ -12,11 +12,11 @@ import pytest
 import trio
 from loopback import free_port
 
-from mosix.protocol import Done, GetStatus, LoadVector, Refused, Shutdown, encode_message
+from mosix.protocol import HEADER, Done, GetStatus, LoadVector, Refused, Shutdown
 from mosix.remote_agent.nodemap import Node, NodeMap
 from mosix.remote_agent.peers import Cluster
 from mosix.remote_agent.settings import ClusterConfig
-from mosix.remote_agent.stream import PeerStream, PeerUnavailable
+from mosix.remote_agent.stream import FrameRejected, PeerStream, PeerUnavailable
 
 SECRET = b"a shared secret"
 
@@ -59,8 +59,8 @@ def test_a_handler_owns_the_conversation_and_can_detach_the_socket() -> None:
         seen.append((again.OP, peer.number))
         fd = stream.detach_fd()
         server_fd.append(fd)
-        # a frame and raw bytes in one write: the receiver must not read past the frame
-        os.write(fd, encode_message(Done(count=99)) + b"raw bytes")
+        # a (sealed) frame and raw bytes in one write: the receiver must not read past the frame
+        os.write(fd, stream.frame(Done(count=99)) + b"raw bytes")
         os.close(fd)
 
     two.on(GetStatus, handler)
@@ -91,6 +91,52 @@ def test_a_handler_owns_the_conversation_and_can_detach_the_socket() -> None:
     run_clusters([one, two], body)
     assert seen == [("get-status", 1), ("shutdown", 1)]
     assert len(server_fd) == 1
+
+
+def test_a_frame_reflected_back_to_its_sender_is_refused(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Each direction has its own key: node 2's own frame, sent back to it, fails."""
+    one, two = make_clusters(free_port())
+    outcome: list[str] = []
+
+    async def handler(stream: PeerStream, msg: GetStatus, peer: Node) -> None:
+        await stream.send(Done(count=7))
+        try:
+            outcome.append((await stream.receive()).OP)
+        except FrameRejected as e:
+            outcome.append(str(e))
+
+    two.on(GetStatus, handler)
+
+    async def body(clusters: list[Cluster]) -> None:
+        stream = await one.open(2)
+        await stream.send(GetStatus())
+        header = await receive_exactly(stream, HEADER.size)
+        (length,) = HEADER.unpack(header)
+        frame = header + await receive_exactly(stream, length)  # node 2's sealed Done
+        await stream.stream.send_all(frame)
+        assert await stream.stream.receive_some(1) == b""  # node 2 ended the connection
+        await stream.aclose()
+
+    with caplog.at_level(logging.INFO, logger="mosixd"):
+        run_clusters([one, two], body)
+    assert outcome == ["node 1 (127.0.0.1): a frame failed its authentication"]
+    assert any(
+        r.getMessage()
+        == "cluster: node 1 (127.0.0.1): a frame failed its authentication (forged or altered);"
+        " connection ended"
+        for r in caplog.records
+    )
+
+
+async def receive_exactly(stream: PeerStream, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = await stream.stream.receive_some(size - len(data))
+        assert chunk
+        data += chunk
+    return data
 
 
 def test_an_unhandled_first_message_is_refused() -> None:
@@ -153,7 +199,7 @@ def test_open_with_the_wrong_secret_fails() -> None:
         with pytest.raises(PeerUnavailable) as caught:
             await one.open(2)
         assert str(caught.value) == (
-            "node 2 (127.0.0.2): refused by the other side: wrong cluster secret (as node 1)"
+            "node 2 (127.0.0.2): refused the connection (its log says why)"
         )
 
     run_clusters([one, two], body)

@@ -5,6 +5,7 @@
                                            <- PeerChallenge(node=B, nonce=Nb)
     PeerProof(mac("caller", A, B, Na, Nb)) ->
                                            <- PeerWelcome(mac("accepter", A, B, Na, Nb))
+    every later frame, both ways: a MAC with a key of this connection and direction
 
 mac is HMAC-SHA256 with the cluster secret over a label, both node numbers and
 both nonces (32 random bytes each, from both sides), so a proof is good for one
@@ -12,8 +13,15 @@ connection between these two nodes in this direction only.  The accepter also
 checks that the caller's address is the one the map gives to the node it
 claims to be, and proves itself only after the caller has: a peer without the
 secret learns nothing it could replay.  MACs are compared in constant time.
-Either side may answer Refused instead; the whole exchange must finish within
-AUTH_TIMEOUT.  The traffic itself is authenticated, not encrypted.
+The whole exchange must finish within AUTH_TIMEOUT.  After it both sides seal
+the stream (mosix.remote_agent.frame_mac): the traffic is authenticated, not
+encrypted.
+
+An outsider learns nothing from a refusal: whatever is wrong (an address not
+in the map, a node number that is not the address's, the wrong secret, a bad
+frame), the accepter answers a well-formed greeting with a challenge, then
+every failure with the same Refused(REFUSAL) and closes.  Why is for its log
+(AuthError's text).
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ from mosix.protocol import (
     ProtocolError,
     Refused,
 )
+from mosix.remote_agent.frame_mac import ACCEPTER_TO_CALLER, CALLER_TO_ACCEPTER, frame_key
 from mosix.remote_agent.nodemap import Node, NodeMap
 from mosix.remote_agent.stream import PeerClosed, PeerStream, PeerUnavailable
 
@@ -43,6 +52,7 @@ NONCE_BYTES = 32
 HEX_LENGTH = 64  # of a nonce and of a MAC
 LABEL = b"mosix-peer-auth-v1"
 FRAME_LIMIT = 4096  # bytes of one message before the peer is known
+REFUSAL = "refused"  # the accepter's one answer to every failure
 
 
 class AuthError(Exception):
@@ -75,7 +85,7 @@ async def expect(stream: PeerStream, kind: type[Message], stage: str) -> Message
     except PeerUnavailable as e:
         raise AuthError(f"{e}") from None
     if isinstance(msg, Refused):
-        raise AuthError(f"refused by the other side: {msg.error}")
+        raise AuthError("refused the connection (its log says why)")
     if not isinstance(msg, kind):
         raise AuthError(f"bad {stage}: expected {kind.OP}, got {msg.OP}")
     return msg
@@ -109,20 +119,34 @@ async def authenticate_caller_side(
         raise AuthError(f"no answer within {AUTH_TIMEOUT:g} s") from None
     except PeerUnavailable as e:
         raise AuthError(str(e)) from None
+    keys = (me, target.number, nonce_a, nonce_b)
+    stream.seal(
+        frame_key(secret, CALLER_TO_ACCEPTER, *keys), frame_key(secret, ACCEPTER_TO_CALLER, *keys)
+    )
     stream.peer = target
 
 
 async def authenticate_accepter_side(
     stream: PeerStream, secret: bytes | None, me: int, nodes: NodeMap
 ) -> Node:
-    """A connection came in: check who it is (AuthError says why not)."""
+    """A connection came in: check who it is (AuthError says why not, for our log;
+    the caller is told only REFUSAL)."""
     claimed = nodes.by_address(stream.address[0])
-    if claimed is None:
-        raise AuthError("not in the node map")
     try:
         with trio.fail_after(AUTH_TIMEOUT):
             hello = await expect(stream, PeerHello, "greeting")
             assert isinstance(hello, PeerHello)
+            if not is_hex(hello.nonce):
+                raise AuthError("bad greeting: malformed nonce")
+            nonce_a, nonce_b = hello.nonce.lower(), secrets.token_hex(NONCE_BYTES)
+            await stream.send(PeerChallenge(node=me, nonce=nonce_b))
+            proof = await expect(stream, PeerProof, "proof")
+            assert isinstance(proof, PeerProof)
+            # Checked only now, whatever is wrong: the caller sees the same exchange.
+            key = secret if secret is not None else secrets.token_bytes(NONCE_BYTES)
+            proven = same_mac(proof.proof, mac(key, "caller", hello.node, me, nonce_a, nonce_b))
+            if claimed is None:
+                raise AuthError("not in the node map")
             if hello.version != VERSION:
                 raise AuthError(f"speaks protocol version {hello.version}, not {VERSION}")
             if hello.node != claimed.number:
@@ -131,17 +155,9 @@ async def authenticate_accepter_side(
                 )
             if hello.to_node != me:
                 raise AuthError(f"wants node {hello.to_node}; this is node {me}")
-            if not is_hex(hello.nonce):
-                raise AuthError("bad greeting: malformed nonce")
             if secret is None:
                 raise AuthError("no cluster secret is configured here")
-            nonce_a, nonce_b = hello.nonce.lower(), secrets.token_hex(NONCE_BYTES)
-            await stream.send(PeerChallenge(node=me, nonce=nonce_b))
-            proof = await expect(stream, PeerProof, "proof")
-            assert isinstance(proof, PeerProof)
-            if not same_mac(
-                proof.proof, mac(secret, "caller", claimed.number, me, nonce_a, nonce_b)
-            ):
+            if not proven:
                 raise AuthError(f"wrong cluster secret (as node {claimed.number})")
             welcome = mac(secret, "accepter", claimed.number, me, nonce_a, nonce_b)
             await stream.send(PeerWelcome(proof=welcome))
@@ -149,5 +165,10 @@ async def authenticate_accepter_side(
         raise AuthError(f"did not authenticate within {AUTH_TIMEOUT:g} s") from None
     except PeerUnavailable as e:
         raise AuthError(str(e)) from None
+    assert claimed is not None and secret is not None
+    keys = (claimed.number, me, nonce_a, nonce_b)
+    stream.seal(
+        frame_key(secret, ACCEPTER_TO_CALLER, *keys), frame_key(secret, CALLER_TO_ACCEPTER, *keys)
+    )
     stream.peer = claimed
     return claimed

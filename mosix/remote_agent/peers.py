@@ -1,10 +1,17 @@
 """The cluster as one agent sees it: TCP links to the other agents, load vectors.
 
 ``Cluster.run`` listens on (this node's address, port).  Every connection,
-inbound or outbound, is authenticated first (mosix.remote_agent.auth); an
+inbound or outbound, is authenticated first (mosix.remote_agent.auth), and
+every frame after that carries a MAC (mosix.remote_agent.frame_mac); an
 inbound connection's first message then picks a handler registered with
 ``cluster.on(MessageClass, handler)``, which owns the stream from then on
 (it is closed when the handler returns, unless its fd was detached).
+
+Connections not yet authenticated are bounded: MAX_PENDING in all,
+MAX_PENDING_PER_ADDRESS from one address (so a flood from one place leaves
+room for the genuine peers), each for AUTH_TIMEOUT at most; more are closed
+at once.  Refused connections are logged once per address per interval
+(mosix.remote_agent.refusal_log), never once each.
 
 Each agent sends its load vector to every other node every load_interval,
 over one long-lived connection per peer (reconnected with backoff); a node
@@ -31,6 +38,7 @@ import trio
 
 from mosix.protocol import LoadVector, Message, NodeLoad, ProtocolError, Refused
 from mosix.remote_agent.auth import (
+    REFUSAL,
     AuthError,
     authenticate_accepter_side,
     authenticate_caller_side,
@@ -43,6 +51,7 @@ from mosix.remote_agent.load_vectors import (
     runnable_here,
 )
 from mosix.remote_agent.nodemap import Node
+from mosix.remote_agent.refusal_log import RefusalLog
 from mosix.remote_agent.settings import ClusterConfig
 from mosix.remote_agent.stream import (
     PeerClosed,
@@ -66,6 +75,7 @@ IDLE_FACTOR = 3  # a load stream silent for this many dead_after periods is clos
 BACKOFF_FIRST = 0.25  # seconds before the first reconnection attempt; doubles up to...
 BACKOFF_MAX = 5.0
 MAX_PENDING = 256  # connections still authenticating; more are closed at once
+MAX_PENDING_PER_ADDRESS = 16  # of them from one address
 LISTEN_BACKLOG = 128
 IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
 
@@ -96,7 +106,8 @@ class Cluster:
         self.listener: trio.socket.SocketType | None = None
         self._tick = trio.Event()
         self._change = trio.Event()
-        self._pending = 0
+        self._pending: dict[str, int] = {}  # address: connections authenticating
+        self.refusals = RefusalLog()
         self.on(LoadVector, self._receive_loads)
 
     # ------------------------------------------------------------ API
@@ -134,6 +145,7 @@ class Cluster:
                 nursery.start_soon(self._accept_loop, self.listener, nursery)
                 nursery.start_soon(self._ticker)
                 nursery.start_soon(self._sampler)
+                nursery.start_soon(self._summarise_refusals)
                 for node in self.config.others():
                     nursery.start_soon(self._feed, node)
                 log.info(
@@ -226,37 +238,53 @@ class Cluster:
     async def _accept_loop(self, listener: trio.socket.SocketType, nursery: trio.Nursery) -> None:
         while True:
             try:
-                sock, _ = await listener.accept()
+                sock, (address, port, *_) = await listener.accept()
             except OSError as e:
                 if e.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
                     log.warning("cluster: cannot accept connections: %s", e.strerror)
                     await trio.sleep(0.1)  # until something is freed
                 continue
-            if self._pending >= MAX_PENDING:
-                log.warning("cluster: too many connections authenticating; one refused")
+            if self._pending.get(address, 0) >= MAX_PENDING_PER_ADDRESS:
                 sock.close()
+                self.refusals.refused(address, port, "too many connections authenticating from it")
                 continue
-            nursery.start_soon(self._serve_connection, sock)
+            if sum(self._pending.values()) >= MAX_PENDING:
+                sock.close()
+                self.refusals.refused(address, port, "too many connections authenticating")
+                continue
+            self._pending[address] = self._pending.get(address, 0) + 1
+            nursery.start_soon(self._serve_connection, sock, address)
 
-    async def _serve_connection(self, sock: trio.socket.SocketType) -> None:
+    async def _serve_connection(self, sock: trio.socket.SocketType, address: str) -> None:
+        try:
+            peer = await self._authenticate(sock)
+        finally:
+            self._pending[address] -= 1
+            if not self._pending[address]:
+                del self._pending[address]
+        if peer is not None:
+            await self._serve_peer(*peer)
+
+    async def _authenticate(self, sock: trio.socket.SocketType) -> tuple[PeerStream, Node] | None:
+        """The stream and the node, once the connection is authenticated; None if it
+        was refused (and closed)."""
         try:
             give_up_after(sock, self.config.lost_after)
             stream = PeerStream(trio.SocketStream(sock))
         except OSError:  # gone before we looked at it
             sock.close()
-            return
-        self._pending += 1
+            return None
         try:
             peer = await authenticate_accepter_side(
                 stream, self.config.secret, self.me.number, self.nodes
             )
         except AuthError as e:
-            where = f"{stream.address[0]}:{stream.address[1]}"
-            log.warning("cluster: refused connection from %s: %s", where, e)
-            await self._refuse(stream, str(e))
-            return
-        finally:
-            self._pending -= 1
+            self.refusals.refused(stream.address[0], stream.address[1], str(e))
+            await self._refuse(stream, REFUSAL)
+            return None
+        return stream, peer
+
+    async def _serve_peer(self, stream: PeerStream, peer: Node) -> None:
         try:
             with trio.fail_after(FIRST_MESSAGE_TIMEOUT):
                 msg = await stream.receive()
@@ -280,6 +308,11 @@ class Cluster:
             log.exception("cluster: %s, %s: the handler failed", peer.label(), msg.OP)
         finally:
             await trio.aclose_forcefully(stream)
+
+    async def _summarise_refusals(self) -> None:
+        while True:
+            await trio.sleep(self.refusals.interval)  # a period, not a wait for an event
+            self.refusals.summarise()
 
     async def _refuse(self, stream: PeerStream, why: str) -> None:
         with trio.move_on_after(REFUSAL_TIMEOUT):

@@ -3,10 +3,16 @@
 Frames are read exactly (never past the end of the current message), so the
 raw socket can be handed to a C program at any message boundary
 (:meth:`PeerStream.detach_fd`) without losing bytes already received.
+
+Once the handshake is done (:meth:`PeerStream.seal`), every frame carries a
+MAC (mosix.remote_agent.frame_mac); a frame that fails it is logged and ends
+the connection (:class:`FrameRejected`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import socket
 
@@ -21,7 +27,10 @@ from mosix.protocol import (
     encode_message,
     frame_length,
 )
+from mosix.remote_agent.frame_mac import TAG_BYTES, ForgedFrame, FrameMac, sealed_length
 from mosix.remote_agent.nodemap import Node
+
+log = logging.getLogger("mosixd")
 
 
 class PeerUnavailable(Exception):
@@ -30,6 +39,10 @@ class PeerUnavailable(Exception):
 
 class PeerClosed(PeerUnavailable):
     """The peer ended the connection between two messages."""
+
+
+class FrameRejected(PeerUnavailable):
+    """A frame failed its MAC; the connection is ended."""
 
 
 class PeerStream:
@@ -46,6 +59,12 @@ class PeerStream:
         self.address: tuple[str, int] = stream.socket.getpeername()[:2]
         self._send_lock = trio.Lock()
         self._detached = False
+        self._sending: FrameMac | None = None
+        self._receiving: FrameMac | None = None
+
+    def seal(self, send_key: bytes, receive_key: bytes) -> None:
+        """From now on every frame both ways carries a MAC with these keys."""
+        self._sending, self._receiving = FrameMac(send_key), FrameMac(receive_key)
 
     def describe(self) -> str:
         """The other end for messages: 'node 2 (10.77.0.2)' or '10.77.0.9:41234'."""
@@ -53,11 +72,16 @@ class PeerStream:
             return self.peer.label()
         return f"{self.address[0]}:{self.address[1]}"
 
-    async def send(self, msg: Message) -> None:
+    def frame(self, msg: Message) -> bytes:
+        """``msg`` as the next frame on the wire (sealed once the stream is);
+        only for the sender holding the send lock, or for tests."""
         data = encode_message(msg)
+        return data if self._sending is None else self._sending.seal(data)
+
+    async def send(self, msg: Message) -> None:
         try:
             async with self._send_lock:
-                await self.stream.send_all(data)
+                await self.stream.send_all(self.frame(msg))
         except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as e:
             raise PeerUnavailable(f"{self.describe()}: lost the connection ({reason(e)})") from None
 
@@ -82,11 +106,29 @@ class PeerStream:
 
     async def receive(self, limit: int = MAX_FRAME) -> Message:
         """The next message (ProtocolError for a malformed one or one longer than
-        ``limit`` bytes, PeerClosed at the end)."""
-        length = frame_length(await self._exactly(HEADER.size, started=False))
-        if length > limit:
-            raise ProtocolError(f"frame of {length} bytes is larger than {limit}")
-        return decode_message(await self._exactly(length, started=True))
+        ``limit`` bytes, PeerClosed at the end, FrameRejected for one whose MAC
+        is wrong)."""
+        header = await self._exactly(HEADER.size, started=False)
+        if self._receiving is None:
+            length = frame_length(header)
+            if length > limit:
+                raise ProtocolError(f"frame of {length} bytes is larger than {limit}")
+            return decode_message(await self._exactly(length, started=True))
+        try:
+            length = sealed_length(header)
+            if length - TAG_BYTES > limit:
+                raise ProtocolError(f"frame of {length - TAG_BYTES} bytes is larger than {limit}")
+            payload = self._receiving.open(header, await self._exactly(length, started=True))
+        except ForgedFrame as e:
+            self._end()
+            log.warning("cluster: %s: %s (forged or altered); connection ended", self.describe(), e)
+            raise FrameRejected(f"{self.describe()}: {e}") from None
+        return decode_message(payload)
+
+    def _end(self) -> None:
+        """End the connection now, both ways (the owner still closes the stream)."""
+        with contextlib.suppress(OSError):  # already gone
+            self.stream.socket.shutdown(socket.SHUT_RDWR)
 
     async def aclose(self) -> None:
         if not self._detached:
