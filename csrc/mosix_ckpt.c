@@ -29,9 +29,14 @@
  * select the fallback paths.
  *
  * Exit status: 0 written; 3 the process cannot be checkpointed (the image is
- * then the one line "mosrun: checkpoint of process PID failed: REASON");
+ * then the one line "mosrun: checkpoint of process PID failed: REASON", also
+ * on stderr); 5 we may not checkpoint it (set-id, or as root another user's
+ * process not under the discipline: one line on stderr, nothing created);
  * 1 any other failure (one line on stderr, nothing under PATH, the process
  * left running as it was); 2 usage.
+ *
+ * As root, every operation on PATH is made by a child with the target's real
+ * ids (ckpt_capture_output.c); root only traces and reads /proc.
  *
  * How (the process pauses only for a fork):
  *   1. refusals that need no stop (threads, set-id, pipes and sockets, writable
@@ -51,7 +56,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,7 +67,6 @@
 #include <unistd.h>
 
 #define MAX_EXTRA 16
-#define MAX_GROUPS 1024
 
 /* The OPTIONS keys (format.OPTION_KEYS); inherit and argv0 are filled in here
  * unless given. */
@@ -288,6 +291,9 @@ static void refused(const char *reason)
                      reason);
     if (n < 0 || (size_t)n >= sizeof(line))
         n = snprintf(line, sizeof(line), "mosrun: checkpoint of process %d failed\n", R.pid);
+    /* the reason travels on stderr too: nobody reads the file back to learn it */
+    if (ck_write_all(STDERR_FILENO, line, (size_t)n) < 0)
+        ck_warn("stderr: %s", ck_why);
     int fd = R.use_output ? R.out.fd : R.outfd;
     if (ck_write_all(fd, line, (size_t)n) < 0) {
         fprintf(stderr, "mosix-ckpt: %s\n", ck_why);
@@ -310,36 +316,6 @@ static int open_proc(pid_t pid)
     if (fd < 0)
         ck_fail_errno("%s", path);
     return fd;
-}
-
-/* As root for another user's process: create the file as that user. */
-static void take_owner(int procfd, struct ck_owner *o)
-{
-    char status[8192], value[4096];
-    unsigned long r, e, s, fs;
-    memset(o, 0, sizeof(*o));
-    if (geteuid() != 0)
-        return;
-    if (ck_read_small(procfd, "status", status, sizeof(status)) < 0)
-        ck_fail_errno("/proc/PID/status");
-    if (ck_status_value(status, "Uid", value, sizeof(value)) < 0 ||
-        sscanf(value, "%lu %lu %lu %lu", &r, &e, &s, &fs) != 4)
-        ck_fail("/proc/PID/status: no Uid");
-    if (r == 0)
-        return;
-    o->fsuid = (uid_t)fs;
-    if (ck_status_value(status, "Gid", value, sizeof(value)) < 0 ||
-        sscanf(value, "%lu %lu %lu %lu", &r, &e, &s, &fs) != 4)
-        ck_fail("/proc/PID/status: no Gid");
-    o->fsgid = (gid_t)fs;
-    gid_t groups[MAX_GROUPS];
-    size_t n = 0;
-    if (ck_status_value(status, "Groups", value, sizeof(value)) == 0)
-        for (char *tok = strtok(value, " \t"); tok && n < MAX_GROUPS; tok = strtok(NULL, " \t"))
-            groups[n++] = (gid_t)strtoul(tok, NULL, 10);
-    if (setgroups(n, groups) < 0) /* ours: root keeps its capabilities for ptrace */
-        ck_fail_errno("setgroups");
-    o->switch_ids = 1;
 }
 
 static void open_output(const struct options *o)
@@ -555,7 +531,7 @@ static int away(const struct options *o)
         ck_fail_errno("-i %d", o->image_in);
     R.pid = o->pid;
     R.procfd = open_proc(o->pid);
-    take_owner(R.procfd, &R.owner);
+    ck_read_owner(R.procfd, R.pid, &R.owner); /* before anything is created */
     open_output(o);
     struct ck_image im;
     ck_away_image(&im, R.outfd, R.use_output, o->image_in, o->pid, R.procfd, o->extra, o->nextra);
@@ -580,7 +556,7 @@ int main(int argc, char **argv)
         return away(&o);
     R.pid = o.pid;
     R.procfd = open_proc(o.pid);
-    take_owner(R.procfd, &R.owner);
+    ck_read_owner(R.procfd, R.pid, &R.owner); /* before anything is created */
     open_output(&o);
     precheck();
     R.memfd = openat(R.procfd, "mem", O_RDWR | O_CLOEXEC);

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from typing import Protocol
 
 import trio
 
-from mosix.ckpt.image import ImageError, read_head_from
+from mosix.ckpt.image import ImageError, ImageHead, read_head
 from mosix.ckpt.naming import series
 from mosix.home_agent import proc_info
 from mosix.home_agent.registry import Registration
@@ -36,7 +37,7 @@ log = logging.getLogger("mosixd")
 CAPTURER = "mosix-ckpt"
 RUN_POLL_SECONDS = 0.1  # how often a delayed -A checkpoint looks whether the process runs
 CAPTURE_ACTIONS = {"checkpoint": "none", "chkstop": "stop", "chkexit": "exit"}
-EXIT_REFUSED = 3  # the capturer's status: not checkpointable, the file holds the reason
+EXIT_REFUSED = 3  # the capturer's status: not checkpointable (the reason on its stderr)
 
 
 class CheckpointError(Exception):
@@ -88,6 +89,24 @@ def capture_argv(reg: Registration, cap: Capture, action: str) -> list[str]:
     return [*argv, str(reg.pid)]
 
 
+def users_image_head(path: str, uid: int) -> ImageHead:
+    """The head of the image at ``path`` if it is a regular file of ``uid``: the agent
+    (root) reads only what that user could have written there, never through a link
+    at the end, never blocking on a FIFO."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        raise ImageError(e.strerror or str(e)) from None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != uid:
+            raise ImageError("not a checkpoint file of the process's user")
+        try:
+            return read_head(f)
+        except OSError as e:
+            raise ImageError(e.strerror or str(e)) from None
+
+
 def first_line(data: bytes) -> str:
     return data.decode(errors="replace").strip().splitlines()[0] if data.strip() else ""
 
@@ -128,18 +147,12 @@ class Checkpoints:
                 return Checkpointed(path=cap.path, number=cap.number)
             if result.returncode == EXIT_REFUSED:
                 reg.ckpt_taken = cap.taken  # counted, as the manual says
-                reason = first_line(result.stderr) or self.reason_in(cap.path)
+                # from the capturer's stderr: the file is never read back (as root, its
+                # name could by then lead anywhere)
+                reason = first_line(result.stderr) or "cannot be checkpointed"
                 log.info("checkpoint of %d refused: %s", pid, reason)
                 return Checkpointed(path=cap.path, number=cap.number, failed=reason)
             raise CheckpointError(first_line(result.stderr) or f"checkpoint of {pid} failed")
-
-    @staticmethod
-    def reason_in(path: str) -> str:
-        try:
-            with open(path, "rb") as f:
-                return first_line(f.read(4096))
-        except OSError:
-            return "cannot be checkpointed"
 
     def last_image(self, pid: int) -> str | None:
         """The newest checkpoint file of ``pid`` that holds an image of it (None:
@@ -158,10 +171,10 @@ class Checkpoints:
                 except OSError:
                     return None
             try:
-                if read_head_from(name).pid == pid:
+                if users_image_head(name, reg.uid).pid == pid:
                     return name
             except ImageError:
-                continue  # failed when taken (pipes, sockets), damaged, or gone
+                continue  # failed when taken (pipes, sockets), damaged, gone, or not theirs
         return None
 
     # ------------------------------------------------------------- -A

@@ -24,7 +24,7 @@ from typing import NamedTuple
 import cbor2
 import trio
 
-from mosix.agent_paths import AgentPaths
+from mosix.agent_paths import SYSTEM_RUN_DIR, AgentPaths
 from mosix.arguments import MosrunArgs
 from mosix.home_agent import node_facts, proc_info
 from mosix.home_agent.checkpoints import CheckpointError, Checkpoints
@@ -130,7 +130,11 @@ class Agent:
     def __init__(self, paths: AgentPaths, config: AgentConfig) -> None:
         self.paths = paths
         self.config = config
-        self.registry = Registry(config.name)
+        self.registry = Registry(
+            config.name,
+            socket=str(paths.socket),
+            private=os.geteuid() == 0 and paths.run_dir != SYSTEM_RUN_DIR,
+        )
         self.queue = Queue(config.default_priority)
         self.capacity = Capacity(
             slots=config.queue_slots,
