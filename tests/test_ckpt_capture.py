@@ -744,10 +744,13 @@ def test_set_id_refused(progs: dict[str, Path], tmp_path: Path) -> None:
         r = capture(t.pid, "-o", str(tmp_path / "ckpt"))
         # denied before anything is created (status 5, one line)
         assert r.returncode == 5
-        assert r.stderr == (
-            f"mosix-ckpt: process {t.pid} may not be checkpointed: "
-            "it runs with set-user-ID or set-group-ID privileges\n"
-        ).encode()
+        assert (
+            r.stderr
+            == (
+                f"mosix-ckpt: process {t.pid} may not be checkpointed: "
+                "it runs with set-user-ID or set-group-ID privileges\n"
+            ).encode()
+        )
         assert list(tmp_path.iterdir()) == []
         assert t.alive()
 
