@@ -3,6 +3,7 @@
  * Usage: mosix-ckpt (-o PATH | -f FD) [-a none|stop|exit|migrate] [-D ARG]...
  *                  [-O KEY=VALUE]... [-T] PID
  *        mosix-ckpt -o PATH -i FD [-O KEY=VALUE]... PID
+ *        mosix-ckpt -Z COPY PID
  *
  *   -o PATH   write the image to PATH (relative: to the process's current
  *             directory), through a temporary file renamed onto it when complete
@@ -23,6 +24,8 @@
  *             the copy's memory and state with the deputy's descriptors,
  *             directory, umask, limits and pid (ckpt_away.c); the deputy is
  *             not stopped
+ *   -Z COPY   reap COPY, the copy a killed checkpointer left as a zombie of PID
+ *             (the agent's sweep after a failed capture)
  *
  * For tests and benchmarks, MOSIX_CKPT_NO_DIRECT (never O_DIRECT) and
  * MOSIX_CKPT_NO_PAGEMAP_SCAN (read /proc/PID/pagemap as before Linux 6.7)
@@ -88,6 +91,7 @@ struct options {
     int ndeputy;
     int timings;
     int image_in; /* -i, or -1 */
+    pid_t leftover; /* -Z, or 0 */
     pid_t pid;
 };
 
@@ -140,7 +144,7 @@ static void parse_args(int argc, char **argv, struct options *o)
     int c;
     uint64_t v;
     opterr = 0; /* one line of ours instead */
-    while ((c = getopt(argc, argv, "+:o:f:a:O:TD:i:")) != -1) {
+    while ((c = getopt(argc, argv, "+:o:f:a:O:TD:i:Z:")) != -1) {
         switch (c) {
         case 'o':
             if (!*optarg)
@@ -184,6 +188,11 @@ static void parse_args(int argc, char **argv, struct options *o)
                 usage("-i %s: not a descriptor number", optarg);
             o->image_in = (int)v;
             break;
+        case 'Z':
+            if (ck_parse_u64(optarg, 10, &v) < 0 || v == 0 || v > 0x7fffffff)
+                usage("-Z %s: not a process id", optarg);
+            o->leftover = (pid_t)v;
+            break;
         case ':':
             usage("-%c needs a value", optopt);
         default:
@@ -195,6 +204,11 @@ static void parse_args(int argc, char **argv, struct options *o)
     if (ck_parse_u64(argv[optind], 10, &v) < 0 || v == 0 || v > 0x7fffffff)
         usage("%s: not a process id", argv[optind]);
     o->pid = (pid_t)v;
+    if (o->leftover) {
+        if (o->path || o->fd >= 0 || o->action != ACT_NONE || o->image_in >= 0 || o->nextra)
+            usage("-Z goes alone");
+        return;
+    }
     if (!o->path == (o->fd < 0))
         usage("exactly one of -o and -f");
     if (o->ndeputy > 0 && o->action != ACT_MIGRATE)
@@ -539,6 +553,49 @@ static int away(const struct options *o)
     return CK_EXIT_OK;
 }
 
+/* -Z: the copy of a checkpointer that was killed (its copy died with it, the
+ * tracer gone) is a zombie of the process with no exit signal: reap it. */
+static int reap_leftover(const struct options *o)
+{
+    char path[64], stat[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)o->leftover);
+    if (ck_read_small(AT_FDCWD, path, stat, sizeof(stat)) < 0)
+        ck_fail_errno("%s", path);
+    const char *rest = strrchr(stat, ')');
+    char state = 0;
+    int ppid = 0;
+    unsigned long exit_signal = 1;
+    if (rest) { /* state ppid ... exit_signal is field 38, the 36th after the name */
+        char *save = NULL;
+        int field = 0;
+        for (char *tok = strtok_r((char *)rest + 1, " ", &save); tok;
+             tok = strtok_r(NULL, " ", &save), field++) {
+            if (field == 0)
+                state = tok[0];
+            else if (field == 1)
+                ppid = atoi(tok);
+            else if (field == 35)
+                exit_signal = strtoul(tok, NULL, 10);
+        }
+    }
+    if (state != 'Z' || ppid != o->pid || exit_signal != 0)
+        ck_fail("process %d is not a leftover copy of process %d", (int)o->leftover, (int)o->pid);
+    R.pid = o->pid;
+    R.procfd = open_proc(o->pid);
+    ck_read_owner(R.procfd, R.pid, &R.owner);
+    R.memfd = openat(R.procfd, "mem", O_RDWR | O_CLOEXEC);
+    if (R.memfd < 0)
+        ck_fail_errno("/proc/%d/mem", R.pid);
+    R.parent.syscall_at = ck_find_syscall_insn(R.procfd, R.memfd);
+    if (!R.parent.syscall_at)
+        ck_fail("process %d: no syscall instruction found in its text", R.pid);
+    R.copy.pid = o->leftover;
+    R.copy_made = 1;
+    if (reap_copy(0) < 0)
+        ck_fail("%s", ck_why);
+    return CK_EXIT_OK;
+}
+
 int main(int argc, char **argv)
 {
     struct options o;
@@ -554,6 +611,8 @@ int main(int argc, char **argv)
     ck_catch_signals();
     if (o.image_in >= 0)
         return away(&o);
+    if (o.leftover)
+        return reap_leftover(&o);
     R.pid = o.pid;
     R.procfd = open_proc(o.pid);
     ck_read_owner(R.procfd, R.pid, &R.owner); /* before anything is created */

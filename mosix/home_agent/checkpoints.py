@@ -111,6 +111,21 @@ def first_line(data: bytes) -> str:
     return data.decode(errors="replace").strip().splitlines()[0] if data.strip() else ""
 
 
+async def reap_copies(pid: int) -> None:
+    """After a capture that failed (its capturer killed, say): the frozen copy it left
+    as a zombie of ``pid`` (no exit signal: the program's wait() never reaps it)."""
+    for child in proc_info.children(pid):
+        if proc_info.state_letter(child) == "Z" and proc_info.is_checkpoint_copy(child):
+            result = await trio.run_process(
+                [native_path(CAPTURER), "-Z", str(child), str(pid)],
+                capture_stderr=True,
+                check=False,
+            )
+            if result.returncode != 0:
+                why = first_line(result.stderr)
+                log.warning("process %d keeps the copy %d: %s", pid, child, why)
+
+
 class Checkpoints:
     def __init__(self, registration_of: Callable[[int], Registration], minute: float) -> None:
         self.registration_of = registration_of  # raises CheckpointError for a non-MOSIX pid
@@ -118,6 +133,7 @@ class Checkpoints:
         self.locks: dict[int, trio.Lock] = {}
         self.timers: dict[int, trio.CancelScope] = {}
         self.away: Away | None = None  # set when this node is in a cluster
+        self.persist: Callable[[], None] = lambda: None  # saves the agent's state now
 
     def is_away(self, pid: int) -> bool:
         return self.away is not None and self.away.is_away(pid)
@@ -127,6 +143,10 @@ class Checkpoints:
         async with lock:
             reg = self.registration_of(pid)
             cap = plan(reg)
+            # the number is taken before the capture, and saved: an agent killed while
+            # the capturer writes never gives another checkpoint the same number
+            reg.ckpt_taken = cap.taken
+            self.persist()
             before, reg.state = reg.state, "checkpointing"
             try:
                 if self.away is not None and self.away.is_away(pid):
@@ -142,16 +162,17 @@ class Checkpoints:
             finally:
                 reg.state = before
             if result.returncode == 0:
-                reg.ckpt_taken = cap.taken
                 log.info("checkpoint of %d written to %s", pid, cap.path)
                 return Checkpointed(path=cap.path, number=cap.number)
-            if result.returncode == EXIT_REFUSED:
-                reg.ckpt_taken = cap.taken  # counted, as the manual says
+            if result.returncode == EXIT_REFUSED:  # counted, as the manual says
                 # from the capturer's stderr: the file is never read back (as root, its
                 # name could by then lead anywhere)
                 reason = first_line(result.stderr) or "cannot be checkpointed"
                 log.info("checkpoint of %d refused: %s", pid, reason)
                 return Checkpointed(path=cap.path, number=cap.number, failed=reason)
+            if reg.ckpt_taken == cap.taken:  # nothing was written under that name
+                reg.ckpt_taken = cap.taken - 1
+            await reap_copies(pid)
             raise CheckpointError(first_line(result.stderr) or f"checkpoint of {pid} failed")
 
     def last_image(self, pid: int) -> str | None:

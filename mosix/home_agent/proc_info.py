@@ -86,6 +86,20 @@ def is_checkpoint_copy(pid: int) -> bool:
     return len(rest) > 35 and rest[35] == b"0"
 
 
+def children(pid: int) -> list[int]:
+    try:
+        tasks = list((PROC / str(pid) / "task").iterdir())
+    except OSError:
+        return []
+    found: list[int] = []
+    for task in tasks:
+        try:
+            found += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, ValueError):
+            continue
+    return found
+
+
 def real_uid(pid: int) -> int | None:
     try:
         for line in (PROC / str(pid) / "status").read_text().splitlines():

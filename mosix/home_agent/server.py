@@ -149,6 +149,7 @@ class Agent:
         self.nursery: trio.Nursery | None = None
         self.owner = os.geteuid()
         self.checkpoints = Checkpoints(self.mosix_process, config.checkpoint_minute)
+        self.checkpoints.persist = self.save
         self.cluster = (
             Cluster(config.cluster, config.speed, lambda: len(self.registry.registered))
             if config.cluster is not None
