@@ -63,6 +63,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/ptrace.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -80,6 +81,7 @@ static const char *const option_keys[] = {
 
 enum action { ACT_NONE, ACT_STOP, ACT_EXIT, ACT_MIGRATE };
 #define MAX_DEPUTY_ARGS 32
+#define LEFTOVER_END_MS 5000 /* a killed copy ends at once; this bounds a stuck one */
 
 struct options {
     const char *path; /* -o */
@@ -555,31 +557,54 @@ static int away(const struct options *o)
 
 /* -Z: the copy of a checkpointer that was killed (its copy died with it, the
  * tracer gone) is a zombie of the process with no exit signal: reap it. */
-static int reap_leftover(const struct options *o)
+static void leftover_state(pid_t copy, char *state, int *ppid, unsigned long *exit_signal)
 {
     char path[64], stat[1024];
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)o->leftover);
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)copy);
     if (ck_read_small(AT_FDCWD, path, stat, sizeof(stat)) < 0)
         ck_fail_errno("%s", path);
     const char *rest = strrchr(stat, ')');
-    char state = 0;
-    int ppid = 0;
-    unsigned long exit_signal = 1;
     if (rest) { /* state ppid ... exit_signal is field 38, the 36th after the name */
         char *save = NULL;
         int field = 0;
         for (char *tok = strtok_r((char *)rest + 1, " ", &save); tok;
              tok = strtok_r(NULL, " ", &save), field++) {
             if (field == 0)
-                state = tok[0];
+                *state = tok[0];
             else if (field == 1)
-                ppid = atoi(tok);
+                *ppid = atoi(tok);
             else if (field == 35)
-                exit_signal = strtoul(tok, NULL, 10);
+                *exit_signal = strtoul(tok, NULL, 10);
         }
     }
-    if (state != 'Z' || ppid != o->pid || exit_signal != 0)
+}
+
+static int reap_leftover(const struct options *o)
+{
+    char state = 0;
+    int ppid = 0;
+    unsigned long exit_signal = 1;
+    leftover_state(o->leftover, &state, &ppid, &exit_signal);
+    if (ppid != o->pid || exit_signal != 0)
         ck_fail("process %d is not a leftover copy of process %d", (int)o->leftover, (int)o->pid);
+    /* its capturer is gone: it dies (EXITKILL did it, or we do; its pidfd tells
+     * when it has), then is reaped */
+    if (state != 'Z') {
+        int pidfd = (int)syscall(SYS_pidfd_open, o->leftover, 0);
+        if (pidfd < 0)
+            ck_fail_errno("pidfd_open %d", (int)o->leftover);
+        if (kill(o->leftover, SIGKILL) < 0 && errno != ESRCH)
+            ck_fail_errno("kill %d", (int)o->leftover);
+        struct pollfd p = {.fd = pidfd, .events = POLLIN};
+        int r;
+        do
+            r = poll(&p, 1, LEFTOVER_END_MS);
+        while (r < 0 && errno == EINTR && !ck_interrupted);
+        if (r <= 0)
+            ck_fail("the leftover copy %d does not end", (int)o->leftover);
+        if (close(pidfd) < 0)
+            ck_fail_errno("close");
+    }
     R.pid = o->pid;
     R.procfd = open_proc(o->pid);
     ck_read_owner(R.procfd, R.pid, &R.owner);

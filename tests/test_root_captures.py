@@ -14,7 +14,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from agent_fixtures import Agent, agent, agent_base, as_user, wait_until  # noqa: F401
+from agent_fixtures import (  # noqa: F401
+    Agent,
+    agent,
+    agent_base,
+    as_user,
+    cleanup,
+    make_agent,
+    wait_until,
+)
 from test_agent import private_dirs_on_the_way
 
 from mosix.native import NATIVE_DIR
@@ -139,7 +147,7 @@ def test_forged_mosix_inherit_on_a_set_id_program_is_no_mosix_process(
     assert r.returncode != 0 and r.stderr.strip().count("\n") == 0
     assert "does not run under mosrun" in r.stderr
     assert sorted(p.name for p in root_only.iterdir()) == ["secret"]
-    assert str(pid) not in agent.run("mosps", "-A").stdout.split()
+    assert str(pid) not in agent.run("mosps", "-a").stdout.split()
     # the checkpointer itself, as the agent would run it: denied before any file exists
     r2 = subprocess.run(
         [str(NATIVE_DIR / "mosix-ckpt"), "-o", str(target), str(pid)],
@@ -239,3 +247,111 @@ def test_refusal_reason_is_never_read_back_through_the_users_path(
         f"failed: it has an open socket (descriptor 3) ({ckpt}.1)\n"
     )
     assert prog.poll() is None and served(agent, alice)
+
+
+# ------------------------------------------------------------------ row 9
+
+BIG = "import sys; b = bytearray(b'x') * (300 << 20); print('ready', flush=True); sys.stdin.read()"
+
+
+def capturer_writing(a: Agent, directory: Path) -> int | None:
+    """The agent's mosix-ckpt once it has written part of the image into ``directory``."""
+    for entry in Path("/proc").iterdir():
+        try:
+            if not entry.name.isdigit() or (entry / "comm").read_text() != "mosix-ckpt\n":
+                continue
+            for fd in (entry / "fd").iterdir():
+                if os.readlink(fd).startswith(f"{directory}/") and fd.stat().st_size > 1 << 20:
+                    return int(entry.name)
+        except OSError:
+            continue
+    return None
+
+
+def big_program(a: Agent, user: str, home: Path) -> subprocess.Popen[str]:
+    prog = a.spawn(
+        "mosrun", "-e", f"-C{home / 'ck'}", sys.executable, "-c", BIG,
+        user=user, stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=home,
+    )  # fmt: skip
+    assert prog.stdout is not None and prog.stdout.readline() == "ready\n"
+    return prog
+
+
+def users_dir(public_dir: Path, user: str) -> Path:
+    home = public_dir / user
+    home.mkdir()
+    shutil.chown(home, user, user)
+    return home
+
+
+def test_a_capturer_killed_while_writing_leaves_no_file_and_no_zombie(
+    agent: Agent,  # noqa: F811
+    attacker: str,
+    public_dir: Path,
+) -> None:
+    home = users_dir(public_dir, attacker)
+    prog = big_program(agent, attacker, home)
+    request = agent.spawn(
+        "migrate", str(prog.pid), "checkpoint", user=attacker, stderr=subprocess.PIPE
+    )
+    found: list[int] = []
+    wait_until(lambda: bool(found.append(capturer_writing(agent, home) or 0) or found[-1]))
+    os.kill(found[-1], 9)
+    _, err = request.communicate(timeout=TIMEOUT)
+    assert request.returncode != 0 and err.count("\n") == 1
+    assert list(home.iterdir()) == []
+    children = Path(f"/proc/{prog.pid}/task/{prog.pid}/children").read_text().split()
+    assert children == []  # the copy the capturer left was reaped
+    r = agent.run("migrate", str(prog.pid), "checkpoint", user=attacker)
+    assert r.returncode == 0, r.stderr
+    assert [p.name for p in home.iterdir()] == ["ck.1"]  # the failed one wrote nothing
+    prog.kill()
+
+
+def test_an_agent_killed_during_a_checkpoint_never_reuses_its_number(
+    agent: Agent,  # noqa: F811
+    attacker: str,
+    public_dir: Path,
+) -> None:
+    home = users_dir(public_dir, attacker)
+    prog = big_program(agent, attacker, home)
+    agent.spawn("migrate", str(prog.pid), "checkpoint", user=attacker, stderr=subprocess.DEVNULL)
+    found: list[int] = []
+    wait_until(lambda: bool(found.append(capturer_writing(agent, home) or 0) or found[-1]))
+    agent.kill9()
+    wait_until(lambda: (home / "ck.1").exists(), what="the orphaned capture to finish")
+    first = (home / "ck.1").stat()
+    agent.start()
+    r = agent.run("migrate", str(prog.pid), "checkpoint", user=attacker)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == f"{prog.pid}: checkpoint 2 written to {home}/ck.2\n"
+    assert (home / "ck.1").stat().st_ino == first.st_ino
+    prog.kill()
+
+
+# ------------------------------------------------------------------ row 12
+
+
+def test_a_private_root_agent_does_not_act_on_another_agents_processes(
+    agent: Agent,  # noqa: F811
+    attacker: str,
+    public_dir: Path,
+) -> None:
+    (public_dir / "other-agent").mkdir()
+    other = make_agent(public_dir / "other-agent")
+    other.start()
+    try:
+        prog = agent.spawn(
+            "mosrun", "-e", "sh", "-c", "echo ready; exec sleep 600",
+            user=attacker, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        assert prog.stdout is not None
+        first = prog.stdout.readline()
+        assert first == "ready\n", prog.communicate()
+        assert str(prog.pid) in agent.run("mosps", "-a").stdout.split()
+        assert str(prog.pid) not in other.run("mosps", "-a").stdout.split()
+        r = other.run("migrate", str(prog.pid), "checkpoint")
+        assert r.returncode != 0
+        assert r.stderr == f"migrate: {prog.pid}: process {prog.pid} does not run under mosrun\n"
+    finally:
+        cleanup(other)

@@ -115,7 +115,7 @@ async def reap_copies(pid: int) -> None:
     """After a capture that failed (its capturer killed, say): the frozen copy it left
     as a zombie of ``pid`` (no exit signal: the program's wait() never reaps it)."""
     for child in proc_info.children(pid):
-        if proc_info.state_letter(child) == "Z" and proc_info.is_checkpoint_copy(child):
+        if proc_info.is_checkpoint_copy(child):  # dying or dead
             result = await trio.run_process(
                 [native_path(CAPTURER), "-Z", str(child), str(pid)],
                 capture_stderr=True,
