@@ -69,6 +69,7 @@ NATIVE_TARGETS: list[tuple[str, str, list[str], list[str]]] = [
             "ckpt_capture_util.c",
             "ckpt_capture_trace.c",
             "ckpt_capture_image.c",
+            "ckpt_capture_output.c",
             "ckpt_capture_stream.c",
             "ckpt_capture_memory.c",
             "ckpt_capture_files.c",

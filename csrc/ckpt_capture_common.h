@@ -3,7 +3,8 @@
  *   mosix_ckpt.c             options and the order of the steps
  *   ckpt_capture_util.c      errors, termination signals, /proc reading, timing
  *   ckpt_capture_trace.c     ptrace: seize, stop, run system calls in a tracee, release
- *   ckpt_capture_image.c     the output (file protocol, owner) and the record writer
+ *   ckpt_capture_output.c    the target's identity; the output file, made by an unprivileged keeper
+ *   ckpt_capture_image.c     writing to the output descriptor
  *   ckpt_capture_memory.c    memory areas, present pages, AREA and PAGES records
  *   ckpt_capture_files.c     the descriptor table, FILE and FILEDATA records
  *   ckpt_capture_process.c   the PROCESS record, signal actions, the shim's state
@@ -21,7 +22,8 @@
 
 #include "ckpt_format.h"
 
-enum { CK_EXIT_OK = 0, CK_EXIT_FAILED = 1, CK_EXIT_USAGE = 2, CK_EXIT_REFUSED = 3, CK_EXIT_ABANDONED = 4 };
+enum { CK_EXIT_OK = 0, CK_EXIT_FAILED = 1, CK_EXIT_USAGE = 2, CK_EXIT_REFUSED = 3, CK_EXIT_ABANDONED = 4,
+       CK_EXIT_DENIED = 5 };
 
 #define CK_PAGE MOSIX_CKPT_PAGE_SIZE
 #define CK_NSIG 64
@@ -155,27 +157,38 @@ uint64_t ck_vdso_hash(int procfd, int memfd);
 
 /* ------------------------------------------------------------------ output */
 
-/* The user the checkpoint file is created for (root capturing another user's process). */
+/* Who the target is (/proc/PID/status), read before anything else: its real
+ * ids are the only ones the output is made with (ckpt_capture_output.c). */
+#define CK_MAX_GROUPS 1024
 struct ck_owner {
-    int switch_ids; /* 0: create as ourselves */
-    uid_t fsuid;
-    gid_t fsgid;
+    int drop;  /* we are root: the keeper takes these ids (else it keeps ours) */
+    uid_t uid; /* real ids */
+    gid_t gid;
+    size_t ngroups;
+    gid_t groups[CK_MAX_GROUPS];
 };
-void ck_owner_begin(const struct ck_owner *o); /* setfsgid/setfsuid to the owner */
-void ck_owner_end(const struct ck_owner *o);   /* back to ours */
+/* Read the target's identity and refuse (exit CK_EXIT_DENIED, nothing created)
+ * a process that runs with set-id privileges or, when we are root and it is
+ * another user's, one not under the MOSIX discipline (NoNewPrivs 1 and a
+ * seccomp filter: without them it may have been made set-id since). */
+void ck_read_owner(int procfd, pid_t pid, struct ck_owner *o);
 
-/* -o PATH: a temporary file next to PATH, renamed onto it when complete. */
+/* -o PATH.  Every operation on PATH is made by the keeper, a child that has
+ * dropped to the owner's real uid, gid and groups (setgroups, setresgid,
+ * setresuid) before it touches a path: the image is written to an unnamed
+ * file (O_TMPFILE) in PATH's directory, which only appears, synced and 0400,
+ * when committed (linked to a temporary name and renamed onto PATH).  A run
+ * killed before leaves nothing: the keeper sees the end of its socket. */
 struct ck_output {
-    int dirfd;            /* PATH's directory */
-    char *name;           /* PATH's last component */
-    char *tmp;            /* the temporary name in dirfd */
-    int fd;               /* -1 when closed */
-    const struct ck_owner *owner;
+    int sock;     /* to the keeper; -1 when it is done */
+    pid_t keeper; /* 0 when reaped */
+    int fd;       /* the file, -1 when closed */
+    char *name;   /* PATH, for messages */
 };
 void ck_output_create(struct ck_output *o, int cwdfd, const char *path,
                       const struct ck_owner *owner);
-void ck_output_commit(struct ck_output *o); /* fsync, 0400, rename, fsync the directory */
-void ck_output_discard(struct ck_output *o); /* close and unlink the temporary file (no failing) */
+void ck_output_commit(struct ck_output *o); /* fsync, 0400, link, rename, fsync the directory */
+void ck_output_discard(struct ck_output *o); /* the file never appears (no failing) */
 
 /* The image stream (ckpt_capture_stream.c): records built in large chunks that
  * a writer thread writes in order (strictly sequential: file, pipe or socket). */

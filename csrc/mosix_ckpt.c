@@ -3,6 +3,7 @@
  * Usage: mosix-ckpt (-o PATH | -f FD) [-a none|stop|exit|migrate] [-D ARG]...
  *                  [-O KEY=VALUE]... [-T] PID
  *        mosix-ckpt -o PATH -i FD [-O KEY=VALUE]... PID
+ *        mosix-ckpt -Z COPY PID
  *
  *   -o PATH   write the image to PATH (relative: to the process's current
  *             directory), through a temporary file renamed onto it when complete
@@ -23,15 +24,22 @@
  *             the copy's memory and state with the deputy's descriptors,
  *             directory, umask, limits and pid (ckpt_away.c); the deputy is
  *             not stopped
+ *   -Z COPY   reap COPY, the copy a killed checkpointer left as a zombie of PID
+ *             (the agent's sweep after a failed capture)
  *
  * For tests and benchmarks, MOSIX_CKPT_NO_DIRECT (never O_DIRECT) and
  * MOSIX_CKPT_NO_PAGEMAP_SCAN (read /proc/PID/pagemap as before Linux 6.7)
  * select the fallback paths.
  *
  * Exit status: 0 written; 3 the process cannot be checkpointed (the image is
- * then the one line "mosrun: checkpoint of process PID failed: REASON");
+ * then the one line "mosrun: checkpoint of process PID failed: REASON", also
+ * on stderr); 5 we may not checkpoint it (set-id, or as root another user's
+ * process not under the discipline: one line on stderr, nothing created);
  * 1 any other failure (one line on stderr, nothing under PATH, the process
  * left running as it was); 2 usage.
+ *
+ * As root, every operation on PATH is made by a child with the target's real
+ * ids (ckpt_capture_output.c); root only traces and reads /proc.
  *
  * How (the process pauses only for a fork):
  *   1. refusals that need no stop (threads, set-id, pipes and sockets, writable
@@ -51,11 +59,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/ptrace.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -63,7 +71,6 @@
 #include <unistd.h>
 
 #define MAX_EXTRA 16
-#define MAX_GROUPS 1024
 
 /* The OPTIONS keys (format.OPTION_KEYS); inherit and argv0 are filled in here
  * unless given. */
@@ -74,6 +81,7 @@ static const char *const option_keys[] = {
 
 enum action { ACT_NONE, ACT_STOP, ACT_EXIT, ACT_MIGRATE };
 #define MAX_DEPUTY_ARGS 32
+#define LEFTOVER_END_MS 5000 /* a killed copy ends at once; this bounds a stuck one */
 
 struct options {
     const char *path; /* -o */
@@ -85,6 +93,7 @@ struct options {
     int ndeputy;
     int timings;
     int image_in; /* -i, or -1 */
+    pid_t leftover; /* -Z, or 0 */
     pid_t pid;
 };
 
@@ -137,7 +146,7 @@ static void parse_args(int argc, char **argv, struct options *o)
     int c;
     uint64_t v;
     opterr = 0; /* one line of ours instead */
-    while ((c = getopt(argc, argv, "+:o:f:a:O:TD:i:")) != -1) {
+    while ((c = getopt(argc, argv, "+:o:f:a:O:TD:i:Z:")) != -1) {
         switch (c) {
         case 'o':
             if (!*optarg)
@@ -181,6 +190,11 @@ static void parse_args(int argc, char **argv, struct options *o)
                 usage("-i %s: not a descriptor number", optarg);
             o->image_in = (int)v;
             break;
+        case 'Z':
+            if (ck_parse_u64(optarg, 10, &v) < 0 || v == 0 || v > 0x7fffffff)
+                usage("-Z %s: not a process id", optarg);
+            o->leftover = (pid_t)v;
+            break;
         case ':':
             usage("-%c needs a value", optopt);
         default:
@@ -192,6 +206,11 @@ static void parse_args(int argc, char **argv, struct options *o)
     if (ck_parse_u64(argv[optind], 10, &v) < 0 || v == 0 || v > 0x7fffffff)
         usage("%s: not a process id", argv[optind]);
     o->pid = (pid_t)v;
+    if (o->leftover) {
+        if (o->path || o->fd >= 0 || o->action != ACT_NONE || o->image_in >= 0 || o->nextra)
+            usage("-Z goes alone");
+        return;
+    }
     if (!o->path == (o->fd < 0))
         usage("exactly one of -o and -f");
     if (o->ndeputy > 0 && o->action != ACT_MIGRATE)
@@ -288,6 +307,9 @@ static void refused(const char *reason)
                      reason);
     if (n < 0 || (size_t)n >= sizeof(line))
         n = snprintf(line, sizeof(line), "mosrun: checkpoint of process %d failed\n", R.pid);
+    /* the reason travels on stderr too: nobody reads the file back to learn it */
+    if (ck_write_all(STDERR_FILENO, line, (size_t)n) < 0)
+        ck_warn("stderr: %s", ck_why);
     int fd = R.use_output ? R.out.fd : R.outfd;
     if (ck_write_all(fd, line, (size_t)n) < 0) {
         fprintf(stderr, "mosix-ckpt: %s\n", ck_why);
@@ -310,36 +332,6 @@ static int open_proc(pid_t pid)
     if (fd < 0)
         ck_fail_errno("%s", path);
     return fd;
-}
-
-/* As root for another user's process: create the file as that user. */
-static void take_owner(int procfd, struct ck_owner *o)
-{
-    char status[8192], value[4096];
-    unsigned long r, e, s, fs;
-    memset(o, 0, sizeof(*o));
-    if (geteuid() != 0)
-        return;
-    if (ck_read_small(procfd, "status", status, sizeof(status)) < 0)
-        ck_fail_errno("/proc/PID/status");
-    if (ck_status_value(status, "Uid", value, sizeof(value)) < 0 ||
-        sscanf(value, "%lu %lu %lu %lu", &r, &e, &s, &fs) != 4)
-        ck_fail("/proc/PID/status: no Uid");
-    if (r == 0)
-        return;
-    o->fsuid = (uid_t)fs;
-    if (ck_status_value(status, "Gid", value, sizeof(value)) < 0 ||
-        sscanf(value, "%lu %lu %lu %lu", &r, &e, &s, &fs) != 4)
-        ck_fail("/proc/PID/status: no Gid");
-    o->fsgid = (gid_t)fs;
-    gid_t groups[MAX_GROUPS];
-    size_t n = 0;
-    if (ck_status_value(status, "Groups", value, sizeof(value)) == 0)
-        for (char *tok = strtok(value, " \t"); tok && n < MAX_GROUPS; tok = strtok(NULL, " \t"))
-            groups[n++] = (gid_t)strtoul(tok, NULL, 10);
-    if (setgroups(n, groups) < 0) /* ours: root keeps its capabilities for ptrace */
-        ck_fail_errno("setgroups");
-    o->switch_ids = 1;
 }
 
 static void open_output(const struct options *o)
@@ -555,11 +547,77 @@ static int away(const struct options *o)
         ck_fail_errno("-i %d", o->image_in);
     R.pid = o->pid;
     R.procfd = open_proc(o->pid);
-    take_owner(R.procfd, &R.owner);
+    ck_read_owner(R.procfd, R.pid, &R.owner); /* before anything is created */
     open_output(o);
     struct ck_image im;
     ck_away_image(&im, R.outfd, R.use_output, o->image_in, o->pid, R.procfd, o->extra, o->nextra);
     ck_output_commit(&R.out);
+    return CK_EXIT_OK;
+}
+
+/* -Z: the copy of a checkpointer that was killed (its copy died with it, the
+ * tracer gone) is a zombie of the process with no exit signal: reap it. */
+static void leftover_state(pid_t copy, char *state, int *ppid, unsigned long *exit_signal)
+{
+    char path[64], stat[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)copy);
+    if (ck_read_small(AT_FDCWD, path, stat, sizeof(stat)) < 0)
+        ck_fail_errno("%s", path);
+    const char *rest = strrchr(stat, ')');
+    if (rest) { /* state ppid ... exit_signal is field 38, the 36th after the name */
+        char *save = NULL;
+        int field = 0;
+        for (char *tok = strtok_r((char *)rest + 1, " ", &save); tok;
+             tok = strtok_r(NULL, " ", &save), field++) {
+            if (field == 0)
+                *state = tok[0];
+            else if (field == 1)
+                *ppid = atoi(tok);
+            else if (field == 35)
+                *exit_signal = strtoul(tok, NULL, 10);
+        }
+    }
+}
+
+static int reap_leftover(const struct options *o)
+{
+    char state = 0;
+    int ppid = 0;
+    unsigned long exit_signal = 1;
+    leftover_state(o->leftover, &state, &ppid, &exit_signal);
+    if (ppid != o->pid || exit_signal != 0)
+        ck_fail("process %d is not a leftover copy of process %d", (int)o->leftover, (int)o->pid);
+    /* its capturer is gone: it dies (EXITKILL did it, or we do; its pidfd tells
+     * when it has), then is reaped */
+    if (state != 'Z') {
+        int pidfd = (int)syscall(SYS_pidfd_open, o->leftover, 0);
+        if (pidfd < 0)
+            ck_fail_errno("pidfd_open %d", (int)o->leftover);
+        if (kill(o->leftover, SIGKILL) < 0 && errno != ESRCH)
+            ck_fail_errno("kill %d", (int)o->leftover);
+        struct pollfd p = {.fd = pidfd, .events = POLLIN};
+        int r;
+        do
+            r = poll(&p, 1, LEFTOVER_END_MS);
+        while (r < 0 && errno == EINTR && !ck_interrupted);
+        if (r <= 0)
+            ck_fail("the leftover copy %d does not end", (int)o->leftover);
+        if (close(pidfd) < 0)
+            ck_fail_errno("close");
+    }
+    R.pid = o->pid;
+    R.procfd = open_proc(o->pid);
+    ck_read_owner(R.procfd, R.pid, &R.owner);
+    R.memfd = openat(R.procfd, "mem", O_RDWR | O_CLOEXEC);
+    if (R.memfd < 0)
+        ck_fail_errno("/proc/%d/mem", R.pid);
+    R.parent.syscall_at = ck_find_syscall_insn(R.procfd, R.memfd);
+    if (!R.parent.syscall_at)
+        ck_fail("process %d: no syscall instruction found in its text", R.pid);
+    R.copy.pid = o->leftover;
+    R.copy_made = 1;
+    if (reap_copy(0) < 0)
+        ck_fail("%s", ck_why);
     return CK_EXIT_OK;
 }
 
@@ -578,9 +636,11 @@ int main(int argc, char **argv)
     ck_catch_signals();
     if (o.image_in >= 0)
         return away(&o);
+    if (o.leftover)
+        return reap_leftover(&o);
     R.pid = o.pid;
     R.procfd = open_proc(o.pid);
-    take_owner(R.procfd, &R.owner);
+    ck_read_owner(R.procfd, R.pid, &R.owner); /* before anything is created */
     open_output(&o);
     precheck();
     R.memfd = openat(R.procfd, "mem", O_RDWR | O_CLOEXEC);

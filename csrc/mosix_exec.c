@@ -15,7 +15,7 @@
  * (an inner mosrun: the outer filter and guard serve it, the new mode is in
  * MOSIX_INHERIT):
  *   1. fixes RLIMIT_NOFILE at 1024;
- *   2. forks the guard (mosix_guard.c) before any filter exists;
+ *   2. forks the guard (mosix_guard.c) before any filter exists, not dumpable;
  *   3. sets no_new_privs and installs the base filter with a listener;
  *   4. passes the listener to the guard and waits for its acknowledgement;
  *   5. drops set-id credentials (if an administrator made it set-id), restores
@@ -179,9 +179,16 @@ static int start_guard(enum mosix_mode mode, char **argv)
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
         die(EXIT_USAGE, "cannot start the guard: socketpair: %s", strerror(errno));
     fflush(NULL);
+    /* The guard is born not dumpable (the flag is copied by fork): its memory
+     * (/proc/GUARD/mem) is root's and the program cannot ptrace it, not even
+     * between the fork and its first instruction. */
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
+        die(EXIT_USAGE, "cannot start the guard: PR_SET_DUMPABLE: %s", strerror(errno));
     pid_t child = fork();
     if (child < 0)
         die(EXIT_USAGE, "cannot start the guard: fork: %s", strerror(errno));
+    if (child > 0 && prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) != 0)
+        die(EXIT_USAGE, "PR_SET_DUMPABLE: %s", strerror(errno));
     if (child == 0) {
         (void)close(sv[0]); /* ours: nothing to do if it fails */
         pid_t guard = fork();

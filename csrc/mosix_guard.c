@@ -3,7 +3,8 @@
  * The launcher forks the guard before it installs the filter (so the guard is
  * not under it), double-forked so it never shows up in the program's wait(),
  * in its own session so the terminal's signals do not reach it, with
- * /dev/null as its standard descriptors so it keeps no pipe open.  It
+ * /dev/null as its standard descriptors so it keeps no pipe open, not
+ * dumpable (its /proc/PID/mem is root's; the program cannot ptrace it).  It
  * receives the listener over a socket (SCM_RIGHTS), acknowledges, and then
  * answers each notification by the table's outcome and the mode of the
  * notifying process (the -e/-u/-w word of its MOSIX_INHERIT, as an inner
@@ -178,6 +179,9 @@ static void setup_process(void)
     if (chdir("/") != 0)
         _exit(1);
     if (prctl(PR_SET_NAME, "mosix-guard", 0, 0, 0) != 0)
+        _exit(1);
+    /* born so (mosix_exec.c): the program may not read or write our memory */
+    if (prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) != 0)
         _exit(1);
     struct sigaction ign;
     memset(&ign, 0, sizeof(ign));

@@ -722,7 +722,8 @@ def test_refused(progs: dict[str, Path], tmp_path: Path, what: str, kind: str) -
     with start([str(progs[kind]), what]) as t:
         path = tmp_path / "ckpt.3"
         r = capture(t.pid, "-o", str(path))
-        assert r.returncode == 3 and r.stderr == b""
+        # the reason on stderr too: the agent never reads the file back
+        assert r.returncode == 3 and r.stderr == refusal_line(t.pid, REFUSALS[what])
         assert path.read_bytes() == refusal_line(t.pid, REFUSALS[what])
         assert stat.S_IMODE(path.stat().st_mode) == 0o400
         assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.3"]
@@ -741,9 +742,16 @@ def test_set_id_refused(progs: dict[str, Path], tmp_path: Path) -> None:
         pytest.skip("needs root to make a set-id process")
     with start([str(progs["dynamic"]), "setid"]) as t:
         r = capture(t.pid, "-o", str(tmp_path / "ckpt"))
-        assert r.returncode == 3
-        reason = "it runs with set-user-ID or set-group-ID privileges"
-        assert (tmp_path / "ckpt").read_bytes() == refusal_line(t.pid, reason)
+        # denied before anything is created (status 5, one line)
+        assert r.returncode == 5
+        assert (
+            r.stderr
+            == (
+                f"mosix-ckpt: process {t.pid} may not be checkpointed: "
+                "it runs with set-user-ID or set-group-ID privileges\n"
+            ).encode()
+        )
+        assert list(tmp_path.iterdir()) == []
         assert t.alive()
 
 
@@ -859,12 +867,16 @@ def test_file_belongs_to_the_process_owner(progs: dict[str, Path], public_dir: P
     os.chown(theirs, nobody.pw_uid, nobody.pw_gid)
     mine = public_dir / "mine"
     mine.mkdir(mode=0o755)
-    with start(
-        [str(prog), "counter", str(theirs / "c.txt"), "1"],
-        user=nobody.pw_uid,
-        group=nobody.pw_gid,
-        extra_groups=[],
-    ) as t:
+    argv = [str(prog), "counter", str(theirs / "c.txt"), "1"]
+    ids = {"user": nobody.pw_uid, "group": nobody.pw_gid, "extra_groups": []}
+    with start(argv, **ids) as t:  # type: ignore[arg-type]
+        # root captures another user's process only under the discipline
+        r = capture(t.pid, "-o", str(theirs / "ckpt"))
+        assert r.returncode == 5 and b"does not run under the MOSIX discipline" in r.stderr
+        assert list(theirs.iterdir()) == [theirs / "c.txt"]
+    (theirs / "c.txt").unlink()
+    launcher = [str(NATIVE / "mosix-exec"), "-m", "e", "-p", "mosrun", "--", argv[0]]
+    with start([*launcher, *argv], **ids) as t:  # type: ignore[arg-type]
         img = captured(t.pid, theirs / "ckpt")
         st = (theirs / "ckpt").stat()
         assert (st.st_uid, st.st_gid) == (nobody.pw_uid, nobody.pw_gid)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from typing import Protocol
 
 import trio
 
-from mosix.ckpt.image import ImageError, read_head_from
+from mosix.ckpt.image import ImageError, ImageHead, read_head
 from mosix.ckpt.naming import series
 from mosix.home_agent import proc_info
 from mosix.home_agent.registry import Registration
@@ -36,7 +37,7 @@ log = logging.getLogger("mosixd")
 CAPTURER = "mosix-ckpt"
 RUN_POLL_SECONDS = 0.1  # how often a delayed -A checkpoint looks whether the process runs
 CAPTURE_ACTIONS = {"checkpoint": "none", "chkstop": "stop", "chkexit": "exit"}
-EXIT_REFUSED = 3  # the capturer's status: not checkpointable, the file holds the reason
+EXIT_REFUSED = 3  # the capturer's status: not checkpointable (the reason on its stderr)
 
 
 class CheckpointError(Exception):
@@ -88,8 +89,41 @@ def capture_argv(reg: Registration, cap: Capture, action: str) -> list[str]:
     return [*argv, str(reg.pid)]
 
 
+def users_image_head(path: str, uid: int) -> ImageHead:
+    """The head of the image at ``path`` if it is a regular file of ``uid``: the agent
+    (root) reads only what that user could have written there, never through a link
+    at the end, never blocking on a FIFO."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        raise ImageError(e.strerror or str(e)) from None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != uid:
+            raise ImageError("not a checkpoint file of the process's user")
+        try:
+            return read_head(f)
+        except OSError as e:
+            raise ImageError(e.strerror or str(e)) from None
+
+
 def first_line(data: bytes) -> str:
     return data.decode(errors="replace").strip().splitlines()[0] if data.strip() else ""
+
+
+async def reap_copies(pid: int) -> None:
+    """After a capture that failed (its capturer killed, say): the frozen copy it left
+    as a zombie of ``pid`` (no exit signal: the program's wait() never reaps it)."""
+    for child in proc_info.children(pid):
+        if proc_info.is_checkpoint_copy(child):  # dying or dead
+            result = await trio.run_process(
+                [native_path(CAPTURER), "-Z", str(child), str(pid)],
+                capture_stderr=True,
+                check=False,
+            )
+            if result.returncode != 0:
+                why = first_line(result.stderr)
+                log.warning("process %d keeps the copy %d: %s", pid, child, why)
 
 
 class Checkpoints:
@@ -99,6 +133,7 @@ class Checkpoints:
         self.locks: dict[int, trio.Lock] = {}
         self.timers: dict[int, trio.CancelScope] = {}
         self.away: Away | None = None  # set when this node is in a cluster
+        self.persist: Callable[[], None] = lambda: None  # saves the agent's state now
 
     def is_away(self, pid: int) -> bool:
         return self.away is not None and self.away.is_away(pid)
@@ -108,6 +143,10 @@ class Checkpoints:
         async with lock:
             reg = self.registration_of(pid)
             cap = plan(reg)
+            # the number is taken before the capture, and saved: an agent killed while
+            # the capturer writes never gives another checkpoint the same number
+            reg.ckpt_taken = cap.taken
+            self.persist()
             before, reg.state = reg.state, "checkpointing"
             try:
                 if self.away is not None and self.away.is_away(pid):
@@ -123,23 +162,18 @@ class Checkpoints:
             finally:
                 reg.state = before
             if result.returncode == 0:
-                reg.ckpt_taken = cap.taken
                 log.info("checkpoint of %d written to %s", pid, cap.path)
                 return Checkpointed(path=os.fsencode(cap.path), number=cap.number)
-            if result.returncode == EXIT_REFUSED:
-                reg.ckpt_taken = cap.taken  # counted, as the manual says
-                reason = first_line(result.stderr) or self.reason_in(cap.path)
+            if result.returncode == EXIT_REFUSED:  # counted, as the manual says
+                # from the capturer's stderr: the file is never read back (as root, its
+                # name could by then lead anywhere)
+                reason = first_line(result.stderr) or "cannot be checkpointed"
                 log.info("checkpoint of %d refused: %s", pid, reason)
                 return Checkpointed(path=os.fsencode(cap.path), number=cap.number, failed=reason)
+            if reg.ckpt_taken == cap.taken:  # nothing was written under that name
+                reg.ckpt_taken = cap.taken - 1
+            await reap_copies(pid)
             raise CheckpointError(first_line(result.stderr) or f"checkpoint of {pid} failed")
-
-    @staticmethod
-    def reason_in(path: str) -> str:
-        try:
-            with open(path, "rb") as f:
-                return first_line(f.read(4096))
-        except OSError:
-            return "cannot be checkpointed"
 
     def last_image(self, pid: int) -> str | None:
         """The newest checkpoint file of ``pid`` that holds an image of it (None:
@@ -158,10 +192,10 @@ class Checkpoints:
                 except OSError:
                     return None
             try:
-                if read_head_from(name).pid == pid:
+                if users_image_head(name, reg.uid).pid == pid:
                     return name
             except ImageError:
-                continue  # failed when taken (pipes, sockets), damaged, or gone
+                continue  # failed when taken (pipes, sockets), damaged, gone, or not theirs
         return None
 
     # ------------------------------------------------------------- -A

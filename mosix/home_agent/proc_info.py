@@ -9,7 +9,6 @@ from pathlib import Path
 from mosix.launch import INHERIT_ENV
 
 PROC = Path("/proc")
-_INHERIT_PREFIX = (INHERIT_ENV + "=").encode()
 GUEST_SUPERVISOR = "mosix-remote"  # the parent of every guest (csrc/mosix_remote.c)
 
 
@@ -87,6 +86,20 @@ def is_checkpoint_copy(pid: int) -> bool:
     return len(rest) > 35 and rest[35] == b"0"
 
 
+def children(pid: int) -> list[int]:
+    try:
+        tasks = list((PROC / str(pid) / "task").iterdir())
+    except OSError:
+        return []
+    found: list[int] = []
+    for task in tasks:
+        try:
+            found += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, ValueError):
+            continue
+    return found
+
+
 def real_uid(pid: int) -> int | None:
     try:
         for line in (PROC / str(pid) / "status").read_text().splitlines():
@@ -114,16 +127,42 @@ def command(pid: int) -> list[bytes]:
     return raw.split(b"\0")[:-1]
 
 
-def inherited_words(pid: int) -> list[str] | None:
-    """The MOSIX_INHERIT words the process was started with (None: not a MOSIX process)."""
+def initial_env(pid: int, name: str) -> str | None:
+    """A variable of the environment the process was started with (None: absent)."""
     try:
         environ = (PROC / str(pid) / "environ").read_bytes()
     except OSError:
         return None
+    prefix = (name + "=").encode()
     for entry in environ.split(b"\0"):
-        if entry.startswith(_INHERIT_PREFIX):
-            return entry[len(_INHERIT_PREFIX) :].decode(errors="replace").split()
+        if entry.startswith(prefix):
+            return entry[len(prefix) :].decode(errors="replace")
     return None
+
+
+def inherited_words(pid: int) -> list[str] | None:
+    """The MOSIX_INHERIT words the process was started with (None: not a MOSIX process)."""
+    words = initial_env(pid, INHERIT_ENV)
+    return None if words is None else words.split()
+
+
+def disciplined(pid: int) -> bool:
+    """What the discipline vouches for, which no user can forge: the process runs under
+    seccomp filters with no_new_privs (so it cannot have gained privileges by executing
+    a set-id program since: the kernel refuses), and all its user and group ids are its
+    real ones (not a set-id program that set no_new_privs itself).  MOSIX_INHERIT in its
+    environment alone is a claim anyone can make."""
+    try:
+        status = (PROC / str(pid) / "status").read_text()
+    except OSError:
+        return False
+    fields = dict(line.partition(":")[::2] for line in status.splitlines())
+    ids = [fields.get(key, "").split() for key in ("Uid", "Gid")]
+    return (
+        fields.get("NoNewPrivs", "").strip() == "1"
+        and fields.get("Seccomp", "").strip() == "2"
+        and all(len(i) == 4 and len(set(i)) == 1 for i in ids)
+    )
 
 
 def alive(pid: int, ticks: int | None) -> bool:

@@ -7,16 +7,24 @@ Two sources, merged when listing:
 - discovery: every process started under the discipline carries the
   MOSIX_INHERIT words in its initial environment, so descendants (and
   programs that ran while the agent was down) are found in /proc.
+Neither is taken on its word: the agent acts only on a process the discipline
+vouches for (proc_info.disciplined: seccomp filters, no_new_privs, no set-id
+ids), and only on its own: a process found in /proc belongs to the agent whose
+socket its mosrun registered with (MOSIX_AGENT_SOCKET in its environment); one
+that reached no agent belongs to the default agents (the system agent, a
+user's own), never to a private root agent on another run directory.
 A pid is matched together with its start time, so a reused pid is not taken
 for the process that had it before.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from mosix.agent_client import AGENT_SOCKET_ENV
 from mosix.arguments import UsageError, parse_inherited_words
 from mosix.home_agent import proc_info
 from mosix.protocol import ProcessInfo
@@ -59,8 +67,10 @@ def job_of(words: list[str]) -> tuple[int, int | None]:
 
 
 class Registry:
-    def __init__(self, home: str) -> None:
+    def __init__(self, home: str, socket: str = "", private: bool = False) -> None:
         self.home = home
+        self.socket = os.path.realpath(socket) if socket else ""  # this agent's control socket
+        self.private = private  # a root agent on a run directory of its own
         self.registered: dict[int, Registration] = {}
         self.where_of: Callable[[int], str] = lambda pid: "home"  # the cluster's answer
 
@@ -72,10 +82,10 @@ class Registry:
         (a descendant of a mosrun: default checkpoint settings, as they are not inherited)."""
         reg = self.registered.get(pid)
         if reg is not None and proc_info.alive(pid, reg.start_ticks):
-            return reg
+            return reg if proc_info.disciplined(pid) else None
         words = proc_info.inherited_words(pid)
         uid = proc_info.real_uid(pid)
-        if words is None or uid is None or not self.ours(pid):
+        if words is None or uid is None or not self.ours(pid) or not self.claims(pid):
             return None
         job, memory = job_of(words)
         reg = Registration(
@@ -109,7 +119,7 @@ class Registry:
                 continue
             words = proc_info.inherited_words(pid)
             uid = proc_info.real_uid(pid)
-            if words is None or uid is None or not self.ours(pid):
+            if words is None or uid is None or not self.ours(pid) or not self.claims(pid):
                 continue
             job, memory = job_of(words)
             where = self.where_of(pid)
@@ -137,6 +147,14 @@ class Registry:
             and not proc_info.is_guest(pid)
             and not proc_info.is_checkpoint_copy(pid)
         )
+
+    def claims(self, pid: int) -> bool:
+        """A process found in /proc is this agent's to act on: vouched for by the
+        discipline, and registered (by its mosrun) with this agent."""
+        if not proc_info.disciplined(pid):
+            return False
+        socket = proc_info.initial_env(pid, AGENT_SOCKET_ENV)
+        return os.path.realpath(socket) == self.socket if socket else not self.private
 
     def state_of(self, pid: int, state: str) -> str:
         return "stopped" if state == "running" and proc_info.state_letter(pid) == "T" else state

@@ -24,7 +24,7 @@ from typing import NamedTuple
 import cbor2
 import trio
 
-from mosix.agent_paths import AgentPaths
+from mosix.agent_paths import SYSTEM_RUN_DIR, AgentPaths
 from mosix.arguments import MosrunArgs
 from mosix.display import shown
 from mosix.home_agent import node_facts, proc_info
@@ -131,7 +131,11 @@ class Agent:
     def __init__(self, paths: AgentPaths, config: AgentConfig) -> None:
         self.paths = paths
         self.config = config
-        self.registry = Registry(config.name)
+        self.registry = Registry(
+            config.name,
+            socket=str(paths.socket),
+            private=os.geteuid() == 0 and paths.run_dir != SYSTEM_RUN_DIR,
+        )
         self.queue = Queue(config.default_priority)
         self.capacity = Capacity(
             slots=config.queue_slots,
@@ -146,6 +150,7 @@ class Agent:
         self.nursery: trio.Nursery | None = None
         self.owner = os.geteuid()
         self.checkpoints = Checkpoints(self.mosix_process, config.checkpoint_minute)
+        self.checkpoints.persist = self.save
         self.cluster = (
             Cluster(config.cluster, config.speed, lambda: len(self.registry.registered))
             if config.cluster is not None
