@@ -27,7 +27,9 @@ from mosix.discipline.policy import BY_NAME
 
 CSRC = REPO / "csrc"
 HARNESS = REPO / "tests" / "cprogs" / "forward_harness.c"
-CFLAGS = ["-O2", "-g", "-std=gnu11", "-Wall", "-Wextra", "-Werror", "-I", str(CSRC)]
+MARSHALLER = [CSRC / "forward" / "forward_marshal.c"]  # both sides, as the harness runs both
+INCLUDES = [arg for d in ("forward", "generated") for arg in ("-I", str(CSRC / d))]
+CFLAGS = ["-O2", "-g", "-std=gnu11", "-Wall", "-Wextra", "-Werror", *INCLUDES]
 SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
 TIMEOUT = 120
 
@@ -49,7 +51,7 @@ sockopt close_sockets openpty tiocgwinsz termios fionread close_pty""")
 def _build(out: Path, extra: list[str]) -> Path:
     if shutil.which("gcc") is None:
         pytest.fail("gcc is needed to build the test programs")
-    cmd = ["gcc", *CFLAGS, *extra, "-o", str(out), str(HARNESS), str(CSRC / "forward_marshal.c")]
+    cmd = ["gcc", *CFLAGS, *extra, "-o", str(out), str(HARNESS), *map(str, MARSHALLER)]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT)
     if result.returncode != 0:
         pytest.fail("building the forward harness failed:\n" + result.stderr[-3000:])
