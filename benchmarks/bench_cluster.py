@@ -78,7 +78,9 @@ def build(directory: Path) -> Programs:
     channel = CSRC / "common" / "forward_channel.c"
     trap_sources = [cprogs / "trap_costs.c", channel]
     subprocess.run([*CFLAGS, *includes, "-o", progs.traps, *trap_sources], check=True)
-    echo_sources = [cprogs / "fwd_echo.c", CSRC / "forward" / "forward_marshal.c", channel]
+    parts = ("forward_marshal", "forward_request", "forward_memory_vm", "forward_execute")
+    marshaller = [CSRC / "forward" / f"{part}.c" for part in parts]
+    echo_sources = [cprogs / "fwd_echo.c", *marshaller, channel]
     subprocess.run([*CFLAGS, *includes, "-o", progs.echo, *echo_sources], check=True)
     return progs
 

@@ -27,7 +27,11 @@ from mosix.discipline.policy import BY_NAME
 
 CSRC = REPO / "csrc"
 HARNESS = REPO / "tests" / "cprogs" / "forward_harness.c"
-MARSHALLER = [CSRC / "forward" / "forward_marshal.c"]  # both sides, as the harness runs both
+# both sides, as the harness runs both; another process's memory, as mosix-remote reaches it
+MARSHALLER = [
+    CSRC / "forward" / f"{name}.c"
+    for name in ("forward_marshal", "forward_request", "forward_memory_vm", "forward_execute")
+]
 INCLUDES = [arg for d in ("forward", "generated") for arg in ("-I", str(CSRC / d))]
 CFLAGS = ["-O2", "-g", "-std=gnu11", "-Wall", "-Wextra", "-Werror", *INCLUDES]
 SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
