@@ -37,6 +37,7 @@ from mosix import protocol
 from mosix.ckpt import trigger
 from mosix.discipline.policy import CHECKPOINT_NR
 from mosix.native import NATIVE_DIR
+from mosix.native_names import AGENT_SOCKET_ENV
 
 REPO = Path(__file__).resolve().parents[1]
 PROG_SOURCE = REPO / "tests" / "cprogs" / "trigger_prog.c"
@@ -86,10 +87,10 @@ def launcher(argv: list[str], mode: str = "e") -> list[str]:
 
 
 def environment(agent_socket: Path | str | None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("MOSIX_AGENT_SOCKET", "MOSIX_INHERIT")}
+    env = {k: v for k, v in os.environ.items() if k not in (AGENT_SOCKET_ENV, "MOSIX_INHERIT")}
     env["PYTHONPATH"] = str(Path(mosix.__file__).resolve().parents[1])
     if agent_socket is not None:
-        env["MOSIX_AGENT_SOCKET"] = str(agent_socket)
+        env[AGENT_SOCKET_ENV] = str(agent_socket)
     return env
 
 

@@ -1,8 +1,8 @@
 """The checkpoint image format: the one definition of every field.
 
-``csrc/ckpt_format.h`` (the structs the C capturer and restorer use) and
-docs/IMAGE.md are generated from this module (``python -m mosix.ckpt.generate``);
-a test fails when either is stale.
+``csrc/generated/ckpt_format.h`` (the structs the C capturer and restorer
+use) and docs/IMAGE.md are generated from this module (``python -m
+mosix.generate``); a test fails when either is stale.
 
 An image is a byte stream, written and read strictly in order (no seeks), so
 the same bytes can go to a file or down a socket to another node:
