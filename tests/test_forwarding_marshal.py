@@ -1,4 +1,4 @@
-"""csrc/forward_marshal.c end to end on a real kernel (tests/cprogs/forward_harness.c).
+"""csrc/forward/forward_marshal.c end to end on a real kernel (tests/cprogs/forward_harness.c).
 
 A child runs under the generated forward filter; its parent takes the
 user-notification listener and serves every call with fwd_request ->

@@ -44,7 +44,7 @@ MAX_FILES = 1024  # RLIMIT_NOFILE is fixed at 1024 under the discipline
 USER_LOW = 0x1000  # lowest address an area may start at
 USER_HIGH = 0x7FFFFFFFF000  # areas end at or below (x86-64, 4-level paging)
 
-# The restorer (csrc/mosix_restore.c, static, not PIE) is linked at RESTORER_BASE and
+# The restorer (csrc/restore/mosix_restore.c, static, not PIE) is linked at RESTORER_BASE and
 # owns [RESTORER_BASE, +RESTORER_SPAN).  It leaves its trampoline (the code that
 # unmaps the restorer, and the signal frame it resumes the program from) at
 # [TRAMPOLINE, +TRAMPOLINE_SPAN) in the recovered process; a later capture skips

@@ -225,7 +225,7 @@ DOC_SECTION = [
     "* **time(...)**: reads home's clock, unless the process runs with `-t`. Programs read",
     "  the clocks through the vDSO, without a system call: the restorer of a copy without",
     "  `-t` makes the vDSO's `clock_gettime`, `gettimeofday`, `time` and `clock_getres` these",
-    "  system calls (`csrc/vdso_time.h`); `getcpu` and `getrandom` stay local.",
+    "  system calls (`csrc/common/vdso_time.h`); `getcpu` and `getrandom` stay local.",
     "* **bring home**: the process migrates home and the call runs there (fork, clone,",
     "  execve).",
     "* **file map**: mmap of a file, done by the supervisor.",

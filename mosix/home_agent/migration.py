@@ -22,8 +22,8 @@ and streams the image back on it; the deputy receives that socket
 error pipe closes without a word) is told to N (MigrateFinish), which ends
 the copy there.
 
-The per-call traffic never passes here: see csrc/mosix_remote.c and
-csrc/mosix_deputy.c.
+The per-call traffic never passes here: see csrc/remote/mosix_remote.c and
+csrc/deputy/mosix_deputy.c.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from mosix.launch import INHERIT_ENV
 
 PROC = Path("/proc")
 _INHERIT_PREFIX = (INHERIT_ENV + "=").encode()
-GUEST_SUPERVISOR = "mosix-remote"  # the parent of every guest (csrc/mosix_remote.c)
+GUEST_SUPERVISOR = "mosix-remote"  # the parent of every guest (csrc/remote/mosix_remote.c)
 
 
 def pids() -> list[int]:
