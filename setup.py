@@ -11,10 +11,12 @@ inside the build tree, so a wheel carries them next to the Python code.
 
 from __future__ import annotations
 
+import ast
 import os
 import shlex
 import subprocess
 import sysconfig
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
@@ -26,108 +28,63 @@ HERE = Path(__file__).resolve().parent
 CSRC = HERE / "csrc"
 CFLAGS = ["-O2", "-g", "-std=gnu11", "-Wall", "-Wextra", "-Werror", "-D_GNU_SOURCE"]
 
-# The one list of native targets: (output name, kind, sources, extra flags).
+# csrc/ has a folder per program, each with a BUILD file (a Python literal:
+# output name, kind, extra flags, and the files outside the folder it uses);
+# a program is every .c in its folder plus those.  Folders without a BUILD
+# hold what several programs use: common/ (shared code and headers),
+# generated/ (headers generated from Python: python -m mosix.generate) and
+# forward/ (the forwarded calls' marshaller).  csrc/preload_shim.c (the shim's
+# main file) and csrc/seccomp_filter.c stay at the top.  Every program
+# compiles with -I for each folder it takes sources from, common/ and generated/.
+SHARED_FOLDERS = ("common", "generated")
 # kind "shared": a position-independent shared library (LD_PRELOAD).
 # kind "exe": an ordinary executable.
 # kind "static": a static executable without libc (the restorer), not PIE.
-# The policy table is compiled in through csrc/seccomp_table.h, generated from
-# mosix/discipline/policy.py (python -m mosix.discipline.generate; a test checks it).
-NATIVE_TARGETS: list[tuple[str, str, list[str], list[str]]] = [
-    (
-        "libmosix_shim.so",
-        "shared",
-        [
-            "preload_shim.c",
-            "shim_checkpoint.c",
-            "seccomp_filter.c",
-            "shim_forward.c",
-            "forward_marshal.c",
-            "shim_mem.c",
-        ],
-        # the fast path (shim_forward.c) marshals in the process: no libc, own mem* (shim_mem.c)
-        ["-fvisibility=hidden", "-DFWD_IN_PROCESS", "-fno-tree-loop-distribute-patterns"],
-    ),
-    (
-        "mosix-exec",
-        "exe",
-        [
-            "mosix_exec.c",
-            "mosix_guard.c",
-            "process_mode.c",
-            "guard_agent.c",
-            "guard_cbor.c",
-            "forward_channel.c",
-            "seccomp_filter.c",
-        ],
-        [],
-    ),
-    (
-        "mosix-ckpt",
-        "exe",
-        [
-            "mosix_ckpt.c",
-            "ckpt_capture_util.c",
-            "ckpt_capture_trace.c",
-            "ckpt_capture_image.c",
-            "ckpt_capture_output.c",
-            "ckpt_capture_stream.c",
-            "ckpt_capture_memory.c",
-            "ckpt_capture_files.c",
-            "ckpt_capture_process.c",
-            "ckpt_handoff.c",
-            "ckpt_away.c",
-            "ckpt_capture_vdso.c",
-            "vdso_time.c",
-            "seccomp_filter.c",
-        ],
-        [],
-    ),
-    (
-        "mosix-deputy",
-        "exe",
-        ["mosix_deputy.c", "forward_marshal.c", "forward_channel.c", "guard_cbor.c"],
-        ["-static"],  # it runs in a process whose filters name the old libc's addresses
-    ),
-    (
-        "mosix-remote",
-        "exe",
-        [
-            "mosix_remote.c",
-            "remote_filemap.c",
-            "remote_mmsg.c",
-            "remote_discipline.c",
-            "process_mode.c",
-            "forward_marshal.c",
-            "forward_channel.c",
-            "seccomp_filter.c",
-        ],
-        [],
-    ),
-    (
-        "mosix-restore",
-        "static",
-        [
-            "mosix_restore.c",
-            "restore_image.c",
-            "restore_cpu.c",
-            "restore_mem.c",
-            "restore_state.c",
-            "restore_sys.c",
-            "restore_vdso.c",
-            "vdso_time.c",
-            "seccomp_filter.c",
-        ],
-        [
-            "-mcmodel=large",
-            "-fno-stack-protector",
-            "-fno-builtin",
-            "-fno-tree-loop-distribute-patterns",
-            "-fcf-protection=none",
-            "-Wl,-Ttext-segment=0x200000000000",
-            "-Wl,--build-id=none",
-        ],
-    ),
-]
+KIND_FLAGS = {
+    "shared": ["-shared", "-fPIC"],
+    "exe": [],
+    "static": ["-static", "-nostdlib", "-ffreestanding", "-fno-pie", "-no-pie"],
+}
+BUILD_KEYS = {"output", "kind", "uses", "flags"}
+
+
+@dataclass(frozen=True)
+class Program:
+    output: str
+    kind: str
+    sources: list[Path]
+    flags: list[str]
+
+    def include_dirs(self) -> list[Path]:
+        dirs = [*dict.fromkeys(s.parent for s in self.sources)]
+        return dirs + [CSRC / f for f in SHARED_FOLDERS if CSRC / f not in dirs]
+
+
+def read_program(build: Path) -> Program:
+    """The program declared by csrc/FOLDER/BUILD."""
+    decl = ast.literal_eval(build.read_text())
+    if not isinstance(decl, dict) or set(decl) != BUILD_KEYS:
+        raise SystemExit(f"{build}: a dict with exactly the keys {sorted(BUILD_KEYS)}")
+    if decl["kind"] not in KIND_FLAGS:
+        raise SystemExit(f"{build}: kind {decl['kind']!r} is none of {sorted(KIND_FLAGS)}")
+    own = sorted(build.parent.glob("*.c"))
+    if not own:
+        raise SystemExit(f"{build}: no .c files in {build.parent}")
+    uses = [CSRC / u for u in decl["uses"]]
+    for u in uses:
+        if not u.is_file() or u.parent == build.parent:
+            raise SystemExit(f"{build}: uses {u}, which is no file outside the folder")
+    return Program(decl["output"], decl["kind"], own + uses, list(decl["flags"]))
+
+
+def native_programs() -> list[Program]:
+    """Every program under csrc/; each .c file must belong to one of them."""
+    programs = [read_program(b) for b in sorted(CSRC.glob("*/BUILD"))]
+    built = {s for p in programs for s in p.sources}
+    orphans = sorted(str(c.relative_to(CSRC)) for c in CSRC.rglob("*.c") if c not in built)
+    if orphans:
+        raise SystemExit(f"csrc: no program builds {', '.join(orphans)}")
+    return programs
 
 
 def compiler() -> list[str]:
@@ -135,15 +92,10 @@ def compiler() -> list[str]:
     return shlex.split(cc)[:1]
 
 
-def build_target(name: str, kind: str, sources: list[str], extra: list[str], outdir: Path) -> None:
-    srcs = [str(CSRC / s) for s in sources]
-    out = outdir / name
-    cmd = [*compiler(), *CFLAGS, "-I", str(CSRC), *extra]
-    if kind == "shared":
-        cmd += ["-shared", "-fPIC"]
-    elif kind == "static":
-        cmd += ["-static", "-nostdlib", "-ffreestanding", "-fno-pie", "-no-pie"]
-    cmd += ["-o", str(out), *srcs]
+def build_program(program: Program, outdir: Path) -> None:
+    includes = [arg for d in program.include_dirs() for arg in ("-I", str(d))]
+    cmd = [*compiler(), *CFLAGS, *includes, *program.flags, *KIND_FLAGS[program.kind]]
+    cmd += ["-o", str(outdir / program.output), *map(str, program.sources)]
     print("  ", " ".join(cmd))
     subprocess.run(cmd, check=True)
 
@@ -151,8 +103,8 @@ def build_target(name: str, kind: str, sources: list[str], extra: list[str], out
 def build_all(outdir: Path) -> None:
     outdir.mkdir(parents=True, exist_ok=True)
     (outdir / "__init__.py").write_text('"""Compiled native parts (built by setup.py)."""\n')
-    for name, kind, sources, extra in NATIVE_TARGETS:
-        build_target(name, kind, sources, extra, outdir)
+    for program in native_programs():
+        build_program(program, outdir)
 
 
 class BuildPyWithNative(build_py):

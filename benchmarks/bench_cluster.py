@@ -74,10 +74,14 @@ def build(directory: Path) -> Programs:
     progs = Programs(*(str(directory / name) for name in names))
     for name in ("fwd_calls", "migmem"):
         subprocess.run([*CFLAGS, "-o", directory / name, cprogs / f"{name}.c"], check=True)
-    trap_sources = [cprogs / "trap_costs.c", CSRC / "forward_channel.c"]
-    subprocess.run([*CFLAGS, "-I", CSRC, "-o", progs.traps, *trap_sources], check=True)
-    echo_sources = [cprogs / "fwd_echo.c", CSRC / "forward_marshal.c", CSRC / "forward_channel.c"]
-    subprocess.run([*CFLAGS, "-I", CSRC, "-o", progs.echo, *echo_sources], check=True)
+    includes = [arg for d in ("common", "forward", "generated") for arg in ("-I", CSRC / d)]
+    channel = CSRC / "common" / "forward_channel.c"
+    trap_sources = [cprogs / "trap_costs.c", channel]
+    subprocess.run([*CFLAGS, *includes, "-o", progs.traps, *trap_sources], check=True)
+    parts = ("forward_marshal", "forward_request", "forward_memory_vm", "forward_execute")
+    marshaller = [CSRC / "forward" / f"{part}.c" for part in parts]
+    echo_sources = [cprogs / "fwd_echo.c", *marshaller, channel]
+    subprocess.run([*CFLAGS, *includes, "-o", progs.echo, *echo_sources], check=True)
     return progs
 
 

@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 from typing import TypeVar
 
+from mosix import native_names
 from mosix.agent_paths import AgentPaths, candidate_paths, own_paths
 from mosix.exits import EXIT_USAGE, Failure
 from mosix.protocol import (
@@ -32,8 +33,8 @@ from mosix.protocol import (
 
 REPLY_TIMEOUT = float(os.environ.get("MOSIX_AGENT_TIMEOUT", "10"))
 # The socket of the agent a mosrun registered with; its guard sends the
-# program's own checkpoint requests there (csrc/guard_agent.c).
-AGENT_SOCKET_ENV = "MOSIX_AGENT_SOCKET"
+# program's own checkpoint requests there (csrc/exec/guard_agent.c).
+AGENT_SOCKET_ENV = native_names.AGENT_SOCKET_ENV
 START_TIMEOUT = 20.0
 M = TypeVar("M", bound=Message)
 

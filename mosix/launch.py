@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from ipaddress import IPv4Address
 from typing import NoReturn
 
+from mosix import native_names
 from mosix.arguments import (
     AmongCandidates,
     HostName,
@@ -88,7 +89,7 @@ def placement_problem(args: MosrunArgs) -> str | None:
     return f"{p.option()}: no such node in this cluster (-F starts the program here instead)"
 
 
-GATE_ENV = "MOSIX_START_GATE"  # csrc/mosix_shim.h MOSIX_START_GATE_ENV
+GATE_ENV = native_names.START_GATE_ENV
 
 
 def make_gate() -> str:

@@ -29,6 +29,8 @@ from typing import Any, ClassVar, TypeVar
 
 import cbor2
 
+from mosix.native_names import DeputyOp
+
 MAX_FRAME = 1 << 20  # 1 MiB: bigger frames are refused
 LISTING_CHUNK = 2000  # records per frame of a long listing
 HEADER = struct.Struct(">I")
@@ -592,7 +594,7 @@ class Migrate(Message):
 class DeputyHello(Message):
     """The deputy of migration ``token`` is ready: send it its channel."""
 
-    OP: ClassVar[str] = "deputy"
+    OP: ClassVar[str] = DeputyOp.HELLO.value
     pid: int = 0
     token: str = ""
 
@@ -602,7 +604,7 @@ class DeputyHello(Message):
 class DeputyLost(Message):
     """The deputy's channel broke."""
 
-    OP: ClassVar[str] = "deputy-lost"
+    OP: ClassVar[str] = DeputyOp.LOST.value
     pid: int = 0
 
 
@@ -611,7 +613,7 @@ class DeputyLost(Message):
 class DeputyChannel(Message):
     """To the deputy, with a descriptor (SCM_RIGHTS): its channel."""
 
-    OP: ClassVar[str] = "deputy-channel"
+    OP: ClassVar[str] = DeputyOp.CHANNEL.value
 
 
 @message
@@ -619,7 +621,7 @@ class DeputyChannel(Message):
 class DeputyHome(Message):
     """To the deputy, with a descriptor: the image to restore in place."""
 
-    OP: ClassVar[str] = "deputy-home"
+    OP: ClassVar[str] = DeputyOp.HOME.value
 
 
 @message
@@ -627,7 +629,7 @@ class DeputyHome(Message):
 class DeputyEnd(Message):
     """To the deputy: end (SIGKILL), with ``error`` on the program's stderr."""
 
-    OP: ClassVar[str] = "deputy-end"
+    OP: ClassVar[str] = DeputyOp.END.value
     error: str = ""
 
 

@@ -55,11 +55,12 @@ def mxh(data: bytes) -> int:
 
 
 def use_c_hash(build_dir: Path) -> None:
-    """Checksum with csrc/ckpt_hash.h through ctypes (large images)."""
+    """Checksum with csrc/common/ckpt_hash.h through ctypes (large images)."""
     global _hasher
     lib_path = build_dir / "librestore_hash.so"
     if not lib_path.exists():
-        cmd = ["gcc", "-O2", "-shared", "-fPIC", "-I", str(REPO / "csrc"), "-o", str(lib_path)]
+        common = REPO / "csrc" / "common"
+        cmd = ["gcc", "-O2", "-shared", "-fPIC", "-I", str(common), "-o", str(lib_path)]
         subprocess.run([*cmd, str(CPROGS / "restore_hash.c")], check=True, timeout=60)
     lib = ctypes.CDLL(str(lib_path))
     fn = lib.restore_test_mxh64

@@ -1,4 +1,4 @@
-"""The checkpointer (csrc/mosix_ckpt.c, mosix/_native/mosix-ckpt) on real processes.
+"""The checkpointer (csrc/ckpt/mosix_ckpt.c, mosix/_native/mosix-ckpt) on real processes.
 
 The programs are tests/cprogs/ckpt_target.c, built dynamic and static.  Each
 prints "ready PID ..." when it is set up; the test captures it then, reads the

@@ -776,7 +776,7 @@ O_CREAT_TRUNC_EXCL = os.O_CREAT | os.O_TRUNC | os.O_EXCL
 def capturer() -> Path:
     probe = subprocess.run([str(CAPTURER)], capture_output=True, text=True, timeout=TIMEOUT)
     if probe.returncode == 1 and probe.stderr == "":
-        pytest.skip("the capturer (csrc/mosix_ckpt.c) is still a stub")
+        pytest.skip("the capturer (csrc/ckpt/mosix_ckpt.c) is still a stub")
     return CAPTURER
 
 

@@ -4,7 +4,7 @@ A call a seccomp filter traps (SECCOMP_RET_TRAP: the preload shim's fix-ups at
 home, every forwarded call of the fast path away from home) is skipped by the
 kernel, which queues a SIGSYS for the shim's handler to do the call's work.
 PTRACE_INTERRUPT can stop the process between the two.  The capturer must then
-leave the call to be issued again (csrc/ckpt_capture_trace.c): resumed after
+leave the call to be issued again (csrc/ckpt/ckpt_capture_trace.c): resumed after
 it, the call returned its own number (here mmap's 9), and the SIGSYS, held
 back during the capture and sent again by kill(), reached the handler as a
 stranger's and killed the process.  That was the fast path's come-home race.

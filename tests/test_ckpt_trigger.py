@@ -37,13 +37,15 @@ from mosix import protocol
 from mosix.ckpt import trigger
 from mosix.discipline.policy import CHECKPOINT_NR
 from mosix.native import NATIVE_DIR
+from mosix.native_names import AGENT_SOCKET_ENV
 
 REPO = Path(__file__).resolve().parents[1]
 PROG_SOURCE = REPO / "tests" / "cprogs" / "trigger_prog.c"
 HEADER = REPO / "mosix" / "include" / "mosix_checkpoint.h"
 TIMEOUT = 30
 PROMPT = 3.0  # seconds: "promptly", with room for a loaded machine
-CFLAGS = ["-O2", "-Wall", "-Wextra", "-Werror", "-I", str(HEADER.parent), "-I", str(REPO / "csrc")]
+CSRC_COMMON = REPO / "csrc" / "common"  # raw_syscall.h
+CFLAGS = ["-O2", "-Wall", "-Wextra", "-Werror", "-I", str(HEADER.parent), "-I", str(CSRC_COMMON)]
 ECANCELED, EINVAL, EFAULT, ENOSYS = errno.ECANCELED, errno.EINVAL, errno.EFAULT, errno.ENOSYS
 
 
@@ -85,10 +87,10 @@ def launcher(argv: list[str], mode: str = "e") -> list[str]:
 
 
 def environment(agent_socket: Path | str | None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("MOSIX_AGENT_SOCKET", "MOSIX_INHERIT")}
+    env = {k: v for k, v in os.environ.items() if k not in (AGENT_SOCKET_ENV, "MOSIX_INHERIT")}
     env["PYTHONPATH"] = str(Path(mosix.__file__).resolve().parents[1])
     if agent_socket is not None:
-        env["MOSIX_AGENT_SOCKET"] = str(agent_socket)
+        env[AGENT_SOCKET_ENV] = str(agent_socket)
     return env
 
 
@@ -281,7 +283,7 @@ def define(text: str, name: str) -> int:
 
 
 def test_header_number_matches_the_discipline() -> None:
-    table = (REPO / "csrc" / "seccomp_table.h").read_text()
+    table = (REPO / "csrc" / "generated" / "seccomp_table.h").read_text()
     header = HEADER.read_text()
     number = define(header, "MOSIX_CHECKPOINT_SYSCALL")
     assert number == define(table, "MOSIX_CHECKPOINT_NR") == CHECKPOINT_NR

@@ -1,4 +1,4 @@
-"""csrc/forward_marshal.c end to end on a real kernel (tests/cprogs/forward_harness.c).
+"""csrc/forward/forward_marshal.c end to end on a real kernel (tests/cprogs/forward_harness.c).
 
 A child runs under the generated forward filter; its parent takes the
 user-notification listener and serves every call with fwd_request ->
@@ -27,7 +27,13 @@ from mosix.discipline.policy import BY_NAME
 
 CSRC = REPO / "csrc"
 HARNESS = REPO / "tests" / "cprogs" / "forward_harness.c"
-CFLAGS = ["-O2", "-g", "-std=gnu11", "-Wall", "-Wextra", "-Werror", "-I", str(CSRC)]
+# both sides, as the harness runs both; another process's memory, as mosix-remote reaches it
+MARSHALLER = [
+    CSRC / "forward" / f"{name}.c"
+    for name in ("forward_marshal", "forward_request", "forward_memory_vm", "forward_execute")
+]
+INCLUDES = [arg for d in ("forward", "generated") for arg in ("-I", str(CSRC / d))]
+CFLAGS = ["-O2", "-g", "-std=gnu11", "-Wall", "-Wextra", "-Werror", *INCLUDES]
 SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
 TIMEOUT = 120
 
@@ -49,7 +55,7 @@ sockopt close_sockets openpty tiocgwinsz termios fionread close_pty""")
 def _build(out: Path, extra: list[str]) -> Path:
     if shutil.which("gcc") is None:
         pytest.fail("gcc is needed to build the test programs")
-    cmd = ["gcc", *CFLAGS, *extra, "-o", str(out), str(HARNESS), str(CSRC / "forward_marshal.c")]
+    cmd = ["gcc", *CFLAGS, *extra, "-o", str(out), str(HARNESS), *map(str, MARSHALLER)]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT)
     if result.returncode != 0:
         pytest.fail("building the forward harness failed:\n" + result.stderr[-3000:])

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 
 import pytest
 from discipline_helpers import REPO
@@ -273,17 +271,9 @@ def test_filter_entry_checks() -> None:
     assert not PROGRAM.patches()
 
 
-def test_generated_files_are_up_to_date() -> None:
-    """csrc/forward_table.h and docs/SYSCALLS.md come from the tables in this checkout."""
-    result = subprocess.run(
-        [sys.executable, "-m", "mosix.discipline.generate", "--check", "--root", str(REPO)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    header = (REPO / "csrc" / "forward_table.h").read_text()
+def test_generated_files_carry_the_table() -> None:
+    """csrc/generated/forward_table.h and docs/SYSCALLS.md (fresh: tests/test_generated.py)."""
+    header = (REPO / "csrc" / "generated" / "forward_table.h").read_text()
     assert "static const struct sock_filter mosix_forward_filter[]" in header
     doc = (REPO / "docs" / "SYSCALLS.md").read_text()
     assert "| on a remote node |" in doc

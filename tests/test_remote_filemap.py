@@ -2,7 +2,7 @@
 
 The process's descriptors are its home's, so the remote kernel has no file to
 map: mosix-remote fetches the bytes through the deputy and maps a memory file
-of the same size in their place (csrc/remote_filemap.c).  The program
+of the same size in their place (csrc/remote/remote_filemap.c).  The program
 (tests/cprogs/filemap.c) maps a file that exists only in the home node's
 private /tmp (whole, at an offset and written to, past its end), makes the
 calls mmap refuses, and dlopens a library that also exists only at home; its

@@ -1,7 +1,7 @@
 """sendmmsg and recvmmsg of a process running on another node, in a real test cluster.
 
 The table cannot marshal an array of msghdr; mosix-remote forwards one sendmsg
-or recvmsg per message (csrc/remote_mmsg.c).  glibc's resolver sends its
+or recvmsg per message (csrc/remote/remote_mmsg.c).  glibc's resolver sends its
 queries with sendmmsg, so without this a migrated program cannot look up a
 host name.  The program (tests/cprogs/mmsg.c) talks between two UDP sockets
 of its own, which live at home; its output on node 2 must be the same as at

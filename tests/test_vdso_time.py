@@ -2,7 +2,7 @@
 
 glibc reads the clocks through the vDSO without a system call; the restorer
 of a migrated copy makes the vDSO's clock functions system calls, which the
-forward filter sends home (csrc/vdso_time.h), unless ``mosrun -t`` (``-T``
+forward filter sends home (csrc/common/vdso_time.h), unless ``mosrun -t`` (``-T``
 reverses it).  The nodes of the test cluster share one kernel, so here each
 has its own time namespace (``clock_offsets``): node k's CLOCK_MONOTONIC and
 CLOCK_BOOTTIME run k * 1000 s ahead of the host's, and the value a program

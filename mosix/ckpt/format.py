@@ -1,8 +1,8 @@
 """The checkpoint image format: the one definition of every field.
 
-``csrc/ckpt_format.h`` (the structs the C capturer and restorer use) and
-docs/IMAGE.md are generated from this module (``python -m mosix.ckpt.generate``);
-a test fails when either is stale.
+``csrc/generated/ckpt_format.h`` (the structs the C capturer and restorer
+use) and docs/IMAGE.md are generated from this module (``python -m
+mosix.generate``); a test fails when either is stale.
 
 An image is a byte stream, written and read strictly in order (no seeks), so
 the same bytes can go to a file or down a socket to another node:
@@ -44,7 +44,7 @@ MAX_FILES = 1024  # RLIMIT_NOFILE is fixed at 1024 under the discipline
 USER_LOW = 0x1000  # lowest address an area may start at
 USER_HIGH = 0x7FFFFFFFF000  # areas end at or below (x86-64, 4-level paging)
 
-# The restorer (csrc/mosix_restore.c, static, not PIE) is linked at RESTORER_BASE and
+# The restorer (csrc/restore/mosix_restore.c, static, not PIE) is linked at RESTORER_BASE and
 # owns [RESTORER_BASE, +RESTORER_SPAN).  It leaves its trampoline (the code that
 # unmaps the restorer, and the signal frame it resumes the program from) at
 # [TRAMPOLINE, +TRAMPOLINE_SPAN) in the recovered process; a later capture skips

@@ -4,7 +4,7 @@
 recreates unlinked files and finds the settings to recover with.  Everything
 read is checked (checksums, order, lengths, limits) so a damaged or hostile
 file gives an :class:`ImageError` with a one-line reason, never a traceback.
-Memory is left to the restorer (csrc/mosix_restore.c), which checks the rest.
+Memory is left to the restorer (csrc/restore/mosix_restore.c), which checks the rest.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""mxh64: the image checksum (csrc/ckpt_hash.h is the same function in C).
+"""mxh64: the image checksum (csrc/common/ckpt_hash.h is the same function in C).
 
 Four 64-bit lanes take 8-byte little-endian words in turn; each step is
 ``lane = rotl(lane ^ word, 27) * P1``, a bijection of the word, so any change

@@ -7,7 +7,7 @@ files recreated from their saved contents and unlinked again, special files
 taken from mosrun's own descriptors or /dev/null), enters the directory, sets
 the umask and limits, registers with the node agent (the checkpoint series
 continues), and then becomes the restorer through the discipline launcher.
-The restorer (csrc/mosix_restore.c) rebuilds memory and registers and
+The restorer (csrc/restore/mosix_restore.c) rebuilds memory and registers and
 resumes the program: same pid as this mosrun from here on.
 """
 

@@ -1,10 +1,11 @@
-"""Text generated from the forwarding table: ``csrc/forward_table.h`` and the doc column.
+"""Text generated from the forwarding table: ``csrc/generated/forward_table.h``, the doc column.
 
-Called by :mod:`mosix.discipline.generate`, which writes (or checks) the files.
+Called by :mod:`mosix.discipline.generate`; ``python -m mosix.generate`` writes the files.
 """
 
 from __future__ import annotations
 
+from mosix.codegen import c_banner
 from mosix.discipline import bpf, forward_filter
 from mosix.discipline.forwarding import (
     FCNTLS,
@@ -48,13 +49,13 @@ def _k(k: bpf.K) -> str:
     return f"{k:#010x}"
 
 
-def header_text(generated: str) -> str:
+def header_text() -> str:
     rows = sorted(SYSCALLS, key=lambda s: s.nr)
     size = max(s.nr for s in rows) + 1
     out = [
-        f"/* forward_table.h - {generated.replace('policy.py', 'forwarding.py')}.",
-        " * Do not edit: change the table and regenerate (a test fails when this is stale).",
-        " * Read by forward_marshal.c; the payload layout is in forward.h. */",
+        c_banner("mosix/discipline/forwarding.py"),
+        "/* forward_table.h - the forwarding table: change it and regenerate.",
+        " * Read by csrc/forward/; the payload layout is in forward.h. */",
         "#ifndef MOSIX_FORWARD_TABLE_H",
         "#define MOSIX_FORWARD_TABLE_H",
         "",
@@ -224,7 +225,7 @@ DOC_SECTION = [
     "* **time(...)**: reads home's clock, unless the process runs with `-t`. Programs read",
     "  the clocks through the vDSO, without a system call: the restorer of a copy without",
     "  `-t` makes the vDSO's `clock_gettime`, `gettimeofday`, `time` and `clock_getres` these",
-    "  system calls (`csrc/vdso_time.h`); `getcpu` and `getrandom` stay local.",
+    "  system calls (`csrc/common/vdso_time.h`); `getcpu` and `getrandom` stay local.",
     "* **bring home**: the process migrates home and the call runs there (fork, clone,",
     "  execve).",
     "* **file map**: mmap of a file, done by the supervisor.",

@@ -3,7 +3,7 @@
 A migrated process runs on a remote node as a restored copy.  A seccomp
 filter in it (the *forward filter*, generated from this table) hands every
 call that must run at home to a supervisor on the remote node (seccomp user
-notification); the supervisor marshals it with ``csrc/forward_marshal.c``,
+notification); the supervisor marshals it with ``csrc/forward/``,
 the *deputy* at home executes it natively and the reply's output buffers are
 written back into the process.  This module is the one definition of
 
@@ -12,8 +12,8 @@ written back into the process.  This module is the one definition of
 * for calls that go home, the **kind** of each argument: a value passed as
   is, a path, an input/output buffer and its size, an iovec array, a msghdr.
 
-Everything else is generated from it by :mod:`mosix.discipline.generate`:
-``csrc/forward_table.h`` (the C table and the forward filter) and the column
+Everything else is generated from it (``python -m mosix.generate``):
+``csrc/generated/forward_table.h`` (the C table and the forward filter) and the column
 "on a remote node" of ``docs/SYSCALLS.md``.
 
 Placements (the values are shared with C, ``enum fwd_placement``):

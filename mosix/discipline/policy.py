@@ -2,8 +2,8 @@
 
 Every x86-64 system call is listed once with its number, its policy and a
 one-line reason.  Everything else is generated from this table by
-:mod:`mosix.discipline.generate`: the seccomp-bpf program and the name table
-in ``csrc/seccomp_table.h`` and the user's table in ``docs/SYSCALLS.md``.
+``python -m mosix.generate``: the seccomp-bpf program and the name table
+in ``csrc/generated/seccomp_table.h`` and the user's table in ``docs/SYSCALLS.md``.
 
 Policies:
 

@@ -5,7 +5,7 @@ node it runs on, the deputy's (descriptors and their offsets, directory,
 umask, limits) here.  MigrateCheckpoint asks that node to capture the copy
 (mosix.remote_agent.guest_checkpoint): it holds the copy quiet, no forwarded
 call in flight, and streams its image back on the same connection; here
-``mosix-ckpt -o FILE -i FD DEPUTY`` (csrc/ckpt_away.c) reads the deputy's part
+``mosix-ckpt -o FILE -i FD DEPUTY`` (csrc/ckpt/ckpt_away.c) reads the deputy's part
 and the stream and writes one ordinary image of the process to the next file
 of its series (temporary name, fsync, rename), which ``mosrun -R`` and a
 lost node's recovery restore like any other.  When it is done, this side

@@ -4,7 +4,7 @@ The agent owns each process's checkpoint series (-C, -N, -A and how many
 were taken), so every trigger numbers files the same way: a manual request
 (``migrate PID checkpoint|chkstop|chkexit``), the program's own request
 (through its guard), and -A's periodic timer.  The capture itself is the C
-checkpointer (csrc/mosix_ckpt.c), run once per checkpoint; Python never
+checkpointer (csrc/ckpt/mosix_ckpt.c), run once per checkpoint; Python never
 touches the image.  One capture per process at a time.
 
 -A's timer waits, when it fires, until the process is running: a process in

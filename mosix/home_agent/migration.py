@@ -22,8 +22,8 @@ and streams the image back on it; the deputy receives that socket
 error pipe closes without a word) is told to N (MigrateFinish), which ends
 the copy there.
 
-The per-call traffic never passes here: see csrc/mosix_remote.c and
-csrc/mosix_deputy.c.
+The per-call traffic never passes here: see csrc/remote/mosix_remote.c and
+csrc/deputy/mosix_deputy.c.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ import trio
 from mosix.helper_process import close_process
 from mosix.home_agent.connection import Connection
 from mosix.native import native_path
+from mosix.native_names import CkptLine, order_line
 from mosix.protocol import (
     BringHome,
     DeputyChannel,
@@ -230,7 +231,7 @@ class Migrations:
         assert proc.stdin is not None and proc.stdout is not None
         try:
             line = await read_line(proc.stdout)
-            if line != "captured":
+            if line != CkptLine.CAPTURED:
                 await proc.wait()
                 raise MigrationError(await capture_error(proc, away.pid))
             try:
@@ -239,12 +240,12 @@ class Migrations:
             except (PeerUnavailable, trio.TooSlowError) as e:
                 result = MigrateResult(token=away.token, error=f"node {away.node}: {e}")
             if not isinstance(result, MigrateResult) or result.error:
-                await proc.stdin.send_all(b"resume\n")
+                await proc.stdin.send_all(order_line(CkptLine.RESUME))
                 await proc.wait()
                 why = result.error if isinstance(result, MigrateResult) else result.OP
                 raise MigrationError(f"not restored on node {away.node}: {why}")
             self.by_token[away.token] = away  # the deputy's hello finds its channel
-            await proc.stdin.send_all(b"go\n")
+            await proc.stdin.send_all(order_line(CkptLine.GO))
             status = await proc.wait()
             if status != 0:
                 self.by_token.pop(away.token, None)

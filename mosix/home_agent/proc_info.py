@@ -9,7 +9,7 @@ from pathlib import Path
 from mosix.launch import INHERIT_ENV
 
 PROC = Path("/proc")
-GUEST_SUPERVISOR = "mosix-remote"  # the parent of every guest (csrc/mosix_remote.c)
+GUEST_SUPERVISOR = "mosix-remote"  # the parent of every guest (csrc/remote/mosix_remote.c)
 
 
 def pids() -> list[int]:

@@ -28,6 +28,7 @@ import trio
 
 from mosix.helper_process import close_process
 from mosix.native import native_path
+from mosix.native_names import CkptLine, RemoteLine, order_line
 from mosix.protocol import (
     BringHome,
     MigrateAccept,
@@ -192,7 +193,7 @@ class Guests:
     async def _report(self, guest: Guest, word: str, rest: str) -> bool:
         """One line of mosix-remote; False when the guest is over."""
         match word:
-            case "ready":
+            case RemoteLine.READY:
                 guest.pid = int(rest)
                 self.on_change()
                 log.info(
@@ -202,20 +203,20 @@ class Guests:
                     guest.pid,
                 )
                 await guest.ctl.send(MigrateResult(token=guest.token, remote_pid=guest.pid))
-            case "failed":
+            case RemoteLine.FAILED:
                 await guest.ctl.send(MigrateResult(token=guest.token, error=rest))
                 return False
-            case "quiet":
+            case RemoteLine.QUIET:
                 guest.quiet.set()
-            case "home":
+            case RemoteLine.HOME:
                 await guest.ctl.send(RemoteEvent(token=guest.token, event="home"))
-            case "exit":
+            case RemoteLine.EXIT:
                 await guest.ctl.send(RemoteEvent(token=guest.token, event="exit", status=int(rest)))
                 return False
-            case "lost":
+            case RemoteLine.LOST:
                 await guest.ctl.send(RemoteEvent(token=guest.token, event="lost"))
                 return False
-            case "left":
+            case RemoteLine.LEFT:
                 return False
         return True
 
@@ -233,14 +234,14 @@ class Guests:
             guest.offer.pid,
             guest.home.label(),
         )
-        await self._tell(guest, "kill")
+        await self._tell(guest, RemoteLine.KILL)
 
-    async def _tell(self, guest: Guest, order: str) -> None:
+    async def _tell(self, guest: Guest, order: RemoteLine) -> None:
         proc = guest.supervisor
         if proc is None or proc.stdin is None:
             return
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            await proc.stdin.send_all(order.encode() + b"\n")
+            await proc.stdin.send_all(order_line(order))
 
     # ------------------------------------------------------------ leaving
 
@@ -251,12 +252,12 @@ class Guests:
             await stream.aclose()
             return
         guest.quiet = trio.Event()
-        await self._tell(guest, "leave")
+        await self._tell(guest, RemoteLine.LEAVE)
         try:
             with trio.fail_after(QUIET_TIMEOUT):
                 await guest.quiet.wait()
         except trio.TooSlowError:
-            await self._tell(guest, "stay")
+            await self._tell(guest, RemoteLine.STAY)
             await stream.send(
                 RemoteEvent(token=msg.token, event="failed", error="a call at home does not end")
             )
@@ -278,7 +279,7 @@ class Guests:
         try:
             line = await proc.stdout.receive_some(64)
             ok = False
-            if line.startswith(b"captured"):
+            if line.startswith(CkptLine.CAPTURED.encode()):
                 ok = await receive_finish.receive()
             else:
                 assert proc.stderr is not None
@@ -290,10 +291,10 @@ class Guests:
                     why or "no reason given",
                 )
             with contextlib.suppress(trio.BrokenResourceError):  # a capturer that gave up
-                await proc.stdin.send_all(b"go\n" if ok else b"resume\n")
+                await proc.stdin.send_all(order_line(CkptLine.GO if ok else CkptLine.RESUME))
             await proc.wait()
             if not ok:
-                await self._tell(guest, "stay")
+                await self._tell(guest, RemoteLine.STAY)
         finally:
             await close_process(proc)
 

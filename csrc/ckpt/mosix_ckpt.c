@@ -56,6 +56,7 @@
  * The injected calls are allowed by the discipline's filter (docs/SYSCALLS.md:
  * clone with flags 0 and no stack exists for this). */
 #include "ckpt_capture_common.h"
+#include "mosix_names.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -507,7 +508,8 @@ static int hand_over(const struct options *o)
     if (!R.use_output && close(R.outfd) < 0)
         ck_fail_errno("close -f %d", R.outfd);
     R.outfd = -1;
-    if (ck_write_all(STDOUT_FILENO, "captured\n", 9) < 0)
+    static const char captured[] = MOSIX_CKPT_LINE_CAPTURED "\n";
+    if (ck_write_all(STDOUT_FILENO, captured, sizeof(captured) - 1) < 0)
         ck_fail("stdout: %s", ck_why);
     char line[16];
     size_t n = 0;
@@ -520,7 +522,7 @@ static int hand_over(const struct options *o)
         n++;
     }
     line[n] = '\0';
-    if (strcmp(line, "go") != 0) {
+    if (strcmp(line, MOSIX_CKPT_LINE_GO) != 0) {
         if (ck_release(&R.parent) < 0 && !R.parent.dead)
             ck_fail("%s", ck_why);
         return CK_EXIT_ABANDONED;

@@ -1,6 +1,6 @@
 /* mosix_shim.h - declarations shared by the C parts of the MOSIX discipline.
  *
- * The policy itself is data: csrc/seccomp_table.h, generated from
+ * The policy itself is data: csrc/generated/seccomp_table.h, generated from
  * mosix/discipline/policy.py.  seccomp_filter.c turns it into filters,
  * classifies calls and words the messages; mosix_exec.c (launcher),
  * mosix_guard.c (user-notification guard) and preload_shim.c (SIGSYS
@@ -8,9 +8,9 @@
 #ifndef MOSIX_SHIM_H
 #define MOSIX_SHIM_H
 
-/* mosrun's start gate for a program placed on another node (preload_shim.c,
- * mosix/launch.py, the agent's placement). */
-#define MOSIX_START_GATE_ENV "MOSIX_START_GATE"
+/* MOSIX_START_GATE_ENV: mosrun's start gate for a program placed on another
+ * node (preload_shim.c, mosix/launch.py, the agent's placement). */
+#include "mosix_names.h"
 
 #include <stddef.h>
 #include <stdint.h>

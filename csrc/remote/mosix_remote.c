@@ -43,6 +43,7 @@
  * Exit status: 0, or 1 when the copy could not be started. */
 #include "forward.h"
 #include "forward_wire.h"
+#include "mosix_names.h"
 #include "remote_discipline.h"
 #include "remote_filemap.h"
 #include "remote_mmsg.h"
@@ -137,7 +138,7 @@ _Noreturn static void die(const char *fmt, ...)
     va_end(ap);
     if (copy > 0)
         (void)kill(copy, SIGKILL);
-    tell("failed %s", text);
+    tell(MOSIX_REMOTE_LINE_FAILED " %s", text);
     exit(1);
 }
 
@@ -151,7 +152,7 @@ _Noreturn static void channel_lost(void)
     int st;
     while (waitpid(copy, &st, 0) < 0 && errno == EINTR)
         ;
-    tell("lost");
+    tell(MOSIX_REMOTE_LINE_LOST);
     exit(0);
 }
 
@@ -170,13 +171,13 @@ static void reap(void)
             return;
         if (WIFEXITED(st) || WIFSIGNALED(st)) {
             if (leaving) {
-                tell("left");
+                tell(MOSIX_REMOTE_LINE_LEFT);
                 exit(0);
             }
             if (fwd_send_frame(chan, FWD_FRAME_EXIT, (uint64_t)(unsigned)st, NULL, 0) < 0)
-                tell("lost");
+                tell(MOSIX_REMOTE_LINE_LOST);
             else
-                tell("exit %d", st);
+                tell(MOSIX_REMOTE_LINE_EXIT " %d", st);
             exit(0);
         }
         if (WIFSTOPPED(st) && fwd_send_frame(chan, FWD_FRAME_STOPPED, (uint64_t)WSTOPSIG(st), NULL, 0) < 0)
@@ -278,7 +279,7 @@ static int direct_drained(void)
 static void maybe_quiet(void)
 {
     if (leaving && !call.active && !quiet_told && direct_drained()) {
-        tell("quiet");
+        tell(MOSIX_REMOTE_LINE_QUIET);
         quiet_told = 1;
     }
 }
@@ -409,7 +410,7 @@ static void notification(void)
         break;
     case FWD_BRING_HOME:
         if (!home_asked) { /* the call stays unanswered: the capture interrupts it */
-            tell("home");
+            tell(MOSIX_REMOTE_LINE_HOME);
             home_asked = 1;
         }
         return;
@@ -553,7 +554,7 @@ static void from_agent(void)
     }
     line[n] = '\0';
     for (char *l = strtok(line, "\n"); l; l = strtok(NULL, "\n")) {
-        if (strcmp(l, "leave") == 0) {
+        if (strcmp(l, MOSIX_REMOTE_LINE_LEAVE) == 0) {
             leaving = 1;
             quiet_told = 0;
             /* HOLD also interrupts a call blocked at home: the deputy gives it back */
@@ -564,7 +565,7 @@ static void from_agent(void)
                 held = 0;
             }
             maybe_quiet();
-        } else if (strcmp(l, "stay") == 0) {
+        } else if (strcmp(l, MOSIX_REMOTE_LINE_STAY) == 0) {
             leaving = 0;
             home_asked = 0;
             if (chan < 0) /* its deputy is gone: nothing serves it any more */
@@ -576,7 +577,7 @@ static void from_agent(void)
             }
             filemap_resume();
             resend_abandoned();
-        } else if (strcmp(l, "kill") == 0 && kill(copy, SIGKILL) < 0 && errno != ESRCH) {
+        } else if (strcmp(l, MOSIX_REMOTE_LINE_KILL) == 0 && kill(copy, SIGKILL) < 0 && errno != ESRCH) {
             die("kill: %s", strerror(errno));
         }
     }
@@ -730,7 +731,7 @@ int main(int argc, char **argv)
     start_copy(imagefd, mode, exec_path, restore_path);
     if (home_pid <= 0) /* not told: the copy's own */
         home_pid = copy;
-    tell("ready %d", (int)copy);
+    tell(MOSIX_REMOTE_LINE_READY " %d", (int)copy);
     for (;;) {
         /* leaving: no event says the copy has read its last reply; look again soon */
         int wait_ms = leaving && held && !quiet_told ? 1 : -1;

@@ -3,7 +3,7 @@
  * A copy restored on a remote node from an image with this shim's SIGSYS
  * handler runs under the fast variant of the forward filter (forward_table.h):
  * a call placed at home traps with FWD_TRAP_MAGIC, and the handler marshals it
- * from the process's own memory (forward_marshal.c built with FWD_IN_PROCESS),
+ * from the process's own memory (forward_memory_local.c),
  * sends one REQUEST frame over the direct channel to the deputy (descriptor
  * FWD_DIRECT_FD, put there by the restorer), waits for the REPLY and copies
  * its outputs back: no user notification and no supervisor in between.  Its

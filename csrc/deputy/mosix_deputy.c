@@ -40,6 +40,7 @@
 #include "forward.h"
 #include "forward_wire.h"
 #include "guard_cbor.h"
+#include "mosix_names.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -495,14 +496,14 @@ static void await_order(void)
         if (!p[0].revents)
             continue;
         agent_receive(&reply, fd);
-        if (strcmp(reply.op, "deputy-channel") == 0 && fd[0] >= 0) {
+        if (strcmp(reply.op, MOSIX_DEPUTY_OP_CHANNEL) == 0 && fd[0] >= 0) {
             take_channels(fd);
             pass_signals();
             return;
         }
-        if (strcmp(reply.op, "deputy-home") == 0 && fd[0] >= 0 && fd[1] >= 0)
+        if (strcmp(reply.op, MOSIX_DEPUTY_OP_HOME) == 0 && fd[0] >= 0 && fd[1] >= 0)
             come_home(fd);
-        if (strcmp(reply.op, "deputy-end") == 0)
+        if (strcmp(reply.op, MOSIX_DEPUTY_OP_END) == 0)
             ended(&reply, fd, "its remote copy was lost");
         lost("an unexpected order from the node agent: %s", reply.op);
     }
@@ -511,7 +512,7 @@ static void await_order(void)
 static void channel_lost(void)
 {
     close_channels();
-    agent_send("deputy-lost", 0, NULL);
+    agent_send(MOSIX_DEPUTY_OP_LOST, 0, NULL);
     await_order();
 }
 
@@ -692,13 +693,13 @@ static void serve(void)
             int fd[2];
             agent_receive(&reply, fd);
             close_channels();
-            if (strcmp(reply.op, "deputy-channel") == 0 && fd[0] >= 0) {
+            if (strcmp(reply.op, MOSIX_DEPUTY_OP_CHANNEL) == 0 && fd[0] >= 0) {
                 take_channels(fd);
                 continue;
             }
-            if (strcmp(reply.op, "deputy-home") == 0 && fd[0] >= 0 && fd[1] >= 0)
+            if (strcmp(reply.op, MOSIX_DEPUTY_OP_HOME) == 0 && fd[0] >= 0 && fd[1] >= 0)
                 come_home(fd);
-            if (strcmp(reply.op, "deputy-end") == 0)
+            if (strcmp(reply.op, MOSIX_DEPUTY_OP_END) == 0)
                 ended(&reply, fd, "ended by the node agent");
             lost("%s", reply.error[0] ? reply.error : "ended by the node agent");
         }
@@ -756,7 +757,7 @@ int main(int argc, char **argv)
     sigpipe_w = move_high(pfd[1]);
     catch_signals();
     agent = move_high(connect_agent(socket_path));
-    agent_send("deputy", 1, token);
+    agent_send(MOSIX_DEPUTY_OP_HELLO, 1, token);
     await_order();
     serve();
 }

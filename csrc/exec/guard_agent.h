@@ -30,12 +30,14 @@
 #ifndef MOSIX_GUARD_AGENT_H
 #define MOSIX_GUARD_AGENT_H
 
+#include "mosix_names.h"
+
 #include <linux/seccomp.h>
 #include <poll.h>
 #include <stddef.h>
 
 #define GUARD_AGENT_MAX 64          /* requests in flight at once */
-#define GUARD_AGENT_SOCKET_ENV "MOSIX_AGENT_SOCKET"
+#define GUARD_AGENT_SOCKET_ENV MOSIX_AGENT_SOCKET_ENV
 
 enum mosix_checkpoint_op {
     MOSIX_CKPT_OP_CHECKPOINT = 1,

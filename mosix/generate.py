@@ -1,0 +1,82 @@
+"""The one generator: every file of the checkout made from a Python definition.
+
+    python -m mosix.generate            write the files that differ
+    python -m mosix.generate --check    only name them (status 1)
+
+What is generated, and from what (each file's first line says so too):
+  csrc/generated/seccomp_table.h, docs/SYSCALLS.md   mosix/discipline/policy.py
+  csrc/generated/forward_table.h                     mosix/discipline/forwarding.py
+  csrc/generated/ckpt_format.h, docs/IMAGE.md        mosix/ckpt/format.py
+  csrc/generated/mosix_names.h                       mosix/native_names.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from mosix import native_names
+from mosix.ckpt import generate as ckpt_generate
+from mosix.codegen import COMMAND, c_banner
+from mosix.discipline import generate as discipline_generate
+
+NAMES_HEADER = "csrc/generated/mosix_names.h"
+EXIT_STALE, EXIT_USAGE = 1, 2
+
+
+def names_header_text() -> str:
+    out = [
+        c_banner("mosix/native_names.py"),
+        "/* mosix_names.h - the names the C helpers share with the Python agents. */",
+        "#ifndef MOSIX_NAMES_H",
+        "#define MOSIX_NAMES_H",
+    ]
+    for prefix, names in native_names.C_NAMES.items():
+        if isinstance(names, dict):
+            pairs = list(names.items())
+            out += ["", "/* constants */"]
+        else:
+            pairs = [(m.name, str(m.value)) for m in names]
+            out += ["", f"/* {names.__name__}: {(names.__doc__ or '').strip()} */"]
+        out += [f'#define {prefix}_{name} "{value}"' for name, value in pairs]
+    out += ["", "#endif"]
+    return "\n".join(out) + "\n"
+
+
+def outputs() -> dict[str, str]:
+    """Every generated file's path (from the checkout's top) and text."""
+    return {
+        **discipline_generate.outputs(),
+        **ckpt_generate.outputs(),
+        NAMES_HEADER: names_header_text(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=COMMAND, description="write every generated file")
+    parser.add_argument("--check", action="store_true", help="only name the stale files")
+    default_root = Path(__file__).resolve().parents[1]
+    parser.add_argument("--root", type=Path, default=default_root, help="the checkout")
+    ns = parser.parse_args(argv)
+    root: Path = ns.root
+    if not (root / "csrc").is_dir():
+        print(f"{COMMAND}: {root}: not a checkout (no csrc/)", file=sys.stderr)
+        return EXIT_USAGE
+    stale = []
+    for rel, text in outputs().items():
+        path = root / rel
+        if path.exists() and path.read_text() == text:
+            continue
+        stale.append(rel)
+        if not ns.check:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+    if ns.check and stale:
+        print(f"{COMMAND}: stale (run {COMMAND}): {', '.join(stale)}", file=sys.stderr)
+        return EXIT_STALE
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

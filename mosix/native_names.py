@@ -1,0 +1,61 @@
+"""Names the C helpers and the Python agents share, defined once.
+
+``python -m mosix.generate`` writes ``csrc/generated/mosix_names.h`` from
+:data:`C_NAMES` (a test fails when it is stale): the C code uses its macros,
+the Python code these constants and enums, and neither spells a name itself.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+# Environment variables.
+AGENT_SOCKET_ENV = "MOSIX_AGENT_SOCKET"  # the node agent's socket, for the guard (mosix-exec)
+START_GATE_ENV = "MOSIX_START_GATE"  # the FIFO where a program sent elsewhere waits (the shim)
+
+
+class DeputyOp(StrEnum):
+    """The agent messages the deputy (mosix-deputy) sends or reads: their ``op``."""
+
+    HELLO = "deputy"  # out: the deputy starts, with its migration's token
+    LOST = "deputy-lost"  # out: its channel broke
+    CHANNEL = "deputy-channel"  # in, with its channel's descriptors
+    HOME = "deputy-home"  # in, with the image to restore in place
+    END = "deputy-end"  # in: end, with a message for the program's stderr
+
+
+class CkptLine(StrEnum):
+    """The lines of ``mosix-ckpt -a migrate`` on its stdout and stdin."""
+
+    CAPTURED = "captured"  # out: the image is complete
+    GO = "go"  # in: hand the process over to its deputy (or end the copy)
+    RESUME = "resume"  # in: let it continue here (every line but GO does)
+
+
+class RemoteLine(StrEnum):
+    """The lines of mosix-remote: out on its stdout, in on its stdin."""
+
+    READY = "ready"  # out, "ready PID": the copy is restored and runs
+    FAILED = "failed"  # out, "failed REASON": it could not be restored
+    HOME = "home"  # out: the copy made a call that needs its home
+    QUIET = "quiet"  # out, after LEAVE: no call in flight
+    EXIT = "exit"  # out, "exit STATUS": the copy ended
+    LEFT = "left"  # out: the copy was taken away
+    LOST = "lost"  # out: the channel broke, the copy is killed
+    LEAVE = "leave"  # in: finish the call in flight, take no more
+    STAY = "stay"  # in: it stays after all
+    KILL = "kill"  # in: end the copy
+
+
+def order_line(verb: StrEnum) -> bytes:
+    """``verb`` as one line for a helper's stdin."""
+    return f"{verb}\n".encode()
+
+
+# The C header: macro prefix → the names (csrc/generated/mosix_names.h).
+C_NAMES: dict[str, type[StrEnum] | dict[str, str]] = {
+    "MOSIX": {"AGENT_SOCKET_ENV": AGENT_SOCKET_ENV, "START_GATE_ENV": START_GATE_ENV},
+    "MOSIX_DEPUTY_OP": DeputyOp,
+    "MOSIX_CKPT_LINE": CkptLine,
+    "MOSIX_REMOTE_LINE": RemoteLine,
+}
