@@ -35,6 +35,7 @@ REPLY_TIMEOUT = float(os.environ.get("MOSIX_AGENT_TIMEOUT", "10"))
 # program's own checkpoint requests there (csrc/guard_agent.c).
 AGENT_SOCKET_ENV = "MOSIX_AGENT_SOCKET"
 START_TIMEOUT = 20.0
+LAST_WORDS_TIMEOUT = 1.0  # they are there already when the agent closed after them
 M = TypeVar("M", bound=Message)
 
 
@@ -68,9 +69,20 @@ class AgentClient:
                 data = data[sent:]
             self.sock.sendall(data)
         except OSError as e:
+            refusal = self.last_words()
+            if refusal is not None:  # the agent said why it would not listen, then closed
+                raise AgentRefused(refusal, EXIT_USAGE) from None
             raise AgentUnavailable(
                 f"lost the node agent ({self.paths.socket}): {e.strerror}"
             ) from None
+
+    def last_words(self) -> str | None:
+        """The Refused line an agent sent before it closed the connection, if any."""
+        try:
+            reply = self.receive(timeout=LAST_WORDS_TIMEOUT)
+        except AgentUnavailable:
+            return None
+        return reply.error if isinstance(reply, Refused) else None
 
     def _read_exact(self, size: int, timeout: float | None) -> bytes | None:
         chunks = bytearray()

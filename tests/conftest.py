@@ -10,7 +10,7 @@ proves both.
 
 import os
 
-from agent_fixtures import agent, agent_base  # noqa: F401
+from agent_fixtures import agent, agent_base, two_users  # noqa: F401
 
 STRICT_WARNINGS = "error::FutureWarning"
 
