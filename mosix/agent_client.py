@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import select
 import socket
+import struct
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -20,6 +21,7 @@ from mosix.agent_paths import AgentPaths, candidate_paths, own_paths
 from mosix.exits import EXIT_USAGE, Failure
 from mosix.protocol import (
     HEADER,
+    MAX_FRAME,
     Done,
     Message,
     ProtocolError,
@@ -35,7 +37,6 @@ REPLY_TIMEOUT = float(os.environ.get("MOSIX_AGENT_TIMEOUT", "10"))
 # program's own checkpoint requests there (csrc/guard_agent.c).
 AGENT_SOCKET_ENV = "MOSIX_AGENT_SOCKET"
 START_TIMEOUT = 20.0
-LAST_WORDS_TIMEOUT = 1.0  # they are there already when the agent closed after them
 M = TypeVar("M", bound=Message)
 
 
@@ -77,10 +78,15 @@ class AgentClient:
             ) from None
 
     def last_words(self) -> str | None:
-        """The Refused line an agent sent before it closed the connection, if any."""
+        """The Refused line an agent sent before it closed the connection, if that is
+        what waits to be read (peeked at: any other message stays for receive())."""
         try:
-            reply = self.receive(timeout=LAST_WORDS_TIMEOUT)
-        except AgentUnavailable:
+            data = self.sock.recv(HEADER.size + MAX_FRAME, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+            length = frame_length(data[: HEADER.size])
+            if len(data) < HEADER.size + length:
+                return None
+            reply = decode_message(data[HEADER.size : HEADER.size + length])
+        except (OSError, ProtocolError, struct.error):
             return None
         return reply.error if isinstance(reply, Refused) else None
 

@@ -10,7 +10,7 @@ proves both.
 
 import os
 
-from agent_fixtures import agent, agent_base, two_users  # noqa: F401
+from agent_fixtures import agent, agent_base, hostile_users, two_users  # noqa: F401
 
 STRICT_WARNINGS = "error::FutureWarning"
 

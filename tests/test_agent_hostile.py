@@ -83,9 +83,9 @@ def small_agent(agent_base: Path) -> Iterator[Agent]:
 
 
 def test_a_connection_flood_is_refused_in_one_line(
-    small_agent: Agent, two_users: tuple[str, str]
+    small_agent: Agent, hostile_users: tuple[str, str]
 ) -> None:
-    alice, bob = two_users
+    alice, bob = hostile_users
     a = small_agent
     pid = agent_pid(a)
     uid = subprocess.run(["id", "-u", alice], capture_output=True, text=True).stdout.strip()
@@ -113,9 +113,9 @@ def test_a_connection_flood_is_refused_in_one_line(
 
 
 def test_a_silent_connection_is_refused_after_the_first_frame_deadline(
-    agent_base: Path, two_users: tuple[str, str]
+    agent_base: Path, hostile_users: tuple[str, str]
 ) -> None:
-    alice, bob = two_users
+    alice, bob = hostile_users
     a = limited_agent(agent_base, "first_frame_seconds = 1\nframe_seconds = 1\n")
     try:
         pid = agent_pid(a)
@@ -145,9 +145,9 @@ def read_frame(sock: socket.socket) -> str:
 
 
 def test_out_of_descriptors_in_accept_the_agent_waits_and_goes_on(
-    agent: Agent, two_users: tuple[str, str]
+    agent: Agent, hostile_users: tuple[str, str]
 ) -> None:
-    _, bob = two_users
+    _, bob = hostile_users
     pid = agent_pid(agent)
     in_use = len(os.listdir(f"/proc/{pid}/fd"))
     soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
@@ -173,9 +173,9 @@ def test_out_of_descriptors_in_accept_the_agent_waits_and_goes_on(
 
 
 def test_huge_commands_are_listed_cut_to_fit(
-    agent: Agent, two_users: tuple[str, str], tmp_path: Path
+    agent: Agent, hostile_users: tuple[str, str], tmp_path: Path
 ) -> None:
-    alice, bob = two_users
+    alice, bob = hostile_users
     pid = agent_pid(agent)
     big = ["x" * 90_000 for _ in range(6)]  # 540 KB of arguments per program
     programs = [
@@ -243,9 +243,9 @@ def tickets(a: Agent) -> dict[int, int]:
 
 
 def test_a_running_ticket_cannot_be_taken_by_another_user(
-    agent: Agent, two_users: tuple[str, str]
+    agent: Agent, hostile_users: tuple[str, str]
 ) -> None:
-    alice, bob = two_users
+    alice, bob = hostile_users
     pid = agent_pid(agent)
     holder = agent.spawn(
         "mosrun",
@@ -273,9 +273,9 @@ def test_a_running_ticket_cannot_be_taken_by_another_user(
 
 
 def test_a_queued_ticket_cannot_be_taken_by_another_user(
-    agent: Agent, two_users: tuple[str, str]
+    agent: Agent, hostile_users: tuple[str, str]
 ) -> None:
-    alice, bob = two_users
+    alice, bob = hostile_users
     pid = agent_pid(agent)
     blocker = agent.spawn(
         "mosrun",
@@ -303,9 +303,9 @@ def test_a_queued_ticket_cannot_be_taken_by_another_user(
 
 
 def test_one_users_queue_entries_and_their_size_are_capped(
-    agent_base: Path, two_users: tuple[str, str]
+    agent_base: Path, hostile_users: tuple[str, str]
 ) -> None:
-    alice, bob = two_users
+    alice, bob = hostile_users
     a = limited_agent(agent_base, "queued_per_user = 50\nstate_per_user = 1000000\n")
     try:
         pid = agent_pid(a)
@@ -341,15 +341,20 @@ def test_one_users_queue_entries_and_their_size_are_capped(
 
 
 def test_priorities_better_than_the_default_are_roots(
-    agent: Agent, two_users: tuple[str, str]
+    agent: Agent, hostile_users: tuple[str, str]
 ) -> None:
-    alice, bob = two_users
+    alice, bob = hostile_users
     pid = agent_pid(agent)
     refused = agent.run("mosrun", "-q10", "true", user=alice)
     assert (refused.returncode, refused.stderr) == (
         125,
         "mosrun: -q: priority 10: only root may give a priority below 50\n",
     )
+    commands = agent.run_dir.parent / "commands"
+    commands.write_text("true\ntrue\ntrue\n")
+    batch = agent.run("mosrun", "-S2", "-q10", str(commands), user=alice)
+    assert batch.returncode == 3  # none of the three lines ran, and it said why once
+    assert batch.stderr.count("only root may give a priority below 50") == 1, batch.stderr
     blocker = agent.spawn(
         "mosrun",
         "-q",
