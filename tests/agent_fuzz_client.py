@@ -5,7 +5,8 @@ unprivileged user.
 
 Drives random frames (garbage after a valid length, CBOR of random shape, every
 request with fields of the wrong type, plausible requests with random values,
-huge declared lengths, truncated frames, descriptors passed along) and random
+huge declared lengths, truncated frames, descriptors passed along, listings of
+entries with commands near the frame limit) and random
 connection patterns (open/close storms, half-open connections, slow writers,
 pipelined frames) until SECONDS or ACTIONS run out.  Every 50 actions it checks
 that the agent still answers.  Prints one line of counts; exits 1 with the
@@ -31,7 +32,17 @@ from typing import Any
 
 import cbor2
 
-from mosix.protocol import MAX_FRAME, MESSAGES, GetStatus, Status, decode_message, encode_message
+from mosix.protocol import (
+    MAX_FRAME,
+    MESSAGES,
+    Enqueue,
+    GetStatus,
+    ListProcesses,
+    ListQueue,
+    Status,
+    decode_message,
+    encode_message,
+)
 
 REPLY_WAIT = 0.05  # most answers come at once; a few requests have none
 ALIVE_WAIT = 15.0
@@ -266,6 +277,20 @@ class Fuzzer:
         finally:
             os.close(null)
 
+    def big_listing(self) -> None:
+        """Own queue entries with commands near the frame limit, then a listing of them."""
+        self.counts["big-listing"] += 1
+        with self.connect() as sock:
+            for _ in range(self.rng.randrange(1, 4)):
+                size = self.rng.randrange(1000, MAX_FRAME - 1000)
+                request = Enqueue(pid=os.getpid(), command=["y" * size])
+                with contextlib.suppress(OSError):
+                    sock.sendall(encode_message(request))
+            listing = ListProcesses() if self.rng.random() < 0.5 else ListQueue()
+            with contextlib.suppress(OSError):
+                sock.sendall(encode_message(listing))
+            self.drain(sock)
+
     def alive(self) -> bool:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -289,6 +314,7 @@ class Fuzzer:
             (self.hold, 1),
             (self.slow_writer, 1),
             (self.with_descriptors, 1),
+            (self.big_listing, 1),
         ]
         choices = [p for p, weight in patterns for _ in range(weight)]
         last: deque[str] = deque(maxlen=10)
