@@ -381,3 +381,36 @@ def test_priorities_better_than_the_default_are_roots(
     blocker.stdin.close()
     assert blocker.wait(timeout=30) == 0
     assert job.wait(timeout=60) == 0
+
+
+def test_a_users_queued_job_keeps_its_ticket_across_an_agent_restart(
+    agent: Agent, hostile_users: tuple[str, str]
+) -> None:
+    alice, bob = hostile_users
+    blocker = agent.spawn(
+        "mosrun",
+        "-q",
+        "sh",
+        "-c",
+        "echo running; exec cat",
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert blocker.stdout is not None and blocker.stdout.readline().strip() == "running"
+    job = agent.spawn("mosrun", "-q", "echo", "alice ran", user=alice, stdout=subprocess.PIPE)
+    wait_until(lambda: agent.queued_count(alice) == 1, what="alice's job to be queued")
+    ticket = tickets(agent)[job.pid]
+    agent.kill9()
+    agent.start()
+    pid = agent_pid(agent)
+    # whether alice's mosqueue is back yet or not, bob cannot take her place
+    assert client_output(agent, bob, "present", str(ticket))[0] == (
+        f"refused: ticket {ticket} belongs to another process"
+    )
+    wait_until(lambda: tickets(agent) == {job.pid: ticket}, what="alice's job to be back")
+    assert blocker.stdin is not None
+    blocker.stdin.close()
+    assert blocker.wait(timeout=30) == 0
+    out, _ = job.communicate(timeout=60)
+    assert (job.returncode, out) == (0, "alice ran\n")
+    assert_still_serving(agent, pid, bob)
