@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import select
 import socket
+import struct
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -21,6 +22,7 @@ from mosix.agent_paths import AgentPaths, candidate_paths, own_paths
 from mosix.exits import EXIT_USAGE, Failure
 from mosix.protocol import (
     HEADER,
+    MAX_FRAME,
     Done,
     Message,
     ProtocolError,
@@ -69,9 +71,25 @@ class AgentClient:
                 data = data[sent:]
             self.sock.sendall(data)
         except OSError as e:
+            refusal = self.last_words()
+            if refusal is not None:  # the agent said why it would not listen, then closed
+                raise AgentRefused(refusal, EXIT_USAGE) from None
             raise AgentUnavailable(
                 f"lost the node agent ({self.paths.socket}): {e.strerror}"
             ) from None
+
+    def last_words(self) -> str | None:
+        """The Refused line an agent sent before it closed the connection, if that is
+        what waits to be read (peeked at: any other message stays for receive())."""
+        try:
+            data = self.sock.recv(HEADER.size + MAX_FRAME, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+            length = frame_length(data[: HEADER.size])
+            if len(data) < HEADER.size + length:
+                return None
+            reply = decode_message(data[HEADER.size : HEADER.size + length])
+        except (OSError, ProtocolError, struct.error):
+            return None
+        return reply.error if isinstance(reply, Refused) else None
 
     def _read_exact(self, size: int, timeout: float | None) -> bytes | None:
         chunks = bytearray()

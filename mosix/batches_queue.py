@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import select
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -68,6 +69,7 @@ class AgentQueue:
         self.dropped: set[int] = set()  # withdrawn before their ticket was known
         self.unreleased: set[int] = set()  # tickets whose Release did not reach the agent
         self.claimed: set[int] = set()  # released tickets claimed back after a reconnect
+        self.reasons: set[str] = set()  # refusals already said
 
     def enqueue(self, seq: int, ticket: int) -> None:
         q = self.request_
@@ -128,6 +130,15 @@ class AgentQueue:
                 seq = self.seq_of[t]
                 self.forget(seq)
                 self.refused.append(seq)
+            case Refused(error=error) if self.pending:
+                # the answer to a new line's Enqueue (a priority or a limit the agent
+                # will not grant): that line does not run; the reason is said once
+                seq = self.pending.popleft()
+                self.forget(seq)
+                self.refused.append(seq)
+                if error not in self.reasons:
+                    self.reasons.add(error)
+                    sys.stderr.write(f"mosrun: -q: {error}\n")
             case Refused(error=error):
                 raise AgentUnavailable(f"-q: {error}")
 

@@ -858,6 +858,11 @@ def decode_message(payload: bytes) -> Message:
     return built
 
 
+def record_size(record: Any) -> int:
+    """The bytes ``record`` takes inside an encoded message (to fill frames)."""
+    return len(cbor2.dumps(_plain_data(record)))
+
+
 def encode_message(msg: Message) -> bytes:
     payload = cbor2.dumps(msg.to_wire())
     if len(payload) > MAX_FRAME:

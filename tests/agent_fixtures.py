@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import pwd
 import select
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -155,3 +157,46 @@ def gone(pid: int) -> bool:
     except OSError:
         return True
     return stat[stat.rfind(")") + 2] in "ZX"
+
+
+USERS = ("mosixtest1", "mosixtest2")
+
+
+def private_dirs_on_the_way(path: Path) -> list[Path]:
+    """Directories above ``path`` that other users cannot traverse (e.g. /root with pyenv)."""
+    return [d for d in Path(path).resolve().parents if not d.stat().st_mode & 0o001]
+
+
+def users_fixture(names: tuple[str, str]) -> Callable[[], Iterator[tuple[str, str]]]:
+    """A module-scoped fixture: two unprivileged users, made for the tests of one
+    module and removed after them."""
+
+    @pytest.fixture(scope="module")
+    def users() -> Iterator[tuple[str, str]]:
+        # The test users run the same Python; where it lives under a private home
+        # directory, allow traversal (not listing) for the duration of the tests.
+        opened = []
+        for tool in (sys.executable, shutil.which("mosrun") or sys.executable):
+            for d in private_dirs_on_the_way(Path(tool)):
+                opened.append((d, d.stat().st_mode))
+                d.chmod(d.stat().st_mode | 0o001)
+        for name in names:
+            try:
+                pwd.getpwnam(name)
+            except KeyError:
+                subprocess.run(
+                    ["useradd", "--no-create-home", "--shell", "/bin/sh", name], check=True
+                )
+        try:
+            yield names
+        finally:
+            for name in names:
+                subprocess.run(["userdel", name], check=False)
+            for d, mode in reversed(opened):
+                d.chmod(mode & 0o7777)
+
+    return users
+
+
+two_users = users_fixture(USERS)
+hostile_users = users_fixture(("mosixhostile1", "mosixhostile2"))

@@ -14,7 +14,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from agent_fixtures import agent, agent_base, stop_embedded_agent  # noqa: F401
+from agent_fixtures import (  # noqa: F401
+    agent,
+    agent_base,
+    hostile_users,
+    stop_embedded_agent,
+    two_users,
+)
 from loopback_agents import cluster  # noqa: F401
 
 import mosix.protocol

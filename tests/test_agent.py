@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import os
-import pwd
 import shutil
 import signal
 import socket
 import struct
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -276,39 +274,6 @@ def test_mosq_errors_are_one_line(agent: Agent) -> None:
 
 
 # ------------------------------------------------------------ permissions
-
-USERS = ("mosixtest1", "mosixtest2")
-
-
-def private_dirs_on_the_way(path: Path) -> list[Path]:
-    """Directories above ``path`` that other users cannot traverse (e.g. /root with pyenv)."""
-    return [d for d in Path(path).resolve().parents if not d.stat().st_mode & 0o001]
-
-
-@pytest.fixture(scope="module")
-def two_users() -> Iterator[tuple[str, str]]:
-    # The test users run the same Python; where it lives under a private home
-    # directory, allow traversal (not listing) for the duration of the tests.
-    import shutil
-    import sys
-
-    opened = []
-    for tool in (sys.executable, shutil.which("mosrun") or sys.executable):
-        for d in private_dirs_on_the_way(Path(tool)):
-            opened.append((d, d.stat().st_mode))
-            d.chmod(d.stat().st_mode | 0o001)
-    for name in USERS:
-        try:
-            pwd.getpwnam(name)
-        except KeyError:
-            subprocess.run(["useradd", "--no-create-home", "--shell", "/bin/sh", name], check=True)
-    try:
-        yield USERS
-    finally:
-        for name in USERS:
-            subprocess.run(["userdel", name], check=False)
-        for d, mode in reversed(opened):
-            d.chmod(mode & 0o7777)
 
 
 def test_users_see_and_act_only_on_their_own(

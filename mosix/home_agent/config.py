@@ -11,6 +11,14 @@ slots = 2               # queued jobs that may run at once (default: CPUs)
 run_dir = "/run/mosix"  # control socket, lock, log and state
 [checkpoint]
 minute_seconds = 60     # length of an -A minute (tests use less)
+[limits]                # what one client may take (defaults: mosix/home_agent/limits.py)
+connections = 8192      # control connections at once (fewer if the descriptor limit says so)
+connections_per_user = 2048
+queued_per_user = 1000
+state_per_user = 16777216     # characters of queued and registered commands kept per user
+first_frame_seconds = 10      # a new connection must send its request by then
+frame_seconds = 10            # a frame, once begun, must arrive whole by then
+inflight_per_user = 67108864  # bytes of one user's frames being received at once
 [cluster]               # absent: a one-node cluster (mosix/remote_agent/settings.py)
 """
 
@@ -20,6 +28,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from mosix.home_agent.limits import AgentLimits
 from mosix.home_agent.server import AgentConfig
 from mosix.remote_agent.settings import KEYS as CLUSTER_KEYS
 from mosix.remote_agent.settings import SettingsError, parse_cluster
@@ -30,11 +39,24 @@ KNOWN: dict[str, dict[str, type | tuple[type, ...]]] = {
     "queue": {"default_priority": int, "slots": int},
     "paths": {"run_dir": str},
     "checkpoint": {"minute_seconds": Number},
+    "limits": {
+        "connections": int,
+        "connections_per_user": int,
+        "queued_per_user": int,
+        "state_per_user": int,
+        "first_frame_seconds": Number,
+        "frame_seconds": Number,
+        "inflight_per_user": int,
+    },
     # ranges, the map and the [[cluster.node]] entries: mosix.remote_agent.settings
     "cluster": CLUSTER_KEYS,
 }
-AT_LEAST_ONE = {("node", "number"), ("queue", "slots")}
-POSITIVE = {("node", "speed"), ("checkpoint", "minute_seconds")}
+AT_LEAST_ONE = {("node", "number"), ("queue", "slots")} | {
+    ("limits", key) for key in ("connections", "connections_per_user", "queued_per_user")
+}
+POSITIVE = {("node", "speed"), ("checkpoint", "minute_seconds")} | {
+    ("limits", key) for key in ("first_frame_seconds", "frame_seconds")
+}
 KIND_NAMES = {int: "an integer", str: "a string", list: "an array of tables", bool: "true or false"}
 
 
@@ -93,6 +115,10 @@ def read_config(path: Path) -> tuple[AgentConfig, Path | None]:
     config.queue_slots = queue.get("slots", config.queue_slots)
     config.checkpoint_minute = float(
         values.get("checkpoint", {}).get("minute_seconds", config.checkpoint_minute)
+    )
+    limits = values.get("limits", {})
+    config.limits = AgentLimits(
+        **{key: type(getattr(AgentLimits, key))(value) for key, value in limits.items()}
     )
     if "cluster" in values:
         try:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import array
+import contextlib
 import os
 import socket
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import trio
@@ -19,8 +21,9 @@ from mosix.protocol import (
     frame_length,
 )
 
-FD_SPACE = socket.CMSG_SPACE(16 * array.array("i").itemsize)
-FRAME_TIMEOUT = 10.0  # a started frame must arrive whole within this time
+FDS_KEPT = 16  # descriptors a client may have passed and not yet had taken
+FD_SPACE = socket.CMSG_SPACE(FDS_KEPT * array.array("i").itemsize)
+FRAME_TIMEOUT = 10.0  # a started frame must arrive whole within this time (default)
 
 
 @dataclass(frozen=True)
@@ -41,9 +44,21 @@ def peer_of(sock: trio.socket.SocketType) -> Peer:
 
 
 class Connection:
-    def __init__(self, sock: trio.socket.SocketType) -> None:
+    """``room(size)`` says whether a frame of ``size`` bytes may be received now,
+    ``done(size)`` gives that room back (a user's share of the agent's memory)."""
+
+    def __init__(
+        self,
+        sock: trio.socket.SocketType,
+        peer: Peer | None = None,
+        frame_seconds: float = FRAME_TIMEOUT,
+        room: Callable[[int], bool] = lambda size: True,
+        done: Callable[[int], None] = lambda size: None,
+    ) -> None:
         self.sock = sock
-        self.peer = peer_of(sock)
+        self.peer = peer if peer is not None else peer_of(sock)
+        self.frame_seconds = frame_seconds
+        self.room, self.done = room, done
         self.buffer = bytearray()
         self.fds: list[int] = []
         self.send_lock = trio.Lock()
@@ -57,6 +72,10 @@ class Connection:
                     fds = array.array("i")
                     fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
                     self.fds.extend(fds)
+            if len(self.fds) > FDS_KEPT:
+                for fd in self.take_fds():
+                    os.close(fd)
+                raise ProtocolError(f"more than {FDS_KEPT} descriptors passed")
             if not data:
                 if self.buffer:
                     raise ProtocolError("connection closed in the middle of a frame")
@@ -64,14 +83,26 @@ class Connection:
             self.buffer += data
         return True
 
-    async def receive(self) -> Message | None:
-        """The next message; None when the peer closed the connection."""
-        if not await self._fill(HEADER.size):
-            return None
-        length = frame_length(bytes(self.buffer[: HEADER.size]))
-        with trio.fail_after(FRAME_TIMEOUT):
-            if not await self._fill(HEADER.size + length):
-                raise ProtocolError("connection closed in the middle of a frame")
+    async def receive(self, deadline: float | None = None) -> Message | None:
+        """The next message; None when the peer closed the connection.
+
+        A frame must arrive whole within ``frame_seconds`` of its first byte
+        and, with ``deadline`` (trio time), by then; trio.TooSlowError if not.
+        """
+        waiting = trio.fail_at(deadline) if deadline is not None else contextlib.nullcontext()
+        with waiting:
+            if not await self._fill(1):
+                return None
+            with trio.fail_after(self.frame_seconds):
+                await self._fill(HEADER.size)
+                length = frame_length(bytes(self.buffer[: HEADER.size]))
+                if not self.room(length):
+                    raise ProtocolError("too much data on the way from this user: try again later")
+                try:
+                    if not await self._fill(HEADER.size + length):
+                        raise ProtocolError("connection closed in the middle of a frame")
+                finally:
+                    self.done(length)
         payload = bytes(self.buffer[HEADER.size : HEADER.size + length])
         del self.buffer[: HEADER.size + length]
         return decode_message(payload)

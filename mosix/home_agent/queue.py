@@ -46,6 +46,8 @@ class RunningJob:
     pid: int
     memory_mb: int
     parallel: int
+    uid: int = -1  # whose ticket it is (-1: from an older state file, found at load)
+    start_ticks: int | None = None  # of ``pid``: a reused pid is not the holder
 
 
 @dataclass
@@ -80,7 +82,9 @@ class Capacity:
 
     def take(self, job: QueuedJob) -> None:
         parallel = min(job.parallel, self.slots)
-        self.running[job.ticket] = RunningJob(job.ticket, job.pid, job.memory_mb, parallel)
+        self.running[job.ticket] = RunningJob(
+            job.ticket, job.pid, job.memory_mb, parallel, job.uid, job.start_ticks
+        )
 
     def release(self, ticket: int) -> None:
         self.running.pop(ticket, None)

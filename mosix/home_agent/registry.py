@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from mosix.agent_client import AGENT_SOCKET_ENV
 from mosix.arguments import UsageError, parse_inherited_words
 from mosix.home_agent import proc_info
+from mosix.home_agent.limits import COMMAND_KEPT, FLAGS_KEPT, kept_words
 from mosix.protocol import ProcessInfo
 
 
@@ -95,8 +96,8 @@ class Registry:
             job=job,
             estimate_minutes=None,
             memory_mb=memory,
-            flags=words,
-            command=proc_info.command(pid),
+            flags=kept_words(words, FLAGS_KEPT),
+            command=kept_command(pid),
             started=0.0,
         )
         self.registered[pid] = reg
@@ -133,8 +134,8 @@ class Registry:
                 started=0.0,
                 estimate_minutes=None,
                 memory_mb=memory,
-                flags=words,
-                command=proc_info.command(pid),
+                flags=kept_words(words, FLAGS_KEPT),
+                command=kept_command(pid),
                 why_here=why_here(pid, where),
             )
         return found
@@ -172,9 +173,14 @@ class Registry:
             estimate_minutes=reg.estimate_with_frozen_time(now),
             memory_mb=reg.memory_mb,
             flags=reg.flags,
-            command=reg.command or proc_info.command(reg.pid),
+            command=reg.command or kept_command(reg.pid),
             why_here=why_here(reg.pid, where),
         )
+
+
+def kept_command(pid: int) -> list[str]:
+    """A process's command line as the agent keeps and lists it (cut to COMMAND_KEPT)."""
+    return kept_words(proc_info.command(pid), COMMAND_KEPT)
 
 
 def why_here(pid: int, where: str) -> str:

@@ -17,9 +17,9 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import cbor2
 import trio
@@ -28,9 +28,19 @@ from mosix.agent_paths import SYSTEM_RUN_DIR, AgentPaths
 from mosix.arguments import MosrunArgs
 from mosix.display import shown
 from mosix.home_agent import node_facts, proc_info
+from mosix.home_agent.admission import Admission
 from mosix.home_agent.checkpoints import CheckpointError, Checkpoints
 from mosix.home_agent.cluster_services import ClusterServices
-from mosix.home_agent.connection import Connection, Peer
+from mosix.home_agent.connection import Connection, Peer, peer_of
+from mosix.home_agent.limits import (
+    COMMAND_KEPT,
+    FLAGS_KEPT,
+    AgentLimits,
+    kept_words,
+    usable_connections,
+    words_size,
+)
+from mosix.home_agent.listing import parts
 from mosix.home_agent.placement import NoPlace, placement_of
 from mosix.home_agent.queue import Capacity, Queue, QueuedJob, RunningJob, record
 from mosix.home_agent.registry import Registration, Registry
@@ -38,7 +48,6 @@ from mosix.launch import placement_problem
 from mosix.protocol import (
     CHECKPOINT_ACTIONS,
     CHECKPOINT_ORIGINS,
-    LISTING_CHUNK,
     QUEUE_ACTIONS,
     Abort,
     Checkpoint,
@@ -71,18 +80,28 @@ from mosix.protocol import (
     Started,
     StartNative,
     Status,
+    encode_message,
 )
 from mosix.remote_agent.peers import Cluster
 from mosix.remote_agent.settings import ClusterConfig
 
 log = logging.getLogger("mosixd")
+R = TypeVar("R")
 TICK_SECONDS = 1.0  # how often memory-bound queued jobs are reconsidered
 SAVE_DELAY = 0.05  # state is saved at most this often
 SEND_TIMEOUT = 10.0  # a client that does not read its replies for this long is dropped
+ACCEPT_PAUSE = 0.1  # out of descriptors or buffers: wait this long before accepting again
+ACCEPT_LOG_EVERY = 60.0  # and say so in the log at most this often
+SHORTAGE = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+PATH_MAX = 4096
+MAX_TICKET = 1 << 62  # a presented ticket above this is refused (tickets stay int64)
 
 
 class QueueChunks(NamedTuple):
-    """A queue listing still to be built: jobs in order, their positions, the count."""
+    """A queue listing still to be built: jobs in order, their positions, the count.
+
+    Entries are built while the frames go out, so the client decodes the first
+    frames while the agent still builds the later ones."""
 
     jobs: list[QueuedJob]
     position: dict[int, int]
@@ -117,6 +136,7 @@ class AgentConfig:
     checkpoint_minute: float = 60.0  # seconds in an -A minute (shorter in tests)
     speed: float = 1.0  # relative CPU speed ([node] speed), for load vectors
     cluster: ClusterConfig | None = None  # None: a one-node cluster
+    limits: AgentLimits = field(default_factory=AgentLimits)
 
 
 @dataclass
@@ -149,6 +169,8 @@ class Agent:
         self.stopping = trio.Event()
         self.nursery: trio.Nursery | None = None
         self.owner = os.geteuid()
+        self.admission = Admission(config.limits, usable_connections(config.limits))
+        self.accept_logged = -ACCEPT_LOG_EVERY
         self.checkpoints = Checkpoints(self.mosix_process, config.checkpoint_minute)
         self.checkpoints.persist = self.save
         self.cluster = (
@@ -202,6 +224,8 @@ class Agent:
                     self.lost.add(job.ticket)
             for r in state["running"]:
                 run = RunningJob(**r)
+                if run.uid < 0:  # a state file from before tickets were bound to users
+                    run.uid = proc_info.real_uid(run.pid) or 0
                 self.capacity.running[run.ticket] = run
         except (KeyError, TypeError, ValueError) as e:
             log.warning("ignoring malformed state file %s: %s", self.paths.state, e)
@@ -223,7 +247,12 @@ class Agent:
             await self.dirty.wait()
             self.dirty = trio.Event()
             began = time.monotonic()
-            self.save()
+            try:
+                self.save()
+            except OSError as e:  # out of descriptors or space: try again later
+                log.warning("cannot save the state to %s: %s", self.paths.state, e.strerror)
+                self.dirty.set()
+                await trio.sleep(TICK_SECONDS)
             await trio.sleep(max(SAVE_DELAY, 4 * (time.monotonic() - began)))
 
     # ------------------------------------------------------ scheduling
@@ -266,8 +295,11 @@ class Agent:
     async def watch_running(self, ticket: int, pid: int) -> None:
         try:
             pidfd = os.pidfd_open(pid)
-        except OSError:
+        except OSError as e:
             pidfd = -1
+            start = proc_info.start_ticks(pid)
+            while e.errno in SHORTAGE and proc_info.alive(pid, start):
+                await trio.sleep(TICK_SECONDS)  # no descriptor to wait on: look now and then
         if pidfd >= 0:
             try:
                 await trio.lowlevel.wait_readable(pidfd)
@@ -279,20 +311,48 @@ class Agent:
     # -------------------------------------------------------- requests
 
     async def handle(self, conn: Connection) -> None:
+        """One client's requests, until it closes the connection.  Whatever it sends,
+        the worst it gets is one Refused line and the end of its connection."""
         tickets: list[int] = []
+        limits = self.config.limits
+        first: float | None = trio.current_time() + limits.first_frame_seconds
         try:
             while True:
                 try:
-                    msg = await conn.receive()
-                except (ProtocolError, trio.TooSlowError) as e:
+                    msg = await conn.receive(first)
+                except ProtocolError as e:
                     await self.reply(conn, Refused(error=f"bad request: {e}"))
+                    return
+                except trio.TooSlowError:
+                    what = "no request" if first is not None else "no whole frame"
+                    seconds = limits.first_frame_seconds if first else limits.frame_seconds
+                    await self.reply(conn, Refused(error=f"{what} within {seconds:g} s"))
                     return
                 if msg is None:
                     return
+                first = None
                 try:
                     reply = await self.dispatch(conn, msg, tickets)
                 except Refusal as e:
                     reply = Refused(error=str(e))
+                except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+                    raise
+                except Exception as e:
+                    where = e.__traceback__
+                    while where is not None and where.tb_next is not None:
+                        where = where.tb_next
+                    line = f"{where.tb_frame.f_code.co_filename}:{where.tb_lineno}" if where else ""
+                    log.error(
+                        "request '%s' of pid %d (uid %d) failed: %s: %s (%s)",
+                        msg.OP,
+                        conn.peer.pid,
+                        conn.peer.uid,
+                        type(e).__name__,
+                        e,
+                        line,
+                    )
+                    await self.reply(conn, Refused(error=f"internal error: {type(e).__name__}"))
+                    return
                 if reply is not None:
                     await self.reply(conn, reply)
         except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
@@ -305,9 +365,18 @@ class Agent:
                     if self.queue.remove(ticket) is not None:
                         self.changed()
             conn.close()
+            self.admission.leave(conn.peer)
 
     async def reply(self, conn: Connection, msg: Message) -> None:
-        """Send ``msg``; a client that does not read within SEND_TIMEOUT is dropped."""
+        """Send ``msg``; a client that does not read within SEND_TIMEOUT is dropped.
+        A reply too large for a frame becomes a Refused line."""
+        if isinstance(msg, Refused):
+            msg = Refused(error=" ".join(msg.error.split()))  # one line, always
+        try:
+            encode_message(msg)
+        except ProtocolError as e:
+            log.error("reply '%s' to pid %d not sent: %s", msg.OP, conn.peer.pid, e)
+            msg = Refused(error=f"the answer is too large to send: {e}")
         with contextlib.suppress(OSError, trio.BrokenResourceError, trio.ClosedResourceError):
             with trio.move_on_after(SEND_TIMEOUT) as scope:
                 await conn.send(msg)
@@ -374,6 +443,11 @@ class Agent:
         uid = self.check_owner(peer, msg.pid)
         if msg.checkpoint_limit < 0 or msg.checkpoint_interval < 0 or msg.checkpoint_next < 0:
             raise Refusal("negative checkpoint setting")
+        if len(msg.checkpoint_file) > PATH_MAX or len(msg.gate) > PATH_MAX:
+            raise Refusal(f"a file name longer than {PATH_MAX} characters")
+        command = kept_words(msg.command, COMMAND_KEPT)
+        flags = kept_words(msg.flags, FLAGS_KEPT)
+        self.check_share(uid, words_size(command) + words_size(flags), pid=msg.pid)
         reg = Registration(
             pid=msg.pid,
             start_ticks=proc_info.start_ticks(msg.pid),
@@ -381,8 +455,8 @@ class Agent:
             job=msg.job,
             estimate_minutes=msg.estimate_minutes,
             memory_mb=msg.memory_mb,
-            flags=msg.flags,
-            command=msg.command,
+            flags=flags,
+            command=command,
             ckpt_file=msg.checkpoint_file,
             ckpt_taken=msg.checkpoint_next,
             ckpt_limit=msg.checkpoint_limit,
@@ -461,6 +535,8 @@ class Agent:
         if msg.file is not None:
             if not msg.file or b"\0" in msg.file:
                 raise Refusal("empty checkpoint file name")
+            if len(msg.file) > PATH_MAX:
+                raise Refusal(f"a file name longer than {PATH_MAX} characters")
             reg.ckpt_file, reg.ckpt_taken = msg.file, 0
         if msg.limit is not None:
             reg.ckpt_limit = msg.limit
@@ -472,8 +548,13 @@ class Agent:
         return Done()
 
     def enqueue(self, conn: Connection, msg: Enqueue, tickets: list[int]) -> Message:
+        """A queue entry for the caller's own process, or (``msg.ticket``) the entry it
+        had before the agent restarted: a ticket is bound to the user and the process
+        (pid and start time) that got it, and no other connection may use it."""
         peer = conn.peer
         uid = self.check_owner(peer, msg.pid)
+        if not peer.is_root and msg.pid != peer.pid:
+            raise Refusal(f"process {msg.pid} may queue only itself")
         if msg.mode not in ("q", "Q"):
             raise Refusal(f"queue mode must be 'q' or 'Q', not {msg.mode!r}")
         if msg.parallel < 1 or msg.memory_mb < 0:
@@ -481,30 +562,83 @@ class Agent:
         total_mb = node_facts.memory_mb()[0]
         if msg.memory_mb > total_mb:
             raise Refusal(f"-m{msg.memory_mb}: no node has that much memory ({total_mb} MB here)")
-        if msg.ticket and msg.ticket in self.capacity.running:
+        if not 0 <= msg.ticket <= MAX_TICKET:
+            raise Refusal(f"ticket {msg.ticket} was never given out")
+        start_ticks = proc_info.start_ticks(msg.pid)
+        running = self.capacity.running.get(msg.ticket) if msg.ticket else None
+        if running is not None:  # it started before an agent restart
+            self.check_holder(msg.ticket, (running.uid, running.pid, running.start_ticks), msg)
             tickets.append(msg.ticket)
-            return Go(reason="turn", ticket=msg.ticket)  # started before an agent restart
+            return Go(reason="turn", ticket=msg.ticket)
         job = self.queue.jobs.get(msg.ticket) if msg.ticket else None
-        if job is not None and job.pid == msg.pid and job.uid == uid:
-            job.connected, job.lost_since = True, None  # back after an agent restart
+        if job is not None:  # back after an agent restart
+            self.check_holder(msg.ticket, (job.uid, job.pid, job.start_ticks), msg)
+            job.connected, job.lost_since = True, None
         else:
+            priority = self.check_priority(peer, msg.priority)
+            command = kept_words(msg.command, COMMAND_KEPT)
+            self.check_share(uid, words_size(command), queue_entry=True)
             job = QueuedJob(
                 ticket=msg.ticket or self.queue.new_ticket(),
                 pid=msg.pid,
-                start_ticks=proc_info.start_ticks(msg.pid),
+                start_ticks=start_ticks,
                 uid=uid,
                 job=msg.job,
-                priority=self.config.default_priority if msg.priority is None else msg.priority,
+                priority=priority,
                 mode=msg.mode,
                 memory_mb=msg.memory_mb,
                 parallel=msg.parallel,
-                command=msg.command,
+                command=command,
             )
+            if msg.ticket and msg.ticket < self.queue.next_ticket:
+                # a ticket this agent does not know that is older than its newest one
+                # (its entry was lost with the state): it keeps the number, not the place
+                job.order = float(self.queue.new_ticket())
             self.queue.add(job)
         self.waiters[job.ticket] = Waiter(conn, job)
         tickets.append(job.ticket)
         self.changed()
         return Queued(ticket=job.ticket)
+
+    @staticmethod
+    def check_holder(ticket: int, holder: tuple[int, int, int | None], msg: Enqueue) -> None:
+        """``ticket`` is presented by the process that got it (same user, pid, start)."""
+        uid, pid, start_ticks = holder
+        same_start = start_ticks is None or start_ticks == proc_info.start_ticks(msg.pid)
+        if msg.pid != pid or proc_info.real_uid(msg.pid) != uid or not same_start:
+            raise Refusal(f"ticket {ticket} belongs to another process")
+
+    def check_priority(self, peer: Peer, priority: int | None) -> int:
+        """The priority of a new entry: the site default unless given; better (lower)
+        than the default only for root, as the administrator sets the default."""
+        default = self.config.default_priority
+        if priority is None:
+            return default
+        if priority < 0:
+            raise Refusal(f"priority {priority}: must be 0 or more")
+        if priority < default and not peer.is_root:
+            raise Refusal(f"priority {priority}: only root may give a priority below {default}")
+        return priority
+
+    def check_share(self, uid: int, size: int, queue_entry: bool = False, pid: int = 0) -> None:
+        """One user's queue entries and kept commands stay within the limits
+        (a registration of ``pid`` replaces that pid's old one)."""
+        if uid == 0:
+            return
+        limits = self.config.limits
+        mine = [j for j in self.queue.jobs.values() if j.uid == uid]
+        if queue_entry and len(mine) >= limits.queued_per_user:
+            raise Refusal(f"user {uid} has {len(mine)} queued jobs: the most allowed")
+        used = sum(words_size(j.command) for j in mine) + sum(
+            words_size(r.command) + words_size(r.flags)
+            for r in self.registry.registered.values()
+            if r.uid == uid and r.pid != pid
+        )
+        if used + size > limits.state_per_user:
+            raise Refusal(
+                f"user {uid}'s queued and registered commands would take more than "
+                f"{limits.state_per_user} characters of the node agent's memory"
+            )
 
     def release(self, ticket: int, tickets: list[int]) -> None:
         """Only the connection that queued a ticket may release it."""
@@ -519,28 +653,28 @@ class Agent:
     async def send_chunks(
         self, conn: Connection, listing: Processes | QueueListing | QueueChunks
     ) -> None:
-        """A listing in frames of at most LISTING_CHUNK records (``more`` on all but the last).
-
-        Queue listings are built chunk by chunk, so the client decodes the first
-        frames while the agent still builds the later ones.
-        """
+        """A listing in frames that fit MAX_FRAME (``more`` on all but the last)."""
         if isinstance(listing, QueueChunks):
             jobs, position, total = listing
-            for start in range(0, max(len(jobs), 1), LISTING_CHUNK):
-                part = [
-                    queue_entry(j, position[j.ticket]) for j in jobs[start : start + LISTING_CHUNK]
-                ]
-                more = start + LISTING_CHUNK < len(jobs)
-                await conn.send(QueueListing(entries=part, total=total, more=more))
-            return
-        if isinstance(listing, QueueListing):
+            entries = (queue_entry(j, position[j.ticket]) for j in jobs)
+            await self.send_parts(
+                conn, entries, lambda part, more: QueueListing(part, total=total, more=more)
+            )
+        elif isinstance(listing, QueueListing):
             await conn.send(listing)
-            return
-        records = listing.processes
-        for start in range(0, max(len(records), 1), LISTING_CHUNK):
-            part = records[start : start + LISTING_CHUNK]
-            more = start + LISTING_CHUNK < len(records)
-            await conn.send(Processes(processes=part, more=more))
+        else:
+            await self.send_parts(conn, listing.processes, Processes)
+
+    async def send_parts(
+        self, conn: Connection, records: Iterable[R], build: Callable[[list[R], bool], Message]
+    ) -> None:
+        before: list[R] | None = None
+        for part in parts(records):
+            if before is not None:
+                await conn.send(build(before, True))
+            before = part
+        assert before is not None
+        await conn.send(build(before, False))
 
     def visible(self, peer: Peer, uid: int) -> bool:
         return peer.is_root or uid == peer.uid
@@ -594,6 +728,8 @@ class Agent:
             raise Refusal(f"unknown queue action '{msg.action}'")
         if msg.action == "cngpri" and (msg.priority is None or msg.priority < 0):
             raise Refusal("cngpri needs a priority of 0 or more")
+        if msg.action == "cngpri":
+            self.check_priority(peer, msg.priority)
         if msg.by_job:
             targets = [j for j in self.queue.ordered() if j.job == msg.ident]
             what = f"job {msg.ident}"
@@ -755,9 +891,53 @@ class Agent:
             return
 
     async def accept_loop(self, listener: trio.socket.SocketType, nursery: trio.Nursery) -> None:
+        limits = self.config.limits
         while True:
-            sock, _ = await listener.accept()
-            nursery.start_soon(self.handle, Connection(sock))
+            try:
+                sock, _ = await listener.accept()
+            except OSError as e:
+                if e.errno in SHORTAGE:
+                    self.accept_shortage(e)
+                    await trio.sleep(ACCEPT_PAUSE)  # connections end and free what we lack
+                    continue
+                if e.errno in (errno.ECONNABORTED, errno.EPROTO, errno.EINTR, errno.EPERM):
+                    continue  # that client is gone (or a security module said no): the next one
+                raise
+            try:
+                peer = peer_of(sock)
+            except OSError:
+                sock.close()
+                continue
+            refusal = self.admission.admit(peer)
+            if refusal is not None:
+                refuse_at_once(sock, refusal)
+                self.accept_shortage(None, f"refused pid {peer.pid} (uid {peer.uid}): {refusal}")
+                continue
+            conn = Connection(
+                sock,
+                peer,
+                limits.frame_seconds,
+                room=lambda size, uid=peer.uid: self.admission.take_inflight(uid, size),
+                done=lambda size, uid=peer.uid: self.admission.give_inflight(uid, size),
+            )
+            nursery.start_soon(self.handle, conn)
+
+    def accept_shortage(self, error: OSError | None, what: str = "") -> None:
+        """Say in the log that connections are refused or wait, at most every ACCEPT_LOG_EVERY."""
+        now = time.monotonic()
+        if now - self.accept_logged >= ACCEPT_LOG_EVERY:
+            self.accept_logged = now
+            if error is not None:
+                what = f"cannot accept connections for now: {error.strerror}"
+            log.warning("%s (said at most every %g s)", what, ACCEPT_LOG_EVERY)
+
+
+def refuse_at_once(sock: trio.socket.SocketType, error: str) -> None:
+    """One Refused line to a client that is not let in, then close (never blocks:
+    a new connection's send buffer is empty)."""
+    with contextlib.suppress(OSError):
+        os.write(sock.fileno(), encode_message(Refused(error=error)))
+    sock.close()
 
 
 def bind_listener(paths: AgentPaths, shared: bool) -> trio.socket.SocketType:
