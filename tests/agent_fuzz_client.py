@@ -126,6 +126,8 @@ class Fuzzer:
             return self.integer()
         if hint is str:
             return self.text()
+        if hint is bytes:  # argv, command lines, paths: any bytes, rarely valid UTF-8
+            return rng.randbytes(rng.randrange(0, 24))
         if hint is bool:
             return rng.random() < 0.5
         if hint is float:
@@ -283,7 +285,7 @@ class Fuzzer:
         with self.connect() as sock:
             for _ in range(self.rng.randrange(1, 4)):
                 size = self.rng.randrange(1000, MAX_FRAME - 1000)
-                request = Enqueue(pid=os.getpid(), command=["y" * size])
+                request = Enqueue(pid=os.getpid(), command=[b"y" * size])
                 with contextlib.suppress(OSError):
                     sock.sendall(encode_message(request))
             listing = ListProcesses() if self.rng.random() < 0.5 else ListQueue()

@@ -85,7 +85,7 @@ def flood(path: str, count: int, size: int) -> None:
     refusals: list[str] = []
     with connect(path) as sock:
         for i in range(count):
-            command = ["x" * size, str(i)]
+            command = [b"x" * size, str(i).encode()]
             sock.sendall(encode_message(Enqueue(pid=os.getpid(), command=command)))
             reply = receive(sock)
             if isinstance(reply, Refused):
