@@ -21,9 +21,9 @@ from agent_fixtures import (  # noqa: F401
     as_user,
     cleanup,
     make_agent,
+    private_dirs_on_the_way,
     wait_until,
 )
-from test_agent import private_dirs_on_the_way
 
 from mosix.native import NATIVE_DIR
 
