@@ -12,10 +12,22 @@ import sys
 from pathlib import Path
 
 import pytest
-from agent_fixtures import Agent, agent, agent_base, gone, wait_until  # noqa: F401
-from test_root_captures import attacker  # noqa: F401
+from agent_fixtures import Agent, agent, agent_base, gone, users_fixture, wait_until  # noqa: F401
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to make a user")
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to make users")
+
+users = users_fixture(("mosixguard1", "mosixguard2"))  # not other modules' users
+
+
+@pytest.fixture
+def attacker(users: tuple[str, str]) -> str:
+    return users[0]
+
+
+@pytest.fixture
+def other(users: tuple[str, str]) -> str:
+    return users[1]
+
 
 # syslog(SYSLOG_ACTION_READ_ALL): unsupported, the base filter hands it to the guard
 PROGRAM = r"""
@@ -150,8 +162,14 @@ def forge(agent: Agent, user: str, root: int, mode: str = "u", *extra: str) -> s
     return r.stdout
 
 
-def test_a_forged_announcement_watches_nothing(agent: Agent, attacker: str) -> None:  # noqa: F811
-    victim = agent.spawn("mosrun", "sh", "-c", "echo ready; exec sleep 600", stdout=subprocess.PIPE)
+def test_a_forged_announcement_watches_nothing(
+    agent: Agent,  # noqa: F811
+    attacker: str,
+    other: str,
+) -> None:
+    victim = agent.spawn(
+        "mosrun", "sh", "-c", "echo ready; exec sleep 600", user=other, stdout=subprocess.PIPE
+    )
     own = start_program(agent, attacker)
     try:
         assert victim.stdout is not None and victim.stdout.readline() == "ready\n"
