@@ -139,7 +139,7 @@ def test_forged_mosix_inherit_on_a_set_id_program_is_no_mosix_process(
     r = user_request(
         agent,
         alice,
-        f"print(client.request(CheckpointSettings(pid={pid}, file={str(target)!r}), Done))",
+        f"print(client.request(CheckpointSettings(pid={pid}, file={bytes(target)!r}), Done))",
     )
     assert r.returncode != 0
     assert r.stderr.strip().splitlines()[-1].endswith(f"process {pid} does not run under mosrun")
