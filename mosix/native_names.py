@@ -12,6 +12,10 @@ from enum import StrEnum
 # Environment variables.
 AGENT_SOCKET_ENV = "MOSIX_AGENT_SOCKET"  # the node agent's socket, for the guard (mosix-exec)
 START_GATE_ENV = "MOSIX_START_GATE"  # the FIFO where a program sent elsewhere waits (the shim)
+GUARD_ENV = "MOSIX_GUARD"  # "PID:TICKS" of the guard the agent watches (home_agent/guard_watch.py)
+
+# Agent messages the guard sends: their ``op``.
+GUARD_HELLO_OP = "guard-hello"  # the guard announces itself, with the filter's listener
 
 
 class DeputyOp(StrEnum):
@@ -54,7 +58,12 @@ def order_line(verb: StrEnum) -> bytes:
 
 # The C header: macro prefix → the names (csrc/generated/mosix_names.h).
 C_NAMES: dict[str, type[StrEnum] | dict[str, str]] = {
-    "MOSIX": {"AGENT_SOCKET_ENV": AGENT_SOCKET_ENV, "START_GATE_ENV": START_GATE_ENV},
+    "MOSIX": {
+        "AGENT_SOCKET_ENV": AGENT_SOCKET_ENV,
+        "START_GATE_ENV": START_GATE_ENV,
+        "GUARD_ENV": GUARD_ENV,
+        "GUARD_HELLO_OP": GUARD_HELLO_OP,
+    },
     "MOSIX_DEPUTY_OP": DeputyOp,
     "MOSIX_CKPT_LINE": CkptLine,
     "MOSIX_REMOTE_LINE": RemoteLine,

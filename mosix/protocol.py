@@ -29,7 +29,7 @@ from typing import Any, ClassVar, TypeVar
 
 import cbor2
 
-from mosix.native_names import DeputyOp
+from mosix.native_names import GUARD_HELLO_OP, DeputyOp
 
 MAX_FRAME = 1 << 20  # 1 MiB: bigger frames are refused
 LISTING_CHUNK = 2000  # records per frame of a long listing
@@ -356,6 +356,19 @@ class StartNative(Message):
 @dataclass(frozen=True)
 class Shutdown(Message):
     OP: ClassVar[str] = "shutdown"
+
+
+@message
+@dataclass(frozen=True)
+class GuardHello(Message):
+    """A guard (csrc/mosix_guard.c) announces itself before its program starts, with
+    the filter's listener attached (SCM_RIGHTS): ``root`` is the program's pid,
+    ``mode`` the launching mosrun's -u/-e/-w letter.  Done: the agent watches it and
+    kills the tree's -u processes if it dies while they live (home_agent/guard_watch.py)."""
+
+    OP: ClassVar[str] = GUARD_HELLO_OP
+    root: int = 0
+    mode: str = "u"
 
 
 # ------------------------------------------------------------ the cluster

@@ -21,9 +21,9 @@ from agent_fixtures import (  # noqa: F401
     as_user,
     cleanup,
     make_agent,
+    private_dirs_on_the_way,
     wait_until,
 )
-from test_agent import private_dirs_on_the_way
 
 from mosix.native import NATIVE_DIR
 
@@ -139,7 +139,7 @@ def test_forged_mosix_inherit_on_a_set_id_program_is_no_mosix_process(
     r = user_request(
         agent,
         alice,
-        f"print(client.request(CheckpointSettings(pid={pid}, file={str(target)!r}), Done))",
+        f"print(client.request(CheckpointSettings(pid={pid}, file={bytes(target)!r}), Done))",
     )
     assert r.returncode != 0
     assert r.stderr.strip().splitlines()[-1].endswith(f"process {pid} does not run under mosrun")

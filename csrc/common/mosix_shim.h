@@ -12,6 +12,12 @@
  * node (preload_shim.c, mosix/launch.py, the agent's placement). */
 #include "mosix_names.h"
 
+/* MOSIX_GUARD_ENV (mosix_names.h): the tag of a guard's tree, "PID:TICKS" (the
+ * guard's pid and start time), put in the program's environment when the node
+ * agent watches the guard: the agent kills the tree's -u processes if the guard
+ * dies (mosix/home_agent/guard_watch.py). */
+#define MOSIX_GUARD_TAG_MAX 48
+
 #include <stddef.h>
 #include <stdint.h>
 #include <linux/filter.h>
@@ -73,9 +79,13 @@ struct mosix_shim_state {
     uint64_t libc_lo, libc_hi;
 };
 
-/* The guard: takes the listener from ``sock``, acknowledges, answers until the
- * filter has no more users.  ``argv`` is the launcher's (blanked, with its
- * environment, so the guard does not pass for a MOSIX process).  Never returns. */
-void mosix_guard_run(int sock, enum mosix_mode mode, char **argv) __attribute__((noreturn));
+/* The guard: takes the listener from ``sock``, announces itself to the node
+ * agent (which then watches it: guard_agent_hello), acknowledges ("k", then the
+ * tree's tag when the agent watches), answers until the filter has no more
+ * users.  ``root`` is the program's pid; ``argv`` is the launcher's (blanked,
+ * with its environment, so the guard does not pass for a MOSIX process).  Never
+ * returns. */
+void mosix_guard_run(int sock, enum mosix_mode mode, int root, char **argv)
+    __attribute__((noreturn));
 
 #endif

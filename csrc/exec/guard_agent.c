@@ -460,3 +460,120 @@ void guard_agent_events(int listener, const struct pollfd *fds, size_t n)
             settle(listener, r, answer);
     }
 }
+
+/* ------------------------------------------------------------ the hello */
+
+/* Wait (poll) for ``events`` on ``fd`` until ``deadline``.  Returns 0 or -1. */
+static int wait_for(int fd, short events, long long deadline)
+{
+    for (;;) {
+        long long left = deadline - now_ms();
+        if (left <= 0)
+            return -1;
+        struct pollfd p = {fd, events, 0};
+        int r = poll(&p, 1, (int)left);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -1;
+        return (p.revents & events) ? 0 : -1;
+    }
+}
+
+static int send_hello(int fd, int listener, const unsigned char *out, size_t len,
+                      long long deadline)
+{
+    size_t sent = 0;
+    while (sent < len) {
+        struct iovec iov = {(void *)(out + sent), len - sent};
+        union {
+            struct cmsghdr align;
+            char buf[CMSG_SPACE(sizeof(int))];
+        } control;
+        struct msghdr msg;
+        memset(&msg, 0, sizeof(msg));
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        if (sent == 0) { /* the listener goes with the first byte */
+            memset(&control, 0, sizeof(control));
+            msg.msg_control = control.buf;
+            msg.msg_controllen = sizeof(control.buf);
+            struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+            c->cmsg_level = SOL_SOCKET;
+            c->cmsg_type = SCM_RIGHTS;
+            c->cmsg_len = CMSG_LEN(sizeof(int));
+            memcpy(CMSG_DATA(c), &listener, sizeof(int));
+        }
+        ssize_t n = sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            if (wait_for(fd, POLLOUT, deadline) != 0)
+                return -1;
+            continue;
+        }
+        if (n <= 0)
+            return -1;
+        sent += (size_t)n;
+    }
+    return 0;
+}
+
+static int receive_exactly(int fd, unsigned char *into, size_t want, long long deadline)
+{
+    size_t got = 0;
+    while (got < want) {
+        ssize_t n = recv(fd, into + got, want - got, MSG_DONTWAIT);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            if (wait_for(fd, POLLIN, deadline) != 0)
+                return -1;
+            continue;
+        }
+        if (n <= 0)
+            return -1;
+        got += (size_t)n;
+    }
+    return 0;
+}
+
+#define HELLO_REPLY_MAX 4096 /* "done", or a one-line refusal */
+
+int guard_agent_hello(int listener, pid_t root, char mode)
+{
+    if (!have_socket)
+        return 0;
+    unsigned char out[128];
+    struct cbor_out o = {out + 4, sizeof(out) - 4, 0, 0};
+    char letter[2] = {mode, '\0'};
+    cbor_put_map(&o, 3);
+    cbor_put_cstr(&o, "op");
+    cbor_put_cstr(&o, MOSIX_GUARD_HELLO_OP);
+    cbor_put_cstr(&o, "root");
+    cbor_put_uint(&o, (uint64_t)root);
+    cbor_put_cstr(&o, "mode");
+    cbor_put_cstr(&o, letter);
+    if (o.overflow)
+        return 0;
+    for (int i = 0; i < 4; i++)
+        out[i] = (unsigned char)(o.len >> (24 - 8 * i));
+    long long deadline = now_ms() + GUARD_AGENT_HELLO_MS;
+    int fd = connect_agent();
+    if (fd < 0)
+        return 0;
+    int watched = 0;
+    unsigned char head[4], *body = NULL;
+    if (send_hello(fd, listener, out, 4 + o.len, deadline) == 0 &&
+        receive_exactly(fd, head, sizeof(head), deadline) == 0) {
+        size_t len = (size_t)head[0] << 24 | (size_t)head[1] << 16 | (size_t)head[2] << 8 | head[3];
+        struct agent_reply reply;
+        if (len > 0 && len <= HELLO_REPLY_MAX && (body = malloc(len)) != NULL &&
+            receive_exactly(fd, body, len, deadline) == 0 &&
+            cbor_decode_reply(body, len, &reply) == 0)
+            watched = strcmp(reply.op, "done") == 0;
+    }
+    free(body);
+    (void)close(fd); /* ours: nothing to do if it fails */
+    return watched;
+}

@@ -35,6 +35,7 @@
 #include <linux/seccomp.h>
 #include <poll.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 #define GUARD_AGENT_MAX 64          /* requests in flight at once */
 #define GUARD_AGENT_SOCKET_ENV MOSIX_AGENT_SOCKET_ENV
@@ -49,6 +50,15 @@ enum mosix_checkpoint_op {
 /* Keep the agent's socket path (the launcher's MOSIX_AGENT_SOCKET; NULL if
  * none) before the guard blanks its environment. */
 void guard_agent_init(const char *socket_path);
+
+/* Announce the guard to the node agent (GuardHello in mosix/protocol.py:
+ * {"op":"guard-hello","root":ROOT,"mode":"u"|"e"|"w"}, the listener attached as
+ * SCM_RIGHTS) and wait for its answer, at most GUARD_AGENT_HELLO_MS.  Returns 1
+ * when the agent replied "done" (it watches the guard and kills the tree's -u
+ * processes if the guard dies), 0 otherwise (no agent, refused, too slow:
+ * nothing changes). */
+#define GUARD_AGENT_HELLO_MS 2000
+int guard_agent_hello(int listener, pid_t root, char mode);
 
 /* A notification of the checkpoint call.  Returns 1 with ``resp`` filled in
  * (answer it now), or 0: the guard answers it later (guard_agent_events). */

@@ -17,7 +17,9 @@
  *   1. fixes RLIMIT_NOFILE at 1024;
  *   2. forks the guard (mosix_guard.c) before any filter exists, not dumpable;
  *   3. sets no_new_privs and installs the base filter with a listener;
- *   4. passes the listener to the guard and waits for its acknowledgement;
+ *   4. passes the listener to the guard and waits for its acknowledgement (the
+ *      guard first announces itself to the node agent, which then watches it:
+ *      the tree's tag comes with the acknowledgement, into MOSIX_GUARD);
  *   5. drops set-id credentials (if an administrator made it set-id), restores
  *      the variables mosenv saved (the dynamic loader strips them from a set-id
  *      program), prepends the shim to LD_PRELOAD;
@@ -179,6 +181,7 @@ static int start_guard(enum mosix_mode mode, char **argv)
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
         die(EXIT_USAGE, "cannot start the guard: socketpair: %s", strerror(errno));
     fflush(NULL);
+    int root = (int)getpid(); /* the program's, as we become it */
     /* The guard is born not dumpable (the flag is copied by fork): its memory
      * (/proc/GUARD/mem) is root's and the program cannot ptrace it, not even
      * between the fork and its first instruction. */
@@ -196,7 +199,7 @@ static int start_guard(enum mosix_mode mode, char **argv)
             _exit(1);
         if (guard > 0)
             _exit(0);
-        mosix_guard_run(sv[1], mode, argv);
+        mosix_guard_run(sv[1], mode, root, argv);
     }
     (void)close(sv[1]); /* ours: nothing to do if it fails */
     int status;
@@ -256,14 +259,19 @@ static void install_discipline(enum mosix_mode mode, char **argv)
         die(EXIT_USAGE, "cannot hand the filter to the guard: %s", strerror(errno));
     if (close(listener) != 0)
         die(EXIT_USAGE, "close: %s", strerror(errno));
-    char ack;
+    char ack[1 + MOSIX_GUARD_TAG_MAX + 1];
     ssize_t n;
     do
-        n = read(sock, &ack, 1);
+        n = read(sock, ack, sizeof(ack) - 1);
     while (n < 0 && errno == EINTR);
-    if (n != 1)
+    if (n < 1 || ack[0] != 'k')
         die(EXIT_USAGE, "the guard process did not start");
     (void)close(sock); /* ours: nothing to do if it fails */
+    ack[n] = '\0';
+    /* the node agent watches the guard: the tree's tag, else none (an inherited
+     * one named another tree's guard) */
+    if (n > 1 ? setenv(MOSIX_GUARD_ENV, ack + 1, 1) != 0 : unsetenv(MOSIX_GUARD_ENV) != 0)
+        die(EXIT_USAGE, "%s: %s", MOSIX_GUARD_ENV, strerror(errno));
 }
 
 /* ------------------------------------------------------------ environment */

@@ -229,7 +229,30 @@ static void serve_one(struct seccomp_notif *req, size_t req_size, struct seccomp
         _exit(1);
 }
 
-void mosix_guard_run(int sock, enum mosix_mode mode, char **argv)
+/* The tree's tag (MOSIX_GUARD_ENV): our pid and start time (/proc/self/stat
+ * field 22), as the node agent reads them.  Returns its length, 0 if unknown. */
+static size_t guard_tag(char *tag, size_t cap)
+{
+    char buf[1024];
+    int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    (void)close(fd); /* ours, read only: nothing to do if it fails */
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')');
+    for (int field = 2; p != NULL && field < 22; field++) /* past the state, field 3 */
+        p = strchr(p + 1, ' ');
+    if (p == NULL)
+        return 0;
+    unsigned long long ticks = strtoull(p + 1, NULL, 10);
+    int len = snprintf(tag, cap, "%d:%llu", (int)getpid(), ticks);
+    return len > 0 && (size_t)len < cap ? (size_t)len : 0;
+}
+
+void mosix_guard_run(int sock, enum mosix_mode mode, int root, char **argv)
 {
     guard_agent_init(getenv(GUARD_AGENT_SOCKET_ENV)); /* before the environment is blanked */
     blank_identity(argv);
@@ -241,11 +264,18 @@ void mosix_guard_run(int sock, enum mosix_mode mode, char **argv)
     if (ioctl(fd, SECCOMP_IOCTL_NOTIF_SET_FLAGS, SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP) != 0 &&
         errno != EINVAL && errno != ENOTTY)
         _exit(1);
+    /* the agent watches us before the program starts: killed from then on,
+     * we leave the tree's -u processes killed, not under ENOSYS */
+    char ack[1 + MOSIX_GUARD_TAG_MAX] = "k";
+    size_t ack_len = 1;
+    char letter = mode == MOSIX_MODE_KILL ? 'u' : mode == MOSIX_MODE_ENOSYS ? 'e' : 'w';
+    if (guard_agent_hello(fd, root, letter))
+        ack_len += guard_tag(ack + 1, sizeof(ack) - 1);
     ssize_t n;
     do
-        n = write(sock, "k", 1);
+        n = write(sock, ack, ack_len);
     while (n < 0 && errno == EINTR);
-    if (n != 1)
+    if (n != (ssize_t)ack_len)
         _exit(1);
     (void)close(sock); /* ours: nothing to do if it fails */
     detach_descriptors(fd);

@@ -6,6 +6,8 @@
 /* constants */
 #define MOSIX_AGENT_SOCKET_ENV "MOSIX_AGENT_SOCKET"
 #define MOSIX_START_GATE_ENV "MOSIX_START_GATE"
+#define MOSIX_GUARD_ENV "MOSIX_GUARD"
+#define MOSIX_GUARD_HELLO_OP "guard-hello"
 
 /* DeputyOp: The agent messages the deputy (mosix-deputy) sends or reads: their ``op``. */
 #define MOSIX_DEPUTY_OP_HELLO "deputy"

@@ -152,11 +152,24 @@ def disciplined(pid: int) -> bool:
     a set-id program since: the kernel refuses), and all its user and group ids are its
     real ones (not a set-id program that set no_new_privs itself).  MOSIX_INHERIT in its
     environment alone is a claim anyone can make."""
+    fields = status_fields(pid)
+    return fields is not None and vouched(fields)
+
+
+def status_fields(pid: int) -> dict[str, str] | None:
+    """/proc/PID/status as a mapping (None: no such process, or not readable)."""
     try:
         status = (PROC / str(pid) / "status").read_text()
     except OSError:
-        return False
-    fields = dict(line.partition(":")[::2] for line in status.splitlines())
+        return None
+    return {
+        name: value.strip()
+        for name, _, value in (line.partition(":") for line in status.splitlines())
+    }
+
+
+def vouched(fields: dict[str, str]) -> bool:
+    """:func:`disciplined` for a process's :func:`status_fields`."""
     ids = [fields.get(key, "").split() for key in ("Uid", "Gid")]
     return (
         fields.get("NoNewPrivs", "").strip() == "1"

@@ -32,6 +32,7 @@ from mosix.home_agent.admission import Admission
 from mosix.home_agent.checkpoints import CheckpointError, Checkpoints
 from mosix.home_agent.cluster_services import ClusterServices
 from mosix.home_agent.connection import Connection, Peer, peer_of
+from mosix.home_agent.guard_watch import GuardWatch
 from mosix.home_agent.limits import (
     COMMAND_KEPT,
     FLAGS_KEPT,
@@ -59,6 +60,7 @@ from mosix.protocol import (
     Exited,
     GetStatus,
     Go,
+    GuardHello,
     ListNodes,
     ListProcesses,
     ListQueue,
@@ -172,6 +174,7 @@ class Agent:
         self.admission = Admission(config.limits, usable_connections(config.limits))
         self.accept_logged = -ACCEPT_LOG_EVERY
         self.checkpoints = Checkpoints(self.mosix_process, config.checkpoint_minute)
+        self.guards = GuardWatch(self.registry.ours)
         self.checkpoints.persist = self.save
         self.cluster = (
             Cluster(config.cluster, config.speed, lambda: len(self.registry.registered))
@@ -424,6 +427,8 @@ class Agent:
             case StartNative():
                 await self.start_native(conn, msg)
                 return None
+            case GuardHello():
+                return self.guards.hello(conn, msg, self.nursery)
             case Shutdown():
                 if not peer.is_root and peer.uid != self.owner:
                     raise Refusal("only root or the agent's owner may stop the agent")
