@@ -853,12 +853,17 @@ def _plain_data(value: Any) -> Any:
     return value
 
 
+_BREAK_MARKER = getattr(cbor2, "break_marker", object())
+
+
 def decode_message(payload: bytes) -> Message:
     stream = io.BytesIO(payload)
     try:
         data = cbor2.CBORDecoder(stream).decode()
     except Exception as e:  # cbor2 raises several types for bad input
         raise ProtocolError(f"not CBOR: {e}") from None
+    if data is _BREAK_MARKER:  # cbor2 < 6 returns a lone break code instead of raising
+        raise ProtocolError("not CBOR: a break code where a data item was expected")
     if stream.tell() != len(payload):
         raise ProtocolError("trailing bytes after the message")
     if not isinstance(data, dict):
