@@ -1,0 +1,112 @@
+"""The in-process cffi binding (mosix.native.checksum, mosix.native.image_header).
+
+The checksum is the helpers' C function; the header checks run in C on the
+generated structs.  Images come from tests/ckpt_images.py (built from the
+format's one definition), each check is hit by an image damaged for it.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import ckpt_images as ci
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mosix.ckpt import format as fmt
+from mosix.ckpt.mxhash import mxh64 as python_twin
+from mosix.native.checksum import mxh64
+from mosix.native.image_header import (
+    FileHeader,
+    HeaderRefused,
+    Verdict,
+    file_header,
+    record_header,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.binary(max_size=5000), seed=st.integers(0, 2**64 - 1))
+def test_checksum_equals_the_python_twin(data: bytes, seed: int) -> None:
+    assert mxh64(data, seed) == python_twin(data, seed)
+
+
+def test_checksum_takes_any_buffer() -> None:
+    data = bytes(range(256)) * 3
+    assert mxh64(bytearray(data)) == mxh64(memoryview(data)) == mxh64(data)
+    assert mxh64(memoryview(data)[5:77]) == mxh64(data[5:77])
+
+
+# ------------------------------------------------------------------ headers
+
+
+def test_file_header_of_a_good_image() -> None:
+    raw = ci.file_header(pid=777)
+    assert file_header(raw) == FileHeader(fmt.VERSION, fmt.ARCH_X86_64, 777, 1_700_000_000 * 10**9)
+
+
+def rehash(raw: bytes) -> bytes:
+    """``raw`` with its head_hash made right again (a header that lies well)."""
+    return raw[:-8] + struct.pack("<Q", mxh64(raw[:-8]))
+
+
+@pytest.mark.parametrize(
+    ("raw", "verdict"),
+    [
+        (b"", Verdict.NOT_IMAGE),
+        (b"MOSIXCK", Verdict.NOT_IMAGE),
+        (b"ELF\0" + bytes(60), Verdict.NOT_IMAGE),
+        (ci.file_header()[:40], Verdict.TRUNCATED),
+        (ci.file_header() + b"x", Verdict.TRUNCATED),
+        (ci.file_header()[:20] + b"\xff" + ci.file_header()[21:], Verdict.DAMAGED),
+        (ci.file_header(version=fmt.VERSION + 1), Verdict.VERSION),
+        (ci.file_header(arch=183), Verdict.ARCH),
+        (ci.file_header(page_size=16384), Verdict.GEOMETRY),
+        (ci.file_header(header_size=128), Verdict.GEOMETRY),
+    ],
+)
+def test_file_header_refusals(raw: bytes, verdict: Verdict) -> None:
+    with pytest.raises(HeaderRefused) as e:
+        file_header(raw)
+    assert e.value.verdict is verdict
+    if verdict in (Verdict.VERSION, Verdict.ARCH):
+        assert isinstance(e.value.header, FileHeader)
+        assert (e.value.header.version, e.value.header.arch) != (fmt.VERSION, fmt.ARCH_X86_64)
+
+
+def test_record_headers_of_an_image() -> None:
+    records = [
+        (fmt.Kind.PROCESS, b"p" * 10),
+        (fmt.Kind.OPTIONS, b"argv0=x\n"),
+        (fmt.Kind.CWD, b"/"),
+    ]
+    data = ci.encode_records(records)
+    at = fmt.FILE_HEADER.size
+    for seq, (kind, payload) in enumerate(records):
+        h = record_header(data[at : at + 32], seq)
+        assert (h.kind, h.seq, h.length, h.payload_hash) == (
+            kind,
+            seq,
+            len(payload),
+            mxh64(payload),
+        )
+        at += 32 + h.length
+    assert at == len(data)
+
+
+@pytest.mark.parametrize(
+    ("raw", "seq", "verdict"),
+    [
+        (ci.record_header(fmt.Kind.CWD, 1, 0, 0)[:31], 0, Verdict.TRUNCATED),
+        (ci.record_header(fmt.Kind.CWD, 1, 0, 0)[:3] + b"\x01" + bytes(28), 0, Verdict.DAMAGED),
+        (ci.record_header(fmt.Kind.CWD, 1, 0, 5), 4, Verdict.SEQ),
+        (ci.record_header(0, 1, 0, 0), 0, Verdict.KIND),
+        (ci.record_header(fmt.Kind.END + 1, 1, 0, 0), 0, Verdict.KIND),
+        (ci.record_header(fmt.Kind.PAGES, fmt.MAX_RECORD_BYTES + 1, 0, 0), 0, Verdict.LENGTH),
+    ],
+)
+def test_record_header_refusals(raw: bytes, seq: int, verdict: Verdict) -> None:
+    with pytest.raises(HeaderRefused) as e:
+        record_header(raw, seq)
+    assert e.value.verdict is verdict
