@@ -11,11 +11,8 @@ import struct
 
 import ckpt_images as ci
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from mosix.ckpt import format as fmt
-from mosix.ckpt.mxhash import mxh64 as python_twin
 from mosix.native.checksum import mxh64
 from mosix.native.image_header import (
     FileHeader,
@@ -25,11 +22,23 @@ from mosix.native.image_header import (
     record_header,
 )
 
+# Computed by the Python twin this binding replaced (mosix/ckpt/mxhash.py, which the
+# binding equalled on hypothesis's data before it was deleted): the C function may not
+# drift from the images already written.  test_ckpt_format checks the binding against
+# the C compiled alone, fed whole and in pieces.
+KNOWN = [
+    (b"", 0, 0xD62F854CEB573930),
+    (b"a", 0, 0x14B748442BEE12AD),
+    (bytes(range(31)), 0, 0xB4E295009BF66BE1),
+    (bytes(range(32)), 7, 0x740469D691EC6C41),
+    (bytes(range(256)) * 4 + b"xyz", 2**64 - 1, 0x2359331D6A1E947F),
+    (b"MOSIXCKP" * 9, 0x1234567890ABCDEF, 0x3EB7CFA287D27F03),
+]
 
-@settings(max_examples=300, deadline=None)
-@given(data=st.binary(max_size=5000), seed=st.integers(0, 2**64 - 1))
-def test_checksum_equals_the_python_twin(data: bytes, seed: int) -> None:
-    assert mxh64(data, seed) == python_twin(data, seed)
+
+@pytest.mark.parametrize(("data", "seed", "expected"), KNOWN)
+def test_checksum_equals_the_twins_known_answers(data: bytes, seed: int, expected: int) -> None:
+    assert mxh64(data, seed) == expected
 
 
 def test_checksum_takes_any_buffer() -> None:
