@@ -4,8 +4,9 @@ Everything is built from the one definition of the format (mosix/ckpt/format.py:
 its structs' ``pack``) and checksummed with mxh64 (mosix.native.checksum, the C
 function in-process; use_c_hash loads it through ctypes instead).  ``Image``
 holds the parts of an image as values a test can change; ``Image.encode`` lays
-them out with correct sequence numbers, checksums and END counts, and ``Image.parts`` gives the same bytes
-split at record boundaries (for truncation tests).
+them out with correct sequence numbers, checksums and END counts, and
+``Image.parts`` gives the same bytes split at record boundaries (for truncation
+tests).
 
 ``tiny_image`` is a restorable image: one RX area of hand-assembled code that
 writes "restored\\n" to fd 1 and exits with status 7, one RW stack area, and
