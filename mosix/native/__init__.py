@@ -8,7 +8,8 @@ One module per part (the psutil way of binding C):
 - :mod:`mosix.native.image_header`: the checks of an image's headers (csrc/common/image_check.h);
 - :mod:`mosix.native.capturer`: mosix-ckpt (its arguments, its lines, its exit statuses);
 - :mod:`mosix.native.remote_supervisor`: mosix-remote;
-- :mod:`mosix.native.deputy`: mosix-deputy and the restorer it is given.
+- :mod:`mosix.native.deputy`: mosix-deputy and the restorer it is given;
+- :mod:`mosix.native.restorer`: mosix-restore, as mosrun -R executes it.
 
 What stays plain Python, because a C call would add nothing: pidfds and descriptor
 passing (``os.pidfd_open``, ``socket.send_fds``/``recv_fds`` are the system calls
