@@ -1,9 +1,11 @@
 """Build the C parts of the package (preload shim, helper executables).
 
-The C parts are not Python extension modules: they are a shared library that
+Most C parts are not Python extension modules: they are a shared library that
 is LD_PRELOADed into user programs and small executables that run outside
 Python.  They are compiled with the system C compiler into ``mosix/_native``
-inside the build tree, so a wheel carries them next to the Python code.
+inside the build tree, so a wheel carries them next to the Python code.  One
+is: the cffi binding Python calls in-process (mosix/native/cffi_build.py
+defines it), compiled into the same folder.
 
 ``python setup.py build_native`` compiles them into the source tree
 (``mosix/_native``) for working from a checkout without installing.
@@ -12,6 +14,7 @@ inside the build tree, so a wheel carries them next to the Python code.
 from __future__ import annotations
 
 import ast
+import importlib.util
 import os
 import shlex
 import subprocess
@@ -100,11 +103,24 @@ def build_program(program: Program, outdir: Path) -> None:
     subprocess.run(cmd, check=True)
 
 
+def build_cffi(outdir: Path) -> None:
+    """The in-process binding: mosix/native/cffi_build.py, loaded by its path (the
+    package is not importable while it is being built)."""
+    spec = importlib.util.spec_from_file_location(
+        "mosix_cffi_build", HERE / "mosix" / "native" / "cffi_build.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    print("   cffi", module.MODULE, "->", module.build(outdir))
+
+
 def build_all(outdir: Path) -> None:
     outdir.mkdir(parents=True, exist_ok=True)
     (outdir / "__init__.py").write_text('"""Compiled native parts (built by setup.py)."""\n')
     for program in native_programs():
         build_program(program, outdir)
+    build_cffi(outdir)
 
 
 class BuildPyWithNative(build_py):

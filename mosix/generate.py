@@ -34,12 +34,14 @@ def names_header_text() -> str:
     ]
     for prefix, names in native_names.C_NAMES.items():
         if isinstance(names, dict):
-            pairs = list(names.items())
+            pairs = [(name, f'"{value}"') for name, value in names.items()]
             out += ["", "/* constants */"]
         else:
-            pairs = [(m.name, str(m.value)) for m in names]
+            pairs = [
+                (m.name, str(m.value) if isinstance(m, int) else f'"{m.value}"') for m in names
+            ]
             out += ["", f"/* {names.__name__}: {(names.__doc__ or '').strip()} */"]
-        out += [f'#define {prefix}_{name} "{value}"' for name, value in pairs]
+        out += [f"#define {prefix}_{name} {value}" for name, value in pairs]
     out += ["", "#endif"]
     return "\n".join(out) + "\n"
 

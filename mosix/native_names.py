@@ -7,7 +7,7 @@ the Python code these constants and enums, and neither spells a name itself.
 
 from __future__ import annotations
 
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 
 # Environment variables.
 AGENT_SOCKET_ENV = "MOSIX_AGENT_SOCKET"  # the node agent's socket, for the guard (mosix-exec)
@@ -36,6 +36,17 @@ class CkptLine(StrEnum):
     RESUME = "resume"  # in: let it continue here (every line but GO does)
 
 
+class CkptExit(IntEnum):
+    """The exit statuses of mosix-ckpt (one line on its stderr for each but OK)."""
+
+    OK = 0  # written (or, with -a migrate, handed over)
+    FAILED = 1  # any other failure: nothing written, the process left as it was
+    USAGE = 2  # bad arguments
+    REFUSED = 3  # the process cannot be checkpointed (the image is the reason's line)
+    ABANDONED = 4  # -a migrate: told to resume, the process continues here
+    DENIED = 5  # we may not checkpoint it (set-id, another user's): nothing created
+
+
 class RemoteLine(StrEnum):
     """The lines of mosix-remote: out on its stdout, in on its stdin."""
 
@@ -57,7 +68,7 @@ def order_line(verb: StrEnum) -> bytes:
 
 
 # The C header: macro prefix → the names (csrc/generated/mosix_names.h).
-C_NAMES: dict[str, type[StrEnum] | dict[str, str]] = {
+C_NAMES: dict[str, type[StrEnum] | type[IntEnum] | dict[str, str]] = {
     "MOSIX": {
         "AGENT_SOCKET_ENV": AGENT_SOCKET_ENV,
         "START_GATE_ENV": START_GATE_ENV,
@@ -66,5 +77,6 @@ C_NAMES: dict[str, type[StrEnum] | dict[str, str]] = {
     },
     "MOSIX_DEPUTY_OP": DeputyOp,
     "MOSIX_CKPT_LINE": CkptLine,
+    "MOSIX_CKPT_EXIT": CkptExit,
     "MOSIX_REMOTE_LINE": RemoteLine,
 }

@@ -1,11 +1,12 @@
 """Synthetic checkpoint images for the restorer's tests, with no capturer at all.
 
 Everything is built from the one definition of the format (mosix/ckpt/format.py:
-its structs' ``pack``) and checksummed with mxh64 (mosix.ckpt.mxhash, or the C
-one through ctypes for large images).  ``Image`` holds the parts of an image as
-values a test can change; ``Image.encode`` lays them out with correct sequence
-numbers, checksums and END counts, and ``Image.parts`` gives the same bytes
-split at record boundaries (for truncation tests).
+its structs' ``pack``) and checksummed with mxh64 (mosix.native.checksum, the C
+function in-process; use_c_hash loads it through ctypes instead).  ``Image``
+holds the parts of an image as values a test can change; ``Image.encode`` lays
+them out with correct sequence numbers, checksums and END counts, and
+``Image.parts`` gives the same bytes split at record boundaries (for truncation
+tests).
 
 ``tiny_image`` is a restorable image: one RX area of hand-assembled code that
 writes "restored\\n" to fd 1 and exits with status 7, one RW stack area, and
@@ -25,8 +26,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from mosix.ckpt import format as F
-from mosix.ckpt.mxhash import mxh64 as py_mxh64
 from mosix.native import NATIVE_DIR
+from mosix.native.checksum import mxh64 as py_mxh64
 
 REPO = Path(__file__).resolve().parents[1]
 CPROGS = REPO / "tests" / "cprogs"

@@ -31,8 +31,8 @@ from pathlib import Path
 import pytest
 
 from mosix.ckpt import format as fmt
-from mosix.ckpt.mxhash import mxh64
 from mosix.native import NATIVE_DIR
+from mosix.native.checksum import mxh64
 
 REPO = Path(__file__).resolve().parents[1]
 NATIVE = NATIVE_DIR  # the installed package's (pip install .), as CI runs it

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mosix.ckpt import format as fmt
-from mosix.ckpt.mxhash import mxh64
+from mosix.native.checksum import mxh64
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -115,7 +115,7 @@ def c_hash(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @settings(max_examples=60, deadline=None)
 @given(data=st.binary(max_size=3000), seed=st.integers(0, 2**64 - 1))
-def test_c_and_python_checksums_agree(c_hash: Path, data: bytes, seed: int) -> None:
+def test_c_and_the_binding_checksums_agree(c_hash: Path, data: bytes, seed: int) -> None:
     out = subprocess.run(
         [str(c_hash), str(seed)], input=data, capture_output=True, check=True, timeout=30
     ).stdout.split()

@@ -21,9 +21,17 @@
 #include <sys/user.h>
 
 #include "ckpt_format.h"
+#include "mosix_names.h"
 
-enum { CK_EXIT_OK = 0, CK_EXIT_FAILED = 1, CK_EXIT_USAGE = 2, CK_EXIT_REFUSED = 3, CK_EXIT_ABANDONED = 4,
-       CK_EXIT_DENIED = 5 };
+/* The exit statuses, named once in mosix/native_names.py (CkptExit). */
+enum {
+    CK_EXIT_OK = MOSIX_CKPT_EXIT_OK,
+    CK_EXIT_FAILED = MOSIX_CKPT_EXIT_FAILED,
+    CK_EXIT_USAGE = MOSIX_CKPT_EXIT_USAGE,
+    CK_EXIT_REFUSED = MOSIX_CKPT_EXIT_REFUSED,
+    CK_EXIT_ABANDONED = MOSIX_CKPT_EXIT_ABANDONED,
+    CK_EXIT_DENIED = MOSIX_CKPT_EXIT_DENIED,
+};
 
 #define CK_PAGE MOSIX_CKPT_PAGE_SIZE
 #define CK_NSIG 64

@@ -1,6 +1,12 @@
-/* ckpt_hash.h - mxh64, the checkpoint image checksum (mosix/ckpt/mxhash.py is
- * the same function in Python; a test checks they agree).  No libc: the
- * restorer uses it.  Streaming: init, update with any split, final. */
+/* ckpt_hash.h - mxh64, the checkpoint image checksum; Python calls this one too
+ * (mosix/native/checksum.py, through the cffi binding).  No libc: the restorer
+ * uses it.  Streaming: init, update with any split, final.
+ *
+ * Four 64-bit lanes take 8-byte little-endian words in turn; each step is
+ * lane = rotl(lane ^ word, 27) * P1, a bijection of the word, so any change of
+ * one word changes its lane.  A tail shorter than a word is zero-padded and the
+ * length is mixed into the result, which a final avalanche spreads over all 64
+ * bits.  It detects corruption; it is not a cryptographic hash. */
 #ifndef MOSIX_CKPT_HASH_H
 #define MOSIX_CKPT_HASH_H
 

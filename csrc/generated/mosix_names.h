@@ -21,6 +21,14 @@
 #define MOSIX_CKPT_LINE_GO "go"
 #define MOSIX_CKPT_LINE_RESUME "resume"
 
+/* CkptExit: The exit statuses of mosix-ckpt (one line on its stderr for each but OK). */
+#define MOSIX_CKPT_EXIT_OK 0
+#define MOSIX_CKPT_EXIT_FAILED 1
+#define MOSIX_CKPT_EXIT_USAGE 2
+#define MOSIX_CKPT_EXIT_REFUSED 3
+#define MOSIX_CKPT_EXIT_ABANDONED 4
+#define MOSIX_CKPT_EXIT_DENIED 5
+
 /* RemoteLine: The lines of mosix-remote: out on its stdout, in on its stdin. */
 #define MOSIX_REMOTE_LINE_READY "ready"
 #define MOSIX_REMOTE_LINE_FAILED "failed"

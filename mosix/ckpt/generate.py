@@ -82,7 +82,7 @@ def doc_text() -> str:
         f"A checkpoint that could not be taken (open pipes or sockets, set-id) is a "
         f"short text file beginning `{fmt.FAILED_PREFIX.decode()}`: the one-line reason.",
         "",
-        "Checksum: mxh64 (mosix/ckpt/mxhash.py, csrc/common/ckpt_hash.h).",
+        "Checksum: mxh64 (csrc/common/ckpt_hash.h; Python: mosix/native/checksum.py).",
         "",
         "Limits a reader enforces (hostile images): one record's payload "
         f"≤ {fmt.MAX_RECORD_BYTES >> 20} MiB, paths ≤ {fmt.MAX_PATH} bytes, "

@@ -15,7 +15,15 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from mosix.ckpt import format as fmt
-from mosix.ckpt.mxhash import mxh64
+from mosix.native.checksum import mxh64
+from mosix.native.image_header import (
+    FileHeader,
+    HeaderRefused,
+    RecordHeader,
+    Verdict,
+    file_header,
+    record_header,
+)
 
 
 class ImageError(Exception):
@@ -73,25 +81,25 @@ class _Reader:
 
     def record(self) -> tuple[fmt.Kind, bytes]:
         raw = self.exact(fmt.RECORD_HEADER.size, f"record {self.seq}")
-        h = fmt.RECORD_HEADER.unpack(raw)
-        if mxh64(raw[:24]) != h["head_hash"]:
-            raise ImageError(f"corrupted image (record {self.seq}: damaged header)")
-        kind_value, length = h["kind"], h["length"]
-        assert isinstance(kind_value, int) and isinstance(length, int)
-        if h["seq"] != self.seq:
-            raise ImageError(f"corrupted image (record {self.seq} is numbered {h['seq']})")
         try:
-            kind = fmt.Kind(kind_value)
-        except ValueError:
-            what = f"record {self.seq}: unknown kind {kind_value}"
-            raise ImageError(f"corrupted image ({what})") from None
-        if length > fmt.MAX_RECORD_BYTES:
-            raise ImageError(f"corrupted image (record {self.seq}: {length} bytes)")
-        payload = self.exact(length, f"record {self.seq}")
-        if mxh64(payload) != h["payload_hash"]:
+            h = record_header(raw, self.seq)
+        except HeaderRefused as e:
+            raise ImageError(f"corrupted image ({self.refused(e)})") from None
+        payload = self.exact(h.length, f"record {self.seq}")
+        if mxh64(payload) != h.payload_hash:
             raise ImageError(f"corrupted image (record {self.seq}: checksum mismatch)")
         self.seq += 1
-        return kind, payload
+        return fmt.Kind(h.kind), payload
+
+    def refused(self, e: HeaderRefused) -> str:
+        h = e.header
+        if e.verdict is Verdict.SEQ and isinstance(h, RecordHeader):
+            return f"record {self.seq} is numbered {h.seq}"
+        if e.verdict is Verdict.KIND and isinstance(h, RecordHeader):
+            return f"record {self.seq}: unknown kind {h.kind}"
+        if e.verdict is Verdict.LENGTH and isinstance(h, RecordHeader):
+            return f"record {self.seq}: {h.length} bytes"
+        return f"record {self.seq}: damaged header"
 
 
 def _fixed(s: fmt.Struct, payload: bytes, kind: fmt.Kind, exact: bool = True) -> dict[str, object]:
@@ -152,25 +160,29 @@ def read_head(stream: BinaryIO) -> ImageHead:
     failed = failed_message(raw + stream.read(512)) if raw.startswith(fmt.FAILED_PREFIX) else None
     if failed is not None:
         raise ImageError(f"the checkpoint failed when it was taken: {failed}")
-    if len(raw) < len(fmt.MAGIC) or raw[: len(fmt.MAGIC)] != fmt.MAGIC:
-        raise ImageError("not a checkpoint image")
-    if len(raw) != fmt.FILE_HEADER.size:
-        raise ImageError("truncated image (in the file header)")
-    head = fmt.FILE_HEADER.unpack(raw)
-    if mxh64(raw[:56]) != head["head_hash"]:
-        raise ImageError("corrupted image (damaged file header)")
-    if head["version"] != fmt.VERSION:
-        raise ImageError(
-            f"image version {head['version']}, this mosrun reads version {fmt.VERSION}"
-        )
-    if head["arch"] != fmt.ARCH_X86_64:
-        raise ImageError(f"image from another architecture (ELF machine {head['arch']})")
-    if head["page_size"] != fmt.PAGE_SIZE or head["header_size"] != fmt.FILE_HEADER.size:
-        raise ImageError("image with another page size or header size")
+    try:
+        head = file_header(raw)
+    except HeaderRefused as e:
+        raise ImageError(_file_header_reason(e)) from None
     return _records(_Reader(stream), head)
 
 
-def _records(r: _Reader, head: dict[str, object]) -> ImageHead:
+def _file_header_reason(e: HeaderRefused) -> str:
+    h = e.header
+    if e.verdict is Verdict.NOT_IMAGE:
+        return "not a checkpoint image"
+    if e.verdict is Verdict.TRUNCATED:
+        return "truncated image (in the file header)"
+    if e.verdict is Verdict.VERSION and isinstance(h, FileHeader):
+        return f"image version {h.version}, this mosrun reads version {fmt.VERSION}"
+    if e.verdict is Verdict.ARCH and isinstance(h, FileHeader):
+        return f"image from another architecture (ELF machine {h.arch})"
+    if e.verdict is Verdict.GEOMETRY:
+        return "image with another page size or header size"
+    return "corrupted image (damaged file header)"
+
+
+def _records(r: _Reader, head: FileHeader) -> ImageHead:
     kind, payload = r.record()
     if kind is not fmt.Kind.PROCESS:
         raise ImageError(f"corrupted image (first record is {kind.name})")
@@ -183,8 +195,8 @@ def _records(r: _Reader, head: dict[str, object]) -> ImageHead:
     if kind is not fmt.Kind.CWD or len(payload) > fmt.MAX_PATH:
         raise ImageError(f"corrupted image ({kind.name} where CWD belongs)")
     out = ImageHead(
-        pid=int(head["pid"]),  # type: ignore[call-overload]
-        created_ns=int(head["created_ns"]),  # type: ignore[call-overload]
+        pid=head.pid,
+        created_ns=head.created_ns,
         process=process,
         options=options,
         cwd=_text(payload),

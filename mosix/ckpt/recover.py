@@ -25,7 +25,6 @@ from mosix.ckpt import format as fmt
 from mosix.ckpt.image import ImageError, ImageHead, OpenFile, read_head_from
 from mosix.exits import EXIT_USAGE, Failure
 
-RESTORER = "mosix-restore"
 REOPEN_DROP = os.O_CREAT | os.O_EXCL | os.O_TRUNC | getattr(os, "O_TMPFILE", 0)
 
 
@@ -217,7 +216,7 @@ def recover(args: MosrunArgs, env: dict[str, str]) -> NoReturn:
     """Become the recovered process (through the launcher and the restorer)."""
     from mosix.discipline.launcher import exec_launcher
     from mosix.launch import INHERIT_ENV, default_signals
-    from mosix.native import native_path
+    from mosix.native import restorer
 
     assert args.recover is not None
     head = read(args)
@@ -240,8 +239,5 @@ def recover(args: MosrunArgs, env: dict[str, str]) -> NoReturn:
     env[INHERIT_ENV] = head.options.get("inherit", "")
     default_signals()
     mode = (settings(head).unsupported or Unsupported.KILL).value
-    restorer = native_path(RESTORER)
-    argv = [restorer, "-p", f"mosrun: -R{args.recover}"]
-    argv += ["-e", str(error_fd)] if error_fd >= 0 else []
-    argv.append(str(image_fd))
-    exec_launcher(mode, "mosrun", restorer, argv, env)
+    argv = restorer.argv(f"mosrun: -R{args.recover}", image_fd, error_fd)
+    exec_launcher(mode, "mosrun", argv[0], argv, env)

@@ -23,6 +23,8 @@ import trio
 
 from mosix.home_agent.checkpoints import CheckpointError
 from mosix.home_agent.migration import HOME_TIMEOUT, Migrations
+from mosix.native import capturer
+from mosix.native_names import CkptExit
 from mosix.protocol import MigrateCheckpoint, RemoteEvent
 from mosix.remote_agent.stream import PeerUnavailable
 
@@ -37,9 +39,9 @@ class AwayCheckpoints:
         return pid in self.migrations.away
 
     async def capture(
-        self, pid: int, argv: list[str], action: str
+        self, pid: int, to_file: capturer.ToFile, action: str
     ) -> subprocess.CompletedProcess[bytes]:
-        """Run the capturer ``argv`` (``-o FILE ... PID``) on the image of ``pid``'s copy."""
+        """Run the capturer ``to_file`` with the image of ``pid``'s copy (``-i``)."""
         m = self.migrations
         away = m.away.get(pid)
         if away is None:
@@ -61,14 +63,8 @@ class AwayCheckpoints:
                 raise CheckpointError(f"node {away.node} cannot capture process {pid}: {why}")
             fd = stream.detach_fd()
             try:
-                result = await trio.run_process(
-                    [*argv[:-1], "-i", str(fd), argv[-1]],
-                    pass_fds=(fd,),
-                    capture_stdout=True,
-                    capture_stderr=True,
-                    check=False,
-                )
-                if result.returncode == 0:
+                result = await to_file.run(away_fd=fd)
+                if result.returncode == CkptExit.OK:
                     with contextlib.suppress(OSError):
                         os.write(fd, b"\1")  # written: the node may stop or end the copy
                 return result

@@ -30,14 +30,12 @@ from mosix.ckpt.image import ImageError, ImageHead, read_head
 from mosix.ckpt.naming import series
 from mosix.home_agent import proc_info
 from mosix.home_agent.registry import Registration
-from mosix.native import native_path
+from mosix.native import capturer
 from mosix.protocol import Checkpointed
 
 log = logging.getLogger("mosixd")
-CAPTURER = "mosix-ckpt"
 RUN_POLL_SECONDS = 0.1  # how often a delayed -A checkpoint looks whether the process runs
 CAPTURE_ACTIONS = {"checkpoint": "none", "chkstop": "stop", "chkexit": "exit"}
-EXIT_REFUSED = 3  # the capturer's status: not checkpointable (the reason on its stderr)
 
 
 class CheckpointError(Exception):
@@ -50,7 +48,7 @@ class Away(Protocol):
     def is_away(self, pid: int) -> bool: ...
 
     async def capture(
-        self, pid: int, argv: list[str], action: str
+        self, pid: int, to_file: capturer.ToFile, action: str
     ) -> subprocess.CompletedProcess[bytes]: ...
 
 
@@ -75,7 +73,7 @@ def plan(reg: Registration) -> Capture:
     return Capture(reg.pid, name, s.number(reg.ckpt_taken), reg.ckpt_taken + 1)
 
 
-def capture_argv(reg: Registration, cap: Capture, action: str) -> list[str]:
+def to_file(reg: Registration, cap: Capture, action: str) -> capturer.ToFile:
     s = series(os.fsdecode(reg.ckpt_file), reg.pid, reg.ckpt_limit)
     options = {
         "checkpoint-file": f"{s.base}.{s.first}",  # parses back to the same series
@@ -83,10 +81,7 @@ def capture_argv(reg: Registration, cap: Capture, action: str) -> list[str]:
         "checkpoint-limit": str(reg.ckpt_limit),
         "checkpoint-interval": str(reg.ckpt_interval),
     }
-    argv = [native_path(CAPTURER), "-o", cap.path, "-a", CAPTURE_ACTIONS[action]]
-    for key, value in options.items():
-        argv += ["-O", f"{key}={value}"]
-    return [*argv, str(reg.pid)]
+    return capturer.ToFile(cap.path, CAPTURE_ACTIONS[action], reg.pid, options)
 
 
 def users_image_head(path: str, uid: int) -> ImageHead:
@@ -107,23 +102,15 @@ def users_image_head(path: str, uid: int) -> ImageHead:
             raise ImageError(e.strerror or str(e)) from None
 
 
-def first_line(data: bytes) -> str:
-    return data.decode(errors="replace").strip().splitlines()[0] if data.strip() else ""
-
-
 async def reap_copies(pid: int) -> None:
     """After a capture that failed (its capturer killed, say): the frozen copy it left
     as a zombie of ``pid`` (no exit signal: the program's wait() never reaps it)."""
     for child in proc_info.children(pid):
         if proc_info.is_checkpoint_copy(child):  # dying or dead
-            result = await trio.run_process(
-                [native_path(CAPTURER), "-Z", str(child), str(pid)],
-                capture_stderr=True,
-                check=False,
-            )
-            if result.returncode != 0:
-                why = first_line(result.stderr)
-                log.warning("process %d keeps the copy %d: %s", pid, child, why)
+            try:
+                await capturer.reap_copy(child, pid)
+            except capturer.CaptureFailed as e:
+                log.warning("process %d keeps the copy %d: %s", pid, child, e.reason)
 
 
 class Checkpoints:
@@ -150,30 +137,27 @@ class Checkpoints:
             before, reg.state = reg.state, "checkpointing"
             try:
                 if self.away is not None and self.away.is_away(pid):
-                    argv = capture_argv(reg, cap, "checkpoint")  # the node acts on the copy
-                    result = await self.away.capture(pid, argv, CAPTURE_ACTIONS[action])
+                    spec = to_file(reg, cap, "checkpoint")  # the node acts on the copy
+                    result = await self.away.capture(pid, spec, CAPTURE_ACTIONS[action])
                 else:
-                    result = await trio.run_process(
-                        capture_argv(reg, cap, action),
-                        capture_stdout=True,
-                        capture_stderr=True,
-                        check=False,
-                    )
+                    result = await to_file(reg, cap, action).run()
             finally:
                 reg.state = before
-            if result.returncode == 0:
-                log.info("checkpoint of %d written to %s", pid, cap.path)
-                return Checkpointed(path=os.fsencode(cap.path), number=cap.number)
-            if result.returncode == EXIT_REFUSED:  # counted, as the manual says
+            try:
+                capturer.check(result)
+            except capturer.CaptureRefused as e:  # counted, as the manual says
                 # from the capturer's stderr: the file is never read back (as root, its
                 # name could by then lead anywhere)
-                reason = first_line(result.stderr) or "cannot be checkpointed"
+                reason = e.reason or "cannot be checkpointed"
                 log.info("checkpoint of %d refused: %s", pid, reason)
                 return Checkpointed(path=os.fsencode(cap.path), number=cap.number, failed=reason)
-            if reg.ckpt_taken == cap.taken:  # nothing was written under that name
-                reg.ckpt_taken = cap.taken - 1
-            await reap_copies(pid)
-            raise CheckpointError(first_line(result.stderr) or f"checkpoint of {pid} failed")
+            except capturer.CaptureFailed as e:
+                if reg.ckpt_taken == cap.taken:  # nothing was written under that name
+                    reg.ckpt_taken = cap.taken - 1
+                await reap_copies(pid)
+                raise CheckpointError(e.reason or f"checkpoint of {pid} failed") from None
+            log.info("checkpoint of %d written to %s", pid, cap.path)
+            return Checkpointed(path=os.fsencode(cap.path), number=cap.number)
 
     def last_image(self, pid: int) -> str | None:
         """The newest checkpoint file of ``pid`` that holds an image of it (None:

@@ -32,7 +32,6 @@ import contextlib
 import logging
 import os
 import secrets
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -40,8 +39,8 @@ import trio
 
 from mosix.helper_process import close_process
 from mosix.home_agent.connection import Connection
-from mosix.native import native_path
-from mosix.native_names import CkptLine, order_line
+from mosix.native import capturer, deputy
+from mosix.native_names import CkptExit, CkptLine
 from mosix.protocol import (
     BringHome,
     DeputyChannel,
@@ -62,7 +61,6 @@ from mosix.remote_agent.peers import Cluster
 from mosix.remote_agent.stream import PeerStream, PeerUnavailable
 
 log = logging.getLogger("mosixd")
-CAPTURER, DEPUTY, RESTORER = "mosix-ckpt", "mosix-deputy", "mosix-restore"
 OFFER_TIMEOUT = 10.0  # for the target's answer to an offer
 RESTORE_TIMEOUT = 120.0  # from the end of the capture to the target's result
 HOME_TIMEOUT = 120.0  # for a copy's image to come home
@@ -209,29 +207,13 @@ class Migrations:
         return stream.detach_fd()
 
     async def _capture_and_hand_over(self, away: Away, img_fd: int) -> bool:
-        argv = [
-            native_path(CAPTURER),
-            "-f",
-            str(img_fd),
-            "-a",
-            "migrate",
-            *deputy_words(self.socket_path, away.token),
-            str(away.pid),
-        ]
         try:
-            proc = await trio.lowlevel.open_process(
-                argv,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                pass_fds=(img_fd,),
-            )
+            deputy_argv = deputy.argv(self.socket_path, away.token)
+            proc = await capturer.start_migrate(img_fd, away.pid, deputy_argv)
         finally:
             os.close(img_fd)
-        assert proc.stdin is not None and proc.stdout is not None
         try:
-            line = await read_line(proc.stdout)
-            if line != CkptLine.CAPTURED:
+            if not await capturer.captured(proc):
                 await proc.wait()
                 raise MigrationError(await capture_error(proc, away.pid))
             try:
@@ -240,14 +222,14 @@ class Migrations:
             except (PeerUnavailable, trio.TooSlowError) as e:
                 result = MigrateResult(token=away.token, error=f"node {away.node}: {e}")
             if not isinstance(result, MigrateResult) or result.error:
-                await proc.stdin.send_all(order_line(CkptLine.RESUME))
+                await capturer.order(proc, CkptLine.RESUME)
                 await proc.wait()
                 why = result.error if isinstance(result, MigrateResult) else result.OP
                 raise MigrationError(f"not restored on node {away.node}: {why}")
             self.by_token[away.token] = away  # the deputy's hello finds its channel
-            await proc.stdin.send_all(order_line(CkptLine.GO))
+            await capturer.order(proc, CkptLine.GO)
             status = await proc.wait()
-            if status != 0:
+            if status != CkptExit.OK:
                 self.by_token.pop(away.token, None)
                 raise MigrationError(await capture_error(proc, away.pid))
             return True
@@ -434,22 +416,6 @@ class Migrations:
         log.info("process %d came home from node %d", away.pid, away.node)
 
 
-def deputy_words(socket_path: str, token: str) -> list[str]:
-    """mosix-ckpt's -D words: the deputy's path and arguments."""
-    words = [native_path(DEPUTY), "-a", socket_path, "-k", token, "-r", native_path(RESTORER)]
-    return [w for word in words for w in ("-D", word)]
-
-
-async def read_line(stream: trio.abc.ReceiveStream) -> str:
-    data = bytearray()
-    while not data.endswith(b"\n"):
-        chunk = await stream.receive_some(1)
-        if not chunk:
-            break
-        data += chunk
-    return data.decode(errors="replace").strip()
-
-
 async def read_all(fd: int) -> str:
     """Everything written to a pipe until its writers close it."""
     data = bytearray()
@@ -466,6 +432,4 @@ async def read_all(fd: int) -> str:
 
 
 async def capture_error(proc: trio.Process, pid: int) -> str:
-    assert proc.stderr is not None
-    text = (await proc.stderr.receive_some(4096)).decode(errors="replace").strip()
-    return text.splitlines()[-1] if text else f"capture of process {pid} failed"
+    return await capturer.stderr_line(proc) or f"capture of process {pid} failed"

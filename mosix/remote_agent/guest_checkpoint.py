@@ -21,15 +21,14 @@ import logging
 import os
 import signal
 import socket
-import subprocess
 
 import trio
 
 from mosix.helper_process import close_process
-from mosix.native import native_path
-from mosix.native_names import CkptLine, RemoteLine, order_line
+from mosix.native import capturer
+from mosix.native_names import CkptLine, RemoteLine
 from mosix.protocol import MigrateCheckpoint, RemoteEvent
-from mosix.remote_agent.inbound import CAPTURER, QUIET_TIMEOUT, Guest, Guests
+from mosix.remote_agent.inbound import QUIET_TIMEOUT, Guest, Guests
 from mosix.remote_agent.nodemap import Node
 from mosix.remote_agent.stream import PeerStream
 
@@ -64,12 +63,12 @@ class GuestCheckpoints:
 
     async def _checkpoint(self, guest: Guest, stream: PeerStream, msg: MigrateCheckpoint) -> None:
         guest.quiet = trio.Event()
-        await self.guests._tell(guest, RemoteLine.LEAVE)
+        await self.guests.tell(guest, RemoteLine.LEAVE)
         try:
             with trio.fail_after(QUIET_TIMEOUT):
                 await guest.quiet.wait()
         except trio.TooSlowError:
-            await self.guests._tell(guest, RemoteLine.STAY)
+            await self.guests.tell(guest, RemoteLine.STAY)
             error = "a call at home does not end"
             await stream.send(RemoteEvent(token=msg.token, event="failed", error=error))
             await stream.aclose()
@@ -82,11 +81,11 @@ class GuestCheckpoints:
             finally:
                 os.close(fd)
         finally:
-            await self.guests._tell(guest, RemoteLine.STAY)
+            await self.guests.tell(guest, RemoteLine.STAY)
         if written and ACTIONS[msg.action] == signal.SIGKILL:
             # through mosix-remote, after "stay": a SIGKILL of ours could reach it
             # before "stay" does, and a copy that ends while leaving has "left"
-            await self.guests._tell(guest, RemoteLine.KILL)
+            await self.guests.tell(guest, RemoteLine.KILL)
         elif written and ACTIONS[msg.action]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(guest.pid, ACTIONS[msg.action])
@@ -97,24 +96,15 @@ class GuestCheckpoints:
     async def _capture(self, guest: Guest, fd: int) -> bool:
         """The copy's image on ``fd``; when home is done with it: whether home
         wrote its file."""
-        argv = [native_path(CAPTURER), "-f", str(fd), "-a", "migrate", str(guest.pid)]
-        proc = await trio.lowlevel.open_process(
-            argv,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            pass_fds=(fd,),
-        )
-        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+        proc = await capturer.start_migrate(fd, guest.pid)
         try:
-            line = await proc.stdout.receive_some(64)
-            if not line.startswith(CkptLine.CAPTURED.encode()):
-                why = (await proc.stderr.receive_some(4096)).decode(errors="replace").strip()
+            if not await capturer.captured(proc):
+                why = await capturer.stderr_line(proc)
                 if why:  # a refusal went home on the connection itself
                     log.warning("process %d: checkpoint capture: %s", guest.offer.pid, why)
             written = await home_done(fd)
             with contextlib.suppress(trio.BrokenResourceError):  # a capturer that gave up
-                await proc.stdin.send_all(order_line(CkptLine.RESUME))
+                await capturer.order(proc, CkptLine.RESUME)
             await proc.wait()
             return written
         finally:

@@ -20,15 +20,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import trio
 
 from mosix.helper_process import close_process
-from mosix.native import native_path
-from mosix.native_names import CkptLine, RemoteLine, order_line
+from mosix.native import capturer, remote_supervisor
+from mosix.native_names import CkptLine, RemoteLine
 from mosix.protocol import (
     BringHome,
     MigrateAccept,
@@ -44,12 +43,6 @@ from mosix.remote_agent.nodemap import Node
 from mosix.remote_agent.stream import PeerStream, PeerUnavailable
 
 log = logging.getLogger("mosixd")
-SUPERVISOR, LAUNCHER, RESTORER, CAPTURER = (
-    "mosix-remote",
-    "mosix-exec",
-    "mosix-restore",
-    "mosix-ckpt",
-)
 ARRIVAL_TIMEOUT = 30.0  # for the image and channel connections after an offer
 QUIET_TIMEOUT = 60.0  # for the call in flight to finish before leaving
 
@@ -133,32 +126,14 @@ class Guests:
     # ------------------------------------------------------------ life
 
     async def _run(self, guest: Guest) -> None:
-        argv = [
-            native_path(SUPERVISOR),
-            "-c",
-            str(guest.chan_fd),
-            *(["-d", str(guest.direct_fd)] if guest.direct_fd >= 0 else []),
-            "-i",
-            str(guest.img_fd),
-            "-m",
-            guest.offer.mode,
-            "-p",
-            str(guest.offer.pid),
-            "-e",
-            native_path(LAUNCHER),
-            "-r",
-            native_path(RESTORER),
-        ]
-        if guest.offer.time_here:
-            argv.append("-t")
-        proc = await trio.lowlevel.open_process(
-            argv,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            pass_fds=tuple(fd for fd in (guest.img_fd, guest.chan_fd, guest.direct_fd) if fd >= 0),
-            start_new_session=True,
-        )
+        proc = await remote_supervisor.Supervise(
+            chan_fd=guest.chan_fd,
+            img_fd=guest.img_fd,
+            mode=guest.offer.mode,
+            home_pid=guest.offer.pid,
+            direct_fd=guest.direct_fd,
+            time_here=guest.offer.time_here,
+        ).start()
         for fd in (guest.img_fd, guest.chan_fd, guest.direct_fd):
             if fd >= 0:
                 os.close(fd)
@@ -186,8 +161,7 @@ class Guests:
             buffer += chunk
             while b"\n" in buffer:
                 raw, buffer = buffer.split(b"\n", 1)
-                word, _, rest = raw.decode(errors="replace").partition(" ")
-                if not await self._report(guest, word, rest):
+                if not await self._report(guest, *remote_supervisor.report(raw)):
                     return
 
     async def _report(self, guest: Guest, word: str, rest: str) -> bool:
@@ -234,14 +208,12 @@ class Guests:
             guest.offer.pid,
             guest.home.label(),
         )
-        await self._tell(guest, RemoteLine.KILL)
+        await self.tell(guest, RemoteLine.KILL)
 
-    async def _tell(self, guest: Guest, order: RemoteLine) -> None:
-        proc = guest.supervisor
-        if proc is None or proc.stdin is None:
-            return
-        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            await proc.stdin.send_all(order_line(order))
+    async def tell(self, guest: Guest, order: RemoteLine) -> None:
+        """Tell ``guest``'s supervisor ``order`` (nothing if it has none or is gone)."""
+        if guest.supervisor is not None:
+            await remote_supervisor.order(guest.supervisor, order)
 
     # ------------------------------------------------------------ leaving
 
@@ -252,12 +224,12 @@ class Guests:
             await stream.aclose()
             return
         guest.quiet = trio.Event()
-        await self._tell(guest, RemoteLine.LEAVE)
+        await self.tell(guest, RemoteLine.LEAVE)
         try:
             with trio.fail_after(QUIET_TIMEOUT):
                 await guest.quiet.wait()
         except trio.TooSlowError:
-            await self._tell(guest, RemoteLine.STAY)
+            await self.tell(guest, RemoteLine.STAY)
             await stream.send(
                 RemoteEvent(token=msg.token, event="failed", error="a call at home does not end")
             )
@@ -265,36 +237,25 @@ class Guests:
             return
         await stream.send(RemoteEvent(token=msg.token, event="sending"))
         fd = stream.detach_fd()
-        argv = [native_path(CAPTURER), "-f", str(fd), "-a", "migrate", str(guest.pid)]
         receive_finish = self._finish_channel(guest)
-        proc = await trio.lowlevel.open_process(
-            argv,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            pass_fds=(fd,),
-        )
+        proc = await capturer.start_migrate(fd, guest.pid)
         os.close(fd)
-        assert proc.stdin is not None and proc.stdout is not None
         try:
-            line = await proc.stdout.receive_some(64)
             ok = False
-            if line.startswith(CkptLine.CAPTURED.encode()):
+            if await capturer.captured(proc):
                 ok = await receive_finish.receive()
             else:
-                assert proc.stderr is not None
-                why = (await proc.stderr.receive_some(4096)).decode(errors="replace").strip()
                 log.warning(
                     "process %d of %s: capture failed: %s",
                     guest.offer.pid,
                     guest.home.label(),
-                    why or "no reason given",
+                    await capturer.stderr_line(proc) or "no reason given",
                 )
             with contextlib.suppress(trio.BrokenResourceError):  # a capturer that gave up
-                await proc.stdin.send_all(order_line(CkptLine.GO if ok else CkptLine.RESUME))
+                await capturer.order(proc, CkptLine.GO if ok else CkptLine.RESUME)
             await proc.wait()
             if not ok:
-                await self._tell(guest, RemoteLine.STAY)
+                await self.tell(guest, RemoteLine.STAY)
         finally:
             await close_process(proc)
 

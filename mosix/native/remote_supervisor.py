@@ -1,0 +1,72 @@
+"""mosix-remote (csrc/remote/mosix_remote.c): the supervisor of a guest, started here only.
+
+It restores the copy from the image descriptor (through the launcher and the
+restorer), serves its forwarded calls, reports one line per event on its stdout
+and takes orders on its stdin, both ``RemoteLine`` (mosix.native_names, shared
+with the C side).  Its own failures come as a "failed REASON" line, not as an
+exit status: :func:`report` splits a line into its verb and the rest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+from dataclasses import dataclass
+
+import trio
+
+from mosix.native import native_path
+from mosix.native_names import RemoteLine, order_line
+
+PROGRAM = "mosix-remote"
+LAUNCHER = "mosix-exec"
+RESTORER = "mosix-restore"
+
+
+@dataclass(frozen=True)
+class Supervise:
+    """A copy to restore and serve: its descriptors, its mode and its pid at home."""
+
+    chan_fd: int
+    img_fd: int
+    mode: str
+    home_pid: int
+    direct_fd: int = -1  # the direct channel (-1: none)
+    time_here: bool = False
+
+    def fds(self) -> tuple[int, ...]:
+        return tuple(fd for fd in (self.img_fd, self.chan_fd, self.direct_fd) if fd >= 0)
+
+    def argv(self) -> list[str]:
+        argv = [native_path(PROGRAM), "-c", str(self.chan_fd)]
+        if self.direct_fd >= 0:
+            argv += ["-d", str(self.direct_fd)]
+        argv += ["-i", str(self.img_fd), "-m", self.mode, "-p", str(self.home_pid)]
+        argv += ["-e", native_path(LAUNCHER), "-r", native_path(RESTORER)]
+        return [*argv, "-t"] if self.time_here else argv
+
+    async def start(self) -> trio.Process:
+        """The supervisor, in a session of its own, stdin and stdout ours (end it with
+        mosix.helper_process.close_process); the descriptors stay open here."""
+        return await trio.lowlevel.open_process(
+            self.argv(),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            pass_fds=self.fds(),
+            start_new_session=True,
+        )
+
+
+async def order(proc: trio.Process, line: RemoteLine) -> None:
+    """Tell the supervisor ``line``; one that is gone no longer listens."""
+    if proc.stdin is None:
+        return
+    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+        await proc.stdin.send_all(order_line(line))
+
+
+def report(raw: bytes) -> tuple[str, str]:
+    """A line of the supervisor (without its newline): its verb and the rest."""
+    word, _, rest = raw.decode(errors="replace").partition(" ")
+    return word, rest
