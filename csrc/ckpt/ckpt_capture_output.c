@@ -13,6 +13,7 @@
  * leftovers of dead checkpointers are removed by the next capture of the
  * same name. */
 #include "ckpt_capture_common.h"
+#include "forward_wire.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -94,26 +95,7 @@ static int send_msg(int sock, char kind, const char *text, int fd)
         return -1;
     if ((size_t)n >= sizeof(buf))
         n = sizeof(buf) - 1;
-    struct iovec iov = {buf, (size_t)n};
-    union {
-        struct cmsghdr align;
-        char buf[CMSG_SPACE(sizeof(int))];
-    } control;
-    memset(&control, 0, sizeof(control));
-    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
-    if (fd >= 0) {
-        msg.msg_control = control.buf;
-        msg.msg_controllen = sizeof(control.buf);
-        struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(c), &fd, sizeof(fd));
-    }
-    ssize_t w;
-    do
-        w = sendmsg(sock, &msg, MSG_NOSIGNAL);
-    while (w < 0 && errno == EINTR);
+    ssize_t w = mosix_send_fd(sock, buf, (size_t)n, fd, MSG_NOSIGNAL);
     return w == n ? 0 : -1;
 }
 

@@ -90,3 +90,31 @@ int mosix_receive_fd(int sock)
     memcpy(&fd, CMSG_DATA(c), sizeof(fd));
     return fd;
 }
+
+ssize_t mosix_send_fd(int sock, const void *buf, size_t len, int fd, int flags)
+{
+    struct iovec iov = {(void *)buf, len};
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } control;
+    struct msghdr msg;
+    memset(&msg, 0, sizeof(msg));
+    memset(&control, 0, sizeof(control));
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    if (fd >= 0) {
+        msg.msg_control = control.buf;
+        msg.msg_controllen = sizeof(control.buf);
+        struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(c), &fd, sizeof(fd));
+    }
+    ssize_t n;
+    do
+        n = sendmsg(sock, &msg, flags);
+    while (n < 0 && errno == EINTR);
+    return n;
+}

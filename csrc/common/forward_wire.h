@@ -38,6 +38,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 enum fwd_frame_type {
     FWD_FRAME_REQUEST = 1,
@@ -72,5 +73,8 @@ int fwd_write_full(int fd, const void *buf, size_t len); /* MSG_NOSIGNAL */
 int fwd_send_frame(int fd, uint32_t type, uint64_t id, const void *payload, size_t len);
 /* One descriptor sent with SCM_RIGHTS (close-on-exec here); -1 if none came. */
 int mosix_receive_fd(int sock);
+/* sendmsg of len bytes at buf, with descriptor fd as SCM_RIGHTS (none when fd < 0),
+ * retried on EINTR: what sendmsg returned (-1 and errno on failure). */
+ssize_t mosix_send_fd(int sock, const void *buf, size_t len, int fd, int flags);
 
 #endif

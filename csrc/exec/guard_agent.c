@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "forward_wire.h"
 #include "guard_cbor.h"
 
 #define FRAME_MAX (1u << 20)      /* mosix.protocol.MAX_FRAME */
@@ -485,26 +486,9 @@ static int send_hello(int fd, int listener, const unsigned char *out, size_t len
 {
     size_t sent = 0;
     while (sent < len) {
-        struct iovec iov = {(void *)(out + sent), len - sent};
-        union {
-            struct cmsghdr align;
-            char buf[CMSG_SPACE(sizeof(int))];
-        } control;
-        struct msghdr msg;
-        memset(&msg, 0, sizeof(msg));
-        msg.msg_iov = &iov;
-        msg.msg_iovlen = 1;
-        if (sent == 0) { /* the listener goes with the first byte */
-            memset(&control, 0, sizeof(control));
-            msg.msg_control = control.buf;
-            msg.msg_controllen = sizeof(control.buf);
-            struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-            c->cmsg_level = SOL_SOCKET;
-            c->cmsg_type = SCM_RIGHTS;
-            c->cmsg_len = CMSG_LEN(sizeof(int));
-            memcpy(CMSG_DATA(c), &listener, sizeof(int));
-        }
-        ssize_t n = sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+        /* the listener goes with the first byte */
+        ssize_t n = mosix_send_fd(fd, out + sent, len - sent, sent == 0 ? listener : -1,
+                                  MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {

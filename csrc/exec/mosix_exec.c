@@ -25,6 +25,7 @@
  *      program), prepends the shim to LD_PRELOAD;
  *   6. executes the program.  Exit statuses of its own failures: 125 (mosrun
  *      failed), 126 (found but not runnable), 127 (not found). */
+#include "forward_wire.h"
 #include "mosix_shim.h"
 
 #include <errno.h>
@@ -150,27 +151,7 @@ static void fix_open_files(void)
 static int send_fd(int sock, int fd)
 {
     char byte = 'L';
-    struct iovec iov = {&byte, 1};
-    union {
-        struct cmsghdr align;
-        char buf[CMSG_SPACE(sizeof(int))];
-    } control;
-    memset(&control, 0, sizeof(control));
-    struct msghdr msg = {0};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.buf;
-    msg.msg_controllen = sizeof(control.buf);
-    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(c), &fd, sizeof(fd));
-    ssize_t n;
-    do
-        n = sendmsg(sock, &msg, MSG_NOSIGNAL);
-    while (n < 0 && errno == EINTR);
-    return n == 1 ? 0 : -1;
+    return mosix_send_fd(sock, &byte, 1, fd, MSG_NOSIGNAL) == 1 ? 0 : -1;
 }
 
 /* Fork the guard (double fork: it is reparented away from the program and
