@@ -23,7 +23,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -188,7 +188,8 @@ class FakeAgent:
     """A Unix socket server standing in for the node agent's control socket."""
 
     path: Path
-    auto: protocol.Message | bytes | None = None  # replied at once unless hold
+    # replied at once unless hold; a function picks the reply for each request
+    auto: protocol.Message | bytes | Callable[[protocol.Message], protocol.Message] | None = None
     hold: bool = False
     requests: queue.Queue[Request] = field(default_factory=queue.Queue)
     connections: int = 0
@@ -205,16 +206,21 @@ class FakeAgent:
                 conn, _ = self.sock.accept()
             except OSError:
                 return
-            self.connections += 1
             threading.Thread(target=self._one, args=(conn,), daemon=True).start()
 
     def _one(self, conn: socket.socket) -> None:
         conn.settimeout(TIMEOUT)
         head = recv_exactly(conn, 4)
         payload = recv_exactly(conn, protocol.frame_length(head))
-        request = Request(cbor2.loads(payload), protocol.decode_message(payload), conn)
+        message = protocol.decode_message(payload)
+        if isinstance(message, protocol.GuardHello):  # the guard's announcement: not watched
+            conn.sendall(protocol.encode_message(protocol.Refused(error="not watched here")))
+            conn.close()
+            return
+        self.connections += 1
+        request = Request(cbor2.loads(payload), message, conn)
         if not self.hold:
-            request.reply(self.auto)
+            request.reply(self.auto(message) if callable(self.auto) else self.auto)
         self.requests.put(request)
 
     def next(self, timeout: float = TIMEOUT) -> Request:
@@ -744,7 +750,10 @@ except OSError as e:
 
 
 def test_proc_files_from_python(fake_agent: FakeAgent, tmp_path: Path) -> None:
-    fake_agent.auto = protocol.Checkpointed()
+    # the settings follow the checkpoint at once: each request gets its own reply
+    fake_agent.auto = lambda m: (
+        protocol.Checkpointed() if isinstance(m, protocol.Checkpoint) else protocol.Done()
+    )
     p = spawn([sys.executable, "-c", PYTHON_PROC], fake_agent.path, cwd=tmp_path)
     assert p.stdout is not None
     first = fake_agent.next()
@@ -754,7 +763,6 @@ def test_proc_files_from_python(fake_agent: FakeAgent, tmp_path: Path) -> None:
         "action": "checkpoint",
         "origin": "program",
     }
-    fake_agent.auto = protocol.Done()
     out, err = p.communicate(timeout=TIMEOUT)
     assert (out, err) == ("'py.save\\n' '4\\n' '9\\n'\nerror EINVAL\n", "")
     settings = [fake_agent.next().raw for _ in range(3)]
