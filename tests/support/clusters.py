@@ -36,7 +36,7 @@ from mosix.testcluster import ClusterError, LocalCluster, existing_clusters
 from mosix.testcluster.cluster import owner_pid
 from support.cbuild import build_c
 
-CPROGS = Path(__file__).parent / "cprogs"
+CPROGS = Path(__file__).parents[1] / "cprogs"
 _serial = itertools.count(1)
 _OWN_NAME = re.compile(r"pt(\d+)c\d+")
 
