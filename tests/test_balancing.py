@@ -22,6 +22,8 @@ from support.waiting import wait_until
 from mosix.agent_paths import RUN_DIR_ENV
 from mosix.testcluster import LocalCluster
 
+pytestmark = pytest.mark.slow  # each test waits for several balancing rounds: 14-20 s
+
 JOBS = 6
 WAIT = 90.0  # seconds, for the cluster to do what it should (it takes a few rounds)
 
