@@ -18,12 +18,13 @@ segments as areas) into an image, for richer tests of the restored state.
 from __future__ import annotations
 
 import ctypes
-import shutil
 import struct
 import subprocess
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+from support.cbuild import build_c
 
 from mosix.ckpt import format as F
 from mosix.native import NATIVE_DIR
@@ -61,8 +62,7 @@ def use_c_hash(build_dir: Path) -> None:
     lib_path = build_dir / "librestore_hash.so"
     if not lib_path.exists():
         common = REPO / "csrc" / "common"
-        cmd = ["gcc", "-O2", "-shared", "-fPIC", "-I", str(common), "-o", str(lib_path)]
-        subprocess.run([*cmd, str(CPROGS / "restore_hash.c")], check=True, timeout=60)
+        build_c(CPROGS / "restore_hash.c", lib_path, "-O2", "-shared", "-fPIC", "-I", str(common))
     lib = ctypes.CDLL(str(lib_path))
     fn = lib.restore_test_mxh64
     fn.restype = ctypes.c_uint64
@@ -222,15 +222,9 @@ def special_areas() -> dict[str, tuple[int, int]]:
 
 
 def host_facts(build_dir: Path) -> Host:
-    if shutil.which("gcc") is None:
-        raise RuntimeError("gcc is needed to build the test programs")
     exe = build_dir / "restore_cpuinfo"
     if not exe.exists():
-        subprocess.run(
-            ["gcc", "-O2", "-o", str(exe), str(CPROGS / "restore_cpuinfo.c")],
-            check=True,
-            timeout=60,
-        )
+        build_c(CPROGS / "restore_cpuinfo.c", exe, "-O2")
     out = subprocess.run([str(exe)], capture_output=True, text=True, check=True, timeout=60)
     facts = {k: int(v) for k, v in (line.split() for line in out.stdout.splitlines())}
     spans = special_areas()
@@ -435,8 +429,8 @@ def build_payload(build_dir: Path) -> Path:
     exe = build_dir / "restore_payload"
     if not exe.exists():
         link = [f"-Wl,-Ttext-segment={PAYLOAD_BASE:#x}", "-Wl,--build-id=none"]
-        cmd = ["gcc", *PAYLOAD_FLAGS, *PAYLOAD_FLAGS2, "-Werror", *link, "-o", str(exe)]
-        subprocess.run([*cmd, str(CPROGS / "restore_payload.c")], check=True, timeout=60)
+        flags = (*PAYLOAD_FLAGS, *PAYLOAD_FLAGS2, "-Werror", *link)
+        build_c(CPROGS / "restore_payload.c", exe, *flags)
     return exe
 
 

@@ -1,5 +1,9 @@
-"""Shared fixtures: a real node agent per test (see agent_fixtures.py), real agents
-on loopback addresses as a cluster (loopback_agents.py).
+"""The tests' shared parts live in support/ and are registered here as plugins, so a
+test module uses their fixtures by name without importing them: a real node agent
+per test (support/agents.py), test users (users.py), the namespaces test cluster
+(clusters.py), real agents on loopback addresses as a cluster (loopback_agents.py).
+Tests that use either cluster are marked ``cluster`` at collection; see pyproject.toml
+for the markers.
 
 A trio deprecation fails the run.  In pytest itself pyproject.toml's
 filterwarnings says so; every Python process the tests start (agents,
@@ -14,17 +18,16 @@ import sys
 from pathlib import Path
 
 import pytest
-from agent_fixtures import (  # noqa: F401
-    agent,
-    agent_base,
-    hostile_users,
-    stop_embedded_agent,
-    two_users,
-)
-from loopback_agents import cluster  # noqa: F401
 
 import mosix.protocol
 from mosix.agent_paths import SYSTEM_RUN_DIR
+
+pytest_plugins = [
+    "support.agents",
+    "support.users",
+    "support.clusters",
+    "support.loopback_agents",
+]
 
 STRICT_WARNINGS = "error::FutureWarning"
 
@@ -47,6 +50,8 @@ def agent_of_this_installation() -> None:
         started = os.stat(f"/proc/{text}").st_mtime
     except OSError:
         return
+    from support.agents import stop_embedded_agent  # a plugin: imported once registered
+
     installed = Path(mosix.protocol.__file__).stat().st_mtime
     if os.fsencode(sys.prefix) + b"/" not in cmdline or started < installed:
         stop_embedded_agent(SYSTEM_RUN_DIR)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from support.cbuild import build_c
 
 REPO = Path(__file__).resolve().parents[1]
 PROBE_SOURCE = REPO / "tests" / "cprogs" / "probe.c"
@@ -59,22 +60,8 @@ def installed_native_dir() -> Path:
 
 
 def build_probes(directory: Path) -> Probes:
-    if shutil.which("gcc") is None:
-        pytest.fail("gcc is needed to build the test programs")
-    dynamic, static = directory / "probe", directory / "probe-static"
-    subprocess.run(
-        ["gcc", *CFLAGS, "-o", str(dynamic), str(PROBE_SOURCE)], check=True, timeout=TIMEOUT
-    )
-    result = subprocess.run(
-        ["gcc", *CFLAGS, "-static", "-o", str(static), str(PROBE_SOURCE)],
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-    )
-    if result.returncode != 0:
-        pytest.fail(
-            "gcc -static failed (libc.a comes with Debian's libc6-dev): " + result.stderr[-500:]
-        )
+    dynamic = build_c(PROBE_SOURCE, directory / "probe", *CFLAGS)
+    static = build_c(PROBE_SOURCE, directory / "probe-static", *CFLAGS, static=True)
     return Probes(dynamic, static)
 
 

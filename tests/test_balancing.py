@@ -12,15 +12,17 @@ import os
 import re
 import subprocess
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cluster_fixtures import make_cluster, node_programs  # noqa: F401
-from cluster_fixtures import wait_until as shared_wait_until
+from support.clusters import node_programs
+from support.waiting import wait_until
 
 from mosix.agent_paths import RUN_DIR_ENV
 from mosix.testcluster import LocalCluster
+
+pytestmark = pytest.mark.slow  # each test waits for several balancing rounds: 14-20 s
 
 JOBS = 6
 WAIT = 90.0  # seconds, for the cluster to do what it should (it takes a few rounds)
@@ -72,20 +74,24 @@ def balancing_counters(cluster: LocalCluster) -> tuple[int, int]:
     return int(found.group(1)), int(found.group(2))
 
 
-def wait_until(what: str, check: Callable[[], object]) -> None:
-    shared_wait_until(what, check, WAIT, period=0.5)
-
-
-def test_a_batch_spreads_and_then_stays_still(make_cluster, programs: Path) -> None:  # noqa: F811
+def test_a_batch_spreads_and_then_stays_still(make_cluster, programs: Path) -> None:
     cluster = make_cluster(3, cpus=0.6)
     jobs = [start(cluster, ["mosrun", str(programs / "burn")]) for _ in range(JOBS)]
     pids = [job.pid for job in jobs]
     try:
         even = Counter({"home": 2, "node2": 2, "node3": 2})
-        wait_until("two jobs on each node", lambda: where_they_run(cluster, pids) == even)
+        wait_until(
+            lambda: where_they_run(cluster, pids) == even,
+            WAIT,
+            what="two jobs on each node",
+            period=0.5,
+        )
         rounds, moves = balancing_counters(cluster)
         wait_until(
-            "five more balancing rounds", lambda: balancing_counters(cluster)[0] >= rounds + 5
+            lambda: balancing_counters(cluster)[0] >= rounds + 5,
+            WAIT,
+            what="five more balancing rounds",
+            period=0.5,
         )
         moved = re.findall(r"balancing: process \d+ from .*", cluster.agent_log(1).read_text())
         assert balancing_counters(cluster)[1] == moves, moved  # none since it was balanced
@@ -97,42 +103,56 @@ def test_a_batch_spreads_and_then_stays_still(make_cluster, programs: Path) -> N
         finish(jobs, r"burnt \d+ rounds\n")
 
 
-def test_minus_L_keeps_processes_where_they_are(make_cluster, programs: Path) -> None:  # noqa: F811
+def test_minus_L_keeps_processes_where_they_are(make_cluster, programs: Path) -> None:
     """Four CPU-bound jobs on a 2-processor node with two idle nodes beside it would
     move (the first test shows it); under -L none does."""
     cluster = make_cluster(3)
     jobs = [start(cluster, ["mosrun", "-L", str(programs / "burn")]) for _ in range(4)]
     try:
         rounds, moves = balancing_counters(cluster)
-        wait_until("six balancing rounds", lambda: balancing_counters(cluster)[0] >= rounds + 6)
+        wait_until(
+            lambda: balancing_counters(cluster)[0] >= rounds + 6,
+            WAIT,
+            what="six balancing rounds",
+            period=0.5,
+        )
         assert balancing_counters(cluster)[1] == moves == 0
         assert where_they_run(cluster, [job.pid for job in jobs]) == Counter({"home": 4})
     finally:
         finish(jobs, r"burnt \d+ rounds\n")
 
 
-def test_an_io_heavy_process_is_pulled_home_unless_c(make_cluster, programs: Path) -> None:  # noqa: F811
+def test_an_io_heavy_process_is_pulled_home_unless_c(make_cluster, programs: Path) -> None:
     cluster = make_cluster(3)
     data = str(programs / "data")
     ignoring = start(cluster, ["mosrun", "-rnode2", "-c", str(programs / "ioheavy"), data])
     heavy = start(cluster, ["mosrun", "-rnode2", str(programs / "ioheavy"), data])
     try:
         wait_until(  # started on node 2 (they wait at home for the move first)
-            "both on node 2",
             lambda: (
                 where_they_run(cluster, [ignoring.pid, heavy.pid]) == Counter({"node2": 2})
                 or f"balancing: process {heavy.pid} from node 2" in cluster.agent_log(1).read_text()
             ),
+            WAIT,
+            what="both on node 2",
+            period=0.5,
         )
         wait_until(
-            "the I/O-heavy process back home",
             lambda: where_they_run(cluster, [heavy.pid]) == Counter({"home": 1}),
+            WAIT,
+            what="the I/O-heavy process back home",
+            period=0.5,
         )
         assert f"balancing: process {heavy.pid} from node 2 to node 1" in (
             cluster.agent_log(1).read_text()
         )
         rounds, _ = balancing_counters(cluster)
-        wait_until("four balancing rounds", lambda: balancing_counters(cluster)[0] >= rounds + 4)
+        wait_until(
+            lambda: balancing_counters(cluster)[0] >= rounds + 4,
+            WAIT,
+            what="four balancing rounds",
+            period=0.5,
+        )
         assert where_they_run(cluster, [ignoring.pid]) == Counter({"node2": 1})  # -c
     finally:
         finish([ignoring, heavy], r"\d+ reads\n")

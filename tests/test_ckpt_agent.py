@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+from support.cbuild import build_c
+
 from mosix.home_agent import proc_info
 
 COPY_PROGRAM = r"""
@@ -28,9 +30,7 @@ int main(void) {
 
 
 def test_a_child_without_exit_signal_is_taken_for_the_checkpoint_copy(tmp_path: Path) -> None:
-    (tmp_path / "copy.c").write_text(COPY_PROGRAM)
-    exe = tmp_path / "copy"
-    subprocess.run(["gcc", "-O2", "-o", str(exe), str(tmp_path / "copy.c")], check=True)
+    exe = build_c(COPY_PROGRAM, tmp_path / "copy", "-O2")
     p = subprocess.Popen([str(exe)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert p.stdout is not None

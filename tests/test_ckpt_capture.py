@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from support.cbuild import build_c
+from support.waiting import wait_until
 
 from mosix.ckpt import format as fmt
 from mosix.native import NATIVE_DIR
@@ -60,15 +62,12 @@ def pattern(i: int) -> int:
 def progs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     if not CKPT.exists():
         pytest.fail(f"{CKPT} is missing: pip install .")
-    if shutil.which("gcc") is None:
-        pytest.fail("gcc is needed to build the test programs")
     out = tmp_path_factory.mktemp("ckpt_progs")
     built = {}
     for kind in KINDS:
         exe = out / f"ckpt_target-{kind}"
-        cmd = ["gcc", "-O2", "-Wall", "-Wextra", "-Werror", "-pthread", "-o", str(exe)]
-        cmd += ["-static"] if kind == "static" else []
-        subprocess.run([*cmd, str(SOURCE)], check=True, timeout=TIMEOUT)
+        flags = ("-O2", "-Wall", "-Wextra", "-Werror", "-pthread")
+        build_c(SOURCE, exe, *flags, static=kind == "static")
         os.chmod(out, 0o755)
         built[kind] = exe
     return built
@@ -149,14 +148,6 @@ def captured(pid: int, path: Path, *args: str, env: dict[str, str] | None = None
     assert stat.S_IMODE(path.stat().st_mode) == 0o400
     assert not [p for p in path.parent.iterdir() if p.name.startswith(f".{path.name}.tmp.")]
     return read_image(path.read_bytes())
-
-
-def wait_for(check, what: str, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 # ------------------------------------------------------------------ the image
@@ -343,11 +334,11 @@ def test_counter_captured_and_runs_on(progs: dict[str, Path], tmp_path: Path, ki
     out = tmp_path / "count.txt"
     with start([str(progs[kind]), "counter", str(out), "8"]) as t:
         fd, addr = int(t.extra[0]), int(t.extra[1], 16)
-        wait_for(lambda: len(lines_of(out)) > 10, "the counter to start")
+        wait_until(lambda: len(lines_of(out)) > 10, what="the counter to start")
         maps_before = maps_of(t.pid)
         img = captured(t.pid, tmp_path / "ckpt.1")
         seen = len(lines_of(out))
-        wait_for(lambda: len(lines_of(out)) > seen + 20, "the counter to go on")
+        wait_until(lambda: len(lines_of(out)) > seen + 20, what="the counter to go on")
         assert t.alive() and t.state() in "RS"
         assert t.children() == []
 
@@ -407,7 +398,7 @@ def test_counter_captured_and_runs_on(progs: dict[str, Path], tmp_path: Path, ki
 @pytest.mark.parametrize("kind", KINDS)
 def test_blocked_read_is_restarted(progs: dict[str, Path], tmp_path: Path, kind: str) -> None:
     with start([str(progs[kind]), "read"], stdin=subprocess.PIPE) as t:
-        wait_for(lambda: t.state() == "S", "the read to block")
+        wait_until(lambda: t.state() == "S", what="the read to block")
         img = captured(t.pid, tmp_path / "ckpt")
         assert t.proc.stdin is not None
         t.proc.stdin.write(b"hello\n")
@@ -423,7 +414,7 @@ def test_blocked_read_is_restarted(progs: dict[str, Path], tmp_path: Path, kind:
 @pytest.mark.parametrize("kind", KINDS)
 def test_sleep_is_restarted(progs: dict[str, Path], tmp_path: Path, kind: str) -> None:
     with start([str(progs[kind]), "sleep", "1"]) as t:
-        wait_for(lambda: t.state() == "S", "the sleep")
+        wait_until(lambda: t.state() == "S", what="the sleep")
         img = captured(t.pid, tmp_path / "ckpt")
         line = t.line()
         assert line.startswith("slept "), line
@@ -437,7 +428,7 @@ def test_sigsuspend_keeps_its_masks(progs: dict[str, Path], tmp_path: Path, kind
     """The image has the program's own mask, not sigsuspend's temporary one; the
     live program gets its own back when sigsuspend returns."""
     with start([str(progs[kind]), "suspend"]) as t:
-        wait_for(lambda: t.state() == "S", "the sigsuspend")
+        wait_until(lambda: t.state() == "S", what="the sigsuspend")
         img = captured(t.pid, tmp_path / "ckpt")
         os.kill(t.pid, signal.SIGUSR1)
         assert t.line() == "mask 1 0\n"
@@ -450,19 +441,19 @@ def test_group_stopped_process_stays_stopped(progs: dict[str, Path], tmp_path: P
     out = tmp_path / "count.txt"
     with start([str(progs["dynamic"]), "counter", str(out), "1"]) as t:
         os.kill(t.pid, signal.SIGSTOP)
-        wait_for(lambda: t.state() == "T", "the stop")
+        wait_until(lambda: t.state() == "T", what="the stop")
         captured(t.pid, tmp_path / "ckpt")
         assert t.state() == "T"
         seen = len(lines_of(out))
         os.kill(t.pid, signal.SIGCONT)
-        wait_for(lambda: len(lines_of(out)) > seen + 5, "the counter to go on")
+        wait_until(lambda: len(lines_of(out)) > seen + 5, what="the counter to go on")
         assert t.children() == []
 
 
 def test_wait_of_the_program_is_not_disturbed(progs: dict[str, Path], tmp_path: Path) -> None:
     with start([str(progs["dynamic"]), "child"]) as t:
         child = int(t.extra[0])
-        wait_for(lambda: t.state() == "S", "the wait")
+        wait_until(lambda: t.state() == "S", what="the wait")
         captured(t.pid, tmp_path / "ckpt")
         assert t.children() == [child]  # the copy is gone, reaped
         os.kill(child, signal.SIGKILL)
@@ -515,7 +506,7 @@ def test_terminated_while_writing(progs: dict[str, Path], tmp_path: Path, mib: i
             [str(CKPT), "-f", str(wr), str(t.pid)], pass_fds=(wr,), stderr=subprocess.PIPE
         )
         os.close(wr)
-        wait_for(lambda: t.children() != [], "the copy")
+        wait_until(lambda: t.children() != [], what="the copy")
         ck.send_signal(signal.SIGTERM)
         _, err = ck.communicate(timeout=TIMEOUT)
         os.close(rd)
@@ -530,7 +521,7 @@ def test_process_executes_another_program_meanwhile(progs: dict[str, Path], tmp_
         rd, wr = os.pipe()
         ck = subprocess.Popen([str(CKPT), "-f", str(wr), str(t.pid)], pass_fds=(wr,))
         os.close(wr)
-        wait_for(lambda: t.children() != [], "the copy")
+        wait_until(lambda: t.children() != [], what="the copy")
         assert t.proc.stdin is not None
         t.proc.stdin.write(b"go\n")
         t.proc.stdin.flush()
@@ -554,7 +545,7 @@ def test_copy_killed_during_the_capture(progs: dict[str, Path], tmp_path: Path) 
             [str(CKPT), "-f", str(wr), str(t.pid)], pass_fds=(wr,), stderr=subprocess.PIPE
         )
         os.close(wr)
-        wait_for(lambda: t.children() != [], "the copy")
+        wait_until(lambda: t.children() != [], what="the copy")
         os.kill(t.children()[0], signal.SIGKILL)
         with os.fdopen(rd, "rb") as f:
             f.read()
@@ -628,7 +619,7 @@ def test_memory_kinds(progs: dict[str, Path], tmp_path: Path, kind: str) -> None
     data.write_bytes(b"F" * 100)
     with start([str(progs[kind]), "memory", str(data)]) as t:
         none, past, ro = (int(x, 16) for x in t.extra)
-        wait_for(lambda: t.state() == "S", "the pause")  # its memory stays as it is
+        wait_until(lambda: t.state() == "S", what="the pause")  # its memory stays as it is
         img = captured(t.pid, tmp_path / "ckpt")
         # the copy was made readable, the process was not
         perms = {s: p for s, _, p, _ in maps_of(t.pid)}
@@ -825,7 +816,7 @@ def test_written_without_o_direct(progs: dict[str, Path], tmp_path: Path) -> Non
     same image."""
     shm = Path("/dev/shm")
     with start([str(progs["dynamic"]), "big", "8"]) as t:
-        wait_for(lambda: t.state() == "S", "the pause")  # its memory stays as it is
+        wait_until(lambda: t.state() == "S", what="the pause")  # its memory stays as it is
         direct = captured(t.pid, tmp_path / "direct")
         buffered = captured(t.pid, tmp_path / "buffered", env={"MOSIX_CKPT_NO_DIRECT": "1"})
         on_tmpfs = None
@@ -994,7 +985,7 @@ def test_under_the_discipline(progs: dict[str, Path], tmp_path: Path, kind: str,
         img = captured(t.pid, tmp_path / "ckpt")
         img2 = captured(t.pid, tmp_path / "ckpt2")
         seen = len(lines_of(out))
-        wait_for(lambda: len(lines_of(out)) > seen + 20, "the counter to go on")
+        wait_until(lambda: len(lines_of(out)) > seen + 20, what="the counter to go on")
         assert t.alive() and t.children() == []
     p = img.process
     assert p["base_mode"] == (0 if mode == "-u" else 1)
@@ -1015,7 +1006,7 @@ def test_recovered_from_the_image(progs: dict[str, Path], tmp_path: Path, kind: 
     the counter goes on from where it was, every number once."""
     out = tmp_path / "count.txt"
     with start(mosrun_argv(str(progs[kind]), "counter", str(out), "2"), cwd=REPO) as t:
-        wait_for(lambda: len(lines_of(out)) > 10, "the counter to start")
+        wait_until(lambda: len(lines_of(out)) > 10, what="the counter to start")
         captured(t.pid, tmp_path / "ckpt", "-a", "exit")
         assert t.proc.wait(timeout=TIMEOUT) == -signal.SIGKILL
     seen = len(lines_of(out))
@@ -1023,7 +1014,7 @@ def test_recovered_from_the_image(progs: dict[str, Path], tmp_path: Path, kind: 
         mosrun_argv(f"-R{tmp_path / 'ckpt'}"), cwd=REPO, stdout=subprocess.DEVNULL
     )
     try:
-        wait_for(lambda: len(lines_of(out)) > seen + 50, "the recovered counter")
+        wait_until(lambda: len(lines_of(out)) > seen + 50, what="the recovered counter")
     finally:
         rec.kill()
         rec.wait(timeout=TIMEOUT)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.cbuild import build_c
 
 from mosix.ckpt import format as fmt
 from mosix.native.checksum import mxh64
@@ -32,19 +33,8 @@ def c_layout(tmp_path_factory: pytest.TempPathFactory) -> dict[str, int]:
     lines.append("return 0;}")
     d = tmp_path_factory.mktemp("layout")
     (d / "layout.c").write_text("\n".join(lines))
-    subprocess.run(
-        [
-            "gcc",
-            "-Wall",
-            "-Werror",
-            "-I",
-            str(REPO / "csrc" / "generated"),
-            "-o",
-            str(d / "layout"),
-            str(d / "layout.c"),
-        ],
-        check=True,
-        timeout=60,
+    build_c(
+        d / "layout.c", d / "layout", "-Wall", "-Werror", "-I", str(REPO / "csrc" / "generated")
     )
     out = subprocess.run([str(d / "layout")], capture_output=True, text=True, check=True).stdout
     return {k: int(v) for k, v in (line.split() for line in out.splitlines())}
@@ -95,22 +85,8 @@ int main(int argc, char **argv) {
 def c_hash(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("hash")
     (d / "hash.c").write_text(HASH_PROGRAM)
-    subprocess.run(
-        [
-            "gcc",
-            "-O2",
-            "-Wall",
-            "-Werror",
-            "-I",
-            str(REPO / "csrc" / "common"),
-            "-o",
-            str(d / "hash"),
-            str(d / "hash.c"),
-        ],
-        check=True,
-        timeout=60,
-    )
-    return d / "hash"
+    flags = ("-O2", "-Wall", "-Werror", "-I", str(REPO / "csrc" / "common"))
+    return build_c(d / "hash.c", d / "hash", *flags)
 
 
 @settings(max_examples=60, deadline=None)

@@ -19,7 +19,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from agent_fixtures import Agent, cleanup, make_agent, wait_until
+from support.agents import Agent, cleanup, make_agent
+from support.cbuild import build_c
+from support.waiting import wait_until
 
 from mosix.ckpt.image import read_head_from
 
@@ -35,8 +37,8 @@ def programs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
     d.chmod(0o755)
     src = CPROGS / "e2e_counter.c"
     flags = ["-O2", "-Wall", "-Wextra", "-Werror"]
-    for name, extra in (("dynamic", []), ("static", ["-static"])):
-        subprocess.run(["gcc", *flags, *extra, "-o", str(d / name), str(src)], check=True)
+    for name in ("dynamic", "static"):
+        build_c(src, d / name, *flags, static=name == "static")
     return {
         "dynamic": [str(d / "dynamic")],
         "static": [str(d / "static")],

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import ckpt_images as ci
 import pytest
+from support.cbuild import build_c
+from support.waiting import wait_until
 
 from mosix.ckpt import format as F
 
@@ -743,12 +745,7 @@ def test_restore_speed_large(host: ci.Host, build: Path, tmp_path: Path) -> None
         assert result.returncode in (0, ci.TINY_STATUS), result.stderr
         return elapsed
 
-    fresh = build / "read_fresh"
-    subprocess.run(
-        ["gcc", "-O2", "-o", str(fresh), str(ci.CPROGS / "restore_readbench.c")],
-        check=True,
-        timeout=TIMEOUT,
-    )
+    fresh = build_c(ci.CPROGS / "restore_readbench.c", build / "read_fresh", "-O2")
     runs = {
         "restore": [str(ci.RESTORER), str(fd)],
         "check": [str(ci.RESTORER), "-c", str(fd)],
@@ -782,12 +779,9 @@ def capturer() -> Path:
 
 @pytest.fixture(scope="module")
 def counters(build: Path) -> dict[str, list[str]]:
-    dynamic, static = build / "counter", build / "counter-static"
-    cflags = ["gcc", "-O2", "-Wall", "-Wextra", "-Werror"]
-    subprocess.run([*cflags, "-o", str(dynamic), str(COUNTER_C)], check=True, timeout=TIMEOUT)
-    subprocess.run(
-        [*cflags, "-static", "-o", str(static), str(COUNTER_C)], check=True, timeout=TIMEOUT
-    )
+    cflags = ("-O2", "-Wall", "-Wextra", "-Werror")
+    dynamic = build_c(COUNTER_C, build / "counter", *cflags)
+    static = build_c(COUNTER_C, build / "counter-static", *cflags, static=True)
     return {
         "dynamic": [str(dynamic)],
         "static": [str(static)],
@@ -892,14 +886,13 @@ def test_captured_process_continues(
 
 def wait_blocked(pid: int, comm: str) -> None:
     """Until ``pid`` is the restored program (its name) and sleeps (in read(0))."""
-    deadline = time.monotonic() + TIMEOUT
-    while True:
+
+    def blocked() -> bool:
         stat = Path(f"/proc/{pid}/stat").read_text()
         name, state = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2]
-        if name == comm and state == "S":
-            return
-        assert time.monotonic() < deadline, stat
-        time.sleep(0.01)
+        return name == comm and state == "S"
+
+    wait_until(blocked, TIMEOUT, what=f"process {pid} to be {comm} blocked in read(0)")
 
 
 @pytest.mark.parametrize("kind", ["dynamic", "python"])

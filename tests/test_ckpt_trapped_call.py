@@ -24,7 +24,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cluster_fixtures import wait_until
+from support.cbuild import build_c
+from support.waiting import wait_until
 
 from mosix.native import NATIVE_DIR
 
@@ -39,9 +40,7 @@ RECOVERIES = 12
 def prog(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if shutil.which("mosrun") is None or not CKPT.exists():
         pytest.fail("mosrun and mosix-ckpt are not installed (pip install .)")
-    exe = tmp_path_factory.mktemp("trapped") / "trapped_calls"
-    subprocess.run(["gcc", "-O2", "-o", str(exe), str(SOURCE)], check=True, timeout=TIMEOUT)
-    return exe
+    return build_c(SOURCE, tmp_path_factory.mktemp("trapped") / "trapped_calls", "-O2")
 
 
 @pytest.fixture
@@ -77,7 +76,7 @@ def goes_on(proc: subprocess.Popen[str], progress: Path) -> None:
             raise AssertionError(f"the program ended ({proc.returncode}): {out} {err.strip()}")
         return calls_done(progress) > before
 
-    wait_until("the program to make more calls", more, TIMEOUT, period=0.01)
+    wait_until(more, TIMEOUT, what="the program to make more calls", period=0.01)
 
 
 def capture(pid: int, image: Path, *args: str) -> None:

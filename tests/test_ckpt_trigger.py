@@ -15,7 +15,6 @@ import errno
 import os
 import queue
 import re
-import shutil
 import signal
 import socket
 import struct
@@ -30,7 +29,8 @@ from typing import Any
 
 import cbor2
 import pytest
-from agent_fixtures import Agent
+from support.agents import Agent
+from support.cbuild import build_c
 
 import mosix
 from mosix import protocol
@@ -63,13 +63,10 @@ class Progs:
 
 @pytest.fixture(scope="module")
 def progs(tmp_path_factory: pytest.TempPathFactory) -> Progs:
-    if shutil.which("gcc") is None:
-        pytest.fail("gcc is needed to build the test programs")
     d = tmp_path_factory.mktemp("trigger")
     d.chmod(0o755)
-    dynamic, static = d / "trigger_prog", d / "trigger_prog-static"
-    subprocess.run(["gcc", *CFLAGS, "-o", str(dynamic), str(PROG_SOURCE)], check=True)
-    subprocess.run(["gcc", *CFLAGS, "-static", "-o", str(static), str(PROG_SOURCE)], check=True)
+    dynamic = build_c(PROG_SOURCE, d / "trigger_prog", *CFLAGS)
+    static = build_c(PROG_SOURCE, d / "trigger_prog-static", *CFLAGS, static=True)
     return Progs(dynamic, static)
 
 
@@ -315,7 +312,7 @@ def test_header_compiles_in_strict_c(tmp_path: Path, std: str) -> None:
         "    mosix_checkpoint_limit(1) + mosix_checkpoint_interval(2); }\n"
     )
     flags = [std, "-pedantic", "-Wall", "-Wextra", "-Werror", "-I", str(HEADER.parent)]
-    subprocess.run(["gcc", *flags, "-static", "-o", str(tmp_path / "use"), str(src)], check=True)
+    build_c(src, tmp_path / "use", *flags, static=True)
 
 
 # ================================================================== outside mosrun

@@ -10,8 +10,8 @@ import sys
 
 import cbor2
 import pytest
-from agent_fixtures import Agent, wait_until
-from loopback_agents import (
+from support.agents import Agent
+from support.loopback_agents import (
     DEAD_AFTER,
     SPEEDS,
     LoopbackCluster,
@@ -25,6 +25,7 @@ from loopback_agents import (
     sees,
     write_secret,
 )
+from support.waiting import wait_until
 
 from mosix.home_agent import node_facts
 from mosix.protocol import ListNodes, PeerChallenge, PeerHello, Refused, encode_message
@@ -181,6 +182,7 @@ def test_a_silent_peer_is_refused_after_the_deadline(cluster: LoopbackCluster) -
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root for a network namespace")
+@pytest.mark.cluster  # unshare --net: root
 def test_load_counts_runnable_tasks_of_this_network_namespace() -> None:
     """In a network namespace of its own (a node of the test cluster), the load is
     that namespace's runnable tasks: its two busy loops, not the three outside."""

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 import trio
-from loopback import free_port
+from support.loopback import free_port
 
 from mosix.protocol import HEADER, Done, GetStatus, LoadVector, Refused, Shutdown
 from mosix.remote_agent.nodemap import Node, NodeMap

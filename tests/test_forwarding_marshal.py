@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import struct
 import subprocess
 from pathlib import Path
@@ -21,6 +20,7 @@ import pytest
 from discipline_helpers import REPO
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.cbuild import build_c
 
 from mosix.discipline.forwarding import FORWARDING, Placement
 from mosix.discipline.policy import BY_NAME
@@ -53,13 +53,7 @@ sockopt close_sockets openpty tiocgwinsz termios fionread close_pty""")
 
 
 def _build(out: Path, extra: list[str]) -> Path:
-    if shutil.which("gcc") is None:
-        pytest.fail("gcc is needed to build the test programs")
-    cmd = ["gcc", *CFLAGS, *extra, "-o", str(out), str(HARNESS), *map(str, MARSHALLER)]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT)
-    if result.returncode != 0:
-        pytest.fail("building the forward harness failed:\n" + result.stderr[-3000:])
-    return out
+    return build_c([HARNESS, *MARSHALLER], out, *CFLAGS, *extra)
 
 
 @pytest.fixture(scope="module")

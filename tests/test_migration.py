@@ -12,7 +12,7 @@ import subprocess
 from collections.abc import Iterator
 
 import pytest
-from cluster_fixtures import cluster3, node_programs  # noqa: F401
+from support.clusters import node_programs
 
 from mosix.testcluster import LocalCluster
 
@@ -23,7 +23,7 @@ def migrant() -> Iterator[str]:
         yield str(directory / "migrant")
 
 
-def test_started_on_another_node_keeps_its_home(cluster3: LocalCluster, migrant: str) -> None:  # noqa: F811
+def test_started_on_another_node_keeps_its_home(cluster3: LocalCluster, migrant: str) -> None:
     out = "/tmp/migrant.out"
     proc = cluster3.popen(
         1,

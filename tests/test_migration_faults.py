@@ -22,7 +22,8 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from cluster_fixtures import make_cluster, node_programs, reads_stdin, wait_until  # noqa: F401
+from support.clusters import node_programs, reads_stdin
+from support.waiting import wait_until
 
 from mosix.testcluster import LocalCluster
 from mosix.testcluster.agents import ClusterSettings
@@ -44,7 +45,7 @@ def faulty() -> Iterator[str]:
 
 
 def new_cluster(
-    make_cluster: MakeCluster,  # noqa: F811
+    make_cluster: MakeCluster,
     nodes: int = 2,
 ) -> LocalCluster:
     return make_cluster(nodes, cluster=ClusterSettings(lost_after=LOST_AFTER))
@@ -110,7 +111,7 @@ def wait_for_log(
         found[:] = [line for line in lines if wanted.search(line)][:1]
         return bool(found)
 
-    wait_until(f"{pattern!r} in node {k}'s log", seen, timeout)
+    wait_until(seen, timeout, what=f"{pattern!r} in node {k}'s log")
     return found[0]
 
 
@@ -146,7 +147,7 @@ def started_on_node2(cluster: LocalCluster, faulty: str, steps: int, status: int
 
 
 def test_target_dies_mid_migration(
-    make_cluster: MakeCluster,  # noqa: F811
+    make_cluster: MakeCluster,
     faulty: str,
 ) -> None:
     cluster = new_cluster(make_cluster)
@@ -171,7 +172,7 @@ def test_target_dies_mid_migration(
 
 @pytest.mark.parametrize("how", ["killed", "silent"])
 def test_remote_node_dies(
-    make_cluster: MakeCluster,  # noqa: F811
+    make_cluster: MakeCluster,
     faulty: str,
     how: str,
 ) -> None:
@@ -193,7 +194,7 @@ def test_remote_node_dies(
 
 
 def test_lost_process_resumes_from_its_checkpoint(
-    make_cluster: MakeCluster,  # noqa: F811
+    make_cluster: MakeCluster,
     faulty: str,
 ) -> None:
     cluster = new_cluster(make_cluster)
@@ -222,7 +223,7 @@ def test_lost_process_resumes_from_its_checkpoint(
 
 
 def test_killed_deputy_kills_the_copy(
-    make_cluster: MakeCluster,  # noqa: F811
+    make_cluster: MakeCluster,
     faulty: str,
 ) -> None:
     cluster = new_cluster(make_cluster)
@@ -237,7 +238,7 @@ def test_killed_deputy_kills_the_copy(
 
 
 def test_short_network_cut_loses_nothing(
-    make_cluster: MakeCluster,  # noqa: F811
+    make_cluster: MakeCluster,
     faulty: str,
 ) -> None:
     cluster = new_cluster(make_cluster)
@@ -254,7 +255,7 @@ def test_short_network_cut_loses_nothing(
 
 
 def test_long_network_cut_ends_both_sides(
-    make_cluster: MakeCluster,  # noqa: F811
+    make_cluster: MakeCluster,
     faulty: str,
 ) -> None:
     cluster = new_cluster(make_cluster)
@@ -276,7 +277,7 @@ def test_long_network_cut_ends_both_sides(
 
 @pytest.mark.parametrize("how", ["killed", "silent"])
 def test_deputy_blocked_at_home_notices_the_loss(
-    make_cluster: MakeCluster,  # noqa: F811
+    make_cluster: MakeCluster,
     faulty: str,
     how: str,
 ) -> None:
@@ -286,7 +287,7 @@ def test_deputy_blocked_at_home_notices_the_loss(
     prog = Program(cluster, 1, ["mosrun", "-rnode2", faulty, "0", "1", "0"])
     assert prog.line() == f"ready {prog.pid}"  # printed on node 2, then it reads stdin
     copy_pid(cluster, 2, prog.pid)
-    wait_until("the deputy reads stdin", lambda: reads_stdin(prog.pid), EVENT_TIMEOUT)
+    wait_until(lambda: reads_stdin(prog.pid), EVENT_TIMEOUT, what="the deputy reads stdin")
     if how == "silent":
         cluster.cut(2)
     cluster.kill_node(2)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import trio
-from agent_fixtures import wait_until
+from support.waiting import wait_until
 
 from mosix.helper_process import close_process
 from mosix.home_agent.proc_info import real_uid

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import re
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
-from cluster_fixtures import cluster3, node_programs, wait_until  # noqa: F401
+from support.clusters import node_programs
+from support.waiting import wait_until
 
 from mosix.testcluster import LocalCluster
 
@@ -24,11 +25,6 @@ EXPECTED_SUM = sum(range(200000000))
 def migrant() -> Iterator[str]:
     with node_programs("placement", {"migrant": ["-O0", "migrant.c"]}) as directory:
         yield str(directory / "migrant")
-
-
-def wait_for(what: str, check: Callable[[], object], timeout: float = TIMEOUT) -> None:
-    """Until ``check()`` is true: a log line or a load report that has no other event."""
-    wait_until(what, check, timeout)
 
 
 def home_log(cluster: LocalCluster) -> str:
@@ -71,22 +67,22 @@ def node_loads(cluster: LocalCluster) -> dict[int, tuple[float, int]]:
     return out
 
 
-def test_a_named_node_by_address_or_number(cluster3: LocalCluster, migrant: str) -> None:  # noqa: F811
+def test_a_named_node_by_address_or_number(cluster3: LocalCluster, migrant: str) -> None:
     assert run_placed(cluster3, [f"-{cluster3.address(2)}"], migrant) == 2
     assert run_placed(cluster3, ["-3"], migrant) == 3
     assert run_placed(cluster3, ["-h"], migrant) == 1
 
 
-def test_a_list_picks_only_among_its_nodes(cluster3: LocalCluster, migrant: str) -> None:  # noqa: F811
+def test_a_list_picks_only_among_its_nodes(cluster3: LocalCluster, migrant: str) -> None:
     nodes = {run_placed(cluster3, ["-j2-3"], migrant, status=k) for k in range(4)}
     assert nodes <= {2, 3}, nodes
     assert run_placed(cluster3, ["-j3"], migrant) == 3
 
 
-def test_best_leaves_a_loaded_home(cluster3: LocalCluster, migrant: str) -> None:  # noqa: F811
+def test_best_leaves_a_loaded_home(cluster3: LocalCluster, migrant: str) -> None:
     hogs = [cluster3.popen(1, ["sh", "-c", "while :; do :; done"]) for _ in range(2)]
     try:
-        wait_for("node 1's load report", lambda: node_loads(cluster3)[1][0] >= 2)
+        wait_until(lambda: node_loads(cluster3)[1][0] >= 2, TIMEOUT, what="node 1's load report")
         assert run_placed(cluster3, ["-b"], migrant) in (2, 3)
     finally:
         for hog in hogs:
@@ -98,7 +94,7 @@ def most_free(cluster: LocalCluster) -> int:
     return max(free for _, free in node_loads(cluster).values())
 
 
-def test_best_with_memory_waits_until_a_node_has_it(cluster3: LocalCluster, migrant: str) -> None:  # noqa: F811
+def test_best_with_memory_waits_until_a_node_has_it(cluster3: LocalCluster, migrant: str) -> None:
     # Every node of the test cluster shares one kernel, so one hog lowers all their free memory.
     hog_mb = 3000
     need = most_free(cluster3) - hog_mb // 2  # more than any node has with the hog, less than now
@@ -117,7 +113,7 @@ def test_best_with_memory_waits_until_a_node_has_it(cluster3: LocalCluster, migr
     proc = None
     try:
         assert hog.stdout.readline() == "held\n"
-        wait_for("the hog in the load reports", lambda: most_free(cluster3) < need)
+        wait_until(lambda: most_free(cluster3) < need, TIMEOUT, what="the hog in the load reports")
         proc = cluster3.popen(
             1,
             ["mosrun", "-b", f"-m{need}", migrant, "waited.out", "7"],
@@ -128,7 +124,7 @@ def test_best_with_memory_waits_until_a_node_has_it(cluster3: LocalCluster, migr
             text=True,
         )
         line = f"process {proc.pid} waits for a node with {need} MB free"
-        wait_for("the wait", lambda: line in home_log(cluster3))
+        wait_until(lambda: line in home_log(cluster3), TIMEOUT, what="the wait")
         assert proc.poll() is None
         assert not cluster3.node_path(1, "/tmp/waited.out").exists()  # it has not started
         hog.stdin.close()  # the memory comes back
@@ -143,7 +139,7 @@ def test_best_with_memory_waits_until_a_node_has_it(cluster3: LocalCluster, migr
                 p.wait()
 
 
-def test_best_with_memory_waiting_can_be_killed(cluster3: LocalCluster, migrant: str) -> None:  # noqa: F811
+def test_best_with_memory_waiting_can_be_killed(cluster3: LocalCluster, migrant: str) -> None:
     need = 100 * most_free(cluster3)  # no node will ever have it
     proc = cluster3.popen(
         1,
@@ -155,7 +151,11 @@ def test_best_with_memory_waiting_can_be_killed(cluster3: LocalCluster, migrant:
         text=True,
     )
     try:
-        wait_for("the wait", lambda: f"process {proc.pid} waits for a node" in home_log(cluster3))
+        wait_until(
+            lambda: f"process {proc.pid} waits for a node" in home_log(cluster3),
+            TIMEOUT,
+            what="the wait",
+        )
         assert proc.poll() is None
     finally:
         proc.terminate()
@@ -163,19 +163,19 @@ def test_best_with_memory_waiting_can_be_killed(cluster3: LocalCluster, migrant:
     assert proc.returncode == -15, stderr  # the program's own death, passed through
     assert stdout == ""
     ended = f"process {proc.pid} ended while waiting for {need} MB"
-    wait_for("the agent to let it go", lambda: ended in home_log(cluster3))
+    wait_until(lambda: ended in home_log(cluster3), TIMEOUT, what="the agent to let it go")
     assert not cluster3.node_path(1, "/tmp/never.out").exists()
     gates = list(cluster3.node_path(1, "/tmp").glob("mosix-gate-*"))
     assert gates == []
 
 
-def test_an_unavailable_node_is_refused_unless_F(cluster3: LocalCluster, migrant: str) -> None:  # noqa: F811
+def test_an_unavailable_node_is_refused_unless_F(cluster3: LocalCluster, migrant: str) -> None:
     down = "cluster: node 3 (node3, 10.77.0.3) is down"
     up = "cluster: node 3 (node3, 10.77.0.3) is up"
     ups = home_log(cluster3).count(up)
     assert cluster3.stop_agent(3)
     try:
-        wait_for("node 1 to see node 3 down", lambda: down in home_log(cluster3))
+        wait_until(lambda: down in home_log(cluster3), TIMEOUT, what="node 1 to see node 3 down")
         refused = cluster3.run(
             1,
             ["mosrun", "-rnode3", migrant, "refused.out", "0"],
@@ -194,4 +194,6 @@ def test_an_unavailable_node_is_refused_unless_F(cluster3: LocalCluster, migrant
         assert run_placed(cluster3, ["-F", "-rnode3"], migrant) in (1, 2)
     finally:
         cluster3.start_agent(3)
-        wait_for("node 1 to see node 3 again", lambda: home_log(cluster3).count(up) > ups)
+        wait_until(
+            lambda: home_log(cluster3).count(up) > ups, TIMEOUT, what="node 1 to see node 3 again"
+        )

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from cluster_fixtures import bring_up, cluster3, migrate, node_programs, where  # noqa: F401
+from support.clusters import bring_up, migrate, node_programs, where
 
 from mosix.testcluster import LocalCluster
 from mosix.testcluster.agents import ClusterSettings
@@ -46,7 +46,7 @@ def programs() -> Iterator[Path]:
 
 
 @pytest.fixture(scope="module")
-def fast_cluster() -> Iterator[LocalCluster]:
+def fast_cluster(namespaces: None) -> Iterator[LocalCluster]:
     """Three nodes whose agents give migrated dynamic programs the fast path."""
     cluster = bring_up(3, cluster=ClusterSettings(fast_path=True))
     try:
@@ -115,7 +115,7 @@ def expected(comm: str, mode: str, call: str) -> Seen:
     ],
 )
 def test_unsupported_call_away_gets_what_it_gets_at_home(
-    cluster3: LocalCluster,  # noqa: F811
+    cluster3: LocalCluster,
     programs: Path,
     kind: str,
     call: str,
@@ -148,7 +148,7 @@ def test_the_fast_path_leaves_unsupported_calls_to_the_supervisor(
 
 @pytest.mark.parametrize("place", ["home", "migrate"])
 def test_priority_of_itself_away_is_its_own(
-    cluster3: LocalCluster,  # noqa: F811
+    cluster3: LocalCluster,
     programs: Path,
     place: str,
 ) -> None:
@@ -159,7 +159,7 @@ def test_priority_of_itself_away_is_its_own(
 
 
 def test_the_message_names_the_remote_copy_by_its_home_pid(
-    cluster3: LocalCluster,  # noqa: F811
+    cluster3: LocalCluster,
     programs: Path,
 ) -> None:
     """The -w line comes out on the home stderr, with the home pid, once."""

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cluster_fixtures import cluster3, migrate, node_programs  # noqa: F401
+from support.clusters import migrate, node_programs
 
 from mosix.testcluster import LocalCluster
 
@@ -29,7 +29,7 @@ DATA, LIBRARY = "/tmp/filemap.data", "/tmp/libfilemap.so"
 
 
 @pytest.fixture(scope="module")
-def filemap(cluster3: LocalCluster) -> Iterator[Path]:  # noqa: F811
+def filemap(cluster3: LocalCluster) -> Iterator[Path]:
     builds = {
         "filemap": ["-O1", "filemap.c"],
         "libfilemap.so": ["-shared", "-fPIC", "filemap_lib.c"],
@@ -66,7 +66,7 @@ def expected(data: bytes) -> str:
 
 @pytest.mark.parametrize("where", ["home", "node2"])
 def test_maps_home_files_wherever_it_runs(
-    cluster3: LocalCluster,  # noqa: F811
+    cluster3: LocalCluster,
     filemap: Path,
     where: str,
 ) -> None:
@@ -88,7 +88,7 @@ def test_maps_home_files_wherever_it_runs(
 
 
 def test_what_it_mapped_away_comes_home_with_it(
-    cluster3: LocalCluster,  # noqa: F811
+    cluster3: LocalCluster,
     filemap: Path,
 ) -> None:
     proc = cluster3.popen(

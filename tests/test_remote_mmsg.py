@@ -14,7 +14,7 @@ import subprocess
 from collections.abc import Iterator
 
 import pytest
-from cluster_fixtures import cluster3, node_programs  # noqa: F401
+from support.clusters import node_programs
 
 from mosix.testcluster import LocalCluster
 
@@ -35,7 +35,7 @@ def run(cluster: LocalCluster, argv: list[str]) -> tuple[int, str]:
 
 
 def test_mmsg_calls_on_another_node_do_what_they_do_at_home(
-    cluster3: LocalCluster,  # noqa: F811
+    cluster3: LocalCluster,
     mmsg: str,
 ) -> None:
     _, native = run(cluster3, [mmsg])

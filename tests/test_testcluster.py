@@ -11,9 +11,6 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-from cluster_fixtures import cluster3, make_cluster  # noqa: F401
-
 from mosix.testcluster import LocalCluster
 from mosix.testcluster.layout import BASE_DIR
 from mosix.testcluster.mounts import mount_points
@@ -71,7 +68,7 @@ def stop(proc: subprocess.Popen[str]) -> None:
     proc.wait()
 
 
-def test_nodes_reach_each_other_by_address(cluster3: LocalCluster) -> None:  # noqa: F811
+def test_nodes_reach_each_other_by_address(cluster3: LocalCluster) -> None:
     proc, port = listen(cluster3, 2)
     try:
         for k in (1, 3):
@@ -82,7 +79,7 @@ def test_nodes_reach_each_other_by_address(cluster3: LocalCluster) -> None:  # n
         stop(proc)
 
 
-def test_tmp_is_private_to_each_node(cluster3: LocalCluster) -> None:  # noqa: F811
+def test_tmp_is_private_to_each_node(cluster3: LocalCluster) -> None:
     name = f"/tmp/mosix-testcluster-{uuid.uuid4().hex}"
     wrote = cluster3.run(1, ["sh", "-c", f"echo from node1 > {name}"], timeout=30)
     assert wrote.returncode == 0
@@ -93,7 +90,7 @@ def test_tmp_is_private_to_each_node(cluster3: LocalCluster) -> None:  # noqa: F
     assert not os.path.exists(name)  # the host's /tmp
 
 
-def test_run_mosix_and_etc_mosix_are_the_nodes_own(cluster3: LocalCluster) -> None:  # noqa: F811
+def test_run_mosix_and_etc_mosix_are_the_nodes_own(cluster3: LocalCluster) -> None:
     for inside in ("/run/mosix", "/etc/mosix"):
         seen = cluster3.run(3, ["stat", "-c", "%d", inside], capture_output=True, text=True)
         assert seen.returncode == 0, seen.stderr
@@ -106,7 +103,7 @@ def test_run_mosix_and_etc_mosix_are_the_nodes_own(cluster3: LocalCluster) -> No
     assert secret.read_text() == cluster3.node_path(1, "/etc/mosix/cluster.secret").read_text()
 
 
-def test_each_agent_answers_on_its_own_socket(cluster3: LocalCluster) -> None:  # noqa: F811
+def test_each_agent_answers_on_its_own_socket(cluster3: LocalCluster) -> None:
     for k in cluster3.numbers:
         status = cluster3.run(k, ["mosctl", "status"], capture_output=True, text=True, timeout=60)
         assert status.returncode == 0, status.stderr
@@ -114,7 +111,7 @@ def test_each_agent_answers_on_its_own_socket(cluster3: LocalCluster) -> None:  
         assert cluster3.agent_pid(k) in cluster3.processes(k)
 
 
-def test_cut_blocks_traffic_and_heal_restores_it(cluster3: LocalCluster) -> None:  # noqa: F811
+def test_cut_blocks_traffic_and_heal_restores_it(cluster3: LocalCluster) -> None:
     proc, port = listen(cluster3, 3)
     try:
         assert connect(cluster3, 1, "10.77.0.3", port) == "reply 10.77.0.3"
@@ -134,7 +131,7 @@ def test_cut_blocks_traffic_and_heal_restores_it(cluster3: LocalCluster) -> None
         stop(proc)
 
 
-def test_shaped_link_carries_its_rate(cluster3: LocalCluster) -> None:  # noqa: F811
+def test_shaped_link_carries_its_rate(cluster3: LocalCluster) -> None:
     cluster3.shape(2, rate_mbit=40)  # 5 MB/s
     try:
         shaped = cluster3.bandwidth(1, 2, 2_500_000)
@@ -144,7 +141,7 @@ def test_shaped_link_carries_its_rate(cluster3: LocalCluster) -> None:  # noqa: 
     assert cluster3.bandwidth(1, 2, 8 << 20) > 4 * shaped
 
 
-def test_kill_node_kills_every_process_of_the_node(make_cluster: MakeCluster) -> None:  # noqa: F811
+def test_kill_node_kills_every_process_of_the_node(make_cluster: MakeCluster) -> None:
     cluster = make_cluster(2)
     child = cluster.popen(1, ["sleep", "600"])
     detached = cluster.run(
@@ -170,7 +167,7 @@ def test_kill_node_kills_every_process_of_the_node(make_cluster: MakeCluster) ->
     assert status.stdout.startswith("node:       1 (node1)"), status.stderr
 
 
-def test_restart_agent_replaces_a_running_agent(make_cluster: MakeCluster) -> None:  # noqa: F811
+def test_restart_agent_replaces_a_running_agent(make_cluster: MakeCluster) -> None:
     cluster = make_cluster(1)
     first = cluster.agent_pid(1)
     second = cluster.restart_agent(1)
@@ -187,7 +184,7 @@ def leftovers(cluster: LocalCluster) -> list[str]:
     return found
 
 
-def test_down_leaves_nothing_behind(make_cluster: MakeCluster) -> None:  # noqa: F811
+def test_down_leaves_nothing_behind(make_cluster: MakeCluster) -> None:
     cluster = make_cluster(2)
     sleeper = cluster.popen(2, ["sh", "-c", "echo in && exec sleep 600"], stdout=subprocess.PIPE)
     assert sleeper.stdout is not None and sleeper.stdout.readline() == b"in\n"  # inside node 2
@@ -201,7 +198,7 @@ def test_down_leaves_nothing_behind(make_cluster: MakeCluster) -> None:  # noqa:
     assert leftovers(cluster) == []
 
 
-def test_up_removes_a_leftover_cluster_of_the_same_name(make_cluster: MakeCluster) -> None:  # noqa: F811
+def test_up_removes_a_leftover_cluster_of_the_same_name(make_cluster: MakeCluster) -> None:
     first = make_cluster(3)
     old_agent = first.agent_pid(3)
     second = LocalCluster(2, first.layout.name, first.settings).up()  # as after a crash
@@ -216,12 +213,7 @@ def tool_command() -> list[str]:
     return [found] if found else [sys.executable, "-m", "mosix.testcluster.cli"]
 
 
-def test_command_up_exec_status_down() -> None:
-    from cluster_fixtures import skip_reason
-
-    reason = skip_reason()
-    if reason is not None:
-        pytest.skip(reason)
+def test_command_up_exec_status_down(namespaces: None) -> None:
     name = f"pt{os.getpid()}cli"
     tool = tool_command()
 

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cluster_fixtures import bring_up, migrate, node_programs, where
+from support.clusters import bring_up, migrate, node_programs, where
 
 from mosix.testcluster import LocalCluster
 from mosix.testcluster.agents import ClusterSettings
@@ -27,7 +27,7 @@ TIMEOUT = 120
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[LocalCluster]:
+def cluster(namespaces: None) -> Iterator[LocalCluster]:
     """Three nodes with their own clocks; no automatic balancing (the moves are the test's)."""
     made = bring_up(3, cluster=ClusterSettings(balance_interval=0), clock_offsets=True)
     try:

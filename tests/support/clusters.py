@@ -11,6 +11,10 @@ The tests are skipped, with the reason, where namespaces cannot be made (not roo
 no util-linux, no pyroute2, a kernel or container that refuses).  Each node's agent
 gets the full configuration, [cluster] included; ``make_cluster(n, cluster=None)``
 leaves that section out (a set of lone agents).
+
+A test that uses a test cluster is marked ``cluster`` at collection: through
+``cluster3``, ``make_cluster``, or a module's own fixture that asks for ``namespaces``
+before calling ``bring_up``.
 """
 
 from __future__ import annotations
@@ -23,7 +27,6 @@ import re
 import shutil
 import subprocess
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -31,8 +34,9 @@ import pytest
 
 from mosix.testcluster import ClusterError, LocalCluster, existing_clusters
 from mosix.testcluster.cluster import owner_pid
+from support.cbuild import build_c
 
-CPROGS = Path(__file__).parent / "cprogs"
+CPROGS = Path(__file__).parents[1] / "cprogs"
 _serial = itertools.count(1)
 _OWN_NAME = re.compile(r"pt(\d+)c\d+")
 
@@ -80,6 +84,25 @@ def bring_up(nodes: int, **options: object) -> LocalCluster:
         pytest.fail(f"test cluster {name}: {e}")
 
 
+CLUSTER_FIXTURES = frozenset({"namespaces", "cluster3", "make_cluster"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``cluster`` every test that brings up a test cluster (``-m "not cluster"``)."""
+    for item in items:
+        if CLUSTER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.cluster)
+
+
+@pytest.fixture(scope="session")
+def namespaces() -> None:
+    """A module's own cluster fixture asks for this before ``bring_up``: its tests are
+    marked ``cluster`` and skipped, with the reason, where no test cluster can be made."""
+    reason = skip_reason()
+    if reason is not None:
+        pytest.skip(reason)
+
+
 @pytest.fixture(scope="module")
 def cluster3() -> Iterator[LocalCluster]:
     """Three nodes for the tests of one module; a test that cuts a link heals it."""
@@ -115,22 +138,12 @@ def node_programs(prefix: str, builds: dict[str, list[str]]) -> Iterator[Path]:
     directory = Path(tempfile.mkdtemp(prefix=f"mosix-{prefix}-", dir="/var/tmp"))
     try:
         for name, words in builds.items():
-            args = [str(CPROGS / w) if w.endswith(".c") else w for w in words]
-            subprocess.run(["gcc", *args, "-o", str(directory / name)], check=True)
+            sources = [CPROGS / w for w in words if w.endswith(".c")]
+            flags = [w for w in words if not w.endswith(".c")]
+            build_c(sources, directory / name, *flags)
         yield directory
     finally:
         shutil.rmtree(directory, ignore_errors=True)
-
-
-def wait_until(
-    what: str, check: Callable[[], object], timeout: float, period: float = 0.05
-) -> None:
-    """Until ``check()`` is true, for what has no event to wait on (a log line, a listing)."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout:.0f} s: {what}")
-        time.sleep(period)
 
 
 def reads_stdin(pid: int) -> bool:

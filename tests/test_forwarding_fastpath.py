@@ -17,7 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cluster_fixtures import bring_up, make_cluster, node_programs  # noqa: F401
+from support.clusters import bring_up, node_programs
+from support.waiting import wait_until
 
 from mosix.testcluster import LocalCluster
 from mosix.testcluster.agents import ClusterSettings
@@ -28,7 +29,7 @@ TIMEOUT = 120
 
 
 @pytest.fixture(scope="module")
-def fast_cluster() -> Iterator[LocalCluster]:
+def fast_cluster(namespaces: None) -> Iterator[LocalCluster]:
     """Three nodes whose agents have the default configuration: migrated dynamic
     programs get the fast path."""
     cluster = bring_up(3)
@@ -106,11 +107,12 @@ def test_a_signal_for_a_call_blocked_at_home_arrives_as_it_returns(
         text=True,
     )
     try:
-        deadline = time.monotonic() + TIMEOUT
         # the deputy is the home process (same pid); wait until it serves the read
-        while not blocked_in_read(proc.pid):
-            assert proc.poll() is None and time.monotonic() < deadline
-            time.sleep(0.05)
+        def serving() -> bool:
+            assert proc.poll() is None
+            return blocked_in_read(proc.pid)
+
+        wait_until(serving, TIMEOUT, what="the deputy to serve the read", period=0.05)
         proc.send_signal(10)  # SIGUSR1
         assert proc.stdout is not None
         stdout = proc.stdout.readline()  # stdin stays open: only the signal ends the read
@@ -132,11 +134,13 @@ def lines_written(cluster: LocalCluster, path: str) -> int:
 
 
 def wait_for_more_lines(cluster: LocalCluster, path: str, than: int) -> int:
-    deadline = time.monotonic() + TIMEOUT
-    while (n := lines_written(cluster, path)) <= than:
-        assert time.monotonic() < deadline, f"{path}: no more than {than} lines"
-        time.sleep(0.05)
-    return n
+    wait_until(
+        lambda: lines_written(cluster, path) > than,
+        TIMEOUT,
+        what=f"{path}: more than {than} lines",
+        period=0.05,
+    )
+    return lines_written(cluster, path)
 
 
 def test_coming_home_in_the_middle_of_fast_calls_loses_or_repeats_none(
@@ -216,11 +220,12 @@ def test_reads_and_writes_stay_exact_however_often_it_comes_home(
         jitter = random.Random()
         for target in ("home", "node2") * ROUND_TRIPS:
             seen = file_size(fast_cluster, out)
-            deadline = time.monotonic() + TIMEOUT
-            while file_size(fast_cluster, out) <= seen:  # it copies on where it is
+
+            def copied_more(seen: int = seen) -> bool:  # it copies on where it is
                 assert proc.poll() is None, proc.communicate()
-                assert time.monotonic() < deadline, f"{out}: no progress"
-                time.sleep(0.01)
+                return file_size(fast_cluster, out) > seen
+
+            wait_until(copied_more, TIMEOUT, what=f"{out}: progress", period=0.01)
             time.sleep(jitter.uniform(0, 0.05))
             done = fast_cluster.run(
                 1,
@@ -243,7 +248,7 @@ def test_reads_and_writes_stay_exact_however_often_it_comes_home(
 
 
 def test_without_fast_path_a_dynamic_program_takes_the_supervisors_way(
-    make_cluster,  # noqa: F811
+    make_cluster,
     programs: dict[str, str],
 ) -> None:
     cluster = make_cluster(2, cluster=ClusterSettings(fast_path=False))

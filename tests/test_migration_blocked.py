@@ -13,7 +13,8 @@ import subprocess
 from collections.abc import Iterator
 
 import pytest
-from cluster_fixtures import cluster3, migrate, node_programs, reads_stdin, wait_until  # noqa: F401
+from support.clusters import migrate, node_programs, reads_stdin
+from support.waiting import wait_until
 
 from mosix.testcluster import LocalCluster
 
@@ -28,7 +29,7 @@ def migrant() -> Iterator[str]:
 
 @pytest.mark.parametrize(("target", "logged"), [("home", "came home from node 2"), ("3", "")])
 def test_a_process_waiting_for_its_home_stdin_moves(
-    cluster3: LocalCluster,  # noqa: F811
+    cluster3: LocalCluster,
     migrant: str,
     target: str,
     logged: str,
@@ -46,11 +47,11 @@ def test_a_process_waiting_for_its_home_stdin_moves(
     assert proc.stdin is not None
     try:
         wait_until(
-            "the program runs on node 2",
             lambda: f"process {proc.pid} migrated to node 2" in cluster3.agent_log(1).read_text(),
             TIMEOUT,
+            what="the program runs on node 2",
         )
-        wait_until("the deputy reads stdin at home", lambda: reads_stdin(proc.pid), TIMEOUT)
+        wait_until(lambda: reads_stdin(proc.pid), TIMEOUT, what="the deputy reads stdin at home")
         moved = migrate(cluster3, proc.pid, target)
         assert moved.returncode == 0, moved.stderr
         stdout, stderr = proc.communicate("hello\n", timeout=TIMEOUT)

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import IO
 
 import pytest
-from cluster_fixtures import cluster3, migrate, node_programs, wait_until, where  # noqa: F401
+from support.clusters import migrate, node_programs, where
+from support.waiting import wait_until
 
 from mosix.testcluster import LocalCluster
 
@@ -85,7 +86,7 @@ def native_output(cluster: LocalCluster, stepper: Path, last: int) -> tuple[str,
 
 
 def test_migrate_there_and_back_is_byte_identical(
-    cluster3: LocalCluster,  # noqa: F811
+    cluster3: LocalCluster,
     programs: Path,
 ) -> None:
     stepper = programs / "stepper"
@@ -141,7 +142,7 @@ def test_migrate_there_and_back_is_byte_identical(
 
 
 def test_a_process_that_cannot_move_stays_and_mosps_says_why(
-    cluster3: LocalCluster,  # noqa: F811
+    cluster3: LocalCluster,
     programs: Path,
 ) -> None:
     proc = cluster3.popen(
@@ -176,7 +177,7 @@ def test_a_process_that_cannot_move_stays_and_mosps_says_why(
 
 
 def test_fork_vfork_and_exec_on_another_node_bring_it_home(
-    cluster3: LocalCluster,  # noqa: F811
+    cluster3: LocalCluster,
     programs: Path,
 ) -> None:
     proc = cluster3.popen(
@@ -218,11 +219,13 @@ def test_fork_vfork_and_exec_on_another_node_bring_it_home(
     # the agent logs a home-coming once the restorer is done; the exec'd program may end first
     came_home = f"process {pid} came home from node"
     with contextlib.suppress(AssertionError):  # the count below says what is wrong
-        wait_until("three home-comings", lambda: home_log(cluster3).count(came_home) >= 3, TIMEOUT)
+        wait_until(
+            lambda: home_log(cluster3).count(came_home) >= 3, TIMEOUT, what="three home-comings"
+        )
     assert home_log(cluster3).count(came_home) == 3, logs(cluster3)
 
 
-def test_a_whole_job_moves_and_comes_back(cluster3: LocalCluster, programs: Path) -> None:  # noqa: F811
+def test_a_whole_job_moves_and_comes_back(cluster3: LocalCluster, programs: Path) -> None:
     members = [
         cluster3.popen(
             1,
@@ -258,7 +261,7 @@ def test_a_whole_job_moves_and_comes_back(cluster3: LocalCluster, programs: Path
         assert f"process {p.pid} came home from node 3" in log
 
 
-def test_close_on_exec_flags_survive_a_round_trip(cluster3: LocalCluster, programs: Path) -> None:  # noqa: F811
+def test_close_on_exec_flags_survive_a_round_trip(cluster3: LocalCluster, programs: Path) -> None:
     """A descriptor opened with O_CLOEXEC at home and closed while away, and one opened
     with O_CLOEXEC while away: coming home keeps the second with its flag and does not
     trip over the first (it used to: the restorer set the flag on the closed one)."""

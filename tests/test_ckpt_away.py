@@ -20,7 +20,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from cluster_fixtures import make_cluster, node_programs, wait_until  # noqa: F401
+from support.clusters import node_programs
+from support.waiting import wait_until
 from test_migration_faults import (
     EVENT_TIMEOUT,
     LOST_LINE,
@@ -109,14 +110,14 @@ def with_short_minutes(cluster: LocalCluster) -> None:
         since_restart = text.rsplit("listening on /run/mosix/mosixd.sock", 1)[-1]
         return "node 2 (node2, 10.77.0.2) is up" in since_restart
 
-    wait_until("node 1's new agent hears from node 2", node2_up, EVENT_TIMEOUT)
+    wait_until(node2_up, EVENT_TIMEOUT, what="node 1's new agent hears from node 2")
 
 
 # ---------------------------------------------------------------- the tests
 
 
 def test_migrate_checkpoint_away_recovers_at_home(
-    make_cluster: MakeCluster,  # noqa: F811
+    make_cluster: MakeCluster,
     awaycount: str,
     expected: bytes,
 ) -> None:
@@ -140,7 +141,7 @@ def test_migrate_checkpoint_away_recovers_at_home(
 
 
 def test_periodic_checkpoint_away_recovers_at_home(
-    make_cluster: MakeCluster,  # noqa: F811
+    make_cluster: MakeCluster,
     awaycount: str,
     expected: bytes,
 ) -> None:
@@ -148,7 +149,7 @@ def test_periodic_checkpoint_away_recovers_at_home(
     with_short_minutes(cluster)
     prog = started_away(cluster, awaycount, ["-A1", "-N2"], "pa")
     first = cluster.node_path(1, "/tmp/pa.1")
-    wait_until("the first -A checkpoint", first.exists, EVENT_TIMEOUT)
+    wait_until(first.exists, EVENT_TIMEOUT, what="the first -A checkpoint")
     open_gate(cluster, "pa")
     lines, stderr, status = prog.finish()
     assert (lines[-1], status, stderr) == ("done", STATUS, "")
@@ -163,7 +164,7 @@ def test_periodic_checkpoint_away_recovers_at_home(
 
 
 def test_lost_node_resumes_from_checkpoint_taken_away(
-    make_cluster: MakeCluster,  # noqa: F811
+    make_cluster: MakeCluster,
     awaycount: str,
     expected: bytes,
 ) -> None:
@@ -185,7 +186,7 @@ def test_lost_node_resumes_from_checkpoint_taken_away(
 
 
 def test_chkexit_away_writes_then_ends(
-    make_cluster: MakeCluster,  # noqa: F811
+    make_cluster: MakeCluster,
     awaycount: str,
     expected: bytes,
 ) -> None:
