@@ -11,13 +11,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from agent_fixtures import (
-    Agent,
-    cleanup,
-    make_agent,
-    stop_embedded_agent,
-    wait_until,
-)
+from support.agents import Agent, cleanup, make_agent, stop_embedded_agent
+from support.waiting import wait_until
 
 from mosix.protocol import MAX_FRAME, Refused, decode_message
 

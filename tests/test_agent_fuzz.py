@@ -14,8 +14,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from agent_fixtures import Agent, cleanup, make_agent
+from support.agents import Agent, cleanup, make_agent
 from test_agent_hostile import agent_pid, assert_still_serving
+
+pytestmark = pytest.mark.slow  # it runs for SECONDS by design
 
 FUZZER = str(Path(__file__).with_name("agent_fuzz_client.py"))
 SEED = int(os.environ.get("MOSIX_FUZZ_SEED", "20240607"))

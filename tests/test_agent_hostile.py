@@ -17,7 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from agent_fixtures import Agent, cleanup, make_agent, wait_until
+from support.agents import Agent, cleanup, make_agent
+from support.waiting import wait_until
 
 from mosix.protocol import (
     GetStatus,

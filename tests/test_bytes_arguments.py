@@ -18,7 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from agent_fixtures import Agent, as_user, wait_until
+from support.agents import Agent, as_user
+from support.waiting import wait_until
 
 WORDS = [b"caf\xe9", b"\xff\xfe", b"\x1b[31mred", "é".encode(), b"-z", b"a b"]
 STATUS = 7

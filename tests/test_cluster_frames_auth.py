@@ -13,8 +13,7 @@ import logging
 
 import pytest
 import trio
-from agent_fixtures import wait_until
-from loopback_agents import (
+from support.loopback_agents import (
     LoopbackCluster,
     genuine_peer_is_accepted,
     log_of,
@@ -26,6 +25,7 @@ from loopback_agents import (
     sees,
     write_secret,
 )
+from support.waiting import wait_until
 
 from mosix.protocol import LoadVector, PeerHello, PeerProof, encode_message
 from mosix.remote_agent.refusal_log import RefusalLog

@@ -13,9 +13,10 @@ import subprocess
 import unicodedata
 from pathlib import Path
 
-from agent_fixtures import Agent, as_user, wait_until
 from hypothesis import given
 from hypothesis import strategies as st
+from support.agents import Agent, as_user
+from support.waiting import wait_until
 
 from mosix.display import shown, shown_words
 

@@ -12,7 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from agent_fixtures import Agent, agent, agent_base, gone, users_fixture, wait_until  # noqa: F401
+from support.agents import Agent, gone
+from support.users import users_fixture
+from support.waiting import wait_until
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to make users")
 
@@ -83,7 +85,7 @@ def guard_of(pid: int, user: str) -> int:
     return min(found)[1]
 
 
-def start_program(agent: Agent, user: str, *options: str) -> subprocess.Popen[str]:  # noqa: F811
+def start_program(agent: Agent, user: str, *options: str) -> subprocess.Popen[str]:
     proc = agent.spawn(
         "mosrun",
         *options,
@@ -99,7 +101,7 @@ def start_program(agent: Agent, user: str, *options: str) -> subprocess.Popen[st
     return proc
 
 
-def kill_guard_then_call(agent: Agent, user: str, proc: subprocess.Popen[str]) -> str:  # noqa: F811
+def kill_guard_then_call(agent: Agent, user: str, proc: subprocess.Popen[str]) -> str:
     """The user kills the program's guard; then the program makes its call."""
     guard = guard_of(proc.pid, user)
     r = agent.run(sys.executable, "-c", f"import os; os.kill({guard}, 9)", user=user)
@@ -117,7 +119,7 @@ def kill_guard_then_call(agent: Agent, user: str, proc: subprocess.Popen[str]) -
     return out
 
 
-def test_a_killed_guard_still_kills_under_u(agent: Agent, attacker: str) -> None:  # noqa: F811
+def test_a_killed_guard_still_kills_under_u(agent: Agent, attacker: str) -> None:
     proc = start_program(agent, attacker)
     out = kill_guard_then_call(agent, attacker, proc)
     assert proc.returncode == -9 and "result" not in out, out
@@ -127,13 +129,13 @@ def test_a_killed_guard_still_kills_under_u(agent: Agent, attacker: str) -> None
     )
 
 
-def test_a_killed_guard_leaves_e_with_enosys(agent: Agent, attacker: str) -> None:  # noqa: F811
+def test_a_killed_guard_leaves_e_with_enosys(agent: Agent, attacker: str) -> None:
     proc = start_program(agent, attacker, "-e")
     out = kill_guard_then_call(agent, attacker, proc)
     assert proc.returncode == 0 and out == "result -1 ENOSYS\n", out
 
 
-def test_an_inner_u_under_an_outer_e_is_killed_too(agent: Agent, attacker: str) -> None:  # noqa: F811
+def test_an_inner_u_under_an_outer_e_is_killed_too(agent: Agent, attacker: str) -> None:
     """The mode is each process's own (its MOSIX_INHERIT), as the guard reads it."""
     outer = agent.spawn(
         "mosrun",
@@ -155,7 +157,7 @@ def user_id(user: str) -> int:
     return int(subprocess.run(["id", "-u", user], capture_output=True, text=True).stdout)
 
 
-def forge(agent: Agent, user: str, root: int, mode: str = "u", *extra: str) -> str:  # noqa: F811
+def forge(agent: Agent, user: str, root: int, mode: str = "u", *extra: str) -> str:
     sock = str(agent.run_dir / "mosixd.sock")
     r = agent.run(sys.executable, "-c", FORGER, sock, str(root), mode, *extra, user=user)
     assert r.returncode == 0, r.stderr
@@ -163,7 +165,7 @@ def forge(agent: Agent, user: str, root: int, mode: str = "u", *extra: str) -> s
 
 
 def test_a_forged_announcement_watches_nothing(
-    agent: Agent,  # noqa: F811
+    agent: Agent,
     attacker: str,
     other: str,
 ) -> None:

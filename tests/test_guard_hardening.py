@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 import pytest
-from agent_fixtures import Agent, agent, agent_base  # noqa: F401
+from support.agents import Agent
 from test_root_captures import attacker  # noqa: F401
 
 TIMEOUT = 60
@@ -61,7 +61,7 @@ def test_the_program_cannot_enter_its_guard(agent: Agent, attacker: str) -> None
 
 
 def test_the_users_other_processes_cannot_enter_the_guard(
-    agent: Agent,  # noqa: F811
+    agent: Agent,
     attacker: str,  # noqa: F811
 ) -> None:
     """The same user outside the discipline, while its program runs: the guard

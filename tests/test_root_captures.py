@@ -14,16 +14,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from agent_fixtures import (  # noqa: F401
-    Agent,
-    agent,
-    agent_base,
-    as_user,
-    cleanup,
-    make_agent,
-    private_dirs_on_the_way,
-    wait_until,
-)
+from support.agents import Agent, as_user, cleanup, make_agent
+from support.cbuild import build_c
+from support.users import private_dirs_on_the_way
+from support.waiting import wait_until
 
 from mosix.native import NATIVE_DIR
 
@@ -108,17 +102,14 @@ int main(void)
 @pytest.fixture
 def setuid_program(public_dir: Path) -> Path:
     """A tiny set-user-ID-root program (like su waiting for a password)."""
-    src = public_dir / "setuid.c"
-    src.write_text(SETUID_SOURCE)
-    exe = public_dir / "setuid-prog"
-    subprocess.run(["gcc", "-O2", "-o", str(exe), str(src)], check=True, timeout=TIMEOUT)
+    exe = build_c(SETUID_SOURCE, public_dir / "setuid-prog", "-O2")
     os.chown(exe, 0, 0)
     exe.chmod(0o4755)
     return exe
 
 
 def test_forged_mosix_inherit_on_a_set_id_program_is_no_mosix_process(
-    agent: Agent,  # noqa: F811
+    agent: Agent,
     attacker: str,
     setuid_program: Path,
     root_only: Path,
@@ -215,7 +206,7 @@ print("swapped", flush=True)
 
 
 def test_refusal_reason_is_never_read_back_through_the_users_path(
-    agent: Agent,  # noqa: F811
+    agent: Agent,
     attacker: str,
     public_dir: Path,
     root_only: Path,
@@ -285,7 +276,7 @@ def users_dir(public_dir: Path, user: str) -> Path:
 
 
 def test_a_capturer_killed_while_writing_leaves_no_file_and_no_zombie(
-    agent: Agent,  # noqa: F811
+    agent: Agent,
     attacker: str,
     public_dir: Path,
 ) -> None:
@@ -309,7 +300,7 @@ def test_a_capturer_killed_while_writing_leaves_no_file_and_no_zombie(
 
 
 def test_an_agent_killed_during_a_checkpoint_never_reuses_its_number(
-    agent: Agent,  # noqa: F811
+    agent: Agent,
     attacker: str,
     public_dir: Path,
 ) -> None:
@@ -333,7 +324,7 @@ def test_an_agent_killed_during_a_checkpoint_never_reuses_its_number(
 
 
 def test_a_private_root_agent_does_not_act_on_another_agents_processes(
-    agent: Agent,  # noqa: F811
+    agent: Agent,
     attacker: str,
     public_dir: Path,
 ) -> None:
