@@ -101,7 +101,7 @@ def main() -> None:
             tools.pop()
         # the same runner started directly: what the discipline costs per line
         direct = (
-            "import os, sys; from mosix.batches_runner import main; "
+            "import os, sys; from mosix.mosrun.batches.runner import main; "
             "fd = os.open(sys.argv[2], os.O_RDONLY); "
             "main(['mosrun', sys.argv[1], str(fd), sys.argv[2], '-', '', '-'])"
         )

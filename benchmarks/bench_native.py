@@ -35,9 +35,9 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 from mosix.ckpt import format as fmt  # noqa: E402
 from mosix.ckpt import image  # noqa: E402
-from mosix.home_agent import proc_info  # noqa: E402
 from mosix.native.checksum import mxh64  # noqa: E402
 from mosix.remote_agent import load_vectors  # noqa: E402
+from mosix.sysinfo import proc_info  # noqa: E402
 
 
 def median_ms(fn: Callable[[], object], rounds: int) -> float:

@@ -19,9 +19,9 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from mosix import launch
 from mosix.arguments import MosrunArgs, UsageError, home_jobids_resolver, parse
 from mosix.exits import EXIT_USAGE, Failure
+from mosix.mosrun import launch
 
 NOT_YET = {
     "batch": "-E/-M (batch jobs on other nodes) are not available yet",
@@ -122,11 +122,11 @@ def run_mosrun(
         if args.recover is not None:
             recover(args)
         if args.commands is not None:
-            from mosix import batches
+            from mosix.mosrun.batches import commands
 
-            batches.run_commands(args, keep_environment=keep_environment)
+            commands.run_commands(args, keep_environment=keep_environment)
         if args.queue is not None:
-            from mosix import queue_wait
+            from mosix.mosrun import queue_wait
 
             if not queued:
                 queue_wait.become_mosqueue(list(argv), keep_environment)
@@ -159,7 +159,7 @@ def native_main() -> NoReturn:
         fail("native", f"{argv[0]}: unknown option (native takes no options)", EXIT_USAGE)
     try:
         if launch.under_discipline():
-            from mosix.native_client import run_via_agent
+            from mosix.mosrun.native_client import run_via_agent
 
             run_via_agent(argv)
         launch.run_native(argv)

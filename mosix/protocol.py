@@ -376,8 +376,8 @@ class GuardHello(Message):
 # Between agents, over TCP (mosix/remote_agent/).  Every connection starts with
 # PeerHello -> PeerChallenge -> PeerProof -> PeerWelcome (or Refused at any
 # step): HMAC-SHA256 with the cluster secret over both nonces and both node
-# numbers (mosix/remote_agent/auth.py).  Every later frame carries a MAC
-# (mosix/remote_agent/frame_mac.py).  The connection's next message picks
+# numbers (mosix/cluster/auth.py).  Every later frame carries a MAC
+# (mosix/cluster/frame_mac.py).  The connection's next message picks
 # its handler (Cluster.on); LoadVector starts a stream of load reports.
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mosix.batches_reader import CHUNK, LINE_MAX, CommandLine, MalformedInput, command_lines
+from mosix.mosrun.batches.reader import CHUNK, LINE_MAX, CommandLine, MalformedInput, command_lines
 
 
 def read_all(path: Path) -> Iterator[CommandLine]:

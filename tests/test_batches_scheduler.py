@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-import mosix.batches_failed
-from mosix.batches_failed import FailedLog
-from mosix.batches_queue import QUEUED_MAX
-from mosix.batches_reader import CommandLine, command_lines
-from mosix.batches_scheduler import Outcome, Scheduler
+import mosix.mosrun.batches.failed
+from mosix.mosrun.batches.failed import FailedLog
+from mosix.mosrun.batches.queue import QUEUED_MAX
+from mosix.mosrun.batches.reader import CommandLine, command_lines
+from mosix.mosrun.batches.scheduler import Outcome, Scheduler
 
 
 def numbered(texts: Sequence[bytes]) -> Iterator[CommandLine]:
@@ -106,7 +106,7 @@ def test_failed_line_written_as_soon_as_earlier_lines_have_ended(tmp_path: Path)
 def test_window_of_unsettled_lines_is_bounded(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(mosix.batches_failed, "WINDOW_LINES", 20)
+    monkeypatch.setattr(mosix.mosrun.batches.failed, "WINDOW_LINES", 20)
     texts = [f"fail {i}".encode() for i in range(200)]
     fd = os.open(tmp_path / "failed", os.O_WRONLY | os.O_CREAT)
     widest = 0

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from support.cbuild import build_c
 
-from mosix.home_agent import proc_info
+from mosix.sysinfo import proc_info
 
 COPY_PROGRAM = r"""
 #define _GNU_SOURCE

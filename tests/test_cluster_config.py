@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mosix.home_agent.config import ConfigError, read_config
-from mosix.remote_agent.nodemap import MapError, Node, NodeMap, parse_map_text
+from mosix.cluster.nodemap import MapError, Node, NodeMap, parse_map_text
+from mosix.node.config import ConfigError, read_config
 
 # ------------------------------------------------------------- map lines
 

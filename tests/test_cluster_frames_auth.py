@@ -27,9 +27,9 @@ from support.loopback_agents import (
 )
 from support.waiting import wait_until
 
+from mosix.cluster.refusal_log import RefusalLog
+from mosix.cluster.stream import PeerStream
 from mosix.protocol import LoadVector, PeerHello, PeerProof, encode_message
-from mosix.remote_agent.refusal_log import RefusalLog
-from mosix.remote_agent.stream import PeerStream
 
 ENDED = "a frame failed its authentication (forged or altered); connection ended"
 

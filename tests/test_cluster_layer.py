@@ -27,9 +27,9 @@ from support.loopback_agents import (
 )
 from support.waiting import wait_until
 
-from mosix.home_agent import node_facts
+from mosix.cluster.auth import REFUSAL
 from mosix.protocol import ListNodes, PeerChallenge, PeerHello, Refused, encode_message
-from mosix.remote_agent.auth import REFUSAL
+from mosix.sysinfo import node_facts
 
 # ------------------------------------------------------------ load vectors
 
@@ -188,7 +188,7 @@ def test_load_counts_runnable_tasks_of_this_network_namespace() -> None:
     that namespace's runnable tasks: its two busy loops, not the three outside."""
     program = (
         "import subprocess\n"
-        "from mosix.remote_agent.load_vectors import runnable_here\n"
+        "from mosix.cluster.load_vectors import runnable_here\n"
         "busy = [subprocess.Popen(['sh', '-c', 'while :; do :; done']) for _ in range(2)]\n"
         "try:\n"
         "    print(*[runnable_here() for _ in range(50)])\n"

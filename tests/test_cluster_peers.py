@@ -12,11 +12,11 @@ import pytest
 import trio
 from support.loopback import free_port
 
+from mosix.cluster.nodemap import Node, NodeMap
+from mosix.cluster.peers import Cluster
+from mosix.cluster.settings import ClusterConfig
+from mosix.cluster.stream import FrameRejected, PeerStream, PeerUnavailable
 from mosix.protocol import HEADER, Done, GetStatus, LoadVector, Refused, Shutdown
-from mosix.remote_agent.nodemap import Node, NodeMap
-from mosix.remote_agent.peers import Cluster
-from mosix.remote_agent.settings import ClusterConfig
-from mosix.remote_agent.stream import FrameRejected, PeerStream, PeerUnavailable
 
 SECRET = b"a shared secret"
 

@@ -17,9 +17,9 @@ import trio
 from support.waiting import wait_until
 
 from mosix.helper_process import close_process
-from mosix.home_agent.proc_info import real_uid
 from mosix.native import NATIVE_DIR, capturer, deputy, remote_supervisor, restorer
 from mosix.native_names import CkptExit, CkptLine, RemoteLine
+from mosix.sysinfo.proc_info import real_uid
 
 CKPT = str(NATIVE_DIR / "mosix-ckpt")
 

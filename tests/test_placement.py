@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from mosix.cluster.nodemap import Node, NodeMap
 from mosix.home_agent.placement import Chooser, NoPlace, Request, WaitForMemory, placement_of
 from mosix.protocol import LoadVector
-from mosix.remote_agent.nodemap import Node, NodeMap
 
 ME = 1
 NODES = NodeMap(

@@ -1,1 +1,4 @@
-"""The cluster transport both agent sides share: peers, authentication, framing, the node map, load vectors."""
+"""The cluster transport both agent sides share.
+
+Peers, authentication, framing, the node map, [cluster] settings, load vectors.
+"""

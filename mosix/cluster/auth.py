@@ -14,7 +14,7 @@ checks that the caller's address is the one the map gives to the node it
 claims to be, and proves itself only after the caller has: a peer without the
 secret learns nothing it could replay.  MACs are compared in constant time.
 The whole exchange must finish within AUTH_TIMEOUT.  After it both sides seal
-the stream (mosix.remote_agent.frame_mac): the traffic is authenticated, not
+the stream (mosix.cluster.frame_mac): the traffic is authenticated, not
 encrypted.
 
 An outsider learns nothing from a refusal: whatever is wrong (an address not
@@ -33,6 +33,9 @@ import string
 
 import trio
 
+from mosix.cluster.frame_mac import ACCEPTER_TO_CALLER, CALLER_TO_ACCEPTER, frame_key
+from mosix.cluster.nodemap import Node, NodeMap
+from mosix.cluster.stream import PeerClosed, PeerStream, PeerUnavailable
 from mosix.protocol import (
     Message,
     PeerChallenge,
@@ -42,9 +45,6 @@ from mosix.protocol import (
     ProtocolError,
     Refused,
 )
-from mosix.remote_agent.frame_mac import ACCEPTER_TO_CALLER, CALLER_TO_ACCEPTER, frame_key
-from mosix.remote_agent.nodemap import Node, NodeMap
-from mosix.remote_agent.stream import PeerClosed, PeerStream, PeerUnavailable
 
 AUTH_TIMEOUT = 5.0  # seconds for the whole exchange
 VERSION = 1

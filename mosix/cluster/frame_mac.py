@@ -1,6 +1,6 @@
 """The MAC on every frame two agents exchange after their handshake.
 
-The handshake (mosix.remote_agent.auth) proves both ends know the cluster
+The handshake (mosix.cluster.auth) proves both ends know the cluster
 secret; this keeps the rest of the connection theirs.  Each direction gets its
 own key, derived from the cluster secret, both node numbers and both nonces:
 

@@ -14,8 +14,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mosix.home_agent import node_facts, proc_info
 from mosix.protocol import LoadVector
+from mosix.sysinfo import node_facts, proc_info
 
 PROC = Path("/proc")
 SAMPLES_PER_INTERVAL = 4

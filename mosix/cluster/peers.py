@@ -1,8 +1,8 @@
 """The cluster as one agent sees it: TCP links to the other agents, load vectors.
 
 ``Cluster.run`` listens on (this node's address, port).  Every connection,
-inbound or outbound, is authenticated first (mosix.remote_agent.auth), and
-every frame after that carries a MAC (mosix.remote_agent.frame_mac); an
+inbound or outbound, is authenticated first (mosix.cluster.auth), and
+every frame after that carries a MAC (mosix.cluster.frame_mac); an
 inbound connection's first message then picks a handler registered with
 ``cluster.on(MessageClass, handler)``, which owns the stream from then on
 (it is closed when the handler returns, unless its fd was detached).
@@ -11,7 +11,7 @@ Connections not yet authenticated are bounded: MAX_PENDING in all,
 MAX_PENDING_PER_ADDRESS from one address (so a flood from one place leaves
 room for the genuine peers), each for AUTH_TIMEOUT at most; more are closed
 at once.  Refused connections are logged once per address per interval
-(mosix.remote_agent.refusal_log), never once each.
+(mosix.cluster.refusal_log), never once each.
 
 Each agent sends its load vector to every other node every load_interval,
 over one long-lived connection per peer (reconnected with backoff); a node
@@ -36,30 +36,30 @@ from typing import Any, TypeVar
 
 import trio
 
-from mosix.protocol import LoadVector, Message, NodeLoad, ProtocolError, Refused
-from mosix.remote_agent.auth import (
+from mosix.cluster.auth import (
     REFUSAL,
     AuthError,
     authenticate_accepter_side,
     authenticate_caller_side,
 )
-from mosix.remote_agent.load_vectors import (
+from mosix.cluster.load_vectors import (
     SAMPLES_PER_INTERVAL,
     LoadSamples,
     LoadTable,
     measure,
     runnable_here,
 )
-from mosix.remote_agent.nodemap import Node
-from mosix.remote_agent.refusal_log import RefusalLog
-from mosix.remote_agent.settings import ClusterConfig
-from mosix.remote_agent.stream import (
+from mosix.cluster.nodemap import Node
+from mosix.cluster.refusal_log import RefusalLog
+from mosix.cluster.settings import ClusterConfig
+from mosix.cluster.stream import (
     PeerClosed,
     PeerStream,
     PeerUnavailable,
     give_up_after,
     reason,
 )
+from mosix.protocol import LoadVector, Message, NodeLoad, ProtocolError, Refused
 
 log = logging.getLogger("mosixd")
 

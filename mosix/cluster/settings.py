@@ -33,7 +33,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from mosix.remote_agent.nodemap import MAX_NODE, MapError, Node, NodeMap, ipv4
+from mosix.cluster.nodemap import MAX_NODE, MapError, Node, NodeMap, ipv4
 
 DEFAULT_PORT = 2490
 DEFAULT_LOAD_INTERVAL = 1.0

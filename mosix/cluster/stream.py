@@ -5,7 +5,7 @@ raw socket can be handed to a C program at any message boundary
 (:meth:`PeerStream.detach_fd`) without losing bytes already received.
 
 Once the handshake is done (:meth:`PeerStream.seal`), every frame carries a
-MAC (mosix.remote_agent.frame_mac); a frame that fails it is logged and ends
+MAC (mosix.cluster.frame_mac); a frame that fails it is logged and ends
 the connection (:class:`FrameRejected`).
 """
 
@@ -18,6 +18,8 @@ import socket
 
 import trio
 
+from mosix.cluster.frame_mac import TAG_BYTES, ForgedFrame, FrameMac, sealed_length
+from mosix.cluster.nodemap import Node
 from mosix.protocol import (
     HEADER,
     MAX_FRAME,
@@ -27,8 +29,6 @@ from mosix.protocol import (
     encode_message,
     frame_length,
 )
-from mosix.remote_agent.frame_mac import TAG_BYTES, ForgedFrame, FrameMac, sealed_length
-from mosix.remote_agent.nodemap import Node
 
 log = logging.getLogger("mosixd")
 

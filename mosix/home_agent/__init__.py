@@ -1,1 +1,4 @@
-"""The home side of the node agent: what a process's home node keeps (registry, queue, deputies, checkpoints, migrations out, placement)."""
+"""The home side of the node agent: what a process's home node keeps.
+
+The registry, the queue, deputies, checkpoints, migrations out, placement.
+"""

@@ -21,12 +21,12 @@ import subprocess
 
 import trio
 
+from mosix.cluster.stream import PeerUnavailable
 from mosix.home_agent.checkpoints import CheckpointError
 from mosix.home_agent.migration import HOME_TIMEOUT, Migrations
 from mosix.native import capturer
 from mosix.native_names import CkptExit
 from mosix.protocol import MigrateCheckpoint, RemoteEvent
-from mosix.remote_agent.stream import PeerUnavailable
 
 
 class AwayCheckpoints:

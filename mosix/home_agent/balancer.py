@@ -27,14 +27,14 @@ from dataclasses import dataclass
 import trio
 
 from mosix.arguments import MosrunArgs
-from mosix.home_agent import proc_info
+from mosix.cluster.peers import Cluster
 from mosix.home_agent.balancing import Candidate, Move, NodeState, plan
 from mosix.home_agent.migration import MigrationError, Migrations, ProcessFacts
 from mosix.home_agent.placement import Chooser, Request
 from mosix.home_agent.process_stats import DEFAULT_DECAY, StatsTable
 from mosix.home_agent.registry import Registration
 from mosix.protocol import LoadVector
-from mosix.remote_agent.peers import Cluster
+from mosix.sysinfo import proc_info
 
 log = logging.getLogger("mosixd")
 RESIDENCE_ROUNDS = 4  # rounds a process stays after a move before it may move again

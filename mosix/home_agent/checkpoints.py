@@ -28,10 +28,10 @@ import trio
 
 from mosix.ckpt.image import ImageError, ImageHead, read_head
 from mosix.ckpt.naming import series
-from mosix.home_agent import proc_info
 from mosix.home_agent.registry import Registration
 from mosix.native import capturer
 from mosix.protocol import Checkpointed
+from mosix.sysinfo import proc_info
 
 log = logging.getLogger("mosixd")
 RUN_POLL_SECONDS = 0.1  # how often a delayed -A checkpoint looks whether the process runs

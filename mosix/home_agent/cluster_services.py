@@ -16,13 +16,13 @@ from collections.abc import Callable
 import trio
 
 from mosix.arguments import MosrunArgs, UsageError, parse_inherited_words
-from mosix.home_agent import node_facts, proc_info
+from mosix.cluster.peers import Cluster
 from mosix.home_agent.away_checkpoint import AwayCheckpoints
 from mosix.home_agent.balancer import Balancer, Process
 from mosix.home_agent.migration import MigrationError, Migrations, ProcessFacts
 from mosix.home_agent.placement import Chooser, NoPlace, Request, WaitForMemory, placement_of
 from mosix.home_agent.registry import Registration
-from mosix.launch import remove_gate
+from mosix.mosrun.launch import remove_gate
 from mosix.protocol import (
     BringHome,
     Done,
@@ -37,7 +37,7 @@ from mosix.protocol import (
 )
 from mosix.remote_agent.guest_checkpoint import GuestCheckpoints
 from mosix.remote_agent.inbound import Guests
-from mosix.remote_agent.peers import Cluster
+from mosix.sysinfo import node_facts, proc_info
 
 log = logging.getLogger("mosixd")
 GATE_POLL_SECONDS = 0.005  # how often the agent looks for the program at its gate

@@ -40,12 +40,12 @@ import trio
 
 from mosix.discipline.launcher import LAUNCHER
 from mosix.exits import Failure
-from mosix.home_agent import proc_info
 from mosix.home_agent.connection import Connection
-from mosix.launch import INHERIT_ENV
+from mosix.mosrun.launch import INHERIT_ENV
 from mosix.native import native_path
 from mosix.native_names import GUARD_ENV
 from mosix.protocol import Done, GuardHello, Message, Refused
+from mosix.sysinfo import proc_info
 
 log = logging.getLogger("mosixd")
 

@@ -4,7 +4,7 @@ The agent serves every user of the node from one process (as root for the
 system agent), so no client may take all of it: connections, descriptors,
 queue entries, memory for the state it keeps, time before it says what it
 wants.  The defaults are far above real use; ``[limits]`` in mosixd.toml
-overrides them (mosix.home_agent.config).
+overrides them (mosix.node.config).
 """
 
 from __future__ import annotations

@@ -37,6 +37,8 @@ from dataclasses import dataclass
 
 import trio
 
+from mosix.cluster.peers import Cluster
+from mosix.cluster.stream import PeerStream, PeerUnavailable
 from mosix.helper_process import close_process
 from mosix.home_agent.connection import Connection
 from mosix.native import capturer, deputy
@@ -57,8 +59,6 @@ from mosix.protocol import (
     Refused,
     RemoteEvent,
 )
-from mosix.remote_agent.peers import Cluster
-from mosix.remote_agent.stream import PeerStream, PeerUnavailable
 
 log = logging.getLogger("mosixd")
 OFFER_TIMEOUT = 10.0  # for the target's answer to an offer

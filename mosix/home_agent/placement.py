@@ -30,8 +30,8 @@ from mosix.arguments import (
     WhereParent,
     parse,
 )
+from mosix.cluster.nodemap import NodeMap
 from mosix.protocol import LoadVector
-from mosix.remote_agent.nodemap import NodeMap
 
 
 class NoPlace(Exception):

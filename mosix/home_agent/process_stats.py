@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from mosix.home_agent import proc_info
+from mosix.sysinfo import proc_info
 
 PROC = Path("/proc")
 DECAY_SCALE = 10000

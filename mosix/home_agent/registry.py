@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 
 from mosix.agent_client import AGENT_SOCKET_ENV
 from mosix.arguments import UsageError, parse_inherited_words
-from mosix.home_agent import proc_info
 from mosix.home_agent.limits import COMMAND_KEPT, FLAGS_KEPT, kept_words
 from mosix.protocol import ProcessInfo
+from mosix.sysinfo import proc_info
 
 
 @dataclass

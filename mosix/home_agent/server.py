@@ -26,8 +26,9 @@ import trio
 
 from mosix.agent_paths import SYSTEM_RUN_DIR, AgentPaths
 from mosix.arguments import MosrunArgs
+from mosix.cluster.peers import Cluster
+from mosix.cluster.settings import ClusterConfig
 from mosix.display import shown
-from mosix.home_agent import node_facts, proc_info
 from mosix.home_agent.admission import Admission
 from mosix.home_agent.checkpoints import CheckpointError, Checkpoints
 from mosix.home_agent.cluster_services import ClusterServices
@@ -45,7 +46,7 @@ from mosix.home_agent.listing import parts
 from mosix.home_agent.placement import NoPlace, placement_of
 from mosix.home_agent.queue import Capacity, Queue, QueuedJob, RunningJob, record
 from mosix.home_agent.registry import Registration, Registry
-from mosix.launch import placement_problem
+from mosix.mosrun.launch import placement_problem
 from mosix.protocol import (
     CHECKPOINT_ACTIONS,
     CHECKPOINT_ORIGINS,
@@ -84,8 +85,7 @@ from mosix.protocol import (
     Status,
     encode_message,
 )
-from mosix.remote_agent.peers import Cluster
-from mosix.remote_agent.settings import ClusterConfig
+from mosix.sysinfo import node_facts, proc_info
 
 log = logging.getLogger("mosixd")
 R = TypeVar("R")

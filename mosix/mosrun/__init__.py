@@ -1,1 +1,1 @@
-"""mosrun's side: its entry points, exec in place, waiting in the queue, `native`, -I/-R, -S batches."""
+"""mosrun's side: entry points, exec in place, the queue wait, `native`, -I/-R, -S batches."""

@@ -18,7 +18,7 @@ from typing import NoReturn
 
 from mosix.agent_client import AgentRefused, connect
 from mosix.exits import EXIT_CANNOT_RUN, EXIT_NOT_FOUND, EXIT_USAGE, Failure
-from mosix.launch import INHERIT_ENV
+from mosix.mosrun.launch import INHERIT_ENV
 from mosix.protocol import Exited, Refused, Started, StartNative
 
 RELAYED = (

@@ -1,6 +1,6 @@
 """A queued mosrun (-q / -Q): wait for the queue's go, shown as ``mosqueue``.
 
-mosrun re-executes itself as ``mosqueue -m mosix.queue_wait ARGS`` so that
+mosrun re-executes itself as ``mosqueue -m mosix.mosrun.queue_wait ARGS`` so that
 ps shows the job as queued (the manual's rule).  It then holds a connection
 to the agent until it is told to run (Go) or not (Abort).  If the agent goes
 away without saying either (a crash), it reconnects, starting a new agent if
@@ -38,7 +38,7 @@ def become_mosqueue(argv: list[str], keep_environment: bool) -> NoReturn:
         env[SAVED_PYEXE_ENV] = env[PYEXE_ENV]
     env[PYEXE_ENV] = sys.executable
     # -P: never import mosix from the current directory (a checkout) instead of the installed one
-    argv0 = ["mosqueue", "-P", "-m", "mosix.queue_wait", mode, "--", *argv]
+    argv0 = ["mosqueue", "-P", "-m", "mosix.mosrun.queue_wait", mode, "--", *argv]
     os.execve(sys.executable, argv0, env)
 
 

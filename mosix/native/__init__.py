@@ -13,7 +13,7 @@ One module per part (the psutil way of binding C):
 
 What stays plain Python, because a C call would add nothing: pidfds and descriptor
 passing (``os.pidfd_open``, ``socket.send_fds``/``recv_fds`` are the system calls
-themselves), and the /proc reads of mosix.home_agent.proc_info (each is one read of
+themselves), and the /proc reads of mosix.sysinfo.proc_info (each is one read of
 one small file; the agents need every MOSIX_INHERIT word, not just the mode the C
 helpers take from it).
 

@@ -1,1 +1,4 @@
-"""The node agent mosixd as a whole: its configuration file, its start-up, and the composition of its parts."""
+"""The node agent mosixd as a whole.
+
+Its configuration file, its start-up, and the composition of its parts.
+"""

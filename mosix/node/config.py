@@ -19,7 +19,7 @@ state_per_user = 16777216     # characters of queued and registered commands kep
 first_frame_seconds = 10      # a new connection must send its request by then
 frame_seconds = 10            # a frame, once begun, must arrive whole by then
 inflight_per_user = 67108864  # bytes of one user's frames being received at once
-[cluster]               # absent: a one-node cluster (mosix/remote_agent/settings.py)
+[cluster]               # absent: a one-node cluster (mosix/cluster/settings.py)
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from mosix.cluster.settings import KEYS as CLUSTER_KEYS
+from mosix.cluster.settings import SettingsError, parse_cluster
 from mosix.home_agent.limits import AgentLimits
 from mosix.home_agent.server import AgentConfig
-from mosix.remote_agent.settings import KEYS as CLUSTER_KEYS
-from mosix.remote_agent.settings import SettingsError, parse_cluster
 
 Number = (int, float)
 KNOWN: dict[str, dict[str, type | tuple[type, ...]]] = {
@@ -48,7 +48,7 @@ KNOWN: dict[str, dict[str, type | tuple[type, ...]]] = {
         "frame_seconds": Number,
         "inflight_per_user": int,
     },
-    # ranges, the map and the [[cluster.node]] entries: mosix.remote_agent.settings
+    # ranges, the map and the [[cluster.node]] entries: mosix.cluster.settings
     "cluster": CLUSTER_KEYS,
 }
 AT_LEAST_ONE = {("node", "number"), ("queue", "slots")} | {
@@ -78,7 +78,7 @@ def check_value(section: str, key: str, value: Any) -> str | None:
             return "must be an absolute path"
         return None
     if section == "cluster" or not isinstance(value, int | float):
-        return None  # ranges, the map, [[cluster.node]]: mosix.remote_agent.settings
+        return None  # ranges, the map, [[cluster.node]]: mosix.cluster.settings
     low = 1 if (section, key) in AT_LEAST_ONE else 0
     if value < low or ((section, key) in POSITIVE and value <= 0):
         return "is out of range"

@@ -17,8 +17,8 @@ from pathlib import Path
 import trio
 
 from mosix.agent_paths import SYSTEM_RUN_DIR, AgentPaths
+from mosix.cluster.peers import ClusterError
 from mosix.home_agent.server import Agent, AgentConfig, bind_listener
-from mosix.remote_agent.peers import ClusterError
 
 log = logging.getLogger("mosixd")
 

@@ -1,1 +1,4 @@
-"""The remote side of the node agent: hosting processes whose home is elsewhere (receiving, restoring, guest checkpoints)."""
+"""The remote side of the node agent: hosting processes whose home is elsewhere.
+
+Receiving and restoring guests, and their checkpoints.
+"""

@@ -24,13 +24,13 @@ import socket
 
 import trio
 
+from mosix.cluster.nodemap import Node
+from mosix.cluster.stream import PeerStream
 from mosix.helper_process import close_process
 from mosix.native import capturer
 from mosix.native_names import CkptLine, RemoteLine
 from mosix.protocol import MigrateCheckpoint, RemoteEvent
 from mosix.remote_agent.inbound import QUIET_TIMEOUT, Guest, Guests
-from mosix.remote_agent.nodemap import Node
-from mosix.remote_agent.stream import PeerStream
 
 log = logging.getLogger("mosixd")
 HOME_DONE_TIMEOUT = 120.0  # for home to write its file after the image went

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 
 import trio
 
+from mosix.cluster.nodemap import Node
+from mosix.cluster.stream import PeerStream, PeerUnavailable
 from mosix.helper_process import close_process
 from mosix.native import capturer, remote_supervisor
 from mosix.native_names import CkptLine, RemoteLine
@@ -39,8 +41,6 @@ from mosix.protocol import (
     Refused,
     RemoteEvent,
 )
-from mosix.remote_agent.nodemap import Node
-from mosix.remote_agent.stream import PeerStream, PeerUnavailable
 
 log = logging.getLogger("mosixd")
 ARRIVAL_TIMEOUT = 30.0  # for the image and channel connections after an offer

@@ -7,7 +7,7 @@ the processors there are (3 * 0.6 on a 2-processor machine).  Every process
 that enters the node (its agent, commands of LocalCluster.run/popen and
 ``mosix-testcluster exec``) joins the node's cgroup before it enters the
 namespaces; its descendants inherit it.  The node's agent reads the quota back
-as its CPU count (mosix.home_agent.node_facts.cpu_count).
+as its CPU count (mosix.sysinfo.node_facts.cpu_count).
 
 cgroup v1 (cpu.cfs_quota_us) and v2 (cpu.max) are both handled.
 """

@@ -14,8 +14,8 @@ from typing import Annotated
 import typer
 
 from mosix.agent_paths import AgentPaths, own_paths
-from mosix.home_agent.config import ConfigError, read_config
 from mosix.home_agent.server import AgentConfig
+from mosix.node.config import ConfigError, read_config
 from mosix.tools.common import app, fail, run
 
 SITE_CONFIG = Path("/etc/mosix/mosixd.toml")
@@ -47,7 +47,7 @@ def main_command(
     paths = AgentPaths(run_dir or configured_dir or own_paths().run_dir)
     if not paths.run_dir.is_absolute():
         fail("mosixd", f"--run-dir {paths.run_dir}: must be an absolute path")
-    from mosix.home_agent.daemon import run as run_agent
+    from mosix.node.daemon import run as run_agent
 
     raise typer.Exit(run_agent(paths, settings, foreground=not detach, ready_fd=ready_fd))
 

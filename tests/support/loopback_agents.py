@@ -20,6 +20,9 @@ import trio
 
 from mosix.agent_client import try_connect
 from mosix.agent_paths import AgentPaths
+from mosix.cluster.auth import authenticate_caller_side
+from mosix.cluster.nodemap import Node
+from mosix.cluster.stream import PeerStream
 from mosix.protocol import (
     HEADER,
     ListNodes,
@@ -31,9 +34,6 @@ from mosix.protocol import (
     decode_message,
     encode_message,
 )
-from mosix.remote_agent.auth import authenticate_caller_side
-from mosix.remote_agent.nodemap import Node
-from mosix.remote_agent.stream import PeerStream
 from support.agents import Agent, cleanup, make_agent
 from support.loopback import free_port
 from support.waiting import wait_until

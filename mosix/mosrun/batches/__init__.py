@@ -1,1 +1,1 @@
-"""mosrun -S: a commands file streamed into one disciplined runner that spawns `bash -c LINE` per line."""
+"""mosrun -S: a commands file streamed into one disciplined runner (`bash -c LINE` per line)."""

@@ -8,8 +8,8 @@ The failed-file, if given, is created before any line runs and lists every
 failed line as written, in file order, so it can be fed back as a commands-file.
 
 How it runs: this module checks and opens both files (one-line error, status
-125, nothing run), then becomes the runner (:mod:`mosix.batches_runner`) by
-:func:`mosix.launch.run_program`, so the discipline and the settings that
+125, nothing run), then becomes the runner (:mod:`mosix.mosrun.batches.runner`) by
+:func:`mosix.mosrun.launch.run_program`, so the discipline and the settings that
 children inherit (-e, -J, -m, ...) apply once, to the runner, and every line
 inherits them by fork/exec.  The runner is one process that reads the file as
 a stream (memory does not grow with the file) and spawns bash for each line;
@@ -38,7 +38,7 @@ Decisions beyond the manual:
   mosrun then ends by the same signal (so a calling shell sees it), after a
   one-line summary.  Ctrl-Z stops the lines with mosrun, and fg resumes them.
 * With -q/-Q each line waits for its turn in the node agent's queue, at most
-  10 waiting at once (:mod:`mosix.batches_queue`).  mosrun makes sure an agent
+  10 waiting at once (:mod:`mosix.mosrun.batches.queue`).  mosrun makes sure an agent
   runs before it starts the runner (which, under the discipline, cannot start
   one).  With no agent to be had, -q is an error and -Q runs the lines without
   the queue, as the manual says of a stopped queue.
@@ -52,11 +52,11 @@ import sys
 from dataclasses import replace
 from typing import NoReturn
 
-from mosix import launch
 from mosix.agent_client import AgentUnavailable, connect
 from mosix.arguments import MosrunArgs, QueueMode
-from mosix.batches_runner import MODULE, RunnerArgs, encode
 from mosix.exits import EXIT_USAGE, Failure
+from mosix.mosrun import launch
+from mosix.mosrun.batches.runner import MODULE, RunnerArgs, encode
 
 
 def open_commands(path: str) -> int:

@@ -1,10 +1,10 @@
 """The -S runner: one process, under the MOSIX discipline, that spawns every line.
 
-:func:`mosix.batches.run_commands` opens the files, then becomes this runner
-through :func:`mosix.launch.run_program`, so the discipline is applied once
+:func:`mosix.mosrun.batches.commands.run_commands` opens the files, then becomes this runner
+through :func:`mosix.mosrun.launch.run_program`, so the discipline is applied once
 and every line inherits it (and mosrun's inherited settings, through
 ``MOSIX_INHERIT``) by fork/exec.  Its arguments, after ``-m
-mosix.batches_runner``, come from :func:`encode`, never from a user.
+mosix.mosrun.batches.runner``, come from :func:`encode`, never from a user.
 """
 
 from __future__ import annotations
@@ -18,15 +18,15 @@ from dataclasses import dataclass
 from typing import NoReturn
 
 from mosix.arguments import QueueMode, QueueRequest
-from mosix.batches_failed import FailedLog
-from mosix.batches_queue import TurnQueue, agent_queue
-from mosix.batches_reader import command_lines
-from mosix.batches_scheduler import Outcome, Scheduler
-from mosix.batches_spawn import SpawnBackend, find_bash
 from mosix.display import shown
 from mosix.exits import EXIT_USAGE, Failure
+from mosix.mosrun.batches.failed import FailedLog
+from mosix.mosrun.batches.queue import TurnQueue, agent_queue
+from mosix.mosrun.batches.reader import command_lines
+from mosix.mosrun.batches.scheduler import Outcome, Scheduler
+from mosix.mosrun.batches.spawn import SpawnBackend, find_bash
 
-MODULE = "mosix.batches_runner"
+MODULE = "mosix.mosrun.batches.runner"
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,8 @@ The scheduler is single-threaded and knows nothing of processes: a
 :class:`Backend` starts a line and blocks until one ends (the real one spawns
 bash and waits with wait4(2); tests pass fakes).  It reads the commands-file
 as a stream, so memory does not grow with the file: it holds the running
-lines, at most :data:`~mosix.batches_queue.QUEUED_MAX` queued ones, and the
-bounded window of :class:`~mosix.batches_failed.FailedLog`.
+lines, at most :data:`~mosix.mosrun.batches.queue.QUEUED_MAX` queued ones, and the
+bounded window of :class:`~mosix.mosrun.batches.failed.FailedLog`.
 
 When the input turns out malformed, or the backend is asked to stop (a
 signal), no further line starts; the lines already started are waited for and
@@ -19,9 +19,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from mosix.batches_failed import FailedLog
-from mosix.batches_queue import QUEUED_MAX, TurnQueue
-from mosix.batches_reader import CommandLine, MalformedInput
+from mosix.mosrun.batches.failed import FailedLog
+from mosix.mosrun.batches.queue import QUEUED_MAX, TurnQueue
+from mosix.mosrun.batches.reader import CommandLine, MalformedInput
 
 
 class Backend(Protocol):
