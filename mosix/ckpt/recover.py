@@ -173,7 +173,7 @@ def process_state(head: ImageHead) -> None:
 
 def settings(head: ImageHead) -> MosrunArgs:
     """The program options the checkpointed process ran with (its MOSIX_INHERIT words)."""
-    from mosix.mosrun.launch import INHERIT_ENV, outer_settings
+    from mosix.start_contract import INHERIT_ENV, outer_settings
 
     return outer_settings({INHERIT_ENV: head.options.get("inherit", "")})
 
@@ -215,8 +215,9 @@ def register(args: MosrunArgs, head: ImageHead, env: dict[str, str]) -> None:
 def recover(args: MosrunArgs, env: dict[str, str]) -> NoReturn:
     """Become the recovered process (through the launcher and the restorer)."""
     from mosix.discipline.launcher import exec_launcher
-    from mosix.mosrun.launch import INHERIT_ENV, default_signals
+    from mosix.mosrun.launch import default_signals
     from mosix.native import restorer
+    from mosix.start_contract import INHERIT_ENV
 
     assert args.recover is not None
     head = read(args)

@@ -22,7 +22,7 @@ from mosix.discipline.policy import (
     Policy,
     Syscall,
 )
-from mosix.mosrun.launch import INHERIT_ENV
+from mosix.start_contract import INHERIT_ENV
 
 HEADER = "csrc/generated/seccomp_table.h"
 FORWARD_HEADER = "csrc/generated/forward_table.h"

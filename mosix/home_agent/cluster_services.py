@@ -22,7 +22,6 @@ from mosix.home_agent.balancer import Balancer, Process
 from mosix.home_agent.migration import MigrationError, Migrations, ProcessFacts
 from mosix.home_agent.placement import Chooser, NoPlace, Request, WaitForMemory, placement_of
 from mosix.home_agent.registry import Registration
-from mosix.mosrun.launch import remove_gate
 from mosix.protocol import (
     BringHome,
     Done,
@@ -37,6 +36,7 @@ from mosix.protocol import (
 )
 from mosix.remote_agent.guest_checkpoint import GuestCheckpoints
 from mosix.remote_agent.inbound import Guests
+from mosix.start_contract import remove_gate
 from mosix.sysinfo import node_facts, proc_info
 
 log = logging.getLogger("mosixd")

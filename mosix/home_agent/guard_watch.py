@@ -41,10 +41,10 @@ import trio
 from mosix.discipline.launcher import LAUNCHER
 from mosix.exits import Failure
 from mosix.home_agent.connection import Connection
-from mosix.mosrun.launch import INHERIT_ENV
 from mosix.native import native_path
 from mosix.native_names import GUARD_ENV
 from mosix.protocol import Done, GuardHello, Message, Refused
+from mosix.start_contract import INHERIT_ENV
 from mosix.sysinfo import proc_info
 
 log = logging.getLogger("mosixd")

@@ -46,7 +46,6 @@ from mosix.home_agent.listing import parts
 from mosix.home_agent.placement import NoPlace, placement_of
 from mosix.home_agent.queue import Capacity, Queue, QueuedJob, RunningJob, record
 from mosix.home_agent.registry import Registration, Registry
-from mosix.mosrun.launch import placement_problem
 from mosix.protocol import (
     CHECKPOINT_ACTIONS,
     CHECKPOINT_ORIGINS,
@@ -85,6 +84,7 @@ from mosix.protocol import (
     Status,
     encode_message,
 )
+from mosix.start_contract import placement_problem
 from mosix.sysinfo import node_facts, proc_info
 
 log = logging.getLogger("mosixd")

@@ -6,107 +6,15 @@ mosrun becomes the program: it execs in place, so the pid a shell sees
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
-import socket
-import tempfile
-from collections.abc import Mapping, Sequence
-from ipaddress import IPv4Address
+from collections.abc import Sequence
 from typing import NoReturn
 
-from mosix import native_names
-from mosix.arguments import (
-    AmongCandidates,
-    HostName,
-    MosrunArgs,
-    NodeNumbers,
-    OnAddress,
-    OnHost,
-    OnNode,
-    Unsupported,
-    inherit,
-    inherited_words,
-    parse_inherited_words,
-)
+from mosix.arguments import MosrunArgs, Unsupported, inherit, inherited_words
 from mosix.discipline.launcher import NO_DISCIPLINE, exec_launcher, saved_environment
 from mosix.exits import EXIT_USAGE, Failure
-
-# Environment variable through which a disciplined process passes its inherited
-# settings (-G -L -l -m -d -c -n -e -u -w -t -T -J) to children and inner mosruns.
-INHERIT_ENV = "MOSIX_INHERIT"
-THIS_NODE = 1  # node number of the embedded one-node default
-
-
-def outer_settings(env: Mapping[str, str]) -> MosrunArgs:
-    """The inherited settings of the mosrun this one runs under (if any)."""
-    text = env.get(INHERIT_ENV, "")
-    try:
-        return parse_inherited_words(text.split())
-    except Exception:  # a program may have put anything there
-        return MosrunArgs()
-
-
-def local_names() -> set[str]:
-    host = socket.gethostname()
-    return {"localhost", host, host.split(".")[0]}
-
-
-def is_local_address(address: IPv4Address) -> bool:
-    """Whether ``address`` is one of this machine's own (binding to it works)."""
-    if address.is_loopback:
-        return True
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        try:
-            probe.bind((str(address), 0))
-        except OSError:  # EADDRNOTAVAIL: the address is not on this machine
-            return False
-    return True
-
-
-def placement_problem(args: MosrunArgs) -> str | None:
-    """Why ``args``' placement cannot be honoured on the one-node default."""
-    p = args.placement
-    here: bool
-    match p:
-        case OnHost(host=host):
-            here = host in local_names()
-        case OnAddress(address=address):
-            here = is_local_address(address)
-        case OnNode(node=node):
-            here = node == THIS_NODE
-        case AmongCandidates(candidates=candidates):
-            here = any(
-                (isinstance(c, NodeNumbers) and c.first <= THIS_NODE <= c.last)
-                or (isinstance(c, HostName) and c.name in local_names())
-                or (not isinstance(c, NodeNumbers | HostName) and is_local_address(c.first))
-                for c in candidates
-            )
-        case _:
-            here = True  # where the parent runs, home, or the best node: this one
-    if here or args.force_elsewhere:
-        return None
-    return f"{p.option()}: no such node in this cluster (-F starts the program here instead)"
-
-
-GATE_ENV = native_names.START_GATE_ENV
-
-
-def make_gate() -> str:
-    """A FIFO for the program to wait at while the agent places it (see preload_shim.c)."""
-    directory = tempfile.mkdtemp(prefix="mosix-gate-")
-    path = os.path.join(directory, "gate")
-    os.mkfifo(path, 0o600)
-    return path
-
-
-def remove_gate(path: str) -> None:
-    if not path:
-        return
-    with contextlib.suppress(OSError):
-        os.unlink(path)
-    with contextlib.suppress(OSError):
-        os.rmdir(os.path.dirname(path))
+from mosix.start_contract import INHERIT_ENV, outer_settings
 
 
 def default_signals() -> None:

@@ -18,8 +18,8 @@ from typing import NoReturn
 
 from mosix.agent_client import AgentRefused, connect
 from mosix.exits import EXIT_CANNOT_RUN, EXIT_NOT_FOUND, EXIT_USAGE, Failure
-from mosix.mosrun.launch import INHERIT_ENV
 from mosix.protocol import Exited, Refused, Started, StartNative
+from mosix.start_contract import INHERIT_ENV
 
 RELAYED = (
     signal.SIGINT,

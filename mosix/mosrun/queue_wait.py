@@ -1,6 +1,6 @@
 """A queued mosrun (-q / -Q): wait for the queue's go, shown as ``mosqueue``.
 
-mosrun re-executes itself as ``mosqueue -m mosix.mosrun.queue_wait ARGS`` so that
+mosrun re-executes itself as ``mosqueue -m mosix.mosrun.mosqueue ARGS`` so that
 ps shows the job as queued (the manual's rule).  It then holds a connection
 to the agent until it is told to run (Go) or not (Abort).  If the agent goes
 away without saying either (a crash), it reconnects, starting a new agent if
@@ -25,6 +25,7 @@ PR_SET_NAME = 15
 PYEXE_ENV = "PYTHONEXECUTABLE"
 SAVED_PYEXE_ENV = "MOSIX_SAVED_PYTHONEXECUTABLE"
 RETRY_FIRST, RETRY_MAX = 0.05, 2.0
+MOSQUEUE_MODULE = "mosix.mosrun.mosqueue"  # what the re-executed mosrun runs
 
 
 def become_mosqueue(argv: list[str], keep_environment: bool) -> NoReturn:
@@ -38,7 +39,7 @@ def become_mosqueue(argv: list[str], keep_environment: bool) -> NoReturn:
         env[SAVED_PYEXE_ENV] = env[PYEXE_ENV]
     env[PYEXE_ENV] = sys.executable
     # -P: never import mosix from the current directory (a checkout) instead of the installed one
-    argv0 = ["mosqueue", "-P", "-m", "mosix.mosrun.queue_wait", mode, "--", *argv]
+    argv0 = ["mosqueue", "-P", "-m", MOSQUEUE_MODULE, mode, "--", *argv]
     os.execve(sys.executable, argv0, env)
 
 
@@ -105,21 +106,3 @@ def wait_turn(args: MosrunArgs) -> None:
                             raise Failure(f"-q: {msg.error}", EXIT_USAGE)
             except AgentUnavailable:
                 pass
-
-
-def main() -> NoReturn:
-    from mosix.cli import run_mosrun
-
-    restore_environment()
-    mode, _, *argv = sys.argv[1:]
-    name_process(b"mosqueue")
-    run_mosrun(
-        "mosenv" if mode == "--mosenv" else "mosrun",
-        argv,
-        keep_environment=mode == "--mosenv",
-        queued=True,
-    )
-
-
-if __name__ == "__main__":
-    main()

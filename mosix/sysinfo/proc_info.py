@@ -6,7 +6,7 @@ import functools
 import os
 from pathlib import Path
 
-from mosix.mosrun.launch import INHERIT_ENV
+from mosix.start_contract import INHERIT_ENV
 
 PROC = Path("/proc")
 GUEST_SUPERVISOR = "mosix-remote"  # the parent of every guest (csrc/remote/mosix_remote.c)

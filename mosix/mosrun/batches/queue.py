@@ -245,7 +245,7 @@ class AgentQueue:
 
 def agent_queue(request: QueueRequest) -> TurnQueue:
     """The node agent's queue for this runner's lines (job and -m from MOSIX_INHERIT)."""
-    from mosix.mosrun.launch import outer_settings
+    from mosix.start_contract import outer_settings
 
     settings = outer_settings(os.environ)
     return AgentQueue(request, settings.job_id or 0, settings.memory_mb or 0)

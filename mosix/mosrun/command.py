@@ -1,0 +1,127 @@
+"""mosrun and mosenv: a parsed command line turned into an action.
+
+mosrun cannot use a general option parser (MOSIX attaches arguments to the
+option letter and options end at the program name), so the grammar lives in
+:mod:`mosix.arguments`.  This module only turns a parsed command line into an
+action and keeps start-up lean: nothing heavy is imported on the path that
+ends in running the program.
+
+Exit statuses of mosrun's own failures follow ``env`` and ``timeout``:
+125 for a bad command line or an internal failure, 126 when the program was
+found but could not be run, 127 when it was not found.  Otherwise the status
+is the program's own, because mosrun becomes the program (exec in place).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from mosix import start_contract
+from mosix.arguments import MosrunArgs, UsageError, home_jobids_resolver, parse
+from mosix.exits import EXIT_USAGE, Failure
+from mosix.mosrun import launch
+
+NOT_YET = {
+    "batch": "-E/-M (batch jobs on other nodes) are not available yet",
+}
+
+
+def fail(prog: str, message: str, status: int) -> NoReturn:
+    """One line on stderr and exit; a user's words in ``message`` are shown escaped."""
+    from mosix.display import shown
+
+    sys.stderr.write(f"{prog}: {shown(message)}\n")
+    sys.stderr.flush()
+    raise SystemExit(status)
+
+
+def not_available(args: MosrunArgs) -> str | None:
+    """What this build cannot do yet for ``args`` (None: it can run it)."""
+    for name, message in NOT_YET.items():
+        if getattr(args, name) is not None:
+            return message
+    return None
+
+
+def register(args: MosrunArgs) -> None:
+    """Tell the node agent (starting the embedded one if needed) about this program.
+
+    With a placement on another node, the agent may ask the program to wait
+    at a gate (a FIFO the preload shim opens) until it has been moved there.
+    """
+    from mosix.agent_client import AGENT_SOCKET_ENV, register_program
+    from mosix.arguments import inherit, inherited_words
+    from mosix.protocol import Register
+
+    effective = inherit(start_contract.outer_settings(os.environ), args)
+    placement = args.placement.option() or ""
+    gate = start_contract.make_gate() if placement and placement != "-h" else ""
+    registered = register_program(
+        Register(
+            pid=os.getpid(),
+            job=effective.job_id or 0,
+            estimate_minutes=args.duration_minutes,
+            memory_mb=effective.memory_mb,
+            flags=inherited_words(effective),
+            command=[os.fsencode(word) for word in args.program],
+            checkpoint_file=os.fsencode(args.checkpoint_file or ""),
+            checkpoint_limit=args.checkpoint_max or 0,
+            checkpoint_interval=args.checkpoint_minutes or 0,
+            placement=placement,
+            force_elsewhere=args.force_elsewhere,
+            gate=gate,
+        )
+    )
+    if registered is None:  # no agent: this node only
+        start_contract.remove_gate(gate)
+        problem = start_contract.placement_problem(args)
+        if problem is not None:
+            raise Failure(problem, EXIT_USAGE)
+        return
+    socket_path, answer = registered
+    if answer.count == 1:
+        os.environ[start_contract.GATE_ENV] = gate
+    else:
+        start_contract.remove_gate(gate)
+    if socket_path is not None:
+        # the guard passes the program's own checkpoint requests to this agent
+        os.environ[AGENT_SOCKET_ENV] = socket_path
+
+
+def run_mosrun(
+    prog: str, argv: Sequence[str], keep_environment: bool, queued: bool = False
+) -> NoReturn:
+    try:
+        args = parse(argv, jobids=home_jobids_resolver())
+        problem = not_available(args)
+        if problem is not None:
+            fail(prog, problem, EXIT_USAGE)
+        if args.inspect is not None:
+            from mosix.mosrun.checkpoint_files import inspect
+
+            inspect(args.inspect)
+        if args.recover is not None:
+            from mosix.mosrun.checkpoint_files import recover
+
+            recover(args)
+        if args.commands is not None:
+            from mosix.mosrun.batches import commands
+
+            commands.run_commands(args, keep_environment=keep_environment)
+        if args.queue is not None:
+            from mosix.mosrun import queue_wait
+
+            if not queued:
+                queue_wait.become_mosqueue(list(argv), keep_environment)
+            queue_wait.wait_turn(args)
+        register(args)
+        launch.run_program(args, keep_environment=keep_environment)
+    except UsageError as e:
+        fail(prog, str(e), EXIT_USAGE)
+    except Failure as e:
+        fail(prog, e.message, e.status)
+    except KeyboardInterrupt:
+        fail(prog, "interrupted", EXIT_USAGE)
