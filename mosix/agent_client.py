@@ -156,7 +156,7 @@ def try_connect(paths: AgentPaths) -> AgentClient | None:
 
 def start_agent(paths: AgentPaths) -> None:
     """Start a detached agent on ``paths`` and wait until its socket is ready."""
-    from mosix.mosrun.launch import under_discipline
+    from mosix.sysinfo.proc_info import under_discipline
 
     if under_discipline():
         raise AgentUnavailable(

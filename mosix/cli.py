@@ -12,6 +12,7 @@ from typing import NoReturn
 from mosix.exits import EXIT_USAGE, Failure
 from mosix.mosrun import launch
 from mosix.mosrun.command import fail, run_mosrun
+from mosix.sysinfo.proc_info import under_discipline
 
 
 def mosrun_main() -> NoReturn:
@@ -31,7 +32,7 @@ def native_main() -> NoReturn:
     if argv[0].startswith("-"):
         fail("native", f"{argv[0]}: unknown option (native takes no options)", EXIT_USAGE)
     try:
-        if launch.under_discipline():
+        if under_discipline():
             from mosix.mosrun.native_client import run_via_agent
 
             run_via_agent(argv)

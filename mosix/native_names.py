@@ -17,6 +17,11 @@ GUARD_ENV = "MOSIX_GUARD"  # "PID:TICKS" of the guard the agent watches (home_ag
 # Agent messages the guard sends: their ``op``.
 GUARD_HELLO_OP = "guard-hello"  # the guard announces itself, with the filter's listener
 
+# The number of MOSIX's checkpoint call (mosix/ckpt/trigger.py, mosix_checkpoint.h): the
+# base filter hands it to the guard, which has the node agent take the checkpoint.  The
+# discipline's table (mosix.discipline.policy) writes it into the C headers.
+CHECKPOINT_NR = 0x3F4D5359
+
 
 class DeputyOp(StrEnum):
     """The agent messages the deputy (mosix-deputy) sends or reads: their ``op``."""

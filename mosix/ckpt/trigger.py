@@ -1,7 +1,7 @@
 """A program under mosrun asks for its own checkpoint (Python's mosix_checkpoint.h).
 
 MOSIX's checkpoint call is a system call number Linux does not have
-(:data:`mosix.discipline.policy.CHECKPOINT_NR`): under mosrun the discipline's
+(:data:`mosix.native_names.CHECKPOINT_NR`): under mosrun the discipline's
 filter hands it to the process tree's guard, which asks the node agent and
 answers once the checkpoint file is complete.  Outside mosrun the kernel fails
 it with ENOSYS.
@@ -24,7 +24,7 @@ from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
-from mosix.discipline.policy import CHECKPOINT_NR
+from mosix.native_names import CHECKPOINT_NR
 
 OP_CHECKPOINT = 1
 OP_SET_FILE = 2

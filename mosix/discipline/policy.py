@@ -30,6 +30,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from mosix import native_names
+
 
 class Policy(enum.Enum):
     ALLOW = "allow"
@@ -702,9 +704,8 @@ BY_NR: dict[int, Syscall] = {s.nr: s for s in SYSCALLS}
 
 # The number the shim uses to ask for the mode (beyond every real call, below x32).
 PROBE_NR = 0x3F4D5358
-# The number of MOSIX's checkpoint call (mosix/ckpt/trigger.py, mosix_checkpoint.h): the
-# base filter hands it to the guard, which has the node agent take the checkpoint.
-CHECKPOINT_NR = 0x3F4D5359
+# The number of MOSIX's checkpoint call: defined with the names C and Python share.
+CHECKPOINT_NR = native_names.CHECKPOINT_NR
 PROBE_ERRNO_BASE = 4000  # the probe fails with PROBE_ERRNO_BASE + mode index
 MODES = ("u", "e", "w")  # mode index: -u (kill), -e (ENOSYS), -w (warn and ENOSYS)
 

@@ -24,6 +24,6 @@ def inspect(path: str) -> NoReturn:
 
 
 def recover(args: MosrunArgs) -> NoReturn:
-    from mosix.ckpt.recover import recover as become_recovered
+    from mosix.mosrun.recover import recover as become_recovered
 
     become_recovered(args, dict(os.environ))

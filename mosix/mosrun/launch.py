@@ -51,18 +51,6 @@ def run_program(args: MosrunArgs, keep_environment: bool) -> NoReturn:
     exec_launcher(mode, prog, effective.program[0], effective.argv(), env)
 
 
-def under_discipline() -> bool:
-    """True when this process runs under a seccomp filter (mode 2)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("Seccomp:"):
-                    return line.split()[1] == "2"
-    except OSError:
-        pass
-    return False
-
-
 def run_native(argv: Sequence[str]) -> NoReturn:
     """Run ``argv`` outside the discipline (the caller is not under it; see native_client)."""
     env = {k: v for k, v in os.environ.items() if k != INHERIT_ENV}

@@ -231,3 +231,15 @@ def stay_reason(pid: int) -> str:
         if path.startswith("/dev/") and not path.startswith("/dev/zero"):
             return f"it maps a device ({path})"
     return ""
+
+
+def under_discipline() -> bool:
+    """True when this process runs under a seccomp filter (mode 2)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Seccomp:"):
+                    return line.split()[1] == "2"
+    except OSError:
+        pass
+    return False
