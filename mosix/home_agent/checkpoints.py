@@ -114,13 +114,19 @@ async def reap_copies(pid: int) -> None:
 
 
 class Checkpoints:
-    def __init__(self, registration_of: Callable[[int], Registration], minute: float) -> None:
+    def __init__(
+        self,
+        registration_of: Callable[[int], Registration],
+        minute: float,
+        persist: Callable[[], None] = lambda: None,
+        away: Away | None = None,
+    ) -> None:
         self.registration_of = registration_of  # raises CheckpointError for a non-MOSIX pid
         self.minute = minute  # seconds in an -A minute (configurable for tests)
         self.locks: dict[int, trio.Lock] = {}
         self.timers: dict[int, trio.CancelScope] = {}
-        self.away: Away | None = None  # set when this node is in a cluster
-        self.persist: Callable[[], None] = lambda: None  # saves the agent's state now
+        self.away = away  # this node's processes elsewhere (None: a one-node cluster)
+        self.persist = persist  # saves the agent's state now
 
     def is_away(self, pid: int) -> bool:
         return self.away is not None and self.away.is_away(pid)
@@ -159,29 +165,6 @@ class Checkpoints:
             log.info("checkpoint of %d written to %s", pid, cap.path)
             return Checkpointed(path=os.fsencode(cap.path), number=cap.number)
 
-    def last_image(self, pid: int) -> str | None:
-        """The newest checkpoint file of ``pid`` that holds an image of it (None:
-        none); what a process whose remote node is lost resumes from."""
-        try:
-            reg = self.registration_of(pid)
-        except CheckpointError:
-            return None
-        s = series(os.fsdecode(reg.ckpt_file), reg.pid, reg.ckpt_limit)
-        kept = min(reg.ckpt_taken, reg.ckpt_limit) if reg.ckpt_limit else reg.ckpt_taken
-        for taken in range(reg.ckpt_taken - 1, reg.ckpt_taken - 1 - kept, -1):
-            name = s.name(taken)
-            if not os.path.isabs(name):
-                try:
-                    name = os.path.join(os.readlink(f"/proc/{pid}/cwd"), name)
-                except OSError:
-                    return None
-            try:
-                if users_image_head(name, reg.uid).pid == pid:
-                    return name
-            except ImageError:
-                continue  # failed when taken (pipes, sockets), damaged, gone, or not theirs
-        return None
-
     # ------------------------------------------------------------- -A
 
     def schedule(self, nursery: trio.Nursery, reg: Registration) -> None:
@@ -211,3 +194,27 @@ class Checkpoints:
                     log.warning("periodic checkpoint of %d: %s", reg.pid, e)
         if self.timers.get(reg.pid) is scope:
             del self.timers[reg.pid]
+
+
+def last_image(registration_of: Callable[[int], Registration], pid: int) -> str | None:
+    """The newest checkpoint file of ``pid`` that holds an image of it (None:
+    none); what a process whose remote node is lost resumes from."""
+    try:
+        reg = registration_of(pid)
+    except CheckpointError:
+        return None
+    s = series(os.fsdecode(reg.ckpt_file), reg.pid, reg.ckpt_limit)
+    kept = min(reg.ckpt_taken, reg.ckpt_limit) if reg.ckpt_limit else reg.ckpt_taken
+    for taken in range(reg.ckpt_taken - 1, reg.ckpt_taken - 1 - kept, -1):
+        name = s.name(taken)
+        if not os.path.isabs(name):
+            try:
+                name = os.path.join(os.readlink(f"/proc/{pid}/cwd"), name)
+            except OSError:
+                return None
+        try:
+            if users_image_head(name, reg.uid).pid == pid:
+                return name
+        except ImageError:
+            continue  # failed when taken (pipes, sockets), damaged, gone, or not theirs
+    return None

@@ -1,8 +1,9 @@
-"""What the agent does with a cluster: placement at start, migrate, guests.
+"""What a home does with a cluster: placement at start, migrate, balancing.
 
-Owned by the Agent when its configuration has a [cluster]: it joins the
-home side (mosix.home_agent.migration), the target side
-(mosix.remote_agent.inbound) and placement (mosix.home_agent.placement).
+Built by the node (mosix.node.agent) when its configuration has a [cluster]:
+it joins migrations out (mosix.home_agent.migration), placement
+(mosix.home_agent.placement) and the balancer.  The side that hosts other
+nodes' processes is mosix.remote_agent.hosting.
 """
 
 from __future__ import annotations
@@ -22,22 +23,9 @@ from mosix.home_agent.balancer import Balancer, Process
 from mosix.home_agent.migration import MigrationError, Migrations, ProcessFacts
 from mosix.home_agent.placement import Chooser, NoPlace, Request, WaitForMemory, placement_of
 from mosix.home_agent.registry import Registration
-from mosix.protocol import (
-    BringHome,
-    Done,
-    Message,
-    Migrate,
-    MigrateChannel,
-    MigrateCheckpoint,
-    MigrateImage,
-    MigrateOffer,
-    Refused,
-    Register,
-)
-from mosix.remote_agent.guest_checkpoint import GuestCheckpoints
-from mosix.remote_agent.inbound import Guests
+from mosix.protocol import Done, Message, Migrate, Refused, Register
 from mosix.start_contract import remove_gate
-from mosix.sysinfo import node_facts, proc_info
+from mosix.sysinfo import proc_info
 
 log = logging.getLogger("mosixd")
 GATE_POLL_SECONDS = 0.005  # how often the agent looks for the program at its gate
@@ -50,20 +38,18 @@ class ClusterServices:
         cluster: Cluster,
         socket_path: str,
         on_change: Callable[[], None],
+        nursery: trio.Nursery,
         registrations: Callable[[], list[Registration]] = list,
+        last_checkpoint: Callable[[int], str | None] = lambda pid: None,
     ) -> None:
         self.cluster = cluster
         self.me = cluster.me.number
-        self.migrations = Migrations(cluster, self.me, socket_path, on_change)
-        self.guests = Guests(lambda: node_facts.memory_mb()[1], on_change)
+        self.nursery = nursery  # where programs placed elsewhere are moved
+        self.migrations = Migrations(
+            cluster, self.me, socket_path, on_change, nursery, last_checkpoint
+        )
         self.chooser = Chooser(cluster.nodes, self.me)
-        cluster.on(MigrateOffer, self.guests.offer)
-        cluster.on(MigrateImage, self.guests.image)
-        cluster.on(MigrateChannel, self.guests.channel)
-        cluster.on(BringHome, self.guests.bring_home)
-        cluster.on(MigrateCheckpoint, GuestCheckpoints(self.guests).checkpoint)
         self.away_checkpoints = AwayCheckpoints(self.migrations)
-        self.nursery: trio.Nursery | None = None
         interval = cluster.config.balance_interval
         self.balancer = (
             Balancer(
@@ -77,12 +63,6 @@ class ClusterServices:
             if interval > 0
             else None
         )
-
-    def start(self, nursery: trio.Nursery) -> None:
-        self.nursery = nursery
-        self.migrations.nursery = nursery
-        if self.balancer is not None:
-            nursery.start_soon(self.balancer.run)
 
     def where(self, pid: int) -> str:
         node = self.migrations.where(pid)
@@ -106,7 +86,6 @@ class ClusterServices:
             return Refused(error=str(e))
         if target == self.me or not msg.gate:
             return Done(count=0)
-        assert self.nursery is not None
         self.nursery.start_soon(self._start_elsewhere, reg, request, target, msg.gate)
         return Done(count=1)
 

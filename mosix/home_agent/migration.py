@@ -105,6 +105,8 @@ class Migrations:
         node: int,
         socket_path: str,
         on_change: Callable[[], None],
+        nursery: trio.Nursery,
+        last_checkpoint: Callable[[int], str | None] = lambda pid: None,
     ) -> None:
         self.cluster = cluster
         self.node = node
@@ -115,8 +117,8 @@ class Migrations:
         self.busy: set[int] = set()  # pids with a migration under way
         self.lost_reasons: dict[int, str] = {}  # for a deputy that asks after the end
         # the checkpoint file a lost process resumes from (None: it ends)
-        self.last_checkpoint: Callable[[int], str | None] = lambda pid: None
-        self.nursery: trio.Nursery | None = None
+        self.last_checkpoint = last_checkpoint
+        self.nursery = nursery  # where each migrated process is watched
 
     def where(self, pid: int) -> int:
         """The node the process runs on (this node's number when home)."""
@@ -193,7 +195,6 @@ class Migrations:
         self.away[pid] = away
         self.by_token[token] = away
         self.on_change()
-        assert self.nursery is not None
         self.nursery.start_soon(self._watch, away)
         log.info("process %d migrated to node %d", pid, node)
 
@@ -339,7 +340,6 @@ class Migrations:
                 if not isinstance(event, RemoteEvent):
                     continue
                 if event.event == "home":
-                    assert self.nursery is not None
                     self.nursery.start_soon(self._bring_home_quietly, away.pid)
                 elif event.event == "exit":
                     break  # the deputy ends as the copy did (the channel's EXIT)

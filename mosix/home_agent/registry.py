@@ -67,13 +67,17 @@ def job_of(words: list[str]) -> tuple[int, int | None]:
     return args.job_id or 0, args.memory_mb
 
 
+def at_home(pid: int) -> str:
+    """Where a process runs on a one-node cluster."""
+    return "home"
+
+
 class Registry:
     def __init__(self, home: str, socket: str = "", private: bool = False) -> None:
         self.home = home
         self.socket = os.path.realpath(socket) if socket else ""  # this agent's control socket
         self.private = private  # a root agent on a run directory of its own
         self.registered: dict[int, Registration] = {}
-        self.where_of: Callable[[int], str] = lambda pid: "home"  # the cluster's answer
 
     def register(self, reg: Registration) -> None:
         self.registered[reg.pid] = reg
@@ -103,18 +107,24 @@ class Registry:
         self.registered[pid] = reg
         return reg
 
+    def mosix_processes(self) -> list[Registration]:
+        """Every live MOSIX process of this node, each with a registration."""
+        found = (self.adopt(pid) for pid in self.discover())
+        return [reg for reg in found if reg is not None]
+
     def forget_dead(self) -> None:
         for pid, reg in list(self.registered.items()):
             if not proc_info.alive(pid, reg.start_ticks):
                 del self.registered[pid]
 
-    def discover(self) -> dict[int, ProcessInfo]:
-        """Every live MOSIX process on this node, registered or found in /proc."""
+    def discover(self, where_of: Callable[[int], str] = at_home) -> dict[int, ProcessInfo]:
+        """Every live MOSIX process on this node, registered or found in /proc
+        (``where_of``: where each runs, the cluster's answer)."""
         self.forget_dead()
         now = time.time()
         found: dict[int, ProcessInfo] = {}
         for pid, reg in self.registered.items():
-            found[pid] = self.info(reg, now)
+            found[pid] = self.info(reg, now, where_of)
         for pid in proc_info.pids():
             if pid in found:
                 continue
@@ -123,7 +133,7 @@ class Registry:
             if words is None or uid is None or not self.ours(pid) or not self.claims(pid):
                 continue
             job, memory = job_of(words)
-            where = self.where_of(pid)
+            where = where_of(pid)
             found[pid] = ProcessInfo(
                 pid=pid,
                 uid=uid,
@@ -160,8 +170,8 @@ class Registry:
     def state_of(self, pid: int, state: str) -> str:
         return "stopped" if state == "running" and proc_info.state_letter(pid) == "T" else state
 
-    def info(self, reg: Registration, now: float) -> ProcessInfo:
-        where = self.where_of(reg.pid)
+    def info(self, reg: Registration, now: float, where_of: Callable[[int], str]) -> ProcessInfo:
+        where = where_of(reg.pid)
         return ProcessInfo(
             pid=reg.pid,
             uid=reg.uid,

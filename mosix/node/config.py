@@ -30,8 +30,8 @@ from typing import Any
 
 from mosix.cluster.settings import KEYS as CLUSTER_KEYS
 from mosix.cluster.settings import SettingsError, parse_cluster
+from mosix.home_agent.agent_config import AgentConfig
 from mosix.home_agent.limits import AgentLimits
-from mosix.home_agent.server import AgentConfig
 
 Number = (int, float)
 KNOWN: dict[str, dict[str, type | tuple[type, ...]]] = {

@@ -18,7 +18,9 @@ import trio
 
 from mosix.agent_paths import SYSTEM_RUN_DIR, AgentPaths
 from mosix.cluster.peers import ClusterError
-from mosix.home_agent.server import Agent, AgentConfig, bind_listener
+from mosix.home_agent.agent_config import AgentConfig
+from mosix.home_agent.control_socket import bind_listener
+from mosix.node.agent import NodeAgent
 
 log = logging.getLogger("mosixd")
 
@@ -57,7 +59,7 @@ def serve(paths: AgentPaths, config: AgentConfig, ready_fd: int | None) -> None:
     shared = os.geteuid() == 0
     listener = bind_listener(paths, shared)
     log.info("node %d (%s) listening on %s", config.node, config.name, paths.socket)
-    agent = Agent(paths, config)
+    agent = NodeAgent(paths, config)
     if agent.cluster is not None:
         agent.cluster.listen()  # a port or address that cannot be used stops us here
 

@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from mosix.agent_paths import AgentPaths, own_paths
-from mosix.home_agent.server import AgentConfig
+from mosix.home_agent.agent_config import AgentConfig
 from mosix.node.config import ConfigError, read_config
 from mosix.tools.common import app, fail, run
 
