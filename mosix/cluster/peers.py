@@ -85,7 +85,7 @@ class ClusterError(Exception):
 
 
 class Cluster:
-    """This agent's view of the cluster; owned by the Agent (``agent.cluster``)."""
+    """This agent's view of the cluster; built by the node (mosix.node.agent)."""
 
     def __init__(
         self,
