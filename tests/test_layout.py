@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 import mosix
-import mosix.native
 
 ROOT = Path(mosix.__file__).resolve().parent
 SKIPPED = ("_native",)  # compiled parts, no Python of ours
@@ -176,13 +175,8 @@ def spawned(name: str, path: Path) -> set[str]:
     return found
 
 
-@pytest.mark.xfail(
-    not hasattr(mosix.native, "__path__"),
-    reason="the native seam (mosix/native/ as a package, one wrapper per helper) is not "
-    "merged yet: mosix-ckpt is still spawned from four modules",
-    strict=True,
-)
 def test_each_helper_is_spawned_from_one_module() -> None:
+    """Its wrapper in mosix/native/ (the launcher: mosix.discipline.launcher)."""
     where: dict[str, list[str]] = {}
     for name, path in MODULES.items():
         for program in spawned(name, path):
