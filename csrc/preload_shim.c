@@ -31,12 +31,16 @@
  * raw `syscall` instructions are left to the base filter and the guard.
  *
  * The libc-level sigaction/signal/sigprocmask/pthread_sigmask are interposed:
- * the program's SIGSYS disposition and blocked bit live in a shadow and are
+ * the program's SIGSYS disposition (per process) and blocked bit (per thread)
+ * live in a shadow and are
  * reported consistently; SIGSYS is never really blocked through them.  A raw
  * rt_sigprocmask blocking SIGSYS does not escape either: a trap while SIGSYS
  * is blocked kills the process (the kernel resets it to SIG_DFL).
  *
  * The handler uses raw system calls only (no libc, no locks, no malloc).
+ *
+ * Threads (pinned home: docs/SYSCALLS.md) inherit both filters; each made by
+ * pthread_create gets its own alternate signal stack (shim_threads.c).
  *
  * MOSIX's /proc/self/checkpoint* files are shim_checkpoint.c's. */
 #include "mosix_shim.h"
@@ -58,6 +62,7 @@
 #include "raw_syscall.h"
 #include "seccomp_table.h"
 #include "shim_forward.h"
+#include "shim_threads.h"
 
 #define EXPORT __attribute__((visibility("default")))
 
@@ -78,9 +83,10 @@ __attribute__((used)) static struct mosix_shim_state state = {
 static int active;               /* under a MOSIX base filter, handler installed */
 static enum mosix_mode mode;     /* from the probe */
 static struct sigaction shadow;  /* the program's idea of its SIGSYS disposition */
-static int shadow_blocked;       /* ... and of SIGSYS being blocked */
 static uint64_t libc_lo, libc_hi; /* libc's text, the range the shim's filter covers */
-static char altstack[65536] __attribute__((aligned(16))); /* the fast path marshals on it */
+/* the main thread's alternate stack (the fast path marshals on it); other
+ * threads get their own (shim_threads.c) */
+static char altstack[65536] __attribute__((aligned(16)));
 
 typedef int (*sigaction_fn)(int, const struct sigaction *, struct sigaction *);
 typedef int (*sigmask_fn)(int, const sigset_t *, sigset_t *);
@@ -333,8 +339,9 @@ static void shim_setup(void)
     if (sigemptyset(&sys) != 0 || sigaddset(&sys, SIGSYS) != 0 ||
         real_sigprocmask(SIG_UNBLOCK, &sys, &old) != 0)
         return;
-    shadow_blocked = sigismember(&old, SIGSYS) == 1;
+    shim_sigsys_blocked = sigismember(&old, SIGSYS) == 1;
     active = 1;
+    (void)shim_threads_init(); /* without it, threads run the handler on their own stacks */
 
     static struct sock_filter insns[MOSIX_FILTER_MAX];
     struct sock_fprog prog;
@@ -386,7 +393,7 @@ EXPORT sighandler_t signal(int sig, sighandler_t handler)
 /* Block/unblock/set the mask without ever blocking SIGSYS for real. */
 static int masked(sigmask_fn real, int how, const sigset_t *set, sigset_t *old)
 {
-    int was = shadow_blocked, now = was;
+    int was = shim_sigsys_blocked, now = was;
     sigset_t copy;
     if (set) {
         copy = *set;
@@ -403,7 +410,7 @@ static int masked(sigmask_fn real, int how, const sigset_t *set, sigset_t *old)
     int r = real(how, set, old);
     if (r != 0) /* -1 and errno, or an error number: as the real one said */
         return r;
-    shadow_blocked = now;
+    shim_sigsys_blocked = now;
     if (old) {
         if (was)
             (void)sigaddset(old, SIGSYS);

@@ -703,7 +703,6 @@ def refusal_line(pid: int, reason: str) -> bytes:
 REFUSALS = {
     "pipe": "it has an open pipe (descriptor 5)",
     "socket": "it has an open socket (descriptor 6)",
-    "threads": "it has 2 threads (multi-threaded processes are not supported yet)",
 }
 
 
@@ -725,6 +724,25 @@ def test_refused(progs: dict[str, Path], tmp_path: Path, what: str, kind: str) -
         with os.fdopen(rd, "rb") as f:
             assert f.read() == refusal_line(t.pid, REFUSALS[what])
         assert r.returncode == 3
+        assert t.alive() and t.state() in "RS" and t.children() == []
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_threads_refused_before_anything_is_created(
+    progs: dict[str, Path], tmp_path: Path, kind: str
+) -> None:
+    """Not yet (status 6, one line): no file, not even one holding the reason."""
+    with start([str(progs[kind]), "threads"]) as t:
+        r = capture(t.pid, "-o", str(tmp_path / "ckpt.3"))
+        assert r.returncode == 6
+        assert (
+            r.stderr
+            == (
+                f"mosix-ckpt: process {t.pid}: 2 threads: not yet "
+                "(a multi-threaded process cannot be checkpointed)\n"
+            ).encode()
+        )
+        assert list(tmp_path.iterdir()) == []
         assert t.alive() and t.state() in "RS" and t.children() == []
 
 

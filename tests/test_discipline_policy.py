@@ -84,7 +84,6 @@ def test_todays_glibc_calls_are_allowed(name: str) -> None:
     [
         "personality",
         "ptrace",
-        "mlock",
         "chroot",
         "reboot",
         "sethostname",
@@ -99,11 +98,93 @@ def test_todays_glibc_calls_are_allowed(name: str) -> None:
         "process_vm_readv",
         "sched_setaffinity",
         "io_uring_setup",
-        "shmat",
+        "capset",
+        "move_pages",
     ],
 )
 def test_node_bound_calls_are_unsupported(name: str) -> None:
     assert BY_NAME[name].decision.policy is Policy.UNSUPPORTED
+
+
+# What today's programs make natively: run, and keep the process on its node while the
+# effect holds (the agent reads it from /proc), instead of killing it (the manual's).
+@pytest.mark.parametrize("name", ["mlock", "mlock2", "mlockall", "shmat", "mbind", "set_mempolicy"])
+def test_calls_that_keep_a_process_on_its_node_are_pinned(name: str) -> None:
+    assert BY_NAME[name].decision.policy is Policy.PINNED
+    assert BY_NAME[name].decision.outcome((0,) * 6)[0] is Outcome.PIN
+    assert "pinned while" in BY_NAME[name].decision.reason
+
+
+PTHREAD_CREATE_FLAGS = 0x3D0F00  # glibc: VM FS FILES SIGHAND THREAD SYSVSEM SETTLS *TID
+GO_THREAD_FLAGS = 0x50F00  # Go's runtime: VM FS FILES SIGHAND SYSVSEM THREAD
+
+
+@pytest.mark.parametrize(
+    ("args", "outcome"),
+    [
+        ((PTHREAD_CREATE_FLAGS, 0x7F00_0000_1000, 0, 0, 0, 0), Outcome.PIN),
+        ((GO_THREAD_FLAGS, 0x7F00_0000_1000, 0, 0, 0, 0), Outcome.PIN),
+        ((0x1200011, 0, 0, 0, 0, 0), Outcome.ALLOW),  # glibc's fork
+        ((0x4111, 0x7F00_0000_1000, 0, 0, 0, 0), Outcome.ALLOW),  # posix_spawn
+        ((PTHREAD_CREATE_FLAGS | 0x10000000, 1, 0, 0, 0, 0), Outcome.UNSUPPORTED),  # NEWUSER
+        ((PTHREAD_CREATE_FLAGS | 0x20000, 1, 0, 0, 0, 0), Outcome.UNSUPPORTED),  # NEWNS
+        ((0x100 | 17, 0x7F00_0000_1000, 0, 0, 0, 0), Outcome.UNSUPPORTED),  # CLONE_VM alone
+    ],
+)
+def test_threads_are_pinned_and_other_sharing_is_not_supported(
+    args: tuple[int, ...], outcome: Outcome
+) -> None:
+    assert BY_NAME["clone"].decision.outcome(args)[0] is outcome
+    assert BY_NAME["clone3"].decision.outcome(args)[0] is Outcome.ENOSYS  # glibc falls back
+
+
+def test_a_writable_shared_map_is_pinned_a_read_only_one_made_private() -> None:
+    mmap = BY_NAME["mmap"].decision
+    assert mmap.outcome((0, 32, 3, 1, 5, 0))[0] is Outcome.PIN  # RW, MAP_SHARED
+    assert mmap.outcome((0, 32, 3, 3, 5, 0))[0] is Outcome.PIN  # MAP_SHARED_VALIDATE
+    assert mmap.outcome((0, 32, 1, 1, 5, 0)) == (Outcome.FIXUP_PRIVATE, 3)
+
+
+@pytest.mark.parametrize(
+    ("name", "args"),
+    [
+        ("capget", (0x7F00_0000_1000, 0x7F00_0000_2000, 0, 0, 0, 0)),
+        ("get_mempolicy", (0, 0, 0, 0, 0, 0)),
+        ("prctl", (23, 40, 0, 0, 0, 0)),  # PR_CAPBSET_READ (ps, pgrep)
+        ("prctl", (1 << 32 | 23, 40, 0, 0, 0, 0)),  # an int: high bits ignored
+        ("prctl", (0x41555856, 0x7F00_0000_1000, 512, 0, 0, 0)),  # PR_GET_AUXV
+        ("prctl", (47, 1, 12, 0, 0, 0)),  # PR_CAP_AMBIENT_IS_SET
+        ("munlock", (0x7F00_0000_1000, 4096, 0, 0, 0, 0)),
+    ],
+)
+def test_read_only_queries_and_releases_are_carried(name: str, args: tuple[int, ...]) -> None:
+    assert BY_NAME[name].decision.outcome(args)[0] is Outcome.ALLOW
+
+
+@pytest.mark.parametrize(
+    "args", [(8, 0, 0, 0, 0, 0), (47, 2, 12, 0, 0, 0), (24, 12, 0, 0, 0, 0)]
+)  # PR_SET_KEEPCAPS, PR_CAP_AMBIENT_RAISE, PR_CAPBSET_DROP
+def test_prctl_that_changes_privileges_is_still_unsupported(args: tuple[int, ...]) -> None:
+    assert BY_NAME["prctl"].decision.outcome(args)[0] is Outcome.UNSUPPORTED
+
+
+@pytest.mark.parametrize("name", ["pkey_alloc", "pkey_mprotect", "pkey_free", "memfd_secret"])
+def test_cpu_features_another_node_may_lack_are_enosys_as_on_a_kernel_without(
+    name: str,
+) -> None:
+    assert BY_NAME[name].decision.policy is Policy.ENOSYS
+
+
+def test_pinned_calls_run_natively_at_home() -> None:
+    base = PROGRAMS["mosix_base_prog"]
+    for nr, args in (
+        (BY_NAME["clone"].nr, (PTHREAD_CREATE_FLAGS, 1, 0, 0, 0, 0)),
+        (BY_NAME["mlock"].nr, (0,) * 6),
+        (BY_NAME["mmap"].nr, (0, 32, 3, 1, 5, 0)),
+    ):
+        assert bpf.run(base, nr, args, symbols=SYMBOLS) == bpf.RET_ALLOW
+        for shim in ("mosix_shim_prog_notify", "mosix_shim_prog_enosys"):
+            assert bpf.run(PROGRAMS[shim], nr, args, ip=INSIDE, symbols=SYMBOLS) == bpf.RET_ALLOW
 
 
 def _samples(name: str) -> list[tuple[int, ...]]:

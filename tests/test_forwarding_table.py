@@ -253,6 +253,23 @@ def test_unsupported_calls_go_to_the_supervisor_and_kernel_refusals_stay(
     assert bpf.run(program, setrlimit, (7, 0, 0, 0, 0, 0), ip=ELSEWHERE) == bpf.RET_ALLOW
 
 
+@pytest.mark.parametrize("program", [PROGRAM, FAST_PROGRAM], ids=["notify", "fast"])
+def test_a_pinned_call_away_goes_to_the_supervisor_which_brings_the_process_home(
+    program: bpf.Program,
+) -> None:
+    """What pins a process at home (threads, locks, shared maps, a NUMA policy) is never
+    made on a remote node: the supervisor asks to come home (remote_discipline.c), and
+    the call is made again at home."""
+    pinned = [s for s in SYSCALLS if s.decision.policy is Policy.PINNED]
+    assert {"mlock", "mbind", "shmat"} <= {s.name for s in pinned}
+    for s in pinned:
+        assert FORWARDING[s.name].spec.placement is Placement.BRING_HOME, s.name
+        assert bpf.run(program, s.nr, ip=ELSEWHERE) == bpf.RET_USER_NOTIF, s.name
+    thread = (0x3D0F00, 0x7F00_0000_1000, 0, 0, 0, 0)  # glibc's pthread_create
+    assert bpf.run(program, BY_NAME["clone"].nr, thread, ip=ELSEWHERE) == bpf.RET_USER_NOTIF
+    assert placement("clone", thread) is Placement.BRING_HOME
+
+
 def test_filter_entry_checks() -> None:
     read, mmap = BY_NAME["read"].nr, BY_NAME["mmap"].nr
     assert bpf.run(PROGRAM, read, ip=ELSEWHERE) == bpf.RET_USER_NOTIF

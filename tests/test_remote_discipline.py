@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from support.clusters import bring_up, migrate, node_programs, where
+from support.waiting import wait_until
 
 from mosix.testcluster import LocalCluster
 from mosix.testcluster.agents import ClusterSettings
@@ -38,8 +39,8 @@ CALLS = {  # the program's call -> (system call, number)
 @pytest.fixture(scope="module")
 def programs() -> Iterator[Path]:
     builds = {
-        "refused": ["-O1", "refused.c"],
-        "refused-static": ["-O1", "-static", "refused.c"],
+        "refused": ["-O1", "-pthread", "refused.c"],
+        "refused-static": ["-O1", "-pthread", "-static", "refused.c"],
     }
     with node_programs("refused", builds) as directory:
         yield directory
@@ -181,3 +182,25 @@ def test_the_message_names_the_remote_copy_by_its_home_pid(
         stderr,
     )
     assert f"process {proc.pid} migrated to node 2" in cluster3.agent_log(1).read_text()
+
+
+@pytest.mark.parametrize("call", ["mlock", "thread"])
+@pytest.mark.parametrize("kind", ["refused", "refused-static"])
+def test_a_pinned_call_away_brings_the_process_home_where_it_runs(
+    cluster3: LocalCluster,
+    programs: Path,
+    kind: str,
+    call: str,
+) -> None:
+    """What would pin the process (locked pages, a thread) is never made on the remote
+    node: mosix-remote asks to come home (RD_HOME), and the call is made again there."""
+    at_home = run(cluster3, programs / kind, "", call, "home")
+    assert at_home == Seen(0, f"ready\n{call}: ret=0 errno=0\nalive\n", "")
+    before = len(cluster3.agent_log(1).read_text())
+    away = run(cluster3, programs / kind, "", call, "migrate")
+    assert away == at_home
+    wait_until(
+        "the home agent logs its return",
+        lambda: "came home from node 2" in cluster3.agent_log(1).read_text()[before:],
+        TIMEOUT,
+    )

@@ -31,6 +31,7 @@ enum {
     CK_EXIT_REFUSED = MOSIX_CKPT_EXIT_REFUSED,
     CK_EXIT_ABANDONED = MOSIX_CKPT_EXIT_ABANDONED,
     CK_EXIT_DENIED = MOSIX_CKPT_EXIT_DENIED,
+    CK_EXIT_NOT_YET = MOSIX_CKPT_EXIT_NOT_YET,
 };
 
 #define CK_PAGE MOSIX_CKPT_PAGE_SIZE
@@ -56,6 +57,11 @@ _Noreturn void ck_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)
 _Noreturn void ck_fail_errno(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* The process cannot be checkpointed: cleanup, the message, exit 3. */
 _Noreturn void ck_refuse(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Not supported yet (a multi-threaded process): "mosix-ckpt: MESSAGE",
+ * cleanup as for a failure (nothing left under the output's name), exit 6. */
+_Noreturn void ck_not_yet(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* More than one thread: ck_not_yet (before anything is created, or discarded). */
+void ck_refuse_threads(int procfd, pid_t pid);
 /* A one-line warning on stderr (the run goes on). */
 void ck_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

@@ -52,8 +52,8 @@ void ck_precheck_process(int procfd)
         ck_parse_u64(value, 10, &threads) < 0)
         ck_fail("/proc/PID/status: no Threads");
     if (threads > 1)
-        ck_refuse("it has %llu threads (multi-threaded processes are not supported yet)",
-                  (unsigned long long)threads);
+        ck_not_yet("%llu threads: not yet (a multi-threaded process cannot be checkpointed)",
+                   (unsigned long long)threads);
     const char *keys[] = {"Uid", "Gid"};
     for (int k = 0; k < 2; k++) {
         unsigned long r, e, s;
@@ -63,6 +63,17 @@ void ck_precheck_process(int procfd)
         if (r != e || r != s)
             ck_refuse("it runs with set-user-ID or set-group-ID privileges");
     }
+}
+
+void ck_refuse_threads(int procfd, pid_t pid)
+{
+    int threads = ck_count_threads(procfd);
+    if (threads < 0)
+        ck_fail_errno("/proc/%d/task", (int)pid);
+    if (threads > 1)
+        ck_not_yet("process %d: %d threads: not yet (a multi-threaded process cannot be "
+                   "checkpointed)",
+                   (int)pid, threads);
 }
 
 int ck_count_threads(int procfd)

@@ -77,6 +77,16 @@ void ck_warn(const char *fmt, ...)
     va_end(ap);
 }
 
+_Noreturn void ck_not_yet(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vline(fmt, ap, 0, 0);
+    va_end(ap);
+    run_cleanup(1);
+    exit(CK_EXIT_NOT_YET);
+}
+
 _Noreturn void ck_refuse(const char *fmt, ...)
 {
     char reason[512];

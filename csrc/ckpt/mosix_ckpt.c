@@ -34,7 +34,9 @@
  * Exit status: 0 written; 3 the process cannot be checkpointed (the image is
  * then the one line "mosrun: checkpoint of process PID failed: REASON", also
  * on stderr); 5 we may not checkpoint it (set-id, or as root another user's
- * process not under the discipline: one line on stderr, nothing created);
+ * process not under the discipline: one line on stderr, nothing created); 6 it
+ * cannot be checkpointed yet (more than one thread: one line on stderr, nothing
+ * created, a file begun is discarded);
  * 1 any other failure (one line on stderr, nothing under PATH, the process
  * left running as it was); 2 usage.
  *
@@ -42,8 +44,9 @@
  * ids (ckpt_capture_output.c); root only traces and reads /proc.
  *
  * How (the process pauses only for a fork):
- *   1. refusals that need no stop (threads, set-id, pipes and sockets, writable
- *      shared memory, memory a fork leaves out);
+ *   1. refusals that need no stop (threads, before the output is created;
+ *      set-id, pipes and sockets, writable shared memory, memory a fork
+ *      leaves out);
  *   2. the pause: seize and interrupt the process, read what fork does not
  *      carry or what the live process changes (registers, blocked signals,
  *      robust list, file offsets, interval timers), inject
@@ -404,11 +407,7 @@ static uint64_t first_pause(struct ck_frozen *fz, uint64_t *created_ns, int keep
     uint64_t t0 = ck_now_us();
     if (ck_interrupt(&R.parent) < 0)
         ck_fail("%s", ck_why);
-    int threads = ck_count_threads(R.procfd);
-    if (threads < 0)
-        ck_fail_errno("/proc/PID/task");
-    if (threads > 1)
-        ck_refuse("it has %d threads (multi-threaded processes are not supported yet)", threads);
+    ck_refuse_threads(R.procfd, R.pid); /* stopped now: no thread comes after this */
     if (check_syscall_insn() < 0)
         ck_fail("%s", ck_why);
     ck_vdso_settle(&R.parent, R.procfd, R.memfd);
@@ -643,6 +642,7 @@ int main(int argc, char **argv)
     R.pid = o.pid;
     R.procfd = open_proc(o.pid);
     ck_read_owner(R.procfd, R.pid, &R.owner); /* before anything is created */
+    ck_refuse_threads(R.procfd, R.pid);         /* the same */
     open_output(&o);
     precheck();
     R.memfd = openat(R.procfd, "mem", O_RDWR | O_CLOEXEC);

@@ -96,15 +96,36 @@ static void tell(pid_t pid, int pidfd, const char *msg, size_t len)
     (void)close(fd); /* only ours; a failure changes nothing */
 }
 
+/* The process (thread group) of the notifying task: a thread's notification
+ * names the thread.  The task itself when /proc cannot tell. */
+static pid_t process_of(pid_t tid)
+{
+    char path[48], status[2048];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)tid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return tid;
+    ssize_t n = read(fd, status, sizeof(status) - 1);
+    (void)close(fd); /* ours, read only: nothing to do if it fails */
+    if (n <= 0)
+        return tid;
+    status[n] = '\0';
+    const char *at = strstr(status, "\nTgid:");
+    long tgid = at ? strtol(at + 6, NULL, 10) : 0;
+    return tgid > 0 ? (pid_t)tgid : tid;
+}
+
 static void unsupported(const struct seccomp_notif *req, struct seccomp_notif_resp *resp,
                         enum mosix_mode mode)
 {
     resp->error = -ENOSYS;
     if (mode == MOSIX_MODE_ENOSYS)
         return;
+    /* the process's name and pid, whichever of its threads made the call */
+    pid_t pid = process_of((pid_t)req->pid);
     char comm[32], msg[MOSIX_MESSAGE_MAX];
-    read_comm((pid_t)req->pid, comm);
-    int pidfd = (int)syscall(SYS_pidfd_open, req->pid, 0);
+    read_comm(pid, comm);
+    int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
     if (!still_valid(req->id)) { /* gone meanwhile: nothing to say, no one to kill */
         if (pidfd >= 0)
             (void)close(pidfd); /* ours: nothing to do if it fails */
@@ -112,11 +133,12 @@ static void unsupported(const struct seccomp_notif *req, struct seccomp_notif_re
     }
     size_t len = mosix_message(msg, sizeof(msg),
                                mode == MOSIX_MODE_KILL ? MOSIX_MSG_KILLED : MOSIX_MSG_ENOSYS, comm,
-                               (long)req->pid, req->data.nr);
-    tell((pid_t)req->pid, pidfd, msg, len);
+                               (long)pid, req->data.nr);
+    tell(pid, pidfd, msg, len);
     if (mode == MOSIX_MODE_KILL) {
         /* SIGKILL: cannot be caught, so no handler lets the program go on.
-         * The whole thread group dies. */
+         * The whole thread group dies (kill() of a thread's id kills its
+         * process too). */
         int sent = pidfd >= 0 ? (int)syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0) : -1;
         if (sent != 0)
             (void)kill((pid_t)req->pid, SIGKILL); /* gone already (ESRCH) is fine */

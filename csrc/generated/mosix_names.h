@@ -28,6 +28,7 @@
 #define MOSIX_CKPT_EXIT_REFUSED 3
 #define MOSIX_CKPT_EXIT_ABANDONED 4
 #define MOSIX_CKPT_EXIT_DENIED 5
+#define MOSIX_CKPT_EXIT_NOT_YET 6
 
 /* RemoteLine: The lines of mosix-remote: out on its stdout, in on its stdin. */
 #define MOSIX_REMOTE_LINE_READY "ready"

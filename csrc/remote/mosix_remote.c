@@ -203,6 +203,16 @@ static void answer(uint64_t id, long result, int cont)
     /* ENOENT: the call was interrupted (a signal, or a capture): it comes again */
 }
 
+/* The call needs the process at home: ask once; the call stays unanswered (the
+ * capture interrupts it) and is made again at home. */
+static void bring_home(void)
+{
+    if (!home_asked) {
+        tell(MOSIX_REMOTE_LINE_HOME);
+        home_asked = 1;
+    }
+}
+
 /* A call the guard would answer at home (remote_discipline.h).  Returns 0 when
  * it is not one.  The message goes home as a forwarded write, in flight like
  * any call; guarded_reply() finishes it. */
@@ -212,6 +222,10 @@ static int guarded_call(const struct seccomp_notif *n)
     enum rd_action a = rd_decide(&n->data, (pid_t)n->pid, home_pid, default_mode, &result);
     if (a == RD_NOT_GUARDED)
         return 0;
+    if (a == RD_HOME) {
+        bring_home();
+        return 1;
+    }
     if (a == RD_ANSWER) {
         answer(n->id, result, 0);
         return 1;
@@ -409,10 +423,7 @@ static void notification(void)
         }
         break;
     case FWD_BRING_HOME:
-        if (!home_asked) { /* the call stays unanswered: the capture interrupts it */
-            tell(MOSIX_REMOTE_LINE_HOME);
-            home_asked = 1;
-        }
+        bring_home();
         return;
     case FWD_UNFORWARDABLE:
         answer(n.id, fwd_request(n.pid, nr, args, buf, sizeof(buf)), 0); /* its errno */

@@ -4,6 +4,8 @@
  *   unsupported  -u: message at home and SIGKILL, -e: ENOSYS, -w: message and ENOSYS
  *   self-only    the process itself (its home pid): the call done here for the copy
  *   mmap fix-up  (read-only MAP_SHARED the shim did not make private) ENOSYS, -w warns
+ *   pinned       (runs natively at home, keeps the process there) the process comes
+ *                home first and the call is made there
  * The mode is the copy's own (the last -e/-u/-w word of its MOSIX_INHERIT, which the
  * restored process keeps in its environment), else mosix-remote's -m. */
 #include "remote_discipline.h"
@@ -85,6 +87,8 @@ enum rd_action rd_decide(const struct seccomp_data *sd, pid_t pid, pid_t home_pi
     enum mosix_mode mode;
     *result = -ENOSYS;
     switch (MOSIX_OUTCOME(c)) {
+    case MOSIX_OUTCOME_PIN:
+        return RD_HOME;
     case MOSIX_OUTCOME_SELF_ONLY:
         if ((int)sd->args[MOSIX_OUTCOME_ARG(c)] == (int)home_pid) {
             *result = priority_of_copy(sd, pid);

@@ -20,12 +20,15 @@ enum rd_action {
     RD_ANSWER,      /* answer with *result (ENOSYS, or the call done for the copy) */
     RD_WARN,        /* -w: the message at home, then ENOSYS */
     RD_KILL,        /* -u: the message at home, then SIGKILL */
+    RD_HOME,        /* a pinned call: the process comes home and makes it there */
 };
 
 /* What the guard would do with call ``sd`` of the copy ``pid``, whose home pid
  * is ``home_pid``; ``dflt``: the mode when the copy's MOSIX_INHERIT names
  * none.  A priority call naming the process itself (its home pid) is done
- * here, for the copy, as the kernel would do it for the copy itself. */
+ * here, for the copy, as the kernel would do it for the copy itself.  A call
+ * the policy pins (a thread, a writable shared map, locked pages, a NUMA
+ * policy) would keep the process where it is: it is made at home instead. */
 enum rd_action rd_decide(const struct seccomp_data *sd, pid_t pid, pid_t home_pid,
                          enum mosix_mode dflt, long *result);
 

@@ -359,6 +359,7 @@ def base_action(outcome: Outcome, on: int | None) -> Action:
     return Ret(
         {
             Outcome.ALLOW: RET_ALLOW,
+            Outcome.PIN: RET_ALLOW,  # runs natively; the agent sees what keeps it here
             Outcome.ENOSYS: RET_ERRNO | ENOSYS,
             Outcome.EPERM: RET_ERRNO | EPERM,
             Outcome.UNSUPPORTED: RET_USER_NOTIF,

@@ -45,8 +45,10 @@ DIRECT_FD = 1023  # the direct channel in the copy (RLIMIT_NOFILE is 1024 there)
 DIRECT_MAGIC = 0x4D584446  # sendto/recvfrom's sixth argument on the direct channel
 SENDTO, RECVFROM = 44, 45
 
-# Policy outcomes the guard answers at home: on a remote node the supervisor does.
-GUARDED = frozenset({Outcome.UNSUPPORTED, Outcome.FIXUP_PRIVATE, Outcome.SELF_ONLY})
+# Policy outcomes the guard answers at home: on a remote node the supervisor does.  A
+# pinned call (which runs natively at home) goes to the supervisor too: it brings the
+# process home, where the call is made again (remote_discipline.c).
+GUARDED = frozenset({Outcome.UNSUPPORTED, Outcome.FIXUP_PRIVATE, Outcome.SELF_ONLY, Outcome.PIN})
 
 # Outcomes of the synthetic table compiled below.
 LOCAL = Outcome.ALLOW  # runs here (or the base filter decides)

@@ -33,6 +33,10 @@ Placements (the values are shared with C, ``enum fwd_placement``):
   supervisor answers with the entry's errno (ENOSYS, ENOTTY for unknown ioctl
   requests).
 
+Calls the discipline pins (policy pinned, or a limited rule's PIN: threads,
+writable shared maps) are BRING_HOME: the process comes home and the call
+runs there, natively, and keeps it home.
+
 Calls the discipline refuses (policy unsupported/enosys, or a limited rule's
 refusal) get a placement too (LOCAL for most), but the forward filter decides
 them by the policy: what the guard answers at home (the unsupported-call mode)
@@ -50,7 +54,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from mosix.discipline.policy import ALL_BITS, BY_NAME, LOW_BITS, SYSCALLS, Arg
+from mosix.discipline.policy import ALL_BITS, BY_NAME, LOW_BITS, SYSCALLS, Arg, Policy
 
 FWD_MAX_DATA = 1 << 20  # bytes of buffers in one request or reply (each direction)
 PATH_MAX = 4096  # a PATH argument, with its NUL
@@ -445,6 +449,10 @@ R_QUERY_HOME = "a migrated process sees its home node"
 R_IPC = "System V IPC or POSIX message queue: the object lives at home"
 R_TIME = "reads a clock: home's unless -t"
 R_BRING = "creates or replaces the process: it is brought home and the call runs there"
+R_PINNED = (
+    "pins the process to its node (policy: pinned): it is brought home and the call runs there"
+)
+R_LOCAL_QUERY = "read-only query about the running copy itself"
 R_NESTED = (
     "a structure that holds further pointers or its own size (the table cannot marshal it): ENOSYS"
 )
@@ -452,13 +460,14 @@ R_NESTED = (
 _LOCAL = {
     R_LOCAL_MEM: "mprotect munmap brk mremap msync mincore madvise shmdt membarrier mseal "
     "futex set_robust_list get_robust_list rseq futex_waitv futex_wake futex_wait "
-    "futex_requeue set_tid_address",
+    "futex_requeue set_tid_address munlock munlockall",
     R_LOCAL_SIG: "rt_sigaction rt_sigprocmask rt_sigreturn rt_sigpending sigaltstack "
     "restart_syscall",
     R_LOCAL_CPU: "sched_yield arch_prctl prctl getrandom sched_getaffinity sched_getparam "
     "sched_getscheduler sched_get_priority_max sched_get_priority_min sched_rr_get_interval "
     "sched_getattr getcpu getpriority setpriority seccomp uretprobe lsm_get_self_attr "
     "lsm_list_modules sysfs exit exit_group",
+    R_LOCAL_QUERY: "capget get_mempolicy",
     R_LOCAL_SLEEP: "pause nanosleep rt_sigtimedwait rt_sigsuspend",
     R_LOCAL_TIMER: "getitimer alarm setitimer timer_create timer_settime timer_gettime "
     "timer_getoverrun timer_delete",
@@ -825,9 +834,11 @@ def _build() -> dict[str, Forwarding]:
     for reason, names in _UNFORWARDABLE.items():
         for name in names.split():
             add(Forwarding(name, NOT_FORWARDED, reason))
-    # Everything the discipline refuses outright: the base filter decides.
+    # Everything the discipline pins or refuses outright: home first, or the base filter decides.
     for s in SYSCALLS:
-        if s.name not in table:
+        if s.name not in table and s.decision.policy is Policy.PINNED:
+            add(Forwarding(s.name, BRING_HOME_SPEC, R_PINNED))
+        elif s.name not in table:
             if not refused_by_policy(s.name):
                 raise ValueError(f"{s.name} has no forwarding decision")
             add(Forwarding(s.name, LOCAL_SPEC, R_REFUSED))

@@ -7,15 +7,28 @@ in ``csrc/generated/seccomp_table.h`` and the user's table in ``docs/SYSCALLS.md
 
 Policies:
 
-* ``allow``: the call runs.  It is supportable in the user-space design:
-  it works on the process's own memory, CPU state or signals (which a
-  checkpoint or migration carries), on descriptors and files (which stay at
-  the home node), or it only reads something.
-* ``unsupported``: tied to the resources of the local node, or system
-  administration.  What happens is the unsupported-call mode: killed with a
-  message (-u, the default), ENOSYS (-e), or a message and ENOSYS (-w).
+The discipline decides *where* a program may run, not *whether* it may run.
+Every call gets one of three outcomes:
+
+* ``allow`` (**carried**): the call runs, and works the same after the
+  process moves: it works on the process's own memory, CPU state or signals
+  (which a checkpoint or migration carries), on descriptors and files (which
+  stay at the home node), or it only reads something.
+* ``pinned``: the call runs natively, and from then on the process stays on
+  the node it is on while what the call made or changed still holds (threads,
+  locked pages, shared maps, a NUMA memory policy).  The node agent reads
+  that state from /proc (``mosix.home_agent.proc_info.stay_reason``): it is
+  what ``mosps -w`` and ``migrate`` say, and the pin lifts when the state
+  goes (the threads end, the pages are unlocked, the policy is reset).  A
+  process away from home that makes a pinned call is brought home first and
+  the call runs there.
+* ``unsupported`` (**refused**): calls that would let a program escape the
+  discipline or the home model, or that administer the node.  What happens is
+  the unsupported-call mode: killed with a message (-u, the default), ENOSYS
+  (-e), or a message and ENOSYS (-w).
 * ``enosys``: always fails with ENOSYS, whatever the mode (glibc then falls
-  back, e.g. from clone3 to clone; calls Linux does not implement).
+  back, e.g. from clone3 to clone; calls Linux does not implement; features a
+  kernel may be built without, which programs probe for).
 * ``limited``: some argument values are fine, others are not; ``rules``
   are tried in order, the first whose conditions all hold decides, and
   ``otherwise`` decides when none does.
@@ -35,6 +48,7 @@ from mosix import native_names
 
 class Policy(enum.Enum):
     ALLOW = "allow"
+    PINNED = "pinned"
     UNSUPPORTED = "unsupported"
     ENOSYS = "enosys"
     LIMITED = "limited"
@@ -55,6 +69,8 @@ class Outcome(enum.IntEnum):
     KILL = 8  # not x86-64 (i386 int 0x80, x32): the process is killed
     PROBE = 9  # the shim asks which mode the innermost filter has
     CHECKPOINT = 10  # MOSIX's own call: a program asks for its checkpoint (the guard serves it)
+    # A table outcome (numbered after the others, which C and old images share):
+    PIN = 11  # runs natively; the process stays on its node while the call's effect holds
 
 
 # Outcomes that act on one of the call's arguments (which one is part of the rule).
@@ -115,6 +131,8 @@ class Decision:
         match self.policy:
             case Policy.ALLOW:
                 return Outcome.ALLOW, None
+            case Policy.PINNED:
+                return Outcome.PIN, None
             case Policy.UNSUPPORTED:
                 return Outcome.UNSUPPORTED, None
             case Policy.ENOSYS:
@@ -136,6 +154,10 @@ def allow(reason: str) -> Decision:
     return Decision(Policy.ALLOW, reason)
 
 
+def pinned(reason: str) -> Decision:
+    return Decision(Policy.PINNED, reason)
+
+
 def unsupported(reason: str) -> Decision:
     return Decision(Policy.UNSUPPORTED, reason)
 
@@ -151,7 +173,11 @@ def limited(reason: str, *rules: Rule, otherwise: Outcome = Outcome.UNSUPPORTED)
 # ----------------------------------------------------------- constants used
 
 SIGCHLD, SIGSTOP, SIGSYS = 17, 19, 31
-CLONE_VM, CLONE_VFORK = 0x100, 0x4000
+CLONE_VM, CLONE_SIGHAND, CLONE_VFORK, CLONE_THREAD = 0x100, 0x800, 0x4000, 0x10000
+CLONE_NEW_NAMESPACES = (
+    0x00020000 | 0x02000000 | 0x04000000 | 0x08000000 | 0x10000000 | 0x20000000 | 0x40000000
+)  # NEWNS NEWCGROUP NEWUTS NEWIPC NEWUSER NEWPID NEWNET
+CLONE_A_THREAD = CLONE_VM | CLONE_SIGHAND | CLONE_THREAD  # what the kernel needs for a thread
 CLONE_SETTID_FLAGS = (
     0x00100000 | 0x00200000 | 0x01000000
 )  # PARENT_SETTID CHILD_CLEARTID CHILD_SETTID
@@ -160,7 +186,8 @@ PROT_WRITE = 0x2
 RLIMIT_NOFILE = 7
 PRIO_PROCESS = 0
 
-# prctl options the discipline lets through (the manual: PR_SET/GET_PDEATHSIG).
+# prctl options the discipline lets through (the manual: PR_SET/GET_PDEATHSIG), and
+# every read-only one (PR_GET_*, PR_CAPBSET_READ: ps and pgrep ask for the bounding set).
 PRCTL_ALLOWED = {
     1: "PR_SET_PDEATHSIG",
     2: "PR_GET_PDEATHSIG",
@@ -173,7 +200,30 @@ PRCTL_ALLOWED = {
     38: "PR_SET_NO_NEW_PRIVS",
     39: "PR_GET_NO_NEW_PRIVS",
     35: "PR_SET_MM",  # the restorer sets the recovered process's own memory-layout fields
+    # read-only
+    5: "PR_GET_UNALIGN",
+    7: "PR_GET_KEEPCAPS",
+    9: "PR_GET_FPEMU",
+    11: "PR_GET_FPEXC",
+    13: "PR_GET_TIMING",
+    19: "PR_GET_ENDIAN",
+    23: "PR_CAPBSET_READ",
+    25: "PR_GET_TSC",
+    27: "PR_GET_SECUREBITS",
+    30: "PR_GET_TIMERSLACK",
+    34: "PR_MCE_KILL_GET",
+    37: "PR_GET_CHILD_SUBREAPER",
+    40: "PR_GET_TID_ADDRESS",
+    42: "PR_GET_THP_DISABLE",
+    46: "PR_GET_FP_MODE",
+    52: "PR_GET_SPECULATION_CTRL",
+    58: "PR_GET_IO_FLUSHER",
+    66: "PR_GET_MDWE",
+    68: "PR_GET_MEMORY_MERGE",
+    74: "PR_GET_SHADOW_STACK_STATUS",
+    0x41555856: "PR_GET_AUXV",
 }
+PR_CAP_AMBIENT, PR_CAP_AMBIENT_IS_SET = 47, 1
 
 # ioctl requests the manual does not support (network/serial device configuration).
 IOCTL_DENIED = {
@@ -217,6 +267,9 @@ PROC = allow("process identity, credentials or group; kept for the process by th
 LIFE = allow("creates or ends a process (fork-like); the child stays under the discipline")
 WAIT = allow("waits for the process's own children")
 QUERY = allow("read-only query; the answer is about wherever the process runs now")
+CAPGET = allow("read-only query of the process's own capabilities (node's runtime asks)")
+MEMPOLICY_GET = allow("read-only query of the process's NUMA memory policy")
+UNLOCK = allow("unlocks the process's own pages: releases what mlock pinned")
 FUTEX = allow("user-memory synchronisation glibc uses even without threads; carried with memory")
 SELFRESTRICT = allow("restricts only the caller itself (filters stack; nothing escapes)")
 ARCH = allow("per-process CPU register state (FS/GS base for TLS); ld.so needs it")
@@ -229,7 +282,18 @@ U_ADMIN = unsupported("system administration of the local node")
 U_NS = unsupported("namespaces, mounts and the root are properties of the local node")
 U_MODULE = unsupported("loads kernel code (or an a.out library) on the local node")
 U_CLOCK = unsupported("sets the local node's clock")
-U_PIN = unsupported("pins pages in the local node's RAM")
+P_LOCK = pinned(
+    "locks pages in the local node's RAM: pinned while any are locked (VmLck); the manual "
+    "refuses it"
+)
+P_NUMA = pinned(
+    "NUMA placement on the local node's memory: pinned while a policy other than the default "
+    "holds (numa_maps); the manual refuses it"
+)
+P_SHM = pinned(
+    "attaches System V shared memory: pinned while it is attached (a shared map); the manual "
+    "refuses it"
+)
 U_CPU = unsupported("binds to the local node's CPUs, scheduler classes or disks")
 U_NUMA = unsupported("NUMA placement on the local node's memory")
 U_PORT = unsupported("hardware ports or segment descriptors of the local CPU")
@@ -239,33 +303,40 @@ U_TRACE = unsupported("kernel tracing, eBPF or page-fault handling on the local 
 U_AIO = unsupported("kernel-shared rings or AIO contexts cannot be forwarded or migrated")
 U_SHM = unsupported("shares memory (or pages) with other processes or the kernel: cannot migrate")
 U_SEM = unsupported("not supported by the manual (SYSV ipc: semtimedop)")
-U_CAP = unsupported("capabilities are privileges on the local node")
+U_CAP = unsupported("sets capabilities: privileges on the local node")
 U_PERS = unsupported("changes the execution domain on the local node")
-U_HW = unsupported(
-    "needs a CPU or memory feature of the local node (keys, shadow stack, secret memory)"
+ENOSYS_HW = enosys(
+    "a CPU or memory feature another node may lack (protection keys, shadow stack, secret "
+    "memory): ENOSYS, as on a kernel built without it (node and V8 go on without)"
 )
 U_LSM = unsupported("sets a security-module label of the local node")
 
 LIM_CLONE = limited(
-    "fork-like (SIGCHLD, no stack) and posix_spawn-like (CLONE_VM|CLONE_VFORK, any stack) only: "
-    "no threads",
+    "fork-like (SIGCHLD, no stack) and posix_spawn-like (CLONE_VM|CLONE_VFORK, any stack) are "
+    "carried; a thread (CLONE_VM|CLONE_SIGHAND|CLONE_THREAD, no new namespace: pthread_create, "
+    "Go, OpenMP) is pinned while the process has more than one (Threads); other sharing is not "
+    "supported",
     Rule((Arg(0, SIGCHLD, LOW_BITS & ~CLONE_SETTID_FLAGS), null(1)), Outcome.ALLOW),
     Rule(
         (Arg(0, CLONE_VM | CLONE_VFORK | SIGCHLD, LOW_BITS & ~CLONE_SETTID_FLAGS),), Outcome.ALLOW
     ),
     # No exit signal: the checkpointer's frozen copy (invisible to wait() without __WCLONE).
     Rule((Arg(0, 0, ALL_BITS), null(1)), Outcome.ALLOW),
+    Rule((Arg(0, CLONE_A_THREAD, CLONE_A_THREAD | CLONE_NEW_NAMESPACES),), Outcome.PIN),
 )
 LIM_MMAP = limited(
-    "MAP_PRIVATE only: MAP_SHARED cannot migrate; read-only shared maps (glibc's gconv cache) "
-    "are made private in every mode",
+    "MAP_PRIVATE is carried; read-only shared maps (glibc's gconv cache) are made private in "
+    "every mode; a writable MAP_SHARED (multiprocessing's semaphores in /dev/shm) is pinned "
+    "while it is mapped (the manual refuses it)",
     Rule((Arg(3, MAP_PRIVATE, MAP_TYPE_BITS),), Outcome.ALLOW),
     Rule((Arg(3, 0, MAP_TYPE_BITS),), Outcome.ALLOW),  # neither: the kernel says EINVAL
     Rule((Arg(2, 0, PROT_WRITE),), Outcome.FIXUP_PRIVATE, on=3),
+    otherwise=Outcome.PIN,
 )
 LIM_PRCTL = limited(
-    "only " + ", ".join(PRCTL_ALLOWED.values()),
+    "only " + ", ".join(PRCTL_ALLOWED.values()) + " and PR_CAP_AMBIENT_IS_SET",
     *(Rule((int_arg(0, option),), Outcome.ALLOW) for option in PRCTL_ALLOWED),
+    Rule((int_arg(0, PR_CAP_AMBIENT), Arg(1, PR_CAP_AMBIENT_IS_SET)), Outcome.ALLOW),
 )
 LIM_IOCTL = limited(
     "network and serial device configuration requests are not supported (list in the manual)",
@@ -344,7 +415,7 @@ SYSCALLS: tuple[Syscall, ...] = tuple(
         (27, "mincore", MEM),
         (28, "madvise", MEM),
         (29, "shmget", IPC),
-        (30, "shmat", U_SHM),
+        (30, "shmat", P_SHM),
         (31, "shmctl", IPC),
         (32, "dup", IO),
         (33, "dup2", IO),
@@ -439,7 +510,7 @@ SYSCALLS: tuple[Syscall, ...] = tuple(
         (122, "setfsuid", PROC),
         (123, "setfsgid", PROC),
         (124, "getsid", PROC),
-        (125, "capget", U_CAP),
+        (125, "capget", CAPGET),
         (126, "capset", U_CAP),
         (127, "rt_sigpending", SIG),
         (128, "rt_sigtimedwait", SIG),
@@ -463,10 +534,10 @@ SYSCALLS: tuple[Syscall, ...] = tuple(
         (146, "sched_get_priority_max", QUERY),
         (147, "sched_get_priority_min", QUERY),
         (148, "sched_rr_get_interval", QUERY),
-        (149, "mlock", U_PIN),
-        (150, "munlock", U_PIN),
-        (151, "mlockall", U_PIN),
-        (152, "munlockall", U_PIN),
+        (149, "mlock", P_LOCK),
+        (150, "munlock", UNLOCK),
+        (151, "mlockall", P_LOCK),
+        (152, "munlockall", UNLOCK),
         (153, "vhangup", U_ADMIN),
         (154, "modify_ldt", U_PORT),
         (155, "pivot_root", U_NS),
@@ -551,9 +622,9 @@ SYSCALLS: tuple[Syscall, ...] = tuple(
         (234, "tgkill", LIM_KILL3),
         (235, "utimes", PATH),
         (236, "vserver", ENOSYS_NI),
-        (237, "mbind", U_NUMA),
-        (238, "set_mempolicy", U_NUMA),
-        (239, "get_mempolicy", U_NUMA),
+        (237, "mbind", P_NUMA),
+        (238, "set_mempolicy", P_NUMA),
+        (239, "get_mempolicy", MEMPOLICY_GET),
         (240, "mq_open", MQ),
         (241, "mq_unlink", MQ),
         (242, "mq_timedsend", MQ),
@@ -639,13 +710,13 @@ SYSCALLS: tuple[Syscall, ...] = tuple(
         (322, "execveat", PATH),
         (323, "userfaultfd", U_TRACE),
         (324, "membarrier", MEM),
-        (325, "mlock2", U_PIN),
+        (325, "mlock2", P_LOCK),
         (326, "copy_file_range", IO),
         (327, "preadv2", IO),
         (328, "pwritev2", IO),
-        (329, "pkey_mprotect", U_HW),
-        (330, "pkey_alloc", U_HW),
-        (331, "pkey_free", U_HW),
+        (329, "pkey_mprotect", ENOSYS_HW),
+        (330, "pkey_alloc", ENOSYS_HW),
+        (331, "pkey_free", ENOSYS_HW),
         (332, "statx", PATH),
         (333, "io_pgetevents", U_AIO),
         (334, "rseq", FUTEX),
@@ -673,13 +744,13 @@ SYSCALLS: tuple[Syscall, ...] = tuple(
         (444, "landlock_create_ruleset", SELFRESTRICT),
         (445, "landlock_add_rule", SELFRESTRICT),
         (446, "landlock_restrict_self", SELFRESTRICT),
-        (447, "memfd_secret", U_HW),
+        (447, "memfd_secret", ENOSYS_HW),
         (448, "process_mrelease", U_OTHER),
         (449, "futex_waitv", FUTEX),
-        (450, "set_mempolicy_home_node", U_NUMA),
+        (450, "set_mempolicy_home_node", P_NUMA),
         (451, "cachestat", IO),
         (452, "fchmodat2", PATH),
-        (453, "map_shadow_stack", U_HW),
+        (453, "map_shadow_stack", ENOSYS_HW),
         (454, "futex_wake", FUTEX),
         (455, "futex_wait", FUTEX),
         (456, "futex_requeue", FUTEX),

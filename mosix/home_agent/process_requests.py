@@ -84,12 +84,13 @@ class ProcessRequests:
 
     async def migrate(self, peer: Peer, msg: Migrate) -> Message:
         check_owner(peer, msg.pid)
-        if self.services is None:
-            raise Refusal(f"{msg.target}: this node has no cluster to migrate to")
         reg = self.registry.adopt(msg.pid)
         if reg is None:
             raise Refusal(f"process {msg.pid} does not run under mosrun")
+        # what pins it (threads, locks, shared maps) first: true with or without a cluster
         why = proc_info.stay_reason(msg.pid) if msg.target != "home" else ""
         if why:
             raise Refusal(f"process {msg.pid} cannot migrate: {why}")
+        if self.services is None:
+            raise Refusal(f"{msg.target}: this node has no cluster to migrate to")
         return await self.services.migrate(msg, reg)

@@ -38,6 +38,10 @@ class CaptureDenied(CaptureFailed):
     """We may not checkpoint the process (DENIED): nothing was created."""
 
 
+class CaptureNotYet(CaptureFailed):
+    """The process cannot be checkpointed yet (NOT_YET: threads): nothing was created."""
+
+
 class CaptureUsage(CaptureFailed):
     """mosix-ckpt refused its arguments (USAGE): a bug of ours."""
 
@@ -49,6 +53,7 @@ class CaptureAbandoned(CaptureFailed):
 FAILURES: dict[int, type[CaptureFailed]] = {
     CkptExit.REFUSED: CaptureRefused,
     CkptExit.DENIED: CaptureDenied,
+    CkptExit.NOT_YET: CaptureNotYet,
     CkptExit.USAGE: CaptureUsage,
     CkptExit.ABANDONED: CaptureAbandoned,
 }

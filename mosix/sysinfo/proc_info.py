@@ -210,7 +210,12 @@ def status_value(pid: int, key: str) -> str | None:
 
 
 def stay_reason(pid: int) -> str:
-    """Why the process cannot migrate ("" : nothing known keeps it)."""
+    """Why the process cannot migrate ("" : nothing known keeps it).
+
+    What the discipline's pinned calls make (docs/SYSCALLS.md), read from the kernel,
+    so a pin lifts by itself when the thing is released: threads, locked pages,
+    shared maps, a NUMA memory policy.
+    """
     threads = status_value(pid, "Threads")
     if threads and threads != "1":
         return f"it has {threads} threads"
@@ -226,10 +231,24 @@ def stay_reason(pid: int) -> str:
         if len(fields) < 5:
             continue
         perms, path = fields[1], fields[5] if len(fields) > 5 else ""
-        if perms[3] == "s" and "w" in perms:
-            return f"it maps shared writable memory ({path or 'anonymous'})"
+        if perms[3] == "s":
+            shared = "shared writable" if "w" in perms else "shared"
+            return f"it maps {shared} memory ({path or 'anonymous'})"
         if path.startswith("/dev/") and not path.startswith("/dev/zero"):
             return f"it maps a device ({path})"
+    return numa_policy(pid)
+
+
+def numa_policy(pid: int) -> str:
+    """The process's NUMA memory policy when it has set one (mbind, set_mempolicy)."""
+    try:
+        with open(PROC / str(pid) / "numa_maps") as f:  # no NUMA: no file
+            for line in f:
+                fields = line.split(maxsplit=2)
+                if len(fields) > 1 and fields[1] != "default":
+                    return f"it has a NUMA memory policy ({fields[1]})"
+    except OSError:
+        pass
     return ""
 
 

@@ -9,10 +9,14 @@
  *   prio-self        setpriority(PRIO_PROCESS, getpid(), 7): its own pid, allowed; then
  *                    ret = getpriority(PRIO_PROCESS, getpid()) * 100 + getpriority(.., 0)
  *   prio-parent      getpriority(PRIO_PROCESS, getppid()): another process, refused
+ *   mlock            mlock of a page: pinned (runs at home; a process away comes home)
+ *   thread           pthread_create and join (built with -pthread): pinned, the same
  * Exit status: 0, 2 bad usage, 3 stdin ended early. */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/personality.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -27,6 +31,21 @@ static long raw_syscall1(long nr, long a0)
         return -1;
     }
     return r;
+}
+
+static void *thread_main(void *arg)
+{
+    return arg;
+}
+
+static long thread(void)
+{
+    pthread_t t;
+    int r = pthread_create(&t, NULL, thread_main, NULL);
+    if (r == 0)
+        r = pthread_join(t, NULL);
+    errno = r;
+    return r ? -1 : 0;
 }
 
 int main(int argc, char **argv)
@@ -50,6 +69,11 @@ int main(int argc, char **argv)
                   : getpriority(PRIO_PROCESS, (id_t)getpid()) * 100 + getpriority(PRIO_PROCESS, 0);
     else if (strcmp(argv[1], "prio-parent") == 0)
         ret = getpriority(PRIO_PROCESS, (id_t)getppid());
+    else if (strcmp(argv[1], "mlock") == 0) {
+        static char page[4096] __attribute__((aligned(4096)));
+        ret = mlock(page, sizeof(page));
+    } else if (strcmp(argv[1], "thread") == 0)
+        ret = thread();
     else
         return 2;
     int e = ret == -1 ? errno : 0;
