@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from support.agents import Agent, cleanup, make_agent, stop_embedded_agent
+from support.agents import Agent, cleanup, make_agent, start_blocker, stop_embedded_agent
 from support.waiting import wait_until
 
 from mosix.protocol import MAX_FRAME, Refused, decode_message
@@ -108,21 +108,6 @@ def test_agent_restart_loses_no_registration(agent: Agent) -> None:
 
 
 # ------------------------------------------------------------------ queue
-
-
-def start_blocker(a: Agent) -> subprocess.Popen[str]:
-    """A queued job that takes the only slot until its stdin is closed."""
-    proc = a.spawn(
-        "mosrun",
-        "-q",
-        "sh",
-        "-c",
-        "echo running; exec cat",
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-    )
-    assert ready_line(proc) == "running"
-    return proc
 
 
 def queue_jobs(a: Agent, log: Path, jobs: list[tuple[str, str]]) -> list[subprocess.Popen[str]]:

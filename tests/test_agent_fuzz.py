@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.agents import Agent, cleanup, make_agent
-from test_agent_hostile import agent_pid, assert_still_serving
+from support.agents import Agent, cleanup
+from test_agent_hostile import agent_pid, assert_still_serving, limited_agent
 
 pytestmark = pytest.mark.slow  # it runs for SECONDS by design
 
@@ -28,11 +28,7 @@ ACTIONS = 20_000
 @pytest.fixture
 def quick_agent(agent_base: Path) -> Iterator[Agent]:
     """Short deadlines, so slow and silent clients are cut off within the run."""
-    a = make_agent(agent_base)
-    a.config.write_text(
-        a.config.read_text() + "[limits]\nfirst_frame_seconds = 2\nframe_seconds = 2\n"
-    )
-    a.start()
+    a = limited_agent(agent_base, "first_frame_seconds = 2\nframe_seconds = 2\n")
     yield a
     cleanup(a)
 

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.agents import Agent, cleanup, make_agent
+from support.agents import Agent, cleanup, make_agent, start_blocker
 from support.waiting import wait_until
 
 from mosix.protocol import (
@@ -204,16 +204,7 @@ def test_huge_commands_are_listed_cut_to_fit(
         assert 64 * 1024 < len(rows[proc.pid]) < 66 * 1024
     assert_still_serving(agent, pid, bob)
     # the same through the queue: large queued commands, then mosq list
-    blocker = agent.spawn(
-        "mosrun",
-        "-q",
-        "sh",
-        "-c",
-        "echo running; exec cat",
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-    )
-    assert blocker.stdout is not None and blocker.stdout.readline().strip() == "running"
+    blocker = start_blocker(agent)
     queued = [agent.spawn("mosrun", "-q", "true", *big, user=alice) for _ in range(2)]
     wait_until(lambda: agent.queued_count(alice) == 2, what="alice's jobs to be queued")
     listing = agent.run("mosq", "list", user=alice)
@@ -278,16 +269,7 @@ def test_a_queued_ticket_cannot_be_taken_by_another_user(
 ) -> None:
     alice, bob = hostile_users
     pid = agent_pid(agent)
-    blocker = agent.spawn(
-        "mosrun",
-        "-q",
-        "sh",
-        "-c",
-        "echo running; exec cat",
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-    )
-    assert blocker.stdout is not None and blocker.stdout.readline().strip() == "running"
+    blocker = start_blocker(agent)
     job = agent.spawn("mosrun", "-q", "echo", "alice ran", user=alice, stdout=subprocess.PIPE)
     wait_until(lambda: agent.queued_count(alice) == 1, what="alice's job to be queued")
     ticket = tickets(agent)[job.pid]
@@ -312,16 +294,7 @@ def test_one_users_queue_entries_and_their_size_are_capped(
         pid = agent_pid(a)
         uid = subprocess.run(["id", "-u", bob], capture_output=True, text=True).stdout.strip()
         # the single slot is taken, so bob's entries stay queued while his connection lasts
-        blocker = a.spawn(
-            "mosrun",
-            "-q",
-            "sh",
-            "-c",
-            "echo running; exec cat",
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-        )
-        assert blocker.stdout is not None and blocker.stdout.readline().strip() == "running"
+        blocker = start_blocker(a)
         assert client_output(a, bob, "flood", "2000", "10") == [
             "queued 50",
             f"refused: user {uid} has 50 queued jobs: the most allowed",
@@ -356,16 +329,7 @@ def test_priorities_better_than_the_default_are_roots(
     batch = agent.run("mosrun", "-S2", "-q10", str(commands), user=alice)
     assert batch.returncode == 3  # none of the three lines ran, and it said why once
     assert batch.stderr.count("only root may give a priority below 50") == 1, batch.stderr
-    blocker = agent.spawn(
-        "mosrun",
-        "-q",
-        "sh",
-        "-c",
-        "echo running; exec cat",
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-    )
-    assert blocker.stdout is not None and blocker.stdout.readline().strip() == "running"
+    blocker = start_blocker(agent)
     job = agent.spawn("mosrun", "-q60", "true", user=alice)
     wait_until(lambda: agent.queued_count(alice) == 1, what="alice's job to be queued")
     refused = agent.run("mosq", "cngpri", "0", str(job.pid), user=alice)
@@ -388,16 +352,7 @@ def test_a_users_queued_job_keeps_its_ticket_across_an_agent_restart(
     agent: Agent, hostile_users: tuple[str, str]
 ) -> None:
     alice, bob = hostile_users
-    blocker = agent.spawn(
-        "mosrun",
-        "-q",
-        "sh",
-        "-c",
-        "echo running; exec cat",
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-    )
-    assert blocker.stdout is not None and blocker.stdout.readline().strip() == "running"
+    blocker = start_blocker(agent)
     job = agent.spawn("mosrun", "-q", "echo", "alice ran", user=alice, stdout=subprocess.PIPE)
     wait_until(lambda: agent.queued_count(alice) == 1, what="alice's job to be queued")
     ticket = tickets(agent)[job.pid]

@@ -9,7 +9,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -51,12 +50,9 @@ def attacker() -> Iterator[str]:
 
 
 @pytest.fixture
-def public_dir() -> Iterator[Path]:
+def public_dir(agent_base: Path) -> Path:
     """A directory every user can reach (pytest's are root's own)."""
-    d = Path(tempfile.mkdtemp(prefix="mosix-rootcap-", dir="/tmp"))
-    d.chmod(0o755)
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
+    return agent_base
 
 
 @pytest.fixture

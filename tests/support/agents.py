@@ -146,3 +146,18 @@ def gone(pid: int) -> bool:
     except OSError:
         return True
     return stat[stat.rfind(")") + 2] in "ZX"
+
+
+def start_blocker(a: Agent) -> subprocess.Popen[str]:
+    """A queued job that takes the only slot until its stdin is closed."""
+    proc = a.spawn(
+        "mosrun",
+        "-q",
+        "sh",
+        "-c",
+        "echo running; exec cat",
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "running"
+    return proc
