@@ -7,16 +7,18 @@ What is generated, and from what (each file's first line says so too):
   csrc/generated/seccomp_table.h, docs/SYSCALLS.md   mosix/discipline/policy.py
   csrc/generated/forward_table.h                     mosix/discipline/forwarding.py
   csrc/generated/ckpt_format.h, docs/IMAGE.md        mosix/ckpt/format.py
-  csrc/generated/mosix_names.h                       mosix/native_names.py
+  csrc/generated/mosix_names.h                       mosix/native_names.py, mosix/protocol.py
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
+from dataclasses import fields
 from pathlib import Path
 
-from mosix import native_names
+from mosix import native_names, protocol
 from mosix.ckpt import generate as ckpt_generate
 from mosix.codegen import COMMAND, c_banner
 from mosix.discipline import generate as discipline_generate
@@ -42,8 +44,34 @@ def names_header_text() -> str:
             ]
             out += ["", f"/* {names.__name__}: {(names.__doc__ or '').strip()} */"]
         out += [f"#define {prefix}_{name} {value}" for name, value in pairs]
+    out += ["", "/* The messages the guard speaks with its agent (mosix/protocol.py). */"]
+    out += [f'#define {name} "{value}"' for name, value in guard_message_names()]
     out += ["", "#endif"]
     return "\n".join(out) + "\n"
+
+
+# The agent's messages that the guard (csrc/exec/guard_agent.c) sends or reads.
+GUARD_MESSAGES = (
+    protocol.Checkpoint,
+    protocol.CheckpointSettings,
+    protocol.Checkpointed,
+    protocol.Done,
+    protocol.Refused,
+    protocol.GuardHello,
+)
+
+
+def guard_message_names() -> list[tuple[str, str]]:
+    """MOSIX_MSG_KEY_OP, each message's op and field names, the checkpoint actions and
+    origins: the names guard_agent.c and guard_cbor.c put on and read from the wire."""
+    names: list[tuple[str, str]] = [("MOSIX_MSG_KEY_OP", "op")]
+    for cls in GUARD_MESSAGES:
+        upper = re.sub(r"(?<!^)(?=[A-Z])", "_", cls.__name__).upper()
+        names.append((f"MOSIX_MSG_{upper}_OP", cls.OP))
+        names += [(f"MOSIX_MSG_{upper}_{f.name.upper()}", f.name) for f in fields(cls)]
+    names += [(f"MOSIX_MSG_ACTION_{a.upper()}", a) for a in protocol.CHECKPOINT_ACTIONS]
+    names += [(f"MOSIX_MSG_ORIGIN_{o.upper()}", o) for o in protocol.CHECKPOINT_ORIGINS]
+    return names
 
 
 def outputs() -> dict[str, str]:

@@ -15,7 +15,6 @@ START_GATE_ENV = "MOSIX_START_GATE"  # the FIFO where a program sent elsewhere w
 GUARD_ENV = "MOSIX_GUARD"  # "PID:TICKS" of the guard the agent watches (home_agent/guard_watch.py)
 
 # Agent messages the guard sends: their ``op``.
-GUARD_HELLO_OP = "guard-hello"  # the guard announces itself, with the filter's listener
 
 # The number of MOSIX's checkpoint call (mosix/ckpt/trigger.py, mosix_checkpoint.h): the
 # base filter hands it to the guard, which has the node agent take the checkpoint.  The
@@ -79,7 +78,6 @@ C_NAMES: dict[str, type[StrEnum] | type[IntEnum] | dict[str, str]] = {
         "AGENT_SOCKET_ENV": AGENT_SOCKET_ENV,
         "START_GATE_ENV": START_GATE_ENV,
         "GUARD_ENV": GUARD_ENV,
-        "GUARD_HELLO_OP": GUARD_HELLO_OP,
     },
     "MOSIX_DEPUTY_OP": DeputyOp,
     "MOSIX_CKPT_LINE": CkptLine,

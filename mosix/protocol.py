@@ -29,7 +29,7 @@ from typing import Any, ClassVar, TypeVar
 
 import cbor2
 
-from mosix.native_names import GUARD_HELLO_OP, DeputyOp
+from mosix.native_names import DeputyOp
 
 MAX_FRAME = 1 << 20  # 1 MiB: bigger frames are refused
 LISTING_CHUNK = 2000  # records per frame of a long listing
@@ -366,7 +366,7 @@ class GuardHello(Message):
     ``mode`` the launching mosrun's -u/-e/-w letter.  Done: the agent watches it and
     kills the tree's -u processes if it dies while they live (home_agent/guard_watch.py)."""
 
-    OP: ClassVar[str] = GUARD_HELLO_OP
+    OP: ClassVar[str] = "guard-hello"
     root: int = 0
     mode: str = "u"
 

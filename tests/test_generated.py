@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from mosix import native_names
-from mosix.generate import NAMES_HEADER, outputs
+from mosix.generate import GUARD_MESSAGES, NAMES_HEADER, outputs
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -75,6 +75,9 @@ NAME_USERS: list[tuple[str, list[str]]] = [
     ("deputy", [str(v) for v in native_names.DeputyOp]),
     ("ckpt", [str(v) for v in native_names.CkptLine]),
     ("remote", [str(v) for v in native_names.RemoteLine]),
+    # the guard's messages: their ops (field names are too short to search for safely)
+    ("exec", [cls.OP for cls in GUARD_MESSAGES]),
+    ("common", [cls.OP for cls in GUARD_MESSAGES]),
 ]
 
 

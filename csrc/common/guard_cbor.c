@@ -1,6 +1,8 @@
 /* guard_cbor.c - the guard's CBOR encoder and reply decoder (see guard_cbor.h). */
 #include "guard_cbor.h"
 
+#include "mosix_names.h"
+
 #include <string.h>
 
 #define MAJOR_UINT 0u
@@ -199,11 +201,11 @@ int cbor_decode_reply(const unsigned char *buf, size_t len, struct agent_reply *
         int r;
         if (get_text(&in, &k, &klen) != 0)
             return -1;
-        if (key_is(k, klen, "op"))
+        if (key_is(k, klen, MOSIX_MSG_KEY_OP))
             r = take_text(&in, reply->op, sizeof(reply->op), 1, &seen_op);
-        else if (key_is(k, klen, "failed"))
+        else if (key_is(k, klen, MOSIX_MSG_CHECKPOINTED_FAILED))
             r = take_text(&in, reply->failed, sizeof(reply->failed), 0, &seen_failed);
-        else if (key_is(k, klen, "error"))
+        else if (key_is(k, klen, MOSIX_MSG_REFUSED_ERROR))
             r = take_text(&in, reply->error, sizeof(reply->error), 0, &seen_error);
         else
             r = skip_item(&in, 1);

@@ -237,23 +237,25 @@ static int file_argument(int listener, const struct seccomp_notif *req, char pat
 /* The request frame into r->out.  Returns 0, or -1 if it does not fit. */
 static int encode(struct request *r, pid_t pid, const char *file)
 {
-    static const char *const keys[] = {"", "", "file", "limit", "interval"};
+    static const char *const keys[] = {"", "", MOSIX_MSG_CHECKPOINT_SETTINGS_FILE,
+                                        MOSIX_MSG_CHECKPOINT_SETTINGS_LIMIT,
+                                        MOSIX_MSG_CHECKPOINT_SETTINGS_INTERVAL};
     struct cbor_out o = {r->out + 4, sizeof(r->out) - 4, 0, 0};
     if (r->op == MOSIX_CKPT_OP_CHECKPOINT) {
         cbor_put_map(&o, 4);
-        cbor_put_cstr(&o, "op");
-        cbor_put_cstr(&o, "checkpoint");
-        cbor_put_cstr(&o, "pid");
+        cbor_put_cstr(&o, MOSIX_MSG_KEY_OP);
+        cbor_put_cstr(&o, MOSIX_MSG_CHECKPOINT_OP);
+        cbor_put_cstr(&o, MOSIX_MSG_CHECKPOINT_PID);
         cbor_put_uint(&o, (uint64_t)pid);
-        cbor_put_cstr(&o, "action");
-        cbor_put_cstr(&o, "checkpoint");
-        cbor_put_cstr(&o, "origin");
-        cbor_put_cstr(&o, "program");
+        cbor_put_cstr(&o, MOSIX_MSG_CHECKPOINT_ACTION);
+        cbor_put_cstr(&o, MOSIX_MSG_ACTION_CHECKPOINT);
+        cbor_put_cstr(&o, MOSIX_MSG_CHECKPOINT_ORIGIN);
+        cbor_put_cstr(&o, MOSIX_MSG_ORIGIN_PROGRAM);
     } else {
         cbor_put_map(&o, 3);
-        cbor_put_cstr(&o, "op");
-        cbor_put_cstr(&o, "checkpoint-settings");
-        cbor_put_cstr(&o, "pid");
+        cbor_put_cstr(&o, MOSIX_MSG_KEY_OP);
+        cbor_put_cstr(&o, MOSIX_MSG_CHECKPOINT_SETTINGS_OP);
+        cbor_put_cstr(&o, MOSIX_MSG_CHECKPOINT_SETTINGS_PID);
         cbor_put_uint(&o, (uint64_t)pid);
         cbor_put_cstr(&o, keys[r->op]);
         if (r->op == MOSIX_CKPT_OP_SET_FILE)
@@ -376,8 +378,8 @@ static int meaning(const struct request *r, const unsigned char *body, size_t le
     if (cbor_decode_reply(body, len, &reply) != 0)
         return ECANCELED;
     if (r->op == MOSIX_CKPT_OP_CHECKPOINT)
-        return strcmp(reply.op, "checkpointed") == 0 && reply.failed[0] == '\0' ? 0 : ECANCELED;
-    return strcmp(reply.op, "done") == 0 ? 0 : ECANCELED;
+        return strcmp(reply.op, MOSIX_MSG_CHECKPOINTED_OP) == 0 && reply.failed[0] == '\0' ? 0 : ECANCELED;
+    return strcmp(reply.op, MOSIX_MSG_DONE_OP) == 0 ? 0 : ECANCELED;
 }
 
 /* Read what has arrived.  Returns -1 while incomplete, else the answer. */
@@ -532,11 +534,11 @@ int guard_agent_hello(int listener, pid_t root, char mode)
     struct cbor_out o = {out + 4, sizeof(out) - 4, 0, 0};
     char letter[2] = {mode, '\0'};
     cbor_put_map(&o, 3);
-    cbor_put_cstr(&o, "op");
-    cbor_put_cstr(&o, MOSIX_GUARD_HELLO_OP);
-    cbor_put_cstr(&o, "root");
+    cbor_put_cstr(&o, MOSIX_MSG_KEY_OP);
+    cbor_put_cstr(&o, MOSIX_MSG_GUARD_HELLO_OP);
+    cbor_put_cstr(&o, MOSIX_MSG_GUARD_HELLO_ROOT);
     cbor_put_uint(&o, (uint64_t)root);
-    cbor_put_cstr(&o, "mode");
+    cbor_put_cstr(&o, MOSIX_MSG_GUARD_HELLO_MODE);
     cbor_put_cstr(&o, letter);
     if (o.overflow)
         return 0;
@@ -555,7 +557,7 @@ int guard_agent_hello(int listener, pid_t root, char mode)
         if (len > 0 && len <= HELLO_REPLY_MAX && (body = malloc(len)) != NULL &&
             receive_exactly(fd, body, len, deadline) == 0 &&
             cbor_decode_reply(body, len, &reply) == 0)
-            watched = strcmp(reply.op, "done") == 0;
+            watched = strcmp(reply.op, MOSIX_MSG_DONE_OP) == 0;
     }
     free(body);
     (void)close(fd); /* ours: nothing to do if it fails */

@@ -7,7 +7,6 @@
 #define MOSIX_AGENT_SOCKET_ENV "MOSIX_AGENT_SOCKET"
 #define MOSIX_START_GATE_ENV "MOSIX_START_GATE"
 #define MOSIX_GUARD_ENV "MOSIX_GUARD"
-#define MOSIX_GUARD_HELLO_OP "guard-hello"
 
 /* DeputyOp: The agent messages the deputy (mosix-deputy) sends or reads: their ``op``. */
 #define MOSIX_DEPUTY_OP_HELLO "deputy"
@@ -41,5 +40,33 @@
 #define MOSIX_REMOTE_LINE_LEAVE "leave"
 #define MOSIX_REMOTE_LINE_STAY "stay"
 #define MOSIX_REMOTE_LINE_KILL "kill"
+
+/* The messages the guard speaks with its agent (mosix/protocol.py). */
+#define MOSIX_MSG_KEY_OP "op"
+#define MOSIX_MSG_CHECKPOINT_OP "checkpoint"
+#define MOSIX_MSG_CHECKPOINT_PID "pid"
+#define MOSIX_MSG_CHECKPOINT_ACTION "action"
+#define MOSIX_MSG_CHECKPOINT_ORIGIN "origin"
+#define MOSIX_MSG_CHECKPOINT_SETTINGS_OP "checkpoint-settings"
+#define MOSIX_MSG_CHECKPOINT_SETTINGS_PID "pid"
+#define MOSIX_MSG_CHECKPOINT_SETTINGS_FILE "file"
+#define MOSIX_MSG_CHECKPOINT_SETTINGS_LIMIT "limit"
+#define MOSIX_MSG_CHECKPOINT_SETTINGS_INTERVAL "interval"
+#define MOSIX_MSG_CHECKPOINTED_OP "checkpointed"
+#define MOSIX_MSG_CHECKPOINTED_PATH "path"
+#define MOSIX_MSG_CHECKPOINTED_NUMBER "number"
+#define MOSIX_MSG_CHECKPOINTED_FAILED "failed"
+#define MOSIX_MSG_DONE_OP "done"
+#define MOSIX_MSG_DONE_COUNT "count"
+#define MOSIX_MSG_REFUSED_OP "refused"
+#define MOSIX_MSG_REFUSED_ERROR "error"
+#define MOSIX_MSG_GUARD_HELLO_OP "guard-hello"
+#define MOSIX_MSG_GUARD_HELLO_ROOT "root"
+#define MOSIX_MSG_GUARD_HELLO_MODE "mode"
+#define MOSIX_MSG_ACTION_CHECKPOINT "checkpoint"
+#define MOSIX_MSG_ACTION_CHKSTOP "chkstop"
+#define MOSIX_MSG_ACTION_CHKEXIT "chkexit"
+#define MOSIX_MSG_ORIGIN_MANUAL "manual"
+#define MOSIX_MSG_ORIGIN_PROGRAM "program"
 
 #endif
