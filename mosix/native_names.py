@@ -9,6 +9,18 @@ from __future__ import annotations
 
 from enum import IntEnum, StrEnum
 
+
+class Program(StrEnum):
+    """The compiled parts in mosix/_native (each csrc/*/BUILD's "output")."""
+
+    LAUNCHER = "mosix-exec"  # the launcher and the guard
+    SHIM = "libmosix_shim.so"
+    CAPTURER = "mosix-ckpt"
+    RESTORER = "mosix-restore"
+    DEPUTY = "mosix-deputy"
+    REMOTE = "mosix-remote"  # the supervisor of a guest; the parent of every guest
+
+
 # Environment variables.
 AGENT_SOCKET_ENV = "MOSIX_AGENT_SOCKET"  # the node agent's socket, for the guard (mosix-exec)
 START_GATE_ENV = "MOSIX_START_GATE"  # the FIFO where a program sent elsewhere waits (the shim)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 import subprocess
 import sys
@@ -110,3 +111,14 @@ def test_names_header_has_every_name() -> None:
     ):
         for member in enum:
             assert f'#define {prefix}_{member.name} "{member.value}"\n' in header
+
+
+def test_every_program_is_built_under_its_one_name() -> None:
+    """native_names.Program names the compiled parts; each is the output of one BUILD."""
+    outputs_built = [
+        ast.literal_eval(
+            "\n".join(line for line in p.read_text().splitlines() if not line.startswith("#"))
+        )["output"]
+        for p in sorted((REPO / "csrc").glob("*/BUILD"))
+    ]
+    assert sorted(outputs_built) == sorted(p.value for p in native_names.Program)

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mosix.native_names import Program
 from mosix.protocol import LoadVector
 from mosix.sysinfo import node_facts, proc_info
 
@@ -22,7 +23,7 @@ SAMPLES_PER_INTERVAL = 4
 # Serving a migrated process's calls, not computing: in a test-cluster node (a CPU quota
 # per node) they wait runnable behind its computing processes for up to a quota period
 # after each call, and counting them would double a node's load in samples.
-SERVICE = frozenset({"mosix-deputy", "mosix-remote"})
+SERVICE = frozenset({Program.DEPUTY, Program.REMOTE})
 
 
 def system_runnable(stat: str | None = None) -> int:

@@ -14,9 +14,10 @@ from typing import NoReturn
 
 from mosix.exits import EXIT_USAGE, Failure
 from mosix.native import native_path
+from mosix.native_names import Program
 
-LAUNCHER = "mosix-exec"
-SHIM = "libmosix_shim.so"
+LAUNCHER = Program.LAUNCHER
+SHIM = Program.SHIM
 NO_DISCIPLINE = "n"  # the launcher's mode for `native`
 
 # mosenv: variables the dynamic loader removes from a set-id program's

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 import trio
 
 from mosix.native import native_path
-from mosix.native_names import CkptExit, CkptLine, order_line
+from mosix.native_names import CkptExit, CkptLine, Program, order_line
 
-PROGRAM = "mosix-ckpt"
+PROGRAM = Program.CAPTURER
 
 
 class CaptureFailed(Exception):

@@ -9,9 +9,10 @@ restorer (``mosix-restore``) it is given.
 from __future__ import annotations
 
 from mosix.native import native_path
+from mosix.native_names import Program
 
-PROGRAM = "mosix-deputy"
-RESTORER = "mosix-restore"
+PROGRAM = Program.DEPUTY
+RESTORER = Program.RESTORER
 
 
 def argv(socket_path: str, token: str) -> list[str]:

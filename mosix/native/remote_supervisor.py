@@ -16,11 +16,11 @@ from dataclasses import dataclass
 import trio
 
 from mosix.native import native_path
-from mosix.native_names import RemoteLine, order_line
+from mosix.native_names import Program, RemoteLine, order_line
 
-PROGRAM = "mosix-remote"
-LAUNCHER = "mosix-exec"
-RESTORER = "mosix-restore"
+PROGRAM = Program.REMOTE
+LAUNCHER = Program.LAUNCHER
+RESTORER = Program.RESTORER
 
 
 @dataclass(frozen=True)

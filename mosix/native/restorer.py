@@ -8,8 +8,9 @@ to ``error_fd`` as one line, then it exits; Python is no longer there to see the
 from __future__ import annotations
 
 from mosix.native import native_path
+from mosix.native_names import Program
 
-PROGRAM = "mosix-restore"
+PROGRAM = Program.RESTORER
 
 
 def argv(prog_name: str, image_fd: int, error_fd: int = -1) -> list[str]:

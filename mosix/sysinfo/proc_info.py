@@ -6,10 +6,11 @@ import functools
 import os
 from pathlib import Path
 
+from mosix.native_names import Program
 from mosix.start_contract import INHERIT_ENV
 
 PROC = Path("/proc")
-GUEST_SUPERVISOR = "mosix-remote"  # the parent of every guest (csrc/remote/mosix_remote.c)
+GUEST_SUPERVISOR = Program.REMOTE  # the parent of every guest (csrc/remote/mosix_remote.c)
 
 
 def pids() -> list[int]:
