@@ -112,20 +112,19 @@ def ended(pidfd: int) -> bool:
 
 
 class GuardWatch:
-    def __init__(self, ours: Callable[[int], bool]) -> None:
+    def __init__(self, ours: Callable[[int], bool], nursery: trio.Nursery) -> None:
         self.ours = ours  # Registry.ours: on this node, not a guest, not a checkpoint copy
+        self.nursery = nursery  # where each guard's watch runs
         self.per_user: dict[int, int] = {}
 
     # ---------------------------------------------------------- the hello
 
-    def hello(self, conn: Connection, msg: GuardHello, nursery: trio.Nursery | None) -> Message:
+    def hello(self, conn: Connection, msg: GuardHello) -> Message:
         fds = conn.take_fds()
         watched: Watched | None = None
         try:
             if len(fds) != 1:
                 raise GuardRefusal("guard-hello: expected the filter's listener")
-            if nursery is None:
-                raise GuardRefusal("guard-hello: the agent is not serving yet")
             watched = self.check(conn, msg, fds[0])
         except GuardRefusal as e:
             return Refused(error=str(e))
@@ -134,7 +133,7 @@ class GuardWatch:
                 for fd in fds:
                     os.close(fd)
         self.per_user[watched.uid] = self.per_user.get(watched.uid, 0) + 1
-        nursery.start_soon(self.watch, watched)
+        self.nursery.start_soon(self.watch, watched)
         return Done()
 
     def check(self, conn: Connection, msg: GuardHello, listener: int) -> Watched:

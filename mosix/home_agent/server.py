@@ -67,7 +67,6 @@ class Server:
         migrations: Migrations | None,
         guards: GuardWatch,
         stopping: trio.Event,
-        nursery: trio.Nursery,
     ) -> None:
         self.limits = limits
         self.owner = owner  # the agent's user: it may stop the agent
@@ -80,7 +79,6 @@ class Server:
         self.migrations = migrations  # None: a one-node cluster
         self.guards = guards
         self.stopping = stopping  # set by Shutdown
-        self.nursery = nursery  # where the guards are watched
 
     async def handle(self, conn: Connection) -> None:
         """One client's requests, until it closes the connection.  Whatever it sends,
@@ -175,7 +173,7 @@ class Server:
                 await start_native(conn, msg)
                 return None
             case GuardHello():
-                return self.guards.hello(conn, msg, self.nursery)
+                return self.guards.hello(conn, msg)
             case Shutdown():
                 if not peer.is_root and peer.uid != self.owner:
                     raise Refusal("only root or the agent's owner may stop the agent")

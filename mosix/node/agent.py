@@ -120,9 +120,8 @@ class NodeAgent:
                     services.balancer if services is not None else None,
                 ),
                 services.migrations if services is not None else None,
-                GuardWatch(registry.ours),
+                GuardWatch(registry.ours, nursery),
                 stopping,
-                nursery,
             )
             await nursery.start(
                 ControlSocket(listener, config.limits, admission, server.handle).run
