@@ -200,7 +200,7 @@ def test_a_pinned_call_away_brings_the_process_home_where_it_runs(
     away = run(cluster3, programs / kind, "", call, "migrate")
     assert away == at_home
     wait_until(
-        "the home agent logs its return",
         lambda: "came home from node 2" in cluster3.agent_log(1).read_text()[before:],
-        TIMEOUT,
+        timeout=TIMEOUT,
+        what="the home agent logs its return",
     )
