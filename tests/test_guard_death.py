@@ -16,6 +16,8 @@ from support.agents import Agent, gone
 from support.users import users_fixture
 from support.waiting import wait_until
 
+from mosix.sysinfo import proc_info
+
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to make users")
 
 users = users_fixture(("mosixguard1", "mosixguard2"))  # not other modules' users
@@ -58,29 +60,21 @@ print(decode_message(body))
 """
 
 
-def start_time(pid: int) -> int:
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    return int(stat[stat.rfind(")") + 2 :].split()[19])
-
-
 def guard_of(pid: int, user: str) -> int:
     """The program's own guard: the first mosix-guard of ``user`` started since it."""
     uid = user_id(user)
-    since = start_time(pid)
+    since = proc_info.start_ticks(pid)
+    assert since is not None, "the program is gone"
     found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    for guard in proc_info.pids():
         try:
-            comm = (entry / "comm").read_text().strip()
-            status = (entry / "status").read_text()
-            owner = int(
-                next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1]
-            )
-            if comm == "mosix-guard" and owner == uid and start_time(int(entry.name)) >= since:
-                found.append((start_time(int(entry.name)), int(entry.name)))
-        except (OSError, ValueError):
+            comm = (Path("/proc") / str(guard) / "comm").read_text().strip()
+        except OSError:
             continue
+        started = proc_info.start_ticks(guard)
+        ours = comm == "mosix-guard" and proc_info.real_uid(guard) == uid
+        if ours and started is not None and started >= since:
+            found.append((started, guard))
     assert found, "the program has no guard"
     return min(found)[1]
 

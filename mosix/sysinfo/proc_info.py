@@ -200,14 +200,8 @@ def real_gid(pid: int) -> int:
 
 
 def status_value(pid: int, key: str) -> str | None:
-    try:
-        for line in (PROC / str(pid) / "status").read_text().splitlines():
-            name, _, value = line.partition(":")
-            if name == key:
-                return value.strip()
-    except OSError:
-        pass
-    return None
+    fields = status_fields(pid)
+    return None if fields is None else fields.get(key)
 
 
 def stay_reason(pid: int) -> str:
