@@ -11,6 +11,7 @@ import pytest
 from support.waiting import wait_until
 
 from mosix.cluster.load_vectors import runnable_tasks
+from mosix.home_agent.native_start import groups_of
 from mosix.sysinfo import proc_info
 
 LONG = "x" * (100 * 1024)  # longer than one read (proc_info.READ_SIZE)
@@ -44,7 +45,7 @@ def test_stat_and_status_of_a_process(sleeper: subprocess.Popen[bytes]) -> None:
     ticks = proc_info.start_ticks(pid)
     assert ticks is not None and ticks >= proc_info.start_ticks(os.getpid())  # type: ignore[operator]
     assert proc_info.alive(pid, ticks) and not proc_info.alive(pid, ticks + 1)
-    assert proc_info.state_letter(pid) in ("S", "R")
+    assert proc_info.state_letter(pid) in ("S", "R", "D") and proc_info.exists(pid)
     assert not proc_info.is_checkpoint_copy(pid)
     assert proc_info.real_uid(pid) == os.getuid() and proc_info.real_gid(pid) == os.getgid()
     assert proc_info.comm(pid) == "sh"
@@ -89,3 +90,14 @@ def test_a_spinning_thread_counts_though_the_main_thread_sleeps() -> None:
         proc.kill()
         proc.wait()
     assert runnable_tasks(pid) == 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="setting supplementary groups needs root")
+def test_native_starts_with_the_callers_supplementary_groups() -> None:
+    proc = subprocess.Popen(["sleep", "60"], extra_groups=[1234, 5678])
+    try:
+        assert groups_of(proc.pid) == [1234, 5678]
+    finally:
+        proc.kill()
+        proc.wait()
+    assert groups_of(proc.pid) == []  # gone: none
