@@ -202,13 +202,13 @@ def status_fields(pid: Pid, names: Collection[str] | None = None) -> dict[str, s
     raw = proc_file(pid, "status")
     if raw is None:
         return None
+    wanted = None if names is None else {name.encode() for name in names}
     fields: dict[str, str] = {}
     for line in raw.split(b"\n"):
         key, _, value = line.partition(b":")
-        name = key.decode(errors="replace")
-        if names is None or name in names:
-            fields[name] = value.strip().decode(errors="replace")
-            if names is not None and len(fields) == len(names):
+        if wanted is None or key in wanted:
+            fields[key.decode(errors="replace")] = value.strip().decode(errors="replace")
+            if wanted is not None and len(fields) == len(wanted):
                 break
     return fields
 
