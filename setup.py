@@ -17,6 +17,7 @@ import ast
 import importlib.util
 import os
 import shlex
+import shutil
 import subprocess
 import sysconfig
 from dataclasses import dataclass
@@ -124,9 +125,20 @@ def build_all(outdir: Path) -> None:
 
 
 class BuildPyWithNative(build_py):
+    """The package copied into the build tree, then its C parts compiled there.
+
+    setuptools copies into ``build/lib*`` without emptying it, and a wheel takes
+    all it finds there: a module that moved or went away would stay in every
+    later wheel from this checkout.  So the package's old copy goes first."""
+
     def run(self) -> None:
+        build_lib = Path(self.build_lib).resolve()
+        for top in sorted({name.split(".")[0] for name in self.packages or ()}):
+            old = build_lib / top
+            if old.is_dir() and old != HERE / top:  # never the source tree itself
+                shutil.rmtree(old)
         super().run()
-        build_all(Path(self.build_lib) / "mosix" / "_native")
+        build_all(build_lib / "mosix" / "_native")
 
 
 class BuildNative(Command):

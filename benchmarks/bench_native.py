@@ -1,25 +1,20 @@
 """Where a compiled Python hot spot would pay: the numbers behind mosix/native/.
 
-    python3 benchmarks/bench_native.py [--rounds 7] [--processes 300]
+    python3 benchmarks/bench_native.py [--rounds 7]
 
 * checksum: mxh64 in Python (the twin mosix/ckpt/mxhash.py was, read from git
   history: ``--twin-rev``) against the C function through the cffi binding;
 * listing: ``mosrun -I``'s read of an image head with 1000 open files
   (mosix.ckpt.image.read_head), the checks in C, against the same with the
-  Python twin put back in its place;
-* /proc scans: the registry's discovery loop (every pid: MOSIX_INHERIT, real uid)
-  and the load vector's namespace scan (every pid: its namespace, comm, stat),
-  each against the floor a compiled version still pays: opening, reading and
-  closing the same files from Python (``os.open``/``os.read``/``os.close``).
+  Python twin put back in its place.
 
-``--processes`` extra sleeping processes are started first so the scans have
-something to scan.  Each number is the median of ``--rounds`` runs.
+Each number is the median of ``--rounds`` runs.  The /proc scans, where a compiled
+reader was the other candidate: benchmarks/bench_proc_scans.py.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import io
 import os
 import statistics
@@ -36,8 +31,6 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 from mosix.ckpt import format as fmt  # noqa: E402
 from mosix.ckpt import image  # noqa: E402
 from mosix.native.checksum import mxh64  # noqa: E402
-from mosix.remote_agent import load_vectors  # noqa: E402
-from mosix.sysinfo import proc_info  # noqa: E402
 
 
 def median_ms(fn: Callable[[], object], rounds: int) -> float:
@@ -76,34 +69,9 @@ def listing_image(files: int) -> bytes:
     return ci.encode_records(records)
 
 
-def registry_scan() -> int:
-    n = 0
-    for pid in proc_info.pids():
-        if proc_info.inherited_words(pid) is not None or proc_info.real_uid(pid) is not None:
-            n += 1
-    return n
-
-
-def read_floor(names: list[str]) -> int:
-    n = 0
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        for name in names:
-            try:
-                fd = os.open(f"/proc/{pid}/{name}", os.O_RDONLY)
-            except OSError:
-                continue
-            with contextlib.suppress(OSError):
-                n += len(os.read(fd, 65536))
-            os.close(fd)
-    return n
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--processes", type=int, default=300)
     parser.add_argument("--twin-rev", default="46d64d3")  # the last with the twin
     args = parser.parse_args()
     r = args.rounds
@@ -125,27 +93,6 @@ def main() -> None:
         f"listing of 1000 files ({len(raw) >> 10} KiB): checks in C {c:.2f} ms, "
         f"payload checksums in Python {p:.2f} ms"
     )
-
-    sleepers = [subprocess.Popen(["sleep", "600"]) for _ in range(args.processes)]
-    try:
-        count = len(proc_info.pids())
-        scan = median_ms(registry_scan, r)
-        floor = median_ms(lambda: read_floor(["environ", "status"]), r)
-        print(
-            f"registry scan of {count} processes: {scan:.1f} ms; reading the same files "
-            f"alone: {floor:.1f} ms (Python's share {scan - floor:.1f} ms)"
-        )
-        own = os.readlink("/proc/self/ns/net")
-        scan = median_ms(lambda: load_vectors.namespace_runnable(own), r)
-        floor = median_ms(lambda: read_floor(["ns/net", "comm", "stat"]), r)
-        print(
-            f"load vector scan of {count} processes: {scan:.1f} ms; reading the same files "
-            f"alone: {floor:.1f} ms (Python's share {scan - floor:.1f} ms)"
-        )
-    finally:
-        for s in sleepers:
-            s.kill()
-            s.wait()
 
 
 if __name__ == "__main__":

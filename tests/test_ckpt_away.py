@@ -88,8 +88,43 @@ def taken_away(cluster: LocalCluster, path: str) -> int:
     return out.offset
 
 
+def checkpointed_away(
+    make_cluster: MakeCluster, awaycount: str, name: str, what: str
+) -> tuple[LocalCluster, Program, int]:
+    """awaycount started away (:func:`started_away`), then ``migrate PID WHAT``
+    (checkpoint, chkexit) at home: the cluster, the program and the output file's
+    offset in its checkpoint /tmp/NAME.1 (:func:`taken_away`)."""
+    cluster = new_cluster(make_cluster)
+    prog = started_away(cluster, awaycount, [], name)
+    done = cluster.run(1, ["migrate", str(prog.pid), what], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return cluster, prog, taken_away(cluster, f"/tmp/{name}.1")
+
+
 def open_gate(cluster: LocalCluster, name: str) -> None:
     cluster.node_path(1, f"/tmp/{name}.gate").touch()
+
+
+def finishes_whole(cluster: LocalCluster, prog: Program, name: str, expected: bytes) -> None:
+    """The gate opened, the run ends well and its file is that of a run outside mosrun."""
+    open_gate(cluster, name)
+    lines, stderr, status = prog.finish()
+    assert (lines[-1], status, stderr) == ("done", STATUS, "")
+    assert cluster.node_path(1, f"/tmp/{name}.out").read_bytes() == expected
+
+
+def recovers_whole(
+    cluster: LocalCluster, name: str, offset: int, expected: bytes
+) -> subprocess.CompletedProcess[str]:
+    """What the run wrote after its checkpoint /tmp/NAME.1 gone (the file cut back to
+    ``offset``), ``mosrun -R`` at home writes it again: the file is ``expected``."""
+    out = cluster.node_path(1, f"/tmp/{name}.out")
+    with out.open("r+b") as f:
+        f.truncate(offset)
+    recovered = recover(cluster, f"/tmp/{name}.1")
+    assert recovered.returncode == STATUS, recovered.stderr
+    assert out.read_bytes() == expected
+    return recovered
 
 
 def recover(cluster: LocalCluster, path: str) -> subprocess.CompletedProcess[str]:
@@ -121,23 +156,11 @@ def test_migrate_checkpoint_away_recovers_at_home(
     awaycount: str,
     expected: bytes,
 ) -> None:
-    cluster = new_cluster(make_cluster)
-    prog = started_away(cluster, awaycount, [], "mc")
-    done = cluster.run(1, ["migrate", str(prog.pid), "checkpoint"], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    offset = taken_away(cluster, "/tmp/mc.1")
+    cluster, prog, offset = checkpointed_away(make_cluster, awaycount, "mc", "checkpoint")
     assert offset == len(b"".join(expected.splitlines(keepends=True)[:AT]))
-    open_gate(cluster, "mc")
-    lines, stderr, status = prog.finish()
-    assert (lines[-1], status, stderr) == ("done", STATUS, "")
-    out = cluster.node_path(1, "/tmp/mc.out")
-    assert out.read_bytes() == expected
-    with out.open("r+b") as f:  # what the run wrote after the checkpoint: gone
-        f.truncate(offset)
-    recovered = recover(cluster, "/tmp/mc.1")
-    assert recovered.returncode == STATUS, recovered.stderr
+    finishes_whole(cluster, prog, "mc", expected)
+    recovered = recovers_whole(cluster, "mc", offset, expected)
     assert recovered.stdout == "done\n"
-    assert out.read_bytes() == expected
 
 
 def test_periodic_checkpoint_away_recovers_at_home(
@@ -150,17 +173,9 @@ def test_periodic_checkpoint_away_recovers_at_home(
     prog = started_away(cluster, awaycount, ["-A1", "-N2"], "pa")
     first = cluster.node_path(1, "/tmp/pa.1")
     wait_until(first.exists, EVENT_TIMEOUT, what="the first -A checkpoint")
-    open_gate(cluster, "pa")
-    lines, stderr, status = prog.finish()
-    assert (lines[-1], status, stderr) == ("done", STATUS, "")
+    finishes_whole(cluster, prog, "pa", expected)
     offset = taken_away(cluster, "/tmp/pa.1")  # the last one written there
-    out = cluster.node_path(1, "/tmp/pa.out")
-    assert out.read_bytes() == expected
-    with out.open("r+b") as f:
-        f.truncate(offset)
-    recovered = recover(cluster, "/tmp/pa.1")
-    assert recovered.returncode == STATUS, recovered.stderr
-    assert out.read_bytes() == expected
+    recovers_whole(cluster, "pa", offset, expected)
 
 
 def test_lost_node_resumes_from_checkpoint_taken_away(
@@ -168,11 +183,7 @@ def test_lost_node_resumes_from_checkpoint_taken_away(
     awaycount: str,
     expected: bytes,
 ) -> None:
-    cluster = new_cluster(make_cluster)
-    prog = started_away(cluster, awaycount, [], "ln")
-    done = cluster.run(1, ["migrate", str(prog.pid), "checkpoint"], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    taken_away(cluster, "/tmp/ln.1")
+    cluster, prog, _ = checkpointed_away(make_cluster, awaycount, "ln", "checkpoint")
     cluster.kill_node(2)
     wait_for_log(cluster, 1, rf"process {prog.pid} resumes at home from /tmp/ln.1")
     open_gate(cluster, "ln")
@@ -190,11 +201,7 @@ def test_chkexit_away_writes_then_ends(
     awaycount: str,
     expected: bytes,
 ) -> None:
-    cluster = new_cluster(make_cluster)
-    prog = started_away(cluster, awaycount, [], "cx")
-    done = cluster.run(1, ["migrate", str(prog.pid), "chkexit"], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    offset = taken_away(cluster, "/tmp/cx.1")
+    cluster, prog, offset = checkpointed_away(make_cluster, awaycount, "cx", "chkexit")
     _, _, status = prog.finish()
     assert status == -signal.SIGKILL
     open_gate(cluster, "cx")

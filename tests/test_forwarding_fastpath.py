@@ -11,13 +11,12 @@ A static program has no shim: its calls take the supervisor's way, as before.
 from __future__ import annotations
 
 import random
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.clusters import bring_up, node_programs
+from support.clusters import bring_up, mosrun_at_home, moved, node_programs
 from support.waiting import wait_until
 
 from mosix.testcluster import LocalCluster
@@ -98,15 +97,7 @@ def test_a_signal_for_a_call_blocked_at_home_arrives_as_it_returns(
     fast_cluster: LocalCluster,
     programs: dict[str, str],
 ) -> None:
-    proc = fast_cluster.popen(
-        1,
-        ["mosrun", "-rnode2", programs["signal"]],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    with mosrun_at_home(fast_cluster, ["-rnode2", programs["signal"]]) as proc:
         # the deputy is the home process (same pid); wait until it serves the read
         def serving() -> bool:
             assert proc.poll() is None
@@ -117,10 +108,6 @@ def test_a_signal_for_a_call_blocked_at_home_arrives_as_it_returns(
         assert proc.stdout is not None
         stdout = proc.stdout.readline()  # stdin stays open: only the signal ends the read
         _, stderr = proc.communicate(timeout=TIMEOUT)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 0, stderr
     words = stdout.split()
     # the read failed with EINTR, and the handler had run by the time it returned
@@ -150,35 +137,15 @@ def test_coming_home_in_the_middle_of_fast_calls_loses_or_repeats_none(
     """Every write is a fast-path call: the captures (away, then home again) meet
     one in flight, and each is done exactly once."""
     out = "/tmp/fastpath-lines.out"
-    proc = fast_cluster.popen(
-        1,
-        ["mosrun", "-rnode2", programs["lines"], out],
-        cwd="/tmp",
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
     fast_after: dict[str, int] = {}  # the shim's fast calls by the end of each stay
-    try:
+    with mosrun_at_home(fast_cluster, ["-rnode2", programs["lines"], out], "/tmp") as proc:
         seen = wait_for_more_lines(fast_cluster, out, 0)
         for stay, target in enumerate(("home", "node2", "home")):
-            done = fast_cluster.run(
-                1,
-                ["migrate", str(proc.pid), target],
-                capture_output=True,
-                text=True,
-                timeout=TIMEOUT,
-            )
-            assert done.returncode == 0, f"migrate {target}: {done.stderr} ({proc.poll()})"
+            moved(fast_cluster, proc, target)
             seen = wait_for_more_lines(fast_cluster, out, seen)  # it writes on after the move
             last = fast_cluster.node_path(1, out).read_text().splitlines()[-1]
             fast_after[f"{stay} {target}"] = int(last.split()[1])
         stdout, stderr = proc.communicate("", timeout=TIMEOUT)  # stdin ends: it stops
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 0, stderr
     total = int(stdout.split()[1])
     lines = fast_cluster.node_path(1, out).read_text().splitlines()
@@ -207,16 +174,7 @@ def test_reads_and_writes_stay_exact_however_often_it_comes_home(
     source, out = "/tmp/fastpath-copy.in", "/tmp/fastpath-copy.out"
     data = random.Random(6).randbytes(40000)
     fast_cluster.node_path(1, source).write_bytes(data)
-    proc = fast_cluster.popen(
-        1,
-        ["mosrun", "-rnode2", programs["copy"], source, out],
-        cwd="/tmp",
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    with mosrun_at_home(fast_cluster, ["-rnode2", programs["copy"], source, out], "/tmp") as proc:
         jitter = random.Random()
         for target in ("home", "node2") * ROUND_TRIPS:
             seen = file_size(fast_cluster, out)
@@ -227,19 +185,8 @@ def test_reads_and_writes_stay_exact_however_often_it_comes_home(
 
             wait_until(copied_more, TIMEOUT, what=f"{out}: progress", period=0.01)
             time.sleep(jitter.uniform(0, 0.05))
-            done = fast_cluster.run(
-                1,
-                ["migrate", str(proc.pid), target],
-                capture_output=True,
-                text=True,
-                timeout=TIMEOUT,
-            )
-            assert done.returncode == 0, f"migrate {target}: {done.stderr} ({proc.poll()})"
+            moved(fast_cluster, proc, target)
         stdout, stderr = proc.communicate("", timeout=TIMEOUT)  # stdin ends: it stops
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 0, stderr
     copied = fast_cluster.node_path(1, out).read_bytes()
     assert stdout.split() == ["copied", str(len(copied))]

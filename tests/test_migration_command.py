@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import re
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
 import pytest
-from support.clusters import migrate, node_programs, where
+from support.clusters import migrate, mosrun_at_home, moved, node_programs, where
 from support.waiting import wait_until
 
 from mosix.testcluster import LocalCluster
@@ -90,24 +89,14 @@ def test_migrate_there_and_back_is_byte_identical(
     programs: Path,
 ) -> None:
     stepper = programs / "stepper"
-    proc = cluster3.popen(
-        1,
-        ["mosrun", str(stepper), "moved.out"],
-        cwd="/tmp",
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdin is not None and proc.stdout is not None
     seen: list[str] = []
-    try:
+    with mosrun_at_home(cluster3, [str(stepper), "moved.out"], "/tmp") as proc:
+        assert proc.stdin is not None and proc.stdout is not None
         next_step(proc.stdout, seen)
         assert where(cluster3, proc.pid) == "home"
         hops = [("2", "node2"), ("home", "home"), ("out", None), ("home", "home")]
         for target, expected in hops:
-            done = migrate(cluster3, proc.pid, target)
-            assert done.returncode == 0, f"migrate {target}: {done.stderr}"
+            moved(cluster3, proc, target)
             step = next_step(proc.stdout, seen)  # it computes on after the move
             shown = where(cluster3, proc.pid)
             if expected is None:  # out: any node but home
@@ -123,10 +112,6 @@ def test_migrate_there_and_back_is_byte_identical(
         rest = proc.stdout.read()  # not communicate(): it would skip what readline buffered
         proc.wait(timeout=TIMEOUT)
         stderr = proc.stderr.read() if proc.stderr else ""
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 0, stderr
     moved_stdout = "".join(seen) + rest
     steps = len(moved_stdout.splitlines())  # it stops after `last`, or at once if past it
@@ -145,16 +130,8 @@ def test_a_process_that_cannot_move_stays_and_mosps_says_why(
     cluster3: LocalCluster,
     programs: Path,
 ) -> None:
-    proc = cluster3.popen(
-        1,
-        ["mosrun", str(programs / "locker")],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdin is not None and proc.stdout is not None
-    try:
+    with mosrun_at_home(cluster3, [str(programs / "locker")]) as proc:
+        assert proc.stdin is not None and proc.stdout is not None
         assert proc.stdout.readline() == "locked\n"
         refused = migrate(cluster3, proc.pid, "2")
         assert refused.returncode == 1
@@ -169,10 +146,6 @@ def test_a_process_that_cannot_move_stays_and_mosps_says_why(
         assert lines[mine + 1].strip() == "why here: it has locked memory (mlock, MAP_LOCKED)"
         proc.stdin.close()  # it goes on where it is, and ends well
         assert proc.wait(timeout=TIMEOUT) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert f"process {proc.pid} migrated" not in cluster3.agent_log(1).read_text()
 
 
@@ -180,25 +153,16 @@ def test_fork_vfork_and_exec_on_another_node_bring_it_home(
     cluster3: LocalCluster,
     programs: Path,
 ) -> None:
-    proc = cluster3.popen(
-        1,
-        ["mosrun", str(programs / "forker")],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdin is not None and proc.stdout is not None
-    pid = proc.pid
+    with mosrun_at_home(cluster3, [str(programs / "forker")]) as proc:
+        assert proc.stdin is not None and proc.stdout is not None
+        pid = proc.pid
 
-    def order(command: str, node: str) -> None:
-        done = migrate(cluster3, pid, node)
-        assert done.returncode == 0, f"migrate {node}: {done.stderr}"
-        assert where(cluster3, pid) == f"node{node}"
-        proc.stdin.write(command + "\n")  # type: ignore[union-attr]
-        proc.stdin.flush()  # type: ignore[union-attr]
+        def order(command: str, node: str) -> None:
+            moved(cluster3, proc, node)
+            assert where(cluster3, pid) == f"node{node}"
+            proc.stdin.write(command + "\n")  # type: ignore[union-attr]
+            proc.stdin.flush()  # type: ignore[union-attr]
 
-    try:
         assert proc.stdout.readline() == f"ready pid {pid}\n"
         order("fork", "2")
         assert proc.stdout.readline() == f"child ppid {pid}\n"
@@ -212,10 +176,6 @@ def test_fork_vfork_and_exec_on_another_node_bring_it_home(
         order("exec", "2")
         assert proc.stdout.readline() == f"exec pid {pid}\n"
         assert proc.wait(timeout=TIMEOUT) == 6
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     # the agent logs a home-coming once the restorer is done; the exec'd program may end first
     came_home = f"process {pid} came home from node"
     with contextlib.suppress(AssertionError):  # the count below says what is wrong
@@ -226,19 +186,13 @@ def test_fork_vfork_and_exec_on_another_node_bring_it_home(
 
 
 def test_a_whole_job_moves_and_comes_back(cluster3: LocalCluster, programs: Path) -> None:
-    members = [
-        cluster3.popen(
-            1,
-            ["mosrun", "-J7", str(programs / "stepper"), f"job{i}.out"],
-            cwd="/tmp",
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for i in range(2)
-    ]
-    try:
+    with contextlib.ExitStack() as running:
+        members = [
+            running.enter_context(
+                mosrun_at_home(cluster3, ["-J7", str(programs / "stepper"), f"job{i}.out"], "/tmp")
+            )
+            for i in range(2)
+        ]
         for p in members:
             next_step(p.stdout, [])  # type: ignore[arg-type]
         for target, shown in (("3", "node3"), ("home", "home")):
@@ -250,11 +204,6 @@ def test_a_whole_job_moves_and_comes_back(cluster3: LocalCluster, programs: Path
         for p in members:
             p.stdin.close()  # type: ignore[union-attr]
             assert p.wait(timeout=TIMEOUT) == 0
-    finally:
-        for p in members:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
     log = cluster3.agent_log(1).read_text()
     for p in members:
         assert f"process {p.pid} migrated to node 3" in log
@@ -265,28 +214,19 @@ def test_close_on_exec_flags_survive_a_round_trip(cluster3: LocalCluster, progra
     """A descriptor opened with O_CLOEXEC at home and closed while away, and one opened
     with O_CLOEXEC while away: coming home keeps the second with its flag and does not
     trip over the first (it used to: the restorer set the flag on the closed one)."""
-    proc = cluster3.popen(
-        1,
-        ["mosrun", str(programs / "cloexec"), "a.out", "b.out", "go"],
-        cwd="/tmp",
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdin is not None and proc.stdout is not None
-    try:
-        assert proc.stdout.readline() == "ready\n"
-        moved = migrate(cluster3, proc.pid, "2")
-        assert moved.returncode == 0, moved.stderr + logs(cluster3)
-        proc.stdin.write("1\n")
-        proc.stdin.flush()
-        assert proc.stdout.readline() == "swapped\n"
-        back = migrate(cluster3, proc.pid, "home")
-        assert back.returncode == 0, back.stderr + logs(cluster3)
-        cluster3.node_path(1, "/tmp/go").write_text("")
-        assert proc.stdout.readline() == "ok\n"
-    finally:
-        _, stderr = proc.communicate(timeout=TIMEOUT)
+    argv = [str(programs / "cloexec"), "a.out", "b.out", "go"]
+    with mosrun_at_home(cluster3, argv, "/tmp") as proc:
+        assert proc.stdin is not None and proc.stdout is not None
+        try:
+            assert proc.stdout.readline() == "ready\n"
+            moved(cluster3, proc, "2")
+            proc.stdin.write("1\n")
+            proc.stdin.flush()
+            assert proc.stdout.readline() == "swapped\n"
+            moved(cluster3, proc, "home")
+            cluster3.node_path(1, "/tmp/go").write_text("")
+            assert proc.stdout.readline() == "ok\n"
+        finally:
+            _, stderr = proc.communicate(timeout=TIMEOUT)
     assert proc.returncode == 0, stderr + logs(cluster3)
     assert cluster3.node_path(1, "/tmp/b.out").read_text() == "B\n"

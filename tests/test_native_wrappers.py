@@ -16,8 +16,8 @@ import pytest
 import trio
 from support.waiting import wait_until
 
-from mosix.helper_process import close_process
 from mosix.native import NATIVE_DIR, capturer, deputy, remote_supervisor, restorer
+from mosix.native.helper_process import close_process
 from mosix.native_names import CkptExit, CkptLine, RemoteLine
 from mosix.sysinfo.proc_info import real_uid
 

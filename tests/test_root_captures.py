@@ -11,6 +11,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 from support.agents import Agent, as_user, cleanup, make_agent
@@ -271,26 +272,43 @@ def users_dir(public_dir: Path, user: str) -> Path:
     return home
 
 
+class Capturing(NamedTuple):
+    home: Path  # the user's directory, where the checkpoints go
+    prog: subprocess.Popen[str]  # the user's big program
+    request: subprocess.Popen[str]  # its ``migrate PID checkpoint``
+    capturer: int  # the capturer's pid, while it writes
+
+
+def capturing(a: Agent, user: str, public_dir: Path, stderr: int) -> Capturing:
+    """A big program of ``user``'s asked for a checkpoint, once its capturer writes it."""
+    home = users_dir(public_dir, user)
+    prog = big_program(a, user, home)
+    request = a.spawn("migrate", str(prog.pid), "checkpoint", user=user, stderr=stderr)
+    found: list[int] = []
+    wait_until(lambda: bool(found.append(capturer_writing(a, home) or 0) or found[-1]))
+    return Capturing(home, prog, request, found[-1])
+
+
+def checkpoint_again(a: Agent, prog: subprocess.Popen[str], user: str) -> str:
+    """``migrate PID checkpoint`` as ``user``, which succeeds; its stdout."""
+    r = a.run("migrate", str(prog.pid), "checkpoint", user=user)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
 def test_a_capturer_killed_while_writing_leaves_no_file_and_no_zombie(
     agent: Agent,
     attacker: str,
     public_dir: Path,
 ) -> None:
-    home = users_dir(public_dir, attacker)
-    prog = big_program(agent, attacker, home)
-    request = agent.spawn(
-        "migrate", str(prog.pid), "checkpoint", user=attacker, stderr=subprocess.PIPE
-    )
-    found: list[int] = []
-    wait_until(lambda: bool(found.append(capturer_writing(agent, home) or 0) or found[-1]))
-    os.kill(found[-1], 9)
+    home, prog, request, capturer = capturing(agent, attacker, public_dir, subprocess.PIPE)
+    os.kill(capturer, 9)
     _, err = request.communicate(timeout=TIMEOUT)
     assert request.returncode != 0 and err.count("\n") == 1
     assert list(home.iterdir()) == []
     children = Path(f"/proc/{prog.pid}/task/{prog.pid}/children").read_text().split()
     assert children == []  # the copy the capturer left was reaped
-    r = agent.run("migrate", str(prog.pid), "checkpoint", user=attacker)
-    assert r.returncode == 0, r.stderr
+    checkpoint_again(agent, prog, attacker)
     assert [p.name for p in home.iterdir()] == ["ck.1"]  # the failed one wrote nothing
     prog.kill()
 
@@ -300,18 +318,13 @@ def test_an_agent_killed_during_a_checkpoint_never_reuses_its_number(
     attacker: str,
     public_dir: Path,
 ) -> None:
-    home = users_dir(public_dir, attacker)
-    prog = big_program(agent, attacker, home)
-    agent.spawn("migrate", str(prog.pid), "checkpoint", user=attacker, stderr=subprocess.DEVNULL)
-    found: list[int] = []
-    wait_until(lambda: bool(found.append(capturer_writing(agent, home) or 0) or found[-1]))
+    home, prog, _, _ = capturing(agent, attacker, public_dir, subprocess.DEVNULL)
     agent.kill9()
     wait_until(lambda: (home / "ck.1").exists(), what="the orphaned capture to finish")
     first = (home / "ck.1").stat()
     agent.start()
-    r = agent.run("migrate", str(prog.pid), "checkpoint", user=attacker)
-    assert r.returncode == 0, r.stderr
-    assert r.stdout == f"{prog.pid}: checkpoint 2 written to {home}/ck.2\n"
+    written = checkpoint_again(agent, prog, attacker)
+    assert written == f"{prog.pid}: checkpoint 2 written to {home}/ck.2\n"
     assert (home / "ck.1").stat().st_ino == first.st_ino
     prog.kill()
 

@@ -58,6 +58,9 @@ enum mosix_mode mosix_mode_of_words(const char *words, size_t len, enum mosix_mo
 /* The same for process pid, from /proc/PID/environ (process_mode.c; uses libc):
  * dflt when it cannot be read. */
 enum mosix_mode mosix_mode_of_process(int pid, enum mosix_mode dflt);
+/* Up to cap bytes of /proc/PID/NAME into out (process_mode.c; uses libc): how many,
+ * or -1 when it cannot be opened. */
+long mosix_read_proc(int pid, const char *name, char *out, size_t cap);
 
 /* Messages (no libc).  Return the length written to buf (at most cap-1, NUL-terminated). */
 enum mosix_message { MOSIX_MSG_KILLED, MOSIX_MSG_ENOSYS };

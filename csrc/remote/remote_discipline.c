@@ -24,32 +24,11 @@
 
 #define CAP_SYS_NICE 23
 
-/* Up to cap bytes of /proc/PID/NAME; -1 if it cannot be read. */
-static ssize_t read_proc(pid_t pid, const char *name, char *out, size_t cap)
-{
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, name);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    size_t len = 0;
-    while (len < cap) {
-        ssize_t n = read(fd, out + len, cap - len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        len += (size_t)n;
-    }
-    (void)close(fd); /* ours, read only: nothing to do if it fails */
-    return (ssize_t)len;
-}
-
 /* The process's effective capabilities include ``cap``. */
 static int has_capability(pid_t pid, int cap)
 {
     char status[4096];
-    ssize_t len = read_proc(pid, "status", status, sizeof(status) - 1);
+    long len = mosix_read_proc((int)pid, "status", status, sizeof(status) - 1);
     if (len < 0)
         return 0;
     status[len] = '\0';
@@ -122,7 +101,7 @@ long rd_message_request(enum rd_action action, pid_t pid, pid_t home_pid, long n
                         size_t cap)
 {
     char comm[32], msg[MOSIX_MESSAGE_MAX];
-    ssize_t n = read_proc(pid, "comm", comm, sizeof(comm) - 1);
+    long n = mosix_read_proc((int)pid, "comm", comm, sizeof(comm) - 1);
     if (n <= 0)
         n = snprintf(comm, sizeof(comm), "?");
     comm[n] = '\0';

@@ -12,13 +12,11 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from mosix.native_names import Program
 from mosix.protocol import LoadVector
 from mosix.sysinfo import node_facts, proc_info
 
-PROC = Path("/proc")
 SAMPLES_PER_INTERVAL = 4
 # Serving a migrated process's calls, not computing: in a test-cluster node (a CPU quota
 # per node) they wait runnable behind its computing processes for up to a quota period
@@ -29,36 +27,32 @@ SERVICE = frozenset({Program.DEPUTY, Program.REMOTE})
 def system_runnable(stat: str | None = None) -> int:
     """procs_running of /proc/stat, less the task reading it."""
     if stat is None:
-        try:
-            stat = (PROC / "stat").read_text()
-        except OSError:
+        raw = proc_info.read_file(f"{proc_info.PROC}/stat")
+        if raw is None:
             return 0
+        stat = raw.decode()
     for line in stat.splitlines():
         if line.startswith("procs_running "):
             return max(int(line.split()[1]) - 1, 0)
     return 0
 
 
-def task_states(pid: str) -> list[str]:
-    """The state letter of each thread of process ``pid`` (empty if it is gone)."""
+def runnable_tasks(pid: str) -> int:
+    """How many threads of process ``pid`` are runnable (0 if it is gone)."""
+    fields = proc_info.stat_fields(pid)
+    if not fields:
+        return 0
+    if len(fields) > 17 and fields[17] == b"1":  # num_threads
+        return int(fields[0] == b"R")
     try:
-        stat = (PROC / pid / "stat").read_text()
+        tids = os.listdir(f"{proc_info.PROC}/{pid}/task")
     except OSError:
-        return []
-    fields = stat[stat.rfind(")") + 2 :].split()
-    if len(fields) > 17 and fields[17] == "1":  # num_threads
-        return [fields[0]]
-    states = []
-    try:
-        for tid in os.listdir(PROC / pid / "task"):
-            try:
-                text = (PROC / pid / "task" / tid / "stat").read_text()
-            except OSError:
-                continue
-            states.append(text[text.rfind(")") + 2])
-    except OSError:
-        return []
-    return states
+        return 0
+    count = 0
+    for tid in tids:
+        task = proc_info.stat_fields(pid, tid)
+        count += bool(task) and task[0] == b"R"
+    return count
 
 
 def namespace_runnable(own_ns: str) -> int:
@@ -66,17 +60,12 @@ def namespace_runnable(own_ns: str) -> int:
     and the deputies' and supervisors' (see SERVICE)."""
     me = str(os.getpid())
     count = 0
-    for pid in os.listdir(PROC):
-        if not pid.isdigit() or pid == me:
+    for pid in os.listdir(proc_info.PROC):
+        if not pid.isdigit() or pid == me or proc_info.net_namespace(pid) != own_ns:
             continue
-        try:
-            if os.readlink(PROC / pid / "ns" / "net") != own_ns:
-                continue
-            if (PROC / pid / "comm").read_text().strip() in SERVICE:
-                continue
-        except OSError:
-            continue
-        count += task_states(pid).count("R")
+        name = proc_info.comm(pid)
+        if name is not None and name not in SERVICE:
+            count += runnable_tasks(pid)
     return count
 
 

@@ -15,8 +15,7 @@ import trio
 from mosix.agent_paths import AgentPaths
 from mosix.home_agent.admission import Admission
 from mosix.home_agent.connection import Connection, peer_of
-from mosix.home_agent.limits import AgentLimits
-from mosix.home_agent.queue_runner import SHORTAGE
+from mosix.home_agent.limits import SHORTAGE, AgentLimits
 from mosix.home_agent.replies import refuse_at_once
 
 log = logging.getLogger("mosixd")

@@ -52,6 +52,7 @@ log = logging.getLogger("mosixd")
 MODES = ("u", "e", "w")  # mosix.arguments.Unsupported's letters
 MAX_GUARDS_PER_USER = 1024
 PID_MAX = 1 << 22  # the kernel's largest pid_max
+TREE_FIELDS = ("PPid", *proc_info.VOUCHED_FIELDS)  # what the tree of a guard is found by
 
 
 @dataclass
@@ -199,7 +200,7 @@ class GuardWatch:
         """The live processes of the guard's tree: pid -> start time."""
         status: dict[int, dict[str, str]] = {}
         for pid in proc_info.pids():
-            fields = proc_info.status_fields(pid)
+            fields = proc_info.status_fields(pid, TREE_FIELDS)
             if fields is not None and fields.get("Uid", "").split()[:1] == [str(w.uid)]:
                 status[pid] = fields
         children: dict[int, list[int]] = {}

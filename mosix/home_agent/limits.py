@@ -9,6 +9,7 @@ overrides them (mosix.node.config).
 
 from __future__ import annotations
 
+import errno
 import resource
 from dataclasses import dataclass
 from typing import AnyStr
@@ -19,6 +20,8 @@ ROOT_RESERVE = 16  # connections only root may take when users have filled the r
 COMMAND_KEPT = 64 * 1024  # characters of a command the agent keeps (and lists)
 FLAGS_KEPT = 4096  # characters of a process's inherited option words it keeps
 CUT_MARK = "..."
+# out of descriptors or buffers: the agent waits a moment and tries again
+SHORTAGE = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
 
 @dataclass

@@ -7,13 +7,22 @@ the agent takes them in, so every record fits a frame by itself.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from typing import TypeVar
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, NamedTuple, TypeVar
 
-from mosix.protocol import LISTING_CHUNK, MAX_FRAME, record_size
+from mosix.protocol import LISTING_CHUNK, MAX_FRAME, Message, record_size
 
 R = TypeVar("R")
 FRAME_OVERHEAD = 256  # the message around the records: op, field names, counts
+
+
+class Chunks(NamedTuple):
+    """A listing still to be built: its records, built while the frames go out (so
+    the client decodes the first frames while the agent builds the later ones),
+    and the message around each part (``more`` on all but the last)."""
+
+    records: Iterable[Any]
+    frame: Callable[[list[Any], bool], Message]
 
 
 def parts(records: Iterable[R], budget: int = MAX_FRAME - FRAME_OVERHEAD) -> Iterator[list[R]]:

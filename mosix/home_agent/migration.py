@@ -39,9 +39,9 @@ import trio
 
 from mosix.cluster.peers import Cluster
 from mosix.cluster.stream import PeerStream, PeerUnavailable
-from mosix.helper_process import close_process
 from mosix.home_agent.connection import Connection
 from mosix.native import capturer, deputy
+from mosix.native.helper_process import close_process
 from mosix.native_names import CkptExit, CkptLine
 from mosix.protocol import (
     BringHome,

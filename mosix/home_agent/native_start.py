@@ -14,6 +14,7 @@ from mosix.home_agent.connection import Connection
 from mosix.home_agent.refusal import Refusal
 from mosix.home_agent.replies import reply
 from mosix.protocol import Exited, Refused, Started, StartNative
+from mosix.sysinfo import proc_info
 
 
 async def start_native(conn: Connection, msg: StartNative) -> None:
@@ -60,12 +61,8 @@ async def start_native(conn: Connection, msg: StartNative) -> None:
 
 
 def groups_of(pid: int) -> list[int]:
+    """The caller's supplementary groups (none when its status cannot be read)."""
     try:
-        with open(f"/proc/{pid}/status") as f:
-            text = f.read()
-        for line in text.splitlines():
-            if line.startswith("Groups:"):
-                return [int(g) for g in line.split()[1:]]
-    except (OSError, ValueError):
-        pass
-    return []
+        return [int(g) for g in (proc_info.status_value(pid, "Groups") or "").split()]
+    except ValueError:
+        return []

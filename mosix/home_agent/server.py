@@ -1,7 +1,7 @@
 """mosixd's control socket: each client's requests, until it closes its connection.
 
 Every request goes to the part that answers it: a process about itself
-(mosix.home_agent.process_requests), the queue (queue_requests, queue_runner),
+(mosix.home_agent.process_requests), the queue (mosix.queue: requests, runner),
 checkpoints (checkpoint_requests), listings and facts (status_requests),
 ``native`` (native_start), deputies (migration), guards (guard_watch).  Whatever a client sends, the
 worst it gets is one Refused line and the end of its connection.
@@ -10,6 +10,7 @@ worst it gets is one Refused line and the end of its connection.
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -21,8 +22,6 @@ from mosix.home_agent.limits import AgentLimits
 from mosix.home_agent.migration import Migrations
 from mosix.home_agent.native_start import start_native
 from mosix.home_agent.process_requests import ProcessRequests
-from mosix.home_agent.queue_requests import QueueRequests
-from mosix.home_agent.queue_runner import QueueRunner
 from mosix.home_agent.refusal import Refusal
 from mosix.home_agent.replies import reply
 from mosix.home_agent.status_requests import StatusRequests, send_chunks
@@ -49,6 +48,10 @@ from mosix.protocol import (
     StartNative,
     Status,
 )
+
+if TYPE_CHECKING:  # the queue leans on the home side; it comes in through the constructor
+    from mosix.queue.requests import QueueRequests
+    from mosix.queue.runner import QueueRunner
 
 log = logging.getLogger("mosixd")
 

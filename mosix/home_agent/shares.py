@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from mosix.home_agent.limits import AgentLimits, words_size
-from mosix.home_agent.queue import Queue
 from mosix.home_agent.refusal import Refusal
 from mosix.home_agent.registry import Registry
+
+if TYPE_CHECKING:
+    from mosix.queue.queue import Queue
 
 
 class UserShares:

@@ -11,13 +11,15 @@ import logging
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cbor2
 import trio
 
-from mosix.home_agent.queue import Capacity, Queue, QueuedJob, RunningJob, record
 from mosix.home_agent.registry import Registration, Registry
-from mosix.sysinfo import proc_info
+
+if TYPE_CHECKING:
+    from mosix.queue.saved import SavedQueue
 
 log = logging.getLogger("mosixd")
 SAVE_DELAY = 0.05  # state is saved at most this often
@@ -37,22 +39,17 @@ class Changes:
 
 
 class SavedState:
-    def __init__(
-        self, path: Path, registry: Registry, queue: Queue, capacity: Capacity, changes: Changes
-    ) -> None:
+    def __init__(self, path: Path, registry: Registry, queue: SavedQueue, changes: Changes) -> None:
         self.path = path
         self.registry = registry
-        self.queue = queue
-        self.capacity = capacity
+        self.queue = queue  # the queue's part (mosix.queue.saved)
         self.changes = changes
 
     def snapshot(self) -> dict[str, object]:
         return {
             "version": 1,
-            "next_ticket": self.queue.next_ticket,
             "registered": [vars(r) for r in self.registry.registered.values()],
-            "queued": [record(j) for j in self.queue.jobs.values()],
-            "running": [record(r) for r in self.capacity.running.values()],
+            **self.queue.snapshot(),
         }
 
     def save(self) -> None:
@@ -75,28 +72,18 @@ class SavedState:
             return lost
         now = time.time()
         try:
-            self.queue.next_ticket = int(state["next_ticket"])
             for r in state["registered"]:
                 self.registry.register(Registration(**r))
-            for j in state["queued"]:
-                job = QueuedJob(**j)
-                if proc_info.alive(job.pid, job.start_ticks):
-                    job.connected, job.lost_since = False, now
-                    self.queue.add(job)
-                    lost.add(job.ticket)
-            for r in state["running"]:
-                run = RunningJob(**r)
-                if run.uid < 0:  # a state file from before tickets were bound to users
-                    run.uid = proc_info.real_uid(run.pid) or 0
-                self.capacity.running[run.ticket] = run
+            self.queue.restore(state, now, lost)
         except (KeyError, TypeError, ValueError) as e:
             log.warning("ignoring malformed state file %s: %s", self.path, e)
         self.registry.forget_dead()
+        queued, running = self.queue.counts()
         log.info(
             "restored %d registrations, %d queued and %d running jobs",
             len(self.registry.registered),
-            len(self.queue.jobs),
-            len(self.capacity.running),
+            queued,
+            running,
         )
         return lost
 

@@ -4,15 +4,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from mosix.cluster.peers import Cluster
 from mosix.home_agent.agent_config import AgentConfig
 from mosix.home_agent.balancer import Balancer
 from mosix.home_agent.connection import Connection, Peer
-from mosix.home_agent.listing import parts
-from mosix.home_agent.queue import Capacity, Queue
-from mosix.home_agent.queue_requests import QueueChunks, queue_entry
+from mosix.home_agent.listing import Chunks, parts
 from mosix.home_agent.refusal import Refusal, visible
 from mosix.home_agent.registry import Registry
 from mosix.protocol import (
@@ -25,6 +23,9 @@ from mosix.protocol import (
     QueueListing,
 )
 from mosix.sysinfo import node_facts
+
+if TYPE_CHECKING:
+    from mosix.queue.queue import Capacity, Queue
 
 R = TypeVar("R")
 
@@ -108,14 +109,10 @@ class StatusRequests:
         return {"balance_rounds": balancer.rounds, "balance_moves": balancer.moves}
 
 
-async def send_chunks(conn: Connection, listing: Processes | QueueListing | QueueChunks) -> None:
+async def send_chunks(conn: Connection, listing: Processes | QueueListing | Chunks) -> None:
     """A listing in frames that fit MAX_FRAME (``more`` on all but the last)."""
-    if isinstance(listing, QueueChunks):
-        jobs, position, total = listing
-        entries = (queue_entry(j, position[j.ticket]) for j in jobs)
-        await send_parts(
-            conn, entries, lambda part, more: QueueListing(part, total=total, more=more)
-        )
+    if isinstance(listing, Chunks):
+        await send_parts(conn, listing.records, listing.frame)
     elif isinstance(listing, QueueListing):
         await conn.send(listing)
     else:

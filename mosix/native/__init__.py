@@ -10,6 +10,7 @@ One module per part (the psutil way of binding C):
 - :mod:`mosix.native.remote_supervisor`: mosix-remote;
 - :mod:`mosix.native.deputy`: mosix-deputy and the restorer it is given;
 - :mod:`mosix.native.restorer`: mosix-restore, as mosrun -R executes it.
+- :mod:`mosix.native.helper_process`: ``close_process``, how the agents end a helper they started.
 
 What stays plain Python, because a C call would add nothing: pidfds and descriptor
 passing (``os.pidfd_open``, ``socket.send_fds``/``recv_fds`` are the system calls

@@ -118,7 +118,7 @@ def migrate_argv(fd: int, pid: int, deputy: Sequence[str] = ()) -> list[str]:
 
 async def start_migrate(fd: int, pid: int, deputy: Sequence[str] = ()) -> trio.Process:
     """The capturer of :func:`migrate_argv`, its three pipes ours (end it with
-    mosix.helper_process.close_process).  ``fd`` stays open here."""
+    mosix.native.helper_process.close_process).  ``fd`` stays open here."""
     return await trio.lowlevel.open_process(
         migrate_argv(fd, pid, deputy),
         stdin=subprocess.PIPE,

@@ -47,7 +47,7 @@ class Supervise:
 
     async def start(self) -> trio.Process:
         """The supervisor, in a session of its own, stdin and stdout ours (end it with
-        mosix.helper_process.close_process); the descriptors stay open here."""
+        mosix.native.helper_process.close_process); the descriptors stay open here."""
         return await trio.lowlevel.open_process(
             self.argv(),
             stdin=subprocess.PIPE,

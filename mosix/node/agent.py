@@ -30,14 +30,15 @@ from mosix.home_agent.control_socket import ControlSocket
 from mosix.home_agent.guard_watch import GuardWatch
 from mosix.home_agent.limits import usable_connections
 from mosix.home_agent.process_requests import ProcessRequests
-from mosix.home_agent.queue import Capacity, Queue
-from mosix.home_agent.queue_requests import QueueRequests
-from mosix.home_agent.queue_runner import QueueRunner
 from mosix.home_agent.registry import Registry, at_home
 from mosix.home_agent.server import Server
 from mosix.home_agent.shares import UserShares
 from mosix.home_agent.state import Changes, SavedState
 from mosix.home_agent.status_requests import StatusRequests
+from mosix.queue.queue import Capacity, Queue
+from mosix.queue.requests import QueueRequests
+from mosix.queue.runner import QueueRunner
+from mosix.queue.saved import SavedQueue
 from mosix.remote_agent.hosting import Hosting
 from mosix.sysinfo import node_facts, proc_info
 
@@ -73,7 +74,7 @@ class NodeAgent:
             memory_in_use_mb=proc_info.rss_mb,
         )
         changes = Changes()
-        state = SavedState(paths.state, registry, queue, capacity, changes)
+        state = SavedState(paths.state, registry, SavedQueue(queue, capacity), changes)
         lost = state.load()
         registration_of = functools.partial(mosix_process, registry)
         stopping = trio.Event()

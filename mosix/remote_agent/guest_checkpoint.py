@@ -26,8 +26,8 @@ import trio
 
 from mosix.cluster.nodemap import Node
 from mosix.cluster.stream import PeerStream
-from mosix.helper_process import close_process
 from mosix.native import capturer
+from mosix.native.helper_process import close_process
 from mosix.native_names import CkptLine, RemoteLine
 from mosix.protocol import MigrateCheckpoint, RemoteEvent
 from mosix.remote_agent.inbound import QUIET_TIMEOUT, Guest, Guests

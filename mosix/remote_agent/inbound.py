@@ -27,8 +27,8 @@ import trio
 
 from mosix.cluster.nodemap import Node
 from mosix.cluster.stream import PeerStream, PeerUnavailable
-from mosix.helper_process import close_process
 from mosix.native import capturer, remote_supervisor
+from mosix.native.helper_process import close_process
 from mosix.native_names import CkptLine, RemoteLine
 from mosix.protocol import (
     BringHome,

@@ -1,20 +1,55 @@
-"""Reading facts about processes from /proc (no permission: None)."""
+"""Reading facts about processes from /proc (no permission: None).
+
+The agents scan every process of the node (discovery, load vectors, a guard's
+tree), so the readers work on bytes: ``os.open``/``os.read`` of a path string,
+no pathlib object and no decoding of what is not kept.  One parser per file:
+:func:`stat_fields` for ``stat``, :func:`status_fields` for ``status``,
+:func:`initial_env` for ``environ``; every other reader goes through them.
+"""
 
 from __future__ import annotations
 
 import functools
 import os
-from pathlib import Path
+from collections.abc import Collection
 
 from mosix.native_names import Program
 from mosix.start_contract import INHERIT_ENV
 
-PROC = Path("/proc")
+PROC = "/proc"
+READ_SIZE = 64 * 1024
 GUEST_SUPERVISOR = Program.REMOTE  # the parent of every guest (csrc/remote/mosix_remote.c)
+VOUCHED_FIELDS = ("Uid", "Gid", "NoNewPrivs", "Seccomp")  # what :func:`vouched` looks at
+Pid = int | str  # a number, or "self"
+
+
+def read_file(path: str) -> bytes | None:
+    """The whole of a /proc file (None: it cannot be opened or read)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        data = os.read(fd, READ_SIZE)
+        if len(data) == READ_SIZE:  # a long one (environ, cmdline, maps): the rest
+            parts = [data]
+            while chunk := os.read(fd, READ_SIZE):
+                parts.append(chunk)
+            data = b"".join(parts)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return data
+
+
+def proc_file(pid: Pid, name: str) -> bytes | None:
+    """/proc/PID/NAME (None: no such process, or not readable)."""
+    return read_file(f"{PROC}/{pid}/{name}")
 
 
 def pids() -> list[int]:
-    return [int(p.name) for p in PROC.iterdir() if p.name.isdigit()]
+    return [int(name) for name in os.listdir(PROC) if name.isdigit()]
 
 
 @functools.cache
@@ -22,12 +57,11 @@ def node_netns() -> str | None:
     """This node's network namespace when it is not the machine's initial one (a node of
     the local test cluster, where nodes share one kernel and tell their processes apart by
     namespace); None: every process of the machine is this node's."""
-    try:
-        own = os.readlink(PROC / "self" / "ns" / "net")
-    except OSError:
+    own = net_namespace("self")
+    if own is None:
         return None
     try:
-        initial = os.readlink(PROC / "1" / "ns" / "net")
+        initial = os.readlink(f"{PROC}/1/ns/net")
     except OSError:
         # pid 1 hidden (a container): root can still tell namespaces apart by looking at
         # each process; other users cannot, and count the machine's processes
@@ -35,110 +69,115 @@ def node_netns() -> str | None:
     return None if own == initial else own
 
 
+def net_namespace(pid: Pid) -> str | None:
+    """The process's network namespace, as /proc/PID/ns/net names it."""
+    try:
+        return os.readlink(f"{PROC}/{pid}/ns/net")
+    except OSError:
+        return None
+
+
 def on_this_node(pid: int) -> bool:
     """Whether the process lives on this node (see node_netns)."""
     own = node_netns()
-    if own is None:
-        return True
-    try:
-        return os.readlink(PROC / str(pid) / "ns" / "net") == own
-    except OSError:
-        return False
+    return own is None or net_namespace(pid) == own
+
+
+def comm(pid: Pid) -> str | None:
+    """The process's name (/proc/PID/comm, without its newline)."""
+    raw = proc_file(pid, "comm")
+    return None if raw is None else raw.rstrip(b"\n").decode(errors="replace")
 
 
 def is_guest(pid: int) -> bool:
     """A process of another home node running here: its parent is mosix-remote."""
     ppid = status_value(pid, "PPid")
-    if not ppid:
-        return False
-    try:
-        return (PROC / ppid / "comm").read_text().strip() == GUEST_SUPERVISOR
-    except OSError:
-        return False
+    return bool(ppid) and comm(ppid) == GUEST_SUPERVISOR
+
+
+def stat_fields(pid: Pid, tid: int | str | None = None) -> list[bytes] | None:
+    """/proc/PID/stat (of thread ``tid``: /proc/PID/task/TID/stat) from its third field
+    on: [0] is the state, [17] the number of threads, [19] the start time, [35] the exit
+    signal (proc(5)'s fields 3, 20, 22 and 38).  None: no such process."""
+    raw = proc_file(pid, "stat" if tid is None else f"task/{tid}/stat")
+    if raw is None:
+        return None
+    return raw[raw.rfind(b")") + 2 :].split()
 
 
 def start_ticks(pid: int) -> int | None:
     """When the process started (clock ticks since boot): tells a reused pid apart."""
-    try:
-        stat = (PROC / str(pid) / "stat").read_bytes()
-    except OSError:
-        return None
-    rest = stat[stat.rfind(b")") + 2 :].split()
-    return int(rest[19]) if len(rest) > 19 else None
+    fields = stat_fields(pid)
+    return int(fields[19]) if fields is not None and len(fields) > 19 else None
 
 
 def state_letter(pid: int) -> str | None:
-    try:
-        stat = (PROC / str(pid) / "stat").read_bytes()
-    except OSError:
-        return None
-    rest = stat[stat.rfind(b")") + 2 :].split()
-    return rest[0].decode() if rest else None
+    fields = stat_fields(pid)
+    return fields[0].decode() if fields else None
 
 
 def is_checkpoint_copy(pid: int) -> bool:
     """The checkpointer's frozen copy of a process: a child without an exit signal
     (``clone`` flags 0, /proc/PID/stat field 38), which lives only during a capture."""
-    try:
-        stat = (PROC / str(pid) / "stat").read_bytes()
-    except OSError:
-        return False
-    rest = stat[stat.rfind(b")") + 2 :].split()
-    return len(rest) > 35 and rest[35] == b"0"
+    fields = stat_fields(pid)
+    return fields is not None and len(fields) > 35 and fields[35] == b"0"
 
 
 def children(pid: int) -> list[int]:
     try:
-        tasks = list((PROC / str(pid) / "task").iterdir())
+        tasks = os.listdir(f"{PROC}/{pid}/task")
     except OSError:
         return []
     found: list[int] = []
     for task in tasks:
-        try:
-            found += [int(c) for c in (task / "children").read_text().split()]
-        except (OSError, ValueError):
-            continue
+        raw = proc_file(pid, f"task/{task}/children")
+        if raw is not None:
+            found += [int(c) for c in raw.split()]
     return found
 
 
 def real_uid(pid: int) -> int | None:
+    return first_id(status_value(pid, "Uid"))
+
+
+def first_id(ids: str | None) -> int | None:
+    """The real one of a status line's ids (``Uid``, ``Gid``: real, effective, ...)."""
     try:
-        for line in (PROC / str(pid) / "status").read_text().splitlines():
-            if line.startswith("Uid:"):
-                return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
+        return None if ids is None else int(ids.split()[0])
+    except (ValueError, IndexError):
+        return None
 
 
 def rss_mb(pid: int) -> int:
+    raw = proc_file(pid, "statm")
     try:
-        pages = int((PROC / str(pid) / "statm").read_text().split()[1])
-    except (OSError, ValueError, IndexError):
+        pages = int(raw.split()[1]) if raw is not None else 0
+    except (ValueError, IndexError):
         return 0
     return pages * 4096 // (1 << 20)
 
 
 def command(pid: int) -> list[bytes]:
     """The process's argv, as its bytes."""
-    try:
-        raw = (PROC / str(pid) / "cmdline").read_bytes()
-    except OSError:
-        return []
-    return raw.split(b"\0")[:-1]
+    raw = proc_file(pid, "cmdline")
+    return [] if raw is None else raw.split(b"\0")[:-1]
 
 
 def initial_env(pid: int, name: str) -> str | None:
     """A variable of the environment the process was started with (None: absent)."""
-    try:
-        environ = (PROC / str(pid) / "environ").read_bytes()
-    except OSError:
+    environ = proc_file(pid, "environ")
+    if environ is None:
         return None
-    prefix = (name + "=").encode()
-    for entry in environ.split(b"\0"):
-        if entry.startswith(prefix):
-            return entry[len(prefix) :].decode(errors="replace")
-    return None
+    prefix = name.encode() + b"="
+    if environ.startswith(prefix):
+        start = len(prefix)
+    else:
+        at = environ.find(b"\0" + prefix)
+        if at < 0:
+            return None
+        start = at + 1 + len(prefix)
+    end = environ.find(b"\0", start)
+    return environ[start : end if end >= 0 else len(environ)].decode(errors="replace")
 
 
 def inherited_words(pid: int) -> list[str] | None:
@@ -153,24 +192,29 @@ def disciplined(pid: int) -> bool:
     a set-id program since: the kernel refuses), and all its user and group ids are its
     real ones (not a set-id program that set no_new_privs itself).  MOSIX_INHERIT in its
     environment alone is a claim anyone can make."""
-    fields = status_fields(pid)
+    fields = status_fields(pid, VOUCHED_FIELDS)
     return fields is not None and vouched(fields)
 
 
-def status_fields(pid: int) -> dict[str, str] | None:
-    """/proc/PID/status as a mapping (None: no such process, or not readable)."""
-    try:
-        status = (PROC / str(pid) / "status").read_text()
-    except OSError:
+def status_fields(pid: Pid, names: Collection[str] | None = None) -> dict[str, str] | None:
+    """/proc/PID/status as a mapping, of ``names`` only if given (the scan stops when
+    it has them all).  None: no such process, or not readable."""
+    raw = proc_file(pid, "status")
+    if raw is None:
         return None
-    return {
-        name: value.strip()
-        for name, _, value in (line.partition(":") for line in status.splitlines())
-    }
+    wanted = None if names is None else {name.encode() for name in names}
+    fields: dict[str, str] = {}
+    for line in raw.split(b"\n"):
+        key, _, value = line.partition(b":")
+        if wanted is None or key in wanted:
+            fields[key.decode(errors="replace")] = value.strip().decode(errors="replace")
+            if wanted is not None and len(fields) == len(wanted):
+                break
+    return fields
 
 
 def vouched(fields: dict[str, str]) -> bool:
-    """:func:`disciplined` for a process's :func:`status_fields`."""
+    """:func:`disciplined` for a process's :func:`status_fields` (VOUCHED_FIELDS at least)."""
     ids = [fields.get(key, "").split() for key in ("Uid", "Gid")]
     return (
         fields.get("NoNewPrivs", "").strip() == "1"
@@ -190,17 +234,11 @@ def exists(pid: int) -> bool:
 
 
 def real_gid(pid: int) -> int:
-    try:
-        for line in (PROC / str(pid) / "status").read_text().splitlines():
-            if line.startswith("Gid:"):
-                return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0
+    return first_id(status_value(pid, "Gid")) or 0
 
 
-def status_value(pid: int, key: str) -> str | None:
-    fields = status_fields(pid)
+def status_value(pid: Pid, key: str) -> str | None:
+    fields = status_fields(pid, (key,))
     return None if fields is None else fields.get(key)
 
 
@@ -217,11 +255,10 @@ def stay_reason(pid: int) -> str:
     locked = status_value(pid, "VmLck")
     if locked and not locked.startswith("0 "):
         return "it has locked memory (mlock, MAP_LOCKED)"
-    try:
-        maps = (PROC / str(pid) / "maps").read_text()
-    except OSError:
+    raw = proc_file(pid, "maps")
+    if raw is None:
         return ""
-    for line in maps.splitlines():
+    for line in raw.decode(errors="replace").splitlines():
         fields = line.split(maxsplit=5)
         if len(fields) < 5:
             continue
@@ -236,24 +273,14 @@ def stay_reason(pid: int) -> str:
 
 def numa_policy(pid: int) -> str:
     """The process's NUMA memory policy when it has set one (mbind, set_mempolicy)."""
-    try:
-        with open(PROC / str(pid) / "numa_maps") as f:  # no NUMA: no file
-            for line in f:
-                fields = line.split(maxsplit=2)
-                if len(fields) > 1 and fields[1] != "default":
-                    return f"it has a NUMA memory policy ({fields[1]})"
-    except OSError:
-        pass
+    raw = proc_file(pid, "numa_maps")  # no NUMA: no file
+    for line in (raw or b"").splitlines():
+        fields = line.split(maxsplit=2)
+        if len(fields) > 1 and fields[1] != b"default":
+            return f"it has a NUMA memory policy ({fields[1].decode(errors='replace')})"
     return ""
 
 
 def under_discipline() -> bool:
     """True when this process runs under a seccomp filter (mode 2)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("Seccomp:"):
-                    return line.split()[1] == "2"
-    except OSError:
-        pass
-    return False
+    return status_value("self", "Seccomp") == "2"

@@ -175,3 +175,33 @@ def where(cluster: LocalCluster, pid: int) -> str:
         if fields and fields[0] == str(pid):
             return fields[3]
     raise AssertionError(f"process {pid} not in mosps:\n{listing.stdout}")
+
+
+def moved(cluster: LocalCluster, proc: subprocess.Popen[str], target: str) -> None:
+    """``migrate PID TARGET`` at node 1, which succeeds (else its stderr and whether
+    the process still runs say why)."""
+    done = migrate(cluster, proc.pid, target)
+    assert done.returncode == 0, f"migrate {target}: {done.stderr} (exit status {proc.poll()})"
+
+
+@contextlib.contextmanager
+def mosrun_at_home(
+    cluster: LocalCluster, argv: list[str], cwd: str | None = None
+) -> Iterator[subprocess.Popen[str]]:
+    """``mosrun ARGV`` started at node 1 (``cwd``: the node's / unless given), its
+    standard streams piped as text; killed and reaped if it runs on after the block."""
+    proc = cluster.popen(
+        1,
+        ["mosrun", *argv],
+        cwd=cwd,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

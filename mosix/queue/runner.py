@@ -3,7 +3,6 @@ their slots until their process ends."""
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import time
@@ -12,15 +11,15 @@ from dataclasses import dataclass
 import trio
 
 from mosix.home_agent.connection import Connection
-from mosix.home_agent.queue import Capacity, Queue, QueuedJob
+from mosix.home_agent.limits import SHORTAGE
 from mosix.home_agent.replies import reply
 from mosix.home_agent.state import Changes
 from mosix.protocol import Abort, Go
+from mosix.queue.queue import Capacity, Queue, QueuedJob
 from mosix.sysinfo import proc_info
 
 log = logging.getLogger("mosixd")
 TICK_SECONDS = 1.0  # how often memory-bound queued jobs are reconsidered
-SHORTAGE = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
 
 @dataclass

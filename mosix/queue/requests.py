@@ -3,12 +3,9 @@ listing and actions."""
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 from mosix.home_agent.connection import Connection, Peer
 from mosix.home_agent.limits import COMMAND_KEPT, kept_words, words_size
-from mosix.home_agent.queue import Capacity, Queue, QueuedJob
-from mosix.home_agent.queue_runner import QueueRunner
+from mosix.home_agent.listing import Chunks
 from mosix.home_agent.refusal import Refusal, check_owner, visible
 from mosix.home_agent.shares import UserShares
 from mosix.home_agent.state import Changes
@@ -23,20 +20,11 @@ from mosix.protocol import (
     QueueEntry,
     QueueListing,
 )
+from mosix.queue.queue import Capacity, Queue, QueuedJob
+from mosix.queue.runner import QueueRunner
 from mosix.sysinfo import node_facts, proc_info
 
 MAX_TICKET = 1 << 62  # a presented ticket above this is refused (tickets stay int64)
-
-
-class QueueChunks(NamedTuple):
-    """A queue listing still to be built: jobs in order, their positions, the count.
-
-    Entries are built while the frames go out, so the client decodes the first
-    frames while the agent still builds the later ones."""
-
-    jobs: list[QueuedJob]
-    position: dict[int, int]
-    total: int
 
 
 def queue_entry(job: QueuedJob, position: int) -> QueueEntry:
@@ -144,7 +132,7 @@ class QueueRequests:
             raise Refusal(f"priority {priority}: only root may give a priority below {default}")
         return priority
 
-    def list_queue(self, peer: Peer, msg: ListQueue) -> QueueListing | QueueChunks:
+    def list_queue(self, peer: Peer, msg: ListQueue) -> QueueListing | Chunks:
         if msg.all_users and not peer.is_root:
             raise Refusal("only root may list other users' queued jobs")
         if msg.count_only:
@@ -153,7 +141,11 @@ class QueueRequests:
         ordered = self.queue.ordered()
         mine = [j for j in ordered if msg.all_users or j.uid == peer.uid]
         position = {j.ticket: i for i, j in enumerate(ordered, 1)}
-        return QueueChunks(mine, position, len(mine))
+        total = len(mine)
+        return Chunks(
+            (queue_entry(j, position[j.ticket]) for j in mine),
+            lambda part, more: QueueListing(part, total=total, more=more),
+        )
 
     async def queue_action(self, peer: Peer, msg: QueueAction) -> int:
         if msg.action not in QUEUE_ACTIONS:
