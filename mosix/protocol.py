@@ -245,6 +245,7 @@ class Register(Message):
     placement: str = ""  # the placement option word ("-r node2", "-b", "-j1-3"; "" none)
     force_elsewhere: bool = False  # -F
     gate: str = ""  # a FIFO the program waits at until the agent has placed it
+    recovering: bool = False  # -R: placed once the restorer has resumed it (no gate)
 
 
 @message

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.agents import Agent, cleanup, make_agent
+from support.agents import Agent, cleanup, make_agent, start_blocker
 from support.cbuild import build_c
 from support.waiting import wait_until
 
@@ -265,3 +265,39 @@ def test_periodic_checkpoints_wait_while_the_program_is_blocked(
     wait_until(lambda: (work / "auto.2").exists(), timeout=30, what="the second one")
     p.kill()
     p.wait()
+
+
+def test_recovery_takes_the_location_options_q_J_and_D(
+    ckagent: Agent, work: Path, programs: dict[str, list[str]]
+) -> None:
+    """mosrun -R{file} -q -J7 -D1h: queued first, then listed with its new job and estimate."""
+    argv = programs["dynamic"]
+    expected = reference(ckagent, work, argv)
+    out = work / "run.out"
+    p = start(ckagent, work, [*argv, str(out), str(LINES), str(PAUSE_AT)], "-J3")
+    assert migrate(ckagent, p.pid, "chkexit", work).returncode == 0
+    assert p.wait(timeout=30) == -signal.SIGKILL
+    blocker = start_blocker(ckagent)
+    options = ["-q", "-J7", "-D1h"]
+    r = ckagent.spawn(
+        "mosrun",
+        f"-R{work / f'ckpt.{p.pid}.1'}",
+        *options,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        cwd="/",
+    )
+    wait_until(lambda: ckagent.queued_count() == 1, what="the recovery to be queued")
+    assert Path(f"/proc/{r.pid}/comm").read_text() == "mosqueue\n"
+    assert blocker.stdin is not None
+    blocker.stdin.close()
+    assert blocker.wait(timeout=30) == 0
+
+    def listed() -> list[str]:
+        rows = ckagent.run("mosps").stdout.splitlines()[1:]
+        return next((row.split() for row in rows if row.split()[0] == str(r.pid)), [])
+
+    wait_until(lambda: listed()[4:5] == ["running"], what="the recovered process to run")
+    assert listed()[1:6] == ["root", "7", "home", "running", "1h0m"]
+    assert finish(r) == ("done\n", 3)
+    assert out.read_bytes() == expected
