@@ -267,6 +267,29 @@ def test_periodic_checkpoints_wait_while_the_program_is_blocked(
     p.wait()
 
 
+def test_periodic_checkpoints_come_on_time_for_a_program_that_mostly_sleeps(
+    ckagent: Agent, work: Path
+) -> None:
+    """-A: a program that sleeps half a second per loop still gets a checkpoint each
+    minute (its sleeps end; it is never caught running by the agent's looks)."""
+    loop = "import time\nwhile True:\n    time.sleep(0.5)\n"
+    p = ckagent.spawn(
+        "mosrun",
+        "-Csleepy",
+        "-A1",
+        sys.executable,
+        "-P",
+        "-c",
+        loop,
+        cwd=work,
+        stdin=subprocess.DEVNULL,
+    )
+    wait_until(lambda: (work / "sleepy.3").exists(), timeout=30, what="three periodic checkpoints")
+    assert read_head_from(str(work / "sleepy.1")).pid == p.pid
+    p.kill()
+    p.wait()
+
+
 def test_recovery_takes_the_location_options_q_J_and_D(
     ckagent: Agent, work: Path, programs: dict[str, list[str]]
 ) -> None:

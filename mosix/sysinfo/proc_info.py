@@ -199,6 +199,18 @@ def real_gid(pid: int) -> int:
     return 0
 
 
+def context_switches(pid: int) -> int | None:
+    """How often the process has given up a processor, by choice or not: the count
+    moves only while it runs, so a change says a blocked process woke up since."""
+    fields = status_fields(pid)
+    if fields is None:
+        return None
+    try:
+        return int(fields["voluntary_ctxt_switches"]) + int(fields["nonvoluntary_ctxt_switches"])
+    except (KeyError, ValueError):
+        return None
+
+
 def status_value(pid: int, key: str) -> str | None:
     fields = status_fields(pid)
     return None if fields is None else fields.get(key)
