@@ -130,6 +130,9 @@ class ClusterServices:
                 if node is None:
                     return Refused(error=f"{msg.target}: no such node in this cluster")
                 target = node.number
+                grid_class = request_of(None, reg).grid_class
+                if not self.chooser.allows(target, grid_class):
+                    return Refused(error=self.chooser.refusal(target, grid_class))
             if target == self.migrations.where(msg.pid):
                 return Done(count=0)
             if self.migrations.where(msg.pid) != self.me:
@@ -175,7 +178,7 @@ def request_of(msg: Register | None, reg: Registration) -> Request:
         placement=placement_of(msg.placement if msg else ""),
         force_elsewhere=bool(msg and msg.force_elsewhere),
         required_mb=(args.memory_mb or 0) if args else 0,
-        grid=bool(args and args.grid_class),
+        grid_class=(args.grid_class or 0) if args else 0,
     )
 
 

@@ -1,0 +1,86 @@
+"""-G{class} in a real 3-node test cluster whose node 3 is another partition taking class 5.
+
+The manual: without -G (or with -G0) a program stays in its home's partition;
+-G{class} lets it go to other partitions.  Here node 3's map entry says it
+takes class 5 only, so ``migrate PID 3`` moves a -G5 process and refuses a
+process without -G and one with -G2, each in one line; node 2 (the home's
+partition) takes them all.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from support.clusters import migrate, node_programs, where
+from support.waiting import wait_until
+
+from mosix.testcluster import LocalCluster
+
+TIMEOUT = 120
+
+
+@pytest.fixture(scope="module")
+def stepper() -> Iterator[Path]:
+    with node_programs("grid", {"stepper": ["-O1", "stepper.c"]}) as directory:
+        yield directory / "stepper"
+
+
+def partitioned(make_cluster: Callable[..., LocalCluster]) -> LocalCluster:
+    """Three nodes; node 3 in partition 2, taking -G class 5 (every agent's map says so)."""
+    cluster = make_cluster(3)
+    for k in cluster.numbers:
+        config = cluster.node_path(k, "/etc/mosix/mosixd.toml")
+        text = config.read_text()
+        node3 = 'name = "node3"\n'
+        head, _, entry = text.rpartition(node3)  # the last: its [[cluster.node]] entry
+        config.write_text(head + node3 + "partition = 2\nclasses = [5]\n" + entry)
+        cluster.restart_agent(k)
+
+    def all_up() -> bool:
+        log = cluster.agent_log(1).read_text(errors="replace")
+        since = log.rsplit("listening on /run/mosix/mosixd.sock", 1)[-1]
+        return all(f"node {k} (node{k}, {cluster.address(k)}) is up" in since for k in (2, 3))
+
+    wait_until(all_up, TIMEOUT, what="node 1's agent hears from nodes 2 and 3")
+    return cluster
+
+
+def started(cluster: LocalCluster, stepper: Path, *options: str) -> subprocess.Popen[str]:
+    proc = cluster.popen(
+        1,
+        ["mosrun", "-L", *options, str(stepper), "/dev/null"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stdout.readline().startswith("step ")
+    return proc
+
+
+def test_another_partition_takes_only_the_classes_it_admits(
+    make_cluster: Callable[..., LocalCluster], stepper: Path
+) -> None:
+    cluster = partitioned(make_cluster)
+    procs = {opt: started(cluster, stepper, *([opt] if opt else [])) for opt in ("", "-G2", "-G5")}
+    try:
+        plain = migrate(cluster, procs[""].pid, "3")
+        assert plain.returncode == 1
+        assert plain.stderr.count("\n") == 1 and "needs -G" in plain.stderr, plain.stderr
+        two = migrate(cluster, procs["-G2"].pid, "3")
+        assert two.returncode == 1
+        assert "does not take class 2 (-G2)" in two.stderr, two.stderr
+        assert where(cluster, procs[""].pid) == where(cluster, procs["-G2"].pid) == "home"
+        five = migrate(cluster, procs["-G5"].pid, "3")
+        assert five.returncode == 0, five.stderr
+        assert where(cluster, procs["-G5"].pid) == "node3"
+        same = migrate(cluster, procs[""].pid, "2")  # its own partition: no -G needed
+        assert same.returncode == 0, same.stderr
+        assert where(cluster, procs[""].pid) == "node2"
+    finally:
+        for proc in procs.values():
+            proc.kill()
+            proc.wait()
