@@ -344,13 +344,13 @@ class GetStatus(Message):
 class StartNative(Message):
     """native: start ``argv`` outside the discipline with the caller's fds 0-2.
 
-    The three descriptors travel with this frame as SCM_RIGHTS.
+    Four descriptors travel with this frame as SCM_RIGHTS: the caller's 0, 1, 2
+    and its current directory (O_PATH).
     """
 
     OP: ClassVar[str] = "start-native"
     argv: list[bytes] = field(default_factory=list)
     env: dict[bytes, bytes] = field(default_factory=dict)
-    cwd: bytes = b"/"
 
 
 @message
