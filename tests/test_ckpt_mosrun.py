@@ -324,3 +324,20 @@ def test_recovery_takes_the_location_options_q_J_and_D(
     assert listed()[1:6] == ["root", "7", "home", "running", "1h0m"]
     assert finish(r) == ("done\n", 3)
     assert out.read_bytes() == expected
+
+
+def test_recovery_on_a_node_this_cluster_lacks_is_refused_in_one_line(
+    ckagent: Agent, work: Path, programs: dict[str, list[str]]
+) -> None:
+    """mosrun -R{file} -2 on a one-node cluster: refused before any -O file is made."""
+    out = work / "run.out"
+    p = start(ckagent, work, [*programs["dynamic"], str(out), str(LINES), str(PAUSE_AT)])
+    assert migrate(ckagent, p.pid, "chkexit", work).returncode == 0
+    assert p.wait(timeout=30) == -signal.SIGKILL
+    elsewhere = work / "elsewhere.out"
+    result = ckagent.run("mosrun", f"-R{work / f'ckpt.{p.pid}.1'}", "-2", f"-O1={elsewhere}")
+    assert result.returncode == 125
+    assert result.stderr == (
+        "mosrun: -2: no such node in this cluster (-F starts the program here instead)\n"
+    )
+    assert not elsewhere.exists()

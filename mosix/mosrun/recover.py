@@ -280,9 +280,9 @@ def recover(
         os.set_inheritable(error_fd, True)
     except OSError:
         error_fd = -1  # no stderr: nowhere to report but the exit status
+    register(args, head, env)  # first: a refused placement creates no -O file
     opened = open_files(args, head, base)
     process_state(head)
-    register(args, head, env)
     place(opened, image_fd, *([error_fd] if error_fd >= 0 else []))
     env[INHERIT_ENV] = head.options.get("inherit", "")
     default_signals()
