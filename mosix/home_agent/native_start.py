@@ -67,16 +67,14 @@ async def start_native(conn: Connection, msg: StartNative) -> None:
 
 def caller_of(peer: Peer, directory: int) -> Caller:
     """The caller's umask, limits and groups, from the kernel."""
-    umask = proc_info.status_value(peer.pid, "Umask")
     try:
         limits = tuple(limit_of(peer.pid, r) for r in range(LIMITS))
+        umask = int(proc_info.status_value(peer.pid, "Umask") or "", 8)
     except (OSError, ValueError):
-        raise Refusal("native: cannot read the caller's limits") from None
-    if umask is None:
-        raise Refusal("native: cannot read the caller's umask")
+        raise Refusal("native: cannot read the caller's umask and limits") from None
     return Caller(
         directory=directory,
-        umask=int(umask, 8),
+        umask=umask,
         limits=limits,
         uid=peer.uid,
         gid=peer.gid,
