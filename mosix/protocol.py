@@ -498,6 +498,7 @@ class MigrateOffer(Message):
     required_mb: int = 0  # -m
     command: list[bytes] = field(default_factory=list)  # argv (any bytes)
     direct: bool = False  # a direct channel follows ([cluster] fast_path)
+    grid_class: int = 0  # -G{class} (0: its home's partition only)
 
 
 @message

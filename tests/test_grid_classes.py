@@ -4,7 +4,8 @@ The manual: without -G (or with -G0) a program stays in its home's partition;
 -G{class} lets it go to other partitions.  Here node 3's map entry says it
 takes class 5 only, so ``migrate PID 3`` moves a -G5 process and refuses a
 process without -G and one with -G2, each in one line; node 2 (the home's
-partition) takes them all.
+partition) takes them all.  Node 3 decides for itself as well: when only its
+own map says so, the home's ``migrate`` offers and node 3 refuses.
 """
 
 from __future__ import annotations
@@ -28,10 +29,12 @@ def stepper() -> Iterator[Path]:
         yield directory / "stepper"
 
 
-def partitioned(make_cluster: Callable[..., LocalCluster]) -> LocalCluster:
-    """Three nodes; node 3 in partition 2, taking -G class 5 (every agent's map says so)."""
+def partitioned(
+    make_cluster: Callable[..., LocalCluster], maps: tuple[int, ...] = (1, 2, 3)
+) -> LocalCluster:
+    """Three nodes; node 3 in partition 2, taking -G class 5 (as the maps of ``maps`` say)."""
     cluster = make_cluster(3)
-    for k in cluster.numbers:
+    for k in maps:
         config = cluster.node_path(k, "/etc/mosix/mosixd.toml")
         text = config.read_text()
         node3 = 'name = "node3"\n'
@@ -40,11 +43,15 @@ def partitioned(make_cluster: Callable[..., LocalCluster]) -> LocalCluster:
         cluster.restart_agent(k)
 
     def all_up() -> bool:
-        log = cluster.agent_log(1).read_text(errors="replace")
-        since = log.rsplit("listening on /run/mosix/mosixd.sock", 1)[-1]
-        return all(f"node {k} (node{k}, {cluster.address(k)}) is up" in since for k in (2, 3))
+        for k in maps:  # each restarted agent hears from the others
+            log = cluster.agent_log(k).read_text(errors="replace")
+            since = log.rsplit("listening on /run/mosix/mosixd.sock", 1)[-1]
+            others = (j for j in cluster.numbers if j != k)
+            if not all(f"node {j} (node{j}, {cluster.address(j)}) is up" in since for j in others):
+                return False
+        return True
 
-    wait_until(all_up, TIMEOUT, what="node 1's agent hears from nodes 2 and 3")
+    wait_until(all_up, TIMEOUT, what="the restarted agents hear from the others")
     return cluster
 
 
@@ -80,6 +87,28 @@ def test_another_partition_takes_only_the_classes_it_admits(
         same = migrate(cluster, procs[""].pid, "2")  # its own partition: no -G needed
         assert same.returncode == 0, same.stderr
         assert where(cluster, procs[""].pid) == "node2"
+    finally:
+        for proc in procs.values():
+            proc.kill()
+            proc.wait()
+
+
+def test_the_target_refuses_by_its_own_map(
+    make_cluster: Callable[..., LocalCluster], stepper: Path
+) -> None:
+    cluster = partitioned(make_cluster, maps=(3,))  # node 1 thinks node 3 is one of its own
+    procs = {opt: started(cluster, stepper, *([opt] if opt else [])) for opt in ("", "-G5")}
+    try:
+        plain = migrate(cluster, procs[""].pid, "3")
+        assert plain.returncode == 1
+        assert plain.stderr.count("\n") == 1, plain.stderr
+        assert "node 3 refused: this node takes no process without -G from partition 1" in (
+            plain.stderr
+        )
+        assert where(cluster, procs[""].pid) == "home"
+        five = migrate(cluster, procs["-G5"].pid, "3")
+        assert five.returncode == 0, five.stderr
+        assert where(cluster, procs["-G5"].pid) == "node3"
     finally:
         for proc in procs.values():
             proc.kill()

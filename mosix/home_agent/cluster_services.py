@@ -162,6 +162,7 @@ class ClusterServices:
             memory_mb=proc_info.rss_mb(reg.pid),
             required_mb=(args.memory_mb or 0) if args else 0,
             command=reg.command,
+            grid_class=(args.grid_class or 0) if args else 0,
         )
 
 
