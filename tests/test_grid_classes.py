@@ -5,11 +5,13 @@ The manual: without -G (or with -G0) a program stays in its home's partition;
 takes class 5 only, so ``migrate PID 3`` moves a -G5 process and refuses a
 process without -G and one with -G2, each in one line; node 2 (the home's
 partition) takes them all.  Node 3 decides for itself as well: when only its
-own map says so, the home's ``migrate`` offers and node 3 refuses.
+own map says so, the home's ``migrate`` offers and node 3 refuses.  The
+balancer keeps to the same rule (a slow test).
 """
 
 from __future__ import annotations
 
+import re
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,6 +19,7 @@ from pathlib import Path
 import pytest
 from support.clusters import migrate, node_programs, where
 from support.waiting import wait_until
+from test_balancing import balancing_counters
 
 from mosix.testcluster import LocalCluster
 
@@ -24,16 +27,22 @@ TIMEOUT = 120
 
 
 @pytest.fixture(scope="module")
-def stepper() -> Iterator[Path]:
-    with node_programs("grid", {"stepper": ["-O1", "stepper.c"]}) as directory:
-        yield directory / "stepper"
+def programs() -> Iterator[Path]:
+    builds = {"stepper": ["-O1", "stepper.c"], "burn": ["-O0", "burn.c"]}
+    with node_programs("grid", builds) as directory:
+        yield directory
+
+
+@pytest.fixture(scope="module")
+def stepper(programs: Path) -> Path:
+    return programs / "stepper"
 
 
 def partitioned(
-    make_cluster: Callable[..., LocalCluster], maps: tuple[int, ...] = (1, 2, 3)
+    make_cluster: Callable[..., LocalCluster], maps: tuple[int, ...] = (1, 2, 3), **options: object
 ) -> LocalCluster:
     """Three nodes; node 3 in partition 2, taking -G class 5 (as the maps of ``maps`` say)."""
-    cluster = make_cluster(3)
+    cluster = make_cluster(3, **options)
     for k in maps:
         config = cluster.node_path(k, "/etc/mosix/mosixd.toml")
         text = config.read_text()
@@ -113,3 +122,43 @@ def test_the_target_refuses_by_its_own_map(
         for proc in procs.values():
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.slow
+def test_balancing_moves_a_process_only_where_its_class_is_taken(
+    make_cluster: Callable[..., LocalCluster], programs: Path
+) -> None:
+    """Six CPU-bound -G2 jobs on node 1 (nodes of 0.6 processor): balanced over
+    nodes 1 and 2, never onto node 3, which takes only class 5."""
+    cluster = partitioned(make_cluster, cpus=0.6)
+    jobs = [
+        cluster.popen(
+            1,
+            ["mosrun", "-G2", str(programs / "burn")],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(6)
+    ]
+    pids = [job.pid for job in jobs]
+
+    def placed() -> list[str]:
+        return [where(cluster, pid) for pid in pids]
+
+    try:
+        wait_until(lambda: placed().count("node2") >= 2, TIMEOUT, what="jobs moved to node 2")
+        rounds, _ = balancing_counters(cluster)
+        wait_until(
+            lambda: balancing_counters(cluster)[0] >= rounds + 6,
+            TIMEOUT,
+            what="six more balancing rounds",
+            period=0.5,
+        )
+        assert "node3" not in placed()
+        assert not re.search(r"migrated to node 3", cluster.agent_log(1).read_text())
+    finally:
+        for job in jobs:
+            job.kill()
+            job.wait()
