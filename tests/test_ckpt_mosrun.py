@@ -329,7 +329,8 @@ def test_recovery_takes_the_location_options_q_J_and_D(
 def test_recovery_on_a_node_this_cluster_lacks_is_refused_in_one_line(
     ckagent: Agent, work: Path, programs: dict[str, list[str]]
 ) -> None:
-    """mosrun -R{file} -2 on a one-node cluster: refused before any -O file is made."""
+    """mosrun -R{file} -2 on a one-node cluster: refused before any -O file is made;
+    with -F it recovers here."""
     out = work / "run.out"
     p = start(ckagent, work, [*programs["dynamic"], str(out), str(LINES), str(PAUSE_AT)])
     assert migrate(ckagent, p.pid, "chkexit", work).returncode == 0
@@ -341,3 +342,8 @@ def test_recovery_on_a_node_this_cluster_lacks_is_refused_in_one_line(
         "mosrun: -2: no such node in this cluster (-F starts the program here instead)\n"
     )
     assert not elsewhere.exists()
+    forced = ckagent.run(
+        "mosrun", f"-R{work / f'ckpt.{p.pid}.1'}", "-2", "-F", f"-O1={elsewhere}", input="x"
+    )
+    assert forced.returncode == 3, forced.stderr  # -F: here instead
+    assert elsewhere.read_text() == "done\n"
