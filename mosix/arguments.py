@@ -456,6 +456,19 @@ def home_jobids_resolver() -> JobIdResolver:
     return resolve
 
 
+def parse_job_id(word: str, text: str, jobids: JobIdResolver | None) -> int:
+    """A job ID as the manual allows it (mosrun -J, migrate -j, mosq -j, moskillall
+    -J, mosps -J): a non-negative number or a token of $HOME/.jobids."""
+    if not text:
+        raise UsageError(f"{word}: job ID missing")
+    if _DIGITS.match(text):
+        return _number(word, text, "the job ID")
+    resolved = jobids(text) if jobids else None
+    if resolved is None:
+        raise UsageError(f"{word}: '{text}' is neither a number nor a token in ~/.jobids")
+    return resolved
+
+
 class _Parser:
     def __init__(self, argv: Sequence[str], jobids: JobIdResolver | None) -> None:
         self.words = list(argv)
@@ -539,7 +552,7 @@ class _Parser:
             case "P":
                 self.set("parallel", _number(word, rest, "the number of processes", 1))
             case "J":
-                self.set("job_id", self.job_id(word, rest))
+                self.set("job_id", parse_job_id(word, rest, self.jobids))
             case "m":
                 self.set("memory_mb", _number(word, rest, "the memory size in MB"))
             case "d":
@@ -610,16 +623,6 @@ class _Parser:
                 self.set("exclusive_stdin", True)
             case "g":
                 self.set("admin", True)
-
-    def job_id(self, word: str, rest: str) -> int:
-        if not rest:
-            raise UsageError(f"{word}: job ID missing")
-        if _DIGITS.match(rest):
-            return _number(word, rest, "the job ID")
-        resolved = self.jobids(rest) if self.jobids else None
-        if resolved is None:
-            raise UsageError(f"{word}: '{rest}' is neither a number nor a token in ~/.jobids")
-        return resolved
 
     def run(self) -> MosrunArgs:
         while self.pos < len(self.words):

@@ -245,6 +245,7 @@ class Register(Message):
     placement: str = ""  # the placement option word ("-r node2", "-b", "-j1-3"; "" none)
     force_elsewhere: bool = False  # -F
     gate: str = ""  # a FIFO the program waits at until the agent has placed it
+    recovering: bool = False  # -R: placed once the restorer has resumed it (no gate)
 
 
 @message
@@ -343,13 +344,13 @@ class GetStatus(Message):
 class StartNative(Message):
     """native: start ``argv`` outside the discipline with the caller's fds 0-2.
 
-    The three descriptors travel with this frame as SCM_RIGHTS.
+    Four descriptors travel with this frame as SCM_RIGHTS: the caller's 0, 1, 2
+    and its current directory (O_PATH).
     """
 
     OP: ClassVar[str] = "start-native"
     argv: list[bytes] = field(default_factory=list)
     env: dict[bytes, bytes] = field(default_factory=dict)
-    cwd: bytes = b"/"
 
 
 @message
@@ -497,6 +498,7 @@ class MigrateOffer(Message):
     required_mb: int = 0  # -m
     command: list[bytes] = field(default_factory=list)  # argv (any bytes)
     direct: bool = False  # a direct channel follows ([cluster] fast_path)
+    grid_class: int = 0  # -G{class} (0: its home's partition only)
 
 
 @message

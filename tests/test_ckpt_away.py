@@ -209,3 +209,24 @@ def test_chkexit_away_writes_then_ends(
     assert recovered.returncode == STATUS, recovered.stderr
     out = cluster.node_path(1, "/tmp/cx.out").read_bytes()
     assert out == expected and offset < len(out)
+
+
+def test_a_recovery_with_a_node_option_runs_on_that_node(
+    make_cluster: MakeCluster,
+    awaycount: str,
+    expected: bytes,
+) -> None:
+    """mosrun -R{file} -2: the manual's location options apply to a recovery too."""
+    cluster = new_cluster(make_cluster)
+    argv = ["mosrun", "-C/tmp/rp", awaycount, "/tmp/rp.out", str(LINES), str(AT), "/tmp/rp.gate"]
+    prog = Program(cluster, 1, argv)
+    assert prog.line() == f"at {AT}"
+    done = cluster.run(1, ["migrate", str(prog.pid), "chkexit"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert prog.finish()[2] == -signal.SIGKILL
+    recovered = Program(cluster, 1, ["mosrun", "-R/tmp/rp.1", "-2"])
+    copy_pid(cluster, 2, recovered.pid)  # it runs there, its home at node 1
+    open_gate(cluster, "rp")
+    lines, stderr, status = recovered.finish()
+    assert (lines, status, stderr) == (["done"], STATUS, "")
+    assert cluster.node_path(1, "/tmp/rp.out").read_bytes() == expected

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.agents import Agent, cleanup, make_agent
+from support.agents import Agent, cleanup, make_agent, start_blocker
 from support.cbuild import build_c
 from support.waiting import wait_until
 
@@ -265,3 +265,85 @@ def test_periodic_checkpoints_wait_while_the_program_is_blocked(
     wait_until(lambda: (work / "auto.2").exists(), timeout=30, what="the second one")
     p.kill()
     p.wait()
+
+
+def test_periodic_checkpoints_come_on_time_for_a_program_that_mostly_sleeps(
+    ckagent: Agent, work: Path
+) -> None:
+    """-A: a program that sleeps half a second per loop still gets a checkpoint each
+    minute (its sleeps end; it is never caught running by the agent's looks)."""
+    loop = "import time\nwhile True:\n    time.sleep(0.5)\n"
+    p = ckagent.spawn(
+        "mosrun",
+        "-Csleepy",
+        "-A1",
+        sys.executable,
+        "-P",
+        "-c",
+        loop,
+        cwd=work,
+        stdin=subprocess.DEVNULL,
+    )
+    wait_until(lambda: (work / "sleepy.3").exists(), timeout=30, what="three periodic checkpoints")
+    assert read_head_from(str(work / "sleepy.1")).pid == p.pid
+    p.kill()
+    p.wait()
+
+
+def test_recovery_takes_the_location_options_q_J_and_D(
+    ckagent: Agent, work: Path, programs: dict[str, list[str]]
+) -> None:
+    """mosrun -R{file} -q -J7 -D1h: queued first, then listed with its new job and estimate."""
+    argv = programs["dynamic"]
+    expected = reference(ckagent, work, argv)
+    out = work / "run.out"
+    p = start(ckagent, work, [*argv, str(out), str(LINES), str(PAUSE_AT)], "-J3")
+    assert migrate(ckagent, p.pid, "chkexit", work).returncode == 0
+    assert p.wait(timeout=30) == -signal.SIGKILL
+    blocker = start_blocker(ckagent)
+    options = ["-q", "-J7", "-D1h"]
+    r = ckagent.spawn(
+        "mosrun",
+        f"-R{work / f'ckpt.{p.pid}.1'}",
+        *options,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        cwd="/",
+    )
+    wait_until(lambda: ckagent.queued_count() == 1, what="the recovery to be queued")
+    assert Path(f"/proc/{r.pid}/comm").read_text() == "mosqueue\n"
+    assert blocker.stdin is not None
+    blocker.stdin.close()
+    assert blocker.wait(timeout=30) == 0
+
+    def listed() -> list[str]:
+        rows = ckagent.run("mosps").stdout.splitlines()[1:]
+        return next((row.split() for row in rows if row.split()[0] == str(r.pid)), [])
+
+    wait_until(lambda: listed()[4:5] == ["running"], what="the recovered process to run")
+    assert listed()[1:6] == ["root", "7", "home", "running", "1h0m"]
+    assert finish(r) == ("done\n", 3)
+    assert out.read_bytes() == expected
+
+
+def test_recovery_on_a_node_this_cluster_lacks_is_refused_in_one_line(
+    ckagent: Agent, work: Path, programs: dict[str, list[str]]
+) -> None:
+    """mosrun -R{file} -2 on a one-node cluster: refused before any -O file is made;
+    with -F it recovers here."""
+    out = work / "run.out"
+    p = start(ckagent, work, [*programs["dynamic"], str(out), str(LINES), str(PAUSE_AT)])
+    assert migrate(ckagent, p.pid, "chkexit", work).returncode == 0
+    assert p.wait(timeout=30) == -signal.SIGKILL
+    elsewhere = work / "elsewhere.out"
+    result = ckagent.run("mosrun", f"-R{work / f'ckpt.{p.pid}.1'}", "-2", f"-O1={elsewhere}")
+    assert result.returncode == 125
+    assert result.stderr == (
+        "mosrun: -2: no such node in this cluster (-F starts the program here instead)\n"
+    )
+    assert not elsewhere.exists()
+    forced = ckagent.run(
+        "mosrun", f"-R{work / f'ckpt.{p.pid}.1'}", "-2", "-F", f"-O1={elsewhere}", input="x"
+    )
+    assert forced.returncode == 3, forced.stderr  # -F: here instead
+    assert elsewhere.read_text() == "done\n"

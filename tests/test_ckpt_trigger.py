@@ -35,6 +35,7 @@ from support.cbuild import build_c
 import mosix
 from mosix import protocol
 from mosix.ckpt import trigger
+from mosix.ckpt.image import read_head_from
 from mosix.discipline.policy import CHECKPOINT_NR
 from mosix.native import NATIVE_DIR
 from mosix.native_names import AGENT_SOCKET_ENV
@@ -773,6 +774,7 @@ def test_proc_files_from_python(fake_agent: FakeAgent, tmp_path: Path) -> None:
 PYTHON_TRIGGER = """
 import errno
 from mosix.ckpt import trigger
+from mosix.ckpt.image import read_head_from
 print(trigger.checkpoint())
 trigger.set_file('t.ckpt')
 trigger.set_limit(5)
@@ -883,3 +885,34 @@ def test_relative_agent_socket_is_taken_from_the_launchers_cwd(
     )
     assert out.stdout == result_line("checkpoint", 0) + "\n", out.stderr
     assert fake_agent.next().message.OP == "checkpoint"
+
+
+@pytest.mark.parametrize("shell", ["bash", "dash"])
+def test_a_shell_checkpoints_itself_by_redirection(agent: Agent, shell: str) -> None:
+    """`echo 1 > /proc/self/checkpoint` in bash and dash: the shell moves the file to
+    descriptor 1 (dup2), closes the original and, after echo, puts descriptor 1 back
+    (dup2 again): the request is made then, as the last descriptor of it goes."""
+    work = agent.run_dir.parent / "work"
+    work.mkdir()
+    out = work / "run.out"
+    script = 'echo 1 > /proc/self/checkpoint; echo "rc $?"'
+    with open(out, "w") as stdout, open(work / "run.err", "w") as stderr:
+        p = agent.spawn(
+            "mosrun",
+            shell,
+            "-c",
+            script,
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=stderr,
+            cwd=work,
+        )
+        assert p.wait(timeout=TIMEOUT) == 0, (work / "run.err").read_text()
+    assert out.read_text() == "rc 0\n"
+    ckpt = work / f"ckpt.{p.pid}.1"
+    head = read_head_from(str(ckpt))
+    assert (head.pid, head.comm) == (p.pid, shell)
+    recovered = work / "recovered.out"
+    result = agent.run("mosrun", f"-R{ckpt}", f"-O1={recovered}", cwd=work)
+    assert result.returncode == 0, result.stderr
+    assert recovered.read_text() == "rc 0\n"  # it went on from its redirection's end

@@ -181,6 +181,7 @@ number = 4
 address = "10.77.0.4"
 name = "node4"
 partition = 2
+classes = [5, 7]
 [[cluster.node]]
 number = 5
 address = "10.77.0.5"
@@ -195,7 +196,7 @@ address = "10.77.0.5"
     assert (cluster.port, cluster.load_interval, cluster.dead_after) == (2491, 0.5, 3.0)
     assert cluster.lost_after == 12.5
     assert cluster.nodes.numbers() == [1, 2, 3, 4, 5]
-    assert cluster.nodes.by_number(4) == Node(4, "10.77.0.4", "node4", 2)
+    assert cluster.nodes.by_number(4) == Node(4, "10.77.0.4", "node4", 2, frozenset({5, 7}))
     assert cluster.nodes.by_number(5) == Node(5, "10.77.0.5", None, 1)
     assert [n.number for n in cluster.others()] == [1, 3, 4, 5]
 
@@ -260,6 +261,10 @@ BAD_CONFIGS = [
     (
         "[[cluster.node]]\nnumber = 1\naddress = '10.0.0.1'\npartition = 0\n",
         "cluster.node entry 1: partition must be a positive integer",
+    ),
+    (
+        "[[cluster.node]]\nnumber = 1\naddress = '10.0.0.1'\nclasses = [0]\n",
+        "cluster.node entry 1: classes must be a list of positive integers",
     ),
     (
         "[[cluster.node]]\nnumber = 1\naddress = '10.0.0.1'\nport = 1\n",

@@ -23,8 +23,8 @@ def vector(node: int, load: float = 0.0, free_mb: int = 1000, cpus: int = 2) -> 
     return LoadVector(node=node, cpus=cpus, load=load, free_mb=free_mb, total_mb=2000)
 
 
-def request(word: str, force: bool = False, mb: int = 0, grid: bool = False) -> Request:
-    return Request(placement_of(word), force_elsewhere=force, required_mb=mb, grid=grid)
+def request(word: str, force: bool = False, mb: int = 0, grid: int = 0) -> Request:
+    return Request(placement_of(word), force_elsewhere=force, required_mb=mb, grid_class=grid)
 
 
 def choose(word: str, loads: dict[int, LoadVector], **options: object) -> int:
@@ -56,10 +56,24 @@ def test_best_with_memory_only_where_it_fits_or_waits() -> None:
 def test_other_partitions_only_with_G() -> None:
     busy = {n: vector(n, load=4) for n in (1, 2, 3)} | {4: vector(4)}
     assert choose("-b", busy) == ME  # node 4 is in another partition
-    assert choose("-b", busy, grid=True) == 4
+    assert choose("-b", busy, grid=1) == 4
     with pytest.raises(NoPlace, match="not available"):
         choose("-4", busy)
-    assert choose("-4", busy, grid=True) == 4
+    assert choose("-4", busy, grid=1) == 4
+
+
+def test_G_classes_are_compared_with_what_a_node_takes() -> None:
+    nodes = NodeMap([*NODES, Node(5, "10.0.0.5", "five", partition=3, classes=frozenset({5}))])
+    chooser = Chooser(nodes, ME)
+    loads = {n: vector(n, load=4) for n in (1, 2, 3)} | {4: vector(4, load=1), 5: vector(5)}
+    assert chooser.choose(loads, request("-b", grid=5)) == 5  # node 5 takes class 5
+    assert chooser.choose(loads, request("-b", grid=1)) == 4  # node 4 takes any class
+    with pytest.raises(NoPlace, match="not available"):
+        chooser.choose(loads, request("-5", grid=2))
+    assert chooser.allows(5, 5) and not chooser.allows(5, 1) and not chooser.allows(4, 0)
+    assert chooser.allows(2, 0) and chooser.allows(ME, 0)  # its own partition: no -G needed
+    assert "does not take class 2 (-G2)" in chooser.refusal(5, 2)
+    assert "needs -G" in chooser.refusal(4, 0)
 
 
 def test_named_nodes() -> None:

@@ -1,6 +1,7 @@
 /* mosix_exec.c - start a program under the MOSIX discipline, in place.
  *
- * Usage: mosix-exec [-r] -m MODE -p PROG [-s SHIM] -- NAME ARGV0 [ARGS...]
+ * Usage: mosix-exec [-r] -m MODE -p PROG [-s SHIM] [-c FD] [-k UMASK] [-l RES:SOFT:HARD]...
+ *                   -- NAME ARGV0 [ARGS...]
  *
  *   -r    a migrated process's remote copy (mosix-remote): the base filter
  *         without listener or guard (see install_remote_discipline)
@@ -9,6 +10,8 @@
  *   PROG  the name in error messages (mosrun, mosenv, native)
  *   SHIM  the preload shim, put first in LD_PRELOAD
  *   NAME  the program, searched in PATH as execvp does
+ *   -c -k -l  `native` started by the node agent: the caller's directory, umask
+ *         and limits, set just before the program is executed (native_state.h)
  *
  * mosrun execs this launcher, which (same pid throughout, so `mosrun prog &`
  * gives $! = the program's pid), unless it already runs under the discipline
@@ -27,6 +30,7 @@
  *      failed), 126 (found but not runnable), 127 (not found). */
 #include "forward_wire.h"
 #include "mosix_shim.h"
+#include "native_state.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -127,7 +131,8 @@ static const char *shown(const char *word, char *out, size_t cap)
 static void usage(void) __attribute__((noreturn));
 static void usage(void)
 {
-    die(EXIT_USAGE, "usage: mosix-exec -m u|e|w|n -p PROG [-s SHIM] -- NAME ARGV0 [ARGS...]");
+    die(EXIT_USAGE, "usage: mosix-exec -m u|e|w|n -p PROG [-s SHIM] [-c FD] [-k UMASK] "
+                    "[-l RES:SOFT:HARD]... -- NAME ARGV0 [ARGS...]");
 }
 
 /* ------------------------------------------------------------ rlimit */
@@ -394,6 +399,8 @@ int main(int argc, char **argv)
 {
     const char *mode_text = NULL, *shim = NULL;
     int i = 1, remote = 0;
+    struct native_state caller;
+    native_state_init(&caller);
     for (; i < argc; i++) {
         if (strcmp(argv[i], "--") == 0) {
             i++;
@@ -411,6 +418,8 @@ int main(int argc, char **argv)
             prog = argv[++i];
         else if (strcmp(argv[i], "-s") == 0)
             shim = argv[++i];
+        else if (native_state_option(&caller, argv[i], argv[i + 1]) == 1)
+            i++;
         else
             usage();
     }
@@ -430,5 +439,9 @@ int main(int argc, char **argv)
     restore_saved();
     if (shim != NULL)
         preload_shim(shim);
+    const char *what = NULL;
+    int err = native_state_apply(&caller, &what);
+    if (err < 0)
+        die(EXIT_USAGE, "%s: %s", what, strerror(-err));
     exec_program(argv[i], argv + i + 1);
 }

@@ -10,17 +10,24 @@
  * (or /proc/PID/... with the process's own pid).  Linux has no such files: the
  * shim interposes open, open64, openat, openat64 (and their _2 fortify forms),
  * fopen and fopen64 for exactly these paths and returns a memfd, remembered
- * in a small table.  When that descriptor is closed (close, or fclose: the fd
- * is duplicated first, so what stdio flushes can be read) the shim parses
- * what was written and makes MOSIX's checkpoint call (mosix_checkpoint.h),
- * after the memfd itself is closed, so the checkpoint does not contain it.
- * An error of the call is close()'s (fclose()'s) error.  Reading one of the
- * files gives what this process last set ("0" when nothing, empty for the
- * file name).
+ * in a small table by its identity (device and inode), not its number: a
+ * shell's redirection (`echo 1 > /proc/self/checkpoint` in bash or dash)
+ * opens it, moves it to descriptor 1 with dup2, closes the original, lets the
+ * builtin write, and puts the old descriptor 1 back with dup2.  When the last
+ * descriptor of the process that refers to the memfd goes (close, fclose: the
+ * fd is duplicated first, so what stdio flushes can be read; or dup2/dup3
+ * over it) the shim parses what was written and makes MOSIX's checkpoint call
+ * (mosix_checkpoint.h), after the memfd itself is closed, so the checkpoint
+ * does not contain it.  An error of the call is close()'s (fclose()'s) error;
+ * dup2 and dup3 succeeded and report none (a shell would take it for a failed
+ * redirection).  Reading one of the files gives what this process last set
+ * ("0" when nothing, empty for the file name).
  *
  * Every other path goes straight to the real function after a prefix test;
- * close and fclose check one counter while no such file is open.  Only under
- * the discipline (the probe answers): elsewhere the paths are left alone. */
+ * close, fclose, dup2 and dup3 check one counter while no such file is open.
+ * Only under the discipline (the probe answers): elsewhere the paths are left
+ * alone. */
+#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -48,7 +55,6 @@ enum { OP_CHECKPOINT = 1, OP_SET_FILE = 2, OP_SET_LIMIT = 3, OP_SET_INTERVAL = 4
 
 struct tracked {
     int used;
-    int fd;
     int kind;
     int writing;
     pid_t pid; /* a child that inherits the descriptor does not act on it */
@@ -85,6 +91,8 @@ typedef int (*openat2_fn)(int, const char *, int);
 typedef FILE *(*fopen_fn)(const char *, const char *);
 typedef int (*close_fn)(int);
 typedef int (*fclose_fn)(FILE *);
+typedef int (*dup2_fn)(int, int);
+typedef int (*dup3_fn)(int, int, int);
 
 /* dlsym's next definition of ``name``, looked up once. */
 #define REAL(type, name)                                                                 \
@@ -110,6 +118,8 @@ REAL(fopen_fn, fopen)
 REAL(fopen_fn, fopen64)
 REAL(close_fn, close)
 REAL(fclose_fn, fclose)
+REAL(dup2_fn, dup2)
+REAL(dup3_fn, dup3)
 
 /* ------------------------------------------------------------ which path */
 
@@ -167,7 +177,7 @@ static int track(int fd, int kind, int writing)
     lock();
     for (int i = 0; i < TRACKED_MAX; i++)
         if (!table[i].used) {
-            table[i] = (struct tracked){1, fd, kind, writing, getpid(), st.st_dev, st.st_ino};
+            table[i] = (struct tracked){1, kind, writing, getpid(), st.st_dev, st.st_ino};
             __atomic_add_fetch(&tracked_count, 1, __ATOMIC_RELEASE);
             unlock();
             return 0;
@@ -177,16 +187,22 @@ static int track(int fd, int kind, int writing)
     return -1;
 }
 
-/* Take ``fd`` out of the table into ``out``.  Returns 1 if it was there. */
-static int untrack(int fd, struct tracked *out)
+static int any_tracked(void)
 {
+    return __atomic_load_n(&tracked_count, __ATOMIC_ACQUIRE) != 0;
+}
+
+/* Whether ``fd`` refers to one of our memfds; its entry into ``out``. */
+static int tracked_at(int fd, struct tracked *out)
+{
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0)
+        return 0;
     int found = 0;
     lock();
     for (int i = 0; i < TRACKED_MAX; i++)
-        if (table[i].used && table[i].fd == fd) {
+        if (table[i].used && table[i].dev == st.st_dev && table[i].ino == st.st_ino) {
             *out = table[i];
-            table[i].used = 0;
-            __atomic_sub_fetch(&tracked_count, 1, __ATOMIC_RELEASE);
             found = 1;
             break;
         }
@@ -194,16 +210,44 @@ static int untrack(int fd, struct tracked *out)
     return found;
 }
 
-static int any_tracked(void)
+/* Whether a descriptor of this process still refers to the memfd of ``t``
+ * (/proc/self/fd; without it, none is assumed, as before shells were known). */
+static int still_referenced(const struct tracked *t)
 {
-    return __atomic_load_n(&tracked_count, __ATOMIC_ACQUIRE) != 0;
+    DIR *dir = opendir("/proc/self/fd");
+    if (dir == NULL)
+        return 0;
+    int found = 0, own = dirfd(dir);
+    struct dirent *e;
+    while (!found && (e = readdir(dir)) != NULL) {
+        char *end;
+        long fd = strtol(e->d_name, &end, 10);
+        struct stat st;
+        if (end == e->d_name || *end != '\0' || fd == own)
+            continue;
+        found = fstat((int)fd, &st) == 0 && st.st_dev == t->dev && st.st_ino == t->ino;
+    }
+    (void)closedir(dir); /* a directory stream of our own: nothing to do if it fails */
+    return found;
 }
 
-/* Still the memfd we made: a dup2() over it leaves another file there. */
-static int still_ours(int fd, const struct tracked *t)
+/* Forget the memfd of ``t`` once no descriptor refers to it.  Returns 1 if it
+ * was forgotten now (the caller acts on what was written). */
+static int forget_if_gone(const struct tracked *t)
 {
-    struct stat st;
-    return fstat(fd, &st) == 0 && st.st_dev == t->dev && st.st_ino == t->ino;
+    if (still_referenced(t))
+        return 0;
+    int found = 0;
+    lock();
+    for (int i = 0; i < TRACKED_MAX; i++)
+        if (table[i].used && table[i].dev == t->dev && table[i].ino == t->ino) {
+            table[i].used = 0;
+            __atomic_sub_fetch(&tracked_count, 1, __ATOMIC_RELEASE);
+            found = 1;
+            break;
+        }
+    unlock();
+    return found;
 }
 
 /* ------------------------------------------------------------ opening */
@@ -259,8 +303,10 @@ static FILE *__attribute__((noinline)) fopen_checkpoint_file(int kind, const cha
     if (f == NULL) {
         int saved = errno;
         struct tracked t;
-        (void)untrack(fd, &t);
-        (void)real_close()(fd); /* ours, unused: nothing to do if it fails */
+        if (tracked_at(fd, &t)) {
+            (void)real_close()(fd); /* ours, unused: nothing to do if it fails */
+            (void)forget_if_gone(&t);
+        }
         errno = saved;
     }
     return f;
@@ -429,16 +475,29 @@ static int act(int kind, char *text, size_t len)
     return 0;
 }
 
-/* Read what was written (from ``fd``, still open), for act(). */
+/* Read what was written (from ``fd``, still open, one of ours), for act(). */
 static ssize_t written(int fd, const struct tracked *t, char *buf, size_t cap)
 {
-    if (!t->writing || t->pid != getpid() || !still_ours(fd, t))
+    if (!t->writing || t->pid != getpid())
         return 0;
     ssize_t n = pread(fd, buf, cap - 1, 0);
     if (n < 0)
         return -1;
     buf[n] = '\0';
     return n;
+}
+
+/* After a descriptor of ``t`` went: act on ``text`` (``n`` bytes, or -1 with
+ * ``saved`` the read's errno) if that was the last one.  0, or -1 with errno. */
+static int after_last(const struct tracked *t, char *text, ssize_t n, int saved)
+{
+    if (!forget_if_gone(t))
+        return 0; /* another descriptor (a shell's descriptor 1) still has it */
+    if (n < 0) {
+        errno = saved;
+        return -1;
+    }
+    return act(t->kind, text, (size_t)n);
 }
 
 static int __attribute__((noinline)) close_checkpoint_file(int fd, const struct tracked *t)
@@ -448,11 +507,7 @@ static int __attribute__((noinline)) close_checkpoint_file(int fd, const struct 
     int saved = errno;
     if (real_close()(fd) != 0)
         return -1;
-    if (n < 0) {
-        errno = saved;
-        return -1;
-    }
-    return act(t->kind, text, (size_t)n);
+    return after_last(t, text, n, saved);
 }
 
 static int __attribute__((noinline)) fclose_checkpoint_file(FILE *f, int fd,
@@ -460,25 +515,43 @@ static int __attribute__((noinline)) fclose_checkpoint_file(FILE *f, int fd,
 {
     int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
     int r = real_fclose()(f); /* flushes what stdio holds into the memfd */
-    if (copy < 0)
+    if (copy < 0) {
+        (void)forget_if_gone(t);
         return r == 0 ? EOF : r; /* no copy to read: errno from fcntl (EMFILE) */
+    }
     char text[PATH_BYTES + 2];
     ssize_t n = written(copy, t, text, sizeof(text));
     int saved = errno;
     (void)real_close()(copy); /* ours: nothing to do if it fails */
-    if (r != 0)
+    if (r != 0) {
+        (void)forget_if_gone(t);
         return r;
-    if (n < 0) {
-        errno = saved;
-        return EOF;
     }
-    return act(t->kind, text, (size_t)n) == 0 ? 0 : EOF;
+    return after_last(t, text, n, saved) == 0 ? 0 : EOF;
+}
+
+/* dup2/dup3 over a descriptor of one of our memfds: the shell's redirection
+ * ends.  The checkpoint call's error has no one to go to (see the top). */
+static int __attribute__((noinline)) dup_over_checkpoint_file(int oldfd, int newfd, int flags,
+                                                              int three,
+                                                              const struct tracked *t)
+{
+    char text[PATH_BYTES + 2];
+    ssize_t n = written(newfd, t, text, sizeof(text));
+    int read_errno = errno;
+    int r = three ? real_dup3()(oldfd, newfd, flags) : real_dup2()(oldfd, newfd);
+    if (r < 0)
+        return r;
+    int kept = errno;
+    (void)after_last(t, text, n, read_errno);
+    errno = kept;
+    return r;
 }
 
 EXPORT int close(int fd)
 {
     struct tracked t;
-    if (any_tracked() && untrack(fd, &t))
+    if (any_tracked() && tracked_at(fd, &t))
         return close_checkpoint_file(fd, &t);
     return real_close()(fd);
 }
@@ -487,7 +560,23 @@ EXPORT int fclose(FILE *f)
 {
     struct tracked t;
     int fd;
-    if (any_tracked() && f != NULL && (fd = fileno(f)) >= 0 && untrack(fd, &t))
+    if (any_tracked() && f != NULL && (fd = fileno(f)) >= 0 && tracked_at(fd, &t))
         return fclose_checkpoint_file(f, fd, &t);
     return real_fclose()(f);
+}
+
+EXPORT int dup2(int oldfd, int newfd)
+{
+    struct tracked t;
+    if (any_tracked() && oldfd != newfd && tracked_at(newfd, &t))
+        return dup_over_checkpoint_file(oldfd, newfd, 0, 0, &t);
+    return real_dup2()(oldfd, newfd);
+}
+
+EXPORT int dup3(int oldfd, int newfd, int flags)
+{
+    struct tracked t;
+    if (any_tracked() && oldfd != newfd && tracked_at(newfd, &t))
+        return dup_over_checkpoint_file(oldfd, newfd, flags, 1, &t);
+    return real_dup3()(oldfd, newfd, flags);
 }

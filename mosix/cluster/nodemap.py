@@ -5,7 +5,8 @@ Two ways to list nodes, which may be combined:
   nodes numbered from ``first-node-number`` at consecutive IPv4 addresses
   (``#`` starts a comment); these nodes have no name;
 - explicit entries (``Node`` values, from ``[[cluster.node]]``), which may
-  carry a name and a partition.
+  carry a name, a partition and the -G classes the node takes from other
+  partitions.
 A node number, an address or a name given twice is an error.
 """
 
@@ -29,6 +30,12 @@ class Node:
     address: str  # dotted IPv4
     name: str | None = None
     partition: int = 1
+    # the -G classes it takes from other partitions (None: every class from 1 up)
+    classes: frozenset[int] | None = None
+
+    def admits(self, grid_class: int) -> bool:
+        """Whether a process of another partition with ``-G{grid_class}`` may run here."""
+        return grid_class > 0 and (self.classes is None or grid_class in self.classes)
 
     def label(self) -> str:
         """How logs name the node: 'node 3 (10.77.0.3)' or 'node 3 (node3, 10.77.0.3)'."""

@@ -21,6 +21,8 @@ number = 4
 address = "10.77.0.4"
 name = "node4"           # optional
 partition = 1            # optional
+classes = [1, 5]         # optional: the -G{class} values of processes from other
+                         # partitions this node takes (default: every class from 1 up)
 
 Errors are :class:`SettingsError` with one line naming the key.
 """
@@ -54,7 +56,7 @@ KEYS: dict[str, type | tuple[type, ...]] = {
 }
 DEFAULT_LOST_AFTER = 30.0
 MIN_LOST_AFTER = 1.0  # TCP needs a few retransmissions' time
-NODE_KEYS = {"number", "address", "name", "partition"}
+NODE_KEYS = {"number", "address", "name", "partition", "classes"}
 
 
 class SettingsError(ValueError):
@@ -191,7 +193,12 @@ def node_entry(entry: Mapping[str, Any], index: int) -> Node:
     partition = entry.get("partition", 1)
     if not is_int(partition) or partition < 1:
         raise SettingsError(f"{where}: partition must be a positive integer")
-    return Node(number, canonical, name, partition)
+    classes = entry.get("classes")
+    if classes is not None:
+        if not isinstance(classes, list) or not all(is_int(c) and c >= 1 for c in classes):
+            raise SettingsError(f"{where}: classes must be a list of positive integers")
+        classes = frozenset(classes)
+    return Node(number, canonical, name, partition, classes)
 
 
 def read_secret(path: str) -> bytes:

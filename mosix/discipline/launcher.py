@@ -9,7 +9,9 @@ place, so the pid is the program's throughout.  The launcher searches PATH
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import NoReturn
 
 from mosix.exits import EXIT_USAGE, Failure
@@ -71,3 +73,44 @@ def exec_launcher(
         os.execve(launcher, words, dict(env))
     except OSError as e:
         raise Failure(f"{launcher}: {e.strerror}", EXIT_USAGE) from None
+
+
+@dataclass(frozen=True)
+class Caller:
+    """What a program ``native`` starts takes from its caller, read by the agent from
+    the kernel: the caller's directory (a descriptor), umask, limits, ids and groups."""
+
+    directory: int  # a descriptor of the caller's directory (O_PATH)
+    umask: int
+    limits: tuple[tuple[int, int, int], ...]  # (resource, soft, hard); RLIM_INFINITY as 2**64-1
+    uid: int
+    gid: int
+    groups: tuple[int, ...]
+
+
+def spawn_native(
+    argv: Sequence[bytes], env: Mapping[bytes, bytes], std: Sequence[int], caller: Caller
+) -> subprocess.Popen[bytes]:
+    """The node agent starts ``argv`` outside the discipline as the caller: ``mosix-exec``
+    in mode n, which enters the caller's directory and sets its umask and limits as
+    the caller, then executes the program (126/127 and their line are its own)."""
+    launcher = native_path(LAUNCHER)
+    words: list[str | bytes] = [launcher, "-m", NO_DISCIPLINE, "-p", "native"]
+    words += ["-c", str(caller.directory), "-k", f"{caller.umask:o}"]
+    for resource, soft, hard in caller.limits:
+        words += ["-l", f"{resource}:{soft}:{hard}"]
+    words += ["--", argv[0], *argv]
+    return subprocess.Popen(
+        words,
+        stdin=std[0],
+        stdout=std[1],
+        stderr=std[2],
+        pass_fds=(caller.directory,),
+        cwd="/",
+        env=dict(env),
+        user=caller.uid,
+        group=caller.gid,
+        extra_groups=list(caller.groups),
+        restore_signals=True,
+        close_fds=True,
+    )

@@ -7,9 +7,13 @@ were taken), so every trigger numbers files the same way: a manual request
 checkpointer (csrc/ckpt/mosix_ckpt.c), run once per checkpoint; Python never
 touches the image.  One capture per process at a time.
 
--A's timer waits, when it fires, until the process is running: a process in
-a blocking call (state S/D) or frozen (T) is checkpointed when it runs again,
-as the manual says.  A process that runs on another node is captured there
+-A's timer counts wall-clock minutes from the start (the manual's "every given
+number of minutes"), and when one is due it waits only while the process
+stays in the blocking call it is in or stays frozen, as the manual says: a
+process that runs (R) is taken at once, one found blocked (S/D) as soon as it
+has run since (its context-switch count moved: the call completed, even if it
+is blocked in another by the time the agent looks), one stopped or frozen (T)
+once it has run again after that.  A process that runs on another node is captured there
 and here (``Away``, mosix.home_agent.away_checkpoint); its deputy always
 looks blocked, and the node holds the copy until its call at home returns.
 """
@@ -179,21 +183,44 @@ class Checkpoints:
 
     async def periodic(self, reg: Registration, scope: trio.CancelScope) -> None:
         with scope:
+            period = reg.ckpt_interval * self.minute
+            due = trio.current_time() + period
             while proc_info.alive(reg.pid, reg.start_ticks):
-                await trio.sleep(reg.ckpt_interval * self.minute)
-                while True:
-                    letter = proc_info.state_letter(reg.pid)
-                    if letter is None or not proc_info.alive(reg.pid, reg.start_ticks):
-                        return
-                    if letter == "R" or self.is_away(reg.pid):
-                        break
-                    await trio.sleep(RUN_POLL_SECONDS)
+                await trio.sleep_until(due)
+                if not await self.ready(reg):
+                    return
                 try:
                     await self.take(reg.pid, "checkpoint")
                 except CheckpointError as e:
                     log.warning("periodic checkpoint of %d: %s", reg.pid, e)
+                due += period
+                if due <= trio.current_time():  # delayed past the next one: count anew
+                    due = trio.current_time() + period
         if self.timers.get(reg.pid) is scope:
             del self.timers[reg.pid]
+
+    async def ready(self, reg: Registration) -> bool:
+        """Wait until a due checkpoint may be taken (False: the process ended).
+
+        At once when it runs or is away (its node holds the copy until a call at
+        home returns); when it is in a blocking call, once it has run since then
+        (its context switches moved); stopped or frozen: once it has run again.
+        """
+        blocked_at: int | None = None  # the switch count when it was seen blocked
+        while True:
+            letter = proc_info.state_letter(reg.pid)
+            if letter in (None, "Z", "X") or not proc_info.alive(reg.pid, reg.start_ticks):
+                return False
+            if letter == "R" or self.is_away(reg.pid):
+                return True
+            if letter in ("T", "t"):
+                blocked_at = None  # stopped: what counts is running after it continues
+            else:
+                switches = proc_info.context_switches(reg.pid)
+                if blocked_at is not None and switches != blocked_at:
+                    return True
+                blocked_at = switches
+            await trio.sleep(RUN_POLL_SECONDS)
 
 
 def last_image(registration_of: Callable[[int], Registration], pid: int) -> str | None:

@@ -22,6 +22,7 @@ from mosix.home_agent.away_checkpoint import AwayCheckpoints
 from mosix.home_agent.balancer import Balancer, Process
 from mosix.home_agent.migration import MigrationError, Migrations, ProcessFacts
 from mosix.home_agent.placement import Chooser, NoPlace, Request, WaitForMemory, placement_of
+from mosix.home_agent.recovered_start import wait_resumed
 from mosix.home_agent.registry import Registration
 from mosix.protocol import Done, Message, Migrate, Refused, Register
 from mosix.start_contract import remove_gate
@@ -75,7 +76,8 @@ class ClusterServices:
 
     def place(self, msg: Register, reg: Registration) -> Message:
         """A registration with a placement: Done(count=1) when the program is to
-        wait at its gate while it is moved; Refused when no node can take it."""
+        wait at its gate while it is moved (a recovered one: moved once it has
+        resumed); Refused when no node can take it."""
         try:
             request = request_of(msg, reg)
             target = self.chooser.choose(self.cluster.loads(), request)
@@ -84,7 +86,7 @@ class ClusterServices:
             log.info("process %d waits for a node with %d MB free", reg.pid, request.required_mb)
         except NoPlace as e:
             return Refused(error=str(e))
-        if target == self.me or not msg.gate:
+        if target == self.me or not (msg.gate or msg.recovering):
             return Done(count=0)
         self.nursery.start_soon(self._start_elsewhere, reg, request, target, msg.gate)
         return Done(count=1)
@@ -92,7 +94,9 @@ class ClusterServices:
     async def _start_elsewhere(
         self, reg: Registration, request: Request, target: int, gate: str
     ) -> None:
-        writer = await open_gate(gate, reg.pid)
+        writer = await open_gate(gate, reg.pid) if gate else -1
+        if not gate and not await wait_resumed(reg.pid):
+            return  # the recovery failed: nothing to move
         try:
             while target < 0 and proc_info.exists(reg.pid):  # -b -m: until a node qualifies
                 await self.cluster.wait_for_change()
@@ -126,6 +130,9 @@ class ClusterServices:
                 if node is None:
                     return Refused(error=f"{msg.target}: no such node in this cluster")
                 target = node.number
+                grid_class = request_of(None, reg).grid_class
+                if not self.chooser.allows(target, grid_class):
+                    return Refused(error=self.chooser.refusal(target, grid_class))
             if target == self.migrations.where(msg.pid):
                 return Done(count=0)
             if self.migrations.where(msg.pid) != self.me:
@@ -155,6 +162,7 @@ class ClusterServices:
             memory_mb=proc_info.rss_mb(reg.pid),
             required_mb=(args.memory_mb or 0) if args else 0,
             command=reg.command,
+            grid_class=(args.grid_class or 0) if args else 0,
         )
 
 
@@ -171,7 +179,7 @@ def request_of(msg: Register | None, reg: Registration) -> Request:
         placement=placement_of(msg.placement if msg else ""),
         force_elsewhere=bool(msg and msg.force_elsewhere),
         required_mb=(args.memory_mb or 0) if args else 0,
-        grid=bool(args and args.grid_class),
+        grid_class=(args.grid_class or 0) if args else 0,
     )
 
 

@@ -96,6 +96,7 @@ class ProcessFacts:
     memory_mb: int
     required_mb: int
     command: list[bytes]  # argv (any bytes)
+    grid_class: int = 0  # -G{class}: the target checks it against its own map too
 
 
 class Migrations:
@@ -161,6 +162,7 @@ class Migrations:
                     required_mb=facts.required_mb,
                     command=facts.command,
                     direct=self.cluster.config.fast_path,
+                    grid_class=facts.grid_class,
                 )
             )
             with trio.fail_after(OFFER_TIMEOUT):

@@ -5,7 +5,9 @@ node (with at least -m MB free: the program waits until one qualifies);
 -j{list} one at random from the list; no option: where the parent runs
 (mosrun's parent is at home: a process that forks or executes elsewhere is
 brought home first).  -F: start elsewhere when the node named is not
-available.  Without -G, only nodes of the home node's partition qualify.
+available.  Without -G (or with -G0), only nodes of the home node's
+partition qualify; -G{class} adds the nodes of other partitions that take
+that class (a node's ``classes`` in the map; by default every class).
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ class Request:
     placement: Placement
     force_elsewhere: bool
     required_mb: int
-    grid: bool  # -G: other partitions too
+    grid_class: int  # -G{class}: other partitions that take it too (0: none)
 
 
 def placement_of(word: str) -> Placement:
@@ -70,13 +72,26 @@ class Chooser:
         self.nodes = nodes
         self.me = me
 
+    def allows(self, node: int, grid_class: int) -> bool:
+        """Whether a process of this home with ``-G{grid_class}`` may run on ``node``."""
+        if node == self.me:
+            return True
+        found = self.nodes.by_number(node)
+        if found is None:
+            return False
+        return found.partition == self.nodes.partition_of(self.me) or found.admits(grid_class)
+
+    def refusal(self, node: int, grid_class: int) -> str:
+        """Why ``node`` is not for this process (for one line to the user)."""
+        found = self.nodes.by_number(node)
+        label = found.label() if found else f"node {node}"
+        partition = found.partition if found else "?"
+        if grid_class <= 0:
+            return f"{label} is in another partition ({partition}): that needs -G"
+        return f"{label} (partition {partition}) does not take class {grid_class} (-G{grid_class})"
+
     def eligible(self, loads: Mapping[int, LoadVector], req: Request) -> dict[int, LoadVector]:
-        mine = self.nodes.partition_of(self.me)
-        return {
-            n: v
-            for n, v in loads.items()
-            if req.grid or n == self.me or self.nodes.partition_of(n) == mine
-        }
+        return {n: v for n, v in loads.items() if self.allows(n, req.grid_class)}
 
     def best(self, loads: Mapping[int, LoadVector], req: Request, exclude: set[int]) -> int:
         fits = [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from typing import NoReturn
 
 from mosix.arguments import MosrunArgs
@@ -23,7 +24,7 @@ def inspect(path: str) -> NoReturn:
     raise SystemExit(0)
 
 
-def recover(args: MosrunArgs) -> NoReturn:
+def recover(args: MosrunArgs, wait_turn: Callable[[MosrunArgs], None]) -> NoReturn:
     from mosix.mosrun.recover import recover as become_recovered
 
-    become_recovered(args, dict(os.environ))
+    become_recovered(args, dict(os.environ), wait_turn)

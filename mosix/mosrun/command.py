@@ -91,6 +91,15 @@ def register(args: MosrunArgs) -> None:
         os.environ[AGENT_SOCKET_ENV] = socket_path
 
 
+def queue_turn(args: MosrunArgs, argv: Sequence[str], keep_environment: bool, queued: bool) -> None:
+    """-q/-Q: wait as ``mosqueue`` (re-executing as it first) until the queue lets ``args`` run."""
+    from mosix.mosrun import queue_wait
+
+    if not queued:
+        queue_wait.become_mosqueue(list(argv), keep_environment)
+    queue_wait.wait_turn(args)
+
+
 def run_mosrun(
     prog: str, argv: Sequence[str], keep_environment: bool, queued: bool = False
 ) -> NoReturn:
@@ -106,17 +115,13 @@ def run_mosrun(
         if args.recover is not None:
             from mosix.mosrun.checkpoint_files import recover
 
-            recover(args)
+            recover(args, lambda a: queue_turn(a, argv, keep_environment, queued))
         if args.commands is not None:
             from mosix.mosrun.batches import commands
 
             commands.run_commands(args, keep_environment=keep_environment)
         if args.queue is not None:
-            from mosix.mosrun import queue_wait
-
-            if not queued:
-                queue_wait.become_mosqueue(list(argv), keep_environment)
-            queue_wait.wait_turn(args)
+            queue_turn(args, argv, keep_environment, queued)
         register(args)
         launch.run_program(args, keep_environment=keep_environment)
     except UsageError as e:

@@ -56,7 +56,14 @@ def run_via_agent(argv: list[str]) -> NoReturn:
     env = {k: v for k, v in os.environb.items() if k != skipped}
     words = [os.fsencode(word) for word in argv]
     with connect(autostart=False) as client:
-        client.send(StartNative(argv=words, env=env, cwd=os.getcwdb()), fds=[0, 1, 2])
+        try:
+            directory = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as e:
+            raise Failure(f"cannot open the current directory: {e.strerror}", EXIT_USAGE) from None
+        try:
+            client.send(StartNative(argv=words, env=env), fds=[0, 1, 2, directory])
+        finally:
+            os.close(directory)
         reply = client.receive()
         if isinstance(reply, Refused):
             message, code = status_from_refusal(reply.error)

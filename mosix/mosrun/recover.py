@@ -17,7 +17,7 @@ import contextlib
 import os
 import resource
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import NoReturn
 
 from mosix.arguments import MosrunArgs, Unsupported
@@ -185,35 +185,80 @@ def option_int(head: ImageHead, key: str) -> int:
         return 0
 
 
+def effective_settings(args: MosrunArgs, head: ImageHead) -> MosrunArgs:
+    """The recovered settings, with the location options -R was given (-J, -G, -L/-l) over them."""
+    from mosix.arguments import inherit
+
+    return inherit(settings(head), args)
+
+
+def command_of(head: ImageHead) -> str:
+    return head.options.get("argv0") or head.comm
+
+
 def register(args: MosrunArgs, head: ImageHead, env: dict[str, str]) -> None:
-    """Register the recovered process; its checkpoint series continues (-N, -A may change)."""
+    """Register the recovered process; its checkpoint series continues (-N, -A may change).
+
+    A placement (-r, -{n}, -b, -j, with -F) is the agent's to honour: it moves
+    the process once the restorer has resumed it (mosix.home_agent.recovered_start).
+    """
     from mosix.agent_client import AGENT_SOCKET_ENV, register_program
+    from mosix.arguments import inherited_words
     from mosix.protocol import Register
+    from mosix.start_contract import placement_problem
 
     limit, interval = args.checkpoint_max, args.checkpoint_minutes
-    recovered = settings(head)
+    effective = effective_settings(args, head)
     registered = register_program(
         Register(
             pid=os.getpid(),
-            job=recovered.job_id or 0,
-            memory_mb=recovered.memory_mb,
-            flags=head.options.get("inherit", "").split(),
-            command=[os.fsencode(head.options.get("argv0") or head.comm)],
+            job=effective.job_id or 0,
+            estimate_minutes=args.duration_minutes,
+            memory_mb=effective.memory_mb,
+            flags=inherited_words(effective),
+            command=[os.fsencode(command_of(head))],
             checkpoint_file=os.fsencode(head.options.get("checkpoint-file", "")),
             checkpoint_next=option_int(head, "checkpoint-next"),
             checkpoint_limit=option_int(head, "checkpoint-limit") if limit is None else limit,
             checkpoint_interval=(
                 option_int(head, "checkpoint-interval") if interval is None else interval
             ),
+            placement=args.placement.option() or "",
+            force_elsewhere=args.force_elsewhere,
+            recovering=True,
         )
     )
-    socket_path = registered[0] if registered is not None else None
+    if registered is None:  # no agent: this node only
+        problem = placement_problem(args)
+        if problem is not None:
+            raise Failure(problem, EXIT_USAGE)
+        return
+    socket_path = registered[0]
     if socket_path is not None:
         env[AGENT_SOCKET_ENV] = socket_path
 
 
-def recover(args: MosrunArgs, env: dict[str, str]) -> NoReturn:
-    """Become the recovered process (through the launcher and the restorer)."""
+def queue_request(args: MosrunArgs, head: ImageHead) -> MosrunArgs:
+    """What the queue is told of a recovery (-q/-Q): the program and the settings it had."""
+    from dataclasses import replace
+
+    effective = effective_settings(args, head)
+    return replace(
+        args,
+        program=(command_of(head),),
+        memory_mb=effective.memory_mb,
+        job_id=effective.job_id,
+    )
+
+
+def recover(
+    args: MosrunArgs, env: dict[str, str], wait_turn: Callable[[MosrunArgs], None]
+) -> NoReturn:
+    """Become the recovered process (through the launcher and the restorer).
+
+    With -q/-Q, ``wait_turn`` waits in the queue first (after the image's head
+    was checked, so a bad file is refused at once, not when its turn comes).
+    """
     from mosix.discipline.launcher import exec_launcher
     from mosix.mosrun.launch import default_signals
     from mosix.native import restorer
@@ -221,6 +266,8 @@ def recover(args: MosrunArgs, env: dict[str, str]) -> NoReturn:
 
     assert args.recover is not None
     head = read(args)
+    if args.queue is not None:
+        wait_turn(queue_request(args, head))
     try:
         image_fd = os.open(args.recover, os.O_RDONLY)
     except OSError as e:
@@ -233,12 +280,12 @@ def recover(args: MosrunArgs, env: dict[str, str]) -> NoReturn:
         os.set_inheritable(error_fd, True)
     except OSError:
         error_fd = -1  # no stderr: nowhere to report but the exit status
+    register(args, head, env)  # first: a refused placement creates no -O file
     opened = open_files(args, head, base)
     process_state(head)
-    register(args, head, env)
     place(opened, image_fd, *([error_fd] if error_fd >= 0 else []))
     env[INHERIT_ENV] = head.options.get("inherit", "")
     default_signals()
-    mode = (settings(head).unsupported or Unsupported.KILL).value
+    mode = (effective_settings(args, head).unsupported or Unsupported.KILL).value
     argv = restorer.argv(f"mosrun: -R{args.recover}", image_fd, error_fd)
     exec_launcher(mode, "mosrun", argv[0], argv, env)

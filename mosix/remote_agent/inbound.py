@@ -69,9 +69,12 @@ class Guest:
 class Guests:
     """The copies running here; the handlers of the migration messages."""
 
-    def __init__(self, free_mb: Callable[[], int], on_change: Callable[[], None]) -> None:
+    def __init__(
+        self, free_mb: Callable[[], int], on_change: Callable[[], None], me: Node | None = None
+    ) -> None:
         self.free_mb = free_mb
         self.on_change = on_change
+        self.me = me  # this node as its own map says (partition, -G classes it takes)
         self.guests: dict[str, Guest] = {}
 
     # ------------------------------------------------------------ arrival
@@ -79,6 +82,14 @@ class Guests:
     async def offer(self, stream: PeerStream, msg: MigrateOffer, peer: Node) -> None:
         if msg.home != peer.number or not msg.token or msg.token in self.guests:
             await stream.send(Refused(error="a bad offer"))
+            await stream.aclose()
+            return
+        me = self.me
+        if me is not None and peer.partition != me.partition and not me.admits(msg.grid_class):
+            what = f"class {msg.grid_class}" if msg.grid_class > 0 else "process without -G"
+            await stream.send(
+                Refused(error=f"this node takes no {what} from partition {peer.partition}")
+            )
             await stream.aclose()
             return
         need = max(msg.memory_mb, msg.required_mb)

@@ -237,6 +237,18 @@ def real_gid(pid: int) -> int:
     return first_id(status_value(pid, "Gid")) or 0
 
 
+def context_switches(pid: Pid) -> int | None:
+    """How often the process has given up a processor, by choice or not: the count
+    moves only while it runs, so a change says a blocked process woke up since."""
+    fields = status_fields(pid, ("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches"))
+    if fields is None:
+        return None
+    try:
+        return int(fields["voluntary_ctxt_switches"]) + int(fields["nonvoluntary_ctxt_switches"])
+    except (KeyError, ValueError):
+        return None
+
+
 def status_value(pid: Pid, key: str) -> str | None:
     fields = status_fields(pid, (key,))
     return None if fields is None else fields.get(key)

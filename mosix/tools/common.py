@@ -74,6 +74,16 @@ def user_id(tool: str, name: str) -> int:
         fail(tool, f"-u {name}: no such user")
 
 
+def job_id(tool: str, option: str, text: str) -> int:
+    """``option``'s job ID: a number or a token of the caller's ~/.jobids (as mosrun -J)."""
+    from mosix.arguments import UsageError, home_jobids_resolver, parse_job_id
+
+    try:
+        return parse_job_id(option, text, home_jobids_resolver())
+    except UsageError as e:
+        fail(tool, str(e))
+
+
 def minutes_text(minutes: int | None) -> str:
     if minutes is None:
         return "-"

@@ -22,7 +22,7 @@ from mosix.protocol import (
     Migrate,
     Processes,
 )
-from mosix.tools.common import app, ask_listing, fail, not_available, run
+from mosix.tools.common import app, ask_listing, fail, job_id, not_available, run
 
 ACTIONS = ("home", "out", "freeze", "continue", "checkpoint", "chkstop", "chkexit")
 CHECKPOINT_TIMEOUT = 3600.0  # writing a big image takes as long as the disk needs
@@ -94,10 +94,14 @@ def main_command(
         str,
         typer.Argument(help="node, home, out, freeze, continue, checkpoint, chkstop or chkexit"),
     ] = "",
-    job: Annotated[
-        int | None, typer.Option("-j", "--job", help="act on every process of this job ID")
+    job_text: Annotated[
+        str | None,
+        typer.Option(
+            "-j", "--job", help="act on every process of this job (ID or ~/.jobids token)"
+        ),
     ] = None,
 ) -> None:
+    job = job_id("migrate", "-j", job_text) if job_text is not None else None
     if job is not None and not target:
         first, target = "", first  # migrate -j{job} TARGET
     if not first and job is None:

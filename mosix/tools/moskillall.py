@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from mosix.protocol import ListProcesses, Processes
-from mosix.tools.common import app, ask_listing, fail, user_id
+from mosix.tools.common import app, ask_listing, fail, job_id, user_id
 
 cli = app(
     "moskillall",
@@ -42,10 +42,13 @@ def signal_number(text: str) -> int:
 @cli.command()
 def main_command(
     sig: Annotated[str, typer.Option("-s", "--signal", help="signal name or number")] = "TERM",
-    job: Annotated[int | None, typer.Option("-J", "--job", help="only this job ID")] = None,
+    job_text: Annotated[
+        str | None, typer.Option("-J", "--job", help="only this job (ID or ~/.jobids token)")
+    ] = None,
     user: Annotated[str | None, typer.Option("-u", "--user", help="this user's (root)")] = None,
 ) -> None:
     number = signal_number(sig)
+    job = job_id("moskillall", "-J", job_text) if job_text is not None else None
     uid = user_id("moskillall", user) if user is not None else os.getuid()
     parts = ask_listing("moskillall", ListProcesses(uid=uid, job=job), Processes)
     me = os.getpid()

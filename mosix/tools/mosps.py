@@ -9,7 +9,7 @@ import typer
 
 from mosix.display import shown, shown_words
 from mosix.protocol import ListProcesses, Processes
-from mosix.tools.common import app, ask_listing, minutes_text, run, user_id, user_name
+from mosix.tools.common import app, ask_listing, job_id, minutes_text, run, user_id, user_name
 
 cli = app(
     "mosps",
@@ -25,13 +25,16 @@ HEADER = f"{'PID':>7} {'USER':<10} {'JOB':>5} {'WHERE':<8} {'STATE':<10} {'EST':
 @cli.command()
 def main_command(
     user: Annotated[str | None, typer.Option("-u", "--user", help="only this user's")] = None,
-    job: Annotated[int | None, typer.Option("-J", "--job", help="only this job ID")] = None,
+    job_text: Annotated[
+        str | None, typer.Option("-J", "--job", help="only this job (ID or ~/.jobids token)")
+    ] = None,
     all_users: Annotated[bool, typer.Option("-a", "--all", help="every user's (root)")] = False,
     why: Annotated[
         bool, typer.Option("-w", "--why", help="say why a process cannot migrate")
     ] = False,
 ) -> None:
     uid = user_id("mosps", user) if user is not None else None
+    job = job_id("mosps", "-J", job_text) if job_text is not None else None
     everyone = all_users or (uid is None and os.geteuid() == 0)
     parts = ask_listing("mosps", ListProcesses(all_users=everyone, uid=uid, job=job), Processes)
     print(HEADER)

@@ -9,11 +9,13 @@ import typer
 
 from mosix.display import shown, shown_words
 from mosix.protocol import Done, ListQueue, QueueAction, QueueListing
-from mosix.tools.common import app, ask, ask_listing, run, user_name
+from mosix.tools.common import app, ask, ask_listing, fail, job_id, run, user_name
 
 cli = app("mosq", "Inspect and control the MOSIX queue. With -j, IDs are job IDs.")
 JobFlag = Annotated[bool, typer.Option("-j", "--jobs", help="IDs are job IDs, not pids")]
-Id = Annotated[int, typer.Argument(min=0, help="process ID (or job ID with -j)")]
+Id = Annotated[
+    str, typer.Argument(help="process ID (or with -j a job ID or ~/.jobids token)", metavar="ID")
+]
 
 HEADER = (
     f"{'POS':>5} {'PID':>7} {'USER':<10} {'JOB':>5} {'PRI':>5} {'Q':<1} {'MB':>6} {'P':>3}  COMMAND"
@@ -33,8 +35,14 @@ def show(all_users: bool) -> None:
     sys.stdout.write("\n".join(lines) + "\n")
 
 
-def act(action: str, ident: int, jobs: bool, priority: int | None = None) -> None:
-    ask("mosq", QueueAction(action=action, ident=ident, by_job=jobs, priority=priority), Done)
+def act(action: str, ident: str, jobs: bool, priority: int | None = None) -> None:
+    if jobs:
+        number = job_id("mosq", "-j", ident)
+    elif ident.isdigit():
+        number = int(ident)
+    else:
+        fail("mosq", f"{ident}: not a process ID (-j for a job)")
+    ask("mosq", QueueAction(action=action, ident=number, by_job=jobs, priority=priority), Done)
 
 
 @cli.command("list")
