@@ -5,7 +5,8 @@ node (with at least -m MB free: the program waits until one qualifies);
 -j{list} one at random from the list; no option: where the parent runs
 (mosrun's parent is at home: a process that forks or executes elsewhere is
 brought home first).  -F: start elsewhere when the node named is not
-available.  Without -G, only nodes of the home node's partition qualify.
+available; so is a node that accepts no guests (mosctl block).  Without -G,
+only nodes of the home node's partition qualify.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from mosix.arguments import (
     WhereParent,
     parse,
 )
+from mosix.cluster.admin import says
 from mosix.cluster.nodemap import NodeMap
 from mosix.protocol import LoadVector
 
@@ -71,11 +73,14 @@ class Chooser:
         self.me = me
 
     def eligible(self, loads: Mapping[int, LoadVector], req: Request) -> dict[int, LoadVector]:
+        """The nodes a process may go to: this one, and the others of its partition (all
+        with -G) that accept guests (not blocked: mosctl block)."""
         mine = self.nodes.partition_of(self.me)
         return {
             n: v
             for n, v in loads.items()
-            if req.grid or n == self.me or self.nodes.partition_of(n) == mine
+            if n == self.me
+            or ((req.grid or self.nodes.partition_of(n) == mine) and not says(v, "block"))
         }
 
     def best(self, loads: Mapping[int, LoadVector], req: Request, exclude: set[int]) -> int:

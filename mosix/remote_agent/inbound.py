@@ -9,6 +9,10 @@ in C (a copy with the preload shim sends them over the direct channel itself).  
 reports on its stdout one line per event; this module turns them into
 messages for home.
 
+An offer is refused while the node is blocked (mosctl block); mosctl expel asks
+each guest's home to bring it home (the RemoteEvent "home" a copy that forks
+sends too).
+
 Leaving (home, on BringHome): mosix-remote is told to "leave" (finish the
 call in flight, take no new one); then mosix-ckpt -a migrate streams the
 copy's image on the BringHome connection, the copy held; home's
@@ -25,6 +29,7 @@ from dataclasses import dataclass, field
 
 import trio
 
+from mosix.cluster.admin import NodeAdmin
 from mosix.cluster.nodemap import Node
 from mosix.cluster.stream import PeerStream, PeerUnavailable
 from mosix.helper_process import close_process
@@ -69,9 +74,12 @@ class Guest:
 class Guests:
     """The copies running here; the handlers of the migration messages."""
 
-    def __init__(self, free_mb: Callable[[], int], on_change: Callable[[], None]) -> None:
+    def __init__(
+        self, free_mb: Callable[[], int], on_change: Callable[[], None], admin: NodeAdmin
+    ) -> None:
         self.free_mb = free_mb
         self.on_change = on_change
+        self.admin = admin  # mosctl block: offers are refused
         self.guests: dict[str, Guest] = {}
 
     # ------------------------------------------------------------ arrival
@@ -79,6 +87,10 @@ class Guests:
     async def offer(self, stream: PeerStream, msg: MigrateOffer, peer: Node) -> None:
         if msg.home != peer.number or not msg.token or msg.token in self.guests:
             await stream.send(Refused(error="a bad offer"))
+            await stream.aclose()
+            return
+        if self.admin.block:
+            await stream.send(Refused(error="it accepts no processes from other nodes (blocked)"))
             await stream.aclose()
             return
         need = max(msg.memory_mb, msg.required_mb)
@@ -216,6 +228,25 @@ class Guests:
             await remote_supervisor.order(guest.supervisor, order)
 
     # ------------------------------------------------------------ leaving
+
+    async def expel(self) -> int:
+        """mosctl expel: ask every guest's home to bring it home (as a copy that forks
+        does); how many were asked."""
+        asked = 0
+        for guest in list(self.guests.values()):
+            if not guest.pid:
+                continue  # still arriving
+            try:
+                await guest.ctl.send(RemoteEvent(token=guest.token, event="home"))
+            except PeerUnavailable:
+                continue
+            log.info("process %d of %s: expelled", guest.offer.pid, guest.home.label())
+            asked += 1
+        return asked
+
+    def count(self) -> int:
+        """Guests running here."""
+        return sum(1 for guest in self.guests.values() if guest.pid)
 
     async def bring_home(self, stream: PeerStream, msg: BringHome, peer: Node) -> None:
         guest = self.guests.get(msg.token)
