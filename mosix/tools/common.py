@@ -17,7 +17,7 @@ from mosix.protocol import Message
 
 M = TypeVar("M", bound=Message)
 JsonFlag = Annotated[
-    bool, typer.Option("--json", help="print JSON (the schema: the man page, JSON OUTPUT)")
+    bool, typer.Option("--json", help="print JSON (its schema: JSON OUTPUT in the man page)")
 ]
 
 
