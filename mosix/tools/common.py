@@ -28,6 +28,7 @@ def app(name: str, help_text: str) -> typer.Typer:
         add_completion=True,
         no_args_is_help=False,
         pretty_exceptions_enable=False,
+        rich_markup_mode=None,  # plain help, as other tools print it (and rich is not imported)
         context_settings={"help_option_names": ["-h", "--help"]},
     )
 
@@ -108,6 +109,8 @@ def run(application: typer.Typer, tool: str, argv: list[str] | None = None) -> N
     EXIT_USAGE (125, as mosrun), --help prints the help (status 0), otherwise the status
     is the command's."""
     command = typer.main.get_command(application)
+    if not command.help:  # a tool of one command: its help is the application's
+        command.help = application.info.help
     args = sys.argv[1:] if argv is None else argv
     if not args and isinstance(command, typer.core.TyperGroup):
         usage_error(tool, f"no command given ({tool} --help lists them)")
