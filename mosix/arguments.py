@@ -630,6 +630,8 @@ class _Parser:
             if word == "--":
                 self.pos += 1
                 break
+            if word == HELP_OPTION:
+                raise HelpRequested()
             if len(word) < 2 or not word.startswith("-"):
                 break
             self.pos += 1
@@ -704,8 +706,90 @@ _FIELD_LETTERS: dict[str, str] = {
 
 
 def parse(argv: Sequence[str], jobids: JobIdResolver | None = None) -> MosrunArgs:
-    """Parse the words after ``mosrun``; raises :class:`UsageError`."""
+    """Parse the words after ``mosrun``; raises :class:`UsageError`, or
+    :class:`HelpRequested` for ``--help`` among the options."""
     return _Parser(argv, jobids).run()
+
+
+# ----------------------------------------------------------------- synopsis
+# What --help prints and the man page (python -m mosix.generate) says: every option
+# the parser above takes, as the manual writes it (a test holds the two together).
+
+HELP_OPTION = "--help"  # -h is a placement (the home node), as in MOSIX
+
+
+class HelpRequested(Exception):
+    """``--help`` among the options: print :func:`synopsis`, exit 0."""
+
+
+USAGE_LINES = (
+    "[location_options] [program_options] program [args]...",
+    "-S{maxjobs} [location_options] [program_options] {commands-file}[,{failed-file}]",
+    "-R{filename} [-O{fd=filename}[,{fd2=fn2}]]... [location_options]",
+    "-I{filename}",
+)
+
+LOCATION_OPTIONS: tuple[tuple[str, str], ...] = (
+    ("-r{hostname}", "start on the given host"),
+    ("-{a.b.c.d}", "start on the given IP address"),
+    ("-{n}", "start on the given node number"),
+    ("-h", "start on the home node"),
+    ("-b", "start on the best node"),
+    ("-j{ID1-ID2}[,{ID3}]...", "start on one of these hosts, addresses or node numbers"),
+    ("-F", "start elsewhere if the requested node is not available"),
+    ("-L", "no automatic migration"),
+    ("-l", "automatic migration allowed (the default)"),
+    ("-G[{class}]", "may migrate to other clusters of this class"),
+    ("-D{DD:HH:MM}", "estimated run time (also 1d2h3m)"),
+    ("-A{minutes}", "checkpoint every so many minutes"),
+    ("-N{max}", "keep at most max checkpoints (0: unlimited)"),
+    ("-q[{pri}]", "queue the job (killed if the queue aborts it)"),
+    ("-Q[{pri}]", "queue the job (it runs if the queue aborts it)"),
+    ("-P{processes}", "the job runs this many processes (for the queue)"),
+    ("-J{JobID}", "belong to this job (a number or a token in ~/.jobids)"),
+)
+
+PROGRAM_OPTIONS: tuple[tuple[str, str], ...] = (
+    ("-m{mb}", "needs this much memory"),
+    ("-d {0-10000}", "decay of the process statistics"),
+    ("-c", "leave system calls and I/O out of migration decisions"),
+    ("-n", "take system calls and I/O into account (the default)"),
+    ("-z", "the program's arguments begin at argument #0"),
+    ("-u", "an unsupported system call kills the program (the default)"),
+    ("-e", "an unsupported system call fails with ENOSYS"),
+    ("-w", "as -e, with a warning for each such call"),
+    ("-t", "time calls read the clock where the program runs"),
+    ("-T", "time calls read the home node's clock (the default)"),
+    ("-E[/{cwd}]", "a native Linux batch job on another node"),
+    ("-M[/{cwd}]", "a MOSIX batch job"),
+    ("-i", "all of the standard input is for this batch job"),
+    ("-C{filename}", "where to save checkpoints"),
+    ("-X{/directory}", "a private temporary directory (up to 10)"),
+    ("-g", "called by the administrator's wrapper"),
+)
+
+SPECIAL_OPTIONS: tuple[tuple[str, str], ...] = (
+    ("-S{maxjobs}", "run each line of commands-file, at most maxjobs at a time"),
+    ("-R{filename}", "recover a checkpoint"),
+    ("-O{fd=filename}", "with -R: open this file at this descriptor"),
+    ("-I{filename}", "list a checkpoint's open files"),
+    ("--help", "print this synopsis"),
+)
+
+SYNOPSIS_SECTIONS = (
+    ("Location options", LOCATION_OPTIONS),
+    ("Program options", PROGRAM_OPTIONS),
+    ("Other options", SPECIAL_OPTIONS),
+)
+
+
+def synopsis(prog: str) -> str:
+    """The usage lines and every option, one line each (``mosrun --help``)."""
+    lines = [f"usage: {prog} {line}" for line in USAGE_LINES]
+    for title, options in SYNOPSIS_SECTIONS:
+        lines += ["", f"{title}:"]
+        lines += [f"  {words:<24} {text}" for words, text in options]
+    return "\n".join(lines) + "\n"
 
 
 # --------------------------------------------------------------- formatting

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 from typing import NoReturn
 
+from mosix.arguments import HELP_OPTION
 from mosix.exits import EXIT_USAGE, Failure
 from mosix.mosrun import launch
 from mosix.mosrun.command import fail, run_mosrun
@@ -23,8 +24,17 @@ def mosenv_main() -> NoReturn:
     run_mosrun("mosenv", sys.argv[1:], keep_environment=True)
 
 
+NATIVE_SYNOPSIS = (
+    "usage: native program [args]...\n\n"
+    "Run a program outside the MOSIX discipline (from inside it: through the node agent).\n"
+)
+
+
 def native_main() -> NoReturn:
     argv = sys.argv[1:]
+    if argv[:1] == [HELP_OPTION]:
+        sys.stdout.write(NATIVE_SYNOPSIS)
+        raise SystemExit(0)
     if argv[:1] == ["--"]:
         argv = argv[1:]
     if not argv:

@@ -8,6 +8,8 @@ What is generated, and from what (each file's first line says so too):
   csrc/generated/forward_table.h                     mosix/discipline/forwarding.py
   csrc/generated/ckpt_format.h, docs/IMAGE.md        mosix/ckpt/format.py
   csrc/generated/mosix_names.h                       mosix/native_names.py, mosix/protocol.py
+  man/man1/*.1 (the commands' man pages)             mosix/tools/manpages.py (from
+                      mosix/arguments.py, the typer tools and mosix/tools/json_output.py)
 """
 
 from __future__ import annotations
@@ -18,10 +20,13 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
+import typer
+
 from mosix import native_names, protocol
 from mosix.ckpt import generate as ckpt_generate
 from mosix.codegen import COMMAND, c_banner
 from mosix.discipline import generate as discipline_generate
+from mosix.tools import manpages
 
 NAMES_HEADER = "csrc/generated/mosix_names.h"
 EXIT_STALE, EXIT_USAGE = 1, 2
@@ -80,6 +85,23 @@ def outputs() -> dict[str, str]:
         **discipline_generate.outputs(),
         **ckpt_generate.outputs(),
         NAMES_HEADER: names_header_text(),
+        **manpages.outputs(typer_tools()),
+    }
+
+
+def typer_tools() -> dict[str, typer.Typer]:
+    """The commands made with typer, for their man pages."""
+    from mosix.testcluster import cli as testcluster
+    from mosix.tools import migrate, mosctl, mosixd, moskillall, mosps, mosq
+
+    return {
+        "migrate": migrate.cli,
+        "mosps": mosps.cli,
+        "mosq": mosq.cli,
+        "moskillall": moskillall.cli,
+        "mosctl": mosctl.cli,
+        "mosixd": mosixd.cli,
+        "mosix-testcluster": testcluster.cli,
     }
 
 

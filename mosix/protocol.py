@@ -115,6 +115,10 @@ class NodeFacts:
     processes: int
     balance_rounds: int = -1  # automatic balancing rounds so far (-1: no balancing here)
     balance_moves: int = 0  # moves it began
+    speed: float = 1.0  # relative speed ([node] speed, mosctl setspeed)
+    settings: list[str] = field(default_factory=list)  # in force: stay lstay block isolated
+    guests: int = 0  # processes of other nodes running here
+    away: int = 0  # processes of this home running on other nodes
 
 
 # ------------------------------------------------------------------ replies
@@ -339,6 +343,33 @@ class GetStatus(Message):
     OP: ClassVar[str] = "get-status"
 
 
+# mosctl's orders to its node (root): MOSIX's administration verbs.
+NODE_VERBS = (
+    "stay",  # no automatic migration away from this node
+    "nostay",
+    "lstay",  # local processes (of this home) stay here
+    "nolstay",
+    "block",  # accept no guests
+    "noblock",
+    "expel",  # send the guests home
+    "bring",  # bring this home's processes home
+    "isolate",  # leave the cluster
+    "rejoin",
+    "setspeed",  # this node's relative speed (``speed``)
+)
+
+
+@message
+@dataclass(frozen=True)
+class NodeControl(Message):
+    """Control socket (root): one of NODE_VERBS; answered by Done (count: processes sent
+    away or brought home) or Refused."""
+
+    OP: ClassVar[str] = "node-control"
+    verb: str = ""
+    speed: float = 0.0
+
+
 @message
 @dataclass(frozen=True)
 class StartNative(Message):
@@ -455,6 +486,7 @@ class NodeLoad:
     total_mb: int
     procs: int
     age: float | None  # seconds since its last load report (None: never heard)
+    settings: list[str] = field(default_factory=list)  # mosctl's it reports: stay, block
 
 
 @message

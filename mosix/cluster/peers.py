@@ -17,6 +17,10 @@ Each agent sends its load vector to every other node every load_interval,
 over one long-lived connection per peer (reconnected with backoff); a node
 not heard from for dead_after seconds counts as down.
 
+An isolated node (``mosctl isolate``, mosix.cluster.admin) sends no load vectors,
+refuses every peer's connection after authenticating it, opens none, and sees
+no other node alive, until ``mosctl rejoin``.
+
 Every connection, both ways, is given up by the kernel when the peer has not
 answered for lost_after seconds (stream.give_up_after: keepalive probes and
 TCP_USER_TIMEOUT), so a node that dies without a word, or a network cut
@@ -32,10 +36,12 @@ import logging
 import socket
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import trio
 
+from mosix.cluster.admin import ADVERTISED, NodeAdmin, says
 from mosix.cluster.auth import (
     REFUSAL,
     AuthError,
@@ -97,6 +103,8 @@ class Cluster:
         self.nodes = config.nodes
         self.me = config.me
         self.speed = speed
+        self.admin = NodeAdmin()  # mosctl's settings
+        self._rejoined = trio.Event()  # set and replaced by rejoin()
         self.count_processes = count_processes  # MOSIX processes running here
         self.local_extra: Callable[[], Extra] | None = None  # more for our load vector
         self.handlers: dict[type[Message], Handler] = {}
@@ -166,6 +174,8 @@ class Cluster:
             raise PeerUnavailable(f"node {node} is not in the cluster map")
         if self.config.secret is None:
             raise PeerUnavailable("no cluster secret is configured")
+        if self.admin.isolated:
+            raise PeerUnavailable(f"{self.me.label()} is isolated (mosctl rejoin ends that)")
         sock = trio.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
             sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
@@ -196,13 +206,34 @@ class Cluster:
         return stream
 
     def loads(self) -> dict[int, LoadVector]:
-        """The vectors of the nodes heard from within dead_after, ours (fresh) included."""
-        found = self.table.fresh(time.monotonic())
+        """The vectors of the nodes heard from within dead_after, ours (fresh) included
+        (isolated: ours only)."""
+        found = {} if self.admin.isolated else self.table.fresh(time.monotonic())
         found[self.me.number] = self.local
         return found
 
     def alive(self, node: int) -> bool:
-        return node == self.me.number or self.table.alive(node, time.monotonic())
+        if node == self.me.number:
+            return True
+        return not self.admin.isolated and self.table.alive(node, time.monotonic())
+
+    def isolate(self) -> None:
+        """Leave the cluster (mosctl isolate): see the module's text."""
+        self.admin.isolated = True
+        self.table = LoadTable(self.config.dead_after)  # others' vectors are forgotten
+        self._changed()
+        log.info("cluster: %s is isolated (mosctl isolate)", self.me.label())
+
+    def rejoin(self) -> None:
+        self.admin.isolated = False
+        rejoined, self._rejoined = self._rejoined, trio.Event()
+        rejoined.set()
+        log.info("cluster: %s rejoins the cluster (mosctl rejoin)", self.me.label())
+
+    def set_speed(self, speed: float) -> None:
+        """mosctl setspeed: our next load vector carries it."""
+        self.speed = speed
+        self.local = replace(self.local, speed=speed)
 
     async def wait_for_change(self) -> None:
         """Return after the next load vector arrives or a node goes down."""
@@ -229,6 +260,7 @@ class Cluster:
                     total_mb=vector.total_mb if vector else 0,
                     procs=vector.procs if vector else 0,
                     age=0.0 if mine else self.table.age(node.number, now),
+                    settings=[s for s in ADVERTISED if says(vector, s)],
                 )
             )
         return out
@@ -285,6 +317,9 @@ class Cluster:
         return stream, peer
 
     async def _serve_peer(self, stream: PeerStream, peer: Node) -> None:
+        if self.admin.isolated:
+            await self._refuse(stream, f"{self.me.label()} is isolated")
+            return
         try:
             with trio.fail_after(FIRST_MESSAGE_TIMEOUT):
                 msg = await stream.receive()
@@ -323,10 +358,10 @@ class Cluster:
     # ---------------------------------------------------- load vectors
 
     async def _measure(self) -> None:
-        extra: Extra = {}
+        extra: Extra = dict(self.admin.advertised())
         if self.local_extra is not None:
             try:
-                extra = dict(self.local_extra())
+                extra.update(self.local_extra())
             except Exception:
                 log.exception("cluster: local_extra failed")
         procs = self.count_processes()
@@ -372,10 +407,12 @@ class Cluster:
         trouble: str | None = None  # logged once until the link works again
         send_timeout = SEND_TIMEOUT_TICKS * self.config.load_interval
         while True:
+            if self.admin.isolated:
+                await self._rejoined.wait()
             try:
                 stream = await self.open(node.number)
                 async with stream:
-                    while True:
+                    while not self.admin.isolated:
                         with trio.fail_after(send_timeout):
                             await stream.send(self.local)
                         if trouble is not None:
@@ -398,6 +435,8 @@ class Cluster:
         while True:
             if not isinstance(msg, LoadVector) or msg.node != peer.number:
                 log.warning("cluster: %s sent '%s' among its load reports", peer.label(), msg.OP)
+                return
+            if self.admin.isolated:
                 return
             if self.table.record(msg, time.monotonic()):
                 log.info("cluster: %s is up", peer.label())

@@ -10,11 +10,12 @@ Which processes: those of this home that run under mosrun without -L (-l lifts
 it), are not queued, frozen, stopped, batch jobs or already migrating, can
 move (no threads, locks, shared writable maps), and have stayed where they are
 for at least RESIDENCE_ROUNDS rounds since their last move, manual or
-automatic.  A move is made only when two rounds in a row want it, so a moment's
-load (a program starting, a capture) moves nothing.  A load vector measured
-(its samples: a load interval) before a move finished does not show that move
-yet: the move is added to what the vector says, so the next round does not
-move more than needed.
+automatic, and are not kept where they are by mosctl (stay or lstay here,
+stay on the node where they run).  A move is made only when two rounds in a
+row want it, so a moment's load (a program starting, a capture) moves
+nothing.  A load vector measured (its samples: a load interval) before a move
+finished does not show that move yet: the move is added to what the vector
+says, so the next round does not move more than needed.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 import trio
 
 from mosix.arguments import MosrunArgs
+from mosix.cluster.admin import says
 from mosix.cluster.peers import Cluster
 from mosix.home_agent.balancing import Candidate, Move, NodeState, plan
 from mosix.home_agent.migration import MigrationError, Migrations, ProcessFacts
@@ -123,6 +125,13 @@ class Balancer:
         held = self.moved_at.get(pid)
         return held is None or time.monotonic() - held >= RESIDENCE_ROUNDS * self.interval
 
+    def stays(self, where: int, loads: dict[int, LoadVector]) -> bool:
+        """mosctl stay (here, or where it runs: its load vector says so), lstay here."""
+        if where == self.cluster.me.number:
+            admin = self.cluster.admin
+            return admin.stay or admin.lstay
+        return says(loads.get(where), "stay")
+
     def _candidates(self, procs: dict[int, Process], decays: dict[int, int]) -> list[Candidate]:
         """Blocking (reads /proc): run in a thread."""
         self.stats.update(decays)
@@ -134,6 +143,8 @@ class Balancer:
             if stats is None:
                 continue  # not sampled over an interval yet
             where = self.migrations.where(pid)
+            if self.stays(where, loads):
+                continue
             if where == me and (proc_info.state_letter(pid) in ("T", "t", "Z", None)):
                 continue
             if where == me and proc_info.stay_reason(pid):

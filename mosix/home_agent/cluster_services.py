@@ -146,6 +146,25 @@ class ClusterServices:
         except (MigrationError, NoPlace) as e:
             return Refused(error=str(e))
 
+    async def bring_all(self) -> int:
+        """mosctl bring: every process of this home running elsewhere comes home (at
+        once); how many came."""
+        came: list[int] = []
+
+        async def bring(pid: int) -> None:
+            try:
+                await self.migrations.bring_home(pid)
+            except MigrationError as e:
+                log.warning("process %d could not come home: %s", pid, e)
+                return
+            self.hold(pid)
+            came.append(pid)
+
+        async with trio.open_nursery() as nursery:
+            for pid in list(self.migrations.away):
+                nursery.start_soon(bring, pid)
+        return len(came)
+
     def hold(self, pid: int) -> None:
         """A process moved by hand stays where the user put it for a while."""
         if self.balancer is not None:

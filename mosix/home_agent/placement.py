@@ -5,9 +5,10 @@ node (with at least -m MB free: the program waits until one qualifies);
 -j{list} one at random from the list; no option: where the parent runs
 (mosrun's parent is at home: a process that forks or executes elsewhere is
 brought home first).  -F: start elsewhere when the node named is not
-available.  Without -G (or with -G0), only nodes of the home node's
-partition qualify; -G{class} adds the nodes of other partitions that take
-that class (a node's ``classes`` in the map; by default every class).
+available; so is a node that accepts no guests (mosctl block).  Without -G (or
+with -G0), only nodes of the home node's partition qualify; -G{class} adds the
+nodes of other partitions that take that class (a node's ``classes`` in the map;
+by default every class).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from mosix.arguments import (
     WhereParent,
     parse,
 )
+from mosix.cluster.admin import says
 from mosix.cluster.nodemap import NodeMap
 from mosix.protocol import LoadVector
 
@@ -91,7 +93,13 @@ class Chooser:
         return f"{label} (partition {partition}) does not take class {grid_class} (-G{grid_class})"
 
     def eligible(self, loads: Mapping[int, LoadVector], req: Request) -> dict[int, LoadVector]:
-        return {n: v for n, v in loads.items() if self.allows(n, req.grid_class)}
+        """The nodes a process may go to: this one, and the others its -G class allows
+        (:meth:`allows`) that accept guests (not blocked: mosctl block)."""
+        return {
+            n: v
+            for n, v in loads.items()
+            if n == self.me or (self.allows(n, req.grid_class) and not says(v, "block"))
+        }
 
     def best(self, loads: Mapping[int, LoadVector], req: Request, exclude: set[int]) -> int:
         fits = [

@@ -2,7 +2,8 @@
 
 Every request goes to the part that answers it: a process about itself
 (mosix.home_agent.process_requests), the queue (mosix.queue: requests, runner),
-checkpoints (checkpoint_requests), listings and facts (status_requests),
+checkpoints (checkpoint_requests), listings and facts (status_requests), mosctl's
+verbs (given by the node: mosix.node.administration),
 ``native`` (native_start), deputies (migration), guards (guard_watch).  Whatever a client sends, the
 worst it gets is one Refused line and the end of its connection.
 """
@@ -10,13 +11,14 @@ worst it gets is one Refused line and the end of its connection.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import trio
 
 from mosix.home_agent.admission import Admission
 from mosix.home_agent.checkpoint_requests import CheckpointRequests
-from mosix.home_agent.connection import Connection
+from mosix.home_agent.connection import Connection, Peer
 from mosix.home_agent.guard_watch import GuardWatch
 from mosix.home_agent.limits import AgentLimits
 from mosix.home_agent.migration import Migrations
@@ -39,6 +41,7 @@ from mosix.protocol import (
     ListQueue,
     Message,
     Migrate,
+    NodeControl,
     ProtocolError,
     QueueAction,
     Refused,
@@ -69,6 +72,7 @@ class Server:
         status: StatusRequests,
         migrations: Migrations | None,
         guards: GuardWatch,
+        node_control: Callable[[Peer, NodeControl], Awaitable[Done]],
         stopping: trio.Event,
     ) -> None:
         self.limits = limits
@@ -81,6 +85,7 @@ class Server:
         self.status = status
         self.migrations = migrations  # None: a one-node cluster
         self.guards = guards
+        self.node_control = node_control  # mosctl's verbs (mosix.node.administration)
         self.stopping = stopping  # set by Shutdown
 
     async def handle(self, conn: Connection) -> None:
@@ -177,6 +182,8 @@ class Server:
                 return None
             case GuardHello():
                 return self.guards.hello(conn, msg)
+            case NodeControl():
+                return await self.node_control(peer, msg)
             case Shutdown():
                 if not peer.is_root and peer.uid != self.owner:
                     raise Refusal("only root or the agent's owner may stop the agent")

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from mosix.cluster.peers import Cluster
 from mosix.home_agent.agent_config import AgentConfig
@@ -40,6 +40,7 @@ class StatusRequests:
         cluster: Cluster | None,
         where_of: Callable[[int], str],
         balancer: Balancer | None,
+        guests_and_away: Callable[[], tuple[int, int]] = lambda: (0, 0),
     ) -> None:
         self.config = config
         self.registry = registry
@@ -48,6 +49,7 @@ class StatusRequests:
         self.cluster = cluster  # None: a one-node cluster
         self.where_of = where_of  # where a process of this home runs
         self.balancer = balancer  # None: no automatic balancing
+        self.guests_and_away = guests_and_away
 
     def list_processes(self, peer: Peer, msg: ListProcesses) -> Processes:
         if msg.all_users and not peer.is_root:
@@ -100,7 +102,20 @@ class StatusRequests:
             queued=len(self.queue.jobs),
             processes=len(self.registry.discover(self.where_of)),
             **self.balancing_facts(),
+            **self.cluster_facts(),
         )
+
+    def cluster_facts(self) -> dict[str, Any]:
+        cluster = self.cluster
+        if cluster is None:
+            return {"speed": self.config.speed}
+        guests, away = self.guests_and_away()
+        return {
+            "speed": cluster.speed,
+            "settings": cluster.admin.in_force(),
+            "guests": guests,
+            "away": away,
+        }
 
     def balancing_facts(self) -> dict[str, int]:
         balancer = self.balancer

@@ -20,7 +20,14 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from mosix import start_contract
-from mosix.arguments import MosrunArgs, UsageError, home_jobids_resolver, parse
+from mosix.arguments import (
+    HelpRequested,
+    MosrunArgs,
+    UsageError,
+    home_jobids_resolver,
+    parse,
+    synopsis,
+)
 from mosix.exits import EXIT_USAGE, Failure
 from mosix.mosrun import launch
 
@@ -124,6 +131,10 @@ def run_mosrun(
             queue_turn(args, argv, keep_environment, queued)
         register(args)
         launch.run_program(args, keep_environment=keep_environment)
+    except HelpRequested:
+        sys.stdout.write(synopsis(prog))
+        sys.stdout.flush()
+        raise SystemExit(0) from None
     except UsageError as e:
         fail(prog, str(e), EXIT_USAGE)
     except Failure as e:

@@ -35,6 +35,7 @@ from mosix.home_agent.server import Server
 from mosix.home_agent.shares import UserShares
 from mosix.home_agent.state import Changes, SavedState
 from mosix.home_agent.status_requests import StatusRequests
+from mosix.node.administration import Administration
 from mosix.queue.queue import Capacity, Queue
 from mosix.queue.requests import QueueRequests
 from mosix.queue.runner import QueueRunner
@@ -80,8 +81,9 @@ class NodeAgent:
         stopping = trio.Event()
         async with trio.open_nursery() as nursery:
             services = None
+            hosting = None
             if cluster is not None:
-                Hosting(cluster, changes.changed)
+                hosting = Hosting(cluster, changes.changed)
                 services = ClusterServices(
                     cluster,
                     str(paths.socket),
@@ -103,6 +105,9 @@ class NodeAgent:
             await nursery.start(state.saver)
             shares = UserShares(config.limits, queue, registry)
             admission = Admission(config.limits, usable_connections(config.limits))
+            administration = Administration(
+                cluster, services, hosting.guests if hosting is not None else None
+            )
             server = Server(
                 config.limits,
                 os.geteuid(),
@@ -119,9 +124,11 @@ class NodeAgent:
                     cluster,
                     services.where if services is not None else at_home,
                     services.balancer if services is not None else None,
+                    administration.counts,
                 ),
                 services.migrations if services is not None else None,
                 GuardWatch(registry.ours, nursery),
+                administration.order,
                 stopping,
             )
             await nursery.start(

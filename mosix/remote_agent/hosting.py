@@ -25,7 +25,9 @@ from mosix.sysinfo import node_facts
 
 class Hosting:
     def __init__(self, cluster: Cluster, on_change: Callable[[], None]) -> None:
-        self.guests = Guests(lambda: node_facts.memory_mb()[1], on_change, cluster.me)
+        self.guests = Guests(
+            lambda: node_facts.memory_mb()[1], on_change, cluster.admin, cluster.me
+        )
         cluster.on(MigrateOffer, self.guests.offer)
         cluster.on(MigrateImage, self.guests.image)
         cluster.on(MigrateChannel, self.guests.channel)

@@ -9,6 +9,10 @@ in C (a copy with the preload shim sends them over the direct channel itself).  
 reports on its stdout one line per event; this module turns them into
 messages for home.
 
+An offer is refused while the node is blocked (mosctl block); mosctl expel asks
+each guest's home to bring it home (the RemoteEvent "home" a copy that forks
+sends too).
+
 Leaving (home, on BringHome): mosix-remote is told to "leave" (finish the
 call in flight, take no new one); then mosix-ckpt -a migrate streams the
 copy's image on the BringHome connection, the copy held; home's
@@ -25,6 +29,7 @@ from dataclasses import dataclass, field
 
 import trio
 
+from mosix.cluster.admin import NodeAdmin
 from mosix.cluster.nodemap import Node
 from mosix.cluster.stream import PeerStream, PeerUnavailable
 from mosix.native import capturer, remote_supervisor
@@ -70,10 +75,15 @@ class Guests:
     """The copies running here; the handlers of the migration messages."""
 
     def __init__(
-        self, free_mb: Callable[[], int], on_change: Callable[[], None], me: Node | None = None
+        self,
+        free_mb: Callable[[], int],
+        on_change: Callable[[], None],
+        admin: NodeAdmin,
+        me: Node | None = None,
     ) -> None:
         self.free_mb = free_mb
         self.on_change = on_change
+        self.admin = admin  # mosctl block: offers are refused
         self.me = me  # this node as its own map says (partition, -G classes it takes)
         self.guests: dict[str, Guest] = {}
 
@@ -84,12 +94,9 @@ class Guests:
             await stream.send(Refused(error="a bad offer"))
             await stream.aclose()
             return
-        me = self.me
-        if me is not None and peer.partition != me.partition and not me.admits(msg.grid_class):
-            what = f"class {msg.grid_class}" if msg.grid_class > 0 else "process without -G"
-            await stream.send(
-                Refused(error=f"this node takes no {what} from partition {peer.partition}")
-            )
+        refusal = self._refusal(msg, peer)
+        if refusal is not None:
+            await stream.send(Refused(error=refusal))
             await stream.aclose()
             return
         need = max(msg.memory_mb, msg.required_mb)
@@ -117,6 +124,16 @@ class Guests:
             log.info("process %d of %s: no copy of it here now", msg.pid, peer.label())
             with contextlib.suppress(Exception):
                 await stream.aclose()
+
+    def _refusal(self, msg: MigrateOffer, peer: Node) -> str | None:
+        """Why this node takes no such process from ``peer`` (None: it may)."""
+        if self.admin.block:
+            return "it accepts no processes from other nodes (blocked)"
+        me = self.me
+        if me is not None and peer.partition != me.partition and not me.admits(msg.grid_class):
+            what = f"class {msg.grid_class}" if msg.grid_class > 0 else "process without -G"
+            return f"this node takes no {what} from partition {peer.partition}"
+        return None
 
     async def image(self, stream: PeerStream, msg: MigrateImage, peer: Node) -> None:
         self._arrive(stream, msg.token, peer, "img_fd")
@@ -227,6 +244,25 @@ class Guests:
             await remote_supervisor.order(guest.supervisor, order)
 
     # ------------------------------------------------------------ leaving
+
+    async def expel(self) -> int:
+        """mosctl expel: ask every guest's home to bring it home (as a copy that forks
+        does); how many were asked."""
+        asked = 0
+        for guest in list(self.guests.values()):
+            if not guest.pid:
+                continue  # still arriving
+            try:
+                await guest.ctl.send(RemoteEvent(token=guest.token, event="home"))
+            except PeerUnavailable:
+                continue
+            log.info("process %d of %s: expelled", guest.offer.pid, guest.home.label())
+            asked += 1
+        return asked
+
+    def count(self) -> int:
+        """Guests running here."""
+        return sum(1 for guest in self.guests.values() if guest.pid)
 
     async def bring_home(self, stream: PeerStream, msg: BringHome, peer: Node) -> None:
         guest = self.guests.get(msg.token)

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import pwd
 import sys
-from typing import NoReturn, TypeVar
+from types import ModuleType
+from typing import Annotated, NoReturn, TypeVar
 
 import typer
+import typer.core
+import typer.main
 
 from mosix.display import shown
 from mosix.exits import EXIT_USAGE, Failure
 from mosix.protocol import Message
 
 M = TypeVar("M", bound=Message)
+JsonFlag = Annotated[
+    bool, typer.Option("--json", help="print JSON (its schema: JSON OUTPUT in the man page)")
+]
 
 
 def app(name: str, help_text: str) -> typer.Typer:
@@ -22,6 +28,7 @@ def app(name: str, help_text: str) -> typer.Typer:
         add_completion=True,
         no_args_is_help=False,
         pretty_exceptions_enable=False,
+        rich_markup_mode=None,  # plain help, as other tools print it (and rich is not imported)
         context_settings={"help_option_names": ["-h", "--help"]},
     )
 
@@ -92,5 +99,38 @@ def minutes_text(minutes: int | None) -> str:
     return (f"{days}d" if days else "") + (f"{hours}h" if hours or days else "") + f"{mins}m"
 
 
-def run(application: typer.Typer, tool: str) -> None:
-    application(prog_name=tool)
+def click_exceptions() -> ModuleType:
+    """click's exceptions: typer vendors click since 0.2x, older typers use click itself."""
+    try:
+        from typer._click import exceptions
+    except ImportError:  # typer < 0.2x
+        from click import exceptions  # type: ignore[no-redef]
+    return exceptions
+
+
+def usage_error(where: str, message: str) -> NoReturn:
+    """A bad command line: one line naming what was wrong, status EXIT_USAGE (as mosrun)."""
+    sys.stderr.write(f"{where}: {shown(' '.join(message.split()))}\n")
+    raise SystemExit(EXIT_USAGE)
+
+
+def run(application: typer.Typer, tool: str, argv: list[str] | None = None) -> NoReturn:
+    """Run a tool: its own failures and a bad command line end in one line on stderr and
+    EXIT_USAGE (125, as mosrun), --help prints the help (status 0), otherwise the status
+    is the command's."""
+    command = typer.main.get_command(application)
+    if not command.help:  # a tool of one command: its help is the application's
+        command.help = application.info.help
+    args = sys.argv[1:] if argv is None else argv
+    if not args and isinstance(command, typer.core.TyperGroup):
+        usage_error(tool, f"no command given ({tool} --help lists them)")
+    exceptions = click_exceptions()
+    try:
+        status = command.main(args=args, prog_name=tool, standalone_mode=False)
+    except exceptions.UsageError as e:
+        usage_error(e.ctx.command_path if e.ctx is not None else tool, e.format_message())
+    except exceptions.ClickException as e:
+        usage_error(tool, e.format_message())
+    except typer.Abort:
+        usage_error(tool, "interrupted")
+    raise SystemExit(status if isinstance(status, int) else 0)

@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from mosix.protocol import ListProcesses, Processes
-from mosix.tools.common import app, ask_listing, fail, job_id, user_id
+from mosix.tools.common import app, ask_listing, fail, job_id, run, user_id
 
 cli = app(
     "moskillall",
@@ -72,4 +72,4 @@ def main() -> None:
     # kill(1) style: "-9" or "-TERM" as the first word means --signal.
     if argv and argv[0].startswith("-") and argv[0][1:] and argv[0][1] not in "-sJuh":
         argv = ["--signal", argv[0][1:], *argv[1:]]
-    cli(args=argv, prog_name="moskillall")
+    run(cli, "moskillall", argv)

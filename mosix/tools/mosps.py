@@ -9,7 +9,17 @@ import typer
 
 from mosix.display import shown, shown_words
 from mosix.protocol import ListProcesses, Processes
-from mosix.tools.common import app, ask_listing, job_id, minutes_text, run, user_id, user_name
+from mosix.tools.common import (
+    JsonFlag,
+    app,
+    ask_listing,
+    job_id,
+    minutes_text,
+    run,
+    user_id,
+    user_name,
+)
+from mosix.tools.json_output import emit, process_record
 
 cli = app(
     "mosps",
@@ -32,13 +42,18 @@ def main_command(
     why: Annotated[
         bool, typer.Option("-w", "--why", help="say why a process cannot migrate")
     ] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     uid = user_id("mosps", user) if user is not None else None
     job = job_id("mosps", "-J", job_text) if job_text is not None else None
     everyone = all_users or (uid is None and os.geteuid() == 0)
     parts = ask_listing("mosps", ListProcesses(all_users=everyone, uid=uid, job=job), Processes)
+    processes = [p for part in parts for p in part.processes]
+    if as_json:
+        emit([process_record(p, user_name(p.uid)) for p in processes])
+        return
     print(HEADER)
-    for p in (p for part in parts for p in part.processes):
+    for p in processes:
         command = shown_words(p.command) or "?"
         print(
             f"{p.pid:>7} {shown(user_name(p.uid)):<10.10} {p.job:>5} {shown(p.where):<8.8} "

@@ -9,7 +9,8 @@ import typer
 
 from mosix.display import shown, shown_words
 from mosix.protocol import Done, ListQueue, QueueAction, QueueListing
-from mosix.tools.common import app, ask, ask_listing, fail, job_id, run, user_name
+from mosix.tools.common import JsonFlag, app, ask, ask_listing, fail, job_id, run, user_name
+from mosix.tools.json_output import emit, queue_record
 
 cli = app("mosq", "Inspect and control the MOSIX queue. With -j, IDs are job IDs.")
 JobFlag = Annotated[bool, typer.Option("-j", "--jobs", help="IDs are job IDs, not pids")]
@@ -22,12 +23,16 @@ HEADER = (
 )
 
 
-def show(all_users: bool) -> None:
+def show(all_users: bool, as_json: bool) -> None:
     parts = ask_listing("mosq", ListQueue(all_users=all_users), QueueListing)
-    names: dict[int, str] = {}
+    entries = [e for part in parts for e in part.entries]
+    names = {uid: user_name(uid) for uid in {e.uid for e in entries}}
+    if as_json:
+        emit([queue_record(e, names[e.uid]) for e in entries])
+        return
     lines = [HEADER]
-    for e in (e for part in parts for e in part.entries):
-        name = names.get(e.uid) or names.setdefault(e.uid, shown(user_name(e.uid)))
+    for e in entries:
+        name = shown(names[e.uid])
         lines.append(
             f"{e.position:>5} {e.pid:>7} {name:<10.10} {e.job:>5} {e.priority:>5} "
             f"{shown(e.mode):<1} {e.memory_mb or '-':>6} {e.parallel:>3}  {shown_words(e.command)}"
@@ -46,15 +51,15 @@ def act(action: str, ident: str, jobs: bool, priority: int | None = None) -> Non
 
 
 @cli.command("list")
-def list_queue() -> None:
+def list_queue(as_json: JsonFlag = False) -> None:
     """Your queued jobs, in the order they will run."""
-    show(all_users=False)
+    show(all_users=False, as_json=as_json)
 
 
 @cli.command("listall")
-def list_all() -> None:
+def list_all(as_json: JsonFlag = False) -> None:
     """Every user's queued jobs (root)."""
-    show(all_users=True)
+    show(all_users=True, as_json=as_json)
 
 
 @cli.command("count")
