@@ -26,11 +26,11 @@ def run(*argv: str) -> subprocess.CompletedProcess[str]:
     ("argv", "line"),
     [
         (["mosq", "abort", "-5"], "mosq abort: No such option: -5"),
-        (["mosq", "abort", "x"], "mosq abort: Invalid value for "),
+        (["mosq", "abort", "x"], "mosq: x: not a process ID (-j for a job)"),
         (["mosq"], "mosq: no command given (mosq --help lists them)"),
         (["mosq", "bogus"], "mosq: No such command 'bogus'."),
         (["mosps", "--bogus"], "mosps: No such option: --bogus"),
-        (["mosps", "-J", "x"], "mosps: Invalid value for "),
+        (["mosps", "-J", "x"], "mosps: -J: 'x' is neither a number nor a token"),
         (["mosctl"], "mosctl: no command given (mosctl --help lists them)"),
         (["mosctl", "whois", "1", "2"], "mosctl whois: Got unexpected extra argument"),
         (["mosctl", "setspeed"], "mosctl setspeed: Missing argument"),
