@@ -11,7 +11,8 @@
  *   - executes each forwarded system call natively (forward.h) and replies;
  *   - passes the signals sent to it on to the copy (SIGKILL cannot be caught:
  *     the deputy dies, the channel closes, and the copy is killed);
- *   - stops when the copy stops, and ends as the copy ended (exit status or
+ *   - stops when the copy stops, with its signal (SIGSTOP through the agent:
+ *     the discipline lets no process send it), and ends as the copy ended (exit status or
  *     death signal), so the parent's wait() sees the program's own end;
  *   - keeps the program's close-on-exec flags true (-x: those the capturer
  *     cleared for the deputy's execve, set back at start);
@@ -71,6 +72,7 @@ static unsigned long channel_gen;    /* channels taken so far */
 static uint64_t direct_sent;         /* bytes sent on the direct channel */
 static int hold, held_told;          /* HOLD: the direct channel is not read; HELD sent */
 static volatile sig_atomic_t poked;  /* a frame arrived on the first channel (SIGIO) */
+static volatile sig_atomic_t continued; /* SIGCONT arrived (the deputy's own stop ended) */
 
 /* ------------------------------------------------------------ ends */
 
@@ -232,6 +234,8 @@ static void on_signal(int sig, siginfo_t *info, void *context)
         poked = 1; /* the channel's own (O_ASYNC), not the program's: it interrupts a call */
         return;
     }
+    if (sig == SIGCONT)
+        continued = 1;
     unsigned char b = (unsigned char)sig;
     int saved = errno;
     ssize_t w = write(sigpipe_w, &b, 1); /* full pipe: the signal is already queued */
@@ -542,6 +546,35 @@ static size_t reply_result(void *r, int64_t ret)
 
 static void first_channel_frame(void);
 
+/* The copy stopped with signal ``sig``: stop the same way, so that the parent's
+ * wait (WUNTRACED) sees the program's stop and a SIGCONT to this pid (passed
+ * on) continues both.  SIGTSTP, SIGTTIN and SIGTTOU are raised here with
+ * their default action; when the kernel discards one (this process group is
+ * orphaned, as it would have been for the program at home), the copy is
+ * continued.  SIGSTOP the discipline sends as SIGTSTP, even to itself: the
+ * agent sends it (DeputyStop). */
+static void stop_like(uint64_t sig)
+{
+    if (sig != SIGTSTP && sig != SIGTTIN && sig != SIGTTOU) {
+        agent_send(MOSIX_DEPUTY_OP_STOP, 0, NULL);
+        return;
+    }
+    struct sigaction dfl, mine;
+    memset(&dfl, 0, sizeof(dfl));
+    dfl.sa_handler = SIG_DFL;
+    continued = 0;
+    if (sigaction((int)sig, &dfl, &mine) < 0)
+        lost("sigaction %d: %s", (int)sig, strerror(errno));
+    if (kill(getpid(), (int)sig) < 0) /* delivered (stopped, then continued) as it returns */
+        lost("kill %d: %s", (int)sig, strerror(errno));
+    if (sigaction((int)sig, &mine, NULL) < 0)
+        lost("sigaction %d: %s", (int)sig, strerror(errno));
+    if (!continued) { /* discarded: no stop here, none for the copy */
+        pending[SIGCONT]++;
+        pass_signals();
+    }
+}
+
 /* Direct channel: wait until the supervisor has delivered every signal passed
  * so far (they are then pending in the copy, whose handler blocks them, and
  * arrive as the call returns).  Frames other than SIGNALED are handled as
@@ -655,8 +688,7 @@ static void first_channel_frame(void)
     case FWD_FRAME_EXIT:
         end_like(f.id);
     case FWD_FRAME_STOPPED:
-        if (kill(getpid(), SIGSTOP) < 0)
-            lost("SIGSTOP: %s", strerror(errno));
+        stop_like(f.id);
         break;
     case FWD_FRAME_LEAVING:
         close_channels();

@@ -31,6 +31,7 @@ from mosix.protocol import (
     CheckpointSettings,
     DeputyHello,
     DeputyLost,
+    DeputyStop,
     Done,
     Enqueue,
     GetStatus,
@@ -162,6 +163,10 @@ class Server:
             case DeputyLost():
                 if self.migrations is not None:
                     await self.migrations.deputy_lost(conn, msg)
+                return None
+            case DeputyStop():
+                if self.migrations is not None:
+                    self.migrations.deputy_stop(conn)
                 return None
             case ListNodes():
                 return self.status.nodes()

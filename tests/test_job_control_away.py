@@ -1,0 +1,127 @@
+"""Job control of a process that runs on another node, in a real test cluster.
+
+SIGTSTP (what MOSIX users send instead of SIGSTOP) to the home pid stops the
+copy on node 2 and the home process (its deputy) with the same signal, so the
+parent's wait (WUNTRACED) sees the program's stop; SIGCONT continues both.
+``migrate PID chkstop`` stops it with SIGSTOP, as at home.  SIGINT ends it
+with SIGINT.  The program (cprogs/faulty.c) prints "ready PID", waits for a
+line, then "step N" after each stretch of computing.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from collections.abc import Iterator, Sequence
+
+import pytest
+from support.clusters import bring_up, node_programs
+from support.waiting import wait_until
+from test_migration_faults import EVENT_TIMEOUT, Program, copy_pid
+
+from mosix.sysinfo import proc_info
+from mosix.testcluster import LocalCluster
+from mosix.testcluster.agents import ClusterSettings
+
+STEPS, STATUS = 30, 7
+
+
+@pytest.fixture(scope="module")
+def faulty() -> Iterator[str]:
+    with node_programs("jobctl", {"faulty": ["-O0", "faulty.c"]}) as directory:
+        yield str(directory / "faulty")
+
+
+@pytest.fixture(scope="module")
+def cluster(namespaces: None) -> Iterator[LocalCluster]:
+    made = bring_up(2, cluster=ClusterSettings(lost_after=6.0))
+    try:
+        yield made
+    finally:
+        made.down()
+
+
+class Child(Program):
+    """A mosrun in a process group of its own (this test is its parent, in another
+    group of the same session: the group is not orphaned, as a shell's job)."""
+
+    def __init__(self, cluster: LocalCluster, argv: list[str]) -> None:
+        self.proc = cluster.popen(
+            1,
+            argv,
+            cwd="/tmp",
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            process_group=0,
+        )
+        self.pid = self.proc.pid
+        self.lines: list[str] = []
+        self._rest = b""
+
+
+def started_away(
+    cluster: LocalCluster, faulty: str, options: Sequence[str] = ()
+) -> tuple[Child, int]:
+    """faulty with -rnode2, past its first step on node 2; and its copy's pid."""
+    prog = Child(cluster, ["mosrun", "-rnode2", *options, faulty, "0", str(STEPS), str(STATUS)])
+    assert prog.line() == f"ready {prog.pid}"
+    copy = copy_pid(cluster, 2, prog.pid)
+    prog.go()
+    assert prog.line() == "step 1"
+    return prog, copy
+
+
+def stop_seen(pid: int) -> int:
+    """The signal that stopped child ``pid``, as the parent's waitpid(WUNTRACED) says."""
+    seen: list[int] = []
+
+    def stopped() -> bool:
+        got, status = os.waitpid(pid, os.WUNTRACED | os.WNOHANG)
+        if got == pid:
+            assert os.WIFSTOPPED(status), f"process {pid} ended: status {status:#x}"
+            seen.append(os.WSTOPSIG(status))
+        return bool(seen)
+
+    wait_until(stopped, EVENT_TIMEOUT, what=f"the parent's wait sees process {pid} stop")
+    return seen[0]
+
+
+def state(pid: int) -> str:
+    return proc_info.state_letter(pid) or "gone"
+
+
+def continue_and_finish(prog: Child, copy: int) -> None:
+    os.kill(prog.pid, signal.SIGCONT)
+    wait_until(lambda: state(copy) != "T", EVENT_TIMEOUT, what="the copy continues")
+    lines, stderr, status = prog.finish()
+    assert (status, stderr) == (STATUS, "")
+    assert lines[1:] == [f"step {n}" for n in range(1, STEPS + 1)] + ["memory intact"]
+
+
+def test_sigtstp_stops_the_copy_and_the_parent_sees_it(cluster: LocalCluster, faulty: str) -> None:
+    prog, copy = started_away(cluster, faulty)
+    os.kill(prog.pid, signal.SIGTSTP)
+    assert stop_seen(prog.pid) == signal.SIGTSTP
+    wait_until(lambda: state(copy) == "T", EVENT_TIMEOUT, what="the copy on node 2 stops")
+    assert state(prog.pid) == "T"
+    continue_and_finish(prog, copy)
+
+
+def test_chkstop_away_stops_with_sigstop(cluster: LocalCluster, faulty: str) -> None:
+    prog, copy = started_away(cluster, faulty, ["-C/tmp/jc"])
+    done = cluster.run(1, ["migrate", str(prog.pid), "chkstop"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert cluster.node_path(1, "/tmp/jc.1").exists()
+    assert stop_seen(prog.pid) == signal.SIGSTOP
+    assert state(copy) == "T"
+    continue_and_finish(prog, copy)
+
+
+def test_sigint_ends_it_with_sigint(cluster: LocalCluster, faulty: str) -> None:
+    prog, copy = started_away(cluster, faulty)
+    os.kill(prog.pid, signal.SIGINT)
+    _, stderr, status = prog.finish()
+    assert (status, stderr) == (-signal.SIGINT, "")
+    wait_until(lambda: state(copy) == "gone", EVENT_TIMEOUT, what="the copy ends")
