@@ -16,6 +16,7 @@ import trio
 from mosix.home_agent.admission import Admission
 from mosix.home_agent.checkpoint_requests import CheckpointRequests
 from mosix.home_agent.connection import Connection
+from mosix.home_agent.freezing import Freezer
 from mosix.home_agent.guard_watch import GuardWatch
 from mosix.home_agent.limits import AgentLimits
 from mosix.home_agent.migration import Migrations
@@ -68,6 +69,7 @@ class Server:
         migrations: Migrations | None,
         guards: GuardWatch,
         stopping: trio.Event,
+        freezer: Freezer,
     ) -> None:
         self.limits = limits
         self.owner = owner  # the agent's user: it may stop the agent
@@ -80,6 +82,7 @@ class Server:
         self.migrations = migrations  # None: a one-node cluster
         self.guards = guards
         self.stopping = stopping  # set by Shutdown
+        self.freezer = freezer  # frozen processes' deputies say hello to it first
 
     async def handle(self, conn: Connection) -> None:
         """One client's requests, until it closes the connection.  Whatever it sends,
@@ -156,6 +159,8 @@ class Server:
             case Migrate():
                 return await self.processes.migrate(peer, msg)
             case DeputyHello():
+                if self.freezer.deputy_hello(conn, msg):
+                    return None  # its order (the image) comes with continue
                 if self.migrations is None:
                     raise Refusal("this node has no cluster")
                 await self.migrations.deputy_hello(conn, msg)

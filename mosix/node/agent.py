@@ -27,6 +27,7 @@ from mosix.home_agent.checkpoint_requests import CheckpointRequests, mosix_proce
 from mosix.home_agent.checkpoints import Checkpoints, last_image
 from mosix.home_agent.cluster_services import ClusterServices
 from mosix.home_agent.control_socket import ControlSocket
+from mosix.home_agent.freezing import Freezer, default_freeze_dir
 from mosix.home_agent.guard_watch import GuardWatch
 from mosix.home_agent.limits import usable_connections
 from mosix.home_agent.process_requests import ProcessRequests
@@ -97,6 +98,8 @@ class NodeAgent:
             )
             for reg in registry.registered.values():
                 checkpoints.schedule(nursery, reg)
+            freeze_dir = config.freeze_dir or default_freeze_dir(paths.run_dir)
+            freezer = Freezer(str(paths.socket), freeze_dir, changes.changed, nursery)
             runner = QueueRunner(queue, capacity, changes, lost, nursery)
             await nursery.start(runner.run)
             await nursery.start(state.saver)
@@ -106,7 +109,7 @@ class NodeAgent:
                 config.limits,
                 os.geteuid(),
                 admission,
-                ProcessRequests(registry, shares, checkpoints, services, changes, nursery),
+                ProcessRequests(registry, shares, checkpoints, services, changes, nursery, freezer),
                 QueueRequests(config.default_priority, queue, capacity, runner, shares, changes),
                 runner,
                 CheckpointRequests(registry, checkpoints, changes, nursery),
@@ -122,6 +125,7 @@ class NodeAgent:
                 services.migrations if services is not None else None,
                 GuardWatch(registry.ours, nursery),
                 stopping,
+                freezer,
             )
             await nursery.start(
                 ControlSocket(listener, config.limits, admission, server.handle).run

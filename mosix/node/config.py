@@ -9,6 +9,7 @@ default_priority = 50   # -q / -Q without a number
 slots = 2               # queued jobs that may run at once (default: CPUs)
 [paths]
 run_dir = "/run/mosix"  # control socket, lock, log and state
+freeze_dir = "/var/mosix/freeze"  # frozen images (root; a user agent: run_dir/freeze)
 [checkpoint]
 minute_seconds = 60     # length of an -A minute (tests use less)
 [limits]                # what one client may take (defaults: mosix/home_agent/limits.py)
@@ -37,7 +38,7 @@ Number = (int, float)
 KNOWN: dict[str, dict[str, type | tuple[type, ...]]] = {
     "node": {"number": int, "name": str, "speed": Number},
     "queue": {"default_priority": int, "slots": int},
-    "paths": {"run_dir": str},
+    "paths": {"run_dir": str, "freeze_dir": str},
     "checkpoint": {"minute_seconds": Number},
     "limits": {
         "connections": int,
@@ -74,7 +75,7 @@ def check_value(section: str, key: str, value: Any) -> str | None:
     if isinstance(value, str):
         if not value and key != "map":
             return "must not be empty"
-        if key == "run_dir" and not value.startswith("/"):
+        if key in ("run_dir", "freeze_dir") and not value.startswith("/"):
             return "must be an absolute path"
         return None
     if section == "cluster" or not isinstance(value, int | float):
@@ -125,5 +126,6 @@ def read_config(path: Path) -> tuple[AgentConfig, Path | None]:
             config.cluster = parse_cluster(values["cluster"], config.node)
         except SettingsError as e:
             raise ConfigError(f"{path}: {e}") from None
+    config.freeze_dir = values.get("paths", {}).get("freeze_dir", config.freeze_dir)
     run_dir = values.get("paths", {}).get("run_dir")
     return config, Path(run_dir) if run_dir else None

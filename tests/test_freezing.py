@@ -1,0 +1,163 @@
+"""Freezing at home: ``migrate PID freeze`` and ``migrate PID continue``, with a real agent.
+
+A frozen process's image is in a file of its freezing space (FREEZE_DIR, else
+~/.freeze_dirs, else the node's); the process holds no memory of the program
+(it is the deputy, which keeps its pid, parent and descriptors) and continues
+where it was, same pid, same parent, same open files.  The program
+(cprogs/faulty.c) fills some memory with a pattern, prints "ready PID", waits
+for a line, then prints "step N" after each stretch of computing and checks the
+memory at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support.agents import Agent, cleanup, make_agent
+from support.cbuild import build_c
+from support.waiting import wait_until
+
+from mosix.native import native_path
+from mosix.native_names import Program
+
+CPROGS = Path(__file__).resolve().parent / "cprogs"
+MB, STEPS, STATUS = 64, 150, 7
+
+
+@pytest.fixture(scope="module")
+def faulty(tmp_path_factory: pytest.TempPathFactory) -> str:
+    d = tmp_path_factory.mktemp("freeze")
+    d.chmod(0o755)
+    build_c(CPROGS / "faulty.c", d / "faulty", "-O0")
+    return str(d / "faulty")
+
+
+@pytest.fixture
+def fagent(agent_base: Path) -> Iterator[Agent]:
+    a = make_agent(agent_base)
+    with open(a.config, "a") as f:
+        f.write(f"[paths]\nfreeze_dir = {str(agent_base / 'node-freeze')!r}\n".replace("'", '"'))
+    a.start()
+    yield a
+    cleanup(a)
+
+
+def started(
+    agent: Agent, faulty: str, freeze_dir: Path | None, *options: str
+) -> subprocess.Popen[str]:
+    env = dict(agent.env)
+    if freeze_dir is not None:
+        env["FREEZE_DIR"] = str(freeze_dir)
+    p = subprocess.Popen(
+        ["mosrun", *options, faulty, str(MB), str(STEPS), str(STATUS)],
+        env=env,
+        text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    agent.started.append(p)
+    assert p.stdout is not None and p.stdin is not None
+    assert p.stdout.readline() == f"ready {p.pid}\n"
+    p.stdin.write("go\n")
+    p.stdin.flush()
+    assert p.stdout.readline() == "step 1\n"
+    return p
+
+
+def migrate(agent: Agent, pid: int, verb: str) -> subprocess.CompletedProcess[str]:
+    return agent.run("migrate", str(pid), verb)
+
+
+def mosps_row(agent: Agent, pid: int) -> list[str]:
+    listing = agent.run("mosps")
+    assert listing.returncode == 0, listing.stderr
+    for line in listing.stdout.splitlines()[1:]:
+        fields = line.split()
+        if fields and fields[0] == str(pid):
+            return fields
+    raise AssertionError(f"process {pid} not in mosps:\n{listing.stdout}")
+
+
+def parent(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat[stat.rfind(")") + 2 :].split()[1])
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def images(directory: Path, pid: int) -> list[Path]:
+    return sorted(directory.glob(f"freeze.{pid}.*"))
+
+
+def finish(p: subprocess.Popen[str]) -> tuple[list[str], str, int]:
+    out, err = p.communicate(timeout=120)
+    return out.splitlines(), err, p.returncode
+
+
+def test_freeze_then_continue_same_process(fagent: Agent, faulty: str, agent_base: Path) -> None:
+    space = agent_base / "space"
+    space.mkdir()
+    p = started(fagent, faulty, space, "-D2m")
+    assert rss_kib(p.pid) > MB * 1024
+    assert mosps_row(fagent, p.pid)[4:6] == ["running", "2m"]
+    done = migrate(fagent, p.pid, "freeze")
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    (image,) = images(space, p.pid)
+    assert image.stat().st_size > MB * 1024 * 1024  # the program's memory is there
+    # the pid, its parent and its descriptors stay; the program's memory does not
+    assert os.readlink(f"/proc/{p.pid}/exe") == native_path(Program.DEPUTY)
+    assert parent(p.pid) == os.getpid()
+    assert rss_kib(p.pid) < 4096
+    row = mosps_row(fagent, p.pid)
+    assert row[4:6] == ["frozen", "3m"]  # frozen time is added to -D
+    again = migrate(fagent, p.pid, "freeze")
+    assert again.returncode == 1 and again.stderr.count("\n") == 1
+    assert "already frozen" in again.stderr
+    done = migrate(fagent, p.pid, "continue")
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert images(space, p.pid) == []
+    lines, err, status = finish(p)
+    assert (status, err) == (STATUS, "")
+    assert lines == [f"step {n}" for n in range(2, STEPS + 1)] + ["memory intact"]
+
+
+def test_continue_of_a_running_process_is_refused(fagent: Agent, faulty: str) -> None:
+    p = started(fagent, faulty, None)
+    done = migrate(fagent, p.pid, "continue")
+    assert done.returncode == 1
+    assert done.stderr == f"migrate: {p.pid}: process {p.pid} is not frozen\n"
+    p.kill()
+    p.wait()
+
+
+def test_node_freezing_space_by_default(fagent: Agent, faulty: str, agent_base: Path) -> None:
+    p = started(fagent, faulty, None)
+    assert migrate(fagent, p.pid, "freeze").returncode == 0
+    node_space = agent_base / "node-freeze"
+    (image,) = images(node_space, p.pid)
+    p.kill()  # a frozen process that is killed: its image goes with it
+    p.wait()
+    wait_until(lambda: not image.exists(), 30, what="the killed frozen process's image removed")
+
+
+def test_unwritable_freezing_space_refused_and_runs_on(
+    fagent: Agent, faulty: str, agent_base: Path
+) -> None:
+    p = started(fagent, faulty, agent_base / "no-such-dir")
+    done = migrate(fagent, p.pid, "freeze")
+    assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
+    assert "not frozen" in done.stderr and "no-such-dir" in done.stderr
+    assert mosps_row(fagent, p.pid)[4] == "running"
+    lines, err, status = finish(p)
+    assert (status, err) == (STATUS, "")
+    assert lines[-1] == "memory intact"
