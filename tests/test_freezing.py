@@ -12,6 +12,7 @@ memory at the end.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -161,3 +162,15 @@ def test_unwritable_freezing_space_refused_and_runs_on(
     lines, err, status = finish(p)
     assert (status, err) == (STATUS, "")
     assert lines[-1] == "memory intact"
+
+
+def test_signal_to_a_frozen_process_is_delivered_when_it_continues(
+    fagent: Agent, faulty: str, agent_base: Path
+) -> None:
+    p = started(fagent, faulty, None)
+    assert migrate(fagent, p.pid, "freeze").returncode == 0
+    os.kill(p.pid, signal.SIGTERM)  # held by the frozen process (its deputy)
+    done = migrate(fagent, p.pid, "continue")
+    assert done.returncode == 0, done.stderr
+    _, err, status = finish(p)
+    assert (status, err) == (-signal.SIGTERM, "")

@@ -414,11 +414,31 @@ static void restore_cloexec(const char *text)
     }
 }
 
+/* Signals caught here and not passed on (no channel: the process is frozen,
+ * or between channels) are the program's: raised again with every signal
+ * blocked, they stay pending through execve and the restorer (which keeps
+ * them blocked) until the image's mask is set, and meet the image's actions. */
+static void keep_pending(void)
+{
+    sigset_t all;
+    if (sigfillset(&all) < 0 || sigprocmask(SIG_SETMASK, &all, NULL) < 0)
+        lost("sigprocmask: %s", strerror(errno));
+    int saved_chan = chan;
+    chan = -1; /* collect only */
+    pass_signals();
+    chan = saved_chan;
+    for (int sig = 1; sig <= NSIG_MAX; sig++)
+        if (pending[sig] > 0 && sig != SIGKILL && sig != SIGSTOP &&
+            kill(getpid(), sig) < 0)
+            lost("kill %d: %s", sig, strerror(errno));
+}
+
 /* Come home: the restorer rebuilds the program in this process from the
  * image on fd[0]; its complaint, if any, goes to fd[1] (the agent's pipe, or
  * -1: the process's standard error). */
 _Noreturn static void come_home(const int fd[2])
 {
+    keep_pending();
     char fdtext[16], errtext[16];
     int errfd = fd[1] >= 0 ? fd[1] : STDERR_FILENO;
     snprintf(fdtext, sizeof(fdtext), "%d", fd[0]);
