@@ -1,10 +1,11 @@
-"""Job control of a process that runs on another node, in a real test cluster.
+"""Job control and freezing of a process that runs on another node, in a real test cluster.
 
 SIGTSTP (what MOSIX users send instead of SIGSTOP) to the home pid stops the
 copy on node 2 and the home process (its deputy) with the same signal, so the
 parent's wait (WUNTRACED) sees the program's stop; SIGCONT continues both.
 ``migrate PID chkstop`` stops it with SIGSTOP, as at home.  SIGINT ends it
-with SIGINT.  The program (cprogs/faulty.c) prints "ready PID", waits for a
+with SIGINT.  ``migrate PID freeze`` brings it home and freezes it there;
+``continue`` resumes it at home.  The program (cprogs/faulty.c) prints "ready PID", waits for a
 line, then "step N" after each stretch of computing.
 """
 
@@ -16,7 +17,7 @@ import subprocess
 from collections.abc import Iterator, Sequence
 
 import pytest
-from support.clusters import bring_up, node_programs
+from support.clusters import COMMAND_TIMEOUT, bring_up, migrate, node_programs
 from support.waiting import wait_until
 from test_migration_faults import EVENT_TIMEOUT, Program, copy_pid
 
@@ -24,7 +25,7 @@ from mosix.sysinfo import proc_info
 from mosix.testcluster import LocalCluster
 from mosix.testcluster.agents import ClusterSettings
 
-STEPS, STATUS = 30, 7
+STEPS, STATUS = 100, 7
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +47,9 @@ class Child(Program):
     """A mosrun in a process group of its own (this test is its parent, in another
     group of the same session: the group is not orphaned, as a shell's job)."""
 
-    def __init__(self, cluster: LocalCluster, argv: list[str]) -> None:
+    def __init__(
+        self, cluster: LocalCluster, argv: list[str], env: dict[str, str] | None = None
+    ) -> None:
         self.proc = cluster.popen(
             1,
             argv,
@@ -55,6 +58,7 @@ class Child(Program):
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             process_group=0,
+            env=env,
         )
         self.pid = self.proc.pid
         self.lines: list[str] = []
@@ -62,10 +66,14 @@ class Child(Program):
 
 
 def started_away(
-    cluster: LocalCluster, faulty: str, options: Sequence[str] = ()
+    cluster: LocalCluster,
+    faulty: str,
+    options: Sequence[str] = (),
+    env: dict[str, str] | None = None,
 ) -> tuple[Child, int]:
     """faulty with -rnode2, past its first step on node 2; and its copy's pid."""
-    prog = Child(cluster, ["mosrun", "-rnode2", *options, faulty, "0", str(STEPS), str(STATUS)])
+    argv = ["mosrun", "-rnode2", *options, faulty, "0", str(STEPS), str(STATUS)]
+    prog = Child(cluster, argv, env)
     assert prog.line() == f"ready {prog.pid}"
     copy = copy_pid(cluster, 2, prog.pid)
     prog.go()
@@ -125,3 +133,30 @@ def test_sigint_ends_it_with_sigint(cluster: LocalCluster, faulty: str) -> None:
     _, stderr, status = prog.finish()
     assert (status, stderr) == (-signal.SIGINT, "")
     wait_until(lambda: state(copy) == "gone", EVENT_TIMEOUT, what="the copy ends")
+
+
+def test_freeze_away_comes_home_frozen_then_continues(cluster: LocalCluster, faulty: str) -> None:
+    space = cluster.node_path(1, "/tmp/jcfreeze")
+    space.mkdir()
+    prog, copy = started_away(cluster, faulty, env=dict(os.environ, FREEZE_DIR="/tmp/jcfreeze"))
+    done = migrate(cluster, prog.pid, "freeze")
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert state(copy) == "gone"  # nothing of it on node 2
+    (image,) = space.glob(f"freeze.{prog.pid}.*")
+    assert mosps_fields(cluster, prog.pid)[3:5] == ["home", "frozen"]
+    done = migrate(cluster, prog.pid, "continue")
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert not image.exists()
+    lines, stderr, status = prog.finish()
+    assert (status, stderr) == (STATUS, "")
+    assert lines[1:] == [f"step {n}" for n in range(1, STEPS + 1)] + ["memory intact"]
+
+
+def mosps_fields(cluster: LocalCluster, pid: int) -> list[str]:
+    listing = cluster.run(1, ["mosps"], capture_output=True, text=True, timeout=COMMAND_TIMEOUT)
+    assert listing.returncode == 0, listing.stderr
+    for line in listing.stdout.splitlines()[1:]:
+        fields = line.split()
+        if fields and fields[0] == str(pid):
+            return fields
+    raise AssertionError(f"process {pid} not in mosps:\n{listing.stdout}")

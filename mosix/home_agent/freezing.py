@@ -98,8 +98,12 @@ class Freezer:
         if pid in self.busy:
             raise Refusal(f"process {pid} is being frozen or continued")
         self.busy.add(pid)
+        before, reg.state = reg.state, "freezing"  # nothing else moves or captures it now
         try:
             frozen = await self._freeze(reg)
+        except BaseException:
+            reg.state = before
+            raise
         finally:
             self.busy.discard(pid)
         reg.state, reg.frozen_since = "frozen", time.time()

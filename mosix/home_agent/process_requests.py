@@ -10,6 +10,7 @@ from mosix.home_agent.cluster_services import ClusterServices
 from mosix.home_agent.connection import Peer
 from mosix.home_agent.freezing import Freezer
 from mosix.home_agent.limits import COMMAND_KEPT, FLAGS_KEPT, kept_words, words_size
+from mosix.home_agent.migration import MigrationError
 from mosix.home_agent.placement import NoPlace, placement_of
 from mosix.home_agent.refusal import PATH_MAX, Refusal, check_owner
 from mosix.home_agent.registry import Registration, Registry
@@ -108,13 +109,14 @@ class ProcessRequests:
         if target == "continue":
             await self.freezer.resume(reg)
             return Done()
-        if self.services is not None and self.services.migrations.where(reg.pid) != (
-            self.services.me
-        ):
-            raise Refusal(
-                f"process {reg.pid} runs on another node: freezing it there is not "
-                f"available yet (migrate {reg.pid} home, then freeze)"
-            )
+        services = self.services
+        if services is not None and services.migrations.where(reg.pid) != services.me:
+            # frozen at home: it comes home first (its image is written here)
+            try:
+                await services.migrations.bring_home(reg.pid)
+            except MigrationError as e:
+                raise Refusal(f"process {reg.pid} not frozen: {e}") from None
+            services.hold(reg.pid)
         if proc_info.state_letter(reg.pid) == "T":
             raise Refusal(f"process {reg.pid} is stopped: continue it (SIGCONT) first")
         await self.freezer.freeze(reg)
