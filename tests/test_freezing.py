@@ -12,6 +12,8 @@ memory at the end.
 from __future__ import annotations
 
 import os
+import pwd
+import shutil
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -20,6 +22,7 @@ from pathlib import Path
 import pytest
 from support.agents import Agent, cleanup, make_agent
 from support.cbuild import build_c
+from support.users import users_fixture
 from support.waiting import wait_until
 
 from mosix.native import native_path
@@ -174,3 +177,141 @@ def test_signal_to_a_frozen_process_is_delivered_when_it_continues(
     assert done.returncode == 0, done.stderr
     _, err, status = finish(p)
     assert (status, err) == (-signal.SIGTERM, "")
+
+
+# ---------------------------------------------------------------- as a user, hostile too
+
+freeze_users = users_fixture(("mosixfreeze1", "mosixfreeze2"))
+
+
+@pytest.fixture
+def user_faulty(agent_base: Path) -> str:
+    """faulty where the test users can run it."""
+    exe = agent_base / "bin" / "faulty"
+    exe.parent.mkdir(mode=0o755)
+    build_c(CPROGS / "faulty.c", exe, "-O0")
+    return str(exe)
+
+
+@pytest.fixture
+def user_home(freeze_users: tuple[str, str]) -> Iterator[Path]:
+    """The first test user's home directory (theirs; removed afterwards)."""
+    entry = pwd.getpwnam(freeze_users[0])
+    home = Path(entry.pw_dir)
+    home.mkdir(mode=0o755)
+    os.chown(home, entry.pw_uid, entry.pw_gid)
+    try:
+        yield home
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def users_dir(path: Path, user: str) -> Path:
+    entry = pwd.getpwnam(user)
+    path.mkdir(mode=0o755)
+    os.chown(path, entry.pw_uid, entry.pw_gid)
+    return path
+
+
+def started_as(
+    agent: Agent, user: str, faulty: str, freeze_dir: str | None
+) -> subprocess.Popen[str]:
+    words = ["env", f"FREEZE_DIR={freeze_dir}"] if freeze_dir is not None else []
+    argv = [*words, "mosrun", faulty, str(MB), str(STEPS), str(STATUS)]
+    p = agent.spawn(
+        *argv,
+        user=user,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert p.stdout is not None and p.stdin is not None
+    assert p.stdout.readline() == f"ready {p.pid}\n"
+    p.stdin.write("go\n")
+    p.stdin.flush()
+    assert p.stdout.readline() == "step 1\n"
+    return p
+
+
+def test_users_freeze_dirs_file(
+    fagent: Agent,
+    user_faulty: str,
+    user_home: Path,
+    freeze_users: tuple[str, str],
+    agent_base: Path,
+) -> None:
+    alice = freeze_users[0]
+    first, second = agent_base / "first", users_dir(agent_base / "second", alice)
+    listed = user_home / ".freeze_dirs"
+    listed.write_text(f"not a directory\n{first}\n{second}\n")
+    os.chown(listed, pwd.getpwnam(alice).pw_uid, -1)
+    p = started_as(fagent, alice, user_faulty, None)
+    done = fagent.run("migrate", str(p.pid), "freeze", user=alice)
+    assert done.returncode == 0, done.stderr
+    assert not first.exists()  # not there (it does not exist): the next line's
+    (image,) = images(second, p.pid)
+    assert image.stat().st_uid == pwd.getpwnam(alice).pw_uid
+    assert fagent.run("migrate", str(p.pid), "continue", user=alice).returncode == 0
+    lines, err, status = finish(p)
+    assert (status, err, lines[-1]) == (STATUS, "", "memory intact")
+
+
+def test_freeze_dirs_link_is_not_followed(
+    fagent: Agent,
+    user_faulty: str,
+    user_home: Path,
+    freeze_users: tuple[str, str],
+    agent_base: Path,
+) -> None:
+    """~/.freeze_dirs as a link to a file the user may not read: not read as root."""
+    alice = freeze_users[0]
+    secret = agent_base / "secret"
+    target = users_dir(agent_base / "from-secret", alice)
+    secret.write_text(f"{target}\n")
+    secret.chmod(0o600)
+    (user_home / ".freeze_dirs").symlink_to(secret)
+    p = started_as(fagent, alice, user_faulty, None)
+    done = fagent.run("migrate", str(p.pid), "freeze", user=alice)
+    assert images(target, p.pid) == []
+    # the node's freezing space instead (made 1777 by the agent, as /tmp)
+    assert done.returncode == 0, done.stderr
+    assert len(images(agent_base / "node-freeze", p.pid)) == 1
+    p.kill()
+    p.wait()
+
+
+def test_freeze_dir_the_user_cannot_write(
+    fagent: Agent, user_faulty: str, freeze_users: tuple[str, str]
+) -> None:
+    """FREEZE_DIR=/etc: the image is written with the user's ids, so nothing is made there."""
+    alice = freeze_users[0]
+    p = started_as(fagent, alice, user_faulty, "/etc")
+    done = fagent.run("migrate", str(p.pid), "freeze", user=alice)
+    assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
+    assert "not frozen: /etc:" in done.stderr and "ermission denied" in done.stderr
+    assert images(Path("/etc"), p.pid) == []
+    assert fagent.run("mosps").stdout.count(" running ") >= 1
+    lines, err, status = finish(p)
+    assert (status, err, lines[-1]) == (STATUS, "", "memory intact")
+
+
+def test_image_replaced_by_a_link_is_not_read(
+    fagent: Agent, user_faulty: str, freeze_users: tuple[str, str], agent_base: Path
+) -> None:
+    """The user swaps the frozen image for a link to a file only root may read: continue
+    refuses in one line and hands nothing over; the process stays frozen."""
+    alice = freeze_users[0]
+    space = users_dir(agent_base / "space", alice)
+    p = started_as(fagent, alice, user_faulty, str(space))
+    assert fagent.run("migrate", str(p.pid), "freeze", user=alice).returncode == 0
+    (image,) = images(space, p.pid)
+    image.unlink()
+    image.symlink_to("/etc/shadow")
+    done = fagent.run("migrate", str(p.pid), "continue", user=alice)
+    assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
+    assert "its image" in done.stderr
+    assert mosps_row(fagent, p.pid)[4] == "frozen"
+    other = fagent.run("migrate", str(p.pid), "continue", user=freeze_users[1])
+    assert other.returncode == 1
+    p.kill()
+    p.wait()
