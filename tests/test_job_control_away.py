@@ -160,3 +160,18 @@ def mosps_fields(cluster: LocalCluster, pid: int) -> list[str]:
         if fields and fields[0] == str(pid):
             return fields
     raise AssertionError(f"process {pid} not in mosps:\n{listing.stdout}")
+
+
+def test_moskillall_stop_stops_it_with_sigtstp(cluster: LocalCluster, faulty: str) -> None:
+    prog, copy = started_away(cluster, faulty, ["-J9"])
+    done = cluster.run(
+        1,
+        ["moskillall", "-s", "STOP", "-J", "9"],
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_TIMEOUT,
+    )
+    assert done.returncode == 0, done.stderr
+    assert stop_seen(prog.pid) == signal.SIGTSTP  # SIGSTOP is sent as SIGTSTP (the manual)
+    wait_until(lambda: state(copy) == "T", EVENT_TIMEOUT, what="the copy on node 2 stops")
+    continue_and_finish(prog, copy)
