@@ -12,9 +12,12 @@ line, then "step N" after each stretch of computing.
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
+import sys
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import pytest
 from support.clusters import COMMAND_TIMEOUT, bring_up, migrate, node_programs
@@ -175,3 +178,76 @@ def test_moskillall_stop_stops_it_with_sigtstp(cluster: LocalCluster, faulty: st
     assert stop_seen(prog.pid) == signal.SIGTSTP  # SIGSTOP is sent as SIGTSTP (the manual)
     wait_until(lambda: state(copy) == "T", EVENT_TIMEOUT, what="the copy on node 2 stops")
     continue_and_finish(prog, copy)
+
+
+JOBSHELL = Path(__file__).parent / "cprogs" / "jobshell.py"
+
+
+class Terminal:
+    """A job on a pseudo-terminal of node 1, run by cprogs/jobshell.py (a shell's job
+    control: "stopped SIG" then fg; "status N"): what a user types reaches it as
+    bytes on the master."""
+
+    def __init__(self, cluster: LocalCluster, argv: list[str]) -> None:
+        self.master, slave = os.openpty()
+        self.proc = cluster.popen(
+            1,
+            ["setsid", "-c", sys.executable, str(JOBSHELL), *argv],
+            cwd="/tmp",
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+        )
+        os.close(slave)
+        self.text = b""
+
+    def until(self, wanted: bytes) -> None:
+        def seen() -> bool:
+            while select.select([self.master], [], [], 0)[0]:
+                try:
+                    chunk = os.read(self.master, 4096)
+                except OSError:  # the job shell ended: the terminal hung up
+                    break
+                if not chunk:
+                    break
+                self.text += chunk
+            return wanted in self.text
+
+        wait_until(seen, EVENT_TIMEOUT, what=f"{wanted!r} on the terminal: {self.text!r}")
+
+    def type(self, data: bytes) -> None:
+        os.write(self.master, data)
+
+    def close(self) -> None:
+        self.proc.wait(EVENT_TIMEOUT)
+        os.close(self.master)
+
+
+def on_terminal(cluster: LocalCluster, faulty: str) -> Terminal:
+    term = Terminal(cluster, ["mosrun", "-rnode2", faulty, "0", str(STEPS), str(STATUS)])
+    term.until(b"ready ")
+    term.type(b"go\n")
+    term.until(b"step 1\r\n")
+    return term
+
+
+def test_ctrl_z_at_the_terminal_stops_it_and_fg_continues(
+    cluster: LocalCluster, faulty: str
+) -> None:
+    term = on_terminal(cluster, faulty)
+    term.type(b"\x1a")  # ^Z
+    term.until(b"stopped %d" % signal.SIGTSTP)  # the shell's wait saw its job stop
+    term.until(b"status %d" % STATUS)  # fg: it continued where it was, to its end
+    term.close()
+    lines = term.text.decode().splitlines()
+    assert [line for line in lines if line.startswith("step ")] == [
+        f"step {n}" for n in range(1, STEPS + 1)
+    ]
+    assert "memory intact" in lines
+
+
+def test_ctrl_c_at_the_terminal_ends_it(cluster: LocalCluster, faulty: str) -> None:
+    term = on_terminal(cluster, faulty)
+    term.type(b"\x03")  # ^C
+    term.until(b"status %d" % -signal.SIGINT)
+    term.close()
