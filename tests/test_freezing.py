@@ -127,6 +127,9 @@ def test_freeze_then_continue_same_process(fagent: Agent, faulty: str, agent_bas
     again = migrate(fagent, p.pid, "freeze")
     assert again.returncode == 1 and again.stderr.count("\n") == 1
     assert "already frozen" in again.stderr
+    for verb in ("checkpoint", "out"):  # nothing is made of it while it is frozen
+        refused = migrate(fagent, p.pid, verb)
+        assert refused.returncode == 1 and "is frozen" in refused.stderr, refused.stderr
     done = migrate(fagent, p.pid, "continue")
     assert done.returncode == 0 and done.stderr == "", done.stderr
     assert images(space, p.pid) == []
@@ -313,5 +316,18 @@ def test_image_replaced_by_a_link_is_not_read(
     assert mosps_row(fagent, p.pid)[4] == "frozen"
     other = fagent.run("migrate", str(p.pid), "continue", user=freeze_users[1])
     assert other.returncode == 1
+    p.kill()
+    p.wait()
+
+
+def test_relative_freeze_dir_refused(fagent: Agent, faulty: str) -> None:
+    p = started(fagent, faulty, Path("relative"))
+    done = migrate(fagent, p.pid, "freeze")
+    assert (done.returncode, done.stderr) == (
+        1,
+        f"migrate: {p.pid}: process {p.pid} not frozen: FREEZE_DIR must start with '/'\n",
+    )
+    checkpoint = migrate(fagent, p.pid, "checkpoint")  # not frozen: it runs as before
+    assert "frozen" not in checkpoint.stderr
     p.kill()
     p.wait()

@@ -114,6 +114,9 @@ class Freezer:
         token = secrets.token_hex(16)
         problems: list[str] = []
         self.ensure_default_dir()
+        own = proc_info.initial_env(reg.pid, FREEZE_DIR_ENV)
+        if own is not None and not own.startswith("/"):
+            raise Refusal(f"process {reg.pid} not frozen: {FREEZE_DIR_ENV} must start with '/'")
         for directory in freeze_dirs(reg.pid, reg.uid, self.default_dir):
             path = os.path.join(directory, f"freeze.{reg.pid}.{token[:12]}")
             frozen = Frozen(reg.pid, reg.uid, token, path, trio.Event())
@@ -241,9 +244,9 @@ class Freezer:
             os.close(err_w)
         complaint = await read_all(err_r)
         self._forget(frozen)
-        remove_users_file(frozen.path, frozen.uid)
-        if complaint:
+        if complaint:  # the file stays: what is left of the process
             raise Refusal(f"process {frozen.pid} could not continue: {complaint}")
+        remove_users_file(frozen.path, frozen.uid)
 
 
 class _NoSpace(Exception):
