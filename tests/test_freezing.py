@@ -331,3 +331,22 @@ def test_relative_freeze_dir_refused(fagent: Agent, faulty: str) -> None:
     assert "frozen" not in checkpoint.stderr
     p.kill()
     p.wait()
+
+
+def test_frozen_process_outlives_an_agent_restart(
+    fagent: Agent, faulty: str, agent_base: Path
+) -> None:
+    space = agent_base / "space"
+    space.mkdir()
+    p = started(fagent, faulty, space)
+    assert migrate(fagent, p.pid, "freeze").returncode == 0
+    fagent.stop()
+    assert p.poll() is None  # its deputy waits for an agent, holding its pid
+    fagent.start()
+    assert mosps_row(fagent, p.pid)[4] == "frozen"
+    done = migrate(fagent, p.pid, "continue")
+    assert done.returncode == 0, done.stderr
+    assert images(space, p.pid) == []
+    lines, err, status = finish(p)
+    assert (status, err) == (STATUS, "")
+    assert lines == [f"step {n}" for n in range(2, STEPS + 1)] + ["memory intact"]

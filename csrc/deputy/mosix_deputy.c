@@ -57,6 +57,7 @@
 #include <sys/time.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define NSIG_MAX 64
@@ -64,6 +65,7 @@
 
 static int chan = -1, direct = -1, agent = -1, sigpipe_r = -1, sigpipe_w = -1;
 static const char *restorer, *cloexec_list = "";
+static const char *agent_path, *agent_token; /* -a and -k: to say hello again */
 static unsigned char req[FWD_FRAME_MAX_PAYLOAD], rep[FWD_FRAME_MAX_PAYLOAD];
 static int pending[NSIG_MAX + 1]; /* signals caught while there is no channel */
 static volatile sig_atomic_t caught; /* a signal's byte may be in the pipe */
@@ -315,8 +317,8 @@ static void agent_send(const char *op, int with_token, const char *token)
 }
 
 /* One order from the agent: its op and error text, and the descriptors that
- * came with it (-1: none). */
-static void agent_receive(struct agent_reply *reply, int fd[2])
+ * came with it (-1: none).  -1 when the agent is gone (the connection ended). */
+static int agent_receive(struct agent_reply *reply, int fd[2])
 {
     unsigned char head[4], body[AGENT_FRAME_MAX];
     union {
@@ -334,6 +336,8 @@ static void agent_receive(struct agent_reply *reply, int fd[2])
     do
         n = recvmsg(agent, &m, MSG_CMSG_CLOEXEC | MSG_WAITALL);
     while (n < 0 && errno == EINTR);
+    if (n == 0 || (n < 0 && errno == ECONNRESET))
+        return -1;
     if (n != (ssize_t)sizeof(head))
         lost("the node agent is gone");
     for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c))
@@ -345,9 +349,10 @@ static void agent_receive(struct agent_reply *reply, int fd[2])
     if (len > sizeof(body) || fwd_read_full(agent, body, len) < 0 ||
         cbor_decode_reply(body, len, reply) != 0)
         lost("an unreadable order from the node agent");
+    return 0;
 }
 
-static int connect_agent(const char *path)
+static int connect_agent(const char *path, int quiet)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     if (strlen(path) >= sizeof(sa.sun_path))
@@ -360,8 +365,11 @@ static int connect_agent(const char *path)
     do
         rc = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
     while (rc < 0 && errno == EINTR);
-    if (rc < 0)
+    if (rc < 0) {
+        if (quiet && close(fd) == 0)
+            return -1;
         lost("cannot reach the node agent at %s: %s", path, strerror(errno));
+    }
     return fd;
 }
 
@@ -503,6 +511,29 @@ static void close_channels(void)
     close_direct();
 }
 
+/* The agent ended (stopped or restarted) while this process waits for its
+ * first order, having had no channel yet: it is frozen (its image on disk, the
+ * agent keeps the freeze across a restart), or a migration's hello was not yet
+ * answered.  Connect again as soon as an agent listens (every half second) and
+ * say hello again: the new agent answers (an end if the token is not its). */
+static void hello_again(void)
+{
+    if (close(agent) < 0)
+        lost("close: %s", strerror(errno));
+    agent = -1;
+    for (;;) {
+        int fd = connect_agent(agent_path, 1);
+        if (fd >= 0) {
+            agent = move_high(fd);
+            agent_send(MOSIX_DEPUTY_OP_HELLO, 1, agent_token);
+            return;
+        }
+        struct timespec half = {0, 500000000L};
+        if (nanosleep(&half, NULL) < 0 && errno != EINTR)
+            lost("nanosleep: %s", strerror(errno));
+    }
+}
+
 /* Wait for the agent's order after the channel ended (or the copy left). */
 static void await_order(void)
 {
@@ -519,7 +550,12 @@ static void await_order(void)
             pass_signals(); /* kept until there is a channel */
         if (!p[0].revents)
             continue;
-        agent_receive(&reply, fd);
+        if (agent_receive(&reply, fd) < 0) {
+            if (channel_gen > 0)
+                lost("the node agent is gone");
+            hello_again();
+            continue;
+        }
         if (strcmp(reply.op, MOSIX_DEPUTY_OP_CHANNEL) == 0 && fd[0] >= 0) {
             take_channels(fd);
             pass_signals();
@@ -743,7 +779,8 @@ static void serve(void)
         if (p[2].revents) { /* an order while the copy runs: a new channel or an end */
             struct agent_reply reply;
             int fd[2];
-            agent_receive(&reply, fd);
+            if (agent_receive(&reply, fd) < 0)
+                lost("the node agent is gone");
             close_channels();
             if (strcmp(reply.op, MOSIX_DEPUTY_OP_CHANNEL) == 0 && fd[0] >= 0) {
                 take_channels(fd);
@@ -808,7 +845,9 @@ int main(int argc, char **argv)
     sigpipe_r = move_high(pfd[0]);
     sigpipe_w = move_high(pfd[1]);
     catch_signals();
-    agent = move_high(connect_agent(socket_path));
+    agent_path = socket_path;
+    agent_token = token;
+    agent = move_high(connect_agent(socket_path, 0));
     agent_send(MOSIX_DEPUTY_OP_HELLO, 1, token);
     await_order();
     serve();

@@ -28,7 +28,7 @@ import pwd
 import secrets
 import stat
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,6 +85,20 @@ class Freezer:
         self.by_token: dict[str, Frozen] = {}
         self.busy: set[int] = set()
 
+    def take_back(self, registrations: Iterable[Registration]) -> None:
+        """The frozen processes of a previous agent (its saved registrations): their
+        deputies wait, and say hello again to this one."""
+        for reg in registrations:
+            if reg.state != "frozen" or not reg.frozen_token or reg.pid in self.frozen:
+                continue
+            if not proc_info.alive(reg.pid, reg.start_ticks):
+                continue
+            frozen = Frozen(reg.pid, reg.uid, reg.frozen_token, reg.frozen_image, trio.Event())
+            self.frozen[reg.pid] = frozen
+            self.by_token[frozen.token] = frozen
+            self.nursery.start_soon(self._watch, frozen)
+            log.info("process %d is frozen in %s", reg.pid, frozen.path)
+
     def is_frozen(self, pid: int) -> bool:
         return pid in self.frozen
 
@@ -107,6 +121,7 @@ class Freezer:
         finally:
             self.busy.discard(pid)
         reg.state, reg.frozen_since = "frozen", time.time()
+        reg.frozen_image, reg.frozen_token = frozen.path, frozen.token
         self.on_change()
         log.info("process %d frozen to %s", pid, frozen.path)
 
@@ -214,6 +229,9 @@ class Freezer:
         frozen = self.frozen.get(pid)
         if frozen is None:
             raise Refusal(f"process {pid} is not frozen")
+        if frozen.deputy is None:  # its deputy says hello again after an agent restart
+            with trio.move_on_after(HELLO_TIMEOUT):
+                await frozen.hello.wait()
         if pid in self.busy or frozen.deputy is None:
             raise Refusal(f"process {pid} is being frozen or continued")
         self.busy.add(pid)
@@ -224,6 +242,7 @@ class Freezer:
         if reg.frozen_since is not None:
             reg.frozen_seconds += time.time() - reg.frozen_since
         reg.state, reg.frozen_since = "running", None
+        reg.frozen_image = reg.frozen_token = ""
         self.on_change()
         log.info("process %d continues from %s", pid, frozen.path)
 

@@ -100,6 +100,7 @@ class NodeAgent:
                 checkpoints.schedule(nursery, reg)
             freeze_dir = config.freeze_dir or default_freeze_dir(paths.run_dir)
             freezer = Freezer(str(paths.socket), freeze_dir, changes.changed, nursery)
+            freezer.take_back(list(registry.registered.values()))
             runner = QueueRunner(queue, capacity, changes, lost, nursery)
             await nursery.start(runner.run)
             await nursery.start(state.saver)
