@@ -19,6 +19,9 @@
  *   - when the copy comes home, executes the restorer on the image (-r) in
  *     place, with the flags as they are then (cleared for that execve, listed
  *     for the restorer to set again);
+ *   - frozen (migrate PID freeze: no channel yet, its image in a file), waits
+ *     for the agent's order to come home from that file, and through an agent
+ *     restart: it connects again and says hello again;
  *   - when the channel breaks, tells the agent and does what it says (another
  *     channel, an image to restore from, or an end with a message: the
  *     process is lost; or, when it has a checkpoint taken at home, the line
