@@ -51,7 +51,7 @@ def fagent(agent_base: Path) -> Iterator[Agent]:
 
 
 def started(
-    agent: Agent, faulty: str, freeze_dir: Path | None, *options: str
+    agent: Agent, faulty: str, freeze_dir: Path | None, *options: str, first_step: bool = True
 ) -> subprocess.Popen[str]:
     env = dict(agent.env)
     if freeze_dir is not None:
@@ -69,7 +69,8 @@ def started(
     assert p.stdout.readline() == f"ready {p.pid}\n"
     p.stdin.write("go\n")
     p.stdin.flush()
-    assert p.stdout.readline() == "step 1\n"
+    if first_step:
+        assert p.stdout.readline() == "step 1\n"
     return p
 
 
@@ -350,3 +351,40 @@ def test_frozen_process_outlives_an_agent_restart(
     lines, err, status = finish(p)
     assert (status, err) == (STATUS, "")
     assert lines == [f"step {n}" for n in range(2, STEPS + 1)] + ["memory intact"]
+
+
+@pytest.fixture
+def auto_agent(agent_base: Path) -> Iterator[Agent]:
+    """An agent whose policy freezes processes beyond 2 running (looking every 0.2 s)."""
+    a = make_agent(agent_base)
+    with open(a.config, "a") as f:
+        f.write("[freeze]\nmax_running = 2\ninterval = 0.2\n")
+    a.start()
+    yield a
+    cleanup(a)
+
+
+def test_automatic_freezing_beyond_max_running(
+    auto_agent: Agent, faulty: str, agent_base: Path
+) -> None:
+    space = agent_base / "space"
+    space.mkdir()
+    first, second = (started(auto_agent, faulty, space) for _ in range(2))
+    assert {mosps_row(auto_agent, p.pid)[4] for p in (first, second)} == {"running"}
+    third = started(auto_agent, faulty, space, first_step=False)  # the newest: frozen
+
+    def state_of(p: subprocess.Popen[str]) -> str:
+        return mosps_row(auto_agent, p.pid)[4]
+
+    wait_until(lambda: state_of(third) == "frozen", 30, what="the third process frozen")
+    assert len(images(space, third.pid)) == 1
+    assert [state_of(first), state_of(second)] == ["running", "running"]
+    first.kill()  # now fewer than 2 run: the frozen one continues
+    first.wait()
+    wait_until(lambda: state_of(third) == "running", 30, what="the third process continued")
+    assert images(space, third.pid) == []
+    lines, err, status = finish(third)
+    assert (status, err) == (STATUS, "")
+    assert lines == [f"step {n}" for n in range(1, STEPS + 1)] + ["memory intact"]
+    second.kill()
+    second.wait()

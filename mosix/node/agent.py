@@ -23,6 +23,7 @@ from mosix.agent_paths import SYSTEM_RUN_DIR, AgentPaths
 from mosix.cluster.peers import Cluster
 from mosix.home_agent.admission import Admission
 from mosix.home_agent.agent_config import AgentConfig
+from mosix.home_agent.auto_freeze import AutoFreezer
 from mosix.home_agent.checkpoint_requests import CheckpointRequests, mosix_process
 from mosix.home_agent.checkpoints import Checkpoints, last_image
 from mosix.home_agent.cluster_services import ClusterServices
@@ -101,6 +102,14 @@ class NodeAgent:
             freeze_dir = config.freeze_dir or default_freeze_dir(paths.run_dir)
             freezer = Freezer(str(paths.socket), freeze_dir, changes.changed, nursery)
             freezer.take_back(list(registry.registered.values()))
+            if config.freeze_max_running > 0:
+                auto = AutoFreezer(
+                    freezer,
+                    registry.mosix_processes,
+                    config.freeze_max_running,
+                    config.freeze_interval,
+                )
+                nursery.start_soon(auto.run)
             runner = QueueRunner(queue, capacity, changes, lost, nursery)
             await nursery.start(runner.run)
             await nursery.start(state.saver)
