@@ -78,6 +78,8 @@ static uint64_t direct_sent;         /* bytes sent on the direct channel */
 static int hold, held_told;          /* HOLD: the direct channel is not read; HELD sent */
 static volatile sig_atomic_t poked;  /* a frame arrived on the first channel (SIGIO) */
 static volatile sig_atomic_t continued; /* SIGCONT arrived (the deputy's own stop ended) */
+static volatile sig_atomic_t async_fd = -1; /* the channel's number that raises SIGIO, even
+                                               once closed (a late SIGIO is not the program's) */
 
 /* ------------------------------------------------------------ ends */
 
@@ -235,7 +237,7 @@ static int own_fd_call(long nr, const uint64_t a[6], int64_t *ret)
 static void on_signal(int sig, siginfo_t *info, void *context)
 {
     (void)context;
-    if (sig == SIGIO && info->si_code > 0 && chan >= 0 && info->si_fd == chan) {
+    if (sig == SIGIO && info->si_code > 0 && info->si_fd == async_fd) {
         poked = 1; /* the channel's own (O_ASYNC), not the program's: it interrupts a call */
         return;
     }
@@ -485,6 +487,7 @@ static void arm_channel(void)
     if (fl < 0 || fcntl(chan, F_SETOWN, getpid()) < 0 || fcntl(chan, F_SETSIG, SIGIO) < 0 ||
         fcntl(chan, F_SETFL, fl | O_ASYNC) < 0)
         lost("the channel: O_ASYNC: %s", strerror(errno));
+    async_fd = chan;
 }
 
 /* The channels that came with "deputy-channel": the first, and the direct one if any. */
