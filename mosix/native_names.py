@@ -39,6 +39,7 @@ class DeputyOp(StrEnum):
 
     HELLO = "deputy"  # out: the deputy starts, with its migration's token
     LOST = "deputy-lost"  # out: its channel broke
+    STOP = "deputy-stop"  # out: its copy stopped by SIGSTOP: stop it so (it may not itself)
     CHANNEL = "deputy-channel"  # in, with its channel's descriptors
     HOME = "deputy-home"  # in, with the image to restore in place
     END = "deputy-end"  # in: end, with a message for the program's stderr

@@ -657,6 +657,16 @@ class DeputyLost(Message):
 
 @message
 @dataclass(frozen=True)
+class DeputyStop(Message):
+    """The deputy's copy was stopped by SIGSTOP: the agent stops the deputy the same
+    way (the discipline sends SIGSTOP as SIGTSTP, so the deputy cannot do it itself)."""
+
+    OP: ClassVar[str] = DeputyOp.STOP.value
+    pid: int = 0
+
+
+@message
+@dataclass(frozen=True)
 class DeputyChannel(Message):
     """To the deputy, with a descriptor (SCM_RIGHTS): its channel."""
 

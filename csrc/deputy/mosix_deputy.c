@@ -11,13 +11,17 @@
  *   - executes each forwarded system call natively (forward.h) and replies;
  *   - passes the signals sent to it on to the copy (SIGKILL cannot be caught:
  *     the deputy dies, the channel closes, and the copy is killed);
- *   - stops when the copy stops, and ends as the copy ended (exit status or
+ *   - stops when the copy stops, with its signal (SIGSTOP through the agent:
+ *     the discipline lets no process send it), and ends as the copy ended (exit status or
  *     death signal), so the parent's wait() sees the program's own end;
  *   - keeps the program's close-on-exec flags true (-x: those the capturer
  *     cleared for the deputy's execve, set back at start);
  *   - when the copy comes home, executes the restorer on the image (-r) in
  *     place, with the flags as they are then (cleared for that execve, listed
  *     for the restorer to set again);
+ *   - frozen (migrate PID freeze: no channel yet, its image in a file), waits
+ *     for the agent's order to come home from that file, and through an agent
+ *     restart: it connects again and says hello again;
  *   - when the channel breaks, tells the agent and does what it says (another
  *     channel, an image to restore from, or an end with a message: the
  *     process is lost; or, when it has a checkpoint taken at home, the line
@@ -56,6 +60,7 @@
 #include <sys/time.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define NSIG_MAX 64
@@ -63,6 +68,7 @@
 
 static int chan = -1, direct = -1, agent = -1, sigpipe_r = -1, sigpipe_w = -1;
 static const char *restorer, *cloexec_list = "";
+static const char *agent_path, *agent_token; /* -a and -k: to say hello again */
 static unsigned char req[FWD_FRAME_MAX_PAYLOAD], rep[FWD_FRAME_MAX_PAYLOAD];
 static int pending[NSIG_MAX + 1]; /* signals caught while there is no channel */
 static volatile sig_atomic_t caught; /* a signal's byte may be in the pipe */
@@ -71,6 +77,9 @@ static unsigned long channel_gen;    /* channels taken so far */
 static uint64_t direct_sent;         /* bytes sent on the direct channel */
 static int hold, held_told;          /* HOLD: the direct channel is not read; HELD sent */
 static volatile sig_atomic_t poked;  /* a frame arrived on the first channel (SIGIO) */
+static volatile sig_atomic_t continued; /* SIGCONT arrived (the deputy's own stop ended) */
+static volatile sig_atomic_t async_fd = -1; /* the channel's number that raises SIGIO, even
+                                               once closed (a late SIGIO is not the program's) */
 
 /* ------------------------------------------------------------ ends */
 
@@ -228,10 +237,12 @@ static int own_fd_call(long nr, const uint64_t a[6], int64_t *ret)
 static void on_signal(int sig, siginfo_t *info, void *context)
 {
     (void)context;
-    if (sig == SIGIO && info->si_code > 0 && chan >= 0 && info->si_fd == chan) {
+    if (sig == SIGIO && info->si_code > 0 && info->si_fd == async_fd) {
         poked = 1; /* the channel's own (O_ASYNC), not the program's: it interrupts a call */
         return;
     }
+    if (sig == SIGCONT)
+        continued = 1;
     unsigned char b = (unsigned char)sig;
     int saved = errno;
     ssize_t w = write(sigpipe_w, &b, 1); /* full pipe: the signal is already queued */
@@ -311,8 +322,8 @@ static void agent_send(const char *op, int with_token, const char *token)
 }
 
 /* One order from the agent: its op and error text, and the descriptors that
- * came with it (-1: none). */
-static void agent_receive(struct agent_reply *reply, int fd[2])
+ * came with it (-1: none).  -1 when the agent is gone (the connection ended). */
+static int agent_receive(struct agent_reply *reply, int fd[2])
 {
     unsigned char head[4], body[AGENT_FRAME_MAX];
     union {
@@ -330,6 +341,8 @@ static void agent_receive(struct agent_reply *reply, int fd[2])
     do
         n = recvmsg(agent, &m, MSG_CMSG_CLOEXEC | MSG_WAITALL);
     while (n < 0 && errno == EINTR);
+    if (n == 0 || (n < 0 && errno == ECONNRESET))
+        return -1;
     if (n != (ssize_t)sizeof(head))
         lost("the node agent is gone");
     for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c))
@@ -341,9 +354,10 @@ static void agent_receive(struct agent_reply *reply, int fd[2])
     if (len > sizeof(body) || fwd_read_full(agent, body, len) < 0 ||
         cbor_decode_reply(body, len, reply) != 0)
         lost("an unreadable order from the node agent");
+    return 0;
 }
 
-static int connect_agent(const char *path)
+static int connect_agent(const char *path, int quiet)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     if (strlen(path) >= sizeof(sa.sun_path))
@@ -356,8 +370,11 @@ static int connect_agent(const char *path)
     do
         rc = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
     while (rc < 0 && errno == EINTR);
-    if (rc < 0)
+    if (rc < 0) {
+        if (quiet && close(fd) == 0)
+            return -1;
         lost("cannot reach the node agent at %s: %s", path, strerror(errno));
+    }
     return fd;
 }
 
@@ -410,11 +427,31 @@ static void restore_cloexec(const char *text)
     }
 }
 
+/* Signals caught here and not passed on (no channel: the process is frozen,
+ * or between channels) are the program's: raised again with every signal
+ * blocked, they stay pending through execve and the restorer (which keeps
+ * them blocked) until the image's mask is set, and meet the image's actions. */
+static void keep_pending(void)
+{
+    sigset_t all;
+    if (sigfillset(&all) < 0 || sigprocmask(SIG_SETMASK, &all, NULL) < 0)
+        lost("sigprocmask: %s", strerror(errno));
+    int saved_chan = chan;
+    chan = -1; /* collect only */
+    pass_signals();
+    chan = saved_chan;
+    for (int sig = 1; sig <= NSIG_MAX; sig++)
+        if (pending[sig] > 0 && sig != SIGKILL && sig != SIGSTOP &&
+            kill(getpid(), sig) < 0)
+            lost("kill %d: %s", sig, strerror(errno));
+}
+
 /* Come home: the restorer rebuilds the program in this process from the
  * image on fd[0]; its complaint, if any, goes to fd[1] (the agent's pipe, or
  * -1: the process's standard error). */
 _Noreturn static void come_home(const int fd[2])
 {
+    keep_pending();
     char fdtext[16], errtext[16];
     int errfd = fd[1] >= 0 ? fd[1] : STDERR_FILENO;
     snprintf(fdtext, sizeof(fdtext), "%d", fd[0]);
@@ -450,6 +487,7 @@ static void arm_channel(void)
     if (fl < 0 || fcntl(chan, F_SETOWN, getpid()) < 0 || fcntl(chan, F_SETSIG, SIGIO) < 0 ||
         fcntl(chan, F_SETFL, fl | O_ASYNC) < 0)
         lost("the channel: O_ASYNC: %s", strerror(errno));
+    async_fd = chan;
 }
 
 /* The channels that came with "deputy-channel": the first, and the direct one if any. */
@@ -479,6 +517,29 @@ static void close_channels(void)
     close_direct();
 }
 
+/* The agent ended (stopped or restarted) while this process waits for its
+ * first order, having had no channel yet: it is frozen (its image on disk, the
+ * agent keeps the freeze across a restart), or a migration's hello was not yet
+ * answered.  Connect again as soon as an agent listens (every half second) and
+ * say hello again: the new agent answers (an end if the token is not its). */
+static void hello_again(void)
+{
+    if (close(agent) < 0)
+        lost("close: %s", strerror(errno));
+    agent = -1;
+    for (;;) {
+        int fd = connect_agent(agent_path, 1);
+        if (fd >= 0) {
+            agent = move_high(fd);
+            agent_send(MOSIX_DEPUTY_OP_HELLO, 1, agent_token);
+            return;
+        }
+        struct timespec half = {0, 500000000L};
+        if (nanosleep(&half, NULL) < 0 && errno != EINTR)
+            lost("nanosleep: %s", strerror(errno));
+    }
+}
+
 /* Wait for the agent's order after the channel ended (or the copy left). */
 static void await_order(void)
 {
@@ -495,7 +556,12 @@ static void await_order(void)
             pass_signals(); /* kept until there is a channel */
         if (!p[0].revents)
             continue;
-        agent_receive(&reply, fd);
+        if (agent_receive(&reply, fd) < 0) {
+            if (channel_gen > 0)
+                lost("the node agent is gone");
+            hello_again();
+            continue;
+        }
         if (strcmp(reply.op, MOSIX_DEPUTY_OP_CHANNEL) == 0 && fd[0] >= 0) {
             take_channels(fd);
             pass_signals();
@@ -541,6 +607,35 @@ static size_t reply_result(void *r, int64_t ret)
 }
 
 static void first_channel_frame(void);
+
+/* The copy stopped with signal ``sig``: stop the same way, so that the parent's
+ * wait (WUNTRACED) sees the program's stop and a SIGCONT to this pid (passed
+ * on) continues both.  SIGTSTP, SIGTTIN and SIGTTOU are raised here with
+ * their default action; when the kernel discards one (this process group is
+ * orphaned, as it would have been for the program at home), the copy is
+ * continued.  SIGSTOP the discipline sends as SIGTSTP, even to itself: the
+ * agent sends it (DeputyStop). */
+static void stop_like(uint64_t sig)
+{
+    if (sig != SIGTSTP && sig != SIGTTIN && sig != SIGTTOU) {
+        agent_send(MOSIX_DEPUTY_OP_STOP, 0, NULL);
+        return;
+    }
+    struct sigaction dfl, mine;
+    memset(&dfl, 0, sizeof(dfl));
+    dfl.sa_handler = SIG_DFL;
+    continued = 0;
+    if (sigaction((int)sig, &dfl, &mine) < 0)
+        lost("sigaction %d: %s", (int)sig, strerror(errno));
+    if (kill(getpid(), (int)sig) < 0) /* delivered (stopped, then continued) as it returns */
+        lost("kill %d: %s", (int)sig, strerror(errno));
+    if (sigaction((int)sig, &mine, NULL) < 0)
+        lost("sigaction %d: %s", (int)sig, strerror(errno));
+    if (!continued) { /* discarded: no stop here, none for the copy */
+        pending[SIGCONT]++;
+        pass_signals();
+    }
+}
 
 /* Direct channel: wait until the supervisor has delivered every signal passed
  * so far (they are then pending in the copy, whose handler blocks them, and
@@ -655,8 +750,7 @@ static void first_channel_frame(void)
     case FWD_FRAME_EXIT:
         end_like(f.id);
     case FWD_FRAME_STOPPED:
-        if (kill(getpid(), SIGSTOP) < 0)
-            lost("SIGSTOP: %s", strerror(errno));
+        stop_like(f.id);
         break;
     case FWD_FRAME_LEAVING:
         close_channels();
@@ -691,7 +785,8 @@ static void serve(void)
         if (p[2].revents) { /* an order while the copy runs: a new channel or an end */
             struct agent_reply reply;
             int fd[2];
-            agent_receive(&reply, fd);
+            if (agent_receive(&reply, fd) < 0)
+                lost("the node agent is gone");
             close_channels();
             if (strcmp(reply.op, MOSIX_DEPUTY_OP_CHANNEL) == 0 && fd[0] >= 0) {
                 take_channels(fd);
@@ -756,7 +851,9 @@ int main(int argc, char **argv)
     sigpipe_r = move_high(pfd[0]);
     sigpipe_w = move_high(pfd[1]);
     catch_signals();
-    agent = move_high(connect_agent(socket_path));
+    agent_path = socket_path;
+    agent_token = token;
+    agent = move_high(connect_agent(socket_path, 0));
     agent_send(MOSIX_DEPUTY_OP_HELLO, 1, token);
     await_order();
     serve();

@@ -11,6 +11,7 @@
 /* DeputyOp: The agent messages the deputy (mosix-deputy) sends or reads: their ``op``. */
 #define MOSIX_DEPUTY_OP_HELLO "deputy"
 #define MOSIX_DEPUTY_OP_LOST "deputy-lost"
+#define MOSIX_DEPUTY_OP_STOP "deputy-stop"
 #define MOSIX_DEPUTY_OP_CHANNEL "deputy-channel"
 #define MOSIX_DEPUTY_OP_HOME "deputy-home"
 #define MOSIX_DEPUTY_OP_END "deputy-end"

@@ -639,6 +639,10 @@ static void start_copy(int imagefd, const char *mode, const char *exec_path,
         int null = open("/dev/null", O_RDWR);
         if (null < 0 || dup2(null, STDIN_FILENO) < 0 || dup2(null, STDOUT_FILENO) < 0)
             _exit(125);
+        /* a process group of its own in this process's session: not orphaned, so
+         * SIGTSTP, SIGTTIN and SIGTTOU stop the copy as they stop it at home */
+        if (setpgid(0, 0) < 0)
+            _exit(125);
         sigset_t none;
         if (sigemptyset(&none) < 0 || sigprocmask(SIG_SETMASK, &none, NULL) < 0)
             _exit(125);

@@ -16,6 +16,9 @@ class AgentConfig:
     default_priority: int = 50
     queue_slots: int = field(default_factory=node_facts.cpu_count)
     checkpoint_minute: float = 60.0  # seconds in an -A minute (shorter in tests)
+    freeze_dir: str = ""  # the node's freezing space ("": mosix.home_agent.freezing's default)
+    freeze_max_running: int = 0  # automatic freezing above this many running (0: off)
+    freeze_interval: float = 1.0  # seconds between automatic freezing's looks
     speed: float = 1.0  # relative CPU speed ([node] speed), for load vectors
     cluster: ClusterConfig | None = None  # None: a one-node cluster
     limits: AgentLimits = field(default_factory=AgentLimits)

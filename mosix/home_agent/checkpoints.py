@@ -139,6 +139,8 @@ class Checkpoints:
         lock = self.locks.setdefault(pid, trio.Lock())
         async with lock:
             reg = self.registration_of(pid)
+            if reg.state in ("frozen", "freezing"):  # the manual: none until it is unfrozen
+                raise CheckpointError(f"process {pid} is {reg.state}")
             cap = plan(reg)
             # the number is taken before the capture, and saved: an agent killed while
             # the capturer writes never gives another checkpoint the same number

@@ -32,6 +32,7 @@ import contextlib
 import logging
 import os
 import secrets
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -267,6 +268,15 @@ class Migrations:
         finally:
             for each in fds:
                 os.close(each)
+
+    def deputy_stop(self, conn: Connection) -> None:
+        """The copy was stopped by SIGSTOP (``migrate PID chkstop``): stop its deputy
+        so, which the discipline does not let it do itself; SIGCONT continues both."""
+        away = self.away.get(conn.peer.pid)
+        if away is None or away.deputy is not conn:
+            return  # not a deputy of ours: nobody is stopped on its word
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(away.pid, signal.SIGSTOP)
 
     async def deputy_lost(self, conn: Connection, msg: DeputyLost) -> None:
         away = self.away.get(conn.peer.pid)

@@ -8,7 +8,9 @@ from mosix.arguments import MosrunArgs
 from mosix.home_agent.checkpoints import Checkpoints
 from mosix.home_agent.cluster_services import ClusterServices
 from mosix.home_agent.connection import Peer
+from mosix.home_agent.freezing import Freezer
 from mosix.home_agent.limits import COMMAND_KEPT, FLAGS_KEPT, kept_words, words_size
+from mosix.home_agent.migration import MigrationError
 from mosix.home_agent.placement import NoPlace, placement_of
 from mosix.home_agent.refusal import PATH_MAX, Refusal, check_owner
 from mosix.home_agent.registry import Registration, Registry
@@ -17,6 +19,8 @@ from mosix.home_agent.state import Changes
 from mosix.protocol import Done, Message, Migrate, Refused, Register
 from mosix.start_contract import placement_problem
 from mosix.sysinfo import proc_info
+
+FREEZE_TARGETS = ("freeze", "continue")
 
 
 class ProcessRequests:
@@ -28,6 +32,7 @@ class ProcessRequests:
         services: ClusterServices | None,
         changes: Changes,
         nursery: trio.Nursery,
+        freezer: Freezer,
     ) -> None:
         self.registry = registry
         self.shares = shares
@@ -35,6 +40,7 @@ class ProcessRequests:
         self.services = services  # None: a one-node cluster
         self.changes = changes
         self.nursery = nursery  # where -A's timers run
+        self.freezer = freezer  # migrate PID freeze|continue
 
     def register(self, peer: Peer, msg: Register) -> Message:
         uid = check_owner(peer, msg.pid)
@@ -87,6 +93,10 @@ class ProcessRequests:
         reg = self.registry.adopt(msg.pid)
         if reg is None:
             raise Refusal(f"process {msg.pid} does not run under mosrun")
+        if msg.target in FREEZE_TARGETS:
+            return await self.freeze_or_continue(msg.target, reg)
+        if self.freezer.is_frozen(msg.pid):
+            raise Refusal(f"process {msg.pid} is frozen (migrate {msg.pid} continue)")
         # what pins it (threads, locks, shared maps) first: true with or without a cluster
         why = proc_info.stay_reason(msg.pid) if msg.target != "home" else ""
         if why:
@@ -94,3 +104,20 @@ class ProcessRequests:
         if self.services is None:
             raise Refusal(f"{msg.target}: this node has no cluster to migrate to")
         return await self.services.migrate(msg, reg)
+
+    async def freeze_or_continue(self, target: str, reg: Registration) -> Message:
+        if target == "continue":
+            await self.freezer.resume(reg)
+            return Done()
+        services = self.services
+        if services is not None and services.migrations.where(reg.pid) != services.me:
+            # frozen at home: it comes home first (its image is written here)
+            try:
+                await services.migrations.bring_home(reg.pid)
+            except MigrationError as e:
+                raise Refusal(f"process {reg.pid} not frozen: {e}") from None
+            services.hold(reg.pid)
+        if proc_info.state_letter(reg.pid) == "T":
+            raise Refusal(f"process {reg.pid} is stopped: continue it (SIGCONT) first")
+        await self.freezer.freeze(reg)
+        return Done()

@@ -45,6 +45,9 @@ class Registration:
     frozen_seconds: float = 0.0
     frozen_since: float | None = None
     state: str = "running"
+    # a frozen process (mosix.home_agent.freezing): its image and its deputy's token
+    frozen_image: str = ""
+    frozen_token: str = ""
     # the checkpoint series (mosix.ckpt.naming): -C as given, checkpoints taken, -N, -A
     ckpt_file: bytes = b""  # any bytes (a file name); kept as bytes in the state file
     ckpt_taken: int = 0

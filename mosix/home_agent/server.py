@@ -19,6 +19,7 @@ import trio
 from mosix.home_agent.admission import Admission
 from mosix.home_agent.checkpoint_requests import CheckpointRequests
 from mosix.home_agent.connection import Connection, Peer
+from mosix.home_agent.freezing import Freezer
 from mosix.home_agent.guard_watch import GuardWatch
 from mosix.home_agent.limits import AgentLimits
 from mosix.home_agent.migration import Migrations
@@ -32,6 +33,7 @@ from mosix.protocol import (
     CheckpointSettings,
     DeputyHello,
     DeputyLost,
+    DeputyStop,
     Done,
     Enqueue,
     GetStatus,
@@ -74,6 +76,7 @@ class Server:
         guards: GuardWatch,
         node_control: Callable[[Peer, NodeControl], Awaitable[Done]],
         stopping: trio.Event,
+        freezer: Freezer,
     ) -> None:
         self.limits = limits
         self.owner = owner  # the agent's user: it may stop the agent
@@ -87,6 +90,7 @@ class Server:
         self.guards = guards
         self.node_control = node_control  # mosctl's verbs (mosix.node.administration)
         self.stopping = stopping  # set by Shutdown
+        self.freezer = freezer  # frozen processes' deputies say hello to it first
 
     async def handle(self, conn: Connection) -> None:
         """One client's requests, until it closes the connection.  Whatever it sends,
@@ -163,6 +167,8 @@ class Server:
             case Migrate():
                 return await self.processes.migrate(peer, msg)
             case DeputyHello():
+                if self.freezer.deputy_hello(conn, msg):
+                    return None  # its order (the image) comes with continue
                 if self.migrations is None:
                     raise Refusal("this node has no cluster")
                 await self.migrations.deputy_hello(conn, msg)
@@ -170,6 +176,10 @@ class Server:
             case DeputyLost():
                 if self.migrations is not None:
                     await self.migrations.deputy_lost(conn, msg)
+                return None
+            case DeputyStop():
+                if self.migrations is not None:
+                    self.migrations.deputy_stop(conn)
                 return None
             case ListNodes():
                 return self.status.nodes()

@@ -128,6 +128,23 @@ async def start_migrate(fd: int, pid: int, deputy: Sequence[str] = ()) -> trio.P
     )
 
 
+def freeze_argv(path: str, pid: int, deputy: Sequence[str]) -> list[str]:
+    """``mosix-ckpt -o PATH -a migrate [-D WORD]... PID``: the image written to a file
+    (as the process's user), the process held until told, then it becomes the deputy."""
+    words = [w for word in deputy for w in ("-D", word)]
+    return [native_path(PROGRAM), "-o", path, "-a", "migrate", *words, str(pid)]
+
+
+async def start_freeze(path: str, pid: int, deputy: Sequence[str]) -> trio.Process:
+    """The capturer of :func:`freeze_argv`, its three pipes ours (as :func:`start_migrate`)."""
+    return await trio.lowlevel.open_process(
+        freeze_argv(path, pid, deputy),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
 async def order(proc: trio.Process, line: CkptLine) -> None:
     """Tell a capturer of :func:`start_migrate` to go on (GO) or to let go (RESUME)."""
     assert proc.stdin is not None

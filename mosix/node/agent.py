@@ -23,10 +23,12 @@ from mosix.agent_paths import SYSTEM_RUN_DIR, AgentPaths
 from mosix.cluster.peers import Cluster
 from mosix.home_agent.admission import Admission
 from mosix.home_agent.agent_config import AgentConfig
+from mosix.home_agent.auto_freeze import AutoFreezer
 from mosix.home_agent.checkpoint_requests import CheckpointRequests, mosix_process
 from mosix.home_agent.checkpoints import Checkpoints, last_image
 from mosix.home_agent.cluster_services import ClusterServices
 from mosix.home_agent.control_socket import ControlSocket
+from mosix.home_agent.freezing import Freezer, default_freeze_dir
 from mosix.home_agent.guard_watch import GuardWatch
 from mosix.home_agent.limits import usable_connections
 from mosix.home_agent.process_requests import ProcessRequests
@@ -100,6 +102,17 @@ class NodeAgent:
             )
             for reg in registry.registered.values():
                 checkpoints.schedule(nursery, reg)
+            freeze_dir = config.freeze_dir or default_freeze_dir(paths.run_dir)
+            freezer = Freezer(str(paths.socket), freeze_dir, changes.changed, nursery)
+            freezer.take_back(list(registry.registered.values()))
+            if config.freeze_max_running > 0:
+                auto = AutoFreezer(
+                    freezer,
+                    registry.mosix_processes,
+                    config.freeze_max_running,
+                    config.freeze_interval,
+                )
+                nursery.start_soon(auto.run)
             runner = QueueRunner(queue, capacity, changes, lost, nursery)
             await nursery.start(runner.run)
             await nursery.start(state.saver)
@@ -112,7 +125,7 @@ class NodeAgent:
                 config.limits,
                 os.geteuid(),
                 admission,
-                ProcessRequests(registry, shares, checkpoints, services, changes, nursery),
+                ProcessRequests(registry, shares, checkpoints, services, changes, nursery, freezer),
                 QueueRequests(config.default_priority, queue, capacity, runner, shares, changes),
                 runner,
                 CheckpointRequests(registry, checkpoints, changes, nursery),
@@ -130,6 +143,7 @@ class NodeAgent:
                 GuardWatch(registry.ours, nursery),
                 administration.order,
                 stopping,
+                freezer,
             )
             await nursery.start(
                 ControlSocket(listener, config.limits, admission, server.handle).run

@@ -9,8 +9,13 @@ default_priority = 50   # -q / -Q without a number
 slots = 2               # queued jobs that may run at once (default: CPUs)
 [paths]
 run_dir = "/run/mosix"  # control socket, lock, log and state
+freeze_dir = "/var/mosix/freeze"  # frozen images (root; a user agent: run_dir/freeze)
 [checkpoint]
 minute_seconds = 60     # length of an -A minute (tests use less)
+[freeze]                # automatic freezing (mosix/home_agent/auto_freeze.py)
+max_running = 0         # more of this node's MOSIX processes running at home: the newest
+                        # is frozen; fewer: the first frozen so continues (0: off)
+interval = 1.0          # seconds between looks
 [limits]                # what one client may take (defaults: mosix/home_agent/limits.py)
 connections = 8192      # control connections at once (fewer if the descriptor limit says so)
 connections_per_user = 2048
@@ -37,8 +42,9 @@ Number = (int, float)
 KNOWN: dict[str, dict[str, type | tuple[type, ...]]] = {
     "node": {"number": int, "name": str, "speed": Number},
     "queue": {"default_priority": int, "slots": int},
-    "paths": {"run_dir": str},
+    "paths": {"run_dir": str, "freeze_dir": str},
     "checkpoint": {"minute_seconds": Number},
+    "freeze": {"max_running": int, "interval": Number},
     "limits": {
         "connections": int,
         "connections_per_user": int,
@@ -54,7 +60,7 @@ KNOWN: dict[str, dict[str, type | tuple[type, ...]]] = {
 AT_LEAST_ONE = {("node", "number"), ("queue", "slots")} | {
     ("limits", key) for key in ("connections", "connections_per_user", "queued_per_user")
 }
-POSITIVE = {("node", "speed"), ("checkpoint", "minute_seconds")} | {
+POSITIVE = {("node", "speed"), ("checkpoint", "minute_seconds"), ("freeze", "interval")} | {
     ("limits", key) for key in ("first_frame_seconds", "frame_seconds")
 }
 KIND_NAMES = {int: "an integer", str: "a string", list: "an array of tables", bool: "true or false"}
@@ -74,7 +80,7 @@ def check_value(section: str, key: str, value: Any) -> str | None:
     if isinstance(value, str):
         if not value and key != "map":
             return "must not be empty"
-        if key == "run_dir" and not value.startswith("/"):
+        if key in ("run_dir", "freeze_dir") and not value.startswith("/"):
             return "must be an absolute path"
         return None
     if section == "cluster" or not isinstance(value, int | float):
@@ -125,5 +131,9 @@ def read_config(path: Path) -> tuple[AgentConfig, Path | None]:
             config.cluster = parse_cluster(values["cluster"], config.node)
         except SettingsError as e:
             raise ConfigError(f"{path}: {e}") from None
+    config.freeze_dir = values.get("paths", {}).get("freeze_dir", config.freeze_dir)
+    freeze = values.get("freeze", {})
+    config.freeze_max_running = freeze.get("max_running", config.freeze_max_running)
+    config.freeze_interval = float(freeze.get("interval", config.freeze_interval))
     run_dir = values.get("paths", {}).get("run_dir")
     return config, Path(run_dir) if run_dir else None

@@ -39,10 +39,6 @@ def fail(tool: str, message: str, status: int = EXIT_USAGE) -> NoReturn:
     raise typer.Exit(status)
 
 
-def not_available(tool: str, what: str) -> NoReturn:
-    fail(tool, f"{what}: not available yet")
-
-
 def ask(tool: str, msg: Message, expect: type[M], autostart: bool = True) -> M:
     """One request to the node agent; failures end the tool with one line."""
     from mosix.agent_client import connect

@@ -22,7 +22,7 @@ from mosix.protocol import (
     Migrate,
     Processes,
 )
-from mosix.tools.common import app, ask_listing, fail, job_id, not_available, run
+from mosix.tools.common import app, ask_listing, fail, job_id, run
 
 ACTIONS = ("home", "out", "freeze", "continue", "checkpoint", "chkstop", "chkexit")
 CHECKPOINT_TIMEOUT = 3600.0  # writing a big image takes as long as the disk needs
@@ -113,8 +113,6 @@ def main_command(
     pid = int(first) if first else None
     if not target:
         fail("migrate", "give where to (node, home, out) or what to do (freeze, checkpoint, ...)")
-    if target in ("freeze", "continue"):
-        not_available("migrate", target)
     pids = [pid] if pid is not None else job_pids(job or 0)
     if not pids:
         fail("migrate", f"-j{job}: no processes in this job")
