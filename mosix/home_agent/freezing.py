@@ -34,12 +34,12 @@ from pathlib import Path
 
 import trio
 
-from mosix.helper_process import close_process
 from mosix.home_agent.connection import Connection
 from mosix.home_agent.migration import read_all
 from mosix.home_agent.refusal import Refusal
 from mosix.home_agent.registry import Registration
 from mosix.native import capturer, deputy
+from mosix.native.helper_process import close_process
 from mosix.native_names import CkptExit, CkptLine
 from mosix.protocol import DeputyHello, DeputyHome
 from mosix.sysinfo import proc_info
