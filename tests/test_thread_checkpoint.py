@@ -147,7 +147,7 @@ def test_recovered_threads_finish_byte_identical(
 def test_the_pthread_program_says_what_each_thread_saw(
     ckagent: Agent, work: Path, programs: dict[str, list[str]]
 ) -> None:
-    """The blocked thread kept its mask, the signal reached the chosen thread, the joins ended."""
+    """Each thread's mask and pending signal, the signal to a chosen thread, the joins."""
     ckpt, _ = checkpointed(ckagent, work, programs["pthreads"])
     out, code = recover(ckagent, ckpt)
     assert code == 3
@@ -156,6 +156,8 @@ def test_the_pthread_program_says_what_each_thread_saw(
         "blocked thread kept its mask 1",
         "joined 234",
         "main tls 0",
+        "pending for the blocker: code 0",  # queued again for that thread (99: lost)
+        "pending for the process: code 0",  # and for the process
     ]
 
 

@@ -5,7 +5,9 @@
  * futex wait (pthread_cond_wait) that takes SIGUSR1, and a thread that keeps
  * SIGUSR1 blocked.  Each has a thread-local id.  All meet at a barrier, then
  * main prints "paused" and blocks reading stdin: the checkpoint is taken
- * there.  Once a byte arrives, main sends SIGUSR1 to the waiter with
+ * there, with a SIGUSR1 pending for the blocker thread alone (pthread_kill)
+ * and a SIGUSR2 pending for the process (kill; blocked everywhere).
+ * Once a byte arrives, main sends SIGUSR1 to the waiter with
  * pthread_kill (glibc's cached tid), wakes everyone, joins them (the kernel's
  * clear-child-tid) and prints what each saw.  Exit status 3. */
 #include <errno.h>
@@ -26,6 +28,7 @@ static long total;                     /* under lock */
 static volatile sig_atomic_t usr1_in;  /* the tls_id of the thread that took SIGUSR1 */
 static volatile sig_atomic_t stop_sleeping;
 static int blocked_saw = -1;
+static int blocker_code = 99; /* si_code of the SIGUSR1 pending for the blocker */
 
 static void on_usr1(int sig)
 {
@@ -89,6 +92,14 @@ static void *blocker(void *arg)
     sigset_t now;
     pthread_sigmask(SIG_BLOCK, NULL, &now);
     blocked_saw = sigismember(&now, SIGUSR1);
+    sigset_t usr1;
+    sigemptyset(&usr1);
+    sigaddset(&usr1, SIGUSR1);
+    siginfo_t si;
+    sigset_t pending;
+    sigpending(&pending); /* pending since before the checkpoint, or lost: 99 */
+    if (sigismember(&pending, SIGUSR1) && sigwaitinfo(&usr1, &si) == SIGUSR1)
+        blocker_code = si.si_code;
     return (void *)(long)tls_id;
 }
 
@@ -102,7 +113,8 @@ int main(void)
     sigset_t usr1;
     sigemptyset(&usr1);
     sigaddset(&usr1, SIGUSR1);
-    pthread_sigmask(SIG_BLOCK, &usr1, NULL); /* inherited: only the waiter unblocks it */
+    sigaddset(&usr1, SIGUSR2);
+    pthread_sigmask(SIG_BLOCK, &usr1, NULL); /* inherited: only the waiter unblocks SIGUSR1 */
     pthread_barrier_init(&barrier, NULL, 5);
     pthread_t t[4];
     void *(*fn[4])(void *) = {worker, sleeper, waiter, blocker};
@@ -110,6 +122,8 @@ int main(void)
         if (pthread_create(&t[i], NULL, fn[i], (void *)(i + 1)) != 0)
             return 1;
     pthread_barrier_wait(&barrier);
+    pthread_kill(t[3], SIGUSR1); /* pending for the blocker alone */
+    kill(getpid(), SIGUSR2);     /* pending for the process */
     printf("paused\n");
     fflush(stdout);
     char c;
@@ -121,6 +135,15 @@ int main(void)
     pthread_cond_broadcast(&cond);
     pthread_mutex_unlock(&lock);
     stop_sleeping = 1;
+    sigset_t usr2;
+    sigemptyset(&usr2);
+    sigaddset(&usr2, SIGUSR2);
+    siginfo_t si;
+    sigset_t pending;
+    sigpending(&pending);
+    int process_code = 99;
+    if (sigismember(&pending, SIGUSR2) && sigwaitinfo(&usr2, &si) == SIGUSR2)
+        process_code = si.si_code;
     long ids = 0;
     for (int i = 0; i < 4; i++) {
         void *r;
@@ -129,7 +152,8 @@ int main(void)
         ids = ids * 10 + (long)r;
     }
     printf("total %ld\nsignal went to thread %d\nblocked thread kept its mask %d\n"
-           "joined %ld\nmain tls %d\n",
-           total, (int)usr1_in, blocked_saw, ids, tls_id);
+           "joined %ld\nmain tls %d\npending for the blocker: code %d\n"
+           "pending for the process: code %d\n",
+           total, (int)usr1_in, blocked_saw, ids, tls_id, blocker_code, process_code);
     return 3;
 }
