@@ -145,11 +145,13 @@ static int rank(unsigned kind)
         return 8;
     case MOSIX_CKPT_KIND_SIGNAL:
         return 9;
+    case MOSIX_CKPT_KIND_TIMER:
+        return 10;
     case MOSIX_CKPT_KIND_AREA:
     case MOSIX_CKPT_KIND_PAGES:
-        return 10;
-    case MOSIX_CKPT_KIND_END:
         return 11;
+    case MOSIX_CKPT_KIND_END:
+        return 12;
     default:
         return -1;
     }
@@ -159,6 +161,7 @@ static int repeated(unsigned kind)
 {
     return kind == MOSIX_CKPT_KIND_FILE || kind == MOSIX_CKPT_KIND_FILEDATA ||
            kind == MOSIX_CKPT_KIND_THREAD || kind == MOSIX_CKPT_KIND_SIGNAL ||
+           kind == MOSIX_CKPT_KIND_TIMER ||
            kind == MOSIX_CKPT_KIND_AREA || kind == MOSIX_CKPT_KIND_PAGES;
 }
 
@@ -170,8 +173,8 @@ static const unsigned once_before_memory[] = {
 
 struct order {
     int last_rank;
-    unsigned seen[MOSIX_CKPT_KIND_SIGNAL + 1]; /* indexed by kinds rank() knows */
-    _Static_assert(MOSIX_CKPT_KIND_SIGNAL >= MOSIX_CKPT_KIND_END, "the highest kind");
+    unsigned seen[MOSIX_CKPT_KIND_TIMER + 1]; /* indexed by kinds rank() knows */
+    _Static_assert(MOSIX_CKPT_KIND_TIMER >= MOSIX_CKPT_KIND_SIGNAL, "the highest kind");
 };
 
 static void check_order(struct order *o, const struct mosix_ckpt_record_header *rh)

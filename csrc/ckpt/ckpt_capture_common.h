@@ -9,6 +9,7 @@
  *   ckpt_capture_files.c     the descriptor table, FILE and FILEDATA records
  *   ckpt_capture_process.c   the PROCESS record, signal actions, the shim's state
  *   ckpt_capture_threads.c   the other threads: stopped, THREAD and SIGNAL records
+ *   ckpt_capture_timers.c    POSIX timers: TIMER records
  *
  * The image format is mosix/ckpt/format.py (ckpt_format.h is generated from it). */
 #ifndef MOSIX_CKPT_CAPTURE_COMMON_H
@@ -343,6 +344,9 @@ void ck_query_copy(struct ck_tracee *copy, int copyfd, int memfd, struct ck_copy
 /* The stopped thread's sigaltstack (injected into it). */
 void ck_read_altstack(struct ck_tracee *t, int procfd, int memfd, uint64_t *sp, uint64_t *size,
                       int32_t *flags);
+/* timer_gettime(id) injected into the stopped tracee: 0 and out (interval s, ns,
+ * value s, ns), or -errno. */
+int64_t ck_read_timer(struct ck_tracee *t, int procfd, int memfd, int32_t id, int64_t out[4]);
 /* A stopped thread's XSAVE area (PTRACE_GETREGSET): its size. */
 uint32_t ck_read_xstate(pid_t tid, unsigned char *xstate);
 /* A stopped thread's rseq registration (all 0: none). */
@@ -380,6 +384,16 @@ void ck_threads_find_tid(struct ck_threads *ts, pid_t pid, uint64_t main_fs, int
 int ck_threads_release(struct ck_threads *ts);
 /* THREAD and SIGNAL records (copyfd/copymem: the frozen copy, for the vDSO). */
 void ck_threads_write(struct ck_image *im, struct ck_threads *ts, int copyfd, int copymem);
+
+/* ckpt_capture_timers.c: the process's POSIX timers (/proc/PID/timers), each
+ * with its remaining time (timer_gettime injected into the stopped main thread:
+ * fork does not copy timers), in ascending id order. */
+struct ck_timers {
+    int n;
+    struct mosix_ckpt_timer t[MOSIX_CKPT_MAX_TIMERS];
+};
+void ck_timers_read(struct ck_timers *ts, struct ck_tracee *main, int procfd, int memfd);
+void ck_timers_write(struct ck_image *im, const struct ck_timers *ts);
 
 /* copy: the copy's pid, copyfd its /proc directory, memfd its /proc/PID/mem. */
 void ck_build_process(struct mosix_ckpt_process *p, pid_t pid, pid_t copy, int procfd, int copyfd,

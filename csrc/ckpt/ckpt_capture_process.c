@@ -168,6 +168,17 @@ static void read_itimers(struct ck_tracee *t, int procfd, int memfd, int64_t out
     scratch_give_back(&s, memfd);
 }
 
+int64_t ck_read_timer(struct ck_tracee *t, int procfd, int memfd, int32_t id, int64_t out[4])
+{
+    struct scratch s;
+    scratch_take(&s, t, procfd, memfd);
+    int64_t ret = call(t, SYS_timer_gettime, (uint64_t)(int64_t)id, s.addr, 0, 0);
+    if (ret == 0) /* struct itimerspec: interval {s, ns}, value {s, ns} */
+        fetch(memfd, s.addr, out, 32);
+    scratch_give_back(&s, memfd);
+    return ret;
+}
+
 void ck_freeze_state(struct ck_tracee *t, int procfd, int memfd, struct ck_frozen *fz)
 {
     memset(fz, 0, sizeof(*fz));

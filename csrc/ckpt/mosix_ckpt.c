@@ -50,7 +50,7 @@
  *   2. the pause: seize and interrupt the process and each of its other
  *      threads (ckpt_capture_threads.c), read what fork does not carry or
  *      what the live process changes (pending signals, registers, blocked
- *      signals, robust list, file offsets, interval timers; each other
+ *      signals, robust list, file offsets, interval and POSIX timers; each other
  *      thread's registers, XSAVE, mask, altstack, rseq), inject
  *      clone(flags 0, no stack): a copy-on-write copy with no exit signal,
  *      invisible to the program's wait(); put the registers back, detach;
@@ -109,6 +109,7 @@ static struct {
     int procfd, memfd;             /* /proc/PID and its mem */
     struct ck_tracee parent, copy; /* the process, and its disposable copy */
     struct ck_threads threads;     /* its other threads, stopped during the pause */
+    struct ck_timers timers;       /* its POSIX timers */
     int copy_made, copy_reaped;
     int copyfd, copymem;
     int use_output;
@@ -419,6 +420,7 @@ static uint64_t first_pause(struct ck_frozen *fz, uint64_t *created_ns, int keep
     ck_threads_read(&R.threads, &R.parent, R.procfd, R.memfd);
     ck_vdso_settle(&R.parent, R.procfd, R.memfd);
     ck_freeze_state(&R.parent, R.procfd, R.memfd, fz);
+    ck_timers_read(&R.timers, &R.parent, R.procfd, R.memfd);
     *created_ns = ck_realtime_ns();
     make_copy();
     if (keep_held)
@@ -493,6 +495,7 @@ static void write_image(struct ck_image *im, struct capture *c, uint64_t created
     record(im, MOSIX_CKPT_KIND_XSTATE, c->cs.xstate, c->cs.xsave_size);
     record(im, MOSIX_CKPT_KIND_SIGACTIONS, c->cs.act, sizeof(c->cs.act));
     ck_threads_write(im, &R.threads, R.copyfd, R.copymem);
+    ck_timers_write(im, &R.timers);
     ck_write_memory(im, R.copy.pid, R.copyfd, R.copymem, &c->maps);
     ck_image_end(im);
 }

@@ -18,6 +18,7 @@
 #define MOSIX_CKPT_MAX_FILES 1024
 #define MOSIX_CKPT_MAX_THREADS 512
 #define MOSIX_CKPT_MAX_SIGNALS 4096
+#define MOSIX_CKPT_MAX_TIMERS 1024
 #define MOSIX_CKPT_MAX_TCB_TID_OFFSET 0x1000
 #define MOSIX_CKPT_SIGINFO_SIZE 128
 #define MOSIX_CKPT_USER_LOW 0x1000ull
@@ -41,6 +42,7 @@
 #define MOSIX_CKPT_KIND_END 0xb
 #define MOSIX_CKPT_KIND_THREAD 0xc
 #define MOSIX_CKPT_KIND_SIGNAL 0xd
+#define MOSIX_CKPT_KIND_TIMER 0xe
 
 /* FileKind */
 #define MOSIX_CKPT_FILE_REGULAR 0x1
@@ -210,6 +212,20 @@ struct mosix_ckpt_signal {
     char info[128]; /* its siginfo_t (si_signo first) */
 };
 _Static_assert(sizeof(struct mosix_ckpt_signal) == 136, "signal layout");
+
+/* Kind.TIMER: a POSIX timer (/proc/PID/timers, and timer_gettime when captured), made again with its id and armed with its remaining time. */
+struct mosix_ckpt_timer {
+    int32_t id; /* its timer_t */
+    int32_t clockid;
+    int32_t signo; /* sigev_signo */
+    int32_t notify; /* sigev_notify: SIGEV_SIGNAL 0, SIGEV_NONE 1, SIGEV_THREAD_ID 4 */
+    uint32_t tid; /* SIGEV_THREAD_ID: the thread (its captured id) */
+    uint32_t pad;
+    uint64_t value; /* sigev_value */
+    int64_t interval[2]; /* it_interval: seconds, nanoseconds */
+    int64_t remaining[2]; /* it_value when captured (0, 0: disarmed) */
+};
+_Static_assert(sizeof(struct mosix_ckpt_timer) == 64, "timer layout");
 
 /* One of the 64 entries of Kind.SIGACTIONS (the kernel's struct sigaction). */
 struct mosix_ckpt_sigaction {

@@ -81,6 +81,8 @@ struct image {
     unsigned char thread_xstate[THREAD_XSTATE_ROOM] __attribute__((aligned(64)));
     uint32_t nsignals; /* SIGNAL records */
     struct mosix_ckpt_signal signals[MOSIX_CKPT_MAX_SIGNALS];
+    uint32_t ntimers; /* TIMER records, in ascending id order */
+    struct mosix_ckpt_timer timers[MOSIX_CKPT_MAX_TIMERS];
 };
 
 /* Thread i's XSAVE area (i < nthreads). */
@@ -115,7 +117,7 @@ struct memory {
 #define MEM_RSEQ 4
 
 void image_read_header(struct reader *r);
-/* PROCESS..SIGACTIONS, THREAD..., SIGNAL...; leaves the next record's header
+/* PROCESS..SIGACTIONS, THREAD..., SIGNAL..., TIMER...; leaves the next record's header
  * (AREA or END) read. */
 void image_read_state(struct reader *r, struct image *img);
 /* AREA/PAGES...END and the end of the stream; maps (apply) or just checks. */
@@ -176,8 +178,16 @@ void threads_create(const struct image *img, struct barrier *b, const uint64_t *
                     uint64_t waiter);
 /* The main thread's own pending signals and the process's, queued again. */
 void threads_queue_main_signals(const struct image *img);
+/* The new id of the thread captured as old (the main one: the pid). */
+long threads_new_tid(const struct image *img, uint32_t old);
 /* Let every thread resume and wait until all have left the restorer's pages. */
 void threads_release(const struct image *img, struct barrier *b);
+/* ------------------------------------------------------------ restore_timers.c */
+
+/* Every POSIX timer made again with its id (PR_TIMER_CREATE_RESTORE_IDS) and
+ * armed with its remaining time; after the threads exist (a timer may signal one). */
+void timers_restore(const struct image *img);
+
 /* The waiter's code, copied into the trampoline (position-independent). */
 extern const char mosix_thread_waiter[], mosix_thread_waiter_end[];
 

@@ -16,7 +16,7 @@ static unsigned char scratch[SCRATCH_BYTES] __attribute__((aligned(64)));
 
 static const char *const kind_names[] = {
     "?",       "PROCESS", "OPTIONS", "CWD",   "FILE", "FILEDATA",
-    "REGS",    "XSTATE",  "SIGACTIONS", "AREA", "PAGES", "END", "THREAD", "SIGNAL",
+    "REGS",    "XSTATE",  "SIGACTIONS", "AREA", "PAGES", "END", "THREAD", "SIGNAL", "TIMER",
 };
 
 /* ------------------------------------------------------------ refusals */
@@ -448,6 +448,16 @@ static void read_thread(struct reader *r, struct image *img)
 #define SIGKILL_NR 9
 #define SIGSTOP_NR 19
 
+static int known_thread(const struct image *img, uint32_t tid)
+{
+    if (tid == img->proc.pid)
+        return 1;
+    for (uint32_t j = 0; j < img->nthreads; j++)
+        if (img->threads[j].tid == tid)
+            return 1;
+    return 0;
+}
+
 static void read_signal(struct reader *r, struct image *img)
 {
     if (img->nsignals >= MOSIX_CKPT_MAX_SIGNALS)
@@ -458,12 +468,39 @@ static void read_signal(struct reader *r, struct image *img)
     __builtin_memcpy(&signo, s->info, sizeof(signo));
     if (signo < 1 || signo > 64 || signo == SIGKILL_NR || signo == SIGSTOP_NR)
         corrupt_value(r, "pending signal", (uint64_t)(uint32_t)signo);
-    int owner = s->tid == 0 || s->tid == img->proc.pid;
-    for (uint32_t j = 0; j < img->nthreads && !owner; j++)
-        owner = img->threads[j].tid == s->tid;
-    if (!owner)
+    if (s->tid != 0 && !known_thread(img, s->tid))
         corrupt_value(r, "signal pending for an unknown thread", s->tid);
     img->nsignals++;
+}
+
+#define NOTIFY_SIGNAL 0
+#define NOTIFY_NONE 1
+#define NOTIFY_THREAD_ID 4
+
+static void check_timespec(const struct reader *r, const int64_t t[2])
+{
+    if (t[0] < 0 || t[1] < 0 || t[1] >= 1000000000)
+        corrupt(r, "timer time out of range");
+}
+
+static void read_timer(struct reader *r, struct image *img)
+{
+    if (img->ntimers >= MOSIX_CKPT_MAX_TIMERS)
+        corrupt(r, "too many timers");
+    struct mosix_ckpt_timer *t = &img->timers[img->ntimers];
+    read_struct(r, t, sizeof(*t));
+    if (t->id < 0 || (img->ntimers && t->id <= img->timers[img->ntimers - 1].id))
+        corrupt_value(r, "timer id (ascending)", (uint64_t)(uint32_t)t->id);
+    if (t->notify != NOTIFY_SIGNAL && t->notify != NOTIFY_NONE &&
+        t->notify != (NOTIFY_SIGNAL | NOTIFY_THREAD_ID))
+        corrupt_value(r, "timer notification", (uint64_t)(uint32_t)t->notify);
+    if (t->notify != NOTIFY_NONE && (t->signo < 1 || t->signo > 64))
+        corrupt_value(r, "timer signal", (uint64_t)(uint32_t)t->signo);
+    if ((t->notify & NOTIFY_THREAD_ID) && !known_thread(img, t->tid))
+        corrupt_value(r, "timer for an unknown thread", t->tid);
+    check_timespec(r, t->interval);
+    check_timespec(r, t->remaining);
+    img->ntimers++;
 }
 
 void image_read_state(struct reader *r, struct image *img)
@@ -492,6 +529,10 @@ void image_read_state(struct reader *r, struct image *img)
         corrupt_value(r, "THREAD records short of the PROCESS record's count", img->proc.threads);
     while (kind == MOSIX_CKPT_KIND_SIGNAL) {
         read_signal(r, img);
+        kind = record_next(r);
+    }
+    while (kind == MOSIX_CKPT_KIND_TIMER) {
+        read_timer(r, img);
         kind = record_next(r);
     }
     if (kind != MOSIX_CKPT_KIND_AREA && kind != MOSIX_CKPT_KIND_END)

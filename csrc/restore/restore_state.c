@@ -392,6 +392,7 @@ __attribute__((noreturn)) void state_resume(const struct image *img, int fd)
           "cannot protect the trampoline");
     struct barrier *b = (struct barrier *)TRAMP_BARRIER;
     threads_create(img, b, frames + 1, TRAMP_WAITER);
+    timers_restore(img);
     threads_queue_main_signals(img);
     check(mosix_raw3(__NR_mprotect, TRAMP_SLOTS, len - 2 * PAGE, PROT_READ),
           "cannot protect the trampoline");

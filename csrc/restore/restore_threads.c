@@ -33,6 +33,8 @@
 
 extern char _end[];
 
+static long new_tids[MOSIX_CKPT_MAX_THREADS - 1]; /* by index into img->threads */
+
 /* What a new thread needs, on its own stack's top. */
 struct start {
     const struct image *img;
@@ -185,6 +187,7 @@ void threads_create(const struct image *img, struct barrier *b, const uint64_t *
         long tid = mosix_thread_clone(flags, sp, t->tid_addr, t->tid_addr, regs.fs_base);
         if (tid < 0)
             state_failed("cannot create a thread", tid);
+        new_tids[i] = tid;
     }
     futex_wait_for(&b->ready, n);
 }
@@ -195,6 +198,16 @@ void threads_queue_main_signals(const struct image *img)
     check_thread(pid, "cannot get the process id");
     queue_signals(img, img->proc.pid, pid, pid);
     queue_signals(img, 0, pid, pid);
+}
+
+long threads_new_tid(const struct image *img, uint32_t old)
+{
+    if (old == img->proc.pid)
+        return mosix_raw0(__NR_getpid);
+    for (uint32_t i = 0; i < img->nthreads; i++)
+        if (img->threads[i].tid == old)
+            return new_tids[i];
+    return -ESRCH; /* the image's checks make this unreachable */
 }
 
 void threads_release(const struct image *img, struct barrier *b)

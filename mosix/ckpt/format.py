@@ -13,7 +13,8 @@ the same bytes can go to a file or down a socket to another node:
 A multi-threaded process's main thread (the one whose id is the pid) is
 PROCESS, REGS and XSTATE; every other thread is one THREAD record, and the
 signals pending when it was captured (per thread and process-wide) are
-SIGNAL records, both between SIGACTIONS and the first AREA.
+SIGNAL records, both between SIGACTIONS and the first AREA, followed by a
+TIMER record per POSIX timer (timer_create).
 
 Every record header carries the record's kind, its sequence number (0, 1,
 2, ...), the payload's length and checksum, and a checksum of the header
@@ -34,7 +35,7 @@ import struct
 from dataclasses import dataclass
 
 MAGIC = b"MOSIXCKP"
-VERSION = 2  # 2: THREAD and SIGNAL records, PROCESS.threads and tcb_tid_offset
+VERSION = 2  # 2: THREAD, SIGNAL and TIMER records, PROCESS.threads and tcb_tid_offset
 ARCH_X86_64 = 62  # ELF e_machine
 PAGE_SIZE = 4096
 FAILED_PREFIX = b"mosrun: "  # an image that failed holds just a one-line message
@@ -48,6 +49,7 @@ MAX_AREAS = 65536
 MAX_FILES = 1024  # RLIMIT_NOFILE is fixed at 1024 under the discipline
 MAX_THREADS = 512  # threads of one process, the main one included
 MAX_SIGNALS = 4096  # pending signals (SIGNAL records)
+MAX_TIMERS = 1024  # POSIX timers (TIMER records)
 MAX_TCB_TID_OFFSET = 0x1000  # where glibc's cached tid may be, from the thread pointer
 SIGINFO_SIZE = 128
 USER_LOW = 0x1000  # lowest address an area may start at
@@ -82,10 +84,13 @@ class Kind(enum.IntEnum):
     END = 11  # EndRecord
     THREAD = 12  # a thread other than the main one (ThreadRecord + XSAVE area)
     SIGNAL = 13  # a pending signal (SignalRecord)
+    TIMER = 14  # a POSIX timer (TimerRecord)
 
 
 # Records that may repeat; the others appear exactly once, in ORDER.
-REPEATED = frozenset({Kind.FILE, Kind.FILEDATA, Kind.THREAD, Kind.SIGNAL, Kind.AREA, Kind.PAGES})
+REPEATED = frozenset(
+    {Kind.FILE, Kind.FILEDATA, Kind.THREAD, Kind.SIGNAL, Kind.TIMER, Kind.AREA, Kind.PAGES}
+)
 ORDER = (
     Kind.PROCESS,
     Kind.OPTIONS,
@@ -97,6 +102,7 @@ ORDER = (
     Kind.SIGACTIONS,
     Kind.THREAD,
     Kind.SIGNAL,
+    Kind.TIMER,
     Kind.AREA,  # AREA, PAGES*, AREA, PAGES*, ...
     Kind.END,
 )
@@ -371,6 +377,23 @@ SIGNAL = Struct(
     ),
 )
 
+TIMER = Struct(
+    "timer",
+    "Kind.TIMER: a POSIX timer (/proc/PID/timers, and timer_gettime when captured), made "
+    "again with its id and armed with its remaining time.",
+    (
+        F("id", "int32_t", doc="its timer_t"),
+        F("clockid", "int32_t"),
+        F("signo", "int32_t", doc="sigev_signo"),
+        F("notify", "int32_t", doc="sigev_notify: SIGEV_SIGNAL 0, SIGEV_NONE 1, SIGEV_THREAD_ID 4"),
+        F("tid", "uint32_t", doc="SIGEV_THREAD_ID: the thread (its captured id)"),
+        F("pad", "uint32_t"),
+        F("value", "uint64_t", doc="sigev_value"),
+        F("interval", "int64_t", 2, doc="it_interval: seconds, nanoseconds"),
+        F("remaining", "int64_t", 2, doc="it_value when captured (0, 0: disarmed)"),
+    ),
+)
+
 SIGACTION = Struct(
     "sigaction",
     "One of the 64 entries of Kind.SIGACTIONS (the kernel's struct sigaction).",
@@ -445,7 +468,8 @@ END = Struct(
 )
 
 STRUCTS = (
-    *(FILE_HEADER, RECORD_HEADER, PROCESS, REGS, THREAD, SIGNAL, SIGACTION, FILE, FILEDATA),
+    *(FILE_HEADER, RECORD_HEADER, PROCESS, REGS, THREAD, SIGNAL, TIMER, SIGACTION, FILE),
+    FILEDATA,
     *(AREA, PAGES, END),
 )
 

@@ -42,6 +42,7 @@ def header_text() -> str:
         f"#define MOSIX_CKPT_MAX_FILES {fmt.MAX_FILES}",
         f"#define MOSIX_CKPT_MAX_THREADS {fmt.MAX_THREADS}",
         f"#define MOSIX_CKPT_MAX_SIGNALS {fmt.MAX_SIGNALS}",
+        f"#define MOSIX_CKPT_MAX_TIMERS {fmt.MAX_TIMERS}",
         f"#define MOSIX_CKPT_MAX_TCB_TID_OFFSET {fmt.MAX_TCB_TID_OFFSET:#x}",
         f"#define MOSIX_CKPT_SIGINFO_SIZE {fmt.SIGINFO_SIZE}",
         f"#define MOSIX_CKPT_USER_LOW {fmt.USER_LOW:#x}ull",
@@ -92,6 +93,7 @@ def doc_text() -> str:
         f"≤ {fmt.MAX_RECORD_BYTES >> 20} MiB, paths ≤ {fmt.MAX_PATH} bytes, "
         f"XSAVE ≤ {fmt.MAX_XSAVE} bytes, ≤ {fmt.MAX_AREAS} areas, ≤ {fmt.MAX_FILES} files, "
         f"≤ {fmt.MAX_THREADS} threads, ≤ {fmt.MAX_SIGNALS} pending signals, "
+        f"≤ {fmt.MAX_TIMERS} POSIX timers, "
         f"areas page-aligned, ascending, not overlapping, inside "
         f"[{fmt.USER_LOW:#x}, {fmt.USER_HIGH:#x}).",
         "",
@@ -112,6 +114,7 @@ def doc_text() -> str:
         fmt.Kind.SIGACTIONS: "64 x `sigaction` struct",
         fmt.Kind.THREAD: "`thread` struct, then its XSAVE area (`xsave_size` bytes)",
         fmt.Kind.SIGNAL: "`signal` struct",
+        fmt.Kind.TIMER: "`timer` struct",
         fmt.Kind.AREA: "`area` struct, then the name",
         fmt.Kind.PAGES: "`pages` struct, then `npages` x page",
         fmt.Kind.END: "`end` struct",
