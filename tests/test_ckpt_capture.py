@@ -845,7 +845,8 @@ def test_relative_path_replaces_older_checkpoint(progs: dict[str, Path], tmp_pat
         r = capture(t.pid, "-o", "sub/save.2", *extra)
         assert r.returncode == 0, r.stderr
         m = re.fullmatch(
-            rb"pause_us=(\d+) total_us=(\d+) bytes=(\d+) pages=(\d+) areas=(\d+) threads=1\n",
+            rb"pause_us=(\d+) total_us=(\d+) bytes=(\d+) pages=(\d+) areas=(\d+) threads=1 "
+            rb"threads_us=\d+\n",
             r.stderr,
         )
         assert m, r.stderr

@@ -17,7 +17,9 @@
  *             that moves on) ends it with SIGKILL; anything else (or the
  *             end of stdin) lets it continue here, exit status 4
  *   -O        an extra line for the OPTIONS record (format.OPTION_KEYS)
- *   -T        timings on stderr: pause_us= total_us= bytes= pages= areas=
+ *   -T        timings on stderr: pause_us= total_us= bytes= pages= areas= threads=
+ *             threads_us= (the part of the pause spent stopping and reading the
+ *             threads besides the main one)
  *   -i FD     PID is the deputy of a process that runs on another node, and FD
  *             carries the image of its copy there (captured there with -a
  *             migrate, held quiet): the image written is the process's own,
@@ -110,6 +112,7 @@ static struct {
     struct ck_tracee parent, copy; /* the process, and its disposable copy */
     struct ck_threads threads;     /* its other threads, stopped during the pause */
     struct ck_timers timers;       /* its POSIX timers */
+    uint64_t threads_us;           /* of the pause: stopping and reading the other threads */
     int copy_made, copy_reaped;
     int copyfd, copymem;
     int use_output;
@@ -416,8 +419,10 @@ static uint64_t first_pause(struct ck_frozen *fz, uint64_t *created_ns, int keep
         ck_refuse_threads(R.procfd, R.pid); /* stopped now: no thread comes after this */
     if (check_syscall_insn() < 0)
         ck_fail("%s", ck_why);
+    uint64_t t1 = ck_now_us();
     ck_threads_stop(&R.threads, R.pid, R.procfd, R.parent.syscall_at);
     ck_threads_read(&R.threads, &R.parent, R.procfd, R.memfd);
+    R.threads_us = ck_now_us() - t1;
     ck_vdso_settle(&R.parent, R.procfd, R.memfd);
     ck_freeze_state(&R.parent, R.procfd, R.memfd, fz);
     ck_timers_read(&R.timers, &R.parent, R.procfd, R.memfd);
@@ -689,9 +694,12 @@ int main(int argc, char **argv)
     int status = migrating ? hand_over(&o) : CK_EXIT_OK;
     act(o.action);
     if (o.timings)
-        fprintf(stderr, "pause_us=%llu total_us=%llu bytes=%llu pages=%llu areas=%llu threads=%d\n",
+        fprintf(stderr,
+                "pause_us=%llu total_us=%llu bytes=%llu pages=%llu areas=%llu threads=%d "
+                "threads_us=%llu\n",
                 (unsigned long long)pause_us, (unsigned long long)(ck_now_us() - t_start),
                 (unsigned long long)im.bytes, (unsigned long long)im.pages,
-                (unsigned long long)im.areas, R.threads.n + 1);
+                (unsigned long long)im.areas, R.threads.n + 1,
+                (unsigned long long)R.threads_us);
     return status;
 }
