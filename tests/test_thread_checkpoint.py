@@ -15,6 +15,7 @@ the same exit status.
 
 from __future__ import annotations
 
+import struct
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ from support.cbuild import build_c
 
 from mosix.ckpt import format as fmt
 from mosix.ckpt.image import read_head_from
+from mosix.native.checksum import mxh64
 
 REPO = Path(__file__).resolve().parents[1]
 CPROGS = REPO / "tests" / "cprogs"
@@ -254,3 +256,77 @@ def test_a_thread_asks_for_the_checkpoint_itself(ckagent: Agent, work: Path) -> 
     r = ckagent.run("mosrun", f"-R{work}/ckpt.{p.pid}.1", f"-O1={recovered}", cwd=work)
     assert r.returncode == 0, r.stderr
     assert recovered.read_text() == "ret 1 1\n"
+
+
+def records_of(data: bytes) -> list[tuple[int, bytes]]:
+    """(kind, payload) of every record."""
+    at, out = fmt.FILE_HEADER.size, []
+    while at < len(data):
+        h = fmt.RECORD_HEADER.unpack(data[at : at + fmt.RECORD_HEADER.size])
+        kind, length = h["kind"], h["length"]
+        assert isinstance(kind, int) and isinstance(length, int)
+        at += fmt.RECORD_HEADER.size
+        out.append((kind, data[at : at + length]))
+        at += length
+    return out
+
+
+def encoded(header: bytes, records: list[tuple[int, bytes]]) -> bytes:
+    """An image of these records with every checksum right (a hostile one, not a damaged one)."""
+    out = [header]
+    for seq, (kind, payload) in enumerate(records):
+        head = struct.pack("<HHIQQ", kind, 0, seq, len(payload), mxh64(payload))
+        out += [head, struct.pack("<Q", mxh64(head)), payload]
+    return b"".join(out)
+
+
+def edited(
+    records: list[tuple[int, bytes]], kind: int, n: int, s: fmt.Struct, **fields: object
+) -> list[tuple[int, bytes]]:
+    """The records with the n-th of ``kind`` given new field values."""
+    out, seen = [], 0
+    for k, payload in records:
+        if k == kind:
+            if seen == n:
+                values = s.unpack(payload)
+                values.update(fields)
+                payload = s.pack(**values) + payload[s.size :]
+            seen += 1
+        out.append((k, payload))
+    return out
+
+
+def test_hostile_thread_records_are_refused_before_anything_changes(
+    ckagent: Agent, work: Path, programs: dict[str, list[str]]
+) -> None:
+    """Checksums right, contents wrong: one line, status 125, the program never runs."""
+    ckpt, _ = checkpointed(ckagent, work, programs["pthreads"])
+    data = ckpt.read_bytes()
+    header, records = data[: fmt.FILE_HEADER.size], records_of(data)
+    second_tid = fmt.THREAD.unpack(next(p for k, p in records if k == fmt.Kind.THREAD))["tid"]
+    cases = {
+        "more threads counted": (
+            edited(records, fmt.Kind.PROCESS, 0, fmt.PROCESS, threads=6),
+            "THREAD records short of the PROCESS record's count",
+        ),
+        "a thread twice": (
+            edited(records, fmt.Kind.THREAD, 1, fmt.THREAD, tid=second_tid),
+            "thread id twice",
+        ),
+        "a signal for no thread": (
+            edited(records, fmt.Kind.SIGNAL, 0, fmt.SIGNAL, tid=1),
+            "signal pending for an unknown thread",
+        ),
+        "a kernel-space thread pointer": (
+            edited(records, fmt.Kind.THREAD, 0, fmt.THREAD, tid_addr=1 << 63),
+            "thread id address",
+        ),
+    }
+    for name, (bad_records, reason) in cases.items():
+        bad = work / "hostile.img"
+        bad.unlink(missing_ok=True)
+        bad.write_bytes(encoded(header, bad_records))
+        r = ckagent.run("mosrun", f"-R{bad}", input="x", cwd=work)
+        assert r.returncode == 125, (name, r.stderr)
+        assert r.stderr.count("\n") == 1 and reason in r.stderr, (name, r.stderr)
+        assert "total" not in r.stdout
