@@ -748,6 +748,7 @@ def test_a_second_thread_is_captured(progs: dict[str, Path], tmp_path: Path, kin
         offset = img.process["tcb_tid_offset"]
         assert isinstance(offset, int) and offset > 0
         assert th["tid_addr"] == regs["fs_base"] + offset
+        assert th["clear_tid"] == th["tid_addr"]  # as glibc's pthread_create sets it
         assert img.read(th["tid_addr"], 4) == struct.pack("<I", th["tid"])  # type: ignore[arg-type]
         assert img.process["tid_addr"] == img.regs["fs_base"] + offset
         assert t.alive() and t.state() in "RS" and t.children() == []

@@ -344,6 +344,9 @@ void ck_query_copy(struct ck_tracee *copy, int copyfd, int memfd, struct ck_copy
 /* The stopped thread's sigaltstack (injected into it). */
 void ck_read_altstack(struct ck_tracee *t, int procfd, int memfd, uint64_t *sp, uint64_t *size,
                       int32_t *flags);
+/* prctl(PR_GET_TID_ADDRESS) injected into the stopped thread: 1 and *addr, or 0
+ * when the kernel cannot say. */
+int ck_read_clear_tid(struct ck_tracee *t, int procfd, int memfd, uint64_t *addr);
 /* timer_gettime(id) injected into the stopped tracee: 0 and out (interval s, ns,
  * value s, ns), or -errno. */
 int64_t ck_read_timer(struct ck_tracee *t, int procfd, int memfd, int32_t id, int64_t out[4]);
@@ -361,6 +364,7 @@ struct ck_thread {
     struct ck_tracee t;
     struct mosix_ckpt_thread rec;
     unsigned char *xstate; /* MOSIX_CKPT_MAX_XSAVE bytes */
+    int clear_tid_known;   /* rec.clear_tid was read (else it is taken to be tid_addr) */
 };
 struct ck_threads {
     int n;                 /* threads besides the main one */

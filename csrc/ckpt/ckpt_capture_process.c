@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -166,6 +167,23 @@ static void read_itimers(struct ck_tracee *t, int procfd, int memfd, int64_t out
         fetch(memfd, at, out + 4 * which, 32);
     }
     scratch_give_back(&s, memfd);
+}
+
+int ck_read_clear_tid(struct ck_tracee *t, int procfd, int memfd, uint64_t *addr)
+{
+    struct scratch s;
+    scratch_take(&s, t, procfd, memfd);
+    int64_t ret = call(t, SYS_prctl, PR_GET_TID_ADDRESS, s.addr, 0, 0);
+    if (ret == 0)
+        fetch(memfd, s.addr, addr, sizeof(*addr));
+    scratch_give_back(&s, memfd);
+    if (ret == -EINVAL)
+        return 0; /* a kernel without CONFIG_CHECKPOINT_RESTORE */
+    if (ret < 0) {
+        errno = (int)-ret;
+        ck_fail_errno("PR_GET_TID_ADDRESS in thread %d", t->pid);
+    }
+    return 1;
 }
 
 int64_t ck_read_timer(struct ck_tracee *t, int procfd, int memfd, int32_t id, int64_t out[4])

@@ -13,9 +13,10 @@
  *   injected: an injected call lets an unblocked signal be dequeued.  The
  *   SIGSYS of a call a seccomp filter had just trapped is left out (the call
  *   is issued again, ckpt_capture_trace.c); so are SIGKILL and SIGSTOP.
- * - The clear-child-tid address of a thread glibc started is its struct
- *   pthread's tid field; nothing reads it back, so it is found in memory: the
- *   offset from fs_base at which every thread's control block holds its own id. */
+ * - A thread's clear-child-tid address is read with an injected
+ *   prctl(PR_GET_TID_ADDRESS); glibc's copy of its id (struct pthread's tid,
+ *   which the restorer's clone must set) is found in memory: the offset from
+ *   fs_base at which every thread's control block holds its own id. */
 #include "ckpt_capture_common.h"
 
 #include <dirent.h>
@@ -176,6 +177,7 @@ static void read_thread(struct ck_threads *ts, struct ck_thread *th, int procfd,
     ts->xsave_size = ck_read_xstate(t->pid, th->xstate); /* before a call is injected */
     ck_read_altstack(t, procfd, memfd, &rec->altstack_sp, &rec->altstack_size,
                      &rec->altstack_flags);
+    th->clear_tid_known = ck_read_clear_tid(t, procfd, memfd, &rec->clear_tid);
 }
 
 void ck_threads_read(struct ck_threads *ts, struct ck_tracee *main, int procfd, int memfd)
@@ -274,6 +276,8 @@ void ck_threads_write(struct ck_image *im, struct ck_threads *ts, int copyfd, in
         memcpy(th->rec.regs, &regs, sizeof(regs));
         th->rec.tid_addr =
             regs.fs_base && ts->tcb_tid_offset ? regs.fs_base + ts->tcb_tid_offset : 0;
+        if (!th->clear_tid_known) /* what glibc's pthread_create gives it */
+            th->rec.clear_tid = th->rec.tid_addr;
         struct iovec parts[2] = {{.iov_base = &th->rec, .iov_len = sizeof(th->rec)},
                                  {.iov_base = th->xstate, .iov_len = ts->xsave_size}};
         ck_image_record(im, MOSIX_CKPT_KIND_THREAD, parts, 2);

@@ -201,9 +201,10 @@ struct mosix_ckpt_thread {
     uint32_t rseq_sig;
     uint64_t robust_list; /* set_robust_list head (0: none) */
     uint64_t robust_len;
-    uint64_t tid_addr; /* fs_base + tcb_tid_offset: its clear-child-tid address and glibc's copy of its id, where the restorer's clone writes the new one (0: unknown) */
+    uint64_t tid_addr; /* fs_base + tcb_tid_offset: glibc's copy of its id, where the restorer's clone writes the new one (0: unknown) */
+    uint64_t clear_tid; /* its clear-child-tid address (PR_GET_TID_ADDRESS; where the kernel writes 0 when it ends: pthread_join waits on it); 0: none */
 };
-_Static_assert(sizeof(struct mosix_ckpt_thread) == 296, "thread layout");
+_Static_assert(sizeof(struct mosix_ckpt_thread) == 304, "thread layout");
 
 /* Kind.SIGNAL: a signal pending when captured, queued again on recovery. */
 struct mosix_ckpt_signal {

@@ -115,6 +115,7 @@ struct memory {
 #define MEM_RIP 1
 #define MEM_TID 2
 #define MEM_RSEQ 4
+#define MEM_CLEAR_TID 8
 
 void image_read_header(struct reader *r);
 /* PROCESS..SIGACTIONS, THREAD..., SIGNAL..., TIMER...; leaves the next record's header

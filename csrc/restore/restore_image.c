@@ -442,6 +442,7 @@ static void read_thread(struct reader *r, struct image *img)
     check_rseq(r, t->rseq_addr, t->rseq_len);
     check_robust(r, t->robust_list, t->robust_len);
     check_tid_addr(r, t->tid_addr);
+    check_tid_addr(r, t->clear_tid);
     img->nthreads = i + 1;
 }
 
@@ -651,6 +652,8 @@ static void note_thread_area(const struct image *img, struct memory *m)
             m->thread_ok[i] |= MEM_RIP;
         if (writable && t->tid_addr >= a->start && t->tid_addr + 4 <= a->end)
             m->thread_ok[i] |= MEM_TID;
+        if (writable && t->clear_tid >= a->start && t->clear_tid + 4 <= a->end)
+            m->thread_ok[i] |= MEM_CLEAR_TID;
         if (writable && t->rseq_addr >= a->start && t->rseq_addr + t->rseq_len <= a->end)
             m->thread_ok[i] |= MEM_RSEQ;
     }
@@ -742,6 +745,9 @@ static void read_end(struct reader *r, const struct image *img, const struct mem
             corrupt_value(r, "a thread's resume address not in executable memory:", t->regs[16]);
         if (t->tid_addr && !(m->thread_ok[i] & MEM_TID))
             corrupt_value(r, "a thread's id address not in writable memory:", t->tid_addr);
+        if (t->clear_tid && !(m->thread_ok[i] & MEM_CLEAR_TID))
+            corrupt_value(r, "a thread's clear-child-tid address not in writable memory:",
+                          t->clear_tid);
         if (t->rseq_len && !(m->thread_ok[i] & MEM_RSEQ))
             corrupt_value(r, "a thread's rseq area not in writable memory:", t->rseq_addr);
     }

@@ -3,8 +3,9 @@
  * Each thread is made with a raw clone carrying the flags glibc's
  * pthread_create uses: the kernel writes its new id into glibc's control
  * block (CLONE_PARENT_SETTID at fs_base + tcb_tid_offset: struct pthread's
- * tid) and clears it when the thread ends (CLONE_CHILD_CLEARTID, what
- * pthread_join waits on), CLONE_SETTLS gives it its fs_base.  It starts on a
+ * tid) and clears its clear-child-tid word when the thread ends
+ * (CLONE_CHILD_CLEARTID, what pthread_join waits on), CLONE_SETTLS gives it
+ * its fs_base.  It starts on a
  * small stack in the restorer's range with every signal blocked (the main
  * thread's mask, inherited), and the seccomp filters the main thread has
  * (inherited).  It sets what only a thread can set for itself (robust list,
@@ -29,7 +30,6 @@
 #define THREAD_FLAGS                                                                         \
     (CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM |        \
      CLONE_SETTLS)
-#define TID_FLAGS (CLONE_PARENT_SETTID | CLONE_CHILD_CLEARTID)
 
 extern char _end[];
 
@@ -183,8 +183,9 @@ void threads_create(const struct image *img, struct barrier *b, const uint64_t *
         *(uint64_t *)sp = (uint64_t)st;
         struct mosix_ckpt_regs regs;
         __builtin_memcpy(&regs, t->regs, sizeof(regs));
-        long flags = THREAD_FLAGS | (t->tid_addr ? TID_FLAGS : 0);
-        long tid = mosix_thread_clone(flags, sp, t->tid_addr, t->tid_addr, regs.fs_base);
+        long flags = THREAD_FLAGS | (t->tid_addr ? CLONE_PARENT_SETTID : 0) |
+                     (t->clear_tid ? CLONE_CHILD_CLEARTID : 0);
+        long tid = mosix_thread_clone(flags, sp, t->tid_addr, t->clear_tid, regs.fs_base);
         if (tid < 0)
             state_failed("cannot create a thread", tid);
         new_tids[i] = tid;

@@ -361,8 +361,14 @@ THREAD = Struct(
         F(
             "tid_addr",
             "uint64_t",
-            doc="fs_base + tcb_tid_offset: its clear-child-tid address and glibc's copy of its "
-            "id, where the restorer's clone writes the new one (0: unknown)",
+            doc="fs_base + tcb_tid_offset: glibc's copy of its id, where the restorer's clone "
+            "writes the new one (0: unknown)",
+        ),
+        F(
+            "clear_tid",
+            "uint64_t",
+            doc="its clear-child-tid address (PR_GET_TID_ADDRESS; where the kernel writes 0 "
+            "when it ends: pthread_join waits on it); 0: none",
         ),
     ),
 )
