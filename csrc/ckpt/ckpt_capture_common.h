@@ -124,6 +124,8 @@ struct ck_tracee {
     int trap_pending;              /* stopped just after a seccomp trap: the saved registers
                                     * issue the call again, its SIGSYS is still to be dropped */
     pid_t new_child;               /* from PTRACE_EVENT_CLONE */
+    pid_t tgid;                    /* a thread besides the main one: its process (held
+                                    * signals go back to the thread); 0: the main one */
 };
 
 /* PTRACE_SEIZE (TRACESYSGOOD); the tracee keeps running.  0 or -1 (ck_why). */

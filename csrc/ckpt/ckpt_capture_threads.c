@@ -57,7 +57,7 @@ static int task_exists(int procfd, pid_t tid)
 }
 
 /* One thread seized and stopped: 1, or 0 when it ended first. */
-static int stop_one(struct ck_threads *ts, pid_t tid, int procfd, uint64_t syscall_at)
+static int stop_one(struct ck_threads *ts, pid_t pid, pid_t tid, int procfd, uint64_t syscall_at)
 {
     if (ts->n >= MOSIX_CKPT_MAX_THREADS - 1)
         ck_refuse("more than %d threads", MOSIX_CKPT_MAX_THREADS);
@@ -67,6 +67,7 @@ static int stop_one(struct ck_threads *ts, pid_t tid, int procfd, uint64_t sysca
             return 0;
         ck_fail("%s", ck_why);
     }
+    th->t.tgid = pid;
     ts->n++; /* attached: released by cleanup from here on */
     if (ck_interrupt(&th->t) < 0) {
         if (th->t.dead || !task_exists(procfd, tid)) {
@@ -98,7 +99,7 @@ static int stop_pass(struct ck_threads *ts, pid_t pid, int procfd, uint64_t sysc
             continue;
         pid_t tid = (pid_t)v;
         if (!known(ts, tid, pid))
-            added += stop_one(ts, tid, procfd, syscall_at);
+            added += stop_one(ts, pid, tid, procfd, syscall_at);
         errno = 0;
     }
     if (errno)
