@@ -62,7 +62,7 @@ class CkptExit(IntEnum):
     REFUSED = 3  # the process cannot be checkpointed (the image is the reason's line)
     ABANDONED = 4  # -a migrate: told to resume, the process continues here
     DENIED = 5  # we may not checkpoint it (set-id, another user's): nothing created
-    NOT_YET = 6  # it cannot be checkpointed yet (more than one thread): nothing created
+    NOT_YET = 6  # not yet (a migration of more than one thread): nothing created
 
 
 class RemoteLine(StrEnum):

@@ -287,6 +287,7 @@ def base_process(host: Host, **fields: object) -> dict[str, object]:
         "vvar": host.vvar,
         "vvar_vclock": host.vvar_vclock,
         "exe": b"/tiny",
+        "threads": 1,
     }
     p.update(fields)
     return p

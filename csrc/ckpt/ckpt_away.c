@@ -141,11 +141,17 @@ static int rank(unsigned kind)
         return 6;
     case MOSIX_CKPT_KIND_SIGACTIONS:
         return 7;
+    case MOSIX_CKPT_KIND_THREAD:
+        return 8;
+    case MOSIX_CKPT_KIND_SIGNAL:
+        return 9;
+    case MOSIX_CKPT_KIND_TIMER:
+        return 10;
     case MOSIX_CKPT_KIND_AREA:
     case MOSIX_CKPT_KIND_PAGES:
-        return 8;
+        return 11;
     case MOSIX_CKPT_KIND_END:
-        return 9;
+        return 12;
     default:
         return -1;
     }
@@ -154,6 +160,8 @@ static int rank(unsigned kind)
 static int repeated(unsigned kind)
 {
     return kind == MOSIX_CKPT_KIND_FILE || kind == MOSIX_CKPT_KIND_FILEDATA ||
+           kind == MOSIX_CKPT_KIND_THREAD || kind == MOSIX_CKPT_KIND_SIGNAL ||
+           kind == MOSIX_CKPT_KIND_TIMER ||
            kind == MOSIX_CKPT_KIND_AREA || kind == MOSIX_CKPT_KIND_PAGES;
 }
 
@@ -165,7 +173,8 @@ static const unsigned once_before_memory[] = {
 
 struct order {
     int last_rank;
-    unsigned seen[MOSIX_CKPT_KIND_END + 1];
+    unsigned seen[MOSIX_CKPT_KIND_TIMER + 1]; /* indexed by kinds rank() knows */
+    _Static_assert(MOSIX_CKPT_KIND_TIMER >= MOSIX_CKPT_KIND_SIGNAL, "the highest kind");
 };
 
 static void check_order(struct order *o, const struct mosix_ckpt_record_header *rh)

@@ -8,6 +8,8 @@
  *   ckpt_capture_memory.c    memory areas, present pages, AREA and PAGES records
  *   ckpt_capture_files.c     the descriptor table, FILE and FILEDATA records
  *   ckpt_capture_process.c   the PROCESS record, signal actions, the shim's state
+ *   ckpt_capture_threads.c   the other threads: stopped, THREAD and SIGNAL records
+ *   ckpt_capture_timers.c    POSIX timers: TIMER records
  *
  * The image format is mosix/ckpt/format.py (ckpt_format.h is generated from it). */
 #ifndef MOSIX_CKPT_CAPTURE_COMMON_H
@@ -57,10 +59,10 @@ _Noreturn void ck_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)
 _Noreturn void ck_fail_errno(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* The process cannot be checkpointed: cleanup, the message, exit 3. */
 _Noreturn void ck_refuse(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/* Not supported yet (a multi-threaded process): "mosix-ckpt: MESSAGE",
+/* Not supported yet (a multi-threaded process that would migrate): "mosix-ckpt: MESSAGE",
  * cleanup as for a failure (nothing left under the output's name), exit 6. */
 _Noreturn void ck_not_yet(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/* More than one thread: ck_not_yet (before anything is created, or discarded). */
+/* More than one thread, for a migration: ck_not_yet (before anything is created). */
 void ck_refuse_threads(int procfd, pid_t pid);
 /* A one-line warning on stderr (the run goes on). */
 void ck_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -122,6 +124,8 @@ struct ck_tracee {
     int trap_pending;              /* stopped just after a seccomp trap: the saved registers
                                     * issue the call again, its SIGSYS is still to be dropped */
     pid_t new_child;               /* from PTRACE_EVENT_CLONE */
+    pid_t tgid;                    /* a thread besides the main one: its process (held
+                                    * signals go back to the thread); 0: the main one */
 };
 
 /* PTRACE_SEIZE (TRACESYSGOOD); the tracee keeps running.  0 or -1 (ck_why). */
@@ -339,15 +343,73 @@ struct ck_copy_state {
 /* Injected calls in the copy (sigactions, altstack, brk), its XSTATE and rseq. */
 void ck_query_copy(struct ck_tracee *copy, int copyfd, int memfd, struct ck_copy_state *cs);
 
+/* The stopped thread's sigaltstack (injected into it). */
+void ck_read_altstack(struct ck_tracee *t, int procfd, int memfd, uint64_t *sp, uint64_t *size,
+                      int32_t *flags);
+/* prctl(PR_GET_TID_ADDRESS) injected into the stopped thread: 1 and *addr, or 0
+ * when the kernel cannot say. */
+int ck_read_clear_tid(struct ck_tracee *t, int procfd, int memfd, uint64_t *addr);
+/* timer_gettime(id) injected into the stopped tracee: 0 and out (interval s, ns,
+ * value s, ns), or -errno. */
+int64_t ck_read_timer(struct ck_tracee *t, int procfd, int memfd, int32_t id, int64_t out[4]);
+/* A stopped thread's XSAVE area (PTRACE_GETREGSET): its size. */
+uint32_t ck_read_xstate(pid_t tid, unsigned char *xstate);
+/* A stopped thread's rseq registration (all 0: none). */
+void ck_read_rseq(pid_t tid, uint64_t *addr, uint32_t *len, uint32_t *flags, uint32_t *sig);
+
+/* ------------------------------------------------------------------ threads */
+
+/* ckpt_capture_threads.c: every thread but the main one (whose id is the
+ * pid), stopped with it for the pause; their state is read while they are
+ * stopped (what fork does not copy: each is its own task). */
+struct ck_thread {
+    struct ck_tracee t;
+    struct mosix_ckpt_thread rec;
+    unsigned char *xstate; /* MOSIX_CKPT_MAX_XSAVE bytes */
+    int clear_tid_known;   /* rec.clear_tid was read (else it is taken to be tid_addr) */
+};
+struct ck_threads {
+    int n;                 /* threads besides the main one */
+    struct ck_thread *th;  /* MOSIX_CKPT_MAX_THREADS - 1 entries */
+    int nsig;              /* pending signals */
+    struct mosix_ckpt_signal *sig; /* MOSIX_CKPT_MAX_SIGNALS entries */
+    uint32_t xsave_size;
+    uint32_t tcb_tid_offset; /* 0: not found */
+};
+/* Seize and interrupt every thread of pid but main (already stopped), again
+ * until no new one appears; threads that end meanwhile are left out. */
+void ck_threads_stop(struct ck_threads *ts, pid_t pid, int procfd, uint64_t syscall_at);
+/* Registers, XSAVE, mask, altstack, robust list, rseq of each stopped thread,
+ * and the pending signals (each thread's and the process's; main: the main
+ * thread's tracee). */
+void ck_threads_read(struct ck_threads *ts, struct ck_tracee *main, int procfd, int memfd);
+/* The offset from fs_base at which every thread's control block holds its id
+ * (memfd: the frozen copy's memory, main_fs: the main thread's fs_base). */
+void ck_threads_find_tid(struct ck_threads *ts, pid_t pid, uint64_t main_fs, int memfd);
+/* Resume every thread (registers put back, held signals sent again); 0 or -1. */
+int ck_threads_release(struct ck_threads *ts);
+/* THREAD and SIGNAL records (copyfd/copymem: the frozen copy, for the vDSO). */
+void ck_threads_write(struct ck_image *im, struct ck_threads *ts, int copyfd, int copymem);
+
+/* ckpt_capture_timers.c: the process's POSIX timers (/proc/PID/timers), each
+ * with its remaining time (timer_gettime injected into the stopped main thread:
+ * fork does not copy timers), in ascending id order. */
+struct ck_timers {
+    int n;
+    struct mosix_ckpt_timer t[MOSIX_CKPT_MAX_TIMERS];
+};
+void ck_timers_read(struct ck_timers *ts, struct ck_tracee *main, int procfd, int memfd);
+void ck_timers_write(struct ck_image *im, const struct ck_timers *ts);
+
 /* copy: the copy's pid, copyfd its /proc directory, memfd its /proc/PID/mem. */
 void ck_build_process(struct mosix_ckpt_process *p, pid_t pid, pid_t copy, int procfd, int copyfd,
                       int memfd, const struct ck_frozen *fz, const struct ck_copy_state *cs,
-                      const struct ck_maps *maps);
+                      const struct ck_maps *maps, const struct ck_threads *threads);
 
 /* The OPTIONS text: inherit= and argv0= of the process, then the extra lines. */
 char *ck_build_options(int procfd, char *const *extra, int nextra, size_t *len);
 
-/* Refusals that need no stop: threads, set-id. */
+/* Refusals that need no stop: set-id. */
 void ck_precheck_process(int procfd);
 int ck_count_threads(int procfd); /* entries of /proc/PID/task, -1 on error */
 

@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -31,7 +32,6 @@
 
 #define SCRATCH_BYTES 128
 #define RED_ZONE 128
-#define TCB_TID_OFFSET 0x2d0 /* glibc 2.36 x86-64: offsetof(struct pthread, tid) */
 #define SHIM_NAME "/libmosix_shim.so"
 
 /* ------------------------------------------------------------ refusals */
@@ -47,13 +47,6 @@ void ck_precheck_process(int procfd)
 {
     char status[8192], value[256];
     read_status(procfd, status, sizeof(status));
-    uint64_t threads;
-    if (ck_status_value(status, "Threads", value, sizeof(value)) < 0 ||
-        ck_parse_u64(value, 10, &threads) < 0)
-        ck_fail("/proc/PID/status: no Threads");
-    if (threads > 1)
-        ck_not_yet("%llu threads: not yet (a multi-threaded process cannot be checkpointed)",
-                   (unsigned long long)threads);
     const char *keys[] = {"Uid", "Gid"};
     for (int k = 0; k < 2; k++) {
         unsigned long r, e, s;
@@ -71,8 +64,7 @@ void ck_refuse_threads(int procfd, pid_t pid)
     if (threads < 0)
         ck_fail_errno("/proc/%d/task", (int)pid);
     if (threads > 1)
-        ck_not_yet("process %d: %d threads: not yet (a multi-threaded process cannot be "
-                   "checkpointed)",
+        ck_not_yet("process %d: %d threads: not yet (a multi-threaded process cannot migrate)",
                    (int)pid, threads);
 }
 
@@ -177,6 +169,34 @@ static void read_itimers(struct ck_tracee *t, int procfd, int memfd, int64_t out
     scratch_give_back(&s, memfd);
 }
 
+int ck_read_clear_tid(struct ck_tracee *t, int procfd, int memfd, uint64_t *addr)
+{
+    struct scratch s;
+    scratch_take(&s, t, procfd, memfd);
+    int64_t ret = call(t, SYS_prctl, PR_GET_TID_ADDRESS, s.addr, 0, 0);
+    if (ret == 0)
+        fetch(memfd, s.addr, addr, sizeof(*addr));
+    scratch_give_back(&s, memfd);
+    if (ret == -EINVAL)
+        return 0; /* a kernel without CONFIG_CHECKPOINT_RESTORE */
+    if (ret < 0) {
+        errno = (int)-ret;
+        ck_fail_errno("PR_GET_TID_ADDRESS in thread %d", t->pid);
+    }
+    return 1;
+}
+
+int64_t ck_read_timer(struct ck_tracee *t, int procfd, int memfd, int32_t id, int64_t out[4])
+{
+    struct scratch s;
+    scratch_take(&s, t, procfd, memfd);
+    int64_t ret = call(t, SYS_timer_gettime, (uint64_t)(int64_t)id, s.addr, 0, 0);
+    if (ret == 0) /* struct itimerspec: interval {s, ns}, value {s, ns} */
+        fetch(memfd, s.addr, out, 32);
+    scratch_give_back(&s, memfd);
+    return ret;
+}
+
 void ck_freeze_state(struct ck_tracee *t, int procfd, int memfd, struct ck_frozen *fz)
 {
     memset(fz, 0, sizeof(*fz));
@@ -197,6 +217,29 @@ void ck_freeze_state(struct ck_tracee *t, int procfd, int memfd, struct ck_froze
         ck_fail_errno("PTRACE_GETSIGMASK");
 }
 
+/* The stopped thread's alternate signal stack (sigaltstack injected). */
+void ck_read_altstack(struct ck_tracee *t, int procfd, int memfd, uint64_t *sp, uint64_t *size,
+                      int32_t *flags)
+{
+    struct scratch s;
+    scratch_take(&s, t, procfd, memfd);
+    int64_t ret = call(t, SYS_sigaltstack, 0, s.addr, 0, 0);
+    if (ret < 0) {
+        errno = (int)-ret;
+        ck_fail_errno("sigaltstack in thread %d", t->pid);
+    }
+    struct {
+        uint64_t sp;
+        int32_t flags, pad;
+        uint64_t size;
+    } ss;
+    fetch(memfd, s.addr, &ss, sizeof(ss));
+    scratch_give_back(&s, memfd);
+    *sp = ss.sp;
+    *flags = ss.flags;
+    *size = ss.size;
+}
+
 /* ------------------------------------------------------------ the copy */
 
 static uint32_t xsave_size(void)
@@ -207,30 +250,30 @@ static uint32_t xsave_size(void)
     return b; /* bytes for the features enabled in XCR0, standard layout */
 }
 
-static void read_xstate(struct ck_tracee *copy, struct ck_copy_state *cs)
+uint32_t ck_read_xstate(pid_t tid, unsigned char *xstate)
 {
     uint32_t size = xsave_size();
     if (size > MOSIX_CKPT_MAX_XSAVE)
         ck_fail("the XSAVE area is %u bytes (at most %d can be saved)", size, MOSIX_CKPT_MAX_XSAVE);
-    struct iovec iov = {.iov_base = cs->xstate, .iov_len = size};
-    if (ptrace(PTRACE_GETREGSET, copy->pid, (void *)NT_X86_XSTATE, &iov) < 0)
+    struct iovec iov = {.iov_base = xstate, .iov_len = size};
+    if (ptrace(PTRACE_GETREGSET, tid, (void *)NT_X86_XSTATE, &iov) < 0)
         ck_fail_errno("PTRACE_GETREGSET NT_X86_XSTATE");
-    cs->xsave_size = (uint32_t)iov.iov_len;
+    return (uint32_t)iov.iov_len;
 }
 
-static void read_rseq(struct ck_tracee *copy, struct ck_copy_state *cs)
+void ck_read_rseq(pid_t tid, uint64_t *addr, uint32_t *len, uint32_t *flags, uint32_t *sig)
 {
     struct __ptrace_rseq_configuration conf;
     memset(&conf, 0, sizeof(conf));
-    if (ptrace(PTRACE_GET_RSEQ_CONFIGURATION, copy->pid, (void *)sizeof(conf), &conf) < 0) {
-        if (errno == EIO || errno == EINVAL)
-            return; /* before Linux 5.13: recorded as not registered */
-        ck_fail_errno("PTRACE_GET_RSEQ_CONFIGURATION");
+    if (ptrace(PTRACE_GET_RSEQ_CONFIGURATION, tid, (void *)sizeof(conf), &conf) < 0) {
+        if (errno != EIO && errno != EINVAL)
+            ck_fail_errno("PTRACE_GET_RSEQ_CONFIGURATION");
+        memset(&conf, 0, sizeof(conf)); /* before Linux 5.13: recorded as not registered */
     }
-    cs->rseq_addr = conf.rseq_abi_pointer;
-    cs->rseq_len = conf.rseq_abi_size;
-    cs->rseq_flags = conf.flags;
-    cs->rseq_sig = conf.signature;
+    *addr = conf.rseq_abi_pointer;
+    *len = conf.rseq_abi_size;
+    *flags = conf.flags;
+    *sig = conf.signature;
 }
 
 void ck_query_copy(struct ck_tracee *copy, int copyfd, int memfd, struct ck_copy_state *cs)
@@ -256,8 +299,8 @@ void ck_query_copy(struct ck_tracee *copy, int copyfd, int memfd, struct ck_copy
     }
     cs->brk = (uint64_t)call(copy, SYS_brk, 0, 0, 0, 0);
     scratch_give_back(&s, memfd);
-    read_xstate(copy, cs);
-    read_rseq(copy, cs);
+    cs->xsave_size = ck_read_xstate(copy->pid, cs->xstate);
+    ck_read_rseq(copy->pid, &cs->rseq_addr, &cs->rseq_len, &cs->rseq_flags, &cs->rseq_sig);
 }
 
 /* ------------------------------------------------------------ PROCESS */
@@ -503,17 +546,16 @@ static void fill_base_mode(struct mosix_ckpt_process *p, int procfd)
 }
 
 /* glibc keeps the thread id in its thread control block (set_tid_address points there). */
-static void fill_tid_addr(struct mosix_ckpt_process *p, pid_t pid, uint64_t fs_base, int memfd)
+static void fill_tid_addr(struct mosix_ckpt_process *p, uint64_t fs_base, uint32_t tcb_tid_offset)
 {
-    uint32_t tid = 0;
-    if (fs_base && ck_mem_read(memfd, fs_base + TCB_TID_OFFSET, &tid, sizeof(tid)) == 0 &&
-        tid == (uint32_t)pid)
-        p->tid_addr = fs_base + TCB_TID_OFFSET;
+    p->tcb_tid_offset = tcb_tid_offset;
+    if (fs_base && tcb_tid_offset)
+        p->tid_addr = fs_base + tcb_tid_offset;
 }
 
 void ck_build_process(struct mosix_ckpt_process *p, pid_t pid, pid_t copy, int procfd, int copyfd,
                       int memfd, const struct ck_frozen *fz, const struct ck_copy_state *cs,
-                      const struct ck_maps *maps)
+                      const struct ck_maps *maps, const struct ck_threads *threads)
 {
     memset(p, 0, sizeof(*p));
     p->pid = (uint32_t)pid;
@@ -528,7 +570,8 @@ void ck_build_process(struct mosix_ckpt_process *p, pid_t pid, pid_t copy, int p
     p->rseq_sig = cs->rseq_sig;
     p->robust_list = fz->robust_list;
     p->robust_len = fz->robust_len;
-    fill_tid_addr(p, pid, fz->regs.fs_base, memfd);
+    fill_tid_addr(p, fz->regs.fs_base, threads->tcb_tid_offset);
+    p->threads = (uint32_t)threads->n + 1;
     fill_mm(p, copyfd);
     p->brk = cs->brk;
     fill_auxv(p, copyfd);

@@ -233,6 +233,7 @@ int ck_seize(struct ck_tracee *t, pid_t pid)
     memset(t->held, 0, sizeof(t->held));
     t->trap_pending = 0;
     t->new_child = 0;
+    t->tgid = 0;
     if (ptrace(PTRACE_SEIZE, pid, 0, (void *)(long)PTRACE_O_TRACESYSGOOD) < 0) {
         ck_set_why_errno("cannot trace process %d", pid);
         return -1;
@@ -453,12 +454,14 @@ static int stop_running(struct ck_tracee *t)
 }
 
 /* The signals held back, sent again (their siginfo is lost: the kernel lets
- * no other process forge one; the program sees them as sent by kill). */
+ * no other process forge one; the program sees them as sent by kill, or by
+ * tgkill to the thread that was to get them). */
 static void send_held(struct ck_tracee *t)
 {
     for (int sig = 1; sig <= CK_NSIG; sig++)
         for (; t->held[sig - 1] > 0; t->held[sig - 1]--)
-            if (kill(t->pid, sig) < 0 && errno != ESRCH)
+            if ((t->tgid ? syscall(SYS_tgkill, t->tgid, t->pid, sig) : kill(t->pid, sig)) < 0 &&
+                errno != ESRCH)
                 ck_warn("could not send signal %d again to process %d: %s", sig, t->pid,
                         strerror(errno));
 }

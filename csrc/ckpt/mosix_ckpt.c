@@ -17,7 +17,9 @@
  *             that moves on) ends it with SIGKILL; anything else (or the
  *             end of stdin) lets it continue here, exit status 4
  *   -O        an extra line for the OPTIONS record (format.OPTION_KEYS)
- *   -T        timings on stderr: pause_us= total_us= bytes= pages= areas=
+ *   -T        timings on stderr: pause_us= total_us= bytes= pages= areas= threads=
+ *             threads_us= (the part of the pause spent stopping and reading the
+ *             threads besides the main one)
  *   -i FD     PID is the deputy of a process that runs on another node, and FD
  *             carries the image of its copy there (captured there with -a
  *             migrate, held quiet): the image written is the process's own,
@@ -35,8 +37,8 @@
  * then the one line "mosrun: checkpoint of process PID failed: REASON", also
  * on stderr); 5 we may not checkpoint it (set-id, or as root another user's
  * process not under the discipline: one line on stderr, nothing created); 6 it
- * cannot be checkpointed yet (more than one thread: one line on stderr, nothing
- * created, a file begun is discarded);
+ * cannot be checkpointed yet (-a migrate of a process with more than one thread:
+ * one line on stderr, nothing created);
  * 1 any other failure (one line on stderr, nothing under PATH, the process
  * left running as it was); 2 usage.
  *
@@ -44,12 +46,14 @@
  * ids (ckpt_capture_output.c); root only traces and reads /proc.
  *
  * How (the process pauses only for a fork):
- *   1. refusals that need no stop (threads, before the output is created;
- *      set-id, pipes and sockets, writable shared memory, memory a fork
- *      leaves out);
- *   2. the pause: seize and interrupt the process, read what fork does not
- *      carry or what the live process changes (registers, blocked signals,
- *      robust list, file offsets, interval timers), inject
+ *   1. refusals that need no stop (threads for a migration, before the output
+ *      is created; set-id, pipes and sockets, writable shared memory, memory a
+ *      fork leaves out);
+ *   2. the pause: seize and interrupt the process and each of its other
+ *      threads (ckpt_capture_threads.c), read what fork does not carry or
+ *      what the live process changes (pending signals, registers, blocked
+ *      signals, robust list, file offsets, interval and POSIX timers; each other
+ *      thread's registers, XSAVE, mask, altstack, rseq), inject
  *      clone(flags 0, no stack): a copy-on-write copy with no exit signal,
  *      invisible to the program's wait(); put the registers back, detach;
  *   3. from the frozen copy, at leisure: memory areas and pages, descriptors,
@@ -106,6 +110,9 @@ static struct {
     pid_t pid;
     int procfd, memfd;             /* /proc/PID and its mem */
     struct ck_tracee parent, copy; /* the process, and its disposable copy */
+    struct ck_threads threads;     /* its other threads, stopped during the pause */
+    struct ck_timers timers;       /* its POSIX timers */
+    uint64_t threads_us;           /* of the pause: stopping and reading the other threads */
     int copy_made, copy_reaped;
     int copyfd, copymem;
     int use_output;
@@ -291,6 +298,7 @@ static void cleanup(void)
     snprintf(why, sizeof(why), "%s", ck_why);
     if (ck_kill_copy(&R.copy) < 0)
         ck_warn("the copy %d: %s", R.copy.pid, ck_why);
+    (void)ck_threads_release(&R.threads); /* each failure is a warning */
     if (ck_release(&R.parent) < 0 && !R.parent.dead)
         ck_warn("process %d: %s", R.pid, ck_why);
     if (reap_copy(0) < 0)
@@ -407,15 +415,23 @@ static uint64_t first_pause(struct ck_frozen *fz, uint64_t *created_ns, int keep
     uint64_t t0 = ck_now_us();
     if (ck_interrupt(&R.parent) < 0)
         ck_fail("%s", ck_why);
-    ck_refuse_threads(R.procfd, R.pid); /* stopped now: no thread comes after this */
+    if (keep_held)
+        ck_refuse_threads(R.procfd, R.pid); /* stopped now: no thread comes after this */
     if (check_syscall_insn() < 0)
         ck_fail("%s", ck_why);
+    uint64_t t1 = ck_now_us();
+    ck_threads_stop(&R.threads, R.pid, R.procfd, R.parent.syscall_at);
+    ck_threads_read(&R.threads, &R.parent, R.procfd, R.memfd);
+    R.threads_us = ck_now_us() - t1;
     ck_vdso_settle(&R.parent, R.procfd, R.memfd);
     ck_freeze_state(&R.parent, R.procfd, R.memfd, fz);
+    ck_timers_read(&R.timers, &R.parent, R.procfd, R.memfd);
     *created_ns = ck_realtime_ns();
     make_copy();
     if (keep_held)
         return ck_now_us() - t0;
+    if (ck_threads_release(&R.threads) < 0)
+        ck_fail("the threads of process %d could not all be resumed", R.pid);
     if (ck_release(&R.parent) < 0)
         ck_fail("%s", ck_why);
     return ck_now_us() - t0;
@@ -452,8 +468,13 @@ static void examine_copy(struct capture *c, const struct options *o)
     ck_collect_files(R.copyfd, &c->fz.fds, &c->files);
     ck_query_copy(&R.copy, R.copyfd, R.copymem, &c->cs);
     ck_open_unreadable(&R.copy, &c->maps);
+    ck_threads_find_tid(&R.threads, R.pid, c->fz.regs.fs_base, R.copymem);
+    if (R.threads.n && R.threads.xsave_size != c->cs.xsave_size)
+        ck_fail("the threads' XSAVE areas differ in size (%u, %u)", R.threads.xsave_size,
+                c->cs.xsave_size);
+    R.threads.xsave_size = c->cs.xsave_size;
     ck_build_process(&c->proc, R.pid, R.copy.pid, R.procfd, R.copyfd, R.copymem, &c->fz, &c->cs,
-                     &c->maps);
+                     &c->maps, &R.threads);
     c->options = ck_build_options(R.procfd, o->extra, o->nextra, &c->options_len);
     if (ck_readlink(R.copyfd, "cwd", c->cwd, sizeof(c->cwd)) < 0)
         ck_fail_errno("the current directory of process %d", R.pid);
@@ -478,6 +499,8 @@ static void write_image(struct ck_image *im, struct capture *c, uint64_t created
     record(im, MOSIX_CKPT_KIND_REGS, &regs, sizeof(regs));
     record(im, MOSIX_CKPT_KIND_XSTATE, c->cs.xstate, c->cs.xsave_size);
     record(im, MOSIX_CKPT_KIND_SIGACTIONS, c->cs.act, sizeof(c->cs.act));
+    ck_threads_write(im, &R.threads, R.copyfd, R.copymem);
+    ck_timers_write(im, &R.timers);
     ck_write_memory(im, R.copy.pid, R.copyfd, R.copymem, &c->maps);
     ck_image_end(im);
 }
@@ -642,7 +665,12 @@ int main(int argc, char **argv)
     R.pid = o.pid;
     R.procfd = open_proc(o.pid);
     ck_read_owner(R.procfd, R.pid, &R.owner); /* before anything is created */
-    ck_refuse_threads(R.procfd, R.pid);         /* the same */
+    if (migrating)
+        ck_refuse_threads(R.procfd, R.pid); /* the same */
+    R.threads.th = calloc(MOSIX_CKPT_MAX_THREADS - 1, sizeof(*R.threads.th));
+    R.threads.sig = calloc(MOSIX_CKPT_MAX_SIGNALS, sizeof(*R.threads.sig));
+    if (!R.threads.th || !R.threads.sig)
+        ck_fail("out of memory");
     open_output(&o);
     precheck();
     R.memfd = openat(R.procfd, "mem", O_RDWR | O_CLOEXEC);
@@ -666,9 +694,12 @@ int main(int argc, char **argv)
     int status = migrating ? hand_over(&o) : CK_EXIT_OK;
     act(o.action);
     if (o.timings)
-        fprintf(stderr, "pause_us=%llu total_us=%llu bytes=%llu pages=%llu areas=%llu\n",
+        fprintf(stderr,
+                "pause_us=%llu total_us=%llu bytes=%llu pages=%llu areas=%llu threads=%d "
+                "threads_us=%llu\n",
                 (unsigned long long)pause_us, (unsigned long long)(ck_now_us() - t_start),
                 (unsigned long long)im.bytes, (unsigned long long)im.pages,
-                (unsigned long long)im.areas);
+                (unsigned long long)im.areas, R.threads.n + 1,
+                (unsigned long long)R.threads_us);
     return status;
 }

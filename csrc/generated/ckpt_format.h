@@ -6,7 +6,7 @@
 #include <stdint.h>
 
 #define MOSIX_CKPT_MAGIC "MOSIXCKP"
-#define MOSIX_CKPT_VERSION 1
+#define MOSIX_CKPT_VERSION 2
 #define MOSIX_CKPT_ARCH 62
 #define MOSIX_CKPT_PAGE_SIZE 4096
 #define MOSIX_CKPT_FAILED_PREFIX "mosrun: "
@@ -16,12 +16,17 @@
 #define MOSIX_CKPT_MAX_XSAVE 16384
 #define MOSIX_CKPT_MAX_AREAS 65536
 #define MOSIX_CKPT_MAX_FILES 1024
+#define MOSIX_CKPT_MAX_THREADS 512
+#define MOSIX_CKPT_MAX_SIGNALS 4096
+#define MOSIX_CKPT_MAX_TIMERS 1024
+#define MOSIX_CKPT_MAX_TCB_TID_OFFSET 0x1000
+#define MOSIX_CKPT_SIGINFO_SIZE 128
 #define MOSIX_CKPT_USER_LOW 0x1000ull
 #define MOSIX_CKPT_USER_HIGH 0x7ffffffff000ull
 #define MOSIX_CKPT_RESTORER_BASE 0x200000000000ull
 #define MOSIX_CKPT_RESTORER_SPAN 0x1000000ull
-#define MOSIX_CKPT_TRAMPOLINE 0x1fffffff0000ull
-#define MOSIX_CKPT_TRAMPOLINE_SPAN 0x10000ull
+#define MOSIX_CKPT_TRAMPOLINE 0x1fffff000000ull
+#define MOSIX_CKPT_TRAMPOLINE_SPAN 0x1000000ull
 
 /* Kind */
 #define MOSIX_CKPT_KIND_PROCESS 0x1
@@ -35,6 +40,9 @@
 #define MOSIX_CKPT_KIND_AREA 0x9
 #define MOSIX_CKPT_KIND_PAGES 0xa
 #define MOSIX_CKPT_KIND_END 0xb
+#define MOSIX_CKPT_KIND_THREAD 0xc
+#define MOSIX_CKPT_KIND_SIGNAL 0xd
+#define MOSIX_CKPT_KIND_TIMER 0xe
 
 /* FileKind */
 #define MOSIX_CKPT_FILE_REGULAR 0x1
@@ -141,8 +149,10 @@ struct mosix_ckpt_process {
     uint64_t vvar_vclock[2]; /* [start, end) of [vvar_vclock] (0, 0 if none) */
     char exe[256]; /* /proc/PID/exe, for mosrun -I (truncated) */
     uint64_t vdso_hash; /* mxh64 of the [vdso] area's bytes (0: not recorded): the restorer refuses another kernel's vdso, whose code the program's libc has pointers into */
+    uint32_t threads; /* threads, the main one included (THREAD records + 1) */
+    uint32_t tcb_tid_offset; /* where glibc keeps each thread's id, from its fs_base (struct pthread's tid: found as the offset at which every thread's control block holds its own id); 0: not found */
 };
-_Static_assert(sizeof(struct mosix_ckpt_process) == 1704, "process layout");
+_Static_assert(sizeof(struct mosix_ckpt_process) == 1712, "process layout");
 
 /* Kind.REGS: struct user_regs_struct (x86-64), as ptrace gives it.  A call that was interrupted is recorded to be issued again (rip on the syscall instruction, rax its number). */
 struct mosix_ckpt_regs {
@@ -175,6 +185,48 @@ struct mosix_ckpt_regs {
     uint64_t gs;
 };
 _Static_assert(sizeof(struct mosix_ckpt_regs) == 216, "regs layout");
+
+/* Kind.THREAD: a thread other than the main one; ``PROCESS.xsave_size`` bytes of its XSAVE area (standard layout) follow. */
+struct mosix_ckpt_thread {
+    uint32_t tid; /* its thread id when captured */
+    uint32_t flags; /* 0 (reserved) */
+    uint64_t regs[27]; /* struct regs, as in Kind.REGS */
+    uint64_t sigmask; /* blocked signals */
+    uint64_t altstack_sp; /* sigaltstack */
+    uint64_t altstack_size;
+    int32_t altstack_flags;
+    uint32_t rseq_len; /* 0: no rseq registered */
+    uint64_t rseq_addr;
+    uint32_t rseq_flags;
+    uint32_t rseq_sig;
+    uint64_t robust_list; /* set_robust_list head (0: none) */
+    uint64_t robust_len;
+    uint64_t tid_addr; /* fs_base + tcb_tid_offset: glibc's copy of its id, where the restorer's clone writes the new one (0: unknown) */
+    uint64_t clear_tid; /* its clear-child-tid address (PR_GET_TID_ADDRESS; where the kernel writes 0 when it ends: pthread_join waits on it); 0: none */
+};
+_Static_assert(sizeof(struct mosix_ckpt_thread) == 304, "thread layout");
+
+/* Kind.SIGNAL: a signal pending when captured, queued again on recovery. */
+struct mosix_ckpt_signal {
+    uint32_t tid; /* the thread it is pending for (its captured id); 0: the process */
+    uint32_t pad;
+    char info[128]; /* its siginfo_t (si_signo first) */
+};
+_Static_assert(sizeof(struct mosix_ckpt_signal) == 136, "signal layout");
+
+/* Kind.TIMER: a POSIX timer (/proc/PID/timers, and timer_gettime when captured), made again with its id and armed with its remaining time. */
+struct mosix_ckpt_timer {
+    int32_t id; /* its timer_t */
+    int32_t clockid;
+    int32_t signo; /* sigev_signo */
+    int32_t notify; /* sigev_notify: SIGEV_SIGNAL 0, SIGEV_NONE 1, SIGEV_THREAD_ID 4 */
+    uint32_t tid; /* SIGEV_THREAD_ID: the thread (its captured id) */
+    uint32_t pad;
+    uint64_t value; /* sigev_value */
+    int64_t interval[2]; /* it_interval: seconds, nanoseconds */
+    int64_t remaining[2]; /* it_value when captured (0, 0: disarmed) */
+};
+_Static_assert(sizeof(struct mosix_ckpt_timer) == 64, "timer layout");
 
 /* One of the 64 entries of Kind.SIGACTIONS (the kernel's struct sigaction). */
 struct mosix_ckpt_sigaction {

@@ -64,6 +64,10 @@ struct span {
     uint64_t start, end;
 };
 
+/* Room for the other threads' XSAVE areas (xsave_size bytes each): an image
+ * whose threads need more is refused. */
+#define THREAD_XSTATE_ROOM (4u << 20)
+
 /* The image's state, read before memory (static buffers: no allocation). */
 struct image {
     struct mosix_ckpt_process proc;
@@ -72,7 +76,20 @@ struct image {
     unsigned char xstate[MOSIX_CKPT_MAX_XSAVE] __attribute__((aligned(64)));
     uint32_t files;
     uint64_t cloexec[MOSIX_CKPT_MAX_FILES / 64]; /* FILE records with FD_CLOEXEC */
+    uint32_t nthreads; /* THREAD records: the threads besides the main one */
+    struct mosix_ckpt_thread threads[MOSIX_CKPT_MAX_THREADS - 1];
+    unsigned char thread_xstate[THREAD_XSTATE_ROOM] __attribute__((aligned(64)));
+    uint32_t nsignals; /* SIGNAL records */
+    struct mosix_ckpt_signal signals[MOSIX_CKPT_MAX_SIGNALS];
+    uint32_t ntimers; /* TIMER records, in ascending id order */
+    struct mosix_ckpt_timer timers[MOSIX_CKPT_MAX_TIMERS];
 };
+
+/* Thread i's XSAVE area (i < nthreads). */
+static inline const unsigned char *thread_xstate(const struct image *img, uint32_t i)
+{
+    return img->thread_xstate + (uint64_t)i * img->proc.xsave_size;
+}
 
 struct reader {
     int fd;
@@ -93,10 +110,16 @@ struct memory {
     uint64_t pages;
     uint32_t special_seen;       /* VDSO | VVAR | VVAR_VCLOCK flags seen */
     int rip_ok, tid_ok, rseq_ok; /* resume address executable, tid/rseq writable */
+    uint8_t thread_ok[MOSIX_CKPT_MAX_THREADS]; /* the same per thread: MEM_* bits */
 };
+#define MEM_RIP 1
+#define MEM_TID 2
+#define MEM_RSEQ 4
+#define MEM_CLEAR_TID 8
 
 void image_read_header(struct reader *r);
-/* PROCESS..SIGACTIONS; leaves the next record's header (AREA or END) read. */
+/* PROCESS..SIGACTIONS, THREAD..., SIGNAL..., TIMER...; leaves the next record's header
+ * (AREA or END) read. */
 void image_read_state(struct reader *r, struct image *img);
 /* AREA/PAGES...END and the end of the stream; maps (apply) or just checks. */
 void image_read_memory(struct reader *r, const struct image *img);
@@ -136,6 +159,38 @@ void state_set_mm(const struct image *img);
 void state_set_personality(const struct image *img);
 void state_apply(const struct image *img);
 __attribute__((noreturn)) void state_resume(const struct image *img, int fd);
+__attribute__((noreturn)) void state_failed(const char *what, long rc);
+
+/* ------------------------------------------------------------ restore_threads.c */
+
+/* The words the threads and the main one meet at (the trampoline's second page). */
+struct barrier {
+    uint32_t go;    /* 0 until every thread may resume */
+    uint32_t ready; /* threads that have set their state and wait */
+    uint32_t left;  /* threads that have not passed the barrier yet */
+    uint32_t pad;
+};
+/* Where each thread's rt_sigreturn frame (its ucontext) is: frames[i] for thread i. */
+/* Create every other thread (raw clone as glibc's pthread_create, CLONE_SETTLS,
+ * the new tid written into glibc's control block); each sets its robust list,
+ * rseq, GS base and pending signals, then waits at the barrier in the
+ * trampoline's code at waiter.  Returns when all wait. */
+void threads_create(const struct image *img, struct barrier *b, const uint64_t *frames,
+                    uint64_t waiter);
+/* The main thread's own pending signals and the process's, queued again. */
+void threads_queue_main_signals(const struct image *img);
+/* The new id of the thread captured as old (the main one: the pid). */
+long threads_new_tid(const struct image *img, uint32_t old);
+/* Let every thread resume and wait until all have left the restorer's pages. */
+void threads_release(const struct image *img, struct barrier *b);
+/* ------------------------------------------------------------ restore_timers.c */
+
+/* Every POSIX timer made again with its id (PR_TIMER_CREATE_RESTORE_IDS) and
+ * armed with its remaining time; after the threads exist (a timer may signal one). */
+void timers_restore(const struct image *img);
+
+/* The waiter's code, copied into the trampoline (position-independent). */
+extern const char mosix_thread_waiter[], mosix_thread_waiter_end[];
 
 /* ------------------------------------------------------------ restore_vdso.c */
 

@@ -16,7 +16,7 @@ static unsigned char scratch[SCRATCH_BYTES] __attribute__((aligned(64)));
 
 static const char *const kind_names[] = {
     "?",       "PROCESS", "OPTIONS", "CWD",   "FILE", "FILEDATA",
-    "REGS",    "XSTATE",  "SIGACTIONS", "AREA", "PAGES", "END",
+    "REGS",    "XSTATE",  "SIGACTIONS", "AREA", "PAGES", "END", "THREAD", "SIGNAL", "TIMER",
 };
 
 /* ------------------------------------------------------------ refusals */
@@ -266,6 +266,35 @@ static void check_timers(const struct reader *r, const int64_t t[12])
             corrupt(r, "interval timer out of range");
 }
 
+static void check_rseq(const struct reader *r, uint64_t addr, uint32_t len)
+{
+    if (len && (len < 32 || len > PAGE || addr % 32 || !user_addr(addr) ||
+                addr + len > MOSIX_CKPT_USER_HIGH))
+        corrupt(r, "rseq area");
+}
+
+/* The kernel takes exactly one struct robust_list_head (3 words). */
+static void check_robust(const struct reader *r, uint64_t list, uint64_t len)
+{
+    if (list && (len != 24 || !user_addr(list)))
+        corrupt(r, "robust list");
+}
+
+static void check_tid_addr(const struct reader *r, uint64_t addr)
+{
+    if (addr && (addr % 4 || !user_addr(addr)))
+        corrupt(r, "thread id address");
+}
+
+static void check_altstack(const struct reader *r, uint64_t sp, uint64_t size, int32_t flags)
+{
+    int mode = flags & ~(int32_t)SS_AUTODISARM;
+    if (mode != 0 && mode != SS_ONSTACK && mode != SS_DISABLE)
+        corrupt(r, "signal stack flags");
+    if (mode != SS_DISABLE && size && (!user_addr(sp) || size > MOSIX_CKPT_USER_HIGH))
+        corrupt(r, "signal stack");
+}
+
 static void validate_process(const struct reader *r, const struct mosix_ckpt_process *p)
 {
     if (p->xsave_size < 576 || p->xsave_size > MOSIX_CKPT_MAX_XSAVE)
@@ -275,28 +304,21 @@ static void validate_process(const struct reader *r, const struct mosix_ckpt_pro
     if (p->shim_kind != MOSIX_CKPT_SHIM_NONE &&
         (p->shim_lo >= p->shim_hi || p->shim_hi > MOSIX_CKPT_USER_HIGH))
         corrupt(r, "shim filter range");
-    if (p->rseq_len &&
-        (p->rseq_len < 32 || p->rseq_len > PAGE || p->rseq_addr % 32 ||
-         !user_addr(p->rseq_addr) || p->rseq_addr + p->rseq_len > MOSIX_CKPT_USER_HIGH))
-        corrupt(r, "rseq area");
-    /* The kernel takes exactly one struct robust_list_head (3 words). */
-    if (p->robust_list && (p->robust_len != 24 || !user_addr(p->robust_list)))
-        corrupt(r, "robust list");
-    if (p->tid_addr && (p->tid_addr % 4 || !user_addr(p->tid_addr)))
-        corrupt(r, "thread id address");
+    check_rseq(r, p->rseq_addr, p->rseq_len);
+    check_robust(r, p->robust_list, p->robust_len);
+    check_tid_addr(r, p->tid_addr);
     if (p->personality == 0xffffffffu)
         corrupt(r, "personality");
     check_mm_fields(r, p);
     check_timers(r, p->itimers);
-    int mode = p->altstack_flags & ~(int32_t)SS_AUTODISARM;
-    if (mode != 0 && mode != SS_ONSTACK && mode != SS_DISABLE)
-        corrupt(r, "signal stack flags");
-    if (mode != SS_DISABLE && p->altstack_size &&
-        (!user_addr(p->altstack_sp) || p->altstack_size > MOSIX_CKPT_USER_HIGH))
-        corrupt(r, "signal stack");
+    check_altstack(r, p->altstack_sp, p->altstack_size, p->altstack_flags);
     check_span(r, p->vdso, "vdso address");
     check_span(r, p->vvar, "vvar address");
     check_span(r, p->vvar_vclock, "vvar_vclock address");
+    if (p->threads < 1 || p->threads > MOSIX_CKPT_MAX_THREADS)
+        corrupt_value(r, "thread count", p->threads);
+    if (p->tcb_tid_offset % 4 || p->tcb_tid_offset >= MOSIX_CKPT_MAX_TCB_TID_OFFSET)
+        corrupt_value(r, "thread id offset", p->tcb_tid_offset);
 }
 
 /* ------------------------------------------------------------ REGS .. SIGACTIONS */
@@ -316,9 +338,9 @@ static void validate_regs(const struct reader *r, const struct mosix_ckpt_regs *
 
 /* XRSTOR raises #GP on a bad header or MXCSR; the kernel would then kill the
  * resumed process with SIGSEGV.  Refuse such a state before anything changes. */
-static void validate_xstate(const struct reader *r, const struct image *img)
+static void validate_xstate(const struct reader *r, const struct image *img,
+                            const unsigned char *x)
 {
-    const unsigned char *x = img->xstate;
     uint32_t mxcsr;
     uint64_t bv, hdr[8];
     __builtin_memcpy(&mxcsr, x + 24, 4);
@@ -389,6 +411,99 @@ static unsigned skip_files(struct reader *r, struct image *img)
     }
 }
 
+/* ------------------------------------------------------------ THREAD, SIGNAL */
+
+static void read_thread(struct reader *r, struct image *img)
+{
+    uint32_t i = img->nthreads, size = img->proc.xsave_size;
+    if (i + 1 >= img->proc.threads)
+        corrupt(r, "more THREAD records than the PROCESS record counts");
+    if ((uint64_t)(i + 1) * size > THREAD_XSTATE_ROOM)
+        refuse("too many threads for the restorer's room for their XSAVE areas");
+    struct mosix_ckpt_thread *t = &img->threads[i];
+    if (r->rh.length != sizeof(*t) + size)
+        corrupt_value(r, "wrong length", r->rh.length);
+    payload_read(r, t, sizeof(*t));
+    unsigned char *x = img->thread_xstate + (uint64_t)i * size;
+    payload_read(r, x, size);
+    payload_end(r);
+    if (t->flags != 0)
+        corrupt_value(r, "unknown thread flags", t->flags);
+    if (t->tid == 0 || t->tid == img->proc.pid || t->tid > 0x7fffffffu)
+        corrupt_value(r, "thread id", t->tid);
+    for (uint32_t j = 0; j < i; j++)
+        if (img->threads[j].tid == t->tid)
+            corrupt_value(r, "thread id twice:", t->tid);
+    struct mosix_ckpt_regs regs;
+    __builtin_memcpy(&regs, t->regs, sizeof(regs));
+    validate_regs(r, &regs);
+    validate_xstate(r, img, x);
+    check_altstack(r, t->altstack_sp, t->altstack_size, t->altstack_flags);
+    check_rseq(r, t->rseq_addr, t->rseq_len);
+    check_robust(r, t->robust_list, t->robust_len);
+    check_tid_addr(r, t->tid_addr);
+    check_tid_addr(r, t->clear_tid);
+    img->nthreads = i + 1;
+}
+
+#define SIGKILL_NR 9
+#define SIGSTOP_NR 19
+
+static int known_thread(const struct image *img, uint32_t tid)
+{
+    if (tid == img->proc.pid)
+        return 1;
+    for (uint32_t j = 0; j < img->nthreads; j++)
+        if (img->threads[j].tid == tid)
+            return 1;
+    return 0;
+}
+
+static void read_signal(struct reader *r, struct image *img)
+{
+    if (img->nsignals >= MOSIX_CKPT_MAX_SIGNALS)
+        corrupt(r, "too many pending signals");
+    struct mosix_ckpt_signal *s = &img->signals[img->nsignals];
+    read_struct(r, s, sizeof(*s));
+    int32_t signo;
+    __builtin_memcpy(&signo, s->info, sizeof(signo));
+    if (signo < 1 || signo > 64 || signo == SIGKILL_NR || signo == SIGSTOP_NR)
+        corrupt_value(r, "pending signal", (uint64_t)(uint32_t)signo);
+    if (s->tid != 0 && !known_thread(img, s->tid))
+        corrupt_value(r, "signal pending for an unknown thread", s->tid);
+    img->nsignals++;
+}
+
+#define NOTIFY_SIGNAL 0
+#define NOTIFY_NONE 1
+#define NOTIFY_THREAD_ID 4
+
+static void check_timespec(const struct reader *r, const int64_t t[2])
+{
+    if (t[0] < 0 || t[1] < 0 || t[1] >= 1000000000)
+        corrupt(r, "timer time out of range");
+}
+
+static void read_timer(struct reader *r, struct image *img)
+{
+    if (img->ntimers >= MOSIX_CKPT_MAX_TIMERS)
+        corrupt(r, "too many timers");
+    struct mosix_ckpt_timer *t = &img->timers[img->ntimers];
+    read_struct(r, t, sizeof(*t));
+    if (t->id < 0 || (img->ntimers && t->id <= img->timers[img->ntimers - 1].id))
+        corrupt_value(r, "timer id (ascending)", (uint64_t)(uint32_t)t->id);
+    if (t->notify != NOTIFY_SIGNAL && t->notify != NOTIFY_NONE &&
+        t->notify != (NOTIFY_SIGNAL | NOTIFY_THREAD_ID))
+        corrupt_value(r, "timer notification", (uint64_t)(uint32_t)t->notify);
+    if (t->notify != NOTIFY_NONE && (t->signo < 1 || t->signo > 64))
+        corrupt_value(r, "timer signal", (uint64_t)(uint32_t)t->signo);
+    if ((t->notify & NOTIFY_THREAD_ID) && !known_thread(img, t->tid))
+        corrupt_value(r, "timer for an unknown thread", t->tid);
+    check_timespec(r, t->interval);
+    check_timespec(r, t->remaining);
+    img->ntimers++;
+}
+
 void image_read_state(struct reader *r, struct image *img)
 {
     expect(r, MOSIX_CKPT_KIND_PROCESS);
@@ -402,11 +517,25 @@ void image_read_state(struct reader *r, struct image *img)
     validate_regs(r, &img->regs);
     expect(r, MOSIX_CKPT_KIND_XSTATE);
     read_struct(r, img->xstate, img->proc.xsave_size);
-    validate_xstate(r, img);
+    validate_xstate(r, img, img->xstate);
     expect(r, MOSIX_CKPT_KIND_SIGACTIONS);
     read_struct(r, img->sigactions, sizeof(img->sigactions));
     validate_sigactions(r, img->sigactions);
     unsigned kind = record_next(r);
+    while (kind == MOSIX_CKPT_KIND_THREAD) {
+        read_thread(r, img);
+        kind = record_next(r);
+    }
+    if (img->nthreads + 1 != img->proc.threads)
+        corrupt_value(r, "THREAD records short of the PROCESS record's count", img->proc.threads);
+    while (kind == MOSIX_CKPT_KIND_SIGNAL) {
+        read_signal(r, img);
+        kind = record_next(r);
+    }
+    while (kind == MOSIX_CKPT_KIND_TIMER) {
+        read_timer(r, img);
+        kind = record_next(r);
+    }
     if (kind != MOSIX_CKPT_KIND_AREA && kind != MOSIX_CKPT_KIND_END)
         out_of_order(r);
 }
@@ -510,6 +639,26 @@ static void note_area(const struct image *img, struct memory *m)
         m->rseq_ok = 1;
 }
 
+_Static_assert(offsetof(struct mosix_ckpt_regs, rip) == 16 * 8, "THREAD regs[16] is rip");
+
+static void note_thread_area(const struct image *img, struct memory *m)
+{
+    const struct mosix_ckpt_area *a = &m->area;
+    int writable = (a->prot & PROT_W) && !(a->flags & SPECIAL_FLAGS);
+    for (uint32_t i = 0; i < img->nthreads; i++) {
+        const struct mosix_ckpt_thread *t = &img->threads[i];
+        uint64_t rip = t->regs[16]; /* REG_NAMES: rip */
+        if ((a->prot & PROT_X) && rip >= a->start && rip < a->end)
+            m->thread_ok[i] |= MEM_RIP;
+        if (writable && t->tid_addr >= a->start && t->tid_addr + 4 <= a->end)
+            m->thread_ok[i] |= MEM_TID;
+        if (writable && t->clear_tid >= a->start && t->clear_tid + 4 <= a->end)
+            m->thread_ok[i] |= MEM_CLEAR_TID;
+        if (writable && t->rseq_addr >= a->start && t->rseq_addr + t->rseq_len <= a->end)
+            m->thread_ok[i] |= MEM_RSEQ;
+    }
+}
+
 static void read_area(struct reader *r, const struct image *img, struct memory *m)
 {
     struct mosix_ckpt_area *a = &m->area;
@@ -522,6 +671,7 @@ static void read_area(struct reader *r, const struct image *img, struct memory *
     payload_end(r);
     check_area(r, img, m);
     note_area(img, m);
+    note_thread_area(img, m);
     m->have_area = 1;
     m->prev_end = a->end;
     m->next_page = a->start;
@@ -589,6 +739,18 @@ static void read_end(struct reader *r, const struct image *img, const struct mem
         corrupt_value(r, "thread id address not in writable memory:", p->tid_addr);
     if (p->rseq_len && !m->rseq_ok)
         corrupt_value(r, "rseq area not in writable memory:", p->rseq_addr);
+    for (uint32_t i = 0; i < img->nthreads; i++) {
+        const struct mosix_ckpt_thread *t = &img->threads[i];
+        if (!(m->thread_ok[i] & MEM_RIP))
+            corrupt_value(r, "a thread's resume address not in executable memory:", t->regs[16]);
+        if (t->tid_addr && !(m->thread_ok[i] & MEM_TID))
+            corrupt_value(r, "a thread's id address not in writable memory:", t->tid_addr);
+        if (t->clear_tid && !(m->thread_ok[i] & MEM_CLEAR_TID))
+            corrupt_value(r, "a thread's clear-child-tid address not in writable memory:",
+                          t->clear_tid);
+        if (t->rseq_len && !(m->thread_ok[i] & MEM_RSEQ))
+            corrupt_value(r, "a thread's rseq area not in writable memory:", t->rseq_addr);
+    }
     unsigned char extra;
     if (read_some(r->fd, &extra, 1) != 0)
         refuse("corrupted image (data after the end)");

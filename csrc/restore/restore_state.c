@@ -25,13 +25,14 @@
 #define SIGKILL_NR 9
 #define SIGSTOP_NR 19
 
-__attribute__((noreturn)) static void failed(const char *what, long rc)
+__attribute__((noreturn)) void state_failed(const char *what, long rc)
 {
     msg_begin();
     msg_str(what);
     msg_err(rc);
     msg_refuse();
 }
+#define failed state_failed
 
 static void check(long rc, const char *what)
 {
@@ -261,9 +262,13 @@ struct frame {
 _Static_assert(__builtin_offsetof(struct frame, uc.mcontext) == 48, "ucontext layout");
 _Static_assert(__builtin_offsetof(struct frame, uc.sigmask) == 8 + 296, "ucontext layout");
 
+/* The trampoline: a code page (the main thread's exit, then the other
+ * threads' waiter), the barrier's page, then per thread (the main one first)
+ * its frame's page and its XSAVE copy's pages (XRSTOR wants 64-byte alignment). */
 #define TRAMP_CODE MOSIX_CKPT_TRAMPOLINE
-#define TRAMP_FRAME (MOSIX_CKPT_TRAMPOLINE + PAGE)
-#define TRAMP_FPSTATE (MOSIX_CKPT_TRAMPOLINE + 2 * PAGE) /* XRSTOR wants 64-byte alignment */
+#define TRAMP_WAITER (MOSIX_CKPT_TRAMPOLINE + 256)
+#define TRAMP_BARRIER (MOSIX_CKPT_TRAMPOLINE + PAGE)
+#define TRAMP_SLOTS (MOSIX_CKPT_TRAMPOLINE + 2 * PAGE)
 #define SW_BYTES 464 /* struct _fpx_sw_bytes in the FXSAVE area's software-reserved bytes */
 
 static unsigned char *emit(unsigned char *p, const void *bytes, size_t n)
@@ -281,7 +286,7 @@ static unsigned char *emit_u32(unsigned char *p, uint32_t v) { return emit(p, &v
  * leave the restorer's pages mapped).  rt_sigreturn does not return: a frame
  * the kernel rejects ends the process with SIGSEGV, so everything in the frame
  * was checked before (validate_xstate, the segments). */
-static void write_code(unsigned char *p)
+static void write_code(unsigned char *p, uint64_t main_uc)
 {
     p = emit(p, "\x48\xbf", 2); /* movabs $RESTORER_BASE, %rdi */
     p = emit_u64(p, MOSIX_CKPT_RESTORER_BASE);
@@ -289,15 +294,15 @@ static void write_code(unsigned char *p)
     p = emit_u32(p, (uint32_t)MOSIX_CKPT_RESTORER_SPAN);
     p = emit(p, "\xb8\x0b\x00\x00\x00\x0f\x05", 7); /* mov $__NR_munmap, %eax; syscall */
     p = emit(p, "\x48\xbc", 2);                      /* movabs $frame->uc, %rsp */
-    p = emit_u64(p, TRAMP_FRAME + 8);
+    p = emit_u64(p, main_uc);
     p = emit(p, "\xb8\x0f\x00\x00\x00\x0f\x05", 7); /* mov $__NR_rt_sigreturn, %eax; syscall */
     (void)emit(p, "\x0f\x0b", 2);                    /* ud2: never reached */
 }
 
-static void write_fpstate(const struct image *img, unsigned char *fp)
+static void write_fpstate(const struct image *img, const unsigned char *xstate, unsigned char *fp)
 {
     uint32_t size = img->proc.xsave_size;
-    __builtin_memcpy(fp, img->xstate, size);
+    __builtin_memcpy(fp, xstate, size);
     struct _fpx_sw_bytes sw = {
         .magic1 = FP_XSTATE_MAGIC1,
         .extended_size = size + FP_XSTATE_MAGIC2_SIZE,
@@ -309,16 +314,24 @@ static void write_fpstate(const struct image *img, unsigned char *fp)
     __builtin_memcpy(fp + size, &magic2, sizeof(magic2));
 }
 
-static void write_frame(const struct image *img, struct frame *f)
+/* One thread's state as rt_sigreturn takes it. */
+struct thread_state {
+    const struct mosix_ckpt_regs *regs;
+    const unsigned char *xstate;
+    uint64_t altstack_sp, altstack_size;
+    int32_t altstack_flags;
+    uint64_t sigmask;
+};
+
+static void write_frame(const struct thread_state *t, struct frame *f, uint64_t fpstate)
 {
-    const struct mosix_ckpt_regs *g = &img->regs;
-    const struct mosix_ckpt_process *p = &img->proc;
+    const struct mosix_ckpt_regs *g = t->regs;
     f->pretcode = 0;
     f->uc.uc_flags = UC_FP_XSTATE | UC_SIGCONTEXT_SS | UC_STRICT_RESTORE_SS;
     f->uc.uc_link = 0;
-    f->uc.ss_sp = p->altstack_sp;
-    f->uc.ss_flags = p->altstack_flags;
-    f->uc.ss_size = p->altstack_size;
+    f->uc.ss_sp = t->altstack_sp;
+    f->uc.ss_flags = t->altstack_flags;
+    f->uc.ss_size = t->altstack_size;
     struct sigcontext *c = &f->uc.mcontext;
     *c = (struct sigcontext){
         .r8 = g->r8, .r9 = g->r9, .r10 = g->r10, .r11 = g->r11,
@@ -327,35 +340,68 @@ static void write_frame(const struct image *img, struct frame *f)
         .rdx = g->rdx, .rax = g->rax, .rcx = g->rcx, .rsp = g->rsp,
         .rip = g->rip, .eflags = g->eflags,
         .cs = 0x33, .ss = 0x2b, /* __USER_CS, __USER_DS */
-        .fpstate = (struct _fpstate_64 *)TRAMP_FPSTATE,
+        .fpstate = (struct _fpstate_64 *)fpstate,
     };
-    f->uc.sigmask = p->sigmask;
+    f->uc.sigmask = t->sigmask;
 }
 
-/* The trampoline outlives the restorer: a code page, the frame, the XSAVE
- * copy.  It stays in the recovered process (a later capture skips it). */
+static struct thread_state state_of(const struct image *img, uint32_t i, struct mosix_ckpt_regs *r)
+{
+    const struct mosix_ckpt_process *p = &img->proc;
+    if (i == 0)
+        return (struct thread_state){&img->regs, img->xstate, p->altstack_sp, p->altstack_size,
+                                     p->altstack_flags, p->sigmask};
+    const struct mosix_ckpt_thread *t = &img->threads[i - 1];
+    __builtin_memcpy(r, t->regs, sizeof(*r));
+    return (struct thread_state){r, thread_xstate(img, i - 1), t->altstack_sp, t->altstack_size,
+                                 t->altstack_flags, t->sigmask};
+}
+
+/* The trampoline outlives the restorer: the code, the barrier, each thread's
+ * frame and XSAVE copy.  It stays in the recovered process (a later capture
+ * skips it).  The other threads are made here, each waits at the barrier in
+ * the trampoline's code; the main thread lets them go, waits until all have
+ * left, and resumes last. */
 __attribute__((noreturn)) void state_resume(const struct image *img, int fd)
 {
     uint64_t fp_pages = (img->proc.xsave_size + FP_XSTATE_MAGIC2_SIZE + PAGE - 1) / PAGE;
-    uint64_t len = 2 * PAGE + fp_pages * PAGE;
-    _Static_assert(2 * PAGE + (MOSIX_CKPT_MAX_XSAVE + PAGE) <= MOSIX_CKPT_TRAMPOLINE_SPAN,
+    uint64_t slot = (1 + fp_pages) * PAGE, n = img->nthreads + 1;
+    uint64_t len = 2 * PAGE + n * slot;
+    _Static_assert(2 * PAGE + MOSIX_CKPT_MAX_THREADS * (2 * PAGE + MOSIX_CKPT_MAX_XSAVE) <=
+                       MOSIX_CKPT_TRAMPOLINE_SPAN,
                    "trampoline span");
     long rc = mosix_raw6(__NR_mmap, TRAMP_CODE, len, PROT_READ | PROT_WRITE,
                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
     if (rc < 0 || (uint64_t)rc != TRAMP_CODE)
         failed("cannot map the trampoline", rc < 0 ? rc : -EEXIST);
-    write_code((unsigned char *)TRAMP_CODE);
-    write_frame(img, (struct frame *)TRAMP_FRAME);
-    write_fpstate(img, (unsigned char *)TRAMP_FPSTATE);
+    static uint64_t frames[MOSIX_CKPT_MAX_THREADS]; /* each thread's ucontext */
+    for (uint32_t i = 0; i < n; i++) {
+        uint64_t at = TRAMP_SLOTS + i * slot;
+        struct mosix_ckpt_regs regs;
+        struct thread_state t = state_of(img, i, &regs);
+        write_frame(&t, (struct frame *)at, at + PAGE);
+        write_fpstate(img, t.xstate, (unsigned char *)(at + PAGE));
+        frames[i] = at + 8;
+    }
+    write_code((unsigned char *)TRAMP_CODE, frames[0]);
+    uint64_t waiter_len = (uint64_t)(mosix_thread_waiter_end - mosix_thread_waiter);
+    if (TRAMP_WAITER + waiter_len > TRAMP_CODE + PAGE)
+        failed("the threads' waiter does not fit the trampoline", -EFBIG);
+    __builtin_memcpy((void *)TRAMP_WAITER, mosix_thread_waiter, waiter_len);
     check(mosix_raw3(__NR_mprotect, TRAMP_CODE, PAGE, PROT_READ | PROT_EXEC),
           "cannot protect the trampoline");
-    check(mosix_raw3(__NR_mprotect, TRAMP_FRAME, len - PAGE, PROT_READ),
+    struct barrier *b = (struct barrier *)TRAMP_BARRIER;
+    threads_create(img, b, frames + 1, TRAMP_WAITER);
+    timers_restore(img);
+    threads_queue_main_signals(img);
+    check(mosix_raw3(__NR_mprotect, TRAMP_SLOTS, len - 2 * PAGE, PROT_READ),
           "cannot protect the trampoline");
     check(mosix_raw1(__NR_close, fd), "cannot close the image");
     if (migration.forward_sock >= 0)
         install_forward_filter(img, migration.forward_sock);
     if (msg_fd_get() != 2)
         check(mosix_raw1(__NR_close, msg_fd_get()), "cannot close the error descriptor");
+    threads_release(img, b);
     __asm__ volatile("jmp *%0" : : "r"(TRAMP_CODE) : "memory");
     __builtin_unreachable();
 }

@@ -10,6 +10,12 @@ the same bytes can go to a file or down a socket to another node:
     FILE HEADER        fixed, 64 bytes, checksummed
     RECORD*            each: a 32-byte record header, then ``length`` bytes
 
+A multi-threaded process's main thread (the one whose id is the pid) is
+PROCESS, REGS and XSTATE; every other thread is one THREAD record, and the
+signals pending when it was captured (per thread and process-wide) are
+SIGNAL records, both between SIGACTIONS and the first AREA, followed by a
+TIMER record per POSIX timer (timer_create).
+
 Every record header carries the record's kind, its sequence number (0, 1,
 2, ...), the payload's length and checksum, and a checksum of the header
 itself.  The last record is END, which repeats the count of records: a
@@ -29,7 +35,7 @@ import struct
 from dataclasses import dataclass
 
 MAGIC = b"MOSIXCKP"
-VERSION = 1
+VERSION = 2  # 2: THREAD, SIGNAL and TIMER records, PROCESS.threads and tcb_tid_offset
 ARCH_X86_64 = 62  # ELF e_machine
 PAGE_SIZE = 4096
 FAILED_PREFIX = b"mosrun: "  # an image that failed holds just a one-line message
@@ -41,19 +47,25 @@ MAX_PATH = 4096
 MAX_XSAVE = 16384
 MAX_AREAS = 65536
 MAX_FILES = 1024  # RLIMIT_NOFILE is fixed at 1024 under the discipline
+MAX_THREADS = 512  # threads of one process, the main one included
+MAX_SIGNALS = 4096  # pending signals (SIGNAL records)
+MAX_TIMERS = 1024  # POSIX timers (TIMER records)
+MAX_TCB_TID_OFFSET = 0x1000  # where glibc's cached tid may be, from the thread pointer
+SIGINFO_SIZE = 128
 USER_LOW = 0x1000  # lowest address an area may start at
 USER_HIGH = 0x7FFFFFFFF000  # areas end at or below (x86-64, 4-level paging)
 
 # The restorer (csrc/restore/mosix_restore.c, static, not PIE) is linked at RESTORER_BASE and
 # owns [RESTORER_BASE, +RESTORER_SPAN).  It leaves its trampoline (the code that
 # unmaps the restorer, and the signal frame it resumes the program from) at
-# [TRAMPOLINE, +TRAMPOLINE_SPAN) in the recovered process; a later capture skips
-# that range.  An image with an area anywhere in [TRAMPOLINE, RESTORER_BASE +
+# [TRAMPOLINE, +TRAMPOLINE_SPAN) in the recovered process (a code page, a page of
+# the threads' barrier, and per thread its frame and XSAVE copy); a later capture
+# skips that range.  An image with an area anywhere in [TRAMPOLINE, RESTORER_BASE +
 # RESTORER_SPAN) is refused.
 RESTORER_BASE = 0x200000000000
 RESTORER_SPAN = 0x1000000
-TRAMPOLINE = RESTORER_BASE - 0x10000
-TRAMPOLINE_SPAN = 0x10000
+TRAMPOLINE = RESTORER_BASE - 0x1000000
+TRAMPOLINE_SPAN = 0x1000000
 
 
 class Kind(enum.IntEnum):
@@ -70,10 +82,15 @@ class Kind(enum.IntEnum):
     AREA = 9  # one memory area (AreaRecord + name)
     PAGES = 10  # pages of the last AREA (PagesRecord + npages * PAGE_SIZE bytes)
     END = 11  # EndRecord
+    THREAD = 12  # a thread other than the main one (ThreadRecord + XSAVE area)
+    SIGNAL = 13  # a pending signal (SignalRecord)
+    TIMER = 14  # a POSIX timer (TimerRecord)
 
 
 # Records that may repeat; the others appear exactly once, in ORDER.
-REPEATED = frozenset({Kind.FILE, Kind.FILEDATA, Kind.AREA, Kind.PAGES})
+REPEATED = frozenset(
+    {Kind.FILE, Kind.FILEDATA, Kind.THREAD, Kind.SIGNAL, Kind.TIMER, Kind.AREA, Kind.PAGES}
+)
 ORDER = (
     Kind.PROCESS,
     Kind.OPTIONS,
@@ -83,6 +100,9 @@ ORDER = (
     Kind.REGS,
     Kind.XSTATE,
     Kind.SIGACTIONS,
+    Kind.THREAD,
+    Kind.SIGNAL,
+    Kind.TIMER,
     Kind.AREA,  # AREA, PAGES*, AREA, PAGES*, ...
     Kind.END,
 )
@@ -296,6 +316,14 @@ PROCESS = Struct(
             doc="mxh64 of the [vdso] area's bytes (0: not recorded): the restorer refuses "
             "another kernel's vdso, whose code the program's libc has pointers into",
         ),
+        F("threads", "uint32_t", doc="threads, the main one included (THREAD records + 1)"),
+        F(
+            "tcb_tid_offset",
+            "uint32_t",
+            doc="where glibc keeps each thread's id, from its fs_base (struct pthread's tid: "
+            "found as the offset at which every thread's control block holds its own id); "
+            "0: not found",
+        ),
     ),
 )
 
@@ -310,6 +338,66 @@ REGS = Struct(
     "interrupted is recorded to be issued again (rip on the syscall instruction, rax "
     "its number).",
     tuple(F(n, "uint64_t") for n in REG_NAMES),
+)
+
+THREAD = Struct(
+    "thread",
+    "Kind.THREAD: a thread other than the main one; ``PROCESS.xsave_size`` bytes of its XSAVE "
+    "area (standard layout) follow.",
+    (
+        F("tid", "uint32_t", doc="its thread id when captured"),
+        F("flags", "uint32_t", doc="0 (reserved)"),
+        F("regs", "uint64_t", len(REG_NAMES), doc="struct regs, as in Kind.REGS"),
+        F("sigmask", "uint64_t", doc="blocked signals"),
+        F("altstack_sp", "uint64_t", doc="sigaltstack"),
+        F("altstack_size", "uint64_t"),
+        F("altstack_flags", "int32_t"),
+        F("rseq_len", "uint32_t", doc="0: no rseq registered"),
+        F("rseq_addr", "uint64_t"),
+        F("rseq_flags", "uint32_t"),
+        F("rseq_sig", "uint32_t"),
+        F("robust_list", "uint64_t", doc="set_robust_list head (0: none)"),
+        F("robust_len", "uint64_t"),
+        F(
+            "tid_addr",
+            "uint64_t",
+            doc="fs_base + tcb_tid_offset: glibc's copy of its id, where the restorer's clone "
+            "writes the new one (0: unknown)",
+        ),
+        F(
+            "clear_tid",
+            "uint64_t",
+            doc="its clear-child-tid address (PR_GET_TID_ADDRESS; where the kernel writes 0 "
+            "when it ends: pthread_join waits on it); 0: none",
+        ),
+    ),
+)
+
+SIGNAL = Struct(
+    "signal",
+    "Kind.SIGNAL: a signal pending when captured, queued again on recovery.",
+    (
+        F("tid", "uint32_t", doc="the thread it is pending for (its captured id); 0: the process"),
+        F("pad", "uint32_t"),
+        F("info", "char", SIGINFO_SIZE, doc="its siginfo_t (si_signo first)"),
+    ),
+)
+
+TIMER = Struct(
+    "timer",
+    "Kind.TIMER: a POSIX timer (/proc/PID/timers, and timer_gettime when captured), made "
+    "again with its id and armed with its remaining time.",
+    (
+        F("id", "int32_t", doc="its timer_t"),
+        F("clockid", "int32_t"),
+        F("signo", "int32_t", doc="sigev_signo"),
+        F("notify", "int32_t", doc="sigev_notify: SIGEV_SIGNAL 0, SIGEV_NONE 1, SIGEV_THREAD_ID 4"),
+        F("tid", "uint32_t", doc="SIGEV_THREAD_ID: the thread (its captured id)"),
+        F("pad", "uint32_t"),
+        F("value", "uint64_t", doc="sigev_value"),
+        F("interval", "int64_t", 2, doc="it_interval: seconds, nanoseconds"),
+        F("remaining", "int64_t", 2, doc="it_value when captured (0, 0: disarmed)"),
+    ),
 )
 
 SIGACTION = Struct(
@@ -385,7 +473,11 @@ END = Struct(
     ),
 )
 
-STRUCTS = (FILE_HEADER, RECORD_HEADER, PROCESS, REGS, SIGACTION, FILE, FILEDATA, AREA, PAGES, END)
+STRUCTS = (
+    *(FILE_HEADER, RECORD_HEADER, PROCESS, REGS, THREAD, SIGNAL, TIMER, SIGACTION, FILE),
+    FILEDATA,
+    *(AREA, PAGES, END),
+)
 
 for _s in STRUCTS:
     _s.offsets()

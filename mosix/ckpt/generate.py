@@ -40,6 +40,11 @@ def header_text() -> str:
         f"#define MOSIX_CKPT_MAX_XSAVE {fmt.MAX_XSAVE}",
         f"#define MOSIX_CKPT_MAX_AREAS {fmt.MAX_AREAS}",
         f"#define MOSIX_CKPT_MAX_FILES {fmt.MAX_FILES}",
+        f"#define MOSIX_CKPT_MAX_THREADS {fmt.MAX_THREADS}",
+        f"#define MOSIX_CKPT_MAX_SIGNALS {fmt.MAX_SIGNALS}",
+        f"#define MOSIX_CKPT_MAX_TIMERS {fmt.MAX_TIMERS}",
+        f"#define MOSIX_CKPT_MAX_TCB_TID_OFFSET {fmt.MAX_TCB_TID_OFFSET:#x}",
+        f"#define MOSIX_CKPT_SIGINFO_SIZE {fmt.SIGINFO_SIZE}",
         f"#define MOSIX_CKPT_USER_LOW {fmt.USER_LOW:#x}ull",
         f"#define MOSIX_CKPT_USER_HIGH {fmt.USER_HIGH:#x}ull",
         f"#define MOSIX_CKPT_RESTORER_BASE {fmt.RESTORER_BASE:#x}ull",
@@ -87,6 +92,8 @@ def doc_text() -> str:
         "Limits a reader enforces (hostile images): one record's payload "
         f"≤ {fmt.MAX_RECORD_BYTES >> 20} MiB, paths ≤ {fmt.MAX_PATH} bytes, "
         f"XSAVE ≤ {fmt.MAX_XSAVE} bytes, ≤ {fmt.MAX_AREAS} areas, ≤ {fmt.MAX_FILES} files, "
+        f"≤ {fmt.MAX_THREADS} threads, ≤ {fmt.MAX_SIGNALS} pending signals, "
+        f"≤ {fmt.MAX_TIMERS} POSIX timers, "
         f"areas page-aligned, ascending, not overlapping, inside "
         f"[{fmt.USER_LOW:#x}, {fmt.USER_HIGH:#x}).",
         "",
@@ -105,11 +112,16 @@ def doc_text() -> str:
         fmt.Kind.REGS: "`regs` struct",
         fmt.Kind.XSTATE: "XSAVE area, standard layout, `xsave_size` bytes",
         fmt.Kind.SIGACTIONS: "64 x `sigaction` struct",
+        fmt.Kind.THREAD: "`thread` struct, then its XSAVE area (`xsave_size` bytes)",
+        fmt.Kind.SIGNAL: "`signal` struct",
+        fmt.Kind.TIMER: "`timer` struct",
         fmt.Kind.AREA: "`area` struct, then the name",
         fmt.Kind.PAGES: "`pages` struct, then `npages` x page",
         fmt.Kind.END: "`end` struct",
     }
-    for k in fmt.Kind:
+    in_order = [k for k in fmt.ORDER if k is not fmt.Kind.END]
+    in_order += [fmt.Kind.PAGES, fmt.Kind.END]
+    for k in in_order:
         rep = "yes" if k in fmt.REPEATED else "once"
         out.append(f"| {int(k)} | {k.name} | {rep} | {docs[k]} |")
     for enum_cls in (fmt.FileKind, fmt.AreaFlag, fmt.ShimKind):

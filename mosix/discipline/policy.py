@@ -200,6 +200,7 @@ PRCTL_ALLOWED = {
     38: "PR_SET_NO_NEW_PRIVS",
     39: "PR_GET_NO_NEW_PRIVS",
     35: "PR_SET_MM",  # the restorer sets the recovered process's own memory-layout fields
+    77: "PR_TIMER_CREATE_RESTORE_IDS",  # the restorer makes POSIX timers again with their ids
     # read-only
     5: "PR_GET_UNALIGN",
     7: "PR_GET_KEEPCAPS",

@@ -39,7 +39,7 @@ class CaptureDenied(CaptureFailed):
 
 
 class CaptureNotYet(CaptureFailed):
-    """The process cannot be checkpointed yet (NOT_YET: threads): nothing was created."""
+    """The process cannot be captured yet (NOT_YET: threads, for a migration): nothing created."""
 
 
 class CaptureUsage(CaptureFailed):
