@@ -1,7 +1,8 @@
 """The Slurm job we run in: what its environment says, and its directories.
 
-The job directory (``$MOSIX_SLURM_DIR``, default ``$SLURM_SUBMIT_DIR/mosix-slurm``,
-then ``job{ID}``) must be on a file system every allocated node sees, as the
+The job directory (``$MOSIX_SLURM_DIR``, default ``mosix-slurm`` in the job's
+working directory, where ``mosix-slurm run`` starts: sbatch's ``-D``, else the
+submit directory; then ``job{ID}``) must be on a file system every allocated node sees, as the
 submit directory usually is: it holds the job's cluster secret (0600), its
 checkpoints (kept across requeues: the job id stays), the programs that have
 finished, and the mark that a requeue is under way.
@@ -77,8 +78,7 @@ def current_job(env: Mapping[str, str] | None = None) -> SlurmJob:
     node_list = env.get("SLURM_JOB_NODELIST") or env.get("SLURM_NODELIST")
     if not node_list:
         raise JobError("SLURM_JOB_NODELIST is not set: run this inside a Slurm job", EXIT_USAGE)
-    submitted = env.get("SLURM_SUBMIT_DIR") or os.getcwd()
-    base = env.get(DIR_ENV) or os.path.join(submitted, "mosix-slurm")
+    base = env.get(DIR_ENV) or os.path.join(os.getcwd(), "mosix-slurm")
     if not os.path.isabs(base):
         raise JobError(f"{DIR_ENV}={base!r}: must be an absolute path", EXIT_USAGE)
     port = _number(env, PORT_ENV, PORT_BASE + job_id % PORT_SPAN)

@@ -95,6 +95,9 @@ def run(name: str, output: str | None, args: list[str]) -> NoReturn:
         sys.stderr.write(f"mosix-slurm: {name}: finished in an earlier run of the job\n")
         pass_status(earlier)
     argv, resumed = mosrun_argv(job, name, args)
+    if resumed is not None:
+        sys.stderr.write(f"mosix-slurm: {name}: resumes from {resumed}\n")
+        sys.stderr.flush()
     stdout: int | None = None
     if resumed is None and output is not None:
         try:

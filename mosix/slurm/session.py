@@ -31,7 +31,7 @@ from mosix.slurm.job import DIR_ENV, SlurmJob, current_job, prepare
 from mosix.slurm.nodes import job_nodes
 
 READY_TIMEOUT = 120.0  # every node's agent listens by then
-STOP_TIMEOUT = 30.0
+STOP_TIMEOUT = 10.0  # then srun is killed (a lost node's task never answers)
 
 
 def agent_step(job: SlurmJob) -> list[str]:
