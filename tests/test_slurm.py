@@ -132,9 +132,7 @@ def test_warning_checkpoints_requeues_and_resumes(
         assert (workdir / f"out.{i}").read_bytes() == expected(work_program, f"p{i}", lines), i
 
 
-def test_lost_node_resumes_at_home(
-    slurm3: SlurmCluster, work_program: Path, workdir: Path
-) -> None:
+def test_lost_node_resumes_at_home(slurm3: SlurmCluster, work_program: Path, workdir: Path) -> None:
     """Last in the module: node 3 stays dead."""
     lines = 600
     script = f"""#!/bin/bash

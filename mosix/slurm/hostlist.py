@@ -1,10 +1,12 @@
 """Slurm host lists (``SLURM_JOB_NODELIST``) expanded as ``scontrol show hostnames`` does.
 
-``node[1-3,7],gpu[01-02]x`` names node1, node2, node3, node7, gpu01x, gpu02x:
+``node[1-3,7],gpu[01-02]`` names node1, node2, node3, node7, gpu01, gpu02:
 items are separated by commas outside brackets; a bracket holds numbers and
 ranges, a range keeps the zero padding of its first number, and several
 brackets in one item multiply (``r[1-2]n[1-2]``: r1n1, r1n2, r2n1, r2n2).
 Order is kept, as scontrol keeps it.  A malformed list is a :class:`HostListError`.
+(Text after a lone bracket, ``gpu[1-2]x``, which scontrol refuses and Slurm never
+writes, is accepted.)
 """
 
 from __future__ import annotations

@@ -194,6 +194,21 @@ class SlurmCluster:
         self.run(["scancel", "--full", "--user=root"])
 
 
+_seconds_in_slurm_tests: list[float] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if "slurm3" in getattr(report, "fixturenames", ()) or "test_slurm.py" in report.nodeid:
+        _seconds_in_slurm_tests.append(report.duration)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """What the Slurm tests added to the run (CI prints it in each lane)."""
+    if _seconds_in_slurm_tests:
+        total = sum(_seconds_in_slurm_tests)
+        terminalreporter.write_line(f"Slurm tests (test_slurm.py): {total:.0f} s in all")
+
+
 def bring_up_slurm(nodes: int = 3) -> Iterator[SlurmCluster]:
     reason = skip_reason()
     if reason is not None:
