@@ -98,12 +98,29 @@ def test_six_programs_spread_over_the_allocation(
         return {"home", "node2", "node3"} <= seen
 
     wait_until(spread, 120, "the job's programs at home, on node2 and on node3", period=1.0)
+    assert len(job_agents(slurm3, job)) == 3  # one per node while the job runs
     state = slurm3.wait_state(job, {"COMPLETED", "FAILED", "CANCELLED"}, 240)
     log = (workdir / "job.out").read_text()
     assert state == "COMPLETED", log
     assert "all done" in log
     for i in range(1, PROGRAMS + 1):
         assert (workdir / f"out.{i}").read_bytes() == expected(work_program, f"p{i}", lines)
+    wait_until(lambda: not job_agents(slurm3, job), 30, "the job's agents gone with the job")
+
+
+def job_agents(slurm: SlurmCluster, job_id: int) -> list[int]:
+    """Pids of the job's agents still alive on any node."""
+    mark = f"job{job_id}/agents/node".encode()
+    found = []
+    for k in slurm.cluster.numbers:
+        for pid in slurm.cluster.processes(k):
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if mark in cmdline:
+                found.append(pid)
+    return found
 
 
 def test_warning_checkpoints_requeues_and_resumes(
