@@ -81,6 +81,7 @@ def test_bad_names_and_options(tmp_path: Path) -> None:
         (["run", "--signal", "NOPE", "true"], "not a signal to catch"),
         (["run", "--lost-after", "0", "true"], "want 1 second or more"),
         (["hostnames", "n[2-1]"], "runs backwards"),
+        (["run", "true"], "SLURMD_NODENAME=''"),  # salloc's shell, not on a node of the job
     ):
         done = tool(*args, env=env)
         assert done.returncode == 125, (args, done.stderr)

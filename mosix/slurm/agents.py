@@ -92,19 +92,25 @@ def mosixd_argv(config: Path) -> list[str]:
     return [*program, "--config", str(config), "--ready-fd", str(READY_FD)]
 
 
-def become_agent(job: SlurmJob) -> NoReturn:
-    """This node's task: exec its mosixd (foreground, logging to its run directory)."""
+def own_number(job: SlurmJob) -> int:
+    """This node's number in the job's cluster (by SLURMD_NODENAME, which Slurm sets)."""
     name = os.environ.get("SLURMD_NODENAME", "")
     names = node_names(job)
     if name not in names:
         raise JobError(f"SLURMD_NODENAME={name!r} is not a node of the job", EXIT_USAGE)
+    return names.index(name) + 1
+
+
+def become_agent(job: SlurmJob) -> NoReturn:
+    """This node's task: exec its mosixd (foreground, logging to its run directory)."""
+    number = own_number(job)
     directory = run_dir(job)
     try:
         directory.mkdir(mode=0o755 if os.geteuid() == 0 else 0o700, parents=True, exist_ok=True)
         log = os.open(directory / "mosixd.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     except OSError as e:
         raise JobError(f"{directory}: {e.strerror}", EXIT_USAGE) from None
-    argv = mosixd_argv(config_path(job, names.index(name) + 1))
+    argv = mosixd_argv(config_path(job, number))
     os.dup2(1, READY_FD)
     null = os.open(os.devnull, os.O_RDWR)
     os.dup2(null, 0)

@@ -74,8 +74,12 @@ def record_finished(job: SlurmJob, name: str, status: int) -> None:
         return
     path = job.finished / name
     temporary = path.with_name(f".{name}.{os.getpid()}")
-    temporary.write_text(f"{status}\n")
-    os.replace(temporary, path)
+    try:
+        temporary.write_text(f"{status}\n")
+        os.replace(temporary, path)
+    except OSError as e:  # it will run again after a requeue: say so, pass its status on
+        temporary.unlink(missing_ok=True)
+        sys.stderr.write(f"mosix-slurm: {name}: cannot record its end: {path}: {e.strerror}\n")
 
 
 def mosrun_argv(job: SlurmJob, name: str, args: list[str]) -> tuple[list[str], Path | None]:

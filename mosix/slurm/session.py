@@ -103,18 +103,9 @@ def stop_agents(step: subprocess.Popen[bytes]) -> None:
 def command_env(job: SlurmJob) -> dict[str, str]:
     env = dict(os.environ)
     env[RUN_DIR_ENV] = str(agents.run_dir(job))
-    number = job_number(job)
-    env["MOSIX_CONFIG"] = str(agents.config_path(job, number))
+    env["MOSIX_CONFIG"] = str(agents.config_path(job, agents.own_number(job)))
     env[DIR_ENV] = str(job.directory.parent)
     return env
-
-
-def job_number(job: SlurmJob) -> int:
-    from mosix.slurm.nodes import node_names
-
-    name = os.environ.get("SLURMD_NODENAME", "")
-    names = node_names(job)
-    return names.index(name) + 1 if name in names else 1
 
 
 def start_command(argv: Sequence[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -140,13 +131,13 @@ def pass_status(status: int) -> NoReturn:
 
 def run(argv: Sequence[str], lost_after: float, warning_signal: int) -> NoReturn:
     job = current_job()
+    env = command_env(job)  # this node must be one of the job's (not salloc's login shell)
     prepare(job)
     job.requeueing.unlink(missing_ok=True)  # this run is the requeued job, if it was one
     watched = {warning_signal, signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
     signal.pthread_sigmask(signal.SIG_BLOCK, watched)
     agents.write_configs(job, job_nodes(job), lost_after)
     step = start_agents(job)
-    env = command_env(job)
     os.environ.update({k: env[k] for k in (RUN_DIR_ENV, "MOSIX_CONFIG", DIR_ENV)})
     try:
         command = start_command(argv, env)

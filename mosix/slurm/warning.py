@@ -97,7 +97,11 @@ def requeue(job: SlurmJob) -> bool:
 
 
 def on_warning(job: SlurmJob) -> None:
-    job.requeueing.touch(mode=0o600)
+    try:
+        job.requeueing.touch(mode=0o600)
+    except OSError as e:
+        say(f"{job.requeueing}: {e.strerror}; not requeueing")
+        return
     saved = checkpoint_all()
     say(f"job {job.job_id}: {saved} processes checkpointed; requeueing")
     if not requeue(job):
