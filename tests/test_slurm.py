@@ -106,6 +106,10 @@ def test_six_programs_spread_over_the_allocation(
     for i in range(1, PROGRAMS + 1):
         assert (workdir / f"out.{i}").read_bytes() == expected(work_program, f"p{i}", lines)
     wait_until(lambda: not job_agents(slurm3, job), 30, "the job's agents gone with the job")
+    for k in slurm3.cluster.numbers:  # each logged to its node, and stopped in order
+        agent_log = slurm3.cluster.node_path(k, f"/run/mosix/slurm-job{job}/mosixd.log")
+        logged = agent_log.read_text()
+        assert f"node {k} (node{k}) listening" in logged and "stopped" in logged, logged
 
 
 def job_agents(slurm: SlurmCluster, job_id: int) -> list[int]:

@@ -105,15 +105,17 @@ def become_agent(job: SlurmJob) -> NoReturn:
     """This node's task: exec its mosixd (foreground, logging to its run directory)."""
     number = own_number(job)
     directory = run_dir(job)
+    argv = mosixd_argv(config_path(job, number))
+    os.dup2(1, READY_FD)  # first: the log's descriptor below may be any free number
     try:
         directory.mkdir(mode=0o755 if os.geteuid() == 0 else 0o700, parents=True, exist_ok=True)
         log = os.open(directory / "mosixd.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     except OSError as e:
         raise JobError(f"{directory}: {e.strerror}", EXIT_USAGE) from None
-    argv = mosixd_argv(config_path(job, number))
-    os.dup2(1, READY_FD)
     null = os.open(os.devnull, os.O_RDWR)
     os.dup2(null, 0)
     os.dup2(null, 1)
     os.dup2(log, 2)
+    for fd in {null, log} - {0, 1, 2, READY_FD}:
+        os.close(fd)
     os.execv(argv[0], argv)

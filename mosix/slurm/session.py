@@ -31,6 +31,7 @@ from mosix.slurm.job import DIR_ENV, SlurmJob, current_job, prepare
 from mosix.slurm.nodes import job_nodes
 
 READY_TIMEOUT = 120.0  # every node's agent listens by then
+AGENT_STEP_NAME = "mosix-agents"
 STOP_TIMEOUT = 10.0  # then srun is killed (a lost node's task never answers)
 
 
@@ -45,7 +46,7 @@ def agent_step(job: SlurmJob) -> list[str]:
         "--ntasks-per-node=1",
         "--kill-on-bad-exit=0",
         "--no-kill",  # a lost node ends its agent, not the others
-        "--job-name=mosix-agents",
+        f"--job-name={AGENT_STEP_NAME}",
         sys.executable,
         "-m",
         "mosix.slurm.cli",
@@ -76,7 +77,7 @@ def start_agents(job: SlurmJob) -> subprocess.Popen[bytes]:
         readable = select.select([step.stdout], [], [], max(left, 0))[0] if left > 0 else []
         chunk = os.read(step.stdout.fileno(), 4096) if readable else b""
         if not chunk:
-            stop_agents(step)
+            stop_agents(job, step)
             where = agents.run_dir(job) / "mosixd.log"
             raise Failure(
                 f"{ready} of {job.node_count} nodes' agents got ready (see {where} on the others)",
@@ -87,13 +88,47 @@ def start_agents(job: SlurmJob) -> subprocess.Popen[bytes]:
     return step
 
 
-def stop_agents(step: subprocess.Popen[bytes]) -> None:
-    """End the agents' step: srun passes SIGTERM to each agent (an orderly stop)."""
+def agent_step_id(job: SlurmJob) -> str | None:
+    """The agents' step as ``JOB.STEP`` (squeue), or None if Slurm does not list it."""
+    try:
+        listed = subprocess.run(
+            ["squeue", "--steps", "-h", "-j", str(job.job_id), "-o", "%i %j"],
+            capture_output=True,
+            text=True,
+            timeout=STOP_TIMEOUT,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    for line in listed.stdout.splitlines():
+        words = line.split()
+        if len(words) == 2 and words[1] == AGENT_STEP_NAME:
+            return words[0]
+    return None
+
+
+def stop_agents(job: SlurmJob, step: subprocess.Popen[bytes]) -> None:
+    """End the agents' step: SIGTERM to each agent (an orderly stop) through
+    ``scancel --signal``, so the step ends by itself; if it does not, srun is
+    told to cancel it, then killed."""
     if step.poll() is None:
-        step.send_signal(signal.SIGTERM)
-        try:
-            step.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
+        step_id = agent_step_id(job)
+        if step_id is not None:
+            subprocess.run(
+                ["scancel", "--signal=TERM", step_id],
+                capture_output=True,
+                timeout=STOP_TIMEOUT,
+                check=False,
+            )
+        for ending in (None, signal.SIGTERM):
+            if ending is not None:
+                step.send_signal(ending)
+            try:
+                step.wait(STOP_TIMEOUT)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        else:
             step.kill()
             step.wait()
     if step.stdout is not None:
@@ -142,7 +177,7 @@ def run(argv: Sequence[str], lost_after: float, warning_signal: int) -> NoReturn
     try:
         command = start_command(argv, env)
     except Failure:
-        stop_agents(step)
+        stop_agents(job, step)
         raise
     warned = False
     while command.poll() is None:
@@ -152,5 +187,5 @@ def run(argv: Sequence[str], lost_after: float, warning_signal: int) -> NoReturn
             warning.on_warning(job)
         elif sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             command.send_signal(sig)
-    stop_agents(step)
+    stop_agents(job, step)
     pass_status(command.returncode)
