@@ -15,6 +15,7 @@ cannot run 126, one not found 127.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import signal
@@ -114,12 +115,13 @@ def stop_agents(job: SlurmJob, step: subprocess.Popen[bytes]) -> None:
     if step.poll() is None:
         step_id = agent_step_id(job)
         if step_id is not None:
-            subprocess.run(
-                ["scancel", "--signal=TERM", step_id],
-                capture_output=True,
-                timeout=STOP_TIMEOUT,
-                check=False,
-            )
+            with contextlib.suppress(OSError, subprocess.TimeoutExpired):  # a lost node's
+                subprocess.run(  # slurmd never answers: then srun cancels the step
+                    ["scancel", "--signal=TERM", step_id],
+                    capture_output=True,
+                    timeout=STOP_TIMEOUT,
+                    check=False,
+                )
         for ending in (None, signal.SIGTERM):
             if ending is not None:
                 step.send_signal(ending)
