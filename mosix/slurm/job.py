@@ -108,12 +108,10 @@ def _own_directory(path: Path) -> None:
 
 
 def prepare(job: SlurmJob) -> None:
-    """The job directory and its parts, this user's only."""
-    for path in (job.directory.parent, job.directory, job.checkpoints, job.finished):
-        if path == job.directory.parent:
-            try:
-                path.mkdir(mode=0o700, parents=True, exist_ok=True)
-            except OSError as e:
-                raise JobError(f"{path}: {e.strerror}", EXIT_USAGE) from None
-            continue
+    """The job directory and its parts, this user's only (the base above may be shared)."""
+    try:
+        job.directory.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as e:
+        raise JobError(f"{job.directory.parent}: {e.strerror}", EXIT_USAGE) from None
+    for path in (job.directory, job.checkpoints, job.finished):
         _own_directory(path)
