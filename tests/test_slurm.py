@@ -139,6 +139,11 @@ def test_warning_checkpoints_requeues_and_resumes(
         "every program 15 lines into its work",
         period=0.5,
     )
+
+    def away() -> bool:
+        return bool({"node2", "node3"} & set(where_all(slurm3, job).values()))
+
+    wait_until(away, 120, "a program away, to be checkpointed there", period=1.0)
     # What Slurm sends the batch shell at --signal=B:USR1@SECONDS before the end.
     warned = slurm3.run(["scancel", "--signal=USR1", "--batch", str(job)])
     assert warned.returncode == 0, warned.stderr
