@@ -27,6 +27,7 @@ pytest_plugins = [
     "support.users",
     "support.clusters",
     "support.loopback_agents",
+    "support.slurm",
 ]
 
 STRICT_WARNINGS = "error::FutureWarning"
