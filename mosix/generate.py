@@ -91,6 +91,7 @@ def outputs() -> dict[str, str]:
 
 def typer_tools() -> dict[str, typer.Typer]:
     """The commands made with typer, for their man pages."""
+    from mosix.slurm import cli as slurm
     from mosix.testcluster import cli as testcluster
     from mosix.tools import migrate, mosctl, mosixd, moskillall, mosps, mosq
 
@@ -102,6 +103,7 @@ def typer_tools() -> dict[str, typer.Typer]:
         "mosctl": mosctl.cli,
         "mosixd": mosixd.cli,
         "mosix-testcluster": testcluster.cli,
+        "mosix-slurm": slurm.cli,
     }
 
 

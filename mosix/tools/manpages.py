@@ -62,7 +62,15 @@ SEE_ALSO = (
     "moskillall",
     "mosctl",
     "mosixd",
+    "mosix-slurm",
 )
+
+
+def lowered(summary: str) -> str:
+    """A one-line summary as the NAME line's tail: its first word lower-cased, unless
+    it is a name in capitals (MOSIX, CMD)."""
+    first = summary.split(" ", 1)[0]
+    return summary if first.isupper() else summary[0].lower() + summary[1:]
 
 
 def roff(text: str) -> str:
@@ -175,7 +183,7 @@ def tool_page(name: str, application: typer.Typer) -> str:
     command = typer.main.get_command(application)
     about = inspect.cleandoc(application.info.help or "")
     summary = about.split("\n")[0].rstrip(".").split(". ")[0].split(":")[0]
-    lines = header(name, summary[0].lower() + summary[1:])
+    lines = header(name, lowered(summary))
     subcommands: dict[str, Any] = getattr(command, "commands", {})
     lines += [".SH SYNOPSIS", ".nf"]
     if subcommands:
