@@ -37,6 +37,7 @@
  * Frames: forward_wire.h.  The deputy's own descriptors sit at the top of the
  * descriptor range, and the program's calls that would hit them are served as
  * if they were not there. */
+#include "deputy_resume.h"
 #include "forward.h"
 #include "forward_wire.h"
 #include "guard_cbor.h"
@@ -430,7 +431,8 @@ _Noreturn static void come_home(const int fd[2])
 }
 
 /* The end of the copy, from the agent: with a descriptor, the last checkpoint
- * of the process to recover from here (the line says so); else the end. */
+ * of the process to recover from here (the line says so), its files first
+ * back as they were then (deputy_resume.c); else the end. */
 _Noreturn static void ended(const struct agent_reply *reply, const int fd[2], const char *dflt)
 {
     const char *why = reply->error[0] ? reply->error : dflt;
@@ -439,6 +441,9 @@ _Noreturn static void ended(const struct agent_reply *reply, const int fd[2], co
     if (fd[1] >= 0 && close(fd[1]) < 0)
         lost("close: %s", strerror(errno));
     tell_user("%s", why);
+    char trouble[300];
+    if (deputy_rewind_files(fd[0], trouble, sizeof(trouble)) < 0)
+        lost("cannot resume from the checkpoint: %s", trouble);
     int own[2] = {fd[0], -1};
     come_home(own);
 }
