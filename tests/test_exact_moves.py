@@ -29,6 +29,7 @@ from support.clusters import bring_up, migrate, node_programs
 from support.waiting import wait_until
 
 from mosix.testcluster import LocalCluster
+from mosix.testcluster.agents import ClusterSettings
 
 TIMEOUT = 120.0
 SYS_WAIT4 = "61"
@@ -36,8 +37,9 @@ SYS_WAIT4 = "61"
 
 @pytest.fixture(scope="module")
 def cluster(namespaces: None) -> Iterator[LocalCluster]:
-    """Three nodes with the default configuration (the fast path on)."""
-    made = bring_up(3)
+    """Three nodes with the fast path on and no automatic balancing (it would bring the
+    I/O-bound copy home on its own, in the middle of the test's moves)."""
+    made = bring_up(3, cluster=ClusterSettings(balance_interval=0))
     try:
         yield made
     finally:

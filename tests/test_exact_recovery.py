@@ -48,7 +48,8 @@ def test_resumed_at_home_the_file_is_as_an_uninterrupted_run_leaves_it(
     mode: str,
     taken: str,
 ) -> None:
-    cluster = make_cluster(2, cluster=ClusterSettings(lost_after=LOST_AFTER))
+    settings = ClusterSettings(lost_after=LOST_AFTER, balance_interval=0)  # only the test moves it
+    cluster = make_cluster(2, cluster=settings)
     proc = cluster.popen(
         1,
         ["mosrun", "-C/tmp/ck", counter, mode, OUT, str(LINES)],

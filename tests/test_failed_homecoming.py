@@ -21,13 +21,14 @@ from support.waiting import wait_until
 from mosix.native import native_path
 from mosix.native_names import Program
 from mosix.testcluster import LocalCluster
+from mosix.testcluster.agents import ClusterSettings
 
 TIMEOUT = 120.0
 
 
 @pytest.fixture(scope="module")
 def cluster(namespaces: None) -> Iterator[LocalCluster]:
-    made = bring_up(2)
+    made = bring_up(2, cluster=ClusterSettings(balance_interval=0))  # only the test moves it
     try:
         yield made
     finally:
