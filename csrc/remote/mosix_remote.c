@@ -522,6 +522,14 @@ static void interrupted_at_home(void)
         resend_abandoned();
 }
 
+/* A notification received while leaving, for a kept reply, that was not its
+ * call: unanswered, it is made again where the process goes (the capture
+ * interrupts it); "stay" serves it. */
+static struct seccomp_notif deferred;
+static int deferred_valid;
+
+static void serve_notification(const struct seccomp_notif *np);
+
 static void notification(void)
 {
     struct seccomp_notif n;
@@ -531,23 +539,42 @@ static void notification(void)
             return;
         die("SECCOMP_IOCTL_NOTIF_RECV: %s", strerror(errno));
     }
-    long nr = n.data.nr;
-    uint64_t args[6];
-    for (int i = 0; i < 6; i++)
-        args[i] = n.data.args[i];
     if (kept.valid) {
-        if (nr == kept.nr && n.data.instruction_pointer == kept.ip &&
-            memcmp(args, kept.args, sizeof(args)) == 0) {
+        if (n.data.nr == kept.nr && n.data.instruction_pointer == kept.ip &&
+            memcmp(n.data.args, kept.args, sizeof(kept.args)) == 0) {
             answer_kept(n.id); /* the call again, after the signal: done at home already */
             maybe_quiet();
             return;
         }
         kept.valid = 0; /* the program went on (it saw EINTR) */
-        if (leaving) {  /* unanswered: made again where it goes (the capture interrupts it) */
+        if (leaving) {
+            deferred = n;
+            deferred_valid = 1;
             maybe_quiet();
             return;
         }
     }
+    serve_notification(&n);
+}
+
+/* Staying after all: the notification set aside while leaving, if its call
+ * still waits. */
+static void serve_deferred(void)
+{
+    if (!deferred_valid)
+        return;
+    deferred_valid = 0;
+    if (ioctl(listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &deferred.id) == 0)
+        serve_notification(&deferred);
+}
+
+static void serve_notification(const struct seccomp_notif *np)
+{
+    struct seccomp_notif n = *np;
+    long nr = n.data.nr;
+    uint64_t args[6];
+    for (int i = 0; i < 6; i++)
+        args[i] = n.data.args[i];
     if (guarded_call(&n))
         return;
     switch (fwd_placement(nr, args)) {
@@ -888,6 +915,8 @@ int main(int argc, char **argv)
         home_pid = copy;
     tell(MOSIX_REMOTE_LINE_READY " %d", (int)copy);
     for (;;) {
+        if (!leaving && !call.active)
+            serve_deferred(); /* set aside while leaving; it stays after all */
         /* leaving: no event says the copy has read its last reply; look again soon */
         int wait_ms = leaving && ((held && !quiet_told) || kept.valid) ? 1 : -1;
         struct pollfd p[4] = {
