@@ -112,7 +112,7 @@ static struct {
     struct timespec until; /* leaving: how long "quiet" waits for the call */
 } kept;
 static unsigned char kept_reply[FWD_FRAME_MAX_PAYLOAD];
-#define KEPT_WAIT_MS 200 /* leaving: a copy that does not make the call again within this saw EINTR */
+#define KEPT_WAIT_MS 2000 /* leaving: a copy that does not make the call again within this saw EINTR */
 
 enum {
     OWN_CALL,    /* the copy's call */

@@ -5,8 +5,10 @@
  * round (IN is read again from its start at its end), until its stdin ends;
  * then "copied N" on stdout.  Meanwhile ITIMER_REAL fires every millisecond;
  * its SIGALRM handler counts, installed with SA_RESTART ("restart") or without
- * ("interrupt": a read or write that fails with EINTR is made again, as a
- * careful program does; natively, calls on a regular file never fail so).
+ * ("interrupt": a call that fails with EINTR is made again, as a careful
+ * program does; natively, calls on a regular file never fail so, but away
+ * from home on the supervisor's path they may: the signal ends the copy's
+ * wait for home's answer, and only the call made again gets that answer).
  * Away from home (static: every call on the supervisor's path), a read done
  * twice or lost, or a write lost or done twice, shows in OUT. */
 #include <errno.h>
@@ -67,7 +69,10 @@ int main(int argc, char **argv)
         if (n < 0)
             return 4;
         if (n == 0) { /* the end of the input: again from its start */
-            if (lseek(in, 0, SEEK_SET) != 0)
+            off_t at;
+            while ((at = lseek(in, 0, SEEK_SET)) < 0 && errno == EINTR)
+                ;
+            if (at != 0)
                 return 5;
             continue;
         }
