@@ -107,14 +107,6 @@ static void resolve(void)
 
 /* ------------------------------------------------------------ the handler */
 
-/* Kernel layout of struct sigaction for a raw rt_sigaction. */
-struct ksigaction {
-    void *handler;
-    unsigned long flags;
-    void *restorer;
-    unsigned long mask;
-};
-
 static void say(enum mosix_message kind, long nr)
 {
     char comm[32] = "?";
@@ -171,8 +163,9 @@ static void forward(int sig, siginfo_t *info, void *ctx)
 /* A call for home, trapped by the fast forward filter: to the deputy, over the
  * direct channel.  A SIGSTOP sent from libc becomes SIGTSTP first, as the
  * shim's own filter (whose trap this one's replaces) would have made it. */
-static void forward_home(greg_t *g, long nr)
+static void forward_home(ucontext_t *uc, long nr)
 {
+    greg_t *g = uc->uc_mcontext.gregs;
     uint64_t a[6] = {(uint64_t)g[REG_RDI], (uint64_t)g[REG_RSI], (uint64_t)g[REG_RDX],
                      (uint64_t)g[REG_R10], (uint64_t)g[REG_R8],  (uint64_t)g[REG_R9]};
     uint64_t ip = (uint64_t)g[REG_RIP];
@@ -185,8 +178,11 @@ static void forward_home(greg_t *g, long nr)
             a[MOSIX_OUTCOME_ARG(c)] = SIGTSTP;
     }
     long ret;
-    if (shim_forward_call(nr, a, &ret) == SHIM_FORWARD_NO_CHANNEL) {
-        /* the channel is gone (the copy is leaving) or this is home: again */
+    uint64_t program_mask;
+    __builtin_memcpy(&program_mask, &uc->uc_sigmask, sizeof(program_mask));
+    if (shim_forward_call(nr, a, program_mask, &ret) == SHIM_FORWARD_AGAIN) {
+        /* the channel is gone (the copy is leaving), this is home, or a signal
+         * interrupted the call at home and the kernel would restart it: again */
         g[REG_RIP] -= 2; /* back to the syscall instruction (2 bytes) */
         g[REG_RAX] = (greg_t)nr;
         return;
@@ -198,7 +194,7 @@ static void on_sigsys(int sig, siginfo_t *info, void *vctx)
 {
     int saved_errno = errno;
     if (info->si_code == SYS_SECCOMP && info->si_errno == FWD_TRAP_MAGIC) {
-        forward_home(((ucontext_t *)vctx)->uc_mcontext.gregs, info->si_syscall);
+        forward_home((ucontext_t *)vctx, info->si_syscall);
         errno = saved_errno;
         return;
     }

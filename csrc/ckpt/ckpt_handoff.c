@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,6 +73,21 @@ static int set_cloexec(struct ck_tracee *t, const int *fds, int n, int on)
             ck_set_why_errno("fcntl(%d, F_SETFD) in process %d", fds[i], t->pid);
             return -1;
         }
+    }
+    return 0;
+}
+
+/* rt_sigprocmask(how, set, old) in the tracee (set, old: its addresses). */
+static int set_mask(struct ck_tracee *t, int how, uint64_t set, uint64_t old)
+{
+    uint64_t args[6] = {(uint64_t)how, set, old, sizeof(uint64_t), 0, 0};
+    int64_t ret;
+    if (ck_inject(t, SYS_rt_sigprocmask, args, &ret) < 0)
+        return -1;
+    if (ret < 0) {
+        errno = (int)-ret;
+        ck_set_why_errno("rt_sigprocmask in process %d", t->pid);
+        return -1;
     }
     return 0;
 }
@@ -163,13 +179,26 @@ int ck_handoff_deputy(struct ck_tracee *t, int procfd, int memfd, char *const da
     }
     if (set_cloexec(t, fds, nfds, 0) < 0)
         return -1;
+    /* Every signal blocked across the execve (the mask survives it): a signal
+     * the program's handler would have taken (its interval timer's, or one
+     * held back while it was traced) would find the deputy's default action,
+     * death, before the deputy catches signals and unblocks them. */
+    uint64_t masks[2] = {~0ull, 0}, masks_at = l.base - sizeof(masks);
+    if (ck_mem_write(memfd, masks_at, masks, sizeof(masks)) < 0) {
+        ck_set_why_errno("writing a signal mask into process %d", t->pid);
+        return -1;
+    }
+    if (set_mask(t, SIG_BLOCK, masks_at, masks_at + sizeof(uint64_t)) < 0)
+        return -1;
     int64_t ret = 0;
     if (ck_inject_exec(t, l.base, l.argv_at, l.envp_at, &ret) < 0)
         return -1;
     if (ret < 0) {
         errno = (int)-ret;
         ck_set_why_errno("execve %s in process %d", dargv[0], t->pid);
-        (void)set_cloexec(t, fds, nfds, 1); /* back as it was: the process resumes */
+        /* back as it was: the process resumes */
+        (void)set_mask(t, SIG_SETMASK, masks_at + sizeof(uint64_t), 0);
+        (void)set_cloexec(t, fds, nfds, 1);
         return -1;
     }
     return 0;

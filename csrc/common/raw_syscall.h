@@ -24,4 +24,12 @@ static inline long mosix_raw6(long nr, long a1, long a2, long a3, long a4, long 
 #define mosix_raw4(nr, a, b, c, d) \
     mosix_raw6((nr), (long)(a), (long)(b), (long)(c), (long)(d), 0, 0)
 
+/* Kernel layout of struct sigaction for a raw rt_sigaction. */
+struct ksigaction {
+    void *handler;
+    unsigned long flags;
+    void *restorer;
+    unsigned long mask;
+};
+
 #endif

@@ -41,6 +41,8 @@
  * Frames: forward_wire.h.  The deputy's own descriptors sit at the top of the
  * descriptor range, and the program's calls that would hit them are served as
  * if they were not there. */
+#include "deputy_home.h"
+#include "deputy_resume.h"
 #include "forward.h"
 #include "forward_wire.h"
 #include "guard_cbor.h"
@@ -466,8 +468,34 @@ _Noreturn static void come_home(const int fd[2])
     lost("cannot execute %s: %s", restorer, strerror(errno));
 }
 
+/* Coming home (fd[0]: the image's connection, fd[1]: the agent's pipe): the
+ * image taken whole and checked (deputy_home.c), then the restorer in place.
+ * Returns when it cannot be used: the reason goes on the process's standard
+ * error and to the agent, which lets the copy go on where it runs. */
+static void come_home_checked(const int fd[2])
+{
+    char why[400];
+    int image = deputy_take_image(fd[0], why, sizeof(why));
+    if (image >= 0 && deputy_check_image(restorer, image, why, sizeof(why)) == 0) {
+        if (close(fd[0]) < 0)
+            lost("close: %s", strerror(errno));
+        int checked[2] = {image, fd[1]};
+        come_home(checked);
+    }
+    if (image >= 0 && close(image) < 0)
+        lost("close: %s", strerror(errno));
+    tell_user("cannot come home: %s; it goes on where it runs", why);
+    ssize_t w;
+    do /* short: a pipe takes it whole; an agent gone learns nothing */
+        w = write(fd[1], why, strlen(why));
+    while (w < 0 && errno == EINTR);
+    if (close(fd[1]) < 0 || close(fd[0]) < 0)
+        lost("close: %s", strerror(errno));
+}
+
 /* The end of the copy, from the agent: with a descriptor, the last checkpoint
- * of the process to recover from here (the line says so); else the end. */
+ * of the process to recover from here (the line says so), its files first
+ * back as they were then (deputy_resume.c); else the end. */
 _Noreturn static void ended(const struct agent_reply *reply, const int fd[2], const char *dflt)
 {
     const char *why = reply->error[0] ? reply->error : dflt;
@@ -476,6 +504,9 @@ _Noreturn static void ended(const struct agent_reply *reply, const int fd[2], co
     if (fd[1] >= 0 && close(fd[1]) < 0)
         lost("close: %s", strerror(errno));
     tell_user("%s", why);
+    char trouble[300];
+    if (deputy_rewind_files(fd[0], trouble, sizeof(trouble)) < 0)
+        lost("cannot resume from the checkpoint: %s", trouble);
     int own[2] = {fd[0], -1};
     come_home(own);
 }
@@ -567,8 +598,10 @@ static void await_order(void)
             pass_signals();
             return;
         }
-        if (strcmp(reply.op, MOSIX_DEPUTY_OP_HOME) == 0 && fd[0] >= 0 && fd[1] >= 0)
-            come_home(fd);
+        if (strcmp(reply.op, MOSIX_DEPUTY_OP_HOME) == 0 && fd[0] >= 0 && fd[1] >= 0) {
+            come_home_checked(fd);
+            lost("its remote copy is out of reach: it cannot go on");
+        }
         if (strcmp(reply.op, MOSIX_DEPUTY_OP_END) == 0)
             ended(&reply, fd, "its remote copy was lost");
         lost("an unexpected order from the node agent: %s", reply.op);
@@ -787,13 +820,15 @@ static void serve(void)
             int fd[2];
             if (agent_receive(&reply, fd) < 0)
                 lost("the node agent is gone");
+            if (strcmp(reply.op, MOSIX_DEPUTY_OP_HOME) == 0 && fd[0] >= 0 && fd[1] >= 0) {
+                come_home_checked(fd); /* returns when it stays where it is */
+                continue;
+            }
             close_channels();
             if (strcmp(reply.op, MOSIX_DEPUTY_OP_CHANNEL) == 0 && fd[0] >= 0) {
                 take_channels(fd);
                 continue;
             }
-            if (strcmp(reply.op, MOSIX_DEPUTY_OP_HOME) == 0 && fd[0] >= 0 && fd[1] >= 0)
-                come_home(fd);
             if (strcmp(reply.op, MOSIX_DEPUTY_OP_END) == 0)
                 ended(&reply, fd, "ended by the node agent");
             lost("%s", reply.error[0] ? reply.error : "ended by the node agent");

@@ -136,6 +136,18 @@ struct fwd_msg {
  * table does not know: FWD_UNFORWARDABLE. */
 enum fwd_placement fwd_placement(long nr, const uint64_t args[6]);
 
+/* Whether the kernel makes call nr again after a handler with SA_RESTART (1),
+ * or ends it with EINTR whenever a handler runs (0: poll, select, epoll_wait,
+ * ...; signal(7)).  A copy away answers a call interrupted at home by it. */
+int fwd_restarts_after_handler(long nr);
+
+/* The kernel's restart codes (include/linux/errno.h, not in userspace headers):
+ * a call that returns one with a signal pending is made again, or fails with
+ * EINTR, as the signal's handler says (ERESTARTSYS: SA_RESTART restarts it;
+ * ERESTARTNOHAND: a handler always ends it with EINTR). */
+#define FWD_ERESTARTSYS 512
+#define FWD_ERESTARTNOHAND 514
+
 /* Remote side: build the request for call (nr, args) of process pid, reading
  * its memory (process_vm_readv: the caller must be allowed to ptrace pid).
  * Returns the payload length (> 0), or a negative errno to answer locally:

@@ -78,6 +78,11 @@ enum fwd_placement fwd_placement(long nr, const uint64_t args[6])
     return e ? (enum fwd_placement)e->placement : FWD_UNFORWARDABLE;
 }
 
+int fwd_restarts_after_handler(long nr)
+{
+    return fwd_table_restarts_after_handler(nr);
+}
+
 int fwd_forwarded(const struct fwd_entry *e)
 {
     return e && (e->placement == FWD_PLACE_HOME || e->placement == FWD_PLACE_TIME);

@@ -582,6 +582,35 @@ static const struct fwd_syscall fwd_syscalls[FWD_TABLE_SIZE] = {
     [469] = {1, 113, 0, {FWD_PLACE_HOME, 5, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_ARG, 3, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* file_setattr */
 };
 
+/* Whether the kernel restarts call nr after a handler with SA_RESTART (0: it
+ * ends with EINTR whenever a handler runs; signal(7)). */
+static inline int fwd_table_restarts_after_handler(long nr)
+{
+    switch (nr) {
+    case 7: /* poll */
+    case 23: /* select */
+    case 34: /* pause */
+    case 35: /* nanosleep */
+    case 65: /* semop */
+    case 69: /* msgsnd */
+    case 70: /* msgrcv */
+    case 128: /* rt_sigtimedwait */
+    case 130: /* rt_sigsuspend */
+    case 208: /* io_getevents */
+    case 220: /* semtimedop */
+    case 230: /* clock_nanosleep */
+    case 232: /* epoll_wait */
+    case 270: /* pselect6 */
+    case 271: /* ppoll */
+    case 281: /* epoll_pwait */
+    case 333: /* io_pgetevents */
+    case 441: /* epoll_pwait2 */
+        return 0;
+    default:
+        return 1;
+    }
+}
+
 /* The forward filter: x86-64 only (else kill), the restorer's own calls (instruction
  * pointer's high half 0x00002000) allowed, x32 killed, calls that do not run locally
  * (and numbers beyond the table) to the user-notification listener, and so are the

@@ -65,6 +65,7 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef SECCOMP_IOCTL_NOTIF_SET_FLAGS
@@ -91,9 +92,27 @@ static struct {
     uint64_t id, notif_id;
     long nr;
     uint64_t args[6];
+    uint64_t ip; /* the copy's instruction pointer (the kept reply's key) */
     enum rd_action guarded; /* RD_WARN/RD_KILL: the call is the discipline's message */
 } call;
 static uint64_t next_id = 1;
+
+/* The reply to a call executed at home whose wait the copy left before it came
+ * (its own signal, e.g. a timer's, interrupted the notification): the kernel
+ * makes the call again after the handler (SA_RESTART), or the program does
+ * after EINTR, with the same number, arguments and instruction pointer.  That
+ * call gets this reply instead of being executed at home a second time (a
+ * write repeated, a read's data lost); any other call drops it. */
+static struct {
+    int valid;
+    long nr;
+    uint64_t args[6];
+    uint64_t ip;
+    size_t len;
+    struct timespec until; /* leaving: how long "quiet" waits for the call */
+} kept;
+static unsigned char kept_reply[FWD_FRAME_MAX_PAYLOAD];
+#define KEPT_WAIT_MS 2000 /* leaving: a copy that does not make the call again within this saw EINTR */
 
 enum {
     OWN_CALL,    /* the copy's call */
@@ -187,7 +206,8 @@ static void reap(void)
 
 /* ------------------------------------------------------------ notifications */
 
-static void answer(uint64_t id, long result, int cont)
+/* Answer notification id; 0 if its call is gone (interrupted: it comes again). */
+static int answer_sent(uint64_t id, long result, int cont)
 {
     struct seccomp_notif_resp resp;
     memset(&resp, 0, sizeof(resp));
@@ -198,9 +218,21 @@ static void answer(uint64_t id, long result, int cont)
         resp.error = (int32_t)result;
     else
         resp.val = result;
-    if (ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, &resp) < 0 && errno != ENOENT)
+    if (ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, &resp) == 0)
+        return 1;
+    if (errno != ENOENT)
         die("SECCOMP_IOCTL_NOTIF_SEND: %s", strerror(errno));
-    /* ENOENT: the call was interrupted (a signal, or a capture): it comes again */
+    return 0; /* ENOENT: the call was interrupted (a signal, or a capture): it comes again */
+}
+
+static void answer(uint64_t id, long result, int cont)
+{
+    (void)answer_sent(id, result, cont);
+}
+
+static int answered(uint64_t id, long result)
+{
+    return answer_sent(id, result, 0);
 }
 
 /* The call needs the process at home: ask once; the call stays unanswered (the
@@ -290,9 +322,20 @@ static int direct_drained(void)
     return direct_received() - direct_before == held_bytes && unread == 0;
 }
 
+static int kept_expired(void)
+{
+    struct timespec now;
+    if (clock_gettime(CLOCK_MONOTONIC, &now) < 0)
+        die("clock_gettime: %s", strerror(errno));
+    return now.tv_sec > kept.until.tv_sec ||
+           (now.tv_sec == kept.until.tv_sec && now.tv_nsec >= kept.until.tv_nsec);
+}
+
 static void maybe_quiet(void)
 {
-    if (leaving && !call.active && !quiet_told && direct_drained()) {
+    if (leaving && kept.valid && kept_expired())
+        kept.valid = 0; /* no call came for it: the program saw EINTR and went on */
+    if (leaving && !call.active && !kept.valid && !quiet_told && direct_drained()) {
         tell(MOSIX_REMOTE_LINE_QUIET);
         quiet_told = 1;
     }
@@ -397,6 +440,96 @@ static void split_replied(size_t len)
     split_step(call.notif_id);
 }
 
+static int has_outputs(const unsigned char *reply, size_t len);
+static void resend_abandoned(void);
+
+/* Answer notification id with the kept reply; it stays kept if the copy left
+ * that wait too (another signal): the call comes once more. */
+static void answer_kept(uint64_t id)
+{
+    if (has_outputs(kept_reply, kept.len) &&
+        ioctl(listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &id) < 0)
+        return;
+    long result = fwd_apply(copy, kept.nr, kept.args, kept_reply, kept.len);
+    if (answered(id, result))
+        kept.valid = 0;
+}
+
+/* Keep the reply in buf[0..len) to the call in flight: its wait is gone. */
+static void keep_reply(size_t len)
+{
+    kept.valid = 1;
+    kept.nr = call.nr;
+    memcpy(kept.args, call.args, sizeof(kept.args));
+    kept.ip = call.ip;
+    kept.len = len;
+    memcpy(kept_reply, buf, len);
+    if (clock_gettime(CLOCK_MONOTONIC, &kept.until) < 0)
+        die("clock_gettime: %s", strerror(errno));
+    kept.until.tv_nsec += KEPT_WAIT_MS * 1000000L;
+    kept.until.tv_sec += kept.until.tv_nsec / 1000000000L;
+    kept.until.tv_nsec %= 1000000000L;
+}
+
+/* Whether the copy has a signal pending that it does not block: it takes it
+ * as its call returns (a handler, a stop, its end, or nothing if ignored). */
+static int copy_takes_signal(void)
+{
+    char path[64], text[8192];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)copy);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 1; /* gone: its call is gone too */
+    ssize_t n;
+    do
+        n = read(fd, text, sizeof(text) - 1);
+    while (n < 0 && errno == EINTR);
+    if (close(fd) < 0)
+        die("close: %s", strerror(errno));
+    if (n <= 0)
+        return 1;
+    text[n] = '\0';
+    uint64_t mask[3] = {0, 0, 0};
+    const char *names[3] = {"\nSigPnd:", "\nShdPnd:", "\nSigBlk:"};
+    for (int i = 0; i < 3; i++) {
+        const char *at = strstr(text, names[i]);
+        if (!at)
+            die("%s: no %s", path, names[i] + 1);
+        mask[i] = strtoull(at + strlen(names[i]), NULL, 16);
+    }
+    return ((mask[0] | mask[1]) & ~mask[2]) != 0;
+}
+
+/* The deputy's call ended with EINTR: a signal for the home pid interrupted
+ * it, and the supervisor has sent it to the copy (kill() queued it before this
+ * reply was read).  If the copy takes it, the kernel decides as it would have
+ * for the program: the call "returns" ERESTARTSYS (ERESTARTNOHAND for the
+ * calls no handler restarts), so a handler with SA_RESTART, a stop or no
+ * handler makes it again and a handler without SA_RESTART ends it with EINTR.
+ * A signal the copy ignores or blocks would never have interrupted it: the
+ * call goes home again (or, leaving, is made again where the process goes). */
+static void interrupted_at_home(void)
+{
+    if (copy_takes_signal()) {
+        answer(call.notif_id,
+               fwd_restarts_after_handler(call.nr) ? -FWD_ERESTARTSYS : -FWD_ERESTARTNOHAND, 0);
+        return;
+    }
+    if (ioctl(listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &call.notif_id) < 0)
+        return; /* the copy left the wait meanwhile: it makes the call again */
+    call.abandoned = 1;
+    if (!leaving)
+        resend_abandoned();
+}
+
+/* A notification received while leaving, for a kept reply, that was not its
+ * call: unanswered, it is made again where the process goes (the capture
+ * interrupts it); "stay" serves it. */
+static struct seccomp_notif deferred;
+static int deferred_valid;
+
+static void serve_notification(const struct seccomp_notif *np);
+
 static void notification(void)
 {
     struct seccomp_notif n;
@@ -406,6 +539,38 @@ static void notification(void)
             return;
         die("SECCOMP_IOCTL_NOTIF_RECV: %s", strerror(errno));
     }
+    if (kept.valid) {
+        if (n.data.nr == kept.nr && n.data.instruction_pointer == kept.ip &&
+            memcmp(n.data.args, kept.args, sizeof(kept.args)) == 0) {
+            answer_kept(n.id); /* the call again, after the signal: done at home already */
+            maybe_quiet();
+            return;
+        }
+        kept.valid = 0; /* the program went on (it saw EINTR) */
+        if (leaving) {
+            deferred = n;
+            deferred_valid = 1;
+            maybe_quiet();
+            return;
+        }
+    }
+    serve_notification(&n);
+}
+
+/* Staying after all: the notification set aside while leaving, if its call
+ * still waits. */
+static void serve_deferred(void)
+{
+    if (!deferred_valid)
+        return;
+    deferred_valid = 0;
+    if (ioctl(listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &deferred.id) == 0)
+        serve_notification(&deferred);
+}
+
+static void serve_notification(const struct seccomp_notif *np)
+{
+    struct seccomp_notif n = *np;
     long nr = n.data.nr;
     uint64_t args[6];
     for (int i = 0; i < 6; i++)
@@ -444,6 +609,7 @@ static void notification(void)
         return;
     }
     send_request(n.id, nr, args, (size_t)len, OWN_CALL);
+    call.ip = n.data.instruction_pointer;
 }
 
 /* The copy's call that the deputy gave back while it was leaving (FWD_RET_AGAIN)
@@ -525,14 +691,19 @@ static void from_home(void)
             maybe_quiet();
             return;
         }
-        /* outputs go into the copy's memory only while its call still waits;
-         * without outputs, NOTIF_SEND itself finds out (ENOENT) */
-        if (has_outputs(buf, f.len) &&
-            ioctl(listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &call.notif_id) < 0) {
+        if (fwd_reply_ret(buf, f.len) == -EINTR) {
+            interrupted_at_home();
             maybe_quiet();
             return;
         }
-        answer(call.notif_id, fwd_apply(copy, call.nr, call.args, buf, f.len), 0);
+        /* outputs go into the copy's memory only while its call still waits;
+         * without outputs, NOTIF_SEND itself finds out (ENOENT); a call whose
+         * wait is gone gets this reply when it comes again */
+        if (has_outputs(buf, f.len) &&
+            ioctl(listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &call.notif_id) < 0)
+            keep_reply(f.len);
+        else if (!answered(call.notif_id, fwd_apply(copy, call.nr, call.args, buf, f.len)))
+            keep_reply(f.len);
         maybe_quiet();
         return;
     case FWD_FRAME_HELD:
@@ -748,13 +919,16 @@ int main(int argc, char **argv)
         home_pid = copy;
     tell(MOSIX_REMOTE_LINE_READY " %d", (int)copy);
     for (;;) {
+        if (!leaving && !call.active)
+            serve_deferred(); /* set aside while leaving; it stays after all */
         /* leaving: no event says the copy has read its last reply; look again soon */
-        int wait_ms = leaving && held && !quiet_told ? 1 : -1;
+        int wait_ms = leaving && ((held && !quiet_told) || kept.valid) ? 1 : -1;
         struct pollfd p[4] = {
             {sigfd, POLLIN, 0},
             {chan, POLLIN, 0},
             {agent_in, POLLIN, 0},
-            {(call.active || leaving || listener_hung_up) ? -1 : listener, POLLIN, 0},
+            {(call.active || (leaving && !kept.valid) || listener_hung_up) ? -1 : listener,
+             POLLIN, 0},
         };
         int ready = poll(p, 4, wait_ms);
         if (ready == 0)

@@ -25,6 +25,7 @@
 #include "shim_forward.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 
@@ -97,7 +98,39 @@ static long round_trip(size_t request_len)
     return receive_reply(head.id);
 }
 
-enum shim_forward_outcome shim_forward_call(long nr, const uint64_t args[6], long *ret)
+/* The deputy's call ended with EINTR: a signal for the home pid interrupted
+ * it, and the supervisor delivered it here before the reply (it is pending:
+ * this handler blocks every signal).  Whether the kernel would have made the
+ * call again for the program: a signal it ignores or blocks would not have
+ * interrupted it; a stop (or its end) restarts it; the first signal it takes
+ * with a handler decides: SA_RESTART restarts it, unless no handler restarts
+ * such a call (poll, select...: fwd_restarts_after_handler); else EINTR. */
+static int restarts(long nr, uint64_t program_mask)
+{
+    uint64_t pending = 0; /* pending and blocked here: every pending signal */
+    if (mosix_raw2(SYS_rt_sigpending, &pending, sizeof(pending)) < 0)
+        return 0;
+    uint64_t takes = pending & ~program_mask;
+    for (int sig = 1; sig <= 64; sig++) {
+        if (!(takes & (1ull << (sig - 1))) || sig == SIGSYS)
+            continue;
+        struct ksigaction now;
+        if (mosix_raw4(SYS_rt_sigaction, sig, 0, &now, sizeof(now.mask)) < 0)
+            continue;
+        if (now.handler == SIG_IGN)
+            continue;
+        if (now.handler == SIG_DFL) {
+            if (sig == SIGCHLD || sig == SIGURG || sig == SIGWINCH || sig == SIGCONT)
+                continue; /* ignored by default: never interrupts */
+            return 1;     /* a stop (restarted when continued) or the end */
+        }
+        return (now.flags & SA_RESTART) && fwd_restarts_after_handler(nr);
+    }
+    return 1;
+}
+
+enum shim_forward_outcome shim_forward_call(long nr, const uint64_t args[6],
+                                            uint64_t program_mask, long *ret)
 {
     unsigned char *payload = frame + sizeof(struct fwd_frame);
     long len = fwd_request(0, nr, args, payload, FWD_FRAME_MAX_PAYLOAD);
@@ -118,10 +151,13 @@ enum shim_forward_outcome shim_forward_call(long nr, const uint64_t args[6], lon
          * issue the call again meanwhile; at home it then runs natively. */
         if (got != -EBADF && got != -ENOTSOCK)
             (void)mosix_raw0(SYS_sched_yield);
-        return SHIM_FORWARD_NO_CHANNEL;
+        return SHIM_FORWARD_AGAIN;
     }
-    if (fwd_reply_ret(payload, (size_t)got) == FWD_RET_AGAIN) /* blocked at home, leaving */
-        return SHIM_FORWARD_NO_CHANNEL;                       /* made again where it goes */
+    int64_t result = fwd_reply_ret(payload, (size_t)got);
+    if (result == FWD_RET_AGAIN) /* blocked at home, leaving: made again where it goes */
+        return SHIM_FORWARD_AGAIN;
+    if (result == -EINTR && restarts(nr, program_mask))
+        return SHIM_FORWARD_AGAIN;
     *ret = fwd_apply(0, nr, args, payload, (size_t)got);
     mosix_shim_fast_calls++;
     return SHIM_FORWARD_DONE;

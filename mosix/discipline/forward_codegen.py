@@ -8,6 +8,7 @@ from __future__ import annotations
 from mosix.codegen import c_banner
 from mosix.discipline import bpf, forward_filter
 from mosix.discipline.forwarding import (
+    EINTR_AFTER_ANY_HANDLER,
     FCNTLS,
     FORWARDING,
     FWD_MAX_DATA,
@@ -140,6 +141,15 @@ def header_text() -> str:
             f"    [{s.nr}] = {{1, {first[s.nr]}, {len(f.cases)}, {_entry(f.spec)}}}, /* {s.name} */"
         )
     out += ["};", ""]
+    out += [
+        "/* Whether the kernel restarts call nr after a handler with SA_RESTART (0: it",
+        " * ends with EINTR whenever a handler runs; signal(7)). */",
+        "static inline int fwd_table_restarts_after_handler(long nr)",
+        "{",
+        "    switch (nr) {",
+    ]
+    out += [f"    case {s.nr}: /* {s.name} */" for s in rows if s.name in EINTR_AFTER_ANY_HANDLER]
+    out += ["        return 0;", "    default:", "        return 1;", "    }", "}", ""]
     prog = forward_filter.program()
     out += [
         "/* The forward filter: x86-64 only (else kill), the restorer's own calls (instruction",

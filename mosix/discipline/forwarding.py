@@ -809,6 +809,18 @@ _UNFORWARDABLE = {
 }
 
 
+# The calls the kernel ends with EINTR whenever a signal handler runs, SA_RESTART
+# or not (signal(7), "never restarted"; ERESTARTNOHAND or a plain EINTR); every
+# other call interrupted at home is made again after a handler with SA_RESTART.
+# A copy away answers an interrupted home call by these (fwd_restarts_after_handler).
+_EINTR_AFTER_ANY_HANDLER = (
+    "poll ppoll select pselect6 epoll_wait epoll_pwait epoll_pwait2 msgrcv msgsnd semop "
+    "semtimedop io_getevents io_pgetevents nanosleep clock_nanosleep pause rt_sigsuspend "
+    "rt_sigtimedwait"
+)
+EINTR_AFTER_ANY_HANDLER = frozenset(_EINTR_AFTER_ANY_HANDLER.split())
+
+
 def refused_by_policy(name: str) -> bool:
     """True when the discipline refuses every form of the call (no rule allows it)."""
     return BY_NAME[name].decision.policy.value in ("unsupported", "enosys")
@@ -846,6 +858,8 @@ def _build() -> dict[str, Forwarding]:
 
 
 FORWARDING: dict[str, Forwarding] = _build()
+if not FORWARDING.keys() >= EINTR_AFTER_ANY_HANDLER:
+    raise ValueError(f"not syscalls: {sorted(EINTR_AFTER_ANY_HANDLER - FORWARDING.keys())}")
 
 
 def placement(name: str, args: tuple[int, ...] = (0,) * 6) -> Placement:

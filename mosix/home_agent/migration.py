@@ -18,9 +18,11 @@ Sending process P to node N (the target's side: mosix.remote_agent.inbound):
 
 Bringing it home: BringHome to N on a new connection; N captures the copy
 and streams the image back on it; the deputy receives that socket
-(DeputyHome) and executes the restorer in place; success (the restorer's
-error pipe closes without a word) is told to N (MigrateFinish), which ends
-the copy there.
+(DeputyHome), takes the image whole, has the restorer check it and executes
+the restorer in place; success (the error pipe closes without a word) is
+told to N (MigrateFinish), which ends the copy there.  A complaint (an image
+the restorer refuses, a restorer that cannot run) leaves the copy running
+on N, its deputy serving it.
 
 The per-call traffic never passes here: see csrc/remote/mosix_remote.c and
 csrc/deputy/mosix_deputy.c.
@@ -422,9 +424,18 @@ class Migrations:
         restored = not complaint
         with contextlib.suppress(PeerUnavailable):
             await away.ctl.send(MigrateFinish(token=away.token, ok=restored))
-        self._forget(away)
         if not restored:
-            raise MigrationError(complaint or "the restorer failed")
+            # the deputy refused the image before restoring anything: the copy goes
+            # on where it is and the deputy serves it (a deputy that died with the
+            # restorer ends the copy: its channel's end is reported as lost)
+            log.warning(
+                "process %d stays on node %d: it cannot come home: %s",
+                away.pid,
+                away.node,
+                complaint,
+            )
+            raise MigrationError(f"it stays on node {away.node}: {complaint}")
+        self._forget(away)
         log.info("process %d came home from node %d", away.pid, away.node)
 
 

@@ -1,0 +1,186 @@
+/* deputy_home.c - the image of a process coming home, checked before it is used.
+ *
+ * The restorer executed in place replaces the deputy: if it refused the
+ * image then, the process would be gone with its copy.  So the image is first
+ * read whole from the connection (the capturer keeps it open until home says
+ * whether the process came home: the stream ends with its END record, not
+ * with the connection) into a memory file, and the restorer checks it there
+ * (-c: read and verify all, change nothing) in a child.  Only an image it
+ * accepts is restored in place; otherwise the deputy goes on serving the copy,
+ * which resumes where it runs. */
+#include "deputy_home.h"
+
+#include "ckpt_format.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static int say(char *why, size_t cap, const char *what, int err)
+{
+    snprintf(why, cap, "%s%s%s", what, err ? ": " : "", err ? strerror(err) : "");
+    return -1;
+}
+
+static int read_full(int fd, void *buf, size_t len)
+{
+    size_t got = 0;
+    while (got < len) {
+        ssize_t n = read(fd, (char *)buf + got, len - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        if (n == 0)
+            return -EPIPE;
+        got += (size_t)n;
+    }
+    return 0;
+}
+
+static int write_full(int fd, const void *buf, size_t len)
+{
+    size_t put = 0;
+    while (put < len) {
+        ssize_t n = write(fd, (const char *)buf + put, len - put);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        put += (size_t)n;
+    }
+    return 0;
+}
+
+/* Copy len bytes from one descriptor to the other. */
+static int copy_bytes(int from, int to, uint64_t len)
+{
+    static unsigned char chunk[1 << 16];
+    while (len) {
+        size_t n = len < sizeof(chunk) ? (size_t)len : sizeof(chunk);
+        int rc = read_full(from, chunk, n);
+        if (rc == 0)
+            rc = write_full(to, chunk, n);
+        if (rc < 0)
+            return rc;
+        len -= n;
+    }
+    return 0;
+}
+
+int deputy_take_image(int from, char *why, size_t cap)
+{
+    int mem = memfd_create("mosix-image", MFD_CLOEXEC);
+    if (mem < 0)
+        return say(why, cap, "memfd_create", errno);
+    int rc = copy_bytes(from, mem, sizeof(struct mosix_ckpt_file_header));
+    /* records as they come, through END (the restorer checks them) */
+    for (;;) {
+        struct mosix_ckpt_record_header r;
+        if (rc == 0)
+            rc = read_full(from, &r, sizeof(r));
+        if (rc == 0)
+            rc = write_full(mem, &r, sizeof(r));
+        if (rc == 0 && r.length > MOSIX_CKPT_MAX_RECORD_BYTES)
+            rc = -EPROTO;
+        if (rc == 0)
+            rc = copy_bytes(from, mem, r.length);
+        if (rc < 0 || r.kind == MOSIX_CKPT_KIND_END)
+            break;
+    }
+    if (rc == 0 && lseek(mem, 0, SEEK_SET) < 0)
+        rc = -errno;
+    if (rc < 0) {
+        (void)close(mem);
+        return say(why, cap, "the image did not arrive whole", -rc);
+    }
+    return mem;
+}
+
+/* The child between: SIGCHLD its own (not the deputy's handler, which writes
+ * to the deputy's signal pipe); the grandchild executes mosix-restore -c, its
+ * complaint on errfd; the child ends with the grandchild's status. */
+_Noreturn static void check_in_grandchild(const char *restorer, int image, int errfd)
+{
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof(dfl));
+    dfl.sa_handler = SIG_DFL;
+    if (sigaction(SIGCHLD, &dfl, NULL) < 0)
+        _exit(126);
+    pid_t grandchild = fork();
+    if (grandchild < 0)
+        _exit(126);
+    if (grandchild == 0) {
+        char fdtext[16], errtext[16];
+        int in = dup(image), err = dup(errfd); /* without close-on-exec */
+        if (in < 0 || err < 0)
+            _exit(126);
+        snprintf(fdtext, sizeof(fdtext), "%d", in);
+        snprintf(errtext, sizeof(errtext), "%d", err);
+        char *argv[] = {(char *)restorer, "-c", "-p", "mosrun", "-e", errtext, fdtext, NULL};
+        extern char **environ;
+        execve(restorer, argv, environ);
+        dprintf(err, "mosrun: cannot execute %s: %s\n", restorer, strerror(errno));
+        _exit(126);
+    }
+    int st;
+    while (waitpid(grandchild, &st, 0) < 0)
+        if (errno != EINTR)
+            _exit(126);
+    _exit(WIFEXITED(st) ? WEXITSTATUS(st) : 125);
+}
+
+int deputy_check_image(const char *restorer, int image, char *why, size_t cap)
+{
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) < 0)
+        return say(why, cap, "pipe2", errno);
+    /* The check runs in a grandchild: its end would send the deputy a SIGCHLD,
+     * which it would pass on to the program as its own.  The child between,
+     * made without an exit signal (clone flags 0; it never executes anything,
+     * which would make its exit signal SIGCHLD again), waits for it. */
+    pid_t child = (pid_t)syscall(SYS_clone, 0UL, 0UL, 0UL, 0UL, 0UL);
+    if (child < 0) {
+        int err = errno;
+        (void)close(p[0]);
+        (void)close(p[1]);
+        return say(why, cap, "clone", err);
+    }
+    if (child == 0)
+        check_in_grandchild(restorer, image, p[1]);
+    (void)close(p[1]);
+    char text[400];
+    size_t got = 0;
+    for (;;) {
+        ssize_t n = read(p[0], text + got, sizeof(text) - 1 - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+        if (got == sizeof(text) - 1)
+            break;
+    }
+    (void)close(p[0]);
+    text[got] = '\0';
+    while (got && text[got - 1] == '\n')
+        text[--got] = '\0';
+    int st;
+    while (waitpid(child, &st, __WCLONE) < 0)
+        if (errno != EINTR)
+            return say(why, cap, "waitpid", errno);
+    if (lseek(image, 0, SEEK_SET) < 0)
+        return say(why, cap, "lseek", errno);
+    if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
+        return 0;
+    const char *line = strncmp(text, "mosrun: ", 8) == 0 ? text + 8 : text;
+    if (line[0])
+        return say(why, cap, line, 0);
+    return say(why, cap, "the restorer refused the image", 0);
+}
