@@ -503,10 +503,10 @@ _Noreturn static void ended(const struct agent_reply *reply, const int fd[2], co
         lost("%s", why);
     if (fd[1] >= 0 && close(fd[1]) < 0)
         lost("close: %s", strerror(errno));
-    tell_user("%s", why);
     char trouble[300];
     if (deputy_rewind_files(fd[0], trouble, sizeof(trouble)) < 0)
-        lost("cannot resume from the checkpoint: %s", trouble);
+        lost("%s; cannot resume from the checkpoint: %s", why, trouble);
+    tell_user("%s", why); /* after the rewind, which may cut back a grown stderr file */
     int own[2] = {fd[0], -1};
     come_home(own);
 }
