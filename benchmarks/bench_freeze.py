@@ -18,8 +18,6 @@ Medians of ``--rounds``; the program's answer proves its memory came back.
 from __future__ import annotations
 
 import argparse
-import os
-import select
 import shutil
 import statistics
 import subprocess
@@ -27,31 +25,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_agent import rss_mb as rss_mib  # one agent start, one VmRSS reader
+from bench_agent import start_agent
+
 HERE = Path(__file__).resolve().parent
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def start_agent(base: Path) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
-    config = base / "mosixd.toml"
-    config.write_text("[queue]\nslots = 1\n")
-    env = dict(os.environ, MOSIX_RUN_DIR=str(base / "run"), MOSIX_CONFIG=str(config))
-    read_end, write_end = os.pipe()
-    proc = subprocess.Popen(
-        ["mosixd", "--run-dir", str(base / "run"), "--ready-fd", str(write_end)],
-        pass_fds=[write_end],
-        env=env,
-        stderr=subprocess.DEVNULL,
-    )
-    os.close(write_end)
-    select.select([read_end], [], [], 30)
-    os.close(read_end)
-    return proc, env
 
 
 def timed(argv: list[str], env: dict[str, str]) -> float:

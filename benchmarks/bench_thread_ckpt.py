@@ -27,21 +27,14 @@ read once just before each restore).
 from __future__ import annotations
 
 import argparse
-import os
-import re
 import statistics
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
+from bench_ckpt import answer, capture, restore, start  # the same process handling
+
 HERE = Path(__file__).resolve().parent
-
-
-def native(name: str) -> str:
-    import mosix.native
-
-    return mosix.native.native_path(name)
 
 
 def build(directory: Path) -> str:
@@ -51,48 +44,8 @@ def build(directory: Path) -> str:
     return str(out)
 
 
-def start(argv: list[str]) -> subprocess.Popen[str]:
-    p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    assert p.stdout is not None and p.stdout.readline() == "ready\n"
-    return p
-
-
-def answer(p: subprocess.Popen[str]) -> str:
-    out, _ = p.communicate("x", timeout=300)
-    return out
-
-
-def capture(pid: int, image: Path) -> dict[str, int]:
-    image.unlink(missing_ok=True)
-    r = subprocess.run(
-        [native("mosix-ckpt"), "-T", "-o", str(image), str(pid)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", r.stderr)}
-
-
 def warm_up(image: Path) -> None:
     subprocess.run(["dd", f"if={image}", "of=/dev/null", "bs=4M"], check=True, capture_output=True)
-
-
-def restore(image: Path) -> tuple[float, str]:
-    """Seconds from exec of the restorer to the restored program's answer."""
-    fd = os.open(image, os.O_RDONLY)
-    try:
-        t0 = time.perf_counter()
-        p = subprocess.Popen(
-            [native("mosix-restore"), str(fd)],
-            pass_fds=[fd],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        out = answer(p)
-        return time.perf_counter() - t0, out
-    finally:
-        os.close(fd)
 
 
 def one_round(prog: str, threads: int, mib: int, work: Path) -> tuple[float, ...]:
