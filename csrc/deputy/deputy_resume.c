@@ -7,7 +7,10 @@
  * its descriptor (same device and inode), goes back to the checkpoint's
  * offset, so what the process writes again overwrites what it wrote after the
  * checkpoint; a file open for appending that has grown since is cut back to
- * its size then (an append always goes to the end).  The file ends as an
+ * its size then (an append always goes to the end), but only when the last
+ * extension of the file was the program's own write (deputy_note_write): a log
+ * that another process appended to since keeps every byte, and the program's
+ * lines after the checkpoint then come twice.  The file ends as an
  * uninterrupted run leaves it.  The image is read with pread (the restorer
  * reads it from its start afterwards) and every record used is checked. */
 #include "deputy_resume.h"
@@ -21,10 +24,42 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #define FILE_RECORD_MAX (sizeof(struct mosix_ckpt_file) + 4096) /* the struct, a path */
 #define RECORDS_MAX (4 + 2 * MOSIX_CKPT_MAX_FILES)               /* before REGS, at most */
+
+#define NOTED_FDS 1024 /* the program's descriptors below the deputy's own */
+
+/* Per descriptor: the file and its size just after the program's last write. */
+static struct {
+    uint64_t dev, ino;
+    int64_t size; /* 0: no write noted */
+} noted[NOTED_FDS];
+
+void deputy_note_write(long nr, const uint64_t args[6], int64_t ret)
+{
+    if (ret <= 0 || args[0] >= NOTED_FDS)
+        return;
+    if (nr != SYS_write && nr != SYS_writev && nr != SYS_pwrite64 && nr != SYS_pwritev &&
+        nr != SYS_pwritev2)
+        return;
+    struct stat st;
+    int fd = (int)args[0];
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+        return;
+    noted[fd].dev = (uint64_t)st.st_dev;
+    noted[fd].ino = (uint64_t)st.st_ino;
+    noted[fd].size = (int64_t)st.st_size;
+}
+
+/* Whether the program's own write made the file on fd (st) as long as it is. */
+static int last_extended_by_program(int fd, const struct stat *st)
+{
+    return fd >= 0 && fd < NOTED_FDS && noted[fd].size == (int64_t)st->st_size &&
+           noted[fd].dev == (uint64_t)st->st_dev && noted[fd].ino == (uint64_t)st->st_ino;
+}
 
 static int fail(char *why, size_t cap, const char *what)
 {
@@ -59,7 +94,7 @@ static int rewind_one(const struct mosix_ckpt_file *f, char *why, size_t cap)
     if (flags < 0)
         return 0;
     if ((flags & O_APPEND) && (flags & O_ACCMODE) != O_RDONLY && st.st_size > f->size &&
-        ftruncate(f->fd, f->size) < 0) {
+        last_extended_by_program(f->fd, &st) && ftruncate(f->fd, f->size) < 0) {
         snprintf(why, cap, "descriptor %d: cannot cut it back to %lld bytes: %s", f->fd,
                  (long long)f->size, strerror(errno));
         return -1;

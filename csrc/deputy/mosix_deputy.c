@@ -720,10 +720,14 @@ static void serve_one(int fd, const struct fwd_frame *f)
     uint64_t args[6];
     size_t n;
     int64_t ret;
-    if (request_call(req, f->len, &nr, args) == 0 && own_fd_call(nr, args, &ret))
+    int parsed = request_call(req, f->len, &nr, args) == 0;
+    if (parsed && own_fd_call(nr, args, &ret))
         n = reply_result(rep, ret);
-    else
+    else {
         n = execute(f->len);
+        if (parsed)
+            deputy_note_write(nr, args, fwd_reply_ret(rep, n));
+    }
     if (caught) /* before the reply: the copy gets the signal, then the result */
         pass_signals();
     if (fd == direct) {
