@@ -24,6 +24,7 @@ from mosix.cluster.peers import Cluster
 from mosix.home_agent.admission import Admission
 from mosix.home_agent.agent_config import AgentConfig
 from mosix.home_agent.auto_freeze import AutoFreezer
+from mosix.home_agent.batch_submit import BatchSubmitter
 from mosix.home_agent.checkpoint_requests import CheckpointRequests, mosix_process
 from mosix.home_agent.checkpoints import Checkpoints, last_image
 from mosix.home_agent.cluster_services import ClusterServices
@@ -144,6 +145,7 @@ class NodeAgent:
                 administration.order,
                 stopping,
                 freezer,
+                BatchSubmitter(cluster, services.chooser) if cluster and services else None,
             )
             await nursery.start(
                 ControlSocket(listener, config.limits, admission, server.handle).run

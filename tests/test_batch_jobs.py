@@ -1,0 +1,134 @@
+"""Batch jobs (mosrun -E/-M) in a real test cluster (network + mount namespaces, one
+mosixd each): the job runs wholly on the chosen node (its /tmp is that node's), its
+standard streams go through the submitting mosrun, its end comes back exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+
+import pytest
+
+from mosix.testcluster import LocalCluster
+
+pytestmark = pytest.mark.cluster
+
+BIG = 3 * 1024 * 1024  # bytes of output that must come back byte-identical
+
+
+def run(cluster: LocalCluster, argv: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
+    return cluster.run(1, argv, capture_output=True, text=True, timeout=120, **kw)  # type: ignore[arg-type]
+
+
+def mosrun_pids(script: str) -> list[int]:
+    """The pids of the mosrun processes (not nsenter's) whose job is ``sh -c script``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                words = f.read().split(b"\0")
+        except OSError:
+            continue
+        if len(words) > 2 and words[1].endswith(b"/mosrun") and script.encode() in words:
+            found.append(int(entry))
+    return found
+
+
+def test_runs_on_the_chosen_node_with_its_private_tmp(cluster3: LocalCluster) -> None:
+    cluster3.node_path(2, "/tmp/batch-here").write_text("node two\n")
+    done = run(cluster3, ["mosrun", "-E", "-2", "cat", "/tmp/batch-here"])
+    assert (done.returncode, done.stdout) == (0, "node two\n"), done.stderr
+    written = run(cluster3, ["mosrun", "-E", "-2", "sh", "-c", "echo made > /tmp/batch-made"])
+    assert written.returncode == 0, written.stderr
+    assert cluster3.node_path(2, "/tmp/batch-made").read_text() == "made\n"
+    assert not cluster3.node_path(1, "/tmp/batch-made").exists()
+
+
+def test_output_comes_back_byte_identical(cluster3: LocalCluster) -> None:
+    script = f"head -c {BIG} /dev/urandom | tee /tmp/batch-big"
+    done = cluster3.run(
+        1, ["mosrun", "-E", "-2", "sh", "-c", script], capture_output=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    there = cluster3.node_path(2, "/tmp/batch-big").read_bytes()
+    assert len(done.stdout) == BIG
+    assert hashlib.sha256(done.stdout).digest() == hashlib.sha256(there).digest()
+
+
+def test_stdin_reaches_the_job_and_stderr_comes_back(cluster3: LocalCluster) -> None:
+    data = "".join(f"line {i}\n" for i in range(20000))
+    done = run(
+        cluster3,
+        ["mosrun", "-E", "-2", "sh", "-c", "wc -l; echo to-stderr >&2"],
+        input=data,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "20000"
+    assert done.stderr == "to-stderr\n"
+
+
+def test_exit_status_and_death_signal_pass_through(cluster3: LocalCluster) -> None:
+    assert run(cluster3, ["mosrun", "-E", "-2", "sh", "-c", "exit 5"]).returncode == 5
+    killed = run(cluster3, ["mosrun", "-E", "-2", "sh", "-c", "kill -TERM $$"])
+    assert killed.returncode == -signal.SIGTERM, killed.stderr
+
+
+def test_a_signal_to_mosrun_reaches_the_job(cluster3: LocalCluster) -> None:
+    proc = cluster3.popen(
+        1,
+        ["mosrun", "-E", "-2", "sh", "-c", "echo ready; exec sleep 60"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == "ready\n"
+    mosrun = mosrun_pids("echo ready; exec sleep 60")
+    assert len(mosrun) == 1
+    os.kill(mosrun[0], signal.SIGTERM)
+    assert proc.wait(timeout=60) == -signal.SIGTERM
+
+
+def test_a_call_the_discipline_refuses_runs_under_E(cluster3: LocalCluster) -> None:
+    native = run(cluster3, ["mosrun", "-E", "-2", "setarch", "x86_64", "echo", "ran"])
+    assert (native.returncode, native.stdout) == (0, "ran\n"), native.stderr
+
+
+def test_M_runs_under_the_discipline_there(cluster3: LocalCluster) -> None:
+    probe = ["sh", "-c", "grep ^Seccomp: /proc/self/status; cat /tmp/batch-m"]
+    cluster3.node_path(2, "/tmp/batch-m").write_text("m on two\n")
+    native = run(cluster3, ["mosrun", "-E", "-2", *probe])
+    assert native.stdout.split() == ["Seccomp:", "0", "m", "on", "two"], native.stderr
+    disciplined = run(cluster3, ["mosrun", "-M", "-2", *probe])
+    assert disciplined.returncode == 0, disciplined.stderr
+    assert disciplined.stdout.split() == ["Seccomp:", "2", "m", "on", "two"]
+    refused = run(cluster3, ["mosrun", "-M", "-2", "setarch", "x86_64", "echo", "ran"])
+    assert refused.returncode != 0 and "ran" not in refused.stdout
+    assert "personality" in refused.stderr
+
+
+def test_cwd_sets_the_directory(cluster3: LocalCluster) -> None:
+    here = run(cluster3, ["mosrun", "-E", "-2", "pwd"], cwd="/var/tmp")
+    assert here.stdout == "/var/tmp\n", here.stderr
+    there = run(cluster3, ["mosrun", "-E/usr/bin", "-2", "pwd"], cwd="/var/tmp")
+    assert there.stdout == "/usr/bin\n", there.stderr
+    mosix = run(cluster3, ["mosrun", "-M/usr", "-2", "pwd"], cwd="/var/tmp")
+    assert mosix.stdout == "/usr\n", mosix.stderr
+    missing = run(cluster3, ["mosrun", "-E/no/such/dir", "-2", "pwd"])
+    assert missing.returncode == 125
+    assert missing.stderr.count("\n") == 1 and "/no/such/dir" not in missing.stdout
+    assert "directory" in missing.stderr
+
+
+def test_a_bad_node_is_one_line_and_125(cluster3: LocalCluster) -> None:
+    done = run(cluster3, ["mosrun", "-E", "-9", "true"])
+    assert done.returncode == 125
+    assert done.stderr.count("\n") == 1 and "-9" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+    missing = run(cluster3, ["mosrun", "-E", "-2", "no-such-program-here"])
+    assert missing.returncode == 127, missing.stderr
