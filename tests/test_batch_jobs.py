@@ -79,19 +79,22 @@ def test_exit_status_and_death_signal_pass_through(cluster3: LocalCluster) -> No
 
 
 def test_a_signal_to_mosrun_reaches_the_job(cluster3: LocalCluster) -> None:
+    script = "trap 'echo got TERM; exit 7' TERM; echo ready; sleep 60 & wait"
     proc = cluster3.popen(
         1,
-        ["mosrun", "-E", "-2", "sh", "-c", "echo ready; exec sleep 60"],
+        ["mosrun", "-E", "-2", "sh", "-c", script],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
     assert proc.stdout is not None
     assert proc.stdout.readline() == "ready\n"
-    mosrun = mosrun_pids("echo ready; exec sleep 60")
+    mosrun = mosrun_pids(script)
     assert len(mosrun) == 1
     os.kill(mosrun[0], signal.SIGTERM)
-    assert proc.wait(timeout=60) == -signal.SIGTERM
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 7, stderr  # the job's own handler ran, there
+    assert stdout == "got TERM\n"
 
 
 def test_a_call_the_discipline_refuses_runs_under_E(cluster3: LocalCluster) -> None:
