@@ -19,6 +19,7 @@ import signal
 from typing import NoReturn
 
 from mosix.agent_client import AGENT_SOCKET_ENV, connect
+from mosix.agent_paths import RUN_DIR_ENV
 from mosix.arguments import MosrunArgs, WhereParent, format_args
 from mosix.exits import EXIT_USAGE, Failure
 from mosix.mosrun.native_client import end_like
@@ -38,7 +39,7 @@ from mosix.protocol import (
 )
 from mosix.start_contract import GATE_ENV, INHERIT_ENV
 
-CHUNK = 1 << 16
+CHUNK = 1 << 18  # bytes per BatchData frame (frames are at most 1 MiB)
 RELAYED = (
     signal.SIGINT,
     signal.SIGTERM,
@@ -47,7 +48,7 @@ RELAYED = (
     signal.SIGUSR1,
     signal.SIGUSR2,
 )
-NOT_PASSED = (INHERIT_ENV, AGENT_SOCKET_ENV, GATE_ENV)  # this node's, not the job's
+NOT_PASSED = (INHERIT_ENV, AGENT_SOCKET_ENV, GATE_ENV, RUN_DIR_ENV)  # this node's, not the job's
 
 
 def job_words(args: MosrunArgs) -> list[bytes]:

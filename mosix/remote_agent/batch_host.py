@@ -35,7 +35,7 @@ from mosix.protocol import (
 )
 
 log = logging.getLogger("mosixd")
-CHUNK = 1 << 16  # bytes per BatchData frame
+CHUNK = 1 << 18  # bytes per BatchData frame (frames are at most 1 MiB)
 KINDS = ("E", "M")
 SIGNALS = frozenset(signal.Signals) - {signal.SIGKILL, signal.SIGSTOP}
 
