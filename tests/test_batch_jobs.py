@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pty
 import signal
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -135,3 +137,36 @@ def test_a_bad_node_is_one_line_and_125(cluster3: LocalCluster) -> None:
     assert "Traceback" not in done.stderr
     missing = run(cluster3, ["mosrun", "-E", "-2", "no-such-program-here"])
     assert missing.returncode == 127, missing.stderr
+
+
+def test_in_the_background_it_reads_no_terminal_without_i(cluster3: LocalCluster) -> None:
+    """An interactive shell's background job (its own process group, not the terminal's
+    foreground): without -i mosrun leaves the terminal to the shell, so it is not stopped
+    by SIGTTIN and the job's output and status come back."""
+    master, slave = pty.openpty()
+    script = "set -m; mosrun -E -2 echo done & wait $!; echo status $?"
+    try:
+        proc = cluster3.popen(
+            1,
+            ["setsid", "--ctty", "sh", "-c", script],
+            stdin=slave,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        stdout, stderr = proc.communicate(timeout=30)
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert stdout == "done\nstatus 0\n", stderr
+
+
+def test_i_with_input_from_a_file(cluster3: LocalCluster, tmp_path: Path) -> None:
+    data = tmp_path / "input"
+    data.write_bytes(os.urandom(1 << 20))
+    with data.open("rb") as f:
+        done = cluster3.run(
+            1, ["mosrun", "-i", "-E", "-2", "sha256sum"], stdin=f, capture_output=True, timeout=120
+        )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[0].decode() == hashlib.sha256(data.read_bytes()).hexdigest()

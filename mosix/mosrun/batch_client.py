@@ -47,6 +47,7 @@ RELAYED = (
     signal.SIGQUIT,
     signal.SIGUSR1,
     signal.SIGUSR2,
+    signal.SIGCONT,
 )
 NOT_PASSED = (INHERIT_ENV, AGENT_SOCKET_ENV, GATE_ENV, RUN_DIR_ENV)  # this node's, not the job's
 
@@ -96,12 +97,19 @@ def run_batch(args: MosrunArgs) -> NoReturn:
             raise Failure(reply.error, EXIT_USAGE)
         if not isinstance(reply, Started):
             raise Failure("the node agent did not start the batch job", EXIT_USAGE)
-        Pump(client.sock.fileno()).run()
+        Pump(client.sock.fileno(), args.exclusive_stdin).run()
 
 
 class Pump:
-    def __init__(self, sock: int) -> None:
+    """``exclusive`` (-i): standard input is the job's alone, read ahead always.  Without
+    it, a terminal is read only while mosrun is in its foreground, so a batch job an
+    interactive shell put in the background takes no input typed for the shell
+    (checked again when mosrun is continued: ``fg`` sends SIGCONT)."""
+
+    def __init__(self, sock: int, exclusive: bool) -> None:
         self.sock = sock
+        self.exclusive = exclusive
+        self.stdin_ours = self.owns_stdin()
         self.outgoing = bytearray()
         self.incoming = bytearray()
         self.stdin_open = True
@@ -114,19 +122,28 @@ class Pump:
         os.set_blocking(self.sock, False)
         while True:
             readers = [self.sock, wake_r]
-            if self.stdin_open and not self.outgoing:
+            if self.stdin_open and self.stdin_ours and not self.outgoing:
                 readers.append(0)
             writers = [self.sock] if self.outgoing else []
             readable, writable, _ = select.select(readers, writers, [])
             if wake_r in readable:
                 for sig in os.read(wake_r, 256):
                     self.queue(BatchSignal(signal=sig))
+                self.stdin_ours = self.owns_stdin()
             if 0 in readable:
                 self.read_stdin()
             if self.sock in writable:
                 self.flush()
             if self.sock in readable:
                 self.receive()
+
+    def owns_stdin(self) -> bool:
+        if self.exclusive or not os.isatty(0):
+            return True
+        try:
+            return os.tcgetpgrp(0) == os.getpgrp()
+        except OSError:
+            return True  # not our terminal: reading it says what happens
 
     def queue(self, msg: Message) -> None:
         self.outgoing += encode_message(msg)
