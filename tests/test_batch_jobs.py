@@ -144,7 +144,8 @@ def test_in_the_background_it_reads_no_terminal_without_i(cluster3: LocalCluster
     foreground): without -i mosrun leaves the terminal to the shell, so it is not stopped
     by SIGTTIN and the job's output and status come back."""
     master, slave = pty.openpty()
-    script = "set -m; mosrun -E -2 echo done & wait $!; echo status $?"
+    os.write(master, b"typed for the shell\n")  # waiting in the terminal: not the job's
+    script = "set -m; mosrun -E -2 echo done & wait $!; echo status $?; read line; echo $line"
     try:
         proc = cluster3.popen(
             1,
@@ -158,7 +159,7 @@ def test_in_the_background_it_reads_no_terminal_without_i(cluster3: LocalCluster
     finally:
         os.close(master)
         os.close(slave)
-    assert stdout == "done\nstatus 0\n", stderr
+    assert stdout == "done\nstatus 0\ntyped for the shell\n", stderr
 
 
 def test_i_with_input_from_a_file(cluster3: LocalCluster, tmp_path: Path) -> None:
