@@ -171,3 +171,31 @@ def test_i_with_input_from_a_file(cluster3: LocalCluster, tmp_path: Path) -> Non
         )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split()[0].decode() == hashlib.sha256(data.read_bytes()).hexdigest()
+
+
+def test_mosps_shows_batch_jobs(cluster3: LocalCluster) -> None:
+    for kind, state, home_node in (("-E", "batch", None), ("-M", "batch-M", 2)):
+        script = f"echo ready; exec sleep 61 # {kind}"
+        proc = cluster3.popen(
+            1,
+            ["mosrun", kind, "-2", "sh", "-c", script],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert proc.stdout is not None
+            assert proc.stdout.readline() == "ready\n"
+            (pid,) = mosrun_pids(script)
+            listing = run(cluster3, ["mosps"]).stdout.splitlines()
+            mine = [line.split() for line in listing if line.split()[:1] == [str(pid)]]
+            assert [(words[3], words[4]) for words in mine] == [("node2", state)], listing
+            if home_node is not None:  # -M: a MOSIX process there, its home there
+                there = cluster3.run(
+                    home_node, ["mosps"], capture_output=True, text=True, timeout=60
+                ).stdout
+                assert "sleep 61" in there, there
+        finally:
+            os.kill(pid, signal.SIGTERM)
+            proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGTERM

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 
 import trio
 
@@ -27,6 +28,7 @@ from mosix.protocol import (
     BatchOffer,
     BatchSignal,
     Exited,
+    ProcessInfo,
     ProtocolError,
     Refused,
     StartBatch,
@@ -39,9 +41,20 @@ KINDS = ("E", "M")
 
 
 class BatchSubmitter:
-    def __init__(self, cluster: Cluster, chooser: Chooser) -> None:
+    def __init__(self, cluster: Cluster, chooser: Chooser, home: str) -> None:
         self.cluster = cluster
         self.chooser = chooser
+        self.home = home  # this node's name, for mosps
+        self.jobs: dict[int, ProcessInfo] = {}  # by the submitting mosrun's pid
+
+    def listing(self) -> list[ProcessInfo]:
+        """The batch jobs running elsewhere for mosrun processes of this node (mosps:
+        the mosrun's pid, state "batch" for -E and "batch-M" for -M, WHERE the node)."""
+        return list(self.jobs.values())
+
+    def where(self, node: int) -> str:
+        found = self.cluster.nodes.by_number(node)
+        return (found.name or found.address) if found else str(node)
 
     def target(self, msg: StartBatch) -> int:
         request = Request(placement_of(msg.placement), msg.force_elsewhere, 0, 0)
@@ -91,7 +104,23 @@ class BatchSubmitter:
                 raise Refusal(f"batch job on node {node}: a bad answer")
             log.info("batch job of pid %d: pid %d on node %d", peer.pid, answer.pid, node)
             await conn.send(Started(pid=node))
-            await relay(conn, stream, node)
+            self.jobs[peer.pid] = ProcessInfo(
+                pid=peer.pid,
+                uid=peer.uid,
+                job=0,
+                state="batch" if msg.kind == "E" else "batch-M",
+                where=self.where(node),
+                home=self.home,
+                started=time.time(),
+                estimate_minutes=None,
+                memory_mb=None,
+                flags=[],
+                command=msg.argv[1:] if msg.kind == "E" else msg.argv,
+            )
+            try:
+                await relay(conn, stream, node)
+            finally:
+                del self.jobs[peer.pid]
 
 
 async def relay(conn: Connection, stream: PeerStream, node: int) -> None:

@@ -122,6 +122,11 @@ class NodeAgent:
             administration = Administration(
                 cluster, services, hosting.guests if hosting is not None else None
             )
+            batches = (
+                BatchSubmitter(cluster, services.chooser, config.name)
+                if cluster is not None and services is not None
+                else None
+            )
             server = Server(
                 config.limits,
                 os.geteuid(),
@@ -139,13 +144,14 @@ class NodeAgent:
                     services.where if services is not None else at_home,
                     services.balancer if services is not None else None,
                     administration.counts,
+                    batches.listing if batches is not None else list,
                 ),
                 services.migrations if services is not None else None,
                 GuardWatch(registry.ours, nursery),
                 administration.order,
                 stopping,
                 freezer,
-                BatchSubmitter(cluster, services.chooser) if cluster and services else None,
+                batches,
             )
             await nursery.start(
                 ControlSocket(listener, config.limits, admission, server.handle).run
