@@ -199,3 +199,19 @@ def test_mosps_shows_batch_jobs(cluster3: LocalCluster) -> None:
             os.kill(pid, signal.SIGTERM)
             proc.communicate(timeout=60)
     assert proc.returncode == -signal.SIGTERM
+
+
+def test_moskillall_ends_a_batch_job(cluster3: LocalCluster) -> None:
+    script = "trap 'echo got TERM; exit 9' TERM; echo ready; sleep 62 & wait"
+    proc = cluster3.popen(
+        1,
+        ["mosrun", "-E", "-2", "sh", "-c", script],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == "ready\n"
+    assert run(cluster3, ["moskillall"]).returncode == 0
+    stdout, stderr = proc.communicate(timeout=60)
+    assert (proc.returncode, stdout) == (9, "got TERM\n"), stderr
