@@ -8,11 +8,14 @@ from __future__ import annotations
 import hashlib
 import os
 import pty
+import pwd
 import signal
 import subprocess
 from pathlib import Path
 
 import pytest
+from support.agents import as_user
+from support.users import users_fixture
 
 from mosix.testcluster import LocalCluster
 
@@ -215,3 +218,19 @@ def test_moskillall_ends_a_batch_job(cluster3: LocalCluster) -> None:
     assert run(cluster3, ["moskillall"]).returncode == 0
     stdout, stderr = proc.communicate(timeout=60)
     assert (proc.returncode, stdout) == (9, "got TERM\n"), stderr
+
+
+batch_users = users_fixture(("mosixbatch1", "mosixbatch2"))
+
+
+def test_a_users_job_runs_as_the_user_and_enters_only_what_the_user_may(
+    cluster3: LocalCluster, batch_users: tuple[str, str]
+) -> None:
+    user = batch_users[0]
+    entry = pwd.getpwnam(user)
+    ids = run(cluster3, as_user(user, ("mosrun", "-E/", "-2", "sh", "-c", "id -u; id -g")))
+    assert ids.stdout.split() == [str(entry.pw_uid), str(entry.pw_gid)], ids.stderr
+    cluster3.node_path(2, "/tmp/batch-root-only").mkdir(mode=0o700, exist_ok=True)
+    denied = run(cluster3, as_user(user, ("mosrun", "-E/tmp/batch-root-only", "-2", "pwd")))
+    assert denied.returncode == 125 and denied.stdout == ""
+    assert denied.stderr.count("\n") == 1 and "Permission denied" in denied.stderr
