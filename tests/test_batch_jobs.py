@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from support.agents import as_user
 from support.users import users_fixture
+from support.waiting import wait_until
 
 from mosix.testcluster import LocalCluster
 
@@ -234,3 +235,33 @@ def test_a_users_job_runs_as_the_user_and_enters_only_what_the_user_may(
     denied = run(cluster3, as_user(user, ("mosrun", "-E/tmp/batch-root-only", "-2", "pwd")))
     assert denied.returncode == 125 and denied.stdout == ""
     assert denied.stderr.count("\n") == 1 and "Permission denied" in denied.stderr
+
+
+def test_a_killed_mosrun_leaves_no_job_behind(cluster3: LocalCluster) -> None:
+    script = "echo ready; sleep 63; echo never"
+    proc = cluster3.popen(
+        1,
+        ["mosrun", "-E", "-2", "sh", "-c", script],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == "ready\n"
+    (pid,) = mosrun_pids(script)
+    wait_until(lambda: job_pids("sleep 63"), what="the job's sleep there")
+    os.kill(pid, signal.SIGKILL)
+    proc.communicate(timeout=60)
+    wait_until(lambda: not job_pids("sleep 63"), what="the job there to be killed")
+
+
+def job_pids(command: str) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                if f.read().replace(b"\0", b" ").strip() == command.encode():
+                    found.append(int(entry))
+        except (OSError, ValueError):
+            continue
+    return found
