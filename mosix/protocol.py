@@ -403,6 +403,7 @@ class StartBatch(Message):
     argv: list[bytes] = field(default_factory=list)
     env: dict[bytes, bytes] = field(default_factory=dict)
     cwd: bytes = b""
+    job: int = 0  # -J (mosps -J, moskillall -J)
 
 
 @message

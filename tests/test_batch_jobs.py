@@ -265,3 +265,24 @@ def job_pids(command: str) -> list[int]:
         except (OSError, ValueError):
             continue
     return found
+
+
+def test_a_batch_jobs_job_id_is_its_mosruns(cluster3: LocalCluster) -> None:
+    script = "echo ready; exec sleep 64"
+    proc = cluster3.popen(
+        1,
+        ["mosrun", "-J7", "-E", "-2", "sh", "-c", script],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == "ready\n"
+    (pid,) = mosrun_pids(script)
+    listed = [line.split()[:3] for line in run(cluster3, ["mosps", "-J7"]).stdout.splitlines()]
+    assert [pid_user_job[0::2] for pid_user_job in listed[1:]] == [[str(pid), "7"]], listed
+    assert run(cluster3, ["moskillall", "-J8"]).returncode in (0, 1)
+    assert proc.poll() is None  # another job's kill leaves it alone
+    assert run(cluster3, ["moskillall", "-J7"]).returncode == 0
+    proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGTERM

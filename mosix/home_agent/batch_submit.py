@@ -107,7 +107,7 @@ class BatchSubmitter:
             self.jobs[peer.pid] = ProcessInfo(
                 pid=peer.pid,
                 uid=peer.uid,
-                job=0,
+                job=msg.job,
                 state="batch" if msg.kind == "E" else "batch-M",
                 where=self.where(node),
                 home=self.home,

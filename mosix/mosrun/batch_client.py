@@ -85,6 +85,7 @@ def request_of(args: MosrunArgs) -> StartBatch:
         argv=job_words(args),
         env={k: v for k, v in os.environb.items() if k not in skipped},
         cwd=cwd,
+        job=args.job_id or 0,
     )
 
 
