@@ -286,3 +286,29 @@ def test_a_batch_jobs_job_id_is_its_mosruns(cluster3: LocalCluster) -> None:
     assert run(cluster3, ["moskillall", "-J7"]).returncode == 0
     proc.communicate(timeout=60)
     assert proc.returncode == -signal.SIGTERM
+
+
+def test_migrate_says_a_batch_job_stays_where_it_runs(cluster3: LocalCluster) -> None:
+    script = "echo ready; exec sleep 66"
+    proc = cluster3.popen(
+        1,
+        ["mosrun", "-E", "-2", "sh", "-c", script],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == "ready\n"
+    (pid,) = mosrun_pids(script)
+    try:
+        for action in ("3", "home", "checkpoint"):
+            done = run(cluster3, ["migrate", str(pid), action])
+            assert done.returncode == 1
+            assert done.stderr == (
+                f"migrate: {pid}: process {pid} is a batch job running on node2: "
+                "it cannot be migrated or checkpointed\n"
+            )
+        assert proc.poll() is None
+    finally:
+        os.kill(pid, signal.SIGTERM)
+        proc.communicate(timeout=60)

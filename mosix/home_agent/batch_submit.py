@@ -52,6 +52,16 @@ class BatchSubmitter:
         the mosrun's pid, state "batch" for -E and "batch-M" for -M, WHERE the node)."""
         return list(self.jobs.values())
 
+    def refuse_moving(self, pid: int) -> None:
+        """migrate on a batch job's mosrun: one line saying why not (it runs wholly
+        on its node, outside this home's reach: no migration, no checkpoint)."""
+        job = self.jobs.get(pid)
+        if job is not None:
+            raise Refusal(
+                f"process {pid} is a batch job running on {job.where}: "
+                "it cannot be migrated or checkpointed"
+            )
+
     def where(self, node: int) -> str:
         found = self.cluster.nodes.by_number(node)
         return (found.name or found.address) if found else str(node)

@@ -169,6 +169,8 @@ class Server:
             case GetStatus():
                 return Status(facts=self.status.facts())
             case Migrate():
+                if self.batches is not None:
+                    self.batches.refuse_moving(msg.pid)
                 return await self.processes.migrate(peer, msg)
             case DeputyHello():
                 if self.freezer.deputy_hello(conn, msg):
@@ -188,6 +190,8 @@ class Server:
             case ListNodes():
                 return self.status.nodes()
             case Checkpoint():
+                if self.batches is not None:
+                    self.batches.refuse_moving(msg.pid)
                 return await self.checkpoints.checkpoint(peer, msg)
             case CheckpointSettings():
                 return self.checkpoints.checkpoint_settings(peer, msg)
