@@ -386,6 +386,68 @@ class StartNative(Message):
 
 @message
 @dataclass(frozen=True)
+class StartBatch(Message):
+    """mosrun -E/-M: run ``argv`` as a batch job on the node ``placement`` names.
+
+    ``kind`` is "E" (native there) or "M" (under mosrun there, its home there:
+    ``argv`` then starts with the mosrun options the job keeps); ``cwd`` its
+    directory there (absolute).  The agent answers Started (the node's number
+    in ``pid``) or Refused; then BatchData both ways and BatchSignal from the
+    client, and Exited at the end.
+    """
+
+    OP: ClassVar[str] = "start-batch"
+    kind: str = "E"
+    placement: str = ""  # a placement option word, as Register's
+    force_elsewhere: bool = False
+    argv: list[bytes] = field(default_factory=list)
+    env: dict[bytes, bytes] = field(default_factory=dict)
+    cwd: bytes = b""
+    job: int = 0  # -J (mosps -J, moskillall -J)
+
+
+@message
+@dataclass(frozen=True)
+class BatchOffer(Message):
+    """Home agent to the chosen node's agent: start a batch job for user ``uid``.
+
+    Answered with Started (the pid there) or Refused, then BatchData both ways,
+    BatchSignal from home, and Exited.  Ids, groups and umask are read by the
+    home agent from the kernel, never taken from the client."""
+
+    OP: ClassVar[str] = "batch-offer"
+    home: int = 0
+    kind: str = "E"
+    uid: int = 0
+    gid: int = 0
+    groups: list[int] = field(default_factory=list)
+    umask: int = 0o022
+    argv: list[bytes] = field(default_factory=list)
+    env: dict[bytes, bytes] = field(default_factory=dict)
+    cwd: bytes = b""
+
+
+@message
+@dataclass(frozen=True)
+class BatchData(Message):
+    """Bytes of a batch job's standard stream ``fd`` (0, 1 or 2); empty: its end."""
+
+    OP: ClassVar[str] = "batch-data"
+    fd: int = 0
+    data: bytes = b""
+
+
+@message
+@dataclass(frozen=True)
+class BatchSignal(Message):
+    """A signal for a batch job (relayed by its mosrun)."""
+
+    OP: ClassVar[str] = "batch-signal"
+    signal: int = 0
+
+
+@message
+@dataclass(frozen=True)
 class Shutdown(Message):
     OP: ClassVar[str] = "shutdown"
 

@@ -131,7 +131,7 @@ static const char *shown(const char *word, char *out, size_t cap)
 static void usage(void) __attribute__((noreturn));
 static void usage(void)
 {
-    die(EXIT_USAGE, "usage: mosix-exec -m u|e|w|n -p PROG [-s SHIM] [-c FD] [-k UMASK] "
+    die(EXIT_USAGE, "usage: mosix-exec -m u|e|w|n -p PROG [-s SHIM] [-c FD] [-d /DIR] [-k UMASK] "
                     "[-l RES:SOFT:HARD]... -- NAME ARGV0 [ARGS...]");
 }
 

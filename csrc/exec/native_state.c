@@ -12,6 +12,7 @@
 void native_state_init(struct native_state *s)
 {
     s->dir_fd = -1;
+    s->dir_path = NULL;
     s->umask = -1;
     s->nlimits = 0;
 }
@@ -63,6 +64,12 @@ int native_state_option(struct native_state *s, const char *opt, const char *val
         s->dir_fd = (int)n;
         return 1;
     }
+    if (strcmp(opt, "-d") == 0) {
+        if (value[0] != '/')
+            return -1;
+        s->dir_path = value;
+        return 1;
+    }
     if (strcmp(opt, "-k") == 0) {
         if (number(value, 8, 0777, &n) < 0)
             return -1;
@@ -82,6 +89,11 @@ int native_state_apply(const struct native_state *s, const char **what)
             return -errno;
         *what = "cannot close the caller's directory";
         if (close(s->dir_fd) < 0)
+            return -errno;
+    }
+    if (s->dir_path != NULL) {
+        *what = "cannot enter the batch job's directory";
+        if (chdir(s->dir_path) < 0)
             return -errno;
     }
     if (s->umask >= 0)

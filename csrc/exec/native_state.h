@@ -5,6 +5,9 @@
  * (the caller's directory arrives as a descriptor; umask and limits from
  * /proc and prlimit) and starts mosix-exec as the caller, in mode n, with
  *   -c FD               enter the directory open at FD (then close FD)
+ *   -d /PATH            enter the directory PATH (a batch job's, mosrun -E/-M:
+ *                       the launcher already runs as the user, so it is the
+ *                       user's path resolved with the user's rights)
  *   -k OCTAL            the umask
  *   -l RES:SOFT:HARD    one resource limit (repeatable; decimal numbers)
  * This file parses those options and applies them, as the caller, before the
@@ -22,7 +25,8 @@ struct native_limit {
 };
 
 struct native_state {
-    int dir_fd; /* -1: stay */
+    int dir_fd;           /* -1: stay */
+    const char *dir_path; /* NULL: stay */
     int umask;  /* -1: keep */
     unsigned nlimits;
     struct native_limit limits[NATIVE_LIMITS_MAX];

@@ -114,3 +114,13 @@ def spawn_native(
         restore_signals=True,
         close_fds=True,
     )
+
+
+def batch_words(words: Sequence[bytes], cwd: bytes, umask: int) -> list[str | bytes]:
+    """The command that starts a batch job (mosrun -E/-M) on its node: ``mosix-exec``
+    in mode n, started as the user, enters ``cwd`` as the user (``-d``), sets the
+    umask and executes ``words``: the program's name (searched in PATH), then its
+    argument vector (126/127 and their line are the launcher's own)."""
+    launcher = native_path(LAUNCHER)
+    head: list[str | bytes] = [launcher, "-m", NO_DISCIPLINE, "-p", "mosrun", "-d", cwd]
+    return [*head, "-k", f"{umask:o}", "--", *words]

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from mosix.home_agent.admission import Admission
+from mosix.home_agent.batch_submit import BatchSubmitter
 from mosix.home_agent.checkpoint_requests import CheckpointRequests
 from mosix.home_agent.connection import Connection, Peer
 from mosix.home_agent.freezing import Freezer
@@ -50,6 +51,7 @@ from mosix.protocol import (
     Register,
     Release,
     Shutdown,
+    StartBatch,
     StartNative,
     Status,
 )
@@ -77,6 +79,7 @@ class Server:
         node_control: Callable[[Peer, NodeControl], Awaitable[Done]],
         stopping: trio.Event,
         freezer: Freezer,
+        batches: BatchSubmitter | None = None,
     ) -> None:
         self.limits = limits
         self.owner = owner  # the agent's user: it may stop the agent
@@ -90,6 +93,7 @@ class Server:
         self.guards = guards
         self.node_control = node_control  # mosctl's verbs (mosix.node.administration)
         self.stopping = stopping  # set by Shutdown
+        self.batches = batches  # mosrun -E/-M (None: a one-node cluster)
         self.freezer = freezer  # frozen processes' deputies say hello to it first
 
     async def handle(self, conn: Connection) -> None:
@@ -165,6 +169,8 @@ class Server:
             case GetStatus():
                 return Status(facts=self.status.facts())
             case Migrate():
+                if self.batches is not None:
+                    self.batches.refuse_moving(msg.pid)
                 return await self.processes.migrate(peer, msg)
             case DeputyHello():
                 if self.freezer.deputy_hello(conn, msg):
@@ -184,11 +190,18 @@ class Server:
             case ListNodes():
                 return self.status.nodes()
             case Checkpoint():
+                if self.batches is not None:
+                    self.batches.refuse_moving(msg.pid)
                 return await self.checkpoints.checkpoint(peer, msg)
             case CheckpointSettings():
                 return self.checkpoints.checkpoint_settings(peer, msg)
             case StartNative():
                 await start_native(conn, msg)
+                return None
+            case StartBatch():
+                if self.batches is None:
+                    raise Refusal("batch jobs (-E/-M): this node has no cluster")
+                await self.batches.submit(conn, msg)
                 return None
             case GuardHello():
                 return self.guards.hello(conn, msg)

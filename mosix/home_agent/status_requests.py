@@ -41,6 +41,7 @@ class StatusRequests:
         where_of: Callable[[int], str],
         balancer: Balancer | None,
         guests_and_away: Callable[[], tuple[int, int]] = lambda: (0, 0),
+        batch_jobs: Callable[[], list[ProcessInfo]] = list,
     ) -> None:
         self.config = config
         self.registry = registry
@@ -50,6 +51,7 @@ class StatusRequests:
         self.where_of = where_of  # where a process of this home runs
         self.balancer = balancer  # None: no automatic balancing
         self.guests_and_away = guests_and_away
+        self.batch_jobs = batch_jobs  # mosrun -E/-M jobs submitted here, running elsewhere
 
     def list_processes(self, peer: Peer, msg: ListProcesses) -> Processes:
         if msg.all_users and not peer.is_root:
@@ -57,6 +59,7 @@ class StatusRequests:
         if msg.uid is not None and msg.uid != peer.uid and not peer.is_root:
             raise Refusal("only root may list other users' processes")
         found = list(self.registry.discover(self.where_of).values())
+        found += self.batch_jobs()
         for job in self.queue.jobs.values():
             found.append(
                 ProcessInfo(

@@ -31,9 +31,7 @@ from mosix.arguments import (
 from mosix.exits import EXIT_USAGE, Failure
 from mosix.mosrun import launch
 
-NOT_YET = {
-    "batch": "-E/-M (batch jobs on other nodes) are not available yet",
-}
+NOT_YET: dict[str, str] = {}
 
 
 def fail(prog: str, message: str, status: int) -> NoReturn:
@@ -127,6 +125,10 @@ def run_mosrun(
             from mosix.mosrun.batches import commands
 
             commands.run_commands(args, keep_environment=keep_environment)
+        if args.batch is not None:
+            from mosix.mosrun import batch_client
+
+            batch_client.run_batch(args)
         if args.queue is not None:
             queue_turn(args, argv, keep_environment, queued)
         register(args)

@@ -24,6 +24,7 @@ from mosix.cluster.peers import Cluster
 from mosix.home_agent.admission import Admission
 from mosix.home_agent.agent_config import AgentConfig
 from mosix.home_agent.auto_freeze import AutoFreezer
+from mosix.home_agent.batch_submit import BatchSubmitter
 from mosix.home_agent.checkpoint_requests import CheckpointRequests, mosix_process
 from mosix.home_agent.checkpoints import Checkpoints, last_image
 from mosix.home_agent.cluster_services import ClusterServices
@@ -121,6 +122,11 @@ class NodeAgent:
             administration = Administration(
                 cluster, services, hosting.guests if hosting is not None else None
             )
+            batches = (
+                BatchSubmitter(cluster, services.chooser, config.name)
+                if cluster is not None and services is not None
+                else None
+            )
             server = Server(
                 config.limits,
                 os.geteuid(),
@@ -138,12 +144,14 @@ class NodeAgent:
                     services.where if services is not None else at_home,
                     services.balancer if services is not None else None,
                     administration.counts,
+                    batches.listing if batches is not None else list,
                 ),
                 services.migrations if services is not None else None,
                 GuardWatch(registry.ours, nursery),
                 administration.order,
                 stopping,
                 freezer,
+                batches,
             )
             await nursery.start(
                 ControlSocket(listener, config.limits, admission, server.handle).run

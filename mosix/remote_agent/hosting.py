@@ -12,12 +12,14 @@ from collections.abc import Callable
 
 from mosix.cluster.peers import Cluster
 from mosix.protocol import (
+    BatchOffer,
     BringHome,
     MigrateChannel,
     MigrateCheckpoint,
     MigrateImage,
     MigrateOffer,
 )
+from mosix.remote_agent.batch_host import host_batch
 from mosix.remote_agent.guest_checkpoint import GuestCheckpoints
 from mosix.remote_agent.inbound import Guests
 from mosix.sysinfo import node_facts
@@ -33,3 +35,4 @@ class Hosting:
         cluster.on(MigrateChannel, self.guests.channel)
         cluster.on(BringHome, self.guests.bring_home)
         cluster.on(MigrateCheckpoint, GuestCheckpoints(self.guests).checkpoint)
+        cluster.on(BatchOffer, host_batch)  # mosrun -E/-M from other nodes
