@@ -14,6 +14,7 @@ proves both.
 """
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -31,6 +32,14 @@ pytest_plugins = [
 ]
 
 STRICT_WARNINGS = "error::FutureWarning"
+
+# A run started in the background of a non-interactive shell inherits SIGINT and
+# SIGQUIT ignored, and an ignored signal stays ignored across exec: the programs the
+# tests start could then not die of ^C as they must.  A handler here is reset to the
+# default in every program this process executes.
+for _sig in (signal.SIGINT, signal.SIGQUIT):
+    if signal.getsignal(_sig) == signal.SIG_IGN:
+        signal.signal(_sig, signal.default_int_handler)
 
 os.environ["PYTHONWARNINGS"] = ",".join(
     w for w in (os.environ.get("PYTHONWARNINGS", ""), STRICT_WARNINGS) if w
