@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 from support.agents import as_user
-from support.clusters import migrate, node_programs, where
+from support.clusters import migrate, node_programs, registered_where, where
 from support.waiting import wait_until
 
 from mosix.testcluster import LocalCluster
@@ -73,7 +73,9 @@ class Burner:
             text=True,
         )
         self.pid = self.proc.pid
-        wait_until(lambda: where(cluster, self.pid) == "home", what="the job to register")
+        wait_until(
+            lambda: registered_where(cluster, self.pid) == "home", what="the job to register"
+        )
 
     def finish(self) -> None:
         """It ends when its stdin does: its output and status must be whole."""

@@ -168,13 +168,25 @@ def migrate(cluster: LocalCluster, pid: int, target: str) -> subprocess.Complete
 
 def where(cluster: LocalCluster, pid: int) -> str:
     """mosps's WHERE column for ``pid`` at its home node (node 1)."""
+    found, listing = listed_where(cluster, pid)
+    if found is None:
+        raise AssertionError(f"process {pid} not in mosps:\n{listing}")
+    return found
+
+
+def registered_where(cluster: LocalCluster, pid: int) -> str | None:
+    """:func:`where`, or None while ``pid`` is not (yet) listed: for waiting on it."""
+    return listed_where(cluster, pid)[0]
+
+
+def listed_where(cluster: LocalCluster, pid: int) -> tuple[str | None, str]:
     listing = cluster.run(1, ["mosps"], capture_output=True, text=True, timeout=COMMAND_TIMEOUT)
     assert listing.returncode == 0, listing.stderr
     for line in listing.stdout.splitlines()[1:]:
         fields = line.split()
         if fields and fields[0] == str(pid):
-            return fields[3]
-    raise AssertionError(f"process {pid} not in mosps:\n{listing.stdout}")
+            return fields[3], listing.stdout
+    return None, listing.stdout
 
 
 def moved(cluster: LocalCluster, proc: subprocess.Popen[str], target: str) -> None:
