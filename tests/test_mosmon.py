@@ -246,3 +246,24 @@ def test_no_terminal_is_one_line_and_125(cluster3: LocalCluster) -> None:
     assert result.returncode == 125
     assert result.stderr == "mosmon: needs a terminal (its stdin and stdout are not one)\n"
     assert result.stdout == ""
+
+
+def test_more_nodes_than_lines_are_counted_and_every_line_fits() -> None:
+    """The layout alone (no terminal): 30 nodes in 80x24, one never heard from."""
+    from mosix.protocol import NodeFacts, NodeLoad
+    from mosix.tools.monitor_view import VIEWS, rows_of, screen_lines
+
+    def node(k: int) -> NodeLoad:
+        return NodeLoad(k, f"10.0.0.{k}", f"n{k}", 0, k != 5, 2, 1.0, k / 10, 500, 1000, 0,
+                        None if k == 5 else 0.1, ["block"] if k == 2 else [], k % 2)  # fmt: skip
+
+    facts = NodeFacts(1, "n1", 2, 2000.0, [0.0, 0.0, 0.0], 1000, 500, 1, 0, 0, 0,
+                      settings=["isolated"], guests=3)  # fmt: skip
+    rows = rows_of([node(k) for k in range(1, 31)], facts)
+    assert [r.state for r in rows[:5]] == ["isolated", "blocked", "up", "up", "down"]
+    assert rows[0].guests == 3 and rows[2].guests == 1
+    for view in VIEWS:
+        lines = screen_lines(rows, view, 80, 24)
+        assert len(lines) == 24 and all(len(line) < 80 for line in lines)
+        assert lines[22] == "... 10 more nodes (a taller terminal shows them)"
+        assert "[" not in lines[2 + 4]  # node 5, never heard from: no bar
