@@ -93,7 +93,7 @@ def typer_tools() -> dict[str, typer.Typer]:
     """The commands made with typer, for their man pages."""
     from mosix.slurm import cli as slurm
     from mosix.testcluster import cli as testcluster
-    from mosix.tools import migrate, mosctl, mosixd, moskillall, mosps, mosq
+    from mosix.tools import migrate, mosctl, mosixd, moskillall, mosmon, mosps, mosq
 
     return {
         "migrate": migrate.cli,
@@ -101,6 +101,7 @@ def typer_tools() -> dict[str, typer.Typer]:
         "mosq": mosq.cli,
         "moskillall": moskillall.cli,
         "mosctl": mosctl.cli,
+        "mosmon": mosmon.cli,
         "mosixd": mosixd.cli,
         "mosix-testcluster": testcluster.cli,
         "mosix-slurm": slurm.cli,

@@ -549,6 +549,7 @@ class NodeLoad:
     procs: int
     age: float | None  # seconds since its last load report (None: never heard)
     settings: list[str] = field(default_factory=list)  # mosctl's it reports: stay, block
+    guests: int = 0  # processes of other nodes running there (its load vector's extra)
 
 
 @message

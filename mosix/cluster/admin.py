@@ -20,6 +20,7 @@ from mosix.protocol import LoadVector
 
 SETTINGS = ("stay", "lstay", "block", "isolated")
 ADVERTISED = ("stay", "block")  # what other nodes must know: in our load vector's extra
+GUESTS = "guests"  # also there: how many guests run here (mosmon shows it)
 
 
 @dataclass
@@ -39,3 +40,9 @@ class NodeAdmin:
 def says(vector: LoadVector | None, setting: str) -> bool:
     """Whether a node's load vector says ``setting`` (one of ADVERTISED) is in force."""
     return vector is not None and bool(vector.extra.get(setting))
+
+
+def guests_of(vector: LoadVector | None) -> int:
+    """How many guests a node's load vector says run there (0: none, or not said)."""
+    value = vector.extra.get(GUESTS) if vector is not None else None
+    return value if isinstance(value, int) and value >= 0 else 0

@@ -41,7 +41,7 @@ from typing import Any, TypeVar
 
 import trio
 
-from mosix.cluster.admin import ADVERTISED, NodeAdmin, says
+from mosix.cluster.admin import ADVERTISED, NodeAdmin, guests_of, says
 from mosix.cluster.auth import (
     REFUSAL,
     AuthError,
@@ -261,6 +261,7 @@ class Cluster:
                     procs=vector.procs if vector else 0,
                     age=0.0 if mine else self.table.age(node.number, now),
                     settings=[s for s in ADVERTISED if says(vector, s)],
+                    guests=guests_of(vector),
                 )
             )
         return out

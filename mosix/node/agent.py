@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator
 import trio
 
 from mosix.agent_paths import SYSTEM_RUN_DIR, AgentPaths
+from mosix.cluster.admin import GUESTS
 from mosix.cluster.peers import Cluster
 from mosix.home_agent.admission import Admission
 from mosix.home_agent.agent_config import AgentConfig
@@ -127,6 +128,8 @@ class NodeAgent:
                 if cluster is not None and services is not None
                 else None
             )
+            if cluster is not None:
+                cluster.local_extra = lambda: {GUESTS: administration.counts()[0]}
             server = Server(
                 config.limits,
                 os.geteuid(),

@@ -116,6 +116,7 @@ NODES = Schema(
         Field("procs", "integer", "MOSIX processes running there"),
         Field("age", "number or null", "seconds since its last report (null: never heard)"),
         Field("settings", "array of strings", "mosctl's it reports: stay, block"),
+        Field("guests", "integer", "processes of other nodes running there"),
     ),
 )
 
@@ -194,6 +195,7 @@ def node_record(n: NodeLoad) -> dict[str, Any]:
         "procs": n.procs,
         "age": n.age,
         "settings": list(n.settings),
+        "guests": n.guests,
     }
 
 

@@ -42,7 +42,8 @@ TOOL_STATUS = (
     ),
     (
         "125",
-        "a bad command line, or the node agent refused or could not be reached; "
+        "a bad command line, the node agent refused or could not be reached, or "
+        "(mosmon) no terminal or one too small; "
         "one line on stderr names what was wrong",
     ),
 )
@@ -61,6 +62,7 @@ SEE_ALSO = (
     "mosq",
     "moskillall",
     "mosctl",
+    "mosmon",
     "mosixd",
     "mosix-slurm",
 )
