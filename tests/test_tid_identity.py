@@ -19,6 +19,7 @@ must print byte for byte what a native run prints, with the same exit status.
 from __future__ import annotations
 
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -133,6 +134,8 @@ def test_moved_while_holding_a_mutex_it_locks_it_again_away_and_home(
     proc = cluster.popen(
         1, ["mosrun", *argv], cwd="/tmp", stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
+    watchdog = threading.Timer(TIMEOUT, proc.kill)  # a hung relock ends its reads: a failure
+    watchdog.start()
     try:
         assert proc.stdin is not None and proc.stdout is not None
         seen = [proc.stdout.readline()]
@@ -147,6 +150,7 @@ def test_moved_while_holding_a_mutex_it_locks_it_again_away_and_home(
                 seen.append(proc.stdout.readline())
         rest, _ = proc.communicate("x\n" * (LINES - 3), timeout=TIMEOUT)
     finally:
+        watchdog.cancel()
         if proc.poll() is None:
             proc.kill()
             proc.wait()
