@@ -227,13 +227,12 @@ void state_apply(const struct image *img)
     check(mosix_raw6(__NR_prctl, PR_SET_NAME, (long)comm, 0, 0, 0, 0), "cannot set the name");
     check(mosix_raw2(__NR_arch_prctl, ARCH_SET_FS, img->regs.fs_base), "cannot set FS base");
     check(mosix_raw2(__NR_arch_prctl, ARCH_SET_GS, img->regs.gs_base), "cannot set GS base");
-    if (p->tid_addr) {
-        /* libc's copy of the thread id (glibc: struct pthread's tid): the new one. */
-        long pid = mosix_raw0(__NR_getpid);
-        check(pid, "cannot get the process id");
-        *(volatile int32_t *)p->tid_addr = (int32_t)pid;
+    if (p->tid_addr)
+        /* libc's copy of the main thread's id (glibc: struct pthread's tid) stays the
+         * image's: the process's own id, which the mutexes it holds (recursive,
+         * error-checking, robust: their owner and lock words) name as their owner.
+         * The kernel clears it when the thread ends. */
         check(mosix_raw1(__NR_set_tid_address, p->tid_addr), "cannot set the thread id address");
-    }
     if (p->robust_list)
         check(mosix_raw2(__NR_set_robust_list, p->robust_list, p->robust_len),
               "cannot set the robust futex list");

@@ -1,0 +1,157 @@
+"""A mutex held across a checkpoint or a move is still the process's own (issue 19, item 1).
+
+glibc decides whether the calling thread owns a recursive, error-checking or
+robust mutex by comparing the owner the mutex records with the thread id it
+caches in the thread's control block.  The restorer keeps that cached id at the
+image's value (the process's own id), so a process recovered with ``mosrun -R``
+or moved between nodes while it holds one locks it again as it does natively
+instead of waiting forever for itself.
+
+Real agents, real mosrun, real programs: tests/cprogs/held_mutex.c (a
+recursive, an error-checking and a robust recursive mutex held while it waits
+for each line of stdin, locked again for each line) and a python3 script whose
+SQL function reads stdin in the middle of a query, while SQLite holds the
+connection's recursive mutex, and queries the same connection from there.  Each
+is checkpointed there, killed and recovered, or moved 2 -> 3 -> home there, and
+must print byte for byte what a native run prints, with the same exit status.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support.agents import Agent, cleanup, make_agent
+from support.clusters import bring_up, migrate, node_programs
+
+from mosix.testcluster import LocalCluster
+from mosix.testcluster.agents import ClusterSettings
+
+SYSTEM_PYTHON = "/usr/bin/python3"  # its sqlite3 module: the system's SQLite (serialized)
+TIMEOUT = 120.0
+LINES = 4
+
+SQLITE_LOOP = """
+import sqlite3, sys
+con = sqlite3.connect(":memory:")
+con.execute("create table t(n integer)")
+con.executemany("insert into t values (?)", [(i,) for i in range(1000)])
+def step(n):
+    print("in query", n, flush=True)  # SQLite holds the connection's mutex here
+    if not sys.stdin.readline():
+        return -1
+    inner = con.execute("select count(*), sum(n * n) from t where n < ?", (n * 100,))
+    return inner.fetchone()[1] or 0
+con.create_function("step", 1, step)
+for i in range(4):
+    row = con.execute("select step(?), sum(n) from t where n % 7 = ?", (i, i)).fetchone()
+    print("query", i, row, flush=True)
+sys.exit(3)
+"""
+
+KINDS = ["recursive", "errorcheck", "robust", "sqlite3"]
+
+
+@pytest.fixture(scope="module")
+def programs() -> Iterator[dict[str, list[str]]]:
+    with node_programs("tids", {"held_mutex": ["-O2", "-pthread", "held_mutex.c"]}) as d:
+        (d / "sqlite_loop.py").write_text(SQLITE_LOOP)
+        held = str(d / "held_mutex")
+        yield {
+            "recursive": [held, "recursive"],
+            "errorcheck": [held, "errorcheck"],
+            "robust": [held, "robust"],
+            "sqlite3": [SYSTEM_PYTHON, str(d / "sqlite_loop.py")],
+        }
+
+
+def native(argv: list[str], cwd: Path | str) -> tuple[str, int]:
+    r = subprocess.run(
+        argv, input="x\n" * LINES, capture_output=True, text=True, cwd=cwd, timeout=TIMEOUT
+    )
+    return r.stdout, r.returncode
+
+
+@pytest.fixture
+def ckagent(agent_base: Path) -> Iterator[Agent]:
+    a = make_agent(agent_base)
+    a.start()
+    yield a
+    cleanup(a)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_recovered_while_holding_a_mutex_it_locks_it_again(
+    ckagent: Agent, agent_base: Path, programs: dict[str, list[str]], kind: str
+) -> None:
+    argv = programs[kind]
+    expected = native(argv, agent_base)
+    assert expected[1] == 3, expected
+    p = ckagent.spawn(
+        "mosrun", *argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=agent_base
+    )
+    try:
+        assert p.stdout is not None
+        first = p.stdout.readline()  # it holds the mutex now, waiting for stdin
+        assert first == expected[0].splitlines(keepends=True)[0]
+        result = ckagent.run("migrate", str(p.pid), "checkpoint", cwd=agent_base)
+        ckpt = agent_base / f"ckpt.{p.pid}.1"
+        assert result.stdout == f"{p.pid}: checkpoint 1 written to {ckpt}\n", result.stderr
+    finally:
+        p.kill()
+        p.wait()
+    r = ckagent.spawn("mosrun", f"-R{ckpt}", stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        out, _ = r.communicate("x\n" * LINES, timeout=TIMEOUT)
+    finally:
+        if r.poll() is None:
+            r.kill()
+            r.wait()
+    assert (first + out, r.returncode) == expected
+
+
+@pytest.fixture(scope="module")
+def cluster(namespaces: None) -> Iterator[LocalCluster]:
+    """Three nodes, no automatic balancing: only the test moves the process."""
+    made = bring_up(3, cluster=ClusterSettings(balance_interval=0))
+    try:
+        yield made
+    finally:
+        made.down()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_moved_while_holding_a_mutex_it_locks_it_again_away_and_home(
+    cluster: LocalCluster, programs: dict[str, list[str]], kind: str
+) -> None:
+    argv = programs[kind]
+    expected = native(argv, "/tmp")
+    assert expected[1] == 3, expected
+    want = expected[0].splitlines(keepends=True)
+    proc = cluster.popen(
+        1, ["mosrun", *argv], cwd="/tmp", stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    watchdog = threading.Timer(TIMEOUT, proc.kill)  # a hung relock ends its reads: a failure
+    watchdog.start()
+    try:
+        assert proc.stdin is not None and proc.stdout is not None
+        seen = [proc.stdout.readline()]
+        assert seen == want[:1]
+        for target in ("node2", "node3", "home"):  # it holds the mutex at each move
+            done = migrate(cluster, proc.pid, target)
+            assert done.returncode == 0, f"migrate {target}: {done.stderr}"
+            proc.stdin.write("x\n")
+            proc.stdin.flush()
+            seen.append(proc.stdout.readline())  # locked again where it is now
+            if kind == "sqlite3":
+                seen.append(proc.stdout.readline())
+        rest, _ = proc.communicate("x\n" * (LINES - 3), timeout=TIMEOUT)
+    finally:
+        watchdog.cancel()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert ("".join(seen) + rest, proc.returncode) == expected
