@@ -18,11 +18,10 @@ from __future__ import annotations
 import struct
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.agents import Agent, cleanup, make_agent
+from support.agents import Agent
 from support.cbuild import build_c
 
 from mosix.ckpt import format as fmt
@@ -99,14 +98,6 @@ def programs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
 
 
 @pytest.fixture
-def ckagent(agent_base: Path) -> Iterator[Agent]:
-    a = make_agent(agent_base)
-    a.start()
-    yield a
-    cleanup(a)
-
-
-@pytest.fixture
 def work(agent_base: Path) -> Path:
     d = agent_base / "work"
     d.mkdir()
@@ -144,27 +135,27 @@ def recover(agent: Agent, ckpt: Path) -> tuple[str, int]:
 
 @pytest.mark.parametrize("kind", ["pthreads", "python", "numpy", "timers"])
 def test_recovered_threads_finish_byte_identical(
-    ckagent: Agent, work: Path, programs: dict[str, list[str]], kind: str
+    agent: Agent, work: Path, programs: dict[str, list[str]], kind: str
 ) -> None:
     argv = programs[kind]
-    reference = ckagent.run("mosrun", *argv, input="x", cwd=work)
+    reference = agent.run("mosrun", *argv, input="x", cwd=work)
     assert reference.returncode == 3, reference.stderr
-    ckpt, threads = checkpointed(ckagent, work, argv)
+    ckpt, threads = checkpointed(agent, work, argv)
     want = {"pthreads": 5, "python": 5, "timers": 2, "numpy": 3}
     # numpy's BLAS may add threads of its own (OpenBLAS: one per CPU)
     assert threads == want[kind] or (kind == "numpy" and threads > want[kind])
     head = read_head_from(str(ckpt))
     assert head.process["threads"] == threads
-    out, code = recover(ckagent, ckpt)
+    out, code = recover(agent, ckpt)
     assert (out, code) == (reference.stdout.removeprefix("paused\n"), 3)
 
 
 def test_the_pthread_program_says_what_each_thread_saw(
-    ckagent: Agent, work: Path, programs: dict[str, list[str]]
+    agent: Agent, work: Path, programs: dict[str, list[str]]
 ) -> None:
     """Each thread's mask and pending signal, the signal to a chosen thread, the joins."""
-    ckpt, _ = checkpointed(ckagent, work, programs["pthreads"])
-    out, code = recover(ckagent, ckpt)
+    ckpt, _ = checkpointed(agent, work, programs["pthreads"])
+    out, code = recover(agent, ckpt)
     assert code == 3
     assert out.splitlines()[1:] == [
         "signal went to thread 3",
@@ -177,10 +168,10 @@ def test_the_pthread_program_says_what_each_thread_saw(
 
 
 def test_inspect_lists_the_files_of_a_threaded_image(
-    ckagent: Agent, work: Path, programs: dict[str, list[str]]
+    agent: Agent, work: Path, programs: dict[str, list[str]]
 ) -> None:
-    ckpt, _ = checkpointed(ckagent, work, programs["pthreads"])
-    result = ckagent.run("mosrun", f"-I{ckpt}")
+    ckpt, _ = checkpointed(agent, work, programs["pthreads"])
+    result = agent.run("mosrun", f"-I{ckpt}")
     assert result.returncode == 0, result.stderr
     rows = {int(line.split()[0]): line.split() for line in result.stdout.splitlines()[3:]}
     assert set(rows) == {0, 1, 2}
@@ -203,9 +194,9 @@ def thread_records(data: bytes) -> list[tuple[int, int]]:
 
 
 def test_a_damaged_thread_record_is_refused_in_one_line(
-    ckagent: Agent, work: Path, programs: dict[str, list[str]]
+    agent: Agent, work: Path, programs: dict[str, list[str]]
 ) -> None:
-    ckpt, _ = checkpointed(ckagent, work, programs["pthreads"])
+    ckpt, _ = checkpointed(agent, work, programs["pthreads"])
     data = bytearray(ckpt.read_bytes())
     records = thread_records(bytes(data))
     assert len(records) == 4
@@ -213,7 +204,7 @@ def test_a_damaged_thread_record_is_refused_in_one_line(
     data[offset + 40] ^= 0x10  # a register of the third thread
     bad = work / "bad.img"
     bad.write_bytes(bytes(data))
-    r = ckagent.run("mosrun", f"-R{bad}", input="x", cwd=work)
+    r = agent.run("mosrun", f"-R{bad}", input="x", cwd=work)
     assert r.returncode == 125, r.stderr  # as a damaged single-threaded image
     assert r.stderr.count("\n") == 1 and r.stderr.startswith(f"mosrun: -R{bad}: "), r.stderr
     assert "checksum mismatch" in r.stderr
@@ -236,12 +227,12 @@ print("ret", result[0], threading.active_count(), flush=True)
 """
 
 
-def test_a_thread_asks_for_the_checkpoint_itself(ckagent: Agent, work: Path) -> None:
+def test_a_thread_asks_for_the_checkpoint_itself(agent: Agent, work: Path) -> None:
     """The program's own request, from a thread that is not the main one: DONE, then RESUMED."""
     script = work / "own.py"
     script.write_text(PY_OWN_REQUEST)
     with open(work / "run.out", "w") as out, open(work / "run.err", "w") as err:
-        p = ckagent.spawn(
+        p = agent.spawn(
             "mosrun",
             sys.executable,
             str(script),
@@ -253,7 +244,7 @@ def test_a_thread_asks_for_the_checkpoint_itself(ckagent: Agent, work: Path) -> 
         assert p.wait(timeout=60) == 0, (work / "run.err").read_text()
     assert (work / "run.out").read_text() == "ret 0 1\n"
     recovered = work / "recovered.out"
-    r = ckagent.run("mosrun", f"-R{work}/ckpt.{p.pid}.1", f"-O1={recovered}", cwd=work)
+    r = agent.run("mosrun", f"-R{work}/ckpt.{p.pid}.1", f"-O1={recovered}", cwd=work)
     assert r.returncode == 0, r.stderr
     assert recovered.read_text() == "ret 1 1\n"
 
@@ -297,10 +288,10 @@ def edited(
 
 
 def test_hostile_thread_records_are_refused_before_anything_changes(
-    ckagent: Agent, work: Path, programs: dict[str, list[str]]
+    agent: Agent, work: Path, programs: dict[str, list[str]]
 ) -> None:
     """Checksums right, contents wrong: one line, status 125, the program never runs."""
-    ckpt, _ = checkpointed(ckagent, work, programs["pthreads"])
+    ckpt, _ = checkpointed(agent, work, programs["pthreads"])
     data = ckpt.read_bytes()
     header, records = data[: fmt.FILE_HEADER.size], records_of(data)
     second_tid = fmt.THREAD.unpack(next(p for k, p in records if k == fmt.Kind.THREAD))["tid"]
@@ -326,7 +317,7 @@ def test_hostile_thread_records_are_refused_before_anything_changes(
         bad = work / "hostile.img"
         bad.unlink(missing_ok=True)
         bad.write_bytes(encoded(header, bad_records))
-        r = ckagent.run("mosrun", f"-R{bad}", input="x", cwd=work)
+        r = agent.run("mosrun", f"-R{bad}", input="x", cwd=work)
         assert r.returncode == 125, (name, r.stderr)
         assert r.stderr.count("\n") == 1 and reason in r.stderr, (name, r.stderr)
         assert "total" not in r.stdout

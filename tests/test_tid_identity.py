@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.agents import Agent, cleanup, make_agent
+from support.agents import Agent
 from support.clusters import bring_up, migrate, node_programs
 
 from mosix.testcluster import LocalCluster
@@ -75,35 +75,25 @@ def native(argv: list[str], cwd: Path | str) -> tuple[str, int]:
     return r.stdout, r.returncode
 
 
-@pytest.fixture
-def ckagent(agent_base: Path) -> Iterator[Agent]:
-    a = make_agent(agent_base)
-    a.start()
-    yield a
-    cleanup(a)
-
-
 @pytest.mark.parametrize("kind", KINDS)
 def test_recovered_while_holding_a_mutex_it_locks_it_again(
-    ckagent: Agent, agent_base: Path, programs: dict[str, list[str]], kind: str
+    agent: Agent, agent_base: Path, programs: dict[str, list[str]], kind: str
 ) -> None:
     argv = programs[kind]
     expected = native(argv, agent_base)
     assert expected[1] == 3, expected
-    p = ckagent.spawn(
-        "mosrun", *argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=agent_base
-    )
+    p = agent.spawn("mosrun", *argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=agent_base)
     try:
         assert p.stdout is not None
         first = p.stdout.readline()  # it holds the mutex now, waiting for stdin
         assert first == expected[0].splitlines(keepends=True)[0]
-        result = ckagent.run("migrate", str(p.pid), "checkpoint", cwd=agent_base)
+        result = agent.run("migrate", str(p.pid), "checkpoint", cwd=agent_base)
         ckpt = agent_base / f"ckpt.{p.pid}.1"
         assert result.stdout == f"{p.pid}: checkpoint 1 written to {ckpt}\n", result.stderr
     finally:
         p.kill()
         p.wait()
-    r = ckagent.spawn("mosrun", f"-R{ckpt}", stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    r = agent.spawn("mosrun", f"-R{ckpt}", stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     try:
         out, _ = r.communicate("x\n" * LINES, timeout=TIMEOUT)
     finally:

@@ -330,6 +330,13 @@ struct ck_frozen {
 void ck_freeze_state(struct ck_tracee *t, int procfd, int memfd, struct ck_frozen *fz);
 
 /* Everything the PROCESS, XSTATE and SIGACTIONS records need from the frozen copy. */
+/* The kernel's stack_t, as sigaltstack(2) writes it into the copy's memory. */
+struct ck_kstack {
+    uint64_t sp;
+    int32_t flags, pad;
+    uint64_t size;
+};
+
 struct ck_copy_state {
     struct mosix_ckpt_sigaction act[CK_NSIG];
     uint64_t altstack_sp, altstack_size;

@@ -228,11 +228,7 @@ void ck_read_altstack(struct ck_tracee *t, int procfd, int memfd, uint64_t *sp, 
         errno = (int)-ret;
         ck_fail_errno("sigaltstack in thread %d", t->pid);
     }
-    struct {
-        uint64_t sp;
-        int32_t flags, pad;
-        uint64_t size;
-    } ss;
+    struct ck_kstack ss;
     fetch(memfd, s.addr, &ss, sizeof(ss));
     scratch_give_back(&s, memfd);
     *sp = ss.sp;
@@ -287,11 +283,7 @@ void ck_query_copy(struct ck_tracee *copy, int copyfd, int memfd, struct ck_copy
             fetch(memfd, s.addr, &cs->act[sig - 1], sizeof(cs->act[0]));
     }
     if (call(copy, SYS_sigaltstack, 0, s.addr, 0, 0) == 0) {
-        struct {
-            uint64_t sp;
-            int32_t flags, pad;
-            uint64_t size;
-        } ss;
+        struct ck_kstack ss;
         fetch(memfd, s.addr, &ss, sizeof(ss));
         cs->altstack_sp = ss.sp;
         cs->altstack_flags = ss.flags;

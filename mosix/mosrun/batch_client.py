@@ -22,7 +22,7 @@ from mosix.agent_client import AGENT_SOCKET_ENV, connect
 from mosix.agent_paths import RUN_DIR_ENV
 from mosix.arguments import MosrunArgs, WhereParent, format_args
 from mosix.exits import EXIT_USAGE, Failure
-from mosix.mosrun.native_client import end_like
+from mosix.mosrun.native_client import RELAYED, end_like
 from mosix.protocol import (
     HEADER,
     BatchData,
@@ -40,15 +40,6 @@ from mosix.protocol import (
 from mosix.start_contract import GATE_ENV, INHERIT_ENV
 
 CHUNK = 1 << 18  # bytes per BatchData frame (frames are at most 1 MiB)
-RELAYED = (
-    signal.SIGINT,
-    signal.SIGTERM,
-    signal.SIGHUP,
-    signal.SIGQUIT,
-    signal.SIGUSR1,
-    signal.SIGUSR2,
-    signal.SIGCONT,
-)
 NOT_PASSED = (INHERIT_ENV, AGENT_SOCKET_ENV, GATE_ENV, RUN_DIR_ENV)  # this node's, not the job's
 
 
