@@ -61,13 +61,21 @@ def saved_environment(env: Mapping[str, str]) -> dict[str, str]:
 
 
 def exec_launcher(
-    mode: str, prog: str, name: str, argv: Sequence[str], env: Mapping[str, str]
+    mode: str,
+    prog: str,
+    name: str,
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    private_dirs: Sequence[str] = (),
 ) -> NoReturn:
-    """Become ``mosix-exec`` running ``name`` with ``argv`` under ``mode`` (u, e, w or n)."""
+    """Become ``mosix-exec`` running ``name`` with ``argv`` under ``mode`` (u, e, w or n),
+    with a private tmpfs on each of ``private_dirs`` (mosrun -X)."""
     launcher = native_path(LAUNCHER)
     words = [launcher, "-m", mode, "-p", prog]
     if mode != NO_DISCIPLINE:
         words += ["-s", native_path(SHIM)]
+    for directory in private_dirs:
+        words += ["-X", directory]
     words += ["--", name, *argv]
     try:
         os.execve(launcher, words, dict(env))

@@ -1,0 +1,162 @@
+"""mosrun -X{/dir}: private temporary directories, as the manual's PRIVATE TEMPORARY
+FILES says.  Real agent, real mosrun (launcher, guard, filters), real programs.
+
+What the tree of a mosrun with -X writes there is seen by no other process (a
+tmpfs in a mount namespace of the tree's own), holds only regular files
+(mkdir, symlink, link and mknod of special files fail with EPERM; a rename or
+link from elsewhere with EXDEV) and is gone when the tree ends.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from support.agents import Agent
+
+SECRET = "private bytes\n"
+# A program that writes a file in the private directory D, says so, waits for a
+# line on stdin and then prints the file back.
+WRITE_WAIT_READ = (
+    "import os, sys\n"
+    "d = sys.argv[1]\n"
+    "with open(os.path.join(d, 'f'), 'w') as f:\n"
+    f"    f.write({SECRET!r})\n"
+    "print('written', flush=True)\n"
+    "sys.stdin.readline()\n"
+    "print(open(os.path.join(d, 'f')).read(), end='', flush=True)\n"
+)
+# Each call that would make something other than a regular file, and its errno.
+MAKERS = (
+    "import errno, os, sys\n"
+    "d = sys.argv[1]\n"
+    "open(os.path.join(d, 'f'), 'w').close()\n"
+    "def says(what, call, *args):\n"
+    "    try:\n"
+    "        call(*args)\n"
+    "        print(what, 'ok')\n"
+    "    except OSError as e:\n"
+    "        print(what, errno.errorcode[e.errno])\n"
+    "says('mkdir', os.mkdir, os.path.join(d, 'sub'))\n"
+    "os.chdir(d)\n"
+    "says('mkdir-relative', os.mkdir, 'sub')\n"
+    "says('mkdirat', lambda: os.mkdir('sub', dir_fd=os.open('.', os.O_RDONLY)))\n"
+    "says('symlink', os.symlink, 'f', os.path.join(d, 'link'))\n"
+    "says('link', os.link, os.path.join(d, 'f'), os.path.join(d, 'hard'))\n"
+    "says('mkfifo', os.mkfifo, os.path.join(d, 'fifo'))\n"
+    "says('mknod-regular', os.mknod, os.path.join(d, 'plain'))\n"
+    "says('rename-in', os.rename, sys.argv[2], os.path.join(d, 'moved'))\n"
+    "says('mkdir-elsewhere', os.mkdir, sys.argv[3])\n"
+    "print(sorted(os.listdir(d)))\n"
+)
+
+
+def python(code: str) -> list[str]:
+    return [sys.executable, "-P", "-c", code]
+
+
+@pytest.fixture
+def private(agent: Agent) -> Path:
+    """An empty directory every test user may write in (as /tmp)."""
+    d = agent.run_dir.parent / "private"
+    d.mkdir()
+    d.chmod(0o1777)
+    return d
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ("-Xrelative", "-X: directory must start with '/'"),
+        ("-X/tmp/../etc", "-X: directory cannot include '..'"),
+        ("-X/etc/mosix", "-X: directory cannot be within /etc"),
+        ("-X/proc", "-X: directory cannot be within /proc"),
+        ("-X/sys/x", "-X: directory cannot be within /sys"),
+        ("-X/dev/shm", "-X: directory cannot be within /dev"),
+        ("-X/" + "a" * 256, "-X: directory is longer than 256 characters"),
+        ("-X/nonexistent/mosix", "-X: /nonexistent/mosix: No such file or directory"),
+        ("-X/bin/sh", "-X: /bin/sh: Not a directory"),
+    ],
+)
+def test_rule_violations_are_one_line_with_status_125(
+    agent: Agent, private: Path, option: str, message: str
+) -> None:
+    marker = private / "ran"
+    result = agent.run("mosrun", option, "touch", str(marker))
+    assert (result.returncode, result.stdout) == (125, "")
+    assert result.stderr == f"mosrun: {message}\n"
+    assert not marker.exists()
+
+
+def test_more_than_ten_directories_are_refused(agent: Agent, private: Path) -> None:
+    dirs = [f"-X{private}/{k}" for k in range(11)]
+    result = agent.run("mosrun", *dirs, "true")
+    assert (result.returncode, result.stderr) == (
+        125,
+        "mosrun: -X: at most 10 private directories\n",
+    )
+
+
+@pytest.mark.parametrize("as_user", [None, "mosixtest1"])
+def test_files_are_invisible_to_other_processes_and_gone_after_exit(
+    agent: Agent, private: Path, two_users: tuple[str, str], as_user: str | None
+) -> None:
+    p = agent.spawn(
+        "mosrun",
+        f"-X{private}",
+        *python(WRITE_WAIT_READ),
+        str(private),
+        user=as_user,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert p.stdout is not None
+    assert p.stdout.readline() == "written\n", p.stderr.read() if p.stderr else ""
+    # another process, the program's own user's, sees the real directory: empty
+    seen = agent.run("ls", "-A", str(private), user=as_user)
+    assert (seen.returncode, seen.stdout) == (0, ""), seen.stderr
+    assert os.listdir(private) == []
+    out, err = p.communicate("go\n", timeout=60)
+    assert (p.returncode, out, err) == (0, SECRET, "")
+    assert os.listdir(private) == []
+
+
+@pytest.mark.parametrize("as_user", [None, "mosixtest1"])
+def test_only_regular_files_live_there(
+    agent: Agent, private: Path, two_users: tuple[str, str], as_user: str | None
+) -> None:
+    outside = agent.run_dir.parent / "outside"
+    outside.mkdir()
+    outside.chmod(0o1777)
+    source = outside / "source"
+    source.write_text("x")
+    source.chmod(0o666)
+    result = agent.run(
+        "mosrun",
+        f"-X{private}",
+        *python(MAKERS),
+        str(private),
+        str(source),
+        str(outside / "newdir"),
+        user=as_user,
+    )
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout.splitlines() == [
+        "mkdir EPERM",
+        "mkdir-relative EPERM",
+        "mkdirat EPERM",
+        "symlink EPERM",
+        "link EPERM",
+        "mkfifo EPERM",
+        "mknod-regular ok",
+        "rename-in EXDEV",
+        "mkdir-elsewhere ok",
+        "['f', 'plain']",
+    ]
+    assert (outside / "newdir").is_dir()
+    assert source.read_text() == "x"
+    assert os.listdir(private) == []
