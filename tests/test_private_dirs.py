@@ -16,6 +16,10 @@ from pathlib import Path
 
 import pytest
 from support.agents import Agent
+from support.clusters import mosrun_at_home, moved, where
+
+from mosix.ckpt.image import read_head_from
+from mosix.testcluster import LocalCluster
 
 SECRET = "private bytes\n"
 # A program that writes a file in the private directory D, says so, waits for a
@@ -51,6 +55,19 @@ MAKERS = (
     "says('rename-in', os.rename, sys.argv[2], os.path.join(d, 'moved'))\n"
     "says('mkdir-elsewhere', os.mkdir, sys.argv[3])\n"
     "print(sorted(os.listdir(d)))\n"
+)
+# Writes a MiB of random bytes in D, prints their digest, then prints the
+# file's digest again for each line on stdin.
+WRITE_THEN_DIGESTS = (
+    "import hashlib, os, sys\n"
+    "p = os.path.join(sys.argv[1], 'data')\n"
+    "data = os.urandom(1 << 20)\n"
+    "with open(p, 'wb') as f:\n"
+    "    f.write(data)\n"
+    "print(hashlib.sha256(data).hexdigest(), flush=True)\n"
+    "for _ in sys.stdin:\n"
+    "    with open(p, 'rb') as f:\n"
+    "        print(hashlib.sha256(f.read()).hexdigest(), flush=True)\n"
 )
 
 
@@ -160,3 +177,66 @@ def test_only_regular_files_live_there(
     assert (outside / "newdir").is_dir()
     assert source.read_text() == "x"
     assert os.listdir(private) == []
+
+
+def test_files_survive_a_checkpoint_a_kill_and_recovery(agent: Agent, private: Path) -> None:
+    work = agent.run_dir.parent / "work"
+    work.mkdir()
+    p = agent.spawn(
+        "mosrun",
+        f"-X{private}",
+        *python(WRITE_THEN_DIGESTS),
+        str(private),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        cwd=work,
+    )
+    assert p.stdout is not None
+    written = p.stdout.readline()
+    assert len(written) == 65
+    done = agent.run("migrate", str(p.pid), "checkpoint", cwd=work)
+    assert done.returncode == 0, done.stderr
+    p.kill()
+    p.wait()
+    assert os.listdir(private) == []
+    ckpt = work / f"ckpt.{p.pid}.1"
+    head = read_head_from(str(ckpt))
+    assert head.private_dirs == [str(private)]
+    assert [(f.name, len(f.data)) for f in head.private_files] == [("data", 1 << 20)]
+
+    r = agent.spawn("mosrun", f"-R{ckpt}", stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd="/")
+    assert r.stdin is not None and r.stdout is not None
+    r.stdin.write("again\n")
+    r.stdin.flush()
+    assert r.stdout.readline() == written
+    assert os.listdir(private) == []  # private to the recovered process too
+    r.stdin.close()
+    assert r.wait(timeout=60) == 0
+    assert os.listdir(private) == []
+
+
+def test_a_moved_process_keeps_its_private_files_and_other_nodes_keep_nothing(
+    cluster3: LocalCluster,
+) -> None:
+    d = "/tmp/private-x"
+    for node in (1, 2):
+        cluster3.node_path(node, d).mkdir()
+    with mosrun_at_home(cluster3, [f"-X{d}", *python(WRITE_THEN_DIGESTS), d]) as proc:
+        assert proc.stdin is not None and proc.stdout is not None
+        written = proc.stdout.readline()
+        assert len(written) == 65, proc.stderr.read() if proc.stderr else ""
+
+        def digest_at(node: str, shown: str) -> None:
+            moved(cluster3, proc, node)
+            assert where(cluster3, proc.pid) == shown
+            proc.stdin.write("again\n")  # type: ignore[union-attr]
+            proc.stdin.flush()  # type: ignore[union-attr]
+            assert proc.stdout.readline() == written  # type: ignore[union-attr]
+
+        digest_at("2", "node2")
+        assert os.listdir(cluster3.node_path(1, d)) == []  # still private while away
+        digest_at("home", "home")
+        proc.stdin.close()
+        assert proc.wait(timeout=60) == 0
+    for node in (1, 2):
+        assert os.listdir(cluster3.node_path(node, d)) == []

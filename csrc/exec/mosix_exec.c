@@ -6,6 +6,7 @@
  *   -X DIR  (repeated, at most 10) a private temporary directory (mosrun -X):
  *         the tree gets a mount namespace of its own with a tmpfs on DIR
  *         (private_dirs.h), made before the guard is forked
+ *   -P FD the files to put in the -X directories first (mosrun -R; private_dirs.h)
  *   -r    a migrated process's remote copy (mosix-remote): the base filter
  *         without listener or guard (see install_remote_discipline)
  *
@@ -136,7 +137,7 @@ static void usage(void) __attribute__((noreturn));
 static void usage(void)
 {
     die(EXIT_USAGE, "usage: mosix-exec -m u|e|w|n -p PROG [-s SHIM] [-c FD] [-d /DIR] [-k UMASK] "
-                    "[-l RES:SOFT:HARD]... [-X /DIR]... -- NAME ARGV0 [ARGS...]");
+                    "[-l RES:SOFT:HARD]... [-X /DIR]... [-P FD] -- NAME ARGV0 [ARGS...]");
 }
 
 /* ------------------------------------------------------------ rlimit */
@@ -225,7 +226,7 @@ static void install_remote_discipline(enum mosix_mode mode)
 }
 
 static void install_discipline(enum mosix_mode mode, char **argv,
-                               const struct private_dirs *dirs)
+                               const struct private_dirs *dirs, int private_files)
 {
     if (under_discipline()) {
         /* the discipline refuses unshare and mount to the program */
@@ -237,6 +238,8 @@ static void install_discipline(enum mosix_mode mode, char **argv,
     const char *what = NULL;
     int err = private_dirs_enter(dirs, &what);
     if (err < 0)
+        die(EXIT_USAGE, "-X: %s: %s", what, strerror(-err));
+    if (private_files >= 0 && (err = private_dirs_fill(dirs, private_files, &what)) < 0)
         die(EXIT_USAGE, "-X: %s: %s", what, strerror(-err));
     fix_open_files();
     int sock = start_guard(mode, argv, dirs);
@@ -415,6 +418,7 @@ int main(int argc, char **argv)
     int i = 1, remote = 0;
     struct native_state caller;
     struct private_dirs dirs = {.count = 0};
+    int private_files = -1;
     native_state_init(&caller);
     for (; i < argc; i++) {
         if (strcmp(argv[i], "--") == 0) {
@@ -437,12 +441,20 @@ int main(int argc, char **argv)
             if (argv[i + 1][0] != '/' || private_dirs_add(&dirs, argv[i + 1]) != 0)
                 usage();
             i++;
+        } else if (strcmp(argv[i], "-P") == 0) {
+            char *end;
+            long fd = strtol(argv[++i], &end, 10);
+            if (*end != '\0' || fd < 0 || fd > 1 << 20)
+                usage();
+            private_files = (int)fd;
         }
         else if (native_state_option(&caller, argv[i], argv[i + 1]) == 1)
             i++;
         else
             usage();
     }
+    if (private_files >= 0 && dirs.count == 0)
+        usage(); /* files for directories not given */
     if (mode_text == NULL || argc - i < 2 || strlen(mode_text) != 1 ||
         strchr("uewn", mode_text[0]) == NULL)
         usage();
@@ -453,7 +465,7 @@ int main(int argc, char **argv)
         if (remote)
             install_remote_discipline(mode);
         else
-            install_discipline(mode, argv, &dirs);
+            install_discipline(mode, argv, &dirs, private_files);
     }
     drop_set_id();
     restore_saved();

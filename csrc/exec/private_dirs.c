@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mount.h>
@@ -96,4 +97,100 @@ int private_dirs_enter(const struct private_dirs *dirs, const char **what)
             return -errno;
     }
     return 0;
+}
+
+/* Exactly ``len`` bytes from ``fd``: 0, or -errno (-EIO at its end). */
+static int read_exact(int fd, void *buf, size_t len)
+{
+    for (size_t got = 0; got < len;) {
+        ssize_t n = read(fd, (char *)buf + got, len - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        if (n == 0)
+            return -EIO;
+        got += (size_t)n;
+    }
+    return 0;
+}
+
+static int write_all(int fd, const char *buf, size_t len)
+{
+    for (size_t put = 0; put < len;) {
+        ssize_t n = write(fd, buf + put, len - put);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        put += (size_t)n;
+    }
+    return 0;
+}
+
+struct __attribute__((packed)) private_file_head {
+    uint16_t dir, name_len;
+    uint32_t mode;
+    uint64_t size;
+};
+
+static int fill_one(const struct private_dirs *dirs, int fd, const struct private_file_head *h,
+                    char *name, const char **what)
+{
+    static char buf[1 << 16];
+    int err;
+    *what = "the private files";
+    if (h->dir >= dirs->count || h->name_len == 0 || h->name_len > 255)
+        return -EINVAL;
+    if ((err = read_exact(fd, name, h->name_len)) != 0)
+        return err;
+    name[h->name_len] = '\0';
+    if (strlen(name) != h->name_len || strchr(name, '/') != NULL || strcmp(name, ".") == 0 ||
+        strcmp(name, "..") == 0 || !S_ISREG(h->mode))
+        return -EINVAL;
+    *what = name;
+    int dir = open(dirs->dir[h->dir], O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (dir < 0)
+        return -errno;
+    int out = openat(dir, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    err = out < 0 ? -errno : 0;
+    (void)close(dir); /* O_PATH, ours: nothing to do if it fails */
+    for (uint64_t left = h->size; err == 0 && left > 0;) {
+        size_t n = left < sizeof(buf) ? (size_t)left : sizeof(buf);
+        if ((err = read_exact(fd, buf, n)) == 0)
+            err = write_all(out, buf, n);
+        left -= n;
+    }
+    if (err == 0 && fchmod(out, h->mode & 07777) != 0)
+        err = -errno;
+    if (out >= 0 && close(out) != 0 && err == 0)
+        err = -errno;
+    return err;
+}
+
+int private_dirs_fill(const struct private_dirs *dirs, int fd, const char **what)
+{
+    int err = 0;
+    for (;;) {
+        struct private_file_head h;
+        ssize_t n;
+        do
+            n = read(fd, &h, sizeof(h));
+        while (n < 0 && errno == EINTR);
+        if (n == 0)
+            break;
+        *what = "the private files";
+        if (n < 0 || (size_t)n != sizeof(h)) {
+            err = n < 0 ? -errno : -EIO;
+            break;
+        }
+        char name[256];
+        if ((err = fill_one(dirs, fd, &h, name, what)) != 0)
+            break;
+    }
+    if (close(fd) != 0 && err == 0) {
+        *what = "the private files";
+        err = -errno;
+    }
+    return err;
 }

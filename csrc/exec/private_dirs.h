@@ -21,4 +21,11 @@ int private_dirs_add(struct private_dirs *dirs, const char *dir);
  * to the step (a directory or an operation) that failed. */
 int private_dirs_enter(const struct private_dirs *dirs, const char **what);
 
+/* Fill the directories from descriptor ``fd`` (mosrun -R: the image's files):
+ * records of the index of a directory (u16), a name's length (u16), st_mode
+ * (u32) and a size (u64), native byte order, then the name (one component)
+ * and the contents.  Reads ``fd`` to its end and closes it.  On failure returns
+ * -errno and sets *what to the file's name or the step. */
+int private_dirs_fill(const struct private_dirs *dirs, int fd, const char **what);
+
 #endif
