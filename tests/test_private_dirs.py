@@ -9,16 +9,20 @@ link from elsewhere with EXDEV) and is gone when the tree ends.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import ckpt_images as ci
 import pytest
 from support.agents import Agent
 from support.clusters import mosrun_at_home, moved, where
 
-from mosix.ckpt.image import read_head_from
+from mosix.ckpt import format as fmt
+from mosix.ckpt.image import ImageError, read_head, read_head_from
 from mosix.testcluster import LocalCluster
 
 SECRET = "private bytes\n"
@@ -106,6 +110,24 @@ def test_rule_violations_are_one_line_with_status_125(
     assert (result.returncode, result.stdout) == (125, "")
     assert result.stderr == f"mosrun: {message}\n"
     assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["-M"], "-X: not available with -E/-M yet"),
+        (["-E"], "-X: not available with -E/-M yet"),
+        # the image's own directories are recovered
+        (["-R/nonexistent.img"], "-X{}: program options are not permitted with -R"),
+    ],
+)
+def test_combinations_not_built_are_refused(
+    agent: Agent, private: Path, options: list[str], message: str
+) -> None:
+    result = agent.run("mosrun", *options, f"-X{private}", "true")
+    assert (result.returncode, result.stdout) == (125, "")
+    assert result.stderr.startswith(f"mosrun: {message.format(private)}")
+    assert result.stderr.count("\n") == 1
 
 
 def test_more_than_ten_directories_are_refused(agent: Agent, private: Path) -> None:
@@ -221,7 +243,8 @@ def test_a_moved_process_keeps_its_private_files_and_other_nodes_keep_nothing(
     d = "/tmp/private-x"
     for node in (1, 2):
         cluster3.node_path(node, d).mkdir()
-    with mosrun_at_home(cluster3, [f"-X{d}", *python(WRITE_THEN_DIGESTS), d]) as proc:
+    argv = [f"-X{d}", "-C/tmp/private-x.ckpt", *python(WRITE_THEN_DIGESTS), d]
+    with mosrun_at_home(cluster3, argv) as proc:
         assert proc.stdin is not None and proc.stdout is not None
         written = proc.stdout.readline()
         assert len(written) == 65, proc.stderr.read() if proc.stderr else ""
@@ -235,8 +258,75 @@ def test_a_moved_process_keeps_its_private_files_and_other_nodes_keep_nothing(
 
         digest_at("2", "node2")
         assert os.listdir(cluster3.node_path(1, d)) == []  # still private while away
+        # a checkpoint taken away holds them too
+        done = cluster3.run(1, ["migrate", str(proc.pid), "checkpoint"], capture_output=True)
+        assert done.returncode == 0, done.stderr
+        head = read_head_from(str(cluster3.node_path(1, "/tmp/private-x.ckpt.1")))
+        assert head.private_dirs == [d]
+        assert [f.name for f in head.private_files] == ["data"]
+        assert hashlib.sha256(head.private_files[0].data).hexdigest() + "\n" == written
         digest_at("home", "home")
         proc.stdin.close()
         assert proc.wait(timeout=60) == 0
     for node in (1, 2):
         assert os.listdir(cluster3.node_path(node, d)) == []
+
+
+def private_record(
+    kind: fmt.PrivateKind, path: bytes, data: bytes = b"", mode: int = 0o100600
+) -> bytes:
+    head = fmt.PRIVATE.pack(kind=kind, mode=mode, path_len=len(path), pad=0, size=len(data))
+    return head + path + data
+
+
+def head_image(*privates: bytes) -> bytes:
+    """An image's head with ``privates`` as its PRIVATE records (what follows REGS
+    does not matter to the head reader)."""
+    records = [
+        (fmt.Kind.PROCESS, bytes(fmt.PROCESS.size)),
+        (fmt.Kind.OPTIONS, b""),
+        (fmt.Kind.CWD, b"/"),
+        *((fmt.Kind.PRIVATE, p) for p in privates),
+        (fmt.Kind.REGS, bytes(fmt.REGS.size)),
+    ]
+    return ci.encode_records(records)
+
+
+DIR, FILE = fmt.PrivateKind.DIRECTORY, fmt.PrivateKind.FILE
+
+
+def test_the_head_reader_takes_private_records() -> None:
+    head = read_head(
+        io.BytesIO(head_image(private_record(DIR, b"/scratch"), private_record(FILE, b"f", b"xy")))
+    )
+    assert head.private_dirs == ["/scratch"]
+    assert [(f.directory, f.name, f.data) for f in head.private_files] == [(0, "f", b"xy")]
+
+
+@pytest.mark.parametrize(
+    "privates",
+    [
+        [private_record(FILE, b"f", b"x")],  # a file before any directory
+        [private_record(DIR, b"/etc/x")],  # against the -X rules
+        [private_record(DIR, b"/a/../b")],
+        [private_record(DIR, b"relative")],
+        [private_record(DIR, b"/a"), private_record(DIR, b"/a")],
+        [private_record(DIR, b"/a"), private_record(FILE, b"../x", b"")],
+        [private_record(DIR, b"/a"), private_record(FILE, b"sub/x", b"")],
+        [private_record(DIR, b"/a"), private_record(FILE, b"..", b"")],
+        [private_record(DIR, b"/a"), private_record(FILE, b"l", b"", mode=0o120777)],  # a symlink
+        [private_record(DIR, b"/a"), private_record(FILE, b"d", b"", mode=0o040755)],  # a directory
+        [private_record(DIR, b"/a")[:-1]],  # lengths that do not add up
+        [private_record(3, b"/a")],  # type: ignore[arg-type]
+    ],
+)
+def test_bad_private_records_are_refused(agent: Agent, privates: list[bytes]) -> None:
+    image = head_image(*privates)
+    with pytest.raises(ImageError, match=r"^corrupted image \(a private"):
+        read_head(io.BytesIO(image))
+    path = agent.run_dir.parent / "bad.img"
+    path.write_bytes(image)
+    result = agent.run("mosrun", f"-R{path}")
+    assert (result.returncode, result.stdout) == (125, "")
+    assert result.stderr.startswith(f"mosrun: -R{path}: corrupted image (a private")
+    assert result.stderr.count("\n") == 1
