@@ -201,14 +201,19 @@ def test_only_regular_files_live_there(
     assert os.listdir(private) == []
 
 
-def test_files_survive_a_checkpoint_a_kill_and_recovery(agent: Agent, private: Path) -> None:
+@pytest.mark.parametrize("as_user", [None, "mosixtest1"])
+def test_files_survive_a_checkpoint_a_kill_and_recovery(
+    agent: Agent, private: Path, two_users: tuple[str, str], as_user: str | None
+) -> None:
     work = agent.run_dir.parent / "work"
     work.mkdir()
+    work.chmod(0o1777)
     p = agent.spawn(
         "mosrun",
         f"-X{private}",
         *python(WRITE_THEN_DIGESTS),
         str(private),
+        user=as_user,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         cwd=work,
@@ -216,7 +221,7 @@ def test_files_survive_a_checkpoint_a_kill_and_recovery(agent: Agent, private: P
     assert p.stdout is not None
     written = p.stdout.readline()
     assert len(written) == 65
-    done = agent.run("migrate", str(p.pid), "checkpoint", cwd=work)
+    done = agent.run("migrate", str(p.pid), "checkpoint", cwd=work, user=as_user)
     assert done.returncode == 0, done.stderr
     p.kill()
     p.wait()
@@ -226,7 +231,14 @@ def test_files_survive_a_checkpoint_a_kill_and_recovery(agent: Agent, private: P
     assert head.private_dirs == [str(private)]
     assert [(f.name, len(f.data)) for f in head.private_files] == [("data", 1 << 20)]
 
-    r = agent.spawn("mosrun", f"-R{ckpt}", stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd="/")
+    r = agent.spawn(
+        "mosrun",
+        f"-R{ckpt}",
+        user=as_user,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        cwd="/",
+    )
     assert r.stdin is not None and r.stdout is not None
     r.stdin.write("again\n")
     r.stdin.flush()
