@@ -14,13 +14,14 @@
 
 #define LEN(a) (sizeof(a) / sizeof((a)[0]))
 
-_Static_assert(LEN(mosix_base_prog) <= MOSIX_FILTER_MAX, "base filter too long");
+_Static_assert(LEN(mosix_private_prefix_prog) + LEN(mosix_base_prog) <= MOSIX_FILTER_MAX,
+               "base filter too long");
 _Static_assert(LEN(mosix_shim_prog_notify) <= MOSIX_FILTER_MAX, "shim filter too long");
 _Static_assert(LEN(mosix_shim_prog_enosys) <= MOSIX_FILTER_MAX, "shim filter too long");
 
 static size_t patch(const struct sock_filter *prog, size_t len,
                     const struct mosix_patch_site *sites, size_t nsites, const uint32_t values[],
-                    struct sock_filter out[MOSIX_FILTER_MAX])
+                    struct sock_filter *out)
 {
     for (size_t i = 0; i < len; i++)
         out[i] = prog[i];
@@ -42,6 +43,14 @@ size_t mosix_filter_build(enum mosix_filter_kind kind, enum mosix_mode mode, uin
     case MOSIX_FILTER_BASE:
         return patch(mosix_base_prog, LEN(mosix_base_prog), mosix_base_prog_patches,
                      MOSIX_BASE_PROG_PATCHES, values, out);
+    case MOSIX_FILTER_BASE_PRIVATE: {
+        /* the prefix ends by falling through into the base filter's first insn */
+        size_t head = LEN(mosix_private_prefix_prog);
+        for (size_t i = 0; i < head; i++)
+            out[i] = mosix_private_prefix_prog[i];
+        return head + patch(mosix_base_prog, LEN(mosix_base_prog), mosix_base_prog_patches,
+                            MOSIX_BASE_PROG_PATCHES, values, out + head);
+    }
     case MOSIX_FILTER_SHIM_NOTIFY:
         return patch(mosix_shim_prog_notify, LEN(mosix_shim_prog_notify),
                      mosix_shim_prog_notify_patches, MOSIX_SHIM_PROG_NOTIFY_PATCHES, values, out);
@@ -92,6 +101,14 @@ unsigned mosix_classify(const struct seccomp_data *sd)
         }
     }
     return MOSIX_OUTCOME_UNSUPPORTED;
+}
+
+const struct mosix_private_check *mosix_private_check_of(long nr)
+{
+    for (size_t i = 0; i < LEN(mosix_private_checks); i++)
+        if (mosix_private_checks[i].nr == nr)
+            return &mosix_private_checks[i];
+    return NULL;
 }
 
 const char *mosix_syscall_name(long nr)

@@ -360,6 +360,7 @@ void ck_away_image(struct ck_image *im, int outfd, int may_direct, int infd, pid
         case MOSIX_CKPT_KIND_CWD: /* the deputy's directory and descriptors instead */
             record(im, MOSIX_CKPT_KIND_CWD, hh.cwd, strlen(hh.cwd));
             ck_write_files(im, pid, procfd, &hh.files);
+            ck_write_private(im, procfd); /* mosrun -X: they stay at home */
             break;
         case MOSIX_CKPT_KIND_FILE:
         case MOSIX_CKPT_KIND_FILEDATA:

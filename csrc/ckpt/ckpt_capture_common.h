@@ -276,6 +276,9 @@ extern int ck_own_from;
 void ck_precheck_files(int procfd);
 /* copy: the copy's pid (its descriptors are read through pidfd_getfd). */
 void ck_write_files(struct ck_image *im, pid_t copy, int childfd, const struct ck_files *files);
+/* PRIVATE records: the private temporary directories (mosrun -X) of the copy
+ * (``copyfd``: its /proc directory) and their files (ckpt_capture_private.c). */
+void ck_write_private(struct ck_image *im, int copyfd);
 
 /* ------------------------------------------------------------------ away */
 

@@ -66,7 +66,8 @@ static inline int mosix_image_record_header(const unsigned char *raw, size_t n, 
         return MOSIX_IMAGE_DAMAGED;
     if (out->seq != seq)
         return MOSIX_IMAGE_SEQ;
-    if (out->kind == 0 || out->kind > MOSIX_CKPT_KIND_END)
+    /* the kinds a head reader meets: up to END, and PRIVATE (before REGS) */
+    if (out->kind == 0 || (out->kind > MOSIX_CKPT_KIND_END && out->kind != MOSIX_CKPT_KIND_PRIVATE))
         return MOSIX_IMAGE_KIND;
     if (out->length > MOSIX_CKPT_MAX_RECORD_BYTES)
         return MOSIX_IMAGE_LENGTH;

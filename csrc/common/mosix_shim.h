@@ -30,6 +30,7 @@ enum mosix_filter_kind {
     MOSIX_FILTER_BASE,        /* launcher: kernel answers and user notification */
     MOSIX_FILTER_SHIM_NOTIFY, /* shim under -u/-w: unsupported calls go on to the guard */
     MOSIX_FILTER_SHIM_ENOSYS, /* shim under -e: unsupported calls fail with ENOSYS here */
+    MOSIX_FILTER_BASE_PRIVATE, /* the base filter behind the check of mosrun -X's calls */
 };
 
 #define MOSIX_FILTER_MAX 512 /* instructions; checked against the generated programs */
@@ -45,6 +46,11 @@ size_t mosix_filter_build(enum mosix_filter_kind kind, enum mosix_mode mode, uin
 unsigned mosix_classify(const struct seccomp_data *sd);
 #define MOSIX_OUTCOME(c) ((c) & 0xffu)
 #define MOSIX_OUTCOME_ARG(c) (((c) >> 8) & 0x7u)
+
+/* mosrun -X: how call ``nr`` is checked for the private directories (the
+ * table's struct mosix_private_check), NULL when it is not.  No libc. */
+struct mosix_private_check;
+const struct mosix_private_check *mosix_private_check_of(long nr);
 
 /* The name of system call ``nr`` ("?" when unknown). */
 const char *mosix_syscall_name(long nr);
@@ -86,9 +92,11 @@ struct mosix_shim_state {
  * agent (which then watches it: guard_agent_hello), acknowledges ("k", then the
  * tree's tag when the agent watches), answers until the filter has no more
  * users.  ``root`` is the program's pid; ``argv`` is the launcher's (blanked,
- * with its environment, so the guard does not pass for a MOSIX process).  Never
+ * with its environment, so the guard does not pass for a MOSIX process); ``dirs``
+ * the tree's private directories (mosrun -X), whose names it checks.  Never
  * returns. */
-void mosix_guard_run(int sock, enum mosix_mode mode, int root, char **argv)
-    __attribute__((noreturn));
+struct private_dirs;
+void mosix_guard_run(int sock, enum mosix_mode mode, int root, char **argv,
+                     const struct private_dirs *dirs) __attribute__((noreturn));
 
 #endif

@@ -3,6 +3,10 @@
  * Usage: mosix-exec [-r] -m MODE -p PROG [-s SHIM] [-c FD] [-k UMASK] [-l RES:SOFT:HARD]...
  *                   -- NAME ARGV0 [ARGS...]
  *
+ *   -X DIR  (repeated, at most 10) a private temporary directory (mosrun -X):
+ *         the tree gets a mount namespace of its own with a tmpfs on DIR
+ *         (private_dirs.h), made before the guard is forked
+ *   -P FD the files to put in the -X directories first (mosrun -R; private_dirs.h)
  *   -r    a migrated process's remote copy (mosix-remote): the base filter
  *         without listener or guard (see install_remote_discipline)
  *
@@ -31,6 +35,7 @@
 #include "forward_wire.h"
 #include "mosix_shim.h"
 #include "native_state.h"
+#include "private_dirs.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -132,7 +137,7 @@ static void usage(void) __attribute__((noreturn));
 static void usage(void)
 {
     die(EXIT_USAGE, "usage: mosix-exec -m u|e|w|n -p PROG [-s SHIM] [-c FD] [-d /DIR] [-k UMASK] "
-                    "[-l RES:SOFT:HARD]... -- NAME ARGV0 [ARGS...]");
+                    "[-l RES:SOFT:HARD]... [-X /DIR]... [-P FD] -- NAME ARGV0 [ARGS...]");
 }
 
 /* ------------------------------------------------------------ rlimit */
@@ -161,7 +166,7 @@ static int send_fd(int sock, int fd)
 
 /* Fork the guard (double fork: it is reparented away from the program and
  * never shows up in its wait()).  Returns our end of the socket. */
-static int start_guard(enum mosix_mode mode, char **argv)
+static int start_guard(enum mosix_mode mode, char **argv, const struct private_dirs *dirs)
 {
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
@@ -185,7 +190,7 @@ static int start_guard(enum mosix_mode mode, char **argv)
             _exit(1);
         if (guard > 0)
             _exit(0);
-        mosix_guard_run(sv[1], mode, root, argv);
+        mosix_guard_run(sv[1], mode, root, argv, dirs);
     }
     (void)close(sv[1]); /* ours: nothing to do if it fails */
     int status;
@@ -220,18 +225,30 @@ static void install_remote_discipline(enum mosix_mode mode)
         die(EXIT_USAGE, "cannot install the system-call filter: %s", strerror(errno));
 }
 
-static void install_discipline(enum mosix_mode mode, char **argv)
+static void install_discipline(enum mosix_mode mode, char **argv,
+                               const struct private_dirs *dirs, int private_files)
 {
-    if (under_discipline())
+    if (under_discipline()) {
+        /* the discipline refuses unshare and mount to the program */
+        if (dirs->count > 0)
+            die(EXIT_USAGE, "-X: not available to a mosrun started under another mosrun");
         return; /* an inner mosrun: the outer filter and guard serve it (the kernel
                  * allows one listener per process); its mode is in MOSIX_INHERIT */
+    }
+    const char *what = NULL;
+    int err = private_dirs_enter(dirs, &what);
+    if (err < 0)
+        die(EXIT_USAGE, "-X: %s: %s", what, strerror(-err));
+    if (private_files >= 0 && (err = private_dirs_fill(dirs, private_files, &what)) < 0)
+        die(EXIT_USAGE, "-X: %s: %s", what, strerror(-err));
     fix_open_files();
-    int sock = start_guard(mode, argv);
+    int sock = start_guard(mode, argv, dirs);
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
         die(EXIT_USAGE, "cannot set no_new_privs: %s", strerror(errno));
     static struct sock_filter insns[MOSIX_FILTER_MAX];
     struct sock_fprog fprog;
-    fprog.len = (unsigned short)mosix_filter_build(MOSIX_FILTER_BASE, mode, 0, 0, insns);
+    enum mosix_filter_kind kind = dirs->count > 0 ? MOSIX_FILTER_BASE_PRIVATE : MOSIX_FILTER_BASE;
+    fprog.len = (unsigned short)mosix_filter_build(kind, mode, 0, 0, insns);
     fprog.filter = insns;
     int listener = (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER,
                                 SECCOMP_FILTER_FLAG_NEW_LISTENER | SECCOMP_FILTER_FLAG_SPEC_ALLOW,
@@ -400,6 +417,8 @@ int main(int argc, char **argv)
     const char *mode_text = NULL, *shim = NULL;
     int i = 1, remote = 0;
     struct native_state caller;
+    struct private_dirs dirs = {.count = 0};
+    int private_files = -1;
     native_state_init(&caller);
     for (; i < argc; i++) {
         if (strcmp(argv[i], "--") == 0) {
@@ -418,11 +437,24 @@ int main(int argc, char **argv)
             prog = argv[++i];
         else if (strcmp(argv[i], "-s") == 0)
             shim = argv[++i];
+        else if (strcmp(argv[i], "-X") == 0) {
+            if (argv[i + 1][0] != '/' || private_dirs_add(&dirs, argv[i + 1]) != 0)
+                usage();
+            i++;
+        } else if (strcmp(argv[i], "-P") == 0) {
+            char *end;
+            long fd = strtol(argv[++i], &end, 10);
+            if (*end != '\0' || fd < 0 || fd > 1 << 20)
+                usage();
+            private_files = (int)fd;
+        }
         else if (native_state_option(&caller, argv[i], argv[i + 1]) == 1)
             i++;
         else
             usage();
     }
+    if (private_files >= 0 && dirs.count == 0)
+        usage(); /* files for directories not given */
     if (mode_text == NULL || argc - i < 2 || strlen(mode_text) != 1 ||
         strchr("uewn", mode_text[0]) == NULL)
         usage();
@@ -433,7 +465,7 @@ int main(int argc, char **argv)
         if (remote)
             install_remote_discipline(mode);
         else
-            install_discipline(mode, argv);
+            install_discipline(mode, argv, &dirs, private_files);
     }
     drop_set_id();
     restore_saved();

@@ -25,6 +25,7 @@
 
 #include "forward_wire.h"
 #include "guard_agent.h"
+#include "guard_private.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -159,6 +160,8 @@ static int answer(const struct seccomp_notif *req, struct seccomp_notif_resp *re
     resp->flags = 0;
     if (MOSIX_OUTCOME(c) == MOSIX_OUTCOME_CHECKPOINT)
         return guard_agent_call(listener, req, resp);
+    if (guard_private_answer(listener, req, resp))
+        return 1; /* mosrun -X: only the prefix of the base filter sends these */
     if (MOSIX_OUTCOME(c) == MOSIX_OUTCOME_SELF_ONLY &&
         (int)req->data.args[MOSIX_OUTCOME_ARG(c)] == (int)req->pid) {
         /* the arguments are in the stopped task's registers: safe to continue */
@@ -274,8 +277,11 @@ static size_t guard_tag(char *tag, size_t cap)
     return len > 0 && (size_t)len < cap ? (size_t)len : 0;
 }
 
-void mosix_guard_run(int sock, enum mosix_mode mode, int root, char **argv)
+void mosix_guard_run(int sock, enum mosix_mode mode, int root, char **argv,
+                     const struct private_dirs *dirs)
 {
+    if (guard_private_init(dirs) != 0)
+        _exit(1);
     guard_agent_init(getenv(GUARD_AGENT_SOCKET_ENV)); /* before the environment is blanked */
     blank_identity(argv);
     setup_process();

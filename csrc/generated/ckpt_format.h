@@ -43,6 +43,7 @@
 #define MOSIX_CKPT_KIND_THREAD 0xc
 #define MOSIX_CKPT_KIND_SIGNAL 0xd
 #define MOSIX_CKPT_KIND_TIMER 0xe
+#define MOSIX_CKPT_KIND_PRIVATE 0xf
 
 /* FileKind */
 #define MOSIX_CKPT_FILE_REGULAR 0x1
@@ -52,6 +53,10 @@
 #define MOSIX_CKPT_FILE_PIPE 0x5
 #define MOSIX_CKPT_FILE_SOCKET 0x6
 #define MOSIX_CKPT_FILE_OTHER 0x7
+
+/* PrivateKind */
+#define MOSIX_CKPT_PRIVATE_DIRECTORY 0x1
+#define MOSIX_CKPT_PRIVATE_FILE 0x2
 
 /* AreaFlag */
 #define MOSIX_CKPT_AREA_SHARED 0x1
@@ -259,6 +264,16 @@ struct mosix_ckpt_filedata {
     uint64_t offset;
 };
 _Static_assert(sizeof(struct mosix_ckpt_filedata) == 16, "filedata layout");
+
+/* Kind.PRIVATE: a private temporary directory (mosrun -X) or one of its files; ``path_len`` bytes of path follow (a directory's absolute path, or a file's name in the last directory), then a file's ``size`` bytes of contents. */
+struct mosix_ckpt_private {
+    uint32_t kind; /* PrivateKind */
+    uint32_t mode; /* st_mode */
+    uint32_t path_len;
+    uint32_t pad;
+    uint64_t size; /* bytes of contents (0 for a directory) */
+};
+_Static_assert(sizeof(struct mosix_ckpt_private) == 24, "private layout");
 
 /* Kind.AREA: one memory area; ``name_len`` bytes of name follow (path or [heap]...). */
 struct mosix_ckpt_area {

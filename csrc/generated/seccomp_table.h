@@ -448,6 +448,26 @@ static const struct mosix_patch_site mosix_base_prog_patches[] = {
 };
 #define MOSIX_BASE_PROG_PATCHES 1
 
+static const struct sock_filter mosix_private_prefix_prog[] = {
+    {0x0020, 0, 0, 0x00000004},
+    {0x0015, 0, 11, 0xc000003e},
+    {0x0020, 0, 0, 0x00000000},
+    {0x0015, 8, 0, 0x00000053},
+    {0x0015, 7, 0, 0x00000102},
+    {0x0015, 6, 0, 0x00000058},
+    {0x0015, 5, 0, 0x0000010a},
+    {0x0015, 4, 0, 0x00000056},
+    {0x0015, 3, 0, 0x00000109},
+    {0x0015, 2, 0, 0x00000085},
+    {0x0015, 1, 0, 0x00000103},
+    {0x0005, 0, 0, 0x00000001},
+    {0x0006, 0, 0, 0x7fc00000},
+};
+static const struct mosix_patch_site mosix_private_prefix_prog_patches[] = {
+    {0xffff, 0}, /* none */
+};
+#define MOSIX_PRIVATE_PREFIX_PROG_PATCHES 0
+
 static const struct sock_filter mosix_shim_prog_notify[] = {
     {0x0020, 0, 0, 0x00000004},
     {0x0015, 0, 56, 0xc000003e},
@@ -1296,6 +1316,23 @@ static const struct mosix_patch_site mosix_classify_prog_patches[] = {
     {0xffff, 0}, /* none */
 };
 #define MOSIX_CLASSIFY_PROG_PATCHES 0
+
+/* mosrun -X: calls refused (EPERM) when they would make a name other than a regular
+ * file in a private directory; an argument index, or -1 (the cwd; any type). */
+struct mosix_private_check {
+    int nr;
+    signed char dirfd_arg, path_arg, mode_arg;
+};
+static const struct mosix_private_check mosix_private_checks[] = {
+    {83, -1, 0, -1}, /* mkdir */
+    {258, 0, 1, -1}, /* mkdirat */
+    {88, -1, 1, -1}, /* symlink */
+    {266, 1, 2, -1}, /* symlinkat */
+    {86, -1, 1, -1}, /* link */
+    {265, 2, 3, -1}, /* linkat */
+    {133, -1, 0, 1}, /* mknod */
+    {259, 0, 1, 2}, /* mknodat */
+};
 
 static const char *const mosix_syscall_names[MOSIX_SYSCALL_MAX + 1] = {
     [0] = "read",

@@ -17,6 +17,7 @@ static unsigned char scratch[SCRATCH_BYTES] __attribute__((aligned(64)));
 static const char *const kind_names[] = {
     "?",       "PROCESS", "OPTIONS", "CWD",   "FILE", "FILEDATA",
     "REGS",    "XSTATE",  "SIGACTIONS", "AREA", "PAGES", "END", "THREAD", "SIGNAL", "TIMER",
+    "PRIVATE",
 };
 
 /* ------------------------------------------------------------ refusals */
@@ -376,8 +377,9 @@ static void skip_text(struct reader *r, unsigned kind, uint64_t max)
     payload_end(r);
 }
 
-/* FILE and FILEDATA are the caller's (it opened the files before exec'ing us):
- * check their shape and checksums, use nothing. */
+/* FILE, FILEDATA and PRIVATE are the caller's (it opened the files and filled
+ * the private directories before exec'ing us): check their shape and
+ * checksums, use nothing. */
 static unsigned skip_files(struct reader *r, struct image *img)
 {
     for (;;) {
@@ -403,6 +405,14 @@ static unsigned skip_files(struct reader *r, struct image *img)
             payload_read(r, &d, sizeof(d));
             if (d.fd < 0 || d.fd >= MOSIX_CKPT_MAX_FILES)
                 corrupt(r, "file descriptor");
+        } else if (kind == MOSIX_CKPT_KIND_PRIVATE) {
+            struct mosix_ckpt_private p;
+            if (r->rh.length < sizeof(p))
+                corrupt(r, "record too short");
+            payload_read(r, &p, sizeof(p));
+            if (p.path_len > MOSIX_CKPT_MAX_PATH ||
+                r->rh.length - sizeof(p) != (uint64_t)p.path_len + p.size)
+                corrupt(r, "private file length");
         } else {
             return kind;
         }

@@ -85,11 +85,21 @@ class Kind(enum.IntEnum):
     THREAD = 12  # a thread other than the main one (ThreadRecord + XSAVE area)
     SIGNAL = 13  # a pending signal (SignalRecord)
     TIMER = 14  # a POSIX timer (TimerRecord)
+    PRIVATE = 15  # a private temporary directory (mosrun -X) or a file in it (PrivateRecord)
 
 
 # Records that may repeat; the others appear exactly once, in ORDER.
 REPEATED = frozenset(
-    {Kind.FILE, Kind.FILEDATA, Kind.THREAD, Kind.SIGNAL, Kind.TIMER, Kind.AREA, Kind.PAGES}
+    {
+        Kind.FILE,
+        Kind.FILEDATA,
+        Kind.PRIVATE,
+        Kind.THREAD,
+        Kind.SIGNAL,
+        Kind.TIMER,
+        Kind.AREA,
+        Kind.PAGES,
+    }
 )
 ORDER = (
     Kind.PROCESS,
@@ -97,6 +107,7 @@ ORDER = (
     Kind.CWD,
     Kind.FILE,
     Kind.FILEDATA,
+    Kind.PRIVATE,
     Kind.REGS,
     Kind.XSTATE,
     Kind.SIGACTIONS,
@@ -117,6 +128,11 @@ class FileKind(enum.IntEnum):
     PIPE = 5  # (never in a good image: a checkpoint with one fails)
     SOCKET = 6  # (likewise)
     OTHER = 7  # anon inodes (eventfd, epoll, memfd...): /dev/null on recovery
+
+
+class PrivateKind(enum.IntEnum):
+    DIRECTORY = 1  # a private directory (mosrun -X): recovered with one
+    FILE = 2  # a regular file in the last DIRECTORY record, with its contents
 
 
 class AreaFlag(enum.IntFlag):
@@ -438,6 +454,20 @@ FILEDATA = Struct(
     ),
 )
 
+PRIVATE = Struct(
+    "private",
+    "Kind.PRIVATE: a private temporary directory (mosrun -X) or one of its files; ``path_len``"
+    " bytes of path follow (a directory's absolute path, or a file's name in the last"
+    " directory), then a file's ``size`` bytes of contents.",
+    (
+        F("kind", "uint32_t", doc="PrivateKind"),
+        F("mode", "uint32_t", doc="st_mode"),
+        F("path_len", "uint32_t"),
+        F("pad", "uint32_t"),
+        F("size", "uint64_t", doc="bytes of contents (0 for a directory)"),
+    ),
+)
+
 AREA = Struct(
     "area",
     "Kind.AREA: one memory area; ``name_len`` bytes of name follow (path or [heap]...).",
@@ -476,6 +506,7 @@ END = Struct(
 STRUCTS = (
     *(FILE_HEADER, RECORD_HEADER, PROCESS, REGS, THREAD, SIGNAL, TIMER, SIGACTION, FILE),
     FILEDATA,
+    PRIVATE,
     *(AREA, PAGES, END),
 )
 

@@ -56,6 +56,7 @@ def header_text() -> str:
     for enum_cls, prefix in (
         (fmt.Kind, "MOSIX_CKPT_KIND_"),
         (fmt.FileKind, "MOSIX_CKPT_FILE_"),
+        (fmt.PrivateKind, "MOSIX_CKPT_PRIVATE_"),
         (fmt.AreaFlag, "MOSIX_CKPT_AREA_"),
         (fmt.ShimKind, "MOSIX_CKPT_SHIM_"),
     ):
@@ -109,6 +110,7 @@ def doc_text() -> str:
         fmt.Kind.CWD: "the path of the current directory",
         fmt.Kind.FILE: "`file` struct, then the path",
         fmt.Kind.FILEDATA: "`filedata` struct, then bytes",
+        fmt.Kind.PRIVATE: "`private` struct, then the path, then a file's contents",
         fmt.Kind.REGS: "`regs` struct",
         fmt.Kind.XSTATE: "XSAVE area, standard layout, `xsave_size` bytes",
         fmt.Kind.SIGACTIONS: "64 x `sigaction` struct",
@@ -124,7 +126,7 @@ def doc_text() -> str:
     for k in in_order:
         rep = "yes" if k in fmt.REPEATED else "once"
         out.append(f"| {int(k)} | {k.name} | {rep} | {docs[k]} |")
-    for enum_cls in (fmt.FileKind, fmt.AreaFlag, fmt.ShimKind):
+    for enum_cls in (fmt.FileKind, fmt.PrivateKind, fmt.AreaFlag, fmt.ShimKind):
         out += ["", f"## {enum_cls.__name__}", ""]
         out += [f"* `{m.name}` = {int(m):#x}" for m in enum_cls]  # type: ignore[attr-defined]
     for s in fmt.STRUCTS:

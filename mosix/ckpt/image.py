@@ -10,6 +10,7 @@ Memory is left to the restorer (csrc/restore/mosix_restore.c), which checks the 
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -42,6 +43,16 @@ class OpenFile:
     path: str
 
 
+@dataclass(frozen=True)
+class PrivateFile:
+    """A file of a private temporary directory (mosrun -X) and its contents."""
+
+    directory: int  # index in ImageHead.private_dirs
+    name: str
+    mode: int
+    data: bytes
+
+
 @dataclass
 class ImageHead:
     """What precedes the memory records."""
@@ -54,6 +65,9 @@ class ImageHead:
     files: list[OpenFile] = field(default_factory=list)
     # (fd, offset, bytes) pieces of unlinked files, in order
     file_data: list[tuple[int, int, bytes]] = field(default_factory=list)
+    # mosrun -X: the private directories, and their files
+    private_dirs: list[str] = field(default_factory=list)
+    private_files: list[PrivateFile] = field(default_factory=list)
 
     @property
     def comm(self) -> str:
@@ -219,9 +233,42 @@ def _records(r: _Reader, head: FileHeader) -> ImageHead:
             raise ImageError(f"corrupted image (contents for descriptor {fd})")
         out.file_data.append((fd, offset, payload[fmt.FILEDATA.size :]))
         kind, payload = r.record()
+    while kind is fmt.Kind.PRIVATE:
+        _private(payload, out)
+        kind, payload = r.record()
     if kind is not fmt.Kind.REGS:
         raise ImageError(f"corrupted image ({kind.name} where REGS belongs)")
     return out
+
+
+def _private(payload: bytes, out: ImageHead) -> None:
+    """One PRIVATE record: a directory (the -X rules hold) or a regular file's
+    name (one component) and contents in the last one."""
+    from mosix.arguments import UsageError, check_private_dir
+
+    rec = _fixed(fmt.PRIVATE, payload, fmt.Kind.PRIVATE, exact=False)
+    kind, mode, path_len, size = rec["kind"], rec["mode"], rec["path_len"], rec["size"]
+    assert isinstance(kind, int) and isinstance(mode, int)
+    assert isinstance(path_len, int) and isinstance(size, int)
+    rest = payload[fmt.PRIVATE.size :]
+    if path_len > fmt.MAX_PATH or len(rest) != path_len + size:
+        raise ImageError("corrupted image (a private file's length)")
+    path = _text(rest[:path_len])
+    if kind == fmt.PrivateKind.DIRECTORY and size == 0:
+        try:
+            directory = check_private_dir("-X", path)
+        except UsageError:
+            directory = ""
+        if directory != path or path in out.private_dirs:
+            raise ImageError("corrupted image (a private directory)")
+        out.private_dirs.append(path)
+    elif kind == fmt.PrivateKind.FILE and out.private_dirs:
+        if path in ("", ".", "..") or "/" in path or "\0" in path or not stat.S_ISREG(mode):
+            raise ImageError("corrupted image (a private file)")
+        data = rest[path_len:]
+        out.private_files.append(PrivateFile(len(out.private_dirs) - 1, path, mode, data))
+    else:
+        raise ImageError("corrupted image (a private record)")
 
 
 def read_head_from(path: str) -> ImageHead:

@@ -21,8 +21,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from mosix.discipline.policy import (
+    BY_NAME,
     CHECKPOINT_NR,
     OUTCOMES_WITH_ARGUMENT,
+    PRIVATE_DIR_CHECKS,
     PROBE_NR,
     SYSCALLS,
     Arg,
@@ -402,9 +404,28 @@ def classify_action(outcome: Outcome, on: int | None) -> Action:
     return Ret(int(outcome) | ((on or 0) << 8))
 
 
+def private_dirs_prefix() -> Program:
+    """Put before the base filter of a tree with private directories (mosrun -X): the
+    calls of PRIVATE_DIR_CHECKS go to the guard, which looks at the name's directory;
+    every other call falls through to the base filter (whose first check is the
+    architecture's again)."""
+    asm = Assembler()
+    asm.op(LD_W_ABS, OFF_ARCH)
+    asm.jump(JMP_JEQ_K, AUDIT_ARCH_X86_64, None, "base")
+    asm.op(LD_W_ABS, OFF_NR)
+    for check in PRIVATE_DIR_CHECKS:
+        asm.jump(JMP_JEQ_K, BY_NAME[check.name].nr, "guard", None)
+    asm.ja("base")
+    asm.label("guard")
+    asm.op(RET_K, RET_USER_NOTIF)
+    asm.label("base")
+    return Program("mosix_private_prefix_prog", asm.assemble())
+
+
 def programs() -> list[Program]:
     return [
         compile_program("mosix_base_prog", base_action),
+        private_dirs_prefix(),
         compile_program("mosix_shim_prog_notify", shim_action(False), linear=True),
         compile_program("mosix_shim_prog_enosys", shim_action(True), linear=True),
         compile_program("mosix_classify_prog", classify_action),

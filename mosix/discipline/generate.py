@@ -10,11 +10,13 @@ from __future__ import annotations
 from mosix.codegen import c_banner, doc_banner
 from mosix.discipline import bpf, forward_codegen
 from mosix.discipline.policy import (
+    BY_NAME,
     CHECKPOINT_NR,
     MANUAL_LIMITED,
     MANUAL_UNSUPPORTED,
     MODES,
     OUTCOMES_WITH_ARGUMENT,
+    PRIVATE_DIR_CHECKS,
     PROBE_ERRNO_BASE,
     PROBE_NR,
     SYSCALLS,
@@ -81,6 +83,21 @@ def header_text() -> str:
         if not patches:
             out += ["    {0xffff, 0}, /* none */"]
         out += ["};", f"#define {program.name.upper()}_PATCHES {len(patches)}"]
+    out += [
+        "",
+        "/* mosrun -X: calls refused (EPERM) when they would make a name other than a regular",
+        " * file in a private directory; an argument index, or -1 (the cwd; any type). */",
+        "struct mosix_private_check {",
+        "    int nr;",
+        "    signed char dirfd_arg, path_arg, mode_arg;",
+        "};",
+        "static const struct mosix_private_check mosix_private_checks[] = {",
+    ]
+    for c in PRIVATE_DIR_CHECKS:
+        dirfd = -1 if c.dirfd_arg is None else c.dirfd_arg
+        mode = -1 if c.mode_arg is None else c.mode_arg
+        out += [f"    {{{BY_NAME[c.name].nr}, {dirfd}, {c.path_arg}, {mode}}}, /* {c.name} */"]
+    out += ["};"]
     out += ["", "static const char *const mosix_syscall_names[MOSIX_SYSCALL_MAX + 1] = {"]
     out += [f'    [{s.nr}] = "{s.name}",' for s in sorted(SYSCALLS, key=lambda s: s.nr)]
     out += ["};", "", "#endif", ""]
@@ -232,6 +249,14 @@ def doc_text() -> str:
         "  (`mosix/include/mosix_checkpoint.h`, `mosix.ckpt.trigger`, the shim's",
         "  `/proc/self/checkpoint*` files). The base filter hands it to the guard, which asks the",
         "  node agent and answers 0 when the checkpoint is written (1 in the recovered copy).",
+        "* With private temporary directories (`mosrun -X`), the base filter starts with a",
+        "  check that hands "
+        + ", ".join(f"`{c.name}`" for c in PRIVATE_DIR_CHECKS)
+        + " to the guard: in a",
+        "  private directory, where only regular files may live, they fail with EPERM (mknod of",
+        "  a regular file is allowed); elsewhere they continue. A rename or link into one from",
+        "  another directory fails with EXDEV (each private directory is a file system of its",
+        "  own).",
         "* Mapping special character devices (which the manual also refuses) is not detected:",
         "  a filter cannot see what a descriptor refers to.",
         "",

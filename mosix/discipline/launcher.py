@@ -9,8 +9,9 @@ place, so the pid is the program's throughout.  The launcher searches PATH
 from __future__ import annotations
 
 import os
+import struct
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NoReturn
 
@@ -61,18 +62,48 @@ def saved_environment(env: Mapping[str, str]) -> dict[str, str]:
 
 
 def exec_launcher(
-    mode: str, prog: str, name: str, argv: Sequence[str], env: Mapping[str, str]
+    mode: str,
+    prog: str,
+    name: str,
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    private_dirs: Sequence[str] = (),
+    private_files: int | None = None,
 ) -> NoReturn:
-    """Become ``mosix-exec`` running ``name`` with ``argv`` under ``mode`` (u, e, w or n)."""
+    """Become ``mosix-exec`` running ``name`` with ``argv`` under ``mode`` (u, e, w or n),
+    with a private tmpfs on each of ``private_dirs`` (mosrun -X), filled from the
+    descriptor ``private_files`` (:func:`private_files_stream`) when given."""
     launcher = native_path(LAUNCHER)
     words = [launcher, "-m", mode, "-p", prog]
     if mode != NO_DISCIPLINE:
         words += ["-s", native_path(SHIM)]
+    for directory in private_dirs:
+        words += ["-X", directory]
+    if private_files is not None:
+        words += ["-P", str(private_files)]
     words += ["--", name, *argv]
     try:
         os.execve(launcher, words, dict(env))
     except OSError as e:
         raise Failure(f"{launcher}: {e.strerror}", EXIT_USAGE) from None
+
+
+# One file for mosix-exec -P: the index of its -X directory, the name's length,
+# st_mode and the size, then the name and the contents (csrc/exec/private_dirs.c).
+PRIVATE_FILE_HEAD = struct.Struct("=HHIQ")
+
+
+def private_files_stream(files: Iterable[tuple[int, bytes, int, bytes]]) -> int:
+    """A descriptor (a memory file, at offset 0) holding ``files`` (directory index,
+    name, mode, contents) for mosix-exec -P."""
+    fd = os.memfd_create("mosix-private-files", 0)
+    with os.fdopen(os.dup(fd), "wb") as out:
+        for directory, name, mode, data in files:
+            out.write(PRIVATE_FILE_HEAD.pack(directory, len(name), mode, len(data)))
+            out.write(name)
+            out.write(data)
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
 
 
 @dataclass(frozen=True)

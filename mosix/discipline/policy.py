@@ -774,6 +774,37 @@ SYSCALLS: tuple[Syscall, ...] = tuple(
 BY_NAME: dict[str, Syscall] = {s.name: s for s in SYSCALLS}
 BY_NR: dict[int, Syscall] = {s.nr: s for s in SYSCALLS}
 
+
+@dataclass(frozen=True)
+class PrivateDirCheck:
+    """A call that makes a name, checked for the private temporary directories
+    (mosrun -X): only regular files live there, so when the name's directory is
+    one of them the call fails with EPERM, as on a file system that does not
+    support that kind of file (mkdir(2), symlink(2), link(2), mknod(2)).
+
+    ``dirfd_arg``: the argument with the directory descriptor (None: the cwd);
+    ``path_arg``: the new name; ``mode_arg``: mknod's mode, whose regular files
+    (S_IFREG or no type) are allowed.  A rename or link from another file
+    system fails with EXDEV in the kernel (each directory is a mount of its own).
+    """
+
+    name: str
+    dirfd_arg: int | None
+    path_arg: int
+    mode_arg: int | None = None
+
+
+PRIVATE_DIR_CHECKS: tuple[PrivateDirCheck, ...] = (
+    PrivateDirCheck("mkdir", None, 0),
+    PrivateDirCheck("mkdirat", 0, 1),
+    PrivateDirCheck("symlink", None, 1),
+    PrivateDirCheck("symlinkat", 1, 2),
+    PrivateDirCheck("link", None, 1),
+    PrivateDirCheck("linkat", 2, 3),
+    PrivateDirCheck("mknod", None, 0, 1),
+    PrivateDirCheck("mknodat", 0, 1, 2),
+)
+
 # The number the shim uses to ask for the mode (beyond every real call, below x32).
 PROBE_NR = 0x3F4D5358
 # The number of MOSIX's checkpoint call: defined with the names C and Python share.

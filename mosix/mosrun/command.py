@@ -48,6 +48,8 @@ def not_available(args: MosrunArgs) -> str | None:
     for name, message in NOT_YET.items():
         if getattr(args, name) is not None:
             return message
+    if args.private_dirs and args.batch is not None:
+        return "-X: not available with -E/-M yet"
     return None
 
 

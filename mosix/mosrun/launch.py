@@ -48,7 +48,9 @@ def run_program(args: MosrunArgs, keep_environment: bool) -> NoReturn:
         env.update(saved_environment(env))
     mode = (effective.unsupported or Unsupported.KILL).value
     prog = "mosenv" if keep_environment else "mosrun"
-    exec_launcher(mode, prog, effective.program[0], effective.argv(), env)
+    exec_launcher(
+        mode, prog, effective.program[0], effective.argv(), env, private_dirs=args.private_dirs
+    )
 
 
 def run_native(argv: Sequence[str]) -> NoReturn:

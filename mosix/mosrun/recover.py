@@ -259,7 +259,7 @@ def recover(
     With -q/-Q, ``wait_turn`` waits in the queue first (after the image's head
     was checked, so a bad file is refused at once, not when its turn comes).
     """
-    from mosix.discipline.launcher import exec_launcher
+    from mosix.discipline.launcher import exec_launcher, private_files_stream
     from mosix.mosrun.launch import default_signals
     from mosix.native import restorer
     from mosix.start_contract import INHERIT_ENV
@@ -283,9 +283,23 @@ def recover(
     register(args, head, env)  # first: a refused placement creates no -O file
     opened = open_files(args, head, base)
     process_state(head)
-    place(opened, image_fd, *([error_fd] if error_fd >= 0 else []))
+    private_fd = None  # mosrun -X: the launcher fills the directories from it
+    if head.private_dirs:
+        files = [(f.directory, os.fsencode(f.name), f.mode, f.data) for f in head.private_files]
+        private_fd = _high(private_files_stream(files), base)
+        os.set_inheritable(private_fd, True)
+    kept = [fd for fd in (image_fd, error_fd, private_fd) if fd is not None and fd >= 0]
+    place(opened, *kept)
     env[INHERIT_ENV] = head.options.get("inherit", "")
     default_signals()
     mode = (effective_settings(args, head).unsupported or Unsupported.KILL).value
     argv = restorer.argv(f"mosrun: -R{args.recover}", image_fd, error_fd)
-    exec_launcher(mode, "mosrun", argv[0], argv, env)
+    exec_launcher(
+        mode,
+        "mosrun",
+        argv[0],
+        argv,
+        env,
+        private_dirs=head.private_dirs,
+        private_files=private_fd,
+    )

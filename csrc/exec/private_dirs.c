@@ -1,0 +1,196 @@
+/* private_dirs.c - mosrun -X{/dir}: a private tmpfs on each directory. */
+#include "private_dirs.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Per directory: at most half of the node's memory, the kernel's tmpfs default,
+ * written out so that no mount option of the system changes it. */
+#define PRIVATE_TMPFS_SIZE "50%"
+
+int private_dirs_add(struct private_dirs *dirs, const char *dir)
+{
+    if (dirs->count >= PRIVATE_DIRS_MAX)
+        return -1;
+    dirs->dir[dirs->count++] = dir;
+    return 0;
+}
+
+static int write_file(const char *path, const char *text)
+{
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    size_t len = strlen(text);
+    ssize_t n = write(fd, text, len);
+    int err = n < 0 ? -errno : (size_t)n != len ? -EIO : 0;
+    if (close(fd) != 0 && err == 0)
+        err = -errno;
+    return err;
+}
+
+/* A user namespace where the user is itself (one uid, one gid): an unprivileged
+ * user may then make a mount namespace.  The program's uid and gid are
+ * unchanged; ids of other users show as the overflow id (nobody). */
+static int enter_user_namespace(const char **what)
+{
+    uid_t uid = getuid();
+    gid_t gid = getgid();
+    char map[64];
+    int err;
+    *what = "unshare(CLONE_NEWUSER|CLONE_NEWNS)";
+    if (unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0)
+        return -errno;
+    *what = "/proc/self/setgroups";
+    if ((err = write_file("/proc/self/setgroups", "deny")) != 0)
+        return err;
+    snprintf(map, sizeof(map), "%u %u 1\n", (unsigned)uid, (unsigned)uid);
+    *what = "/proc/self/uid_map";
+    if ((err = write_file("/proc/self/uid_map", map)) != 0)
+        return err;
+    snprintf(map, sizeof(map), "%u %u 1\n", (unsigned)gid, (unsigned)gid);
+    *what = "/proc/self/gid_map";
+    return write_file("/proc/self/gid_map", map);
+}
+
+int private_dirs_enter(const struct private_dirs *dirs, const char **what)
+{
+    if (dirs->count == 0)
+        return 0;
+    uid_t uid = getuid();
+    gid_t gid = getgid();
+    /* Each directory must exist (as a directory) before anything changes. */
+    for (int k = 0; k < dirs->count; k++) {
+        struct stat st;
+        *what = dirs->dir[k];
+        if (stat(dirs->dir[k], &st) != 0)
+            return -errno;
+        if (!S_ISDIR(st.st_mode))
+            return -ENOTDIR;
+    }
+    if (geteuid() == 0) {
+        *what = "unshare(CLONE_NEWNS)";
+        if (unshare(CLONE_NEWNS) != 0)
+            return -errno;
+    } else {
+        int err = enter_user_namespace(what);
+        if (err != 0)
+            return err;
+    }
+    /* Nothing mounted here reaches the node's namespace. */
+    *what = "mount --make-rprivate /";
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
+        return -errno;
+    for (int k = 0; k < dirs->count; k++) {
+        char options[128];
+        snprintf(options, sizeof(options), "size=%s,mode=0700,uid=%u,gid=%u", PRIVATE_TMPFS_SIZE,
+                 (unsigned)uid, (unsigned)gid);
+        *what = dirs->dir[k];
+        if (mount("mosix-private", dirs->dir[k], "tmpfs", MS_NOSUID | MS_NODEV, options) != 0)
+            return -errno;
+    }
+    return 0;
+}
+
+/* Exactly ``len`` bytes from ``fd``: 0, or -errno (-EIO at its end). */
+static int read_exact(int fd, void *buf, size_t len)
+{
+    for (size_t got = 0; got < len;) {
+        ssize_t n = read(fd, (char *)buf + got, len - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        if (n == 0)
+            return -EIO;
+        got += (size_t)n;
+    }
+    return 0;
+}
+
+static int write_all(int fd, const char *buf, size_t len)
+{
+    for (size_t put = 0; put < len;) {
+        ssize_t n = write(fd, buf + put, len - put);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        put += (size_t)n;
+    }
+    return 0;
+}
+
+struct __attribute__((packed)) private_file_head {
+    uint16_t dir, name_len;
+    uint32_t mode;
+    uint64_t size;
+};
+
+static int fill_one(const struct private_dirs *dirs, int fd, const struct private_file_head *h,
+                    char *name, const char **what)
+{
+    static char buf[1 << 16];
+    int err;
+    *what = "the private files";
+    if (h->dir >= dirs->count || h->name_len == 0 || h->name_len > 255)
+        return -EINVAL;
+    if ((err = read_exact(fd, name, h->name_len)) != 0)
+        return err;
+    name[h->name_len] = '\0';
+    if (strlen(name) != h->name_len || strchr(name, '/') != NULL || strcmp(name, ".") == 0 ||
+        strcmp(name, "..") == 0 || !S_ISREG(h->mode))
+        return -EINVAL;
+    *what = name;
+    int dir = open(dirs->dir[h->dir], O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (dir < 0)
+        return -errno;
+    int out = openat(dir, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    err = out < 0 ? -errno : 0;
+    (void)close(dir); /* O_PATH, ours: nothing to do if it fails */
+    for (uint64_t left = h->size; err == 0 && left > 0;) {
+        size_t n = left < sizeof(buf) ? (size_t)left : sizeof(buf);
+        if ((err = read_exact(fd, buf, n)) == 0)
+            err = write_all(out, buf, n);
+        left -= n;
+    }
+    if (err == 0 && fchmod(out, h->mode & 07777) != 0)
+        err = -errno;
+    if (out >= 0 && close(out) != 0 && err == 0)
+        err = -errno;
+    return err;
+}
+
+int private_dirs_fill(const struct private_dirs *dirs, int fd, const char **what)
+{
+    int err = 0;
+    for (;;) {
+        struct private_file_head h;
+        ssize_t n;
+        do
+            n = read(fd, &h, sizeof(h));
+        while (n < 0 && errno == EINTR);
+        if (n == 0)
+            break;
+        *what = "the private files";
+        if (n < 0 || (size_t)n != sizeof(h)) {
+            err = n < 0 ? -errno : -EIO;
+            break;
+        }
+        char name[256];
+        if ((err = fill_one(dirs, fd, &h, name, what)) != 0)
+            break;
+    }
+    if (close(fd) != 0 && err == 0) {
+        *what = "the private files";
+        err = -errno;
+    }
+    return err;
+}
