@@ -423,7 +423,13 @@ def test_file_header_fields(tiny: ci.Image, tmp_path: Path) -> None:
         ({"magic": b"MOSIXCKQ"}, "not a checkpoint image"),
         (
             {"version": F.VERSION + 1},
-            f"image version {F.VERSION + 1}, this mosrun reads version {F.VERSION}",
+            f"image version {F.VERSION + 1}, this mosrun reads versions "
+            f"{F.OLDEST_VERSION} to {F.VERSION}",
+        ),
+        (
+            {"version": F.OLDEST_VERSION - 1},
+            f"image version {F.OLDEST_VERSION - 1}, this mosrun reads versions "
+            f"{F.OLDEST_VERSION} to {F.VERSION}",
         ),
         ({"arch": 183}, "image from another architecture"),
         ({"page_size": 16384}, "image from another architecture"),

@@ -655,6 +655,10 @@ int main(int argc, char **argv)
     ck_no_pagemap_scan = getenv("MOSIX_CKPT_NO_PAGEMAP_SCAN") != NULL;
     int migrating = o.action == ACT_MIGRATE;
     ck_migrating = migrating;
+    /* A checkpoint file (recovered here) refers to unchanged file pages; a move's
+     * image, streamed or frozen to a file, stores them.  The environment variable
+     * (benchmarks, tests): the previous format, every page stored. */
+    ck_reference_files = o.path && !migrating && getenv("MOSIX_CKPT_STORE_FILE_PAGES") == NULL;
     const struct ck_hooks hooks = {.cleanup = cleanup, .discard = discard, .refused = refused};
     ck_set_hooks(&hooks);
     ck_catch_signals();
