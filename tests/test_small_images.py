@@ -21,6 +21,7 @@ import pytest
 from support.agents import Agent, cleanup, make_agent
 from support.cbuild import build_c
 from support.clusters import mosrun_at_home, moved, where
+from support.waiting import wait_until
 
 from mosix.testcluster import LocalCluster
 
@@ -124,6 +125,26 @@ def test_image_holds_written_memory_only_and_recovers(ckagent: Agent, work: Path
     # the library's 512 KiB table, libc's and the program's text are referenced
     assert size <= anonymous + METADATA, (size, anonymous)
     result = recover(ckagent, ckpt)
+    assert (result.returncode, result.stdout, result.stderr) == (3, f"{done}\n", "")
+
+
+def test_a_recovered_process_is_checkpointed_and_recovered_again(
+    ckagent: Agent, work: Path
+) -> None:
+    """Its libraries are mapped from their files again: a second image refers to them too."""
+    _, done = expected_output(ckagent, work)
+    ckpt, anonymous = checkpointed(ckagent, work)
+    r = ckagent.spawn("mosrun", f"-R{ckpt}", stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd="/")
+    lib = str(work / LIB)
+    wait_until(lambda: lib in Path(f"/proc/{r.pid}/maps").read_text(), what="library mapped")
+    result = ckagent.run("migrate", str(r.pid), "checkpoint", cwd=work)
+    assert result.returncode == 0, result.stderr
+    again = Path(result.stdout.split()[-1])  # the series goes on: ckpt.PID.2
+    assert again != ckpt and again.parent == work, result.stdout
+    r.kill()
+    r.wait()
+    assert again.stat().st_size <= anonymous + METADATA
+    result = recover(ckagent, again)
     assert (result.returncode, result.stdout, result.stderr) == (3, f"{done}\n", "")
 
 
