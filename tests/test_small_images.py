@@ -148,6 +148,30 @@ def test_a_recovered_process_is_checkpointed_and_recovered_again(
     assert (result.returncode, result.stdout, result.stderr) == (3, f"{done}\n", "")
 
 
+def test_an_execute_only_program_is_stored_and_recovers(
+    ckagent: Agent, work: Path, two_users: tuple[str, str]
+) -> None:
+    """Recovery runs as the user, who cannot read a mode 0711 program: its pages are
+    stored, not referenced (the library, which the user can read, still is)."""
+    user = two_users[0]
+    _, done = expected_output(ckagent, work)
+    program = work / "small_image"
+    program.chmod(0o711)
+    shutil.chown(work, user=user)
+    p = ckagent.spawn(
+        "mosrun", str(program), user=user, stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=work
+    )
+    assert p.stdout is not None
+    assert p.stdout.readline().startswith("paused ")
+    result = ckagent.run("migrate", str(p.pid), "checkpoint", cwd=work)
+    assert result.returncode == 0, result.stderr
+    ckpt = Path(result.stdout.split()[-1])
+    p.kill()
+    p.wait()
+    result = ckagent.run("mosrun", f"-R{ckpt}", user=user, input="x", cwd="/")
+    assert (result.returncode, result.stdout, result.stderr) == (3, f"{done}\n", "")
+
+
 def test_recovery_refuses_a_missing_or_rebuilt_library_and_loses_nothing(
     ckagent: Agent, work: Path
 ) -> None:

@@ -324,6 +324,9 @@ extern int ck_no_pagemap_scan;
 /* A checkpoint file for recovery here: unchanged pages of private file mappings
  * are referenced (MAPFILE records), not stored.  0 for a move's image. */
 extern int ck_reference_files;
+/* Whose recovery reads the files (the restorer runs as the process's user): a file
+ * that user cannot read (an execute-only program) is stored, not referenced. */
+extern const struct ck_owner *ck_reference_owner;
 
 /* ------------------------------------------------------------------ process */
 

@@ -69,6 +69,7 @@ struct pm_scan_arg {
 
 int ck_no_pagemap_scan;
 int ck_reference_files;
+const struct ck_owner *ck_reference_owner;
 
 /* ------------------------------------------------------------ maps */
 
@@ -521,6 +522,23 @@ struct mapfiles {
     struct mapfile f[MOSIX_CKPT_MAX_MAPFILES];
 };
 
+/* Whether the process's user may read the file (its mode; ACLs are not looked at:
+ * a recovery they refuse says so in one line). */
+static int owner_reads(const struct stat *st)
+{
+    const struct ck_owner *o = ck_reference_owner;
+    if (!o || o->uid == 0)
+        return 1;
+    if (st->st_uid == o->uid)
+        return (st->st_mode & S_IRUSR) != 0;
+    int in_group = st->st_gid == o->gid;
+    for (size_t i = 0; i < o->ngroups && !in_group; i++)
+        in_group = st->st_gid == o->groups[i];
+    if (in_group)
+        return (st->st_mode & S_IRGRP) != 0;
+    return (st->st_mode & S_IROTH) != 0;
+}
+
 static int referenceable(const struct ck_area *a)
 {
     return ck_reference_files && a->readable && !no_pages(a) &&
@@ -542,8 +560,8 @@ static int find_mapfile(struct mapfiles *t, int childfd, const struct ck_area *a
     snprintf(rooted, sizeof(rooted), "root%s", a->name);
     struct stat st;
     if (fstatat(childfd, rooted, &st, 0) < 0 || !S_ISREG(st.st_mode) ||
-        st.st_dev != a->rec.dev || st.st_ino != a->rec.ino)
-        return -1; /* replaced, or gone: the pages are stored */
+        st.st_dev != a->rec.dev || st.st_ino != a->rec.ino || !owner_reads(&st))
+        return -1; /* replaced, gone, or not the user's to read: the pages are stored */
     struct mapfile *f = &t->f[t->n];
     memset(&f->rec, 0, sizeof(f->rec));
     f->rec.dev = st.st_dev;

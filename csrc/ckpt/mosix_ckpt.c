@@ -669,6 +669,7 @@ int main(int argc, char **argv)
     R.pid = o.pid;
     R.procfd = open_proc(o.pid);
     ck_read_owner(R.procfd, R.pid, &R.owner); /* before anything is created */
+    ck_reference_owner = &R.owner;
     if (migrating)
         ck_refuse_threads(R.procfd, R.pid); /* the same */
     R.threads.th = calloc(MOSIX_CKPT_MAX_THREADS - 1, sizeof(*R.threads.th));
