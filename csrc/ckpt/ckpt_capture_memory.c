@@ -660,9 +660,28 @@ static void plan_reference(struct mapfiles *t, struct ck_area *a, int childfd, i
     a->rec.mapfile = (uint32_t)i;
 }
 
-static void write_mapfiles(struct ck_image *im, struct mapfiles *t)
+/* MAPFILE records for the files some area refers to (a file whose areas all
+ * ended up stored is left out: its change would not matter), renumbered. */
+static void write_mapfiles(struct ck_image *im, struct mapfiles *t, struct ck_maps *m)
 {
+    static int index[MOSIX_CKPT_MAX_MAPFILES];
+    for (int i = 0; i < t->n; i++)
+        index[i] = -1;
+    for (int i = 0; i < m->n; i++)
+        if (m->a[i].mapfile >= 0)
+            index[m->a[i].mapfile] = 0;
+    int used = 0;
+    for (int i = 0; i < t->n; i++)
+        if (index[i] == 0)
+            index[i] = used++;
+    for (int i = 0; i < m->n; i++)
+        if (m->a[i].mapfile >= 0) {
+            m->a[i].mapfile = index[m->a[i].mapfile];
+            m->a[i].rec.mapfile = (uint32_t)m->a[i].mapfile;
+        }
     for (int i = 0; i < t->n; i++) {
+        if (index[i] < 0)
+            continue;
         struct mapfile *f = &t->f[i];
         f->rec.hash = mxh_final(&f->hash);
         struct iovec parts[2] = {
@@ -704,7 +723,7 @@ void ck_write_memory(struct ck_image *im, pid_t copy, int childfd, int memfd, st
     for (int i = 0; i < m->n; i++)
         plan_reference(&files, &m->a[i], childfd, pmfd, memfd, buf);
     free(buf);
-    write_mapfiles(im, &files);
+    write_mapfiles(im, &files, m);
     struct pager pg = {.im = im, .memfd = memfd, .copy = copy, .helper = start_helper(memfd)};
     for (int i = 0; i < m->n; i++) {
         const struct ck_area *a = &m->a[i];
