@@ -120,18 +120,39 @@ class Area:
     flags: int = 0
     name: bytes = b""
     pages: list[tuple[int, bytes]] = field(default_factory=list)  # (address, whole pages)
+    pgoff: int = 0
+    mapfile: int = 0  # a REFERENCE area's MAPFILE index
 
     def payload(self) -> bytes:
         return (
             F.AREA.pack(
                 start=self.start,
                 end=self.end,
+                pgoff=self.pgoff,
                 prot=self.prot,
                 flags=self.flags,
                 name_len=len(self.name),
+                mapfile=self.mapfile,
             )
             + self.name
         )
+
+
+def mapfile_payload(path: Path, referenced: bytes, **fields: int) -> bytes:
+    """A MAPFILE record for the file at ``path`` as it is now, its referenced pages'
+    bytes ``referenced``; ``fields`` override (a file that differs)."""
+    st = path.stat()
+    name = bytes(path)
+    values = {
+        "dev": st.st_dev,
+        "ino": st.st_ino,
+        "size": st.st_size,
+        "mtime_ns": st.st_mtime_ns,
+        "hash": py_mxh64(referenced),
+        "path_len": len(name),
+        **fields,
+    }
+    return F.MAPFILE.pack(**values) + name
 
 
 def pages_payload(addr: int, data: bytes) -> bytes:
@@ -149,6 +170,7 @@ class Image:
     cwd: bytes = b"/"
     files: list[tuple[int, bytes]] = field(default_factory=list)  # (FILE or FILEDATA, payload)
     header: bytes = field(default_factory=file_header)
+    mapfiles: list[bytes] = field(default_factory=list)  # MAPFILE payloads
 
     def records(self) -> list[tuple[int, bytes]]:
         out: list[tuple[int, bytes]] = [
@@ -159,6 +181,7 @@ class Image:
             (K.REGS, F.REGS.pack(**self.regs)),
             (K.XSTATE, self.xstate),
             (K.SIGACTIONS, b"".join(F.SIGACTION.pack(**s) for s in self.sigactions)),
+            *((K.MAPFILE, m) for m in self.mapfiles),
         ]
         pages = 0
         for area in self.areas:
@@ -185,6 +208,7 @@ class Image:
             sigactions=[dict(s) for s in self.sigactions],
             areas=[replace(a, pages=list(a.pages)) for a in self.areas],
             files=list(self.files),
+            mapfiles=list(self.mapfiles),
         )
 
 

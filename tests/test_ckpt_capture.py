@@ -246,6 +246,8 @@ def check_order(kinds: list[fmt.Kind]) -> None:
 
 def build(head: dict[str, object], records: list[tuple[fmt.Kind, bytes]]) -> Image:
     img = Image(head, [k for k, _ in records], {}, {}, "", {}, {}, {}, b"", [], [], {})
+    mapfiles: list[tuple[dict[str, object], str]] = []
+    stored = 0
     for kind, p in records:
         if kind == fmt.Kind.PROCESS:
             assert len(p) == fmt.PROCESS.size
@@ -280,6 +282,10 @@ def build(head: dict[str, object], records: list[tuple[fmt.Kind, bytes]]) -> Ima
         elif kind == fmt.Kind.SIGNAL:
             assert len(p) == fmt.SIGNAL.size
             img.signals.append(fmt.SIGNAL.unpack(p))
+        elif kind == fmt.Kind.MAPFILE:
+            rec = fmt.MAPFILE.unpack(p)
+            assert len(p) == fmt.MAPFILE.size + rec["path_len"]
+            mapfiles.append((rec, p[fmt.MAPFILE.size :].decode()))
         elif kind == fmt.Kind.AREA:
             rec = fmt.AREA.unpack(p)
             assert len(p) == fmt.AREA.size + rec["name_len"]
@@ -295,16 +301,50 @@ def build(head: dict[str, object], records: list[tuple[fmt.Kind, bytes]]) -> Ima
             assert len(p) == 16 + npages * PAGE and 0 < npages <= fmt.MAX_PAGES_PER_RECORD
             for i in range(npages):
                 page = p[16 + i * PAGE : 16 + (i + 1) * PAGE]
-                assert page != bytes(PAGE), "zero pages are not stored"
+                if not area.has(fmt.AreaFlag.REFERENCE):
+                    assert page != bytes(PAGE), "zero pages are not stored"
                 assert addr + i * PAGE not in area.pages
                 area.pages[addr + i * PAGE] = page
+            stored += npages
         elif kind == fmt.Kind.END:
             img.end = fmt.END.unpack(p)
     assert img.end["records"] == len(records) - 1
     assert img.end["areas"] == len(img.areas)
-    assert img.end["pages"] == sum(len(a.pages) for a in img.areas)
+    assert img.end["pages"] == stored
     assert img.process["xsave_size"] == len(img.xstate)
+    fill_referenced(img, mapfiles)
     return img
+
+
+def fill_referenced(img: Image, mapfiles: list[tuple[dict[str, object], str]]) -> None:
+    """The pages of REFERENCE areas not stored are their file's: read them from it
+    (checking the MAPFILE's identity and hash), so that the image's memory reads as
+    if every page were stored (zero pages left out, as a full image does)."""
+    referenced: dict[int, bytearray] = {i: bytearray() for i in range(len(mapfiles))}
+    for area in img.areas:
+        if not area.has(fmt.AreaFlag.REFERENCE):
+            continue
+        i = int(area.rec["mapfile"])  # type: ignore[call-overload]
+        rec, path = mapfiles[i]
+        assert area.has(fmt.AreaFlag.FILE) and area.name == path
+        st = os.stat(path)
+        assert (st.st_dev, st.st_ino, st.st_size) == (rec["dev"], rec["ino"], rec["size"])
+        assert st.st_mtime_ns == rec["mtime_ns"]
+        data = Path(path).read_bytes()
+        pgoff = int(area.rec["pgoff"])  # type: ignore[call-overload]
+        have = -(-len(data) // PAGE) * PAGE
+        end = min(area.end, area.start + max(0, have - pgoff))
+        for addr in range(area.start, end, PAGE):
+            if addr in area.pages:
+                continue
+            at = pgoff + addr - area.start
+            page = data[at : at + PAGE].ljust(PAGE, b"\0")
+            referenced[i] += page
+            area.pages[addr] = page
+        for addr in [a for a, page in area.pages.items() if page == bytes(PAGE)]:
+            del area.pages[addr]
+    for i, (rec, path) in enumerate(mapfiles):
+        assert mxh64(bytes(referenced[i])) == rec["hash"], path
 
 
 def restorer_accepts(path: Path) -> None:

@@ -26,6 +26,7 @@ pytestmark = pytest.mark.skipif(platform.machine() != "x86_64", reason="x86-64 r
 
 TIMEOUT = 60
 REFUSED = 125
+PAGE = F.PAGE_SIZE
 PREFIX = "mosix-restore: "
 
 
@@ -134,6 +135,109 @@ def assert_refused(
 def test_tiny_restores(tiny: ci.Image, tmp_path: Path) -> None:
     result = restore(tiny.encode(), tmp_path)
     assert (result.returncode, result.stdout, result.stderr) == (ci.TINY_STATUS, "restored\n", "")
+
+
+def test_version_2_image_restores(tiny: ci.Image, tmp_path: Path) -> None:
+    """Version 3 only added MAPFILE records: a version 2 image is read as before."""
+    image = tiny.copy()
+    image.header = ci.file_header(version=2)
+    result = restore(image.encode(), tmp_path)
+    assert (result.returncode, result.stdout, result.stderr) == (ci.TINY_STATUS, "restored\n", "")
+
+
+# ------------------------------------------------------------------ file pages referenced
+
+
+def referencing(
+    tiny: ci.Image, tmp_path: Path, stored: int = 0, **fields: int
+) -> tuple[ci.Image, Path]:
+    """tiny with its code (and a second page) mapped from a file: a REFERENCE area whose
+    first ``stored`` pages are stored, the others referenced; ``fields`` change MAPFILE."""
+    image = tiny.copy()
+    at = next(i for i, a in enumerate(image.areas) if a.start == ci.CODE)
+    code = image.areas[at]
+    text = code.pages[0][1][:PAGE]
+    second = bytes(range(256)) * (PAGE // 256)
+    path = tmp_path / "code.bin"
+    path.write_bytes((bytes(PAGE) if stored else text) + second)  # a stored page wins
+    pages = [(ci.CODE, text)] if stored else []
+    referenced = second if stored else text + second
+    image.areas[at] = ci.Area(
+        ci.CODE,
+        ci.CODE + 2 * PAGE,
+        code.prot,
+        F.AreaFlag.FILE | F.AreaFlag.REFERENCE,
+        bytes(path),
+        pages,
+    )
+    image.mapfiles = [ci.mapfile_payload(path, referenced, **fields)]
+    return image, path
+
+
+@pytest.mark.parametrize("stored", [0, 1])
+def test_referenced_file_pages_restore(tiny: ci.Image, tmp_path: Path, stored: int) -> None:
+    image, _ = referencing(tiny, tmp_path, stored)
+    result = restore(image.encode(), tmp_path)
+    assert (result.returncode, result.stdout, result.stderr) == (ci.TINY_STATUS, "restored\n", "")
+
+
+def test_referenced_file_missing_or_other_is_refused_naming_it(
+    tiny: ci.Image, tmp_path: Path
+) -> None:
+    cases: list[tuple[dict[str, int], str]] = [
+        ({"mtime_ns": 1}, "differs from when the checkpoint was taken (another file"),
+        ({"size": 2 * PAGE + 1}, "differs from when the checkpoint was taken (another file"),
+        ({"ino": 1}, "differs from when the checkpoint was taken (another file"),
+    ]
+    for fields, reason in cases:
+        image, path = referencing(tiny, tmp_path, **fields)
+        for args in ((), ("-c",)):
+            result = restore(image.encode(), tmp_path, *args)
+            assert_refused(result, reason)
+            assert str(path) in result.stderr
+    image, path = referencing(tiny, tmp_path)
+    path.unlink()
+    result = restore(image.encode(), tmp_path)
+    assert_refused(result, f"the file {path} the image refers to cannot be opened")
+
+
+def test_referenced_file_with_other_contents_is_refused(tiny: ci.Image, tmp_path: Path) -> None:
+    image, path = referencing(tiny, tmp_path, hash=12345)
+    result = restore(image.encode(), tmp_path)
+    assert_refused(
+        result, f"the file {path} differs from when the checkpoint was taken (its contents)"
+    )
+
+
+def test_bad_file_references_are_refused(tiny: ci.Image, tmp_path: Path) -> None:
+    image, path = referencing(tiny, tmp_path)
+    at = next(i for i, a in enumerate(image.areas) if a.start == ci.CODE)
+    good = image.areas[at]
+    flags = F.AreaFlag.FILE | F.AreaFlag.REFERENCE
+    past_end = (ci.CODE + PAGE, bytes(PAGE))
+    variants = [
+        (ci.Area(good.start, good.end, good.prot, flags, good.name, mapfile=1), "reference"),
+        (ci.Area(good.start, good.end, good.prot, F.AreaFlag.REFERENCE, good.name), "reference"),
+        (
+            ci.Area(good.start, good.end, good.prot, F.AreaFlag.FILE, good.name, mapfile=1),
+            "file reference in an area without REFERENCE",
+        ),
+        (ci.Area(good.start, good.end, good.prot, flags, b"/elsewhere"), "named otherwise"),
+        (ci.Area(good.start, good.end, good.prot, flags, good.name, pgoff=100), "reference"),
+    ]
+    for area, reason in variants:
+        bad = image.copy()
+        bad.areas[at] = area
+        for args in ((), ("-c",)):
+            assert_refused(restore(bad.encode(), tmp_path, *args), reason)
+    short, _ = referencing(tiny, tmp_path)
+    path.write_bytes(path.read_bytes()[:PAGE])  # one page: the second is past its end
+    short.areas[at] = ci.Area(good.start, good.end, good.prot, flags, good.name, [past_end])
+    short.mapfiles = [ci.mapfile_payload(path, path.read_bytes())]
+    assert_refused(restore(short.encode(), tmp_path, "-c"), "past the end of the file")
+    bad_path = image.copy()
+    bad_path.mapfiles = [image.mapfiles[0][: F.MAPFILE.size] + b"relative"]
+    assert_refused(restore(bad_path.encode(), tmp_path, "-c"), "MAPFILE path")
 
 
 def test_vdso_hash_unknown(tiny: ci.Image, tmp_path: Path) -> None:
@@ -423,7 +527,13 @@ def test_file_header_fields(tiny: ci.Image, tmp_path: Path) -> None:
         ({"magic": b"MOSIXCKQ"}, "not a checkpoint image"),
         (
             {"version": F.VERSION + 1},
-            f"image version {F.VERSION + 1}, this mosrun reads version {F.VERSION}",
+            f"image version {F.VERSION + 1}, this mosrun reads versions "
+            f"{F.OLDEST_VERSION} to {F.VERSION}",
+        ),
+        (
+            {"version": F.OLDEST_VERSION - 1},
+            f"image version {F.OLDEST_VERSION - 1}, this mosrun reads versions "
+            f"{F.OLDEST_VERSION} to {F.VERSION}",
         ),
         ({"arch": 183}, "image from another architecture"),
         ({"page_size": 16384}, "image from another architecture"),

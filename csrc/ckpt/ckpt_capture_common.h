@@ -216,6 +216,7 @@ struct ck_image {
     uint64_t bytes; /* of the image so far */
     uint64_t pages, areas;
     struct ck_stream *s;
+    int keep_zero; /* store zero pages too (a REFERENCE area: pages not stored are the file's) */
 };
 /* may_direct: the file is ours (-o), O_DIRECT may be tried on it. */
 void ck_image_start(struct ck_image *im, int fd, int may_direct, uint32_t pid, uint64_t created_ns);
@@ -300,6 +301,11 @@ struct ck_area {
     char *name;      /* path or [heap]..., " (deleted)" removed */
     int readable;    /* as mapped (before the copy's mprotect) */
     int skip;        /* [vsyscall], the restorer's trampoline: not in the image */
+    /* A REFERENCE area (ckpt_capture_memory.c): its MAPFILE's index (-1: none), and the
+     * ranges of its pages written since mapped (start, end pairs): the pages stored. */
+    int mapfile;
+    uint64_t *written;
+    size_t nwritten;
 };
 struct ck_maps {
     int n;
@@ -315,10 +321,15 @@ void ck_check_fork_flags(int procfd);
 void ck_open_unreadable(struct ck_tracee *copy, const struct ck_maps *m);
 /* AREA and PAGES records for every area, in address order (copy: the copy's pid,
  * childfd its /proc directory, memfd its mem). */
-void ck_write_memory(struct ck_image *im, pid_t copy, int childfd, int memfd,
-                     const struct ck_maps *m);
+void ck_write_memory(struct ck_image *im, pid_t copy, int childfd, int memfd, struct ck_maps *m);
 /* Tests can force the /proc/PID/pagemap reading path (no PAGEMAP_SCAN). */
 extern int ck_no_pagemap_scan;
+/* A checkpoint file for recovery here: unchanged pages of private file mappings
+ * are referenced (MAPFILE records), not stored.  0 for a move's image. */
+extern int ck_reference_files;
+/* Whose recovery reads the files (the restorer runs as the process's user): a file
+ * that user cannot read (an execute-only program) is stored, not referenced. */
+extern const struct ck_owner *ck_reference_owner;
 
 /* ------------------------------------------------------------------ process */
 

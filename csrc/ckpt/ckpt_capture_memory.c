@@ -5,7 +5,12 @@
  *
  * Which pages are stored:
  * - [vdso], [vvar], [vvar_vclock]: none (the restorer moves its own there);
- * - readable file-backed (or shared) areas: all pages, since their contents may
+ * - readable private file mappings, in a checkpoint file for recovery here
+ *   (ck_reference_files): the pages written since mapped (present or swapped
+ *   and not the file's page, per the copy's page tables) are stored, the others
+ *   are a reference to the file (its MAPFILE record: identity and a hash of
+ *   those pages, read from the copy);
+ * - other readable file-backed (or shared) areas: all pages, since their contents may
  *   come from the file; a page that cannot be read (past the file's end: the
  *   kernel refuses the access) ends the area, as every later page is past it too;
  * - anonymous private areas, and areas that were not readable (the copy was
@@ -20,6 +25,7 @@
  * with the live process makes the kernel unshare it (copy it) first (measured
  * here: 0.3-0.7 GB/s and the copy's memory doubled, against 3.4 GB/s). */
 #include "ckpt_capture_common.h"
+#include "ckpt_hash.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -31,6 +37,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/ptrace.h>
+#include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
@@ -48,15 +55,21 @@ struct pm_scan_arg {
 #define PAGE_IS_SWAPPED (1 << 4)
 #define PAGE_IS_PFNZERO (1 << 5)
 #endif
+#ifndef PAGE_IS_FILE
+#define PAGE_IS_FILE (1 << 2)
+#endif
 
 #define PM_PRESENT (1ull << 63) /* /proc/PID/pagemap entry bits */
 #define PM_SWAPPED (1ull << 62)
+#define PM_FILE (1ull << 61) /* a file page (or shared anonymous) */
 #define READ_BYTES (4u << 20)   /* pages read at a time (at most) */
 #define SPLIT_MIN (256u << 10)  /* pieces shared with the helper thread: at least twice this */
 #define RANGES 512              /* present ranges asked for at a time */
 #define PAGEMAP_CHUNK 4096      /* pagemap entries read at a time */
 
 int ck_no_pagemap_scan;
+int ck_reference_files;
+const struct ck_owner *ck_reference_owner;
 
 /* ------------------------------------------------------------ maps */
 
@@ -248,8 +261,11 @@ struct range {
 };
 
 /* Up to cap ranges of present or swapped pages in [*from, end), advancing
- * *from past what was looked at.  -1 when PAGEMAP_SCAN is not there. */
-static int scan_ranges(int pmfd, uint64_t *from, uint64_t end, struct range *out, int cap)
+ * *from past what was looked at.  written: only the pages that are not the
+ * file's (a private file mapping's pages written since mapped), zero page
+ * included.  -1 when PAGEMAP_SCAN is not there. */
+static int scan_ranges(int pmfd, uint64_t *from, uint64_t end, struct range *out, int cap,
+                       int written)
 {
     struct page_region regions[RANGES];
     struct pm_scan_arg arg;
@@ -261,19 +277,25 @@ static int scan_ranges(int pmfd, uint64_t *from, uint64_t end, struct range *out
     arg.vec_len = (uint64_t)(cap < RANGES ? cap : RANGES);
     arg.category_anyof_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
     arg.return_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED | PAGE_IS_PFNZERO;
+    if (written) { /* PAGE_IS_FILE inverted and required: not the file's */
+        arg.category_inverted = PAGE_IS_FILE;
+        arg.category_mask = PAGE_IS_FILE;
+        arg.return_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
+    }
     int n = ioctl(pmfd, PAGEMAP_SCAN, &arg);
     if (n < 0)
         return -1;
     int k = 0;
     for (int i = 0; i < n; i++)
-        if (!(regions[i].categories & PAGE_IS_PFNZERO)) /* the shared zero page: zeros */
+        if (written || !(regions[i].categories & PAGE_IS_PFNZERO)) /* the zero page: zeros */
             out[k++] = (struct range){regions[i].start, regions[i].end};
     *from = arg.walk_end > *from ? arg.walk_end : end;
     return k;
 }
 
 /* The same from /proc/PID/pagemap entries (kernels before 6.7). */
-static int read_ranges(int pmfd, uint64_t *from, uint64_t end, struct range *out, int cap)
+static int read_ranges(int pmfd, uint64_t *from, uint64_t end, struct range *out, int cap,
+                       int written)
 {
     static uint64_t entries[PAGEMAP_CHUNK];
     uint64_t first = *from;
@@ -287,7 +309,7 @@ static int read_ranges(int pmfd, uint64_t *from, uint64_t end, struct range *out
     int k = 0;
     size_t i = 0;
     for (; i < n; i++) {
-        if (!(entries[i] & (PM_PRESENT | PM_SWAPPED)))
+        if (!(entries[i] & (PM_PRESENT | PM_SWAPPED)) || (written && (entries[i] & PM_FILE)))
             continue;
         uint64_t addr = first + i * CK_PAGE;
         if (k > 0 && out[k - 1].end == addr) {
@@ -302,17 +324,18 @@ static int read_ranges(int pmfd, uint64_t *from, uint64_t end, struct range *out
     return k;
 }
 
-static int present_ranges(int pmfd, uint64_t *from, uint64_t end, struct range *out, int cap)
+static int present_ranges(int pmfd, uint64_t *from, uint64_t end, struct range *out, int cap,
+                          int written)
 {
     if (!ck_no_pagemap_scan) {
-        int k = scan_ranges(pmfd, from, end, out, cap);
+        int k = scan_ranges(pmfd, from, end, out, cap, written);
         if (k >= 0)
             return k;
         if (errno != ENOTTY && errno != EINVAL && errno != EOPNOTSUPP)
             ck_fail_errno("PAGEMAP_SCAN");
         ck_no_pagemap_scan = 1;
     }
-    return read_ranges(pmfd, from, end, out, cap);
+    return read_ranges(pmfd, from, end, out, cap, written);
 }
 
 /* ------------------------------------------------------------ storing pages */
@@ -442,10 +465,16 @@ static void check_copy(const struct pager *pg)
         ck_fail("the copy %d of the process ended during the capture", pg->copy);
 }
 
+/* What store_span does with a page it cannot read. */
+enum on_fault {
+    FAULT_SKIPS,   /* the page is treated as absent (zero) */
+    FAULT_ENDS,    /* the area ends there (a file mapping past the file's end) */
+    FAULT_FAILS,   /* the capture fails (a REFERENCE area: absent means the file's) */
+};
+
 /* Store [start, end), read straight into the image's chunks.  Returns 1 when
- * a page could not be read and the area ends there (stop_at_fault: a file
- * mapping past the file's end). */
-static int store_span(struct pager *pg, uint64_t start, uint64_t end, int stop_at_fault)
+ * a page could not be read and the area ends there (FAULT_ENDS). */
+static int store_span(struct pager *pg, uint64_t start, uint64_t end, enum on_fault on_fault)
 {
     for (uint64_t a = start; a < end;) {
         size_t want = end - a < READ_BYTES ? (size_t)(end - a) : READ_BYTES, room;
@@ -457,8 +486,11 @@ static int store_span(struct pager *pg, uint64_t start, uint64_t end, int stop_a
             continue;
         }
         check_copy(pg);
-        if (stop_at_fault)
+        if (on_fault == FAULT_ENDS)
             return 1;
+        if (on_fault == FAULT_FAILS)
+            ck_fail("cannot read the written page at %llx of the copy",
+                    (unsigned long long)(a + got));
         a += got + CK_PAGE; /* that page is treated as absent */
     }
     return 0;
@@ -469,11 +501,198 @@ static void store_present(struct pager *pg, int pmfd, const struct ck_area *a)
     struct range r[RANGES];
     uint64_t from = a->rec.start;
     while (from < a->rec.end) {
-        int n = present_ranges(pmfd, &from, a->rec.end, r, RANGES);
+        int n = present_ranges(pmfd, &from, a->rec.end, r, RANGES, 0);
         for (int i = 0; i < n; i++)
-            store_span(pg, r[i].start, r[i].end, 0);
+            store_span(pg, r[i].start, r[i].end, FAULT_SKIPS);
     }
 }
+
+/* ------------------------------------------------------------ referenced files */
+
+/* A file whose unchanged pages are referenced: its MAPFILE record, and the
+ * hash of the pages referenced so far (areas in address order). */
+struct mapfile {
+    struct mosix_ckpt_mapfile rec;
+    const char *path;
+    struct mxh64 hash;
+};
+
+struct mapfiles {
+    int n;
+    struct mapfile f[MOSIX_CKPT_MAX_MAPFILES];
+};
+
+/* Whether the process's user may read the file (its mode; ACLs are not looked at:
+ * a recovery they refuse says so in one line). */
+static int owner_reads(const struct stat *st)
+{
+    const struct ck_owner *o = ck_reference_owner;
+    if (!o || o->uid == 0)
+        return 1;
+    if (st->st_uid == o->uid)
+        return (st->st_mode & S_IRUSR) != 0;
+    int in_group = st->st_gid == o->gid;
+    for (size_t i = 0; i < o->ngroups && !in_group; i++)
+        in_group = st->st_gid == o->groups[i];
+    if (in_group)
+        return (st->st_mode & S_IRGRP) != 0;
+    return (st->st_mode & S_IROTH) != 0;
+}
+
+static int referenceable(const struct ck_area *a)
+{
+    return ck_reference_files && a->readable && !no_pages(a) &&
+           (a->rec.flags & MOSIX_CKPT_AREA_FILE) &&
+           !(a->rec.flags & (MOSIX_CKPT_AREA_SHARED | MOSIX_CKPT_AREA_DELETED));
+}
+
+/* The MAPFILE of the area's file (added when new); -1 when the path (seen
+ * from the process's root) is not the file mapped, or the table is full. */
+static int find_mapfile(struct mapfiles *t, int childfd, const struct ck_area *a)
+{
+    for (int i = 0; i < t->n; i++)
+        if (t->f[i].rec.dev == a->rec.dev && t->f[i].rec.ino == a->rec.ino &&
+            strcmp(t->f[i].path, a->name) == 0)
+            return i;
+    if (t->n == MOSIX_CKPT_MAX_MAPFILES || a->rec.name_len >= MOSIX_CKPT_MAX_PATH)
+        return -1;
+    char rooted[MOSIX_CKPT_MAX_PATH + 8];
+    snprintf(rooted, sizeof(rooted), "root%s", a->name);
+    struct stat st;
+    if (fstatat(childfd, rooted, &st, 0) < 0 || !S_ISREG(st.st_mode) ||
+        st.st_dev != a->rec.dev || st.st_ino != a->rec.ino || !owner_reads(&st))
+        return -1; /* replaced, gone, or not the user's to read: the pages are stored */
+    struct mapfile *f = &t->f[t->n];
+    memset(&f->rec, 0, sizeof(f->rec));
+    f->rec.dev = st.st_dev;
+    f->rec.ino = st.st_ino;
+    f->rec.size = (uint64_t)st.st_size;
+    f->rec.mtime_ns = (uint64_t)st.st_mtim.tv_sec * 1000000000ull + (uint64_t)st.st_mtim.tv_nsec;
+    f->rec.path_len = a->rec.name_len;
+    f->path = a->name;
+    mxh_init(&f->hash, 0);
+    return t->n++;
+}
+
+/* The end of the area's pages that the file has (past it: SIGBUS, nothing to refer to). */
+static uint64_t file_end_in(const struct ck_area *a, uint64_t size)
+{
+    uint64_t have = (size + CK_PAGE - 1) / CK_PAGE * CK_PAGE;
+    if (have <= a->rec.pgoff)
+        return a->rec.start;
+    uint64_t len = have - a->rec.pgoff;
+    return len < a->rec.end - a->rec.start ? a->rec.start + len : a->rec.end;
+}
+
+static void add_written(struct ck_area *a, size_t *cap, uint64_t start, uint64_t end)
+{
+    if (a->nwritten && a->written[2 * a->nwritten - 1] == start) {
+        a->written[2 * a->nwritten - 1] = end;
+        return;
+    }
+    if (a->nwritten == *cap) {
+        *cap = *cap ? *cap * 2 : 16;
+        a->written = realloc(a->written, *cap * 2 * sizeof(uint64_t));
+        if (!a->written)
+            ck_fail("out of memory");
+    }
+    a->written[2 * a->nwritten] = start;
+    a->written[2 * a->nwritten + 1] = end;
+    a->nwritten++;
+}
+
+/* Hash [start, end) of the copy (the file's pages) into f; 0, or -1 when a page
+ * cannot be read. */
+static int hash_span(struct mxh64 *h, int memfd, unsigned char *buf, uint64_t start, uint64_t end)
+{
+    for (uint64_t at = start; at < end;) {
+        size_t n = end - at < READ_BYTES ? (size_t)(end - at) : READ_BYTES;
+        if (read_some(memfd, buf, at, n) != n)
+            return -1;
+        mxh_update(h, buf, n);
+        at += n;
+    }
+    return 0;
+}
+
+/* Decide whether a is a REFERENCE area: find its written pages and hash the
+ * others into its file's MAPFILE.  Otherwise (its file replaced, a page that
+ * cannot be read) it stays an area whose pages are all stored. */
+static void plan_reference(struct mapfiles *t, struct ck_area *a, int childfd, int pmfd,
+                           int memfd, unsigned char *buf)
+{
+    a->mapfile = -1;
+    if (!referenceable(a))
+        return;
+    int i = find_mapfile(t, childfd, a);
+    if (i < 0)
+        return;
+    struct mapfile *f = &t->f[i];
+    struct mxh64 saved = f->hash;
+    size_t cap = 0;
+    a->nwritten = 0;
+    struct range r[RANGES];
+    for (uint64_t from = a->rec.start; from < a->rec.end;) {
+        int n = present_ranges(pmfd, &from, a->rec.end, r, RANGES, 1);
+        for (int k = 0; k < n; k++)
+            add_written(a, &cap, r[k].start, r[k].end);
+    }
+    uint64_t eof = file_end_in(a, f->rec.size), at = a->rec.start;
+    for (size_t k = 0; k < a->nwritten; k++)
+        if (a->written[2 * k + 1] > eof) {
+            a->nwritten = 0; /* written pages past the file's end: store it all */
+            return;
+        }
+    for (size_t k = 0; k <= a->nwritten && at < eof; k++) {
+        uint64_t gap_end = k < a->nwritten ? a->written[2 * k] : eof;
+        if (gap_end > eof)
+            gap_end = eof;
+        if (gap_end > at && hash_span(&f->hash, memfd, buf, at, gap_end) < 0) {
+            f->hash = saved; /* the file is not what is mapped: store it all */
+            a->nwritten = 0;
+            return;
+        }
+        if (k < a->nwritten)
+            at = a->written[2 * k + 1];
+    }
+    a->mapfile = i;
+    a->rec.flags |= MOSIX_CKPT_AREA_REFERENCE;
+    a->rec.mapfile = (uint32_t)i;
+}
+
+/* MAPFILE records for the files some area refers to (a file whose areas all
+ * ended up stored is left out: its change would not matter), renumbered. */
+static void write_mapfiles(struct ck_image *im, struct mapfiles *t, struct ck_maps *m)
+{
+    static int index[MOSIX_CKPT_MAX_MAPFILES];
+    for (int i = 0; i < t->n; i++)
+        index[i] = -1;
+    for (int i = 0; i < m->n; i++)
+        if (m->a[i].mapfile >= 0)
+            index[m->a[i].mapfile] = 0;
+    int used = 0;
+    for (int i = 0; i < t->n; i++)
+        if (index[i] == 0)
+            index[i] = used++;
+    for (int i = 0; i < m->n; i++)
+        if (m->a[i].mapfile >= 0) {
+            m->a[i].mapfile = index[m->a[i].mapfile];
+            m->a[i].rec.mapfile = (uint32_t)m->a[i].mapfile;
+        }
+    for (int i = 0; i < t->n; i++) {
+        if (index[i] < 0)
+            continue;
+        struct mapfile *f = &t->f[i];
+        f->rec.hash = mxh_final(&f->hash);
+        struct iovec parts[2] = {
+            {.iov_base = &f->rec, .iov_len = sizeof(f->rec)},
+            {.iov_base = (void *)f->path, .iov_len = f->rec.path_len},
+        };
+        ck_image_record(im, MOSIX_CKPT_KIND_MAPFILE, parts, 2);
+    }
+}
+
+/* ------------------------------------------------------------ writing */
 
 static void write_area(struct ck_image *im, const struct ck_area *a)
 {
@@ -485,12 +704,26 @@ static void write_area(struct ck_image *im, const struct ck_area *a)
     im->areas++;
 }
 
-void ck_write_memory(struct ck_image *im, pid_t copy, int childfd, int memfd,
-                     const struct ck_maps *m)
+static void store_written(struct pager *pg, const struct ck_area *a)
+{
+    pg->im->keep_zero = 1;
+    for (size_t k = 0; k < a->nwritten; k++)
+        store_span(pg, a->written[2 * k], a->written[2 * k + 1], FAULT_FAILS);
+    pg->im->keep_zero = 0;
+}
+
+void ck_write_memory(struct ck_image *im, pid_t copy, int childfd, int memfd, struct ck_maps *m)
 {
     int pmfd = openat(childfd, "pagemap", O_RDONLY | O_CLOEXEC);
     if (pmfd < 0)
         ck_fail_errno("/proc/PID/pagemap");
+    static struct mapfiles files;
+    files.n = 0;
+    unsigned char *buf = ck_alloc(READ_BYTES);
+    for (int i = 0; i < m->n; i++)
+        plan_reference(&files, &m->a[i], childfd, pmfd, memfd, buf);
+    free(buf);
+    write_mapfiles(im, &files, m);
     struct pager pg = {.im = im, .memfd = memfd, .copy = copy, .helper = start_helper(memfd)};
     for (int i = 0; i < m->n; i++) {
         const struct ck_area *a = &m->a[i];
@@ -500,8 +733,10 @@ void ck_write_memory(struct ck_image *im, pid_t copy, int childfd, int memfd,
         if (no_pages(a))
             continue;
         int whole = a->readable && (a->rec.flags & (MOSIX_CKPT_AREA_FILE | MOSIX_CKPT_AREA_SHARED));
-        if (whole)
-            store_span(&pg, a->rec.start, a->rec.end, 1);
+        if (a->mapfile >= 0)
+            store_written(&pg, a);
+        else if (whole)
+            store_span(&pg, a->rec.start, a->rec.end, FAULT_ENDS);
         else
             store_present(&pg, pmfd, a);
     }

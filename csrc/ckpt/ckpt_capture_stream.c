@@ -343,7 +343,7 @@ void ck_image_pages_end(struct ck_image *im, uint64_t addr, size_t bytes)
     unsigned char *data = out + HEAD_ROOM;
     size_t used = 0, pages = bytes / CK_PAGE, run = 0, i = 0;
     for (; i <= pages; i++) {
-        if (i < pages && !page_is_zero(data + i * CK_PAGE)) {
+        if (i < pages && (im->keep_zero || !page_is_zero(data + i * CK_PAGE))) {
             run++;
             continue;
         }

@@ -657,6 +657,10 @@ int main(int argc, char **argv)
     ck_no_pagemap_scan = getenv("MOSIX_CKPT_NO_PAGEMAP_SCAN") != NULL;
     int migrating = o.action == ACT_MIGRATE;
     ck_migrating = migrating;
+    /* A checkpoint file (recovered here) refers to unchanged file pages; a move's
+     * image, streamed or frozen to a file, stores them.  The environment variable
+     * (benchmarks, tests): the previous format, every page stored. */
+    ck_reference_files = o.path && !migrating && getenv("MOSIX_CKPT_STORE_FILE_PAGES") == NULL;
     const struct ck_hooks hooks = {.cleanup = cleanup, .discard = discard, .refused = refused};
     ck_set_hooks(&hooks);
     ck_catch_signals();
@@ -667,6 +671,7 @@ int main(int argc, char **argv)
     R.pid = o.pid;
     R.procfd = open_proc(o.pid);
     ck_read_owner(R.procfd, R.pid, &R.owner); /* before anything is created */
+    ck_reference_owner = &R.owner;
     if (migrating)
         ck_refuse_threads(R.procfd, R.pid); /* the same */
     R.threads.th = calloc(MOSIX_CKPT_MAX_THREADS - 1, sizeof(*R.threads.th));

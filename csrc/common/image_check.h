@@ -45,7 +45,7 @@ static inline int mosix_image_file_header(const unsigned char *raw, size_t n,
     mosix_image_copy(out, raw, sizeof(*out));
     if (mxh64(out, offsetof(struct mosix_ckpt_file_header, head_hash), 0) != out->head_hash)
         return MOSIX_IMAGE_DAMAGED;
-    if (out->version != MOSIX_CKPT_VERSION)
+    if (out->version < MOSIX_CKPT_OLDEST_VERSION || out->version > MOSIX_CKPT_VERSION)
         return MOSIX_IMAGE_VERSION;
     if (out->arch != MOSIX_CKPT_ARCH)
         return MOSIX_IMAGE_ARCH;

@@ -6,7 +6,8 @@
 #include <stdint.h>
 
 #define MOSIX_CKPT_MAGIC "MOSIXCKP"
-#define MOSIX_CKPT_VERSION 2
+#define MOSIX_CKPT_VERSION 3
+#define MOSIX_CKPT_OLDEST_VERSION 2
 #define MOSIX_CKPT_ARCH 62
 #define MOSIX_CKPT_PAGE_SIZE 4096
 #define MOSIX_CKPT_FAILED_PREFIX "mosrun: "
@@ -19,6 +20,7 @@
 #define MOSIX_CKPT_MAX_THREADS 512
 #define MOSIX_CKPT_MAX_SIGNALS 4096
 #define MOSIX_CKPT_MAX_TIMERS 1024
+#define MOSIX_CKPT_MAX_MAPFILES 1024
 #define MOSIX_CKPT_MAX_TCB_TID_OFFSET 0x1000
 #define MOSIX_CKPT_SIGINFO_SIZE 128
 #define MOSIX_CKPT_USER_LOW 0x1000ull
@@ -44,6 +46,7 @@
 #define MOSIX_CKPT_KIND_SIGNAL 0xd
 #define MOSIX_CKPT_KIND_TIMER 0xe
 #define MOSIX_CKPT_KIND_PRIVATE 0xf
+#define MOSIX_CKPT_KIND_MAPFILE 0x10
 
 /* FileKind */
 #define MOSIX_CKPT_FILE_REGULAR 0x1
@@ -68,6 +71,7 @@
 #define MOSIX_CKPT_AREA_VVAR_VCLOCK 0x40
 #define MOSIX_CKPT_AREA_DELETED 0x80
 #define MOSIX_CKPT_AREA_RESTORER 0x100
+#define MOSIX_CKPT_AREA_REFERENCE 0x200
 
 /* ShimKind */
 #define MOSIX_CKPT_SHIM_NONE 0x0
@@ -77,7 +81,7 @@
 /* The first 64 bytes of an image. */
 struct mosix_ckpt_file_header {
     char magic[8]; /* "MOSIXCKP" */
-    uint32_t version; /* VERSION; other versions are refused */
+    uint32_t version; /* VERSION; outside [OLDEST_VERSION, VERSION]: refused */
     uint32_t arch; /* ELF machine (62: x86-64) */
     uint32_t page_size;
     uint32_t header_size; /* 64 */
@@ -275,6 +279,18 @@ struct mosix_ckpt_private {
 };
 _Static_assert(sizeof(struct mosix_ckpt_private) == 24, "private layout");
 
+/* Kind.MAPFILE: a file that REFERENCE areas map; ``path_len`` bytes of path follow.  Written only into a checkpoint file meant for recovery where it was taken (never a move's stream).  The restorer refuses the image, naming the file, unless the file at the path has this identity (before anything is changed) and the pages it maps from it hash to ``hash``. */
+struct mosix_ckpt_mapfile {
+    uint64_t dev; /* st_dev (the same as the mapping's, in /proc/PID/maps) */
+    uint64_t ino;
+    uint64_t size; /* st_size: pages past its end are not referenced */
+    uint64_t mtime_ns; /* st_mtime in nanoseconds */
+    uint64_t hash; /* mxh64 of every referenced page (the pages of its REFERENCE areas that no PAGES record stores, below the file's end), in address order */
+    uint32_t path_len;
+    uint32_t pad;
+};
+_Static_assert(sizeof(struct mosix_ckpt_mapfile) == 48, "mapfile layout");
+
 /* Kind.AREA: one memory area; ``name_len`` bytes of name follow (path or [heap]...). */
 struct mosix_ckpt_area {
     uint64_t start;
@@ -285,11 +301,11 @@ struct mosix_ckpt_area {
     uint32_t prot; /* PROT_READ 1 | PROT_WRITE 2 | PROT_EXEC 4 */
     uint32_t flags; /* AreaFlag */
     uint32_t name_len;
-    uint32_t pad;
+    uint32_t mapfile; /* REFERENCE: index of its MAPFILE record (0, 1, ...); else 0 */
 };
 _Static_assert(sizeof(struct mosix_ckpt_area) == 56, "area layout");
 
-/* Kind.PAGES: ``npages`` pages at ``addr``, inside the last AREA; pages not stored are zero. */
+/* Kind.PAGES: ``npages`` pages at ``addr``, inside the last AREA; pages not stored are zero (the file's, in a REFERENCE area). */
 struct mosix_ckpt_pages {
     uint64_t addr;
     uint64_t npages;

@@ -68,6 +68,9 @@ struct span {
  * whose threads need more is refused. */
 #define THREAD_XSTATE_ROOM (4u << 20)
 
+/* Room for the MAPFILE records' paths (NUL-terminated): more is refused. */
+#define MAPFILE_PATHS_ROOM (512u << 10)
+
 /* The image's state, read before memory (static buffers: no allocation). */
 struct image {
     struct mosix_ckpt_process proc;
@@ -83,6 +86,11 @@ struct image {
     struct mosix_ckpt_signal signals[MOSIX_CKPT_MAX_SIGNALS];
     uint32_t ntimers; /* TIMER records, in ascending id order */
     struct mosix_ckpt_timer timers[MOSIX_CKPT_MAX_TIMERS];
+    uint32_t nmapfiles; /* MAPFILE records */
+    struct mosix_ckpt_mapfile mapfiles[MOSIX_CKPT_MAX_MAPFILES];
+    uint32_t mapfile_path[MOSIX_CKPT_MAX_MAPFILES]; /* where each one's path is in paths */
+    uint32_t paths_used;
+    char paths[MAPFILE_PATHS_ROOM];
 };
 
 /* Thread i's XSAVE area (i < nthreads). */
@@ -111,6 +119,8 @@ struct memory {
     uint32_t special_seen;       /* VDSO | VVAR | VVAR_VCLOCK flags seen */
     int rip_ok, tid_ok, rseq_ok; /* resume address executable, tid/rseq writable */
     uint8_t thread_ok[MOSIX_CKPT_MAX_THREADS]; /* the same per thread: MEM_* bits */
+    uint64_t ref_end;            /* a REFERENCE area: the end of the pages its file has */
+    struct mxh64 ref_hash[MOSIX_CKPT_MAX_MAPFILES]; /* of each file's pages mapped so far */
 };
 #define MEM_RIP 1
 #define MEM_TID 2
@@ -123,6 +133,21 @@ void image_read_header(struct reader *r);
 void image_read_state(struct reader *r, struct image *img);
 /* AREA/PAGES...END and the end of the stream; maps (apply) or just checks. */
 void image_read_memory(struct reader *r, const struct image *img);
+
+/* ------------------------------------------------------------ restore_mapfile.c */
+
+/* Open path read-only; refuses, naming it, unless it is the file f describes. */
+int mapfile_open(const struct mosix_ckpt_mapfile *f, const char *path);
+void mapfile_close(int fd);
+/* mapfile_open, then close: the check made before anything is changed. */
+void mapfile_check(const struct mosix_ckpt_mapfile *f, const char *path);
+/* Map the REFERENCE area a from its file (MAP_PRIVATE, writable until finished). */
+void mapfile_map(const struct mosix_ckpt_area *a, const struct mosix_ckpt_mapfile *f,
+                 const char *path);
+/* The end of a's pages that the file has (past it: nothing to hash, SIGBUS). */
+uint64_t mapfile_end_in(const struct mosix_ckpt_area *a, const struct mosix_ckpt_mapfile *f);
+/* Refuse, naming the file, unless the pages mapped from it hashed to f->hash. */
+void mapfile_verify(const struct mosix_ckpt_mapfile *f, const char *path, uint64_t hash);
 
 /* ------------------------------------------------------------ restore_cpu.c */
 

@@ -17,7 +17,7 @@ static unsigned char scratch[SCRATCH_BYTES] __attribute__((aligned(64)));
 static const char *const kind_names[] = {
     "?",       "PROCESS", "OPTIONS", "CWD",   "FILE", "FILEDATA",
     "REGS",    "XSTATE",  "SIGACTIONS", "AREA", "PAGES", "END", "THREAD", "SIGNAL", "TIMER",
-    "PRIVATE",
+    "PRIVATE", "MAPFILE",
 };
 
 /* ------------------------------------------------------------ refusals */
@@ -161,11 +161,13 @@ void image_read_header(struct reader *r)
         refuse("not a checkpoint image");
     read_exact(r, (char *)&h + sizeof(h.magic), sizeof(h) - sizeof(h.magic));
     /* Version and architecture first: another version may checksum otherwise. */
-    if (h.version != MOSIX_CKPT_VERSION) {
+    if (h.version < MOSIX_CKPT_OLDEST_VERSION || h.version > MOSIX_CKPT_VERSION) {
         msg_begin();
         msg_str("image version ");
         msg_dec(h.version);
-        msg_str(", this mosrun reads version ");
+        msg_str(", this mosrun reads versions ");
+        msg_dec(MOSIX_CKPT_OLDEST_VERSION);
+        msg_str(" to ");
         msg_dec(MOSIX_CKPT_VERSION);
         msg_refuse();
     }
@@ -514,6 +516,36 @@ static void read_timer(struct reader *r, struct image *img)
     img->ntimers++;
 }
 
+/* A MAPFILE record: the file must be there as it was, checked now, before
+ * anything is changed (a refusal leaves the caller as it was). */
+static void read_mapfile(struct reader *r, struct image *img)
+{
+    if (img->nmapfiles >= MOSIX_CKPT_MAX_MAPFILES)
+        corrupt(r, "too many MAPFILE records");
+    struct mosix_ckpt_mapfile *f = &img->mapfiles[img->nmapfiles];
+    if (r->rh.length < sizeof(*f))
+        corrupt(r, "record too short");
+    payload_read(r, f, sizeof(*f));
+    uint32_t n = f->path_len;
+    if (n == 0 || n != r->rh.length - sizeof(*f) || n >= MOSIX_CKPT_MAX_PATH || f->pad)
+        corrupt(r, "MAPFILE path length");
+    if (img->paths_used + n + 1 > MAPFILE_PATHS_ROOM)
+        refuse("the image refers to too many files (their paths)");
+    char *path = img->paths + img->paths_used;
+    payload_read(r, path, n);
+    payload_end(r);
+    path[n] = '\0';
+    for (uint32_t i = 0; i < n; i++)
+        if (!path[i])
+            corrupt(r, "MAPFILE path");
+    if (path[0] != '/')
+        corrupt(r, "MAPFILE path");
+    img->mapfile_path[img->nmapfiles] = img->paths_used;
+    img->paths_used += n + 1;
+    img->nmapfiles++;
+    mapfile_check(f, path);
+}
+
 void image_read_state(struct reader *r, struct image *img)
 {
     expect(r, MOSIX_CKPT_KIND_PROCESS);
@@ -546,6 +578,10 @@ void image_read_state(struct reader *r, struct image *img)
         read_timer(r, img);
         kind = record_next(r);
     }
+    while (kind == MOSIX_CKPT_KIND_MAPFILE) {
+        read_mapfile(r, img);
+        kind = record_next(r);
+    }
     if (kind != MOSIX_CKPT_KIND_AREA && kind != MOSIX_CKPT_KIND_END)
         out_of_order(r);
 }
@@ -556,8 +592,9 @@ void image_read_state(struct reader *r, struct image *img)
     (MOSIX_CKPT_AREA_VDSO | MOSIX_CKPT_AREA_VVAR | MOSIX_CKPT_AREA_VVAR_VCLOCK)
 #define KNOWN_FLAGS (SPECIAL_FLAGS | MOSIX_CKPT_AREA_SHARED | MOSIX_CKPT_AREA_FILE | \
                      MOSIX_CKPT_AREA_STACK | MOSIX_CKPT_AREA_HEAP | MOSIX_CKPT_AREA_DELETED | \
-                     MOSIX_CKPT_AREA_RESTORER)
+                     MOSIX_CKPT_AREA_RESTORER | MOSIX_CKPT_AREA_REFERENCE)
 #define PROT_RWX 7u
+#define PROT_R 1u
 #define PROT_W 2u
 #define PROT_X 4u
 
@@ -616,6 +653,14 @@ static void check_area(const struct reader *r, const struct image *img, struct m
         area_refuse(a, "is a restorer's leftover");
     if ((a->flags & MOSIX_CKPT_AREA_SHARED) && (a->prot & PROT_W))
         area_refuse(a, "is writable shared memory");
+    if (a->flags & MOSIX_CKPT_AREA_REFERENCE) {
+        if ((a->flags & (MOSIX_CKPT_AREA_SHARED | MOSIX_CKPT_AREA_DELETED | SPECIAL_FLAGS)) ||
+            !(a->flags & MOSIX_CKPT_AREA_FILE) || !(a->prot & PROT_R) || a->pgoff % PAGE ||
+            a->mapfile >= img->nmapfiles)
+            corrupt_value(r, "reference to a file in area at", a->start);
+    } else if (a->mapfile) {
+        corrupt_value(r, "file reference in an area without REFERENCE at", a->start);
+    }
     if (++m->areas > MOSIX_CKPT_MAX_AREAS)
         corrupt(r, "too many areas");
     uint32_t special = a->flags & SPECIAL_FLAGS;
@@ -669,28 +714,53 @@ static void note_thread_area(const struct image *img, struct memory *m)
     }
 }
 
+static const char *area_path(const struct image *img, const struct mosix_ckpt_area *a)
+{
+    return img->paths + img->mapfile_path[a->mapfile];
+}
+
 static void read_area(struct reader *r, const struct image *img, struct memory *m)
 {
+    static char name[MOSIX_CKPT_MAX_PATH + 1];
     struct mosix_ckpt_area *a = &m->area;
     if (r->rh.length < sizeof(*a))
         corrupt(r, "record too short");
     payload_read(r, a, sizeof(*a));
     if (a->name_len != r->rh.length - sizeof(*a) || a->name_len > MOSIX_CKPT_MAX_PATH)
         corrupt(r, "area name length");
-    payload_skip(r);
+    payload_read(r, name, a->name_len);
     payload_end(r);
     check_area(r, img, m);
+    if (a->flags & MOSIX_CKPT_AREA_REFERENCE) {
+        const struct mosix_ckpt_mapfile *f = &img->mapfiles[a->mapfile];
+        if (a->name_len != f->path_len || !mem_equal(name, area_path(img, a), a->name_len))
+            corrupt_value(r, "area named otherwise than the file it refers to at", a->start);
+        m->ref_end = mapfile_end_in(a, f);
+    }
     note_area(img, m);
     note_thread_area(img, m);
     m->have_area = 1;
     m->prev_end = a->end;
     m->next_page = a->start;
-    if (r->apply && !(a->flags & SPECIAL_FLAGS))
+    if (r->apply && (a->flags & MOSIX_CKPT_AREA_REFERENCE))
+        mapfile_map(a, &img->mapfiles[a->mapfile], area_path(img, a));
+    else if (r->apply && !(a->flags & SPECIAL_FLAGS))
         mem_map_area(a);
+}
+
+/* A REFERENCE area's pages in [from, to) are its file's: into the file's hash. */
+static void hash_referenced(const struct reader *r, struct memory *m, uint64_t from, uint64_t to)
+{
+    if (to > m->ref_end)
+        to = m->ref_end;
+    if (r->apply && from < to)
+        mxh_update(&m->ref_hash[m->area.mapfile], (const void *)from, to - from);
 }
 
 static void finish_area(const struct reader *r, struct memory *m)
 {
+    if (m->have_area && (m->area.flags & MOSIX_CKPT_AREA_REFERENCE))
+        hash_referenced(r, m, m->next_page, m->area.end);
     if (m->have_area && r->apply && !(m->area.flags & SPECIAL_FLAGS))
         mem_finish_area(&m->area);
     m->have_area = 0;
@@ -715,6 +785,11 @@ static void read_pages(struct reader *r, struct memory *m)
     if (pg.addr % PAGE || pg.addr < m->next_page || pg.addr > m->area.end ||
         len > m->area.end - pg.addr)
         corrupt_value(r, "pages outside their area at", pg.addr);
+    if (m->area.flags & MOSIX_CKPT_AREA_REFERENCE) {
+        if (len > m->ref_end - pg.addr || pg.addr > m->ref_end)
+            corrupt_value(r, "pages past the end of the file the area refers to at", pg.addr);
+        hash_referenced(r, m, m->next_page, pg.addr);
+    }
     m->next_page = pg.addr + len;
     m->pages += pg.npages;
     if (!r->apply) {
@@ -764,11 +839,16 @@ static void read_end(struct reader *r, const struct image *img, const struct mem
     unsigned char extra;
     if (read_some(r->fd, &extra, 1) != 0)
         refuse("corrupted image (data after the end)");
+    for (uint32_t i = 0; r->apply && i < img->nmapfiles; i++)
+        mapfile_verify(&img->mapfiles[i], img->paths + img->mapfile_path[i],
+                       mxh_final(&m->ref_hash[i]));
 }
 
 void image_read_memory(struct reader *r, const struct image *img)
 {
     static struct memory m;
+    for (uint32_t i = 0; i < img->nmapfiles; i++)
+        mxh_init(&m.ref_hash[i], 0);
     for (;;) {
         switch (r->rh.kind) {
         case MOSIX_CKPT_KIND_AREA:

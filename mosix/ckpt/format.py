@@ -16,6 +16,13 @@ signals pending when it was captured (per thread and process-wide) are
 SIGNAL records, both between SIGACTIONS and the first AREA, followed by a
 TIMER record per POSIX timer (timer_create).
 
+A checkpoint file meant for recovery where it was taken stores the unchanged
+pages of private file mappings (libraries, the executable: pages never
+written, per the page tables) as a reference: a MAPFILE record per file
+(identity and a hash of the pages referenced) before the first AREA, and the
+area flagged REFERENCE; only the pages written since they were mapped are
+stored.  A move's image (and any image for another node) stores every page.
+
 Every record header carries the record's kind, its sequence number (0, 1,
 2, ...), the payload's length and checksum, and a checksum of the header
 itself.  The last record is END, which repeats the count of records: a
@@ -35,7 +42,10 @@ import struct
 from dataclasses import dataclass
 
 MAGIC = b"MOSIXCKP"
-VERSION = 2  # 2: THREAD, SIGNAL and TIMER records, PROCESS.threads and tcb_tid_offset
+# 2: THREAD, SIGNAL and TIMER records, PROCESS.threads and tcb_tid_offset
+# 3: MAPFILE records and AreaFlag.REFERENCE (file pages referenced, not stored)
+VERSION = 3
+OLDEST_VERSION = 2  # the oldest version readers still read (2 is 3 without PRIVATE and MAPFILE records)
 ARCH_X86_64 = 62  # ELF e_machine
 PAGE_SIZE = 4096
 FAILED_PREFIX = b"mosrun: "  # an image that failed holds just a one-line message
@@ -50,6 +60,7 @@ MAX_FILES = 1024  # RLIMIT_NOFILE is fixed at 1024 under the discipline
 MAX_THREADS = 512  # threads of one process, the main one included
 MAX_SIGNALS = 4096  # pending signals (SIGNAL records)
 MAX_TIMERS = 1024  # POSIX timers (TIMER records)
+MAX_MAPFILES = 1024  # files whose pages are referenced (MAPFILE records)
 MAX_TCB_TID_OFFSET = 0x1000  # where glibc's cached tid may be, from the thread pointer
 SIGINFO_SIZE = 128
 USER_LOW = 0x1000  # lowest address an area may start at
@@ -86,19 +97,14 @@ class Kind(enum.IntEnum):
     SIGNAL = 13  # a pending signal (SignalRecord)
     TIMER = 14  # a POSIX timer (TimerRecord)
     PRIVATE = 15  # a private temporary directory (mosrun -X) or a file in it (PrivateRecord)
+    MAPFILE = 16  # a file whose unchanged pages are referenced, not stored (MapFileRecord + path)
 
 
 # Records that may repeat; the others appear exactly once, in ORDER.
 REPEATED = frozenset(
     {
-        Kind.FILE,
-        Kind.FILEDATA,
-        Kind.PRIVATE,
-        Kind.THREAD,
-        Kind.SIGNAL,
-        Kind.TIMER,
-        Kind.AREA,
-        Kind.PAGES,
+        *(Kind.FILE, Kind.FILEDATA, Kind.PRIVATE, Kind.THREAD, Kind.SIGNAL, Kind.TIMER),
+        *(Kind.MAPFILE, Kind.AREA, Kind.PAGES),
     }
 )
 ORDER = (
@@ -114,6 +120,7 @@ ORDER = (
     Kind.THREAD,
     Kind.SIGNAL,
     Kind.TIMER,
+    Kind.MAPFILE,
     Kind.AREA,  # AREA, PAGES*, AREA, PAGES*, ...
     Kind.END,
 )
@@ -145,6 +152,9 @@ class AreaFlag(enum.IntFlag):
     VVAR_VCLOCK = 0x40  # [vvar_vclock]: likewise
     DELETED = 0x80  # the backing file was deleted
     RESTORER = 0x100  # the restorer's leftover trampoline: never stored
+    # a private file mapping whose pages not stored are its file's (MAPFILE[area.mapfile]),
+    # mapped from it on recovery; the pages written since it was mapped are stored
+    REFERENCE = 0x200
 
 
 class ShimKind(enum.IntEnum):
@@ -246,7 +256,7 @@ FILE_HEADER = Struct(
     "The first 64 bytes of an image.",
     (
         F("magic", "char", 8, '"MOSIXCKP"'),
-        F("version", "uint32_t", doc="VERSION; other versions are refused"),
+        F("version", "uint32_t", doc="VERSION; outside [OLDEST_VERSION, VERSION]: refused"),
         F("arch", "uint32_t", doc="ELF machine (62: x86-64)"),
         F("page_size", "uint32_t"),
         F("header_size", "uint32_t", doc="64"),
@@ -480,13 +490,37 @@ AREA = Struct(
         F("prot", "uint32_t", doc="PROT_READ 1 | PROT_WRITE 2 | PROT_EXEC 4"),
         F("flags", "uint32_t", doc="AreaFlag"),
         F("name_len", "uint32_t"),
+        F("mapfile", "uint32_t", doc="REFERENCE: index of its MAPFILE record (0, 1, ...); else 0"),
+    ),
+)
+
+MAPFILE = Struct(
+    "mapfile",
+    "Kind.MAPFILE: a file that REFERENCE areas map; ``path_len`` bytes of path follow.  Written "
+    "only into a checkpoint file meant for recovery where it was taken (never a move's "
+    "stream).  The restorer refuses the image, naming the file, unless the file at the path "
+    "has this identity (before anything is changed) and the pages it maps from it hash to "
+    "``hash``.",
+    (
+        F("dev", "uint64_t", doc="st_dev (the same as the mapping's, in /proc/PID/maps)"),
+        F("ino", "uint64_t"),
+        F("size", "uint64_t", doc="st_size: pages past its end are not referenced"),
+        F("mtime_ns", "uint64_t", doc="st_mtime in nanoseconds"),
+        F(
+            "hash",
+            "uint64_t",
+            doc="mxh64 of every referenced page (the pages of its REFERENCE areas that no PAGES "
+            "record stores, below the file's end), in address order",
+        ),
+        F("path_len", "uint32_t"),
         F("pad", "uint32_t"),
     ),
 )
 
 PAGES = Struct(
     "pages",
-    "Kind.PAGES: ``npages`` pages at ``addr``, inside the last AREA; pages not stored are zero.",
+    "Kind.PAGES: ``npages`` pages at ``addr``, inside the last AREA; pages not stored are zero "
+    "(the file's, in a REFERENCE area).",
     (
         F("addr", "uint64_t"),
         F("npages", "uint64_t"),
@@ -507,7 +541,7 @@ STRUCTS = (
     *(FILE_HEADER, RECORD_HEADER, PROCESS, REGS, THREAD, SIGNAL, TIMER, SIGACTION, FILE),
     FILEDATA,
     PRIVATE,
-    *(AREA, PAGES, END),
+    *(MAPFILE, AREA, PAGES, END),
 )
 
 for _s in STRUCTS:

@@ -31,6 +31,7 @@ def header_text() -> str:
         "",
         f'#define MOSIX_CKPT_MAGIC "{fmt.MAGIC.decode()}"',
         f"#define MOSIX_CKPT_VERSION {fmt.VERSION}",
+        f"#define MOSIX_CKPT_OLDEST_VERSION {fmt.OLDEST_VERSION}",
         f"#define MOSIX_CKPT_ARCH {fmt.ARCH_X86_64}",
         f"#define MOSIX_CKPT_PAGE_SIZE {fmt.PAGE_SIZE}",
         f'#define MOSIX_CKPT_FAILED_PREFIX "{fmt.FAILED_PREFIX.decode()}"',
@@ -43,6 +44,7 @@ def header_text() -> str:
         f"#define MOSIX_CKPT_MAX_THREADS {fmt.MAX_THREADS}",
         f"#define MOSIX_CKPT_MAX_SIGNALS {fmt.MAX_SIGNALS}",
         f"#define MOSIX_CKPT_MAX_TIMERS {fmt.MAX_TIMERS}",
+        f"#define MOSIX_CKPT_MAX_MAPFILES {fmt.MAX_MAPFILES}",
         f"#define MOSIX_CKPT_MAX_TCB_TID_OFFSET {fmt.MAX_TCB_TID_OFFSET:#x}",
         f"#define MOSIX_CKPT_SIGINFO_SIZE {fmt.SIGINFO_SIZE}",
         f"#define MOSIX_CKPT_USER_LOW {fmt.USER_LOW:#x}ull",
@@ -84,7 +86,8 @@ def doc_text() -> str:
         "",
         (fmt.__doc__ or "").split("\n\n", 1)[1].strip(),
         "",
-        f"Version {fmt.VERSION}; magic `{fmt.MAGIC.decode()}`; page size {fmt.PAGE_SIZE}. "
+        f"Version {fmt.VERSION} (version {fmt.OLDEST_VERSION} images are still read); "
+        f"magic `{fmt.MAGIC.decode()}`; page size {fmt.PAGE_SIZE}. "
         f"A checkpoint that could not be taken (open pipes or sockets, set-id) is a "
         f"short text file beginning `{fmt.FAILED_PREFIX.decode()}`: the one-line reason.",
         "",
@@ -94,7 +97,7 @@ def doc_text() -> str:
         f"≤ {fmt.MAX_RECORD_BYTES >> 20} MiB, paths ≤ {fmt.MAX_PATH} bytes, "
         f"XSAVE ≤ {fmt.MAX_XSAVE} bytes, ≤ {fmt.MAX_AREAS} areas, ≤ {fmt.MAX_FILES} files, "
         f"≤ {fmt.MAX_THREADS} threads, ≤ {fmt.MAX_SIGNALS} pending signals, "
-        f"≤ {fmt.MAX_TIMERS} POSIX timers, "
+        f"≤ {fmt.MAX_TIMERS} POSIX timers, ≤ {fmt.MAX_MAPFILES} referenced files, "
         f"areas page-aligned, ascending, not overlapping, inside "
         f"[{fmt.USER_LOW:#x}, {fmt.USER_HIGH:#x}).",
         "",
@@ -117,6 +120,7 @@ def doc_text() -> str:
         fmt.Kind.THREAD: "`thread` struct, then its XSAVE area (`xsave_size` bytes)",
         fmt.Kind.SIGNAL: "`signal` struct",
         fmt.Kind.TIMER: "`timer` struct",
+        fmt.Kind.MAPFILE: "`mapfile` struct, then the path",
         fmt.Kind.AREA: "`area` struct, then the name",
         fmt.Kind.PAGES: "`pages` struct, then `npages` x page",
         fmt.Kind.END: "`end` struct",

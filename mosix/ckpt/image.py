@@ -188,7 +188,10 @@ def _file_header_reason(e: HeaderRefused) -> str:
     if e.verdict is Verdict.TRUNCATED:
         return "truncated image (in the file header)"
     if e.verdict is Verdict.VERSION and isinstance(h, FileHeader):
-        return f"image version {h.version}, this mosrun reads version {fmt.VERSION}"
+        return (
+            f"image version {h.version}, this mosrun reads versions "
+            f"{fmt.OLDEST_VERSION} to {fmt.VERSION}"
+        )
     if e.verdict is Verdict.ARCH and isinstance(h, FileHeader):
         return f"image from another architecture (ELF machine {h.arch})"
     if e.verdict is Verdict.GEOMETRY:
