@@ -673,6 +673,32 @@ class MigrateCheckpoint(Message):
 
 @message
 @dataclass(frozen=True)
+class ProgramCheckpoint(Message):
+    """Where the copy runs to its home, on the offer connection: the copy made
+    MOSIX's checkpoint call (mosix_checkpoint.h).  ``call``: 1 take one now (as
+    ``migrate PID checkpoint``), 2 future checkpoints go to ``file`` (as written,
+    relative to the process's cwd), 3 ``value`` is -N, 4 ``value`` is -A.  Home
+    answers with ProgramCheckpointAnswer on the same connection."""
+
+    OP: ClassVar[str] = "program-checkpoint"
+    token: str = ""
+    call: int = 0
+    value: int = 0
+    file: bytes = b""
+
+
+@message
+@dataclass(frozen=True)
+class ProgramCheckpointAnswer(Message):
+    """Home's answer to ProgramCheckpoint: ``result`` 0, or a negative errno for the call."""
+
+    OP: ClassVar[str] = "program-checkpoint-answer"
+    token: str = ""
+    result: int = 0
+
+
+@message
+@dataclass(frozen=True)
 class RemoteEvent(Message):
     """Where the copy runs to its home: ``event`` is 'home' (it asked to come
     home: fork, exec...), 'exit' (it ended: ``status``), 'lost' (its channel

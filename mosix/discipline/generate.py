@@ -232,6 +232,8 @@ def doc_text() -> str:
         "  (`mosix/include/mosix_checkpoint.h`, `mosix.ckpt.trigger`, the shim's",
         "  `/proc/self/checkpoint*` files). The base filter hands it to the guard, which asks the",
         "  node agent and answers 0 when the checkpoint is written (1 in the recovered copy).",
+        "  On a remote node the forward filter hands it to the copy's supervisor, which asks",
+        "  the process's home through its agent: the same answers.",
         "* Mapping special character devices (which the manual also refuses) is not detected:",
         "  a filter cannot see what a descriptor refers to.",
         "",

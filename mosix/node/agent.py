@@ -132,6 +132,9 @@ class NodeAgent:
             )
             if cluster is not None:
                 cluster.local_extra = lambda: {GUESTS: administration.counts()[0]}
+            checkpoint_requests = CheckpointRequests(registry, checkpoints, changes, nursery)
+            if services is not None:  # a copy's own checkpoint call, made where it runs
+                services.migrations.program_checkpoint = checkpoint_requests.for_copy_away
             server = Server(
                 config.limits,
                 os.geteuid(),
@@ -139,7 +142,7 @@ class NodeAgent:
                 ProcessRequests(registry, shares, checkpoints, services, changes, nursery, freezer),
                 QueueRequests(config.default_priority, queue, capacity, runner, shares, changes),
                 runner,
-                CheckpointRequests(registry, checkpoints, changes, nursery),
+                checkpoint_requests,
                 StatusRequests(
                     config,
                     registry,
