@@ -392,8 +392,8 @@ class StartBatch(Message):
     ``kind`` is "E" (native there) or "M" (under mosrun there, its home there:
     ``argv`` then starts with the mosrun options the job keeps); ``cwd`` its
     directory there (absolute).  The agent answers Started (the node's number
-    in ``pid``) or Refused; then BatchData both ways and BatchSignal from the
-    client, and Exited at the end.
+    in ``pid``), BatchHere (no cluster: it runs here) or Refused; then BatchData
+    both ways and BatchSignal from the client, and Exited at the end.
     """
 
     OP: ClassVar[str] = "start-batch"
@@ -404,6 +404,16 @@ class StartBatch(Message):
     env: dict[bytes, bytes] = field(default_factory=dict)
     cwd: bytes = b""
     job: int = 0  # -J (mosps -J, moskillall -J)
+
+
+@message
+@dataclass(frozen=True)
+class BatchHere(Message):
+    """The answer to StartBatch on a node without a cluster (the embedded one-node
+    default): this node is the only one, so the job runs here, and mosrun runs it
+    itself (-E outside the discipline, -M as an ordinary mosrun)."""
+
+    OP: ClassVar[str] = "batch-here"
 
 
 @message

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from mosix.home_agent.admission import Admission
-from mosix.home_agent.batch_submit import BatchSubmitter
+from mosix.home_agent.batch_submit import BatchSubmitter, without_cluster
 from mosix.home_agent.checkpoint_requests import CheckpointRequests
 from mosix.home_agent.connection import Connection, Peer
 from mosix.home_agent.freezing import Freezer
@@ -200,7 +200,7 @@ class Server:
                 return None
             case StartBatch():
                 if self.batches is None:
-                    raise Refusal("batch jobs (-E/-M): this node has no cluster")
+                    return without_cluster(msg)
                 await self.batches.submit(conn, msg)
                 return None
             case GuardHello():

@@ -130,7 +130,7 @@ def run_mosrun(
         if args.batch is not None:
             from mosix.mosrun import batch_client
 
-            batch_client.run_batch(args)
+            args = batch_client.run_batch(args)  # returns only to run -M on the only node
         register(args)
         launch.run_program(args, keep_environment=keep_environment)
     except HelpRequested:
