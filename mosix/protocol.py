@@ -86,7 +86,7 @@ class ProcessInfo:
 
 @dataclass(slots=True)
 class QueueEntry:
-    """One queued job (a mosrun waiting for its turn)."""
+    """One queued job (a mosrun waiting for its turn), or a frozen process."""
 
     ticket: int  # the queue's order of arrival: lower came first
     pid: int
@@ -97,7 +97,8 @@ class QueueEntry:
     memory_mb: int
     parallel: int
     command: list[bytes]  # argv as given (any bytes)
-    position: int = 0  # place in the queue, 1 = next to run
+    position: int = 0  # place in the queue, 1 = next to run (0: not in it, frozen)
+    state: str = "queued"  # or "frozen": a frozen process (mosq lists it too)
 
 
 @dataclass(slots=True)
