@@ -24,6 +24,7 @@ from test_ckpt_away import taken_away
 from test_migration_faults import EVENT_TIMEOUT, Program
 
 from mosix.ckpt import trigger
+from mosix.ckpt.image import read_head_from
 from mosix.testcluster import LocalCluster
 
 LINES, AT = 300, 120
@@ -91,3 +92,24 @@ def test_own_checkpoint_away_is_taken_there_and_recovers_at_home(
     resumed = "checkpoint 0" if how == "proc" else "checkpoint 1"  # fclose says 0 either way
     assert recovered.stdout == f"{resumed}\ndone\n"
     assert cluster3.node_path(1, out).read_bytes() == expected
+
+
+def test_a_shells_echo_to_proc_self_checkpoint_away(cluster3: LocalCluster) -> None:
+    """``echo 1 > /proc/self/checkpoint`` from a shell moved to node 2 (MOSIX's own
+    way from any language): the shell is checkpointed there, written at home."""
+    image, out = "/tmp/ownshell.1", "/tmp/ownshell.out"
+    cluster3.node_path(1, image).unlink(missing_ok=True)
+    # its output to a file: the shell keeps a copy of descriptor 1 while the
+    # redirection lasts, and a copy of a pipe cannot be checkpointed (the manual)
+    script = f"echo waiting; read go; exec >{out}; echo 1 > /proc/self/checkpoint; echo status $?"
+    prog = Program(cluster3, 1, ["mosrun", "-L", "-C/tmp/ownshell", "sh", "-c", script])
+    assert prog.line() == "waiting"
+    moved = migrate(cluster3, prog.pid, "2")
+    assert moved.returncode == 0, moved.stderr
+    assert where(cluster3, prog.pid) == "node2"
+    prog.go()
+    lines, stderr, status = prog.finish()
+    assert (lines, stderr, status) == (["waiting"], "", 0)
+    assert cluster3.node_path(1, out).read_text() == "status 0\n"
+    head = read_head_from(str(cluster3.node_path(1, image)))
+    assert head.pid == prog.pid and not cluster3.node_path(2, image).exists()
