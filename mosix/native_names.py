@@ -75,9 +75,11 @@ class RemoteLine(StrEnum):
     EXIT = "exit"  # out, "exit STATUS": the copy ended
     LEFT = "left"  # out: the copy was taken away
     LOST = "lost"  # out: the channel broke, the copy is killed
+    CHECKPOINT = "checkpoint"  # out, "checkpoint OP ARG": the copy's own checkpoint call
     LEAVE = "leave"  # in: finish the call in flight, take no more
     STAY = "stay"  # in: it stays after all
     KILL = "kill"  # in: end the copy
+    ANSWER = "answer"  # in, "answer RESULT": home's answer to CHECKPOINT (0 or -errno)
 
 
 def order_line(verb: StrEnum) -> bytes:

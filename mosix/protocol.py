@@ -86,7 +86,7 @@ class ProcessInfo:
 
 @dataclass(slots=True)
 class QueueEntry:
-    """One queued job (a mosrun waiting for its turn)."""
+    """One queued job (a mosrun waiting for its turn), or a frozen process."""
 
     ticket: int  # the queue's order of arrival: lower came first
     pid: int
@@ -97,7 +97,8 @@ class QueueEntry:
     memory_mb: int
     parallel: int
     command: list[bytes]  # argv as given (any bytes)
-    position: int = 0  # place in the queue, 1 = next to run
+    position: int = 0  # place in the queue, 1 = next to run (0: not in it, frozen)
+    state: str = "queued"  # or "frozen": a frozen process (mosq lists it too)
 
 
 @dataclass(slots=True)
@@ -392,8 +393,8 @@ class StartBatch(Message):
     ``kind`` is "E" (native there) or "M" (under mosrun there, its home there:
     ``argv`` then starts with the mosrun options the job keeps); ``cwd`` its
     directory there (absolute).  The agent answers Started (the node's number
-    in ``pid``) or Refused; then BatchData both ways and BatchSignal from the
-    client, and Exited at the end.
+    in ``pid``), BatchHere (no cluster: it runs here) or Refused; then BatchData
+    both ways and BatchSignal from the client, and Exited at the end.
     """
 
     OP: ClassVar[str] = "start-batch"
@@ -404,6 +405,16 @@ class StartBatch(Message):
     env: dict[bytes, bytes] = field(default_factory=dict)
     cwd: bytes = b""
     job: int = 0  # -J (mosps -J, moskillall -J)
+
+
+@message
+@dataclass(frozen=True)
+class BatchHere(Message):
+    """The answer to StartBatch on a node without a cluster (the embedded one-node
+    default): this node is the only one, so the job runs here, and mosrun runs it
+    itself (-E outside the discipline, -M as an ordinary mosrun)."""
+
+    OP: ClassVar[str] = "batch-here"
 
 
 @message
@@ -669,6 +680,32 @@ class MigrateCheckpoint(Message):
     OP: ClassVar[str] = "migrate-checkpoint"
     token: str = ""
     action: str = "none"
+
+
+@message
+@dataclass(frozen=True)
+class ProgramCheckpoint(Message):
+    """Where the copy runs to its home, on the offer connection: the copy made
+    MOSIX's checkpoint call (mosix_checkpoint.h).  ``call``: 1 take one now (as
+    ``migrate PID checkpoint``), 2 future checkpoints go to ``file`` (as written,
+    relative to the process's cwd), 3 ``value`` is -N, 4 ``value`` is -A.  Home
+    answers with ProgramCheckpointAnswer on the same connection."""
+
+    OP: ClassVar[str] = "program-checkpoint"
+    token: str = ""
+    call: int = 0
+    value: int = 0
+    file: bytes = b""
+
+
+@message
+@dataclass(frozen=True)
+class ProgramCheckpointAnswer(Message):
+    """Home's answer to ProgramCheckpoint: ``result`` 0, or a negative errno for the call."""
+
+    OP: ClassVar[str] = "program-checkpoint-answer"
+    token: str = ""
+    result: int = 0
 
 
 @message

@@ -6,12 +6,14 @@ standard streams go through the submitting mosrun, its end comes back exactly.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import pty
 import pwd
 import signal
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support.agents import as_user
@@ -312,3 +314,60 @@ def test_migrate_says_a_batch_job_stays_where_it_runs(cluster3: LocalCluster) ->
     finally:
         os.kill(pid, signal.SIGTERM)
         proc.communicate(timeout=60)
+
+
+def node_status(cluster: LocalCluster) -> dict[str, Any]:
+    done = run(cluster, ["mosctl", "status", "--json"])
+    assert done.returncode == 0, done.stderr
+    status: dict[str, Any] = json.loads(done.stdout)
+    return status
+
+
+def queued_commands(cluster: LocalCluster) -> list[list[str]]:
+    done = run(cluster, ["mosq", "list", "--json"])
+    assert done.returncode == 0, done.stderr
+    return [entry["command"] for entry in json.loads(done.stdout)]
+
+
+@pytest.mark.parametrize("kind", ["-E", "-M"])
+def test_q_queues_the_whole_batch_job_until_a_slot_is_free(
+    cluster3: LocalCluster, kind: str
+) -> None:
+    """The manual: -q queues the whole mosrun command; a batch job's too."""
+    marker = f"/tmp/queued-batch{kind}"
+    cluster3.node_path(2, marker).unlink(missing_ok=True)
+    slots = node_status(cluster3)["queue_slots"]
+    blockers = [
+        cluster3.popen(
+            1,
+            ["mosrun", "-q", "cat"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(slots)
+    ]
+    try:
+        wait_until(lambda: node_status(cluster3)["queue_running"] == slots, what="every slot taken")
+        script = f"echo ran > {marker}; echo out"
+        job = cluster3.popen(
+            1,
+            ["mosrun", kind, "-2", "-q", "sh", "-c", script],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        wait_until(
+            lambda: queued_commands(cluster3) == [["sh", "-c", script]],
+            what="the batch job in node 1's queue",
+        )
+        assert job.poll() is None and not cluster3.node_path(2, marker).exists()
+    finally:
+        for blocker in blockers:
+            assert blocker.stdin is not None
+            blocker.stdin.close()  # cat ends: its slot is free
+    out, err = job.communicate(timeout=120)
+    assert (job.returncode, out, err) == (0, "out\n", "")
+    assert cluster3.node_path(2, marker).read_text() == "ran\n"
+    for blocker in blockers:
+        assert blocker.wait(timeout=60) == 0

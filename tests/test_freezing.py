@@ -11,6 +11,7 @@ memory at the end.
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import shutil
@@ -134,6 +135,38 @@ def test_freeze_then_continue_same_process(fagent: Agent, faulty: str, agent_bas
     done = migrate(fagent, p.pid, "continue")
     assert done.returncode == 0 and done.stderr == "", done.stderr
     assert images(space, p.pid) == []
+    lines, err, status = finish(p)
+    assert (status, err) == (STATUS, "")
+    assert lines == [f"step {n}" for n in range(2, STEPS + 1)] + ["memory intact"]
+
+
+def mosq_rows(agent: Agent) -> list[list[str]]:
+    listing = agent.run("mosq", "list")
+    assert listing.returncode == 0, listing.stderr
+    return [line.split() for line in listing.stdout.splitlines()[1:]]
+
+
+def test_mosq_lists_a_frozen_process_and_run_continues_it(
+    fagent: Agent, faulty: str, agent_base: Path
+) -> None:
+    """mosq shows frozen processes with their state; 'mosq run' continues one, its
+    other actions say in one line that a frozen process is not queued."""
+    p = started(fagent, faulty, agent_base / "node-freeze", "-J4")
+    assert [row[1] for row in mosq_rows(fagent)] == []  # running: not mosq's
+    assert migrate(fagent, p.pid, "freeze").returncode == 0
+    (row,) = mosq_rows(fagent)
+    assert row[:9] == ["-", str(p.pid), row[2], "4", "-", "-", "-", "1", "frozen"], row
+    assert row[9:] == [faulty, str(MB), str(STEPS), str(STATUS)]
+    (entry,) = json.loads(fagent.run("mosq", "list", "--json").stdout)
+    assert (entry["pid"], entry["state"], entry["position"]) == (p.pid, "frozen", 0)
+    for verb in ("abort", "advance", "retard"):
+        refused = fagent.run("mosq", verb, str(p.pid))
+        assert refused.returncode == 125 and refused.stderr.count("\n") == 1, refused.stderr
+        assert "is frozen, not queued" in refused.stderr
+    assert fagent.run("mosq", "count").stdout == "0\n"  # queued jobs only
+    done = fagent.run("mosq", "run", "-j", "4")
+    assert done.returncode == 0, done.stderr
+    assert mosq_rows(fagent) == [] and mosps_row(fagent, p.pid)[4] == "running"
     lines, err, status = finish(p)
     assert (status, err) == (STATUS, "")
     assert lines == [f"step {n}" for n in range(2, STEPS + 1)] + ["memory intact"]

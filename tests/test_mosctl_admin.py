@@ -12,7 +12,9 @@ through whatever happened to them meanwhile.  lstay/stay: tests/test_mosctl_stay
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -179,6 +181,46 @@ def test_setspeed_reaches_the_other_nodes(cluster3: LocalCluster) -> None:
         ok(cluster3, 2, "setspeed", "1")
     for bad in ("0", "-1", "inf"):
         assert one_line(mosctl(cluster3, 2, "setspeed", "--", bad)).startswith("mosctl: setspeed: ")
+
+
+def crash_and_restart_agent(cluster: LocalCluster, k: int) -> None:
+    """Node k's agent killed by SIGKILL (no orderly save), and a new one started."""
+    pid = cluster.agent_pid(k)
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: cluster.agent_pid(k) is None, what=f"node {k}'s agent gone")
+    cluster.start_agent(k)
+
+
+def test_settings_and_speed_survive_a_restart_of_the_agent(cluster3: LocalCluster) -> None:
+    for verb in ("stay", "lstay", "block"):
+        ok(cluster3, 3, verb)
+    ok(cluster3, 3, "setspeed", "3.5")
+    try:
+        crash_and_restart_agent(cluster3, 3)
+        assert settings(cluster3, 3) == ["stay", "lstay", "block"]
+        assert json.loads(ok(cluster3, 3, "status", "--json"))["speed"] == 3.5
+        wait_until(
+            lambda: (
+                (nodes_seen(cluster3, 1)[3]["settings"], nodes_seen(cluster3, 1)[3]["speed"])
+                == (["stay", "block"], 3.5)
+            ),
+            what="node 1 to see node 3's settings and speed after its restart",
+        )
+        for verb in ("nostay", "nolstay", "noblock"):
+            ok(cluster3, 3, verb)
+        ok(cluster3, 3, "isolate")
+        cluster3.restart_agent(3)  # an orderly one this time
+        assert settings(cluster3, 3) == ["isolated"]
+        wait_until(lambda: nodes_seen(cluster3, 1)[3]["state"] == "down", what="node 3 down")
+        assert json.loads(ok(cluster3, 3, "status", "--json"))["speed"] == 3.5
+    finally:
+        for verb in ("nostay", "nolstay", "noblock", "rejoin"):
+            ok(cluster3, 3, verb)
+        ok(cluster3, 3, "setspeed", "1")
+    wait_until(lambda: nodes_seen(cluster3, 1)[3]["state"] == "up", what="node 3 up again")
+    cluster3.restart_agent(3)
+    assert settings(cluster3, 3) == []
 
 
 # The agent's own check, without the tool's: a NodeControl straight to the socket.

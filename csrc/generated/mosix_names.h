@@ -38,9 +38,11 @@
 #define MOSIX_REMOTE_LINE_EXIT "exit"
 #define MOSIX_REMOTE_LINE_LEFT "left"
 #define MOSIX_REMOTE_LINE_LOST "lost"
+#define MOSIX_REMOTE_LINE_CHECKPOINT "checkpoint"
 #define MOSIX_REMOTE_LINE_LEAVE "leave"
 #define MOSIX_REMOTE_LINE_STAY "stay"
 #define MOSIX_REMOTE_LINE_KILL "kill"
+#define MOSIX_REMOTE_LINE_ANSWER "answer"
 
 /* The messages the guard speaks with its agent (mosix/protocol.py). */
 #define MOSIX_MSG_KEY_OP "op"

@@ -44,6 +44,7 @@
 #include "forward.h"
 #include "forward_wire.h"
 #include "mosix_names.h"
+#include "remote_checkpoint.h"
 #include "remote_discipline.h"
 #include "remote_filemap.h"
 #include "remote_mmsg.h"
@@ -130,7 +131,7 @@ static struct mmsg_split split;
 static void tell(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void tell(const char *fmt, ...)
 {
-    char line[512];
+    char line[RC_LINE_MAX + 2];
     va_list ap;
     va_start(ap, fmt);
     int n = vsnprintf(line, sizeof(line) - 1, fmt, ap);
@@ -568,6 +569,36 @@ static void serve_deferred(void)
         serve_notification(&deferred);
 }
 
+/* The copy's own checkpoint call: its home serves it (remote_checkpoint.h). */
+static void own_checkpoint(const struct seccomp_notif *n)
+{
+    static char line[RC_LINE_MAX];
+    long result = 0;
+    if (agent_in < 0) { /* the agent is gone: no one would answer (the guard's ECANCELED) */
+        answer(n->id, -ECANCELED, 0);
+        return;
+    }
+    switch (rc_call(n, line, sizeof(line), &result)) {
+    case RC_ANSWER:
+        answer(n->id, result, 0);
+        return;
+    case RC_ASK:
+        tell("%s", line);
+        return;
+    case RC_WAIT:
+        return;
+    }
+}
+
+/* Home's answer to it. */
+static void own_checkpoint_answered(const char *text)
+{
+    uint64_t id;
+    long result;
+    if (rc_answer(text, &id, &result) && !answered(id, result))
+        rc_keep(result); /* interrupted (the capture): for the call made again */
+}
+
 static void serve_notification(const struct seccomp_notif *np)
 {
     struct seccomp_notif n = *np;
@@ -575,6 +606,10 @@ static void serve_notification(const struct seccomp_notif *np)
     uint64_t args[6];
     for (int i = 0; i < 6; i++)
         args[i] = n.data.args[i];
+    if (rc_is_checkpoint_call(nr)) {
+        own_checkpoint(&n);
+        return;
+    }
     if (guarded_call(&n))
         return;
     switch (fwd_placement(nr, args)) {
@@ -759,6 +794,8 @@ static void from_agent(void)
             }
             filemap_resume();
             resend_abandoned();
+        } else if (strncmp(l, MOSIX_REMOTE_LINE_ANSWER " ", sizeof(MOSIX_REMOTE_LINE_ANSWER)) == 0) {
+            own_checkpoint_answered(l + sizeof(MOSIX_REMOTE_LINE_ANSWER));
         } else if (strcmp(l, MOSIX_REMOTE_LINE_KILL) == 0 && kill(copy, SIGKILL) < 0 && errno != ESRCH) {
             die("kill: %s", strerror(errno));
         }

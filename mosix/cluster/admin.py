@@ -9,7 +9,8 @@
 - ``isolated``: out of the cluster until ``rejoin``: no load reports either way,
   no connections to or from other nodes (they count it as down).
 
-They last as long as the agent (a restarted agent starts with none), as in MOSIX.
+They, and a speed set by ``mosctl setspeed``, are kept in the agent's state
+file (mosix.cluster.saved_settings) and survive a restart of the agent.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class NodeAdmin:
     lstay: bool = False
     block: bool = False
     isolated: bool = False
+    speed: float | None = None  # set by mosctl setspeed (None: the configuration's)
 
     def in_force(self) -> list[str]:
         return [name for name in SETTINGS if getattr(self, name)]

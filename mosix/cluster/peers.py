@@ -232,7 +232,7 @@ class Cluster:
 
     def set_speed(self, speed: float) -> None:
         """mosctl setspeed: our next load vector carries it."""
-        self.speed = speed
+        self.speed = self.admin.speed = speed
         self.local = replace(self.local, speed=speed)
 
     async def wait_for_change(self) -> None:

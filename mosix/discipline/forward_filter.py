@@ -24,7 +24,8 @@ channel at descriptor ``DIRECT_FD``.  The shim's own channel I/O (sendto and
 recvfrom on ``DIRECT_FD`` with ``DIRECT_MAGIC`` in the sixth argument, which
 the kernel ignores with a null address) is let through before anything else.
 Other calls that do not run locally (bring home, file maps, clocks,
-unforwardable ones) still go to the supervisor.
+unforwardable ones) still go to the supervisor, and so does MOSIX's checkpoint
+call (the program's own request: the supervisor asks home, csrc/remote/remote_checkpoint.h).
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ def filter_action(outcome: Outcome, on: int | None) -> bpf.Action:
             Outcome.ENOSYS: bpf.RET_USER_NOTIF,  # numbers beyond the table
             Outcome.KILL: bpf.RET_KILL_PROCESS,
             Outcome.PROBE: bpf.RET_ALLOW,  # the base filter answers the shim's probe
-            Outcome.CHECKPOINT: bpf.RET_ALLOW,  # and MOSIX's checkpoint call
+            Outcome.CHECKPOINT: bpf.RET_USER_NOTIF,  # MOSIX's checkpoint call: home serves it
         }[outcome]
     )
 

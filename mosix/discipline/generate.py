@@ -249,6 +249,8 @@ def doc_text() -> str:
         "  (`mosix/include/mosix_checkpoint.h`, `mosix.ckpt.trigger`, the shim's",
         "  `/proc/self/checkpoint*` files). The base filter hands it to the guard, which asks the",
         "  node agent and answers 0 when the checkpoint is written (1 in the recovered copy).",
+        "  On a remote node the forward filter hands it to the copy's supervisor, which asks",
+        "  the process's home through its agent: the same answers.",
         "* With private temporary directories (`mosrun -X`), the base filter starts with a",
         "  check that hands "
         + ", ".join(f"`{c.name}`" for c in PRIVATE_DIR_CHECKS)

@@ -25,6 +25,7 @@ from mosix.home_agent.placement import Chooser, NoPlace, Request, WaitForMemory,
 from mosix.home_agent.refusal import Refusal
 from mosix.protocol import (
     BatchData,
+    BatchHere,
     BatchOffer,
     BatchSignal,
     Exited,
@@ -38,6 +39,20 @@ from mosix.sysinfo import proc_info
 
 log = logging.getLogger("mosixd")
 KINDS = ("E", "M")
+HERE = ("", "-h", "-b")  # placements that name the only node of a node without a cluster
+
+
+def without_cluster(msg: StartBatch) -> BatchHere:
+    """StartBatch on a node without a cluster: the only node is this one (Refusal for
+    a placement that names another)."""
+    if msg.kind not in KINDS:
+        raise Refusal("batch job: a bad request")
+    if msg.placement not in HERE:
+        raise Refusal(
+            f"batch job: {msg.placement}: this node has no cluster, "
+            "so the job can only run here (-h, -b or no placement)"
+        )
+    return BatchHere()
 
 
 class BatchSubmitter:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import errno
+import os
+
 import trio
 
+from mosix.ckpt import trigger
 from mosix.home_agent.checkpoints import CheckpointError, Checkpoints
 from mosix.home_agent.connection import Peer
 from mosix.home_agent.refusal import PATH_MAX, Refusal, check_owner
@@ -16,6 +20,7 @@ from mosix.protocol import (
     CheckpointSettings,
     Done,
     Message,
+    ProgramCheckpoint,
 )
 
 
@@ -49,6 +54,42 @@ class CheckpointRequests:
 
     def checkpoint_settings(self, peer: Peer, msg: CheckpointSettings) -> Message:
         check_owner(peer, msg.pid)
+        return self._settings(msg)
+
+    async def for_copy_away(self, pid: int, msg: ProgramCheckpoint) -> int:
+        """The checkpoint call of process ``pid``'s copy on another node (it asked
+        through that node: mosix.home_agent.migration): 0 or a negative errno,
+        what the guard answers at home."""
+        if msg.call == trigger.OP_CHECKPOINT:
+            try:
+                done = await self.checkpoints.take(pid, "checkpoint")
+            except CheckpointError:
+                return -errno.ECANCELED
+            self.changes.changed()
+            return -errno.ECANCELED if done.failed else 0
+        settings = CheckpointSettings(pid=pid)
+        if msg.call == trigger.OP_SET_FILE:
+            try:  # relative to the process's cwd: its deputy's, here
+                cwd = os.fsencode(os.readlink(f"/proc/{pid}/cwd"))
+            except OSError:
+                return -errno.ECANCELED
+            file = msg.file if msg.file.startswith(b"/") else cwd.rstrip(b"/") + b"/" + msg.file
+            if len(file) > PATH_MAX:
+                return -errno.ENAMETOOLONG
+            settings = CheckpointSettings(pid=pid, file=file)
+        elif msg.call == trigger.OP_SET_LIMIT:
+            settings = CheckpointSettings(pid=pid, limit=msg.value)
+        elif msg.call == trigger.OP_SET_INTERVAL:
+            settings = CheckpointSettings(pid=pid, interval=msg.value)
+        else:
+            return -errno.EINVAL
+        try:
+            self._settings(settings)
+        except Refusal:
+            return -errno.ECANCELED
+        return 0
+
+    def _settings(self, msg: CheckpointSettings) -> Message:
         try:
             reg = mosix_process(self.registry, msg.pid)
         except CheckpointError as e:

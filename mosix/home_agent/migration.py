@@ -31,11 +31,12 @@ csrc/deputy/mosix_deputy.c.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import secrets
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import trio
@@ -59,6 +60,8 @@ from mosix.protocol import (
     MigrateImage,
     MigrateOffer,
     MigrateResult,
+    ProgramCheckpoint,
+    ProgramCheckpointAnswer,
     Refused,
     RemoteEvent,
 )
@@ -123,6 +126,8 @@ class Migrations:
         # the checkpoint file a lost process resumes from (None: it ends)
         self.last_checkpoint = last_checkpoint
         self.nursery = nursery  # where each migrated process is watched
+        # serves a copy's own checkpoint call (mosix.home_agent.checkpoint_requests): -errno or 0
+        self.program_checkpoint: Callable[[int, ProgramCheckpoint], Awaitable[int]] | None = None
 
     def where(self, pid: int) -> int:
         """The node the process runs on (this node's number when home)."""
@@ -351,6 +356,9 @@ class Migrations:
         try:
             while True:
                 event = await away.ctl.receive()
+                if isinstance(event, ProgramCheckpoint):
+                    self.nursery.start_soon(self._program_checkpoint, away, event)
+                    continue
                 if not isinstance(event, RemoteEvent):
                     continue
                 if event.event == "home":
@@ -372,6 +380,15 @@ class Migrations:
                     self._forget(away)
             with contextlib.suppress(Exception):
                 await away.ctl.aclose()
+
+    async def _program_checkpoint(self, away: Away, msg: ProgramCheckpoint) -> None:
+        """The copy's own checkpoint call, served here as at home; the answer goes back."""
+        serve = self.program_checkpoint
+        result = -errno.ENOSYS if serve is None else await serve(away.pid, msg)
+        with contextlib.suppress(
+            PeerUnavailable, trio.BrokenResourceError, trio.ClosedResourceError
+        ):
+            await away.ctl.send(ProgramCheckpointAnswer(token=away.token, result=result))
 
     # ------------------------------------------------------------ home
 

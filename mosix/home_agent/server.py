@@ -10,6 +10,7 @@ worst it gets is one Refused line and the end of its connection.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
@@ -17,10 +18,11 @@ from typing import TYPE_CHECKING
 import trio
 
 from mosix.home_agent.admission import Admission
-from mosix.home_agent.batch_submit import BatchSubmitter
+from mosix.home_agent.batch_submit import BatchSubmitter, without_cluster
 from mosix.home_agent.checkpoint_requests import CheckpointRequests
 from mosix.home_agent.connection import Connection, Peer
 from mosix.home_agent.freezing import Freezer
+from mosix.home_agent.frozen_jobs import FrozenJobs, with_frozen
 from mosix.home_agent.guard_watch import GuardWatch
 from mosix.home_agent.limits import AgentLimits
 from mosix.home_agent.migration import Migrations
@@ -95,6 +97,7 @@ class Server:
         self.stopping = stopping  # set by Shutdown
         self.batches = batches  # mosrun -E/-M (None: a one-node cluster)
         self.freezer = freezer  # frozen processes' deputies say hello to it first
+        self.frozen_jobs = FrozenJobs(processes.registry, freezer)  # mosq shows them
 
     async def handle(self, conn: Connection) -> None:
         """One client's requests, until it closes the connection.  Whatever it sends,
@@ -162,10 +165,15 @@ class Server:
                 await send_chunks(conn, self.status.list_processes(peer, msg))
                 return None
             case ListQueue():
-                await send_chunks(conn, self.queue.list_queue(peer, msg))
+                frozen = self.frozen_jobs.entries(peer, msg.all_users)
+                await send_chunks(conn, with_frozen(self.queue.list_queue(peer, msg), frozen))
                 return None
             case QueueAction():
-                return Done(count=await self.queue.queue_action(peer, msg))
+                count = await self.frozen_jobs.action(peer, msg)
+                if count and msg.by_job:  # the job's queued processes too, if it has any
+                    with contextlib.suppress(Refusal):
+                        count += await self.queue.queue_action(peer, msg)
+                return Done(count=count or await self.queue.queue_action(peer, msg))
             case GetStatus():
                 return Status(facts=self.status.facts())
             case Migrate():
@@ -200,7 +208,7 @@ class Server:
                 return None
             case StartBatch():
                 if self.batches is None:
-                    raise Refusal("batch jobs (-E/-M): this node has no cluster")
+                    return without_cluster(msg)
                 await self.batches.submit(conn, msg)
                 return None
             case GuardHello():

@@ -1,4 +1,5 @@
-"""What survives an agent's restart: registrations, the queue, the jobs it started.
+"""What survives an agent's restart: registrations, the queue, the jobs it started,
+mosctl's settings.
 
 Saved to the run directory after each change (at most every SAVE_DELAY);
 queued mosruns that lose the agent reconnect and present their ticket,
@@ -19,9 +20,11 @@ import trio
 from mosix.home_agent.registry import Registration, Registry
 
 if TYPE_CHECKING:
+    from mosix.cluster.saved_settings import SavedSettings
     from mosix.queue.saved import SavedQueue
 
 log = logging.getLogger("mosixd")
+SETTINGS_KEY = "node_settings"  # mosctl's settings (mosix.cluster.saved_settings)
 SAVE_DELAY = 0.05  # state is saved at most this often
 RETRY_SECONDS = 1.0  # a save that failed is tried again after this long
 
@@ -39,17 +42,26 @@ class Changes:
 
 
 class SavedState:
-    def __init__(self, path: Path, registry: Registry, queue: SavedQueue, changes: Changes) -> None:
+    def __init__(
+        self,
+        path: Path,
+        registry: Registry,
+        queue: SavedQueue,
+        changes: Changes,
+        settings: SavedSettings | None = None,
+    ) -> None:
         self.path = path
         self.registry = registry
         self.queue = queue  # the queue's part (mosix.queue.saved)
         self.changes = changes
+        self.settings = settings  # mosctl's part (None: a one-node agent has none)
 
     def snapshot(self) -> dict[str, object]:
         return {
             "version": 1,
             "registered": [vars(r) for r in self.registry.registered.values()],
             **self.queue.snapshot(),
+            **({SETTINGS_KEY: self.settings.snapshot()} if self.settings is not None else {}),
         }
 
     def save(self) -> None:
@@ -77,6 +89,13 @@ class SavedState:
             self.queue.restore(state, now, lost)
         except (KeyError, TypeError, ValueError) as e:
             log.warning("ignoring malformed state file %s: %s", self.path, e)
+        if self.settings is not None and SETTINGS_KEY in state:
+            try:
+                self.settings.restore(state[SETTINGS_KEY])
+            except ValueError as e:
+                log.warning("ignoring the node settings in %s: %s", self.path, e)
+            else:
+                log.info("restored the node settings: %s", self.settings.snapshot())
         self.registry.forget_dead()
         queued, running = self.queue.counts()
         log.info(

@@ -22,10 +22,12 @@ from mosix.agent_client import AGENT_SOCKET_ENV, connect
 from mosix.agent_paths import RUN_DIR_ENV
 from mosix.arguments import MosrunArgs, WhereParent, format_args
 from mosix.exits import EXIT_USAGE, Failure
-from mosix.mosrun.native_client import RELAYED, end_like
+from mosix.mosrun.launch import run_native
+from mosix.mosrun.native_client import RELAYED, end_like, run_via_agent
 from mosix.protocol import (
     HEADER,
     BatchData,
+    BatchHere,
     BatchSignal,
     Exited,
     Message,
@@ -38,6 +40,7 @@ from mosix.protocol import (
     frame_length,
 )
 from mosix.start_contract import GATE_ENV, INHERIT_ENV
+from mosix.sysinfo import proc_info
 
 CHUNK = 1 << 18  # bytes per BatchData frame (frames are at most 1 MiB)
 NOT_PASSED = (INHERIT_ENV, AGENT_SOCKET_ENV, GATE_ENV, RUN_DIR_ENV)  # this node's, not the job's
@@ -80,16 +83,39 @@ def request_of(args: MosrunArgs) -> StartBatch:
     )
 
 
-def run_batch(args: MosrunArgs) -> NoReturn:
-    """Submit ``args`` as a batch job and end as it ends."""
+def run_batch(args: MosrunArgs) -> MosrunArgs:
+    """Submit ``args`` as a batch job and end as it ends.  On a node without a cluster
+    the job runs here: -E is executed outside the discipline in place; for -M the
+    arguments of an ordinary mosrun are returned, for the caller to run."""
     with connect() as client:
         client.send(request_of(args))
         reply = client.receive(timeout=None)
         if isinstance(reply, Refused):
             raise Failure(reply.error, EXIT_USAGE)
-        if not isinstance(reply, Started):
+        if not isinstance(reply, Started | BatchHere):
             raise Failure("the node agent did not start the batch job", EXIT_USAGE)
-        Pump(client.sock.fileno(), args.exclusive_stdin).run()
+        if isinstance(reply, Started):
+            Pump(client.sock.fileno(), args.exclusive_stdin).run()
+    return run_here(args)
+
+
+def run_here(args: MosrunArgs) -> MosrunArgs:
+    """The batch job on the only node, this one (see run_batch)."""
+    assert args.batch is not None
+    if args.batch.cwd is not None:
+        try:
+            os.chdir(args.batch.cwd)
+        except OSError as e:
+            raise Failure(
+                f"-{args.batch.kind.value}{args.batch.cwd}: cannot enter the directory: "
+                f"{e.strerror}",
+                EXIT_USAGE,
+            ) from None
+    if args.batch.kind.value == "M":
+        return dataclasses.replace(args, batch=None, exclusive_stdin=False)
+    if proc_info.under_discipline():  # a filter cannot be removed: the agent starts it
+        run_via_agent(args.argv())
+    run_native(args.argv(), args.program[0])
 
 
 class Pump:

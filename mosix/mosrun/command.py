@@ -127,12 +127,12 @@ def run_mosrun(
             from mosix.mosrun.batches import commands
 
             commands.run_commands(args, keep_environment=keep_environment)
+        if args.queue is not None:  # the whole mosrun command waits, a batch job's too
+            queue_turn(args, argv, keep_environment, queued)
         if args.batch is not None:
             from mosix.mosrun import batch_client
 
-            batch_client.run_batch(args)
-        if args.queue is not None:
-            queue_turn(args, argv, keep_environment, queued)
+            args = batch_client.run_batch(args)  # returns only to run -M on the only node
         register(args)
         launch.run_program(args, keep_environment=keep_environment)
     except HelpRequested:

@@ -53,8 +53,9 @@ def run_program(args: MosrunArgs, keep_environment: bool) -> NoReturn:
     )
 
 
-def run_native(argv: Sequence[str]) -> NoReturn:
-    """Run ``argv`` outside the discipline (the caller is not under it; see native_client)."""
+def run_native(argv: Sequence[str], path: str | None = None) -> NoReturn:
+    """Run ``argv`` (the program ``path``, else ``argv[0]``) outside the discipline
+    (the caller is not under it; see native_client)."""
     env = {k: v for k, v in os.environ.items() if k != INHERIT_ENV}
     default_signals()
-    exec_launcher(NO_DISCIPLINE, "native", argv[0], argv, env)
+    exec_launcher(NO_DISCIPLINE, "native", path or argv[0], argv, env)

@@ -66,6 +66,28 @@ async def order(proc: trio.Process, line: RemoteLine) -> None:
         await proc.stdin.send_all(order_line(line))
 
 
+async def answer(proc: trio.Process, result: int) -> None:
+    """Tell the supervisor home's answer to the copy's checkpoint call (0 or -errno)."""
+    if proc.stdin is None:
+        return
+    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+        await proc.stdin.send_all(f"{RemoteLine.ANSWER} {result}\n".encode())
+
+
+def checkpoint_call(rest: str) -> tuple[int, int, bytes] | None:
+    """A "checkpoint OP ARG" line's op, number and file name (None: malformed)."""
+    op_text, _, arg = rest.partition(" ")
+    if not op_text.isdigit():
+        return None
+    op = int(op_text)
+    try:
+        if op == 2:  # the file name, in hex
+            return op, 0, bytes.fromhex(arg)
+        return op, int(arg), b""
+    except ValueError:
+        return None
+
+
 def report(raw: bytes) -> tuple[str, str]:
     """A line of the supervisor (without its newline): its verb and the rest."""
     word, _, rest = raw.decode(errors="replace").partition(" ")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 
 from mosix.cluster.peers import Cluster
 from mosix.home_agent.cluster_services import ClusterServices
@@ -32,11 +33,16 @@ SWITCHES = {  # verb: (setting, value)
 
 class Administration:
     def __init__(
-        self, cluster: Cluster | None, services: ClusterServices | None, guests: Guests | None
+        self,
+        cluster: Cluster | None,
+        services: ClusterServices | None,
+        guests: Guests | None,
+        on_change: Callable[[], None] = lambda: None,
     ) -> None:
         self.cluster = cluster  # None (and the others too): a one-node cluster
         self.services = services
         self.guests = guests
+        self.on_change = on_change  # a setting changed: the state file is saved
 
     def counts(self) -> tuple[int, int]:
         """(guests running here, processes of this home running elsewhere)."""
@@ -57,6 +63,7 @@ class Administration:
         if verb in SWITCHES:
             setting, value = SWITCHES[verb]
             setattr(cluster.admin, setting, value)
+            self.on_change()
             return Done()
         match verb:
             case "expel":
@@ -76,4 +83,5 @@ class Administration:
                 if not (math.isfinite(msg.speed) and 0 < msg.speed <= SPEED_MAX):
                     raise Refusal(f"setspeed: {msg.speed:g}: must be above 0 and at most 1000000")
                 cluster.set_speed(msg.speed)
+        self.on_change()  # isolate, rejoin, setspeed (saved); expel, bring: nothing to save
         return Done()

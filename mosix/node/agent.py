@@ -22,6 +22,7 @@ import trio
 from mosix.agent_paths import SYSTEM_RUN_DIR, AgentPaths
 from mosix.cluster.admin import GUESTS
 from mosix.cluster.peers import Cluster
+from mosix.cluster.saved_settings import SavedSettings
 from mosix.home_agent.admission import Admission
 from mosix.home_agent.agent_config import AgentConfig
 from mosix.home_agent.auto_freeze import AutoFreezer
@@ -79,7 +80,8 @@ class NodeAgent:
             memory_in_use_mb=proc_info.rss_mb,
         )
         changes = Changes()
-        state = SavedState(paths.state, registry, SavedQueue(queue, capacity), changes)
+        settings = SavedSettings(cluster) if cluster is not None else None
+        state = SavedState(paths.state, registry, SavedQueue(queue, capacity), changes, settings)
         lost = state.load()
         registration_of = functools.partial(mosix_process, registry)
         stopping = trio.Event()
@@ -121,7 +123,7 @@ class NodeAgent:
             shares = UserShares(config.limits, queue, registry)
             admission = Admission(config.limits, usable_connections(config.limits))
             administration = Administration(
-                cluster, services, hosting.guests if hosting is not None else None
+                cluster, services, hosting.guests if hosting is not None else None, changes.changed
             )
             batches = (
                 BatchSubmitter(cluster, services.chooser, config.name)
@@ -130,6 +132,9 @@ class NodeAgent:
             )
             if cluster is not None:
                 cluster.local_extra = lambda: {GUESTS: administration.counts()[0]}
+            checkpoint_requests = CheckpointRequests(registry, checkpoints, changes, nursery)
+            if services is not None:  # a copy's own checkpoint call, made where it runs
+                services.migrations.program_checkpoint = checkpoint_requests.for_copy_away
             server = Server(
                 config.limits,
                 os.geteuid(),
@@ -137,7 +142,7 @@ class NodeAgent:
                 ProcessRequests(registry, shares, checkpoints, services, changes, nursery, freezer),
                 QueueRequests(config.default_priority, queue, capacity, runner, shares, changes),
                 runner,
-                CheckpointRequests(registry, checkpoints, changes, nursery),
+                checkpoint_requests,
                 StatusRequests(
                     config,
                     registry,

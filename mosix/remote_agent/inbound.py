@@ -22,6 +22,7 @@ MigrateFinish says whether to end it ("go") or let it continue.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 from collections.abc import Callable
@@ -43,6 +44,8 @@ from mosix.protocol import (
     MigrateImage,
     MigrateOffer,
     MigrateResult,
+    ProgramCheckpoint,
+    ProgramCheckpointAnswer,
     Refused,
     RemoteEvent,
 )
@@ -212,6 +215,15 @@ class Guests:
                 guest.quiet.set()
             case RemoteLine.HOME:
                 await guest.ctl.send(RemoteEvent(token=guest.token, event="home"))
+            case RemoteLine.CHECKPOINT:  # the copy's own request: home serves it
+                call = remote_supervisor.checkpoint_call(rest)
+                if call is None:
+                    log.warning("process %d: a bad checkpoint line", guest.offer.pid)
+                    await self.answer(guest, -errno.EINVAL)
+                else:
+                    op, value, file = call
+                    msg = ProgramCheckpoint(token=guest.token, call=op, value=value, file=file)
+                    await guest.ctl.send(msg)
             case RemoteLine.EXIT:
                 await guest.ctl.send(RemoteEvent(token=guest.token, event="exit", status=int(rest)))
                 return False
@@ -229,6 +241,8 @@ class Guests:
                 msg = await guest.ctl.receive()
                 if isinstance(msg, MigrateFinish) and guest.finish is not None:
                     await guest.finish.send(msg.ok)
+                elif isinstance(msg, ProgramCheckpointAnswer):
+                    await self.answer(guest, msg.result)
         except PeerUnavailable:
             pass
         log.warning(
@@ -242,6 +256,11 @@ class Guests:
         """Tell ``guest``'s supervisor ``order`` (nothing if it has none or is gone)."""
         if guest.supervisor is not None:
             await remote_supervisor.order(guest.supervisor, order)
+
+    async def answer(self, guest: Guest, result: int) -> None:
+        """Home's answer to the copy's checkpoint call, to its supervisor."""
+        if guest.supervisor is not None:
+            await remote_supervisor.answer(guest.supervisor, result)
 
     # ------------------------------------------------------------ leaving
 

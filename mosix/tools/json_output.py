@@ -60,7 +60,8 @@ PROCESS = Schema(
 
 QUEUE = Schema(
     "mosq list --json, mosq listall --json",
-    "an array of objects, one per queued job, in the order they will run",
+    "an array of objects, one per queued job, in the order they will run, then one per "
+    "frozen process",
     (
         Field("position", "integer", "place in the queue (1: next to run)"),
         Field("pid", "integer", "process ID of the waiting mosrun"),
@@ -71,6 +72,7 @@ QUEUE = Schema(
         Field("mode", "string", '"q" (killed when aborted) or "Q" (runs when aborted)'),
         Field("memory_mb", "integer", "the -m requirement (0: none)"),
         Field("parallel", "integer", "the -P number of processes"),
+        Field("state", "string", '"queued", or "frozen" (a frozen process: position 0)'),
         COMMAND_FIELD,
     ),
 )
@@ -154,6 +156,7 @@ def queue_record(e: QueueEntry, user: str) -> dict[str, Any]:
         "mode": e.mode,
         "memory_mb": e.memory_mb,
         "parallel": e.parallel,
+        "state": e.state,
         "command": words(e.command),
     }
 

@@ -28,7 +28,11 @@ from mosix.protocol import (
 from mosix.tools.common import JsonFlag, app, ask, fail, run
 from mosix.tools.json_output import emit, node_record, status_record
 
-cli = app("mosctl", "Administer this MOSIX node and show its status.")
+cli = app(
+    "mosctl",
+    "Administer this MOSIX node and show its status. The settings (stay, lstay, block, "
+    "isolate) and a speed set by setspeed survive a restart of the node agent.",
+)
 NOT_IN_CLUSTER = "this node is not part of a cluster (no [cluster] in its configuration)"
 
 

@@ -12,14 +12,19 @@ from mosix.protocol import Done, ListQueue, QueueAction, QueueListing
 from mosix.tools.common import JsonFlag, app, ask, ask_listing, fail, job_id, run, user_name
 from mosix.tools.json_output import emit, queue_record
 
-cli = app("mosq", "Inspect and control the MOSIX queue. With -j, IDs are job IDs.")
+cli = app(
+    "mosq",
+    "Inspect and control the MOSIX queue. With -j, IDs are job IDs. Frozen processes are "
+    "listed after the queued jobs (STATE frozen); 'mosq run' continues them.",
+)
 JobFlag = Annotated[bool, typer.Option("-j", "--jobs", help="IDs are job IDs, not pids")]
 Id = Annotated[
     str, typer.Argument(help="process ID (or with -j a job ID or ~/.jobids token)", metavar="ID")
 ]
 
 HEADER = (
-    f"{'POS':>5} {'PID':>7} {'USER':<10} {'JOB':>5} {'PRI':>5} {'Q':<1} {'MB':>6} {'P':>3}  COMMAND"
+    f"{'POS':>5} {'PID':>7} {'USER':<10} {'JOB':>5} {'PRI':>5} {'Q':<1} {'MB':>6} {'P':>3} "
+    f"{'STATE':<6}  COMMAND"
 )
 
 
@@ -33,9 +38,12 @@ def show(all_users: bool, as_json: bool) -> None:
     lines = [HEADER]
     for e in entries:
         name = shown(names[e.uid])
+        queued = e.state == "queued"  # else a frozen process: no place, priority or mode
         lines.append(
-            f"{e.position:>5} {e.pid:>7} {name:<10.10} {e.job:>5} {e.priority:>5} "
-            f"{shown(e.mode):<1} {e.memory_mb or '-':>6} {e.parallel:>3}  {shown_words(e.command)}"
+            f"{e.position if queued else '-':>5} {e.pid:>7} {name:<10.10} {e.job:>5} "
+            f"{e.priority if queued else '-':>5} {shown(e.mode) or '-':<1} "
+            f"{e.memory_mb or '-':>6} {e.parallel:>3} {shown(e.state):<6.6}  "
+            f"{shown_words(e.command)}"
         )
     sys.stdout.write("\n".join(lines) + "\n")
 
@@ -52,13 +60,13 @@ def act(action: str, ident: str, jobs: bool, priority: int | None = None) -> Non
 
 @cli.command("list")
 def list_queue(as_json: JsonFlag = False) -> None:
-    """Your queued jobs, in the order they will run."""
+    """Your queued jobs, in the order they will run, then your frozen processes."""
     show(all_users=False, as_json=as_json)
 
 
 @cli.command("listall")
 def list_all(as_json: JsonFlag = False) -> None:
-    """Every user's queued jobs (root)."""
+    """Every user's queued jobs and frozen processes (root)."""
     show(all_users=True, as_json=as_json)
 
 
@@ -70,7 +78,7 @@ def count() -> None:
 
 @cli.command("run")
 def run_now(ident: Id, jobs: JobFlag = False) -> None:
-    """Start a queued job now, bypassing the queue."""
+    """Start a queued job now, bypassing the queue; continue a frozen process."""
     act("run", ident, jobs)
 
 
