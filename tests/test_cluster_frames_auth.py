@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 
+import cbor2
 import pytest
 import trio
 from support.loopback_agents import (
@@ -29,7 +30,7 @@ from support.waiting import wait_until
 
 from mosix.cluster.refusal_log import RefusalLog
 from mosix.cluster.stream import PeerStream
-from mosix.protocol import LoadVector, PeerHello, PeerProof, encode_message
+from mosix.protocol import HEADER, LoadVector, PeerHello, PeerProof, encode_message
 
 ENDED = "a frame failed its authentication (forged or altered); connection ended"
 
@@ -128,6 +129,34 @@ def test_a_frame_from_another_connection_is_refused(cluster: LoopbackCluster) ->
     trio.run(peer)
     wait_until(lambda: logged(one, "cluster: node 2 (127.0.0.2): ", ENDED), what="the log")
     assert cpus_of_node_2(cluster) == 5
+
+
+def test_a_malformed_message_from_a_peer_ends_its_connection_not_the_agent(
+    cluster: LoopbackCluster,
+) -> None:
+    """A peer with the secret (a broken or newer node) sends a sealed frame whose
+    message does not decode: that connection ends with one log line, and every
+    receiver (load vectors, a migration's reports) sees a lost peer, never an
+    exception that would end the agent."""
+    one = cluster.node(1)
+    wire = encode_message(load(7))
+    payload = cbor2.loads(wire[HEADER.size :])
+    payload["cpus"] = "seven"  # the right message, a field of the wrong type
+    bad = cbor2.dumps(payload)
+
+    async def peer() -> None:
+        stream = await open_as(cluster, 2)
+        assert stream._sending is not None
+        await stream.stream.send_all(stream._sending.seal(HEADER.pack(len(bad)) + bad))
+        assert await ended(stream)
+        await stream.aclose()
+
+    trio.run(peer)
+    wait_until(
+        lambda: logged(one, "cluster: node 2 (127.0.0.2): ", "malformed message"), what="the log"
+    )
+    assert not sees(one, 2)
+    assert genuine_peer_is_accepted(cluster, 2, cpus=42)  # the agent goes on
 
 
 # ---------------------------------------------------------- outsiders

@@ -45,6 +45,12 @@ class FrameRejected(PeerUnavailable):
     """A frame failed its MAC; the connection is ended."""
 
 
+class MalformedFrame(PeerUnavailable, ProtocolError):
+    """An authenticated peer sent a message that does not decode (or is too
+    long); the connection is ended.  Both a ProtocolError and a
+    PeerUnavailable, so every receiver that handles a lost peer handles it."""
+
+
 class PeerStream:
     """Messages to and from one peer agent over a trio.SocketStream.
 
@@ -119,11 +125,15 @@ class PeerStream:
             if length - TAG_BYTES > limit:
                 raise ProtocolError(f"frame of {length - TAG_BYTES} bytes is larger than {limit}")
             payload = self._receiving.open(header, await self._exactly(length, started=True))
+            return decode_message(payload)
         except ForgedFrame as e:
             self._end()
             log.warning("cluster: %s: %s (forged or altered); connection ended", self.describe(), e)
             raise FrameRejected(f"{self.describe()}: {e}") from None
-        return decode_message(payload)
+        except ProtocolError as e:
+            self._end()
+            log.warning("cluster: %s: malformed message (%s); connection ended", self.describe(), e)
+            raise MalformedFrame(f"{self.describe()}: malformed message: {e}") from None
 
     def _end(self) -> None:
         """End the connection now, both ways (the owner still closes the stream)."""
