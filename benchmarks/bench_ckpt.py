@@ -35,6 +35,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from mosix.native_names import STORE_FILE_PAGES_ENV
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -65,7 +67,7 @@ def capture(pid: int, image: Path, store_file_pages: bool = False) -> dict[str, 
     image.unlink(missing_ok=True)
     env = dict(os.environ)
     if store_file_pages:
-        env["MOSIX_CKPT_STORE_FILE_PAGES"] = "1"
+        env[STORE_FILE_PAGES_ENV] = "1"
     r = subprocess.run(
         [native("mosix-ckpt"), "-T", "-o", str(image), str(pid)],
         capture_output=True,

@@ -25,6 +25,10 @@ class Program(StrEnum):
 AGENT_SOCKET_ENV = "MOSIX_AGENT_SOCKET"  # the node agent's socket, for the guard (mosix-exec)
 START_GATE_ENV = "MOSIX_START_GATE"  # the FIFO where a program sent elsewhere waits (the shim)
 GUARD_ENV = "MOSIX_GUARD"  # "PID:TICKS" of the guard the agent watches (home_agent/guard_watch.py)
+# In mosix-ckpt's environment (its agent's): checkpoint files hold every page, referring to
+# no file (images meant for another node: a Slurm job's, mosix/slurm/agents.py; the
+# benchmark's baseline)
+STORE_FILE_PAGES_ENV = "MOSIX_CKPT_STORE_FILE_PAGES"
 
 # Agent messages the guard sends: their ``op``.
 
@@ -93,6 +97,7 @@ C_NAMES: dict[str, type[StrEnum] | type[IntEnum] | dict[str, str]] = {
         "AGENT_SOCKET_ENV": AGENT_SOCKET_ENV,
         "START_GATE_ENV": START_GATE_ENV,
         "GUARD_ENV": GUARD_ENV,
+        "STORE_FILE_PAGES_ENV": STORE_FILE_PAGES_ENV,
     },
     "MOSIX_DEPUTY_OP": DeputyOp,
     "MOSIX_CKPT_LINE": CkptLine,

@@ -660,7 +660,7 @@ int main(int argc, char **argv)
     /* A checkpoint file (recovered here) refers to unchanged file pages; a move's
      * image, streamed or frozen to a file, stores them.  The environment variable
      * (benchmarks, tests): the previous format, every page stored. */
-    ck_reference_files = o.path && !migrating && getenv("MOSIX_CKPT_STORE_FILE_PAGES") == NULL;
+    ck_reference_files = o.path && !migrating && getenv(MOSIX_STORE_FILE_PAGES_ENV) == NULL;
     const struct ck_hooks hooks = {.cleanup = cleanup, .discard = discard, .refused = refused};
     ck_set_hooks(&hooks);
     ck_catch_signals();

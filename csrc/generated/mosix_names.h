@@ -7,6 +7,7 @@
 #define MOSIX_AGENT_SOCKET_ENV "MOSIX_AGENT_SOCKET"
 #define MOSIX_START_GATE_ENV "MOSIX_START_GATE"
 #define MOSIX_GUARD_ENV "MOSIX_GUARD"
+#define MOSIX_STORE_FILE_PAGES_ENV "MOSIX_CKPT_STORE_FILE_PAGES"
 
 /* DeputyOp: The agent messages the deputy (mosix-deputy) sends or reads: their ``op``. */
 #define MOSIX_DEPUTY_OP_HELLO "deputy"

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from mosix.exits import EXIT_USAGE
+from mosix.native_names import STORE_FILE_PAGES_ENV
 from mosix.slurm.job import JobError, SlurmJob
 from mosix.slurm.nodes import JobNode, node_names
 
@@ -118,4 +119,7 @@ def become_agent(job: SlurmJob) -> NoReturn:
     os.dup2(log, 2)
     for fd in {null, log} - {0, 1, 2, READY_FD}:
         os.close(fd)
+    # A job's checkpoints may be resumed on another batch node after a requeue:
+    # they hold every page rather than refer to this node's libraries.
+    os.environ[STORE_FILE_PAGES_ENV] = "1"
     os.execv(argv[0], argv)
