@@ -85,12 +85,28 @@ class Kind(enum.IntEnum):
     THREAD = 12  # a thread other than the main one (ThreadRecord + XSAVE area)
     SIGNAL = 13  # a pending signal (SignalRecord)
     TIMER = 14  # a POSIX timer (TimerRecord)
+    # Live migration's pre-copy rounds (a migration's stream only, never a file): between
+    # the file header and PROCESS, sent while the process runs on at home.
+    PRE_AREA = 15  # an anonymous private area copied ahead (AreaRecord + name)
+    PRE_PAGES = 16  # pages of PRE_AREAs, any of them, ascending per round (PagesRecord + pages)
 
 
 # Records that may repeat; the others appear exactly once, in ORDER.
 REPEATED = frozenset(
-    {Kind.FILE, Kind.FILEDATA, Kind.THREAD, Kind.SIGNAL, Kind.TIMER, Kind.AREA, Kind.PAGES}
+    {
+        Kind.FILE,
+        Kind.FILEDATA,
+        Kind.THREAD,
+        Kind.SIGNAL,
+        Kind.TIMER,
+        Kind.AREA,
+        Kind.PAGES,
+        Kind.PRE_AREA,
+        Kind.PRE_PAGES,
+    }
 )
+# Before PROCESS in a migration's stream: PRE_AREA..., then PRE_PAGES... per round.
+PRECOPY = (Kind.PRE_AREA, Kind.PRE_PAGES)
 ORDER = (
     Kind.PROCESS,
     Kind.OPTIONS,
@@ -129,6 +145,7 @@ class AreaFlag(enum.IntFlag):
     VVAR_VCLOCK = 0x40  # [vvar_vclock]: likewise
     DELETED = 0x80  # the backing file was deleted
     RESTORER = 0x100  # the restorer's leftover trampoline: never stored
+    PRECOPIED = 0x200  # the PRE_AREA of the same span keeps its pages; PAGES: the changed ones
 
 
 class ShimKind(enum.IntEnum):
