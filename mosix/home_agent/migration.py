@@ -215,7 +215,9 @@ class Migrations:
     async def _capture_and_hand_over(self, away: Away, img_fd: int) -> bool:
         try:
             deputy_argv = deputy.argv(self.socket_path, away.token)
-            proc = await capturer.start_migrate(img_fd, away.pid, deputy_argv)
+            proc = await capturer.start_migrate(
+                img_fd, away.pid, deputy_argv, capturer.PRECOPY_ROUNDS
+            )
         finally:
             os.close(img_fd)
         try:
@@ -238,6 +240,7 @@ class Migrations:
             if status != CkptExit.OK:
                 self.by_token.pop(away.token, None)
                 raise MigrationError(await capture_error(proc, away.pid))
+            log.info("process %d: pre-copy %s", away.pid, await capturer.precopy_summary(proc))
             return True
         except BaseException:
             for fd in (away.chan_fd, away.direct_fd):
