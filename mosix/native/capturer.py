@@ -109,11 +109,6 @@ class ToFile:
 # ------------------------------------------------------------------ streamed
 
 
-# Live migration: at most this many rounds of the pages written meanwhile after the
-# first copy of the memory, sent while the process runs (mosix-ckpt -P; csrc/ckpt/ckpt_precopy.c).
-PRECOPY_ROUNDS = 8
-
-
 def migrate_argv(
     fd: int, pid: int, deputy: Sequence[str] = (), precopy: int | None = None
 ) -> list[str]:
@@ -182,6 +177,11 @@ async def stderr_line(proc: trio.Process) -> str:
     return first_line(await proc.stderr.receive_some(4096))
 
 
+# -T's steps of the final hold, microseconds from its start: the image written, "captured"
+# said, "go" heard, the process handed to its deputy.
+HOLD_STEPS = ("image_us", "captured_us", "go_us", "handed_us")
+
+
 async def precopy_summary(proc: trio.Process) -> str:
     """After a capturer with ``precopy`` ended well: "rounds=N pages=M ..." from its
     timings line ("" if it said none): the rounds (the first included) and the pages
@@ -196,7 +196,8 @@ async def precopy_summary(proc: trio.Process) -> str:
                 f"rounds={fields['precopy_rounds']} pages={fields.get('precopy_pages', '?')} "
                 f"unreliable={fields.get('precopy_unreliable', '?')} "
                 f"final_pages={fields.get('pages', '?')} pause_us={fields.get('pause_us', '?')} "
-                f"round_pause_us={fields.get('precopy_pause_us', '?')}"
+                f"round_pause_us={fields.get('precopy_pause_us', '?')} "
+                + " ".join(f"{k}={fields.get(k, '?')}" for k in HOLD_STEPS)
             )
     return ""
 
