@@ -321,6 +321,7 @@ static struct {
     pid_t zombie[MAX_ZOMBIES];
     int nzombies;
     uint64_t pause_us; /* the longest pause of a round */
+    uint64_t held_at, image_us, captured_us, go_us, done_us; /* of the final hold (-T) */
 } P;
 
 /* The pages written since the last copy (the process stopped, that copy alive). */
@@ -483,6 +484,7 @@ static uint64_t first_pause(struct ck_frozen *fz, uint64_t *created_ns, int keep
     if (ck_seize(&R.parent, R.pid) < 0)
         ck_fail("%s", ck_why);
     uint64_t t0 = ck_now_us();
+    P.held_at = t0;
     if (ck_interrupt(&R.parent) < 0)
         ck_fail("%s", ck_why);
     if (keep_held)
@@ -666,16 +668,22 @@ static void act(enum action a)
         ck_fail_errno("kill %d", R.pid);
 }
 
-/* The migration's end: the agent says whether the image was restored. */
-static int hand_over(const struct options *o)
+/* The image is complete: its reader sees the end of the stream, the agent
+ * hears it (the copies are disposed of while the target restores it). */
+static void announce_captured(void)
 {
-    /* the image is complete: its reader sees the end of the stream now */
+    P.captured_us = ck_now_us() - P.held_at;
     if (!R.use_output && close(R.outfd) < 0)
         ck_fail_errno("close -f %d", R.outfd);
     R.outfd = -1;
     static const char captured[] = MOSIX_CKPT_LINE_CAPTURED "\n";
     if (ck_write_all(STDOUT_FILENO, captured, sizeof(captured) - 1) < 0)
         ck_fail("stdout: %s", ck_why);
+}
+
+/* The migration's end: the agent says whether the image was restored. */
+static int hand_over(const struct options *o)
+{
     char line[16];
     size_t n = 0;
     while (n < sizeof(line) - 1) {
@@ -687,6 +695,7 @@ static int hand_over(const struct options *o)
         n++;
     }
     line[n] = '\0';
+    P.go_us = ck_now_us() - P.held_at;
     if (strcmp(line, MOSIX_CKPT_LINE_GO) != 0) {
         if (ck_release(&R.parent) < 0 && !R.parent.dead)
             ck_fail("%s", ck_why);
@@ -833,27 +842,39 @@ int main(int argc, char **argv)
         precopy(&im, o.precopy);
     }
     uint64_t pause_us = first_pause(&c.fz, &created_ns, migrating);
-    if (P.prev.attached) /* the final copy exists: the last round's may go */
-        kill_prev();
     open_copy();
     examine_copy(&c, &o);
     write_image(&im, &c, created_ns);
+    P.image_us = ck_now_us() - P.held_at;
+    if (migrating && !R.use_output) {
+        /* the copies' ends (their memory unmapped) overlap the restore there */
+        if ((P.prev.attached && kill(P.prev.pid, SIGKILL) < 0) || kill(R.copy.pid, SIGKILL) < 0)
+            ck_fail_errno("kill of a copy");
+        announce_captured();
+    }
+    kill_prev(); /* the last round's copy */
     reap_zombies();
     finish_copy(migrating);
     if (R.use_output)
         ck_output_commit(&R.out);
+    if (migrating && R.outfd >= 0)
+        announce_captured();
     int status = migrating ? hand_over(&o) : CK_EXIT_OK;
+    P.done_us = ck_now_us() - P.held_at;
     act(o.action);
     if (o.timings)
         fprintf(stderr,
                 "pause_us=%llu total_us=%llu bytes=%llu pages=%llu areas=%llu threads=%d "
                 "threads_us=%llu precopy_rounds=%d precopy_pages=%llu precopy_pause_us=%llu "
-                "precopy_unreliable=%d\n",
+                "precopy_unreliable=%d image_us=%llu captured_us=%llu go_us=%llu "
+                "handed_us=%llu\n",
                 (unsigned long long)pause_us, (unsigned long long)(ck_now_us() - t_start),
                 (unsigned long long)im.bytes, (unsigned long long)im.pages,
                 (unsigned long long)im.areas, R.threads.n + 1,
                 (unsigned long long)R.threads_us, P.on ? P.pc.rounds + 1 : 0,
                 (unsigned long long)im.pre_pages, (unsigned long long)P.pause_us,
-                P.pc.unreliable);
+                P.pc.unreliable, (unsigned long long)P.image_us,
+                (unsigned long long)P.captured_us, (unsigned long long)P.go_us,
+                (unsigned long long)P.done_us);
     return status;
 }
