@@ -1,7 +1,7 @@
 /* mosix_ckpt.c - the checkpointer: write the image of a running process.
  *
  * Usage: mosix-ckpt (-o PATH | -f FD) [-a none|stop|exit|migrate] [-D ARG]...
- *                  [-O KEY=VALUE]... [-T] PID
+ *                  [-O KEY=VALUE]... [-T] [-P N] PID
  *        mosix-ckpt -o PATH -i FD [-O KEY=VALUE]... PID
  *        mosix-ckpt -Z COPY PID
  *
@@ -19,7 +19,14 @@
  *   -O        an extra line for the OPTIONS record (format.OPTION_KEYS)
  *   -T        timings on stderr: pause_us= total_us= bytes= pages= areas= threads=
  *             threads_us= (the part of the pause spent stopping and reading the
- *             threads besides the main one)
+ *             threads besides the main one); with -P also precopy_rounds= (the
+ *             first included) precopy_pages= precopy_pause_us= (a round's longest
+ *             pause) precopy_unreliable= and image_us= captured_us= go_us=
+ *             handed_us= (the final hold's steps, from its start)
+ *   -P N      (-a migrate -f) live migration: the memory streamed while the
+ *             process runs, then at most N rounds of the pages it wrote
+ *             meanwhile, before the final image (ckpt_precopy.c); the receiver
+ *             must be a restorer (it takes PRE_AREA/PRE_PAGES records)
  *   -i FD     PID is the deputy of a process that runs on another node, and FD
  *             carries the image of its copy there (captured there with -a
  *             migrate, held quiet): the image written is the process's own,
@@ -133,7 +140,7 @@ _Noreturn static void usage(const char *fmt, ...)
     vfprintf(stderr, fmt, ap);
     va_end(ap);
     fprintf(stderr, " (usage: mosix-ckpt (-o PATH | -f FD) [-a none|stop|exit|migrate] "
-                    "[-D ARG]... [-O KEY=VALUE]... [-T] PID | -o PATH -i FD "
+                    "[-D ARG]... [-O KEY=VALUE]... [-T] [-P N] PID | -o PATH -i FD "
                     "[-O KEY=VALUE]... PID)\n");
     exit(CK_EXIT_USAGE);
 }
@@ -862,19 +869,24 @@ int main(int argc, char **argv)
     int status = migrating ? hand_over(&o) : CK_EXIT_OK;
     P.done_us = ck_now_us() - P.held_at;
     act(o.action);
-    if (o.timings)
+    if (o.timings) {
         fprintf(stderr,
                 "pause_us=%llu total_us=%llu bytes=%llu pages=%llu areas=%llu threads=%d "
-                "threads_us=%llu precopy_rounds=%d precopy_pages=%llu precopy_pause_us=%llu "
-                "precopy_unreliable=%d image_us=%llu captured_us=%llu go_us=%llu "
-                "handed_us=%llu\n",
+                "threads_us=%llu",
                 (unsigned long long)pause_us, (unsigned long long)(ck_now_us() - t_start),
                 (unsigned long long)im.bytes, (unsigned long long)im.pages,
                 (unsigned long long)im.areas, R.threads.n + 1,
-                (unsigned long long)R.threads_us, P.on ? P.pc.rounds + 1 : 0,
-                (unsigned long long)im.pre_pages, (unsigned long long)P.pause_us,
-                P.pc.unreliable, (unsigned long long)P.image_us,
-                (unsigned long long)P.captured_us, (unsigned long long)P.go_us,
-                (unsigned long long)P.done_us);
+                (unsigned long long)R.threads_us);
+        if (P.on) /* -P: the rounds, and the final hold's steps */
+            fprintf(stderr,
+                    " precopy_rounds=%d precopy_pages=%llu precopy_pause_us=%llu "
+                    "precopy_unreliable=%d image_us=%llu captured_us=%llu go_us=%llu "
+                    "handed_us=%llu",
+                    P.pc.rounds + 1, (unsigned long long)im.pre_pages,
+                    (unsigned long long)P.pause_us, P.pc.unreliable,
+                    (unsigned long long)P.image_us, (unsigned long long)P.captured_us,
+                    (unsigned long long)P.go_us, (unsigned long long)P.done_us);
+        fputc('\n', stderr);
+    }
     return status;
 }
