@@ -1,6 +1,6 @@
 /* migmem.c - a program to migrate: MIB MiB resident, and its longest pause.
  *
- *   migmem MIB
+ *   migmem MIB [RATE]
  *
  * Fills MIB MiB of anonymous memory with incompressible (xorshift) data,
  * prints "ready SUM" (a checksum of it), then runs a progress loop that
@@ -10,7 +10,10 @@
  * it leaves the loop, sums the memory again and prints
  *   "done GAP_START_NS GAP_END_NS SUM"
  * (CLOCK_MONOTONIC, the same clock on every node of a test cluster).
- * Exit status 0, 2 for bad arguments, 3 for a failed call. */
+ * With RATE (MiB/s), the loop also writes a word in RATE MiB of random pages
+ * a second, keeping the checksum up to date; SUM is then the memory summed
+ * again, and "BAD EXPECTED SUM" (exit status 1) if it is not what was written.
+ * Exit status 0, 1 memory lost, 2 for bad arguments, 3 for a failed call. */
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -44,8 +47,9 @@ static uint64_t checksum(const uint64_t *mem, size_t words)
 
 int main(int argc, char **argv)
 {
-    long mib = argc == 2 ? atol(argv[1]) : 0;
-    if (mib < 1)
+    long mib = argc == 2 || argc == 3 ? atol(argv[1]) : 0;
+    double rate = argc == 3 ? atof(argv[2]) : 0;
+    if (mib < 1 || rate < 0)
         return 2;
     size_t words = (size_t)mib << 17;
     uint64_t *mem = mmap(NULL, words * 8, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
@@ -66,12 +70,21 @@ int main(int argc, char **argv)
         perror("sigaction");
         return 3;
     }
-    printf("ready %llx\n", (unsigned long long)checksum(mem, words));
+    uint64_t sum = checksum(mem, words), writes = 0;
+    const double per_ns = rate * 256 / 1e9; /* pages a nanosecond */
+    printf("ready %llx\n", (unsigned long long)sum);
     if (fflush(stdout) != 0)
         return 3;
-    uint64_t last = now_ns(), gap = 0, gap_start = last, gap_end = last;
+    uint64_t last = now_ns(), gap = 0, gap_start = last, gap_end = last, began = last;
     while (!stop) {
         uint64_t t = now_ns();
+        while ((double)(t - began) * per_ns > (double)writes) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            size_t i = (size_t)(x % (words / 512)) * 512 + (x >> 48) % 512;
+            sum += (x - mem[i]) * (i | 1);
+            mem[i] = x;
+            writes++;
+        }
         if (t - last > gap) {
             gap = t - last;
             gap_start = last;
@@ -79,7 +92,12 @@ int main(int argc, char **argv)
         }
         last = t;
     }
+    uint64_t found = checksum(mem, words);
+    if (found != sum) {
+        printf("BAD %llx %llx\n", (unsigned long long)sum, (unsigned long long)found);
+        return fflush(stdout) == 0 ? 1 : 3;
+    }
     printf("done %llu %llu %llx\n", (unsigned long long)gap_start, (unsigned long long)gap_end,
-           (unsigned long long)checksum(mem, words));
+           (unsigned long long)found);
     return fflush(stdout) == 0 ? 0 : 3;
 }

@@ -216,7 +216,10 @@ struct ck_image {
     uint64_t bytes; /* of the image so far */
     uint64_t pages, areas;
     struct ck_stream *s;
-    int keep_zero; /* store zero pages too (a REFERENCE area: pages not stored are the file's) */
+    unsigned pages_kind; /* 0: PAGES; pre-copy rounds: PRE_PAGES */
+    int keep_zeros;      /* pages all zero are stored too: they overwrite older ones (pre-copy)
+                          * or the file's (a REFERENCE area's pages not stored are the file's) */
+    uint64_t pre_pages;  /* PRE_PAGES stored */
 };
 /* may_direct: the file is ours (-o), O_DIRECT may be tried on it. */
 void ck_image_start(struct ck_image *im, int fd, int may_direct, uint32_t pid, uint64_t created_ns);
@@ -330,6 +333,50 @@ extern int ck_reference_files;
 /* Whose recovery reads the files (the restorer runs as the process's user): a file
  * that user cannot read (an execute-only program) is stored, not referenced. */
 extern const struct ck_owner *ck_reference_owner;
+
+/* Pages from a copy into the image (PAGES, or PRE_PAGES per im->pages_kind). */
+struct ck_pager;
+struct ck_pager *ck_pager_open(struct ck_image *im, pid_t copy, int childfd, int memfd);
+void ck_pager_span(struct ck_pager *p, uint64_t start, uint64_t end); /* every page */
+void ck_pager_present(struct ck_pager *p, const struct ck_area *a);  /* present ones */
+void ck_pager_close(struct ck_pager *p);
+/* Anonymous, private, readable and writable: copied ahead by pre-copy rounds. */
+int ck_area_precopyable(const struct ck_area *a);
+
+/* ------------------------------------------------------------------ pre-copy */
+
+/* ckpt_precopy.c: live migration's rounds.  The process runs on between them;
+ * the pages it wrote since a copy are those it alone maps (copy-on-write
+ * broke their sharing with that copy: /proc/PID/pagemap bit 56), read while it
+ * is stopped just before the next copy is made. */
+struct ck_pre_area {
+    uint64_t start, end;
+    uint8_t *sent;  /* per page: the target may hold data for it */
+    uint8_t *dirty; /* per page: written since the last copy (the last scan) */
+};
+struct ck_precopy {
+    int n;
+    struct ck_pre_area *a;
+    int rounds;          /* rounds sent after the first */
+    uint64_t last_dirty; /* pages found by the last scan */
+    int unreliable;      /* a new child shares its pages: nothing is kept */
+    char children[4096]; /* /proc/PID/task/PID/children at the first copy */
+};
+/* The first round, from the first copy (maps: the copy's): PRE_AREA records,
+ * then PRE_PAGES of their present pages. */
+void ck_precopy_first(struct ck_precopy *pc, struct ck_image *im, pid_t copy, int copyfd,
+                      int copymem, const struct ck_maps *maps, int procfd, pid_t pid);
+/* The process stopped, its last copy alive: the pages written since; how many.
+ * ours: the copies (live or zombies), not counted among its children. */
+uint64_t ck_precopy_scan(struct ck_precopy *pc, int procfd, pid_t pid, const pid_t *ours,
+                         int nours);
+/* From the copy made after the scan: PRE_PAGES of the pages found. */
+void ck_precopy_send(struct ck_precopy *pc, struct ck_image *im, pid_t copy, int copyfd,
+                     int copymem);
+/* The pre-copied area the final image's area a is (same span), or NULL. */
+const struct ck_pre_area *ck_precopy_kept(const struct ck_precopy *pc, const struct ck_area *a);
+/* Set for the final image: kept areas get their changed pages only. */
+extern const struct ck_precopy *ck_precopy_final;
 
 /* ------------------------------------------------------------------ process */
 

@@ -706,10 +706,81 @@ static void write_area(struct ck_image *im, const struct ck_area *a)
 
 static void store_written(struct pager *pg, const struct ck_area *a)
 {
-    pg->im->keep_zero = 1;
+    pg->im->keep_zeros = 1;
     for (size_t k = 0; k < a->nwritten; k++)
         store_span(pg, a->written[2 * k], a->written[2 * k + 1], FAULT_FAILS);
-    pg->im->keep_zero = 0;
+    pg->im->keep_zeros = 0;
+}
+
+/* ------------------------------------------------------------ for pre-copy */
+
+struct ck_pager {
+    struct pager pg;
+    int pmfd;
+};
+
+struct ck_pager *ck_pager_open(struct ck_image *im, pid_t copy, int childfd, int memfd)
+{
+    struct ck_pager *p = ck_alloc(sizeof(*p));
+    p->pmfd = openat(childfd, "pagemap", O_RDONLY | O_CLOEXEC);
+    if (p->pmfd < 0)
+        ck_fail_errno("/proc/PID/pagemap");
+    p->pg = (struct pager){.im = im, .memfd = memfd, .copy = copy, .helper = start_helper(memfd)};
+    return p;
+}
+
+void ck_pager_span(struct ck_pager *p, uint64_t start, uint64_t end)
+{
+    store_span(&p->pg, start, end, FAULT_SKIPS);
+}
+
+void ck_pager_present(struct ck_pager *p, const struct ck_area *a)
+{
+    store_present(&p->pg, p->pmfd, a);
+}
+
+void ck_pager_close(struct ck_pager *p)
+{
+    stop_helper(p->pg.helper);
+    check_copy(&p->pg);
+    if (close(p->pmfd) < 0)
+        ck_fail_errno("close");
+    free(p);
+}
+
+int ck_area_precopyable(const struct ck_area *a)
+{
+    return !a->skip && !no_pages(a) && a->readable && (a->rec.prot & PROT_WRITE) &&
+           !(a->rec.flags & (MOSIX_CKPT_AREA_FILE | MOSIX_CKPT_AREA_SHARED));
+}
+
+const struct ck_precopy *ck_precopy_final;
+
+/* An area the target keeps from the pre-copy rounds: AREA flagged PRECOPIED,
+ * then the pages changed since (zero pages too: they overwrite). */
+static int write_kept_area(struct pager *pg, const struct ck_area *a)
+{
+    const struct ck_pre_area *p = ck_precopy_kept(ck_precopy_final, a);
+    if (!p)
+        return 0;
+    struct ck_area flagged = *a;
+    flagged.rec.flags |= MOSIX_CKPT_AREA_PRECOPIED;
+    write_area(pg->im, &flagged);
+    pg->im->keep_zeros = 1;
+    size_t n = (size_t)((p->end - p->start) / CK_PAGE);
+    for (size_t i = 0; i < n;) {
+        if (!p->dirty[i]) {
+            i++;
+            continue;
+        }
+        size_t j = i;
+        while (j < n && p->dirty[j])
+            j++;
+        store_span(pg, p->start + i * CK_PAGE, p->start + j * CK_PAGE, FAULT_SKIPS);
+        i = j;
+    }
+    pg->im->keep_zeros = 0;
+    return 1;
 }
 
 void ck_write_memory(struct ck_image *im, pid_t copy, int childfd, int memfd, struct ck_maps *m)
@@ -728,6 +799,8 @@ void ck_write_memory(struct ck_image *im, pid_t copy, int childfd, int memfd, st
     for (int i = 0; i < m->n; i++) {
         const struct ck_area *a = &m->a[i];
         if (a->skip)
+            continue;
+        if (ck_precopy_final && ck_area_precopyable(a) && write_kept_area(&pg, a))
             continue;
         write_area(im, a);
         if (no_pages(a))

@@ -331,8 +331,12 @@ static size_t pages_record(struct ck_image *im, unsigned char *out, uint64_t add
     if (dst != data)
         memmove(dst, data, npages * CK_PAGE);
     memcpy(payload, &rec, sizeof(rec));
-    put_header(im, out, MOSIX_CKPT_KIND_PAGES, sizeof(rec) + npages * CK_PAGE);
-    im->pages += npages;
+    put_header(im, out, im->pages_kind ? im->pages_kind : MOSIX_CKPT_KIND_PAGES,
+               sizeof(rec) + npages * CK_PAGE);
+    if (im->pages_kind) /* pre-copy: END counts the final image's pages */
+        im->pre_pages += npages;
+    else
+        im->pages += npages;
     return HEAD_ROOM + npages * CK_PAGE;
 }
 
@@ -343,7 +347,7 @@ void ck_image_pages_end(struct ck_image *im, uint64_t addr, size_t bytes)
     unsigned char *data = out + HEAD_ROOM;
     size_t used = 0, pages = bytes / CK_PAGE, run = 0, i = 0;
     for (; i <= pages; i++) {
-        if (i < pages && (im->keep_zero || !page_is_zero(data + i * CK_PAGE))) {
+        if (i < pages && (im->keep_zeros || !page_is_zero(data + i * CK_PAGE))) {
             run++;
             continue;
         }

@@ -1,7 +1,7 @@
 /* mosix_ckpt.c - the checkpointer: write the image of a running process.
  *
  * Usage: mosix-ckpt (-o PATH | -f FD) [-a none|stop|exit|migrate] [-D ARG]...
- *                  [-O KEY=VALUE]... [-T] PID
+ *                  [-O KEY=VALUE]... [-T] [-P N] PID
  *        mosix-ckpt -o PATH -i FD [-O KEY=VALUE]... PID
  *        mosix-ckpt -Z COPY PID
  *
@@ -19,7 +19,14 @@
  *   -O        an extra line for the OPTIONS record (format.OPTION_KEYS)
  *   -T        timings on stderr: pause_us= total_us= bytes= pages= areas= threads=
  *             threads_us= (the part of the pause spent stopping and reading the
- *             threads besides the main one)
+ *             threads besides the main one); with -P also precopy_rounds= (the
+ *             first included) precopy_pages= precopy_pause_us= (a round's longest
+ *             pause) precopy_unreliable= and image_us= captured_us= go_us=
+ *             handed_us= (the final hold's steps, from its start)
+ *   -P N      (-a migrate -f) live migration: the memory streamed while the
+ *             process runs, then at most N rounds of the pages it wrote
+ *             meanwhile, before the final image (ckpt_precopy.c); the receiver
+ *             must be a restorer (it takes PRE_AREA/PRE_PAGES records)
  *   -i FD     PID is the deputy of a process that runs on another node, and FD
  *             carries the image of its copy there (captured there with -a
  *             migrate, held quiet): the image written is the process's own,
@@ -102,6 +109,7 @@ struct options {
     int timings;
     int image_in; /* -i, or -1 */
     pid_t leftover; /* -Z, or 0 */
+    int precopy;    /* -P: at most this many pre-copy rounds after the first */
     pid_t pid;
 };
 
@@ -132,7 +140,7 @@ _Noreturn static void usage(const char *fmt, ...)
     vfprintf(stderr, fmt, ap);
     va_end(ap);
     fprintf(stderr, " (usage: mosix-ckpt (-o PATH | -f FD) [-a none|stop|exit|migrate] "
-                    "[-D ARG]... [-O KEY=VALUE]... [-T] PID | -o PATH -i FD "
+                    "[-D ARG]... [-O KEY=VALUE]... [-T] [-P N] PID | -o PATH -i FD "
                     "[-O KEY=VALUE]... PID)\n");
     exit(CK_EXIT_USAGE);
 }
@@ -157,7 +165,7 @@ static void parse_args(int argc, char **argv, struct options *o)
     int c;
     uint64_t v;
     opterr = 0; /* one line of ours instead */
-    while ((c = getopt(argc, argv, "+:o:f:a:O:TD:i:Z:")) != -1) {
+    while ((c = getopt(argc, argv, "+:o:f:a:O:TD:i:Z:P:")) != -1) {
         switch (c) {
         case 'o':
             if (!*optarg)
@@ -206,6 +214,11 @@ static void parse_args(int argc, char **argv, struct options *o)
                 usage("-Z %s: not a process id", optarg);
             o->leftover = (pid_t)v;
             break;
+        case 'P':
+            if (ck_parse_u64(optarg, 10, &v) < 0 || v > 64)
+                usage("-P %s: not a number of rounds (0 to 64)", optarg);
+            o->precopy = (int)v + 1; /* 0: no pre-copy */
+            break;
         case ':':
             usage("-%c needs a value", optopt);
         default:
@@ -226,6 +239,8 @@ static void parse_args(int argc, char **argv, struct options *o)
         usage("exactly one of -o and -f");
     if (o->ndeputy > 0 && o->action != ACT_MIGRATE)
         usage("-D needs -a migrate");
+    if (o->precopy && (o->action != ACT_MIGRATE || o->fd < 0))
+        usage("-P needs -a migrate and -f");
     if (o->image_in >= 0 && (!o->path || o->action != ACT_NONE || o->timings))
         usage("-i goes with -o only");
 }
@@ -261,10 +276,21 @@ static int check_syscall_insn(void)
 
 /* The copy is a zombie child of the process with no exit signal: only the
  * process can reap it, with wait4(copy, __WCLONE).  0 or -1 (ck_why). */
+static int reap_pid(pid_t pid, int keep_held);
+
 static int reap_copy(int keep_held)
 {
     if (!R.copy_made || R.copy_reaped || R.parent.dead)
         return 0;
+    int rc = reap_pid(R.copy.pid, keep_held);
+    if (rc == 0)
+        R.copy_reaped = 1;
+    return rc;
+}
+
+/* The copy pid (dead) is a zombie of the process: wait4 injected into it.  0 or -1. */
+static int reap_pid(pid_t pid, int keep_held)
+{
     if (!R.parent.attached && ck_seize(&R.parent, R.pid) < 0)
         return errno == ESRCH ? 0 : -1; /* it ended: its children went to another parent */
     if (R.parent.stop == CK_RUNNING && ck_interrupt(&R.parent) < 0) {
@@ -273,18 +299,16 @@ static int reap_copy(int keep_held)
             return -1;
         return gone ? 0 : -1;
     }
-    uint64_t args[6] = {(uint64_t)R.copy.pid, 0, __WCLONE | WNOHANG, 0, 0, 0};
+    uint64_t args[6] = {(uint64_t)pid, 0, __WCLONE | WNOHANG, 0, 0, 0};
     int64_t ret = 0;
     int rc = check_syscall_insn();
     if (rc == 0)
         rc = ck_inject(&R.parent, SYS_wait4, args, &ret);
-    if (rc == 0 && ret != R.copy.pid && ret != -ECHILD) {
-        ck_set_why("wait4 for the copy %d in process %d returned %lld", R.copy.pid, R.pid,
+    if (rc == 0 && ret != pid && ret != -ECHILD) {
+        ck_set_why("wait4 for the copy %d in process %d returned %lld", pid, R.pid,
                    (long long)ret);
         rc = -1;
     }
-    if (rc == 0)
-        R.copy_reaped = 1;
     if (keep_held && !R.parent.dead)
         return rc;
     if (ck_release(&R.parent) < 0 && !R.parent.dead)
@@ -292,10 +316,60 @@ static int reap_copy(int keep_held)
     return R.parent.dead ? 0 : rc;
 }
 
+/* Pre-copy: the previous round's copy stays alive (stopped) until the next
+ * one is made (the pages the process shares with it are the ones it did not
+ * write); killed copies wait, zombies of the process, to be reaped at its next
+ * pause. */
+#define MAX_ZOMBIES 80
+static struct {
+    struct ck_precopy pc;
+    int on;
+    struct ck_tracee prev;
+    pid_t zombie[MAX_ZOMBIES];
+    int nzombies;
+    uint64_t pause_us; /* the longest pause of a round */
+    uint64_t held_at, image_us, captured_us, go_us, done_us; /* of the final hold (-T) */
+} P;
+
+/* The pages written since the last copy (the process stopped, that copy alive). */
+static void precopy_scan(void)
+{
+    pid_t ours[MAX_ZOMBIES + 2];
+    int n = 0;
+    for (int i = 0; i < P.nzombies; i++)
+        ours[n++] = P.zombie[i];
+    ours[n++] = P.prev.pid;
+    ck_precopy_scan(&P.pc, R.procfd, R.pid, ours, n);
+}
+
+static void kill_prev(void)
+{
+    if (!P.prev.attached)
+        return;
+    if (ck_kill_copy(&P.prev) < 0)
+        ck_fail("the copy %d: %s", P.prev.pid, ck_why);
+    if (P.nzombies < MAX_ZOMBIES)
+        P.zombie[P.nzombies++] = P.prev.pid;
+    memset(&P.prev, 0, sizeof(P.prev));
+}
+
+/* The process held (attached and stopped): reap the killed copies. */
+static void reap_zombies(void)
+{
+    for (; P.nzombies > 0; P.nzombies--)
+        if (reap_pid(P.zombie[P.nzombies - 1], 1) < 0)
+            ck_warn("the copy %d stays a zombie of process %d: %s", P.zombie[P.nzombies - 1],
+                    R.pid, ck_why);
+}
+
 static void cleanup(void)
 {
     char why[sizeof(ck_why)];
     snprintf(why, sizeof(why), "%s", ck_why);
+    if (ck_kill_copy(&P.prev) < 0)
+        ck_warn("the copy %d: %s", P.prev.pid, ck_why);
+    else if (P.prev.pid && P.nzombies < MAX_ZOMBIES)
+        P.zombie[P.nzombies++] = P.prev.pid;
     if (ck_kill_copy(&R.copy) < 0)
         ck_warn("the copy %d: %s", R.copy.pid, ck_why);
     (void)ck_threads_release(&R.threads); /* each failure is a warning */
@@ -303,6 +377,10 @@ static void cleanup(void)
         ck_warn("process %d: %s", R.pid, ck_why);
     if (reap_copy(0) < 0)
         ck_warn("the copy %d stays a zombie of process %d: %s", R.copy.pid, R.pid, ck_why);
+    for (; P.nzombies > 0; P.nzombies--)
+        if (reap_pid(P.zombie[P.nzombies - 1], 0) < 0)
+            ck_warn("the copy %d stays a zombie of process %d: %s", P.zombie[P.nzombies - 1],
+                    R.pid, ck_why);
     snprintf(ck_why, sizeof(ck_why), "%s", why);
 }
 
@@ -413,6 +491,7 @@ static uint64_t first_pause(struct ck_frozen *fz, uint64_t *created_ns, int keep
     if (ck_seize(&R.parent, R.pid) < 0)
         ck_fail("%s", ck_why);
     uint64_t t0 = ck_now_us();
+    P.held_at = t0;
     if (ck_interrupt(&R.parent) < 0)
         ck_fail("%s", ck_why);
     if (keep_held)
@@ -427,6 +506,8 @@ static uint64_t first_pause(struct ck_frozen *fz, uint64_t *created_ns, int keep
     ck_freeze_state(&R.parent, R.procfd, R.memfd, fz);
     ck_timers_read(&R.timers, &R.parent, R.procfd, R.memfd);
     *created_ns = ck_realtime_ns();
+    if (P.on) /* the pages written since the last round: nothing runs in it until the copy */
+        precopy_scan();
     make_copy();
     if (keep_held)
         return ck_now_us() - t0;
@@ -480,6 +561,76 @@ static void examine_copy(struct capture *c, const struct options *o)
         ck_fail_errno("the current directory of process %d", R.pid);
 }
 
+/* ------------------------------------------------------------ pre-copy rounds */
+
+#define PRECOPY_SMALL 2048 /* pages (8 MiB): few enough for the final image */
+
+/* One round's pause: the process stopped, the pages it wrote since the last
+ * copy found (scan), the next copy made, the process let go. */
+static void precopy_pause(int scan)
+{
+    if (ck_seize(&R.parent, R.pid) < 0)
+        ck_fail("%s", ck_why);
+    uint64_t t0 = ck_now_us();
+    if (ck_interrupt(&R.parent) < 0)
+        ck_fail("%s", ck_why);
+    if (check_syscall_insn() < 0)
+        ck_fail("%s", ck_why);
+    reap_zombies();
+    if (scan)
+        precopy_scan();
+    make_copy();
+    if (ck_release(&R.parent) < 0)
+        ck_fail("%s", ck_why);
+    uint64_t took = ck_now_us() - t0;
+    if (took > P.pause_us)
+        P.pause_us = took;
+}
+
+/* The copy just made becomes the previous one (alive, stopped) once read. */
+static void precopy_keep_copy(void)
+{
+    if (close(R.copymem) < 0 || close(R.copyfd) < 0)
+        ck_fail_errno("close");
+    R.copymem = R.copyfd = -1;
+    P.prev = R.copy;
+    memset(&R.copy, 0, sizeof(R.copy));
+    R.copy_made = 0;
+}
+
+/* While the process runs: its anonymous memory, then what it wrote meanwhile,
+ * round after round, until little is left, the rounds run out or it writes
+ * faster than the rounds send (no fewer pages than the round before). */
+static void precopy(struct ck_image *im, int max_rounds)
+{
+    P.on = 1;
+    precopy_pause(0);
+    kill_prev();
+    open_copy();
+    struct ck_maps maps;
+    ck_read_maps(R.copyfd, &maps);
+    ck_check_maps(&maps);
+    ck_open_unreadable(&R.copy, &maps);
+    ck_precopy_first(&P.pc, im, R.copy.pid, R.copyfd, R.copymem, &maps, R.procfd, R.pid);
+    for (int i = 0; i < maps.n; i++)
+        free(maps.a[i].name);
+    free(maps.a);
+    precopy_keep_copy();
+    uint64_t last = UINT64_MAX;
+    for (int round = 1; round < max_rounds; round++) {
+        precopy_pause(1);
+        kill_prev();
+        open_copy();
+        uint64_t dirty = P.pc.last_dirty;
+        ck_precopy_send(&P.pc, im, R.copy.pid, R.copyfd, R.copymem);
+        precopy_keep_copy();
+        if (dirty <= PRECOPY_SMALL || dirty >= last || P.pc.unreliable)
+            break;
+        last = dirty;
+    }
+    ck_precopy_final = &P.pc;
+}
+
 static void record(struct ck_image *im, unsigned kind, const void *a, size_t alen)
 {
     struct iovec part = {.iov_base = (void *)a, .iov_len = alen};
@@ -491,7 +642,8 @@ static void write_image(struct ck_image *im, struct capture *c, uint64_t created
     struct mosix_ckpt_regs regs;
     ck_regs_for_image(&c->fz.regs, &regs);
     ck_vdso_regs(&regs, R.copyfd, R.copymem);
-    ck_image_start(im, R.outfd, R.use_output, (uint32_t)R.pid, created_ns);
+    if (!im->s) /* pre-copy started it */
+        ck_image_start(im, R.outfd, R.use_output, (uint32_t)R.pid, created_ns);
     record(im, MOSIX_CKPT_KIND_PROCESS, &c->proc, sizeof(c->proc));
     record(im, MOSIX_CKPT_KIND_OPTIONS, c->options, c->options_len);
     record(im, MOSIX_CKPT_KIND_CWD, c->cwd, strlen(c->cwd));
@@ -525,16 +677,22 @@ static void act(enum action a)
         ck_fail_errno("kill %d", R.pid);
 }
 
-/* The migration's end: the agent says whether the image was restored. */
-static int hand_over(const struct options *o)
+/* The image is complete: its reader sees the end of the stream, the agent
+ * hears it (the copies are disposed of while the target restores it). */
+static void announce_captured(void)
 {
-    /* the image is complete: its reader sees the end of the stream now */
+    P.captured_us = ck_now_us() - P.held_at;
     if (!R.use_output && close(R.outfd) < 0)
         ck_fail_errno("close -f %d", R.outfd);
     R.outfd = -1;
     static const char captured[] = MOSIX_CKPT_LINE_CAPTURED "\n";
     if (ck_write_all(STDOUT_FILENO, captured, sizeof(captured) - 1) < 0)
         ck_fail("stdout: %s", ck_why);
+}
+
+/* The migration's end: the agent says whether the image was restored. */
+static int hand_over(const struct options *o)
+{
     char line[16];
     size_t n = 0;
     while (n < sizeof(line) - 1) {
@@ -546,6 +704,7 @@ static int hand_over(const struct options *o)
         n++;
     }
     line[n] = '\0';
+    P.go_us = ck_now_us() - P.held_at;
     if (strcmp(line, MOSIX_CKPT_LINE_GO) != 0) {
         if (ck_release(&R.parent) < 0 && !R.parent.dead)
             ck_fail("%s", ck_why);
@@ -690,23 +849,51 @@ int main(int argc, char **argv)
 
     static struct capture c;
     uint64_t created_ns;
+    struct ck_image im;
+    memset(&im, 0, sizeof(im));
+    if (o.precopy) {
+        ck_image_start(&im, R.outfd, 0, (uint32_t)R.pid, ck_realtime_ns());
+        precopy(&im, o.precopy);
+    }
     uint64_t pause_us = first_pause(&c.fz, &created_ns, migrating);
     open_copy();
     examine_copy(&c, &o);
-    struct ck_image im;
     write_image(&im, &c, created_ns);
+    P.image_us = ck_now_us() - P.held_at;
+    if (migrating && !R.use_output) {
+        /* the copies' ends (their memory unmapped) overlap the restore there */
+        if ((P.prev.attached && kill(P.prev.pid, SIGKILL) < 0) || kill(R.copy.pid, SIGKILL) < 0)
+            ck_fail_errno("kill of a copy");
+        announce_captured();
+    }
+    kill_prev(); /* the last round's copy */
+    reap_zombies();
     finish_copy(migrating);
     if (R.use_output)
         ck_output_commit(&R.out);
+    if (migrating && R.outfd >= 0)
+        announce_captured();
     int status = migrating ? hand_over(&o) : CK_EXIT_OK;
+    P.done_us = ck_now_us() - P.held_at;
     act(o.action);
-    if (o.timings)
+    if (o.timings) {
         fprintf(stderr,
                 "pause_us=%llu total_us=%llu bytes=%llu pages=%llu areas=%llu threads=%d "
-                "threads_us=%llu\n",
+                "threads_us=%llu",
                 (unsigned long long)pause_us, (unsigned long long)(ck_now_us() - t_start),
                 (unsigned long long)im.bytes, (unsigned long long)im.pages,
                 (unsigned long long)im.areas, R.threads.n + 1,
                 (unsigned long long)R.threads_us);
+        if (P.on) /* -P: the rounds, and the final hold's steps */
+            fprintf(stderr,
+                    " precopy_rounds=%d precopy_pages=%llu precopy_pause_us=%llu "
+                    "precopy_unreliable=%d image_us=%llu captured_us=%llu go_us=%llu "
+                    "handed_us=%llu",
+                    P.pc.rounds + 1, (unsigned long long)im.pre_pages,
+                    (unsigned long long)P.pause_us, P.pc.unreliable,
+                    (unsigned long long)P.image_us, (unsigned long long)P.captured_us,
+                    (unsigned long long)P.go_us, (unsigned long long)P.done_us);
+        fputc('\n', stderr);
+    }
     return status;
 }

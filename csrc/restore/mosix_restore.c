@@ -169,6 +169,9 @@ __attribute__((noreturn, used)) void restore_main(long *sp)
     struct reader r = {.fd = o.fd, .apply = !o.check_only};
 
     image_read_header(&r);
+    struct specials cur;
+    mem_find_specials(&cur);
+    int precopied = image_read_precopy(&r, &cur); /* the address space is torn down then */
     image_read_state(&r, &img);
     if (migration.home) { /* the descriptors are the deputy's, not the remote image's */
         __builtin_memset(img.cloexec, 0, sizeof(img.cloexec));
@@ -179,8 +182,6 @@ __attribute__((noreturn, used)) void restore_main(long *sp)
     if (img.nthreads && (migration.home || migration.forward_sock >= 0))
         refuse("a multi-threaded process cannot migrate yet");
     cpu_check(&img);
-    struct specials cur;
-    mem_find_specials(&cur);
     mem_check_specials(&img, &cur);
     if (r.apply)
         vdso_clocks_prepare(&img, &cur);
@@ -188,7 +189,8 @@ __attribute__((noreturn, used)) void restore_main(long *sp)
     if (r.apply) {
         state_set_personality(&img);
         /* Point of no return: from here a refusal ends the process. */
-        mem_teardown(&cur);
+        if (!precopied)
+            mem_teardown(&cur);
         mem_move_specials(&img, &cur);
         vdso_clocks_patch(&img);
     }

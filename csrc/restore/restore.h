@@ -106,6 +106,7 @@ struct reader {
     struct mosix_ckpt_record_header rh;
     uint64_t left;         /* payload bytes of the current record not read yet */
     struct mxh64 hash;     /* of the payload read so far */
+    int held;              /* rh was read ahead (after the pre-copy rounds): not consumed */
 };
 
 /* Memory areas as they stream past: the checks that need more than one record. */
@@ -128,6 +129,12 @@ struct memory {
 #define MEM_CLEAR_TID 8
 
 void image_read_header(struct reader *r);
+/* A migration's pre-copy rounds (PRE_AREA, PRE_PAGES) before PROCESS, if any:
+ * on the first, the vdso and vvar are parked in the scratch range (cur follows)
+ * and everything else is unmapped; the areas are mapped and filled as they come.
+ * Returns 1 if there were any (the address space is then torn down already). */
+struct specials;
+int image_read_precopy(struct reader *r, struct specials *cur);
 /* PROCESS..SIGACTIONS, THREAD..., SIGNAL..., TIMER...; leaves the next record's header
  * (AREA or END) read. */
 void image_read_state(struct reader *r, struct image *img);
@@ -163,6 +170,10 @@ struct specials {
 void mem_find_specials(struct specials *cur);
 void mem_check_specials(const struct image *img, const struct specials *cur);
 void mem_teardown(const struct specials *cur);
+/* The three where mem_move_specials passes them (the scratch range): out of the
+ * way of areas mapped before the image's state is known; cur follows them. */
+void mem_park_specials(struct specials *cur);
+void mem_unmap(uint64_t start, uint64_t end);
 void mem_move_specials(const struct image *img, const struct specials *cur);
 void mem_map_area(const struct mosix_ckpt_area *a);
 void mem_finish_area(const struct mosix_ckpt_area *a);

@@ -17,7 +17,7 @@ static unsigned char scratch[SCRATCH_BYTES] __attribute__((aligned(64)));
 static const char *const kind_names[] = {
     "?",       "PROCESS", "OPTIONS", "CWD",   "FILE", "FILEDATA",
     "REGS",    "XSTATE",  "SIGACTIONS", "AREA", "PAGES", "END", "THREAD", "SIGNAL", "TIMER",
-    "PRIVATE", "MAPFILE",
+    "PRIVATE", "MAPFILE", "PRE_AREA", "PRE_PAGES",
 };
 
 /* ------------------------------------------------------------ refusals */
@@ -215,7 +215,9 @@ __attribute__((noreturn)) static void out_of_order(const struct reader *r)
 
 static void expect(struct reader *r, unsigned kind)
 {
-    if (record_next(r) != kind)
+    unsigned got = r->held ? r->rh.kind : record_next(r);
+    r->held = 0;
+    if (got != kind)
         out_of_order(r);
 }
 
@@ -586,13 +588,121 @@ void image_read_state(struct reader *r, struct image *img)
         out_of_order(r);
 }
 
-/* ------------------------------------------------------------ AREA */
+/* ------------------------------------------------------------ pre-copy rounds */
 
 #define SPECIAL_FLAGS \
     (MOSIX_CKPT_AREA_VDSO | MOSIX_CKPT_AREA_VVAR | MOSIX_CKPT_AREA_VVAR_VCLOCK)
+
+#define CHUNK (256u << 10) /* pages are read, then hashed while in the cache */
+
+/* The areas the rounds mapped, ascending; each taken (kept) by the final
+ * image's AREA of the same span flagged PRECOPIED, or unmapped before an area
+ * that reaches past it is mapped. */
+static struct {
+    uint64_t start[MOSIX_CKPT_MAX_AREAS], end[MOSIX_CKPT_MAX_AREAS];
+    uint32_t n, next; /* [next, n) still mapped and not taken */
+} pre;
+
+static void check_area_place(const struct mosix_ckpt_area *a);
+__attribute__((noreturn)) static void area_refuse(const struct mosix_ckpt_area *a,
+                                                  const char *what);
+
+/* Unmap the pre-copied areas that start below end and were not taken. */
+static void precopy_drop(uint64_t end)
+{
+    for (; pre.next < pre.n && pre.start[pre.next] < end; pre.next++)
+        mem_unmap(pre.start[pre.next], pre.end[pre.next]);
+}
+
+/* The final image's area a: 1 if it is a pre-copied one, kept as it is. */
+static int precopy_take(const struct reader *r, const struct mosix_ckpt_area *a)
+{
+    int want = (a->flags & MOSIX_CKPT_AREA_PRECOPIED) != 0;
+    uint32_t i = pre.next;
+    if (want && !(i < pre.n && pre.start[i] == a->start && pre.end[i] == a->end))
+        area_refuse(a, "was not copied ahead");
+    if (want && (a->flags & (SPECIAL_FLAGS | MOSIX_CKPT_AREA_SHARED | MOSIX_CKPT_AREA_FILE)))
+        area_refuse(a, "cannot have been copied ahead");
+    (void)r;
+    if (want) {
+        pre.next++;
+        return 1;
+    }
+    precopy_drop(a->end);
+    return 0;
+}
+
+static void read_pre_area(struct reader *r)
+{
+    struct mosix_ckpt_area a;
+    if (r->rh.length < sizeof(a))
+        corrupt(r, "record too short");
+    payload_read(r, &a, sizeof(a));
+    if (a.name_len != r->rh.length - sizeof(a) || a.name_len > MOSIX_CKPT_MAX_PATH)
+        corrupt(r, "area name length");
+    payload_skip(r);
+    payload_end(r);
+    check_area_place(&a);
+    if (a.flags & ~(MOSIX_CKPT_AREA_STACK | MOSIX_CKPT_AREA_HEAP))
+        area_refuse(&a, "cannot be copied ahead");
+    if (pre.n == MOSIX_CKPT_MAX_AREAS)
+        corrupt(r, "too many areas");
+    if (pre.n && a.start < pre.end[pre.n - 1])
+        area_refuse(&a, "overlaps the previous area or is out of order");
+    pre.start[pre.n] = a.start;
+    pre.end[pre.n++] = a.end;
+    mem_map_area(&a); /* read and write: the final AREA sets the protection */
+}
+
+static void read_pre_pages(struct reader *r)
+{
+    struct mosix_ckpt_pages pg;
+    if (r->rh.length < sizeof(pg))
+        corrupt(r, "record too short");
+    payload_read(r, &pg, sizeof(pg));
+    if (pg.npages == 0 || pg.npages > MOSIX_CKPT_MAX_PAGES_PER_RECORD ||
+        r->rh.length != sizeof(pg) + pg.npages * PAGE)
+        corrupt_value(r, "page count", pg.npages);
+    uint64_t len = pg.npages * PAGE;
+    uint32_t i = 0;
+    while (i < pre.n && pre.end[i] <= pg.addr)
+        i++;
+    if (pg.addr % PAGE || i == pre.n || pg.addr < pre.start[i] || len > pre.end[i] - pg.addr)
+        corrupt_value(r, "pages outside the areas copied ahead at", pg.addr);
+    mem_populate(pg.addr, len);
+    for (uint64_t at = 0; at < len; at += CHUNK) {
+        uint64_t n = len - at < CHUNK ? len - at : CHUNK;
+        payload_read(r, (void *)(pg.addr + at), n);
+    }
+    payload_end(r);
+}
+
+int image_read_precopy(struct reader *r, struct specials *cur)
+{
+    unsigned kind = record_next(r);
+    r->held = 1;
+    if (kind != MOSIX_CKPT_KIND_PRE_AREA)
+        return 0;
+    if (!r->apply)
+        refuse("a migration's pre-copied stream cannot be checked");
+    mem_park_specials(cur);
+    mem_teardown(cur);
+    for (; kind == MOSIX_CKPT_KIND_PRE_AREA || kind == MOSIX_CKPT_KIND_PRE_PAGES;
+         kind = record_next(r)) {
+        if (kind == MOSIX_CKPT_KIND_PRE_AREA)
+            read_pre_area(r);
+        else
+            read_pre_pages(r);
+    }
+    return 1;
+}
+
+/* ------------------------------------------------------------ AREA */
+
 #define KNOWN_FLAGS (SPECIAL_FLAGS | MOSIX_CKPT_AREA_SHARED | MOSIX_CKPT_AREA_FILE | \
                      MOSIX_CKPT_AREA_STACK | MOSIX_CKPT_AREA_HEAP | MOSIX_CKPT_AREA_DELETED | \
-                     MOSIX_CKPT_AREA_RESTORER | MOSIX_CKPT_AREA_REFERENCE)
+                     MOSIX_CKPT_AREA_RESTORER | MOSIX_CKPT_AREA_REFERENCE | \
+                     MOSIX_CKPT_AREA_PRECOPIED)
 #define PROT_RWX 7u
 #define PROT_R 1u
 #define PROT_W 2u
@@ -742,9 +852,11 @@ static void read_area(struct reader *r, const struct image *img, struct memory *
     m->have_area = 1;
     m->prev_end = a->end;
     m->next_page = a->start;
-    if (r->apply && (a->flags & MOSIX_CKPT_AREA_REFERENCE))
+    if (precopy_take(r, a) || !r->apply || (a->flags & SPECIAL_FLAGS))
+        return;
+    if (a->flags & MOSIX_CKPT_AREA_REFERENCE)
         mapfile_map(a, &img->mapfiles[a->mapfile], area_path(img, a));
-    else if (r->apply && !(a->flags & SPECIAL_FLAGS))
+    else
         mem_map_area(a);
 }
 
@@ -768,7 +880,6 @@ static void finish_area(const struct reader *r, struct memory *m)
 
 /* ------------------------------------------------------------ PAGES */
 
-#define CHUNK (256u << 10) /* read, then hash while it is in the cache */
 
 static void read_pages(struct reader *r, struct memory *m)
 {
@@ -860,6 +971,7 @@ void image_read_memory(struct reader *r, const struct image *img)
             break;
         case MOSIX_CKPT_KIND_END:
             finish_area(r, &m);
+            precopy_drop(UINT64_MAX);
             read_end(r, img, &m);
             return;
         default:

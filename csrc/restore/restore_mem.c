@@ -134,6 +134,28 @@ void mem_teardown(const struct specials *cur)
     unmap(at, TASK_END - PAGE);
 }
 
+void mem_unmap(uint64_t start, uint64_t end) { unmap(start, end); }
+
+static void move(struct span from, uint64_t to);
+
+void mem_park_specials(struct specials *cur)
+{
+    struct span *now[3] = {&cur->vvar, &cur->vclock, &cur->vdso};
+    uint64_t low = UINT64_MAX;
+    for (int i = 0; i < 3; i++)
+        if (now[i]->end && now[i]->start < low)
+            low = now[i]->start;
+    for (int i = 0; i < 3; i++) {
+        if (!now[i]->end)
+            continue;
+        if (now[i]->end - low > SCRATCH_SPAN)
+            refuse("the vdso and vvar are too far apart");
+        uint64_t to = SCRATCH_BASE + (now[i]->start - low);
+        move(*now[i], to);
+        *now[i] = (struct span){to, to + size_of(*now[i])};
+    }
+}
+
 static void move(struct span from, uint64_t to)
 {
     if (from.end == 0 || from.start == to)

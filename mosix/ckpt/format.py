@@ -45,7 +45,8 @@ MAGIC = b"MOSIXCKP"
 # 2: THREAD, SIGNAL and TIMER records, PROCESS.threads and tcb_tid_offset
 # 3: MAPFILE records and AreaFlag.REFERENCE (file pages referenced, not stored)
 VERSION = 3
-OLDEST_VERSION = 2  # the oldest version readers still read (2 is 3 without PRIVATE and MAPFILE records)
+# the oldest version readers still read (2 is 3 without PRIVATE, MAPFILE and pre-copy records)
+OLDEST_VERSION = 2
 ARCH_X86_64 = 62  # ELF e_machine
 PAGE_SIZE = 4096
 FAILED_PREFIX = b"mosrun: "  # an image that failed holds just a one-line message
@@ -98,15 +99,21 @@ class Kind(enum.IntEnum):
     TIMER = 14  # a POSIX timer (TimerRecord)
     PRIVATE = 15  # a private temporary directory (mosrun -X) or a file in it (PrivateRecord)
     MAPFILE = 16  # a file whose unchanged pages are referenced, not stored (MapFileRecord + path)
+    # Live migration's pre-copy rounds (a migration's stream only, never a file): between
+    # the file header and PROCESS, sent while the process runs on at home.
+    PRE_AREA = 17  # an anonymous private area copied ahead (AreaRecord + name)
+    PRE_PAGES = 18  # pages of PRE_AREAs, any of them, ascending per round (PagesRecord + pages)
 
 
 # Records that may repeat; the others appear exactly once, in ORDER.
 REPEATED = frozenset(
     {
         *(Kind.FILE, Kind.FILEDATA, Kind.PRIVATE, Kind.THREAD, Kind.SIGNAL, Kind.TIMER),
-        *(Kind.MAPFILE, Kind.AREA, Kind.PAGES),
+        *(Kind.MAPFILE, Kind.AREA, Kind.PAGES, Kind.PRE_AREA, Kind.PRE_PAGES),
     }
 )
+# Before PROCESS in a migration's stream: PRE_AREA..., then PRE_PAGES... per round.
+PRECOPY = (Kind.PRE_AREA, Kind.PRE_PAGES)
 ORDER = (
     Kind.PROCESS,
     Kind.OPTIONS,
@@ -155,6 +162,7 @@ class AreaFlag(enum.IntFlag):
     # a private file mapping whose pages not stored are its file's (MAPFILE[area.mapfile]),
     # mapped from it on recovery; the pages written since it was mapped are stored
     REFERENCE = 0x200
+    PRECOPIED = 0x400  # the PRE_AREA of the same span keeps its pages; PAGES: the changed ones
 
 
 class ShimKind(enum.IntEnum):

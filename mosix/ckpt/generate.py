@@ -124,9 +124,11 @@ def doc_text() -> str:
         fmt.Kind.AREA: "`area` struct, then the name",
         fmt.Kind.PAGES: "`pages` struct, then `npages` x page",
         fmt.Kind.END: "`end` struct",
+        fmt.Kind.PRE_AREA: "`area` struct, then the name (migration streams only)",
+        fmt.Kind.PRE_PAGES: "`pages` struct, then `npages` x page (migration streams only)",
     }
     in_order = [k for k in fmt.ORDER if k is not fmt.Kind.END]
-    in_order += [fmt.Kind.PAGES, fmt.Kind.END]
+    in_order += [fmt.Kind.PAGES, fmt.Kind.END, *fmt.PRECOPY]
     for k in in_order:
         rep = "yes" if k in fmt.REPEATED else "once"
         out.append(f"| {int(k)} | {k.name} | {rep} | {docs[k]} |")

@@ -10,6 +10,9 @@ balance_interval = 1.0   # seconds between automatic balancing rounds (0: no bal
 fast_path = true         # dynamic programs away forward their calls from the preload shim
                          # over a direct channel (faster); false: through the copy's
                          # supervisor, as static programs do
+precopy_rounds = 8       # live migration: at most this many rounds of the pages a process
+                         # wrote while its memory was copied, before it is stopped for
+                         # the rest; 0: stopped for the whole copy
 lost_after = 30.0        # seconds a connection may go unanswered (a dead node, a cut
                          # network) before it is given up: a migrated process whose
                          # home and remote node are out of touch that long is lost
@@ -51,10 +54,13 @@ KEYS: dict[str, type | tuple[type, ...]] = {
     "lost_after": NUMBER,
     "balance_interval": NUMBER,
     "fast_path": bool,
+    "precopy_rounds": int,
     "map": str,
     "node": list,
 }
 DEFAULT_LOST_AFTER = 30.0
+DEFAULT_PRECOPY_ROUNDS = 8
+MAX_PRECOPY_ROUNDS = 64  # mosix-ckpt -P's limit
 MIN_LOST_AFTER = 1.0  # TCP needs a few retransmissions' time
 NODE_KEYS = {"number", "address", "name", "partition", "classes"}
 
@@ -74,6 +80,7 @@ class ClusterConfig:
     lost_after: float = DEFAULT_LOST_AFTER
     balance_interval: float = DEFAULT_BALANCE_INTERVAL  # 0: no automatic balancing
     fast_path: bool = True  # the shim's direct channel for migrated dynamic programs
+    precopy_rounds: int = DEFAULT_PRECOPY_ROUNDS  # 0: stop-and-copy migrations
 
     @property
     def me(self) -> Node:
@@ -113,6 +120,11 @@ def parse_cluster(body: Mapping[str, Any], own: int) -> ClusterConfig:
     fast_path = body.get("fast_path", True)
     if not isinstance(fast_path, bool):
         raise SettingsError("cluster.fast_path must be true or false")
+    rounds = body.get("precopy_rounds", DEFAULT_PRECOPY_ROUNDS)
+    if not is_int(rounds) or not 0 <= rounds <= MAX_PRECOPY_ROUNDS:
+        raise SettingsError(
+            f"cluster.precopy_rounds must be an integer from 0 to {MAX_PRECOPY_ROUNDS}"
+        )
     balance = body.get("balance_interval", DEFAULT_BALANCE_INTERVAL)
     if not is_number(balance) or not 0 <= balance < 86400:
         raise SettingsError(
@@ -146,6 +158,7 @@ def parse_cluster(body: Mapping[str, Any], own: int) -> ClusterConfig:
         lost_after=float(lost_after),
         balance_interval=float(balance),
         fast_path=fast_path,
+        precopy_rounds=rounds,
     )
 
 

@@ -220,7 +220,8 @@ class Migrations:
     async def _capture_and_hand_over(self, away: Away, img_fd: int) -> bool:
         try:
             deputy_argv = deputy.argv(self.socket_path, away.token)
-            proc = await capturer.start_migrate(img_fd, away.pid, deputy_argv)
+            rounds = self.cluster.config.precopy_rounds  # [cluster] precopy_rounds; 0: none
+            proc = await capturer.start_migrate(img_fd, away.pid, deputy_argv, rounds or None)
         finally:
             os.close(img_fd)
         try:
@@ -243,6 +244,9 @@ class Migrations:
             if status != CkptExit.OK:
                 self.by_token.pop(away.token, None)
                 raise MigrationError(await capture_error(proc, away.pid))
+            if rounds:
+                summary = await capturer.precopy_summary(proc)
+                log.info("process %d: pre-copy %s", away.pid, summary)
             return True
         except BaseException:
             for fd in (away.chan_fd, away.direct_fd):

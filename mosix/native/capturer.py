@@ -109,18 +109,26 @@ class ToFile:
 # ------------------------------------------------------------------ streamed
 
 
-def migrate_argv(fd: int, pid: int, deputy: Sequence[str] = ()) -> list[str]:
-    """``mosix-ckpt -f FD -a migrate [-D WORD]... PID``: the image streamed on FD, the
-    process held until told (:class:`CkptLine`); with ``deputy``, it then becomes it."""
+def migrate_argv(
+    fd: int, pid: int, deputy: Sequence[str] = (), precopy: int | None = None
+) -> list[str]:
+    """``mosix-ckpt -f FD -a migrate [-D WORD]... [-P ROUNDS -T] PID``: the image
+    streamed on FD, the process held until told (:class:`CkptLine`); with ``deputy``,
+    it then becomes it.  With ``precopy``, its memory goes first while it runs (the
+    receiver must be a restorer that takes the rounds), and the timings line at the
+    end (:func:`precopy_summary`) says how many rounds went."""
     words = [w for word in deputy for w in ("-D", word)]
-    return [native_path(PROGRAM), "-f", str(fd), "-a", "migrate", *words, str(pid)]
+    rounds = [] if precopy is None else ["-P", str(precopy), "-T"]
+    return [native_path(PROGRAM), "-f", str(fd), "-a", "migrate", *words, *rounds, str(pid)]
 
 
-async def start_migrate(fd: int, pid: int, deputy: Sequence[str] = ()) -> trio.Process:
+async def start_migrate(
+    fd: int, pid: int, deputy: Sequence[str] = (), precopy: int | None = None
+) -> trio.Process:
     """The capturer of :func:`migrate_argv`, its three pipes ours (end it with
     mosix.native.helper_process.close_process).  ``fd`` stays open here."""
     return await trio.lowlevel.open_process(
-        migrate_argv(fd, pid, deputy),
+        migrate_argv(fd, pid, deputy, precopy),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -167,6 +175,31 @@ async def stderr_line(proc: trio.Process) -> str:
     """The first line of what the capturer said on stderr ("": nothing)."""
     assert proc.stderr is not None
     return first_line(await proc.stderr.receive_some(4096))
+
+
+# -T's steps of the final hold, microseconds from its start: the image written, "captured"
+# said, "go" heard, the process handed to its deputy.
+HOLD_STEPS = ("image_us", "captured_us", "go_us", "handed_us")
+
+
+async def precopy_summary(proc: trio.Process) -> str:
+    """After a capturer with ``precopy`` ended well: "rounds=N pages=M ..." from its
+    timings line ("" if it said none): the rounds (the first included) and the pages
+    they sent; unreliable=1 when nothing could be kept (a child shared its pages); the
+    pages of the final image, the final pause and the longest pause of a round."""
+    assert proc.stderr is not None
+    text = (await proc.stderr.receive_some(65536)).decode(errors="replace")
+    for line in text.splitlines():
+        fields = dict(w.split("=", 1) for w in line.split() if "=" in w)
+        if "precopy_rounds" in fields:
+            return (
+                f"rounds={fields['precopy_rounds']} pages={fields.get('precopy_pages', '?')} "
+                f"unreliable={fields.get('precopy_unreliable', '?')} "
+                f"final_pages={fields.get('pages', '?')} pause_us={fields.get('pause_us', '?')} "
+                f"round_pause_us={fields.get('precopy_pause_us', '?')} "
+                + " ".join(f"{k}={fields.get(k, '?')}" for k in HOLD_STEPS)
+            )
+    return ""
 
 
 async def ended(proc: trio.Process) -> None:

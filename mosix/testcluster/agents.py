@@ -37,6 +37,7 @@ class ClusterSettings:
     balance_interval: float = 1.0  # 0: no automatic balancing
     fast_path: bool | None = None  # None: the agent's default (on)
     lost_after: float | None = None  # None: the agent's default
+    precopy_rounds: int | None = None  # None: the agent's default (live migration)
 
 
 def config_text(layout: Layout, k: int, nodes: int, cluster: ClusterSettings | None) -> str:
@@ -60,6 +61,8 @@ def config_text(layout: Layout, k: int, nodes: int, cluster: ClusterSettings | N
             lines.append(f"fast_path = {'true' if cluster.fast_path else 'false'}")
         if cluster.lost_after is not None:
             lines.append(f"lost_after = {cluster.lost_after}")
+        if cluster.precopy_rounds is not None:
+            lines.append(f"precopy_rounds = {cluster.precopy_rounds}")
         for j in range(1, nodes + 1):
             lines += [
                 "[[cluster.node]]",

@@ -1,0 +1,66 @@
+"""Live migration: the memory goes in rounds while the process runs, and arrives exact.
+
+``cprogs/dirtier.c`` writes its memory all the time (random words, pages of zeros,
+pages dropped with MADV_DONTNEED) and keeps a running checksum of what it wrote; moved
+from node 1 to node 2 while it writes, it sums its memory again there: the pages it
+wrote during the rounds must all have followed it.  The home agent's log says how
+many rounds went (``pre-copy rounds=N``): at least the first copy and one of the
+pages written meanwhile, and that the final image, made with the process held, carried
+only a small part of its memory.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+from collections.abc import Iterator
+
+import pytest
+from support.clusters import mosrun_at_home, moved, node_programs, where
+from support.waiting import wait_until
+
+from mosix.testcluster import LocalCluster
+
+
+@pytest.fixture(scope="module")
+def dirtier() -> Iterator[str]:
+    with node_programs("livemig", {"dirtier": ["-O2", "dirtier.c"]}) as directory:
+        yield str(directory / "dirtier")
+
+
+def test_memory_written_during_the_rounds_arrives_exact(
+    cluster3: LocalCluster, dirtier: str
+) -> None:
+    with mosrun_at_home(cluster3, ["-L", dirtier, "128"]) as proc:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "ready\n"
+        moved(cluster3, proc, "2")
+        assert where(cluster3, proc.pid) == "node2"
+        os.kill(proc.pid, signal.SIGUSR1)  # to the deputy, which passes it on
+        out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, (out, err)
+    assert out.startswith("done "), out
+    log = cluster3.agent_log(1).read_text()
+    found = re.findall(
+        rf"process {proc.pid}: pre-copy rounds=(\d+) pages=(\d+) unreliable=(\d) "
+        rf"final_pages=(\d+)",
+        log,
+    )
+    assert found, log[-2000:]
+    rounds, pages, unreliable, final = map(int, found[-1])
+    assert rounds >= 2 and pages >= 128 * 256 // 2, found  # the memory, then what it wrote
+    assert unreliable == 0 and final < 128 * 256 // 4, found  # the rest only, held
+
+
+def test_a_quiet_process_moves_live_too(cluster3: LocalCluster) -> None:
+    """A process that writes nothing while it moves: the rounds find nothing to send
+    after the first, and nothing made them unreliable (its copies are not taken for
+    children of its own)."""
+    with mosrun_at_home(cluster3, ["-L", "sleep", "30"]) as proc:
+        wait_until(lambda: where(cluster3, proc.pid) == "home", timeout=30)
+        moved(cluster3, proc, "2")
+        log = cluster3.agent_log(1).read_text()
+        found = re.findall(rf"process {proc.pid}: pre-copy rounds=(\d+) .*unreliable=(\d)", log)
+        proc.kill()
+    assert found and int(found[-1][0]) >= 1 and found[-1][1] == "0", log[-2000:]
