@@ -67,6 +67,8 @@ class PrivateAgent:
         self.config.write_text("[queue]\nslots = 4\n")
         self.env = dict(os.environ, MOSIX_RUN_DIR=str(self.run_dir), MOSIX_CONFIG=str(self.config))
         self.env.pop("MOSIX_INHERIT", None)
+        # the commands as a user runs them: with their modules' bytecode cached
+        self.env.pop("PYTHONDONTWRITEBYTECODE", None)
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -203,6 +205,8 @@ def run(rounds: int, base: Path, env: dict[str, str]) -> None:
     env["PATH"] = f"{BIN}:{env.get('PATH', '')}"
     best = {name: float("inf") for name, _ in cases}
     try:
+        for _, case in cases:  # a round not counted: bytecode written, caches warm
+            case()
         for _ in range(rounds):
             for name, case in cases:
                 best[name] = min(best[name], case())
