@@ -44,6 +44,17 @@ def help_only(tool: str, options: tuple[str, ...], wrapped: bool) -> None:
     raise SystemExit(0)
 
 
+def leave(status: int) -> NoReturn:
+    """Exit once the output is out, without the interpreter's teardown of its modules
+    (as long as importing the protocol took): nothing is left open to close."""
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except OSError:
+        status = status or EXIT_USAGE
+    os._exit(status)
+
+
 def mosrun() -> NoReturn:
     help_only("mosrun", MOSRUN_HELP, wrapped=False)
     from mosix.cli import mosrun_main
@@ -75,7 +86,7 @@ def migrate() -> None:
         sys.stderr.write("migrate: interrupted\n")
         raise SystemExit(EXIT_USAGE) from None
     if status is not None:
-        raise SystemExit(status)
+        leave(status)
     from mosix.tools import migrate as tool
 
     tool.main()
