@@ -113,3 +113,34 @@ def test_migrate_pid_checkpoint_without_typer(agent: Agent, agent_base: Path) ->
         "migrate: 1: process 1 does not run under mosrun"
     ]
     assert "typer" not in modules
+
+
+def test_importing_the_protocol_builds_no_message() -> None:
+    """The messages become dataclasses when used: a command pays for those it sends."""
+    code = (
+        "import mosix.protocol as p\n"
+        "def built():  # the classes built so far\n"
+        "    found = p.MESSAGES.values()\n"
+        "    return sorted(c.OP for c in found if '__dataclass_fields__' in c.__dict__)\n"
+        "print(built())\n"
+        "p.encode_message(p.Done(count=1))\n"
+        "print(built())\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.splitlines() == ["[]", "['done']"], result.stderr
+
+
+def test_every_message_is_a_frozen_dataclass_once_asked() -> None:
+    from dataclasses import FrozenInstanceError, fields, is_dataclass
+
+    from mosix import protocol
+
+    for cls in protocol.MESSAGES.values():
+        assert is_dataclass(cls) and cls.__dataclass_params__.frozen, cls
+        names = [f.name for f in fields(cls)]
+        assert "OP" not in names and len(set(names)) == len(names)
+    done = protocol.Done(count=2)
+    assert done == protocol.Done(count=2) and hash(done) == hash(protocol.Done(count=2))
+    with pytest.raises(FrozenInstanceError):
+        done.count = 3  # type: ignore[misc]
+    assert protocol.decode_message(protocol.encode_message(done)[4:]) == done
