@@ -12,7 +12,6 @@ import os
 import select
 import socket
 import struct
-import subprocess
 import sys
 from collections.abc import Sequence
 from typing import TypeVar
@@ -156,6 +155,8 @@ def try_connect(paths: AgentPaths) -> AgentClient | None:
 
 def start_agent(paths: AgentPaths) -> None:
     """Start a detached agent on ``paths`` and wait until its socket is ready."""
+    import subprocess  # only to start an agent: a client of a running one starts without
+
     from mosix.sysinfo.proc_info import under_discipline
 
     if under_discipline():

@@ -13,7 +13,6 @@ from mosix.arguments import HELP_OPTION
 from mosix.exits import EXIT_USAGE, Failure
 from mosix.mosrun import launch
 from mosix.mosrun.command import fail, run_mosrun
-from mosix.sysinfo.proc_info import under_discipline
 
 
 def mosrun_main() -> NoReturn:
@@ -41,6 +40,8 @@ def native_main() -> NoReturn:
         fail("native", "no program given", EXIT_USAGE)
     if argv[0].startswith("-"):
         fail("native", f"{argv[0]}: unknown option (native takes no options)", EXIT_USAGE)
+    from mosix.sysinfo.proc_info import under_discipline
+
     try:
         if under_discipline():
             from mosix.mosrun.native_client import run_via_agent

@@ -24,9 +24,10 @@ import typer
 
 from mosix import native_names, protocol
 from mosix.ckpt import generate as ckpt_generate
+from mosix.cli import NATIVE_SYNOPSIS
 from mosix.codegen import COMMAND, c_banner
 from mosix.discipline import generate as discipline_generate
-from mosix.tools import manpages
+from mosix.tools import help_pages, manpages
 
 NAMES_HEADER = "csrc/generated/mosix_names.h"
 EXIT_STALE, EXIT_USAGE = 1, 2
@@ -86,6 +87,7 @@ def outputs() -> dict[str, str]:
         **ckpt_generate.outputs(),
         NAMES_HEADER: names_header_text(),
         **manpages.outputs(typer_tools()),
+        help_pages.MODULE: help_pages.module_text(NATIVE_SYNOPSIS, typer_tools()),
     }
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import io
 import operator
 import struct
+import threading
 import types
 import typing
 from collections.abc import Callable
@@ -42,8 +43,39 @@ class ProtocolError(Exception):
     """A frame or message that does not follow this schema."""
 
 
-@dataclass(frozen=True)
-class Message:
+class _Lazy(type):
+    """The messages' metaclass: each message class becomes its frozen dataclass when it
+    is first used (built, or its fields asked for), not at import.  Building all of
+    them (some 50) was most of the time a command took to import this module; a
+    command uses two or three."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        if cls in _UNBUILT:
+            _build(cls)
+        return super().__call__(*args, **kwargs)
+
+    def __getattr__(cls, name: str) -> Any:
+        if cls in _UNBUILT and name in _BUILT_ATTRIBUTES:
+            _build(cls)
+            return getattr(cls, name)
+        raise AttributeError(f"type object '{cls.__name__}' has no attribute '{name}'")
+
+
+_UNBUILT: set[type] = set()
+_BUILT_ATTRIBUTES = frozenset(["__dataclass_fields__", "__dataclass_params__", "__match_args__"])
+_BUILDING = threading.Lock()
+
+
+def _build(cls: type) -> None:
+    with _BUILDING:
+        if cls in _UNBUILT:
+            dataclass(frozen=True)(cls)
+            _UNBUILT.discard(cls)
+
+
+class Message(metaclass=_Lazy):
+    """A message: a frozen dataclass (once used) registered under its OP by @message."""
+
     OP: ClassVar[str] = ""
 
     def to_wire(self) -> dict[str, Any]:
@@ -55,11 +87,13 @@ class Message:
 MESSAGES: dict[str, type[Message]] = {}
 
 
+@typing.dataclass_transform(frozen_default=True)
 def message(cls: type[T]) -> type[T]:
-    """Register a message class under its OP."""
+    """Register a message class under its OP; it becomes a frozen dataclass on first use."""
     if cls.OP in MESSAGES:
         raise RuntimeError(f"two messages named {cls.OP}")
     MESSAGES[cls.OP] = cls
+    _UNBUILT.add(cls)
     return cls
 
 
@@ -126,14 +160,12 @@ class NodeFacts:
 
 
 @message
-@dataclass(frozen=True)
 class Done(Message):
     OP: ClassVar[str] = "done"
     count: int = 0
 
 
 @message
-@dataclass(frozen=True)
 class Refused(Message):
     """A request that was refused or failed; ``error`` is one line for the user."""
 
@@ -142,7 +174,6 @@ class Refused(Message):
 
 
 @message
-@dataclass(frozen=True)
 class Processes(Message):
     OP: ClassVar[str] = "processes"
     processes: list[ProcessInfo] = field(default_factory=list)
@@ -150,7 +181,6 @@ class Processes(Message):
 
 
 @message
-@dataclass(frozen=True)
 class QueueListing(Message):
     OP: ClassVar[str] = "queue-listing"
     entries: list[QueueEntry] = field(default_factory=list)
@@ -159,14 +189,12 @@ class QueueListing(Message):
 
 
 @message
-@dataclass(frozen=True)
 class Status(Message):
     OP: ClassVar[str] = "status"
     facts: NodeFacts | None = None
 
 
 @message
-@dataclass(frozen=True)
 class Queued(Message):
     """Enqueue accepted; the connection stays open until Go or Abort."""
 
@@ -175,7 +203,6 @@ class Queued(Message):
 
 
 @message
-@dataclass(frozen=True)
 class Go(Message):
     """A queued job may start now."""
 
@@ -185,7 +212,6 @@ class Go(Message):
 
 
 @message
-@dataclass(frozen=True)
 class Abort(Message):
     """A queued -q job must not run: the queue aborted it or the agent stopped."""
 
@@ -195,7 +221,6 @@ class Abort(Message):
 
 
 @message
-@dataclass(frozen=True)
 class Started(Message):
     """native: the program was started with this pid."""
 
@@ -204,7 +229,6 @@ class Started(Message):
 
 
 @message
-@dataclass(frozen=True)
 class Exited(Message):
     """native: the program ended: its exit code, or -signal when a signal killed it."""
 
@@ -213,7 +237,6 @@ class Exited(Message):
 
 
 @message
-@dataclass(frozen=True)
 class Checkpointed(Message):
     """A checkpoint was taken: written to ``path`` (absolute), its ``number``.
 
@@ -232,7 +255,6 @@ class Checkpointed(Message):
 
 
 @message
-@dataclass(frozen=True)
 class Register(Message):
     """A mosrun about to become its program registers it."""
 
@@ -254,7 +276,6 @@ class Register(Message):
 
 
 @message
-@dataclass(frozen=True)
 class Checkpoint(Message):
     """Take a checkpoint of ``pid`` now: ``migrate PID checkpoint|chkstop|chkexit``
     (origin "manual"), or the program's own request through the guard (origin
@@ -267,7 +288,6 @@ class Checkpoint(Message):
 
 
 @message
-@dataclass(frozen=True)
 class CheckpointSettings(Message):
     """A program changes its own -C, -N or -A (MOSIX's /proc/self/checkpointfile,
     checkpointlimit, checkpointinterval).  None leaves a setting as it is."""
@@ -280,7 +300,6 @@ class CheckpointSettings(Message):
 
 
 @message
-@dataclass(frozen=True)
 class Enqueue(Message):
     """A queued mosrun asks for its turn; keeps the connection open meanwhile.
 
@@ -300,7 +319,6 @@ class Enqueue(Message):
 
 
 @message
-@dataclass(frozen=True)
 class Release(Message):
     """A queue ticket of this connection is done with: withdrawn before it ran, or
     its line of -S ended.  No reply (a -S runner sends many while Go frames arrive)."""
@@ -310,7 +328,6 @@ class Release(Message):
 
 
 @message
-@dataclass(frozen=True)
 class ListProcesses(Message):
     OP: ClassVar[str] = "list-processes"
     all_users: bool = False
@@ -319,7 +336,6 @@ class ListProcesses(Message):
 
 
 @message
-@dataclass(frozen=True)
 class ListQueue(Message):
     OP: ClassVar[str] = "list-queue"
     all_users: bool = False
@@ -327,7 +343,6 @@ class ListQueue(Message):
 
 
 @message
-@dataclass(frozen=True)
 class QueueAction(Message):
     """mosq run | abort | cngpri | advance | retard, on a pid or (job=True) a job ID."""
 
@@ -339,7 +354,6 @@ class QueueAction(Message):
 
 
 @message
-@dataclass(frozen=True)
 class GetStatus(Message):
     OP: ClassVar[str] = "get-status"
 
@@ -361,7 +375,6 @@ NODE_VERBS = (
 
 
 @message
-@dataclass(frozen=True)
 class NodeControl(Message):
     """Control socket (root): one of NODE_VERBS; answered by Done (count: processes sent
     away or brought home) or Refused."""
@@ -372,7 +385,6 @@ class NodeControl(Message):
 
 
 @message
-@dataclass(frozen=True)
 class StartNative(Message):
     """native: start ``argv`` outside the discipline with the caller's fds 0-2.
 
@@ -386,7 +398,6 @@ class StartNative(Message):
 
 
 @message
-@dataclass(frozen=True)
 class StartBatch(Message):
     """mosrun -E/-M: run ``argv`` as a batch job on the node ``placement`` names.
 
@@ -408,7 +419,6 @@ class StartBatch(Message):
 
 
 @message
-@dataclass(frozen=True)
 class BatchHere(Message):
     """The answer to StartBatch on a node without a cluster (the embedded one-node
     default): this node is the only one, so the job runs here, and mosrun runs it
@@ -418,7 +428,6 @@ class BatchHere(Message):
 
 
 @message
-@dataclass(frozen=True)
 class BatchOffer(Message):
     """Home agent to the chosen node's agent: start a batch job for user ``uid``.
 
@@ -439,7 +448,6 @@ class BatchOffer(Message):
 
 
 @message
-@dataclass(frozen=True)
 class BatchData(Message):
     """Bytes of a batch job's standard stream ``fd`` (0, 1 or 2); empty: its end."""
 
@@ -449,7 +457,6 @@ class BatchData(Message):
 
 
 @message
-@dataclass(frozen=True)
 class BatchSignal(Message):
     """A signal for a batch job (relayed by its mosrun)."""
 
@@ -458,13 +465,11 @@ class BatchSignal(Message):
 
 
 @message
-@dataclass(frozen=True)
 class Shutdown(Message):
     OP: ClassVar[str] = "shutdown"
 
 
 @message
-@dataclass(frozen=True)
 class GuardHello(Message):
     """A guard (csrc/mosix_guard.c) announces itself before its program starts, with
     the filter's listener attached (SCM_RIGHTS): ``root`` is the program's pid,
@@ -487,7 +492,6 @@ class GuardHello(Message):
 
 
 @message
-@dataclass(frozen=True)
 class PeerHello(Message):
     """The connecting agent: who it is, whom it wants, its nonce (hex)."""
 
@@ -499,7 +503,6 @@ class PeerHello(Message):
 
 
 @message
-@dataclass(frozen=True)
 class PeerChallenge(Message):
     """The accepting agent's nonce (hex); it proves itself only after the caller did."""
 
@@ -509,7 +512,6 @@ class PeerChallenge(Message):
 
 
 @message
-@dataclass(frozen=True)
 class PeerProof(Message):
     """The connecting agent's MAC (hex) over both nonces and both node numbers."""
 
@@ -518,7 +520,6 @@ class PeerProof(Message):
 
 
 @message
-@dataclass(frozen=True)
 class PeerWelcome(Message):
     """The accepting agent's MAC (hex): both sides are now authenticated."""
 
@@ -527,7 +528,6 @@ class PeerWelcome(Message):
 
 
 @message
-@dataclass(frozen=True)
 class LoadVector(Message):
     """One node's load report, sent to every other node every load_interval."""
 
@@ -564,7 +564,6 @@ class NodeLoad:
 
 
 @message
-@dataclass(frozen=True)
 class ListNodes(Message):
     """Control socket: the nodes of the cluster and their loads."""
 
@@ -572,7 +571,6 @@ class ListNodes(Message):
 
 
 @message
-@dataclass(frozen=True)
 class Nodes(Message):
     OP: ClassVar[str] = "nodes"
     nodes: list[NodeLoad] = field(default_factory=list)
@@ -584,7 +582,6 @@ class Nodes(Message):
 
 
 @message
-@dataclass(frozen=True)
 class MigrateOffer(Message):
     """Home to target: take process ``pid`` (its home is node ``home``)?
 
@@ -608,14 +605,12 @@ class MigrateOffer(Message):
 
 
 @message
-@dataclass(frozen=True)
 class MigrateAccept(Message):
     OP: ClassVar[str] = "migrate-accept"
     token: str = ""
 
 
 @message
-@dataclass(frozen=True)
 class MigrateImage(Message):
     """First message of the connection that then carries the image's bytes."""
 
@@ -624,7 +619,6 @@ class MigrateImage(Message):
 
 
 @message
-@dataclass(frozen=True)
 class MigrateChannel(Message):
     """First message of the connection that becomes the forwarding channel, or
     (``direct``) the direct channel between the copy's shim and the deputy."""
@@ -635,7 +629,6 @@ class MigrateChannel(Message):
 
 
 @message
-@dataclass(frozen=True)
 class MigrateResult(Message):
     """The target restored the process (``remote_pid`` there), or ``error``."""
 
@@ -646,7 +639,6 @@ class MigrateResult(Message):
 
 
 @message
-@dataclass(frozen=True)
 class BringHome(Message):
     """Home to where the copy runs: capture it and send its image back on this
     connection (a RemoteEvent 'sending' precedes the bytes), then wait for
@@ -657,7 +649,6 @@ class BringHome(Message):
 
 
 @message
-@dataclass(frozen=True)
 class MigrateFinish(Message):
     """Home to the old place of a copy: the image was restored (``ok``): end the
     copy there; else let it run on."""
@@ -668,7 +659,6 @@ class MigrateFinish(Message):
 
 
 @message
-@dataclass(frozen=True)
 class MigrateCheckpoint(Message):
     """Home to where the copy runs: capture the copy for a checkpoint and let it
     run on.  The copy is held quiet (no forwarded call in flight, none taken),
@@ -683,7 +673,6 @@ class MigrateCheckpoint(Message):
 
 
 @message
-@dataclass(frozen=True)
 class ProgramCheckpoint(Message):
     """Where the copy runs to its home, on the offer connection: the copy made
     MOSIX's checkpoint call (mosix_checkpoint.h).  ``call``: 1 take one now (as
@@ -699,7 +688,6 @@ class ProgramCheckpoint(Message):
 
 
 @message
-@dataclass(frozen=True)
 class ProgramCheckpointAnswer(Message):
     """Home's answer to ProgramCheckpoint: ``result`` 0, or a negative errno for the call."""
 
@@ -709,7 +697,6 @@ class ProgramCheckpointAnswer(Message):
 
 
 @message
-@dataclass(frozen=True)
 class RemoteEvent(Message):
     """Where the copy runs to its home: ``event`` is 'home' (it asked to come
     home: fork, exec...), 'exit' (it ended: ``status``), 'lost' (its channel
@@ -723,7 +710,6 @@ class RemoteEvent(Message):
 
 
 @message
-@dataclass(frozen=True)
 class Migrate(Message):
     """A user's request (the migrate tool): move ``pid`` to ``target``: 'home',
     'out' (anywhere but home) or a node (number, address or host name)."""
@@ -737,7 +723,6 @@ class Migrate(Message):
 
 
 @message
-@dataclass(frozen=True)
 class DeputyHello(Message):
     """The deputy of migration ``token`` is ready: send it its channel."""
 
@@ -747,7 +732,6 @@ class DeputyHello(Message):
 
 
 @message
-@dataclass(frozen=True)
 class DeputyLost(Message):
     """The deputy's channel broke."""
 
@@ -756,7 +740,6 @@ class DeputyLost(Message):
 
 
 @message
-@dataclass(frozen=True)
 class DeputyStop(Message):
     """The deputy's copy was stopped by SIGSTOP: the agent stops the deputy the same
     way (the discipline sends SIGSTOP as SIGTSTP, so the deputy cannot do it itself)."""
@@ -766,7 +749,6 @@ class DeputyStop(Message):
 
 
 @message
-@dataclass(frozen=True)
 class DeputyChannel(Message):
     """To the deputy, with a descriptor (SCM_RIGHTS): its channel."""
 
@@ -774,7 +756,6 @@ class DeputyChannel(Message):
 
 
 @message
-@dataclass(frozen=True)
 class DeputyHome(Message):
     """To the deputy, with a descriptor: the image to restore in place."""
 
@@ -782,7 +763,6 @@ class DeputyHome(Message):
 
 
 @message
-@dataclass(frozen=True)
 class DeputyEnd(Message):
     """To the deputy: end (SIGKILL), with ``error`` on the program's stderr."""
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-import tempfile
 from collections.abc import Mapping
 from ipaddress import IPv4Address
 
@@ -93,6 +92,8 @@ GATE_ENV = native_names.START_GATE_ENV
 
 def make_gate() -> str:
     """A FIFO for the program to wait at while the agent places it (see preload_shim.c)."""
+    import tempfile  # only a placement elsewhere needs it: mosrun starts without
+
     directory = tempfile.mkdtemp(prefix="mosix-gate-")
     path = os.path.join(directory, "gate")
     os.mkfifo(path, 0o600)

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import os
 import struct
-import subprocess
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from mosix.exits import EXIT_USAGE, Failure
 from mosix.native import native_path
 from mosix.native_names import Program
+
+if TYPE_CHECKING:
+    import subprocess
 
 LAUNCHER = Program.LAUNCHER
 SHIM = Program.SHIM
@@ -125,6 +127,8 @@ def spawn_native(
     """The node agent starts ``argv`` outside the discipline as the caller: ``mosix-exec``
     in mode n, which enters the caller's directory and sets its umask and limits as
     the caller, then executes the program (126/127 and their line are its own)."""
+    import subprocess  # the agent's: mosrun, which execs the launcher, starts without it
+
     launcher = native_path(LAUNCHER)
     words: list[str | bytes] = [launcher, "-m", NO_DISCIPLINE, "-p", "native"]
     words += ["-c", str(caller.directory), "-k", f"{caller.umask:o}"]

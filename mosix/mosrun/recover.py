@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import os
 import resource
-import tempfile
 from collections.abc import Callable, Mapping
 from typing import NoReturn
 
@@ -73,6 +72,8 @@ def _open_at_offset(path: str, f: OpenFile, create: bool, option: str) -> int:
 
 def _recreate_unlinked(head: ImageHead, f: OpenFile) -> int:
     """An unlinked file: a new file with the saved contents, opened as before, unlinked."""
+    import tempfile  # only for an image with unlinked files: -R starts without it
+
     directory = os.path.dirname(f.path)
     if not os.path.isdir(directory):
         directory = tempfile.gettempdir()

@@ -11,21 +11,11 @@ from typing import Annotated
 
 import typer
 
-from mosix.display import shown
-from mosix.exits import Failure
-from mosix.protocol import (
-    CHECKPOINT_ACTIONS,
-    Checkpoint,
-    Checkpointed,
-    Done,
-    ListProcesses,
-    Migrate,
-    Processes,
-)
+from mosix.protocol import CHECKPOINT_ACTIONS, ListProcesses, Processes
 from mosix.tools.common import app, ask_listing, fail, job_id, run
+from mosix.tools.migrate_requests import checkpoint, move
 
 ACTIONS = ("home", "out", "freeze", "continue", "checkpoint", "chkstop", "chkexit")
-CHECKPOINT_TIMEOUT = 3600.0  # writing a big image takes as long as the disk needs
 
 cli = app(
     "migrate",
@@ -37,54 +27,6 @@ cli = app(
 def job_pids(job: int) -> list[int]:
     listing = ask_listing("migrate", ListProcesses(all_users=True, job=job), Processes)
     return sorted(p.pid for part in listing for p in part.processes)
-
-
-MIGRATE_TIMEOUT = 3600.0  # a big image over a slow link
-
-
-def say(message: str) -> None:
-    """One line on stderr; words from the agent or a user are shown escaped."""
-    typer.echo(shown(message), err=True)
-
-
-def move(pid: int, target: str) -> bool:
-    """Ask the agent to move the process; False (and one line) when it stays."""
-    from mosix.agent_client import connect
-
-    try:
-        with connect(autostart=True) as client:
-            client.send(Migrate(pid=pid, target=target))
-            reply = client.receive(timeout=MIGRATE_TIMEOUT)
-    except Failure as e:
-        say(f"migrate: {pid}: {e.message}")
-        return False
-    if isinstance(reply, Done):
-        return True
-    error = getattr(reply, "error", None) or "the node agent did not answer"
-    say(f"migrate: {pid}: {error}")
-    return False
-
-
-def checkpoint(pid: int, action: str) -> bool:
-    """Ask the agent for one checkpoint; report it; False when it failed."""
-    from mosix.agent_client import connect
-
-    try:
-        with connect(autostart=True) as client:
-            client.send(Checkpoint(pid=pid, action=action, origin="manual"))
-            reply = client.receive(timeout=CHECKPOINT_TIMEOUT)
-    except Failure as e:
-        say(f"migrate: {pid}: {e.message}")
-        return False
-    if isinstance(reply, Checkpointed):
-        if reply.failed:
-            say(f"migrate: {pid}: not checkpointed: {reply.failed} ({shown(reply.path)})")
-            return False
-        typer.echo(f"{pid}: checkpoint {reply.number} written to {shown(reply.path)}")
-        return True
-    error = getattr(reply, "error", None) or "the node agent did not answer"
-    say(f"migrate: {pid}: {error}")
-    return False
 
 
 @cli.command()
