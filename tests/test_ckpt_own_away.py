@@ -75,8 +75,9 @@ def test_own_checkpoint_away_is_taken_there_and_recovers_at_home(
     cluster3.node_path(1, gate).touch()
     said = prog.line()
     assert said == "checkpoint 0", prog.finish()
-    assert where(cluster3, prog.pid) == "node2"  # taken there: it did not come home
     lines, stderr, status = prog.finish()
+    # taken there: it did not come home for it (it may end there before mosps could look)
+    assert f"process {prog.pid} came home" not in cluster3.agent_log(1).read_text()
     assert (lines[-1], status, stderr) == ("done", STATUS, "")
     assert cluster3.node_path(1, out).read_bytes() == expected
 
