@@ -7,12 +7,16 @@ threading script), each started at node 1 under ``mosrun -L``, paused with its
 threads alive (its main thread blocked reading the home stdin), moved to node 2,
 node 3 and home with ``migrate``, then let go: its output must be byte-identical
 to a native run, with the same exit status.  Also: ``-rnode2`` starts a threaded
-program away, a checkpoint taken away holds every thread, and ``exit_group``
-from a thread other than the main one ends the process at home with its status.
+program away, a checkpoint taken away holds every thread, ``exit_group`` from a
+thread other than the main one ends the process at home with its status, a fork
+from such a thread brings the process home first, and a signal sent to the home
+pid ends a threaded process away.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -62,6 +66,48 @@ int main(void)
 }
 """
 
+FORK_FROM_THREAD = r"""
+/* Main pauses forever; a second thread reads the home stdin, forks (away: the
+ * process comes home first), waits for its child (status 5) and ends the
+ * process with status 4. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static void *run(void *arg)
+{
+    (void)arg;
+    char c;
+    if (read(0, &c, 1) != 1)
+        return NULL;
+    pid_t child = fork();
+    if (child == 0) {
+        printf("child of a thread\n");
+        fflush(stdout);
+        _exit(5);
+    }
+    int status = 0;
+    if (child < 0 || waitpid(child, &status, 0) != child)
+        exit(1);
+    printf("thread saw %d\n", WEXITSTATUS(status));
+    fflush(stdout);
+    exit(4);
+}
+
+int main(void)
+{
+    pthread_t t;
+    printf("paused\n");
+    fflush(stdout);
+    if (pthread_create(&t, NULL, run, NULL) != 0)
+        return 1;
+    for (;;)
+        pause();
+}
+"""
+
 
 @pytest.fixture(scope="module")
 def cluster(namespaces: None) -> Iterator[LocalCluster]:
@@ -77,9 +123,12 @@ def cluster(namespaces: None) -> Iterator[LocalCluster]:
 def programs() -> Iterator[dict[str, list[str]]]:
     source = Path("/var/tmp") / f"mosix-exit-thread-{__name__}.c"
     source.write_text(EXIT_FROM_THREAD)
+    forker = Path("/var/tmp") / f"mosix-fork-thread-{__name__}.c"
+    forker.write_text(FORK_FROM_THREAD)
     builds = {
         "pthreads": ["-O2", "-pthread", "thread_ckpt.c"],
         "exit_thread": ["-O2", "-pthread", str(source)],
+        "fork_thread": ["-O2", "-pthread", str(forker)],
     }
     try:
         with node_programs("threadsaway", builds) as directory:
@@ -89,9 +138,11 @@ def programs() -> Iterator[dict[str, list[str]]]:
                 "pthreads": [str(directory / "pthreads")],
                 "python": [sys.executable, "-P", str(directory / "threads.py")],
                 "exit_thread": [str(directory / "exit_thread")],
+                "fork_thread": [str(directory / "fork_thread")],
             }
     finally:
         source.unlink(missing_ok=True)
+        forker.unlink(missing_ok=True)
 
 
 def native(cluster: LocalCluster, argv: list[str]) -> subprocess.CompletedProcess[str]:
@@ -223,3 +274,37 @@ def test_a_checkpoint_taken_away_holds_every_thread(
         reference.stdout.removeprefix("paused\n"),
         3,
     ), recovered.stderr
+
+
+def test_fork_from_a_thread_away_comes_home_first(
+    cluster: LocalCluster, programs: dict[str, list[str]]
+) -> None:
+    argv = programs["fork_thread"]
+    reference = native(cluster, argv)
+    assert reference.returncode == 4, reference.stderr
+    proc = paused(cluster, ["-L", *argv])
+    try:
+        moved(cluster, proc, "2")
+        settled_at(cluster, proc.pid, "node2")
+        out, err = proc.communicate("x", timeout=TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert ("paused\n" + out, proc.returncode) == (reference.stdout, 4), err
+
+
+def test_a_signal_to_the_home_pid_ends_a_threaded_process_away(
+    cluster: LocalCluster, programs: dict[str, list[str]]
+) -> None:
+    proc = paused(cluster, ["-L", *programs["fork_thread"]])
+    try:
+        moved(cluster, proc, "2")
+        settled_at(cluster, proc.pid, "node2")
+        os.kill(proc.pid, signal.SIGTERM)
+        out, err = proc.communicate(timeout=TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert (out, err, proc.returncode) == ("", "", -signal.SIGTERM)
