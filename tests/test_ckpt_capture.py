@@ -796,22 +796,29 @@ def test_a_second_thread_is_captured(progs: dict[str, Path], tmp_path: Path, kin
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_threads_refused_for_a_migration_before_anything_is_created(
+def test_a_threaded_migration_not_confirmed_lets_every_thread_go_on(
     progs: dict[str, Path], tmp_path: Path, kind: str
 ) -> None:
-    """Migration of a threaded process is not built yet (status 6, one line, no file)."""
+    """A migration's capture streams every thread; without the agent's "go" (its
+    stdin ends) the process goes on here, each thread where it was (status 4)."""
     with start([str(progs[kind]), "threads"]) as t:
-        r = capture(t.pid, "-o", str(tmp_path / "ckpt.3"), "-a", "migrate")
-        assert r.returncode == 6
-        assert (
-            r.stderr
-            == (
-                f"mosix-ckpt: process {t.pid}: 2 threads: not yet "
-                "(a multi-threaded process cannot migrate)\n"
-            ).encode()
+        r = subprocess.run(
+            [str(CKPT), "-o", str(tmp_path / "ckpt.3"), "-a", "migrate", str(t.pid)],
+            input=b"",
+            capture_output=True,
+            timeout=TIMEOUT,
         )
-        assert list(tmp_path.iterdir()) == []
-        assert t.alive() and t.state() in "RS" and t.children() == []
+        assert (r.returncode, r.stderr) == (4, b"")
+        assert r.stdout == b"captured\n"
+        assert read_image((tmp_path / "ckpt.3").read_bytes()).process["threads"] == 2
+        tasks = sorted(os.listdir(f"/proc/{t.pid}/task"))
+        assert len(tasks) == 2
+        for tid in tasks:  # none left stopped, none with the injections' registers
+            stat_text = Path(f"/proc/{t.pid}/task/{tid}/stat").read_text()
+            assert stat_text.rsplit(")", 1)[1].split()[0] in "RS"
+        assert t.alive() and t.children() == []
+        os.kill(t.pid, signal.SIGTERM)
+        assert t.proc.wait(timeout=TIMEOUT) == -signal.SIGTERM
 
 
 def test_set_id_refused(progs: dict[str, Path], tmp_path: Path) -> None:

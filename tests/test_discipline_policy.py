@@ -122,8 +122,8 @@ GO_THREAD_FLAGS = 0x50F00  # Go's runtime: VM FS FILES SIGHAND SYSVSEM THREAD
 @pytest.mark.parametrize(
     ("args", "outcome"),
     [
-        ((PTHREAD_CREATE_FLAGS, 0x7F00_0000_1000, 0, 0, 0, 0), Outcome.PIN),
-        ((GO_THREAD_FLAGS, 0x7F00_0000_1000, 0, 0, 0, 0), Outcome.PIN),
+        ((PTHREAD_CREATE_FLAGS, 0x7F00_0000_1000, 0, 0, 0, 0), Outcome.ALLOW),
+        ((GO_THREAD_FLAGS, 0x7F00_0000_1000, 0, 0, 0, 0), Outcome.ALLOW),
         ((0x1200011, 0, 0, 0, 0, 0), Outcome.ALLOW),  # glibc's fork
         ((0x4111, 0x7F00_0000_1000, 0, 0, 0, 0), Outcome.ALLOW),  # posix_spawn
         ((PTHREAD_CREATE_FLAGS | 0x10000000, 1, 0, 0, 0, 0), Outcome.UNSUPPORTED),  # NEWUSER
@@ -131,7 +131,7 @@ GO_THREAD_FLAGS = 0x50F00  # Go's runtime: VM FS FILES SIGHAND SYSVSEM THREAD
         ((0x100 | 17, 0x7F00_0000_1000, 0, 0, 0, 0), Outcome.UNSUPPORTED),  # CLONE_VM alone
     ],
 )
-def test_threads_are_pinned_and_other_sharing_is_not_supported(
+def test_threads_are_carried_and_other_sharing_is_not_supported(
     args: tuple[int, ...], outcome: Outcome
 ) -> None:
     assert BY_NAME["clone"].decision.outcome(args)[0] is outcome

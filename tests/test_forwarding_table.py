@@ -197,7 +197,7 @@ def _expected_action(name: str, args: tuple[int, ...], fast: bool = False) -> in
     where = placement(name, args)
     if where is Placement.LOCAL:
         return bpf.RET_ALLOW
-    if fast and where is Placement.HOME:
+    if fast and where is Placement.HOME and name not in forward_filter.SUPERVISOR_ONLY:
         return bpf.RET_TRAP | forward_filter.FWD_TRAP_MAGIC
     return bpf.RET_USER_NOTIF
 
@@ -223,6 +223,17 @@ def test_the_filter_does_what_the_tables_say(name: str, fast: bool) -> None:
     for args in _samples(name):
         got = bpf.run(program, nr, args, ip=ELSEWHERE)
         assert got == _expected_action(name, args, fast), (name, args)
+
+
+def test_the_calls_naming_threads_go_to_the_supervisor_in_the_fast_variant() -> None:
+    """glibc's pthread_kill makes getpid and tgkill with every signal blocked: a trap
+    there would kill the process (SIGSYS), so they go to mosix-remote, which knows
+    the copy's threads; the other calls served at home trap to the shim."""
+    for name in sorted(forward_filter.SUPERVISOR_ONLY):
+        got = bpf.run(FAST_PROGRAM, BY_NAME[name].nr, (4321, 4322, 10, 0, 0, 0), ip=ELSEWHERE)
+        assert got == bpf.RET_USER_NOTIF, name
+    write = bpf.run(FAST_PROGRAM, BY_NAME["write"].nr, (1, 0, 1, 0, 0, 0), ip=ELSEWHERE)
+    assert write == bpf.RET_TRAP | forward_filter.FWD_TRAP_MAGIC
 
 
 @pytest.mark.parametrize("program", [PROGRAM, FAST_PROGRAM], ids=["notify", "fast"])
@@ -257,17 +268,20 @@ def test_unsupported_calls_go_to_the_supervisor_and_kernel_refusals_stay(
 def test_a_pinned_call_away_goes_to_the_supervisor_which_brings_the_process_home(
     program: bpf.Program,
 ) -> None:
-    """What pins a process at home (threads, locks, shared maps, a NUMA policy) is never
-    made on a remote node: the supervisor asks to come home (remote_discipline.c), and
-    the call is made again at home."""
+    """What pins a process at home (locks, shared maps, a NUMA policy) is never made on
+    a remote node: the supervisor asks to come home (remote_discipline.c), and the call
+    is made again at home.  A thread is made where the process runs (it moves with it)."""
     pinned = [s for s in SYSCALLS if s.decision.policy is Policy.PINNED]
     assert {"mlock", "mbind", "shmat"} <= {s.name for s in pinned}
     for s in pinned:
         assert FORWARDING[s.name].spec.placement is Placement.BRING_HOME, s.name
         assert bpf.run(program, s.nr, ip=ELSEWHERE) == bpf.RET_USER_NOTIF, s.name
     thread = (0x3D0F00, 0x7F00_0000_1000, 0, 0, 0, 0)  # glibc's pthread_create
-    assert bpf.run(program, BY_NAME["clone"].nr, thread, ip=ELSEWHERE) == bpf.RET_USER_NOTIF
-    assert placement("clone", thread) is Placement.BRING_HOME
+    assert bpf.run(program, BY_NAME["clone"].nr, thread, ip=ELSEWHERE) == bpf.RET_ALLOW
+    assert placement("clone", thread) is Placement.LOCAL
+    fork = (0x1200011, 0, 0, 0, 0, 0)  # glibc's fork: home first
+    assert bpf.run(program, BY_NAME["clone"].nr, fork, ip=ELSEWHERE) == bpf.RET_USER_NOTIF
+    assert placement("clone", fork) is Placement.BRING_HOME
 
 
 def test_filter_entry_checks() -> None:

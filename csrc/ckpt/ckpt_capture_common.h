@@ -63,7 +63,6 @@ _Noreturn void ck_refuse(const char *fmt, ...) __attribute__((format(printf, 1, 
  * cleanup as for a failure (nothing left under the output's name), exit 6. */
 _Noreturn void ck_not_yet(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* More than one thread, for a migration: ck_not_yet (before anything is created). */
-void ck_refuse_threads(int procfd, pid_t pid);
 /* A one-line warning on stderr (the run goes on). */
 void ck_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -456,6 +455,9 @@ void ck_threads_read(struct ck_threads *ts, struct ck_tracee *main, int procfd, 
 void ck_threads_find_tid(struct ck_threads *ts, pid_t pid, uint64_t main_fs, int memfd);
 /* Resume every thread (registers put back, held signals sent again); 0 or -1. */
 int ck_threads_release(struct ck_threads *ts);
+/* End every stopped thread (exit, injected), the main one excepted: the
+ * process is handed over to its deputy.  0 or -1 (ck_why). */
+int ck_threads_end(struct ck_threads *ts);
 /* THREAD and SIGNAL records (copyfd/copymem: the frozen copy, for the vDSO). */
 void ck_threads_write(struct ck_image *im, struct ck_threads *ts, int copyfd, int copymem);
 

@@ -58,16 +58,6 @@ void ck_precheck_process(int procfd)
     }
 }
 
-void ck_refuse_threads(int procfd, pid_t pid)
-{
-    int threads = ck_count_threads(procfd);
-    if (threads < 0)
-        ck_fail_errno("/proc/%d/task", (int)pid);
-    if (threads > 1)
-        ck_not_yet("process %d: %d threads: not yet (a multi-threaded process cannot migrate)",
-                   (int)pid, threads);
-}
-
 int ck_count_threads(int procfd)
 {
     int fd = openat(procfd, "task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);

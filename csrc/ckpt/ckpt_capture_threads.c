@@ -202,6 +202,28 @@ int ck_threads_release(struct ck_threads *ts)
     return rc;
 }
 
+/* Each stopped thread makes exit(0) (the main one stays, stopped): the
+ * process has one thread left, which can execute the deputy (an execve would
+ * kill traced threads and wait until their tracer reaps them).  A thread that
+ * ended by itself meanwhile counts as ended.  0 or -1 (ck_why). */
+int ck_threads_end(struct ck_threads *ts)
+{
+    const uint64_t args[6] = {0, 0, 0, 0, 0, 0};
+    for (int i = 0; i < ts->n; i++) {
+        struct ck_tracee *t = &ts->th[i].t;
+        if (t->dead)
+            continue;
+        int64_t ret = 0;
+        if (ck_inject(t, SYS_exit, args, &ret) == 0) { /* exit came back: it did not end */
+            ck_set_why("thread %d: exit returned %lld", t->pid, (long long)ret);
+            return -1;
+        }
+        if (!t->dead)
+            return -1; /* ck_why */
+    }
+    return 0;
+}
+
 /* ------------------------------------------------------------ glibc's tid */
 
 /* Up to MAX_TCB_TID_OFFSET bytes from fs_base (its mapping may end sooner). */
@@ -220,7 +242,11 @@ static size_t tcb_bytes(int memfd, uint64_t fs_base, unsigned char *buf)
     return got;
 }
 
-/* Does every thread's control block hold its own id at off? */
+#define PID_MAX_LIMIT 4194304 /* the kernel's ceiling for pid_max */
+
+/* Does every thread's control block hold its own id at off?  The main
+ * thread's may hold another id instead: a copy away keeps its home pid there
+ * (the restorer leaves the main thread's as the image has it). */
 static int holds_ids_at(const struct ck_threads *ts, uint32_t off, pid_t pid,
                         unsigned char *const *tcb, const size_t *len)
 {
@@ -229,6 +255,8 @@ static int holds_ids_at(const struct ck_threads *ts, uint32_t off, pid_t pid,
         if (!tcb[i] || off + 4 > len[i])
             return 0;
         memcpy(&have, tcb[i] + off, 4);
+        if (i == 0 && ts->n && have != want && have > 0 && have <= PID_MAX_LIMIT)
+            continue; /* a pid: its home's, if the others agree */
         if (have != want)
             return 0;
     }

@@ -494,8 +494,6 @@ static uint64_t first_pause(struct ck_frozen *fz, uint64_t *created_ns, int keep
     P.held_at = t0;
     if (ck_interrupt(&R.parent) < 0)
         ck_fail("%s", ck_why);
-    if (keep_held)
-        ck_refuse_threads(R.procfd, R.pid); /* stopped now: no thread comes after this */
     if (check_syscall_insn() < 0)
         ck_fail("%s", ck_why);
     uint64_t t1 = ck_now_us();
@@ -706,6 +704,8 @@ static int hand_over(const struct options *o)
     line[n] = '\0';
     P.go_us = ck_now_us() - P.held_at;
     if (strcmp(line, MOSIX_CKPT_LINE_GO) != 0) {
+        if (ck_threads_release(&R.threads) < 0)
+            ck_warn("the threads of process %d could not all be resumed", R.pid);
         if (ck_release(&R.parent) < 0 && !R.parent.dead)
             ck_fail("%s", ck_why);
         return CK_EXIT_ABANDONED;
@@ -718,6 +718,8 @@ static int hand_over(const struct options *o)
         R.parent.dead = 1;
         return CK_EXIT_OK;
     }
+    if (ck_threads_end(&R.threads) < 0)
+        ck_fail("the threads of process %d could not be ended: %s", R.pid, ck_why);
     if (ck_handoff_deputy(&R.parent, R.procfd, R.memfd, o->deputy, o->ndeputy) < 0)
         ck_fail("%s", ck_why); /* cleanup lets it continue here */
     if (ck_release(&R.parent) < 0 && !R.parent.dead)
@@ -831,8 +833,6 @@ int main(int argc, char **argv)
     R.procfd = open_proc(o.pid);
     ck_read_owner(R.procfd, R.pid, &R.owner); /* before anything is created */
     ck_reference_owner = &R.owner;
-    if (migrating)
-        ck_refuse_threads(R.procfd, R.pid); /* the same */
     R.threads.th = calloc(MOSIX_CKPT_MAX_THREADS - 1, sizeof(*R.threads.th));
     R.threads.sig = calloc(MOSIX_CKPT_MAX_SIGNALS, sizeof(*R.threads.sig));
     if (!R.threads.th || !R.threads.sig)

@@ -143,6 +143,7 @@ static const struct fwd_case fwd_cases[] = {
     /* shmctl IPC_SET */ {1, {{1, 0xfffffeff, 0x1}}, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_CONST, 0, 1, 112}}}},
     /* shmctl IPC_STAT */ {1, {{1, 0xfffffeff, 0x2}}, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 112}}}},
     /* clone checkpointer's copy */ {2, {{0, 0xffffffffffffffff, 0x0}, {1, 0xffffffffffffffff, 0x0}}, {FWD_PLACE_LOCAL, 0, 0, {}}},
+    /* clone a thread */ {1, {{0, 0x7e030900, 0x10900}}, {FWD_PLACE_LOCAL, 0, 0, {}}},
     /* wait4 __WCLONE: checkpointer's copy */ {1, {{2, 0x80000000, 0x80000000}}, {FWD_PLACE_LOCAL, 0, 0, {}}},
     /* semctl IPC_RMID */ {1, {{2, 0xfffffeff, 0x0}}, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}},
     /* semctl IPC_SET */ {1, {{2, 0xfffffeff, 0x1}}, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_CONST, 0, 1, 104}}}},
@@ -254,332 +255,332 @@ static const struct fwd_syscall fwd_syscalls[FWD_TABLE_SIZE] = {
     [53] = {1, 60, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 8}}}}, /* socketpair */
     [54] = {1, 60, 0, {FWD_PLACE_HOME, 5, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_ARG, 4, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* setsockopt */
     [55] = {1, 60, 0, {FWD_PLACE_HOME, 5, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, 0, FWD_SIZE_LENPTR, 4, 1, 0}, {FWD_KIND_INOUT, 0, FWD_SIZE_CONST, 0, 1, 4}}}}, /* getsockopt */
-    [56] = {1, 60, 1, {FWD_PLACE_BRING_HOME, 0, 0, {}}}, /* clone */
-    [57] = {1, 61, 0, {FWD_PLACE_BRING_HOME, 0, 0, {}}}, /* fork */
-    [58] = {1, 61, 0, {FWD_PLACE_BRING_HOME, 0, 0, {}}}, /* vfork */
-    [59] = {1, 61, 0, {FWD_PLACE_BRING_HOME, 0, 0, {}}}, /* execve */
-    [60] = {1, 61, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* exit */
-    [61] = {1, 61, 1, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 4}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 144}}}}, /* wait4 */
-    [62] = {1, 62, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* kill */
-    [63] = {1, 62, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 390}}}}, /* uname */
-    [64] = {1, 62, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* semget */
-    [65] = {1, 62, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_ARG, 2, 6, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* semop */
-    [66] = {1, 62, 8, {FWD_PLACE_UNFORWARDABLE, 0, 38, {}}}, /* semctl */
-    [67] = {1, 70, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* shmdt */
-    [68] = {1, 70, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* msgget */
-    [69] = {1, 70, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_ARG, 2, 1, 8}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* msgsnd */
-    [70] = {1, 70, 0, {FWD_PLACE_HOME, 5, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, 0, FWD_SIZE_ARG, 2, 1, 8}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* msgrcv */
-    [71] = {1, 70, 3, {FWD_PLACE_UNFORWARDABLE, 0, 38, {}}}, /* msgctl */
-    [72] = {1, 73, 12, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* fcntl */
-    [73] = {1, 85, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* flock */
-    [74] = {1, 85, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* fsync */
-    [75] = {1, 85, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* fdatasync */
-    [76] = {1, 85, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* truncate */
-    [77] = {1, 85, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* ftruncate */
-    [78] = {1, 85, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, FWD_F_RET_SIZED | FWD_F_CLAMP, FWD_SIZE_ARG, 2, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* getdents */
-    [79] = {1, 85, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_OUT, FWD_F_RET_SIZED, FWD_SIZE_ARG, 1, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* getcwd */
-    [80] = {1, 85, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* chdir */
-    [81] = {1, 85, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* fchdir */
-    [82] = {1, 85, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* rename */
-    [83] = {1, 85, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* mkdir */
-    [84] = {1, 85, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* rmdir */
-    [85] = {1, 85, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* creat */
-    [86] = {1, 85, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* link */
-    [87] = {1, 85, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* unlink */
-    [88] = {1, 85, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* symlink */
-    [89] = {1, 85, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, FWD_F_RET_SIZED, FWD_SIZE_ARG, 2, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* readlink */
-    [90] = {1, 85, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* chmod */
-    [91] = {1, 85, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* fchmod */
-    [92] = {1, 85, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* chown */
-    [93] = {1, 85, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* fchown */
-    [94] = {1, 85, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* lchown */
-    [95] = {1, 85, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* umask */
-    [96] = {1, 85, 0, {FWD_PLACE_TIME, 2, 0, {{FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 16}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 8}}}}, /* gettimeofday */
-    [97] = {1, 85, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 16}}}}, /* getrlimit */
-    [98] = {1, 85, 1, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* getrusage */
-    [99] = {1, 86, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 112}}}}, /* sysinfo */
-    [100] = {1, 86, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 32}}}}, /* times */
-    [101] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* ptrace */
-    [102] = {1, 86, 0, {FWD_PLACE_HOME, 0, 0, {}}}, /* getuid */
-    [103] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* syslog */
-    [104] = {1, 86, 0, {FWD_PLACE_HOME, 0, 0, {}}}, /* getgid */
-    [105] = {1, 86, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* setuid */
-    [106] = {1, 86, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* setgid */
-    [107] = {1, 86, 0, {FWD_PLACE_HOME, 0, 0, {}}}, /* geteuid */
-    [108] = {1, 86, 0, {FWD_PLACE_HOME, 0, 0, {}}}, /* getegid */
-    [109] = {1, 86, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* setpgid */
-    [110] = {1, 86, 0, {FWD_PLACE_HOME, 0, 0, {}}}, /* getppid */
-    [111] = {1, 86, 0, {FWD_PLACE_HOME, 0, 0, {}}}, /* getpgrp */
-    [112] = {1, 86, 0, {FWD_PLACE_HOME, 0, 0, {}}}, /* setsid */
-    [113] = {1, 86, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* setreuid */
-    [114] = {1, 86, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* setregid */
-    [115] = {1, 86, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, FWD_F_RET_SIZED, FWD_SIZE_ARG, 0, 4, 0}}}}, /* getgroups */
-    [116] = {1, 86, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_ARG, 0, 4, 0}}}}, /* setgroups */
-    [117] = {1, 86, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* setresuid */
-    [118] = {1, 86, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 4}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 4}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 4}}}}, /* getresuid */
-    [119] = {1, 86, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* setresgid */
-    [120] = {1, 86, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 4}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 4}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 4}}}}, /* getresgid */
-    [121] = {1, 86, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* getpgid */
-    [122] = {1, 86, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* setfsuid */
-    [123] = {1, 86, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* setfsgid */
-    [124] = {1, 86, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* getsid */
-    [125] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* capget */
-    [126] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* capset */
-    [127] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* rt_sigpending */
-    [128] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* rt_sigtimedwait */
-    [129] = {1, 86, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_CONST, 0, 1, 128}}}}, /* rt_sigqueueinfo */
-    [130] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* rt_sigsuspend */
-    [131] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* sigaltstack */
-    [132] = {1, 86, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_CONST, 0, 1, 16}}}}, /* utime */
-    [133] = {1, 86, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* mknod */
-    [134] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* uselib */
-    [135] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* personality */
-    [136] = {1, 86, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 32}}}}, /* ustat */
-    [137] = {1, 86, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 120}}}}, /* statfs */
-    [138] = {1, 86, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 120}}}}, /* fstatfs */
-    [139] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* sysfs */
-    [140] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* getpriority */
-    [141] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* setpriority */
-    [142] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* sched_setparam */
-    [143] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* sched_getparam */
-    [144] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* sched_setscheduler */
-    [145] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* sched_getscheduler */
-    [146] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* sched_get_priority_max */
-    [147] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* sched_get_priority_min */
-    [148] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* sched_rr_get_interval */
-    [149] = {1, 86, 0, {FWD_PLACE_BRING_HOME, 0, 0, {}}}, /* mlock */
-    [150] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* munlock */
-    [151] = {1, 86, 0, {FWD_PLACE_BRING_HOME, 0, 0, {}}}, /* mlockall */
-    [152] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* munlockall */
-    [153] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* vhangup */
-    [154] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* modify_ldt */
-    [155] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* pivot_root */
-    [156] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* _sysctl */
-    [157] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* prctl */
-    [158] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* arch_prctl */
-    [159] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* adjtimex */
-    [160] = {1, 86, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_CONST, 0, 1, 16}}}}, /* setrlimit */
-    [161] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* chroot */
-    [162] = {1, 86, 0, {FWD_PLACE_HOME, 0, 0, {}}}, /* sync */
-    [163] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* acct */
-    [164] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* settimeofday */
-    [165] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* mount */
-    [166] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* umount2 */
-    [167] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* swapon */
-    [168] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* swapoff */
-    [169] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* reboot */
-    [170] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* sethostname */
-    [171] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* setdomainname */
-    [172] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* iopl */
-    [173] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* ioperm */
-    [174] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* create_module */
-    [175] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* init_module */
-    [176] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* delete_module */
-    [177] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* get_kernel_syms */
-    [178] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* query_module */
-    [179] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* quotactl */
-    [180] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* nfsservctl */
-    [181] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* getpmsg */
-    [182] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* putpmsg */
-    [183] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* afs_syscall */
-    [184] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* tuxcall */
-    [185] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* security */
-    [186] = {1, 86, 0, {FWD_PLACE_HOME, 0, 0, {}}}, /* gettid */
-    [187] = {1, 86, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* readahead */
-    [188] = {1, 86, 0, {FWD_PLACE_HOME, 5, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_ARG, 3, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* setxattr */
-    [189] = {1, 86, 0, {FWD_PLACE_HOME, 5, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_ARG, 3, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* lsetxattr */
-    [190] = {1, 86, 0, {FWD_PLACE_HOME, 5, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_ARG, 3, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* fsetxattr */
-    [191] = {1, 86, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, FWD_F_RET_SIZED, FWD_SIZE_ARG, 3, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* getxattr */
-    [192] = {1, 86, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, FWD_F_RET_SIZED, FWD_SIZE_ARG, 3, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* lgetxattr */
-    [193] = {1, 86, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, FWD_F_RET_SIZED, FWD_SIZE_ARG, 3, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* fgetxattr */
-    [194] = {1, 86, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, FWD_F_RET_SIZED, FWD_SIZE_ARG, 2, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* listxattr */
-    [195] = {1, 86, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, FWD_F_RET_SIZED, FWD_SIZE_ARG, 2, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* llistxattr */
-    [196] = {1, 86, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, FWD_F_RET_SIZED, FWD_SIZE_ARG, 2, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* flistxattr */
-    [197] = {1, 86, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* removexattr */
-    [198] = {1, 86, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* lremovexattr */
-    [199] = {1, 86, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* fremovexattr */
-    [200] = {1, 86, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* tkill */
-    [201] = {1, 86, 0, {FWD_PLACE_TIME, 1, 0, {{FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 8}}}}, /* time */
-    [202] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* futex */
-    [203] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* sched_setaffinity */
-    [204] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* sched_getaffinity */
-    [205] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* set_thread_area */
-    [206] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* io_setup */
-    [207] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* io_destroy */
-    [208] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* io_getevents */
-    [209] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* io_submit */
-    [210] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* io_cancel */
-    [211] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* get_thread_area */
-    [212] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* lookup_dcookie */
-    [213] = {1, 86, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* epoll_create */
-    [214] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* epoll_ctl_old */
-    [215] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* epoll_wait_old */
-    [216] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* remap_file_pages */
-    [217] = {1, 86, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, FWD_F_RET_SIZED | FWD_F_CLAMP, FWD_SIZE_ARG, 2, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* getdents64 */
-    [218] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* set_tid_address */
-    [219] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* restart_syscall */
-    [220] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* semtimedop */
-    [221] = {1, 86, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* fadvise64 */
-    [222] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* timer_create */
-    [223] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* timer_settime */
-    [224] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* timer_gettime */
-    [225] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* timer_getoverrun */
-    [226] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* timer_delete */
-    [227] = {1, 86, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* clock_settime */
-    [228] = {1, 86, 9, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* clock_gettime */
-    [229] = {1, 95, 9, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* clock_getres */
-    [230] = {1, 104, 9, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* clock_nanosleep */
-    [231] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* exit_group */
-    [232] = {1, 113, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, FWD_F_RET_SIZED, FWD_SIZE_ARG, 2, 12, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* epoll_wait */
-    [233] = {1, 113, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_CONST, 0, 1, 12}}}}, /* epoll_ctl */
-    [234] = {1, 113, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* tgkill */
-    [235] = {1, 113, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_CONST, 0, 1, 32}}}}, /* utimes */
-    [236] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* vserver */
-    [237] = {1, 113, 0, {FWD_PLACE_BRING_HOME, 0, 0, {}}}, /* mbind */
-    [238] = {1, 113, 0, {FWD_PLACE_BRING_HOME, 0, 0, {}}}, /* set_mempolicy */
-    [239] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* get_mempolicy */
-    [240] = {1, 113, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_CONST, 0, 1, 64}}}}, /* mq_open */
-    [241] = {1, 113, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* mq_unlink */
-    [242] = {1, 113, 0, {FWD_PLACE_HOME, 5, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_ARG, 2, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_CONST, 0, 1, 16}}}}, /* mq_timedsend */
-    [243] = {1, 113, 0, {FWD_PLACE_HOME, 5, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, FWD_F_RET_SIZED, FWD_SIZE_ARG, 2, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 4}, {FWD_KIND_IN, 0, FWD_SIZE_CONST, 0, 1, 16}}}}, /* mq_timedreceive */
-    [244] = {1, 113, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_CONST, 0, 1, 64}}}}, /* mq_notify */
-    [245] = {1, 113, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_CONST, 0, 1, 64}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 64}}}}, /* mq_getsetattr */
-    [246] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* kexec_load */
-    [247] = {1, 113, 0, {FWD_PLACE_HOME, 5, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 128}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 144}}}}, /* waitid */
-    [248] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* add_key */
-    [249] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* request_key */
-    [250] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* keyctl */
-    [251] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* ioprio_set */
-    [252] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* ioprio_get */
-    [253] = {1, 113, 0, {FWD_PLACE_HOME, 0, 0, {}}}, /* inotify_init */
-    [254] = {1, 113, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* inotify_add_watch */
-    [255] = {1, 113, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* inotify_rm_watch */
-    [256] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* migrate_pages */
-    [257] = {1, 113, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* openat */
-    [258] = {1, 113, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* mkdirat */
-    [259] = {1, 113, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* mknodat */
-    [260] = {1, 113, 0, {FWD_PLACE_HOME, 5, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* fchownat */
-    [261] = {1, 113, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_CONST, 0, 1, 32}}}}, /* futimesat */
-    [262] = {1, 113, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 144}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* newfstatat */
-    [263] = {1, 113, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* unlinkat */
-    [264] = {1, 113, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* renameat */
-    [265] = {1, 113, 0, {FWD_PLACE_HOME, 5, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* linkat */
-    [266] = {1, 113, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* symlinkat */
-    [267] = {1, 113, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, FWD_F_RET_SIZED, FWD_SIZE_ARG, 3, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* readlinkat */
-    [268] = {1, 113, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* fchmodat */
-    [269] = {1, 113, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* faccessat */
-    [270] = {1, 113, 0, {FWD_PLACE_HOME, 6, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_INOUT, 0, FWD_SIZE_FDSET, 0, 1, 0}, {FWD_KIND_INOUT, 0, FWD_SIZE_FDSET, 0, 1, 0}, {FWD_KIND_INOUT, 0, FWD_SIZE_FDSET, 0, 1, 0}, {FWD_KIND_INOUT, 0, FWD_SIZE_CONST, 0, 1, 16}, {FWD_KIND_DROP, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* pselect6 */
-    [271] = {1, 113, 0, {FWD_PLACE_HOME, 5, 0, {{FWD_KIND_INOUT, 0, FWD_SIZE_ARG, 1, 8, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_INOUT, 0, FWD_SIZE_CONST, 0, 1, 16}, {FWD_KIND_DROP, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* ppoll */
-    [272] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* unshare */
-    [273] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* set_robust_list */
-    [274] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* get_robust_list */
-    [275] = {1, 113, 0, {FWD_PLACE_HOME, 6, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_INOUT, 0, FWD_SIZE_CONST, 0, 1, 8}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_INOUT, 0, FWD_SIZE_CONST, 0, 1, 8}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* splice */
-    [276] = {1, 113, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* tee */
-    [277] = {1, 113, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* sync_file_range */
-    [278] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* vmsplice */
-    [279] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* move_pages */
-    [280] = {1, 113, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_CONST, 0, 1, 32}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* utimensat */
-    [281] = {1, 113, 0, {FWD_PLACE_HOME, 6, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, FWD_F_RET_SIZED, FWD_SIZE_ARG, 2, 12, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_DROP, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* epoll_pwait */
-    [282] = {1, 113, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_ARG, 2, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* signalfd */
-    [283] = {1, 113, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* timerfd_create */
-    [284] = {1, 113, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* eventfd */
-    [285] = {1, 113, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* fallocate */
-    [286] = {1, 113, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_CONST, 0, 1, 32}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 32}}}}, /* timerfd_settime */
-    [287] = {1, 113, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 32}}}}, /* timerfd_gettime */
-    [288] = {1, 113, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, 0, FWD_SIZE_LENPTR, 2, 1, 0}, {FWD_KIND_INOUT, 0, FWD_SIZE_CONST, 0, 1, 4}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* accept4 */
-    [289] = {1, 113, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_ARG, 2, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* signalfd4 */
-    [290] = {1, 113, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* eventfd2 */
-    [291] = {1, 113, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* epoll_create1 */
-    [292] = {1, 113, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* dup3 */
-    [293] = {1, 113, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 8}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* pipe2 */
-    [294] = {1, 113, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* inotify_init1 */
-    [295] = {1, 113, 0, {FWD_PLACE_HOME, 5, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IOV_OUT, FWD_F_RET_SIZED | FWD_F_CLAMP, FWD_SIZE_ARG, 2, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* preadv */
-    [296] = {1, 113, 0, {FWD_PLACE_HOME, 5, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IOV_IN, FWD_F_CLAMP, FWD_SIZE_ARG, 2, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* pwritev */
-    [297] = {1, 113, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_CONST, 0, 1, 128}}}}, /* rt_tgsigqueueinfo */
-    [298] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* perf_event_open */
-    [299] = {1, 113, 0, {FWD_PLACE_SPLIT, 0, 0, {}}}, /* recvmmsg */
-    [300] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* fanotify_init */
-    [301] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* fanotify_mark */
-    [302] = {1, 113, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_CONST, 0, 1, 16}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 16}}}}, /* prlimit64 */
-    [303] = {1, 113, 0, {FWD_PLACE_UNFORWARDABLE, 0, 38, {}}}, /* name_to_handle_at */
-    [304] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* open_by_handle_at */
-    [305] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* clock_adjtime */
-    [306] = {1, 113, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* syncfs */
-    [307] = {1, 113, 0, {FWD_PLACE_SPLIT, 0, 0, {}}}, /* sendmmsg */
-    [308] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* setns */
-    [309] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* getcpu */
-    [310] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* process_vm_readv */
-    [311] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* process_vm_writev */
-    [312] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* kcmp */
-    [313] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* finit_module */
-    [314] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* sched_setattr */
-    [315] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* sched_getattr */
-    [316] = {1, 113, 0, {FWD_PLACE_HOME, 5, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* renameat2 */
-    [317] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* seccomp */
-    [318] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* getrandom */
-    [319] = {1, 113, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* memfd_create */
-    [320] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* kexec_file_load */
-    [321] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* bpf */
-    [322] = {1, 113, 0, {FWD_PLACE_BRING_HOME, 0, 0, {}}}, /* execveat */
-    [323] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* userfaultfd */
-    [324] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* membarrier */
-    [325] = {1, 113, 0, {FWD_PLACE_BRING_HOME, 0, 0, {}}}, /* mlock2 */
-    [326] = {1, 113, 0, {FWD_PLACE_HOME, 6, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_INOUT, 0, FWD_SIZE_CONST, 0, 1, 8}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_INOUT, 0, FWD_SIZE_CONST, 0, 1, 8}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* copy_file_range */
-    [327] = {1, 113, 0, {FWD_PLACE_HOME, 6, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IOV_OUT, FWD_F_RET_SIZED | FWD_F_CLAMP, FWD_SIZE_ARG, 2, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* preadv2 */
-    [328] = {1, 113, 0, {FWD_PLACE_HOME, 6, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IOV_IN, FWD_F_CLAMP, FWD_SIZE_ARG, 2, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* pwritev2 */
-    [329] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* pkey_mprotect */
-    [330] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* pkey_alloc */
-    [331] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* pkey_free */
-    [332] = {1, 113, 0, {FWD_PLACE_HOME, 5, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 256}}}}, /* statx */
-    [333] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* io_pgetevents */
-    [334] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* rseq */
-    [335] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* uretprobe */
-    [424] = {1, 113, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_CONST, 0, 1, 128}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* pidfd_send_signal */
-    [425] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* io_uring_setup */
-    [426] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* io_uring_enter */
-    [427] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* io_uring_register */
-    [428] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* open_tree */
-    [429] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* move_mount */
-    [430] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* fsopen */
-    [431] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* fsconfig */
-    [432] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* fsmount */
-    [433] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* fspick */
-    [434] = {1, 113, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* pidfd_open */
-    [435] = {1, 113, 0, {FWD_PLACE_BRING_HOME, 0, 0, {}}}, /* clone3 */
-    [436] = {1, 113, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* close_range */
-    [437] = {1, 113, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_ARG, 3, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* openat2 */
-    [438] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* pidfd_getfd */
-    [439] = {1, 113, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* faccessat2 */
-    [440] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* process_madvise */
-    [441] = {1, 113, 0, {FWD_PLACE_HOME, 6, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, FWD_F_RET_SIZED, FWD_SIZE_ARG, 2, 12, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_CONST, 0, 1, 16}, {FWD_KIND_DROP, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* epoll_pwait2 */
-    [442] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* mount_setattr */
-    [443] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* quotactl_fd */
-    [444] = {1, 113, 0, {FWD_PLACE_UNFORWARDABLE, 0, 38, {}}}, /* landlock_create_ruleset */
-    [445] = {1, 113, 0, {FWD_PLACE_UNFORWARDABLE, 0, 38, {}}}, /* landlock_add_rule */
-    [446] = {1, 113, 0, {FWD_PLACE_UNFORWARDABLE, 0, 38, {}}}, /* landlock_restrict_self */
-    [447] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* memfd_secret */
-    [448] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* process_mrelease */
-    [449] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* futex_waitv */
-    [450] = {1, 113, 0, {FWD_PLACE_BRING_HOME, 0, 0, {}}}, /* set_mempolicy_home_node */
-    [451] = {1, 113, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_CONST, 0, 1, 16}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 40}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* cachestat */
-    [452] = {1, 113, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* fchmodat2 */
-    [453] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* map_shadow_stack */
-    [454] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* futex_wake */
-    [455] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* futex_wait */
-    [456] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* futex_requeue */
-    [457] = {1, 113, 0, {FWD_PLACE_UNFORWARDABLE, 0, 38, {}}}, /* statmount */
-    [458] = {1, 113, 0, {FWD_PLACE_UNFORWARDABLE, 0, 38, {}}}, /* listmount */
-    [459] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* lsm_get_self_attr */
-    [460] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* lsm_set_self_attr */
-    [461] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* lsm_list_modules */
-    [462] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* mseal */
-    [463] = {1, 113, 0, {FWD_PLACE_UNFORWARDABLE, 0, 38, {}}}, /* setxattrat */
-    [464] = {1, 113, 0, {FWD_PLACE_UNFORWARDABLE, 0, 38, {}}}, /* getxattrat */
-    [465] = {1, 113, 0, {FWD_PLACE_HOME, 5, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, FWD_F_RET_SIZED, FWD_SIZE_ARG, 4, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* listxattrat */
-    [466] = {1, 113, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* removexattrat */
-    [467] = {1, 113, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* open_tree_attr */
-    [468] = {1, 113, 0, {FWD_PLACE_HOME, 5, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, 0, FWD_SIZE_ARG, 3, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* file_getattr */
-    [469] = {1, 113, 0, {FWD_PLACE_HOME, 5, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_ARG, 3, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* file_setattr */
+    [56] = {1, 60, 2, {FWD_PLACE_BRING_HOME, 0, 0, {}}}, /* clone */
+    [57] = {1, 62, 0, {FWD_PLACE_BRING_HOME, 0, 0, {}}}, /* fork */
+    [58] = {1, 62, 0, {FWD_PLACE_BRING_HOME, 0, 0, {}}}, /* vfork */
+    [59] = {1, 62, 0, {FWD_PLACE_BRING_HOME, 0, 0, {}}}, /* execve */
+    [60] = {1, 62, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* exit */
+    [61] = {1, 62, 1, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 4}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 144}}}}, /* wait4 */
+    [62] = {1, 63, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* kill */
+    [63] = {1, 63, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 390}}}}, /* uname */
+    [64] = {1, 63, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* semget */
+    [65] = {1, 63, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_ARG, 2, 6, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* semop */
+    [66] = {1, 63, 8, {FWD_PLACE_UNFORWARDABLE, 0, 38, {}}}, /* semctl */
+    [67] = {1, 71, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* shmdt */
+    [68] = {1, 71, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* msgget */
+    [69] = {1, 71, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_ARG, 2, 1, 8}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* msgsnd */
+    [70] = {1, 71, 0, {FWD_PLACE_HOME, 5, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, 0, FWD_SIZE_ARG, 2, 1, 8}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* msgrcv */
+    [71] = {1, 71, 3, {FWD_PLACE_UNFORWARDABLE, 0, 38, {}}}, /* msgctl */
+    [72] = {1, 74, 12, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* fcntl */
+    [73] = {1, 86, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* flock */
+    [74] = {1, 86, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* fsync */
+    [75] = {1, 86, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* fdatasync */
+    [76] = {1, 86, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* truncate */
+    [77] = {1, 86, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* ftruncate */
+    [78] = {1, 86, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, FWD_F_RET_SIZED | FWD_F_CLAMP, FWD_SIZE_ARG, 2, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* getdents */
+    [79] = {1, 86, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_OUT, FWD_F_RET_SIZED, FWD_SIZE_ARG, 1, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* getcwd */
+    [80] = {1, 86, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* chdir */
+    [81] = {1, 86, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* fchdir */
+    [82] = {1, 86, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* rename */
+    [83] = {1, 86, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* mkdir */
+    [84] = {1, 86, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* rmdir */
+    [85] = {1, 86, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* creat */
+    [86] = {1, 86, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* link */
+    [87] = {1, 86, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* unlink */
+    [88] = {1, 86, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* symlink */
+    [89] = {1, 86, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, FWD_F_RET_SIZED, FWD_SIZE_ARG, 2, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* readlink */
+    [90] = {1, 86, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* chmod */
+    [91] = {1, 86, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* fchmod */
+    [92] = {1, 86, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* chown */
+    [93] = {1, 86, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* fchown */
+    [94] = {1, 86, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* lchown */
+    [95] = {1, 86, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* umask */
+    [96] = {1, 86, 0, {FWD_PLACE_TIME, 2, 0, {{FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 16}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 8}}}}, /* gettimeofday */
+    [97] = {1, 86, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 16}}}}, /* getrlimit */
+    [98] = {1, 86, 1, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* getrusage */
+    [99] = {1, 87, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 112}}}}, /* sysinfo */
+    [100] = {1, 87, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 32}}}}, /* times */
+    [101] = {1, 87, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* ptrace */
+    [102] = {1, 87, 0, {FWD_PLACE_HOME, 0, 0, {}}}, /* getuid */
+    [103] = {1, 87, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* syslog */
+    [104] = {1, 87, 0, {FWD_PLACE_HOME, 0, 0, {}}}, /* getgid */
+    [105] = {1, 87, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* setuid */
+    [106] = {1, 87, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* setgid */
+    [107] = {1, 87, 0, {FWD_PLACE_HOME, 0, 0, {}}}, /* geteuid */
+    [108] = {1, 87, 0, {FWD_PLACE_HOME, 0, 0, {}}}, /* getegid */
+    [109] = {1, 87, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* setpgid */
+    [110] = {1, 87, 0, {FWD_PLACE_HOME, 0, 0, {}}}, /* getppid */
+    [111] = {1, 87, 0, {FWD_PLACE_HOME, 0, 0, {}}}, /* getpgrp */
+    [112] = {1, 87, 0, {FWD_PLACE_HOME, 0, 0, {}}}, /* setsid */
+    [113] = {1, 87, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* setreuid */
+    [114] = {1, 87, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* setregid */
+    [115] = {1, 87, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, FWD_F_RET_SIZED, FWD_SIZE_ARG, 0, 4, 0}}}}, /* getgroups */
+    [116] = {1, 87, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_ARG, 0, 4, 0}}}}, /* setgroups */
+    [117] = {1, 87, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* setresuid */
+    [118] = {1, 87, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 4}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 4}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 4}}}}, /* getresuid */
+    [119] = {1, 87, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* setresgid */
+    [120] = {1, 87, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 4}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 4}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 4}}}}, /* getresgid */
+    [121] = {1, 87, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* getpgid */
+    [122] = {1, 87, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* setfsuid */
+    [123] = {1, 87, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* setfsgid */
+    [124] = {1, 87, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* getsid */
+    [125] = {1, 87, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* capget */
+    [126] = {1, 87, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* capset */
+    [127] = {1, 87, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* rt_sigpending */
+    [128] = {1, 87, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* rt_sigtimedwait */
+    [129] = {1, 87, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_CONST, 0, 1, 128}}}}, /* rt_sigqueueinfo */
+    [130] = {1, 87, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* rt_sigsuspend */
+    [131] = {1, 87, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* sigaltstack */
+    [132] = {1, 87, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_CONST, 0, 1, 16}}}}, /* utime */
+    [133] = {1, 87, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* mknod */
+    [134] = {1, 87, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* uselib */
+    [135] = {1, 87, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* personality */
+    [136] = {1, 87, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 32}}}}, /* ustat */
+    [137] = {1, 87, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 120}}}}, /* statfs */
+    [138] = {1, 87, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 120}}}}, /* fstatfs */
+    [139] = {1, 87, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* sysfs */
+    [140] = {1, 87, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* getpriority */
+    [141] = {1, 87, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* setpriority */
+    [142] = {1, 87, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* sched_setparam */
+    [143] = {1, 87, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* sched_getparam */
+    [144] = {1, 87, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* sched_setscheduler */
+    [145] = {1, 87, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* sched_getscheduler */
+    [146] = {1, 87, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* sched_get_priority_max */
+    [147] = {1, 87, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* sched_get_priority_min */
+    [148] = {1, 87, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* sched_rr_get_interval */
+    [149] = {1, 87, 0, {FWD_PLACE_BRING_HOME, 0, 0, {}}}, /* mlock */
+    [150] = {1, 87, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* munlock */
+    [151] = {1, 87, 0, {FWD_PLACE_BRING_HOME, 0, 0, {}}}, /* mlockall */
+    [152] = {1, 87, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* munlockall */
+    [153] = {1, 87, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* vhangup */
+    [154] = {1, 87, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* modify_ldt */
+    [155] = {1, 87, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* pivot_root */
+    [156] = {1, 87, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* _sysctl */
+    [157] = {1, 87, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* prctl */
+    [158] = {1, 87, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* arch_prctl */
+    [159] = {1, 87, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* adjtimex */
+    [160] = {1, 87, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_CONST, 0, 1, 16}}}}, /* setrlimit */
+    [161] = {1, 87, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* chroot */
+    [162] = {1, 87, 0, {FWD_PLACE_HOME, 0, 0, {}}}, /* sync */
+    [163] = {1, 87, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* acct */
+    [164] = {1, 87, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* settimeofday */
+    [165] = {1, 87, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* mount */
+    [166] = {1, 87, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* umount2 */
+    [167] = {1, 87, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* swapon */
+    [168] = {1, 87, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* swapoff */
+    [169] = {1, 87, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* reboot */
+    [170] = {1, 87, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* sethostname */
+    [171] = {1, 87, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* setdomainname */
+    [172] = {1, 87, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* iopl */
+    [173] = {1, 87, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* ioperm */
+    [174] = {1, 87, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* create_module */
+    [175] = {1, 87, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* init_module */
+    [176] = {1, 87, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* delete_module */
+    [177] = {1, 87, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* get_kernel_syms */
+    [178] = {1, 87, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* query_module */
+    [179] = {1, 87, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* quotactl */
+    [180] = {1, 87, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* nfsservctl */
+    [181] = {1, 87, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* getpmsg */
+    [182] = {1, 87, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* putpmsg */
+    [183] = {1, 87, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* afs_syscall */
+    [184] = {1, 87, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* tuxcall */
+    [185] = {1, 87, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* security */
+    [186] = {1, 87, 0, {FWD_PLACE_HOME, 0, 0, {}}}, /* gettid */
+    [187] = {1, 87, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* readahead */
+    [188] = {1, 87, 0, {FWD_PLACE_HOME, 5, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_ARG, 3, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* setxattr */
+    [189] = {1, 87, 0, {FWD_PLACE_HOME, 5, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_ARG, 3, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* lsetxattr */
+    [190] = {1, 87, 0, {FWD_PLACE_HOME, 5, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_ARG, 3, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* fsetxattr */
+    [191] = {1, 87, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, FWD_F_RET_SIZED, FWD_SIZE_ARG, 3, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* getxattr */
+    [192] = {1, 87, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, FWD_F_RET_SIZED, FWD_SIZE_ARG, 3, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* lgetxattr */
+    [193] = {1, 87, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, FWD_F_RET_SIZED, FWD_SIZE_ARG, 3, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* fgetxattr */
+    [194] = {1, 87, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, FWD_F_RET_SIZED, FWD_SIZE_ARG, 2, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* listxattr */
+    [195] = {1, 87, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, FWD_F_RET_SIZED, FWD_SIZE_ARG, 2, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* llistxattr */
+    [196] = {1, 87, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, FWD_F_RET_SIZED, FWD_SIZE_ARG, 2, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* flistxattr */
+    [197] = {1, 87, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* removexattr */
+    [198] = {1, 87, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* lremovexattr */
+    [199] = {1, 87, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* fremovexattr */
+    [200] = {1, 87, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* tkill */
+    [201] = {1, 87, 0, {FWD_PLACE_TIME, 1, 0, {{FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 8}}}}, /* time */
+    [202] = {1, 87, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* futex */
+    [203] = {1, 87, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* sched_setaffinity */
+    [204] = {1, 87, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* sched_getaffinity */
+    [205] = {1, 87, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* set_thread_area */
+    [206] = {1, 87, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* io_setup */
+    [207] = {1, 87, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* io_destroy */
+    [208] = {1, 87, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* io_getevents */
+    [209] = {1, 87, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* io_submit */
+    [210] = {1, 87, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* io_cancel */
+    [211] = {1, 87, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* get_thread_area */
+    [212] = {1, 87, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* lookup_dcookie */
+    [213] = {1, 87, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* epoll_create */
+    [214] = {1, 87, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* epoll_ctl_old */
+    [215] = {1, 87, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* epoll_wait_old */
+    [216] = {1, 87, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* remap_file_pages */
+    [217] = {1, 87, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, FWD_F_RET_SIZED | FWD_F_CLAMP, FWD_SIZE_ARG, 2, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* getdents64 */
+    [218] = {1, 87, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* set_tid_address */
+    [219] = {1, 87, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* restart_syscall */
+    [220] = {1, 87, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* semtimedop */
+    [221] = {1, 87, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* fadvise64 */
+    [222] = {1, 87, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* timer_create */
+    [223] = {1, 87, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* timer_settime */
+    [224] = {1, 87, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* timer_gettime */
+    [225] = {1, 87, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* timer_getoverrun */
+    [226] = {1, 87, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* timer_delete */
+    [227] = {1, 87, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* clock_settime */
+    [228] = {1, 87, 9, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* clock_gettime */
+    [229] = {1, 96, 9, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* clock_getres */
+    [230] = {1, 105, 9, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* clock_nanosleep */
+    [231] = {1, 114, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* exit_group */
+    [232] = {1, 114, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, FWD_F_RET_SIZED, FWD_SIZE_ARG, 2, 12, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* epoll_wait */
+    [233] = {1, 114, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_CONST, 0, 1, 12}}}}, /* epoll_ctl */
+    [234] = {1, 114, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* tgkill */
+    [235] = {1, 114, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_CONST, 0, 1, 32}}}}, /* utimes */
+    [236] = {1, 114, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* vserver */
+    [237] = {1, 114, 0, {FWD_PLACE_BRING_HOME, 0, 0, {}}}, /* mbind */
+    [238] = {1, 114, 0, {FWD_PLACE_BRING_HOME, 0, 0, {}}}, /* set_mempolicy */
+    [239] = {1, 114, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* get_mempolicy */
+    [240] = {1, 114, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_CONST, 0, 1, 64}}}}, /* mq_open */
+    [241] = {1, 114, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* mq_unlink */
+    [242] = {1, 114, 0, {FWD_PLACE_HOME, 5, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_ARG, 2, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_CONST, 0, 1, 16}}}}, /* mq_timedsend */
+    [243] = {1, 114, 0, {FWD_PLACE_HOME, 5, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, FWD_F_RET_SIZED, FWD_SIZE_ARG, 2, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 4}, {FWD_KIND_IN, 0, FWD_SIZE_CONST, 0, 1, 16}}}}, /* mq_timedreceive */
+    [244] = {1, 114, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_CONST, 0, 1, 64}}}}, /* mq_notify */
+    [245] = {1, 114, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_CONST, 0, 1, 64}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 64}}}}, /* mq_getsetattr */
+    [246] = {1, 114, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* kexec_load */
+    [247] = {1, 114, 0, {FWD_PLACE_HOME, 5, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 128}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 144}}}}, /* waitid */
+    [248] = {1, 114, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* add_key */
+    [249] = {1, 114, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* request_key */
+    [250] = {1, 114, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* keyctl */
+    [251] = {1, 114, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* ioprio_set */
+    [252] = {1, 114, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* ioprio_get */
+    [253] = {1, 114, 0, {FWD_PLACE_HOME, 0, 0, {}}}, /* inotify_init */
+    [254] = {1, 114, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* inotify_add_watch */
+    [255] = {1, 114, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* inotify_rm_watch */
+    [256] = {1, 114, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* migrate_pages */
+    [257] = {1, 114, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* openat */
+    [258] = {1, 114, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* mkdirat */
+    [259] = {1, 114, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* mknodat */
+    [260] = {1, 114, 0, {FWD_PLACE_HOME, 5, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* fchownat */
+    [261] = {1, 114, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_CONST, 0, 1, 32}}}}, /* futimesat */
+    [262] = {1, 114, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 144}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* newfstatat */
+    [263] = {1, 114, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* unlinkat */
+    [264] = {1, 114, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* renameat */
+    [265] = {1, 114, 0, {FWD_PLACE_HOME, 5, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* linkat */
+    [266] = {1, 114, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* symlinkat */
+    [267] = {1, 114, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, FWD_F_RET_SIZED, FWD_SIZE_ARG, 3, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* readlinkat */
+    [268] = {1, 114, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* fchmodat */
+    [269] = {1, 114, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* faccessat */
+    [270] = {1, 114, 0, {FWD_PLACE_HOME, 6, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_INOUT, 0, FWD_SIZE_FDSET, 0, 1, 0}, {FWD_KIND_INOUT, 0, FWD_SIZE_FDSET, 0, 1, 0}, {FWD_KIND_INOUT, 0, FWD_SIZE_FDSET, 0, 1, 0}, {FWD_KIND_INOUT, 0, FWD_SIZE_CONST, 0, 1, 16}, {FWD_KIND_DROP, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* pselect6 */
+    [271] = {1, 114, 0, {FWD_PLACE_HOME, 5, 0, {{FWD_KIND_INOUT, 0, FWD_SIZE_ARG, 1, 8, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_INOUT, 0, FWD_SIZE_CONST, 0, 1, 16}, {FWD_KIND_DROP, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* ppoll */
+    [272] = {1, 114, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* unshare */
+    [273] = {1, 114, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* set_robust_list */
+    [274] = {1, 114, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* get_robust_list */
+    [275] = {1, 114, 0, {FWD_PLACE_HOME, 6, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_INOUT, 0, FWD_SIZE_CONST, 0, 1, 8}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_INOUT, 0, FWD_SIZE_CONST, 0, 1, 8}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* splice */
+    [276] = {1, 114, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* tee */
+    [277] = {1, 114, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* sync_file_range */
+    [278] = {1, 114, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* vmsplice */
+    [279] = {1, 114, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* move_pages */
+    [280] = {1, 114, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_CONST, 0, 1, 32}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* utimensat */
+    [281] = {1, 114, 0, {FWD_PLACE_HOME, 6, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, FWD_F_RET_SIZED, FWD_SIZE_ARG, 2, 12, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_DROP, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* epoll_pwait */
+    [282] = {1, 114, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_ARG, 2, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* signalfd */
+    [283] = {1, 114, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* timerfd_create */
+    [284] = {1, 114, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* eventfd */
+    [285] = {1, 114, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* fallocate */
+    [286] = {1, 114, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_CONST, 0, 1, 32}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 32}}}}, /* timerfd_settime */
+    [287] = {1, 114, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 32}}}}, /* timerfd_gettime */
+    [288] = {1, 114, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, 0, FWD_SIZE_LENPTR, 2, 1, 0}, {FWD_KIND_INOUT, 0, FWD_SIZE_CONST, 0, 1, 4}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* accept4 */
+    [289] = {1, 114, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_ARG, 2, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* signalfd4 */
+    [290] = {1, 114, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* eventfd2 */
+    [291] = {1, 114, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* epoll_create1 */
+    [292] = {1, 114, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* dup3 */
+    [293] = {1, 114, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 8}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* pipe2 */
+    [294] = {1, 114, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* inotify_init1 */
+    [295] = {1, 114, 0, {FWD_PLACE_HOME, 5, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IOV_OUT, FWD_F_RET_SIZED | FWD_F_CLAMP, FWD_SIZE_ARG, 2, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* preadv */
+    [296] = {1, 114, 0, {FWD_PLACE_HOME, 5, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IOV_IN, FWD_F_CLAMP, FWD_SIZE_ARG, 2, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* pwritev */
+    [297] = {1, 114, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_CONST, 0, 1, 128}}}}, /* rt_tgsigqueueinfo */
+    [298] = {1, 114, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* perf_event_open */
+    [299] = {1, 114, 0, {FWD_PLACE_SPLIT, 0, 0, {}}}, /* recvmmsg */
+    [300] = {1, 114, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* fanotify_init */
+    [301] = {1, 114, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* fanotify_mark */
+    [302] = {1, 114, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_CONST, 0, 1, 16}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 16}}}}, /* prlimit64 */
+    [303] = {1, 114, 0, {FWD_PLACE_UNFORWARDABLE, 0, 38, {}}}, /* name_to_handle_at */
+    [304] = {1, 114, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* open_by_handle_at */
+    [305] = {1, 114, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* clock_adjtime */
+    [306] = {1, 114, 0, {FWD_PLACE_HOME, 1, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* syncfs */
+    [307] = {1, 114, 0, {FWD_PLACE_SPLIT, 0, 0, {}}}, /* sendmmsg */
+    [308] = {1, 114, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* setns */
+    [309] = {1, 114, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* getcpu */
+    [310] = {1, 114, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* process_vm_readv */
+    [311] = {1, 114, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* process_vm_writev */
+    [312] = {1, 114, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* kcmp */
+    [313] = {1, 114, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* finit_module */
+    [314] = {1, 114, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* sched_setattr */
+    [315] = {1, 114, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* sched_getattr */
+    [316] = {1, 114, 0, {FWD_PLACE_HOME, 5, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* renameat2 */
+    [317] = {1, 114, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* seccomp */
+    [318] = {1, 114, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* getrandom */
+    [319] = {1, 114, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* memfd_create */
+    [320] = {1, 114, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* kexec_file_load */
+    [321] = {1, 114, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* bpf */
+    [322] = {1, 114, 0, {FWD_PLACE_BRING_HOME, 0, 0, {}}}, /* execveat */
+    [323] = {1, 114, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* userfaultfd */
+    [324] = {1, 114, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* membarrier */
+    [325] = {1, 114, 0, {FWD_PLACE_BRING_HOME, 0, 0, {}}}, /* mlock2 */
+    [326] = {1, 114, 0, {FWD_PLACE_HOME, 6, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_INOUT, 0, FWD_SIZE_CONST, 0, 1, 8}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_INOUT, 0, FWD_SIZE_CONST, 0, 1, 8}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* copy_file_range */
+    [327] = {1, 114, 0, {FWD_PLACE_HOME, 6, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IOV_OUT, FWD_F_RET_SIZED | FWD_F_CLAMP, FWD_SIZE_ARG, 2, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* preadv2 */
+    [328] = {1, 114, 0, {FWD_PLACE_HOME, 6, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IOV_IN, FWD_F_CLAMP, FWD_SIZE_ARG, 2, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* pwritev2 */
+    [329] = {1, 114, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* pkey_mprotect */
+    [330] = {1, 114, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* pkey_alloc */
+    [331] = {1, 114, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* pkey_free */
+    [332] = {1, 114, 0, {FWD_PLACE_HOME, 5, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 256}}}}, /* statx */
+    [333] = {1, 114, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* io_pgetevents */
+    [334] = {1, 114, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* rseq */
+    [335] = {1, 114, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* uretprobe */
+    [424] = {1, 114, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_CONST, 0, 1, 128}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* pidfd_send_signal */
+    [425] = {1, 114, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* io_uring_setup */
+    [426] = {1, 114, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* io_uring_enter */
+    [427] = {1, 114, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* io_uring_register */
+    [428] = {1, 114, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* open_tree */
+    [429] = {1, 114, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* move_mount */
+    [430] = {1, 114, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* fsopen */
+    [431] = {1, 114, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* fsconfig */
+    [432] = {1, 114, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* fsmount */
+    [433] = {1, 114, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* fspick */
+    [434] = {1, 114, 0, {FWD_PLACE_HOME, 2, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* pidfd_open */
+    [435] = {1, 114, 0, {FWD_PLACE_BRING_HOME, 0, 0, {}}}, /* clone3 */
+    [436] = {1, 114, 0, {FWD_PLACE_HOME, 3, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* close_range */
+    [437] = {1, 114, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_ARG, 3, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* openat2 */
+    [438] = {1, 114, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* pidfd_getfd */
+    [439] = {1, 114, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* faccessat2 */
+    [440] = {1, 114, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* process_madvise */
+    [441] = {1, 114, 0, {FWD_PLACE_HOME, 6, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, FWD_F_RET_SIZED, FWD_SIZE_ARG, 2, 12, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_CONST, 0, 1, 16}, {FWD_KIND_DROP, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* epoll_pwait2 */
+    [442] = {1, 114, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* mount_setattr */
+    [443] = {1, 114, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* quotactl_fd */
+    [444] = {1, 114, 0, {FWD_PLACE_UNFORWARDABLE, 0, 38, {}}}, /* landlock_create_ruleset */
+    [445] = {1, 114, 0, {FWD_PLACE_UNFORWARDABLE, 0, 38, {}}}, /* landlock_add_rule */
+    [446] = {1, 114, 0, {FWD_PLACE_UNFORWARDABLE, 0, 38, {}}}, /* landlock_restrict_self */
+    [447] = {1, 114, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* memfd_secret */
+    [448] = {1, 114, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* process_mrelease */
+    [449] = {1, 114, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* futex_waitv */
+    [450] = {1, 114, 0, {FWD_PLACE_BRING_HOME, 0, 0, {}}}, /* set_mempolicy_home_node */
+    [451] = {1, 114, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_CONST, 0, 1, 16}, {FWD_KIND_OUT, 0, FWD_SIZE_CONST, 0, 1, 40}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* cachestat */
+    [452] = {1, 114, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* fchmodat2 */
+    [453] = {1, 114, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* map_shadow_stack */
+    [454] = {1, 114, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* futex_wake */
+    [455] = {1, 114, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* futex_wait */
+    [456] = {1, 114, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* futex_requeue */
+    [457] = {1, 114, 0, {FWD_PLACE_UNFORWARDABLE, 0, 38, {}}}, /* statmount */
+    [458] = {1, 114, 0, {FWD_PLACE_UNFORWARDABLE, 0, 38, {}}}, /* listmount */
+    [459] = {1, 114, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* lsm_get_self_attr */
+    [460] = {1, 114, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* lsm_set_self_attr */
+    [461] = {1, 114, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* lsm_list_modules */
+    [462] = {1, 114, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* mseal */
+    [463] = {1, 114, 0, {FWD_PLACE_UNFORWARDABLE, 0, 38, {}}}, /* setxattrat */
+    [464] = {1, 114, 0, {FWD_PLACE_UNFORWARDABLE, 0, 38, {}}}, /* getxattrat */
+    [465] = {1, 114, 0, {FWD_PLACE_HOME, 5, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, FWD_F_RET_SIZED, FWD_SIZE_ARG, 4, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* listxattrat */
+    [466] = {1, 114, 0, {FWD_PLACE_HOME, 4, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* removexattrat */
+    [467] = {1, 114, 0, {FWD_PLACE_LOCAL, 0, 0, {}}}, /* open_tree_attr */
+    [468] = {1, 114, 0, {FWD_PLACE_HOME, 5, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_OUT, 0, FWD_SIZE_ARG, 3, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* file_getattr */
+    [469] = {1, 114, 0, {FWD_PLACE_HOME, 5, 0, {{FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_PATH, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_IN, 0, FWD_SIZE_ARG, 3, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}, {FWD_KIND_VAL, 0, FWD_SIZE_NONE, 0, 1, 0}}}}, /* file_setattr */
 };
 
 /* Whether the kernel restarts call nr after a handler with SA_RESTART (0: it
@@ -623,10 +624,10 @@ static const struct sock_filter mosix_forward_filter[] = {
     {0x0015, 0, 1, 0x00002000},
     {0x0006, 0, 0, 0x7fff0000},
     {0x0005, 0, 0, 0x00000001},
-    {0x0005, 0, 0, 0x000001f7},
+    {0x0005, 0, 0, 0x00000228},
     {0x0020, 0, 0, 0x00000000},
     {0x0045, 0, 1, 0x40000000},
-    {0x0005, 0, 0, 0x000001f4},
+    {0x0005, 0, 0, 0x00000225},
     {0x0005, 0, 0, 0x00000000},
     {0x0035, 105, 0, 0x000000cd},
     {0x0035, 51, 0, 0x0000008d},
@@ -654,8 +655,8 @@ static const struct sock_filter mosix_forward_filter[] = {
     {0x0006, 0, 0, 0x7fc00000},
     {0x0006, 0, 0, 0x7fff0000},
     {0x0035, 1, 0, 0x0000003e},
-    {0x0005, 0, 0, 0x00000117},
-    {0x0005, 0, 0, 0x0000011b},
+    {0x0005, 0, 0, 0x00000148},
+    {0x0005, 0, 0, 0x0000014c},
     {0x0035, 11, 0, 0x0000007e},
     {0x0035, 5, 0, 0x00000062},
     {0x0035, 1, 0, 0x00000043},
@@ -664,7 +665,7 @@ static const struct sock_filter mosix_forward_filter[] = {
     {0x0006, 0, 0, 0x7fff0000},
     {0x0006, 0, 0, 0x7fc00000},
     {0x0035, 1, 0, 0x00000063},
-    {0x0005, 0, 0, 0x00000116},
+    {0x0005, 0, 0, 0x00000147},
     {0x0035, 1, 0, 0x0000007d},
     {0x0006, 0, 0, 0x7fc00000},
     {0x0006, 0, 0, 0x7fff0000},
@@ -673,19 +674,19 @@ static const struct sock_filter mosix_forward_filter[] = {
     {0x0006, 0, 0, 0x7fc00000},
     {0x0035, 1, 0, 0x00000081},
     {0x0006, 0, 0, 0x7fff0000},
-    {0x0005, 0, 0, 0x00000111},
+    {0x0005, 0, 0, 0x00000142},
     {0x0035, 3, 0, 0x0000008b},
     {0x0035, 1, 0, 0x00000084},
     {0x0006, 0, 0, 0x7fff0000},
     {0x0006, 0, 0, 0x7fc00000},
     {0x0035, 1, 0, 0x0000008c},
     {0x0006, 0, 0, 0x7fff0000},
-    {0x0005, 0, 0, 0x0000010e},
+    {0x0005, 0, 0, 0x0000013f},
     {0x0035, 25, 0, 0x0000009f},
     {0x0035, 11, 0, 0x00000096},
     {0x0035, 5, 0, 0x00000090},
     {0x0035, 1, 0, 0x0000008e},
-    {0x0005, 0, 0, 0x00000112},
+    {0x0005, 0, 0, 0x00000143},
     {0x0035, 1, 0, 0x0000008f},
     {0x0006, 0, 0, 0x7fc00000},
     {0x0006, 0, 0, 0x7fff0000},
@@ -705,14 +706,14 @@ static const struct sock_filter mosix_forward_filter[] = {
     {0x0006, 0, 0, 0x7fc00000},
     {0x0006, 0, 0, 0x7fff0000},
     {0x0035, 1, 0, 0x0000009e},
-    {0x0005, 0, 0, 0x00000107},
+    {0x0005, 0, 0, 0x00000138},
     {0x0006, 0, 0, 0x7fff0000},
     {0x0035, 13, 0, 0x000000b4},
     {0x0035, 5, 0, 0x000000ae},
     {0x0035, 1, 0, 0x000000a0},
     {0x0006, 0, 0, 0x7fc00000},
     {0x0035, 1, 0, 0x000000a1},
-    {0x0005, 0, 0, 0x0000012b},
+    {0x0005, 0, 0, 0x0000015c},
     {0x0006, 0, 0, 0x7fc00000},
     {0x0035, 3, 0, 0x000000b1},
     {0x0035, 1, 0, 0x000000af},
@@ -726,7 +727,7 @@ static const struct sock_filter mosix_forward_filter[] = {
     {0x0006, 0, 0, 0x7fff0000},
     {0x0035, 1, 0, 0x000000c8},
     {0x0006, 0, 0, 0x7fc00000},
-    {0x0005, 0, 0, 0x00000121},
+    {0x0005, 0, 0, 0x00000152},
     {0x0035, 3, 0, 0x000000cb},
     {0x0035, 1, 0, 0x000000ca},
     {0x0006, 0, 0, 0x7fc00000},
@@ -752,15 +753,15 @@ static const struct sock_filter mosix_forward_filter[] = {
     {0x0035, 1, 0, 0x000000e4},
     {0x0006, 0, 0, 0x7fc00000},
     {0x0035, 1, 0, 0x000000e5},
-    {0x0005, 0, 0, 0x0000010b},
-    {0x0005, 0, 0, 0x00000116},
+    {0x0005, 0, 0, 0x0000013c},
+    {0x0005, 0, 0, 0x00000147},
     {0x0035, 3, 0, 0x000000e8},
     {0x0035, 1, 0, 0x000000e7},
-    {0x0005, 0, 0, 0x0000011f},
+    {0x0005, 0, 0, 0x00000150},
     {0x0006, 0, 0, 0x7fff0000},
     {0x0035, 1, 0, 0x000000ea},
     {0x0006, 0, 0, 0x7fc00000},
-    {0x0005, 0, 0, 0x00000152},
+    {0x0005, 0, 0, 0x00000183},
     {0x0035, 11, 0, 0x00000112},
     {0x0035, 5, 0, 0x000000ef},
     {0x0035, 1, 0, 0x000000ec},
@@ -775,14 +776,14 @@ static const struct sock_filter mosix_forward_filter[] = {
     {0x0006, 0, 0, 0x7fff0000},
     {0x0035, 5, 0, 0x0000012a},
     {0x0035, 1, 0, 0x00000113},
-    {0x0005, 0, 0, 0x00000147},
+    {0x0005, 0, 0, 0x00000178},
     {0x0035, 1, 0, 0x00000129},
     {0x0006, 0, 0, 0x7fc00000},
-    {0x0005, 0, 0, 0x00000148},
+    {0x0005, 0, 0, 0x00000179},
     {0x0035, 3, 0, 0x0000012f},
     {0x0035, 1, 0, 0x0000012e},
     {0x0006, 0, 0, 0x7fc00000},
-    {0x0005, 0, 0, 0x00000148},
+    {0x0005, 0, 0, 0x00000179},
     {0x0035, 1, 0, 0x00000135},
     {0x0006, 0, 0, 0x7fc00000},
     {0x0006, 0, 0, 0x7fff0000},
@@ -810,7 +811,7 @@ static const struct sock_filter mosix_forward_filter[] = {
     {0x0006, 0, 0, 0x7fff0000},
     {0x0006, 0, 0, 0x7fc00000},
     {0x0035, 1, 0, 0x000001a9},
-    {0x0005, 0, 0, 0x00000138},
+    {0x0005, 0, 0, 0x00000169},
     {0x0006, 0, 0, 0x7fc00000},
     {0x0035, 13, 0, 0x000001c9},
     {0x0035, 5, 0, 0x000001c0},
@@ -882,6 +883,17 @@ static const struct sock_filter mosix_forward_filter[] = {
     {0x0006, 0, 0, 0x7fff0000},
     {0x0020, 0, 0, 0x00000010},
     {0x0054, 0, 0, 0xfecfffff},
+    {0x0015, 0, 8, 0x00000011},
+    {0x0020, 0, 0, 0x00000018},
+    {0x0015, 0, 6, 0x00000000},
+    {0x0020, 0, 0, 0x0000001c},
+    {0x0015, 0, 4, 0x00000000},
+    {0x0020, 0, 0, 0x00000010},
+    {0x0054, 0, 0, 0x7e030900},
+    {0x0015, 0, 1, 0x00010900},
+    {0x0006, 0, 0, 0x7fff0000},
+    {0x0020, 0, 0, 0x00000010},
+    {0x0054, 0, 0, 0xfecfffff},
     {0x0015, 0, 5, 0x00000011},
     {0x0020, 0, 0, 0x00000018},
     {0x0015, 0, 3, 0x00000000},
@@ -902,7 +914,14 @@ static const struct sock_filter mosix_forward_filter[] = {
     {0x0006, 0, 0, 0x7fff0000},
     {0x0020, 0, 0, 0x00000010},
     {0x0054, 0, 0, 0xfecfffff},
-    {0x0015, 30, 0, 0x00004111},
+    {0x0015, 0, 4, 0x00004111},
+    {0x0020, 0, 0, 0x00000010},
+    {0x0054, 0, 0, 0x7e030900},
+    {0x0015, 0, 1, 0x00010900},
+    {0x0006, 0, 0, 0x7fff0000},
+    {0x0020, 0, 0, 0x00000010},
+    {0x0054, 0, 0, 0xfecfffff},
+    {0x0015, 61, 0, 0x00004111},
     {0x0020, 0, 0, 0x00000010},
     {0x0015, 0, 15, 0x00000000},
     {0x0020, 0, 0, 0x00000014},
@@ -921,6 +940,18 @@ static const struct sock_filter mosix_forward_filter[] = {
     {0x0015, 0, 1, 0x00000000},
     {0x0006, 0, 0, 0x7fff0000},
     {0x0020, 0, 0, 0x00000010},
+    {0x0015, 0, 10, 0x00000000},
+    {0x0020, 0, 0, 0x00000014},
+    {0x0015, 0, 8, 0x00000000},
+    {0x0020, 0, 0, 0x00000018},
+    {0x0015, 0, 6, 0x00000000},
+    {0x0020, 0, 0, 0x0000001c},
+    {0x0015, 0, 4, 0x00000000},
+    {0x0020, 0, 0, 0x00000010},
+    {0x0054, 0, 0, 0x7e030900},
+    {0x0015, 0, 1, 0x00010900},
+    {0x0006, 0, 0, 0x7fff0000},
+    {0x0020, 0, 0, 0x00000010},
     {0x0015, 0, 7, 0x00000000},
     {0x0020, 0, 0, 0x00000014},
     {0x0015, 0, 5, 0x00000000},
@@ -929,6 +960,25 @@ static const struct sock_filter mosix_forward_filter[] = {
     {0x0020, 0, 0, 0x0000001c},
     {0x0015, 0, 1, 0x00000000},
     {0x0006, 0, 0, 0x7fc00000},
+    {0x0020, 0, 0, 0x00000010},
+    {0x0054, 0, 0, 0x7e030900},
+    {0x0015, 0, 9, 0x00010900},
+    {0x0020, 0, 0, 0x00000010},
+    {0x0015, 0, 7, 0x00000000},
+    {0x0020, 0, 0, 0x00000014},
+    {0x0015, 0, 5, 0x00000000},
+    {0x0020, 0, 0, 0x00000018},
+    {0x0015, 0, 3, 0x00000000},
+    {0x0020, 0, 0, 0x0000001c},
+    {0x0015, 0, 1, 0x00000000},
+    {0x0006, 0, 0, 0x7fff0000},
+    {0x0020, 0, 0, 0x00000010},
+    {0x0054, 0, 0, 0x7e030900},
+    {0x0015, 0, 4, 0x00010900},
+    {0x0020, 0, 0, 0x00000010},
+    {0x0054, 0, 0, 0x7e030900},
+    {0x0015, 0, 1, 0x00010900},
+    {0x0006, 0, 0, 0x7fff0000},
     {0x0020, 0, 0, 0x00000010},
     {0x0054, 0, 0, 0x7e030900},
     {0x0015, 1, 0, 0x00010900},
@@ -1154,23 +1204,23 @@ static const struct sock_filter mosix_forward_filter_fast[] = {
     {0x0015, 0, 1, 0x00000000},
     {0x0006, 0, 0, 0x7fff0000},
     {0x0005, 0, 0, 0x00000001},
-    {0x0005, 0, 0, 0x000002bd},
+    {0x0005, 0, 0, 0x000002f2},
     {0x0020, 0, 0, 0x00000000},
     {0x0045, 0, 1, 0x40000000},
-    {0x0005, 0, 0, 0x000002ba},
+    {0x0005, 0, 0, 0x000002ef},
     {0x0005, 0, 0, 0x00000000},
-    {0x0035, 149, 0, 0x000000da},
-    {0x0035, 73, 0, 0x00000086},
-    {0x0035, 35, 0, 0x00000042},
+    {0x0035, 151, 0, 0x000000d9},
+    {0x0035, 75, 0, 0x00000086},
+    {0x0035, 37, 0, 0x00000042},
     {0x0035, 17, 0, 0x00000020},
     {0x0035, 7, 0, 0x00000011},
     {0x0035, 3, 0, 0x0000000a},
     {0x0035, 1, 0, 0x00000009},
     {0x0006, 0, 0, 0x00034d46},
-    {0x0005, 0, 0, 0x00000124},
+    {0x0005, 0, 0, 0x00000128},
     {0x0035, 1, 0, 0x00000010},
     {0x0006, 0, 0, 0x7fff0000},
-    {0x0005, 0, 0, 0x0000013a},
+    {0x0005, 0, 0, 0x0000013e},
     {0x0035, 3, 0, 0x0000001d},
     {0x0035, 1, 0, 0x00000018},
     {0x0006, 0, 0, 0x00034d46},
@@ -1179,33 +1229,35 @@ static const struct sock_filter mosix_forward_filter_fast[] = {
     {0x0006, 0, 0, 0x00034d46},
     {0x0035, 1, 0, 0x0000001f},
     {0x0006, 0, 0, 0x7fc00000},
-    {0x0005, 0, 0, 0x00000183},
-    {0x0035, 7, 0, 0x00000039},
+    {0x0005, 0, 0, 0x00000187},
+    {0x0035, 9, 0, 0x00000039},
     {0x0035, 3, 0, 0x00000027},
     {0x0035, 1, 0, 0x00000022},
     {0x0006, 0, 0, 0x00034d46},
     {0x0006, 0, 0, 0x7fff0000},
+    {0x0035, 1, 0, 0x00000028},
+    {0x0006, 0, 0, 0x7fc00000},
     {0x0035, 1, 0, 0x00000038},
     {0x0006, 0, 0, 0x00034d46},
-    {0x0005, 0, 0, 0x00000182},
+    {0x0005, 0, 0, 0x00000184},
     {0x0035, 3, 0, 0x0000003d},
     {0x0035, 1, 0, 0x0000003c},
     {0x0006, 0, 0, 0x7fc00000},
     {0x0006, 0, 0, 0x7fff0000},
     {0x0035, 1, 0, 0x0000003e},
-    {0x0005, 0, 0, 0x000001c2},
+    {0x0005, 0, 0, 0x000001f5},
     {0x0035, 1, 0, 0x0000003f},
-    {0x0005, 0, 0, 0x000001c5},
+    {0x0005, 0, 0, 0x000001f8},
     {0x0006, 0, 0, 0x00034d46},
     {0x0035, 17, 0, 0x00000065},
     {0x0035, 7, 0, 0x00000048},
     {0x0035, 3, 0, 0x00000044},
     {0x0035, 1, 0, 0x00000043},
-    {0x0005, 0, 0, 0x000001c3},
+    {0x0005, 0, 0, 0x000001f6},
     {0x0006, 0, 0, 0x7fff0000},
     {0x0035, 1, 0, 0x00000047},
     {0x0006, 0, 0, 0x00034d46},
-    {0x0005, 0, 0, 0x000001cb},
+    {0x0005, 0, 0, 0x000001fe},
     {0x0035, 3, 0, 0x00000061},
     {0x0035, 1, 0, 0x00000060},
     {0x0006, 0, 0, 0x00034d46},
@@ -1213,7 +1265,7 @@ static const struct sock_filter mosix_forward_filter_fast[] = {
     {0x0035, 1, 0, 0x00000062},
     {0x0006, 0, 0, 0x00034d46},
     {0x0035, 1, 0, 0x00000063},
-    {0x0005, 0, 0, 0x000001ca},
+    {0x0005, 0, 0, 0x000001fd},
     {0x0006, 0, 0, 0x00034d46},
     {0x0035, 9, 0, 0x0000007e},
     {0x0035, 3, 0, 0x00000067},
@@ -1230,7 +1282,7 @@ static const struct sock_filter mosix_forward_filter_fast[] = {
     {0x0006, 0, 0, 0x7fc00000},
     {0x0006, 0, 0, 0x7fff0000},
     {0x0035, 1, 0, 0x00000082},
-    {0x0005, 0, 0, 0x000001bd},
+    {0x0005, 0, 0, 0x000001f0},
     {0x0035, 1, 0, 0x00000084},
     {0x0006, 0, 0, 0x7fff0000},
     {0x0006, 0, 0, 0x00034d46},
@@ -1243,10 +1295,10 @@ static const struct sock_filter mosix_forward_filter_fast[] = {
     {0x0006, 0, 0, 0x00034d46},
     {0x0035, 1, 0, 0x0000008c},
     {0x0006, 0, 0, 0x7fff0000},
-    {0x0005, 0, 0, 0x000001b4},
+    {0x0005, 0, 0, 0x000001e7},
     {0x0035, 3, 0, 0x0000008f},
     {0x0035, 1, 0, 0x0000008e},
-    {0x0005, 0, 0, 0x000001ba},
+    {0x0005, 0, 0, 0x000001ed},
     {0x0006, 0, 0, 0x7fc00000},
     {0x0035, 1, 0, 0x00000090},
     {0x0006, 0, 0, 0x7fff0000},
@@ -1266,13 +1318,13 @@ static const struct sock_filter mosix_forward_filter_fast[] = {
     {0x0035, 3, 0, 0x0000009e},
     {0x0035, 1, 0, 0x0000009d},
     {0x0006, 0, 0, 0x7fff0000},
-    {0x0005, 0, 0, 0x000001af},
+    {0x0005, 0, 0, 0x000001e2},
     {0x0035, 1, 0, 0x0000009f},
     {0x0006, 0, 0, 0x7fff0000},
     {0x0035, 1, 0, 0x000000a0},
     {0x0006, 0, 0, 0x7fc00000},
-    {0x0005, 0, 0, 0x000001d5},
-    {0x0035, 17, 0, 0x000000c8},
+    {0x0005, 0, 0, 0x00000208},
+    {0x0035, 17, 0, 0x000000bb},
     {0x0035, 7, 0, 0x000000af},
     {0x0035, 3, 0, 0x000000a3},
     {0x0035, 1, 0, 0x000000a2},
@@ -1289,145 +1341,147 @@ static const struct sock_filter mosix_forward_filter_fast[] = {
     {0x0006, 0, 0, 0x7fc00000},
     {0x0035, 1, 0, 0x000000ba},
     {0x0006, 0, 0, 0x7fff0000},
+    {0x0006, 0, 0, 0x7fc00000},
+    {0x0035, 9, 0, 0x000000cc},
+    {0x0035, 3, 0, 0x000000c9},
+    {0x0035, 1, 0, 0x000000c8},
     {0x0006, 0, 0, 0x00034d46},
-    {0x0035, 9, 0, 0x000000cd},
-    {0x0035, 3, 0, 0x000000ca},
-    {0x0035, 1, 0, 0x000000c9},
-    {0x0005, 0, 0, 0x000001c3},
+    {0x0005, 0, 0, 0x000001f5},
+    {0x0035, 1, 0, 0x000000ca},
     {0x0006, 0, 0, 0x7fc00000},
     {0x0035, 1, 0, 0x000000cb},
     {0x0006, 0, 0, 0x7fff0000},
-    {0x0035, 1, 0, 0x000000cc},
     {0x0006, 0, 0, 0x7fc00000},
+    {0x0035, 3, 0, 0x000000d5},
+    {0x0035, 1, 0, 0x000000cd},
     {0x0006, 0, 0, 0x7fff0000},
-    {0x0035, 3, 0, 0x000000d6},
-    {0x0035, 1, 0, 0x000000d5},
     {0x0006, 0, 0, 0x7fc00000},
+    {0x0035, 1, 0, 0x000000d6},
     {0x0006, 0, 0, 0x00034d46},
     {0x0035, 1, 0, 0x000000d8},
     {0x0006, 0, 0, 0x7fff0000},
-    {0x0035, 1, 0, 0x000000d9},
     {0x0006, 0, 0, 0x7fc00000},
-    {0x0006, 0, 0, 0x00034d46},
-    {0x0035, 75, 0, 0x0000013d},
-    {0x0035, 37, 0, 0x000000fd},
-    {0x0035, 17, 0, 0x000000e8},
-    {0x0035, 7, 0, 0x000000e3},
-    {0x0035, 3, 0, 0x000000dd},
-    {0x0035, 1, 0, 0x000000dc},
-    {0x0006, 0, 0, 0x7fff0000},
-    {0x0006, 0, 0, 0x7fc00000},
-    {0x0035, 1, 0, 0x000000de},
+    {0x0035, 75, 0, 0x0000013c},
+    {0x0035, 37, 0, 0x000000f8},
+    {0x0035, 17, 0, 0x000000e7},
+    {0x0035, 7, 0, 0x000000de},
+    {0x0035, 3, 0, 0x000000dc},
+    {0x0035, 1, 0, 0x000000da},
     {0x0006, 0, 0, 0x00034d46},
     {0x0006, 0, 0, 0x7fff0000},
-    {0x0035, 3, 0, 0x000000e5},
-    {0x0035, 1, 0, 0x000000e4},
+    {0x0035, 1, 0, 0x000000dd},
     {0x0006, 0, 0, 0x7fc00000},
-    {0x0005, 0, 0, 0x000001a9},
+    {0x0006, 0, 0, 0x00034d46},
+    {0x0035, 3, 0, 0x000000e4},
+    {0x0035, 1, 0, 0x000000e3},
+    {0x0006, 0, 0, 0x7fff0000},
+    {0x0006, 0, 0, 0x7fc00000},
+    {0x0035, 1, 0, 0x000000e5},
+    {0x0005, 0, 0, 0x000001da},
     {0x0035, 1, 0, 0x000000e6},
-    {0x0005, 0, 0, 0x000001b3},
-    {0x0035, 1, 0, 0x000000e7},
-    {0x0005, 0, 0, 0x000001bd},
+    {0x0005, 0, 0, 0x000001e4},
+    {0x0005, 0, 0, 0x000001ef},
+    {0x0035, 9, 0, 0x000000ed},
+    {0x0035, 3, 0, 0x000000ea},
+    {0x0035, 1, 0, 0x000000e8},
     {0x0006, 0, 0, 0x7fff0000},
-    {0x0035, 9, 0, 0x000000ef},
-    {0x0035, 3, 0, 0x000000eb},
-    {0x0035, 1, 0, 0x000000ea},
     {0x0006, 0, 0, 0x00034d46},
-    {0x0005, 0, 0, 0x000001ee},
+    {0x0035, 1, 0, 0x000000eb},
+    {0x0005, 0, 0, 0x0000021f},
     {0x0035, 1, 0, 0x000000ec},
     {0x0006, 0, 0, 0x00034d46},
-    {0x0035, 1, 0, 0x000000ed},
     {0x0006, 0, 0, 0x7fff0000},
+    {0x0035, 3, 0, 0x000000f0},
+    {0x0035, 1, 0, 0x000000ef},
     {0x0006, 0, 0, 0x7fc00000},
-    {0x0035, 3, 0, 0x000000f6},
-    {0x0035, 1, 0, 0x000000f0},
     {0x0006, 0, 0, 0x7fff0000},
+    {0x0035, 1, 0, 0x000000f6},
     {0x0006, 0, 0, 0x00034d46},
     {0x0035, 1, 0, 0x000000f7},
     {0x0006, 0, 0, 0x7fc00000},
-    {0x0035, 1, 0, 0x000000f8},
     {0x0006, 0, 0, 0x00034d46},
+    {0x0035, 17, 0, 0x00000118},
+    {0x0035, 7, 0, 0x00000110},
+    {0x0035, 3, 0, 0x00000100},
+    {0x0035, 1, 0, 0x000000fd},
     {0x0006, 0, 0, 0x7fc00000},
-    {0x0035, 17, 0, 0x00000129},
-    {0x0035, 7, 0, 0x00000111},
-    {0x0035, 3, 0, 0x00000101},
-    {0x0035, 1, 0, 0x00000100},
     {0x0006, 0, 0, 0x00034d46},
+    {0x0035, 1, 0, 0x00000101},
     {0x0006, 0, 0, 0x7fc00000},
-    {0x0035, 1, 0, 0x00000110},
     {0x0006, 0, 0, 0x00034d46},
+    {0x0035, 3, 0, 0x00000112},
+    {0x0035, 1, 0, 0x00000111},
     {0x0006, 0, 0, 0x7fc00000},
-    {0x0035, 3, 0, 0x00000113},
-    {0x0035, 1, 0, 0x00000112},
     {0x0006, 0, 0, 0x7fff0000},
-    {0x0005, 0, 0, 0x000001d7},
+    {0x0035, 1, 0, 0x00000113},
+    {0x0005, 0, 0, 0x00000208},
     {0x0035, 1, 0, 0x00000116},
     {0x0006, 0, 0, 0x00034d46},
-    {0x0035, 1, 0, 0x00000118},
     {0x0006, 0, 0, 0x7fc00000},
+    {0x0035, 9, 0, 0x00000132},
+    {0x0035, 3, 0, 0x0000012a},
+    {0x0035, 1, 0, 0x00000129},
     {0x0006, 0, 0, 0x00034d46},
-    {0x0035, 9, 0, 0x00000133},
-    {0x0035, 3, 0, 0x0000012e},
-    {0x0035, 1, 0, 0x0000012a},
-    {0x0005, 0, 0, 0x000001d2},
+    {0x0005, 0, 0, 0x00000204},
+    {0x0035, 1, 0, 0x0000012e},
     {0x0006, 0, 0, 0x7fc00000},
     {0x0035, 1, 0, 0x0000012f},
-    {0x0005, 0, 0, 0x000001d3},
-    {0x0035, 1, 0, 0x00000132},
+    {0x0005, 0, 0, 0x00000204},
     {0x0006, 0, 0, 0x7fc00000},
+    {0x0035, 3, 0, 0x00000135},
+    {0x0035, 1, 0, 0x00000133},
     {0x0006, 0, 0, 0x00034d46},
-    {0x0035, 3, 0, 0x00000136},
-    {0x0035, 1, 0, 0x00000135},
     {0x0006, 0, 0, 0x7fc00000},
+    {0x0035, 1, 0, 0x00000136},
     {0x0006, 0, 0, 0x7fff0000},
     {0x0035, 1, 0, 0x0000013b},
     {0x0006, 0, 0, 0x7fc00000},
-    {0x0035, 1, 0, 0x0000013c},
     {0x0006, 0, 0, 0x7fff0000},
+    {0x0035, 37, 0, 0x000001b8},
+    {0x0035, 17, 0, 0x0000014d},
+    {0x0035, 7, 0, 0x00000144},
+    {0x0035, 3, 0, 0x0000013f},
+    {0x0035, 1, 0, 0x0000013d},
     {0x0006, 0, 0, 0x00034d46},
-    {0x0035, 37, 0, 0x000001b9},
-    {0x0035, 17, 0, 0x0000014e},
-    {0x0035, 7, 0, 0x00000145},
-    {0x0035, 3, 0, 0x00000140},
-    {0x0035, 1, 0, 0x0000013f},
     {0x0006, 0, 0, 0x7fff0000},
+    {0x0035, 1, 0, 0x00000140},
     {0x0006, 0, 0, 0x00034d46},
-    {0x0035, 1, 0, 0x00000144},
     {0x0006, 0, 0, 0x7fc00000},
+    {0x0035, 3, 0, 0x00000146},
+    {0x0035, 1, 0, 0x00000145},
     {0x0006, 0, 0, 0x7fff0000},
-    {0x0035, 3, 0, 0x00000149},
-    {0x0035, 1, 0, 0x00000146},
     {0x0006, 0, 0, 0x7fc00000},
+    {0x0035, 1, 0, 0x00000149},
     {0x0006, 0, 0, 0x00034d46},
     {0x0035, 1, 0, 0x0000014c},
     {0x0006, 0, 0, 0x7fff0000},
-    {0x0035, 1, 0, 0x0000014d},
     {0x0006, 0, 0, 0x00034d46},
+    {0x0035, 9, 0, 0x000001b2},
+    {0x0035, 3, 0, 0x00000150},
+    {0x0035, 1, 0, 0x0000014e},
     {0x0006, 0, 0, 0x7fc00000},
-    {0x0035, 9, 0, 0x000001b3},
-    {0x0035, 3, 0, 0x000001a8},
-    {0x0035, 1, 0, 0x00000150},
     {0x0006, 0, 0, 0x7fff0000},
+    {0x0035, 1, 0, 0x000001a8},
     {0x0006, 0, 0, 0x7fc00000},
     {0x0035, 1, 0, 0x000001a9},
-    {0x0005, 0, 0, 0x000001b9},
-    {0x0035, 1, 0, 0x000001b2},
+    {0x0005, 0, 0, 0x000001ea},
     {0x0006, 0, 0, 0x7fc00000},
+    {0x0035, 3, 0, 0x000001b4},
+    {0x0035, 1, 0, 0x000001b3},
     {0x0006, 0, 0, 0x00034d46},
-    {0x0035, 3, 0, 0x000001b6},
-    {0x0035, 1, 0, 0x000001b4},
     {0x0006, 0, 0, 0x7fff0000},
+    {0x0035, 1, 0, 0x000001b6},
     {0x0006, 0, 0, 0x00034d46},
     {0x0035, 1, 0, 0x000001b7},
     {0x0006, 0, 0, 0x7fc00000},
-    {0x0035, 1, 0, 0x000001b8},
     {0x0006, 0, 0, 0x00034d46},
+    {0x0035, 19, 0, 0x000001cb},
+    {0x0035, 9, 0, 0x000001c1},
+    {0x0035, 3, 0, 0x000001ba},
+    {0x0035, 1, 0, 0x000001b9},
     {0x0006, 0, 0, 0x7fc00000},
-    {0x0035, 17, 0, 0x000001cb},
-    {0x0035, 7, 0, 0x000001c1},
-    {0x0035, 3, 0, 0x000001bf},
-    {0x0035, 1, 0, 0x000001ba},
     {0x0006, 0, 0, 0x00034d46},
+    {0x0035, 1, 0, 0x000001bf},
     {0x0006, 0, 0, 0x7fc00000},
     {0x0035, 1, 0, 0x000001c0},
     {0x0006, 0, 0, 0x7fff0000},
@@ -1592,6 +1646,17 @@ static const struct sock_filter mosix_forward_filter_fast[] = {
     {0x0006, 0, 0, 0x7fff0000},
     {0x0020, 0, 0, 0x00000010},
     {0x0054, 0, 0, 0xfecfffff},
+    {0x0015, 0, 8, 0x00000011},
+    {0x0020, 0, 0, 0x00000018},
+    {0x0015, 0, 6, 0x00000000},
+    {0x0020, 0, 0, 0x0000001c},
+    {0x0015, 0, 4, 0x00000000},
+    {0x0020, 0, 0, 0x00000010},
+    {0x0054, 0, 0, 0x7e030900},
+    {0x0015, 0, 1, 0x00010900},
+    {0x0006, 0, 0, 0x7fff0000},
+    {0x0020, 0, 0, 0x00000010},
+    {0x0054, 0, 0, 0xfecfffff},
     {0x0015, 0, 5, 0x00000011},
     {0x0020, 0, 0, 0x00000018},
     {0x0015, 0, 3, 0x00000000},
@@ -1612,7 +1677,14 @@ static const struct sock_filter mosix_forward_filter_fast[] = {
     {0x0006, 0, 0, 0x7fff0000},
     {0x0020, 0, 0, 0x00000010},
     {0x0054, 0, 0, 0xfecfffff},
-    {0x0015, 30, 0, 0x00004111},
+    {0x0015, 0, 4, 0x00004111},
+    {0x0020, 0, 0, 0x00000010},
+    {0x0054, 0, 0, 0x7e030900},
+    {0x0015, 0, 1, 0x00010900},
+    {0x0006, 0, 0, 0x7fff0000},
+    {0x0020, 0, 0, 0x00000010},
+    {0x0054, 0, 0, 0xfecfffff},
+    {0x0015, 61, 0, 0x00004111},
     {0x0020, 0, 0, 0x00000010},
     {0x0015, 0, 15, 0x00000000},
     {0x0020, 0, 0, 0x00000014},
@@ -1631,6 +1703,18 @@ static const struct sock_filter mosix_forward_filter_fast[] = {
     {0x0015, 0, 1, 0x00000000},
     {0x0006, 0, 0, 0x7fff0000},
     {0x0020, 0, 0, 0x00000010},
+    {0x0015, 0, 10, 0x00000000},
+    {0x0020, 0, 0, 0x00000014},
+    {0x0015, 0, 8, 0x00000000},
+    {0x0020, 0, 0, 0x00000018},
+    {0x0015, 0, 6, 0x00000000},
+    {0x0020, 0, 0, 0x0000001c},
+    {0x0015, 0, 4, 0x00000000},
+    {0x0020, 0, 0, 0x00000010},
+    {0x0054, 0, 0, 0x7e030900},
+    {0x0015, 0, 1, 0x00010900},
+    {0x0006, 0, 0, 0x7fff0000},
+    {0x0020, 0, 0, 0x00000010},
     {0x0015, 0, 7, 0x00000000},
     {0x0020, 0, 0, 0x00000014},
     {0x0015, 0, 5, 0x00000000},
@@ -1639,6 +1723,25 @@ static const struct sock_filter mosix_forward_filter_fast[] = {
     {0x0020, 0, 0, 0x0000001c},
     {0x0015, 0, 1, 0x00000000},
     {0x0006, 0, 0, 0x7fc00000},
+    {0x0020, 0, 0, 0x00000010},
+    {0x0054, 0, 0, 0x7e030900},
+    {0x0015, 0, 9, 0x00010900},
+    {0x0020, 0, 0, 0x00000010},
+    {0x0015, 0, 7, 0x00000000},
+    {0x0020, 0, 0, 0x00000014},
+    {0x0015, 0, 5, 0x00000000},
+    {0x0020, 0, 0, 0x00000018},
+    {0x0015, 0, 3, 0x00000000},
+    {0x0020, 0, 0, 0x0000001c},
+    {0x0015, 0, 1, 0x00000000},
+    {0x0006, 0, 0, 0x7fff0000},
+    {0x0020, 0, 0, 0x00000010},
+    {0x0054, 0, 0, 0x7e030900},
+    {0x0015, 0, 4, 0x00010900},
+    {0x0020, 0, 0, 0x00000010},
+    {0x0054, 0, 0, 0x7e030900},
+    {0x0015, 0, 1, 0x00010900},
+    {0x0006, 0, 0, 0x7fff0000},
     {0x0020, 0, 0, 0x00000010},
     {0x0054, 0, 0, 0x7e030900},
     {0x0015, 1, 0, 0x00010900},
@@ -1747,7 +1850,7 @@ static const struct sock_filter mosix_forward_filter_fast[] = {
     {0x0006, 0, 0, 0x7fff0000},
     {0x0020, 0, 0, 0x00000018},
     {0x0015, 1, 0, 0x00000013},
-    {0x0006, 0, 0, 0x00034d46},
+    {0x0006, 0, 0, 0x7fc00000},
     {0x0006, 0, 0, 0x7fff0000},
     {0x0020, 0, 0, 0x00000010},
     {0x0015, 9, 0, 0x00000000},
@@ -1830,7 +1933,7 @@ static const struct sock_filter mosix_forward_filter_fast[] = {
     {0x0006, 0, 0, 0x7fff0000},
     {0x0020, 0, 0, 0x00000020},
     {0x0015, 1, 0, 0x00000013},
-    {0x0006, 0, 0, 0x00034d46},
+    {0x0006, 0, 0, 0x7fc00000},
     {0x0006, 0, 0, 0x7fff0000},
     {0x0020, 0, 0, 0x00000010},
     {0x0015, 1, 0, 0x00000000},

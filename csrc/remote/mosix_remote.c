@@ -65,6 +65,7 @@
 #include <sys/ioctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -599,6 +600,46 @@ static void own_checkpoint_answered(const char *text)
         rc_keep(result); /* interrupted (the capture): for the call made again */
 }
 
+/* Whether tid is a thread of the copy (its /proc/COPY/task entry). */
+static int copy_thread(pid_t tid)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/task/%d", (int)copy, (int)tid);
+    return tid > 0 && access(path, F_OK) == 0;
+}
+
+/* The calls that name one of the copy's threads (glibc's pthread_kill and
+ * raise: tgkill(getpid(), tid, sig) with the tid it cached or gettid gave).
+ * The main thread answers to the home pid, as before (home serves it); any
+ * other thread is here, under this node's id: gettid tells it its own, and a
+ * tgkill or tkill for it, the process named by its home pid, is sent here
+ * (its sender is then this supervisor).  1 when answered. */
+static int thread_call(const struct seccomp_notif *n)
+{
+    long nr = n->data.nr;
+    const __u64 *a = n->data.args;
+    if (nr == SYS_gettid && (pid_t)n->pid != copy) {
+        answer(n->id, (long)n->pid, 0);
+        return 1;
+    }
+    pid_t tid;
+    int sig;
+    if (nr == SYS_tgkill && (pid_t)a[0] == home_pid) {
+        tid = (pid_t)a[1];
+        sig = (int)a[2];
+    } else if (nr == SYS_tkill) {
+        tid = (pid_t)a[0];
+        sig = (int)a[1];
+    } else {
+        return 0;
+    }
+    if (tid == home_pid || tid == copy || !copy_thread(tid))
+        return 0; /* the main thread, or another process: home decides */
+    long r = syscall(SYS_tgkill, copy, tid, sig);
+    answer(n->id, r < 0 ? -errno : 0, 0);
+    return 1;
+}
+
 static void serve_notification(const struct seccomp_notif *np)
 {
     struct seccomp_notif n = *np;
@@ -610,7 +651,7 @@ static void serve_notification(const struct seccomp_notif *np)
         own_checkpoint(&n);
         return;
     }
-    if (guarded_call(&n))
+    if (guarded_call(&n) || thread_call(&n))
         return;
     switch (fwd_placement(nr, args)) {
     case FWD_LOCAL:

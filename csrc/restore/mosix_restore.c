@@ -179,8 +179,6 @@ __attribute__((noreturn, used)) void restore_main(long *sp)
     } else if (migration.forward_sock >= 0) {
         __builtin_memset(img.cloexec, 0, sizeof(img.cloexec));
     }
-    if (img.nthreads && (migration.home || migration.forward_sock >= 0))
-        refuse("a multi-threaded process cannot migrate yet");
     cpu_check(&img);
     mem_check_specials(&img, &cur);
     if (r.apply)

@@ -175,9 +175,14 @@ static void install_forward_filter(const struct image *img, int sock)
                                      sizeof(mosix_forward_filter_fast[0]));
         fprog.filter = (struct sock_filter *)mosix_forward_filter_fast;
     }
-    long listener = mosix_raw3(__NR_seccomp, SECCOMP_SET_MODE_FILTER,
-                               SECCOMP_FILTER_FLAG_NEW_LISTENER | SECCOMP_FILTER_FLAG_SPEC_ALLOW,
-                               &fprog);
+    /* The other threads wait at the barrier with the main thread's filters
+     * (inherited at their clone): TSYNC puts the forward filter on them too, in
+     * the same instant (TSYNC_ESRCH: with a listener, a thread that cannot
+     * follow fails the call with ESRCH rather than naming itself). */
+    long flags = SECCOMP_FILTER_FLAG_NEW_LISTENER | SECCOMP_FILTER_FLAG_SPEC_ALLOW;
+    if (img->nthreads)
+        flags |= SECCOMP_FILTER_FLAG_TSYNC | SECCOMP_FILTER_FLAG_TSYNC_ESRCH;
+    long listener = mosix_raw3(__NR_seccomp, SECCOMP_SET_MODE_FILTER, flags, &fprog);
     if (listener < 0)
         failed("cannot install the forward filter", listener);
     int fd = (int)listener;

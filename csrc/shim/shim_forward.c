@@ -25,6 +25,7 @@
 #include "shim_forward.h"
 
 #include <errno.h>
+#include <linux/futex.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -35,11 +36,38 @@
 #include "raw_syscall.h"
 
 /* One frame buffer for the request, then the reply (the request is not needed
- * once sent): a migrated process has one thread, and the handler is not
- * re-entered (signals are blocked in it). */
+ * once sent), used under forward_lock: the threads of a process take turns on
+ * the one channel, a whole call each (the handler is not re-entered in a
+ * thread: signals are blocked in it).  A thread captured while it holds the
+ * lock resumes holding it; its call finds the channel gone and is issued
+ * again (SHIM_FORWARD_AGAIN), which lets the lock go. */
 static unsigned char frame[sizeof(struct fwd_frame) + FWD_FRAME_MAX_PAYLOAD]
     __attribute__((aligned(16)));
 static uint64_t next_id = 1;
+
+/* 0 free, 1 held, 2 held and waited for (the futex's word). */
+static int forward_lock_word;
+
+static void forward_lock(void)
+{
+    int c = 0;
+    if (__atomic_compare_exchange_n(&forward_lock_word, &c, 1, 0, __ATOMIC_ACQUIRE,
+                                    __ATOMIC_RELAXED))
+        return;
+    if (c != 2)
+        c = __atomic_exchange_n(&forward_lock_word, 2, __ATOMIC_ACQUIRE);
+    while (c != 0) {
+        /* EAGAIN (let go meanwhile) and EINTR: look again; nothing else is possible */
+        (void)mosix_raw6(SYS_futex, (long)&forward_lock_word, FUTEX_WAIT_PRIVATE, 2, 0, 0, 0);
+        c = __atomic_exchange_n(&forward_lock_word, 2, __ATOMIC_ACQUIRE);
+    }
+}
+
+static void forward_unlock(void)
+{
+    if (__atomic_exchange_n(&forward_lock_word, 0, __ATOMIC_RELEASE) == 2)
+        (void)mosix_raw6(SYS_futex, (long)&forward_lock_word, FUTEX_WAKE_PRIVATE, 1, 0, 0, 0);
+}
 
 /* Calls that went this way (a program, or a test, may look: weak symbol). */
 __attribute__((visibility("default"))) unsigned long mosix_shim_fast_calls;
@@ -129,8 +157,20 @@ static int restarts(long nr, uint64_t program_mask)
     return 1;
 }
 
+static enum shim_forward_outcome forward_locked(long nr, const uint64_t args[6],
+                                                uint64_t program_mask, long *ret);
+
 enum shim_forward_outcome shim_forward_call(long nr, const uint64_t args[6],
                                             uint64_t program_mask, long *ret)
+{
+    forward_lock();
+    enum shim_forward_outcome o = forward_locked(nr, args, program_mask, ret);
+    forward_unlock();
+    return o;
+}
+
+static enum shim_forward_outcome forward_locked(long nr, const uint64_t args[6],
+                                                uint64_t program_mask, long *ret)
 {
     unsigned char *payload = frame + sizeof(struct fwd_frame);
     long len = fwd_request(0, nr, args, payload, FWD_FRAME_MAX_PAYLOAD);

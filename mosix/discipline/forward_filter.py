@@ -51,6 +51,12 @@ SENDTO, RECVFROM = 44, 45
 # process home, where the call is made again (remote_discipline.c).
 GUARDED = frozenset({Outcome.UNSUPPORTED, Outcome.FIXUP_PRIVATE, Outcome.SELF_ONLY, Outcome.PIN})
 
+# Calls the fast variant still sends to the supervisor: glibc's pthread_kill makes
+# getpid and tgkill with every signal blocked (a trap, SIGSYS, would kill the
+# process), and these name threads, which are the supervisor's to know (a
+# thread other than the main one is signalled where it runs: mosix_remote.c).
+SUPERVISOR_ONLY = frozenset({"getpid", "gettid", "tgkill", "tkill"})
+
 # Outcomes of the synthetic table compiled below.
 LOCAL = Outcome.ALLOW  # runs here (or the base filter decides)
 NOTIFY = Outcome.UNSUPPORTED  # goes to the supervisor
@@ -94,6 +100,7 @@ def decision(s: Syscall, fast: bool = False) -> Decision:
     LOCAL, so the base filter refuses it in the kernel.
     """
     forwarding = FORWARDING[s.name]
+    fast = fast and s.name not in SUPERVISOR_ONLY
     default = _notify(forwarding.spec.placement, fast)
     # Cases that end where the default does change nothing.
     cases = [(c.when, _notify(c.spec.placement, fast)) for c in forwarding.cases]

@@ -33,7 +33,7 @@ Placements (the values are shared with C, ``enum fwd_placement``):
   supervisor answers with the entry's errno (ENOSYS, ENOTTY for unknown ioctl
   requests).
 
-Calls the discipline pins (policy pinned, or a limited rule's PIN: threads,
+Calls the discipline pins (policy pinned, or a limited rule's PIN:
 writable shared maps) are BRING_HOME: the process comes home and the call
 runs there, natively, and keeps it home.
 
@@ -54,7 +54,16 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from mosix.discipline.policy import ALL_BITS, BY_NAME, LOW_BITS, SYSCALLS, Arg, Policy
+from mosix.discipline.policy import (
+    ALL_BITS,
+    BY_NAME,
+    CLONE_A_THREAD,
+    CLONE_NEW_NAMESPACES,
+    LOW_BITS,
+    SYSCALLS,
+    Arg,
+    Policy,
+)
 
 FWD_MAX_DATA = 1 << 20  # bytes of buffers in one request or reply (each direction)
 PATH_MAX = 4096  # a PATH argument, with its NUL
@@ -779,6 +788,7 @@ _SPECIAL: tuple[Forwarding, ...] = (
 )
 
 R_CAPTURE = (
+    "; a thread is made where the process runs (it moves with it)"
     "; the checkpointer's frozen copy (clone without an exit signal or stack, reaped by "
     "wait4 with __WCLONE) is made and reaped where the process runs: that is how it comes home"
 )
@@ -789,7 +799,14 @@ _CAPTURE: tuple[Forwarding, ...] = (
         "clone",
         BRING_HOME_SPEC,
         R_BRING + R_CAPTURE,
-        (Case((Arg(0, 0, ALL_BITS), Arg(1, 0)), LOCAL_SPEC, "checkpointer's copy"),),
+        (
+            Case((Arg(0, 0, ALL_BITS), Arg(1, 0)), LOCAL_SPEC, "checkpointer's copy"),
+            Case(
+                (Arg(0, CLONE_A_THREAD, CLONE_A_THREAD | CLONE_NEW_NAMESPACES),),
+                LOCAL_SPEC,
+                "a thread",
+            ),
+        ),
     ),
     Forwarding(
         "wait4",

@@ -315,15 +315,15 @@ U_LSM = unsupported("sets a security-module label of the local node")
 LIM_CLONE = limited(
     "fork-like (SIGCHLD, no stack) and posix_spawn-like (CLONE_VM|CLONE_VFORK, any stack) are "
     "carried; a thread (CLONE_VM|CLONE_SIGHAND|CLONE_THREAD, no new namespace: pthread_create, "
-    "Go, OpenMP) is pinned while the process has more than one (Threads); other sharing is not "
-    "supported",
+    "Go, OpenMP) is carried too: the threads move with the process (more than an image holds "
+    "pin it); other sharing is not supported",
     Rule((Arg(0, SIGCHLD, LOW_BITS & ~CLONE_SETTID_FLAGS), null(1)), Outcome.ALLOW),
     Rule(
         (Arg(0, CLONE_VM | CLONE_VFORK | SIGCHLD, LOW_BITS & ~CLONE_SETTID_FLAGS),), Outcome.ALLOW
     ),
     # No exit signal: the checkpointer's frozen copy (invisible to wait() without __WCLONE).
     Rule((Arg(0, 0, ALL_BITS), null(1)), Outcome.ALLOW),
-    Rule((Arg(0, CLONE_A_THREAD, CLONE_A_THREAD | CLONE_NEW_NAMESPACES),), Outcome.PIN),
+    Rule((Arg(0, CLONE_A_THREAD, CLONE_A_THREAD | CLONE_NEW_NAMESPACES),), Outcome.ALLOW),
 )
 LIM_MMAP = limited(
     "MAP_PRIVATE is carried; read-only shared maps (glibc's gconv cache) are made private in "

@@ -13,6 +13,7 @@ import functools
 import os
 from collections.abc import Collection
 
+from mosix.ckpt.format import MAX_THREADS
 from mosix.native_names import Program
 from mosix.start_contract import INHERIT_ENV
 
@@ -258,12 +259,12 @@ def stay_reason(pid: int) -> str:
     """Why the process cannot migrate ("" : nothing known keeps it).
 
     What the discipline's pinned calls make (docs/SYSCALLS.md), read from the kernel,
-    so a pin lifts by itself when the thing is released: threads, locked pages,
-    shared maps, a NUMA memory policy.
+    so a pin lifts by itself when the thing is released: locked pages, shared maps,
+    a NUMA memory policy, more threads than an image holds (fewer move with it).
     """
     threads = status_value(pid, "Threads")
-    if threads and threads != "1":
-        return f"it has {threads} threads"
+    if threads and threads.isdigit() and int(threads) > MAX_THREADS:
+        return f"it has {threads} threads (at most {MAX_THREADS} can move)"
     locked = status_value(pid, "VmLck")
     if locked and not locked.startswith("0 "):
         return "it has locked memory (mlock, MAP_LOCKED)"
