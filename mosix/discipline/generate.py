@@ -8,7 +8,7 @@ mosix.generate`` writes the files (:mod:`mosix.generate`).
 from __future__ import annotations
 
 from mosix.codegen import c_banner, doc_banner
-from mosix.discipline import bpf, forward_codegen
+from mosix.discipline import bpf, forward_codegen, tid_calls
 from mosix.discipline.policy import (
     CHECKPOINT_NR,
     MANUAL_LIMITED,
@@ -81,10 +81,34 @@ def header_text() -> str:
         if not patches:
             out += ["    {0xffff, 0}, /* none */"]
         out += ["};", f"#define {program.name.upper()}_PATCHES {len(patches)}"]
+    out += tid_calls_text()
     out += ["", "static const char *const mosix_syscall_names[MOSIX_SYSCALL_MAX + 1] = {"]
     out += [f'    [{s.nr}] = "{s.name}",' for s in sorted(SYSCALLS, key=lambda s: s.nr)]
     out += ["};", "", "#endif", ""]
     return "\n".join(out)
+
+
+def tid_calls_text() -> list[str]:
+    """The calls that take a thread id (mosix/discipline/tid_calls.py)."""
+    nr = {s.name: s.nr for s in SYSCALLS}
+    out = [
+        "",
+        "/* Calls that take a thread id: translated after a recovery (tid_calls.py). */",
+        f"#define MOSIX_TID_TRAP_MAGIC {tid_calls.TID_TRAP_MAGIC:#x}",
+        "#define MOSIX_TID_NONE 0xff",
+        "struct mosix_tid_call {",
+        "    unsigned short nr;",
+        "    unsigned char tid, tgid; /* argument indexes (MOSIX_TID_NONE: none) */",
+        "};",
+        "static const struct mosix_tid_call mosix_tid_calls[] = {",
+    ]
+    for c in tid_calls.TID_CALLS:
+        tgid = "MOSIX_TID_NONE" if c.tgid is None else str(c.tgid)
+        out += [f"    {{{nr[c.name]}, {c.tid}, {tgid}}}, /* {c.name} */"]
+    out += ["};", "static const unsigned short mosix_tid_always[] = {"]
+    out += [f"    {nr[name]}, /* {name} */" for name in tid_calls.TID_ALWAYS]
+    out += ["};"]
+    return out
 
 
 # ------------------------------------------------------------------------ doc
