@@ -183,7 +183,8 @@ void threads_create(const struct image *img, struct barrier *b, const uint64_t *
         *(uint64_t *)sp = (uint64_t)st;
         struct mosix_ckpt_regs regs;
         __builtin_memcpy(&regs, t->regs, sizeof(regs));
-        long flags = THREAD_FLAGS | (t->tid_addr ? CLONE_PARENT_SETTID : 0) |
+        /* the image's id stays in its control block when it is translated */
+        long flags = THREAD_FLAGS | (t->tid_addr && !tids_translated() ? CLONE_PARENT_SETTID : 0) |
                      (t->clear_tid ? CLONE_CHILD_CLEARTID : 0);
         long tid = mosix_thread_clone(flags, sp, t->tid_addr, t->clear_tid, regs.fs_base);
         if (tid < 0)
