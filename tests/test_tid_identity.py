@@ -18,6 +18,7 @@ must print byte for byte what a native run prints, with the same exit status.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -155,6 +156,53 @@ def test_recovered_while_other_threads_hold_mutexes_they_lock_them_again(
     the owner its mutex records), SQLite's in a python worker thread."""
     held_lines = 1 if kind == "sqlite3" else 2
     recovered_output_is_native(agent, agent_base, programs[f"threads-{kind}"], held_lines)
+
+
+def checkpoint(agent: Agent, pid: int, cwd: Path) -> Path:
+    result = agent.run("migrate", str(pid), "checkpoint", cwd=cwd)
+    said = re.fullmatch(rf"{pid}: checkpoint \d+ written to (\S+)\n", result.stdout)
+    assert said, (result.stdout, result.stderr)
+    return Path(said[1])
+
+
+def test_recovered_twice_its_threads_still_own_their_mutexes(
+    agent: Agent, agent_base: Path, programs: dict[str, list[str]]
+) -> None:
+    """A recovered process checkpointed again (its threads' control blocks hold the
+    first image's ids, the kernel's are others) and recovered again still behaves as a
+    native run: the checkpointer finds glibc's tid in the control blocks through the
+    thread id map, and the second recovery keeps the first image's ids."""
+    argv = programs["threads-recursive"]
+    expected = native(argv, agent_base)
+    want = expected[0].splitlines(keepends=True)
+    p = agent.spawn("mosrun", *argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=agent_base)
+    try:
+        assert p.stdout is not None
+        seen = [p.stdout.readline() for _ in range(2)]
+        assert seen == want[:2]
+        first = checkpoint(agent, p.pid, agent_base)
+    finally:
+        p.kill()
+        p.wait()
+    r = agent.spawn("mosrun", f"-R{first}", stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert r.stdin is not None and r.stdout is not None
+        r.stdin.write("x\n")
+        r.stdin.flush()
+        seen += [r.stdout.readline() for _ in range(2)]  # line 1 of A and of B
+        assert seen == want[:4]
+        second = checkpoint(agent, r.pid, agent_base)
+    finally:
+        r.kill()
+        r.wait()
+    again = agent.spawn("mosrun", f"-R{second}", stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        out, _ = again.communicate("x\n" * (LINES - 1), timeout=TIMEOUT)
+    finally:
+        if again.poll() is None:
+            again.kill()
+            again.wait()
+    assert ("".join(seen) + out, again.returncode) == expected
 
 
 @pytest.fixture(scope="module")
