@@ -123,8 +123,8 @@ void shim_tids_call(ucontext_t *uc, long nr)
             a[MOSIX_OUTCOME_ARG(c)] = SIGTSTP;
         for (size_t i = 0; i < sizeof(mosix_tid_calls) / sizeof(mosix_tid_calls[0]); i++) {
             const struct mosix_tid_call *t = &mosix_tid_calls[i];
-            if (t->nr != nr)
-                continue;
+            if (t->nr != nr || (t->which != MOSIX_TID_NONE && a[0] != t->which))
+                continue; /* another call, or its argument is a group or a user */
             if (t->tgid != MOSIX_TID_NONE && m && a[t->tgid] == m->program[0])
                 a[t->tgid] = mosix_raw0(SYS_getpid);
             a[t->tid] = kernel_tid(m, (int32_t)a[t->tid]);

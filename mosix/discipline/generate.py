@@ -99,12 +99,14 @@ def tid_calls_text() -> list[str]:
         "struct mosix_tid_call {",
         "    unsigned short nr;",
         "    unsigned char tid, tgid; /* argument indexes (MOSIX_TID_NONE: none) */",
+        "    unsigned char which; /* only when argument 0 is this (MOSIX_TID_NONE: always) */",
         "};",
         "static const struct mosix_tid_call mosix_tid_calls[] = {",
     ]
     for c in tid_calls.TID_CALLS:
         tgid = "MOSIX_TID_NONE" if c.tgid is None else str(c.tgid)
-        out += [f"    {{{nr[c.name]}, {c.tid}, {tgid}}}, /* {c.name} */"]
+        which = "MOSIX_TID_NONE" if c.which is None else str(c.which)
+        out += [f"    {{{nr[c.name]}, {c.tid}, {tgid}, {which}}}, /* {c.name} */"]
     out += ["};", "static const unsigned short mosix_tid_always[] = {"]
     out += [f"    {nr[name]}, /* {name} */" for name in tid_calls.TID_ALWAYS]
     out += ["};"]

@@ -21,11 +21,14 @@ TID_TRAP_MAGIC = 0x4D54  # SECCOMP_RET_DATA (si_errno) of the restorer's tid tra
 @dataclass(frozen=True)
 class TidCall:
     """``name`` takes a thread id in argument ``tid``; ``tgid``: the process id
-    argument, translated when it is the image's process id."""
+    argument, translated when it is the image's process id; ``which``: only when
+    argument 0 is this value (get/setpriority's PRIO_PROCESS, ioprio's
+    IOPRIO_WHO_PROCESS: otherwise the argument is a group or a user)."""
 
     name: str
     tid: int
     tgid: int | None = None
+    which: int | None = None
 
 
 TID_CALLS: tuple[TidCall, ...] = (
@@ -42,10 +45,10 @@ TID_CALLS: tuple[TidCall, ...] = (
     TidCall("sched_setattr", 0),
     TidCall("sched_getattr", 0),
     TidCall("get_robust_list", 0),
-    TidCall("getpriority", 1),  # which = PRIO_PROCESS: a thread's nice value
-    TidCall("setpriority", 1),
-    TidCall("ioprio_get", 1),  # which = IOPRIO_WHO_PROCESS
-    TidCall("ioprio_set", 1),
+    TidCall("getpriority", 1, which=0),  # PRIO_PROCESS: a thread's nice value
+    TidCall("setpriority", 1, which=0),
+    TidCall("ioprio_get", 1, which=1),  # IOPRIO_WHO_PROCESS
+    TidCall("ioprio_set", 1, which=1),
 )
 
 # Trapped whatever their arguments (the handler decides).
