@@ -7,7 +7,8 @@
  * second level; errorcheck: EDEADLK, it owns it), computes, unlocks that level
  * and says whether the mutex's owner is still its gettid; main signals each
  * thread with pthread_kill (glibc: tgkill with the thread's id as glibc knows
- * it), and with tgkill and sched_getaffinity on the id the thread noted.  At
+ * it), and with tgkill, sched_getaffinity and a SIGEV_THREAD_ID timer on the
+ * id the thread noted.  At
  * the end of stdin each thread unlocks (errorcheck: EPERM a second time) and
  * ends; main joins them and exits 3.  glibc decides "owned by this thread" by
  * the thread id it caches in each thread's control block, which the mutex also
@@ -23,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 enum { NTHREADS = 2 };
@@ -117,6 +119,26 @@ static void *work(void *arg)
 
 static const char *said(int rc) { return rc ? strerror(rc) : "0"; }
 
+/* A one-shot timer whose SIGUSR1 goes to the thread w noted (SIGEV_THREAD_ID):
+ * 0 once it has arrived (the thread's count reaches want), or the error. */
+static int thread_timer(struct worker *w, int want)
+{
+    struct sigevent ev;
+    memset(&ev, 0, sizeof(ev));
+    ev.sigev_notify = SIGEV_THREAD_ID;
+    ev.sigev_signo = SIGUSR1;
+    ev._sigev_un._tid = w->tid;
+    timer_t timer;
+    if (timer_create(CLOCK_MONOTONIC, &ev, &timer) != 0)
+        return errno;
+    struct itimerspec once = {{0, 0}, {0, 1000000}};
+    if (timer_settime(timer, 0, &once, NULL) != 0)
+        return errno;
+    while (w->signals < want)
+        sched_yield();
+    return timer_delete(timer) ? errno : 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
@@ -160,10 +182,11 @@ int main(int argc, char **argv)
                 sched_yield();
             cpu_set_t set;
             int affinity = sched_getaffinity(w->tid, sizeof(set), &set) ? errno : 0;
+            int timed = thread_timer(w, before + 3);
             printf("line %d %c relock %s unlock %s owner-is-me %d pthread_kill %s tgkill %s "
-                   "sched_getaffinity %s signals %d %lx\n",
+                   "sched_getaffinity %s timer %s signals %d %lx\n",
                    n, w->name, said(w->relock), said(w->unlock), w->owner_is_me, said(killed),
-                   said(tgkilled), said(affinity), w->signals - before, w->x);
+                   said(tgkilled), said(affinity), said(timed), w->signals - before, w->x);
         }
         fflush(stdout);
     }
