@@ -63,6 +63,7 @@
 #include "seccomp_table.h"
 #include "shim_forward.h"
 #include "shim_threads.h"
+#include "shim_tids.h"
 
 #define EXPORT __attribute__((visibility("default")))
 
@@ -195,6 +196,11 @@ static void on_sigsys(int sig, siginfo_t *info, void *vctx)
     int saved_errno = errno;
     if (info->si_code == SYS_SECCOMP && info->si_errno == FWD_TRAP_MAGIC) {
         forward_home((ucontext_t *)vctx, info->si_syscall);
+        errno = saved_errno;
+        return;
+    }
+    if (info->si_code == SYS_SECCOMP && info->si_errno == MOSIX_TID_TRAP_MAGIC) {
+        shim_tids_call((ucontext_t *)vctx, info->si_syscall); /* a recovered process's */
         errno = saved_errno;
         return;
     }

@@ -171,7 +171,9 @@ def file_size(cluster: LocalCluster, path: str) -> int:
                 strict=False,
                 reason="known limit (issue 19): with a handler without SA_RESTART the "
                 "supervisor's path can still run a write twice under heavy load (a CI "
-                "run: the file 35 bytes longer than the program counted)",
+                "run: the file 35 bytes longer than the program counted); the kernel "
+                "drops a reply NOTIF_SEND accepted when the copy's timer signal woke its "
+                "wait just before, and the call made again is done again at home",
             ),
         ),
     ],

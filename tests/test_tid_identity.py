@@ -18,6 +18,7 @@ must print byte for byte what a native run prints, with the same exit status.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -54,17 +55,50 @@ sys.exit(3)
 
 KINDS = ["recursive", "errorcheck", "robust", "sqlite3"]
 
+# The same queries made by a worker thread: SQLite's mutex is held by a thread
+# that is not the main one when the process is checkpointed.
+SQLITE_THREAD = """
+import sqlite3, sys, threading
+con = sqlite3.connect(":memory:", check_same_thread=False)
+con.execute("create table t(n integer)")
+con.executemany("insert into t values (?)", [(i,) for i in range(1000)])
+def step(n):
+    print("in query", n, flush=True)  # SQLite holds the connection's mutex here
+    if not sys.stdin.readline():
+        return -1
+    inner = con.execute("select count(*), sum(n * n) from t where n < ?", (n * 100,))
+    return inner.fetchone()[1] or 0
+con.create_function("step", 1, step)
+def queries():
+    for i in range(4):
+        row = con.execute("select step(?), sum(n) from t where n % 7 = ?", (i, i)).fetchone()
+        print("query", i, row, flush=True)
+worker = threading.Thread(target=queries)
+worker.start()
+worker.join()
+sys.exit(3)
+"""
+
 
 @pytest.fixture(scope="module")
 def programs() -> Iterator[dict[str, list[str]]]:
-    with node_programs("tids", {"held_mutex": ["-O2", "-pthread", "held_mutex.c"]}) as d:
+    builds = {
+        "held_mutex": ["-O2", "-pthread", "held_mutex.c"],
+        "held_mutex_threads": ["-O2", "-pthread", "held_mutex_threads.c"],
+    }
+    with node_programs("tids", builds) as d:
         (d / "sqlite_loop.py").write_text(SQLITE_LOOP)
-        held = str(d / "held_mutex")
+        (d / "sqlite_thread.py").write_text(SQLITE_THREAD)
+        held, threads = str(d / "held_mutex"), str(d / "held_mutex_threads")
         yield {
             "recursive": [held, "recursive"],
             "errorcheck": [held, "errorcheck"],
             "robust": [held, "robust"],
             "sqlite3": [SYSTEM_PYTHON, str(d / "sqlite_loop.py")],
+            "threads-recursive": [threads, "recursive"],
+            "threads-errorcheck": [threads, "errorcheck"],
+            "threads-robust": [threads, "robust"],
+            "threads-sqlite3": [SYSTEM_PYTHON, str(d / "sqlite_thread.py")],
         }
 
 
@@ -75,18 +109,20 @@ def native(argv: list[str], cwd: Path | str) -> tuple[str, int]:
     return r.stdout, r.returncode
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_recovered_while_holding_a_mutex_it_locks_it_again(
-    agent: Agent, agent_base: Path, programs: dict[str, list[str]], kind: str
+def recovered_output_is_native(
+    agent: Agent, agent_base: Path, argv: list[str], held_lines: int
 ) -> None:
-    argv = programs[kind]
+    """Run ``argv`` under mosrun; once it has said its first ``held_lines`` lines
+    (it holds its mutexes then, waiting for stdin) checkpoint it, kill it, recover
+    it with -R and give it LINES lines: its output and exit status must be a native
+    run's, byte for byte."""
     expected = native(argv, agent_base)
     assert expected[1] == 3, expected
     p = agent.spawn("mosrun", *argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=agent_base)
     try:
         assert p.stdout is not None
-        first = p.stdout.readline()  # it holds the mutex now, waiting for stdin
-        assert first == expected[0].splitlines(keepends=True)[0]
+        first = "".join(p.stdout.readline() for _ in range(held_lines))
+        assert first == "".join(expected[0].splitlines(keepends=True)[:held_lines])
         result = agent.run("migrate", str(p.pid), "checkpoint", cwd=agent_base)
         ckpt = agent_base / f"ckpt.{p.pid}.1"
         assert result.stdout == f"{p.pid}: checkpoint 1 written to {ckpt}\n", result.stderr
@@ -101,6 +137,72 @@ def test_recovered_while_holding_a_mutex_it_locks_it_again(
             r.kill()
             r.wait()
     assert (first + out, r.returncode) == expected
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_recovered_while_holding_a_mutex_it_locks_it_again(
+    agent: Agent, agent_base: Path, programs: dict[str, list[str]], kind: str
+) -> None:
+    recovered_output_is_native(agent, agent_base, programs[kind], 1)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_recovered_while_other_threads_hold_mutexes_they_lock_them_again(
+    agent: Agent, agent_base: Path, programs: dict[str, list[str]], kind: str
+) -> None:
+    """Threads besides the main one hold the mutexes: two in held_mutex_threads.c (after
+    -R each locks its own again, pthread_kill and a tgkill on the id its gettid gave
+    before the checkpoint reach it, sched_getaffinity takes that id, and gettid is still
+    the owner its mutex records), SQLite's in a python worker thread."""
+    held_lines = 1 if kind == "sqlite3" else 2
+    recovered_output_is_native(agent, agent_base, programs[f"threads-{kind}"], held_lines)
+
+
+def checkpoint(agent: Agent, pid: int, cwd: Path) -> Path:
+    result = agent.run("migrate", str(pid), "checkpoint", cwd=cwd)
+    said = re.fullmatch(rf"{pid}: checkpoint \d+ written to (\S+)\n", result.stdout)
+    assert said, (result.stdout, result.stderr)
+    return Path(said[1])
+
+
+def test_recovered_twice_its_threads_still_own_their_mutexes(
+    agent: Agent, agent_base: Path, programs: dict[str, list[str]]
+) -> None:
+    """A recovered process checkpointed again (its threads' control blocks hold the
+    first image's ids, the kernel's are others) and recovered again still behaves as a
+    native run: the checkpointer finds glibc's tid in the control blocks through the
+    thread id map, and the second recovery keeps the first image's ids."""
+    argv = programs["threads-recursive"]
+    expected = native(argv, agent_base)
+    want = expected[0].splitlines(keepends=True)
+    p = agent.spawn("mosrun", *argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=agent_base)
+    try:
+        assert p.stdout is not None
+        seen = [p.stdout.readline() for _ in range(2)]
+        assert seen == want[:2]
+        first = checkpoint(agent, p.pid, agent_base)
+    finally:
+        p.kill()
+        p.wait()
+    r = agent.spawn("mosrun", f"-R{first}", stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert r.stdin is not None and r.stdout is not None
+        r.stdin.write("x\n")
+        r.stdin.flush()
+        seen += [r.stdout.readline() for _ in range(2)]  # line 1 of A and of B
+        assert seen == want[:4]
+        second = checkpoint(agent, r.pid, agent_base)
+    finally:
+        r.kill()
+        r.wait()
+    again = agent.spawn("mosrun", f"-R{second}", stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        out, _ = again.communicate("x\n" * (LINES - 1), timeout=TIMEOUT)
+    finally:
+        if again.poll() is None:
+            again.kill()
+            again.wait()
+    assert ("".join(seen) + out, again.returncode) == expected
 
 
 @pytest.fixture(scope="module")

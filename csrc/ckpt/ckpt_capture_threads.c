@@ -18,6 +18,7 @@
  *   which the restorer's clone must set) is found in memory: the offset from
  *   fs_base at which every thread's control block holds its own id. */
 #include "ckpt_capture_common.h"
+#include "mosix_shim.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -242,13 +243,36 @@ static size_t tcb_bytes(int memfd, uint64_t fs_base, unsigned char *buf)
     return got;
 }
 
+/* A recovered process's thread id map (mosix_shim.h), if it has one: its
+ * threads' control blocks hold the ids of the image it was recovered from. */
+static int read_tid_map(int memfd, struct mosix_tid_map *m)
+{
+    ssize_t n;
+    do
+        n = pread(memfd, m, sizeof(*m), (off_t)MOSIX_TID_MAP_ADDR);
+    while (n < 0 && errno == EINTR);
+    return n == (ssize_t)sizeof(*m) && m->magic == MOSIX_TID_MAP_MAGIC && m->n >= 1 &&
+           m->n <= MOSIX_TID_MAP_MAX;
+}
+
+/* The id the program knows the thread with kernel id ``tid`` by. */
+static uint32_t program_tid(const struct mosix_tid_map *m, uint32_t tid)
+{
+    for (uint32_t i = 0; m && i < m->n; i++)
+        if ((uint32_t)m->kernel[i] == tid)
+            return (uint32_t)m->program[i];
+    return tid;
+}
+
 #define PID_MAX_LIMIT 4194304 /* the kernel's ceiling for pid_max */
 
-/* Does every thread's control block hold its own id at off?  The main
- * thread's may hold another id instead: a copy away keeps its home pid there
- * (the restorer leaves the main thread's as the image has it). */
+/* Does every thread's control block hold its own id (or, recovered, the id the
+ * program knows it by) at off?  The main thread's may hold another id instead:
+ * a copy away keeps its home pid there (the restorer leaves the main thread's
+ * as the image has it). */
 static int holds_ids_at(const struct ck_threads *ts, uint32_t off, pid_t pid,
-                        unsigned char *const *tcb, const size_t *len)
+                        unsigned char *const *tcb, const size_t *len,
+                        const struct mosix_tid_map *m)
 {
     for (int i = 0; i <= ts->n; i++) {
         uint32_t want = i == 0 ? (uint32_t)pid : ts->th[i - 1].rec.tid, have;
@@ -257,7 +281,7 @@ static int holds_ids_at(const struct ck_threads *ts, uint32_t off, pid_t pid,
         memcpy(&have, tcb[i] + off, 4);
         if (i == 0 && ts->n && have != want && have > 0 && have <= PID_MAX_LIMIT)
             continue; /* a pid: its home's, if the others agree */
-        if (have != want)
+        if (have != want && have != program_tid(m, want))
             return 0;
     }
     return 1;
@@ -280,12 +304,18 @@ void ck_threads_find_tid(struct ck_threads *ts, pid_t pid, uint64_t main_fs, int
         tcb[i] = ck_alloc(MOSIX_CKPT_MAX_TCB_TID_OFFSET);
         len[i] = tcb_bytes(memfd, fs, tcb[i]);
     }
-    if (usable && holds_ids_at(ts, GLIBC_TID_OFFSET, pid, tcb, len))
+    struct mosix_tid_map *map = ck_alloc(sizeof(*map));
+    if (!read_tid_map(memfd, map)) {
+        free(map);
+        map = NULL;
+    }
+    if (usable && holds_ids_at(ts, GLIBC_TID_OFFSET, pid, tcb, len, map))
         ts->tcb_tid_offset = GLIBC_TID_OFFSET;
     for (uint32_t off = 8; usable && !ts->tcb_tid_offset && off < MOSIX_CKPT_MAX_TCB_TID_OFFSET;
          off += 4)
-        if (holds_ids_at(ts, off, pid, tcb, len))
+        if (holds_ids_at(ts, off, pid, tcb, len, map))
             ts->tcb_tid_offset = off;
+    free(map);
     for (int i = 0; i <= ts->n; i++)
         free(tcb[i]);
     free(tcb);

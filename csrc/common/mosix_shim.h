@@ -11,6 +11,8 @@
 /* MOSIX_START_GATE_ENV: mosrun's start gate for a program placed on another
  * node (preload_shim.c, mosix/launch.py, the agent's placement). */
 #include "mosix_names.h"
+/* MOSIX_CKPT_TRAMPOLINE: where the thread id map lives (below) */
+#include "ckpt_format.h"
 
 /* MOSIX_GUARD_ENV (mosix_names.h): the tag of a guard's tree, "PID:TICKS" (the
  * guard's pid and start time), put in the program's environment when the node
@@ -87,6 +89,26 @@ struct mosix_shim_state {
     uint32_t mode;   /* enum mosix_mode */
     uint64_t libc_lo, libc_hi;
 };
+
+/* Thread ids after a recovery (mosix/discipline/tid_calls.py): the restorer
+ * (restore_tids.c) keeps each thread's id in its control block at the image's
+ * value and writes here which kernel thread each of those ids is now; the
+ * shim's handler (shim_tids.c) reads it for the calls its filter traps
+ * (SECCOMP_RET_TRAP | MOSIX_TID_TRAP_MAGIC).  Two pages at the top of the
+ * trampoline's range: the recovered process keeps them, a later checkpoint
+ * skips them with the trampoline.  Entry 0 is the main thread. */
+#define MOSIX_TID_MAP_MAGIC 0x50414d444954584dull /* "MXTIDMAP" */
+#define MOSIX_TID_MAP_MAX MOSIX_CKPT_MAX_THREADS
+struct mosix_tid_map {
+    uint64_t magic;
+    uint32_t n; /* entries */
+    uint32_t pad;
+    int32_t program[MOSIX_TID_MAP_MAX]; /* the ids the program knows (the image's) */
+    int32_t kernel[MOSIX_TID_MAP_MAX];  /* the same threads' ids now */
+};
+#define MOSIX_TID_MAP_PAGES 2
+#define MOSIX_TID_MAP_ADDR                                                                         \
+    (MOSIX_CKPT_TRAMPOLINE + MOSIX_CKPT_TRAMPOLINE_SPAN - MOSIX_TID_MAP_PAGES * 4096ull)
 
 /* The guard: takes the listener from ``sock``, announces itself to the node
  * agent (which then watches it: guard_agent_hello), acknowledges ("k", then the

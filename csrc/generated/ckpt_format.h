@@ -162,7 +162,7 @@ struct mosix_ckpt_process {
     char exe[256]; /* /proc/PID/exe, for mosrun -I (truncated) */
     uint64_t vdso_hash; /* mxh64 of the [vdso] area's bytes (0: not recorded): the restorer refuses another kernel's vdso, whose code the program's libc has pointers into */
     uint32_t threads; /* threads, the main one included (THREAD records + 1) */
-    uint32_t tcb_tid_offset; /* where glibc keeps each thread's id, from its fs_base (struct pthread's tid: found as the offset at which every thread's control block holds its own id); 0: not found */
+    uint32_t tcb_tid_offset; /* where glibc keeps each thread's id, from its fs_base (struct pthread's tid: found as the offset at which every thread's control block holds its own id, or in a recovered process the id its thread id map names); 0: not found */
 };
 _Static_assert(sizeof(struct mosix_ckpt_process) == 1712, "process layout");
 
@@ -213,7 +213,7 @@ struct mosix_ckpt_thread {
     uint32_t rseq_sig;
     uint64_t robust_list; /* set_robust_list head (0: none) */
     uint64_t robust_len;
-    uint64_t tid_addr; /* fs_base + tcb_tid_offset: glibc's copy of its id, where the restorer's clone writes the new one (0: unknown) */
+    uint64_t tid_addr; /* fs_base + tcb_tid_offset: glibc's copy of its id, which keeps its value when the restorer translates thread ids (a program with the shim's handler), else where the restorer's clone writes the new one (0: unknown) */
     uint64_t clear_tid; /* its clear-child-tid address (PR_GET_TID_ADDRESS; where the kernel writes 0 when it ends: pthread_join waits on it); 0: none */
 };
 _Static_assert(sizeof(struct mosix_ckpt_thread) == 304, "thread layout");

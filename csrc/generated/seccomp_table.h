@@ -1333,6 +1333,39 @@ static const struct mosix_private_check mosix_private_checks[] = {
     {259, 0, 1, 2}, /* mknodat */
 };
 
+/* Calls that take a thread id: translated after a recovery (tid_calls.py). */
+#define MOSIX_TID_TRAP_MAGIC 0x4d54
+#define MOSIX_TID_NONE 0xff
+struct mosix_tid_call {
+    unsigned short nr;
+    unsigned char tid, tgid; /* argument indexes (MOSIX_TID_NONE: none) */
+    unsigned char which; /* only when argument 0 is this (MOSIX_TID_NONE: always) */
+};
+static const struct mosix_tid_call mosix_tid_calls[] = {
+    {200, 0, MOSIX_TID_NONE, MOSIX_TID_NONE}, /* tkill */
+    {234, 1, 0, MOSIX_TID_NONE}, /* tgkill */
+    {297, 1, 0, MOSIX_TID_NONE}, /* rt_tgsigqueueinfo */
+    {142, 0, MOSIX_TID_NONE, MOSIX_TID_NONE}, /* sched_setparam */
+    {143, 0, MOSIX_TID_NONE, MOSIX_TID_NONE}, /* sched_getparam */
+    {144, 0, MOSIX_TID_NONE, MOSIX_TID_NONE}, /* sched_setscheduler */
+    {145, 0, MOSIX_TID_NONE, MOSIX_TID_NONE}, /* sched_getscheduler */
+    {148, 0, MOSIX_TID_NONE, MOSIX_TID_NONE}, /* sched_rr_get_interval */
+    {203, 0, MOSIX_TID_NONE, MOSIX_TID_NONE}, /* sched_setaffinity */
+    {204, 0, MOSIX_TID_NONE, MOSIX_TID_NONE}, /* sched_getaffinity */
+    {314, 0, MOSIX_TID_NONE, MOSIX_TID_NONE}, /* sched_setattr */
+    {315, 0, MOSIX_TID_NONE, MOSIX_TID_NONE}, /* sched_getattr */
+    {274, 0, MOSIX_TID_NONE, MOSIX_TID_NONE}, /* get_robust_list */
+    {140, 1, MOSIX_TID_NONE, 0}, /* getpriority */
+    {141, 1, MOSIX_TID_NONE, 0}, /* setpriority */
+    {252, 1, MOSIX_TID_NONE, 1}, /* ioprio_get */
+    {251, 1, MOSIX_TID_NONE, 1}, /* ioprio_set */
+};
+static const unsigned short mosix_tid_always[] = {
+    186, /* gettid */
+    14, /* rt_sigprocmask */
+    222, /* timer_create */
+};
+
 static const char *const mosix_syscall_names[MOSIX_SYSCALL_MAX + 1] = {
     [0] = "read",
     [1] = "write",

@@ -197,6 +197,17 @@ void state_apply(const struct image *img);
 __attribute__((noreturn)) void state_resume(const struct image *img, int fd);
 __attribute__((noreturn)) void state_failed(const char *what, long rc);
 
+/* ------------------------------------------------------------ restore_tids.c */
+
+/* After the memory, before the threads are made: the program's thread ids (the
+ * image's) in the map, and the filter that traps the calls naming them (a
+ * recovery at home of a program with the shim's handler; else nothing). */
+void tids_prepare(const struct image *img);
+/* Whether the threads keep the image's ids in their control blocks. */
+int tids_translated(void);
+/* After the threads are made: the kernel's ids in the map. */
+void tids_note_kernel(const struct image *img);
+
 /* ------------------------------------------------------------ restore_threads.c */
 
 /* The words the threads and the main one meet at (the trampoline's second page). */

@@ -246,6 +246,7 @@ void state_apply(const struct image *img)
               "cannot register rseq");
     set_signals(img);
     install_shim_filter(img);
+    tids_prepare(img);
     set_timers(img);
 }
 
@@ -396,6 +397,7 @@ __attribute__((noreturn)) void state_resume(const struct image *img, int fd)
           "cannot protect the trampoline");
     struct barrier *b = (struct barrier *)TRAMP_BARRIER;
     threads_create(img, b, frames + 1, TRAMP_WAITER);
+    tids_note_kernel(img);
     timers_restore(img);
     threads_queue_main_signals(img);
     check(mosix_raw3(__NR_mprotect, TRAMP_SLOTS, len - 2 * PAGE, PROT_READ),

@@ -1,9 +1,10 @@
 /* restore_threads.c - the threads besides the main one, and pending signals.
  *
  * Each thread is made with a raw clone carrying the flags glibc's
- * pthread_create uses: the kernel writes its new id into glibc's control
- * block (CLONE_PARENT_SETTID at fs_base + tcb_tid_offset: struct pthread's
- * tid) and clears its clear-child-tid word when the thread ends
+ * pthread_create uses: its control block keeps the image's id when thread ids
+ * are translated (restore_tids.c), else the kernel writes its new id there
+ * (CLONE_PARENT_SETTID at fs_base + tcb_tid_offset: struct pthread's tid);
+ * the kernel clears its clear-child-tid word when the thread ends
  * (CLONE_CHILD_CLEARTID, what pthread_join waits on), CLONE_SETTLS gives it
  * its fs_base.  It starts on a
  * small stack in the restorer's range with every signal blocked (the main
@@ -183,8 +184,9 @@ void threads_create(const struct image *img, struct barrier *b, const uint64_t *
         *(uint64_t *)sp = (uint64_t)st;
         struct mosix_ckpt_regs regs;
         __builtin_memcpy(&regs, t->regs, sizeof(regs));
-        long flags = THREAD_FLAGS | (t->tid_addr ? CLONE_PARENT_SETTID : 0) |
-                     (t->clear_tid ? CLONE_CHILD_CLEARTID : 0);
+        /* the image's id stays in its control block when it is translated */
+        long settid = t->tid_addr && !tids_translated() ? CLONE_PARENT_SETTID : 0;
+        long flags = THREAD_FLAGS | settid | (t->clear_tid ? CLONE_CHILD_CLEARTID : 0);
         long tid = mosix_thread_clone(flags, sp, t->tid_addr, t->clear_tid, regs.fs_base);
         if (tid < 0)
             state_failed("cannot create a thread", tid);

@@ -355,8 +355,8 @@ PROCESS = Struct(
             "tcb_tid_offset",
             "uint32_t",
             doc="where glibc keeps each thread's id, from its fs_base (struct pthread's tid: "
-            "found as the offset at which every thread's control block holds its own id); "
-            "0: not found",
+            "found as the offset at which every thread's control block holds its own id, "
+            "or in a recovered process the id its thread id map names); 0: not found",
         ),
     ),
 )
@@ -395,8 +395,9 @@ THREAD = Struct(
         F(
             "tid_addr",
             "uint64_t",
-            doc="fs_base + tcb_tid_offset: glibc's copy of its id, where the restorer's clone "
-            "writes the new one (0: unknown)",
+            doc="fs_base + tcb_tid_offset: glibc's copy of its id, which keeps its value when "
+            "the restorer translates thread ids (a program with the shim's handler), else "
+            "where the restorer's clone writes the new one (0: unknown)",
         ),
         F(
             "clear_tid",

@@ -8,7 +8,7 @@ mosix.generate`` writes the files (:mod:`mosix.generate`).
 from __future__ import annotations
 
 from mosix.codegen import c_banner, doc_banner
-from mosix.discipline import bpf, forward_codegen
+from mosix.discipline import bpf, forward_codegen, tid_calls
 from mosix.discipline.policy import (
     BY_NAME,
     CHECKPOINT_NR,
@@ -98,10 +98,36 @@ def header_text() -> str:
         mode = -1 if c.mode_arg is None else c.mode_arg
         out += [f"    {{{BY_NAME[c.name].nr}, {dirfd}, {c.path_arg}, {mode}}}, /* {c.name} */"]
     out += ["};"]
+    out += tid_calls_text()
     out += ["", "static const char *const mosix_syscall_names[MOSIX_SYSCALL_MAX + 1] = {"]
     out += [f'    [{s.nr}] = "{s.name}",' for s in sorted(SYSCALLS, key=lambda s: s.nr)]
     out += ["};", "", "#endif", ""]
     return "\n".join(out)
+
+
+def tid_calls_text() -> list[str]:
+    """The calls that take a thread id (mosix/discipline/tid_calls.py)."""
+    nr = {s.name: s.nr for s in SYSCALLS}
+    out = [
+        "",
+        "/* Calls that take a thread id: translated after a recovery (tid_calls.py). */",
+        f"#define MOSIX_TID_TRAP_MAGIC {tid_calls.TID_TRAP_MAGIC:#x}",
+        "#define MOSIX_TID_NONE 0xff",
+        "struct mosix_tid_call {",
+        "    unsigned short nr;",
+        "    unsigned char tid, tgid; /* argument indexes (MOSIX_TID_NONE: none) */",
+        "    unsigned char which; /* only when argument 0 is this (MOSIX_TID_NONE: always) */",
+        "};",
+        "static const struct mosix_tid_call mosix_tid_calls[] = {",
+    ]
+    for c in tid_calls.TID_CALLS:
+        tgid = "MOSIX_TID_NONE" if c.tgid is None else str(c.tgid)
+        which = "MOSIX_TID_NONE" if c.which is None else str(c.which)
+        out += [f"    {{{nr[c.name]}, {c.tid}, {tgid}, {which}}}, /* {c.name} */"]
+    out += ["};", "static const unsigned short mosix_tid_always[] = {"]
+    out += [f"    {nr[name]}, /* {name} */" for name in tid_calls.TID_ALWAYS]
+    out += ["};"]
+    return out
 
 
 # ------------------------------------------------------------------------ doc
