@@ -131,7 +131,8 @@ class NodeAgent:
                 runner.relay = QueueRelay(cluster, nursery, capacity.running, changes.changed)
                 runner.relay.resume()
             await nursery.start(state.saver)
-            shares = UserShares(config.limits, queue, registry)
+            waiting = runner.relay.waiting if runner.relay is not None else queue
+            shares = UserShares(config.limits, waiting, registry)
             admission = Admission(config.limits, usable_connections(config.limits))
             administration = Administration(
                 cluster, services, hosting.guests if hosting is not None else None, changes.changed

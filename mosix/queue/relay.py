@@ -45,7 +45,7 @@ from mosix.protocol import (
     Release,
 )
 from mosix.queue.partition import keeper_of
-from mosix.queue.queue import QueuedJob, RunningJob
+from mosix.queue.queue import Queue, QueuedJob, RunningJob
 from mosix.sysinfo import proc_info
 
 log = logging.getLogger("mosixd")
@@ -84,6 +84,7 @@ class QueueRelay:
         self.running = running
         self.changed = changed
         self.jobs: list[RelayedJob] = []
+        self.waiting = Queue()  # this node's jobs that wait (each user's share counts them)
 
     def resume(self) -> None:
         """A previous agent's started jobs whose processes live: they keep their slots."""
@@ -127,6 +128,7 @@ class QueueRelay:
         before = [r.told for r in self.jobs if r.conn is conn and not r.told.is_set()]
         relayed = RelayedJob(conn, tickets, job, movable, keeper_ticket=job.ticket)
         self.jobs.append(relayed)
+        self.waiting.jobs[id(relayed)] = job
         self.nursery.start_soon(self.follow, relayed, before[-1] if before else None)
 
     def release(self, ticket: int, tickets: list[int]) -> None:
@@ -183,6 +185,7 @@ class QueueRelay:
             relayed.told.set()
             relayed.finished.set()
             self.jobs.remove(relayed)
+            self.waiting.jobs.pop(id(relayed), None)
             if relayed.running_on and self.running.pop(relayed.job.ticket, None) is not None:
                 self.changed()
 
@@ -256,6 +259,7 @@ class QueueRelay:
                 job.priority, job.order = priority, order
             case Go(reason=reason, node=node) if not relayed.running_on:
                 relayed.running_on = node
+                self.waiting.jobs.pop(id(relayed), None)
                 self.running[job.ticket] = RunningJob(
                     job.ticket, job.pid, job.memory_mb, job.parallel, job.uid, job.start_ticks, node
                 )

@@ -177,6 +177,7 @@ class QueueRequests(QueueOrders):
                 self.check_holder(msg.ticket, (run.uid, run.pid, run.start_ticks), msg)
                 return go
             command = kept_words(msg.command, COMMAND_KEPT)
+            self.shares.check(uid, words_size(command), queue_entry=True)
             job = QueuedJob(
                 ticket=msg.ticket,
                 pid=msg.pid,
