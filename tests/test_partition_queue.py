@@ -23,6 +23,8 @@ import pytest
 from support.clusters import bring_up, node_programs
 from support.waiting import wait_until
 
+from mosix.queue.partition import NodeRoom, choose_node
+from mosix.queue.queue import QueuedJob
 from mosix.testcluster import LocalCluster
 
 TIMEOUT = 120
@@ -250,3 +252,26 @@ def test_killing_the_keepers_agent_loses_no_job_and_starts_none_twice(
                 assert len(re.findall(rf"process {job.pid} migrated", log)) <= 1
     finally:
         settle(cluster, blockers + jobs)
+
+
+def test_where_a_job_fits() -> None:
+    """Its own node first; else, if it may move, the node with the most free slots
+    whose memory takes its -m; a job wider than a node (-P) runs there alone."""
+
+    def job(node: int, parallel: int = 1, memory_mb: int = 0) -> QueuedJob:
+        return QueuedJob(1, 100, None, 0, 0, 50, "q", memory_mb, parallel, [b"x"], node=node)
+
+    def rooms() -> dict[int, NodeRoom]:
+        return {1: NodeRoom(1, 2, 1000, used=1), 2: NodeRoom(2, 2, 500), 3: NodeRoom(3, 4, 100)}
+
+    assert choose_node(job(1), True, rooms()) == 1
+    full = rooms()
+    full[1].hold(1, 0, 0.0)
+    assert choose_node(job(1), True, full) == 3  # 4 free slots
+    assert choose_node(job(1), False, full) is None  # -S lines, -R, own placements
+    assert choose_node(job(1, memory_mb=200), True, full) == 2
+    assert choose_node(job(1, memory_mb=2000), True, full) is None
+    assert choose_node(job(2, parallel=8), True, rooms()) == 2  # alone on a free node
+    promised = rooms()
+    promised[2].hold(0, 450, 1.0)  # just started there: its -m is not in free_mb yet
+    assert choose_node(job(2, memory_mb=100), False, promised) is None
