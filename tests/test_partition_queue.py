@@ -275,3 +275,32 @@ def test_where_a_job_fits() -> None:
     promised = rooms()
     promised[2].hold(0, 450, 1.0)  # just started there: its -m is not in free_mb yet
     assert choose_node(job(2, memory_mb=100), False, promised) is None
+
+
+def test_the_next_node_keeps_the_queue_while_node_1_is_down(
+    cluster: LocalCluster, migrant: str
+) -> None:
+    blockers = [queue(cluster, k, migrant, f"nblock{k}.out") for k in (1, 2, 3)]
+    jobs: list[Job] = []
+    try:
+        wait_until(lambda: all(placed(cluster, j) for j in blockers), what="3 blockers")
+        assert [ran_on(cluster, j) for j in blockers] == [1, 2, 3]
+        for k in (3, 2):
+            jobs.append(queue(cluster, k, migrant, f"next{k}.out"))
+            wait_until(lambda: queued_pids(cluster, 2) == [j.pid for j in jobs], what="queued")
+        cluster.kill_node(1)  # its agent, its blocker: node 1 is gone
+        wait_until(lambda: alive_nodes(cluster, 2) == 2, what="node 1 seen down", timeout=60)
+        # node 2 keeps the queue now: the same jobs, in order, and the slots still held
+        wait_until(lambda: queued_pids(cluster, 3) == [j.pid for j in jobs], what="node 2's")
+        time.sleep(4)  # past the new keeper's settling: nothing may start meanwhile
+        assert not any(started(cluster, j) for j in jobs)
+        finish(cluster, blockers[1])  # node 2's slot: the first job takes it
+        wait_until(lambda: placed(cluster, jobs[0]), what="node 3's job started")
+        assert ran_on(cluster, jobs[0]) == 2 and not started(cluster, jobs[1])
+        cluster.start_agent(1)  # node 1 is back with a free slot, and keeps the queue again
+        wait_until(lambda: placed(cluster, jobs[1]), what="node 2's job started", timeout=60)
+        assert ran_on(cluster, jobs[1]) == 1
+        for job in [blockers[2], *jobs]:
+            finish(cluster, job)
+    finally:
+        settle(cluster, blockers + jobs)

@@ -11,7 +11,8 @@ on the first node of the partition with the slots, the -P and the -m it needs
 Nothing is kept on disk here: the jobs' own nodes hold them (their mosruns stay
 connected there) and re-announce them, with ticket, priority and place, to
 whichever node keeps the queue next; a keeper that starts waits SETTLE_SECONDS
-for them before it starts anything, so that order holds across keepers.
+for them before it starts anything (from when it finds itself the keeper), so
+that order holds across keepers.
 """
 
 from __future__ import annotations
@@ -71,7 +72,8 @@ class QueueKeeper:
         self.queue = Queue(default_priority)
         self.own_slots = own_slots
         self.entries: dict[int, Entry] = {}  # ticket -> entry, queued or running
-        self.began = time.monotonic()
+        self.began = time.monotonic()  # when this node last became the keeper
+        self.was_keeping = False
         self.wakeup = trio.Event()
         self.requests = QueueOrders(default_priority, self.queue, self, self.changed)
 
@@ -79,6 +81,14 @@ class QueueKeeper:
 
     def changed(self) -> None:
         self.wakeup.set()
+
+    def keeping(self) -> bool:
+        """Whether this node keeps the queue now; becoming the keeper starts its settling."""
+        keeping = keeper_of(self.cluster) == self.cluster.me.number
+        if keeping and not self.was_keeping:
+            self.began = time.monotonic()
+        self.was_keeping = keeping
+        return keeping
 
     def settled(self) -> bool:
         return time.monotonic() - self.began >= SETTLE_SECONDS
@@ -88,7 +98,7 @@ class QueueKeeper:
             with trio.move_on_after(TICK_SECONDS):
                 await self.wakeup.wait()
             self.wakeup = trio.Event()
-            if not self.settled() or keeper_of(self.cluster) != self.cluster.me.number:
+            if not self.keeping() or not self.settled():
                 continue
             await self.start_what_fits()
 
@@ -173,7 +183,7 @@ class QueueKeeper:
         if problem is not None:
             await stream.send(Refused(error=problem))
             return
-        if not msg.ticket and not msg.running_on and not self.settled():
+        if not msg.ticket and not msg.running_on and self.keeping() and not self.settled():
             await trio.sleep(SETTLE_SECONDS - (time.monotonic() - self.began))  # see settled()
         entry = self.take_in(stream, msg)
         if not entry.running_on and not await self.send(entry, Queued(ticket=entry.job.ticket)):
