@@ -116,7 +116,9 @@ class QueueKeeper:
         rooms = self.rooms()
         now = time.time()
         for job in self.queue.ordered():
-            entry = self.entries[job.ticket]
+            entry = self.entries.get(job.ticket)
+            if entry is None or entry.running_on:  # gone or started while we sent a Go
+                continue
             if entry.stream is None:  # its node lost touch: keep its place a while
                 if job.lost_since is not None and now - job.lost_since < GRACE_SECONDS:
                     break
@@ -164,11 +166,15 @@ class QueueKeeper:
 
     async def start_job(self, job: QueuedJob, reason: str) -> None:
         """mosq run: now, on the node whose mosrun waits."""
-        await self.start(self.entries[job.ticket], job.node, reason)
+        entry = self.entries.get(job.ticket)
+        if entry is not None and not entry.running_on:
+            await self.start(entry, job.node, reason)
 
     async def abort_job(self, job: QueuedJob, reason: str) -> None:
         """-q jobs are killed; -Q jobs bypass the queue and run (where they wait)."""
-        entry = self.entries[job.ticket]
+        entry = self.entries.get(job.ticket)
+        if entry is None or entry.running_on:
+            return
         if job.mode == "Q":
             await self.start(entry, job.node, reason)
             return
