@@ -133,6 +133,7 @@ class QueueEntry:
     command: list[bytes]  # argv as given (any bytes)
     position: int = 0  # place in the queue, 1 = next to run (0: not in it, frozen)
     state: str = "queued"  # or "frozen": a frozen process (mosq lists it too)
+    node: int = 0  # the node whose mosrun waits (0: a one-node queue)
 
 
 @dataclass(slots=True)
@@ -209,6 +210,7 @@ class Go(Message):
     OP: ClassVar[str] = "go"
     reason: str = ""  # "turn", "mosq run", or why a -Q job bypassed the queue
     ticket: int = 0
+    node: int = 0  # the partition's queue: the node to start on (0: where mosrun is)
 
 
 @message
@@ -316,6 +318,7 @@ class Enqueue(Message):
     parallel: int = 1
     command: list[bytes] = field(default_factory=list)  # argv (any bytes)
     ticket: int = 0
+    movable: bool = False  # it may start on another node (Go.node); -S lines may not
 
 
 @message
@@ -462,6 +465,67 @@ class BatchSignal(Message):
 
     OP: ClassVar[str] = "batch-signal"
     signal: int = 0
+
+
+# The partition's queue (mosix/queue/keeper.py, relay.py): every node's agent
+# relays its queued mosruns and its mosq requests to the partition's keeper.
+
+
+@message
+@dataclass(frozen=True)
+class QueueEnter(Message):
+    """A node's agent to its partition's keeper: one queued job, on a connection kept
+    open while it waits and while it runs (its end frees the job's slots).
+
+    The keeper answers Queued (its ticket), QueuePlace when mosq moves it, Go (with
+    the node to start on) or Abort.  ``ticket`` and ``order`` are 0 for a new job;
+    a node re-announces its jobs with them when the keeper changed or restarted,
+    ``running_on`` naming the node of a job that already started (0: queued)."""
+
+    OP: ClassVar[str] = "queue-enter"
+    node: int = 0  # the node whose mosrun waits
+    uid: int = 0  # read by that node's agent from the kernel
+    pid: int = 0
+    job: int = 0
+    priority: int = 50  # already the node's default when the user gave none
+    mode: str = "q"
+    memory_mb: int = 0
+    parallel: int = 1
+    command: list[bytes] = field(default_factory=list)
+    movable: bool = False
+    ticket: int = 0
+    order: float = 0.0
+    running_on: int = 0
+
+
+@message
+@dataclass(frozen=True)
+class QueuePlace(Message):
+    """The keeper to a job's node: its place changed (mosq cngpri/advance/retard), kept
+    there so that a new keeper gets it back."""
+
+    OP: ClassVar[str] = "queue-place"
+    ticket: int = 0
+    priority: int = 0
+    order: float = 0.0
+
+
+@message
+@dataclass(frozen=True)
+class QueueAsk(Message):
+    """A node's agent to its partition's keeper: mosq's ListQueue or QueueAction for a
+    user of that node (``uid``, read from the kernel there).  Answered as on the
+    control socket: QueueListing frames, Done or Refused."""
+
+    OP: ClassVar[str] = "queue-ask"
+    uid: int = 0
+    listing: bool = True  # ListQueue (all_users, count_only) or QueueAction (the rest)
+    all_users: bool = False
+    count_only: bool = False
+    action: str = ""
+    ident: int = 0
+    by_job: bool = False
+    priority: int | None = None
 
 
 @message

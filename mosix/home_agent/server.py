@@ -166,14 +166,14 @@ class Server:
                 return None
             case ListQueue():
                 frozen = self.frozen_jobs.entries(peer, msg.all_users)
-                await send_chunks(conn, with_frozen(self.queue.list_queue(peer, msg), frozen))
+                await send_chunks(conn, with_frozen(await self.queue.listing(peer, msg), frozen))
                 return None
             case QueueAction():
                 count = await self.frozen_jobs.action(peer, msg)
                 if count and msg.by_job:  # the job's queued processes too, if it has any
                     with contextlib.suppress(Refusal):
-                        count += await self.queue.queue_action(peer, msg)
-                return Done(count=count or await self.queue.queue_action(peer, msg))
+                        count += await self.queue.action(peer, msg)
+                return Done(count=count or await self.queue.action(peer, msg))
             case GetStatus():
                 return Status(facts=self.status.facts())
             case Migrate():

@@ -14,6 +14,7 @@ is the program's own, because mosrun becomes the program (exec in place).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from collections.abc import Sequence
@@ -23,7 +24,9 @@ from mosix import start_contract
 from mosix.arguments import (
     HelpRequested,
     MosrunArgs,
+    OnNode,
     UsageError,
+    WhereParent,
     home_jobids_resolver,
     parse,
     synopsis,
@@ -98,13 +101,28 @@ def register(args: MosrunArgs) -> None:
         os.environ[AGENT_SOCKET_ENV] = socket_path
 
 
-def queue_turn(args: MosrunArgs, argv: Sequence[str], keep_environment: bool, queued: bool) -> None:
-    """-q/-Q: wait as ``mosqueue`` (re-executing as it first) until the queue lets ``args`` run."""
+def queue_turn(
+    args: MosrunArgs, argv: Sequence[str], keep_environment: bool, queued: bool, may_move: bool
+) -> MosrunArgs:
+    """-q/-Q: wait as ``mosqueue`` (re-executing as it first) until the queue lets ``args``
+    run.  Without a placement of its own, the job starts where the partition's queue
+    found room for it (placed there as by ``-{n}``)."""
     from mosix.mosrun import queue_wait
 
     if not queued:
         queue_wait.become_mosqueue(list(argv), keep_environment)
-    queue_wait.wait_turn(args)
+    movable = may_move and isinstance(args.placement, WhereParent)
+    node = queue_wait.wait_turn(args, movable=movable)
+    if node and movable:
+        return dataclasses.replace(args, placement=OnNode(node))
+    return args
+
+
+def queue_wait_here(
+    args: MosrunArgs, argv: Sequence[str], keep_environment: bool, queued: bool
+) -> None:
+    """-R with -q/-Q: a recovered program waits for its turn and runs on this node."""
+    queue_turn(args, argv, keep_environment, queued, may_move=False)
 
 
 def run_mosrun(
@@ -122,13 +140,13 @@ def run_mosrun(
         if args.recover is not None:
             from mosix.mosrun.checkpoint_files import recover
 
-            recover(args, lambda a: queue_turn(a, argv, keep_environment, queued))
+            recover(args, lambda a: queue_wait_here(a, argv, keep_environment, queued))
         if args.commands is not None:
             from mosix.mosrun.batches import commands
 
             commands.run_commands(args, keep_environment=keep_environment)
         if args.queue is not None:  # the whole mosrun command waits, a batch job's too
-            queue_turn(args, argv, keep_environment, queued)
+            args = queue_turn(args, argv, keep_environment, queued, may_move=args.batch is None)
         if args.batch is not None:
             from mosix.mosrun import batch_client
 

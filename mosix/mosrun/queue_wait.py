@@ -63,8 +63,9 @@ def die_aborted(reason: str) -> NoReturn:
     raise SystemExit(EXIT_USAGE)  # not reached
 
 
-def wait_turn(args: MosrunArgs) -> None:
-    """Block until the queue lets ``args`` run; returns to run it."""
+def wait_turn(args: MosrunArgs, movable: bool = False) -> int:
+    """Block until the queue lets ``args`` run; returns to run it, with the node the
+    partition's queue chose for it (0: this one).  ``movable``: it may start elsewhere."""
     assert args.queue is not None
     request = Enqueue(
         pid=os.getpid(),
@@ -74,6 +75,7 @@ def wait_turn(args: MosrunArgs) -> None:
         memory_mb=args.memory_mb or 0,
         parallel=args.parallel or 1,
         command=[os.fsencode(word) for word in args.program],
+        movable=movable,
     )
     ticket = 0
     delay = RETRY_FIRST
@@ -83,7 +85,7 @@ def wait_turn(args: MosrunArgs) -> None:
         except AgentUnavailable as e:
             if ticket == 0:  # never queued: the queue is not there
                 if args.queue.mode is QueueMode.RUN_ON_ABORT:
-                    return
+                    return 0
                 raise Failure(f"-q: cannot queue the job: {e.message}", EXIT_USAGE) from None
             time.sleep(delay)  # the agent is restarting: retry, keeping the ticket
             delay = min(delay * 2, RETRY_MAX)
@@ -98,8 +100,8 @@ def wait_turn(args: MosrunArgs) -> None:
                             break  # lost the agent: reconnect and keep our place
                         case Queued():
                             ticket, delay = msg.ticket, RETRY_FIRST
-                        case Go():
-                            return
+                        case Go(node=node):
+                            return node
                         case Abort():
                             die_aborted(msg.reason)
                         case Refused():

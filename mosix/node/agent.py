@@ -41,7 +41,11 @@ from mosix.home_agent.shares import UserShares
 from mosix.home_agent.state import Changes, SavedState
 from mosix.home_agent.status_requests import StatusRequests
 from mosix.node.administration import Administration
+from mosix.protocol import QueueAsk, QueueEnter
+from mosix.queue.keeper import QueueKeeper
+from mosix.queue.partition import QUEUE_SLOTS
 from mosix.queue.queue import Capacity, Queue
+from mosix.queue.relay import QueueRelay
 from mosix.queue.requests import QueueRequests
 from mosix.queue.runner import QueueRunner
 from mosix.queue.saved import SavedQueue
@@ -119,8 +123,16 @@ class NodeAgent:
                 nursery.start_soon(auto.run)
             runner = QueueRunner(queue, capacity, changes, lost, nursery)
             await nursery.start(runner.run)
+            if cluster is not None:  # the queue is the partition's (mosix.queue.keeper)
+                keeper = QueueKeeper(cluster, config.default_priority, config.queue_slots)
+                cluster.on(QueueEnter, keeper.enter)
+                cluster.on(QueueAsk, keeper.ask)
+                nursery.start_soon(keeper.run)
+                runner.relay = QueueRelay(cluster, nursery, capacity.running, changes.changed)
+                runner.relay.resume()
             await nursery.start(state.saver)
-            shares = UserShares(config.limits, queue, registry)
+            waiting = runner.relay.waiting if runner.relay is not None else queue
+            shares = UserShares(config.limits, waiting, registry)
             admission = Admission(config.limits, usable_connections(config.limits))
             administration = Administration(
                 cluster, services, hosting.guests if hosting is not None else None, changes.changed
@@ -131,7 +143,10 @@ class NodeAgent:
                 else None
             )
             if cluster is not None:
-                cluster.local_extra = lambda: {GUESTS: administration.counts()[0]}
+                cluster.local_extra = lambda: {
+                    GUESTS: administration.counts()[0],
+                    QUEUE_SLOTS: config.queue_slots,
+                }
             checkpoint_requests = CheckpointRequests(registry, checkpoints, changes, nursery)
             if services is not None:  # a copy's own checkpoint call, made where it runs
                 services.migrations.program_checkpoint = checkpoint_requests.for_copy_away
@@ -140,7 +155,9 @@ class NodeAgent:
                 os.geteuid(),
                 admission,
                 ProcessRequests(registry, shares, checkpoints, services, changes, nursery, freezer),
-                QueueRequests(config.default_priority, queue, capacity, runner, shares, changes),
+                QueueRequests(
+                    config.default_priority, queue, capacity, runner, shares, changes, runner.relay
+                ),
                 runner,
                 checkpoint_requests,
                 StatusRequests(

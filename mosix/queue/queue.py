@@ -35,6 +35,7 @@ class QueuedJob:
     order: float = 0.0
     connected: bool = True
     lost_since: float | None = None
+    node: int = 0  # the node whose mosrun waits (the partition's queue; 0: this one)
 
     def key(self) -> tuple[int, float, int]:
         return (self.priority, self.order, self.ticket)
@@ -48,6 +49,7 @@ class RunningJob:
     parallel: int
     uid: int = -1  # whose ticket it is (-1: from an older state file, found at load)
     start_ticks: int | None = None  # of ``pid``: a reused pid is not the holder
+    node: int = 0  # the partition's queue started it on that node (0: this node's queue)
 
 
 @dataclass

@@ -7,6 +7,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -17,6 +18,9 @@ from mosix.home_agent.state import Changes
 from mosix.protocol import Abort, Go
 from mosix.queue.queue import Capacity, Queue, QueuedJob
 from mosix.sysinfo import proc_info
+
+if TYPE_CHECKING:  # the relay leans on the cluster; mosix.node gives it
+    from mosix.queue.relay import QueueRelay
 
 log = logging.getLogger("mosixd")
 TICK_SECONDS = 1.0  # how often memory-bound queued jobs are reconsidered
@@ -45,6 +49,7 @@ class QueueRunner:
         self.waiters: dict[int, Waiter] = {}  # ticket -> its connection
         self.lost = lost  # restored tickets whose mosrun has not come back yet
         self.nursery = nursery  # where running jobs are watched
+        self.relay: QueueRelay | None = None  # a cluster: jobs wait in the partition's queue
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         for run in list(self.capacity.running.values()):
@@ -116,6 +121,8 @@ class QueueRunner:
         if ticket not in tickets:
             return
         tickets.remove(ticket)
+        if self.relay is not None:
+            self.relay.release(ticket, tickets)
         self.waiters.pop(ticket, None)
         if self.queue.remove(ticket) is not None or ticket in self.capacity.running:
             self.capacity.release(ticket)
@@ -123,6 +130,8 @@ class QueueRunner:
 
     def gone(self, conn: Connection, tickets: list[int]) -> None:
         """``conn`` closed: the jobs it still waited for leave the queue."""
+        if self.relay is not None:
+            self.relay.gone(conn)
         for ticket in tickets:
             waiter = self.waiters.get(ticket)
             if waiter is not None and waiter.conn is conn:
@@ -132,5 +141,7 @@ class QueueRunner:
 
     async def stop(self) -> None:
         """Orderly stop: -q jobs are killed, -Q jobs run (the manual's rule)."""
+        if self.relay is not None:
+            await self.relay.stop()
         for job in self.queue.ordered():
             await self.abort_job(job, "the node agent stopped")

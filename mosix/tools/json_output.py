@@ -73,6 +73,7 @@ QUEUE = Schema(
         Field("memory_mb", "integer", "the -m requirement (0: none)"),
         Field("parallel", "integer", "the -P number of processes"),
         Field("state", "string", '"queued", or "frozen" (a frozen process: position 0)'),
+        Field("node", "integer", "the node whose mosrun waits (0: a lone node's queue)"),
         COMMAND_FIELD,
     ),
 )
@@ -157,6 +158,7 @@ def queue_record(e: QueueEntry, user: str) -> dict[str, Any]:
         "memory_mb": e.memory_mb,
         "parallel": e.parallel,
         "state": e.state,
+        "node": e.node,
         "command": words(e.command),
     }
 

@@ -35,14 +35,16 @@ def show(all_users: bool, as_json: bool) -> None:
     if as_json:
         emit([queue_record(e, names[e.uid]) for e in entries])
         return
-    lines = [HEADER]
+    partition = any(e.node for e in entries)  # the partition's queue: where each waits
+    lines = [HEADER.replace("  COMMAND", " NODE  COMMAND") if partition else HEADER]
     for e in entries:
         name = shown(names[e.uid])
+        node = f" {e.node:>4}" if partition else ""
         queued = e.state == "queued"  # else a frozen process: no place, priority or mode
         lines.append(
             f"{e.position if queued else '-':>5} {e.pid:>7} {name:<10.10} {e.job:>5} "
             f"{e.priority if queued else '-':>5} {shown(e.mode) or '-':<1} "
-            f"{e.memory_mb or '-':>6} {e.parallel:>3} {shown(e.state):<6.6}  "
+            f"{e.memory_mb or '-':>6} {e.parallel:>3} {shown(e.state):<6.6}{node}  "
             f"{shown_words(e.command)}"
         )
     sys.stdout.write("\n".join(lines) + "\n")

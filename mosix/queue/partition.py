@@ -1,0 +1,85 @@
+"""The partition's queue: which node keeps it, and where a job fits.
+
+The keeper is the lowest-numbered live node of this node's partition: every
+node finds the same one from the load vectors it already has, with no election
+and no setting to keep consistent across the nodes; when it dies, the next one
+takes over as soon as the others see it dead (``[cluster] dead_after``), and it
+takes the queue back when it returns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mosix.cluster.peers import Cluster
+from mosix.protocol import LoadVector
+from mosix.queue.queue import QueuedJob
+
+QUEUE_SLOTS = "queue_slots"  # in a node's load vector's extra: its [queue] slots
+PROMISE_SECONDS = 10.0  # a started job's -m counts against its node until then
+
+
+def keeper_of(cluster: Cluster) -> int:
+    """The node that keeps this partition's queue (this one when isolated)."""
+    partition = cluster.me.partition
+    live = [
+        node.number
+        for node in cluster.nodes
+        if node.partition == partition and cluster.alive(node.number)
+    ]
+    return min(live, default=cluster.me.number)
+
+
+@dataclass
+class NodeRoom:
+    """What a node of the partition has for queued jobs."""
+
+    number: int
+    slots: int
+    free_mb: int
+    used: int = 0  # slots held by jobs the queue started there
+    promised_mb: int = 0  # -m of jobs started there too recently to show in free_mb
+
+    def hold(self, parallel: int, memory_mb: int, age: float) -> None:
+        self.used += min(parallel, self.slots)
+        if age < PROMISE_SECONDS:
+            self.promised_mb += memory_mb
+
+    def fits(self, job: QueuedJob) -> bool:
+        need = min(job.parallel, self.slots)  # a job wider than the node runs alone
+        if need > self.slots - self.used:
+            return False
+        return job.memory_mb <= self.free_mb - self.promised_mb
+
+
+def slots_of(vector: LoadVector) -> int:
+    value = vector.extra.get(QUEUE_SLOTS)
+    return value if isinstance(value, int) and value >= 0 else max(vector.cpus, 1)
+
+
+def rooms_of(cluster: Cluster, own_slots: int) -> dict[int, NodeRoom]:
+    """The live nodes of this partition, from their load vectors."""
+    partition = cluster.me.partition
+    rooms = {}
+    for number, vector in cluster.loads().items():
+        node = cluster.nodes.by_number(number)
+        if node is None or node.partition != partition or not cluster.alive(number):
+            continue
+        slots = own_slots if number == cluster.me.number else slots_of(vector)
+        rooms[number] = NodeRoom(number, slots, vector.free_mb)
+    return rooms
+
+
+def choose_node(job: QueuedJob, movable: bool, rooms: dict[int, NodeRoom]) -> int | None:
+    """The node ``job`` starts on: its own if it fits there, else (if it may move) the
+    one with the most free slots (the lowest number among equals); None: none yet."""
+    own = rooms.get(job.node)
+    if own is not None and own.fits(job):
+        return job.node
+    if not movable:
+        return None
+    others = sorted(rooms.values(), key=lambda r: (r.used - r.slots, r.number))
+    for room in others:
+        if room.fits(job):
+            return room.number
+    return None
