@@ -92,6 +92,8 @@ def message(cls: type[T]) -> type[T]:
     """Register a message class under its OP; it becomes a frozen dataclass on first use."""
     if cls.OP in MESSAGES:
         raise RuntimeError(f"two messages named {cls.OP}")
+    if "__dataclass_fields__" in vars(cls):  # it would be made a dataclass twice on first use
+        raise RuntimeError(f"{cls.__name__}: @message makes the dataclass; drop @dataclass")
     MESSAGES[cls.OP] = cls
     _UNBUILT.add(cls)
     return cls
@@ -472,7 +474,6 @@ class BatchSignal(Message):
 
 
 @message
-@dataclass(frozen=True)
 class QueueEnter(Message):
     """A node's agent to its partition's keeper: one queued job, on a connection kept
     open while it waits and while it runs (its end frees the job's slots).
@@ -499,7 +500,6 @@ class QueueEnter(Message):
 
 
 @message
-@dataclass(frozen=True)
 class QueuePlace(Message):
     """The keeper to a job's node: its place changed (mosq cngpri/advance/retard), kept
     there so that a new keeper gets it back."""
@@ -511,7 +511,6 @@ class QueuePlace(Message):
 
 
 @message
-@dataclass(frozen=True)
 class QueueAsk(Message):
     """A node's agent to its partition's keeper: mosq's ListQueue or QueueAction for a
     user of that node (``uid``, read from the kernel there).  Answered as on the
