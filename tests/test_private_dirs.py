@@ -20,6 +20,7 @@ import ckpt_images as ci
 import pytest
 from support.agents import Agent
 from support.clusters import mosrun_at_home, moved, where
+from test_migration_faults import copy_pid
 
 from mosix.ckpt import format as fmt
 from mosix.ckpt.image import ImageError, read_head, read_head_from
@@ -281,6 +282,75 @@ def test_a_moved_process_keeps_its_private_files_and_other_nodes_keep_nothing(
         proc.stdin.close()
         assert proc.wait(timeout=60) == 0
     for node in (1, 2):
+        assert os.listdir(cluster3.node_path(node, d)) == []
+
+
+# A program that writes a private file at home, then appends each line of stdin
+# to it and prints the file's digest.
+APPEND_EACH_LINE = (
+    "import hashlib, os, sys\n"
+    "p = os.path.join(sys.argv[1], 'data')\n"
+    "with open(p, 'wb') as f:\n"
+    "    f.write(b'written at home\\n')\n"
+    "print('written', flush=True)\n"
+    "for line in sys.stdin:\n"
+    "    with open(p, 'ab') as f:\n"
+    "        f.write(line.encode())\n"
+    "    with open(p, 'rb') as f:\n"
+    "        print(hashlib.sha256(f.read()).hexdigest(), flush=True)\n"
+)
+
+
+def private_listing(pid: int, d: str) -> dict[str, bytes]:
+    """The files of the private directory ``d`` as process ``pid`` sees them (its
+    mount namespace, through /proc/PID/root; the tests' processes share one pid
+    namespace)."""
+    seen = Path(f"/proc/{pid}/root{d}")
+    return {name: (seen / name).read_bytes() for name in sorted(os.listdir(seen))}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="issue 17 item 2, not built: -X files stay at home with the deputy while away",
+)
+def test_private_files_live_where_the_process_runs_and_travel_with_it(
+    cluster3: LocalCluster,
+) -> None:
+    d = "/tmp/private-travel"
+    for node in (1, 2, 3):
+        cluster3.node_path(node, d).mkdir()
+    content = b"written at home\n"
+    with mosrun_at_home(cluster3, [f"-X{d}", *python(APPEND_EACH_LINE), d]) as proc:
+        assert proc.stdin is not None and proc.stdout is not None
+        assert proc.stdout.readline() == "written\n", proc.stderr.read() if proc.stderr else ""
+        assert private_listing(proc.pid, d) == {"data": content}
+
+        def append_at(node: str, k: int) -> None:
+            nonlocal content
+            moved(cluster3, proc, node)
+            line = f"appended at {node}\n"
+            content += line.encode()
+            proc.stdin.write(line)  # type: ignore[union-attr]
+            proc.stdin.flush()  # type: ignore[union-attr]
+            digest = proc.stdout.readline()  # type: ignore[union-attr]
+            assert digest == hashlib.sha256(content).hexdigest() + "\n"
+            if k == 1:
+                return
+            # served where it runs: the file is in the copy's own namespace there,
+            # and home's directory is empty while it is away
+            assert private_listing(copy_pid(cluster3, k, proc.pid), d) == {"data": content}
+            assert private_listing(proc.pid, d) == {}
+
+        append_at("2", 2)
+        append_at("3", 3)
+        for node in (2, 3):  # the copies that left keep nothing
+            assert os.listdir(cluster3.node_path(node, d)) == []
+        append_at("home", 1)
+        assert private_listing(proc.pid, d) == {"data": content}  # back home, byte-identical
+        proc.stdin.close()
+        assert proc.wait(timeout=60) == 0
+    for node in (1, 2, 3):
         assert os.listdir(cluster3.node_path(node, d)) == []
 
 
