@@ -184,23 +184,38 @@ def test_the_message_names_the_remote_copy_by_its_home_pid(
     assert f"process {proc.pid} migrated to node 2" in cluster3.agent_log(1).read_text()
 
 
-@pytest.mark.parametrize("call", ["mlock", "thread"])
 @pytest.mark.parametrize("kind", ["refused", "refused-static"])
 def test_a_pinned_call_away_brings_the_process_home_where_it_runs(
     cluster3: LocalCluster,
     programs: Path,
     kind: str,
-    call: str,
 ) -> None:
-    """What would pin the process (locked pages, a thread) is never made on the remote
-    node: mosix-remote asks to come home (RD_HOME), and the call is made again there."""
-    at_home = run(cluster3, programs / kind, "", call, "home")
-    assert at_home == Seen(0, f"ready\n{call}: ret=0 errno=0\nalive\n", "")
+    """What would pin the process (locked pages) is never made on the remote node:
+    mosix-remote asks to come home (RD_HOME), and the call is made again there."""
+    at_home = run(cluster3, programs / kind, "", "mlock", "home")
+    assert at_home == Seen(0, "ready\nmlock: ret=0 errno=0\nalive\n", "")
     before = len(cluster3.agent_log(1).read_text())
-    away = run(cluster3, programs / kind, "", call, "migrate")
+    away = run(cluster3, programs / kind, "", "mlock", "migrate")
     assert away == at_home
     wait_until(
         lambda: "came home from node 2" in cluster3.agent_log(1).read_text()[before:],
         timeout=TIMEOUT,
         what="the home agent logs its return",
     )
+
+
+@pytest.mark.parametrize("kind", ["refused", "refused-static"])
+def test_a_thread_made_away_is_made_where_the_process_runs(
+    cluster3: LocalCluster,
+    programs: Path,
+    kind: str,
+) -> None:
+    """A thread no longer pins a process (threaded processes migrate): one made on
+    the remote node is made there, and the process does not come home for it."""
+    at_home = run(cluster3, programs / kind, "", "thread", "home")
+    assert at_home == Seen(0, "ready\nthread: ret=0 errno=0\nalive\n", "")
+    before = len(cluster3.agent_log(1).read_text())
+    away = run(cluster3, programs / kind, "", "thread", "migrate")
+    assert away == at_home
+    log = cluster3.agent_log(1).read_text()[before:]
+    assert "migrated to node 2" in log and "came home" not in log, log
