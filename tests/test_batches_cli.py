@@ -135,7 +135,11 @@ def test_mosrun_arguments_apply_to_every_line(tmp_path: Path) -> None:
 
 def test_lines_read_stdin_from_dev_null_and_do_not_get_mosrun_files(tmp_path: Path) -> None:
     cmds = write(
-        tmp_path / "c", ["cat; readlink /proc/$$/fd/0; ls /proc/$$/fd | sort -n | tr '\\n' ' '"]
+        tmp_path / "c",
+        [
+            "cat; readlink /proc/$$/fd/0; ls /proc/$$/fd | sort -n | tr '\\n' ' '; "
+            "ls -l /proc/$$/fd >&2"  # on stderr: what an extra descriptor is, if one comes
+        ],
     )
     result = subprocess.run(
         ["mosrun", "-S1", f"{cmds},{tmp_path / 'f'}"],
@@ -145,7 +149,7 @@ def test_lines_read_stdin_from_dev_null_and_do_not_get_mosrun_files(tmp_path: Pa
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["/dev/null", "0", "1", "2"]
+    assert result.stdout.split() == ["/dev/null", "0", "1", "2"], result.stderr
 
 
 def test_commands_file_can_be_stdin(tmp_path: Path) -> None:
