@@ -17,6 +17,7 @@ thread blocked reading the home stdin holds none of the others' forwarded writes
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -245,6 +246,17 @@ def paused(cluster: LocalCluster, argv: list[str]) -> subprocess.Popen[str]:
     return proc
 
 
+@contextlib.contextmanager
+def killed_if_left(proc: subprocess.Popen[str]) -> Iterator[None]:
+    """A test that fails leaves no process behind."""
+    try:
+        yield
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def threads_of(pid: int) -> int:
     return len(list(Path(f"/proc/{pid}/task").iterdir()))
 
@@ -261,7 +273,7 @@ def test_threads_move_on_and_home_byte_identical(
     reference = native(cluster, argv)
     assert reference.returncode == 3, reference.stderr
     proc = paused(cluster, ["-L", *argv])
-    try:
+    with killed_if_left(proc):
         threads = threads_of(proc.pid)
         assert threads == 5
         for target in ("2", "3"):
@@ -272,10 +284,6 @@ def test_threads_move_on_and_home_byte_identical(
         settled_at(cluster, proc.pid, "home")
         assert threads_of(proc.pid) == threads  # all of them came home
         out, err = proc.communicate("x", timeout=TIMEOUT)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert ("paused\n" + out, proc.returncode) == (reference.stdout, 3), err
 
 
@@ -285,13 +293,9 @@ def test_a_threaded_program_starts_away(
     argv = programs["pthreads"]
     reference = native(cluster, argv)
     proc = paused(cluster, ["-rnode2", *argv])
-    try:
+    with killed_if_left(proc):
         settled_at(cluster, proc.pid, "node2")
         out, err = proc.communicate("x", timeout=TIMEOUT)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     # pthread_kill away: the thread is signalled where it runs (mosix_remote.c)
     assert ("paused\n" + out, proc.returncode) == (reference.stdout, 3), err
 
@@ -303,15 +307,11 @@ def test_exit_group_from_a_thread_away_ends_the_process_at_home(
     reference = native(cluster, argv)
     assert reference.returncode == 7, reference.stderr
     proc = paused(cluster, ["-L", *argv])
-    try:
+    with killed_if_left(proc):
         for target in ("2", "3"):  # its thread blocked in a read at home, each time
             moved(cluster, proc, target)
             settled_at(cluster, proc.pid, f"node{target}")
         out, err = proc.communicate("x", timeout=TIMEOUT)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert ("paused\n" + out, proc.returncode) == (reference.stdout, 7), err
 
 
@@ -321,7 +321,7 @@ def test_a_checkpoint_taken_away_holds_every_thread(
     argv = programs["pthreads"]
     reference = native(cluster, argv)
     proc = paused(cluster, ["-L", *argv])
-    try:
+    with killed_if_left(proc):
         moved(cluster, proc, "2")
         settled_at(cluster, proc.pid, "node2")
         done = cluster.run(
@@ -346,10 +346,6 @@ def test_a_checkpoint_taken_away_holds_every_thread(
             text=True,
             timeout=TIMEOUT,
         )
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert (recovered.stdout, recovered.returncode) == (
         reference.stdout.removeprefix("paused\n"),
         3,
@@ -363,14 +359,10 @@ def test_fork_from_a_thread_away_comes_home_first(
     reference = native(cluster, argv)
     assert reference.returncode == 4, reference.stderr
     proc = paused(cluster, ["-L", *argv])
-    try:
+    with killed_if_left(proc):
         moved(cluster, proc, "2")
         settled_at(cluster, proc.pid, "node2")
         out, err = proc.communicate("x", timeout=TIMEOUT)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert ("paused\n" + out, proc.returncode) == (reference.stdout, 4), err
 
 
@@ -378,15 +370,11 @@ def test_a_signal_to_the_home_pid_ends_a_threaded_process_away(
     cluster: LocalCluster, programs: dict[str, list[str]]
 ) -> None:
     proc = paused(cluster, ["-L", *programs["fork_thread"]])
-    try:
+    with killed_if_left(proc):
         moved(cluster, proc, "2")
         settled_at(cluster, proc.pid, "node2")
         os.kill(proc.pid, signal.SIGTERM)
         out, err = proc.communicate(timeout=TIMEOUT)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert (out, err, proc.returncode) == ("", "", -signal.SIGTERM)
 
 
@@ -428,7 +416,7 @@ def test_a_thread_blocked_reading_at_home_holds_no_other_thread(
     prefix = f"/tmp/mosix-reader-writers-{os.getpid()}"
     files = [cluster.node_path(1, f"{prefix}.{k}") for k in (1, 2, 3)]
     proc = paused(cluster, ["-L", *programs["reader_writers"], prefix])
-    try:
+    with killed_if_left(proc):
         for target in ("2", "3"):  # moved while its reader is blocked at home
             wait_until(lambda: some_thread_reads_stdin(proc.pid), TIMEOUT, what="the read")
             moved(cluster, proc, target)
@@ -442,9 +430,5 @@ def test_a_thread_blocked_reading_at_home_holds_no_other_thread(
         for path in files:  # every line once, in order: no call lost or made twice
             lines = path.read_text().splitlines()
             assert lines and lines == [str(i) for i in range(len(lines))], path
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
         for path in files:
             path.unlink(missing_ok=True)

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
 int fwd_read_full(int fd, void *buf, size_t len)
 {
@@ -33,6 +34,34 @@ int fwd_write_full(int fd, const void *buf, size_t len)
             return -1;
         p += n;
         len -= (size_t)n;
+    }
+    return 0;
+}
+
+int mosix_read_exact(int fd, void *buf, size_t len, int at_end)
+{
+    for (size_t got = 0; got < len;) {
+        ssize_t n = read(fd, (char *)buf + got, len - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        if (n == 0)
+            return -at_end;
+        got += (size_t)n;
+    }
+    return 0;
+}
+
+int mosix_write_exact(int fd, const void *buf, size_t len)
+{
+    for (size_t put = 0; put < len;) {
+        ssize_t n = write(fd, (const char *)buf + put, len - put);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        put += (size_t)n;
     }
     return 0;
 }

@@ -71,6 +71,10 @@ struct fwd_frame {
 int fwd_read_full(int fd, void *buf, size_t len);
 int fwd_write_full(int fd, const void *buf, size_t len); /* MSG_NOSIGNAL */
 int fwd_send_frame(int fd, uint32_t type, uint64_t id, const void *payload, size_t len);
+/* read(2)/write(2) of exactly len bytes, EINTR retried: 0, or -errno (a read that
+ * meets the end first: -at_end). */
+int mosix_read_exact(int fd, void *buf, size_t len, int at_end);
+int mosix_write_exact(int fd, const void *buf, size_t len);
 /* One descriptor sent with SCM_RIGHTS (close-on-exec here); -1 if none came. */
 int mosix_receive_fd(int sock);
 /* sendmsg of len bytes at buf, with descriptor fd as SCM_RIGHTS (none when fd < 0),

@@ -11,6 +11,7 @@
 #include "deputy_home.h"
 
 #include "ckpt_format.h"
+#include "forward_wire.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -28,45 +29,15 @@ static int say(char *why, size_t cap, const char *what, int err)
     return -1;
 }
 
-static int read_full(int fd, void *buf, size_t len)
-{
-    size_t got = 0;
-    while (got < len) {
-        ssize_t n = read(fd, (char *)buf + got, len - got);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -errno;
-        if (n == 0)
-            return -EPIPE;
-        got += (size_t)n;
-    }
-    return 0;
-}
-
-static int write_full(int fd, const void *buf, size_t len)
-{
-    size_t put = 0;
-    while (put < len) {
-        ssize_t n = write(fd, (const char *)buf + put, len - put);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -errno;
-        put += (size_t)n;
-    }
-    return 0;
-}
-
 /* Copy len bytes from one descriptor to the other. */
 static int copy_bytes(int from, int to, uint64_t len)
 {
     static unsigned char chunk[1 << 16];
     while (len) {
         size_t n = len < sizeof(chunk) ? (size_t)len : sizeof(chunk);
-        int rc = read_full(from, chunk, n);
+        int rc = mosix_read_exact(from, chunk, n, EPIPE);
         if (rc == 0)
-            rc = write_full(to, chunk, n);
+            rc = mosix_write_exact(to, chunk, n);
         if (rc < 0)
             return rc;
         len -= n;
@@ -84,9 +55,9 @@ int deputy_take_image(int from, char *why, size_t cap)
     for (;;) {
         struct mosix_ckpt_record_header r;
         if (rc == 0)
-            rc = read_full(from, &r, sizeof(r));
+            rc = mosix_read_exact(from, &r, sizeof(r), EPIPE);
         if (rc == 0)
-            rc = write_full(mem, &r, sizeof(r));
+            rc = mosix_write_exact(mem, &r, sizeof(r));
         if (rc == 0 && r.length > MOSIX_CKPT_MAX_RECORD_BYTES)
             rc = -EPROTO;
         if (rc == 0)

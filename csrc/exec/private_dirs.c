@@ -1,6 +1,8 @@
 /* private_dirs.c - mosrun -X{/dir}: a private tmpfs on each directory. */
 #include "private_dirs.h"
 
+#include "forward_wire.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
@@ -99,35 +101,6 @@ int private_dirs_enter(const struct private_dirs *dirs, const char **what)
     return 0;
 }
 
-/* Exactly ``len`` bytes from ``fd``: 0, or -errno (-EIO at its end). */
-static int read_exact(int fd, void *buf, size_t len)
-{
-    for (size_t got = 0; got < len;) {
-        ssize_t n = read(fd, (char *)buf + got, len - got);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -errno;
-        if (n == 0)
-            return -EIO;
-        got += (size_t)n;
-    }
-    return 0;
-}
-
-static int write_all(int fd, const char *buf, size_t len)
-{
-    for (size_t put = 0; put < len;) {
-        ssize_t n = write(fd, buf + put, len - put);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -errno;
-        put += (size_t)n;
-    }
-    return 0;
-}
-
 struct __attribute__((packed)) private_file_head {
     uint16_t dir, name_len;
     uint32_t mode;
@@ -142,7 +115,7 @@ static int fill_one(const struct private_dirs *dirs, int fd, const struct privat
     *what = "the private files";
     if (h->dir >= dirs->count || h->name_len == 0 || h->name_len > 255)
         return -EINVAL;
-    if ((err = read_exact(fd, name, h->name_len)) != 0)
+    if ((err = mosix_read_exact(fd, name, h->name_len, EIO)) != 0)
         return err;
     name[h->name_len] = '\0';
     if (strlen(name) != h->name_len || strchr(name, '/') != NULL || strcmp(name, ".") == 0 ||
@@ -157,8 +130,8 @@ static int fill_one(const struct private_dirs *dirs, int fd, const struct privat
     (void)close(dir); /* O_PATH, ours: nothing to do if it fails */
     for (uint64_t left = h->size; err == 0 && left > 0;) {
         size_t n = left < sizeof(buf) ? (size_t)left : sizeof(buf);
-        if ((err = read_exact(fd, buf, n)) == 0)
-            err = write_all(out, buf, n);
+        if ((err = mosix_read_exact(fd, buf, n, EIO)) == 0)
+            err = mosix_write_exact(out, buf, n);
         left -= n;
     }
     if (err == 0 && fchmod(out, h->mode & 07777) != 0)
