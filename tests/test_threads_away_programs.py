@@ -384,3 +384,43 @@ def copy_cpu(pid: int) -> int:
     """utime + stime of process ``pid``, in clock ticks."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return int(fields[11]) + int(fields[12])
+
+
+ATTEMPTS = 8  # programs, each stopped and continued once
+CYCLE_WAIT = 10.0  # a stop or a continuation comes within a second when it comes
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: with the main thread blocked in a forwarded read of the home stdin and"
+    " other threads computing away, SIGTSTP's stop or SIGCONT's continuation is lost for"
+    " about one program in two (never for a single thread blocked the same way); in the"
+    " deputy's or the remote's signal path (csrc/deputy, csrc/remote)",
+)
+def test_stop_and_continue_with_a_thread_blocked_in_a_forwarded_read(
+    cluster: LocalCluster, programs: Path
+) -> None:
+    for _ in range(ATTEMPTS):
+        stop_and_continue_blocked_reader(cluster, programs)
+
+
+def stop_and_continue_blocked_reader(cluster: LocalCluster, programs: Path) -> None:
+    prog = Child(cluster, ["mosrun", "-rnode2", str(programs / "tburn")])
+    try:
+        assert prog.line() == "ready"
+        copy = copy_pid(cluster, 2, prog.pid)
+        wait_until(lambda: len(task_states(copy)) == 3, TIMEOUT, what="three threads on node 2")
+        os.kill(prog.pid, signal.SIGTSTP)
+        wait_until(lambda: set(task_states(copy)) == {"T"}, CYCLE_WAIT, what="every thread stops")
+        assert stop_seen(prog.pid) == signal.SIGTSTP
+        os.kill(prog.pid, signal.SIGCONT)
+        wait_until(lambda: "T" not in task_states(copy), CYCLE_WAIT, what="every thread continues")
+        assert prog.proc.stdin is not None
+        prog.proc.stdin.close()
+        lines, stderr, status = prog.finish()
+    finally:
+        if prog.proc.poll() is None:
+            prog.proc.kill()
+            prog.proc.wait()
+    assert (status, stderr) == (0, "")
+    assert re.fullmatch(BURNT, lines[-1] + "\n"), lines
