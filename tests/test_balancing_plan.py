@@ -3,13 +3,17 @@ process statistics they use (mosix.home_agent.process_stats)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections import Counter
 
 from hypothesis import given
 from hypothesis import strategies as st
+from support.waiting import wait_until
 
 from mosix.home_agent.balancing import Candidate, Move, NodeState, plan
-from mosix.home_agent.process_stats import Sample, Stats, fold
+from mosix.home_agent.process_stats import Sample, Stats, fold, sample
 
 HOME = 1
 COST = 60e-6
@@ -185,3 +189,40 @@ def test_a_first_sample_covers_the_life_so_far_unless_it_moved() -> None:
     assert stats.seconds == 6.0
     moved = fold(Stats(), first, 5000, lifetime=False)  # counters from before its move
     assert moved.seconds == 0.0 and moved.demand == 0.0
+
+
+SPINNING_THREAD = """
+import threading
+stop = threading.Event()
+def spin():
+    while not stop.is_set():
+        pass
+t = threading.Thread(target=spin)
+t.start()
+input()  # the main thread sleeps reading stdin while the other computes
+stop.set()
+t.join()
+"""
+
+
+def test_a_sample_counts_every_thread_of_a_real_process() -> None:
+    """A process whose main thread sleeps while another computes is busy (issue 16:
+    without this the balancer never moved a threaded program)."""
+    proc = subprocess.Popen([sys.executable, "-c", SPINNING_THREAD], stdin=subprocess.PIPE)
+    try:
+        wait_until(lambda: len(os.listdir(f"/proc/{proc.pid}/task")) == 2, 30, what="its thread")
+        first = sample(proc.pid)
+        assert first is not None
+
+        def busy_since_first() -> bool:
+            now = sample(proc.pid)
+            assert now is not None and first is not None
+            return now.busy_ns - first.busy_ns > 200_000_000
+
+        wait_until(busy_since_first, 30, what="0.2 s of the spinning thread's time counted")
+        proc.communicate(b"\n", timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0

@@ -8,8 +8,9 @@ several at a time.
 
 Which processes: those of this home that run under mosrun without -L (-l lifts
 it), are not queued, frozen, stopped, batch jobs or already migrating, can
-move (no threads, locks, shared writable maps), and have stayed where they are
-for at least RESIDENCE_ROUNDS rounds since their last move, manual or
+move (nothing pins them: locked memory, shared maps, more threads than an
+image holds), and have stayed where they are for at least RESIDENCE_ROUNDS
+rounds since their last move, manual or
 automatic, and are not kept where they are by mosctl (stay or lstay here,
 stay on the node where they run).  A move is made only when two rounds in a
 row want it, so a moment's load (a program starting, a capture) moves

@@ -3,8 +3,9 @@
 Two numbers per process, sampled from /proc at every balancing round:
 
 - demand: the share of the time it wanted a processor (ran or waited on a run
-  queue: /proc/PID/schedstat), 1.0 for a CPU-bound process however loaded its
-  node is, near 0 for one that sleeps;
+  queue: /proc/PID/task/*/schedstat, summed over its threads: a process whose
+  main thread sleeps while others compute is busy), 1.0 for a CPU-bound process
+  however loaded its node is, near 0 for one that sleeps;
 - I/O rate: read- and write-like system calls per second (/proc/PID/io syscr +
   syscw).  For a process away, the pid at home is its deputy, which executes
   the forwarded calls: the rate is then that of the calls forwarded home.
@@ -50,7 +51,7 @@ class Stats:
 def sample(pid: int, now: float | None = None) -> Sample | None:
     """The process's counters now (None: it is gone or /proc does not tell)."""
     try:
-        run_ns, wait_ns, *_ = (PROC / str(pid) / "schedstat").read_text().split()
+        busy = threads_busy_ns(pid)
         calls = 0
         for line in (PROC / str(pid) / "io").read_text().splitlines():
             name, _, value = line.partition(":")
@@ -61,7 +62,20 @@ def sample(pid: int, now: float | None = None) -> Sample | None:
     ticks = proc_info.start_ticks(pid)
     started = None if ticks is None else ticks / CLOCK_TICKS  # since boot, as CLOCK_MONOTONIC
     when = time.monotonic() if now is None else now
-    return Sample(when, int(run_ns) + int(wait_ns), calls, started)
+    return Sample(when, busy, calls, started)
+
+
+def threads_busy_ns(pid: int) -> int:
+    """Run + run-queue wait time of all the process's threads (a thread that ends
+    between two samples takes its share with it: the difference is then clamped)."""
+    busy = 0
+    for task in (PROC / str(pid) / "task").iterdir():
+        try:
+            run_ns, wait_ns, *_ = (task / "schedstat").read_text().split()
+        except FileNotFoundError:
+            continue  # the thread ended while we looked
+        busy += int(run_ns) + int(wait_ns)
+    return busy
 
 
 def fold(stats: Stats, new: Sample, decay: int, lifetime: bool = False) -> Stats:
