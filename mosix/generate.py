@@ -125,6 +125,10 @@ def main(argv: list[str] | None = None) -> int:
         path = root / rel
         if path.exists() and path.read_text() == text:
             continue
+        if ns.check and rel == help_pages.MODULE and path.exists():
+            kept = help_pages.rendered_with(path.read_text())
+            if kept != help_pages.renderer():
+                continue  # rendered by another typer/click: this one would render otherwise
         stale.append(rel)
         if not ns.check:
             path.parent.mkdir(parents=True, exist_ok=True)

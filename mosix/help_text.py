@@ -3,6 +3,7 @@
 """Each command's ``--help`` text, as the command renders it (mosix.commands prints
 it without importing the command's parser)."""
 
+RENDERED_WITH = "typer 0.29.2"
 HELP: dict[str, str] = {
     "mosrun": (
         "usage: mosrun [location_options] [program_options] program [args]...\n"

@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 from collections.abc import Mapping
+from importlib.metadata import PackageNotFoundError, version
 
 import typer
 
@@ -40,6 +42,21 @@ def typer_help(application: typer.Typer, tool: str) -> str:
     return out.getvalue()
 
 
+def renderer() -> str:
+    """The typer and click here: the texts are rendered by them, and another version
+    renders some options otherwise (the pinned-lowest CI lane's)."""
+    here = [f"typer {version('typer')}"]
+    with contextlib.suppress(PackageNotFoundError):  # newer typers render without click
+        here.append(f"click {version('click')}")
+    return ", ".join(here)
+
+
+def rendered_with(module_text: str) -> str:
+    """The renderer a generated module's texts were rendered with ("" if none said)."""
+    found = re.search(r'^RENDERED_WITH = "([^"]*)"$', module_text, re.MULTILINE)
+    return found.group(1) if found else ""
+
+
 def literal(text: str) -> str:
     """``text`` as a double-quoted Python string literal."""
     escaped = text.replace("\\", "\\\\").replace('"', '\\"')
@@ -59,6 +76,7 @@ def module_text(native_synopsis: str, tools: Mapping[str, typer.Typer]) -> str:
         '"""Each command\'s ``--help`` text, as the command renders it (mosix.commands prints',
         'it without importing the command\'s parser)."""',
         "",
+        f"RENDERED_WITH = {literal(renderer())}",
         "HELP: dict[str, str] = {",
     ]
     for tool, text in texts.items():
