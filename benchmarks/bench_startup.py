@@ -33,22 +33,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from mosix.help_text import HELP
+
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
-TOOLS = [
-    "mosrun",
-    "mosenv",
-    "native",
-    "migrate",
-    "mosps",
-    "mosq",
-    "moskillall",
-    "mosctl",
-    "mosmon",
-    "mosixd",
-    "mosix-testcluster",
-    "mosix-slurm",
-]
+TOOLS = list(HELP)  # every command with a --help: the generated table's keys
 START_TIMEOUT = 30.0
 
 
