@@ -52,13 +52,20 @@ def fagent(agent_base: Path) -> Iterator[Agent]:
 
 
 def started(
-    agent: Agent, faulty: str, freeze_dir: Path | None, *options: str, first_step: bool = True
+    agent: Agent,
+    faulty: str,
+    freeze_dir: Path | None,
+    *options: str,
+    first_step: bool = True,
+    steps: int = STEPS,
 ) -> subprocess.Popen[str]:
+    """Started and past "ready" (and its first step, with ``first_step``); without
+    ``first_step``, told "go" at once and nothing read: it may be frozen at any point."""
     env = dict(agent.env)
     if freeze_dir is not None:
         env["FREEZE_DIR"] = str(freeze_dir)
     p = subprocess.Popen(
-        ["mosrun", *options, faulty, str(MB), str(STEPS), str(STATUS)],
+        ["mosrun", *options, faulty, str(MB), str(steps), str(STATUS)],
         env=env,
         text=True,
         stdin=subprocess.PIPE,
@@ -67,11 +74,14 @@ def started(
     )
     agent.started.append(p)
     assert p.stdout is not None and p.stdin is not None
+    if not first_step:
+        p.stdin.write("go\n")  # read when its memory is filled
+        p.stdin.flush()
+        return p
     assert p.stdout.readline() == f"ready {p.pid}\n"
     p.stdin.write("go\n")
     p.stdin.flush()
-    if first_step:
-        assert p.stdout.readline() == "step 1\n"
+    assert p.stdout.readline() == "step 1\n"
     return p
 
 
@@ -402,9 +412,12 @@ def test_automatic_freezing_beyond_max_running(
 ) -> None:
     space = agent_base / "space"
     space.mkdir()
-    first, second = (started(auto_agent, faulty, space) for _ in range(2))
+    # the first two run without end (a loaded node can take longer to freeze the third
+    # than they would take to finish STEPS, and ended ones no longer count as running)
+    first, second = (started(auto_agent, faulty, space, steps=0) for _ in range(2))
     assert {mosps_row(auto_agent, p.pid)[4] for p in (first, second)} == {"running"}
-    third = started(auto_agent, faulty, space, first_step=False)  # the newest: frozen
+    # the newest: frozen, perhaps while it fills its memory, before it says "ready"
+    third = started(auto_agent, faulty, space, first_step=False)
 
     def state_of(p: subprocess.Popen[str]) -> str:
         return mosps_row(auto_agent, p.pid)[4]
@@ -418,6 +431,7 @@ def test_automatic_freezing_beyond_max_running(
     assert images(space, third.pid) == []
     lines, err, status = finish(third)
     assert (status, err) == (STATUS, "")
-    assert lines == [f"step {n}" for n in range(1, STEPS + 1)] + ["memory intact"]
+    steps = [f"step {n}" for n in range(1, STEPS + 1)]
+    assert lines == [f"ready {third.pid}", *steps, "memory intact"]
     second.kill()
     second.wait()
