@@ -93,8 +93,6 @@ def test_todays_glibc_calls_are_allowed(name: str) -> None:
         "kexec_load",
         "init_module",
         "bpf",
-        "perf_event_open",
-        "userfaultfd",
         "process_vm_readv",
         "sched_setaffinity",
         "io_uring_setup",
@@ -108,11 +106,27 @@ def test_node_bound_calls_are_unsupported(name: str) -> None:
 
 # What today's programs make natively: run, and keep the process on its node while the
 # effect holds (the agent reads it from /proc), instead of killing it (the manual's).
-@pytest.mark.parametrize("name", ["mlock", "mlock2", "mlockall", "shmat", "mbind", "set_mempolicy"])
+@pytest.mark.parametrize(
+    "name", ["mlock", "mlock2", "mlockall", "shmat", "mbind", "set_mempolicy", "userfaultfd"]
+)
 def test_calls_that_keep_a_process_on_its_node_are_pinned(name: str) -> None:
     assert BY_NAME[name].decision.policy is Policy.PINNED
     assert BY_NAME[name].decision.outcome((0,) * 6)[0] is Outcome.PIN
     assert "pinned while" in BY_NAME[name].decision.reason
+
+
+@pytest.mark.parametrize(
+    ("pid", "outcome"),
+    [
+        (0, Outcome.PIN),  # its own events (perf stat of itself, benchmark libraries)
+        (1 << 32, Outcome.PIN),  # an int: high bits ignored
+        (-1 & ((1 << 64) - 1), Outcome.UNSUPPORTED),  # every process on a CPU of the node
+        (4321, Outcome.UNSUPPORTED),  # another process's
+    ],
+)
+def test_perf_counters_of_its_own_are_pinned_others_unsupported(pid: int, outcome: Outcome) -> None:
+    attr, cpu, group = 0x7F00_0000_1000, (-1) & ((1 << 64) - 1), (-1) & ((1 << 64) - 1)
+    assert BY_NAME["perf_event_open"].decision.outcome((attr, pid, cpu, group, 8, 0))[0] is outcome
 
 
 PTHREAD_CREATE_FLAGS = 0x3D0F00  # glibc: VM FS FILES SIGHAND THREAD SYSVSEM SETTLS *TID

@@ -19,10 +19,12 @@ from pathlib import Path
 
 import pytest
 from support.agents import Agent, cleanup, make_agent
+from support.cbuild import build_c
 from support.waiting import wait_until
 
 TIMEOUT = 300
 PYTHON = "/usr/bin/python3"  # the system's, which may have numpy
+CPROGS = Path(__file__).resolve().parent / "cprogs"
 
 
 @pytest.fixture(scope="module")
@@ -448,6 +450,59 @@ def test_a_threaded_process_is_not_pinned_and_is_checkpointed(home: Agent, tmp_p
         proc.stdin.close()
         assert proc.wait(timeout=TIMEOUT) == 0
         assert proc.stderr is not None and proc.stderr.read() == ""
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+# ------------------------------------------------------------ watching itself
+
+
+@pytest.fixture(scope="module")
+def selfwatch(tmp_path_factory: pytest.TempPathFactory) -> str:
+    built = tmp_path_factory.mktemp("selfwatch") / "selfwatch"
+    build_c(CPROGS / "selfwatch.c", built, "-O1", "-pthread")
+    return str(built)
+
+
+@pytest.mark.parametrize("modes", [(), ("-e",)], ids=["default", "e"])
+def test_a_program_that_watches_itself_runs_and_stays_while_it_does(
+    home: Agent, selfwatch: str, modes: tuple[str, ...]
+) -> None:
+    """perf_event_open of its own task clock and a userfaultfd serving its own pages (a
+    thread fills them) run as natively; while either is open the process stays home,
+    which mosps -w says; closed, nothing keeps it."""
+    native = subprocess.run([selfwatch], input="\n\n", capture_output=True, text=True)
+    assert (native.returncode, native.stdout, native.stderr) == (
+        0,
+        "perf ok\nuffd ok\nholding\nreleased\n",
+        "",
+    )
+    proc = subprocess.Popen(
+        ["mosrun", *modes, selfwatch],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=home.env,
+    )
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    try:
+        assert [proc.stdout.readline() for _ in range(3)] == ["perf ok\n", "uffd ok\n", "holding\n"]
+        wait_until(lambda: why_here(home, proc.pid) != "not listed", what="mosps lists it")
+        assert why_here(home, proc.pid) in (
+            "it counts its own events on this node (a perf_event is open)",
+            "it serves its own page faults (a userfaultfd is open)",
+        )
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline() == "released\n"
+        assert why_here(home, proc.pid) == ""
+        proc.stdin.write("\n")
+        proc.stdin.close()
+        assert proc.wait(timeout=TIMEOUT) == 0
+        assert proc.stderr.read() == ""
     finally:
         if proc.poll() is None:
             proc.kill()

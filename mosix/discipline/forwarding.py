@@ -62,6 +62,8 @@ from mosix.discipline.policy import (
     LOW_BITS,
     SYSCALLS,
     Arg,
+    Decision,
+    Outcome,
     Policy,
 )
 
@@ -843,6 +845,14 @@ def refused_by_policy(name: str) -> bool:
     return BY_NAME[name].decision.policy.value in ("unsupported", "enosys")
 
 
+def pins_or_refuses(decision: Decision) -> bool:
+    """Whether every form of the call is pinned or refused (it is never carried away)."""
+    if decision.policy is Policy.PINNED:
+        return True
+    outcomes = {rule.then for rule in decision.rules} | {decision.otherwise}
+    return decision.policy is Policy.LIMITED and outcomes <= {Outcome.PIN, Outcome.UNSUPPORTED}
+
+
 def _build() -> dict[str, Forwarding]:
     table: dict[str, Forwarding] = {}
 
@@ -865,7 +875,7 @@ def _build() -> dict[str, Forwarding]:
             add(Forwarding(name, NOT_FORWARDED, reason))
     # Everything the discipline pins or refuses outright: home first, or the base filter decides.
     for s in SYSCALLS:
-        if s.name not in table and s.decision.policy is Policy.PINNED:
+        if s.name not in table and pins_or_refuses(s.decision):
             add(Forwarding(s.name, BRING_HOME_SPEC, R_PINNED))
         elif s.name not in table:
             if not refused_by_policy(s.name):

@@ -15,11 +15,12 @@ Every call gets one of three outcomes:
   (which a checkpoint or migration carries), on descriptors and files (which
   stay at the home node), or it only reads something.
 * ``pinned``: the call runs natively, and from then on the process stays on
-  the node it is on while what the call made or changed still holds (threads,
-  locked pages, shared maps, a NUMA memory policy).  The node agent reads
-  that state from /proc (``mosix.home_agent.proc_info.stay_reason``): it is
-  what ``mosps -w`` and ``migrate`` say, and the pin lifts when the state
-  goes (the threads end, the pages are unlocked, the policy is reset).  A
+  the node it is on while what the call made or changed still holds (locked
+  pages, shared maps, a NUMA memory policy, its own userfaultfd or perf
+  counter).  The node agent reads that state from /proc
+  (``mosix.sysinfo.proc_info.stay_reason``): it is what ``mosps -w`` and
+  ``migrate`` say, and the pin lifts when the state goes (the pages are
+  unlocked, the policy is reset, the descriptor is closed).  A
   process away from home that makes a pinned call is brought home first and
   the call runs there.
 * ``unsupported`` (**refused**): calls that would let a program escape the
@@ -300,7 +301,17 @@ U_NUMA = unsupported("NUMA placement on the local node's memory")
 U_PORT = unsupported("hardware ports or segment descriptors of the local CPU")
 U_OTHER = unsupported("reaches into another process's memory, descriptors or kernel objects")
 U_KEYS = unsupported("kernel keyrings are local to the node")
-U_TRACE = unsupported("kernel tracing, eBPF or page-fault handling on the local node")
+U_TRACE = unsupported("kernel tracing or eBPF on the local node")
+P_UFFD = pinned(
+    "serves page faults of its own memory (a user-space pager): pinned while the userfaultfd "
+    "is open; the manual refuses it"
+)
+LIM_PERF = limited(
+    "counts its own events (pid 0: profilers, benchmark libraries): pinned while the counter "
+    "is open (it counts on the local CPU); another process's or a whole CPU's events are not "
+    "supported",
+    Rule((int_arg(1, 0),), Outcome.PIN),
+)
 U_AIO = unsupported("kernel-shared rings or AIO contexts cannot be forwarded or migrated")
 U_SHM = unsupported("shares memory (or pages) with other processes or the kernel: cannot migrate")
 U_SEM = unsupported("not supported by the manual (SYSV ipc: semtimedop)")
@@ -684,7 +695,7 @@ SYSCALLS: tuple[Syscall, ...] = tuple(
         (295, "preadv", IO),
         (296, "pwritev", IO),
         (297, "rt_tgsigqueueinfo", LIM_KILL3),
-        (298, "perf_event_open", U_TRACE),
+        (298, "perf_event_open", LIM_PERF),
         (299, "recvmmsg", NET),
         (300, "fanotify_init", U_ADMIN),
         (301, "fanotify_mark", U_ADMIN),
@@ -709,7 +720,7 @@ SYSCALLS: tuple[Syscall, ...] = tuple(
         (320, "kexec_file_load", U_MODULE),
         (321, "bpf", U_TRACE),
         (322, "execveat", PATH),
-        (323, "userfaultfd", U_TRACE),
+        (323, "userfaultfd", P_UFFD),
         (324, "membarrier", MEM),
         (325, "mlock2", P_LOCK),
         (326, "copy_file_range", IO),

@@ -260,7 +260,8 @@ def stay_reason(pid: int) -> str:
 
     What the discipline's pinned calls make (docs/SYSCALLS.md), read from the kernel,
     so a pin lifts by itself when the thing is released: locked pages, shared maps,
-    a NUMA memory policy, more threads than an image holds (fewer move with it).
+    a NUMA memory policy, an open userfaultfd or perf_event counter, more threads than
+    an image holds (fewer move with it).
     """
     threads = status_value(pid, "Threads")
     if threads and threads.isdigit() and int(threads) > MAX_THREADS:
@@ -268,6 +269,9 @@ def stay_reason(pid: int) -> str:
     locked = status_value(pid, "VmLck")
     if locked and not locked.startswith("0 "):
         return "it has locked memory (mlock, MAP_LOCKED)"
+    held = node_bound_descriptor(pid)
+    if held:
+        return held
     raw = proc_file(pid, "maps")
     if raw is None:
         return ""
@@ -282,6 +286,29 @@ def stay_reason(pid: int) -> str:
         if path.startswith("/dev/") and not path.startswith("/dev/zero"):
             return f"it maps a device ({path})"
     return numa_policy(pid)
+
+
+# Descriptors of the pinned calls' kernel objects, which serve the process on this node.
+NODE_BOUND_DESCRIPTORS = {
+    "anon_inode:[userfaultfd]": "it serves its own page faults (a userfaultfd is open)",
+    "anon_inode:[perf_event]": "it counts its own events on this node (a perf_event is open)",
+}
+
+
+def node_bound_descriptor(pid: int) -> str:
+    """Why an open descriptor keeps the process here ("": none does)."""
+    try:
+        names = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return ""
+    for name in names:
+        try:
+            why = NODE_BOUND_DESCRIPTORS.get(os.readlink(f"/proc/{pid}/fd/{name}"))
+        except OSError:
+            continue
+        if why:
+            return why
+    return ""
 
 
 def numa_policy(pid: int) -> str:
