@@ -130,6 +130,8 @@ def run_mosrun(
 ) -> NoReturn:
     try:
         args = parse(argv, jobids=home_jobids_resolver())
+        if args.admin:  # before anything runs: -R, -S, -E, -q, as the plain start
+            launch.drop_wrapper_group()
         problem = not_available(args)
         if problem is not None:
             fail(prog, problem, EXIT_USAGE)

@@ -24,7 +24,8 @@ def default_signals() -> None:
 
 
 def drop_wrapper_group() -> None:
-    """-g: called by the administrator's setgid wrapper; run as the real group."""
+    """-g: called by the administrator's setgid wrapper (mosrun(1), FOR THE SYSTEM
+    ADMINISTRATOR); mosrun and everything it starts run as the real group."""
     gid = os.getgid()
     try:
         os.setresgid(gid, gid, gid)
@@ -41,8 +42,6 @@ def run_program(args: MosrunArgs, keep_environment: bool) -> NoReturn:
     env = dict(os.environ)
     effective = inherit(outer_settings(env), args)
     env[INHERIT_ENV] = " ".join(inherited_words(effective))
-    if args.admin:
-        drop_wrapper_group()
     default_signals()
     if keep_environment:
         env.update(saved_environment(env))
