@@ -9,6 +9,10 @@ the job is announced again to the keeper of the moment, with its ticket, priorit
 and place (QueuePlace keeps them up to date), or as running on its node once it
 started, so a new keeper rebuilds the queue from the nodes and nothing is lost or
 started twice: a job starts only when its own node passes Go to its mosrun.
+
+A test hook: an agent whose environment names a file in HOLD_ENV holds its
+started jobs' announcements while that file exists, which forces the order in
+which a new keeper hears of them (tests/test_partition_queue.py).
 """
 
 from __future__ import annotations
@@ -51,6 +55,8 @@ from mosix.sysinfo import proc_info
 log = logging.getLogger("mosixd")
 RETRY_FIRST, RETRY_MAX = 0.1, 1.0  # reaching the keeper again (it gives no event to wait for)
 STOP_SECONDS = 2.0  # an orderly stop waits this long for the keeper to hear of its jobs
+HOLD_ENV = "MOSIX_TEST_QUEUE_HOLD"  # the test hook (see above)
+HOLD_POLL = 0.1  # how often a held announcement looks at the file again (no event to wait on)
 
 
 @dataclass
@@ -226,6 +232,8 @@ class QueueRelay:
                     await self.cluster.wait_for_change()
                 nursery.cancel_scope.cancel()
 
+            if relayed.running_on:
+                await held()
             try:
                 await stream.send(self.announcement(relayed))
             except PeerUnavailable:
@@ -348,6 +356,13 @@ class QueueRelay:
             )
         )
         return got if isinstance(got, int) else len(got)
+
+
+async def held() -> None:
+    """The test hook: return once HOLD_ENV's file does not exist (at once without it)."""
+    path = os.environ.get(HOLD_ENV)
+    while path and os.path.exists(path):
+        await trio.sleep(HOLD_POLL)
 
 
 async def cancel_when(event: trio.Event, scope: trio.CancelScope) -> None:
