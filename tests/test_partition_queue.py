@@ -20,13 +20,26 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 from support.clusters import bring_up, node_programs
 from support.waiting import wait_until
 
-from mosix.queue.partition import NodeRoom, choose_node
+from mosix.cluster.nodemap import NodeMap
+from mosix.cluster.peers import Cluster
+from mosix.cluster.settings import ClusterConfig
+from mosix.protocol import LoadVector
+from mosix.queue.keeper import SETTLE_SECONDS, QueueKeeper
+from mosix.queue.partition import (
+    QUEUE_KEEPER,
+    QUEUE_SLOTS,
+    QUEUE_STARTED,
+    NodeRoom,
+    StartedJob,
+    choose_node,
+    started_text,
+)
 from mosix.queue.queue import QueuedJob
 from mosix.queue.relay import HOLD_ENV
 from mosix.testcluster import LocalCluster
@@ -261,6 +274,43 @@ def test_killing_the_keepers_agent_loses_no_job_and_starts_none_twice(
         settle(cluster, blockers + jobs)
 
 
+def test_a_keeper_counts_the_slots_the_load_vectors_report() -> None:
+    """A new keeper (node 1 of 3, [queue] slots = 1) counts the slots of the jobs that
+    each node's load vector reports started, before it hears of them; it starts nothing
+    before it heard from every node (or dead_after passed) nor while a live node takes
+    another node as the keeper."""
+    cluster = Cluster(ClusterConfig(1, NodeMap.parse("1 127.0.0.1 3"), b"secret"))
+    keeper = QueueKeeper(cluster, 50, 1)
+    now = time.monotonic()
+
+    def vector(node: int, keeper_node: int, started: list[StartedJob]) -> None:
+        extra: dict[str, int | float | str] = {QUEUE_SLOTS: 1, QUEUE_KEEPER: keeper_node}
+        extra[QUEUE_STARTED] = started_text(started)
+        cluster.table.record(LoadVector(node=node, free_mb=1000, extra=extra), now)
+
+    assert keeper.keeping()
+    keeper.began = now - SETTLE_SECONDS  # settled, but for node 3, not heard from yet
+    vector(2, 2, [])  # node 2 kept the queue while node 1 was down, and still does
+    assert not keeper.settled() and not keeper.agreed()
+    keeper.began = now - cluster.config.dead_after  # node 3 counts as down now
+    assert keeper.settled()
+    vector(2, 1, [])
+    vector(3, 1, [StartedJob(3, 7, 2, 1), StartedJob(3, 8, 3, 1), StartedJob(3, 9, 4, 1)])
+    assert keeper.settled() and keeper.agreed()
+    rooms = keeper.rooms()  # node 3's job 7 holds node 2's slot (no node 4: left out)
+    assert {n: (r.slots, r.used) for n, r in rooms.items()} == {1: (1, 0), 2: (1, 1), 3: (1, 1)}
+    mine = QueuedJob(1, 100, None, 0, 0, 50, "q", 0, 1, [b"x"], node=2)
+    assert choose_node(mine, True, rooms) == 1
+    keeper.released[(3, 7)] = now  # it ended; node 3's vector does not say so yet
+    assert keeper.rooms()[2].used == 0
+    vector(3, 1, [StartedJob(3, 8, 3, 1), StartedJob(3, 99, 2, 1)])
+    cluster.table.vectors[3] = replace(
+        cluster.table.vectors[3], extra={QUEUE_STARTED: "x 1:2 8:3:1:1 -1:2:1"}
+    )
+    assert keeper.rooms()[2].used == 0 and keeper.rooms()[3].used == 0  # malformed: none
+    assert not keeper.agreed()  # a vector that names no keeper
+
+
 def test_where_a_job_fits() -> None:
     """Its own node first; else, if it may move, the node with the most free slots
     whose memory takes its -m; a job wider than a node (-P) runs there alone."""
@@ -284,17 +334,9 @@ def test_where_a_job_fits() -> None:
     assert choose_node(job(2, memory_mb=100), False, promised) is None
 
 
-RACE = pytest.mark.xfail(
-    strict=True,
-    reason="the race of issue 18: a node that takes the queue back counts a node's free "
-    "slots before it hears of the jobs started there (each on its own connection), so "
-    "node 2's queued job starts in node 2's slot, which node 3's job holds",
-)
-
-
 @pytest.mark.parametrize(
     "hold",
-    [False, pytest.param(True, marks=RACE)],
+    [False, True],
     ids=["as_it_comes", "node_3_announces_last"],
 )
 def test_the_next_node_keeps_the_queue_while_node_1_is_down(

@@ -9,6 +9,8 @@ the job is announced again to the keeper of the moment, with its ticket, priorit
 and place (QueuePlace keeps them up to date), or as running on its node once it
 started, so a new keeper rebuilds the queue from the nodes and nothing is lost or
 started twice: a job starts only when its own node passes Go to its mosrun.
+The node's load vector carries the keeper it follows and its started jobs
+(``report``), so that a keeper counts their slots before their announcements come.
 
 A test hook: an agent whose environment names a file in HOLD_ENV holds its
 started jobs' announcements while that file exists, which forces the order in
@@ -48,7 +50,13 @@ from mosix.protocol import (
     Refused,
     Release,
 )
-from mosix.queue.partition import keeper_of
+from mosix.queue.partition import (
+    QUEUE_KEEPER,
+    QUEUE_STARTED,
+    StartedJob,
+    keeper_of,
+    started_text,
+)
 from mosix.queue.queue import Queue, QueuedJob, RunningJob
 from mosix.sysinfo import proc_info
 
@@ -125,6 +133,15 @@ class QueueRelay:
             return None
         node = 0 if run.node == self.cluster.me.number else run.node
         return Go(reason="turn", ticket=ticket, node=node)
+
+    def report(self) -> dict[str, int | str]:
+        """This node's part of its load vector (mosix.queue.partition)."""
+        started = (
+            StartedJob(self.cluster.me.number, r.keeper_ticket, r.running_on, r.job.parallel)
+            for r in self.jobs
+            if r.running_on and r.keeper_ticket
+        )
+        return {QUEUE_KEEPER: keeper_of(self.cluster), QUEUE_STARTED: started_text(started)}
 
     # ------------------------------------------------ from the control socket
 
