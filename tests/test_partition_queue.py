@@ -373,3 +373,31 @@ def test_the_next_node_keeps_the_queue_while_node_1_is_down(
     finally:
         held.unlink(missing_ok=True)
         settle(cluster, blockers + jobs)
+
+
+def test_an_isolated_node_queues_its_own_jobs(cluster: LocalCluster, migrant: str) -> None:
+    """mosctl isolate: the node keeps its own jobs' queue (the others see it down);
+    mosctl rejoin: the job still waiting there joins the partition's queue again."""
+    jobs: list[Job] = []
+    try:
+        isolate = cluster.run(3, ["mosctl", "isolate"], capture_output=True, text=True)
+        assert isolate.returncode == 0, isolate.stderr
+        try:
+            wait_until(lambda: alive_nodes(cluster, 1) == 2, what="node 3 seen down", timeout=60)
+            jobs.append(queue(cluster, 3, migrant, "alone0.out"))
+            wait_until(lambda: placed(cluster, jobs[0]), what="its job started")
+            assert ran_on(cluster, jobs[0]) == 3
+            jobs.append(queue(cluster, 3, migrant, "alone1.out"))  # its only slot is taken
+            wait_until(lambda: queued_pids(cluster, 3) == [jobs[1].pid], what="node 3 lists it")
+            assert queued_pids(cluster, 1) == [] and not started(cluster, jobs[1])
+        finally:
+            rejoin = cluster.run(3, ["mosctl", "rejoin"], capture_output=True, text=True)
+            assert rejoin.returncode == 0, rejoin.stderr
+        wait_until(lambda: alive_nodes(cluster, 3) == 3, what="node 3 back", timeout=60)
+        # back in the partition: node 1 keeps its waiting job, and starts it on a free node
+        wait_until(lambda: placed(cluster, jobs[1]), what="its 2nd job started", timeout=60)
+        assert ran_on(cluster, jobs[1]) in (1, 2)
+        for job in jobs:
+            finish(cluster, job)
+    finally:
+        settle(cluster, jobs)

@@ -200,6 +200,8 @@ class QueueKeeper:
                     break
                 self.forget(job.ticket)
                 continue
+            if self.cluster.admin.isolated and job.node != self.cluster.me.number:
+                continue  # its node sees this one down, and will announce it elsewhere
             node = choose_node(job, entry.movable, rooms)
             if node is None or not self.keeping():
                 break
