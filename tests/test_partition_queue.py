@@ -294,6 +294,9 @@ def test_a_keeper_counts_the_slots_the_load_vectors_report() -> None:
     assert not keeper.settled() and not keeper.agreed()
     keeper.began = now - cluster.config.dead_after  # node 3 counts as down now
     assert keeper.settled()
+    keeper.began = now - SETTLE_SECONDS
+    cluster.table.record(LoadVector(node=3), now - 2 * cluster.config.dead_after)
+    assert keeper.settled()  # heard from, and down since: no reason to wait
     vector(2, 1, [])
     vector(3, 1, [StartedJob(3, 7, 2, 1), StartedJob(3, 8, 3, 1), StartedJob(3, 9, 4, 1)])
     assert keeper.settled() and keeper.agreed()

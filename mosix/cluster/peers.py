@@ -213,6 +213,11 @@ class Cluster:
         found[self.me.number] = self.local
         return found
 
+    def heard_from(self) -> set[int]:
+        """The nodes this agent has had a load vector from, alive or not since (isolating
+        forgets them)."""
+        return set(self.table.vectors)
+
     def alive(self, node: int) -> bool:
         if node == self.me.number:
             return True

@@ -113,7 +113,8 @@ class QueueKeeper:
 
     def settling_left(self) -> float:
         """Seconds until this keeper has waited SETTLE_SECONDS for the nodes' jobs and
-        has heard from every node of its partition (or waited dead_after for them)."""
+        has heard from every node of its partition (or waited dead_after for them: the
+        silent ones are down by then, as everywhere)."""
         elapsed = time.monotonic() - self.began
         left = SETTLE_SECONDS - elapsed
         if self.unheard():
@@ -121,15 +122,16 @@ class QueueKeeper:
         return left
 
     def unheard(self) -> list[int]:
-        """The nodes of this partition that this one has no load vector from."""
+        """The other nodes of this partition that this agent has never had a load vector
+        from (one heard from and silent since is down: its jobs are not its slots')."""
         if self.cluster.admin.isolated:
             return []
-        loads = self.cluster.loads()
-        partition = self.cluster.me.partition
+        heard = self.cluster.heard_from()
+        me = self.cluster.me
         return [
             n.number
             for n in self.cluster.nodes
-            if n.partition == partition and n.number not in loads
+            if n.partition == me.partition and n.number != me.number and n.number not in heard
         ]
 
     def agreed(self) -> bool:
