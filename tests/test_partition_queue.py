@@ -6,6 +6,9 @@ and killing the agent that keeps the queue loses no job and starts none twice.
 Each job is the migrant program (tests/cprogs/migrant.c), which waits for a line on
 its stdin: a started job holds its slot until the test writes that line.  Where a
 job ran is read from its home agent's log ("process P migrated to node N").
+
+The agents run with the relay's test hook (HOLD_ENV): while a node has HOLD_PATH,
+it holds its started jobs' announcements to a new keeper, the worst order for it.
 """
 
 from __future__ import annotations
@@ -17,19 +20,34 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 from support.clusters import bring_up, node_programs
 from support.waiting import wait_until
 
-from mosix.queue.partition import NodeRoom, choose_node
+from mosix.cluster.nodemap import NodeMap
+from mosix.cluster.peers import Cluster
+from mosix.cluster.settings import ClusterConfig
+from mosix.protocol import LoadVector
+from mosix.queue.keeper import SETTLE_SECONDS, QueueKeeper
+from mosix.queue.partition import (
+    QUEUE_KEEPER,
+    QUEUE_SLOTS,
+    QUEUE_STARTED,
+    NodeRoom,
+    StartedJob,
+    choose_node,
+    started_text,
+)
 from mosix.queue.queue import QueuedJob
+from mosix.queue.relay import HOLD_ENV
 from mosix.testcluster import LocalCluster
 
 TIMEOUT = 120
 EXPECTED_SUM = sum(range(200000000))
 CONFIG = "/etc/mosix/mosixd.toml"
+HOLD_PATH = "/run/mosix/test-queue-hold"  # in a node's own /run/mosix
 
 
 @pytest.fixture(scope="module")
@@ -40,15 +58,17 @@ def migrant() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def cluster(namespaces: None) -> Iterator[LocalCluster]:
-    """Three nodes, one queue slot each."""
+    """Three nodes, one queue slot each, their agents with the test hook."""
     made = bring_up(3)
     try:
-        for k in made.numbers:
-            path = made.node_path(k, CONFIG)
-            path.write_text(path.read_text() + "[queue]\nslots = 1\n")
-            made.restart_agent(k)
-        wait_until(lambda: all(alive_nodes(made, k) == 3 for k in made.numbers), what="3 up")
-        yield made
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv(HOLD_ENV, HOLD_PATH)  # for every agent started here (node_env)
+            for k in made.numbers:
+                path = made.node_path(k, CONFIG)
+                path.write_text(path.read_text() + "[queue]\nslots = 1\n")
+                made.restart_agent(k)
+            wait_until(lambda: all(alive_nodes(made, k) == 3 for k in made.numbers), what="3 up")
+            yield made
     finally:
         made.down()
 
@@ -254,6 +274,46 @@ def test_killing_the_keepers_agent_loses_no_job_and_starts_none_twice(
         settle(cluster, blockers + jobs)
 
 
+def test_a_keeper_counts_the_slots_the_load_vectors_report() -> None:
+    """A new keeper (node 1 of 3, [queue] slots = 1) counts the slots of the jobs that
+    each node's load vector reports started, before it hears of them; it starts nothing
+    before it heard from every node (or dead_after passed) nor while a live node takes
+    another node as the keeper."""
+    cluster = Cluster(ClusterConfig(1, NodeMap.parse("1 127.0.0.1 3"), b"secret"))
+    keeper = QueueKeeper(cluster, 50, 1)
+    now = time.monotonic()
+
+    def vector(node: int, keeper_node: int, started: list[StartedJob]) -> None:
+        extra: dict[str, int | float | str] = {QUEUE_SLOTS: 1, QUEUE_KEEPER: keeper_node}
+        extra[QUEUE_STARTED] = started_text(started)
+        cluster.table.record(LoadVector(node=node, free_mb=1000, extra=extra), now)
+
+    assert keeper.keeping()
+    keeper.began = now - SETTLE_SECONDS  # settled, but for node 3, not heard from yet
+    vector(2, 2, [])  # node 2 kept the queue while node 1 was down, and still does
+    assert not keeper.settled() and not keeper.agreed()
+    keeper.began = now - cluster.config.dead_after  # node 3 counts as down now
+    assert keeper.settled()
+    keeper.began = now - SETTLE_SECONDS
+    cluster.table.record(LoadVector(node=3), now - 2 * cluster.config.dead_after)
+    assert keeper.settled()  # heard from, and down since: no reason to wait
+    vector(2, 1, [])
+    vector(3, 1, [StartedJob(3, 7, 2, 1), StartedJob(3, 8, 3, 1), StartedJob(3, 9, 4, 1)])
+    assert keeper.settled() and keeper.agreed()
+    rooms = keeper.rooms()  # node 3's job 7 holds node 2's slot (no node 4: left out)
+    assert {n: (r.slots, r.used) for n, r in rooms.items()} == {1: (1, 0), 2: (1, 1), 3: (1, 1)}
+    mine = QueuedJob(1, 100, None, 0, 0, 50, "q", 0, 1, [b"x"], node=2)
+    assert choose_node(mine, True, rooms) == 1
+    keeper.released[(3, 7)] = now  # it ended; node 3's vector does not say so yet
+    assert keeper.rooms()[2].used == 0
+    vector(3, 1, [StartedJob(3, 8, 3, 1), StartedJob(3, 99, 2, 1)])
+    cluster.table.vectors[3] = replace(
+        cluster.table.vectors[3], extra={QUEUE_STARTED: "x 1:2 8:3:1:1 -1:2:1"}
+    )
+    assert keeper.rooms()[2].used == 0 and keeper.rooms()[3].used == 0  # malformed: none
+    assert not keeper.agreed()  # a vector that names no keeper
+
+
 def test_where_a_job_fits() -> None:
     """Its own node first; else, if it may move, the node with the most free slots
     whose memory takes its -m; a job wider than a node (-P) runs there alone."""
@@ -277,15 +337,17 @@ def test_where_a_job_fits() -> None:
     assert choose_node(job(2, memory_mb=100), False, promised) is None
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known race (issue 18): a node that takes the queue back hears each job on its "
-    "own connection, so a job queued at node 2 can be re-announced before node 2's running "
-    "one, and be started in node 2's taken slot (seen once under load)",
+@pytest.mark.parametrize(
+    "hold",
+    [False, True],
+    ids=["as_it_comes", "node_3_announces_last"],
 )
 def test_the_next_node_keeps_the_queue_while_node_1_is_down(
-    cluster: LocalCluster, migrant: str
+    cluster: LocalCluster, migrant: str, hold: bool
 ) -> None:
+    """When node 1 takes the queue back, node 2's queued job must not start in node 2's
+    slot, which node 3's job holds: also when node 1 hears of that job last (hold)."""
+    held = cluster.node_path(3, HOLD_PATH)
     blockers = [queue(cluster, k, migrant, f"nblock{k}.out") for k in (1, 2, 3)]
     jobs: list[Job] = []
     try:
@@ -303,10 +365,42 @@ def test_the_next_node_keeps_the_queue_while_node_1_is_down(
         finish(cluster, blockers[1])  # node 2's slot: the first job takes it
         wait_until(lambda: placed(cluster, jobs[0]), what="node 3's job started")
         assert ran_on(cluster, jobs[0]) == 2 and not started(cluster, jobs[1])
+        if hold:  # node 3's started jobs reach node 1 only after it chose
+            held.touch()
         cluster.start_agent(1)  # node 1 is back with a free slot, and keeps the queue again
         wait_until(lambda: placed(cluster, jobs[1]), what="node 2's job started", timeout=60)
         assert ran_on(cluster, jobs[1]) == 1
+        held.unlink(missing_ok=True)
         for job in [blockers[2], *jobs]:
             finish(cluster, job)
     finally:
+        held.unlink(missing_ok=True)
         settle(cluster, blockers + jobs)
+
+
+def test_an_isolated_node_queues_its_own_jobs(cluster: LocalCluster, migrant: str) -> None:
+    """mosctl isolate: the node keeps its own jobs' queue (the others see it down);
+    mosctl rejoin: the job still waiting there joins the partition's queue again."""
+    jobs: list[Job] = []
+    try:
+        isolate = cluster.run(3, ["mosctl", "isolate"], capture_output=True, text=True)
+        assert isolate.returncode == 0, isolate.stderr
+        try:
+            wait_until(lambda: alive_nodes(cluster, 1) == 2, what="node 3 seen down", timeout=60)
+            jobs.append(queue(cluster, 3, migrant, "alone0.out"))
+            wait_until(lambda: placed(cluster, jobs[0]), what="its job started")
+            assert ran_on(cluster, jobs[0]) == 3
+            jobs.append(queue(cluster, 3, migrant, "alone1.out"))  # its only slot is taken
+            wait_until(lambda: queued_pids(cluster, 3) == [jobs[1].pid], what="node 3 lists it")
+            assert queued_pids(cluster, 1) == [] and not started(cluster, jobs[1])
+        finally:
+            rejoin = cluster.run(3, ["mosctl", "rejoin"], capture_output=True, text=True)
+            assert rejoin.returncode == 0, rejoin.stderr
+        wait_until(lambda: alive_nodes(cluster, 3) == 3, what="node 3 back", timeout=60)
+        # back in the partition: node 1 keeps its waiting job, and starts it on a free node
+        wait_until(lambda: placed(cluster, jobs[1]), what="its 2nd job started", timeout=60)
+        assert ran_on(cluster, jobs[1]) in (1, 2)
+        for job in jobs:
+            finish(cluster, job)
+    finally:
+        settle(cluster, jobs)

@@ -18,8 +18,9 @@ over one long-lived connection per peer (reconnected with backoff); a node
 not heard from for dead_after seconds counts as down.
 
 An isolated node (``mosctl isolate``, mosix.cluster.admin) sends no load vectors,
-refuses every peer's connection after authenticating it, opens none, and sees
-no other node alive, until ``mosctl rejoin``.
+refuses every peer's connection after authenticating it, opens none (but to
+itself: it keeps its own jobs' queue, mosix.queue), and sees no other node
+alive, until ``mosctl rejoin``.
 
 Every connection, both ways, is given up by the kernel when the peer has not
 answered for lost_after seconds (stream.give_up_after: keepalive probes and
@@ -174,7 +175,7 @@ class Cluster:
             raise PeerUnavailable(f"node {node} is not in the cluster map")
         if self.config.secret is None:
             raise PeerUnavailable("no cluster secret is configured")
-        if self.admin.isolated:
+        if self.admin.isolated and node != self.me.number:
             raise PeerUnavailable(f"{self.me.label()} is isolated (mosctl rejoin ends that)")
         sock = trio.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
@@ -211,6 +212,11 @@ class Cluster:
         found = {} if self.admin.isolated else self.table.fresh(time.monotonic())
         found[self.me.number] = self.local
         return found
+
+    def heard_from(self) -> set[int]:
+        """The nodes this agent has had a load vector from, alive or not since (isolating
+        forgets them)."""
+        return set(self.table.vectors)
 
     def alive(self, node: int) -> bool:
         if node == self.me.number:
@@ -318,7 +324,7 @@ class Cluster:
         return stream, peer
 
     async def _serve_peer(self, stream: PeerStream, peer: Node) -> None:
-        if self.admin.isolated:
+        if self.admin.isolated and peer.number != self.me.number:
             await self._refuse(stream, f"{self.me.label()} is isolated")
             return
         try:

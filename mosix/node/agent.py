@@ -143,9 +143,11 @@ class NodeAgent:
                 else None
             )
             if cluster is not None:
+                relay = runner.relay
                 cluster.local_extra = lambda: {
                     GUESTS: administration.counts()[0],
                     QUEUE_SLOTS: config.queue_slots,
+                    **(relay.report() if relay is not None else {}),
                 }
             checkpoint_requests = CheckpointRequests(registry, checkpoints, changes, nursery)
             if services is not None:  # a copy's own checkpoint call, made where it runs

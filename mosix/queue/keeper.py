@@ -13,6 +13,14 @@ connected there) and re-announce them, with ticket, priority and place, to
 whichever node keeps the queue next; a keeper that starts waits SETTLE_SECONDS
 for them before it starts anything (from when it finds itself the keeper), so
 that order holds across keepers.
+
+Those announcements come on a connection per job, in no order, so a node's
+free slots are never taken from them alone: every node's load vector lists its
+jobs that the queue started, where, with their slots (mosix.queue.partition), and
+the keeper counts those too.  It starts nothing until it has heard from every
+node of the partition (or [cluster] dead_after has passed, when the silent ones
+count as down) and while any live node of the partition takes another node as
+the keeper (that one may still start jobs, whose slots no vector shows yet).
 """
 
 from __future__ import annotations
@@ -44,7 +52,15 @@ from mosix.protocol import (
     Refused,
     Release,
 )
-from mosix.queue.partition import NodeRoom, choose_node, keeper_of, rooms_of
+from mosix.queue.partition import (
+    PROMISE_SECONDS,
+    NodeRoom,
+    choose_node,
+    keeper_named,
+    keeper_of,
+    rooms_of,
+    started_in,
+)
 from mosix.queue.queue import GRACE_SECONDS, Queue, QueuedJob
 from mosix.queue.requests import MAX_TICKET, QueueOrders
 
@@ -74,6 +90,8 @@ class QueueKeeper:
         self.entries: dict[int, Entry] = {}  # ticket -> entry, queued or running
         self.began = time.monotonic()  # when this node last became the keeper
         self.was_keeping = False
+        self.released: dict[tuple[int, int], float] = {}  # (node, ticket) -> when it ended
+        self.disagreeing: int | None = None  # a node that takes another keeper (logged once)
         self.wakeup = trio.Event()
         self.requests = QueueOrders(default_priority, self.queue, self, self.changed)
 
@@ -91,24 +109,84 @@ class QueueKeeper:
         return keeping
 
     def settled(self) -> bool:
-        return time.monotonic() - self.began >= SETTLE_SECONDS
+        return self.settling_left() <= 0
+
+    def settling_left(self) -> float:
+        """Seconds until this keeper has waited SETTLE_SECONDS for the nodes' jobs and
+        has heard from every node of its partition (or waited dead_after for them: the
+        silent ones are down by then, as everywhere)."""
+        elapsed = time.monotonic() - self.began
+        left = SETTLE_SECONDS - elapsed
+        if self.unheard():
+            left = max(left, self.cluster.config.dead_after - elapsed)
+        return left
+
+    def unheard(self) -> list[int]:
+        """The other nodes of this partition that this agent has never had a load vector
+        from (one heard from and silent since is down: its jobs are not its slots')."""
+        if self.cluster.admin.isolated:
+            return []
+        heard = self.cluster.heard_from()
+        me = self.cluster.me
+        return [
+            n.number
+            for n in self.cluster.nodes
+            if n.partition == me.partition and n.number != me.number and n.number not in heard
+        ]
+
+    def agreed(self) -> bool:
+        """Whether every live node of the partition takes this one as the keeper."""
+        me = self.cluster.me
+        for number, vector in self.cluster.loads().items():
+            node = self.cluster.nodes.by_number(number)
+            if number == me.number or node is None or node.partition != me.partition:
+                continue
+            named = keeper_named(vector)
+            if named != me.number:
+                if self.disagreeing != number:
+                    log.info(
+                        "partition queue: node %d takes node %s as the keeper: nothing starts",
+                        number,
+                        named,
+                    )
+                self.disagreeing = number
+                return False
+        self.disagreeing = None
+        return True
 
     async def run(self) -> None:
         while True:
             with trio.move_on_after(TICK_SECONDS):
                 await self.wakeup.wait()
             self.wakeup = trio.Event()
-            if not self.keeping() or not self.settled():
+            if not self.keeping() or not self.settled() or not self.agreed():
                 continue
             await self.start_what_fits()
 
     def rooms(self) -> dict[int, NodeRoom]:
+        """The partition's nodes with the slots held there: by the jobs this keeper
+        knows of, and by those the nodes' load vectors report started (not yet heard
+        of here, or ended too recently for the vector to show it)."""
         rooms = rooms_of(self.cluster, self.own_slots)
         now = time.monotonic()
-        for entry in self.entries.values():
+        known: set[tuple[int, int]] = set()
+        for ticket, entry in self.entries.items():
+            if not entry.running_on:
+                continue
+            known.add((entry.job.node, ticket))
             room = rooms.get(entry.running_on)
             if room is not None:
                 room.hold(entry.job.parallel, entry.job.memory_mb, now - entry.started)
+        forget_before = now - 2 * self.cluster.config.dead_after
+        self.released = {k: t for k, t in self.released.items() if t >= forget_before}
+        for number, vector in self.cluster.loads().items():
+            if number not in rooms:  # not alive, or of another partition
+                continue
+            for started in started_in(vector):
+                key = (started.home, started.ticket)
+                room = rooms.get(started.node)
+                if room is not None and key not in known and key not in self.released:
+                    room.hold(started.parallel, 0, PROMISE_SECONDS)
         return rooms
 
     async def start_what_fits(self) -> None:
@@ -124,8 +202,10 @@ class QueueKeeper:
                     break
                 self.forget(job.ticket)
                 continue
+            if self.cluster.admin.isolated and job.node != self.cluster.me.number:
+                continue  # its node sees this one down, and will announce it elsewhere
             node = choose_node(job, entry.movable, rooms)
-            if node is None:
+            if node is None or not self.keeping():
                 break
             rooms[node].hold(job.parallel, job.memory_mb, 0.0)
             await self.start(entry, node, "turn")
@@ -189,8 +269,8 @@ class QueueKeeper:
         if problem is not None:
             await stream.send(Refused(error=problem))
             return
-        if not msg.ticket and not msg.running_on and self.keeping() and not self.settled():
-            await trio.sleep(SETTLE_SECONDS - (time.monotonic() - self.began))  # see settled()
+        while not msg.ticket and not msg.running_on and self.keeping() and not self.settled():
+            await trio.sleep(max(0.0, self.settling_left()))  # its ticket after theirs
         entry = self.take_in(stream, msg)
         if not entry.running_on and not await self.send(entry, Queued(ticket=entry.job.ticket)):
             self.lose(entry, "it did not take its ticket")
@@ -208,6 +288,8 @@ class QueueKeeper:
         try:
             got = await entry.stream.receive()
             if isinstance(got, Release) and got.ticket == ticket:
+                if entry.running_on:  # its node's vector may list it a while yet
+                    self.released[(entry.job.node, ticket)] = time.monotonic()
                 self.forget(ticket)
             else:
                 self.lose(entry, f"'{got.OP}' on a queued job's connection")

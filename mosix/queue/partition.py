@@ -5,10 +5,16 @@ node finds the same one from the load vectors it already has, with no election
 and no setting to keep consistent across the nodes; when it dies, the next one
 takes over as soon as the others see it dead (``[cluster] dead_after``), and it
 takes the queue back when it returns.
+
+Each node's load vector also says which node it takes as the keeper and which of
+its jobs the queue started, where, with how many slots (its relay's record): a
+keeper counts those slots before it has heard the jobs' own announcements, which
+come on a connection per job, in no particular order (mosix.queue.keeper).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from mosix.cluster.peers import Cluster
@@ -16,6 +22,8 @@ from mosix.protocol import LoadVector
 from mosix.queue.queue import QueuedJob
 
 QUEUE_SLOTS = "queue_slots"  # in a node's load vector's extra: its [queue] slots
+QUEUE_KEEPER = "queue_keeper"  # ... the node it takes as the keeper (keeper_of, as it sees it)
+QUEUE_STARTED = "queue_started"  # ... its started jobs, "TICKET:NODE:PARALLEL" by spaces
 PROMISE_SECONDS = 10.0  # a started job's -m counts against its node until then
 
 
@@ -50,6 +58,42 @@ class NodeRoom:
         if need > self.slots - self.used:
             return False
         return job.memory_mb <= self.free_mb - self.promised_mb
+
+
+@dataclass(frozen=True)
+class StartedJob:
+    """A job of node ``home`` that the partition's queue started on ``node``."""
+
+    home: int
+    ticket: int  # the keeper's ticket
+    node: int
+    parallel: int
+
+
+def started_text(jobs: Iterable[StartedJob]) -> str:
+    """The value of QUEUE_STARTED for ``jobs`` (all of one home: the vector's node)."""
+    return " ".join(f"{j.ticket}:{j.node}:{j.parallel}" for j in jobs)
+
+
+def started_in(vector: LoadVector) -> list[StartedJob]:
+    """The started jobs ``vector``'s node reports (a malformed item is left out)."""
+    text = vector.extra.get(QUEUE_STARTED)
+    if not isinstance(text, str):
+        return []
+    found = []
+    for item in text.split():
+        fields = item.split(":")
+        if len(fields) != 3 or not all(f.isascii() and f.isdigit() for f in fields):
+            continue
+        ticket, node, parallel = (int(f) for f in fields)
+        found.append(StartedJob(vector.node, ticket, node, parallel))
+    return found
+
+
+def keeper_named(vector: LoadVector) -> int | None:
+    """The node ``vector``'s node takes as the keeper (None: it does not say)."""
+    value = vector.extra.get(QUEUE_KEEPER)
+    return value if isinstance(value, int) else None
 
 
 def slots_of(vector: LoadVector) -> int:

@@ -9,6 +9,12 @@ the job is announced again to the keeper of the moment, with its ticket, priorit
 and place (QueuePlace keeps them up to date), or as running on its node once it
 started, so a new keeper rebuilds the queue from the nodes and nothing is lost or
 started twice: a job starts only when its own node passes Go to its mosrun.
+The node's load vector carries the keeper it follows and its started jobs
+(``report``), so that a keeper counts their slots before their announcements come.
+
+A test hook: an agent whose environment names a file in HOLD_ENV holds its
+started jobs' announcements while that file exists, which forces the order in
+which a new keeper hears of them (tests/test_partition_queue.py).
 """
 
 from __future__ import annotations
@@ -44,13 +50,21 @@ from mosix.protocol import (
     Refused,
     Release,
 )
-from mosix.queue.partition import keeper_of
+from mosix.queue.partition import (
+    QUEUE_KEEPER,
+    QUEUE_STARTED,
+    StartedJob,
+    keeper_of,
+    started_text,
+)
 from mosix.queue.queue import Queue, QueuedJob, RunningJob
 from mosix.sysinfo import proc_info
 
 log = logging.getLogger("mosixd")
 RETRY_FIRST, RETRY_MAX = 0.1, 1.0  # reaching the keeper again (it gives no event to wait for)
 STOP_SECONDS = 2.0  # an orderly stop waits this long for the keeper to hear of its jobs
+HOLD_ENV = "MOSIX_TEST_QUEUE_HOLD"  # the test hook (see above)
+HOLD_POLL = 0.1  # how often a held announcement looks at the file again (no event to wait on)
 
 
 @dataclass
@@ -119,6 +133,15 @@ class QueueRelay:
             return None
         node = 0 if run.node == self.cluster.me.number else run.node
         return Go(reason="turn", ticket=ticket, node=node)
+
+    def report(self) -> dict[str, int | str]:
+        """This node's part of its load vector (mosix.queue.partition)."""
+        started = (
+            StartedJob(self.cluster.me.number, r.keeper_ticket, r.running_on, r.job.parallel)
+            for r in self.jobs
+            if r.running_on and r.keeper_ticket
+        )
+        return {QUEUE_KEEPER: keeper_of(self.cluster), QUEUE_STARTED: started_text(started)}
 
     # ------------------------------------------------ from the control socket
 
@@ -226,6 +249,8 @@ class QueueRelay:
                     await self.cluster.wait_for_change()
                 nursery.cancel_scope.cancel()
 
+            if relayed.running_on:
+                await held()
             try:
                 await stream.send(self.announcement(relayed))
             except PeerUnavailable:
@@ -348,6 +373,13 @@ class QueueRelay:
             )
         )
         return got if isinstance(got, int) else len(got)
+
+
+async def held() -> None:
+    """The test hook: return once HOLD_ENV's file does not exist (at once without it)."""
+    path = os.environ.get(HOLD_ENV)
+    while path and os.path.exists(path):
+        await trio.sleep(HOLD_POLL)
 
 
 async def cancel_when(event: trio.Event, scope: trio.CancelScope) -> None:
