@@ -215,11 +215,14 @@ def cluster(namespaces: None) -> Iterator[LocalCluster]:
         made.down()
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_moved_while_holding_a_mutex_it_locks_it_again_away_and_home(
-    cluster: LocalCluster, programs: dict[str, list[str]], kind: str
+def moved_output_is_native(
+    cluster: LocalCluster, argv: list[str], held_lines: int, lines_per_input: int
 ) -> None:
-    argv = programs[kind]
+    """Run ``argv`` under mosrun at node 1; once it has said its first ``held_lines``
+    lines (it holds its mutexes then, waiting for stdin) move it to node 2, node 3 and
+    home, giving it one line of stdin after each move (it locks its mutexes again there
+    and says ``lines_per_input`` lines), then the rest: its output and exit status must
+    be a native run's, byte for byte."""
     expected = native(argv, "/tmp")
     assert expected[1] == 3, expected
     want = expected[0].splitlines(keepends=True)
@@ -230,16 +233,15 @@ def test_moved_while_holding_a_mutex_it_locks_it_again_away_and_home(
     watchdog.start()
     try:
         assert proc.stdin is not None and proc.stdout is not None
-        seen = [proc.stdout.readline()]
-        assert seen == want[:1]
-        for target in ("node2", "node3", "home"):  # it holds the mutex at each move
+        seen = [proc.stdout.readline() for _ in range(held_lines)]
+        assert seen == want[:held_lines]
+        for target in ("node2", "node3", "home"):  # it holds the mutexes at each move
             done = migrate(cluster, proc.pid, target)
             assert done.returncode == 0, f"migrate {target}: {done.stderr}"
             proc.stdin.write("x\n")
             proc.stdin.flush()
-            seen.append(proc.stdout.readline())  # locked again where it is now
-            if kind == "sqlite3":
-                seen.append(proc.stdout.readline())
+            seen += [proc.stdout.readline() for _ in range(lines_per_input)]  # locked again
+            assert seen == want[: len(seen)], f"after the move to {target}"
         rest, _ = proc.communicate("x\n" * (LINES - 3), timeout=TIMEOUT)
     finally:
         watchdog.cancel()
@@ -247,3 +249,22 @@ def test_moved_while_holding_a_mutex_it_locks_it_again_away_and_home(
             proc.kill()
             proc.wait()
     assert ("".join(seen) + rest, proc.returncode) == expected
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_moved_while_holding_a_mutex_it_locks_it_again_away_and_home(
+    cluster: LocalCluster, programs: dict[str, list[str]], kind: str
+) -> None:
+    moved_output_is_native(cluster, programs[kind], 1, 2 if kind == "sqlite3" else 1)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_moved_while_other_threads_hold_mutexes_they_lock_them_again_away_and_home(
+    cluster: LocalCluster, programs: dict[str, list[str]], kind: str
+) -> None:
+    """Threads besides the main one hold the mutexes across the moves 2 -> 3 -> home
+    (issue 19): each thread's control block keeps the id it had at home, the id its
+    mutexes record, and the kernel's new ids on each node are translated (gettid,
+    pthread_kill, tgkill, sched_getaffinity, a SIGEV_THREAD_ID timer on the noted id)."""
+    held_lines = 1 if kind == "sqlite3" else 2
+    moved_output_is_native(cluster, programs[f"threads-{kind}"], held_lines, 2)
