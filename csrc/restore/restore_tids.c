@@ -21,7 +21,10 @@
  * move's target (-F: the forward filter, stacked later, wins over this one
  * for calls it traps for home) and a home-coming (-H: the deputy's filters
  * are in force; each home-coming stacks one more of these, and past the
- * kernel's limit on stacked instructions nothing is translated any more).
+ * kernel's limit on stacked instructions nothing is translated any more);
+ * on a move's end only when there is something to translate (other threads,
+ * or a main thread the program knows by another id than its home pid), so a
+ * single-threaded process moves without the traps.
  * The ids the program knows are those its control blocks hold, so they stay
  * the same across any number of moves and recoveries.  Entry 0 is the main
  * thread: its kernel id is the process's id, away its home pid (-P: the
@@ -68,6 +71,14 @@ static int32_t program_tid(uint64_t tid_addr, uint32_t image_tid)
             return cached;
     }
     return (int32_t)image_tid;
+}
+
+/* The main thread's id for the kernel: the process's, away its home pid (-P). */
+static long main_kernel_tid(void)
+{
+    long pid = migration.home_pid ? migration.home_pid : mosix_raw0(__NR_getpid);
+    check(pid, "cannot get the process id");
+    return pid;
 }
 
 static struct mosix_tid_map *map_pages(void)
@@ -153,6 +164,9 @@ void tids_prepare(const struct image *img)
     uint64_t lo = p->shim_lo, hi = p->shim_hi;
     if ((lo >> 32) != ((hi - 1) >> 32))
         return;
+    if (img->nthreads == 0 && (migration.forward_sock >= 0 || migration.home) &&
+        program_tid(p->tid_addr, p->pid) == main_kernel_tid())
+        return; /* moved, one thread known by its home pid: nothing to translate */
     struct mosix_tid_map *m = map_pages();
     m->program[0] = program_tid(p->tid_addr, p->pid);
     for (uint32_t i = 0; i < img->nthreads; i++)
@@ -173,8 +187,7 @@ void tids_note_kernel(const struct image *img)
     if (!translating)
         return;
     struct mosix_tid_map *m = (struct mosix_tid_map *)MOSIX_TID_MAP_ADDR;
-    long pid = migration.home_pid ? migration.home_pid : mosix_raw0(__NR_getpid);
-    check(pid, "cannot get the process id");
+    long pid = main_kernel_tid();
     m->kernel[0] = (int32_t)pid;
     for (uint32_t i = 0; i < img->nthreads; i++) {
         long tid = threads_new_tid(img, img->threads[i].tid);
