@@ -26,7 +26,8 @@ from pathlib import Path
 
 import pytest
 from support.agents import Agent
-from support.clusters import bring_up, migrate, node_programs
+from support.clusters import bring_up, migrate, node_programs, registered_where
+from support.waiting import wait_until
 
 from mosix.testcluster import LocalCluster
 from mosix.testcluster.agents import ClusterSettings
@@ -232,16 +233,31 @@ def moved_output_is_native(
     be a native run's, byte for byte."""
     expected = native(argv, "/tmp")
     assert expected[1] == 3, expected
-    want = expected[0].splitlines(keepends=True)
     proc = cluster.popen(
         1, ["mosrun", *argv], cwd="/tmp", stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
+    moves_keep_it_native(cluster, proc, expected, held_lines, [], lines_per_input, timeout)
+
+
+def moves_keep_it_native(
+    cluster: LocalCluster,
+    proc: subprocess.Popen[str],
+    expected: tuple[str, int],
+    held_lines: int,
+    seen: list[str],
+    lines_per_input: int,
+    timeout: float,
+) -> None:
+    """``proc`` said ``seen`` before it started; it says ``held_lines`` lines, is moved
+    2 -> 3 -> home with a line of stdin after each move, then gets the rest: what it
+    said in all and its exit status must be ``expected``."""
+    want = expected[0].splitlines(keepends=True)
     watchdog = threading.Timer(timeout, proc.kill)  # a hung relock ends its reads: a failure
     watchdog.start()
     try:
         assert proc.stdin is not None and proc.stdout is not None
-        seen = [proc.stdout.readline() for _ in range(held_lines)]
-        assert seen == want[:held_lines]
+        seen = seen + [proc.stdout.readline() for _ in range(held_lines)]
+        assert seen == want[: len(seen)]
         for target in ("node2", "node3", "home"):  # it holds the mutexes at each move
             done = migrate(cluster, proc.pid, target)
             assert done.returncode == 0, f"migrate {target}: {done.stderr}"
@@ -287,3 +303,36 @@ def test_static_moved_while_other_threads_hold_mutexes_they_lock_them_again(
     cluster: LocalCluster, programs: dict[str, list[str]]
 ) -> None:
     moved_output_is_native(cluster, programs["static-threads-recursive"], 2, 2, timeout=30.0)
+
+
+def test_recovered_then_moved_its_threads_still_own_their_mutexes(
+    cluster: LocalCluster, programs: dict[str, list[str]]
+) -> None:
+    """Checkpointed at node 1, killed, recovered there with -R (every thread, the main
+    one too, now known by an id that is not its kernel's, nor the home pid), then moved
+    2 -> 3 -> home while its threads hold their mutexes: still a native run's output."""
+    argv = programs["threads-recursive"]
+    expected = native(argv, "/tmp")
+    want = expected[0].splitlines(keepends=True)
+    first = cluster.popen(
+        1, ["mosrun", *argv], cwd="/tmp", stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert first.stdout is not None
+        seen = [first.stdout.readline() for _ in range(2)]
+        assert seen == want[:2]
+        taken = cluster.run(
+            1, ["migrate", str(first.pid), "checkpoint"], cwd="/tmp", capture_output=True, text=True
+        )
+        said = re.fullmatch(rf"{first.pid}: checkpoint \d+ written to (\S+)\n", taken.stdout)
+        assert said, (taken.stdout, taken.stderr)
+    finally:
+        first.kill()
+        first.wait()
+    recovered = cluster.popen(
+        1, ["mosrun", f"-R{said[1]}"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    wait_until(
+        lambda: registered_where(cluster, recovered.pid) == "home", TIMEOUT, what="the recovery"
+    )
+    moves_keep_it_native(cluster, recovered, expected, 0, seen, 2, TIMEOUT)
