@@ -1,6 +1,7 @@
 /* mosix_restore.c - the restorer: turn a checkpoint image back into the process.
  *
- * Usage: mosix-restore [-c] [-p PREFIX] [-e ERRFD] [-F SOCKFD [-D CHANFD] [-t] [-P PID] | -H -x FDS] FD
+ * Usage: mosix-restore [-c] [-p PREFIX] [-e ERRFD]
+ *                      [-F SOCKFD [-D CHANFD] [-t] [-P PID] | -H -x FDS] FD
  *
  * Reads the image (mosix/ckpt/format.py, docs/IMAGE.md) from descriptor FD,
  * strictly in order, and becomes the process it describes: same memory,
