@@ -877,11 +877,12 @@ static void start_copy(int imagefd, const char *mode, const char *exec_path,
     if (copy < 0)
         die("fork: %s", strerror(errno));
     if (copy == 0) {
-        char spt[16], imt[16], ert[16], dit[16];
+        char spt[16], imt[16], ert[16], dit[16], hpt[16];
         snprintf(spt, sizeof(spt), "%d", sp[1]);
         snprintf(imt, sizeof(imt), "%d", imagefd);
         snprintf(ert, sizeof(ert), "%d", errp[1]);
         snprintf(dit, sizeof(dit), "%d", direct);
+        snprintf(hpt, sizeof(hpt), "%d", (int)home_pid);
         if (fcntl(sp[1], F_SETFD, 0) < 0 || fcntl(imagefd, F_SETFD, 0) < 0 ||
             fcntl(errp[1], F_SETFD, 0) < 0 || (direct >= 0 && fcntl(direct, F_SETFD, 0) < 0))
             _exit(125);
@@ -895,7 +896,7 @@ static void start_copy(int imagefd, const char *mode, const char *exec_path,
         sigset_t none;
         if (sigemptyset(&none) < 0 || sigprocmask(SIG_SETMASK, &none, NULL) < 0)
             _exit(125);
-        char *argv[20];
+        char *argv[24];
         int a = 0;
         const char *head[] = {exec_path, "-r", "-m", mode, "-p", "mosrun", "--",
                               restore_path, restore_path, "-F", spt, "-e", ert};
@@ -907,6 +908,10 @@ static void start_copy(int imagefd, const char *mode, const char *exec_path,
         }
         if (time_here) /* the one decision: no patched vDSO, no forwarded clock call */
             argv[a++] = "-t";
+        if (home_pid > 0) { /* the main thread's id in the thread id map (restore_tids.c) */
+            argv[a++] = "-P";
+            argv[a++] = hpt;
+        }
         argv[a++] = imt;
         argv[a] = NULL;
         extern char **environ;

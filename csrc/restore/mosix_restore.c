@@ -1,6 +1,7 @@
 /* mosix_restore.c - the restorer: turn a checkpoint image back into the process.
  *
- * Usage: mosix-restore [-c] [-p PREFIX] [-e ERRFD] [-F SOCKFD [-D CHANFD] [-t] | -H -x FDS] FD
+ * Usage: mosix-restore [-c] [-p PREFIX] [-e ERRFD]
+ *                      [-F SOCKFD [-D CHANFD] [-t] [-P PID] | -H -x FDS] FD
  *
  * Reads the image (mosix/ckpt/format.py, docs/IMAGE.md) from descriptor FD,
  * strictly in order, and becomes the process it describes: same memory,
@@ -25,6 +26,8 @@
  *   -t         with -F: the process takes its time from this node (mosrun -t);
  *              without it the vDSO's clock functions are made system calls,
  *              which the forward filter sends home (restore_vdso.c)
+ *   -P PID     with -F: the process's id at home, which the forwarded calls name
+ *              it by: the main thread's in the thread id map (restore_tids.c)
  *   -H -x FDS  migration back home (the deputy executes this): the process's
  *              filters are still in force (no shim filter again), and its
  *              close-on-exec descriptors are the list FDS ("3,5"; "-": none),
@@ -47,13 +50,14 @@
 
 #define STACK_BYTES (64u << 10)
 #define FD_MAX 1048576
+#define PID_MAX 4194304 /* the kernel's ceiling for pid_max */
 
 char restore_stack[STACK_BYTES] __attribute__((aligned(16)));
 extern char _end[]; /* the linker's end of the bss */
 
 static const char usage_text[] =
-    "usage: mosix-restore [-c] [-p PREFIX] [-e ERRFD] [-F SOCKFD [-D CHANFD] [-t] | -H -x FDS] "
-    "FD";
+    "usage: mosix-restore [-c] [-p PREFIX] [-e ERRFD] [-F SOCKFD [-D CHANFD] [-t] [-P PID] | "
+    "-H -x FDS] FD";
 
 struct options {
     int check_only;
@@ -79,18 +83,21 @@ static void parse_fd_list(const char *s, struct image *img)
     }
 }
 
-static int parse_fd(const char *s)
+/* A decimal number up to max, or -1. */
+static int parse_number(const char *s, long max)
 {
     long v = 0;
     if (!*s)
         return -1;
     for (; *s; s++) {
-        if (*s < '0' || *s > '9' || v > FD_MAX)
+        if (*s < '0' || *s > '9' || v > max)
             return -1;
         v = v * 10 + (*s - '0');
     }
-    return v > FD_MAX ? -1 : (int)v;
+    return v > max ? -1 : (int)v;
 }
+
+static int parse_fd(const char *s) { return parse_number(s, FD_MAX); }
 
 static struct options parse_args(int argc, char **argv)
 {
@@ -119,6 +126,10 @@ static struct options parse_args(int argc, char **argv)
             migration.direct_fd = fd;
         } else if (a[1] == 't' && !a[2]) {
             migration.time_here = 1;
+        } else if (a[1] == 'P' && !a[2] && i + 1 < argc) {
+            migration.home_pid = parse_number(argv[++i], PID_MAX);
+            if (migration.home_pid <= 0)
+                refuse(usage_text);
         } else if (a[1] == 'H' && !a[2]) {
             migration.home = 1;
             msg_tell_program();
@@ -136,7 +147,8 @@ static struct options parse_args(int argc, char **argv)
     if ((migration.home && (migration.forward_sock >= 0 || !migration.cloexec_list)) ||
         (!migration.home && migration.cloexec_list) ||
         (migration.direct_fd >= 0 && migration.forward_sock < 0) ||
-        (migration.time_here && migration.forward_sock < 0))
+        (migration.time_here && migration.forward_sock < 0) ||
+        (migration.home_pid && migration.forward_sock < 0))
         refuse(usage_text);
     return o;
 }

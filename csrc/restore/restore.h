@@ -187,6 +187,7 @@ struct migration {
     int direct_fd;    /* -D: the direct channel to the deputy (-1: none) */
     int home;         /* -H: back home: the filters are in force already */
     int time_here;    /* -t: with -F, the clocks are this node's: the vDSO stays as it is */
+    int home_pid;     /* -P: with -F, the process's id at home (0: not told) */
     const char *cloexec_list;
 };
 extern struct migration migration;
@@ -201,7 +202,7 @@ __attribute__((noreturn)) void state_failed(const char *what, long rc);
 
 /* After the memory, before the threads are made: the program's thread ids (the
  * image's) in the map, and the filter that traps the calls naming them (a
- * recovery at home of a program with the shim's handler; else nothing). */
+ * program with the shim's handler, recovered or moved; else nothing). */
 void tids_prepare(const struct image *img);
 /* Whether the threads keep the image's ids in their control blocks. */
 int tids_translated(void);

@@ -1,9 +1,9 @@
-/* restore_tids.c - the program's thread ids after a recovery.
+/* restore_tids.c - the program's thread ids after a recovery or a move.
  *
  * glibc caches each thread's id in its control block (struct pthread's tid),
  * and the mutexes a thread holds record it as their owner (recursive and
  * error-checking ones in __owner, robust ones in their lock word too).  A
- * recovered process gets new ids from the kernel, so the restorer keeps every
+ * recovered or moved process gets new ids from the kernel, so the restorer keeps every
  * thread's cached id at the image's value (the main thread's: restore_state.c;
  * the others': no CLONE_PARENT_SETTID, restore_threads.c) and translates where
  * the kernel takes an id from the program:
@@ -17,12 +17,21 @@
  *     gettid, rt_sigprocmask and timer_create (mosix_tid_always); the shim's
  *     handler (csrc/shim/shim_tids.c) makes them with the kernel's ids.
  *
- * Only for a recovery at home of a program with the shim's handler (a static
- * program has none: its threads get the kernel's ids, as before); not on a
- * move's either end (-F, -H: a recovered process that moves and comes home
- * keeps the filter, which then finds no map and translates nothing).  The
- * filter covers libc's text only when it lies within one 4 GiB
- * block (always so for a shared libc); otherwise nothing is translated. */
+ * On every restore of a program with the shim's handler: a recovery (-R), a
+ * move's target (-F: the forward filter, stacked later, wins over this one
+ * for calls it traps for home) and a home-coming (-H: the deputy's filters
+ * are in force; each home-coming stacks one more of these, and past the
+ * kernel's limit on stacked instructions nothing is translated any more);
+ * on a move's end only when there is something to translate (other threads,
+ * or a main thread the program knows by another id than its home pid), so a
+ * single-threaded process moves without the traps.
+ * The ids the program knows are those its control blocks hold, so they stay
+ * the same across any number of moves and recoveries.  Entry 0 is the main
+ * thread: its kernel id is the process's id, away its home pid (-P: the
+ * forwarded calls name it so).  A static program has no handler: its threads
+ * get the kernel's ids, as before.  The filter covers libc's text only when
+ * it lies within one 4 GiB block (always so for a shared libc); otherwise
+ * nothing is translated. */
 #include "restore.h"
 
 #include <linux/audit.h>
@@ -64,6 +73,14 @@ static int32_t program_tid(uint64_t tid_addr, uint32_t image_tid)
     return (int32_t)image_tid;
 }
 
+/* The main thread's id for the kernel: the process's, away its home pid (-P). */
+static long main_kernel_tid(void)
+{
+    long pid = migration.home_pid ? migration.home_pid : mosix_raw0(__NR_getpid);
+    check(pid, "cannot get the process id");
+    return pid;
+}
+
 static struct mosix_tid_map *map_pages(void)
 {
     long rc = mosix_raw6(__NR_mmap, MOSIX_TID_MAP_ADDR, MOSIX_TID_MAP_PAGES * PAGE, PROT_RW,
@@ -86,7 +103,8 @@ static struct sock_filter *emit(struct sock_filter *p, uint16_t code, uint8_t jt
 #define ARG_LO(i) (16u + 8u * (i))
 #define TRAP (SECCOMP_RET_TRAP | MOSIX_TID_TRAP_MAGIC)
 
-static void install_filter(const struct mosix_tid_map *m, uint64_t lo, uint64_t hi)
+/* 0, or the kernel's error: -ENOMEM past its limit on stacked instructions. */
+static long install_filter(const struct mosix_tid_map *m, uint64_t lo, uint64_t hi)
 {
     static struct sock_filter prog[TID_FILTER_MAX];
     struct sock_filter *p = prog;
@@ -134,25 +152,33 @@ static void install_filter(const struct mosix_tid_map *m, uint64_t lo, uint64_t 
     }
     p = RET(p, SECCOMP_RET_ALLOW);
     struct sock_fprog fprog = {.len = (unsigned short)(p - prog), .filter = prog};
-    check(mosix_raw3(__NR_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_SPEC_ALLOW,
-                     &fprog),
-          "cannot install the thread id filter");
+    return mosix_raw3(__NR_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_SPEC_ALLOW,
+                      &fprog);
 }
 
 void tids_prepare(const struct image *img)
 {
     const struct mosix_ckpt_process *p = &img->proc;
-    if (p->shim_kind == MOSIX_CKPT_SHIM_NONE || migration.forward_sock >= 0 || migration.home)
+    if (p->shim_kind == MOSIX_CKPT_SHIM_NONE)
         return;
     uint64_t lo = p->shim_lo, hi = p->shim_hi;
     if ((lo >> 32) != ((hi - 1) >> 32))
         return;
+    if (img->nthreads == 0 && (migration.forward_sock >= 0 || migration.home) &&
+        program_tid(p->tid_addr, p->pid) == main_kernel_tid())
+        return; /* moved, one thread known by its home pid: nothing to translate */
     struct mosix_tid_map *m = map_pages();
     m->program[0] = program_tid(p->tid_addr, p->pid);
     for (uint32_t i = 0; i < img->nthreads; i++)
         m->program[i + 1] = program_tid(img->threads[i].tid_addr, img->threads[i].tid);
     m->n = img->nthreads + 1;
-    install_filter(m, lo, hi);
+    long rc = install_filter(m, lo, hi);
+    if (rc == -ENOMEM) { /* too many filters stacked (many home-comings): as before */
+        check(mosix_raw2(__NR_munmap, MOSIX_TID_MAP_ADDR, MOSIX_TID_MAP_PAGES * PAGE),
+              "cannot unmap the thread id map");
+        return;
+    }
+    check(rc, "cannot install the thread id filter");
     translating = 1;
 }
 
@@ -161,8 +187,7 @@ void tids_note_kernel(const struct image *img)
     if (!translating)
         return;
     struct mosix_tid_map *m = (struct mosix_tid_map *)MOSIX_TID_MAP_ADDR;
-    long pid = mosix_raw0(__NR_getpid);
-    check(pid, "cannot get the process id");
+    long pid = main_kernel_tid();
     m->kernel[0] = (int32_t)pid;
     for (uint32_t i = 0; i < img->nthreads; i++) {
         long tid = threads_new_tid(img, img->threads[i].tid);

@@ -1,6 +1,6 @@
-/* shim_tids.c - the calls naming a thread id, after a recovery.
+/* shim_tids.c - the calls naming a thread id, after a recovery or a move.
  *
- * A recovered process's threads keep the ids of the image in their control
+ * A recovered or moved process's threads keep the ids of the image in their control
  * blocks (what glibc passes to the kernel, and what the mutexes they hold
  * record), while the kernel knows them by new ones.  The restorer
  * (csrc/restore/restore_tids.c) wrote which is which in the map at
@@ -9,7 +9,8 @@
  * timer_create.  Here each is made as the program meant it:
  *
  *   - an id argument of the image's is replaced by the kernel's (and the
- *     image's process id in a tgid argument by the process's);
+ *     image's process id in a tgid argument by the process's: the map's
+ *     main thread, away its home pid, which the forwarded calls name it by);
  *   - gettid returns the id the program knows the calling thread by (the
  *     main thread's is the process id, as getpid says);
  *   - rt_sigprocmask is done on the mask the handler returns to, SIGSYS never
@@ -17,8 +18,10 @@
  *     trap with SIGSYS blocked would kill the process;
  *   - timer_create's SIGEV_THREAD_ID target is translated in a copy.
  *
- * Without the map (after an exec, or back home after a move), or with an id
- * it does not know, the call is made as it was.  Raw system calls only (a
+ * Without the map (after an exec), or with an id it does not know, the call
+ * is made as it was.  Away, the calls made from here go to the supervisor or
+ * run there as the forward filter says (it traps none of them: a call it
+ * sends home traps with its own magic, which wins over this one).  Raw system calls only (a
  * signal handler); the calls made from here are not trapped (not libc's text). */
 #include "shim_tids.h"
 
@@ -126,7 +129,7 @@ void shim_tids_call(ucontext_t *uc, long nr)
             if (t->nr != nr || (t->which != MOSIX_TID_NONE && a[0] != t->which))
                 continue; /* another call, or its argument is a group or a user */
             if (t->tgid != MOSIX_TID_NONE && m && a[t->tgid] == m->program[0])
-                a[t->tgid] = mosix_raw0(SYS_getpid);
+                a[t->tgid] = m->kernel[0];
             a[t->tid] = kernel_tid(m, (int32_t)a[t->tid]);
         }
         ret = mosix_raw6(nr, a[0], a[1], a[2], a[3], a[4], a[5]);

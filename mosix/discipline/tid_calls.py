@@ -1,14 +1,14 @@
-"""The calls that take a thread id from the program, translated after a recovery.
+"""The calls that take a thread id from the program, translated after a recovery or a move.
 
-A process recovered with ``mosrun -R`` keeps, in each thread's control block,
-the thread ids of its image (glibc's cached tid: the owner its held mutexes
-name), while the kernel gave its threads new ones.  The restorer installs a
-filter (csrc/restore/restore_tids.c) that traps, from libc's text, the calls
-below when the named argument is one of the image's thread ids, and ``gettid``,
-``rt_sigprocmask`` (so that libc's "block every signal" never blocks the trap's
-SIGSYS) and ``timer_create`` (a SIGEV_THREAD_ID target); the preload shim's
-handler (csrc/shim/shim_tids.c) makes each with the kernel's ids.  Generated
-into ``csrc/generated/seccomp_table.h``.
+A process recovered with ``mosrun -R``, or moved to another node or home, keeps,
+in each thread's control block, the thread ids of its image (glibc's cached tid:
+the owner its held mutexes name), while the kernel gave its threads new ones.
+The restorer installs a filter (csrc/restore/restore_tids.c) that traps, from
+libc's text, the calls below when the named argument is one of the image's
+thread ids, and ``gettid``, ``rt_sigprocmask`` (so that libc's "block every
+signal" never blocks the trap's SIGSYS) and ``timer_create`` (a SIGEV_THREAD_ID
+target); the preload shim's handler (csrc/shim/shim_tids.c) makes each with the
+kernel's ids.  Generated into ``csrc/generated/seccomp_table.h``.
 """
 
 from __future__ import annotations
