@@ -309,11 +309,6 @@ def private_listing(pid: int, d: str) -> dict[str, bytes]:
     return {name: (seen / name).read_bytes() for name in sorted(os.listdir(seen))}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="issue 17 item 2, not built: -X files stay at home with the deputy while away",
-)
 def test_private_files_live_where_the_process_runs_and_travel_with_it(
     cluster3: LocalCluster,
 ) -> None:

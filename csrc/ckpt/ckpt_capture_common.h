@@ -275,13 +275,18 @@ void ck_collect_files(int childfd, const struct ck_fdsnap *snap, struct ck_files
 /* A deputy's table (ckpt_away.c): pipes and sockets from this descriptor up are
  * its own and left out (-1: none). */
 extern int ck_own_from;
-/* A quick look before touching the process: pipes and sockets past fd 2. */
+/* A quick look before touching the process: pipes and sockets past fd 2; for a
+ * migration, an open file of a private directory (its files move with the
+ * process, a descriptor of one would not). */
 void ck_precheck_files(int procfd);
 /* copy: the copy's pid (its descriptors are read through pidfd_getfd). */
 void ck_write_files(struct ck_image *im, pid_t copy, int childfd, const struct ck_files *files);
 /* PRIVATE records: the private temporary directories (mosrun -X) of the copy
  * (``copyfd``: its /proc directory) and their files (ckpt_capture_private.c). */
 void ck_write_private(struct ck_image *im, int copyfd);
+/* The private directory (mosrun -X) of the process (``procfd``: its /proc
+ * directory) whose file system is ``dev``, or NULL. */
+const char *ck_private_dir_of(int procfd, dev_t dev);
 
 /* ------------------------------------------------------------------ away */
 

@@ -130,6 +130,12 @@ void ck_precheck_files(int procfd)
             continue;
         if (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode))
             refuse_stream(fds[i], st.st_mode);
+        const char *dir = ck_migrating && S_ISREG(st.st_mode) ? ck_private_dir_of(procfd, st.st_dev)
+                                                              : NULL;
+        if (dir != NULL)
+            ck_refuse("it has a file of its private directory %s open (descriptor %d): "
+                      "it moves only while none is open",
+                      dir, fds[i]);
     }
     if (close(dfd) < 0)
         ck_fail_errno("close");

@@ -37,7 +37,7 @@ import os
 import secrets
 import signal
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import trio
 
@@ -103,6 +103,7 @@ class ProcessFacts:
     required_mb: int
     command: list[bytes]  # argv (any bytes)
     grid_class: int = 0  # -G{class}: the target checks it against its own map too
+    private_dirs: list[str] = field(default_factory=list)  # -X: their files move with it
 
 
 class Migrations:
@@ -156,6 +157,9 @@ class Migrations:
         except PeerUnavailable as e:
             raise MigrationError(str(e)) from None
         ok = False
+        # the fast path would send calls on its private files home: they are served where
+        # it runs, by its supervisor there (mosix-remote), so every call goes through it
+        direct = self.cluster.config.fast_path and not facts.private_dirs
         try:
             await ctl.send(
                 MigrateOffer(
@@ -169,8 +173,9 @@ class Migrations:
                     memory_mb=facts.memory_mb,
                     required_mb=facts.required_mb,
                     command=facts.command,
-                    direct=self.cluster.config.fast_path,
+                    direct=direct,
                     grid_class=facts.grid_class,
+                    private_dirs=facts.private_dirs,
                 )
             )
             with trio.fail_after(OFFER_TIMEOUT):
@@ -183,7 +188,7 @@ class Migrations:
             chan_fd = direct_fd = -1
             try:
                 chan_fd = await self._side_connection(node, MigrateChannel(token=token))
-                if self.cluster.config.fast_path:
+                if direct:
                     direct_fd = await self._side_connection(
                         node, MigrateChannel(token=token, direct=True)
                     )

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 import trio
 
+from mosix.arguments import PRIVATE_DIRS_MAX, UsageError, check_private_dir
 from mosix.cluster.admin import NodeAdmin
 from mosix.cluster.nodemap import Node
 from mosix.cluster.stream import PeerStream, PeerUnavailable
@@ -93,7 +94,12 @@ class Guests:
     # ------------------------------------------------------------ arrival
 
     async def offer(self, stream: PeerStream, msg: MigrateOffer, peer: Node) -> None:
-        if msg.home != peer.number or not msg.token or msg.token in self.guests:
+        if (
+            msg.home != peer.number
+            or not msg.token
+            or msg.token in self.guests
+            or not private_dirs_valid(msg.private_dirs)
+        ):
             await stream.send(Refused(error="a bad offer"))
             await stream.aclose()
             return
@@ -164,6 +170,7 @@ class Guests:
             home_pid=guest.offer.pid,
             direct_fd=guest.direct_fd,
             time_here=guest.offer.time_here,
+            private_dirs=tuple(guest.offer.private_dirs),
         ).start()
         for fd in (guest.img_fd, guest.chan_fd, guest.direct_fd):
             if fd >= 0:
@@ -209,6 +216,9 @@ class Guests:
                 )
                 await guest.ctl.send(MigrateResult(token=guest.token, remote_pid=guest.pid))
             case RemoteLine.FAILED:
+                log.warning(
+                    "process %d of %s: not restored: %s", guest.offer.pid, guest.home.label(), rest
+                )
                 await guest.ctl.send(MigrateResult(token=guest.token, error=rest))
                 return False
             case RemoteLine.QUIET:
@@ -329,3 +339,14 @@ class Guests:
         send, receive = trio.open_memory_channel[bool](1)
         guest.finish = send
         return receive
+
+
+def private_dirs_valid(dirs: list[str]) -> bool:
+    """An offer's -X directories keep the manual's rules (at most 10, each as
+    :func:`mosix.arguments.check_private_dir` takes it, no one twice)."""
+    if len(dirs) > PRIVATE_DIRS_MAX or len(set(dirs)) != len(dirs):
+        return False
+    try:
+        return all(check_private_dir("-X", d) == d for d in dirs)
+    except UsageError:
+        return False
