@@ -19,7 +19,7 @@ from pathlib import Path
 import ckpt_images as ci
 import pytest
 from support.agents import Agent
-from support.clusters import mosrun_at_home, moved, where
+from support.clusters import migrate, mosrun_at_home, moved, where
 from test_migration_faults import copy_pid
 
 from mosix.ckpt import format as fmt
@@ -347,6 +347,114 @@ def test_private_files_live_where_the_process_runs_and_travel_with_it(
         assert proc.wait(timeout=60) == 0
     for node in (1, 2, 3):
         assert os.listdir(cluster3.node_path(node, d)) == []
+
+
+# A program that works on a private file at home and away, one step per line on
+# stdin: it keeps a private file open (a move is refused meanwhile), closes it;
+# then (away) opens it and prints the descriptor, then makes the calls the
+# manual's rules decide and prints what each gave.
+ON_NODE_2 = (
+    "import errno, os, sys\n"
+    "d, outside = sys.argv[1], sys.argv[2]\n"
+    "p = os.path.join(d, 'f')\n"
+    "kept = os.open(p, os.O_WRONLY | os.O_CREAT, 0o600)\n"
+    "os.write(kept, b'home\\n')\n"
+    "print('open', flush=True)\n"
+    "sys.stdin.readline()\n"
+    "os.close(kept)\n"
+    "print('closed', flush=True)\n"
+    "sys.stdin.readline()\n"
+    "fd = os.open(p, os.O_RDWR | os.O_APPEND)\n"
+    "os.write(fd, b'away\\n')\n"
+    "print(fd, flush=True)\n"
+    "sys.stdin.readline()\n"
+    "def says(what, call, *args):\n"
+    "    try:\n"
+    "        print(what, call(*args))\n"
+    "    except OSError as e:\n"
+    "        print(what, errno.errorcode[e.errno])\n"
+    "says('mkdir', os.mkdir, os.path.join(d, 'sub'))\n"
+    "says('symlink', os.symlink, 'f', os.path.join(d, 'l'))\n"
+    "says('rename-within', os.rename, p, os.path.join(d, 'g'))\n"
+    "says('rename-out', os.rename, os.path.join(d, 'g'), outside)\n"
+    "says('listdir', lambda: sorted(os.listdir(d)))\n"
+    "says('stat', lambda: os.stat(os.path.join(d, 'g')).st_size)\n"
+    "says('pread', os.pread, fd, 100, 0)\n"
+    "says('dup2', os.dup2, fd, 9)\n"
+    "says('close', os.close, fd)\n"
+    "open(os.path.join(d, 'h'), 'w').write('made away\\n')\n"
+    "says('unlink', os.unlink, os.path.join(d, 'g'))\n"
+    "print(sorted(os.listdir(d)), flush=True)\n"
+    "sys.stdin.readline()\n"
+    "print(open(os.path.join(d, 'h')).read(), end='', flush=True)\n"
+)
+
+
+def descriptors_into(pid: int, d: str) -> list[str]:
+    """The targets in ``d`` of process ``pid``'s descriptors."""
+    fds = Path(f"/proc/{pid}/fd")
+    return [t for t in (os.readlink(fds / n) for n in os.listdir(fds)) if t.startswith(d + "/")]
+
+
+def test_calls_on_private_files_away_are_served_there(cluster3: LocalCluster) -> None:
+    d = "/tmp/private-calls"
+    for node in (1, 2):
+        cluster3.node_path(node, d).mkdir()
+    outside = "/tmp/private-calls-outside"
+    argv = [f"-X{d}", *python(ON_NODE_2), d, outside]
+    with mosrun_at_home(cluster3, argv) as proc:
+        assert proc.stdin is not None and proc.stdout is not None
+
+        def step(line: str = "go\n") -> str:
+            proc.stdin.write(line)  # type: ignore[union-attr]
+            proc.stdin.flush()  # type: ignore[union-attr]
+            return proc.stdout.readline()  # type: ignore[union-attr]
+
+        assert proc.stdout.readline() == "open\n", proc.stderr.read() if proc.stderr else ""
+        # a descriptor of a private file would not move with it: the move is refused
+        refused = migrate(cluster3, proc.pid, "2")
+        assert refused.returncode != 0
+        assert refused.stderr.count("\n") == 1
+        assert f"it has a file of its private directory {d} open (descriptor" in refused.stderr
+        assert where(cluster3, proc.pid) == "home"
+        assert step() == "closed\n"
+        moved(cluster3, proc, "2")
+        fd = int(step())
+        copy = copy_pid(cluster3, 2, proc.pid)
+        # the descriptor is the copy's own, of the file in its namespace on node 2;
+        # the deputy at home has none into the directory, whose files left home
+        assert os.readlink(f"/proc/{copy}/fd/{fd}") == f"{d}/f"
+        assert descriptors_into(proc.pid, d) == []
+        assert private_listing(proc.pid, d) == {}
+        assert private_listing(copy, d) == {"f": b"home\naway\n"}
+        # a move while it is open is refused there too
+        refused = migrate(cluster3, proc.pid, "home")
+        assert refused.returncode != 0
+        assert refused.stderr.count("\n") == 1
+        assert f"it has a file of its private directory {d} open" in refused.stderr
+        assert where(cluster3, proc.pid) == "node2"
+        said = [step(), *(proc.stdout.readline() for _ in range(9))]
+        assert said == [
+            "mkdir EPERM\n",
+            "symlink EPERM\n",
+            "rename-within None\n",
+            "rename-out EXDEV\n",
+            "listdir ['g']\n",
+            "stat 10\n",
+            "pread b'home\\naway\\n'\n",
+            "dup2 EXDEV\n",
+            "close None\n",
+            "unlink None\n",
+        ]
+        assert proc.stdout.readline() == "['h']\n"
+        assert private_listing(copy, d) == {"h": b"made away\n"}
+        moved(cluster3, proc, "home")
+        assert step() == "made away\n"
+        proc.stdin.close()
+        assert proc.wait(timeout=60) == 0
+    for node in (1, 2):
+        assert os.listdir(cluster3.node_path(node, d)) == []
+    assert not cluster3.node_path(1, outside).exists()
 
 
 def private_record(
