@@ -457,6 +457,28 @@ def test_calls_on_private_files_away_are_served_there(cluster3: LocalCluster) ->
     assert not cluster3.node_path(1, outside).exists()
 
 
+def test_a_move_to_a_node_without_the_directory_is_refused_and_it_stays_home(
+    cluster3: LocalCluster,
+) -> None:
+    d = "/tmp/private-missing"
+    cluster3.node_path(1, d).mkdir()  # node 2 has no such directory
+    with mosrun_at_home(cluster3, [f"-X{d}", *python(WRITE_THEN_DIGESTS), d]) as proc:
+        assert proc.stdin is not None and proc.stdout is not None
+        written = proc.stdout.readline()
+        assert len(written) == 65, proc.stderr.read() if proc.stderr else ""
+        refused = migrate(cluster3, proc.pid, "2")
+        assert refused.returncode != 0
+        assert refused.stderr.count("\n") == 1
+        assert f"-X {d}: No such file or directory" in refused.stderr
+        assert where(cluster3, proc.pid) == "home"
+        proc.stdin.write("again\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline() == written  # its files are still there, at home
+        proc.stdin.close()
+        assert proc.wait(timeout=60) == 0
+    assert os.listdir(cluster3.node_path(1, d)) == []
+
+
 def private_record(
     kind: fmt.PrivateKind, path: bytes, data: bytes = b"", mode: int = 0o100600
 ) -> bytes:

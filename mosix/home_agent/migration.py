@@ -69,6 +69,7 @@ from mosix.protocol import (
 log = logging.getLogger("mosixd")
 OFFER_TIMEOUT = 10.0  # for the target's answer to an offer
 RESTORE_TIMEOUT = 120.0  # from the end of the capture to the target's result
+TARGET_REASON_WAIT = 2.0  # for the target's reason after a capture it cut short
 HOME_TIMEOUT = 120.0  # for a copy's image to come home
 LOST_REASONS_KEPT = 256  # ends not yet told to a deputy (a dead deputy never asks)
 
@@ -231,8 +232,10 @@ class Migrations:
             os.close(img_fd)
         try:
             if not await capturer.captured(proc):
-                await proc.wait()
-                raise MigrationError(await capture_error(proc, away.pid))
+                status = await proc.wait()
+                why = await capture_error(proc, away.pid)
+                cut_short = await self._target_error(away) if status == CkptExit.FAILED else None
+                raise MigrationError(cut_short or why)
             try:
                 with trio.fail_after(RESTORE_TIMEOUT):
                     result = await away.ctl.receive()
@@ -263,6 +266,19 @@ class Migrations:
             raise
         finally:
             await close_process(proc)
+
+    async def _target_error(self, away: Away) -> str | None:
+        """Why the target stopped taking the image, when it says so soon (a capture
+        cut short by it: its reason, e.g. a -X directory it does not have, rather
+        than the capture's broken connection)."""
+        with trio.move_on_after(TARGET_REASON_WAIT):
+            try:
+                result = await away.ctl.receive()
+            except PeerUnavailable:
+                return None
+            if isinstance(result, MigrateResult) and result.error:
+                return f"not restored on node {away.node}: {result.error}"
+        return None
 
     # ------------------------------------------------------------ the deputy
 
