@@ -45,24 +45,21 @@ static int local_of(uint64_t fd)
 
 enum where { W_HOME, W_PRIVATE, W_ACROSS };
 
-static int read_path(pid_t pid, uint64_t addr, char *out)
+/* Whether the absolute path p has a "." or ".." component. */
+static int has_dots(const char *p)
 {
-    size_t got = 0;
-    while (got < PATH_BYTES) {
-        size_t chunk = 4096 - (size_t)((addr + got) % 4096);
-        if (chunk > PATH_BYTES - got)
-            chunk = PATH_BYTES - got;
-        int rc = fwd_read_mem(pid, out + got, addr + got, chunk);
-        if (rc < 0)
-            return rc;
-        if (memchr(out + got, '\0', chunk) != NULL)
-            return 0;
-        got += chunk;
+    for (const char *c = p; *c;) {
+        while (*c == '/')
+            c++;
+        size_t n = strcspn(c, "/");
+        if ((n == 1 && c[0] == '.') || (n == 2 && c[0] == '.' && c[1] == '.'))
+            return 1;
+        c += n;
     }
-    return -ENAMETOOLONG;
+    return 0;
 }
 
-/* The absolute path p without "//", "." and ".." (taken as written). */
+/* The absolute path p without "//", "." and "..", as written (no link followed). */
 static void normalize(const char *p, char *out)
 {
     size_t o = 0;
@@ -91,6 +88,9 @@ static void normalize(const char *p, char *out)
     out[o] = '\0';
 }
 
+/* An absolute path in a private directory is served here.  One that reaches it
+ * through "." or ".." is not (the kernel would take a link in between where
+ * the words do not: such a path could lead anywhere on this node): EXDEV. */
 static enum where of_absolute(const char *path)
 {
     static char norm[PATH_BYTES + 1];
@@ -98,7 +98,7 @@ static enum where of_absolute(const char *path)
     for (int k = 0; k < dirs->count; k++) {
         size_t n = strlen(dirs->dir[k]);
         if (strncmp(norm, dirs->dir[k], n) == 0 && (norm[n] == '\0' || norm[n] == '/'))
-            return W_PRIVATE;
+            return has_dots(path) ? W_ACROSS : W_PRIVATE;
     }
     return W_HOME;
 }
@@ -157,33 +157,39 @@ static int is_target(long nr, int a)
     return a == 0 && (nr == SYS_symlink || nr == SYS_symlinkat);
 }
 
-/* Where the path arguments of the call are: home, private, or across; *err is
- * set when one cannot be read. */
-static enum where of_paths(pid_t pid, long nr, const uint64_t args[6],
-                           const struct fwd_entry *e, int *err)
+/* Path argument a as the request carries it (NULL: a null pointer). */
+static const char *request_path(const void *req, size_t len, int a)
 {
-    static char path[PATH_BYTES];
+    struct fwd_request rq;
+    memcpy(&rq, req, sizeof(rq));
+    uint32_t in = rq.span[a].in_len;
+    size_t off = sizeof(rq) + rq.span[a].off;
+    if (rq.args[a] == 0 || in == 0 || off + in > len)
+        return NULL;
+    const char *p = (const char *)req + off;
+    return p[in - 1] == '\0' ? p : NULL;
+}
+
+/* Where the path arguments of the call are: home, private, or across.  Read
+ * from its request (req, len bytes), which is what would be executed: the copy
+ * cannot change a path between the look and the call. */
+static enum where of_paths(long nr, const uint64_t args[6], const struct fwd_entry *e,
+                           const void *req, size_t len)
+{
     int home = 0, private = 0;
-    *err = 0;
     for (int a = 0; a < e->nargs && a < 6; a++) {
         if (e->arg[a].kind != FWD_KIND_PATH || is_target(nr, a))
             continue;
         int d = dirfd_arg(nr, a);
         int dir_private = d >= 0 && local_of(args[d]) >= 0;
+        const char *path = request_path(req, len, a);
         enum where w;
-        if (args[a] == 0) { /* no path: the descriptor itself (utimensat) */
+        if (path == NULL) /* no path: the descriptor itself (utimensat) */
             w = dir_private ? W_PRIVATE : W_HOME;
-        } else {
-            int rc = read_path(pid, args[a], path);
-            if (rc < 0) {
-                *err = rc;
-                return W_HOME;
-            }
-            if (path[0] == '/')
-                w = of_absolute(path);
-            else
-                w = dir_private ? of_relative_to_private(path) : W_HOME;
-        }
+        else if (path[0] == '/')
+            w = of_absolute(path);
+        else
+            w = dir_private ? of_relative_to_private(path) : W_HOME;
         if (w == W_ACROSS)
             return W_ACROSS;
         if (w == W_PRIVATE)
@@ -192,6 +198,14 @@ static enum where of_paths(pid_t pid, long nr, const uint64_t args[6],
             home = 1;
     }
     return private ? (home ? W_ACROSS : W_PRIVATE) : W_HOME;
+}
+
+static int has_path(long nr, const struct fwd_entry *e)
+{
+    for (int a = 0; a < e->nargs && a < 6; a++)
+        if (e->arg[a].kind == FWD_KIND_PATH && !is_target(nr, a))
+            return 1;
+    return 0;
 }
 
 /* Only regular files live there (guard_private.c says the same at home). */
@@ -251,13 +265,10 @@ static enum rp_action install(int listener, uint64_t id, int fd, long *result)
     return RP_ANSWERED;
 }
 
-/* Execute the call here from its request, with our descriptors for the copy's
- * private ones among its directory arguments. */
-static long execute_here(pid_t pid, long nr, const uint64_t args[6], void *buf, size_t cap)
+/* Execute the call here from its request (buf, len bytes), with our
+ * descriptors for the copy's private ones among its directory arguments. */
+static long execute_here(pid_t pid, long nr, const uint64_t args[6], void *buf, size_t len)
 {
-    long len = fwd_request(pid, nr, args, buf, cap);
-    if (len < 0)
-        return len;
     struct fwd_request rq;
     memcpy(&rq, buf, sizeof(rq));
     for (int a = 0; a < 6; a++) {
@@ -266,12 +277,12 @@ static long execute_here(pid_t pid, long nr, const uint64_t args[6], void *buf, 
             rq.args[d] = (uint64_t)local_of(args[d]);
     }
     memcpy(buf, &rq, sizeof(rq));
-    size_t rlen = fwd_execute(buf, (size_t)len, reply, sizeof(reply));
+    size_t rlen = fwd_execute(buf, len, reply, sizeof(reply));
     return fwd_apply(pid, nr, args, reply, rlen);
 }
 
 static enum rp_action on_paths(int listener, const struct seccomp_notif *n, const uint64_t args[6],
-                               void *buf, size_t cap, long *result)
+                               void *buf, size_t len, long *result)
 {
     long nr = n->data.nr;
     if (nr == SYS_chdir) {
@@ -282,7 +293,7 @@ static enum rp_action on_paths(int listener, const struct seccomp_notif *n, cons
         *result = -EPERM;
         return RP_ANSWER;
     }
-    long r = execute_here((pid_t)n->pid, nr, args, buf, cap);
+    long r = execute_here((pid_t)n->pid, nr, args, buf, len);
     if (opens(nr) && r >= 0)
         return install(listener, n->id, (int)r, result);
     *result = r;
@@ -415,22 +426,20 @@ enum rp_action rp_serve(int listener, const struct seccomp_notif *n, void *buf, 
     if (nr == SYS_mmap && local_of(args[4]) >= 0 && !(args[3] & MAP_ANONYMOUS))
         return RP_CONTINUE;
     const struct fwd_entry *e = fwd_lookup(nr, args);
-    if (e != NULL && fwd_placement(nr, args) == FWD_HOME) {
-        int err;
-        enum where w = of_paths((pid_t)n->pid, nr, args, e, &err);
-        if (err < 0) {
-            *result = err;
+    if (e != NULL && fwd_placement(nr, args) == FWD_HOME && has_path(nr, e)) {
+        long len = fwd_request((pid_t)n->pid, nr, args, buf, cap);
+        if (len < 0) { /* as it would be answered going home */
+            *result = len;
             return RP_ANSWER;
         }
+        enum where w = of_paths(nr, args, e, buf, (size_t)len);
         if (w == W_ACROSS) {
             *result = -EXDEV;
             return RP_ANSWER;
         }
         if (w == W_PRIVATE)
-            return on_paths(listener, n, args, buf, cap, result);
-        for (int a = 0; a < e->nargs && a < 6; a++)
-            if (e->arg[a].kind == FWD_KIND_PATH)
-                return RP_NOT_PRIVATE; /* home's path (a descriptor first: its directory) */
+            return on_paths(listener, n, args, buf, (size_t)len, result);
+        return RP_NOT_PRIVATE; /* home's path (a descriptor first: its directory) */
     }
     if (fd_first(nr) && local_of(args[0]) >= 0)
         return on_descriptor(listener, n, args, result);
