@@ -284,9 +284,13 @@ void ck_write_files(struct ck_image *im, pid_t copy, int childfd, const struct c
 /* PRIVATE records: the private temporary directories (mosrun -X) of the copy
  * (``copyfd``: its /proc directory) and their files (ckpt_capture_private.c). */
 void ck_write_private(struct ck_image *im, int copyfd);
-/* The private directory (mosrun -X) of the process (``procfd``: its /proc
- * directory) whose file system is ``dev``, or NULL. */
-const char *ck_private_dir_of(int procfd, dev_t dev);
+/* The private directories (mosrun -X) of the process (``procfd``: its /proc
+ * directory) and their file systems: at most max, returns how many. */
+struct ck_private_dir {
+    dev_t dev;
+    char point[4096];
+};
+int ck_private_dirs(int procfd, struct ck_private_dir *dirs, int max);
 
 /* ------------------------------------------------------------------ away */
 

@@ -145,26 +145,26 @@ void ck_write_private(struct ck_image *im, int copyfd)
     free(info);
 }
 
-struct private_dev {
-    dev_t dev;
-    const char *point; /* the directory whose file system it is, or NULL */
+struct private_devs {
+    struct ck_private_dir *dir;
+    int count, max;
 };
 
-static void match_dev(const char *point, dev_t dev, void *ctx)
+static void add_dev(const char *point, dev_t dev, void *ctx)
 {
-    static char found[4096];
-    struct private_dev *d = ctx;
-    if (d->point == NULL && dev == d->dev) {
-        snprintf(found, sizeof(found), "%s", point);
-        d->point = found;
-    }
+    struct private_devs *d = ctx;
+    if (d->count >= d->max)
+        return;
+    d->dir[d->count].dev = dev;
+    snprintf(d->dir[d->count].point, sizeof(d->dir[d->count].point), "%s", point);
+    d->count++;
 }
 
-const char *ck_private_dir_of(int procfd, dev_t dev)
+int ck_private_dirs(int procfd, struct ck_private_dir *dirs, int max)
 {
     char *info = read_all(procfd, "mountinfo");
-    struct private_dev d = {.dev = dev, .point = NULL};
-    (void)private_mounts_each(info, match_dev, &d);
+    struct private_devs d = {.dir = dirs, .count = 0, .max = max};
+    (void)private_mounts_each(info, add_dev, &d);
     free(info);
-    return d.point;
+    return d.count;
 }
