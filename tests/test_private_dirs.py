@@ -357,6 +357,7 @@ ON_NODE_2 = (
     "import errno, os, sys\n"
     "d, outside = sys.argv[1], sys.argv[2]\n"
     "p = os.path.join(d, 'f')\n"
+    "os.umask(0o027)\n"
     "kept = os.open(p, os.O_WRONLY | os.O_CREAT, 0o600)\n"
     "os.write(kept, b'home\\n')\n"
     "print('open', flush=True)\n"
@@ -382,7 +383,11 @@ ON_NODE_2 = (
     "says('pread', os.pread, fd, 100, 0)\n"
     "says('dup2', os.dup2, fd, 9)\n"
     "says('close', os.close, fd)\n"
+    "open(os.path.join(d, 'e'), 'w').close()\n"
+    "os.umask(0o077)\n"
     "open(os.path.join(d, 'h'), 'w').write('made away\\n')\n"
+    "says('modes', lambda: [oct(os.stat(os.path.join(d, n)).st_mode & 0o777) for n in 'eh'])\n"
+    "os.unlink(os.path.join(d, 'e'))\n"
     "says('unlink', os.unlink, os.path.join(d, 'g'))\n"
     "print(sorted(os.listdir(d)), flush=True)\n"
     "sys.stdin.readline()\n"
@@ -433,7 +438,7 @@ def test_calls_on_private_files_away_are_served_there(cluster3: LocalCluster) ->
         assert refused.stderr.count("\n") == 1
         assert f"it has a file of its private directory {d} open" in refused.stderr
         assert where(cluster3, proc.pid) == "node2"
-        said = [step(), *(proc.stdout.readline() for _ in range(9))]
+        said = [step(), *(proc.stdout.readline() for _ in range(10))]
         assert said == [
             "mkdir EPERM\n",
             "symlink EPERM\n",
@@ -444,6 +449,7 @@ def test_calls_on_private_files_away_are_served_there(cluster3: LocalCluster) ->
             "pread b'home\\naway\\n'\n",
             "dup2 EXDEV\n",
             "close None\n",
+            "modes ['0o640', '0o600']\n",  # the program's umask, from home and set away
             "unlink None\n",
         ]
         assert proc.stdout.readline() == "['h']\n"

@@ -7,6 +7,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -265,10 +267,44 @@ static enum rp_action install(int listener, uint64_t id, int fd, long *result)
     return RP_ANSWERED;
 }
 
+/* The program's umask, for the files created here: the copy's at first (the
+ * restorer set it from the image), then what each umask call of the program
+ * sets (the call itself goes home too).  0 when known, or -errno. */
+static int umask_known;
+
+static int take_umask(pid_t pid)
+{
+    if (umask_known)
+        return 0;
+    char path[64], text[4096];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    ssize_t n;
+    do
+        n = read(fd, text, sizeof(text) - 1);
+    while (n < 0 && errno == EINTR);
+    int err = n < 0 ? -errno : 0;
+    (void)close(fd); /* read only: nothing to lose */
+    if (err < 0)
+        return err;
+    text[n] = '\0';
+    const char *at = strstr(text, "\nUmask:");
+    if (at == NULL)
+        return -EIO;
+    umask((mode_t)(strtoul(at + strlen("\nUmask:"), NULL, 8) & 0777));
+    umask_known = 1;
+    return 0;
+}
+
 /* Execute the call here from its request (buf, len bytes), with our
  * descriptors for the copy's private ones among its directory arguments. */
 static long execute_here(pid_t pid, long nr, const uint64_t args[6], void *buf, size_t len)
 {
+    int err = take_umask(pid);
+    if (err < 0)
+        return err;
     struct fwd_request rq;
     memcpy(&rq, buf, sizeof(rq));
     for (int a = 0; a < 6; a++) {
@@ -416,6 +452,11 @@ enum rp_action rp_serve(int listener, const struct seccomp_notif *n, void *buf, 
     uint64_t args[6];
     for (int i = 0; i < 6; i++)
         args[i] = n->data.args[i];
+    if (nr == SYS_umask) { /* served at home too: the result is home's */
+        umask((mode_t)(args[0] & 0777));
+        umask_known = 1;
+        return RP_NOT_PRIVATE;
+    }
     if ((nr == SYS_dup2 || nr == SYS_dup3) && local_of(args[1]) >= 0) {
         *result = -EXDEV;
         return RP_ANSWER;
