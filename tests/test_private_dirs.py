@@ -9,11 +9,14 @@ link from elsewhere with EXDEV) and is gone when the tree ends.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import ckpt_images as ci
@@ -382,6 +385,7 @@ ON_NODE_2 = (
     "says('stat', lambda: os.stat(os.path.join(d, 'g')).st_size)\n"
     "says('pread', os.pread, fd, 100, 0)\n"
     "says('dup2', os.dup2, fd, 9)\n"
+    "says('fork', os.fork)\n"
     "says('close', os.close, fd)\n"
     "open(os.path.join(d, 'e'), 'w').close()\n"
     "os.umask(0o077)\n"
@@ -393,6 +397,18 @@ ON_NODE_2 = (
     "sys.stdin.readline()\n"
     "print(open(os.path.join(d, 'h')).read(), end='', flush=True)\n"
 )
+
+
+@contextlib.contextmanager
+def killed_after(proc: subprocess.Popen[str], seconds: float) -> Iterator[None]:
+    """Kill ``proc`` if the block takes longer: a read of its output then ends (no
+    hang when a call never returns)."""
+    timer = threading.Timer(seconds, proc.kill)
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
 
 
 def descriptors_into(pid: int, d: str) -> list[str]:
@@ -407,7 +423,7 @@ def test_calls_on_private_files_away_are_served_there(cluster3: LocalCluster) ->
         cluster3.node_path(node, d).mkdir()
     outside = "/tmp/private-calls-outside"
     argv = [f"-X{d}", *python(ON_NODE_2), d, outside]
-    with mosrun_at_home(cluster3, argv) as proc:
+    with mosrun_at_home(cluster3, argv) as proc, killed_after(proc, 120):
         assert proc.stdin is not None and proc.stdout is not None
 
         def step(line: str = "go\n") -> str:
@@ -438,7 +454,7 @@ def test_calls_on_private_files_away_are_served_there(cluster3: LocalCluster) ->
         assert refused.stderr.count("\n") == 1
         assert f"it has a file of its private directory {d} open" in refused.stderr
         assert where(cluster3, proc.pid) == "node2"
-        said = [step(), *(proc.stdout.readline() for _ in range(10))]
+        said = [step(), *(proc.stdout.readline() for _ in range(11))]
         assert said == [
             "mkdir EPERM\n",
             "symlink EPERM\n",
@@ -448,6 +464,7 @@ def test_calls_on_private_files_away_are_served_there(cluster3: LocalCluster) ->
             "stat 10\n",
             "pread b'home\\naway\\n'\n",
             "dup2 EXDEV\n",
+            "fork EAGAIN\n",  # it cannot come home while the file is open
             "close None\n",
             "modes ['0o640', '0o600']\n",  # the program's umask, from home and set away
             "unlink None\n",

@@ -43,6 +43,14 @@ static int local_of(uint64_t fd)
     return local[v - LOCAL_FIRST];
 }
 
+static int any_local(void)
+{
+    for (int k = 0; k < RP_LOCAL_MAX; k++)
+        if (local[k] >= 0)
+            return 1;
+    return 0;
+}
+
 /* ------------------------------------------------------------ paths */
 
 enum where { W_HOME, W_PRIVATE, W_ACROSS };
@@ -452,6 +460,13 @@ enum rp_action rp_serve(int listener, const struct seccomp_notif *n, void *buf, 
     uint64_t args[6];
     for (int i = 0; i < 6; i++)
         args[i] = n->data.args[i];
+    if (fwd_placement(nr, args) == FWD_BRING_HOME && any_local()) {
+        /* it would have to come home (fork, exec, a pinned call), which it cannot
+         * while one of its private files is open: the call fails instead of
+         * waiting for ever; it works once the file is closed */
+        *result = -EAGAIN;
+        return RP_ANSWER;
+    }
     if (nr == SYS_umask) { /* served at home too: the result is home's */
         umask((mode_t)(args[0] & 0777));
         umask_known = 1;

@@ -14,7 +14,10 @@
  * two file systems: EXDEV (a rename, link or copy between a private directory
  * and another; dup2/dup3 of a private descriptor onto another number; chdir
  * into a private directory); mkdir, symlink, link and mknod of a special file
- * in one fail with EPERM, as at home (guard_private.c).  A path is looked at in
+ * in one fail with EPERM, as at home (guard_private.c).  A call that would
+ * bring the process home (fork, exec, a pinned call) fails with EAGAIN while a
+ * private descriptor is open: the move is refused then, and the call would
+ * wait for ever.  A path is looked at in
  * the request that is executed (the copy cannot change it in between), as
  * written; one that reaches a private directory through "." or ".." fails with
  * EXDEV (a link before it could lead anywhere on this node). */

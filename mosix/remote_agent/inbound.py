@@ -54,6 +54,7 @@ from mosix.protocol import (
 log = logging.getLogger("mosixd")
 ARRIVAL_TIMEOUT = 30.0  # for the image and channel connections after an offer
 QUIET_TIMEOUT = 60.0  # for the call in flight to finish before leaving
+REFUSAL_READ_TIMEOUT = 30.0  # a refused capture: for home to say its deputy read why
 
 
 @dataclass
@@ -327,6 +328,11 @@ class Guests:
                     guest.home.label(),
                     await capturer.stderr_line(proc) or "no reason given",
                 )
+                # the copy goes on only once home's deputy has read the refusal: told to
+                # go on before, it would serve the copy's next call (a read of a terminal
+                # may block it) before it looks at the image, and home would wait for ever
+                with trio.move_on_after(REFUSAL_READ_TIMEOUT):
+                    await receive_finish.receive()
             with contextlib.suppress(trio.BrokenResourceError):  # a capturer that gave up
                 await capturer.order(proc, CkptLine.GO if ok else CkptLine.RESUME)
             await proc.wait()
