@@ -384,6 +384,13 @@ ON_NODE_2 = (
     "says('listdir', lambda: sorted(os.listdir(d)))\n"
     "says('stat', lambda: os.stat(os.path.join(d, 'g')).st_size)\n"
     "says('pread', os.pread, fd, 100, 0)\n"
+    "def dup_read():\n"
+    "    g = os.dup(fd)\n"
+    "    try:\n"
+    "        return os.pread(g, 4, 0), os.get_inheritable(g)\n"
+    "    finally:\n"
+    "        os.close(g)\n"
+    "says('dup', dup_read)\n"
     "says('dup2', os.dup2, fd, 9)\n"
     "says('fork', os.fork)\n"
     "says('close', os.close, fd)\n"
@@ -454,7 +461,7 @@ def test_calls_on_private_files_away_are_served_there(cluster3: LocalCluster) ->
         assert refused.stderr.count("\n") == 1
         assert f"it has a file of its private directory {d} open" in refused.stderr
         assert where(cluster3, proc.pid) == "node2"
-        said = [step(), *(proc.stdout.readline() for _ in range(11))]
+        said = [step(), *(proc.stdout.readline() for _ in range(12))]
         assert said == [
             "mkdir EPERM\n",
             "symlink EPERM\n",
@@ -463,6 +470,7 @@ def test_calls_on_private_files_away_are_served_there(cluster3: LocalCluster) ->
             "listdir ['g']\n",
             "stat 10\n",
             "pread b'home\\naway\\n'\n",
+            "dup (b'home', False)\n",
             "dup2 EXDEV\n",
             "fork EAGAIN\n",  # it cannot come home while the file is open
             "close None\n",

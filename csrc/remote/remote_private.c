@@ -393,9 +393,11 @@ static int fd_first(long nr)
     }
 }
 
-static enum rp_action dup_private(int listener, uint64_t id, int ours, long *result)
+/* A second private descriptor of the same file: close-on-exec in the copy as
+ * ours is here (install takes it from ours). */
+static enum rp_action dup_private(int listener, uint64_t id, int ours, int cloexec, long *result)
 {
-    int fd = fcntl(ours, F_DUPFD_CLOEXEC, 0);
+    int fd = fcntl(ours, cloexec ? F_DUPFD_CLOEXEC : F_DUPFD, 0);
     if (fd < 0) {
         *result = -errno;
         return RP_ANSWER;
@@ -418,11 +420,10 @@ static enum rp_action on_descriptor(int listener, const struct seccomp_notif *n,
         return RP_ANSWER;
     }
     if (nr == SYS_dup)
-        return dup_private(listener, n->id, ours, result);
-    if (nr == SYS_fcntl && (args[1] == F_DUPFD || args[1] == F_DUPFD_CLOEXEC)) {
-        /* the number is from the private range, above any least one asked */
-        return dup_private(listener, n->id, ours, result);
-    }
+        return dup_private(listener, n->id, ours, 0, result);
+    if (nr == SYS_fcntl && (args[1] == F_DUPFD || args[1] == F_DUPFD_CLOEXEC))
+        /* the number is from the private range, whatever least one was asked */
+        return dup_private(listener, n->id, ours, args[1] == F_DUPFD_CLOEXEC, result);
     return RP_CONTINUE;
 }
 
