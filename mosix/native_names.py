@@ -29,6 +29,9 @@ GUARD_ENV = "MOSIX_GUARD"  # "PID:TICKS" of the guard the agent watches (home_ag
 # no file (images meant for another node: a Slurm job's, mosix/slurm/agents.py; the
 # benchmark's baseline)
 STORE_FILE_PAGES_ENV = "MOSIX_CKPT_STORE_FILE_PAGES"
+# The source name of each private temporary directory's tmpfs (mosrun -X): how the
+# launcher, the capturer, the deputy and the agent tell them in a mountinfo.
+PRIVATE_MOUNT_SOURCE = "mosix-private"
 
 # Agent messages the guard sends: their ``op``.
 
@@ -98,6 +101,7 @@ C_NAMES: dict[str, type[StrEnum] | type[IntEnum] | dict[str, str]] = {
         "START_GATE_ENV": START_GATE_ENV,
         "GUARD_ENV": GUARD_ENV,
         "STORE_FILE_PAGES_ENV": STORE_FILE_PAGES_ENV,
+        "PRIVATE_MOUNT_SOURCE": PRIVATE_MOUNT_SOURCE,
     },
     "MOSIX_DEPUTY_OP": DeputyOp,
     "MOSIX_CKPT_LINE": CkptLine,

@@ -665,6 +665,7 @@ class MigrateOffer(Message):
     command: list[bytes] = field(default_factory=list)  # argv (any bytes)
     direct: bool = False  # a direct channel follows ([cluster] fast_path)
     grid_class: int = 0  # -G{class} (0: its home's partition only)
+    private_dirs: list[str] = field(default_factory=list)  # -X: made there, filled from the image
 
 
 @message

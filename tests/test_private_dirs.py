@@ -9,17 +9,20 @@ link from elsewhere with EXDEV) and is gone when the tree ends.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import ckpt_images as ci
 import pytest
 from support.agents import Agent
-from support.clusters import mosrun_at_home, moved, where
+from support.clusters import migrate, mosrun_at_home, moved, where
 from test_migration_faults import copy_pid
 
 from mosix.ckpt import format as fmt
@@ -309,11 +312,6 @@ def private_listing(pid: int, d: str) -> dict[str, bytes]:
     return {name: (seen / name).read_bytes() for name in sorted(os.listdir(seen))}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="issue 17 item 2, not built: -X files stay at home with the deputy while away",
-)
 def test_private_files_live_where_the_process_runs_and_travel_with_it(
     cluster3: LocalCluster,
 ) -> None:
@@ -352,6 +350,164 @@ def test_private_files_live_where_the_process_runs_and_travel_with_it(
         assert proc.wait(timeout=60) == 0
     for node in (1, 2, 3):
         assert os.listdir(cluster3.node_path(node, d)) == []
+
+
+# A program that works on a private file at home and away, one step per line on
+# stdin: it keeps a private file open (a move is refused meanwhile), closes it;
+# then (away) opens it and prints the descriptor, then makes the calls the
+# manual's rules decide and prints what each gave.
+ON_NODE_2 = (
+    "import errno, os, sys\n"
+    "d, outside = sys.argv[1], sys.argv[2]\n"
+    "p = os.path.join(d, 'f')\n"
+    "os.umask(0o027)\n"
+    "kept = os.open(p, os.O_WRONLY | os.O_CREAT, 0o600)\n"
+    "os.write(kept, b'home\\n')\n"
+    "print('open', flush=True)\n"
+    "sys.stdin.readline()\n"
+    "os.close(kept)\n"
+    "print('closed', flush=True)\n"
+    "sys.stdin.readline()\n"
+    "fd = os.open(p, os.O_RDWR | os.O_APPEND)\n"
+    "os.write(fd, b'away\\n')\n"
+    "print(fd, flush=True)\n"
+    "sys.stdin.readline()\n"
+    "def says(what, call, *args):\n"
+    "    try:\n"
+    "        print(what, call(*args))\n"
+    "    except OSError as e:\n"
+    "        print(what, errno.errorcode[e.errno])\n"
+    "says('mkdir', os.mkdir, os.path.join(d, 'sub'))\n"
+    "says('symlink', os.symlink, 'f', os.path.join(d, 'l'))\n"
+    "says('rename-within', os.rename, p, os.path.join(d, 'g'))\n"
+    "says('rename-out', os.rename, os.path.join(d, 'g'), outside)\n"
+    "says('listdir', lambda: sorted(os.listdir(d)))\n"
+    "says('stat', lambda: os.stat(os.path.join(d, 'g')).st_size)\n"
+    "says('pread', os.pread, fd, 100, 0)\n"
+    "def dup_read():\n"
+    "    g = os.dup(fd)\n"
+    "    try:\n"
+    "        return os.pread(g, 4, 0), os.get_inheritable(g)\n"
+    "    finally:\n"
+    "        os.close(g)\n"
+    "says('dup', dup_read)\n"
+    "says('dup2', os.dup2, fd, 9)\n"
+    "says('fork', os.fork)\n"
+    "says('close', os.close, fd)\n"
+    "open(os.path.join(d, 'e'), 'w').close()\n"
+    "os.umask(0o077)\n"
+    "open(os.path.join(d, 'h'), 'w').write('made away\\n')\n"
+    "says('modes', lambda: [oct(os.stat(os.path.join(d, n)).st_mode & 0o777) for n in 'eh'])\n"
+    "os.unlink(os.path.join(d, 'e'))\n"
+    "says('unlink', os.unlink, os.path.join(d, 'g'))\n"
+    "print(sorted(os.listdir(d)), flush=True)\n"
+    "sys.stdin.readline()\n"
+    "print(open(os.path.join(d, 'h')).read(), end='', flush=True)\n"
+)
+
+
+@contextlib.contextmanager
+def killed_after(proc: subprocess.Popen[str], seconds: float) -> Iterator[None]:
+    """Kill ``proc`` if the block takes longer: a read of its output then ends (no
+    hang when a call never returns)."""
+    timer = threading.Timer(seconds, proc.kill)
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
+def descriptors_into(pid: int, d: str) -> list[str]:
+    """The targets in ``d`` of process ``pid``'s descriptors."""
+    fds = Path(f"/proc/{pid}/fd")
+    return [t for t in (os.readlink(fds / n) for n in os.listdir(fds)) if t.startswith(d + "/")]
+
+
+def test_calls_on_private_files_away_are_served_there(cluster3: LocalCluster) -> None:
+    d = "/tmp/private-calls"
+    for node in (1, 2):
+        cluster3.node_path(node, d).mkdir()
+    outside = "/tmp/private-calls-outside"
+    argv = [f"-X{d}", *python(ON_NODE_2), d, outside]
+    with mosrun_at_home(cluster3, argv) as proc, killed_after(proc, 120):
+        assert proc.stdin is not None and proc.stdout is not None
+
+        def step(line: str = "go\n") -> str:
+            proc.stdin.write(line)  # type: ignore[union-attr]
+            proc.stdin.flush()  # type: ignore[union-attr]
+            return proc.stdout.readline()  # type: ignore[union-attr]
+
+        assert proc.stdout.readline() == "open\n", proc.stderr.read() if proc.stderr else ""
+        # a descriptor of a private file would not move with it: the move is refused
+        refused = migrate(cluster3, proc.pid, "2")
+        assert refused.returncode != 0
+        assert refused.stderr.count("\n") == 1
+        assert f"it has a file of its private directory {d} open (descriptor" in refused.stderr
+        assert where(cluster3, proc.pid) == "home"
+        assert step() == "closed\n"
+        moved(cluster3, proc, "2")
+        fd = int(step())
+        copy = copy_pid(cluster3, 2, proc.pid)
+        # the descriptor is the copy's own, of the file in its namespace on node 2;
+        # the deputy at home has none into the directory, whose files left home
+        assert os.readlink(f"/proc/{copy}/fd/{fd}") == f"{d}/f"
+        assert descriptors_into(proc.pid, d) == []
+        assert private_listing(proc.pid, d) == {}
+        assert private_listing(copy, d) == {"f": b"home\naway\n"}
+        # a move while it is open is refused there too
+        refused = migrate(cluster3, proc.pid, "home")
+        assert refused.returncode != 0
+        assert refused.stderr.count("\n") == 1
+        assert f"it has a file of its private directory {d} open" in refused.stderr
+        assert where(cluster3, proc.pid) == "node2"
+        said = [step(), *(proc.stdout.readline() for _ in range(12))]
+        assert said == [
+            "mkdir EPERM\n",
+            "symlink EPERM\n",
+            "rename-within None\n",
+            "rename-out EXDEV\n",
+            "listdir ['g']\n",
+            "stat 10\n",
+            "pread b'home\\naway\\n'\n",
+            "dup (b'home', False)\n",
+            "dup2 EXDEV\n",
+            "fork EAGAIN\n",  # it cannot come home while the file is open
+            "close None\n",
+            "modes ['0o640', '0o600']\n",  # the program's umask, from home and set away
+            "unlink None\n",
+        ]
+        assert proc.stdout.readline() == "['h']\n"
+        assert private_listing(copy, d) == {"h": b"made away\n"}
+        moved(cluster3, proc, "home")
+        assert step() == "made away\n"
+        proc.stdin.close()
+        assert proc.wait(timeout=60) == 0
+    for node in (1, 2):
+        assert os.listdir(cluster3.node_path(node, d)) == []
+    assert not cluster3.node_path(1, outside).exists()
+
+
+def test_a_move_to_a_node_without_the_directory_is_refused_and_it_stays_home(
+    cluster3: LocalCluster,
+) -> None:
+    d = "/tmp/private-missing"
+    cluster3.node_path(1, d).mkdir()  # node 2 has no such directory
+    with mosrun_at_home(cluster3, [f"-X{d}", *python(WRITE_THEN_DIGESTS), d]) as proc:
+        assert proc.stdin is not None and proc.stdout is not None
+        written = proc.stdout.readline()
+        assert len(written) == 65, proc.stderr.read() if proc.stderr else ""
+        refused = migrate(cluster3, proc.pid, "2")
+        assert refused.returncode != 0
+        assert refused.stderr.count("\n") == 1
+        assert f"-X {d}: No such file or directory" in refused.stderr
+        assert where(cluster3, proc.pid) == "home"
+        proc.stdin.write("again\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline() == written  # its files are still there, at home
+        proc.stdin.close()
+        assert proc.wait(timeout=60) == 0
+    assert os.listdir(cluster3.node_path(1, d)) == []
 
 
 def private_record(

@@ -10,7 +10,8 @@
  * home pid, the same records in the same order (format.ORDER): the copy's
  * PROCESS with the home identity, OPTIONS (the copy's inherit and argv0, the
  * agent's checkpoint-* lines), the deputy's CWD, FILE and FILEDATA, then the
- * copy's REGS, XSTATE, SIGACTIONS, AREA and PAGES as they came, renumbered.
+ * copy's PRIVATE (mosrun -X: the files live where the process runs), REGS,
+ * XSTATE, SIGACTIONS, AREA and PAGES as they came, renumbered.
  *
  * The remote stream is checked record by record (header and payload checksums,
  * sequence numbers, the kinds' order, END's count) before anything of it is
@@ -135,23 +136,25 @@ static int rank(unsigned kind)
         return 3;
     case MOSIX_CKPT_KIND_FILEDATA:
         return 4;
-    case MOSIX_CKPT_KIND_REGS:
+    case MOSIX_CKPT_KIND_PRIVATE:
         return 5;
-    case MOSIX_CKPT_KIND_XSTATE:
+    case MOSIX_CKPT_KIND_REGS:
         return 6;
-    case MOSIX_CKPT_KIND_SIGACTIONS:
+    case MOSIX_CKPT_KIND_XSTATE:
         return 7;
-    case MOSIX_CKPT_KIND_THREAD:
+    case MOSIX_CKPT_KIND_SIGACTIONS:
         return 8;
-    case MOSIX_CKPT_KIND_SIGNAL:
+    case MOSIX_CKPT_KIND_THREAD:
         return 9;
-    case MOSIX_CKPT_KIND_TIMER:
+    case MOSIX_CKPT_KIND_SIGNAL:
         return 10;
+    case MOSIX_CKPT_KIND_TIMER:
+        return 11;
     case MOSIX_CKPT_KIND_AREA:
     case MOSIX_CKPT_KIND_PAGES:
-        return 11;
-    case MOSIX_CKPT_KIND_END:
         return 12;
+    case MOSIX_CKPT_KIND_END:
+        return 13;
     default:
         return -1;
     }
@@ -161,7 +164,7 @@ static int repeated(unsigned kind)
 {
     return kind == MOSIX_CKPT_KIND_FILE || kind == MOSIX_CKPT_KIND_FILEDATA ||
            kind == MOSIX_CKPT_KIND_THREAD || kind == MOSIX_CKPT_KIND_SIGNAL ||
-           kind == MOSIX_CKPT_KIND_TIMER ||
+           kind == MOSIX_CKPT_KIND_TIMER || kind == MOSIX_CKPT_KIND_PRIVATE ||
            kind == MOSIX_CKPT_KIND_AREA || kind == MOSIX_CKPT_KIND_PAGES;
 }
 
@@ -173,8 +176,8 @@ static const unsigned once_before_memory[] = {
 
 struct order {
     int last_rank;
-    unsigned seen[MOSIX_CKPT_KIND_TIMER + 1]; /* indexed by kinds rank() knows */
-    _Static_assert(MOSIX_CKPT_KIND_TIMER >= MOSIX_CKPT_KIND_SIGNAL, "the highest kind");
+    unsigned seen[MOSIX_CKPT_KIND_PRIVATE + 1]; /* indexed by kinds rank() knows */
+    _Static_assert(MOSIX_CKPT_KIND_PRIVATE >= MOSIX_CKPT_KIND_TIMER, "the highest kind");
 };
 
 static void check_order(struct order *o, const struct mosix_ckpt_record_header *rh)
@@ -360,7 +363,9 @@ void ck_away_image(struct ck_image *im, int outfd, int may_direct, int infd, pid
         case MOSIX_CKPT_KIND_CWD: /* the deputy's directory and descriptors instead */
             record(im, MOSIX_CKPT_KIND_CWD, hh.cwd, strlen(hh.cwd));
             ck_write_files(im, pid, procfd, &hh.files);
-            ck_write_private(im, procfd); /* mosrun -X: they stay at home */
+            break;
+        case MOSIX_CKPT_KIND_PRIVATE: /* mosrun -X: the files live with the copy */
+            record(im, MOSIX_CKPT_KIND_PRIVATE, r.buf, (size_t)rh.length);
             break;
         case MOSIX_CKPT_KIND_FILE:
         case MOSIX_CKPT_KIND_FILEDATA:

@@ -275,13 +275,22 @@ void ck_collect_files(int childfd, const struct ck_fdsnap *snap, struct ck_files
 /* A deputy's table (ckpt_away.c): pipes and sockets from this descriptor up are
  * its own and left out (-1: none). */
 extern int ck_own_from;
-/* A quick look before touching the process: pipes and sockets past fd 2. */
+/* A quick look before touching the process: pipes and sockets past fd 2; for a
+ * migration, an open file of a private directory (its files move with the
+ * process, a descriptor of one would not). */
 void ck_precheck_files(int procfd);
 /* copy: the copy's pid (its descriptors are read through pidfd_getfd). */
 void ck_write_files(struct ck_image *im, pid_t copy, int childfd, const struct ck_files *files);
 /* PRIVATE records: the private temporary directories (mosrun -X) of the copy
  * (``copyfd``: its /proc directory) and their files (ckpt_capture_private.c). */
 void ck_write_private(struct ck_image *im, int copyfd);
+/* The private directories (mosrun -X) of the process (``procfd``: its /proc
+ * directory) and their file systems: at most max, returns how many. */
+struct ck_private_dir {
+    dev_t dev;
+    char point[4096];
+};
+int ck_private_dirs(int procfd, struct ck_private_dir *dirs, int max);
 
 /* ------------------------------------------------------------------ away */
 

@@ -6,6 +6,7 @@
  * /proc/PID/fdinfo while the process is stopped (ck_snap_fds), everything else
  * from the copy afterwards. */
 #include "ckpt_capture_common.h"
+#include "exec/private_dirs.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -122,6 +123,9 @@ void ck_precheck_files(int procfd)
     int dfd = openat(procfd, "fd", O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0)
         ck_fail_errno("/proc/PID/fd");
+    /* a migration: the files of its private directories move, a descriptor would not */
+    static struct ck_private_dir private[PRIVATE_DIRS_MAX];
+    int nprivate = ck_migrating ? ck_private_dirs(procfd, private, PRIVATE_DIRS_MAX) : 0;
     for (int i = 0; i < n; i++) {
         char name[16];
         struct stat st;
@@ -130,6 +134,11 @@ void ck_precheck_files(int procfd)
             continue;
         if (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode))
             refuse_stream(fds[i], st.st_mode);
+        for (int k = 0; S_ISREG(st.st_mode) && k < nprivate; k++)
+            if (private[k].dev == st.st_dev)
+                ck_refuse("it has a file of its private directory %s open (descriptor %d): "
+                          "it moves only while none is open",
+                          private[k].point, fds[i]);
     }
     if (close(dfd) < 0)
         ck_fail_errno("close");

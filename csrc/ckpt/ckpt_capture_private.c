@@ -1,7 +1,7 @@
 /* ckpt_capture_private.c - PRIVATE records: the private temporary directories
  * of mosrun -X and their files.
  *
- * They are the tmpfs mounts named "mosix-private" in the process's mount
+ * They are the tmpfs mounts named MOSIX_PRIVATE_MOUNT_SOURCE in the process's mount
  * namespace (csrc/exec/private_dirs.c), found in /proc/COPY/mountinfo and
  * reached through /proc/COPY/root.  We may run as root while the namespace is
  * the user's (a user namespace of the user's own, where another of the user's
@@ -11,6 +11,7 @@
  * else there fails the checkpoint in one line.  The files are read when the
  * image is written: unlike memory, their contents are those of that moment. */
 #include "ckpt_capture_common.h"
+#include "private_mounts.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -21,26 +22,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
-#include <sys/sysmacros.h>
 #include <unistd.h>
-
-#define PRIVATE_SOURCE "mosix-private"
-
-/* mountinfo escapes space, tab, newline and backslash as \ooo: undo in place. */
-static void unescape(char *s)
-{
-    char *o = s;
-    for (char *p = s; *p; p++) {
-        if (p[0] == '\\' && p[1] >= '0' && p[1] <= '3' && p[2] >= '0' && p[2] <= '7' &&
-            p[3] >= '0' && p[3] <= '7') {
-            *o++ = (char)((p[1] - '0') << 6 | (p[2] - '0') << 3 | (p[3] - '0'));
-            p += 3;
-        } else {
-            *o++ = *p;
-        }
-    }
-    *o = '\0';
-}
 
 static char *read_all(int dirfd, const char *name)
 {
@@ -140,29 +122,49 @@ static void write_directory(struct ck_image *im, int root, const char *where, de
         ck_fail_errno("close");
 }
 
+struct private_walk {
+    struct ck_image *im;
+    int copyfd, root;
+};
+
+static void write_one(const char *point, dev_t dev, void *ctx)
+{
+    struct private_walk *w = ctx;
+    if (w->root < 0 && (w->root = openat(w->copyfd, "root", O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
+        ck_fail_errno("root");
+    write_directory(w->im, w->root, point, dev);
+}
+
 void ck_write_private(struct ck_image *im, int copyfd)
 {
     char *info = read_all(copyfd, "mountinfo");
-    int root = -1;
-    char *save = NULL;
-    for (char *line = strtok_r(info, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-        /* ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPER */
-        unsigned major, minor;
-        char point[4096], fstype[64], source[64];
-        const char *tail = strstr(line, " - ");
-        if (tail == NULL || sscanf(line, "%*u %*u %u:%u %*s %4095s", &major, &minor, point) != 3 ||
-            sscanf(tail, " - %63s %63s", fstype, source) != 2)
-            continue;
-        if (strcmp(fstype, "tmpfs") != 0 || strcmp(source, PRIVATE_SOURCE) != 0)
-            continue;
-        unescape(point);
-        if (point[0] != '/' || point[1] == '\0')
-            continue;
-        if (root < 0 && (root = openat(copyfd, "root", O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
-            ck_fail_errno("root");
-        write_directory(im, root, point, makedev(major, minor));
-    }
-    if (root >= 0 && close(root) != 0)
+    struct private_walk w = {.im = im, .copyfd = copyfd, .root = -1};
+    (void)private_mounts_each(info, write_one, &w);
+    if (w.root >= 0 && close(w.root) != 0)
         ck_fail_errno("close");
     free(info);
+}
+
+struct private_devs {
+    struct ck_private_dir *dir;
+    int count, max;
+};
+
+static void add_dev(const char *point, dev_t dev, void *ctx)
+{
+    struct private_devs *d = ctx;
+    if (d->count >= d->max)
+        return;
+    d->dir[d->count].dev = dev;
+    snprintf(d->dir[d->count].point, sizeof(d->dir[d->count].point), "%s", point);
+    d->count++;
+}
+
+int ck_private_dirs(int procfd, struct ck_private_dir *dirs, int max)
+{
+    char *info = read_all(procfd, "mountinfo");
+    struct private_devs d = {.dir = dirs, .count = 0, .max = max};
+    (void)private_mounts_each(info, add_dev, &d);
+    free(info);
+    return d.count;
 }

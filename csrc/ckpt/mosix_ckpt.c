@@ -646,8 +646,7 @@ static void write_image(struct ck_image *im, struct capture *c, uint64_t created
     record(im, MOSIX_CKPT_KIND_OPTIONS, c->options, c->options_len);
     record(im, MOSIX_CKPT_KIND_CWD, c->cwd, strlen(c->cwd));
     ck_write_files(im, R.copy.pid, R.copyfd, &c->files);
-    if (!ck_migrating) /* a migrating process's stay at home, with its deputy */
-        ck_write_private(im, R.copyfd);
+    ck_write_private(im, R.copyfd); /* a migrating process's move with it */
     record(im, MOSIX_CKPT_KIND_REGS, &regs, sizeof(regs));
     record(im, MOSIX_CKPT_KIND_XSTATE, c->cs.xstate, c->cs.xsave_size);
     record(im, MOSIX_CKPT_KIND_SIGACTIONS, c->cs.act, sizeof(c->cs.act));

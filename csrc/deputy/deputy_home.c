@@ -45,12 +45,48 @@ static int copy_bytes(int from, int to, uint64_t len)
     return 0;
 }
 
+/* A capture that refused sends its one line instead of an image ("mosrun:
+ * checkpoint of process PID failed: REASON"): that reason, read to the line's
+ * end (head: the got bytes read so far). */
+static int refusal(int from, const char *head, size_t got, char *why, size_t cap)
+{
+    char line[512];
+    size_t n = got < sizeof(line) - 1 ? got : sizeof(line) - 1;
+    memcpy(line, head, n);
+    while (n < sizeof(line) - 1 && memchr(line, '\n', n) == NULL) {
+        ssize_t r = read(from, line + n, sizeof(line) - 1 - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        n += (size_t)r;
+    }
+    line[n] = '\0';
+    line[strcspn(line, "\n")] = '\0';
+    const char *reason = strstr(line, " failed: ");
+    return say(why, cap, reason ? reason + strlen(" failed: ") : line, 0);
+}
+
 int deputy_take_image(int from, char *why, size_t cap)
 {
+    char head[sizeof(struct mosix_ckpt_file_header)];
+    size_t got = 0;
+    while (got < sizeof(head)) {
+        ssize_t r = read(from, head + got, sizeof(head) - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    if (got >= 8 && memcmp(head, "mosrun: ", 8) == 0)
+        return refusal(from, head, got, why, cap);
+    if (got < sizeof(head))
+        return say(why, cap, "the image did not arrive whole", EPIPE);
     int mem = memfd_create("mosix-image", MFD_CLOEXEC);
     if (mem < 0)
         return say(why, cap, "memfd_create", errno);
-    int rc = copy_bytes(from, mem, sizeof(struct mosix_ckpt_file_header));
+    int rc = mosix_write_exact(mem, head, sizeof(head));
     /* records as they come, through END (the restorer checks them) */
     for (;;) {
         struct mosix_ckpt_record_header r;

@@ -14,6 +14,8 @@
  *   - stops when the copy stops, with its signal (SIGSTOP through the agent:
  *     the discipline lets no process send it), and ends as the copy ended (exit status or
  *     death signal), so the parent's wait() sees the program's own end;
+ *   - removes the files of the process's private directories (mosrun -X) here:
+ *     they went with the image and live where the process runs;
  *   - keeps the program's close-on-exec flags true (-x: those the capturer
  *     cleared for the deputy's execve, set back at start);
  *   - when the copy comes home, executes the restorer on the image (-r) in
@@ -42,6 +44,7 @@
  * descriptor range, and the program's calls that would hit them are served as
  * if they were not there. */
 #include "deputy_home.h"
+#include "deputy_private.h"
 #include "deputy_resume.h"
 #include "forward.h"
 #include "forward_wire.h"
@@ -878,6 +881,9 @@ int main(int argc, char **argv)
         usage();
     if (strcmp(cloexec_list, "-") != 0)
         restore_cloexec(cloexec_list);
+    /* mosrun -X: the files went with the image; one that cannot be removed
+     * stays here unseen (the process's are where it runs) */
+    (void)deputy_empty_private();
     /* the copy has the timers now (the image carried them) */
     struct itimerval zero;
     memset(&zero, 0, sizeof(zero));

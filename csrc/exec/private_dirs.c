@@ -2,6 +2,7 @@
 #include "private_dirs.h"
 
 #include "forward_wire.h"
+#include "mosix_names.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -95,7 +96,7 @@ int private_dirs_enter(const struct private_dirs *dirs, const char **what)
         snprintf(options, sizeof(options), "size=%s,mode=0700,uid=%u,gid=%u", PRIVATE_TMPFS_SIZE,
                  (unsigned)uid, (unsigned)gid);
         *what = dirs->dir[k];
-        if (mount("mosix-private", dirs->dir[k], "tmpfs", MS_NOSUID | MS_NODEV, options) != 0)
+        if (mount(MOSIX_PRIVATE_MOUNT_SOURCE, dirs->dir[k], "tmpfs", MS_NOSUID | MS_NODEV, options) != 0)
             return -errno;
     }
     return 0;

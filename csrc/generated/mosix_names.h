@@ -8,6 +8,7 @@
 #define MOSIX_START_GATE_ENV "MOSIX_START_GATE"
 #define MOSIX_GUARD_ENV "MOSIX_GUARD"
 #define MOSIX_STORE_FILE_PAGES_ENV "MOSIX_CKPT_STORE_FILE_PAGES"
+#define MOSIX_PRIVATE_MOUNT_SOURCE "mosix-private"
 
 /* DeputyOp: The agent messages the deputy (mosix-deputy) sends or reads: their ``op``. */
 #define MOSIX_DEPUTY_OP_HELLO "deputy"

@@ -2,7 +2,7 @@
  *
  * Usage (started by the node agent that accepted a migration):
  *   mosix-remote -c CHANFD [-d DIRECTFD] -i IMAGEFD -m MODE [-p HOMEPID] -e MOSIX_EXEC
- *                -r MOSIX_RESTORE [-t]
+ *                -r MOSIX_RESTORE [-t] [-X DIR]...
  *
  *   CHANFD   the channel to the deputy at home (forward_wire.h), a TCP socket
  *   DIRECTFD the direct channel: handed to the restorer (-D); a copy with the
@@ -15,6 +15,9 @@
  *   -t       take the time from this node (mosrun -t): time calls run here, and
  *            the restorer leaves the vDSO's clock functions alone (without -t
  *            it makes them system calls, which come here: vdso_time.h)
+ *   -X DIR   a private temporary directory of the process (mosrun -X), made
+ *            here before the copy starts; calls on it are served here
+ *            (remote_private.h); the copy must then have no direct channel
  *
  * It forks the copy: mosix-exec installs the discipline (base filter and its
  * guard, as for any MOSIX process) and executes the restorer in forward mode,
@@ -48,6 +51,7 @@
 #include "remote_discipline.h"
 #include "remote_filemap.h"
 #include "remote_mmsg.h"
+#include "remote_private.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -653,6 +657,19 @@ static void serve_notification(const struct seccomp_notif *np)
     }
     if (guarded_call(&n) || thread_call(&n))
         return;
+    long result = 0;
+    switch (rp_serve(listener, &n, buf, sizeof(buf), &result)) {
+    case RP_NOT_PRIVATE:
+        break;
+    case RP_ANSWER:
+        answer(n.id, result, 0);
+        return;
+    case RP_CONTINUE:
+        answer(n.id, 0, 1);
+        return;
+    case RP_ANSWERED:
+        return;
+    }
     switch (fwd_placement(nr, args)) {
     case FWD_LOCAL:
         answer(n.id, 0, 1);
@@ -865,6 +882,21 @@ static void read_error(int fd, char *text, size_t cap)
             text[i] = ' ';
 }
 
+/* mosrun -X: the private directories, a tmpfs each in a mount namespace that
+ * this process and the copy share (private_dirs.c, as the launcher makes them
+ * at home): the restorer fills them from the image, calls on them are served
+ * here (remote_private.h), and they go away with the copy and this process. */
+static struct private_dirs private_dirs;
+
+static void enter_private_dirs(void)
+{
+    const char *what = "";
+    int err = private_dirs_enter(&private_dirs, &what);
+    if (err < 0)
+        die("-X %s: %s", what, strerror(-err));
+    rp_init(&private_dirs);
+}
+
 static void start_copy(int imagefd, const char *mode, const char *exec_path,
                        const char *restore_path)
 {
@@ -940,7 +972,7 @@ static void start_copy(int imagefd, const char *mode, const char *exec_path,
 _Noreturn static void usage(void)
 {
     fprintf(stderr, "usage: mosix-remote -c CHANFD [-d DIRECTFD] -i IMAGEFD -m u|e|w "
-                    "[-p HOMEPID] -e MOSIX_EXEC -r MOSIX_RESTORE [-t]\n");
+                    "[-p HOMEPID] -e MOSIX_EXEC -r MOSIX_RESTORE [-t] [-X DIR]...\n");
     exit(2);
 }
 
@@ -948,7 +980,7 @@ int main(int argc, char **argv)
 {
     int imagefd = -1, c;
     const char *mode = NULL, *exec_path = NULL, *restore_path = NULL;
-    while ((c = getopt(argc, argv, "+c:d:i:m:p:e:r:t")) != -1) {
+    while ((c = getopt(argc, argv, "+c:d:i:m:p:e:r:tX:")) != -1) {
         switch (c) {
         case 'c':
             chan = atoi(optarg);
@@ -974,12 +1006,16 @@ int main(int argc, char **argv)
         case 't':
             time_here = 1;
             break;
+        case 'X':
+            if (optarg[0] != '/' || private_dirs_add(&private_dirs, optarg) != 0)
+                usage();
+            break;
         default:
             usage();
         }
     }
     if (chan < 0 || imagefd < 0 || !mode || !exec_path || !restore_path || optind != argc ||
-        rd_mode_of_letter(mode) < 0)
+        rd_mode_of_letter(mode) < 0 || (private_dirs.count > 0 && direct >= 0))
         usage();
     default_mode = (enum mosix_mode)rd_mode_of_letter(mode);
     if (fcntl(chan, F_SETFD, FD_CLOEXEC) < 0 || fcntl(imagefd, F_GETFD) < 0 ||
@@ -997,6 +1033,7 @@ int main(int argc, char **argv)
         die("sigaction: %s", strerror(errno));
     if (direct >= 0) /* the deputy sends nothing before the copy asks */
         direct_before = direct_received();
+    enter_private_dirs();
     start_copy(imagefd, mode, exec_path, restore_path);
     if (home_pid <= 0) /* not told: the copy's own */
         home_pid = copy;

@@ -198,6 +198,18 @@ void state_apply(const struct image *img);
 __attribute__((noreturn)) void state_resume(const struct image *img, int fd);
 __attribute__((noreturn)) void state_failed(const char *what, long rc);
 
+/* ------------------------------------------------------------ restore_private.c */
+
+/* Whether PRIVATE records are written into the directories here (-F, -H). */
+int private_restoring(void);
+/* A PRIVATE directory record's path (not NUL-terminated): the directory the
+ * next files go to; it must be a tmpfs here. */
+void private_directory(const char *path, size_t len);
+/* A PRIVATE file record's name: the file, created or emptied, its mode set. */
+int private_file_open(const char *name, size_t len, uint32_t mode);
+void private_file_write(int fd, const void *buf, size_t n);
+void private_file_close(int fd);
+
 /* ------------------------------------------------------------ restore_tids.c */
 
 /* After the memory, before the threads are made: the program's thread ids (the

@@ -381,9 +381,32 @@ static void skip_text(struct reader *r, unsigned kind, uint64_t max)
     payload_end(r);
 }
 
+/* A PRIVATE record of a moving process (restore_private.c): its directory, or
+ * a file and its contents. */
+static void write_private(struct reader *r, const struct mosix_ckpt_private *p)
+{
+    static char path[MOSIX_CKPT_MAX_PATH + 1];
+    payload_read(r, path, p->path_len);
+    path[p->path_len] = '\0';
+    if (p->kind == MOSIX_CKPT_PRIVATE_DIRECTORY && p->size == 0) {
+        private_directory(path, p->path_len);
+        return;
+    }
+    if (p->kind != MOSIX_CKPT_PRIVATE_FILE)
+        corrupt(r, "private record kind");
+    int fd = private_file_open(path, p->path_len, p->mode);
+    while (r->left) {
+        uint64_t n = r->left < SCRATCH_BYTES ? r->left : SCRATCH_BYTES;
+        payload_read(r, scratch, n);
+        private_file_write(fd, scratch, (size_t)n);
+    }
+    private_file_close(fd);
+}
+
 /* FILE, FILEDATA and PRIVATE are the caller's (it opened the files and filled
  * the private directories before exec'ing us): check their shape and
- * checksums, use nothing. */
+ * checksums, use nothing; but a moving process's PRIVATE records are written
+ * here (write_private). */
 static unsigned skip_files(struct reader *r, struct image *img)
 {
     for (;;) {
@@ -417,6 +440,8 @@ static unsigned skip_files(struct reader *r, struct image *img)
             if (p.path_len > MOSIX_CKPT_MAX_PATH ||
                 r->rh.length - sizeof(p) != (uint64_t)p.path_len + p.size)
                 corrupt(r, "private file length");
+            if (private_restoring())
+                write_private(r, &p);
         } else {
             return kind;
         }

@@ -244,6 +244,10 @@ void state_apply(const struct image *img)
     if (p->rseq_len)
         check(mosix_raw4(__NR_rseq, p->rseq_addr, p->rseq_len, 0, p->rseq_sig),
               "cannot register rseq");
+    if (migration.forward_sock >= 0)
+        /* the program's calls that use it run at home, but those on its private
+         * files (mosrun -X) run here, by its supervisor, which takes it from here */
+        (void)mosix_raw1(__NR_umask, p->umask & 0777); /* cannot fail: the old mask */
     set_signals(img);
     install_shim_filter(img);
     tids_prepare(img);

@@ -244,4 +244,8 @@ DOC_SECTION = [
     "* **unforwardable**: answered on the remote node with the errno shown (structures",
     "  with pointers inside, ioctl requests the table does not know).",
     "",
+    "A process with private directories (`mosrun -X`) is the exception to `home(...)`: its",
+    "calls on paths in them, and on descriptors of their files, run on the remote node,",
+    "where the files are (the supervisor executes them, `csrc/remote/remote_private.h`).",
+    "",
 ]

@@ -26,7 +26,7 @@ from mosix.home_agent.recovered_start import wait_resumed
 from mosix.home_agent.registry import Registration
 from mosix.protocol import Done, Message, Migrate, Refused, Register
 from mosix.start_contract import remove_gate
-from mosix.sysinfo import proc_info
+from mosix.sysinfo import private_mounts, proc_info
 
 log = logging.getLogger("mosixd")
 GATE_POLL_SECONDS = 0.005  # how often the agent looks for the program at its gate
@@ -182,6 +182,7 @@ class ClusterServices:
             required_mb=(args.memory_mb or 0) if args else 0,
             command=reg.command,
             grid_class=(args.grid_class or 0) if args else 0,
+            private_dirs=private_mounts.private_dirs(reg.pid),
         )
 
 

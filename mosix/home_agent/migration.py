@@ -37,7 +37,7 @@ import os
 import secrets
 import signal
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import trio
 
@@ -69,6 +69,7 @@ from mosix.protocol import (
 log = logging.getLogger("mosixd")
 OFFER_TIMEOUT = 10.0  # for the target's answer to an offer
 RESTORE_TIMEOUT = 120.0  # from the end of the capture to the target's result
+TARGET_REASON_WAIT = 2.0  # for the target's reason after a capture it cut short
 HOME_TIMEOUT = 120.0  # for a copy's image to come home
 LOST_REASONS_KEPT = 256  # ends not yet told to a deputy (a dead deputy never asks)
 
@@ -103,6 +104,7 @@ class ProcessFacts:
     required_mb: int
     command: list[bytes]  # argv (any bytes)
     grid_class: int = 0  # -G{class}: the target checks it against its own map too
+    private_dirs: list[str] = field(default_factory=list)  # -X: their files move with it
 
 
 class Migrations:
@@ -156,6 +158,9 @@ class Migrations:
         except PeerUnavailable as e:
             raise MigrationError(str(e)) from None
         ok = False
+        # the fast path would send calls on its private files home: they are served where
+        # it runs, by its supervisor there (mosix-remote), so every call goes through it
+        direct = self.cluster.config.fast_path and not facts.private_dirs
         try:
             await ctl.send(
                 MigrateOffer(
@@ -169,8 +174,9 @@ class Migrations:
                     memory_mb=facts.memory_mb,
                     required_mb=facts.required_mb,
                     command=facts.command,
-                    direct=self.cluster.config.fast_path,
+                    direct=direct,
                     grid_class=facts.grid_class,
+                    private_dirs=facts.private_dirs,
                 )
             )
             with trio.fail_after(OFFER_TIMEOUT):
@@ -183,7 +189,7 @@ class Migrations:
             chan_fd = direct_fd = -1
             try:
                 chan_fd = await self._side_connection(node, MigrateChannel(token=token))
-                if self.cluster.config.fast_path:
+                if direct:
                     direct_fd = await self._side_connection(
                         node, MigrateChannel(token=token, direct=True)
                     )
@@ -226,8 +232,10 @@ class Migrations:
             os.close(img_fd)
         try:
             if not await capturer.captured(proc):
-                await proc.wait()
-                raise MigrationError(await capture_error(proc, away.pid))
+                status = await proc.wait()
+                why = await capture_error(proc, away.pid)
+                cut_short = await self._target_error(away) if status == CkptExit.FAILED else None
+                raise MigrationError(cut_short or why)
             try:
                 with trio.fail_after(RESTORE_TIMEOUT):
                     result = await away.ctl.receive()
@@ -258,6 +266,19 @@ class Migrations:
             raise
         finally:
             await close_process(proc)
+
+    async def _target_error(self, away: Away) -> str | None:
+        """Why the target stopped taking the image, when it says so soon (a capture
+        cut short by it: its reason, e.g. a -X directory it does not have, rather
+        than the capture's broken connection)."""
+        with trio.move_on_after(TARGET_REASON_WAIT):
+            try:
+                result = await away.ctl.receive()
+            except PeerUnavailable:
+                return None
+            if isinstance(result, MigrateResult) and result.error:
+                return f"not restored on node {away.node}: {result.error}"
+        return None
 
     # ------------------------------------------------------------ the deputy
 

@@ -33,6 +33,7 @@ class Supervise:
     home_pid: int
     direct_fd: int = -1  # the direct channel (-1: none)
     time_here: bool = False
+    private_dirs: tuple[str, ...] = ()  # -X: a tmpfs each, in the copy's mount namespace
 
     def fds(self) -> tuple[int, ...]:
         return tuple(fd for fd in (self.img_fd, self.chan_fd, self.direct_fd) if fd >= 0)
@@ -43,6 +44,8 @@ class Supervise:
             argv += ["-d", str(self.direct_fd)]
         argv += ["-i", str(self.img_fd), "-m", self.mode, "-p", str(self.home_pid)]
         argv += ["-e", native_path(LAUNCHER), "-r", native_path(RESTORER)]
+        for directory in self.private_dirs:
+            argv += ["-X", directory]
         return [*argv, "-t"] if self.time_here else argv
 
     async def start(self) -> trio.Process:

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 import trio
 
+from mosix.arguments import PRIVATE_DIRS_MAX, UsageError, check_private_dir
 from mosix.cluster.admin import NodeAdmin
 from mosix.cluster.nodemap import Node
 from mosix.cluster.stream import PeerStream, PeerUnavailable
@@ -53,6 +54,7 @@ from mosix.protocol import (
 log = logging.getLogger("mosixd")
 ARRIVAL_TIMEOUT = 30.0  # for the image and channel connections after an offer
 QUIET_TIMEOUT = 60.0  # for the call in flight to finish before leaving
+REFUSAL_READ_TIMEOUT = 30.0  # a refused capture: for home to say its deputy read why
 
 
 @dataclass
@@ -93,7 +95,12 @@ class Guests:
     # ------------------------------------------------------------ arrival
 
     async def offer(self, stream: PeerStream, msg: MigrateOffer, peer: Node) -> None:
-        if msg.home != peer.number or not msg.token or msg.token in self.guests:
+        if (
+            msg.home != peer.number
+            or not msg.token
+            or msg.token in self.guests
+            or not private_dirs_valid(msg.private_dirs)
+        ):
             await stream.send(Refused(error="a bad offer"))
             await stream.aclose()
             return
@@ -164,6 +171,7 @@ class Guests:
             home_pid=guest.offer.pid,
             direct_fd=guest.direct_fd,
             time_here=guest.offer.time_here,
+            private_dirs=tuple(guest.offer.private_dirs),
         ).start()
         for fd in (guest.img_fd, guest.chan_fd, guest.direct_fd):
             if fd >= 0:
@@ -209,6 +217,9 @@ class Guests:
                 )
                 await guest.ctl.send(MigrateResult(token=guest.token, remote_pid=guest.pid))
             case RemoteLine.FAILED:
+                log.warning(
+                    "process %d of %s: not restored: %s", guest.offer.pid, guest.home.label(), rest
+                )
                 await guest.ctl.send(MigrateResult(token=guest.token, error=rest))
                 return False
             case RemoteLine.QUIET:
@@ -317,6 +328,11 @@ class Guests:
                     guest.home.label(),
                     await capturer.stderr_line(proc) or "no reason given",
                 )
+                # the copy goes on only once home's deputy has read the refusal: told to
+                # go on before, it would serve the copy's next call (a read of a terminal
+                # may block it) before it looks at the image, and home would wait for ever
+                with trio.move_on_after(REFUSAL_READ_TIMEOUT):
+                    await receive_finish.receive()
             with contextlib.suppress(trio.BrokenResourceError):  # a capturer that gave up
                 await capturer.order(proc, CkptLine.GO if ok else CkptLine.RESUME)
             await proc.wait()
@@ -329,3 +345,14 @@ class Guests:
         send, receive = trio.open_memory_channel[bool](1)
         guest.finish = send
         return receive
+
+
+def private_dirs_valid(dirs: list[str]) -> bool:
+    """An offer's -X directories keep the manual's rules (at most 10, each as
+    :func:`mosix.arguments.check_private_dir` takes it, no one twice)."""
+    if len(dirs) > PRIVATE_DIRS_MAX or len(set(dirs)) != len(dirs):
+        return False
+    try:
+        return all(check_private_dir("-X", d) == d for d in dirs)
+    except UsageError:
+        return False
