@@ -10,6 +10,8 @@ exit status: :func:`report` splits a line into its verb and the rest.
 from __future__ import annotations
 
 import contextlib
+import os
+import pwd
 import subprocess
 from dataclasses import dataclass
 
@@ -33,6 +35,7 @@ class Supervise:
     home_pid: int
     direct_fd: int = -1  # the direct channel (-1: none)
     time_here: bool = False
+    uid: int | None = None  # the process's user (None: this agent's own)
     private_dirs: tuple[str, ...] = ()  # -X: a tmpfs each, in the copy's mount namespace
 
     def fds(self) -> tuple[int, ...]:
@@ -58,7 +61,34 @@ class Supervise:
             stderr=subprocess.DEVNULL,
             pass_fds=self.fds(),
             start_new_session=True,
+            **run_as(self.uid),
         )
+
+
+def identity_refusal(uid: int) -> str | None:
+    """Why this node cannot run a process of user ``uid`` (None: it can)."""
+    if uid == os.geteuid():
+        return None
+    if os.geteuid() != 0:
+        return f"this node's agent runs as uid {os.geteuid()}: it takes only that user's processes"
+    try:
+        pwd.getpwuid(uid)
+    except KeyError:
+        return f"uid {uid} has no account on this node"
+    return None
+
+
+def run_as(uid: int | None) -> dict[str, object]:
+    """open_process's options that start the supervisor, and so the copy it restores, as
+    user ``uid`` with that user's group and groups on this node (none: as this agent)."""
+    if uid is None or uid == os.geteuid():
+        return {}
+    entry = pwd.getpwuid(uid)
+    return {
+        "user": uid,
+        "group": entry.pw_gid,
+        "extra_groups": os.getgrouplist(entry.pw_name, entry.pw_gid),
+    }
 
 
 async def order(proc: trio.Process, line: RemoteLine) -> None:

@@ -139,6 +139,9 @@ class Guests:
         """Why this node takes no such process from ``peer`` (None: it may)."""
         if self.admin.block:
             return "it accepts no processes from other nodes (blocked)"
+        who = remote_supervisor.identity_refusal(msg.uid)
+        if who is not None:
+            return who
         me = self.me
         if me is not None and peer.partition != me.partition and not me.admits(msg.grid_class):
             what = f"class {msg.grid_class}" if msg.grid_class > 0 else "process without -G"
@@ -172,6 +175,7 @@ class Guests:
             direct_fd=guest.direct_fd,
             time_here=guest.offer.time_here,
             private_dirs=tuple(guest.offer.private_dirs),
+            uid=guest.offer.uid,
         ).start()
         for fd in (guest.img_fd, guest.chan_fd, guest.direct_fd):
             if fd >= 0:
