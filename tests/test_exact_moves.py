@@ -177,7 +177,9 @@ def test_calls_interrupted_by_the_copys_timer_are_done_once(
     source, out = f"/tmp/timer-copy-{mode}.in", f"/tmp/timer-copy-{mode}.out"
     data = random.Random(19).randbytes(40000)
     cluster.node_path(1, source).write_bytes(data)
-    argv = ["mosrun", "-rnode2", programs["timer_copy-static"], mode, source, out]
+    # no -r: a static program has no start gate, and the placement would move it 10 s
+    # after its start (GATE_WAIT_SECONDS), in the middle of the moves made here
+    argv = ["mosrun", programs["timer_copy-static"], mode, source, out]
     proc = cluster.popen(
         1, argv, cwd="/tmp", stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
@@ -219,7 +221,7 @@ def test_a_read_blocked_at_home_stops_continues_and_moves(
 ) -> None:
     proc = cluster.popen(
         1,
-        ["mosrun", "-rnode2", programs["timer_reader-static"]],
+        ["mosrun", programs["timer_reader-static"]],
         cwd="/tmp",
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -229,6 +231,8 @@ def test_a_read_blocked_at_home_stops_continues_and_moves(
     try:
         assert proc.stdin is not None and proc.stdout is not None
         assert proc.stdout.readline() == b"reading\n"
+        done = migrate(cluster, proc.pid, "node2")
+        assert done.returncode == 0, f"migrate node2: {done.stderr}"
         copy = copy_pid(cluster, 2, proc.pid)
 
         def blocked_at(place: str) -> bool:
