@@ -31,8 +31,9 @@
  * The agent talks to it through stdin/stdout, one line each:
  *   out: "ready PID" (restored, running), "failed REASON" (restore failed),
  *        "home" (the copy made a call that needs its home: fork, exec...),
- *        "quiet" (after "leave": no call in flight), "exit STATUS" (the copy
- *        ended, the deputy told), "left" (the copy was taken away), "lost"
+ *        "quiet" (after "leave": no call in flight, and every call received
+ *        and not answered made again: remote_restart.h), "exit STATUS" (the
+ *        copy ended, the deputy told), "left" (the copy was taken away), "lost"
  *        (the channel broke: the copy is killed)
  *   in:  "leave" (finish the call in flight, take no more: it is being
  *        captured), "stay" (it stays after all), "kill" (end the copy)
