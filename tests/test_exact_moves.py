@@ -13,6 +13,11 @@ real test cluster in the middle of its run; the two runs must say the same.
   many times: the copy's own SIGALRM interrupts its wait for a call that home
   executes; the call made again (SA_RESTART, or the program's EINTR loop) gets
   that call's result, and the file is exact (no write repeated, no read lost).
+- The same static program's read of its home stdin, blocked at home while its
+  timer fires: SIGTSTP to the home pid stops the copy (the deputy's read is
+  interrupted, the copy's call restarted as the stop is taken), SIGCONT
+  continues it, and moved on and home in the middle of that read it reads the
+  next line once.
 """
 
 from __future__ import annotations
@@ -25,8 +30,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.clusters import bring_up, migrate, node_programs
+from support.clusters import bring_up, migrate, node_programs, reads_stdin, where
 from support.waiting import wait_until
+from test_migration_faults import copy_pid
 
 from mosix.testcluster import LocalCluster
 from mosix.testcluster.agents import ClusterSettings
@@ -52,6 +58,7 @@ def programs() -> Iterator[dict[str, str]]:
         "waiter": ["-O2", "waiter.c"],
         "waiter-static": ["-O2", "-static", "waiter.c"],
         "timer_copy-static": ["-O2", "-static", "timer_copy.c"],
+        "timer_reader-static": ["-O2", "-static", "timer_reader.c"],
     }
     with node_programs("exact", builds) as directory:
         yield {name: str(directory / name) for name in builds}
@@ -156,27 +163,12 @@ def test_a_wait_away_is_interrupted_only_where_the_kernel_would(
 MOVES = ("node2", "home", "node3", "home") * 4
 
 
-NOTIF_RACE = (
-    "known limit (issue 19 item 4): under load the supervisor's path can still do a "
-    "call twice (CI runs: a write repeated, the file 35 bytes longer than the program "
-    "counted; with SA_RESTART a read's data lost, the file differing at byte 6027153); "
-    "the kernel drops a reply NOTIF_SEND accepted when the copy's timer signal woke its "
-    "wait just before, and the call made again is done again at home"
-)
-
-
 def file_size(cluster: LocalCluster, path: str) -> int:
     p = cluster.node_path(1, path)
     return p.stat().st_size if p.exists() else 0
 
 
-@pytest.mark.parametrize(
-    "mode",
-    [
-        pytest.param(mode, marks=pytest.mark.xfail(strict=False, reason=NOTIF_RACE))
-        for mode in ("restart", "interrupt")
-    ],
-)
+@pytest.mark.parametrize("mode", ["restart", "interrupt"])
 def test_calls_interrupted_by_the_copys_timer_are_done_once(
     cluster: LocalCluster,
     programs: dict[str, str],
@@ -185,7 +177,9 @@ def test_calls_interrupted_by_the_copys_timer_are_done_once(
     source, out = f"/tmp/timer-copy-{mode}.in", f"/tmp/timer-copy-{mode}.out"
     data = random.Random(19).randbytes(40000)
     cluster.node_path(1, source).write_bytes(data)
-    argv = ["mosrun", "-rnode2", programs["timer_copy-static"], mode, source, out]
+    # no -r: a static program has no start gate, and the placement would move it 10 s
+    # after its start (GATE_WAIT_SECONDS), in the middle of the moves made here
+    argv = ["mosrun", programs["timer_copy-static"], mode, source, out]
     proc = cluster.popen(
         1, argv, cwd="/tmp", stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
@@ -213,3 +207,63 @@ def test_calls_interrupted_by_the_copys_timer_are_done_once(
     if copied != expected:
         first = next(i for i in range(len(copied)) if copied[i] != expected[i])
         raise AssertionError(f"{out} differs from byte {first} of {len(copied)}")
+
+
+def process_state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"
+
+
+def test_a_read_blocked_at_home_stops_continues_and_moves(
+    cluster: LocalCluster, programs: dict[str, str]
+) -> None:
+    proc = cluster.popen(
+        1,
+        ["mosrun", programs["timer_reader-static"]],
+        cwd="/tmp",
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        process_group=0,  # a job of its own, not orphaned: SIGTSTP stops it
+    )
+    try:
+        assert proc.stdin is not None and proc.stdout is not None
+        assert proc.stdout.readline() == b"reading\n"
+        done = migrate(cluster, proc.pid, "node2")
+        assert done.returncode == 0, f"migrate node2: {done.stderr}"
+        copy = copy_pid(cluster, 2, proc.pid)
+
+        def blocked_at(place: str) -> bool:
+            assert proc.poll() is None, proc.communicate()
+            return where(cluster, proc.pid) == place and reads_stdin(proc.pid)
+
+        wait_until(lambda: blocked_at("node2"), TIMEOUT, what="its read, served at home")
+        os.kill(proc.pid, signal.SIGTSTP)
+        stops: list[int] = []
+
+        def stopped() -> bool:
+            got, status = os.waitpid(proc.pid, os.WUNTRACED | os.WNOHANG)
+            if got == proc.pid:
+                assert os.WIFSTOPPED(status), f"it ended: status {status:#x}"
+                stops.append(os.WSTOPSIG(status))
+            return bool(stops)
+
+        wait_until(stopped, TIMEOUT, what="the parent's wait sees it stop")
+        assert stops == [signal.SIGTSTP]
+        wait_until(lambda: process_state(copy) == "T", TIMEOUT, what="the copy on node 2 stops")
+        os.kill(proc.pid, signal.SIGCONT)
+        wait_until(lambda: process_state(copy) != "T", TIMEOUT, what="the copy continues")
+        wait_until(lambda: blocked_at("node2"), TIMEOUT, what="its read again")
+        for target, place in (("node3", "node3"), ("home", "home")):
+            done = migrate(cluster, proc.pid, target)  # in the middle of its read
+            assert done.returncode == 0, f"migrate {target}: {done.stderr}"
+            wait_until(lambda place=place: blocked_at(place), TIMEOUT, what=f"its read at {place}")
+        stdout, stderr = proc.communicate(b"one\ntwo\n", timeout=TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert (proc.returncode, stderr) == (0, b"")
+    assert stdout == b"got one\ngot two\nlines 2 alarms yes\n"

@@ -147,6 +147,7 @@ int fwd_restarts_after_handler(long nr);
  * ERESTARTNOHAND: a handler always ends it with EINTR). */
 #define FWD_ERESTARTSYS 512
 #define FWD_ERESTARTNOHAND 514
+#define FWD_ERESTARTNOINTR 513 /* made again even after a handler: a call not executed */
 
 /* Remote side: build the request for call (nr, args) of process pid, reading
  * its memory (process_vm_readv: the caller must be allowed to ptrace pid).

@@ -34,8 +34,9 @@
  * The agent talks to it through stdin/stdout, one line each:
  *   out: "ready PID" (restored, running), "failed REASON" (restore failed),
  *        "home" (the copy made a call that needs its home: fork, exec...),
- *        "quiet" (after "leave": no call in flight), "exit STATUS" (the copy
- *        ended, the deputy told), "left" (the copy was taken away), "lost"
+ *        "quiet" (after "leave": no call in flight, and every call received
+ *        and not answered made again: remote_restart.h), "exit STATUS" (the
+ *        copy ended, the deputy told), "left" (the copy was taken away), "lost"
  *        (the channel broke: the copy is killed)
  *   in:  "leave" (finish the call in flight, take no more: it is being
  *        captured), "stay" (it stays after all), "kill" (end the copy)
@@ -52,6 +53,7 @@
 #include "remote_filemap.h"
 #include "remote_mmsg.h"
 #include "remote_private.h"
+#include "remote_restart.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -98,27 +100,9 @@ static struct {
     uint64_t id, notif_id;
     long nr;
     uint64_t args[6];
-    uint64_t ip; /* the copy's instruction pointer (the kept reply's key) */
     enum rd_action guarded; /* RD_WARN/RD_KILL: the call is the discipline's message */
 } call;
 static uint64_t next_id = 1;
-
-/* The reply to a call executed at home whose wait the copy left before it came
- * (its own signal, e.g. a timer's, interrupted the notification): the kernel
- * makes the call again after the handler (SA_RESTART), or the program does
- * after EINTR, with the same number, arguments and instruction pointer.  That
- * call gets this reply instead of being executed at home a second time (a
- * write repeated, a read's data lost); any other call drops it. */
-static struct {
-    int valid;
-    long nr;
-    uint64_t args[6];
-    uint64_t ip;
-    size_t len;
-    struct timespec until; /* leaving: how long "quiet" waits for the call */
-} kept;
-static unsigned char kept_reply[FWD_FRAME_MAX_PAYLOAD];
-#define KEPT_WAIT_MS 2000 /* leaving: a copy that does not make the call again within this saw EINTR */
 
 enum {
     OWN_CALL,    /* the copy's call */
@@ -181,6 +165,20 @@ _Noreturn static void channel_lost(void)
     exit(0);
 }
 
+/* The copy ended (its wait status st): tell, and end. */
+_Noreturn static void copy_ended(int st)
+{
+    if (leaving) {
+        tell(MOSIX_REMOTE_LINE_LEFT);
+        exit(0);
+    }
+    if (fwd_send_frame(chan, FWD_FRAME_EXIT, (uint64_t)(unsigned)st, NULL, 0) < 0)
+        tell(MOSIX_REMOTE_LINE_LOST);
+    else
+        tell(MOSIX_REMOTE_LINE_EXIT " %d", st);
+    exit(0);
+}
+
 /* The copy changed state (SIGCHLD). */
 static void reap(void)
 {
@@ -194,17 +192,8 @@ static void reap(void)
             continue;
         if (r <= 0)
             return;
-        if (WIFEXITED(st) || WIFSIGNALED(st)) {
-            if (leaving) {
-                tell(MOSIX_REMOTE_LINE_LEFT);
-                exit(0);
-            }
-            if (fwd_send_frame(chan, FWD_FRAME_EXIT, (uint64_t)(unsigned)st, NULL, 0) < 0)
-                tell(MOSIX_REMOTE_LINE_LOST);
-            else
-                tell(MOSIX_REMOTE_LINE_EXIT " %d", st);
-            exit(0);
-        }
+        if (WIFEXITED(st) || WIFSIGNALED(st))
+            copy_ended(st);
         if (WIFSTOPPED(st) && fwd_send_frame(chan, FWD_FRAME_STOPPED, (uint64_t)WSTOPSIG(st), NULL, 0) < 0)
             channel_lost();
     }
@@ -212,7 +201,7 @@ static void reap(void)
 
 /* ------------------------------------------------------------ notifications */
 
-/* Answer notification id; 0 if its call is gone (interrupted: it comes again). */
+/* Answer notification id; 0 if its call is gone (its thread was killed). */
 static int answer_sent(uint64_t id, long result, int cont)
 {
     struct seccomp_notif_resp resp;
@@ -224,11 +213,44 @@ static int answer_sent(uint64_t id, long result, int cont)
         resp.error = (int32_t)result;
     else
         resp.val = result;
-    if (ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, &resp) == 0)
+    if (ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, &resp) == 0) {
+        waiting_remove(id);
         return 1;
+    }
     if (errno != ENOENT)
         die("SECCOMP_IOCTL_NOTIF_SEND: %s", strerror(errno));
-    return 0; /* ENOENT: the call was interrupted (a signal, or a capture): it comes again */
+    waiting_remove(id);
+    return 0; /* ENOENT: the copy's thread is gone (killed) */
+}
+
+/* Answer notification id with -code, a restart code the kernel acts on
+ * (remote_restart.h): the call is made again, or fails with EINTR where a
+ * pending signal's handler says so. */
+static void restart_call(uint64_t id, long code)
+{
+    pid_t tid = waiting_tid(id);
+    if (tid <= 0)
+        return; /* answered already */
+    if (ioctl(listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &id) < 0) {
+        waiting_remove(id); /* its thread is gone */
+        return;
+    }
+    int st;
+    int r = rr_restart(listener, id, tid, code, &st);
+    if (r < 0)
+        die("cannot make the call of thread %d again: %s", (int)tid, strerror(errno));
+    if (r == 0 && tid == copy)
+        copy_ended(st);
+}
+
+/* Leaving: every call received and not answered (given back by home, set
+ * aside, or waiting for its home to take the process) is made again, so that
+ * the capture finds each thread about to make it (its killable wait would
+ * keep the capture from stopping the thread).  "stay" serves it as it comes. */
+static void restart_waiting(void)
+{
+    while (waiting_count() > 0)
+        restart_call(waiting_id(0), FWD_ERESTARTNOINTR);
 }
 
 static void answer(uint64_t id, long result, int cont)
@@ -241,8 +263,8 @@ static int answered(uint64_t id, long result)
     return answer_sent(id, result, 0);
 }
 
-/* The call needs the process at home: ask once; the call stays unanswered (the
- * capture interrupts it) and is made again at home. */
+/* The call needs the process at home: ask once; the call stays unanswered,
+ * and leaving it is made again (restart_waiting): at home, natively. */
 static void bring_home(void)
 {
     if (!home_asked) {
@@ -328,20 +350,10 @@ static int direct_drained(void)
     return direct_received() - direct_before == held_bytes && unread == 0;
 }
 
-static int kept_expired(void)
-{
-    struct timespec now;
-    if (clock_gettime(CLOCK_MONOTONIC, &now) < 0)
-        die("clock_gettime: %s", strerror(errno));
-    return now.tv_sec > kept.until.tv_sec ||
-           (now.tv_sec == kept.until.tv_sec && now.tv_nsec >= kept.until.tv_nsec);
-}
-
 static void maybe_quiet(void)
 {
-    if (leaving && kept.valid && kept_expired())
-        kept.valid = 0; /* no call came for it: the program saw EINTR and went on */
-    if (leaving && !call.active && !kept.valid && !quiet_told && direct_drained()) {
+    if (leaving && !call.active && !quiet_told && direct_drained()) {
+        restart_waiting();
         tell(MOSIX_REMOTE_LINE_QUIET);
         quiet_told = 1;
     }
@@ -400,8 +412,8 @@ static void filemap_start(uint64_t id, const uint64_t args[6])
 static void filemap_replied(size_t len)
 {
     if (leaving || ioctl(listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &map_id) < 0) {
-        /* interrupted (a signal: the copy makes the call again), or being
-         * captured (it makes it again where it goes; "stay" takes it up) */
+        /* its thread was killed, or it is leaving (the call is made again
+         * where it goes; "stay" takes it up) */
         filemap_end(&map);
         map_waiting = leaving;
         return;
@@ -436,7 +448,7 @@ static void split_step(uint64_t id)
 static void split_replied(size_t len)
 {
     if (ioctl(listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &call.notif_id) < 0)
-        return; /* interrupted: the copy makes the call again (messages sent are sent) */
+        return; /* its thread was killed */
     mmsg_reply(&split, copy, buf, len);
     if (leaving && !split.ended) { /* no more messages: the part done, or again elsewhere */
         if (mmsg_cut(&split) >= 0)
@@ -446,43 +458,15 @@ static void split_replied(size_t len)
     split_step(call.notif_id);
 }
 
-static int has_outputs(const unsigned char *reply, size_t len);
 static void resend_abandoned(void);
 
-/* Answer notification id with the kept reply; it stays kept if the copy left
- * that wait too (another signal): the call comes once more. */
-static void answer_kept(uint64_t id)
-{
-    if (has_outputs(kept_reply, kept.len) &&
-        ioctl(listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &id) < 0)
-        return;
-    long result = fwd_apply(copy, kept.nr, kept.args, kept_reply, kept.len);
-    if (answered(id, result))
-        kept.valid = 0;
-}
-
-/* Keep the reply in buf[0..len) to the call in flight: its wait is gone. */
-static void keep_reply(size_t len)
-{
-    kept.valid = 1;
-    kept.nr = call.nr;
-    memcpy(kept.args, call.args, sizeof(kept.args));
-    kept.ip = call.ip;
-    kept.len = len;
-    memcpy(kept_reply, buf, len);
-    if (clock_gettime(CLOCK_MONOTONIC, &kept.until) < 0)
-        die("clock_gettime: %s", strerror(errno));
-    kept.until.tv_nsec += KEPT_WAIT_MS * 1000000L;
-    kept.until.tv_sec += kept.until.tv_nsec / 1000000000L;
-    kept.until.tv_nsec %= 1000000000L;
-}
-
-/* Whether the copy has a signal pending that it does not block: it takes it
- * as its call returns (a handler, a stop, its end, or nothing if ignored). */
-static int copy_takes_signal(void)
+/* Whether the copy's thread tid has a signal pending (its own or the
+ * process's) that it does not block: it takes it as its call returns (a
+ * handler, a stop, its end, or nothing if ignored). */
+static int copy_takes_signal(pid_t tid)
 {
     char path[64], text[8192];
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)copy);
+    snprintf(path, sizeof(path), "/proc/%d/task/%d/status", (int)copy, (int)tid);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return 1; /* gone: its call is gone too */
@@ -508,31 +492,27 @@ static int copy_takes_signal(void)
 
 /* The deputy's call ended with EINTR: a signal for the home pid interrupted
  * it, and the supervisor has sent it to the copy (kill() queued it before this
- * reply was read).  If the copy takes it, the kernel decides as it would have
- * for the program: the call "returns" ERESTARTSYS (ERESTARTNOHAND for the
+ * reply was read).  If the calling thread takes it (pending for it or the
+ * process, not blocked by it), the kernel decides as it would have for the
+ * program: the call "returns" ERESTARTSYS (ERESTARTNOHAND for the
  * calls no handler restarts), so a handler with SA_RESTART, a stop or no
  * handler makes it again and a handler without SA_RESTART ends it with EINTR.
  * A signal the copy ignores or blocks would never have interrupted it: the
  * call goes home again (or, leaving, is made again where the process goes). */
 static void interrupted_at_home(void)
 {
-    if (copy_takes_signal()) {
-        answer(call.notif_id,
-               fwd_restarts_after_handler(call.nr) ? -FWD_ERESTARTSYS : -FWD_ERESTARTNOHAND, 0);
+    pid_t tid = waiting_tid(call.notif_id);
+    if (tid > 0 && copy_takes_signal(tid)) {
+        restart_call(call.notif_id,
+                     fwd_restarts_after_handler(call.nr) ? FWD_ERESTARTSYS : FWD_ERESTARTNOHAND);
         return;
     }
     if (ioctl(listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &call.notif_id) < 0)
-        return; /* the copy left the wait meanwhile: it makes the call again */
+        return; /* its thread was killed */
     call.abandoned = 1;
     if (!leaving)
         resend_abandoned();
 }
-
-/* A notification received while leaving, for a kept reply, that was not its
- * call: unanswered, it is made again where the process goes (the capture
- * interrupts it); "stay" serves it. */
-static struct seccomp_notif deferred;
-static int deferred_valid;
 
 static void serve_notification(const struct seccomp_notif *np);
 
@@ -545,33 +525,8 @@ static void notification(void)
             return;
         die("SECCOMP_IOCTL_NOTIF_RECV: %s", strerror(errno));
     }
-    if (kept.valid) {
-        if (n.data.nr == kept.nr && n.data.instruction_pointer == kept.ip &&
-            memcmp(n.data.args, kept.args, sizeof(kept.args)) == 0) {
-            answer_kept(n.id); /* the call again, after the signal: done at home already */
-            maybe_quiet();
-            return;
-        }
-        kept.valid = 0; /* the program went on (it saw EINTR) */
-        if (leaving) {
-            deferred = n;
-            deferred_valid = 1;
-            maybe_quiet();
-            return;
-        }
-    }
+    waiting_add(n.id, (pid_t)n.pid); /* its thread now waits killable until answered */
     serve_notification(&n);
-}
-
-/* Staying after all: the notification set aside while leaving, if its call
- * still waits. */
-static void serve_deferred(void)
-{
-    if (!deferred_valid)
-        return;
-    deferred_valid = 0;
-    if (ioctl(listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &deferred.id) == 0)
-        serve_notification(&deferred);
 }
 
 /* The copy's own checkpoint call: its home serves it (remote_checkpoint.h). */
@@ -601,7 +556,7 @@ static void own_checkpoint_answered(const char *text)
     uint64_t id;
     long result;
     if (rc_answer(text, &id, &result) && !answered(id, result))
-        rc_keep(result); /* interrupted (the capture): for the call made again */
+        rc_keep(result); /* made again (it left): for the call made again */
 }
 
 /* Whether tid is a thread of the copy (its /proc/COPY/task entry). */
@@ -702,35 +657,23 @@ static void serve_notification(const struct seccomp_notif *np)
         return;
     }
     send_request(n.id, nr, args, (size_t)len, OWN_CALL);
-    call.ip = n.data.instruction_pointer;
 }
 
 /* The copy's call that the deputy gave back while it was leaving (FWD_RET_AGAIN)
- * goes again, as it stays after all; unanswered, it is made again where the
- * process goes (the capture interrupts it). */
+ * goes again, as it stays after all; before "quiet" it was made again
+ * (restart_waiting), and then it comes again by itself. */
 static void resend_abandoned(void)
 {
     if (!call.abandoned)
         return;
     call.abandoned = 0;
     if (ioctl(listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &call.notif_id) < 0)
-        return; /* interrupted meanwhile: it comes again */
+        return; /* made again meanwhile (or its thread killed): it comes again */
     long len = fwd_request(copy, call.nr, call.args, buf, sizeof(buf));
     if (len < 0)
         answer(call.notif_id, len, 0);
     else
         send_request(call.notif_id, call.nr, call.args, (size_t)len, call.own);
-}
-
-/* Whether a reply writes into the copy's memory (a malformed one: let
- * fwd_apply say so). */
-static int has_outputs(const unsigned char *reply, size_t len)
-{
-    struct fwd_reply head;
-    if (len < sizeof(head))
-        return 1;
-    memcpy(&head, reply, sizeof(head));
-    return head.nouts != 0;
 }
 
 /* A frame from the deputy. */
@@ -789,14 +732,9 @@ static void from_home(void)
             maybe_quiet();
             return;
         }
-        /* outputs go into the copy's memory only while its call still waits;
-         * without outputs, NOTIF_SEND itself finds out (ENOENT); a call whose
-         * wait is gone gets this reply when it comes again */
-        if (has_outputs(buf, f.len) &&
-            ioctl(listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &call.notif_id) < 0)
-            keep_reply(f.len);
-        else if (!answered(call.notif_id, fwd_apply(copy, call.nr, call.args, buf, f.len)))
-            keep_reply(f.len);
+        /* its thread waits killable since the notification was received: the
+         * reply reaches it (NOTIF_SEND fails only if it was killed meanwhile) */
+        answer(call.notif_id, fwd_apply(copy, call.nr, call.args, buf, f.len), 0);
         maybe_quiet();
         return;
     case FWD_FRAME_HELD:
@@ -1039,15 +977,13 @@ int main(int argc, char **argv)
         home_pid = copy;
     tell(MOSIX_REMOTE_LINE_READY " %d", (int)copy);
     for (;;) {
-        if (!leaving && !call.active)
-            serve_deferred(); /* set aside while leaving; it stays after all */
         /* leaving: no event says the copy has read its last reply; look again soon */
-        int wait_ms = leaving && ((held && !quiet_told) || kept.valid) ? 1 : -1;
+        int wait_ms = leaving && held && !quiet_told ? 1 : -1;
         struct pollfd p[4] = {
             {sigfd, POLLIN, 0},
             {chan, POLLIN, 0},
             {agent_in, POLLIN, 0},
-            {(call.active || (leaving && !kept.valid) || listener_hung_up) ? -1 : listener,
+            {(call.active || leaving || listener_hung_up) ? -1 : listener,
              POLLIN, 0},
         };
         int ready = poll(p, 4, wait_ms);

@@ -21,6 +21,9 @@
 #ifndef SECCOMP_FILTER_FLAG_SPEC_ALLOW
 #define SECCOMP_FILTER_FLAG_SPEC_ALLOW (1UL << 2)
 #endif
+#ifndef SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
+#define SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV (1UL << 5)
+#endif
 
 #define SIGKILL_NR 9
 #define SIGSTOP_NR 19
@@ -179,7 +182,11 @@ static void install_forward_filter(const struct image *img, int sock)
      * (inherited at their clone): TSYNC puts the forward filter on them too, in
      * the same instant (TSYNC_ESRCH: with a listener, a thread that cannot
      * follow fails the call with ESRCH rather than naming itself). */
-    long flags = SECCOMP_FILTER_FLAG_NEW_LISTENER | SECCOMP_FILTER_FLAG_SPEC_ALLOW;
+    /* Once mosix-remote has received a call, the thread waits for its answer
+     * killable (Linux 5.19): an answer it sent is never dropped because a
+     * signal of the copy's own woke the wait just before (remote_restart.h). */
+    long flags = SECCOMP_FILTER_FLAG_NEW_LISTENER | SECCOMP_FILTER_FLAG_SPEC_ALLOW |
+                 SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV;
     if (img->nthreads)
         flags |= SECCOMP_FILTER_FLAG_TSYNC | SECCOMP_FILTER_FLAG_TSYNC_ESRCH;
     long listener = mosix_raw3(__NR_seccomp, SECCOMP_SET_MODE_FILTER, flags, &fprog);
