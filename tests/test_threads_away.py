@@ -406,10 +406,6 @@ def writes_go_on(files: list[Path], what: str) -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 16 stage 2 not built: a call blocked at home holds the other threads' calls",
-)
 def test_a_thread_blocked_reading_at_home_holds_no_other_thread(
     cluster: LocalCluster, programs: dict[str, list[str]]
 ) -> None:
