@@ -153,7 +153,9 @@ class Migrations:
 
     async def _send_out(self, pid: int, node: int, facts: ProcessFacts) -> None:
         token = secrets.token_hex(16)
-        directs = direct_channels(pid)
+        # one direct channel per thread that may call at once, threads made away
+        # included: a pool of the most the copy's filter takes (more threads share)
+        directs = forward_filter.DIRECT_MAX
         try:
             ctl = await self.cluster.open(node)
         except PeerUnavailable as e:
@@ -190,11 +192,8 @@ class Migrations:
                 chan_fd = await self._side_connection(node, MigrateChannel(token=token))
                 if self.cluster.config.fast_path:
                     for index in range(directs):
-                        direct_fds.append(
-                            await self._side_connection(
-                                node, MigrateChannel(token=token, direct=True, index=index)
-                            )
-                        )
+                        first = MigrateChannel(token=token, direct=True, index=index)
+                        direct_fds.append(await self._side_connection(node, first))
             except BaseException:
                 for fd in (img_fd, chan_fd, *direct_fds):
                     if fd >= 0:
@@ -487,16 +486,3 @@ async def read_all(fd: int) -> str:
 
 async def capture_error(proc: trio.Process, pid: int) -> str:
     return await capturer.stderr_line(proc) or f"capture of process {pid} failed"
-
-
-def direct_channels(pid: int) -> int:
-    """How many direct channels a move of ``pid`` opens: one for a single thread;
-    for a threaded process one per thread it has now and two for threads it makes
-    away, at most forward_filter.DIRECT_MAX (more threads then share them)."""
-    try:
-        threads = len(os.listdir(f"/proc/{pid}/task"))
-    except OSError:
-        return 1  # gone: the capture says so
-    if threads <= 1:
-        return 1
-    return min(threads + 2, forward_filter.DIRECT_MAX)
