@@ -11,8 +11,9 @@ to a native run, with the same exit status.  Also: ``-rnode2`` starts a threaded
 program away, a checkpoint taken away holds every thread, ``exit_group`` from a
 thread other than the main one ends the process at home with its status, a fork
 from such a thread brings the process home first, and a signal sent to the home
-pid ends a threaded process away.  Stage 2 (not built yet: strict xfail): one
-thread blocked reading the home stdin holds none of the others' forwarded writes.
+pid ends a threaded process away.  Stage 2: one thread blocked reading the home
+stdin holds none of the others' forwarded writes (each thread's call takes a
+direct channel of its own, served by a deputy thread of its own).
 """
 
 from __future__ import annotations
