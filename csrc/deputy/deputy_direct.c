@@ -24,6 +24,7 @@
  * condition variable announces every change. */
 #include "deputy_direct.h"
 
+#include "deputy_ids.h"
 #include "deputy_resume.h"
 #include "forward.h"
 #include "forward_wire.h"
@@ -132,6 +133,9 @@ static size_t execute(struct server *s, size_t len)
     int64_t ret;
     if (parsed && hooks.own_fd_call((long)head.nr, head.args, &ret))
         return reply_result(s->rep, ret);
+    size_t ids = deputy_id_call(s->req, len, s->rep, FWD_FRAME_MAX_PAYLOAD);
+    if (ids)
+        return ids; /* for every thread of the deputy */
     locked();
     unsigned long seen = s->interrupts;
     unlocked();

@@ -45,6 +45,7 @@
  * if they were not there. */
 #include "deputy_direct.h"
 #include "deputy_home.h"
+#include "deputy_ids.h"
 #include "deputy_resume.h"
 #include "forward.h"
 #include "forward_table.h"
@@ -737,7 +738,7 @@ static void serve_one(const struct fwd_frame *f)
     int parsed = request_call(req, f->len, &nr, args) == 0;
     if (parsed && own_fd_call(nr, args, &ret))
         n = reply_result(rep, ret);
-    else {
+    else if ((n = deputy_id_call(req, f->len, rep, sizeof(rep))) == 0) {
         n = execute(f->len);
         if (parsed)
             deputy_note_write(nr, args, fwd_reply_ret(rep, n));
