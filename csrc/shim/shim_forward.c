@@ -46,7 +46,8 @@
  * another one there) and is issued again (SHIM_FORWARD_AGAIN), which lets the
  * lock go. */
 struct channel {
-    unsigned char frame[sizeof(struct fwd_frame) + FWD_FRAME_MAX_PAYLOAD] __attribute__((aligned(16)));
+    unsigned char frame[sizeof(struct fwd_frame) + FWD_FRAME_MAX_PAYLOAD]
+        __attribute__((aligned(16)));
     uint64_t next_id;
     int lock_word; /* 0 free, 1 held, 2 held and waited for (the futex's word) */
     int fd;
@@ -107,7 +108,8 @@ static struct channel *channel_take(void)
         channel_unlock(c);
         break; /* they are consecutive: none past the first absent */
     }
-    struct channel *c = &channels[__atomic_fetch_add(&waits, 1, __ATOMIC_RELAXED) % (unsigned)present];
+    unsigned pick = __atomic_fetch_add(&waits, 1, __ATOMIC_RELAXED) % (unsigned)present;
+    struct channel *c = &channels[pick];
     channel_lock(c);
     return c;
 }
