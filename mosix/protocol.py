@@ -663,7 +663,8 @@ class MigrateOffer(Message):
     memory_mb: int = 0  # resident size now
     required_mb: int = 0  # -m
     command: list[bytes] = field(default_factory=list)  # argv (any bytes)
-    direct: bool = False  # a direct channel follows ([cluster] fast_path)
+    direct: bool = False  # direct channels follow ([cluster] fast_path)
+    direct_channels: int = 1  # how many (one per thread that may call at once)
     grid_class: int = 0  # -G{class} (0: its home's partition only)
     private_dirs: list[str] = field(default_factory=list)  # -X: made there, filled from the image
 
@@ -685,11 +686,12 @@ class MigrateImage(Message):
 @message
 class MigrateChannel(Message):
     """First message of the connection that becomes the forwarding channel, or
-    (``direct``) the direct channel between the copy's shim and the deputy."""
+    (``direct``) direct channel number ``index`` between the copy's shim and the deputy."""
 
     OP: ClassVar[str] = "migrate-channel"
     token: str = ""
     direct: bool = False
+    index: int = 0
 
 
 @message

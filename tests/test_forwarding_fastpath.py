@@ -88,9 +88,16 @@ def test_a_static_program_away_takes_the_supervisors_way(
 
 
 def blocked_in_read(pid: int) -> bool:
-    """The deputy (the home process) is inside read(0, ...) for its copy."""
-    fields = Path(f"/proc/{pid}/syscall").read_text().split()
-    return fields[:2] == ["0", "0x0"]
+    """The deputy (the home process) is inside read(0, ...) for its copy: in the
+    thread that serves the copy's direct channel (/proc/PID/task/TID/syscall)."""
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            fields = (task / "syscall").read_text().split()
+        except OSError:
+            continue  # a thread that just ended
+        if fields[:2] == ["0", "0x0"]:
+            return True
+    return False
 
 
 def test_a_signal_for_a_call_blocked_at_home_arrives_as_it_returns(

@@ -50,9 +50,9 @@ def test_remote_supervisor_argv() -> None:
         *["-c", "5", "-i", "6", "-m", "e", "-p", "99", *tools],
     ]
     assert plain.fds() == (6, 5)
-    full = remote_supervisor.Supervise(5, 6, "w", 99, direct_fd=7, time_here=True)
-    assert full.argv()[1:5] == ["-c", "5", "-d", "7"] and full.argv()[-1] == "-t"
-    assert full.fds() == (6, 5, 7)
+    full = remote_supervisor.Supervise(5, 6, "w", 99, direct_fds=(7, 8), time_here=True)
+    assert full.argv()[1:7] == ["-c", "5", "-d", "7", "-d", "8"] and full.argv()[-1] == "-t"
+    assert full.fds() == (6, 5, 7, 8)
 
 
 def test_remote_supervisor_reports() -> None:

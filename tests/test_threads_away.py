@@ -11,8 +11,9 @@ to a native run, with the same exit status.  Also: ``-rnode2`` starts a threaded
 program away, a checkpoint taken away holds every thread, ``exit_group`` from a
 thread other than the main one ends the process at home with its status, a fork
 from such a thread brings the process home first, and a signal sent to the home
-pid ends a threaded process away.  Stage 2 (not built yet: strict xfail): one
-thread blocked reading the home stdin holds none of the others' forwarded writes.
+pid ends a threaded process away.  Stage 2: one thread blocked reading the home
+stdin holds none of the others' forwarded writes (each thread's call takes a
+direct channel of its own, served by a deputy thread of its own).
 """
 
 from __future__ import annotations
@@ -185,6 +186,64 @@ int main(int argc, char **argv)
 """
 
 
+DROP_AND_OPEN = r"""
+/* Run as root: main reads a line from the home stdin (it is moved meanwhile);
+ * then, while four threads call home at once (getppid), main gives up root for
+ * uid and gid 65534 (raw system calls: glibc's wrappers signal every thread,
+ * which away does not work yet) and opens PATH (root's, mode 0600) 300 times.
+ * It says how many opens worked: none natively; none away, where home serves
+ * its calls from whichever deputy thread is free (each must have its ids). */
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+static volatile int done;
+
+static void *caller(void *arg)
+{
+    (void)arg;
+    while (!done)
+        (void)getppid();
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    char c;
+    if (argc != 2)
+        return 2;
+    printf("paused\n");
+    fflush(stdout);
+    if (read(0, &c, 1) != 1)
+        return 3;
+    pthread_t t[4];
+    for (int k = 0; k < 4; k++)
+        if (pthread_create(&t[k], NULL, caller, NULL) != 0)
+            return 1;
+    usleep(100000);
+    if (syscall(SYS_setresgid, 65534, 65534, 65534) != 0 ||
+        syscall(SYS_setresuid, 65534, 65534, 65534) != 0)
+        return 4;
+    long opened = 0;
+    for (int i = 0; i < 300; i++) {
+        int fd = open(argv[1], O_RDONLY);
+        if (fd >= 0) {
+            opened++;
+            close(fd);
+        }
+    }
+    done = 1;
+    for (int k = 0; k < 4; k++)
+        if (pthread_join(t[k], NULL) != 0)
+            return 1;
+    printf("opened %ld as %ld\n", opened, (long)syscall(SYS_geteuid));
+    return 0;
+}
+"""
+
+
 @pytest.fixture(scope="module")
 def cluster(namespaces: None) -> Iterator[LocalCluster]:
     """Three nodes, no automatic balancing: the tests' moves are the only ones."""
@@ -203,11 +262,14 @@ def programs() -> Iterator[dict[str, list[str]]]:
     forker.write_text(FORK_FROM_THREAD)
     concurrent = Path("/var/tmp") / f"mosix-reader-writers-{__name__}.c"
     concurrent.write_text(READER_AND_WRITERS)
+    dropper = Path("/var/tmp") / f"mosix-drop-open-{__name__}.c"
+    dropper.write_text(DROP_AND_OPEN)
     builds = {
         "pthreads": ["-O2", "-pthread", "thread_ckpt.c"],
         "exit_thread": ["-O2", "-pthread", str(source)],
         "fork_thread": ["-O2", "-pthread", str(forker)],
         "reader_writers": ["-O2", "-pthread", str(concurrent)],
+        "drop_and_open": ["-O2", "-pthread", str(dropper)],
     }
     try:
         with node_programs("threadsaway", builds) as directory:
@@ -219,11 +281,13 @@ def programs() -> Iterator[dict[str, list[str]]]:
                 "exit_thread": [str(directory / "exit_thread")],
                 "fork_thread": [str(directory / "fork_thread")],
                 "reader_writers": [str(directory / "reader_writers")],
+                "drop_and_open": [str(directory / "drop_and_open")],
             }
     finally:
         source.unlink(missing_ok=True)
         forker.unlink(missing_ok=True)
         concurrent.unlink(missing_ok=True)
+        dropper.unlink(missing_ok=True)
 
 
 def native(cluster: LocalCluster, argv: list[str]) -> subprocess.CompletedProcess[str]:
@@ -406,10 +470,6 @@ def writes_go_on(files: list[Path], what: str) -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 16 stage 2 not built: a call blocked at home holds the other threads' calls",
-)
 def test_a_thread_blocked_reading_at_home_holds_no_other_thread(
     cluster: LocalCluster, programs: dict[str, list[str]]
 ) -> None:
@@ -432,3 +492,23 @@ def test_a_thread_blocked_reading_at_home_holds_no_other_thread(
             assert lines and lines == [str(i) for i in range(len(lines))], path
         for path in files:
             path.unlink(missing_ok=True)
+
+
+def test_ids_given_up_by_one_thread_away_hold_for_every_thread_at_home(
+    cluster: LocalCluster, programs: dict[str, list[str]]
+) -> None:
+    secret = cluster.node_path(1, f"/tmp/mosix-secret-{os.getpid()}")
+    secret.write_text("root's\n")
+    secret.chmod(0o600)
+    try:
+        argv = [*programs["drop_and_open"], f"/tmp/{secret.name}"]
+        reference = native(cluster, argv)
+        assert (reference.returncode, reference.stdout) == (0, "paused\nopened 0 as 65534\n")
+        proc = paused(cluster, ["-L", *argv])
+        with killed_if_left(proc):
+            moved(cluster, proc, "2")
+            settled_at(cluster, proc.pid, "node2")
+            out, err = proc.communicate("x", timeout=TIMEOUT)
+        assert (proc.returncode, out) == (0, "opened 0 as 65534\n"), err
+    finally:
+        secret.unlink(missing_ok=True)

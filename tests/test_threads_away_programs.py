@@ -401,13 +401,6 @@ ATTEMPTS = 8  # programs, each stopped and continued once
 CYCLE_WAIT = 10.0  # a stop or a continuation comes within a second when it comes
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: with the main thread blocked in a forwarded read of the home stdin and"
-    " other threads computing away, SIGTSTP's stop or SIGCONT's continuation is lost for"
-    " about one program in two (never for a single thread blocked the same way); in the"
-    " deputy's or the remote's signal path (csrc/deputy, csrc/remote)",
-)
 def test_stop_and_continue_with_a_thread_blocked_in_a_forwarded_read(
     cluster: LocalCluster, programs: Path
 ) -> None:

@@ -28,13 +28,15 @@
  *     channel, an image to restore from, or an end with a message: the
  *     process is lost; or, when it has a checkpoint taken at home, the line
  *     and the restorer on that checkpoint file, so it resumes from there).
- * A copy with the preload shim's handler also sends its calls itself over a
- * second, direct channel (the fast path); both are served, and the direct one
- * may close at any time (the copy left or ended: the first channel says what
- * happens).  Signals, STOPPED and EXIT stay on the first channel; before a
- * reply on the direct channel, the signals passed so far have been delivered
- * (the supervisor acknowledges each with SIGNALED), so the copy sees them as
- * the call returns, as it would with the supervisor in between.
+ * A copy with the preload shim's handler also sends its calls itself over
+ * direct channels (the fast path: one per thread that may call at once), each
+ * served by a thread of its own (deputy_direct.c), so a call blocked at home
+ * holds no other thread's; they may close at any time (the copy left or
+ * ended: the first channel says what happens).  Signals, STOPPED and EXIT stay
+ * on the first channel, served by the main thread; before a reply on a direct
+ * channel, the signals passed so far have been delivered (the supervisor
+ * acknowledges each with SIGNALED), so the copy sees them as the call
+ * returns, as it would with the supervisor in between.
  * A call that blocks at home (a read of a terminal) does not keep the process
  * from leaving: the first channel raises SIGIO here when a frame arrives
  * (O_ASYNC), so HOLD interrupts the call, which did nothing (EINTR), and the
@@ -43,10 +45,13 @@
  * Frames: forward_wire.h.  The deputy's own descriptors sit at the top of the
  * descriptor range, and the program's calls that would hit them are served as
  * if they were not there. */
+#include "deputy_direct.h"
 #include "deputy_home.h"
+#include "deputy_ids.h"
 #include "deputy_private.h"
 #include "deputy_resume.h"
 #include "forward.h"
+#include "forward_table.h"
 #include "forward_wire.h"
 #include "guard_cbor.h"
 #include "mosix_names.h"
@@ -70,17 +75,16 @@
 
 #define NSIG_MAX 64
 #define AGENT_FRAME_MAX 4096
+#define AGENT_FDS_MAX (1 + FWD_DIRECT_MAX) /* with "deputy-channel": the first, the direct ones */
 
-static int chan = -1, direct = -1, agent = -1, sigpipe_r = -1, sigpipe_w = -1;
+static int chan = -1, agent = -1, sigpipe_r = -1, sigpipe_w = -1;
 static const char *restorer, *cloexec_list = "";
 static const char *agent_path, *agent_token; /* -a and -k: to say hello again */
 static unsigned char req[FWD_FRAME_MAX_PAYLOAD], rep[FWD_FRAME_MAX_PAYLOAD];
 static int pending[NSIG_MAX + 1]; /* signals caught while there is no channel */
 static volatile sig_atomic_t caught; /* a signal's byte may be in the pipe */
-static unsigned long unacked;        /* SIGNAL frames the supervisor has not acknowledged */
 static unsigned long channel_gen;    /* channels taken so far */
-static uint64_t direct_sent;         /* bytes sent on the direct channel */
-static int hold, held_told;          /* HOLD: the direct channel is not read; HELD sent */
+static int hold, held_told;          /* HOLD: the direct channels are not read; HELD sent */
 static volatile sig_atomic_t poked;  /* a frame arrived on the first channel (SIGIO) */
 static volatile sig_atomic_t continued; /* SIGCONT arrived (the deputy's own stop ended) */
 static volatile sig_atomic_t async_fd = -1; /* the channel's number that raises SIGIO, even
@@ -167,8 +171,8 @@ static int move_high(int fd)
 
 static int is_own(long fd)
 {
-    return fd >= 0 &&
-           (fd == chan || fd == direct || fd == agent || fd == sigpipe_r || fd == sigpipe_w);
+    return fd >= 0 && (fd == chan || fd == agent || fd == sigpipe_r || fd == sigpipe_w ||
+                       direct_is_own(fd));
 }
 
 static void relocate(int *fd)
@@ -186,13 +190,14 @@ static void relocate(int *fd)
  * descriptor were not open.  Returns 1 with *ret set when answered here. */
 static int own_fd_call(long nr, const uint64_t a[6], int64_t *ret)
 {
-    int *mine[] = {&chan, &direct, &agent, &sigpipe_r, &sigpipe_w};
+    int *mine[] = {&chan, &agent, &sigpipe_r, &sigpipe_w};
     switch (nr) {
     case SYS_dup2:
     case SYS_dup3:
         for (size_t i = 0; i < sizeof(mine) / sizeof(mine[0]); i++)
             if (*mine[i] == (int)a[1])
                 relocate(mine[i]);
+        direct_relocate((int)a[1]);
         return 0;
     case SYS_close:
         if (is_own((long)(int)a[0])) {
@@ -218,6 +223,12 @@ static int own_fd_call(long nr, const uint64_t a[6], int64_t *ret)
                     hit = 1;
                 }
             }
+            for (unsigned fd = at; fd <= stop && fd < DEPUTY_FD_TOP; fd++)
+                if (direct_is_own(fd)) {
+                    stop = fd;
+                    hit = 1;
+                    break;
+                }
             if (!hit || stop > at) {
                 unsigned end = hit ? stop - 1 : stop;
                 if (syscall(SYS_close_range, at, end, (unsigned)a[2]) < 0) {
@@ -237,6 +248,12 @@ static int own_fd_call(long nr, const uint64_t a[6], int64_t *ret)
     }
 }
 
+/* A direct channel's server cannot go on: the process is lost. */
+_Noreturn static void direct_fatal(const char *what, int err)
+{
+    lost("%s: %s", what, strerror(err));
+}
+
 /* ------------------------------------------------------------ signals */
 
 static void on_signal(int sig, siginfo_t *info, void *context)
@@ -244,6 +261,10 @@ static void on_signal(int sig, siginfo_t *info, void *context)
     (void)context;
     if (sig == SIGIO && info->si_code > 0 && info->si_fd == async_fd) {
         poked = 1; /* the channel's own (O_ASYNC), not the program's: it interrupts a call */
+        return;
+    }
+    if (sig == SIGIO && info->si_code == SI_TKILL && info->si_pid == getpid()) {
+        direct_poked = 1; /* the main thread's poke of a direct channel's server */
         return;
     }
     if (sig == SIGCONT)
@@ -292,12 +313,17 @@ static void pass_signals(void)
     }
     if (chan < 0)
         return;
-    for (int sig = 1; sig <= NSIG_MAX; sig++)
+    unsigned long passed = 0;
+    for (int sig = 1; sig <= NSIG_MAX && chan >= 0; sig++)
         for (; pending[sig] > 0; pending[sig]--)
             if (fwd_send_frame(chan, FWD_FRAME_SIGNAL, (uint64_t)sig, NULL, 0) < 0)
-                return; /* the channel broke: the main loop sees it */
+                break; /* the channel broke: the main loop sees it */
             else
-                unacked++;
+                passed++;
+    if (passed) {
+        direct_signals_sent(passed);
+        direct_interrupt_calls(); /* as the signal would have, at home */
+    }
 }
 
 /* ------------------------------------------------------------ the agent */
@@ -328,12 +354,12 @@ static void agent_send(const char *op, int with_token, const char *token)
 
 /* One order from the agent: its op and error text, and the descriptors that
  * came with it (-1: none).  -1 when the agent is gone (the connection ended). */
-static int agent_receive(struct agent_reply *reply, int fd[2])
+static int agent_receive(struct agent_reply *reply, int fd[AGENT_FDS_MAX])
 {
     unsigned char head[4], body[AGENT_FRAME_MAX];
     union {
         struct cmsghdr align;
-        char buf[CMSG_SPACE(2 * sizeof(int))];
+        char buf[CMSG_SPACE(AGENT_FDS_MAX * sizeof(int))];
     } control;
     struct iovec iov = {head, sizeof(head)};
     struct msghdr m = {0};
@@ -341,7 +367,8 @@ static int agent_receive(struct agent_reply *reply, int fd[2])
     m.msg_iovlen = 1;
     m.msg_control = control.buf;
     m.msg_controllen = sizeof(control.buf);
-    fd[0] = fd[1] = -1;
+    for (int i = 0; i < AGENT_FDS_MAX; i++)
+        fd[i] = -1;
     ssize_t n;
     do
         n = recvmsg(agent, &m, MSG_CMSG_CLOEXEC | MSG_WAITALL);
@@ -352,7 +379,8 @@ static int agent_receive(struct agent_reply *reply, int fd[2])
         lost("the node agent is gone");
     for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c))
         if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
-            c->cmsg_len >= CMSG_LEN(sizeof(int)) && c->cmsg_len <= CMSG_LEN(2 * sizeof(int)))
+            c->cmsg_len >= CMSG_LEN(sizeof(int)) &&
+            c->cmsg_len <= CMSG_LEN(AGENT_FDS_MAX * sizeof(int)))
             memcpy(fd, CMSG_DATA(c), c->cmsg_len - CMSG_LEN(0));
     uint32_t len = (uint32_t)head[0] << 24 | (uint32_t)head[1] << 16 | (uint32_t)head[2] << 8 |
                    head[3];
@@ -445,9 +473,10 @@ static void keep_pending(void)
     chan = -1; /* collect only */
     pass_signals();
     chan = saved_chan;
+    /* SIGIO to this thread: the direct channels' servers do not block it (their poke) */
     for (int sig = 1; sig <= NSIG_MAX; sig++)
         if (pending[sig] > 0 && sig != SIGKILL && sig != SIGSTOP &&
-            kill(getpid(), sig) < 0)
+            (sig == SIGIO ? syscall(SYS_tgkill, getpid(), getpid(), sig) : kill(getpid(), sig)) < 0)
             lost("kill %d: %s", sig, strerror(errno));
 }
 
@@ -514,33 +543,30 @@ _Noreturn static void ended(const struct agent_reply *reply, const int fd[2], co
     come_home(own);
 }
 
-/* A frame arriving on the first channel raises SIGIO here (on_signal). */
+/* A frame arriving on the first channel raises SIGIO here (on_signal), in the
+ * main thread (the direct channels' servers are other threads). */
 static void arm_channel(void)
 {
     int fl = fcntl(chan, F_GETFL);
-    if (fl < 0 || fcntl(chan, F_SETOWN, getpid()) < 0 || fcntl(chan, F_SETSIG, SIGIO) < 0 ||
+    struct f_owner_ex owner = {F_OWNER_TID, getpid()}; /* the main thread's id */
+    if (fl < 0 || fcntl(chan, F_SETOWN_EX, &owner) < 0 || fcntl(chan, F_SETSIG, SIGIO) < 0 ||
         fcntl(chan, F_SETFL, fl | O_ASYNC) < 0)
         lost("the channel: O_ASYNC: %s", strerror(errno));
     async_fd = chan;
 }
 
-/* The channels that came with "deputy-channel": the first, and the direct one if any. */
-static void take_channels(const int fd[2])
+/* The channels that came with "deputy-channel": the first, and the direct ones
+ * if any (each served by a thread of its own from now on). */
+static void take_channels(const int fd[AGENT_FDS_MAX])
 {
     chan = move_high(fd[0]);
     arm_channel();
-    direct = fd[1] >= 0 ? move_high(fd[1]) : -1;
-    unacked = 0;
+    int directs[FWD_DIRECT_MAX], n = 0;
+    for (int i = 1; i < AGENT_FDS_MAX && fd[i] >= 0; i++)
+        directs[n++] = move_high(fd[i]);
     channel_gen++;
-    direct_sent = 0;
     hold = held_told = 0;
-}
-
-static void close_direct(void)
-{
-    if (direct >= 0 && close(direct) < 0)
-        lost("close: %s", strerror(errno));
-    direct = -1;
+    direct_start(directs, n);
 }
 
 static void close_channels(void)
@@ -548,7 +574,7 @@ static void close_channels(void)
     if (chan >= 0 && close(chan) < 0)
         lost("close: %s", strerror(errno));
     chan = -1;
-    close_direct();
+    direct_retire();
 }
 
 /* The agent ended (stopped or restarted) while this process waits for its
@@ -579,7 +605,7 @@ static void await_order(void)
 {
     for (;;) {
         struct agent_reply reply;
-        int fd[2];
+        int fd[AGENT_FDS_MAX];
         struct pollfd p[2] = {{agent, POLLIN, 0}, {sigpipe_r, POLLIN, 0}};
         if (poll(p, 2, -1) < 0) {
             if (errno == EINTR)
@@ -673,16 +699,6 @@ static void stop_like(uint64_t sig)
     }
 }
 
-/* Direct channel: wait until the supervisor has delivered every signal passed
- * so far (they are then pending in the copy, whose handler blocks them, and
- * arrive as the call returns).  Frames other than SIGNALED are handled as
- * usual meanwhile. */
-static void await_signals_delivered(void)
-{
-    while (unacked > 0 && chan >= 0)
-        first_channel_frame();
-}
-
 /* The frames that arrived on the first channel during a call (they
  * interrupted it): HOLD, SIGNALED, ... never a request (one call at a time). */
 static void take_control_frames(void)
@@ -716,8 +732,8 @@ static size_t execute(size_t len)
     }
 }
 
-/* A request on fd (the first channel or the direct one): execute, reply there. */
-static void serve_one(int fd, const struct fwd_frame *f)
+/* A request on the first channel: execute, reply there. */
+static void serve_one(const struct fwd_frame *f)
 {
     long nr;
     uint64_t args[6];
@@ -726,38 +742,15 @@ static void serve_one(int fd, const struct fwd_frame *f)
     int parsed = request_call(req, f->len, &nr, args) == 0;
     if (parsed && own_fd_call(nr, args, &ret))
         n = reply_result(rep, ret);
-    else {
+    else if ((n = deputy_id_call(req, f->len, rep, sizeof(rep))) == 0) {
         n = execute(f->len);
         if (parsed)
             deputy_note_write(nr, args, fwd_reply_ret(rep, n));
     }
     if (caught) /* before the reply: the copy gets the signal, then the result */
         pass_signals();
-    if (fd == direct) {
-        unsigned long gen = channel_gen;
-        await_signals_delivered();
-        if (gen != channel_gen) /* the copy left meanwhile: not its channel any more */
-            return;
-        if (direct >= 0 && fwd_send_frame(direct, FWD_FRAME_REPLY, f->id, rep, n) < 0)
-            close_direct(); /* the copy left or ended: the first channel tells */
-        else
-            direct_sent += sizeof(struct fwd_frame) + n;
-        return;
-    }
     if (chan >= 0 && fwd_send_frame(chan, FWD_FRAME_REPLY, f->id, rep, n) < 0)
         channel_lost();
-}
-
-/* A frame on the direct channel: only requests come that way. */
-static void direct_frame(void)
-{
-    struct fwd_frame f;
-    if (fwd_read_full(direct, &f, sizeof(f)) < 0 || f.type != FWD_FRAME_REQUEST ||
-        f.len > sizeof(req) || (f.len && fwd_read_full(direct, req, f.len) < 0)) {
-        close_direct();
-        return;
-    }
-    serve_one(direct, &f);
 }
 
 /* A frame on the first channel. */
@@ -774,18 +767,19 @@ static void first_channel_frame(void)
     }
     switch (f.type) {
     case FWD_FRAME_REQUEST:
-        serve_one(chan, &f);
+        serve_one(&f);
         break;
     case FWD_FRAME_SIGNALED:
-        if (unacked > 0)
-            unacked--;
+        direct_signal_acked();
         break;
     case FWD_FRAME_HOLD: /* HELD goes from the main loop: never in the middle of a call */
         hold = 1;
         held_told = 0;
+        direct_hold(1);
         break;
     case FWD_FRAME_RESUME:
         hold = 0;
+        direct_hold(0);
         break;
     case FWD_FRAME_EXIT:
         end_like(f.id);
@@ -804,18 +798,20 @@ static void first_channel_frame(void)
 static void serve(void)
 {
     for (;;) {
+        int wait_ms = -1;
         if (hold && !held_told && chan >= 0) {
-            if (fwd_send_frame(chan, FWD_FRAME_HELD, direct_sent, NULL, 0) < 0) {
+            int64_t sent = direct_held_bytes(); /* -1: a direct channel's call goes on */
+            if (sent < 0) {
+                wait_ms = 5; /* poked again; look again soon */
+            } else if (fwd_send_frame(chan, FWD_FRAME_HELD, (uint64_t)sent, NULL, 0) < 0) {
                 channel_lost();
                 continue;
+            } else {
+                held_told = 1;
             }
-            held_told = 1;
         }
-        struct pollfd p[4] = {{chan, POLLIN, 0},
-                              {sigpipe_r, POLLIN, 0},
-                              {agent, POLLIN, 0},
-                              {hold ? -1 : direct, POLLIN, 0}};
-        if (poll(p, 4, -1) < 0) {
+        struct pollfd p[3] = {{chan, POLLIN, 0}, {sigpipe_r, POLLIN, 0}, {agent, POLLIN, 0}};
+        if (poll(p, 3, wait_ms) < 0) {
             if (errno == EINTR)
                 continue;
             lost("poll: %s", strerror(errno));
@@ -824,7 +820,7 @@ static void serve(void)
             pass_signals();
         if (p[2].revents) { /* an order while the copy runs: a new channel or an end */
             struct agent_reply reply;
-            int fd[2];
+            int fd[AGENT_FDS_MAX];
             if (agent_receive(&reply, fd) < 0)
                 lost("the node agent is gone");
             if (strcmp(reply.op, MOSIX_DEPUTY_OP_HOME) == 0 && fd[0] >= 0 && fd[1] >= 0) {
@@ -842,8 +838,6 @@ static void serve(void)
         }
         if (p[0].revents && chan >= 0)
             first_channel_frame();
-        else if (p[3].revents && direct >= 0)
-            direct_frame();
     }
 }
 
@@ -896,6 +890,8 @@ int main(int argc, char **argv)
     sigpipe_r = move_high(pfd[0]);
     sigpipe_w = move_high(pfd[1]);
     catch_signals();
+    const struct direct_hooks hooks = {own_fd_call, direct_fatal};
+    direct_init(&hooks);
     agent_path = socket_path;
     agent_token = token;
     agent = move_high(connect_agent(socket_path, 0));

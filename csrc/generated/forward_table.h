@@ -1182,22 +1182,25 @@ static const struct sock_filter mosix_forward_filter[] = {
 
 /* The fast variant, for a copy with the preload shim's SIGSYS handler: calls placed
  * at home trap (SECCOMP_RET_TRAP | FWD_TRAP_MAGIC) and the shim sends them over the
- * direct channel at FWD_DIRECT_FD; its own sendto/recvfrom there (sixth argument
- * FWD_DIRECT_MAGIC) are allowed.  Everything else as above. */
+ * direct channels at FWD_DIRECT_FD down (FWD_DIRECT_MAX at most, one per thread);
+ * its own sendto/recvfrom there (sixth argument FWD_DIRECT_MAGIC) are allowed.
+ * Everything else as above. */
 #define FWD_TRAP_MAGIC 0x4d46
 #define FWD_DIRECT_FD 1023
+#define FWD_DIRECT_MAX 8
 #define FWD_DIRECT_MAGIC 0x4d584446
 static const struct sock_filter mosix_forward_filter_fast[] = {
     {0x0020, 0, 0, 0x00000004},
-    {0x0015, 0, 14, 0xc000003e},
+    {0x0015, 0, 15, 0xc000003e},
     {0x0020, 0, 0, 0x0000000c},
     {0x0015, 0, 1, 0x00002000},
     {0x0006, 0, 0, 0x7fff0000},
     {0x0020, 0, 0, 0x00000000},
     {0x0015, 1, 0, 0x0000002c},
-    {0x0015, 0, 7, 0x0000002d},
+    {0x0015, 0, 8, 0x0000002d},
     {0x0020, 0, 0, 0x00000010},
-    {0x0015, 0, 5, 0x000003ff},
+    {0x0035, 0, 6, 0x000003f8},
+    {0x0025, 5, 0, 0x000003ff},
     {0x0020, 0, 0, 0x00000038},
     {0x0015, 0, 3, 0x4d584446},
     {0x0020, 0, 0, 0x0000003c},

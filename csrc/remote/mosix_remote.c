@@ -1,12 +1,13 @@
 /* mosix_remote.c - the supervisor of a migrated process's remote copy.
  *
  * Usage (started by the node agent that accepted a migration):
- *   mosix-remote -c CHANFD [-d DIRECTFD] -i IMAGEFD -m MODE [-p HOMEPID] -e MOSIX_EXEC
+ *   mosix-remote -c CHANFD [-d DIRECTFD]... -i IMAGEFD -m MODE [-p HOMEPID] -e MOSIX_EXEC
  *                -r MOSIX_RESTORE [-t] [-X DIR]...
  *
  *   CHANFD   the channel to the deputy at home (forward_wire.h), a TCP socket
- *   DIRECTFD the direct channel: handed to the restorer (-D); a copy with the
- *            preload shim's handler sends its calls to the deputy over it itself
+ *   DIRECTFD a direct channel (repeated: one per thread that may call at once,
+ *            FWD_DIRECT_MAX at most): handed to the restorer (-D); a copy with the
+ *            preload shim's handler sends its calls to the deputy over them itself
  *            (the fast path: no notification, no supervisor in between)
  *   IMAGEFD  the image, streamed from the home node
  *   MODE     the unsupported-call mode (u, e, w) of the base filter here, and the
@@ -40,12 +41,14 @@
  *        (the channel broke: the copy is killed)
  *   in:  "leave" (finish the call in flight, take no more: it is being
  *        captured), "stay" (it stays after all), "kill" (end the copy)
- * With the direct channel, "leave" also asks the deputy to hold it (HOLD), and
+ * With direct channels, "leave" also asks the deputy to hold them (HOLD), and
  * "quiet" waits until the copy has read every reply the deputy sent there
- * (HELD's count against this end's TCP_INFO and unread bytes: this process
- * keeps a descriptor of the copy's socket, and never reads it).
+ * (HELD's count, over all of them, against these ends' TCP_INFO and unread
+ * bytes: this process keeps a descriptor of each of the copy's sockets, and
+ * never reads them).
  * Exit status: 0, or 1 when the copy could not be started. */
 #include "forward.h"
+#include "forward_table.h"
 #include "forward_wire.h"
 #include "mosix_names.h"
 #include "remote_checkpoint.h"
@@ -83,7 +86,8 @@
 #define SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (1UL << 0)
 #endif
 
-static int chan = -1, direct = -1, listener = -1, sigfd = -1, agent_in = STDIN_FILENO;
+static int direct[FWD_DIRECT_MAX], directs; /* the direct channels (-d) */
+static int chan = -1, listener = -1, sigfd = -1, agent_in = STDIN_FILENO;
 static pid_t copy, home_pid;
 static enum mosix_mode default_mode;
 static int time_here, leaving, quiet_told, home_asked, listener_hung_up;
@@ -323,31 +327,40 @@ static void guarded_reply(void)
     answer(call.notif_id, -ENOSYS, 0);
 }
 
-/* Bytes this end of the direct channel has received (TCP_INFO). */
+/* Bytes these ends of the direct channels have received, all together (TCP_INFO). */
 static uint64_t direct_received(void)
 {
-    struct tcp_info ti;
-    socklen_t len = sizeof(ti);
-    memset(&ti, 0, sizeof(ti));
-    if (getsockopt(direct, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0)
-        die("the direct channel: %s", strerror(errno));
-    if (len < offsetof(struct tcp_info, tcpi_bytes_received) + sizeof(ti.tcpi_bytes_received))
-        die("the direct channel: TCP_INFO without tcpi_bytes_received");
-    return ti.tcpi_bytes_received;
+    uint64_t sum = 0;
+    for (int k = 0; k < directs; k++) {
+        struct tcp_info ti;
+        socklen_t len = sizeof(ti);
+        memset(&ti, 0, sizeof(ti));
+        if (getsockopt(direct[k], IPPROTO_TCP, TCP_INFO, &ti, &len) < 0)
+            die("the direct channel: %s", strerror(errno));
+        if (len < offsetof(struct tcp_info, tcpi_bytes_received) + sizeof(ti.tcpi_bytes_received))
+            die("the direct channel: TCP_INFO without tcpi_bytes_received");
+        sum += ti.tcpi_bytes_received;
+    }
+    return sum;
 }
 
-/* Every byte the deputy sent on the direct channel has arrived and the copy
- * has read it (no reply is left unread in its socket). */
+/* Every byte the deputy sent on the direct channels has arrived and the copy
+ * has read it (no reply is left unread in its sockets).  Each channel received
+ * at most what the deputy sent on it, so the sums are equal only when each is. */
 static int direct_drained(void)
 {
-    if (direct < 0)
+    if (directs == 0)
         return 1;
     if (!held)
         return 0;
-    int unread = 0;
-    if (ioctl(direct, SIOCINQ, &unread) < 0)
-        die("the direct channel: %s", strerror(errno));
-    return direct_received() - direct_before == held_bytes && unread == 0;
+    for (int k = 0; k < directs; k++) {
+        int unread = 0;
+        if (ioctl(direct[k], SIOCINQ, &unread) < 0)
+            die("the direct channel: %s", strerror(errno));
+        if (unread != 0)
+            return 0;
+    }
+    return direct_received() - direct_before == held_bytes;
 }
 
 static void maybe_quiet(void)
@@ -847,15 +860,19 @@ static void start_copy(int imagefd, const char *mode, const char *exec_path,
     if (copy < 0)
         die("fork: %s", strerror(errno));
     if (copy == 0) {
-        char spt[16], imt[16], ert[16], dit[16], hpt[16];
+        char spt[16], imt[16], ert[16], dit[FWD_DIRECT_MAX][16], hpt[16];
         snprintf(spt, sizeof(spt), "%d", sp[1]);
         snprintf(imt, sizeof(imt), "%d", imagefd);
         snprintf(ert, sizeof(ert), "%d", errp[1]);
-        snprintf(dit, sizeof(dit), "%d", direct);
         snprintf(hpt, sizeof(hpt), "%d", (int)home_pid);
         if (fcntl(sp[1], F_SETFD, 0) < 0 || fcntl(imagefd, F_SETFD, 0) < 0 ||
-            fcntl(errp[1], F_SETFD, 0) < 0 || (direct >= 0 && fcntl(direct, F_SETFD, 0) < 0))
+            fcntl(errp[1], F_SETFD, 0) < 0)
             _exit(125);
+        for (int k = 0; k < directs; k++) {
+            snprintf(dit[k], sizeof(dit[k]), "%d", direct[k]);
+            if (fcntl(direct[k], F_SETFD, 0) < 0)
+                _exit(125);
+        }
         int null = open("/dev/null", O_RDWR);
         if (null < 0 || dup2(null, STDIN_FILENO) < 0 || dup2(null, STDOUT_FILENO) < 0)
             _exit(125);
@@ -866,15 +883,15 @@ static void start_copy(int imagefd, const char *mode, const char *exec_path,
         sigset_t none;
         if (sigemptyset(&none) < 0 || sigprocmask(SIG_SETMASK, &none, NULL) < 0)
             _exit(125);
-        char *argv[24];
+        char *argv[24 + 2 * FWD_DIRECT_MAX];
         int a = 0;
         const char *head[] = {exec_path, "-r", "-m", mode, "-p", "mosrun", "--",
                               restore_path, restore_path, "-F", spt, "-e", ert};
         for (size_t i = 0; i < sizeof(head) / sizeof(head[0]); i++)
             argv[a++] = (char *)head[i];
-        if (direct >= 0) {
+        for (int k = 0; k < directs; k++) {
             argv[a++] = "-D";
-            argv[a++] = dit;
+            argv[a++] = dit[k];
         }
         if (time_here) /* the one decision: no patched vDSO, no forwarded clock call */
             argv[a++] = "-t";
@@ -890,7 +907,8 @@ static void start_copy(int imagefd, const char *mode, const char *exec_path,
     }
     if (close(sp[1]) < 0 || close(errp[1]) < 0 || close(imagefd) < 0)
         die("close: %s", strerror(errno));
-    /* direct stays open here (close-on-exec, never read): to see what the copy read */
+    /* the direct channels stay open here (close-on-exec, never read): to see what the
+     * copy read */
     listener = mosix_receive_fd(sp[0]);
     if (listener < 0) {
         char why[300];
@@ -909,7 +927,7 @@ static void start_copy(int imagefd, const char *mode, const char *exec_path,
 
 _Noreturn static void usage(void)
 {
-    fprintf(stderr, "usage: mosix-remote -c CHANFD [-d DIRECTFD] -i IMAGEFD -m u|e|w "
+    fprintf(stderr, "usage: mosix-remote -c CHANFD [-d DIRECTFD]... -i IMAGEFD -m u|e|w "
                     "[-p HOMEPID] -e MOSIX_EXEC -r MOSIX_RESTORE [-t] [-X DIR]...\n");
     exit(2);
 }
@@ -924,7 +942,9 @@ int main(int argc, char **argv)
             chan = atoi(optarg);
             break;
         case 'd':
-            direct = atoi(optarg);
+            if (directs >= FWD_DIRECT_MAX)
+                usage();
+            direct[directs++] = atoi(optarg);
             break;
         case 'i':
             imagefd = atoi(optarg);
@@ -953,12 +973,14 @@ int main(int argc, char **argv)
         }
     }
     if (chan < 0 || imagefd < 0 || !mode || !exec_path || !restore_path || optind != argc ||
-        rd_mode_of_letter(mode) < 0 || (private_dirs.count > 0 && direct >= 0))
+        rd_mode_of_letter(mode) < 0 || (private_dirs.count > 0 && directs > 0))
         usage();
     default_mode = (enum mosix_mode)rd_mode_of_letter(mode);
-    if (fcntl(chan, F_SETFD, FD_CLOEXEC) < 0 || fcntl(imagefd, F_GETFD) < 0 ||
-        (direct >= 0 && fcntl(direct, F_SETFD, FD_CLOEXEC) < 0))
+    if (fcntl(chan, F_SETFD, FD_CLOEXEC) < 0 || fcntl(imagefd, F_GETFD) < 0)
         die("bad descriptors: %s", strerror(errno));
+    for (int k = 0; k < directs; k++)
+        if (fcntl(direct[k], F_SETFD, FD_CLOEXEC) < 0)
+            die("bad descriptors: %s", strerror(errno));
     sigset_t chld;
     if (sigemptyset(&chld) < 0 || sigaddset(&chld, SIGCHLD) < 0 ||
         sigprocmask(SIG_BLOCK, &chld, NULL) < 0)
@@ -969,7 +991,7 @@ int main(int argc, char **argv)
     struct sigaction ign = {.sa_handler = SIG_IGN};
     if (sigaction(SIGPIPE, &ign, NULL) < 0)
         die("sigaction: %s", strerror(errno));
-    if (direct >= 0) /* the deputy sends nothing before the copy asks */
+    if (directs > 0) /* the deputy sends nothing before the copy asks */
         direct_before = direct_received();
     enter_private_dirs();
     start_copy(imagefd, mode, exec_path, restore_path);

@@ -39,8 +39,8 @@ long filemap_begin(struct filemap *m, const uint64_t mmap_args[6])
     if (len == 0 || off % PAGE != 0)
         return -EINVAL;
     m->fd = (int)mmap_args[4];
-    if (m->fd == FWD_DIRECT_FD)
-        return -EBADF; /* never a descriptor of the process's (RLIMIT_NOFILE is 1024) */
+    if (m->fd > FWD_DIRECT_FD - FWD_DIRECT_MAX && m->fd <= FWD_DIRECT_FD)
+        return -EBADF; /* a direct channel: never a descriptor of the process's */
     m->start = off;
     m->end = off + len < off ? UINT64_MAX : off + len;
     m->step = STEP_FLAGS;

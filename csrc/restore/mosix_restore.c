@@ -1,7 +1,7 @@
 /* mosix_restore.c - the restorer: turn a checkpoint image back into the process.
  *
  * Usage: mosix-restore [-c] [-p PREFIX] [-e ERRFD]
- *                      [-F SOCKFD [-D CHANFD] [-t] [-P PID] | -H -x FDS] FD
+ *                      [-F SOCKFD [-D CHANFD]... [-t] [-P PID] | -H -x FDS] FD
  *
  * Reads the image (mosix/ckpt/format.py, docs/IMAGE.md) from descriptor FD,
  * strictly in order, and becomes the process it describes: same memory,
@@ -20,9 +20,10 @@
  *              that run at home go to a listener) and sends the listener over
  *              SOCKFD.  The filter lets the restorer's own calls through by
  *              their address (RESTORER_BASE).
- *   -D CHANFD  with -F: the direct channel to the deputy; when the image has the
- *              preload shim's handler it goes to FWD_DIRECT_FD and the filter is
- *              the fast variant (the shim forwards calls itself), else it is closed
+ *   -D CHANFD  with -F (repeated, up to FWD_DIRECT_MAX): the direct channels to
+ *              the deputy; when the image has the preload shim's handler they go
+ *              to FWD_DIRECT_FD, FWD_DIRECT_FD - 1, ... and the filter is the fast
+ *              variant (the shim forwards calls itself), else they are closed
  *   -t         with -F: the process takes its time from this node (mosrun -t);
  *              without it the vDSO's clock functions are made system calls,
  *              which the forward filter sends home (restore_vdso.c)
@@ -56,7 +57,7 @@ char restore_stack[STACK_BYTES] __attribute__((aligned(16)));
 extern char _end[]; /* the linker's end of the bss */
 
 static const char usage_text[] =
-    "usage: mosix-restore [-c] [-p PREFIX] [-e ERRFD] [-F SOCKFD [-D CHANFD] [-t] [-P PID] | "
+    "usage: mosix-restore [-c] [-p PREFIX] [-e ERRFD] [-F SOCKFD [-D CHANFD]... [-t] [-P PID] | "
     "-H -x FDS] FD";
 
 struct options {
@@ -123,7 +124,9 @@ static struct options parse_args(int argc, char **argv)
             int fd = parse_fd(argv[++i]);
             if (fd < 0)
                 refuse(usage_text);
-            migration.direct_fd = fd;
+            if (fd < 0 || migration.directs >= (int)(sizeof(migration.direct_fds) / sizeof(int)))
+                refuse(usage_text);
+            migration.direct_fds[migration.directs++] = fd;
         } else if (a[1] == 't' && !a[2]) {
             migration.time_here = 1;
         } else if (a[1] == 'P' && !a[2] && i + 1 < argc) {
@@ -146,7 +149,7 @@ static struct options parse_args(int argc, char **argv)
         refuse(usage_text);
     if ((migration.home && (migration.forward_sock >= 0 || !migration.cloexec_list)) ||
         (!migration.home && migration.cloexec_list) ||
-        (migration.direct_fd >= 0 && migration.forward_sock < 0) ||
+        (migration.directs > 0 && migration.forward_sock < 0) ||
         (migration.time_here && migration.forward_sock < 0) ||
         (migration.home_pid && migration.forward_sock < 0))
         refuse(usage_text);
@@ -168,7 +171,7 @@ static void block_signals(void)
 }
 
 static struct image img;
-struct migration migration = {.forward_sock = -1, .direct_fd = -1};
+struct migration migration = {.forward_sock = -1};
 
 __attribute__((noreturn, used)) void restore_main(long *sp)
 {

@@ -184,7 +184,9 @@ void mem_populate(uint64_t addr, uint64_t len);
 /* Migration modes (mosix_restore.c options -F, -H, -x). */
 struct migration {
     int forward_sock; /* -F: where the forward filter's listener goes (-1: no) */
-    int direct_fd;    /* -D: the direct channel to the deputy (-1: none) */
+    int direct_fds[8]; /* -D (repeated): the direct channels to the deputy, one per thread
+                        * that may call at once (FWD_DIRECT_MAX at most) */
+    int directs;       /* how many -D */
     int home;         /* -H: back home: the filters are in force already */
     int time_here;    /* -t: with -F, the clocks are this node's: the vDSO stays as it is */
     int home_pid;     /* -P: with -F, the process's id at home (0: not told) */

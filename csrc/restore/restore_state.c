@@ -2,6 +2,7 @@
 #include "restore.h"
 
 #include <asm-generic/fcntl.h>
+#include <linux/fcntl.h>
 
 #include <asm/errno.h>
 #include <asm/mman.h>
@@ -142,25 +143,38 @@ static void install_shim_filter(const struct image *img)
           "cannot install the shim's filter");
 }
 
-/* -D: the direct channel goes to FWD_DIRECT_FD when the image has the shim's
- * SIGSYS handler (its filter is recorded only once the handler is in place), and
- * the fast variant of the filter is used; otherwise it is closed.  Returns
- * whether the fast path is on. */
-static int place_direct_channel(const struct image *img)
+/* -D: the direct channels go to FWD_DIRECT_FD, FWD_DIRECT_FD - 1, ... when the
+ * image has the shim's SIGSYS handler (its filter is recorded only once the
+ * handler is in place), and the fast variant of the filter is used; otherwise
+ * they are closed.  Returns whether the fast path is on. */
+_Static_assert(sizeof(migration.direct_fds) / sizeof(int) == FWD_DIRECT_MAX,
+               "one -D per direct channel the filter lets through");
+
+static int place_direct_channels(const struct image *img)
 {
-    int fd = migration.direct_fd;
-    if (fd < 0)
+    int n = migration.directs;
+    if (n == 0)
         return 0;
     if (img->proc.shim_kind == MOSIX_CKPT_SHIM_NONE) {
-        check(mosix_raw1(__NR_close, fd), "cannot close the direct channel");
+        for (int k = 0; k < n; k++)
+            check(mosix_raw1(__NR_close, migration.direct_fds[k]),
+                  "cannot close the direct channel");
         return 0;
     }
-    if (fd != FWD_DIRECT_FD) {
-        check(mosix_raw3(__NR_dup3, fd, FWD_DIRECT_FD, O_CLOEXEC),
+    /* first out of the way of each other's places, then each to its own */
+    for (int k = 0; k < n; k++) {
+        int fd = migration.direct_fds[k];
+        if (fd > FWD_DIRECT_FD - FWD_DIRECT_MAX && fd <= FWD_DIRECT_FD) {
+            long moved = mosix_raw3(__NR_fcntl, fd, F_DUPFD_CLOEXEC, 3);
+            check(moved, "cannot place the direct channel");
+            check(mosix_raw1(__NR_close, fd), "cannot close the direct channel");
+            migration.direct_fds[k] = (int)moved;
+        }
+    }
+    for (int k = 0; k < n; k++) {
+        check(mosix_raw3(__NR_dup3, migration.direct_fds[k], FWD_DIRECT_FD - k, O_CLOEXEC),
               "cannot place the direct channel");
-        check(mosix_raw1(__NR_close, fd), "cannot close the direct channel");
-    } else {
-        check(mosix_raw3(__NR_fcntl, fd, F_SETFD, FD_CLOEXEC), "cannot set close-on-exec");
+        check(mosix_raw1(__NR_close, migration.direct_fds[k]), "cannot close the direct channel");
     }
     return 1;
 }
@@ -173,7 +187,7 @@ static void install_forward_filter(const struct image *img, int sock)
     struct sock_fprog fprog = {.len = (unsigned short)(sizeof(mosix_forward_filter) /
                                                        sizeof(mosix_forward_filter[0])),
                                .filter = (struct sock_filter *)mosix_forward_filter};
-    if (place_direct_channel(img)) {
+    if (place_direct_channels(img)) {
         fprog.len = (unsigned short)(sizeof(mosix_forward_filter_fast) /
                                      sizeof(mosix_forward_filter_fast[0]));
         fprog.filter = (struct sock_filter *)mosix_forward_filter_fast;

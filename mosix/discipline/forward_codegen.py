@@ -166,10 +166,12 @@ def header_text() -> str:
     out += [
         "/* The fast variant, for a copy with the preload shim's SIGSYS handler: calls placed",
         " * at home trap (SECCOMP_RET_TRAP | FWD_TRAP_MAGIC) and the shim sends them over the",
-        " * direct channel at FWD_DIRECT_FD; its own sendto/recvfrom there (sixth argument",
-        " * FWD_DIRECT_MAGIC) are allowed.  Everything else as above. */",
+        " * direct channels at FWD_DIRECT_FD down (FWD_DIRECT_MAX at most, one per thread);",
+        " * its own sendto/recvfrom there (sixth argument FWD_DIRECT_MAGIC) are allowed.",
+        " * Everything else as above. */",
         f"#define FWD_TRAP_MAGIC {forward_filter.FWD_TRAP_MAGIC:#x}",
         f"#define FWD_DIRECT_FD {forward_filter.DIRECT_FD}",
+        f"#define FWD_DIRECT_MAX {forward_filter.DIRECT_MAX}",
         f"#define FWD_DIRECT_MAGIC {forward_filter.DIRECT_MAGIC:#x}",
         f"static const struct sock_filter {fast.name}[] = {{",
     ]

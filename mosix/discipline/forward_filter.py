@@ -20,8 +20,9 @@ The *fast* variant (:func:`program` with ``fast=True``) is for a copy whose
 image has the preload shim's SIGSYS handler: calls placed at home trap
 (``SECCOMP_RET_TRAP`` with ``FWD_TRAP_MAGIC``, which beats the user
 notification of any filter) and the shim marshals them itself over the direct
-channel at descriptor ``DIRECT_FD``.  The shim's own channel I/O (sendto and
-recvfrom on ``DIRECT_FD`` with ``DIRECT_MAGIC`` in the sixth argument, which
+channels at descriptors ``DIRECT_FD`` down (one per thread that may call at
+once, at most ``DIRECT_MAX``).  The shim's own channel I/O (sendto and
+recvfrom on one of them with ``DIRECT_MAGIC`` in the sixth argument, which
 the kernel ignores with a null address) is let through before anything else.
 Other calls that do not run locally (bring home, file maps, clocks,
 unforwardable ones) still go to the supervisor, and so does MOSIX's checkpoint
@@ -42,7 +43,8 @@ FAST_NAME = "mosix_forward_filter_fast"
 
 # The fast variant's constants (generated into forward_table.h for C).
 FWD_TRAP_MAGIC = 0x4D46  # SECCOMP_RET_DATA (si_errno) of a call for the shim: 'MF'
-DIRECT_FD = 1023  # the direct channel in the copy (RLIMIT_NOFILE is 1024 there)
+DIRECT_FD = 1023  # the first direct channel in the copy (RLIMIT_NOFILE is 1024 there)
+DIRECT_MAX = 8  # direct channels at most, at DIRECT_FD, DIRECT_FD - 1, ... (one per thread)
 DIRECT_MAGIC = 0x4D584446  # sendto/recvfrom's sixth argument on the direct channel
 SENDTO, RECVFROM = 44, 45
 
@@ -125,14 +127,15 @@ def decision(s: Syscall, fast: bool = False) -> Decision:
 
 
 def _direct_gate() -> list[bpf.Insn]:
-    """sendto/recvfrom(DIRECT_FD, ..., DIRECT_MAGIC) -> allow; else on to the table."""
+    """sendto/recvfrom(a direct channel, ..., DIRECT_MAGIC) -> allow; else on to the table."""
     arg0, arg5 = bpf.OFF_ARGS, bpf.OFF_ARGS + 5 * 8
     return [
         bpf.Insn(bpf.LD_W_ABS, 0, 0, bpf.OFF_NR),
         bpf.Insn(bpf.JMP_JEQ_K, 1, 0, SENDTO),
-        bpf.Insn(bpf.JMP_JEQ_K, 0, 7, RECVFROM),
+        bpf.Insn(bpf.JMP_JEQ_K, 0, 8, RECVFROM),
         bpf.Insn(bpf.LD_W_ABS, 0, 0, arg0),
-        bpf.Insn(bpf.JMP_JEQ_K, 0, 5, DIRECT_FD),
+        bpf.Insn(bpf.JMP_JGE_K, 0, 6, DIRECT_FD - DIRECT_MAX + 1),
+        bpf.Insn(bpf.JMP_JGT_K, 5, 0, DIRECT_FD),
         bpf.Insn(bpf.LD_W_ABS, 0, 0, arg5),
         bpf.Insn(bpf.JMP_JEQ_K, 0, 3, DIRECT_MAGIC),
         bpf.Insn(bpf.LD_W_ABS, 0, 0, arg5 + 4),

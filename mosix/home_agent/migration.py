@@ -43,6 +43,7 @@ import trio
 
 from mosix.cluster.peers import Cluster
 from mosix.cluster.stream import PeerStream, PeerUnavailable
+from mosix.discipline import forward_filter
 from mosix.home_agent.connection import Connection
 from mosix.native import capturer, deputy
 from mosix.native.helper_process import close_process
@@ -87,7 +88,8 @@ class Away:
     node: int
     ctl: PeerStream
     chan_fd: int = -1  # until the deputy takes it
-    direct_fd: int = -1  # the direct channel (the copy's shim to the deputy), likewise
+    # the direct channels (the copy's shim to the deputy, one per thread), likewise
+    direct_fds: list[int] = field(default_factory=list)
     deputy: Connection | None = None
     returning: bool = False
 
@@ -153,6 +155,9 @@ class Migrations:
 
     async def _send_out(self, pid: int, node: int, facts: ProcessFacts) -> None:
         token = secrets.token_hex(16)
+        # one direct channel per thread that may call at once, threads made away
+        # included: a pool of the most the copy's filter takes (more threads share)
+        directs = forward_filter.DIRECT_MAX
         try:
             ctl = await self.cluster.open(node)
         except PeerUnavailable as e:
@@ -175,6 +180,7 @@ class Migrations:
                     required_mb=facts.required_mb,
                     command=facts.command,
                     direct=direct,
+                    direct_channels=directs,
                     grid_class=facts.grid_class,
                     private_dirs=facts.private_dirs,
                 )
@@ -186,19 +192,20 @@ class Migrations:
             if not isinstance(answer, MigrateAccept) or answer.token != token:
                 raise MigrationError(f"node {node}: unexpected answer {answer.OP}")
             img_fd = await self._side_connection(node, MigrateImage(token=token))
-            chan_fd = direct_fd = -1
+            chan_fd = -1
+            direct_fds: list[int] = []
             try:
                 chan_fd = await self._side_connection(node, MigrateChannel(token=token))
                 if direct:
-                    direct_fd = await self._side_connection(
-                        node, MigrateChannel(token=token, direct=True)
-                    )
+                    for index in range(directs):
+                        first = MigrateChannel(token=token, direct=True, index=index)
+                        direct_fds.append(await self._side_connection(node, first))
             except BaseException:
-                for fd in (img_fd, chan_fd):
+                for fd in (img_fd, chan_fd, *direct_fds):
                     if fd >= 0:
                         os.close(fd)
                 raise
-            away = Away(pid, token, node, ctl, chan_fd, direct_fd)
+            away = Away(pid, token, node, ctl, chan_fd, direct_fds)
             ok = await self._capture_and_hand_over(away, img_fd)
         except PeerUnavailable as e:
             raise MigrationError(str(e)) from None
@@ -257,10 +264,11 @@ class Migrations:
                 log.info("process %d: pre-copy %s", away.pid, summary)
             return True
         except BaseException:
-            for fd in (away.chan_fd, away.direct_fd):
+            for fd in (away.chan_fd, *away.direct_fds):
                 with contextlib.suppress(OSError):
                     os.close(fd)
-            away.chan_fd = away.direct_fd = -1
+            away.chan_fd = -1
+            away.direct_fds = []
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()  # cleans up: a killed capturer leaves the process running
             raise
@@ -289,12 +297,12 @@ class Migrations:
             await conn.send(DeputyEnd(error=why))
             return
         fd, away.chan_fd = away.chan_fd, -1
-        direct, away.direct_fd = away.direct_fd, -1
+        directs, away.direct_fds = away.direct_fds, []
         if fd < 0:
             await conn.send(DeputyEnd(error="its channel was already taken"))
             return
         away.deputy = conn
-        fds = [fd, direct] if direct >= 0 else [fd]
+        fds = [fd, *directs]
         try:
             await conn.send_with_fds(DeputyChannel(), fds)
         finally:
@@ -364,10 +372,11 @@ class Migrations:
     def _forget(self, away: Away) -> None:
         self.away.pop(away.pid, None)
         self.by_token.pop(away.token, None)
-        for fd in (away.chan_fd, away.direct_fd):
+        for fd in (away.chan_fd, *away.direct_fds):
             if fd >= 0:
                 os.close(fd)
-        away.chan_fd = away.direct_fd = -1
+        away.chan_fd = -1
+        away.direct_fds = []
         self.on_change()
 
     async def _watch(self, away: Away) -> None:

@@ -33,18 +33,18 @@ class Supervise:
     img_fd: int
     mode: str
     home_pid: int
-    direct_fd: int = -1  # the direct channel (-1: none)
+    direct_fds: tuple[int, ...] = ()  # the direct channels (none: no fast path)
     time_here: bool = False
     uid: int | None = None  # the process's user (None: this agent's own)
     private_dirs: tuple[str, ...] = ()  # -X: a tmpfs each, in the copy's mount namespace
 
     def fds(self) -> tuple[int, ...]:
-        return tuple(fd for fd in (self.img_fd, self.chan_fd, self.direct_fd) if fd >= 0)
+        return tuple(fd for fd in (self.img_fd, self.chan_fd, *self.direct_fds) if fd >= 0)
 
     def argv(self) -> list[str]:
         argv = [native_path(PROGRAM), "-c", str(self.chan_fd)]
-        if self.direct_fd >= 0:
-            argv += ["-d", str(self.direct_fd)]
+        for fd in self.direct_fds:
+            argv += ["-d", str(fd)]
         argv += ["-i", str(self.img_fd), "-m", self.mode, "-p", str(self.home_pid)]
         argv += ["-e", native_path(LAUNCHER), "-r", native_path(RESTORER)]
         for directory in self.private_dirs:

@@ -34,6 +34,7 @@ from mosix.arguments import PRIVATE_DIRS_MAX, UsageError, check_private_dir
 from mosix.cluster.admin import NodeAdmin
 from mosix.cluster.nodemap import Node
 from mosix.cluster.stream import PeerStream, PeerUnavailable
+from mosix.discipline import forward_filter
 from mosix.native import capturer, remote_supervisor
 from mosix.native.helper_process import close_process
 from mosix.native_names import CkptLine, RemoteLine
@@ -64,7 +65,8 @@ class Guest:
     ctl: PeerStream
     img_fd: int = -1
     chan_fd: int = -1
-    direct_fd: int = -1  # the direct channel: the copy's shim to the deputy
+    # the direct channels (the copy's shim to the deputy), by index; -1: not yet here
+    direct_fds: list[int] = field(default_factory=list)
     arrived: trio.Event = field(default_factory=trio.Event)
     supervisor: trio.Process | None = None
     pid: int = 0  # of the copy here
@@ -114,7 +116,12 @@ class Guests:
             await stream.send(Refused(error=f"not enough free memory for {need} MB"))
             await stream.aclose()
             return
+        if not 1 <= msg.direct_channels <= forward_filter.DIRECT_MAX:
+            await stream.send(Refused(error="a bad offer"))
+            await stream.aclose()
+            return
         guest = Guest(msg, peer, stream)
+        guest.direct_fds = [-1] * (msg.direct_channels if msg.direct else 0)
         self.guests[msg.token] = guest
         try:
             await stream.send(MigrateAccept(token=msg.token))
@@ -125,7 +132,7 @@ class Guests:
         except (PeerUnavailable, trio.TooSlowError) as e:
             log.warning("migration from %s: %s", peer.label(), e)
         finally:
-            for fd in (guest.img_fd, guest.chan_fd, guest.direct_fd):
+            for fd in (guest.img_fd, guest.chan_fd, *guest.direct_fds):
                 if fd >= 0:
                     with contextlib.suppress(OSError):
                         os.close(fd)
@@ -152,7 +159,20 @@ class Guests:
         self._arrive(stream, msg.token, peer, "img_fd")
 
     async def channel(self, stream: PeerStream, msg: MigrateChannel, peer: Node) -> None:
-        self._arrive(stream, msg.token, peer, "direct_fd" if msg.direct else "chan_fd")
+        if not msg.direct:
+            self._arrive(stream, msg.token, peer, "chan_fd")
+            return
+        guest = self.guests.get(msg.token)
+        if (
+            guest is None
+            or guest.home.number != peer.number
+            or not 0 <= msg.index < len(guest.direct_fds)
+            or guest.direct_fds[msg.index] >= 0
+        ):
+            log.warning("%s: a connection for an unknown migration", peer.label())
+            return
+        guest.direct_fds[msg.index] = stream.detach_fd()
+        self._maybe_arrived(guest)
 
     def _arrive(self, stream: PeerStream, token: str, peer: Node, which: str) -> None:
         guest = self.guests.get(token)
@@ -160,8 +180,12 @@ class Guests:
             log.warning("%s: a connection for an unknown migration", peer.label())
             return
         setattr(guest, which, stream.detach_fd())
-        direct_done = guest.direct_fd >= 0 or not guest.offer.direct
-        if guest.img_fd >= 0 and guest.chan_fd >= 0 and direct_done:
+        self._maybe_arrived(guest)
+
+    @staticmethod
+    def _maybe_arrived(guest: Guest) -> None:
+        directs_done = all(fd >= 0 for fd in guest.direct_fds)
+        if guest.img_fd >= 0 and guest.chan_fd >= 0 and directs_done:
             guest.arrived.set()
 
     # ------------------------------------------------------------ life
@@ -172,15 +196,16 @@ class Guests:
             img_fd=guest.img_fd,
             mode=guest.offer.mode,
             home_pid=guest.offer.pid,
-            direct_fd=guest.direct_fd,
+            direct_fds=tuple(guest.direct_fds),
             time_here=guest.offer.time_here,
             private_dirs=tuple(guest.offer.private_dirs),
             uid=guest.offer.uid,
         ).start()
-        for fd in (guest.img_fd, guest.chan_fd, guest.direct_fd):
+        for fd in (guest.img_fd, guest.chan_fd, *guest.direct_fds):
             if fd >= 0:
                 os.close(fd)
-        guest.img_fd = guest.chan_fd = guest.direct_fd = -1
+        guest.img_fd = guest.chan_fd = -1
+        guest.direct_fds = []
         guest.supervisor = proc
         try:
             async with trio.open_nursery() as nursery:

@@ -147,13 +147,22 @@ def node_programs(prefix: str, builds: dict[str, list[str]]) -> Iterator[Path]:
 
 
 def reads_stdin(pid: int) -> bool:
-    """Whether process ``pid`` is in read(0, ...) now (/proc/PID/syscall: the number, then
-    the arguments); e.g. a deputy serving its copy's read of the home stdin."""
+    """Whether a thread of process ``pid`` is in read(0, ...) now
+    (/proc/PID/task/TID/syscall: the number, then the arguments); e.g. a deputy
+    serving its copy's read of the home stdin (on the fast path, in the thread that
+    serves the copy's direct channel)."""
     try:
-        words = Path(f"/proc/{pid}/syscall").read_text().split()
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
     except OSError:
         return False
-    return words[:2] == ["0", "0x0"]
+    for task in tasks:
+        try:
+            words = (task / "syscall").read_text().split()
+        except OSError:
+            continue  # a thread that just ended
+        if words[:2] == ["0", "0x0"]:
+            return True
+    return False
 
 
 COMMAND_TIMEOUT = 120.0  # a tool run inside a node (mosps, migrate)
