@@ -20,6 +20,7 @@ from test_migration_faults import copy_pid
 from mosix.testcluster import LocalCluster
 
 TIMEOUT = 120
+PRIVATE = "/tmp/guest-private"  # -X
 users = users_fixture(("mosixguest1", "mosixguest2"))
 
 
@@ -42,16 +43,21 @@ def parent(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
 
+@pytest.mark.parametrize("options", [[], [f"-X{PRIVATE}"]], ids=["plain", "X"])
 def test_a_users_process_runs_as_that_user_where_it_migrates(
-    cluster3: LocalCluster, migrant: str, users: tuple[str, str]
+    cluster3: LocalCluster, migrant: str, users: tuple[str, str], options: list[str]
 ) -> None:
     user = users[0]
     entry = pwd.getpwnam(user)
     out = "/tmp/guest-identity.out"
+    for k in (1, 2, 3):  # -X's directory exists on every node it goes to
+        private = cluster3.node_path(k, PRIVATE)
+        private.mkdir(exist_ok=True)
+        private.chmod(0o1777)
     argv = ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups", "--"]
     proc = cluster3.popen(
         1,
-        [*argv, "mosrun", "-rnode2", migrant, out, "5"],
+        [*argv, "mosrun", *options, "-rnode2", migrant, out, "5"],
         cwd="/tmp",
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
