@@ -562,6 +562,84 @@ def test_terminated_while_writing(progs: dict[str, Path], tmp_path: Path, mib: i
         assert t.alive() and t.state() in "RS" and t.children() == []
 
 
+VFORK_THREAD = r"""
+/* A thread vforks a child that waits for a line on stdin: until then the
+ * thread waits for it in a sleep no signal but SIGKILL ends, and never stops
+ * for a tracer. */
+#include <pthread.h>
+#include <stdio.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+static void *forker(void *arg)
+{
+    (void)arg;
+    if (vfork() == 0) {
+        char c;
+        while (syscall(SYS_read, 0, &c, 1) == 1 && c != '\n')
+            ;
+        _exit(0);
+    }
+    return NULL;
+}
+
+int main(void)
+{
+    pthread_t t;
+    printf("ready %d\n", (int)getpid());
+    fflush(stdout);
+    if (pthread_create(&t, NULL, forker, NULL) != 0 || pthread_join(t, NULL) != 0)
+        return 1;
+    printf("done\n");
+    return 0;
+}
+"""
+
+
+def tasks_of(pid: int) -> list[Path]:
+    return list(Path(f"/proc/{pid}/task").iterdir())
+
+
+def states_of(pid: int) -> list[str]:
+    return [(task / "stat").read_text().rsplit(")", 1)[1].split()[0] for task in tasks_of(pid)]
+
+
+def tracers_of(pid: int) -> set[int]:
+    found = set()
+    for task in tasks_of(pid):
+        status = (task / "status").read_text()
+        found.add(int(status.split("TracerPid:")[1].split()[0]))
+    return found
+
+
+def test_terminated_while_a_thread_does_not_stop(tmp_path: Path) -> None:
+    """SIGTERM while the capture waits for a thread that does not stop (a vfork
+    parent): it ends at once with one line, no image, and the process runs on
+    untraced, as it was."""
+    exe = build_c(VFORK_THREAD, tmp_path / "vfork_thread", "-O2", "-pthread")
+    image = tmp_path / "images" / "ck"
+    image.parent.mkdir()
+    with start([str(exe)], stdin=subprocess.PIPE) as t:
+        wait_until(lambda: "D" in states_of(t.pid), what="the thread waiting for its vfork child")
+        ck = subprocess.Popen([str(CKPT), "-o", str(image), str(t.pid)], stderr=subprocess.PIPE)
+        wait_until(lambda: ck.pid in tracers_of(t.pid), what="the capture tracing the threads")
+        ck.send_signal(signal.SIGTERM)
+        try:
+            _, err = ck.communicate(timeout=10)
+        finally:
+            if ck.poll() is None:
+                ck.kill()
+                ck.wait()
+        assert ck.returncode == 1 and err == b"mosix-ckpt: interrupted by a signal\n"
+        assert tracers_of(t.pid) == {0}
+        assert list(image.parent.iterdir()) == []
+        assert t.proc.stdin is not None
+        t.proc.stdin.write(b"go\n")
+        t.proc.stdin.close()
+        assert t.line() == "done\n"
+        assert t.proc.wait(timeout=TIMEOUT) == 0
+
+
 def test_process_executes_another_program_meanwhile(progs: dict[str, Path], tmp_path: Path) -> None:
     """The copy is reaped by an injected call in whatever program the process runs
     by then: the syscall instruction is found again in the new one."""

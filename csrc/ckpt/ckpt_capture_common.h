@@ -74,6 +74,7 @@ void ck_set_why_errno(const char *fmt, ...) __attribute__((format(printf, 1, 2))
 
 /* SIGINT, SIGTERM, SIGHUP set a flag (no SA_RESTART); SIGPIPE is ignored. */
 extern volatile sig_atomic_t ck_interrupted;
+extern volatile sig_atomic_t ck_terminations; /* termination signals caught so far */
 void ck_catch_signals(void);
 void ck_check_interrupted(void); /* ck_fail when a termination signal arrived */
 
@@ -131,7 +132,13 @@ struct ck_tracee {
 int ck_seize(struct ck_tracee *t, pid_t pid);
 /* PTRACE_INTERRUPT and wait for the trap (signals that come first are
  * delivered as usual); saves the registers (a call a seccomp filter had just
- * trapped: to be issued again, ckpt_capture_trace.c).  0 or -1 (ck_why). */
+ * trapped: to be issued again, ckpt_capture_trace.c).  0 or -1 (ck_why).
+ * A termination signal (SIGTERM, SIGINT, SIGHUP) that comes during the wait
+ * ends it: a thread that does not stop (a vfork parent waiting for its child,
+ * a disk sleep) holds no capture hostage.  Nothing of the tracee has changed
+ * yet: it is left attached to the kernel only (attached 0; ck_why "interrupted
+ * by a signal"), and runs on untraced once this process ends.  The other
+ * waits for a tracee (injected calls) never end that way. */
 int ck_interrupt(struct ck_tracee *t);
 /* The first stop of an auto-attached new child; saves its registers. */
 int ck_adopt(struct ck_tracee *t, pid_t pid, uint64_t syscall_at);

@@ -64,10 +64,20 @@ static int is_restart_code(int64_t rax)
 
 /* ------------------------------------------------------------ stops */
 
-/* The next stop of the tracee (0), or -1 when it ended or waitpid failed. */
-static int wait_stop(struct ck_tracee *t, int *status)
+/* The next stop of the tracee (0), or -1 when it ended or waitpid failed;
+ * with leave (>= 0: ck_terminations before the wait), also when a
+ * termination signal comes meanwhile (see ck_interrupt). */
+static int wait_stop_or_leave(struct ck_tracee *t, int *status, int leave)
 {
     for (;;) {
+        if (leave >= 0 && ck_terminations != leave) {
+            /* nothing of it changed yet: it is left to the kernel, which detaches
+             * it when this process ends (and drops the trap PTRACE_INTERRUPT
+             * asked for): it runs on, untraced */
+            ck_set_why("interrupted by a signal");
+            t->attached = 0;
+            return -1;
+        }
         pid_t r = waitpid(t->pid, status, __WALL);
         if (r < 0 && errno == EINTR)
             continue; /* a termination signal: never abandon a tracee mid-step */
@@ -88,6 +98,11 @@ static int wait_stop(struct ck_tracee *t, int *status)
         if (WIFSTOPPED(*status))
             return 0;
     }
+}
+
+static int wait_stop(struct ck_tracee *t, int *status)
+{
+    return wait_stop_or_leave(t, status, -1);
 }
 
 /* What kind of stop status is; signal-delivery stops leave the signal in *sig. */
@@ -244,13 +259,14 @@ int ck_seize(struct ck_tracee *t, pid_t pid)
 
 int ck_interrupt(struct ck_tracee *t)
 {
+    int leave = ck_terminations; /* a termination signal from now on ends the wait */
     if (ptrace(PTRACE_INTERRUPT, t->pid, 0, 0) < 0) {
         ck_set_why_errno("PTRACE_INTERRUPT %d", t->pid);
         return -1;
     }
     for (;;) {
         int status, sig;
-        if (wait_stop(t, &status) < 0)
+        if (wait_stop_or_leave(t, &status, leave) < 0)
             return -1;
         t->stop = classify(t, status, &sig);
         if (t->stop == CK_STOP_EVENT)

@@ -14,6 +14,7 @@
 
 char ck_why[512];
 volatile sig_atomic_t ck_interrupted;
+volatile sig_atomic_t ck_terminations;
 
 static struct ck_hooks hooks;
 static int cleaned, discarded; /* each runs once: a failure inside one only reports */
@@ -130,6 +131,7 @@ static void on_termination(int sig)
 {
     (void)sig;
     ck_interrupted = 1;
+    ck_terminations++;
 }
 
 void ck_catch_signals(void)
