@@ -574,10 +574,20 @@ static void precopy_pause(int scan)
         ck_fail("%s", ck_why);
     if (check_syscall_insn() < 0)
         ck_fail("%s", ck_why);
+    /* every thread held from the scan to the copy: a page another thread first
+     * wrote in between would be shared with the new copy, not sent, and never
+     * seen written again (the target would keep what an earlier round sent) */
+    if (scan)
+        ck_threads_stop(&R.threads, R.pid, R.procfd, R.parent.syscall_at);
     reap_zombies();
     if (scan)
         precopy_scan();
     make_copy();
+    if (scan) {
+        if (ck_threads_release(&R.threads) < 0)
+            ck_fail("the threads of process %d could not all be resumed", R.pid);
+        R.threads.n = 0; /* released: the next pause stops them again */
+    }
     if (ck_release(&R.parent) < 0)
         ck_fail("%s", ck_why);
     uint64_t took = ck_now_us() - t0;
