@@ -84,7 +84,8 @@ def test_batch_lines_run_as_the_users_group(
 ) -> None:
     user = users[0]
     commands = agent_base / "lines"
-    commands.write_text("grep ^Gid: /proc/self/status\n" * 2)
+    # each line's bash drops a set-group-ID itself: look at its parent, the -S runner
+    commands.write_text("grep ^Gid: /proc/$PPID/status\n" * 2)
     done = site.run(str(agent_base / "mosrun-site"), "-S1", str(commands), user=user)
     assert (done.returncode, done.stderr) == (0, "")
     assert done.stdout == gid_line(users_gid(user)) * 2
