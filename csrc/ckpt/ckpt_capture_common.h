@@ -24,6 +24,7 @@
 
 #include "ckpt_format.h"
 #include "mosix_names.h"
+#include "read_whole.h"
 
 /* The exit statuses, named once in mosix/native_names.py (CkptExit). */
 enum {
@@ -87,8 +88,6 @@ uint64_t ck_realtime_ns(void);
 /* A whole small file (at most cap-1 bytes) relative to dirfd, NUL-terminated:
  * its length, or -1 with errno. */
 ssize_t ck_read_small(int dirfd, const char *path, char *buf, size_t cap);
-/* A whole file of any size, malloc'd and NUL-terminated; NULL with errno. */
-char *ck_read_all(int dirfd, const char *path, size_t *len);
 /* readlinkat, NUL-terminated: the length, or -1 with errno (ENAMETOOLONG if cut). */
 ssize_t ck_readlink(int dirfd, const char *path, char *buf, size_t cap);
 /* The value of "KEY:" in /proc/PID/status text, leading blanks skipped, up to

@@ -153,7 +153,7 @@ static void mark_skipped(struct ck_area *a)
 void ck_read_maps(int procfd, struct ck_maps *out)
 {
     size_t len;
-    char *text = ck_read_all(procfd, "maps", &len);
+    char *text = read_whole_file(procfd, "maps", &len);
     if (!text)
         ck_fail_errno("/proc/PID/maps");
     size_t cap = 64;
@@ -207,7 +207,7 @@ void ck_check_maps(const struct ck_maps *m)
 void ck_check_fork_flags(int procfd)
 {
     size_t len;
-    char *text = ck_read_all(procfd, "smaps", &len);
+    char *text = read_whole_file(procfd, "smaps", &len);
     if (!text)
         ck_fail_errno("/proc/PID/smaps");
     unsigned long long start = 0, end = 0;

@@ -90,7 +90,7 @@ struct scratch {
 static uint64_t writable_area(int procfd)
 {
     size_t len;
-    char *maps = ck_read_all(procfd, "maps", &len);
+    char *maps = read_whole_file(procfd, "maps", &len);
     if (!maps)
         ck_fail_errno("/proc/PID/maps");
     uint64_t at = 0;
@@ -520,7 +520,7 @@ static void fill_shim(struct mosix_ckpt_process *p, const struct ck_maps *m, int
 static void fill_base_mode(struct mosix_ckpt_process *p, int procfd)
 {
     size_t len;
-    char *env = ck_read_all(procfd, "environ", &len);
+    char *env = read_whole_file(procfd, "environ", &len);
     if (!env)
         ck_fail_errno("/proc/PID/environ");
     p->base_mode = (uint32_t)mosix_mode_of(env, len, MOSIX_MODE_KILL);
@@ -625,7 +625,7 @@ char *ck_build_options(int procfd, char *const *extra, int nextra, size_t *lenp)
     size_t len = 0, cap = 256, elen = 0, clen = 0, vlen = 0;
     char *buf = ck_alloc(cap);
     if (!given(extra, nextra, "inherit")) {
-        char *env = ck_read_all(procfd, "environ", &elen);
+        char *env = read_whole_file(procfd, "environ", &elen);
         if (!env)
             ck_fail_errno("/proc/PID/environ");
         const char *v = env_value(env, elen, MOSIX_INHERIT_ENV, &vlen);
@@ -633,7 +633,7 @@ char *ck_build_options(int procfd, char *const *extra, int nextra, size_t *lenp)
         free(env);
     }
     if (!given(extra, nextra, "argv0")) {
-        char *cmd = ck_read_all(procfd, "cmdline", &clen);
+        char *cmd = read_whole_file(procfd, "cmdline", &clen);
         if (!cmd)
             ck_fail_errno("/proc/PID/cmdline");
         append_line(&buf, &len, &cap, "argv0", cmd, strnlen(cmd, clen));

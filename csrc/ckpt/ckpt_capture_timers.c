@@ -63,7 +63,7 @@ void ck_timers_read(struct ck_timers *ts, struct ck_tracee *main, int procfd, in
 {
     size_t len;
     ts->n = 0;
-    char *text = ck_read_all(procfd, "timers", &len);
+    char *text = read_whole_file(procfd, "timers", &len);
     if (!text)
         ck_fail_errno("/proc/PID/timers");
     for (char *at = len ? text : NULL; at;) {

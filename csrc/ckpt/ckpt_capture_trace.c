@@ -565,7 +565,7 @@ static uint64_t find_in(int memfd, uint64_t start, uint64_t end)
 uint64_t ck_find_syscall_insn(int procfd, int memfd)
 {
     size_t len;
-    char *maps = ck_read_all(procfd, "maps", &len);
+    char *maps = read_whole_file(procfd, "maps", &len);
     if (!maps)
         return 0;
     uint64_t at = 0;

@@ -27,7 +27,7 @@ struct vdso {
 static int vdso_range(int dirfd, const char *path, uint64_t *start, uint64_t *end)
 {
     size_t len;
-    char *maps = ck_read_all(dirfd, path, &len);
+    char *maps = read_whole_file(dirfd, path, &len);
     if (!maps)
         ck_fail_errno("maps");
     int found = 0;

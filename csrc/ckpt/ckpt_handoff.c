@@ -148,7 +148,7 @@ int ck_handoff_deputy(struct ck_tracee *t, int procfd, int memfd, char *const da
     if (cloexec_fds(procfd, fds, &nfds, list, sizeof(list)) < 0)
         return -1;
     size_t envlen = 0;
-    char *env = ck_read_all(procfd, "environ", &envlen);
+    char *env = read_whole_file(procfd, "environ", &envlen);
     if (!env) {
         ck_set_why_errno("/proc/%d/environ", t->pid);
         return -1;

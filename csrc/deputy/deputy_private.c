@@ -7,6 +7,7 @@
 #include "deputy_private.h"
 
 #include "private_mounts.h"
+#include "read_whole.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -14,44 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-static char *read_mountinfo(void)
-{
-    int fd = open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return NULL;
-    size_t cap = 1 << 16, len = 0;
-    char *buf = malloc(cap);
-    for (;;) {
-        if (buf == NULL)
-            break;
-        if (len + 1 >= cap) {
-            char *bigger = realloc(buf, cap * 2);
-            if (bigger == NULL) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = bigger;
-            cap *= 2;
-        }
-        ssize_t n = read(fd, buf + len, cap - 1 - len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            free(buf);
-            buf = NULL;
-            break;
-        }
-        if (n == 0) {
-            buf[len] = '\0';
-            break;
-        }
-        len += (size_t)n;
-    }
-    (void)close(fd); /* read only: nothing to lose */
-    return buf;
-}
 
 static void empty(const char *point, dev_t dev, void *ctx)
 {
@@ -78,7 +41,7 @@ static void empty(const char *point, dev_t dev, void *ctx)
 
 int deputy_empty_private(void)
 {
-    char *info = read_mountinfo();
+    char *info = read_whole_file(AT_FDCWD, "/proc/self/mountinfo", NULL);
     if (info == NULL)
         return -1;
     int failed = 0;
