@@ -395,6 +395,19 @@ def test_a_wedged_agent_is_a_clear_error(agent: Agent) -> None:
         agent.proc.send_signal(signal.SIGCONT)
 
 
+def test_sigusr1_writes_what_each_task_waits_for_and_the_agent_goes_on(agent: Agent) -> None:
+    """An administrator's look into an agent that seems stuck: every trio task and the
+    line it waits at, in the log; the agent answers as before."""
+    assert agent.proc is not None
+    log = agent.run_dir.parent / "agent.stderr"
+    agent.proc.send_signal(signal.SIGUSR1)
+    wait_until(lambda: "tasks (" in log.read_text(), what="the task dump in the log")
+    dump = log.read_text().split("tasks (", 1)[1]
+    assert "task_dump.py" in dump and "dump_tasks_on_signal" in dump  # the dumper itself
+    assert "control_socket.py" in dump  # the listener, waiting for a client
+    assert agent.run("mosps").returncode == 0
+
+
 def test_state_file_damage_does_not_keep_the_agent_down(agent_base: Path) -> None:
     a = make_agent(agent_base)
     a.run_dir.mkdir()

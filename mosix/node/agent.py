@@ -41,6 +41,7 @@ from mosix.home_agent.shares import UserShares
 from mosix.home_agent.state import Changes, SavedState
 from mosix.home_agent.status_requests import StatusRequests
 from mosix.node.administration import Administration
+from mosix.node.task_dump import dump_tasks_on_signal
 from mosix.protocol import QueueAsk, QueueEnter
 from mosix.queue.keeper import QueueKeeper
 from mosix.queue.partition import QUEUE_SLOTS
@@ -187,6 +188,7 @@ class NodeAgent:
                 await nursery.start(cluster.run)
             if services is not None and services.balancer is not None:
                 nursery.start_soon(services.balancer.run)
+            await nursery.start(dump_tasks_on_signal)  # kill -USR1: what each task waits for
             with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                 nursery.start_soon(wait_signal, signals, stopping)
                 task_status.started()
