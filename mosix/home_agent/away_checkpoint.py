@@ -48,7 +48,7 @@ class AwayCheckpoints:
             raise CheckpointError(f"process {pid} came home meanwhile")
         if pid in m.busy or away.returning or away.deputy is None:
             raise CheckpointError(f"process {pid} is migrating")
-        m.busy.add(pid)  # no migration while its halves are taken
+        m.take(pid)  # no migration while its halves are taken
         try:
             try:
                 stream = await m.cluster.open(away.node)
@@ -71,4 +71,4 @@ class AwayCheckpoints:
             finally:
                 os.close(fd)  # the copy goes on
         finally:
-            m.busy.discard(pid)
+            m.release(pid)

@@ -20,7 +20,7 @@ from mosix.arguments import MosrunArgs, UsageError, parse_inherited_words
 from mosix.cluster.peers import Cluster
 from mosix.home_agent.away_checkpoint import AwayCheckpoints
 from mosix.home_agent.balancer import Balancer, Process
-from mosix.home_agent.migration import MigrationError, Migrations, ProcessFacts
+from mosix.home_agent.migration import HOME_TIMEOUT, MigrationError, Migrations, ProcessFacts
 from mosix.home_agent.placement import Chooser, NoPlace, Request, WaitForMemory, placement_of
 from mosix.home_agent.recovered_start import wait_resumed
 from mosix.home_agent.registry import Registration
@@ -117,6 +117,8 @@ class ClusterServices:
     # ------------------------------------------------------------ migrate
 
     async def migrate(self, msg: Migrate, reg: Registration) -> Message:
+        # a move the balancer (or a checkpoint away) has under way ends first
+        await self.migrations.settled(msg.pid, HOME_TIMEOUT)
         try:
             if msg.target == "home":
                 await self.migrations.bring_home(msg.pid)

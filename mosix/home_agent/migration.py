@@ -125,13 +125,32 @@ class Migrations:
         self.on_change = on_change
         self.away: dict[int, Away] = {}
         self.by_token: dict[str, Away] = {}
-        self.busy: set[int] = set()  # pids with a migration under way
+        self.busy: set[int] = set()  # pids with a migration under way (take/release)
+        self._released: dict[int, trio.Event] = {}  # set when a busy pid is released
         self.lost_reasons: dict[int, str] = {}  # for a deputy that asks after the end
         # the checkpoint file a lost process resumes from (None: it ends)
         self.last_checkpoint = last_checkpoint
         self.nursery = nursery  # where each migrated process is watched
         # serves a copy's own checkpoint call (mosix.home_agent.checkpoint_requests): -errno or 0
         self.program_checkpoint: Callable[[int, ProgramCheckpoint], Awaitable[int]] | None = None
+
+    def take(self, pid: int) -> None:
+        """Mark ``pid`` as moving (or its halves taken): no other move starts."""
+        self.busy.add(pid)
+        self._released.setdefault(pid, trio.Event())
+
+    def release(self, pid: int) -> None:
+        self.busy.discard(pid)
+        released = self._released.pop(pid, None)
+        if released is not None:
+            released.set()
+
+    async def settled(self, pid: int, timeout: float) -> None:
+        """Wait until no move of ``pid`` is under way (at most ``timeout`` s): a
+        user's request waits for the balancer's move instead of failing."""
+        with trio.move_on_after(timeout):
+            while pid in self.busy:
+                await self._released[pid].wait()
 
     def where(self, pid: int) -> int:
         """The node the process runs on (this node's number when home)."""
@@ -146,12 +165,12 @@ class Migrations:
             raise MigrationError(f"process {pid} is already migrating")
         if pid in self.away:
             raise MigrationError(f"process {pid} already runs on node {self.away[pid].node}")
-        self.busy.add(pid)
+        self.take(pid)
         self.lost_reasons.pop(pid, None)  # a process of an earlier life of the pid
         try:
             await self._send_out(pid, node, facts)
         finally:
-            self.busy.discard(pid)
+            self.release(pid)
 
     async def _send_out(self, pid: int, node: int, facts: ProcessFacts) -> None:
         token = secrets.token_hex(16)
@@ -438,7 +457,7 @@ class Migrations:
             raise MigrationError(f"process {pid} is at home")
         if pid in self.busy or away.deputy is None:
             raise MigrationError(f"process {pid} is already migrating")
-        self.busy.add(pid)
+        self.take(pid)
         away.returning = True
         try:
             await self._bring_home(away)
@@ -446,7 +465,7 @@ class Migrations:
             away.returning = False
             raise
         finally:
-            self.busy.discard(pid)
+            self.release(pid)
 
     async def _bring_home(self, away: Away) -> None:
         assert away.deputy is not None
