@@ -141,6 +141,18 @@ def test_a_recovered_program_runs_as_the_users_group(
     assert done.stdout == gid_line(users_gid(user))
 
 
+def test_a_batch_job_runs_as_the_users_group(
+    site: Agent, agent_base: Path, users: tuple[str, str]
+) -> None:
+    """-E: on a node without a cluster the batch job runs here, outside the discipline."""
+    user = users[0]
+    done = site.run(
+        str(agent_base / "mosrun-site"), "-E", str(agent_base / "gidshow"), user=user, input="\n"
+    )
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout == gid_line(users_gid(user)) * 2
+
+
 def status_gid_line(pid: int) -> str:
     lines = Path(f"/proc/{pid}/status").read_text().splitlines(keepends=True)
     return next(line for line in lines if line.startswith("Gid:"))

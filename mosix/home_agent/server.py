@@ -212,7 +212,7 @@ class Server:
                 await start_native(conn, msg)
                 return None
             case StartBatch():
-                self.site.check(peer)
+                self.site.check(peer, self.queue.runs_job_of(peer))
                 if self.batches is None:
                     return without_cluster(msg)
                 await self.batches.submit(conn, msg)

@@ -6,11 +6,11 @@ parameters and executes ``mosrun -g``.  A Python mosrun cannot be made set-id,
 so the node agent holds the line: the requests that start MOSIX work
 (Register, Enqueue, StartBatch) are served only from a connection whose peer
 (SO_PEERCRED: the effective ids at connect time) has the site's group as its
-effective group, or is root.  Two requests of a process the site already let
-in need no group: a queued mosrun presenting its ticket again (after an agent
-restart) and registering itself once the queue let it run, because mosrun
-drops the group while it waits in the queue.  Queries, signals and the
-administration verbs stay open to everyone.
+effective group, or is root.  A process the site let in before needs no
+group: a queued mosrun presenting its ticket again (after an agent restart)
+and, once the queue let it run, registering itself or submitting its batch
+job (-E/-M), because mosrun drops the group while it waits in the queue.
+Queries, signals and the administration verbs stay open to everyone.
 """
 
 from __future__ import annotations
