@@ -158,10 +158,12 @@ class Server:
         peer = conn.peer
         match msg:
             case Register():
-                self.site.check(peer, msg.pid == peer.pid and self.queue.runs_job_of(peer))
+                itself = msg.pid == peer.pid
+                self.site.check(peer, lambda: itself and self.queue.runs_job_of(peer))
                 return self.processes.register(peer, msg)
             case Enqueue():
-                self.site.check(peer, self.queue.known_ticket(msg.ticket))
+                ticket = msg.ticket
+                self.site.check(peer, lambda: self.queue.known_ticket(ticket))
                 return self.queue.enqueue(conn, msg, tickets)
             case Release():
                 self.runner.release(msg.ticket, tickets)
@@ -212,7 +214,7 @@ class Server:
                 await start_native(conn, msg)
                 return None
             case StartBatch():
-                self.site.check(peer, self.queue.runs_job_of(peer))
+                self.site.check(peer, lambda: self.queue.runs_job_of(peer))
                 if self.batches is None:
                     return without_cluster(msg)
                 await self.batches.submit(conn, msg)

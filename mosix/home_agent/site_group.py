@@ -15,6 +15,7 @@ Queries, signals and the administration verbs stay open to everyone.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from mosix.home_agent.connection import Peer
@@ -30,8 +31,9 @@ class SiteGroup:
     def admits(self, peer: Peer) -> bool:
         return not self.name or peer.is_root or peer.gid == self.gid
 
-    def check(self, peer: Peer, let_in_before: bool = False) -> None:
+    def check(self, peer: Peer, let_in_before: Callable[[], bool] = lambda: False) -> None:
         """Refuse a request that starts MOSIX work unless ``peer`` may start it
-        (``let_in_before``: the queue already holds the peer's own admitted job)."""
-        if not self.admits(peer) and not let_in_before:
+        (``let_in_before()``: the queue holds the peer's own admitted job; asked only
+        when the peer lacks the group)."""
+        if not self.admits(peer) and not let_in_before():
             raise Refusal(site_group_refusal(self.name))
