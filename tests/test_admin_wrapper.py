@@ -281,3 +281,27 @@ def test_a_wrapper_that_runs_mosrun_by_its_script_line_is_refused(
     assert (done.returncode, done.stdout) == (125, "")
     assert done.stderr == "mosrun: -g: the wrapper started mosrun unsafely: it is not 'python -I'\n"
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("enforced", [True], ids=["enforced"])
+def test_a_queued_job_of_the_wrapper_keeps_its_place_across_an_agent_restart(
+    site: Agent, agent_base: Path, users: tuple[str, str]
+) -> None:
+    """The queued mosrun waits without the group; after the agent is killed and started
+    again it presents its ticket, which lets it in, and runs when its turn comes."""
+    user = users[0]
+    wrapper, gidshow = str(agent_base / "mosrun-site"), str(agent_base / "gidshow")
+    pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+    first = site.spawn(wrapper, gidshow, user=user, **pipes)
+    assert first.stdout is not None and first.stdin is not None
+    assert first.stdout.readline() == gid_line(users_gid(user))  # runs: the slot is taken
+    second = site.spawn(wrapper, gidshow, user=user, **pipes)
+    wait_until(lambda: site.queued_count(user) == 1, what="the second job queued")
+    site.kill9()
+    site.start()
+    wait_until(lambda: site.queued_count(user) == 1, what="the queued job back in the queue")
+    first.stdin.write("\n")
+    first.stdin.close()
+    assert first.wait(timeout=60) == 0
+    out, err = second.communicate("\n", timeout=60)
+    assert (second.returncode, err, out) == (0, "", gid_line(users_gid(user)) * 2)
