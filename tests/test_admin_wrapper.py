@@ -4,9 +4,11 @@ executes ``mosrun -g PARAMETERS``.
 
 packaging/mosrun-wrapper.c (its policy: every job queued) is built and installed
 as the manual says, set-group-ID to a group of the site's; an unprivileged user
-runs programs through it.  Neither mosrun nor the program keeps the wrapper's
-group, whichever way mosrun starts it: a plain start, -S, and -R of a
-checkpoint (which kept it until mosrun dropped the group before anything else).
+runs programs through it.  mosrun keeps the wrapper's group only until its
+last request to the node agent: neither a queued mosrun while it waits nor the
+program keeps it, whichever way mosrun starts it: a plain start, -S, -E, and
+-R of a checkpoint (whose restorer would otherwise resume it with the group).
+Each test runs twice: with the agent open to all, and enforcing the wrapper.
 
 With ``[site] mosrun_group`` the node agent starts MOSIX work only for that
 effective group (or root), so the wrapper is the only way in: a plain mosrun
