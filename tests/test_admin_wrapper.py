@@ -8,7 +8,8 @@ runs programs through it.  mosrun keeps the wrapper's group only until its
 last request to the node agent: neither a queued mosrun while it waits nor the
 program keeps it, whichever way mosrun starts it: a plain start, -S, -E, and
 -R of a checkpoint (whose restorer would otherwise resume it with the group).
-Each test runs twice: with the agent open to all, and enforcing the wrapper.
+The tests of what the program runs as run twice: with an agent open to all, and with
+one enforcing the wrapper.
 
 With ``[site] mosrun_group`` the node agent starts MOSIX work only for that
 effective group (or root), so the wrapper is the only way in: a plain mosrun
