@@ -7,7 +7,7 @@ as the manual says, set-group-ID to a group of the site's; an unprivileged user
 runs programs through it.  mosrun keeps the wrapper's group only until its
 last request to the node agent: neither a queued mosrun while it waits nor the
 program keeps it, whichever way mosrun starts it: a plain start, -S, -E, and
--R of a checkpoint (whose restorer would otherwise resume it with the group).
+-R of a checkpoint.
 The tests of what the program runs as run twice: with an agent open to all, and with
 one enforcing the wrapper.
 
