@@ -143,6 +143,15 @@ class AgentClient:
         return parts
 
 
+def adopt(fd: int) -> AgentClient:
+    """The connection to the agent open on ``fd`` (made by the process before an exec)."""
+    from pathlib import Path
+
+    sock = socket.socket(fileno=fd)
+    os.set_inheritable(fd, False)
+    return AgentClient(sock, AgentPaths(Path(sock.getpeername()).parent))
+
+
 def try_connect(paths: AgentPaths) -> AgentClient | None:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     try:
@@ -187,6 +196,7 @@ def start_agent(paths: AgentPaths) -> None:
             env=env,
             check=True,
             timeout=START_TIMEOUT,
+            group=os.getgid(),  # a user's own agent never keeps the site wrapper's group
         )
     except (OSError, subprocess.SubprocessError) as e:
         os.close(read_end)
@@ -236,8 +246,10 @@ def register_program(msg: Register) -> tuple[str, Done] | None:
             client.sock.settimeout(REGISTER_TIMEOUT)
             done = client.request(msg, Done)
             return str(client.paths.socket), done
-    except AgentRefused:
-        if msg.placement:
+    except AgentRefused as e:
+        from mosix.start_contract import is_site_group_refusal
+
+        if msg.placement or is_site_group_refusal(e.message):
             raise
         return None
     except (AgentUnavailable, OSError, Failure):

@@ -107,3 +107,15 @@ def remove_gate(path: str) -> None:
         os.unlink(path)
     with contextlib.suppress(OSError):
         os.rmdir(os.path.dirname(path))
+
+
+SITE_GROUP_REFUSAL = "MOSIX work starts here only through the site's mosrun wrapper"
+
+
+def site_group_refusal(group: str) -> str:
+    """The agent's one line to a caller without the site's group (``[site] mosrun_group``)."""
+    return f"{SITE_GROUP_REFUSAL} (group '{group}')"
+
+
+def is_site_group_refusal(error: str) -> bool:
+    return error.startswith(SITE_GROUP_REFUSAL)

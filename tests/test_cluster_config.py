@@ -281,7 +281,17 @@ BAD_CONFIGS = [
         "[cluster]\nmap = '1 10.0.0.1 2'\n[[cluster.node]]\nnumber = 3\naddress = '10.0.0.2'\n",
         "cluster.map: address 10.0.0.2 is given to nodes 2 and 3",
     ),
+    ("[site]\nmosrun_group = 'mosix-no-such-group'\n", "site.mosrun_group: no group"),
+    ("[site]\nmosrun_group = 5\n", "site.mosrun_group must be a string"),
+    ("[site]\nmosrun_group = ''\n", "site.mosrun_group must not be empty"),
 ]
+
+
+def test_the_sites_mosrun_group_is_found_by_name(tmp_path: Path) -> None:
+    config, _ = read_config(write_config(tmp_path, "[site]\nmosrun_group = 'root'\n"))
+    assert (config.mosrun_group, config.mosrun_gid) == ("root", 0)
+    unset, _ = read_config(write_config(tmp_path, "[queue]\nslots = 2\n"))
+    assert unset.mosrun_group == ""
 
 
 @pytest.mark.parametrize(("text", "error"), BAD_CONFIGS)

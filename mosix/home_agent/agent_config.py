@@ -22,3 +22,5 @@ class AgentConfig:
     speed: float = 1.0  # relative CPU speed ([node] speed), for load vectors
     cluster: ClusterConfig | None = None  # None: a one-node cluster
     limits: AgentLimits = field(default_factory=AgentLimits)
+    mosrun_group: str = ""  # [site] mosrun_group: MOSIX work starts only from it ("": anyone)
+    mosrun_gid: int = -1

@@ -30,6 +30,7 @@ from mosix.home_agent.native_start import start_native
 from mosix.home_agent.process_requests import ProcessRequests
 from mosix.home_agent.refusal import Refusal
 from mosix.home_agent.replies import reply
+from mosix.home_agent.site_group import SiteGroup
 from mosix.home_agent.status_requests import StatusRequests, send_chunks
 from mosix.protocol import (
     Checkpoint,
@@ -82,6 +83,7 @@ class Server:
         stopping: trio.Event,
         freezer: Freezer,
         batches: BatchSubmitter | None = None,
+        site: SiteGroup | None = None,
     ) -> None:
         self.limits = limits
         self.owner = owner  # the agent's user: it may stop the agent
@@ -98,6 +100,7 @@ class Server:
         self.batches = batches  # mosrun -E/-M (None: a one-node cluster)
         self.freezer = freezer  # frozen processes' deputies say hello to it first
         self.frozen_jobs = FrozenJobs(processes.registry, freezer)  # mosq shows them
+        self.site = site or SiteGroup()  # [site] mosrun_group: who may start MOSIX work
 
     async def handle(self, conn: Connection) -> None:
         """One client's requests, until it closes the connection.  Whatever it sends,
@@ -155,8 +158,12 @@ class Server:
         peer = conn.peer
         match msg:
             case Register():
+                itself = msg.pid == peer.pid
+                self.site.check(peer, lambda: itself and self.queue.runs_job_of(peer))
                 return self.processes.register(peer, msg)
             case Enqueue():
+                ticket = msg.ticket
+                self.site.check(peer, lambda: self.queue.known_ticket(ticket))
                 return self.queue.enqueue(conn, msg, tickets)
             case Release():
                 self.runner.release(msg.ticket, tickets)
@@ -207,6 +214,7 @@ class Server:
                 await start_native(conn, msg)
                 return None
             case StartBatch():
+                self.site.check(peer, lambda: self.queue.runs_job_of(peer))
                 if self.batches is None:
                     return without_cluster(msg)
                 await self.batches.submit(conn, msg)

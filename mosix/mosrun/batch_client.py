@@ -22,7 +22,7 @@ from mosix.agent_client import AGENT_SOCKET_ENV, connect
 from mosix.agent_paths import RUN_DIR_ENV
 from mosix.arguments import MosrunArgs, WhereParent, format_args
 from mosix.exits import EXIT_USAGE, Failure
-from mosix.mosrun.launch import run_native
+from mosix.mosrun.launch import drop_wrapper_group, run_native
 from mosix.mosrun.native_client import RELAYED, end_like, run_via_agent
 from mosix.protocol import (
     HEADER,
@@ -88,6 +88,7 @@ def run_batch(args: MosrunArgs) -> MosrunArgs:
     the job runs here: -E is executed outside the discipline in place; for -M the
     arguments of an ordinary mosrun are returned, for the caller to run."""
     with connect() as client:
+        drop_wrapper_group()  # -g: the connection was made with it, for the agent's gate
         client.send(request_of(args))
         reply = client.receive(timeout=None)
         if isinstance(reply, Refused):

@@ -130,8 +130,10 @@ def run_mosrun(
 ) -> NoReturn:
     try:
         args = parse(argv, jobids=home_jobids_resolver())
-        if args.admin:  # before anything runs: -R, -S, -E, -q, as the plain start
-            launch.drop_wrapper_group()
+        if args.admin and not queued:  # the wrapper's group is kept for the agent's gate
+            launch.check_wrapper_start()
+        if not args.admin or args.inspect is not None:
+            launch.drop_wrapper_group()  # only -g keeps it; -I asks the agent for nothing
         problem = not_available(args)
         if problem is not None:
             fail(prog, problem, EXIT_USAGE)

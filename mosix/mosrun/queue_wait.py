@@ -19,6 +19,7 @@ from typing import NoReturn
 from mosix.agent_client import AgentUnavailable, connect
 from mosix.arguments import MosrunArgs, QueueMode
 from mosix.exits import EXIT_USAGE, Failure
+from mosix.mosrun.launch import drop_wrapper_group, holds_wrapper_group
 from mosix.protocol import Abort, Enqueue, Go, Queued, Refused
 
 PR_SET_NAME = 15
@@ -38,8 +39,11 @@ def become_mosqueue(argv: list[str], keep_environment: bool) -> NoReturn:
     if PYEXE_ENV in env:
         env[SAVED_PYEXE_ENV] = env[PYEXE_ENV]
     env[PYEXE_ENV] = sys.executable
-    # -P: never import mosix from the current directory (a checkout) instead of the installed one
-    argv0 = ["mosqueue", "-P", "-m", MOSQUEUE_MODULE, mode, "--", *argv]
+    # -P: never import mosix from the current directory (a checkout) instead of the installed
+    # one; -I with a set-group-ID wrapper's group kept: the caller's PYTHON* cannot steer it
+    # (PYTHONEXECUTABLE, which even -I heeds, is set here to this interpreter)
+    isolation = "-I" if holds_wrapper_group() else "-P"
+    argv0 = ["mosqueue", isolation, "-m", MOSQUEUE_MODULE, mode, "--", *argv]
     os.execve(sys.executable, argv0, env)
 
 
@@ -83,6 +87,7 @@ def wait_turn(args: MosrunArgs, movable: bool = False) -> int:
         try:
             client = connect(autostart=True)
         except AgentUnavailable as e:
+            drop_wrapper_group()
             if ticket == 0:  # never queued: the queue is not there
                 if args.queue.mode is QueueMode.RUN_ON_ABORT:
                     return 0
@@ -90,6 +95,9 @@ def wait_turn(args: MosrunArgs, movable: bool = False) -> int:
             time.sleep(delay)  # the agent is restarting: retry, keeping the ticket
             delay = min(delay * 2, RETRY_MAX)
             continue
+        # -g: the connection was made with the wrapper's group (the agent's gate looks at
+        # it); a queued mosrun waits without it, and comes back with its ticket
+        drop_wrapper_group()
         with client:
             try:
                 client.send(Enqueue(**{**vars(request), "ticket": ticket}))

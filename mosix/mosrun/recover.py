@@ -205,6 +205,7 @@ def register(args: MosrunArgs, head: ImageHead, env: dict[str, str]) -> None:
     """
     from mosix.agent_client import AGENT_SOCKET_ENV, register_program
     from mosix.arguments import inherited_words
+    from mosix.mosrun.launch import drop_wrapper_group
     from mosix.protocol import Register
     from mosix.start_contract import placement_problem
 
@@ -229,6 +230,7 @@ def register(args: MosrunArgs, head: ImageHead, env: dict[str, str]) -> None:
             recovering=True,
         )
     )
+    drop_wrapper_group()  # -g: the agent was asked; files are opened as the user's group
     if registered is None:  # no agent: this node only
         problem = placement_problem(args)
         if problem is not None:

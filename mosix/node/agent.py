@@ -38,6 +38,7 @@ from mosix.home_agent.process_requests import ProcessRequests
 from mosix.home_agent.registry import Registry, at_home
 from mosix.home_agent.server import Server
 from mosix.home_agent.shares import UserShares
+from mosix.home_agent.site_group import SiteGroup
 from mosix.home_agent.state import Changes, SavedState
 from mosix.home_agent.status_requests import StatusRequests
 from mosix.node.administration import Administration
@@ -180,6 +181,7 @@ class NodeAgent:
                 stopping,
                 freezer,
                 batches,
+                SiteGroup(config.mosrun_group, config.mosrun_gid),
             )
             await nursery.start(
                 ControlSocket(listener, config.limits, admission, server.handle).run

@@ -24,11 +24,15 @@ state_per_user = 16777216     # characters of queued and registered commands kep
 first_frame_seconds = 10      # a new connection must send its request by then
 frame_seconds = 10            # a frame, once begun, must arrive whole by then
 inflight_per_user = 67108864  # bytes of one user's frames being received at once
+[site]
+mosrun_group = "mos"    # MOSIX work (mosrun, -q, -E/-M) starts only for this effective group
+                        # or root: the administrator's wrapper (mosix/home_agent/site_group.py)
 [cluster]               # absent: a one-node cluster (mosix/cluster/settings.py)
 """
 
 from __future__ import annotations
 
+import grp
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -54,6 +58,7 @@ KNOWN: dict[str, dict[str, type | tuple[type, ...]]] = {
         "frame_seconds": Number,
         "inflight_per_user": int,
     },
+    "site": {"mosrun_group": str},
     # ranges, the map and the [[cluster.node]] entries: mosix.cluster.settings
     "cluster": CLUSTER_KEYS,
 }
@@ -135,5 +140,12 @@ def read_config(path: Path) -> tuple[AgentConfig, Path | None]:
     freeze = values.get("freeze", {})
     config.freeze_max_running = freeze.get("max_running", config.freeze_max_running)
     config.freeze_interval = float(freeze.get("interval", config.freeze_interval))
+    group = values.get("site", {}).get("mosrun_group")
+    if group is not None:
+        try:
+            config.mosrun_gid = grp.getgrnam(group).gr_gid
+        except KeyError:
+            raise ConfigError(f"{path}: site.mosrun_group: no group '{group}'") from None
+        config.mosrun_group = group
     run_dir = values.get("paths", {}).get("run_dir")
     return config, Path(run_dir) if run_dir else None

@@ -152,6 +152,19 @@ class QueueRequests(QueueOrders):
         self.changes = changes
         self.relay = relay  # a cluster: the partition's queue, through its keeper
 
+    def known_ticket(self, ticket: int) -> bool:
+        """``ticket`` was given out and still stands: queued, or running (also after an
+        agent restart).  Whose it is, ``enqueue`` checks (check_holder)."""
+        return ticket != 0 and (ticket in self.capacity.running or ticket in self.queue.jobs)
+
+    def runs_job_of(self, peer: Peer) -> bool:
+        """The queue let the peer's own process run (it holds a running ticket)."""
+        ticks = proc_info.start_ticks(peer.pid)
+        return any(
+            run.pid == peer.pid and run.uid == peer.uid and run.start_ticks in (None, ticks)
+            for run in self.capacity.running.values()
+        )
+
     def enqueue(self, conn: Connection, msg: Enqueue, tickets: list[int]) -> Message | None:
         """A queue entry for the caller's own process, or (``msg.ticket``) the entry it
         had before the agent restarted: a ticket is bound to the user and the process

@@ -94,15 +94,23 @@ def run_commands(args: MosrunArgs, keep_environment: bool) -> NoReturn:
     """Become the runner of ``args.commands``; ends as the run ends."""
     spec = args.commands
     assert spec is not None
-    commands_fd = open_commands(spec.commands)
     queue = args.queue
+    agent_fd = None
     if queue is not None:
         try:
-            connect(autostart=True).close()
+            client = connect(autostart=True)
         except AgentUnavailable as e:
+            launch.drop_wrapper_group()
             if queue.mode is QueueMode.KILL_ON_ABORT:
                 raise Failure(f"-q: cannot queue the lines: {e.message}", EXIT_USAGE) from None
             queue = None  # -Q: the queue is not there, so the lines bypass it
+        else:
+            if launch.holds_wrapper_group():  # the runner queues its lines over it
+                agent_fd = client.sock.detach()
+                os.set_inheritable(agent_fd, True)
+            client.close()
+    launch.drop_wrapper_group()  # -g: before the files are opened and the runner runs
+    commands_fd = open_commands(spec.commands)
     failed_fd = None if spec.failed is None else create_failed(spec.failed, commands_fd)
     for fd in (commands_fd, failed_fd):
         if fd is not None:
@@ -115,6 +123,7 @@ def run_commands(args: MosrunArgs, keep_environment: bool) -> NoReturn:
         failed_fd=failed_fd,
         failed_name=spec.failed or "",
         queue=queue,
+        agent_fd=agent_fd,
     )
     program = (sys.executable, "-P", "-m", MODULE, *encode(runner))
     # the queue applies to each line (in the runner), not to the runner as a whole

@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from mosix.agent_client import AgentClient, AgentUnavailable, connect
+from mosix.agent_client import AgentClient, AgentUnavailable, adopt, connect
 from mosix.arguments import QueueMode, QueueRequest
 from mosix.protocol import Abort, Enqueue, Go, Message, Queued, Refused, Release
 
@@ -53,11 +53,13 @@ class AgentQueue:
 
     RETRY_MAX = 2.0
 
-    def __init__(self, request: QueueRequest, job: int, memory_mb: int) -> None:
+    def __init__(
+        self, request: QueueRequest, job: int, memory_mb: int, client: AgentClient | None = None
+    ) -> None:
         self.request_ = request
         self.job = job
         self.memory_mb = memory_mb
-        self.client: AgentClient | None = connect(autostart=False)
+        self.client: AgentClient | None = client or connect(autostart=False)
         self.lines: dict[int, bytes] = {}  # seq -> line, while it has a ticket or awaits one
         self.ticket_of: dict[int, int] = {}
         self.seq_of: dict[int, int] = {}
@@ -243,9 +245,12 @@ class AgentQueue:
         self.release(seq)
 
 
-def agent_queue(request: QueueRequest) -> TurnQueue:
-    """The node agent's queue for this runner's lines (job and -m from MOSIX_INHERIT)."""
+def agent_queue(request: QueueRequest, agent_fd: int | None = None) -> TurnQueue:
+    """The node agent's queue for this runner's lines (job and -m from MOSIX_INHERIT),
+    over the connection on ``agent_fd`` if mosrun made one (-g: with the wrapper's group,
+    which the agent's gate looks at; a new connection after an agent restart has none)."""
     from mosix.start_contract import outer_settings
 
     settings = outer_settings(os.environ)
-    return AgentQueue(request, settings.job_id or 0, settings.memory_mb or 0)
+    client = None if agent_fd is None else adopt(agent_fd)
+    return AgentQueue(request, settings.job_id or 0, settings.memory_mb or 0, client)

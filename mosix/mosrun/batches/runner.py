@@ -38,6 +38,7 @@ class RunnerArgs:
     failed_fd: int | None
     failed_name: str
     queue: QueueRequest | None
+    agent_fd: int | None = None  # -g: the connection to the agent made with the wrapper's group
 
 
 def encode(r: RunnerArgs) -> list[str]:
@@ -53,11 +54,12 @@ def encode(r: RunnerArgs) -> list[str]:
         failed_fd,
         r.failed_name,
         queue,
+        "-" if r.agent_fd is None else str(r.agent_fd),
     ]
 
 
 def decode(words: Sequence[str]) -> RunnerArgs:
-    prog, maxjobs, commands_fd, commands_name, failed_fd, failed_name, queue = words
+    prog, maxjobs, commands_fd, commands_name, failed_fd, failed_name, queue, agent_fd = words
     request = None
     if queue != "-":
         request = QueueRequest(QueueMode(queue[0]), int(queue[1:]) if queue[1:] else None)
@@ -69,6 +71,7 @@ def decode(words: Sequence[str]) -> RunnerArgs:
         failed_fd=None if failed_fd == "-" else int(failed_fd),
         failed_name=failed_name,
         queue=request,
+        agent_fd=None if agent_fd == "-" else int(agent_fd),
     )
 
 
@@ -89,7 +92,7 @@ def run(r: RunnerArgs) -> Outcome:
     bash = find_bash(os.environ)
     if bash is None:
         raise Failure("-S: bash: not found in PATH (command lines are run by bash)", EXIT_USAGE)
-    queue: TurnQueue | None = None if r.queue is None else agent_queue(r.queue)
+    queue: TurnQueue | None = None if r.queue is None else agent_queue(r.queue, r.agent_fd)
     backend = SpawnBackend(bash, os.environb)
     backend.install_signal_handlers()
     scheduler = Scheduler(
