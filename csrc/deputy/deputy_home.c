@@ -112,7 +112,11 @@ int deputy_take_image(int from, char *why, size_t cap)
 
 /* The child between: SIGCHLD its own (not the deputy's handler, which writes
  * to the deputy's signal pipe); the grandchild executes mosix-restore -c, its
- * complaint on errfd; the child ends with the grandchild's status. */
+ * complaint on errfd; the child ends with the grandchild's status.  The
+ * deputy has threads (the direct channels' servers), and this child is a copy
+ * of one of them: a lock another thread held at the clone stays held here, so
+ * the grandchild is made by the raw call, not by fork(), whose handlers take
+ * libc's locks (malloc's, stdio's). */
 _Noreturn static void check_in_grandchild(const char *restorer, int image, int errfd)
 {
     struct sigaction dfl;
@@ -120,7 +124,7 @@ _Noreturn static void check_in_grandchild(const char *restorer, int image, int e
     dfl.sa_handler = SIG_DFL;
     if (sigaction(SIGCHLD, &dfl, NULL) < 0)
         _exit(126);
-    pid_t grandchild = fork();
+    pid_t grandchild = (pid_t)syscall(SYS_clone, (unsigned long)SIGCHLD, 0UL, 0UL, 0UL, 0UL);
     if (grandchild < 0)
         _exit(126);
     if (grandchild == 0) {
