@@ -42,6 +42,7 @@ from mosix.home_agent.site_group import SiteGroup
 from mosix.home_agent.state import Changes, SavedState
 from mosix.home_agent.status_requests import StatusRequests
 from mosix.node.administration import Administration
+from mosix.node.loop_watchdog import LoopWatchdog
 from mosix.node.task_dump import dump_tasks_on_signal
 from mosix.protocol import QueueAsk, QueueEnter
 from mosix.queue.keeper import QueueKeeper
@@ -191,6 +192,7 @@ class NodeAgent:
             if services is not None and services.balancer is not None:
                 nursery.start_soon(services.balancer.run)
             await nursery.start(dump_tasks_on_signal)  # kill -USR1: what each task waits for
+            await nursery.start(LoopWatchdog().beat)  # a loop that stops turning is logged
             with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                 nursery.start_soon(wait_signal, signals, stopping)
                 task_status.started()
