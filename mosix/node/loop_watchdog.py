@@ -58,7 +58,7 @@ class LoopWatchdog:
                 continue
             reported = silent
             frame = sys._current_frames().get(self.loop_thread)
-            where = traceback.format_stack(frame, limit=FRAMES) if frame else ["(no frame)"]
+            where = traceback.format_stack(frame)[-FRAMES:] if frame else ["(no frame)"]
             log.warning(
                 "agent loop: no turn for %.1f s; its thread is at:\n%s",
                 silent,
