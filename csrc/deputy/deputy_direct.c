@@ -182,10 +182,15 @@ static void serve_channel(struct server *s)
 {
     for (;;) {
         locked();
-        while (current(s) && held) {
+        if (current(s) && held) {
+            /* announced once: a server that announced again on each wake would
+             * wake the others, which would announce again, a storm of wakes
+             * between the servers for as long as they are held (one CPU each,
+             * and the machine's others starved: session 16's home-coming stall) */
             s->state = SERVER_WAITING;
             announce();
-            await_change();
+            while (current(s) && held)
+                await_change();
         }
         if (!current(s)) {
             unlocked();
