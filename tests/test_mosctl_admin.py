@@ -29,13 +29,6 @@ from mosix.testcluster import LocalCluster
 
 TIMEOUT = 120.0
 
-HOMECOMING_STALL = (
-    "known bug (session 15, cause not found): with several processes coming home at "
-    "once the home agent's loop can stop answering for about 20 s (its load-vector "
-    "exchanges time out, tools get no answer); seen in CI and locally about one run in "
-    "three after this session's merges (direct-channel pool, killable waits, -X away)"
-)
-
 
 @pytest.fixture(scope="module")
 def burn() -> Iterator[str]:
@@ -141,7 +134,6 @@ def test_expel_sends_the_guests_home(cluster3: LocalCluster, burner: Burner) -> 
     burner.finish()
 
 
-@pytest.mark.xfail(strict=False, reason=HOMECOMING_STALL)
 def test_bring_brings_this_homes_processes_home(cluster3: LocalCluster, burn: str) -> None:
     jobs = [Burner(cluster3, burn) for _ in range(2)]
     try:

@@ -32,13 +32,6 @@ JOBS = 4
 ROUNDS = 6  # balancing rounds in which nothing may move
 WAIT = 90.0
 
-HOMECOMING_STALL = (
-    "known bug (session 15, cause not found): with several processes coming home at "
-    "once the home agent's loop can stop answering for about 20 s (its load-vector "
-    "exchanges time out, tools get no answer); seen in CI and locally about one run in "
-    "three after this session's merges (direct-channel pool, killable waits, -X away)"
-)
-
 
 @pytest.fixture(scope="module")
 def burn() -> Iterator[Path]:
@@ -127,7 +120,6 @@ def test_local_processes_stay_until_told_otherwise(
         some_leave(cluster, pids, "home")
 
 
-@pytest.mark.xfail(strict=False, reason=HOMECOMING_STALL)
 def test_guests_stay_under_stay_but_not_under_lstay(cluster: LocalCluster, burn: Path) -> None:
     tool(cluster, 1, "mosctl", "lstay")  # the jobs are held where they are put
     tool(cluster, 2, "mosctl", "stay")
