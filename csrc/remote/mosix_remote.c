@@ -56,6 +56,7 @@
 #include "remote_filemap.h"
 #include "remote_mmsg.h"
 #include "remote_private.h"
+#include "remote_private_poll.h"
 #include "remote_restart.h"
 
 #include <errno.h>
@@ -111,7 +112,9 @@ static uint64_t next_id = 1;
 enum {
     OWN_CALL,    /* the copy's call */
     OWN_FILEMAP, /* one of this process's own requests for the file map */
-    OWN_SPLIT    /* one message of the copy's sendmmsg or recvmmsg */
+    OWN_SPLIT,   /* one message of the copy's sendmmsg or recvmmsg */
+    OWN_POLL     /* the home part of the copy's poll or select with private
+                  * descriptors (remote_private_poll.h): a poll of our memory */
 };
 
 /* The copy's mmap of a home file being made (remote_filemap.h), or its
@@ -637,6 +640,9 @@ static void serve_notification(const struct seccomp_notif *np)
         return;
     case RP_ANSWERED:
         return;
+    case RP_SEND_POLL:
+        send_request(n.id, SYS_poll, rpp_args(), (size_t)result, OWN_POLL);
+        return;
     }
     switch (fwd_placement(nr, args)) {
     case FWD_LOCAL:
@@ -682,7 +688,8 @@ static void resend_abandoned(void)
     call.abandoned = 0;
     if (ioctl(listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &call.notif_id) < 0)
         return; /* made again meanwhile (or its thread killed): it comes again */
-    long len = fwd_request(copy, call.nr, call.args, buf, sizeof(buf));
+    long len = fwd_request(call.own == OWN_POLL ? getpid() : copy, call.nr, call.args, buf,
+                           sizeof(buf));
     if (len < 0)
         answer(call.notif_id, len, 0);
     else
@@ -747,7 +754,10 @@ static void from_home(void)
         }
         /* its thread waits killable since the notification was received: the
          * reply reaches it (NOTIF_SEND fails only if it was killed meanwhile) */
-        answer(call.notif_id, fwd_apply(copy, call.nr, call.args, buf, f.len), 0);
+        if (call.own == OWN_POLL)
+            answer(call.notif_id, rpp_replied(copy, buf, f.len), 0);
+        else
+            answer(call.notif_id, fwd_apply(copy, call.nr, call.args, buf, f.len), 0);
         maybe_quiet();
         return;
     case FWD_FRAME_HELD:

@@ -1,6 +1,7 @@
 /* remote_private.c - a copy's private temporary directories served where it runs:
  * see remote_private.h. */
 #include "remote_private.h"
+#include "remote_private_poll.h"
 
 #include "forward.h"
 #include "forward_marshal.h"
@@ -452,6 +453,21 @@ static enum rp_action two_descriptors(long nr, const uint64_t args[6], long *res
     return RP_ANSWER;
 }
 
+/* An epoll instance lives at home; a private descriptor is a regular file: as
+ * natively, one cannot be watched (EPERM) nor waited on as an instance (EINVAL). */
+static enum rp_action on_epoll(long nr, const uint64_t args[6], long *result)
+{
+    if (nr == SYS_epoll_ctl && local_of(args[2]) >= 0)
+        *result = -EPERM;
+    else if ((nr == SYS_epoll_ctl || nr == SYS_epoll_wait || nr == SYS_epoll_pwait ||
+              nr == SYS_epoll_pwait2) &&
+             local_of(args[0]) >= 0)
+        *result = -EINVAL;
+    else
+        return RP_NOT_PRIVATE;
+    return RP_ANSWER;
+}
+
 enum rp_action rp_serve(int listener, const struct seccomp_notif *n, void *buf, size_t cap,
                         long *result)
 {
@@ -480,6 +496,21 @@ enum rp_action rp_serve(int listener, const struct seccomp_notif *n, void *buf, 
     enum rp_action two = two_descriptors(nr, args, result);
     if (two != RP_NOT_PRIVATE)
         return two;
+    if (rpp_is_poll(nr)) {
+        switch (rpp_begin((pid_t)n->pid, nr, args, local_of, buf, cap, result)) {
+        case RPP_NONE:
+            return RP_NOT_PRIVATE;
+        case RPP_CONTINUE:
+            return RP_CONTINUE;
+        case RPP_ANSWER:
+            return RP_ANSWER;
+        case RPP_SEND:
+            return RP_SEND_POLL;
+        }
+    }
+    enum rp_action ep = on_epoll(nr, args, result);
+    if (ep != RP_NOT_PRIVATE)
+        return ep;
     if (nr == SYS_mmap && local_of(args[4]) >= 0 && !(args[3] & MAP_ANONYMOUS))
         return RP_CONTINUE;
     const struct fwd_entry *e = fwd_lookup(nr, args);

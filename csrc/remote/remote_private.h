@@ -36,7 +36,9 @@ enum rp_action {
     RP_NOT_PRIVATE, /* not a call on a private path or descriptor: as before */
     RP_ANSWER,      /* answer with *result */
     RP_CONTINUE,    /* let the copy's own call go on (its private descriptor) */
-    RP_ANSWERED     /* answered already (the descriptor installed), or gone */
+    RP_ANSWERED,    /* answered already (the descriptor installed), or gone */
+    RP_SEND_POLL    /* a poll or select split: its home part's request is in buf,
+                     * *result bytes (remote_private_poll.h) */
 };
 
 /* The directories (the supervisor's -X), in the namespace already made. */

@@ -1,0 +1,114 @@
+"""mosrun -X{/dir} away from home: the calls on private files that the supervisor
+serves where the process runs give what they give natively.  3-node test cluster,
+real agents, real mosrun, real programs (test_private_dirs.py has the rest).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+
+from support.clusters import mosrun_at_home, moved, where
+from test_private_dirs import killed_after, python
+
+from mosix.testcluster import LocalCluster
+
+# After a line on stdin, opens a private file and a pipe and polls them in every
+# way, alone and together with the pipe and its stdin (a pipe from home, empty):
+# one line per call, the descriptors by name.
+POLLS = (
+    "import ctypes, errno, os, select, sys\n"
+    "d = sys.argv[1]\n"
+    "print('started', flush=True)\n"
+    "sys.stdin.readline()\n"
+    "f = os.open(os.path.join(d, 'f'), os.O_RDWR | os.O_CREAT, 0o600)\n"
+    "os.write(f, b'x')\n"
+    "r, w = os.pipe()\n"
+    "name = {f: 'f', r: 'r', w: 'w', 0: 'stdin'}\n"
+    "IN, OUT, PRI = select.POLLIN, select.POLLOUT, select.POLLPRI\n"
+    "def polled(what, *regs, timeout=60000):\n"
+    "    p = select.poll()\n"
+    "    for fd, ev in regs:\n"
+    "        p.register(fd, ev)\n"
+    "    print(what, sorted((name[fd], ev) for fd, ev in p.poll(timeout)), flush=True)\n"
+    "def selected(what, rl, wl, xl):\n"
+    "    got = select.select(rl, wl, xl, 60)\n"
+    "    print(what, [sorted(name[fd] for fd in s) for s in got], flush=True)\n"
+    "polled('alone', (f, IN | OUT), timeout=-1)\n"
+    "polled('with-empty-pipe', (f, IN), (r, IN))\n"
+    "polled('with-stdin', (0, IN), (f, IN | OUT))\n"
+    "polled('private-not-ready', (f, PRI), (r, IN), timeout=0)\n"
+    "os.write(w, b'y')\n"
+    "polled('with-full-pipe', (r, IN), (f, IN), (w, OUT))\n"
+    "polled('private-not-asked', (f, PRI), (r, IN))\n"
+    "selected('select-alone', [f], [f], [f])\n"
+    "selected('select-mixed', [f, r, 0], [f, w], [f, r])\n"
+    "class PollFd(ctypes.Structure):\n"
+    "    _fields_ = [('fd', ctypes.c_int), ('events', ctypes.c_short),\n"
+    "                ('revents', ctypes.c_short)]\n"
+    "libc = ctypes.CDLL(None, use_errno=True)\n"
+    "fds = (PollFd * 3)(PollFd(0, IN, 0), PollFd(f, IN, 0), PollFd(-1, IN, 0))\n"
+    "n = libc.ppoll(fds, 3, None, None)\n"
+    "print('ppoll', n, [(name.get(x.fd, x.fd), x.revents) for x in fds], flush=True)\n"
+    "e = select.epoll()\n"
+    "try:\n"
+    "    e.register(f, select.EPOLLIN)\n"
+    "    print('epoll ok', flush=True)\n"
+    "except OSError as err:\n"
+    "    print('epoll', errno.errorcode[err.errno], flush=True)\n"
+    "os.close(f)\n"
+    "print('done', flush=True)\n"
+    "sys.stdin.readline()\n"
+)
+POLLED = [
+    "alone [('f', 5)]\n",
+    "with-empty-pipe [('f', 1)]\n",
+    "with-stdin [('f', 5)]\n",
+    "private-not-ready []\n",
+    "with-full-pipe [('f', 1), ('r', 1), ('w', 4)]\n",
+    "private-not-asked [('r', 1)]\n",
+    "select-alone [['f'], ['f'], []]\n",
+    "select-mixed [['f', 'r'], ['f', 'w'], []]\n",
+    "ppoll 1 [('stdin', 0), ('f', 1), (-1, 0)]\n",
+    "epoll EPERM\n",
+    "done\n",
+]
+
+
+def test_polls_are_native_natively() -> None:
+    """What POLLED says is what Linux says: the program run plainly, its stdin an
+    empty pipe as away."""
+    with tempfile.TemporaryDirectory() as d:
+        proc = subprocess.Popen(
+            [*python(POLLS), d],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        with proc, killed_after(proc, 60):
+            assert proc.stdin is not None and proc.stdout is not None
+            assert proc.stdout.readline() == "started\n"
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+            assert [proc.stdout.readline() for _ in POLLED] == POLLED
+            proc.stdin.close()
+            assert proc.wait(timeout=60) == 0
+
+
+def test_polls_on_private_descriptors_away_are_native(cluster3: LocalCluster) -> None:
+    d = "/tmp/private-polls"
+    for node in (1, 2):
+        cluster3.node_path(node, d).mkdir()
+    with mosrun_at_home(cluster3, [f"-X{d}", *python(POLLS), d]) as proc, killed_after(proc, 120):
+        assert proc.stdin is not None and proc.stdout is not None
+        assert proc.stdout.readline() == "started\n", proc.stderr.read() if proc.stderr else ""
+        moved(cluster3, proc, "2")
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        said = [proc.stdout.readline() for _ in POLLED]
+        assert said == POLLED
+        assert where(cluster3, proc.pid) == "node2"  # all served there
+        proc.stdin.close()
+        assert proc.wait(timeout=60) == 0
+    assert os.listdir(cluster3.node_path(1, d)) == []
