@@ -5,14 +5,20 @@ real agents, real mosrun, real programs (test_private_dirs.py has the rest).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import pwd
 import subprocess
 import tempfile
+from collections.abc import Iterator
 
 from support.clusters import mosrun_at_home, moved, where
+from support.users import users_fixture
 from test_private_dirs import killed_after, python
 
 from mosix.testcluster import LocalCluster
+
+users = users_fixture(("mosixxgaps1", "mosixxgaps2"))
 
 # After a line on stdin, opens a private file and a pipe and polls them in every
 # way, alone and together with the pipe and its stdin (a pipe from home, empty):
@@ -112,3 +118,132 @@ def test_polls_on_private_descriptors_away_are_native(cluster3: LocalCluster) ->
         proc.stdin.close()
         assert proc.wait(timeout=60) == 0
     assert os.listdir(cluster3.node_path(1, d)) == []
+
+
+# Makes a private file, then for each line on stdin prints its owner as stat,
+# lstat, fstat and fstatat (relative to a descriptor of the directory) show it.
+OWNERS = (
+    "import os, sys\n"
+    "d = sys.argv[1]\n"
+    "p = os.path.join(d, 'f')\n"
+    "open(p, 'w').close()\n"
+    "print('made', flush=True)\n"
+    "for _ in sys.stdin:\n"
+    "    fd, dfd = os.open(p, os.O_RDONLY), os.open(d, os.O_RDONLY)\n"
+    "    seen = [os.stat(p), os.lstat(p), os.fstat(fd), os.stat('f', dir_fd=dfd)]\n"
+    "    os.close(fd), os.close(dfd)\n"
+    "    print([(s.st_uid, s.st_gid) for s in seen], flush=True)\n"
+)
+
+
+@contextlib.contextmanager
+def mosrun_as(cluster: LocalCluster, user: str, argv: list[str]) -> Iterator[subprocess.Popen[str]]:
+    """``mosrun ARGV`` started at node 1 as ``user``, its standard streams piped."""
+    setpriv = ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups", "--"]
+    proc = cluster.popen(
+        1,
+        [*setpriv, "mosrun", *argv],
+        cwd="/tmp",
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_private_files_away_have_their_owner_as_at_home(
+    cluster3: LocalCluster, users: tuple[str, str]
+) -> None:
+    d = "/tmp/private-owner"
+    for node in (1, 2):
+        cluster3.node_path(node, d).mkdir()
+        cluster3.node_path(node, d).chmod(0o1777)
+    entry = pwd.getpwnam(users[0])
+    with mosrun_as(cluster3, users[0], [f"-X{d}", *python(OWNERS), d]) as proc:
+        assert proc.stdin is not None and proc.stdout is not None
+        assert proc.stdout.readline() == "made\n", proc.stderr.read() if proc.stderr else ""
+
+        def owners() -> str:
+            proc.stdin.write("go\n")  # type: ignore[union-attr]
+            proc.stdin.flush()  # type: ignore[union-attr]
+            return proc.stdout.readline()  # type: ignore[union-attr]
+
+        mine = str([(entry.pw_uid, entry.pw_gid)] * 4) + "\n"
+        assert owners() == mine  # at home: the user's, as its files elsewhere
+        moved(cluster3, proc, "2")
+        assert owners() == mine
+        assert where(cluster3, proc.pid) == "node2"
+        moved(cluster3, proc, "home")
+        assert owners() == mine
+        proc.stdin.close()
+        assert proc.wait(timeout=60) == 0
+
+
+# In its private directory D as its current directory, one step per line on
+# stdin: relative paths, chdir out and in again, getcwd; D's files by relative
+# names wherever it runs.
+IN_CWD = (
+    "import os, sys\n"
+    "d = sys.argv[1]\n"
+    "def step(what):\n"
+    "    sys.stdin.readline()\n"
+    "    print(what, os.getcwd(), sorted(os.listdir('.')), flush=True)\n"
+    "os.chdir(d)\n"
+    "with open('x', 'w') as f:\n"
+    "    f.write('made at home\\n')\n"
+    "step('home')\n"
+    "with open('y', 'w') as f:\n"
+    "    f.write(open('x').read() + 'copied away\\n')\n"
+    "os.rename('y', 'z')\n"
+    "step('relative')\n"
+    "os.chdir('..')\n"
+    "print('parent', os.getcwd(), os.path.exists('x'), flush=True)\n"
+    "os.chdir(d)\n"
+    "os.chdir('.')\n"
+    "step('again')\n"
+    "print('read', repr(open('z').read()), os.stat('z').st_size, flush=True)\n"
+    "step('on')\n"
+    "os.unlink('x')\n"
+    "step('back')\n"
+    "print('read', repr(open('z').read()), flush=True)\n"
+)
+
+
+def test_a_private_current_directory_away_resolves_relative_paths_there(
+    cluster3: LocalCluster,
+) -> None:
+    d = "/tmp/private-cwd"
+    for node in (1, 2, 3):
+        cluster3.node_path(node, d).mkdir()
+    with mosrun_at_home(cluster3, [f"-X{d}", *python(IN_CWD), d]) as proc, killed_after(proc, 120):
+        assert proc.stdin is not None and proc.stdout is not None
+
+        def step() -> str:
+            proc.stdin.write("go\n")  # type: ignore[union-attr]
+            proc.stdin.flush()  # type: ignore[union-attr]
+            return proc.stdout.readline()  # type: ignore[union-attr]
+
+        home = step()
+        assert home == f"home {d} ['x']\n", proc.stderr.read() if proc.stderr else ""
+        moved(cluster3, proc, "2")
+        assert step() == f"relative {d} ['x', 'z']\n"
+        assert proc.stdout.readline() == "parent /tmp False\n"
+        assert step() == f"again {d} ['x', 'z']\n"
+        content = "made at home\\ncopied away\\n"
+        assert proc.stdout.readline() == f"read '{content}' 25\n"
+        assert where(cluster3, proc.pid) == "node2"
+        moved(cluster3, proc, "3")  # on, its current directory private
+        assert step() == f"on {d} ['x', 'z']\n"
+        moved(cluster3, proc, "home")
+        assert step() == f"back {d} ['z']\n"
+        assert proc.stdout.readline() == f"read '{content}'\n"
+        proc.stdin.close()
+        assert proc.wait(timeout=60) == 0
+    for node in (1, 2, 3):
+        assert os.listdir(cluster3.node_path(node, d)) == []

@@ -756,8 +756,11 @@ static void from_home(void)
          * reply reaches it (NOTIF_SEND fails only if it was killed meanwhile) */
         if (call.own == OWN_POLL)
             answer(call.notif_id, rpp_replied(copy, buf, f.len), 0);
-        else
-            answer(call.notif_id, fwd_apply(copy, call.nr, call.args, buf, f.len), 0);
+        else {
+            long r = fwd_apply(copy, call.nr, call.args, buf, f.len);
+            rp_home_replied(call.nr, r);
+            answer(call.notif_id, r, 0);
+        }
         maybe_quiet();
         return;
     case FWD_FRAME_HELD:

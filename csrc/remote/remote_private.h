@@ -49,4 +49,8 @@ void rp_init(const struct private_dirs *dirs);
 enum rp_action rp_serve(int listener, const struct seccomp_notif *n, void *buf, size_t cap,
                         long *result);
 
+/* Home answered the copy's call nr with result (the current directory: a
+ * chdir or fchdir this decided to follow, remote_private.c). */
+void rp_home_replied(long nr, long result);
+
 #endif

@@ -20,6 +20,7 @@
 
 static char directory[MOSIX_CKPT_MAX_PATH + 1];
 static int have_directory;
+static char cwd[MOSIX_CKPT_MAX_PATH + 1]; /* the CWD record's, or "" */
 
 __attribute__((noreturn)) static void refuse_private(const char *what, const char *name, long err)
 {
@@ -41,6 +42,29 @@ int private_restoring(void)
     return migration.forward_sock >= 0 || migration.home;
 }
 
+void private_cwd(const char *path, size_t len)
+{
+    cwd[0] = '\0';
+    if (len > MOSIX_CKPT_MAX_PATH)
+        return;
+    for (size_t i = 0; i < len; i++)
+        if (path[i] == '\0')
+            return;
+    for (size_t i = 0; i < len; i++)
+        cwd[i] = path[i];
+    cwd[len] = '\0';
+}
+
+/* Whether the noted current directory is the directory (only regular files
+ * live in one: nothing below it can be a directory). */
+static int cwd_is_directory(void)
+{
+    size_t i = 0;
+    while (directory[i] && cwd[i] == directory[i])
+        i++;
+    return directory[i] == '\0' && (cwd[i] == '\0' || (cwd[i] == '/' && cwd[i + 1] == '\0'));
+}
+
 void private_directory(const char *path, size_t len)
 {
     if (len == 0 || len > MOSIX_CKPT_MAX_PATH || path[0] != '/')
@@ -55,6 +79,11 @@ void private_directory(const char *path, size_t len)
         refuse_private("", NULL, rc);
     if (fs.f_type != TMPFS_MAGIC)
         refuse_private(" is not private here", NULL, 0);
+    if (cwd_is_directory()) {
+        rc = mosix_raw1(__NR_chdir, directory);
+        if (rc < 0)
+            refuse_private(": cannot be the current directory", NULL, rc);
+    }
 }
 
 int private_file_open(const char *name, size_t len, uint32_t mode)
