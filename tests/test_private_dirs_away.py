@@ -6,6 +6,7 @@ real agents, real mosrun, real programs (test_private_dirs.py has the rest).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import pwd
 import subprocess
@@ -16,6 +17,8 @@ from support.clusters import mosrun_at_home, moved, where
 from support.users import users_fixture
 from test_private_dirs import killed_after, python
 
+from mosix.ckpt import format as fmt
+from mosix.ckpt.image import read_head_from
 from mosix.testcluster import LocalCluster
 
 users = users_fixture(("mosixxgaps1", "mosixxgaps2"))
@@ -246,4 +249,66 @@ def test_a_private_current_directory_away_resolves_relative_paths_there(
         proc.stdin.close()
         assert proc.wait(timeout=60) == 0
     for node in (1, 2, 3):
+        assert os.listdir(cluster3.node_path(node, d)) == []
+
+
+BIG = fmt.MAX_RECORD_BYTES + (6 << 20)  # more than one image record holds
+# Writes BIG random bytes in D, prints their digest, then the file's digest
+# again for each line on stdin.
+WRITE_BIG_THEN_DIGESTS = (
+    "import hashlib, os, sys\n"
+    "p = os.path.join(sys.argv[1], 'big')\n"
+    f"data = os.urandom({BIG})\n"
+    "with open(p, 'wb') as f:\n"
+    "    f.write(data)\n"
+    "del data\n"
+    "def digest():\n"
+    "    with open(p, 'rb') as f:\n"
+    "        print(hashlib.sha256(f.read()).hexdigest(), os.stat(p).st_size, flush=True)\n"
+    "digest()\n"
+    "for _ in sys.stdin:\n"
+    "    digest()\n"
+)
+
+
+def test_a_private_file_larger_than_a_record_moves_and_is_checkpointed(
+    cluster3: LocalCluster,
+) -> None:
+    d = "/tmp/private-big"
+    for node in (1, 2):
+        cluster3.node_path(node, d).mkdir()
+    ckpt = "/tmp/private-big.ckpt"
+    argv = [f"-X{d}", f"-C{ckpt}", *python(WRITE_BIG_THEN_DIGESTS), d]
+    with mosrun_at_home(cluster3, argv) as proc, killed_after(proc, 240):
+        assert proc.stdin is not None and proc.stdout is not None
+        written = proc.stdout.readline()
+        assert written.endswith(f" {BIG}\n"), proc.stderr.read() if proc.stderr else ""
+
+        def digest() -> str:
+            proc.stdin.write("again\n")  # type: ignore[union-attr]
+            proc.stdin.flush()  # type: ignore[union-attr]
+            return proc.stdout.readline()  # type: ignore[union-attr]
+
+        moved(cluster3, proc, "2")
+        assert digest() == written
+        assert where(cluster3, proc.pid) == "node2"
+        done = cluster3.run(1, ["migrate", str(proc.pid), "checkpoint"], capture_output=True)
+        assert done.returncode == 0, done.stderr
+        head = read_head_from(str(cluster3.node_path(1, f"{ckpt}.1")))
+        assert [(f.name, len(f.data)) for f in head.private_files] == [("big", BIG)]
+        assert f"{hashlib.sha256(head.private_files[0].data).hexdigest()} {BIG}\n" == written
+        del head
+        moved(cluster3, proc, "home")
+        assert digest() == written
+        proc.kill()
+        proc.wait()
+    # recovered from the checkpoint taken away: the file is back, whole
+    with mosrun_at_home(cluster3, [f"-R{ckpt}.1"]) as again, killed_after(again, 120):
+        assert again.stdin is not None and again.stdout is not None
+        again.stdin.write("again\n")
+        again.stdin.flush()
+        assert again.stdout.readline() == written, again.stderr.read() if again.stderr else ""
+        again.stdin.close()
+        assert again.wait(timeout=60) == 0
+    for node in (1, 2):
         assert os.listdir(cluster3.node_path(node, d)) == []

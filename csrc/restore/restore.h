@@ -213,6 +213,8 @@ void private_directory(const char *path, size_t len);
 void private_cwd(const char *path, size_t len);
 /* A PRIVATE file record's name: the file, created or emptied, its mode set. */
 int private_file_open(const char *name, size_t len, uint32_t mode);
+/* A PRIVATE MORE record's name: the last file opened, again, to append to. */
+int private_file_more(const char *name, size_t len, uint32_t mode);
 void private_file_write(int fd, const void *buf, size_t n);
 void private_file_close(int fd);
 

@@ -406,9 +406,10 @@ static void write_private(struct reader *r, const struct mosix_ckpt_private *p)
         private_directory(path, p->path_len);
         return;
     }
-    if (p->kind != MOSIX_CKPT_PRIVATE_FILE)
+    if (p->kind != MOSIX_CKPT_PRIVATE_FILE && p->kind != MOSIX_CKPT_PRIVATE_MORE)
         corrupt(r, "private record kind");
-    int fd = private_file_open(path, p->path_len, p->mode);
+    int fd = p->kind == MOSIX_CKPT_PRIVATE_FILE ? private_file_open(path, p->path_len, p->mode)
+                                                : private_file_more(path, p->path_len, p->mode);
     while (r->left) {
         uint64_t n = r->left < SCRATCH_BYTES ? r->left : SCRATCH_BYTES;
         payload_read(r, scratch, n);
