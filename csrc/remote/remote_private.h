@@ -12,9 +12,12 @@
  * of them), and the copy's calls on it run in the copy (the notification's
  * CONTINUE).  What cannot be served here fails as the kernel would say it for
  * two file systems: EXDEV (a rename, link or copy between a private directory
- * and another; dup2/dup3 of a private descriptor onto another number; chdir
- * into a private directory); mkdir, symlink, link and mknod of a special file
- * in one fail with EPERM, as at home (guard_private.c).  A call that would
+ * and another; dup2/dup3 of a private descriptor onto another number; fchdir
+ * to one); mkdir, symlink, link and mknod of a special file in one fail with
+ * EPERM, as at home (guard_private.c).  A chdir into a private directory is
+ * made at home too (the deputy's directory of the same name) and, once home
+ * answers, here: relative paths are then served here (without "..").  Poll
+ * sets with private descriptors: remote_private_poll.h.  A call that would
  * bring the process home (fork, exec, a pinned call) fails with EAGAIN while a
  * private descriptor is open: the move is refused then, and the call would
  * wait for ever.  A path is looked at in
