@@ -189,8 +189,9 @@ def test_private_files_away_have_their_owner_as_at_home(
 
 
 # In its private directory D as its current directory, one step per line on
-# stdin: relative paths, chdir out and in again, getcwd; D's files by relative
-# names wherever it runs.
+# stdin: relative paths, chdir out and in again (by a relative path from one of
+# home's directories, and by D's), getcwd; D's files by relative names wherever
+# it runs.
 IN_CWD = (
     "import os, sys\n"
     "d = sys.argv[1]\n"
@@ -207,10 +208,13 @@ IN_CWD = (
     "step('relative')\n"
     "os.chdir('..')\n"
     "print('parent', os.getcwd(), os.path.exists('x'), flush=True)\n"
-    "os.chdir(d)\n"
-    "os.chdir('.')\n"
+    "os.chdir(os.path.basename(d))\n"
     "step('again')\n"
     "print('read', repr(open('z').read()), os.stat('z').st_size, flush=True)\n"
+    "os.chdir('/')\n"
+    "os.chdir(d)\n"
+    "os.chdir('.')\n"
+    "step('absolute')\n"
     "step('on')\n"
     "os.unlink('x')\n"
     "step('back')\n"
@@ -240,6 +244,7 @@ def test_a_private_current_directory_away_resolves_relative_paths_there(
         assert step() == f"again {d} ['x', 'z']\n"
         content = "made at home\\ncopied away\\n"
         assert proc.stdout.readline() == f"read '{content}' 25\n"
+        assert step() == f"absolute {d} ['x', 'z']\n"
         assert where(cluster3, proc.pid) == "node2"
         moved(cluster3, proc, "3")  # on, its current directory private
         assert step() == f"on {d} ['x', 'z']\n"

@@ -113,9 +113,12 @@ enum {
     OWN_CALL,    /* the copy's call */
     OWN_FILEMAP, /* one of this process's own requests for the file map */
     OWN_SPLIT,   /* one message of the copy's sendmmsg or recvmmsg */
-    OWN_POLL     /* the home part of the copy's poll or select with private
+    OWN_POLL,    /* the home part of the copy's poll or select with private
                   * descriptors (remote_private_poll.h): a poll of our memory */
+    OWN_CWD      /* home's getcwd after the copy's chdir (remote_private.h):
+                  * the copy's call, done, is answered with cwd_result after it */
 };
+static long cwd_result;
 
 /* The copy's mmap of a home file being made (remote_filemap.h), or its
  * sendmmsg/recvmmsg (remote_mmsg.h): at most one, as the copy waits in it. */
@@ -716,6 +719,12 @@ static void from_home(void)
         if (!call.active || f.id != call.id)
             return; /* its call was interrupted: the copy issues it again */
         call.active = 0;
+        if (call.own == OWN_CWD) { /* whatever home said: the chdir is done */
+            rp_cwd_replied(buf, f.len);
+            answer(call.notif_id, cwd_result, 0);
+            maybe_quiet();
+            return;
+        }
         if (call.guarded != RD_NOT_GUARDED) { /* the message's write: done, or given back */
             guarded_reply();
             maybe_quiet();
@@ -758,7 +767,14 @@ static void from_home(void)
             answer(call.notif_id, rpp_replied(copy, buf, f.len), 0);
         else {
             long r = fwd_apply(copy, call.nr, call.args, buf, f.len);
-            rp_home_replied(call.nr, r);
+            long len;
+            /* leaving: the restorer where it goes enters a private directory */
+            if (rp_home_replied(call.nr, r) && !leaving &&
+                (len = rp_cwd_request(buf, sizeof(buf))) > 0) {
+                cwd_result = r;
+                send_request(call.notif_id, SYS_getcwd, rp_cwd_args(), (size_t)len, OWN_CWD);
+                return;
+            }
             answer(call.notif_id, r, 0);
         }
         maybe_quiet();

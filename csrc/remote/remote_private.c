@@ -35,6 +35,7 @@ static int cwd_checked; /* read from the copy (the restorer put it there) */
  * (a private directory, or "" for one of home's). */
 static char cwd_pending[PATH_BYTES + 1];
 static int cwd_pending_nr;
+static int cwd_ask_home; /* where it leads is for home's getcwd to say */
 
 void rp_init(const struct private_dirs *d)
 {
@@ -410,29 +411,57 @@ static enum rp_action chdir_private(const void *req, size_t len, long *result)
     return RP_NOT_PRIVATE;
 }
 
-void rp_home_replied(long nr, long result)
+int rp_home_replied(long nr, long result)
 {
     if (nr != cwd_pending_nr || (nr != SYS_chdir && nr != SYS_fchdir))
-        return;
+        return 0;
     cwd_pending_nr = 0;
     if (result < 0)
-        return;
+        return 0;
     if (cwd_pending[0] == '\0' || chdir(cwd_pending) < 0) {
         /* one of home's (or the private one is gone): relative paths go home */
         cwd[0] = '\0';
-        return;
+        return cwd_ask_home;
     }
     memcpy(cwd, cwd_pending, sizeof(cwd));
+    return 0;
 }
 
 /* A chdir or fchdir that goes home: a private current directory is left when
- * home says it succeeded. */
-static void leaving_cwd(long nr)
+ * home says it succeeded; where a relative path or a descriptor led, home's
+ * getcwd says (ask). */
+static void leaving_cwd(long nr, int ask)
 {
     if (nr != SYS_chdir && nr != SYS_fchdir)
         return;
     cwd_pending[0] = '\0';
     cwd_pending_nr = nr;
+    cwd_ask_home = ask;
+}
+
+static char home_cwd[PATH_BYTES + 1];
+static uint64_t home_cwd_args[6];
+
+long rp_cwd_request(void *buf, size_t cap)
+{
+    memset(home_cwd_args, 0, sizeof(home_cwd_args));
+    home_cwd_args[0] = (uint64_t)(uintptr_t)home_cwd;
+    home_cwd_args[1] = sizeof(home_cwd);
+    return fwd_request(getpid(), SYS_getcwd, home_cwd_args, buf, cap);
+}
+
+const uint64_t *rp_cwd_args(void)
+{
+    return home_cwd_args;
+}
+
+void rp_cwd_replied(const void *reply, size_t len)
+{
+    long r = fwd_apply(getpid(), SYS_getcwd, home_cwd_args, reply, len);
+    if (r <= 0 || (size_t)r > sizeof(home_cwd) || home_cwd[r - 1] != '\0')
+        return; /* unknown: home's, as before */
+    if (home_cwd[0] == '/' && of_absolute(home_cwd) == W_PRIVATE && chdir(home_cwd) == 0)
+        normalize(home_cwd, cwd);
 }
 
 static enum rp_action on_paths(int listener, const struct seccomp_notif *n, const uint64_t args[6],
@@ -635,11 +664,14 @@ enum rp_action rp_serve(int listener, const struct seccomp_notif *n, void *buf, 
         }
         if (w == W_PRIVATE)
             return on_paths(listener, n, args, buf, (size_t)len, result);
-        leaving_cwd(nr);
+        if (nr == SYS_chdir) {
+            const char *path = request_path(buf, (size_t)len, 0);
+            leaving_cwd(nr, path == NULL || path[0] != '/');
+        }
         return RP_NOT_PRIVATE; /* home's path (a descriptor first: its directory) */
     }
     if (fd_first(nr) && local_of(args[0]) >= 0)
         return on_descriptor(listener, n, args, result);
-    leaving_cwd(nr); /* fchdir to one of home's descriptors */
+    leaving_cwd(nr, 1); /* fchdir to one of home's descriptors */
     return RP_NOT_PRIVATE;
 }

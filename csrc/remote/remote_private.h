@@ -16,7 +16,8 @@
  * to one); mkdir, symlink, link and mknod of a special file in one fail with
  * EPERM, as at home (guard_private.c).  A chdir into a private directory is
  * made at home too (the deputy's directory of the same name) and, once home
- * answers, here: relative paths are then served here (without "..").  Poll
+ * answers, here: relative paths are then served here (without "..").  After
+ * another chdir or fchdir made at home, home's getcwd says where it led.  Poll
  * sets with private descriptors: remote_private_poll.h.  A call that would
  * bring the process home (fork, exec, a pinned call) fails with EAGAIN while a
  * private descriptor is open: the move is refused then, and the call would
@@ -31,6 +32,7 @@
 
 #include <linux/seccomp.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #define RP_LOCAL_MAX 64 /* private descriptors open at once */
@@ -53,7 +55,13 @@ enum rp_action rp_serve(int listener, const struct seccomp_notif *n, void *buf, 
                         long *result);
 
 /* Home answered the copy's call nr with result (the current directory: a
- * chdir or fchdir this decided to follow, remote_private.c). */
-void rp_home_replied(long nr, long result);
+ * chdir or fchdir this decided to follow, remote_private.c).  1: where it led
+ * is for home's getcwd to say: send rp_cwd_request's request (a getcwd of
+ * rp_cwd_args, in this process's memory; its length, or -errno) and give its
+ * reply to rp_cwd_replied before answering the copy. */
+int rp_home_replied(long nr, long result);
+long rp_cwd_request(void *buf, size_t cap);
+const uint64_t *rp_cwd_args(void);
+void rp_cwd_replied(const void *reply, size_t len);
 
 #endif
