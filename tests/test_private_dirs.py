@@ -134,6 +134,17 @@ def test_combinations_not_built_are_refused(
     assert result.stderr.count("\n") == 1
 
 
+@pytest.mark.parametrize("as_user", [None, "mosixtest1"])
+def test_a_current_directory_that_is_private_is_the_private_one(
+    agent: Agent, private: Path, two_users: tuple[str, str], as_user: str | None
+) -> None:
+    # started in it: relative names are its private files, not the node's directory's
+    code = "import os\nopen('y', 'w').write('x')\nprint(os.listdir('.'), os.listdir(os.getcwd()))\n"
+    result = agent.run("mosrun", f"-X{private}", *python(code), cwd=private, user=as_user)
+    assert (result.returncode, result.stdout) == (0, "['y'] ['y']\n"), result.stderr
+    assert os.listdir(private) == []
+
+
 def test_more_than_ten_directories_are_refused(agent: Agent, private: Path) -> None:
     dirs = [f"-X{private}/{k}" for k in range(11)]
     result = agent.run("mosrun", *dirs, "true")
