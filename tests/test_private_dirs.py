@@ -134,6 +134,17 @@ def test_combinations_not_built_are_refused(
     assert result.stderr.count("\n") == 1
 
 
+@pytest.mark.parametrize("as_user", [None, "mosixtest1"])
+def test_a_current_directory_that_is_private_is_the_private_one(
+    agent: Agent, private: Path, two_users: tuple[str, str], as_user: str | None
+) -> None:
+    # started in it: relative names are its private files, not the node's directory's
+    code = "import os\nopen('y', 'w').write('x')\nprint(os.listdir('.'), os.listdir(os.getcwd()))\n"
+    result = agent.run("mosrun", f"-X{private}", *python(code), cwd=private, user=as_user)
+    assert (result.returncode, result.stdout) == (0, "['y'] ['y']\n"), result.stderr
+    assert os.listdir(private) == []
+
+
 def test_more_than_ten_directories_are_refused(agent: Agent, private: Path) -> None:
     dirs = [f"-X{private}/{k}" for k in range(11)]
     result = agent.run("mosrun", *dirs, "true")
@@ -530,7 +541,7 @@ def head_image(*privates: bytes) -> bytes:
     return ci.encode_records(records)
 
 
-DIR, FILE = fmt.PrivateKind.DIRECTORY, fmt.PrivateKind.FILE
+DIR, FILE, MORE = fmt.PrivateKind.DIRECTORY, fmt.PrivateKind.FILE, fmt.PrivateKind.MORE
 
 
 def test_the_head_reader_takes_private_records() -> None:
@@ -539,6 +550,21 @@ def test_the_head_reader_takes_private_records() -> None:
     )
     assert head.private_dirs == ["/scratch"]
     assert [(f.directory, f.name, f.data) for f in head.private_files] == [(0, "f", b"xy")]
+
+
+def test_the_head_reader_joins_a_files_parts() -> None:
+    head = read_head(
+        io.BytesIO(
+            head_image(
+                private_record(DIR, b"/scratch"),
+                private_record(FILE, b"f", b"ab"),
+                private_record(MORE, b"f", b"cd"),
+                private_record(MORE, b"f", b"e"),
+                private_record(FILE, b"g", b"x"),
+            )
+        )
+    )
+    assert [(f.name, f.data) for f in head.private_files] == [("f", b"abcde"), ("g", b"x")]
 
 
 @pytest.mark.parametrize(
@@ -555,6 +581,19 @@ def test_the_head_reader_takes_private_records() -> None:
         [private_record(DIR, b"/a"), private_record(FILE, b"l", b"", mode=0o120777)],  # a symlink
         [private_record(DIR, b"/a"), private_record(FILE, b"d", b"", mode=0o040755)],  # a directory
         [private_record(DIR, b"/a")[:-1]],  # lengths that do not add up
+        [private_record(DIR, b"/a"), private_record(MORE, b"f", b"x")],  # a part of no file
+        [private_record(DIR, b"/a"), private_record(FILE, b"f"), private_record(MORE, b"g")],
+        [
+            private_record(DIR, b"/a"),
+            private_record(FILE, b"f"),
+            private_record(MORE, b"f", mode=0o100644),
+        ],
+        [
+            private_record(DIR, b"/a"),
+            private_record(FILE, b"f"),
+            private_record(DIR, b"/b"),
+            private_record(MORE, b"f"),
+        ],  # of a file in another directory
         [private_record(3, b"/a")],  # type: ignore[arg-type]
     ],
 )

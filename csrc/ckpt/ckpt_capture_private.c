@@ -65,6 +65,9 @@ static void record(struct ck_image *im, uint32_t kind, uint32_t mode, const char
     ck_image_record(im, MOSIX_CKPT_KIND_PRIVATE, parts, size ? 3 : 2);
 }
 
+/* A file: a FILE record with its first part, then a MORE record for each
+ * further MOSIX_CKPT_PRIVATE_PART_BYTES (a record holds at most
+ * MOSIX_CKPT_MAX_RECORD_BYTES); as long as it was when looked at. */
 static void write_file(struct ck_image *im, int dir, dev_t dev, const char *where,
                        const char *name)
 {
@@ -74,26 +77,32 @@ static void write_file(struct ck_image *im, int dir, dev_t dev, const char *wher
         ck_fail_errno("private directory %s: %s", where, name);
     if (!S_ISREG(st.st_mode) || st.st_dev != dev)
         ck_fail("private directory %s: %s is not a regular file of it", where, name);
-    if ((uint64_t)st.st_size > MOSIX_CKPT_MAX_RECORD_BYTES - sizeof(struct mosix_ckpt_private) - 256)
-        ck_fail("private directory %s: %s is larger than an image record (%llu bytes)", where,
-                name, (unsigned long long)MOSIX_CKPT_MAX_RECORD_BYTES);
-    unsigned char *data = ck_alloc(st.st_size > 0 ? (size_t)st.st_size : 1);
-    size_t got = 0;
-    while (got < (size_t)st.st_size) {
-        ssize_t n = pread(fd, data + got, (size_t)st.st_size - got, (off_t)got);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            ck_fail_errno("private directory %s: %s", where, name);
-        if (n == 0)
-            break; /* shortened meanwhile */
-        got += (size_t)n;
+    size_t size = (size_t)st.st_size, part = MOSIX_CKPT_PRIVATE_PART_BYTES;
+    unsigned char *data = ck_alloc(size < part ? (size > 0 ? size : 1) : part);
+    size_t done = 0;
+    uint32_t kind = MOSIX_CKPT_PRIVATE_FILE;
+    for (;;) {
+        size_t want = size - done < part ? size - done : part, got = 0;
+        while (got < want) {
+            ssize_t n = pread(fd, data + got, want - got, (off_t)(done + got));
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n < 0)
+                ck_fail_errno("private directory %s: %s", where, name);
+            if (n == 0)
+                break; /* shortened meanwhile */
+            got += (size_t)n;
+        }
+        record(im, kind, st.st_mode, name, data, got);
+        done += got;
+        kind = MOSIX_CKPT_PRIVATE_MORE;
+        ck_check_interrupted();
+        if (got < want || done == size)
+            break;
     }
     if (close(fd) < 0)
         ck_fail_errno("close");
-    record(im, MOSIX_CKPT_PRIVATE_FILE, st.st_mode, name, data, got);
     free(data);
-    ck_check_interrupted();
 }
 
 static void write_directory(struct ck_image *im, int root, const char *where, dev_t dev)

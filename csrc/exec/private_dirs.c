@@ -99,6 +99,16 @@ int private_dirs_enter(const struct private_dirs *dirs, const char **what)
         if (mount(MOSIX_PRIVATE_MOUNT_SOURCE, dirs->dir[k], "tmpfs", MS_NOSUID | MS_NODEV, options) != 0)
             return -errno;
     }
+    /* A current directory that is one of them is entered again by its path:
+     * the tmpfs now (the one it was is the node's, underneath). */
+    char here[4096];
+    if (getcwd(here, sizeof(here)) == NULL)
+        return 0; /* none of them (unreachable, or longer than any) */
+    for (int k = 0; k < dirs->count; k++)
+        if (strcmp(here, dirs->dir[k]) == 0 && chdir(dirs->dir[k]) != 0) {
+            *what = dirs->dir[k];
+            return -errno;
+        }
     return 0;
 }
 

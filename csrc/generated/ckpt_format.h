@@ -13,6 +13,7 @@
 #define MOSIX_CKPT_FAILED_PREFIX "mosrun: "
 #define MOSIX_CKPT_MAX_RECORD_BYTES 67108864ull
 #define MOSIX_CKPT_MAX_PAGES_PER_RECORD 16383ull
+#define MOSIX_CKPT_PRIVATE_PART_BYTES 4194304ull
 #define MOSIX_CKPT_MAX_PATH 4096
 #define MOSIX_CKPT_MAX_XSAVE 16384
 #define MOSIX_CKPT_MAX_AREAS 65536
@@ -62,6 +63,7 @@
 /* PrivateKind */
 #define MOSIX_CKPT_PRIVATE_DIRECTORY 0x1
 #define MOSIX_CKPT_PRIVATE_FILE 0x2
+#define MOSIX_CKPT_PRIVATE_MORE 0x3
 
 /* AreaFlag */
 #define MOSIX_CKPT_AREA_SHARED 0x1
@@ -272,7 +274,7 @@ struct mosix_ckpt_filedata {
 };
 _Static_assert(sizeof(struct mosix_ckpt_filedata) == 16, "filedata layout");
 
-/* Kind.PRIVATE: a private temporary directory (mosrun -X) or one of its files; ``path_len`` bytes of path follow (a directory's absolute path, or a file's name in the last directory), then a file's ``size`` bytes of contents. */
+/* Kind.PRIVATE: a private temporary directory (mosrun -X) or one of its files; ``path_len`` bytes of path follow (a directory's absolute path, or a file's name in the last directory), then a file's ``size`` bytes of contents: at most 4 MiB (PRIVATE_PART_BYTES) in its FILE record, the rest in MORE records of the same name and mode that follow it, appended in order. */
 struct mosix_ckpt_private {
     uint32_t kind; /* PrivateKind */
     uint32_t mode; /* st_mode */

@@ -56,6 +56,7 @@
 #include "remote_filemap.h"
 #include "remote_mmsg.h"
 #include "remote_private.h"
+#include "remote_private_poll.h"
 #include "remote_restart.h"
 
 #include <errno.h>
@@ -111,8 +112,13 @@ static uint64_t next_id = 1;
 enum {
     OWN_CALL,    /* the copy's call */
     OWN_FILEMAP, /* one of this process's own requests for the file map */
-    OWN_SPLIT    /* one message of the copy's sendmmsg or recvmmsg */
+    OWN_SPLIT,   /* one message of the copy's sendmmsg or recvmmsg */
+    OWN_POLL,    /* the home part of the copy's poll or select with private
+                  * descriptors (remote_private_poll.h): a poll of our memory */
+    OWN_CWD      /* home's getcwd after the copy's chdir (remote_private.h):
+                  * the copy's call, done, is answered with cwd_result after it */
 };
+static long cwd_result;
 
 /* The copy's mmap of a home file being made (remote_filemap.h), or its
  * sendmmsg/recvmmsg (remote_mmsg.h): at most one, as the copy waits in it. */
@@ -637,6 +643,9 @@ static void serve_notification(const struct seccomp_notif *np)
         return;
     case RP_ANSWERED:
         return;
+    case RP_SEND_POLL:
+        send_request(n.id, SYS_poll, rpp_args(), (size_t)result, OWN_POLL);
+        return;
     }
     switch (fwd_placement(nr, args)) {
     case FWD_LOCAL:
@@ -682,7 +691,8 @@ static void resend_abandoned(void)
     call.abandoned = 0;
     if (ioctl(listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &call.notif_id) < 0)
         return; /* made again meanwhile (or its thread killed): it comes again */
-    long len = fwd_request(copy, call.nr, call.args, buf, sizeof(buf));
+    long len = fwd_request(call.own == OWN_POLL ? getpid() : copy, call.nr, call.args, buf,
+                           sizeof(buf));
     if (len < 0)
         answer(call.notif_id, len, 0);
     else
@@ -709,6 +719,12 @@ static void from_home(void)
         if (!call.active || f.id != call.id)
             return; /* its call was interrupted: the copy issues it again */
         call.active = 0;
+        if (call.own == OWN_CWD) { /* whatever home said: the chdir is done */
+            rp_cwd_replied(buf, f.len);
+            answer(call.notif_id, cwd_result, 0);
+            maybe_quiet();
+            return;
+        }
         if (call.guarded != RD_NOT_GUARDED) { /* the message's write: done, or given back */
             guarded_reply();
             maybe_quiet();
@@ -747,7 +763,20 @@ static void from_home(void)
         }
         /* its thread waits killable since the notification was received: the
          * reply reaches it (NOTIF_SEND fails only if it was killed meanwhile) */
-        answer(call.notif_id, fwd_apply(copy, call.nr, call.args, buf, f.len), 0);
+        if (call.own == OWN_POLL)
+            answer(call.notif_id, rpp_replied(copy, buf, f.len), 0);
+        else {
+            long r = fwd_apply(copy, call.nr, call.args, buf, f.len);
+            long len;
+            /* leaving: the restorer where it goes enters a private directory */
+            if (rp_home_replied(call.nr, r) && !leaving &&
+                (len = rp_cwd_request(buf, sizeof(buf))) > 0) {
+                cwd_result = r;
+                send_request(call.notif_id, SYS_getcwd, rp_cwd_args(), (size_t)len, OWN_CWD);
+                return;
+            }
+            answer(call.notif_id, r, 0);
+        }
         maybe_quiet();
         return;
     case FWD_FRAME_HELD:

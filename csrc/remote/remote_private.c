@@ -1,6 +1,7 @@
 /* remote_private.c - a copy's private temporary directories served where it runs:
  * see remote_private.h. */
 #include "remote_private.h"
+#include "remote_private_poll.h"
 
 #include "forward.h"
 #include "forward_marshal.h"
@@ -26,6 +27,15 @@
 static const struct private_dirs *dirs;
 static int local[RP_LOCAL_MAX]; /* this process's descriptor of each, or -1 */
 static unsigned char reply[FWD_PAYLOAD_MAX];
+/* The copy's current directory when it is a private one (also this process's
+ * own then, so that a relative path executed here resolves there), else "". */
+static char cwd[PATH_BYTES + 1];
+static int cwd_checked; /* read from the copy (the restorer put it there) */
+/* A chdir or fchdir of the copy sent home: where it leads once home's answers
+ * (a private directory, or "" for one of home's). */
+static char cwd_pending[PATH_BYTES + 1];
+static int cwd_pending_nr;
+static int cwd_ask_home; /* where it leads is for home's getcwd to say */
 
 void rp_init(const struct private_dirs *d)
 {
@@ -128,6 +138,38 @@ static enum where of_relative_to_private(const char *path)
     return W_PRIVATE;
 }
 
+/* The absolute path of path p relative to the private current directory,
+ * normalized, into out; 0, or -ENAMETOOLONG. */
+static int from_cwd(const char *p, char *out)
+{
+    static char joined[2 * PATH_BYTES + 2];
+    if (p[0] == '/') {
+        normalize(p, out);
+        return 0;
+    }
+    size_t c = strlen(cwd), n = strlen(p);
+    if (c + 1 + n > PATH_BYTES)
+        return -ENAMETOOLONG;
+    memcpy(joined, cwd, c);
+    joined[c] = '/';
+    memcpy(joined + c + 1, p, n + 1);
+    normalize(joined, out);
+    return 0;
+}
+
+/* A path relative to the private current directory: in it (no "..": only
+ * regular files live there), at home (".." leads out, and home's current
+ * directory is the same: the path goes as written), or across. */
+static enum where of_relative_to_cwd(const char *path)
+{
+    static char norm[PATH_BYTES + 1];
+    if (of_relative_to_private(path) == W_PRIVATE)
+        return W_PRIVATE;
+    if (from_cwd(path, norm) < 0)
+        return W_ACROSS;
+    return of_absolute(norm) == W_HOME ? W_HOME : W_ACROSS;
+}
+
 /* The argument that is the directory descriptor of path argument a, or -1
  * (the current directory's: home's). */
 static int dirfd_arg(long nr, int a)
@@ -198,8 +240,12 @@ static enum where of_paths(long nr, const uint64_t args[6], const struct fwd_ent
             w = dir_private ? W_PRIVATE : W_HOME;
         else if (path[0] == '/')
             w = of_absolute(path);
+        else if (dir_private)
+            w = of_relative_to_private(path);
+        else if (cwd[0] && (d < 0 || (int)args[d] == AT_FDCWD))
+            w = of_relative_to_cwd(path);
         else
-            w = dir_private ? of_relative_to_private(path) : W_HOME;
+            w = W_HOME;
         if (w == W_ACROSS)
             return W_ACROSS;
         if (w == W_PRIVATE)
@@ -325,14 +371,105 @@ static long execute_here(pid_t pid, long nr, const uint64_t args[6], void *buf, 
     return fwd_apply(pid, nr, args, reply, rlen);
 }
 
+/* ------------------------------------------------------------ the current directory */
+
+/* The copy's current directory, as the restorer set it: a private one is
+ * this process's too (the first call after the copy starts). */
+static void check_cwd(pid_t pid)
+{
+    if (cwd_checked)
+        return;
+    cwd_checked = 1;
+    char link[64], target[PATH_BYTES + 1];
+    snprintf(link, sizeof(link), "/proc/%d/cwd", (int)pid);
+    ssize_t n = readlink(link, target, PATH_BYTES);
+    if (n <= 0)
+        return; /* as before: not a private one */
+    target[n] = '\0';
+    if (target[0] == '/' && of_absolute(target) == W_PRIVATE && chdir(target) == 0)
+        normalize(target, cwd);
+}
+
+/* chdir into a private directory: checked here, then sent home too (home's
+ * directory of the same name is where the deputy's current directory must be:
+ * getcwd, a checkpoint, coming home); where it leads is taken when home answers
+ * (rp_home_replied). */
+static enum rp_action chdir_private(const void *req, size_t len, long *result)
+{
+    const char *path = request_path(req, len, 0);
+    if (path == NULL || from_cwd(path, cwd_pending) < 0) {
+        *result = path == NULL ? -EFAULT : -ENAMETOOLONG;
+        return RP_ANSWER;
+    }
+    int fd = open(cwd_pending, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+        *result = -errno;
+        return RP_ANSWER;
+    }
+    (void)close(fd); /* an O_PATH look: nothing to lose */
+    cwd_pending_nr = SYS_chdir;
+    return RP_NOT_PRIVATE;
+}
+
+int rp_home_replied(long nr, long result)
+{
+    if (nr != cwd_pending_nr || (nr != SYS_chdir && nr != SYS_fchdir))
+        return 0;
+    cwd_pending_nr = 0;
+    if (result < 0)
+        return 0;
+    if (cwd_pending[0] == '\0' || chdir(cwd_pending) < 0) {
+        /* one of home's (or the private one is gone): relative paths go home */
+        cwd[0] = '\0';
+        return cwd_ask_home;
+    }
+    memcpy(cwd, cwd_pending, sizeof(cwd));
+    return 0;
+}
+
+/* A chdir or fchdir that goes home: a private current directory is left when
+ * home says it succeeded; where a relative path or a descriptor led, home's
+ * getcwd says (ask). */
+static void leaving_cwd(long nr, int ask)
+{
+    if (nr != SYS_chdir && nr != SYS_fchdir)
+        return;
+    cwd_pending[0] = '\0';
+    cwd_pending_nr = nr;
+    cwd_ask_home = ask;
+}
+
+static char home_cwd[PATH_BYTES + 1];
+static uint64_t home_cwd_args[6];
+
+long rp_cwd_request(void *buf, size_t cap)
+{
+    memset(home_cwd_args, 0, sizeof(home_cwd_args));
+    home_cwd_args[0] = (uint64_t)(uintptr_t)home_cwd;
+    home_cwd_args[1] = sizeof(home_cwd);
+    return fwd_request(getpid(), SYS_getcwd, home_cwd_args, buf, cap);
+}
+
+const uint64_t *rp_cwd_args(void)
+{
+    return home_cwd_args;
+}
+
+void rp_cwd_replied(const void *reply, size_t len)
+{
+    long r = fwd_apply(getpid(), SYS_getcwd, home_cwd_args, reply, len);
+    if (r <= 0 || (size_t)r > sizeof(home_cwd) || home_cwd[r - 1] != '\0')
+        return; /* unknown: home's, as before */
+    if (home_cwd[0] == '/' && of_absolute(home_cwd) == W_PRIVATE && chdir(home_cwd) == 0)
+        normalize(home_cwd, cwd);
+}
+
 static enum rp_action on_paths(int listener, const struct seccomp_notif *n, const uint64_t args[6],
                                void *buf, size_t len, long *result)
 {
     long nr = n->data.nr;
-    if (nr == SYS_chdir) {
-        *result = -EXDEV;
-        return RP_ANSWER;
-    }
+    if (nr == SYS_chdir)
+        return chdir_private(buf, len, result);
     if (makes_other_than_a_file(nr, args)) {
         *result = -EPERM;
         return RP_ANSWER;
@@ -452,6 +589,21 @@ static enum rp_action two_descriptors(long nr, const uint64_t args[6], long *res
     return RP_ANSWER;
 }
 
+/* An epoll instance lives at home; a private descriptor is a regular file: as
+ * natively, one cannot be watched (EPERM) nor waited on as an instance (EINVAL). */
+static enum rp_action on_epoll(long nr, const uint64_t args[6], long *result)
+{
+    if (nr == SYS_epoll_ctl && local_of(args[2]) >= 0)
+        *result = -EPERM;
+    else if ((nr == SYS_epoll_ctl || nr == SYS_epoll_wait || nr == SYS_epoll_pwait ||
+              nr == SYS_epoll_pwait2) &&
+             local_of(args[0]) >= 0)
+        *result = -EINVAL;
+    else
+        return RP_NOT_PRIVATE;
+    return RP_ANSWER;
+}
+
 enum rp_action rp_serve(int listener, const struct seccomp_notif *n, void *buf, size_t cap,
                         long *result)
 {
@@ -461,6 +613,7 @@ enum rp_action rp_serve(int listener, const struct seccomp_notif *n, void *buf, 
     uint64_t args[6];
     for (int i = 0; i < 6; i++)
         args[i] = n->data.args[i];
+    check_cwd((pid_t)n->pid);
     if (fwd_placement(nr, args) == FWD_BRING_HOME && any_local()) {
         /* it would have to come home (fork, exec, a pinned call), which it cannot
          * while one of its private files is open: the call fails instead of
@@ -480,6 +633,21 @@ enum rp_action rp_serve(int listener, const struct seccomp_notif *n, void *buf, 
     enum rp_action two = two_descriptors(nr, args, result);
     if (two != RP_NOT_PRIVATE)
         return two;
+    if (rpp_is_poll(nr)) {
+        switch (rpp_begin((pid_t)n->pid, nr, args, local_of, buf, cap, result)) {
+        case RPP_NONE:
+            return RP_NOT_PRIVATE;
+        case RPP_CONTINUE:
+            return RP_CONTINUE;
+        case RPP_ANSWER:
+            return RP_ANSWER;
+        case RPP_SEND:
+            return RP_SEND_POLL;
+        }
+    }
+    enum rp_action ep = on_epoll(nr, args, result);
+    if (ep != RP_NOT_PRIVATE)
+        return ep;
     if (nr == SYS_mmap && local_of(args[4]) >= 0 && !(args[3] & MAP_ANONYMOUS))
         return RP_CONTINUE;
     const struct fwd_entry *e = fwd_lookup(nr, args);
@@ -496,9 +664,14 @@ enum rp_action rp_serve(int listener, const struct seccomp_notif *n, void *buf, 
         }
         if (w == W_PRIVATE)
             return on_paths(listener, n, args, buf, (size_t)len, result);
+        if (nr == SYS_chdir) {
+            const char *path = request_path(buf, (size_t)len, 0);
+            leaving_cwd(nr, path == NULL || path[0] != '/');
+        }
         return RP_NOT_PRIVATE; /* home's path (a descriptor first: its directory) */
     }
     if (fd_first(nr) && local_of(args[0]) >= 0)
         return on_descriptor(listener, n, args, result);
+    leaving_cwd(nr, 1); /* fchdir to one of home's descriptors */
     return RP_NOT_PRIVATE;
 }

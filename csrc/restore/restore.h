@@ -207,8 +207,14 @@ int private_restoring(void);
 /* A PRIVATE directory record's path (not NUL-terminated): the directory the
  * next files go to; it must be a tmpfs here. */
 void private_directory(const char *path, size_t len);
+/* The CWD record's path (len bytes, not NUL-terminated): a moving process whose
+ * current directory is one of its private directories is put there when that
+ * directory's record comes (its supervisor reads it from /proc: remote_private.c). */
+void private_cwd(const char *path, size_t len);
 /* A PRIVATE file record's name: the file, created or emptied, its mode set. */
 int private_file_open(const char *name, size_t len, uint32_t mode);
+/* A PRIVATE MORE record's name: the last file opened, again, to append to. */
+int private_file_more(const char *name, size_t len, uint32_t mode);
 void private_file_write(int fd, const void *buf, size_t n);
 void private_file_close(int fd);
 

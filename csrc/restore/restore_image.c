@@ -381,6 +381,20 @@ static void skip_text(struct reader *r, unsigned kind, uint64_t max)
     payload_end(r);
 }
 
+/* CWD: the home's directory is the deputy's; a private one is noted
+ * (restore_private.c). */
+static void read_cwd(struct reader *r)
+{
+    static char path[MOSIX_CKPT_MAX_PATH];
+    expect(r, MOSIX_CKPT_KIND_CWD);
+    if (r->rh.length > MOSIX_CKPT_MAX_PATH)
+        corrupt_value(r, "length too large:", r->rh.length);
+    uint64_t n = r->rh.length;
+    payload_read(r, path, n);
+    payload_end(r);
+    private_cwd(path, (size_t)n);
+}
+
 /* A PRIVATE record of a moving process (restore_private.c): its directory, or
  * a file and its contents. */
 static void write_private(struct reader *r, const struct mosix_ckpt_private *p)
@@ -392,9 +406,10 @@ static void write_private(struct reader *r, const struct mosix_ckpt_private *p)
         private_directory(path, p->path_len);
         return;
     }
-    if (p->kind != MOSIX_CKPT_PRIVATE_FILE)
+    if (p->kind != MOSIX_CKPT_PRIVATE_FILE && p->kind != MOSIX_CKPT_PRIVATE_MORE)
         corrupt(r, "private record kind");
-    int fd = private_file_open(path, p->path_len, p->mode);
+    int fd = p->kind == MOSIX_CKPT_PRIVATE_FILE ? private_file_open(path, p->path_len, p->mode)
+                                                : private_file_more(path, p->path_len, p->mode);
     while (r->left) {
         uint64_t n = r->left < SCRATCH_BYTES ? r->left : SCRATCH_BYTES;
         payload_read(r, scratch, n);
@@ -579,7 +594,7 @@ void image_read_state(struct reader *r, struct image *img)
     read_struct(r, &img->proc, sizeof(img->proc));
     validate_process(r, &img->proc);
     skip_text(r, MOSIX_CKPT_KIND_OPTIONS, MOSIX_CKPT_MAX_RECORD_BYTES);
-    skip_text(r, MOSIX_CKPT_KIND_CWD, MOSIX_CKPT_MAX_PATH);
+    read_cwd(r);
     if (skip_files(r, img) != MOSIX_CKPT_KIND_REGS)
         out_of_order(r);
     read_struct(r, &img->regs, sizeof(img->regs));

@@ -20,6 +20,9 @@
 
 static char directory[MOSIX_CKPT_MAX_PATH + 1];
 static int have_directory;
+static char cwd[MOSIX_CKPT_MAX_PATH + 1]; /* the CWD record's, or "" */
+static char last_file[MOSIX_CKPT_MAX_PATH + 1]; /* the last FILE record's name, or "" */
+static uint32_t last_mode;
 
 __attribute__((noreturn)) static void refuse_private(const char *what, const char *name, long err)
 {
@@ -41,6 +44,29 @@ int private_restoring(void)
     return migration.forward_sock >= 0 || migration.home;
 }
 
+void private_cwd(const char *path, size_t len)
+{
+    cwd[0] = '\0';
+    if (len > MOSIX_CKPT_MAX_PATH)
+        return;
+    for (size_t i = 0; i < len; i++)
+        if (path[i] == '\0')
+            return;
+    for (size_t i = 0; i < len; i++)
+        cwd[i] = path[i];
+    cwd[len] = '\0';
+}
+
+/* Whether the noted current directory is the directory (only regular files
+ * live in one: nothing below it can be a directory). */
+static int cwd_is_directory(void)
+{
+    size_t i = 0;
+    while (directory[i] && cwd[i] == directory[i])
+        i++;
+    return directory[i] == '\0' && (cwd[i] == '\0' || (cwd[i] == '/' && cwd[i + 1] == '\0'));
+}
+
 void private_directory(const char *path, size_t len)
 {
     if (len == 0 || len > MOSIX_CKPT_MAX_PATH || path[0] != '/')
@@ -49,12 +75,39 @@ void private_directory(const char *path, size_t len)
         directory[i] = path[i];
     directory[len] = '\0';
     have_directory = 1;
+    last_file[0] = '\0';
     struct statfs fs;
     long rc = mosix_raw2(__NR_statfs, directory, &fs);
     if (rc < 0)
         refuse_private("", NULL, rc);
     if (fs.f_type != TMPFS_MAGIC)
         refuse_private(" is not private here", NULL, 0);
+    if (cwd_is_directory()) {
+        rc = mosix_raw1(__NR_chdir, directory);
+        if (rc < 0)
+            refuse_private(": cannot be the current directory", NULL, rc);
+    }
+}
+
+int private_file_more(const char *name, size_t len, uint32_t mode)
+{
+    size_t i = 0;
+    while (i < len && last_file[i] && name[i] == last_file[i])
+        i++;
+    if (i != len || last_file[i] || mode != last_mode)
+        refuse("corrupted image (a private file's next part)");
+    long dir = mosix_raw4(__NR_openat, AT_FDCWD, directory,
+                          O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
+    if (dir < 0)
+        refuse_private("", NULL, dir);
+    long fd = mosix_raw4(__NR_openat, dir, last_file,
+                         O_WRONLY | O_APPEND | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC, 0);
+    long rc = mosix_raw1(__NR_close, dir);
+    if (fd < 0)
+        refuse_private(": cannot write", last_file, fd);
+    if (rc < 0)
+        refuse_private(": close", NULL, rc);
+    return (int)fd;
 }
 
 int private_file_open(const char *name, size_t len, uint32_t mode)
@@ -79,6 +132,10 @@ int private_file_open(const char *name, size_t len, uint32_t mode)
     rc = mosix_raw2(__NR_fchmod, fd, mode & 07777);
     if (rc < 0)
         refuse_private(": cannot set the mode of", name, rc);
+    for (size_t i = 0; i < len; i++)
+        last_file[i] = name[i];
+    last_file[len] = '\0';
+    last_mode = mode;
     return (int)fd;
 }
 

@@ -53,6 +53,9 @@ FAILED_PREFIX = b"mosrun: "  # an image that failed holds just a one-line messag
 
 # Hostile-input limits: every reader refuses values past these.
 MAX_RECORD_BYTES = 64 << 20  # one record's payload
+# A private file's contents per record (FILE, then MOREs): mosix-ckpt writes a
+# record in one piece of its 8 MiB stream chunks.
+PRIVATE_PART_BYTES = 4 << 20
 MAX_PAGES_PER_RECORD = (MAX_RECORD_BYTES - 16) // PAGE_SIZE
 MAX_PATH = 4096
 MAX_XSAVE = 16384
@@ -147,6 +150,7 @@ class FileKind(enum.IntEnum):
 class PrivateKind(enum.IntEnum):
     DIRECTORY = 1  # a private directory (mosrun -X): recovered with one
     FILE = 2  # a regular file in the last DIRECTORY record, with its contents
+    MORE = 3  # the next part of the last FILE record's file (its name), appended
 
 
 class AreaFlag(enum.IntFlag):
@@ -477,7 +481,9 @@ PRIVATE = Struct(
     "private",
     "Kind.PRIVATE: a private temporary directory (mosrun -X) or one of its files; ``path_len``"
     " bytes of path follow (a directory's absolute path, or a file's name in the last"
-    " directory), then a file's ``size`` bytes of contents.",
+    " directory), then a file's ``size`` bytes of contents: at most 4 MiB"
+    " (PRIVATE_PART_BYTES) in its FILE record, the rest in MORE records of the same name"
+    " and mode that follow it, appended in order.",
     (
         F("kind", "uint32_t", doc="PrivateKind"),
         F("mode", "uint32_t", doc="st_mode"),

@@ -37,6 +37,7 @@ def header_text() -> str:
         f'#define MOSIX_CKPT_FAILED_PREFIX "{fmt.FAILED_PREFIX.decode()}"',
         f"#define MOSIX_CKPT_MAX_RECORD_BYTES {fmt.MAX_RECORD_BYTES}ull",
         f"#define MOSIX_CKPT_MAX_PAGES_PER_RECORD {fmt.MAX_PAGES_PER_RECORD}ull",
+        f"#define MOSIX_CKPT_PRIVATE_PART_BYTES {fmt.PRIVATE_PART_BYTES}ull",
         f"#define MOSIX_CKPT_MAX_PATH {fmt.MAX_PATH}",
         f"#define MOSIX_CKPT_MAX_XSAVE {fmt.MAX_XSAVE}",
         f"#define MOSIX_CKPT_MAX_AREAS {fmt.MAX_AREAS}",

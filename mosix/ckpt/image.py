@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import BinaryIO
 
 from mosix.ckpt import format as fmt
@@ -270,6 +270,15 @@ def _private(payload: bytes, out: ImageHead) -> None:
             raise ImageError("corrupted image (a private file)")
         data = rest[path_len:]
         out.private_files.append(PrivateFile(len(out.private_dirs) - 1, path, mode, data))
+    elif (
+        kind == fmt.PrivateKind.MORE
+        and out.private_files
+        and out.private_files[-1].directory == len(out.private_dirs) - 1
+        and out.private_files[-1].name == path
+        and mode == out.private_files[-1].mode
+    ):
+        last = out.private_files[-1]
+        out.private_files[-1] = replace(last, data=last.data + rest[path_len:])
     else:
         raise ImageError("corrupted image (a private record)")
 

@@ -248,6 +248,9 @@ DOC_SECTION = [
     "",
     "A process with private directories (`mosrun -X`) is the exception to `home(...)`: its",
     "calls on paths in them, and on descriptors of their files, run on the remote node,",
-    "where the files are (the supervisor executes them, `csrc/remote/remote_private.h`).",
+    "where the files are (the supervisor executes them, `csrc/remote/remote_private.h`),",
+    "as do relative paths while its current directory is a private one; a poll, ppoll,",
+    "select or pselect6 whose set mixes private and home descriptors is split between",
+    "the two nodes (`csrc/remote/remote_private_poll.h`).",
     "",
 ]
