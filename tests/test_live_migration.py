@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -64,3 +65,35 @@ def test_a_quiet_process_moves_live_too(cluster3: LocalCluster) -> None:
         found = re.findall(rf"process {proc.pid}: pre-copy rounds=(\d+) .*unreliable=(\d)", log)
         proc.kill()
     assert found and int(found[-1][0]) >= 1 and found[-1][1] == "0", log[-2000:]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system time of process ``pid`` so far (all its threads)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_a_held_deputy_waits_without_burning_a_cpu(cluster3: LocalCluster, dirtier: str) -> None:
+    """While its copy is checkpointed away, the deputy at home holds its direct-channel
+    servers, and they wait quietly.  They once woke one another without end while
+    held: a CPU per held deputy, and with two processes coming home at once every
+    other task of the machine starved for a minute or two."""
+    with mosrun_at_home(cluster3, ["-L", "-C/tmp/held", dirtier, "384"]) as proc:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "ready\n"
+        moved(cluster3, proc, "2")
+        before, start = cpu_seconds(proc.pid), time.monotonic()  # the deputy: the home pid
+        done = cluster3.run(
+            1,
+            ["migrate", str(proc.pid), "checkpoint"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        used, took = cpu_seconds(proc.pid) - before, time.monotonic() - start
+        os.kill(proc.pid, signal.SIGUSR1)
+        out, err = proc.communicate(timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert proc.returncode == 0 and out.startswith("done "), (out, err)
+    assert used < 0.25 * took + 0.05, f"the deputy used {used:.2f} s of CPU in {took:.2f} s"
