@@ -89,6 +89,24 @@ void private_directory(const char *path, size_t len)
     }
 }
 
+/* File name (a plain name, checked by the caller) in the private directory,
+ * opened with flags (no links followed, no terminal taken, close-on-exec; made
+ * 0600 when created); what: the refusal's words when it cannot be. */
+static long open_in_directory(const char *name, int flags, const char *what)
+{
+    long dir = mosix_raw4(__NR_openat, AT_FDCWD, directory,
+                          O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
+    if (dir < 0)
+        refuse_private("", NULL, dir);
+    long fd = mosix_raw4(__NR_openat, dir, name, flags | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC, 0600);
+    long rc = mosix_raw1(__NR_close, dir);
+    if (fd < 0)
+        refuse_private(what, name, fd);
+    if (rc < 0)
+        refuse_private(": close", NULL, rc);
+    return fd;
+}
+
 int private_file_more(const char *name, size_t len, uint32_t mode)
 {
     size_t i = 0;
@@ -96,18 +114,7 @@ int private_file_more(const char *name, size_t len, uint32_t mode)
         i++;
     if (i != len || last_file[i] || mode != last_mode)
         refuse("corrupted image (a private file's next part)");
-    long dir = mosix_raw4(__NR_openat, AT_FDCWD, directory,
-                          O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
-    if (dir < 0)
-        refuse_private("", NULL, dir);
-    long fd = mosix_raw4(__NR_openat, dir, last_file,
-                         O_WRONLY | O_APPEND | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC, 0);
-    long rc = mosix_raw1(__NR_close, dir);
-    if (fd < 0)
-        refuse_private(": cannot write", last_file, fd);
-    if (rc < 0)
-        refuse_private(": close", NULL, rc);
-    return (int)fd;
+    return (int)open_in_directory(last_file, O_WRONLY | O_APPEND, ": cannot write");
 }
 
 int private_file_open(const char *name, size_t len, uint32_t mode)
@@ -118,18 +125,8 @@ int private_file_open(const char *name, size_t len, uint32_t mode)
     for (size_t i = 0; i < len; i++)
         if (name[i] == '/' || name[i] == '\0')
             refuse("corrupted image (a private file)");
-    long dir = mosix_raw4(__NR_openat, AT_FDCWD, directory,
-                          O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
-    if (dir < 0)
-        refuse_private("", NULL, dir);
-    long fd = mosix_raw4(__NR_openat, dir, name,
-                         O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC, 0600);
-    long rc = mosix_raw1(__NR_close, dir);
-    if (fd < 0)
-        refuse_private(": cannot create", name, fd);
-    if (rc < 0)
-        refuse_private(": close", NULL, rc);
-    rc = mosix_raw2(__NR_fchmod, fd, mode & 07777);
+    long fd = open_in_directory(name, O_WRONLY | O_CREAT | O_TRUNC, ": cannot create");
+    long rc = mosix_raw2(__NR_fchmod, fd, mode & 07777);
     if (rc < 0)
         refuse_private(": cannot set the mode of", name, rc);
     for (size_t i = 0; i < len; i++)
