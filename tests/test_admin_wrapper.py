@@ -161,12 +161,11 @@ def status_gid_line(pid: int) -> str:
     return next(line for line in lines if line.startswith("Gid:"))
 
 
-def test_a_queued_mosrun_waits_as_the_users_group(
-    site: Agent, agent_base: Path, users: tuple[str, str]
-) -> None:
-    """The wrapper queues every job; the one waiting for the only slot holds no group of
-    the wrapper's meanwhile (mosrun drops it before anything else)."""
-    user = users[0]
+def one_running_one_queued(
+    site: Agent, agent_base: Path, user: str
+) -> tuple[subprocess.Popen[str], subprocess.Popen[str]]:
+    """Two gidshow jobs of ``user`` through the wrapper: the first runs (it holds the
+    only slot and waits for a line), the second waits in the queue."""
     wrapper, gidshow = str(agent_base / "mosrun-site"), str(agent_base / "gidshow")
     pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
     first = site.spawn(wrapper, gidshow, user=user, **pipes)
@@ -174,6 +173,16 @@ def test_a_queued_mosrun_waits_as_the_users_group(
     assert first.stdout.readline() == gid_line(users_gid(user))  # runs: the slot is taken
     second = site.spawn(wrapper, gidshow, user=user, **pipes)
     wait_until(lambda: site.queued_count(user) == 1, what="the second job queued")
+    return first, second
+
+
+def test_a_queued_mosrun_waits_as_the_users_group(
+    site: Agent, agent_base: Path, users: tuple[str, str]
+) -> None:
+    """The wrapper queues every job; the one waiting for the only slot holds no group of
+    the wrapper's meanwhile (mosrun drops it before anything else)."""
+    user = users[0]
+    first, second = one_running_one_queued(site, agent_base, user)
     assert status_gid_line(second.pid) == gid_line(users_gid(user))
     first.stdin.write("\n")
     first.stdin.close()
@@ -293,13 +302,7 @@ def test_a_queued_job_of_the_wrapper_keeps_its_place_across_an_agent_restart(
     """The queued mosrun waits without the group; after the agent is killed and started
     again it presents its ticket, which lets it in, and runs when its turn comes."""
     user = users[0]
-    wrapper, gidshow = str(agent_base / "mosrun-site"), str(agent_base / "gidshow")
-    pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
-    first = site.spawn(wrapper, gidshow, user=user, **pipes)
-    assert first.stdout is not None and first.stdin is not None
-    assert first.stdout.readline() == gid_line(users_gid(user))  # runs: the slot is taken
-    second = site.spawn(wrapper, gidshow, user=user, **pipes)
-    wait_until(lambda: site.queued_count(user) == 1, what="the second job queued")
+    first, second = one_running_one_queued(site, agent_base, user)
     site.kill9()
     site.start()
     wait_until(lambda: site.queued_count(user) == 1, what="the queued job back in the queue")

@@ -5,13 +5,11 @@ real agents, real mosrun, real programs (test_private_dirs.py has the rest).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import pwd
 import subprocess
 import tempfile
-from collections.abc import Iterator
 
 from support.clusters import mosrun_at_home, moved, where
 from support.users import users_fixture
@@ -139,27 +137,6 @@ OWNERS = (
 )
 
 
-@contextlib.contextmanager
-def mosrun_as(cluster: LocalCluster, user: str, argv: list[str]) -> Iterator[subprocess.Popen[str]]:
-    """``mosrun ARGV`` started at node 1 as ``user``, its standard streams piped."""
-    setpriv = ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups", "--"]
-    proc = cluster.popen(
-        1,
-        [*setpriv, "mosrun", *argv],
-        cwd="/tmp",
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-
-
 def test_private_files_away_have_their_owner_as_at_home(
     cluster3: LocalCluster, users: tuple[str, str]
 ) -> None:
@@ -168,7 +145,7 @@ def test_private_files_away_have_their_owner_as_at_home(
         cluster3.node_path(node, d).mkdir()
         cluster3.node_path(node, d).chmod(0o1777)
     entry = pwd.getpwnam(users[0])
-    with mosrun_as(cluster3, users[0], [f"-X{d}", *python(OWNERS), d]) as proc:
+    with mosrun_at_home(cluster3, [f"-X{d}", *python(OWNERS), d], "/tmp", users[0]) as proc:
         assert proc.stdin is not None and proc.stdout is not None
         assert proc.stdout.readline() == "made\n", proc.stderr.read() if proc.stderr else ""
 

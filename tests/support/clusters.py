@@ -207,13 +207,15 @@ def moved(cluster: LocalCluster, proc: subprocess.Popen[str], target: str) -> No
 
 @contextlib.contextmanager
 def mosrun_at_home(
-    cluster: LocalCluster, argv: list[str], cwd: str | None = None
+    cluster: LocalCluster, argv: list[str], cwd: str | None = None, user: str | None = None
 ) -> Iterator[subprocess.Popen[str]]:
-    """``mosrun ARGV`` started at node 1 (``cwd``: the node's / unless given), its
-    standard streams piped as text; killed and reaped if it runs on after the block."""
+    """``mosrun ARGV`` started at node 1 (``cwd``: the node's / unless given; ``user``:
+    as that user, with their groups), its standard streams piped as text; killed and
+    reaped if it runs on after the block."""
+    setpriv = ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups", "--"]
     proc = cluster.popen(
         1,
-        ["mosrun", *argv],
+        [*(setpriv if user else []), "mosrun", *argv],
         cwd=cwd,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
