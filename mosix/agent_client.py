@@ -22,11 +22,11 @@ from mosix.exits import EXIT_USAGE, Failure
 from mosix.protocol import (
     HEADER,
     MAX_FRAME,
-    Done,
     Message,
     ProtocolError,
     Refused,
     Register,
+    Registered,
     decode_message,
     encode_message,
     frame_length,
@@ -176,6 +176,7 @@ def start_agent(paths: AgentPaths) -> None:
     read_end, write_end = os.pipe()
     env = dict(os.environ)
     env.pop("MOSIX_INHERIT", None)
+    env.pop("MOSIX_ADMISSION", None)
     try:
         subprocess.run(
             [
@@ -233,7 +234,7 @@ def connect(autostart: bool = True) -> AgentClient:
 REGISTER_TIMEOUT = 2.0  # a wedged agent must not hold up every mosrun for long
 
 
-def register_program(msg: Register) -> tuple[str, Done] | None:
+def register_program(msg: Register) -> tuple[str, Registered] | None:
     """Register a program about to start (best effort): the agent's socket and
     its answer, or None when no agent can be reached.
 
@@ -244,8 +245,8 @@ def register_program(msg: Register) -> tuple[str, Done] | None:
     try:
         with connect(autostart=True) as client:
             client.sock.settimeout(REGISTER_TIMEOUT)
-            done = client.request(msg, Done)
-            return str(client.paths.socket), done
+            answer = client.request(msg, Registered)
+            return str(client.paths.socket), answer
     except AgentRefused as e:
         from mosix.start_contract import is_site_group_refusal
 

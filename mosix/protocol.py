@@ -280,6 +280,17 @@ class Register(Message):
 
 
 @message
+class Registered(Message):
+    """The answer to Register: ``count`` 1 when the program is to be placed elsewhere
+    (it waits at its gate), and, from an agent with a site group, the admission its
+    descendants carry (mosix.home_agent.admission_key; "" otherwise)."""
+
+    OP: ClassVar[str] = "registered"
+    count: int = 0
+    admission: str = ""
+
+
+@message
 class Checkpoint(Message):
     """Take a checkpoint of ``pid`` now: ``migrate PID checkpoint|chkstop|chkexit``
     (origin "manual"), or the program's own request through the guard (origin

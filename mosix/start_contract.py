@@ -3,6 +3,9 @@
 * ``MOSIX_INHERIT``: the settings a disciplined process passes on to its
   children and inner mosruns (-G -L -l -m -d -c -n -e -u -w -t -T -J), read
   back by :func:`outer_settings` (and by the agent from /proc);
+* ``MOSIX_ADMISSION``: what an agent with a site group (``[site] mosrun_group``)
+  answered an admitted registration with, so that it adopts the program's
+  descendants from /proc;
 * the start gate: a FIFO a program placed elsewhere waits at (its path in
   ``MOSIX_START_GATE``, opened by the preload shim) until the agent has moved it;
 * whether a placement option names this node of the one-node default.
@@ -34,6 +37,9 @@ from mosix.arguments import (
 # settings (-G -L -l -m -d -c -n -e -u -w -t -T -J) to children and inner mosruns.
 INHERIT_ENV = "MOSIX_INHERIT"
 THIS_NODE = 1  # node number of the embedded one-node default
+# The admission an agent with a site group gave the program (mosix.home_agent.admission_key):
+# its descendants carry it, so that the agent adopts them from /proc.
+ADMISSION_ENV = "MOSIX_ADMISSION"
 
 
 def outer_settings(env: Mapping[str, str]) -> MosrunArgs:

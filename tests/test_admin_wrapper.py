@@ -15,11 +15,15 @@ With ``[site] mosrun_group`` the node agent starts MOSIX work only for that
 effective group (or root), so the wrapper is the only way in: a plain mosrun
 is refused in one line, the wrapper's jobs run (queued too) without the group,
 and the caller's environment cannot steer the Python that holds the group.
+What starts past the wrapper (the launcher run directly) runs, but the agent does
+not take it for MOSIX work: it adopts from /proc only the descendants of what its
+gate let in, by the admission they inherit.
 """
 
 from __future__ import annotations
 
 import grp
+import json
 import os
 import pwd
 import shutil
@@ -311,3 +315,102 @@ def test_a_queued_job_of_the_wrapper_keeps_its_place_across_an_agent_restart(
     assert first.wait(timeout=60) == 0
     out, err = second.communicate("\n", timeout=60)
     assert (second.returncode, err, out) == (0, "", gid_line(users_gid(user)) * 2)
+
+
+LAUNCH_DIRECTLY = """
+import os, sys
+from mosix.discipline.launcher import exec_launcher
+env = dict(os.environ, MOSIX_INHERIT=sys.argv[1], MOSIX_AGENT_SOCKET=sys.argv[3])
+if sys.argv[2]:
+    env["MOSIX_ADMISSION"] = sys.argv[2]
+exec_launcher("e", "mosrun", "/bin/sh", ["sh", "-c", "echo $$; exec cat"], env)
+"""
+
+
+def listed(site: Agent, user: str) -> set[int]:
+    done = site.run("mosps", "--json", user=user)
+    assert done.returncode == 0, done.stderr
+    return {p["pid"] for p in json.loads(done.stdout or "[]")}
+
+
+def started_env(pid: int, name: str) -> str | None:
+    """A variable of the environment ``pid`` was started with."""
+    for entry in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+        if entry.startswith(name.encode() + b"="):
+            return entry.split(b"=", 1)[1].decode()
+    return None
+
+
+def test_only_what_the_wrapper_started_is_taken_for_mosix_work(
+    site: Agent, agent_base: Path, users: tuple[str, str], enforced: bool
+) -> None:
+    """The wrapper's program and its child are MOSIX processes.  The launcher run directly
+    (the package's modules, past the wrapper) with the same settings, or with the child's
+    admission and settings of its own, runs, but with the site's group it is not one."""
+    user = users[0]
+    pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+    tree = site.spawn(
+        str(agent_base / "mosrun-site"), "sh", "-c", "sleep 600 & echo $!; exec cat",
+        user=user, **pipes,
+    )  # fmt: skip
+    procs = [tree]
+    child = 0
+    try:
+        assert tree.stdout is not None
+        child = int(tree.stdout.readline())
+        words = started_env(child, "MOSIX_INHERIT")
+        admission = started_env(child, "MOSIX_ADMISSION") or ""
+        assert words is not None and bool(admission) == enforced
+        python = str(Path(str(shutil.which("mosrun"))).parent / "python")
+        socket = started_env(child, "MOSIX_AGENT_SOCKET")  # as if its mosrun had registered
+        assert socket is not None
+        past = {}
+        other = f"{words} -m7".strip()
+        for name, (w, a) in {"same": (words, ""), "copied": (other, admission)}.items():
+            proc = site.spawn(python, "-c", LAUNCH_DIRECTLY, w, a, socket, user=user, **pipes)
+            procs.append(proc)
+            assert proc.stdout is not None
+            past[name] = int(proc.stdout.readline())
+        pids = listed(site, user)
+        assert {tree.pid, child} <= pids
+        assert (set(past.values()) & pids) == (set() if enforced else set(past.values()))
+    finally:
+        if child:
+            os.kill(child, 9)
+        for proc in procs:
+            proc.communicate(timeout=60)
+    assert tree.returncode == 0
+
+
+def test_the_lines_of_the_wrappers_batch_are_mosix_processes(
+    site: Agent, agent_base: Path, users: tuple[str, str]
+) -> None:
+    """-S through the wrapper: the runner registers through the gate, and its lines are
+    adopted by the admission they inherit from it."""
+    user = users[0]
+    commands = agent_base / "lines"
+    commands.write_text("echo $$; exec sleep 600\n")
+    batch = site.spawn(
+        str(agent_base / "mosrun-site"), "-S1", str(commands),
+        user=user, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert batch.stdout is not None
+    line = int(batch.stdout.readline())
+    try:
+        assert {batch.pid, line} <= listed(site, user)
+    finally:
+        os.kill(line, 9)
+        _, err = batch.communicate(timeout=60)
+    assert batch.returncode == 1, err  # the one line was killed
+
+
+@pytest.mark.parametrize("enforced", [True], ids=["enforced"])
+def test_a_plain_batch_is_refused_and_runs_no_line(
+    site: Agent, agent_base: Path, users: tuple[str, str]
+) -> None:
+    marker = agent_base / "ran"
+    commands = agent_base / "lines"
+    commands.write_text(f"touch {marker}\n")
+    done = site.run("mosrun", "-S1", str(commands), user=users[0])
+    assert (done.returncode, done.stdout, done.stderr) == (125, "", REFUSAL)
+    assert not marker.exists()

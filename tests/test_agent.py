@@ -446,9 +446,9 @@ def test_a_user_cannot_register_or_queue_anothers_process(
     snippet = (
         "import sys\n"
         "from mosix.agent_client import connect, AgentRefused\n"
-        "from mosix.protocol import Register, Enqueue, Done, Queued\n"
+        "from mosix.protocol import Register, Enqueue, Registered, Queued\n"
         "pid = int(sys.argv[1])\n"
-        "for msg, kind in ((Register(pid=pid), Done), (Enqueue(pid=pid), Queued)):\n"
+        "for msg, kind in ((Register(pid=pid), Registered), (Enqueue(pid=pid), Queued)):\n"
         "    try:\n"
         "        connect(autostart=False).request(msg, kind)\n"
         "        print('accepted')\n"

@@ -16,7 +16,7 @@ from mosix.home_agent.refusal import PATH_MAX, Refusal, check_owner
 from mosix.home_agent.registry import Registration, Registry
 from mosix.home_agent.shares import UserShares
 from mosix.home_agent.state import Changes
-from mosix.protocol import Done, Message, Migrate, Refused, Register
+from mosix.protocol import Done, Message, Migrate, Refused, Register, Registered
 from mosix.start_contract import placement_problem
 from mosix.sysinfo import proc_info
 
@@ -65,15 +65,17 @@ class ProcessRequests:
             ckpt_limit=msg.checkpoint_limit,
             ckpt_interval=msg.checkpoint_interval,
         )
-        answer: Message = Done()
+        elsewhere = 0
         if msg.placement:
             answer = self.place(msg, reg)
             if isinstance(answer, Refused):
                 return answer
+            elsewhere = answer.count if isinstance(answer, Done) else 0
         self.registry.register(reg)
         self.checkpoints.schedule(self.nursery, reg)
         self.changes.changed()
-        return answer
+        admission = self.registry.site.admission(uid, " ".join(msg.flags))
+        return Registered(count=elsewhere, admission=admission)
 
     def place(self, msg: Register, reg: Registration) -> Message:
         """Where a program with a placement option starts (Done(count=1): elsewhere)."""

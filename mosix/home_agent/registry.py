@@ -13,6 +13,8 @@ ids), and only on its own: a process found in /proc belongs to the agent whose
 socket its mosrun registered with (MOSIX_AGENT_SOCKET in its environment); one
 that reached no agent belongs to the default agents (the system agent, a
 user's own), never to a private root agent on another run directory.
+With a site group (``[site] mosrun_group``), one found in /proc must also carry
+the admission of a registration the gate let in (site_group.py).
 A pid is matched together with its start time, so a reused pid is not taken
 for the process that had it before.
 """
@@ -27,7 +29,9 @@ from dataclasses import dataclass, field
 from mosix.agent_client import AGENT_SOCKET_ENV
 from mosix.arguments import UsageError, parse_inherited_words
 from mosix.home_agent.limits import COMMAND_KEPT, FLAGS_KEPT, kept_words
+from mosix.home_agent.site_group import SiteGroup
 from mosix.protocol import ProcessInfo
+from mosix.start_contract import ADMISSION_ENV, INHERIT_ENV
 from mosix.sysinfo import proc_info
 
 
@@ -76,10 +80,13 @@ def at_home(pid: int) -> str:
 
 
 class Registry:
-    def __init__(self, home: str, socket: str = "", private: bool = False) -> None:
+    def __init__(
+        self, home: str, socket: str = "", private: bool = False, site: SiteGroup | None = None
+    ) -> None:
         self.home = home
         self.socket = os.path.realpath(socket) if socket else ""  # this agent's control socket
         self.private = private  # a root agent on a run directory of its own
+        self.site = site or SiteGroup()  # [site] mosrun_group: only admitted trees are adopted
         self.registered: dict[int, Registration] = {}
 
     def register(self, reg: Registration) -> None:
@@ -165,10 +172,21 @@ class Registry:
     def claims(self, pid: int) -> bool:
         """A process found in /proc is this agent's to act on: vouched for by the
         discipline, and registered (by its mosrun) with this agent."""
-        if not proc_info.disciplined(pid):
+        if not proc_info.disciplined(pid) or not self.admitted(pid):
             return False
         socket = proc_info.initial_env(pid, AGENT_SOCKET_ENV)
         return os.path.realpath(socket) == self.socket if socket else not self.private
+
+    def admitted(self, pid: int) -> bool:
+        """With a site group: the process carries the admission of a program the gate
+        let in, for its own user and MOSIX_INHERIT words (without one: any)."""
+        if not self.site.name:
+            return True
+        uid = proc_info.real_uid(pid)
+        words = proc_info.initial_env(pid, INHERIT_ENV)
+        if uid is None or words is None:
+            return False
+        return self.site.vouches_for(uid, words, proc_info.initial_env(pid, ADMISSION_ENV) or "")
 
     def state_of(self, pid: int, state: str) -> str:
         return "stopped" if state == "running" and proc_info.state_letter(pid) == "T" else state

@@ -11,12 +11,20 @@ group: a queued mosrun presenting its ticket again (after an agent restart)
 and, once the queue let it run, registering itself or submitting its batch
 job (-E/-M), because mosrun drops the group while it waits in the queue.
 Queries, signals and the administration verbs stay open to everyone.
+
+The gate's other side is discovery: a process found in /proc is adopted only
+with the admission of an admitted registration (mosix.home_agent.admission_key),
+so a program started past the wrapper (the launcher run directly, the package's
+modules) is not taken for MOSIX work: it runs, but is never moved, queued or
+listed.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mosix.home_agent.connection import Peer
 from mosix.home_agent.refusal import Refusal
@@ -27,6 +35,21 @@ from mosix.start_contract import site_group_refusal
 class SiteGroup:
     name: str = ""  # "": no site group, every user starts MOSIX work
     gid: int = -1
+    key: bytes = field(default=b"", repr=False)  # admission_key.load(): the admissions' key
+
+    def admission(self, uid: int, words: str) -> str:
+        """What an admitted program carries for its tree (``ADMISSION_ENV``): bound to
+        its user and its MOSIX_INHERIT words (``words``, as in its environment);
+        "" without a site group."""
+        if not self.name:
+            return ""
+        mac = hmac.new(self.key, f"{uid}\0{words}".encode(), hashlib.sha256)
+        return mac.hexdigest()[:32]
+
+    def vouches_for(self, uid: int, words: str, admission: str) -> bool:
+        """Whether a process found in /proc (its user, MOSIX_INHERIT and admission)
+        descends from an admitted program, or is one just like it."""
+        return not self.name or hmac.compare_digest(self.admission(uid, words), admission)
 
     def admits(self, peer: Peer) -> bool:
         return not self.name or peer.is_root or peer.gid == self.gid

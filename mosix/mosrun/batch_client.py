@@ -39,11 +39,12 @@ from mosix.protocol import (
     encode_message,
     frame_length,
 )
-from mosix.start_contract import GATE_ENV, INHERIT_ENV
+from mosix.start_contract import ADMISSION_ENV, GATE_ENV, INHERIT_ENV
 from mosix.sysinfo import proc_info
 
 CHUNK = 1 << 18  # bytes per BatchData frame (frames are at most 1 MiB)
-NOT_PASSED = (INHERIT_ENV, AGENT_SOCKET_ENV, GATE_ENV, RUN_DIR_ENV)  # this node's, not the job's
+# this node's, not the job's
+NOT_PASSED = (INHERIT_ENV, ADMISSION_ENV, AGENT_SOCKET_ENV, GATE_ENV, RUN_DIR_ENV)
 
 
 def job_words(args: MosrunArgs) -> list[bytes]:

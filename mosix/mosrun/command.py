@@ -66,6 +66,7 @@ def register(args: MosrunArgs) -> None:
     from mosix.arguments import inherit, inherited_words
     from mosix.protocol import Register
 
+    os.environ.pop(start_contract.ADMISSION_ENV, None)  # an outer program's, not this one's
     effective = inherit(start_contract.outer_settings(os.environ), args)
     placement = args.placement.option() or ""
     gate = start_contract.make_gate() if placement and placement != "-h" else ""
@@ -92,6 +93,8 @@ def register(args: MosrunArgs) -> None:
             raise Failure(problem, EXIT_USAGE)
         return
     socket_path, answer = registered
+    if answer.admission:  # the site's agent adopts the program's descendants by it
+        os.environ[start_contract.ADMISSION_ENV] = answer.admission
     if answer.count == 1:
         os.environ[start_contract.GATE_ENV] = gate
     else:
@@ -148,7 +151,7 @@ def run_mosrun(
         if args.commands is not None:
             from mosix.mosrun.batches import commands
 
-            commands.run_commands(args, keep_environment=keep_environment)
+            commands.run_commands(args, keep_environment=keep_environment, register=register)
         if args.queue is not None:  # the whole mosrun command waits, a batch job's too
             args = queue_turn(args, argv, keep_environment, queued, may_move=args.batch is None)
         if args.batch is not None:

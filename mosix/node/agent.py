@@ -23,6 +23,7 @@ from mosix.agent_paths import SYSTEM_RUN_DIR, AgentPaths
 from mosix.cluster.admin import GUESTS
 from mosix.cluster.peers import Cluster
 from mosix.cluster.saved_settings import SavedSettings
+from mosix.home_agent import admission_key
 from mosix.home_agent.admission import Admission
 from mosix.home_agent.agent_config import AgentConfig
 from mosix.home_agent.auto_freeze import AutoFreezer
@@ -62,10 +63,13 @@ class NodeAgent:
     def __init__(self, paths: AgentPaths, config: AgentConfig) -> None:
         self.paths = paths
         self.config = config
+        key = admission_key.load(paths.run_dir) if config.mosrun_group else b""
+        self.site = SiteGroup(config.mosrun_group, config.mosrun_gid, key)
         self.registry = Registry(
             config.name,
             socket=str(paths.socket),
             private=os.geteuid() == 0 and paths.run_dir != SYSTEM_RUN_DIR,
+            site=self.site,
         )
         registry = self.registry
         self.cluster = (
@@ -182,7 +186,7 @@ class NodeAgent:
                 stopping,
                 freezer,
                 batches,
-                SiteGroup(config.mosrun_group, config.mosrun_gid),
+                self.site,
             )
             await nursery.start(
                 ControlSocket(listener, config.limits, admission, server.handle).run

@@ -49,6 +49,7 @@ from __future__ import annotations
 import os
 import stat
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from typing import NoReturn
 
@@ -90,10 +91,17 @@ def create_failed(path: str, commands_fd: int) -> int:
         ) from None
 
 
-def run_commands(args: MosrunArgs, keep_environment: bool) -> NoReturn:
-    """Become the runner of ``args.commands``; ends as the run ends."""
+def run_commands(
+    args: MosrunArgs, keep_environment: bool, register: Callable[[MosrunArgs], None]
+) -> NoReturn:
+    """Become the runner of ``args.commands``; ends as the run ends.  ``register``
+    tells the node agent of the runner (the agent's gate: see runner_registration)."""
     spec = args.commands
     assert spec is not None
+    program = (sys.executable, "-P", "-m", MODULE)
+    # the queue applies to each line (in the runner), not to the runner as a whole
+    as_runner = replace(args, commands=None, queue=None, args_from_zero=False, program=program)
+    register(runner_registration(as_runner))
     queue = args.queue
     agent_fd = None
     if queue is not None:
@@ -125,9 +133,22 @@ def run_commands(args: MosrunArgs, keep_environment: bool) -> NoReturn:
         queue=queue,
         agent_fd=agent_fd,
     )
-    program = (sys.executable, "-P", "-m", MODULE, *encode(runner))
-    # the queue applies to each line (in the runner), not to the runner as a whole
     launch.run_program(
-        replace(args, commands=None, queue=None, args_from_zero=False, program=program),
-        keep_environment=keep_environment,
+        replace(as_runner, program=(*program, *encode(runner))), keep_environment=keep_environment
+    )
+
+
+def runner_registration(as_runner: MosrunArgs) -> MosrunArgs:
+    """What the runner registers as: the settings its lines inherit, nothing of its own
+    (its placement, -C, -A and -N are not acted on).  Registering is what an agent with
+    a site group (``[site] mosrun_group``) lets in only through the site's wrapper, and
+    its answer is the admission by which the agent adopts the lines from /proc."""
+    return replace(
+        as_runner,
+        placement=MosrunArgs().placement,
+        force_elsewhere=False,
+        checkpoint_file=None,
+        checkpoint_max=None,
+        checkpoint_minutes=None,
+        program=(),  # listed by its command line in /proc
     )
