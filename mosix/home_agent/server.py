@@ -84,6 +84,7 @@ class Server:
         freezer: Freezer,
         batches: BatchSubmitter | None = None,
         site: SiteGroup | None = None,
+        hosted_mosrun: Callable[[int], bool] = lambda pid: False,
     ) -> None:
         self.limits = limits
         self.owner = owner  # the agent's user: it may stop the agent
@@ -101,6 +102,7 @@ class Server:
         self.freezer = freezer  # frozen processes' deputies say hello to it first
         self.frozen_jobs = FrozenJobs(processes.registry, freezer)  # mosq shows them
         self.site = site or SiteGroup()  # [site] mosrun_group: who may start MOSIX work
+        self.hosted_mosrun = hosted_mosrun  # the mosrun of a -M job another node's gate let in
 
     async def handle(self, conn: Connection) -> None:
         """One client's requests, until it closes the connection.  Whatever it sends,
@@ -159,7 +161,12 @@ class Server:
         match msg:
             case Register():
                 itself = msg.pid == peer.pid
-                self.site.check(peer, lambda: itself and self.queue.runs_job_of(peer))
+                self.site.check(
+                    peer,
+                    lambda: (
+                        itself and (self.queue.runs_job_of(peer) or self.hosted_mosrun(peer.pid))
+                    ),
+                )
                 return self.processes.register(peer, msg)
             case Enqueue():
                 ticket = msg.ticket

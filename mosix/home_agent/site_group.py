@@ -9,7 +9,8 @@ so the node agent holds the line: the requests that start MOSIX work
 effective group, or is root.  A process the site let in before needs no
 group: a queued mosrun presenting its ticket again (after an agent restart)
 and, once the queue let it run, registering itself or submitting its batch
-job (-E/-M), because mosrun drops the group while it waits in the queue.
+job (-E/-M), because mosrun drops the group while it waits in the queue; and
+the mosrun of a -M job another node's agent admitted (the batch host's pids).
 Queries, signals and the administration verbs stay open to everyone.
 
 The gate's other side is discovery: a process found in /proc is adopted only

@@ -187,6 +187,7 @@ class NodeAgent:
                 freezer,
                 batches,
                 self.site,
+                hosting.mosruns.runs if hosting is not None else lambda pid: False,
             )
             await nursery.start(
                 ControlSocket(listener, config.limits, admission, server.handle).run

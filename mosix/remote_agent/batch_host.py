@@ -8,6 +8,10 @@ the user's is followed here as root.  -M jobs are ``mosrun`` itself, so their
 home is this node.  The job's standard streams are pipes pumped over the same
 connection (BatchData frames); its end goes back as Exited (-signal when a
 signal killed it).  A lost connection kills the job.
+
+A -M job's mosrun registers with this node's agent as the user, without the
+site's group (``[site] mosrun_group``): its home agent let it in, so while it
+runs its pid is in ``mosruns`` (HostedMosruns), which this node's gate admits.
 """
 
 from __future__ import annotations
@@ -45,6 +49,16 @@ def mosrun_path() -> str:
     return os.path.join(os.path.dirname(sys.executable), "mosrun")
 
 
+class HostedMosruns:
+    """The pids of the -M jobs this node runs for other nodes (their mosrun)."""
+
+    def __init__(self) -> None:
+        self.pids: set[int] = set()
+
+    def runs(self, pid: int) -> bool:
+        return pid in self.pids
+
+
 def refusal(msg: BatchOffer, peer: Node) -> str | None:
     if msg.home != peer.number:
         return "a bad batch offer"
@@ -53,7 +67,9 @@ def refusal(msg: BatchOffer, peer: Node) -> str | None:
     return None
 
 
-async def host_batch(stream: PeerStream, msg: BatchOffer, peer: Node) -> None:
+async def host_batch(
+    stream: PeerStream, msg: BatchOffer, peer: Node, mosruns: HostedMosruns
+) -> None:
     """Run one batch job for ``peer`` until it ends and its output has gone home."""
     why = refusal(msg, peer)
     if why is not None:
@@ -82,6 +98,8 @@ async def host_batch(stream: PeerStream, msg: BatchOffer, peer: Node) -> None:
         await stream.aclose()
         return
     log.info("batch job %d of %s (uid %d): started", proc.pid, peer.label(), msg.uid)
+    if msg.kind == "M":
+        mosruns.pids.add(proc.pid)
     try:
         await stream.send(Started(pid=proc.pid))
         async with trio.open_nursery() as nursery:
@@ -102,6 +120,7 @@ async def host_batch(stream: PeerStream, msg: BatchOffer, peer: Node) -> None:
                 os.killpg(proc.pid, signal.SIGKILL)
             with trio.CancelScope(shield=True):
                 await proc.wait()
+        mosruns.pids.discard(proc.pid)
         await stream.aclose()
 
 

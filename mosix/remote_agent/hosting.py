@@ -8,6 +8,7 @@ mosix.remote_agent.guest_checkpoint.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 from mosix.cluster.peers import Cluster
@@ -19,7 +20,7 @@ from mosix.protocol import (
     MigrateImage,
     MigrateOffer,
 )
-from mosix.remote_agent.batch_host import host_batch
+from mosix.remote_agent.batch_host import HostedMosruns, host_batch
 from mosix.remote_agent.guest_checkpoint import GuestCheckpoints
 from mosix.remote_agent.inbound import Guests
 from mosix.sysinfo import node_facts
@@ -35,4 +36,6 @@ class Hosting:
         cluster.on(MigrateChannel, self.guests.channel)
         cluster.on(BringHome, self.guests.bring_home)
         cluster.on(MigrateCheckpoint, GuestCheckpoints(self.guests).checkpoint)
-        cluster.on(BatchOffer, host_batch)  # mosrun -E/-M from other nodes
+        self.mosruns = HostedMosruns()  # -M jobs' mosruns: this node's gate lets them in
+        # mosrun -E/-M from other nodes
+        cluster.on(BatchOffer, functools.partial(host_batch, mosruns=self.mosruns))

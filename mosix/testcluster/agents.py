@@ -38,6 +38,7 @@ class ClusterSettings:
     fast_path: bool | None = None  # None: the agent's default (on)
     lost_after: float | None = None  # None: the agent's default
     precopy_rounds: int | None = None  # None: the agent's default (live migration)
+    site_group: str = ""  # [site] mosrun_group on every node ("": none)
 
 
 def config_text(layout: Layout, k: int, nodes: int, cluster: ClusterSettings | None) -> str:
@@ -48,6 +49,8 @@ def config_text(layout: Layout, k: int, nodes: int, cluster: ClusterSettings | N
         "[paths]",
         f'run_dir = "{RUN_DIR}"',
     ]
+    if cluster is not None and cluster.site_group:
+        lines += ["[site]", f'mosrun_group = "{cluster.site_group}"']
     if cluster is not None:
         lines += [
             "[cluster]",
