@@ -404,3 +404,35 @@ def test_an_isolated_node_queues_its_own_jobs(cluster: LocalCluster, migrant: st
             finish(cluster, job)
     finally:
         settle(cluster, jobs)
+
+
+def test_a_batchs_lines_wait_in_the_partitions_queue_ten_at_most(cluster: LocalCluster) -> None:
+    """-S30 -q at node 1: a line runs in node 1's slot (the runner starts its lines where it
+    runs: they take no other node's slot), and of the other 29 exactly 10 wait in the
+    queue common to the partition (node 3's mosq shows them)."""
+    gate, started_file = cluster.node_path(1, "/tmp/sgate"), cluster.node_path(1, "/tmp/sstarted")
+    os.mkfifo(gate)
+    holder = os.open(gate, os.O_RDWR)  # the lines' reads wait for data, not for a writer
+    commands = cluster.node_path(1, "/tmp/scommands")
+    commands.write_text("echo s >> /tmp/sstarted; read x < /tmp/sgate\n" * 30)
+    run = cluster.popen(1, ["mosrun", "-S30", "-q", "/tmp/scommands"], stderr=subprocess.PIPE)
+    try:
+
+        def lines_started() -> int:
+            return started_file.read_text().count("s") if started_file.exists() else 0
+
+        wait_until(lambda: lines_started() == 1, what="a line in node 1's slot")
+        wait_until(lambda: len(listing(cluster, 3)) == 10, what="ten lines queued")
+        assert lines_started() == 1
+        os.write(holder, b"go\n" * 30)
+        _, err = run.communicate(timeout=TIMEOUT)
+        assert (run.returncode, err) == (0, b"")
+        assert lines_started() == 30
+        assert listing(cluster, 3) == []
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+        os.close(holder)
+        for path in (gate, started_file, commands):
+            path.unlink(missing_ok=True)
