@@ -717,6 +717,32 @@ def test_files(progs: dict[str, Path], tmp_path: Path, kind: str) -> None:
     assert files[e][0]["kind"] == fmt.FileKind.OTHER and "eventfd" in files[e][1]
 
 
+APPENDED_MAX = 256 << 20  # ckpt_target.c: the appender's last byte
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_appended_file_size_is_the_frozen_points(
+    progs: dict[str, Path], tmp_path: Path, kind: str
+) -> None:
+    """A file the process appends to is recorded with its size at the frozen
+    point, where its offset is read, not with the size it has grown to when the
+    checkpointer gets to it: recovery cuts the file back to that size and the
+    process writes again what it wrote after it (once more when the size is
+    later's: tests/test_exact_recovery.py's rare line twice).  The appender
+    writes all the time, so the file grows while the image is made."""
+    with start([str(progs[kind]), "appender", str(tmp_path)]) as t:
+        (fd,) = (int(x) for x in t.extra)
+        for i in range(3):
+            img = captured(t.pid, tmp_path / f"ckpt.{i}")
+            rec, path = img.files[fd]
+            assert path == str(tmp_path / "log")
+            assert int(rec["flags"]) & O_APPEND
+            # its only writer, stopped: the file ends where its offset is
+            assert rec["size"] == rec["offset"], (i, rec["offset"], rec["size"])
+        assert int(rec["offset"]) < APPENDED_MAX, "it stopped appending before the capture"
+        assert t.alive() and t.children() == []
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_unlinked_files(progs: dict[str, Path], tmp_path: Path, kind: str) -> None:
     with start([str(progs[kind]), "unlinked", str(tmp_path)]) as t:

@@ -253,12 +253,17 @@ int ck_list_fds(int procfd, int *fds);
 struct ck_tracee;
 int ck_handoff_deputy(struct ck_tracee *t, int procfd, int memfd, char *const dargv[], int dargc);
 
-/* What /proc/PID/fdinfo says at the frozen point (the copy shares the file
- * descriptions with the live process, whose offsets move on). */
+/* What /proc/PID/fdinfo and /proc/PID/fd say at the frozen point (the copy
+ * shares the file descriptions with the live process, whose offsets move on,
+ * and the files, which it goes on writing: a size read later may hold what it
+ * wrote after the frozen point). */
 struct ck_fdpos {
     int fd;
     uint32_t flags;
     int64_t pos;
+    int has_size; /* the file was stat'ed: size, dev, ino */
+    int64_t size;
+    uint64_t dev, ino;
 };
 struct ck_fdsnap {
     int n;

@@ -1,10 +1,13 @@
 /* ckpt_capture_files.c - the descriptor table: FILE and FILEDATA records.
  *
  * The copy's descriptor table is a copy of the process's at the frozen point,
- * but the open file descriptions (offsets, status flags) are shared with the
- * live process, which moves on: offsets and flags are read from
- * /proc/PID/fdinfo while the process is stopped (ck_snap_fds), everything else
- * from the copy afterwards. */
+ * but the open file descriptions (offsets, status flags) and the files are
+ * shared with the live process, which moves on: offsets and flags are read
+ * from /proc/PID/fdinfo and each file's size from /proc/PID/fd while the
+ * process is stopped (ck_snap_fds), everything else from the copy afterwards.
+ * A size read afterwards would hold what the process appended since the
+ * frozen point, and recovery would cut the file back to that size and the
+ * process write those lines again (tests/test_ckpt_capture.py, appender). */
 #include "ckpt_capture_common.h"
 #include "exec/private_dirs.h"
 
@@ -79,14 +82,34 @@ static int read_fdinfo(int procfd, int fd, struct ck_fdpos *out)
     return 0;
 }
 
+/* The size (and identity) of the file on descriptor e->fd, now. */
+static void read_size(int procfd, struct ck_fdpos *e)
+{
+    char path[32];
+    struct stat st;
+    snprintf(path, sizeof(path), "fd/%d", e->fd);
+    e->has_size = 0;
+    if (fstatat(procfd, path, &st, 0) < 0) {
+        if (errno == ENOENT)
+            return; /* gone meanwhile: the copy decides */
+        ck_fail_errno("/proc/PID/%s", path);
+    }
+    e->has_size = 1;
+    e->size = st.st_size;
+    e->dev = (uint64_t)st.st_dev;
+    e->ino = (uint64_t)st.st_ino;
+}
+
 void ck_snap_fds(int procfd, struct ck_fdsnap *snap)
 {
     int fds[CK_MAX_FDS];
     int n = list_fds(procfd, "fdinfo", fds);
     snap->n = 0;
     for (int i = 0; i < n; i++)
-        if (read_fdinfo(procfd, fds[i], &snap->e[snap->n]) == 0)
+        if (read_fdinfo(procfd, fds[i], &snap->e[snap->n]) == 0) {
+            read_size(procfd, &snap->e[snap->n]);
             snap->n++;
+        }
 }
 
 static const struct ck_fdpos *snapped(const struct ck_fdsnap *snap, int fd)
@@ -192,7 +215,9 @@ static void describe(int fddir, int fd, const struct ck_fdpos *pos, struct ck_fi
     f->rec.mode = st.st_mode;
     f->rec.path_len = (uint32_t)strlen(f->path);
     f->rec.offset = pos->pos;
-    f->rec.size = st.st_size;
+    /* the size at the frozen point: the live process may have written since */
+    int same = pos->has_size && pos->dev == (uint64_t)st.st_dev && pos->ino == (uint64_t)st.st_ino;
+    f->rec.size = same ? pos->size : st.st_size;
     f->rec.dev = st.st_dev;
     f->rec.ino = st.st_ino;
 }
@@ -228,6 +253,7 @@ void ck_collect_files(int childfd, const struct ck_fdsnap *snap, struct ck_files
         if (!pos) { /* not open at the snapshot: cannot be, the tables are the same */
             if (read_fdinfo(childfd, fds[i], &now) < 0)
                 continue;
+            now.has_size = 0;
             pos = &now;
         }
         describe(fddir, fds[i], pos, &out->f[out->n++]);

@@ -36,9 +36,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #define SERVERS_MAX 16 /* channels of this generation and the one before, at most */
+#define DRAIN_POKE_NS 5000000L /* direct_drain pokes the servers left this often */
 
 enum server_state {
     SERVER_FREE,    /* no thread */
@@ -303,6 +305,33 @@ void direct_retire(void)
         if (servers[k].state != SERVER_FREE)
             poke(&servers[k]);
     announce();
+    unlocked();
+}
+
+void direct_drain(void)
+{
+    locked();
+    for (;;) {
+        int left = 0;
+        for (int k = 0; k < SERVERS_MAX; k++)
+            if (servers[k].state != SERVER_FREE && servers[k].gen != generation) {
+                left = 1;
+                poke(&servers[k]); /* again: the first may have come just before it blocked */
+            }
+        if (!left)
+            break;
+        struct timespec until;
+        if (clock_gettime(CLOCK_REALTIME, &until) < 0)
+            hooks.fatal("clock_gettime", errno);
+        until.tv_nsec += DRAIN_POKE_NS;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        int e = pthread_cond_timedwait(&changed, &mu, &until);
+        if (e && e != ETIMEDOUT)
+            hooks.fatal("pthread_cond_timedwait", e);
+    }
     unlocked();
 }
 

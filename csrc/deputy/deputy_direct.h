@@ -31,6 +31,12 @@ void direct_start(const int *fds, int n);
  * is dropped). */
 void direct_retire(void);
 
+/* Wait until the retired servers have all ended: a call one had taken before
+ * the channels went (a write of the program's, say) is done and noted, and
+ * none comes after.  Before the process resumes from a checkpoint here, whose
+ * rewind must see the files as they are left (deputy_resume.c). */
+void direct_drain(void);
+
 /* HOLD (1) and RESUME (0): while held the servers read no requests; a call
  * blocked at home is interrupted and answered FWD_RET_AGAIN. */
 void direct_hold(int on);

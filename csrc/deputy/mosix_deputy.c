@@ -536,6 +536,7 @@ _Noreturn static void ended(const struct agent_reply *reply, const int fd[2], co
     if (fd[1] >= 0 && close(fd[1]) < 0)
         lost("close: %s", strerror(errno));
     char trouble[300];
+    direct_drain(); /* no forwarded write of the lost copy's after the rewind */
     if (deputy_rewind_files(fd[0], trouble, sizeof(trouble)) < 0)
         lost("%s; cannot resume from the checkpoint: %s", why, trouble);
     tell_user("%s", why); /* after the rewind, which may cut back a grown stderr file */

@@ -260,7 +260,7 @@ struct mosix_ckpt_file {
     uint32_t mode; /* st_mode */
     uint32_t path_len;
     int64_t offset; /* file position */
-    int64_t size; /* st_size when captured */
+    int64_t size; /* st_size at the frozen point, with offset */
     uint64_t dev;
     uint64_t ino;
 };

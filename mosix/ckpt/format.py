@@ -461,7 +461,7 @@ FILE = Struct(
         F("mode", "uint32_t", doc="st_mode"),
         F("path_len", "uint32_t"),
         F("offset", "int64_t", doc="file position"),
-        F("size", "int64_t", doc="st_size when captured"),
+        F("size", "int64_t", doc="st_size at the frozen point, with offset"),
         F("dev", "uint64_t"),
         F("ino", "uint64_t"),
     ),

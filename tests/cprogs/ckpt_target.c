@@ -16,6 +16,9 @@
  *   ckpt_target threads         a second thread; pause
  *   ckpt_target files DIR       DIR/data O_RDONLY at offset 3, DIR/log O_WRONLY|O_APPEND
  *                               (cloexec), DIR itself, /dev/null, an eventfd; pause
+ *   ckpt_target appender DIR    DIR/log O_WRONLY|O_APPEND, emptied; "ready PID FD"; then
+ *                               appends "appended line\n" as fast as it can, up to
+ *                               APPENDED_MAX bytes; pause
  *   ckpt_target state           signal handlers, an altstack, a blocked mask, an
  *                               interval timer; pause
  *   ckpt_target memory FILE     a PROT_NONE area with data, a private map of FILE past its
@@ -210,6 +213,27 @@ static int files(const char *dir)
     char extra[64];
     snprintf(extra, sizeof(extra), "%d %d %d %d %d", a, b, d, n, e);
     ready(extra);
+    pause_forever();
+}
+
+#define APPENDED_MAX (256L << 20)
+
+/* The sole writer of a file it appends to: whenever it is stopped, the file
+ * ends at its descriptor's offset. */
+static int appender(const char *dir)
+{
+    static const char line[] = "appended line\n";
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/log", dir);
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0)
+        die("open");
+    char extra[16];
+    snprintf(extra, sizeof(extra), "%d", fd);
+    ready(extra);
+    for (long done = 0; done < APPENDED_MAX; done += (long)sizeof(line) - 1)
+        if (write(fd, line, sizeof(line) - 1) != (ssize_t)sizeof(line) - 1)
+            die("write");
     pause_forever();
 }
 
@@ -431,6 +455,8 @@ int main(int argc, char **argv)
         return threads();
     if (strcmp(cmd, "files") == 0)
         return files(arg);
+    if (strcmp(cmd, "appender") == 0)
+        return appender(arg);
     if (strcmp(cmd, "state") == 0)
         return state();
     if (strcmp(cmd, "memory") == 0)
@@ -457,6 +483,7 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "suspend") == 0)
         return suspend();
     fprintf(stderr, "usage: ckpt_target counter|read|sleep|unlinked|pipe|socket|threads|files|"
-                    "state|memory|shared|big|busy|child|signals|exec|setid|nofork|suspend ARGS\n");
+                    "appender|state|memory|shared|big|busy|child|signals|exec|setid|nofork|"
+                    "suspend ARGS\n");
     return 2;
 }
