@@ -166,6 +166,9 @@ class NodeFacts:
 class Done(Message):
     OP: ClassVar[str] = "done"
     count: int = 0
+    # Register's answer: the most MiB the program's -X files take together at home
+    # ([private] home_mb; 0: no maximum of the administrator's)
+    private_mb: int = 0
 
 
 @message
@@ -667,6 +670,8 @@ class MigrateOffer(Message):
     direct_channels: int = 1  # how many (one per thread that may call at once)
     grid_class: int = 0  # -G{class} (0: its home's partition only)
     private_dirs: list[str] = field(default_factory=list)  # -X: made there, filled from the image
+    private_home_mb: int = 0  # -X: their files' size there (home's maximum; 0: none)
+    private_away_mb: int = 0  # -X: beyond this there, it comes home (0: no watch)
 
 
 @message

@@ -33,6 +33,7 @@ class ProcessRequests:
         changes: Changes,
         nursery: trio.Nursery,
         freezer: Freezer,
+        private_home_mb: int = 0,
     ) -> None:
         self.registry = registry
         self.shares = shares
@@ -41,6 +42,7 @@ class ProcessRequests:
         self.changes = changes
         self.nursery = nursery  # where -A's timers run
         self.freezer = freezer  # migrate PID freeze|continue
+        self.private_home_mb = private_home_mb  # [private] home_mb: told to mosrun (-X)
 
     def register(self, peer: Peer, msg: Register) -> Message:
         uid = check_owner(peer, msg.pid)
@@ -73,6 +75,8 @@ class ProcessRequests:
         self.registry.register(reg)
         self.checkpoints.schedule(self.nursery, reg)
         self.changes.changed()
+        if isinstance(answer, Done):
+            answer = Done(count=answer.count, private_mb=self.private_home_mb)
         return answer
 
     def place(self, msg: Register, reg: Registration) -> Message:
