@@ -63,6 +63,7 @@
 #define MOSIX_MSG_CHECKPOINTED_FAILED "failed"
 #define MOSIX_MSG_DONE_OP "done"
 #define MOSIX_MSG_DONE_COUNT "count"
+#define MOSIX_MSG_DONE_PRIVATE_MB "private_mb"
 #define MOSIX_MSG_REFUSED_OP "refused"
 #define MOSIX_MSG_REFUSED_ERROR "error"
 #define MOSIX_MSG_GUARD_HELLO_OP "guard-hello"
