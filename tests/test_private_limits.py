@@ -244,3 +244,24 @@ def test_away_a_process_over_the_cluster_maximum_comes_home_at_its_close(
         assert (proc.returncode, out, err) == (0, "", "")
     for node in (1, 2):
         assert list(cluster.node_path(node, d).iterdir()) == []
+
+
+def test_a_process_moved_with_more_than_the_cluster_maximum_comes_straight_back(
+    limited_cluster: LocalCluster,
+) -> None:
+    cluster = limited_cluster
+    d = "/tmp/private-back"
+    for node in (1, 2):
+        cluster.node_path(node, d).mkdir()
+    with mosrun_at_home(cluster, [f"-X{d}", *python(STEPS), d]) as proc:
+        assert proc.stdin is not None and proc.stdout is not None
+        assert proc.stdout.readline() == "started\n", proc.stderr.read() if proc.stderr else ""
+        for line, said in (("write 5", f"size {5 * MIB}\n"), ("close", "closed\n")):
+            proc.stdin.write(line + "\n")
+            proc.stdin.flush()
+            assert proc.stdout.readline() == said
+        moved(cluster, proc, "2")  # it goes (home may send it) ...
+        wait_until(lambda: where(cluster, proc.pid) == "home", what="the process at home")
+        out, err = proc.communicate("digest\n", timeout=60)  # ... and is back, files and all
+        content = bytes([70]) * (5 * MIB)
+        assert (proc.returncode, out, err) == (0, hashlib.sha256(content).hexdigest() + "\n", "")

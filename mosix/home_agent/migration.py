@@ -454,6 +454,9 @@ class Migrations:
     # ------------------------------------------------------------ home
 
     async def _bring_home_quietly(self, pid: int) -> None:
+        # asked as soon as it arrived (its private files over the maximum there): the
+        # move that took it there is finishing first
+        await self.settled(pid, HOME_TIMEOUT)
         try:
             await self.bring_home(pid)
         except MigrationError as e:
