@@ -1065,7 +1065,12 @@ int main(int argc, char **argv)
     if (home_pid <= 0) /* not told: the copy's own */
         home_pid = copy;
     tell(MOSIX_REMOTE_LINE_READY " %d", (int)copy);
-    private_limit_check(); /* it may have come with more than this node takes */
+    /* the restorer's writes: not a reason to leave at once (the move that brought it
+     * is still finishing at home); one that came with more than this node takes goes
+     * home at its next event (a private file written or closed) */
+    int drained = limit_watch >= 0 ? rpl_events() : 0;
+    if (drained < 0)
+        die("the private directories' watch: %s", strerror(-drained));
     for (;;) {
         /* leaving: no event says the copy has read its last reply; look again soon */
         int wait_ms = leaving && held && !quiet_told ? 1 : -1;

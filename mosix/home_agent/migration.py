@@ -92,6 +92,7 @@ class Away:
     # the direct channels (the copy's shim to the deputy, one per thread), likewise
     direct_fds: list[int] = field(default_factory=list)
     deputy: Connection | None = None
+    deputy_came: trio.Event = field(default_factory=trio.Event)  # set with ``deputy``
     returning: bool = False
 
 
@@ -329,6 +330,7 @@ class Migrations:
             await conn.send(DeputyEnd(error="its channel was already taken"))
             return
         away.deputy = conn
+        away.deputy_came.set()
         fds = [fd, *directs]
         try:
             await conn.send_with_fds(DeputyChannel(), fds)
@@ -455,8 +457,12 @@ class Migrations:
 
     async def _bring_home_quietly(self, pid: int) -> None:
         # asked as soon as it arrived (its private files over the maximum there): the
-        # move that took it there is finishing first
+        # move that took it there finishes first, and its deputy takes over here
         await self.settled(pid, HOME_TIMEOUT)
+        away = self.away.get(pid)
+        if away is not None:
+            with trio.move_on_after(HOME_TIMEOUT):
+                await away.deputy_came.wait()
         try:
             await self.bring_home(pid)
         except MigrationError as e:
