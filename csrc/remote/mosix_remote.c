@@ -1096,9 +1096,12 @@ int main(int argc, char **argv)
             from_home();
         if (p[2].revents)
             from_agent();
-        if (p[3].revents & POLLIN)
+        /* not after a "leave" read just above: a notification received now would
+         * not be made again (quiet may be told already), and the copy would wait in
+         * it, killable only, while it is captured: the capture would never end */
+        if ((p[3].revents & POLLIN) && !leaving)
             notification();
-        else if (p[3].revents) /* the copy is gone (exiting): SIGCHLD follows; no spinning */
+        else if (p[3].revents & ~POLLIN) /* the copy is gone (exiting): SIGCHLD follows */
             listener_hung_up = 1;
         if (p[4].revents)
             private_limit_check();

@@ -8,8 +8,10 @@
 #include <sys/statfs.h>
 #include <unistd.h>
 
-/* What changes the used size, and when a descriptor of a private file closes. */
-#define RPL_EVENTS (IN_MODIFY | IN_CLOSE_WRITE | IN_CLOSE_NOWRITE | IN_DELETE)
+/* A private file closed: the one moment the process may go (no private descriptor
+ * open), and after any growth (only a descriptor writes; a truncation by path makes
+ * a sparse file).  Not each write (IN_MODIFY): that woke this process per write. */
+#define RPL_EVENTS (IN_CLOSE_WRITE | IN_CLOSE_NOWRITE)
 
 static int watch = -1;    /* the inotify instance */
 static int dir_fd = -1;   /* the first directory: its tmpfs is all of them */

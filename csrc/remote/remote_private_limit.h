@@ -2,9 +2,9 @@
  * away from home (mosrun -X; the manual: "exceeding this maximum will cause a
  * process to migrate back to its home-node").
  *
- * The supervisor watches the private directories with inotify (a write, a
- * truncation, a close) and, at each event, reads the used size of their tmpfs
- * (one for all of them: private_dirs.h) with fstatfs.  The copy's writes are
+ * The supervisor watches the private directories with inotify (a private file
+ * closed) and, at each event, reads the used size of their tmpfs (one for all of
+ * them: private_dirs.h) with fstatfs.  The copy's writes are
  * its own (they run in the copy, not through the supervisor): nothing is
  * trapped.  Over the maximum, the process should go home; the supervisor asks
  * only while no private descriptor is open (a move is refused then: the files
