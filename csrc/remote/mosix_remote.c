@@ -1067,7 +1067,7 @@ int main(int argc, char **argv)
     tell(MOSIX_REMOTE_LINE_READY " %d", (int)copy);
     /* the restorer's writes: not a reason to leave at once (the move that brought it
      * is still finishing at home); one that came with more than this node takes goes
-     * home at its next event (a private file written or closed) */
+     * home at its next event (a private file closed) */
     int drained = limit_watch >= 0 ? rpl_events() : 0;
     if (drained < 0)
         die("the private directories' watch: %s", strerror(-drained));
