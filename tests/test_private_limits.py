@@ -7,7 +7,7 @@ cause a process to migrate back to its home-node."
 At home a write beyond the maximum fails as on a full disk (all the directories
 count together); away the supervisor brings the process home once it is over
 the maximum and has no private file open.  Real agents, real mosrun, real
-programs; away in a 2-node test cluster.
+programs; away in a 3-node test cluster (node 3 another partition: the grid).
 """
 
 from __future__ import annotations
@@ -193,15 +193,27 @@ STEPS = (
 
 @pytest.fixture(scope="module")
 def limited_cluster(namespaces: None) -> Iterator[LocalCluster]:
-    """Two nodes; node 1's processes may keep 16 MiB of private files at home, 4 in
-    the local cluster (node 2: its partition), 2 on the grid."""
-    cluster = bring_up(2, start_agents=False)
+    """Three nodes; node 3 in another partition (2), taking -G class 5.  Node 1's
+    processes may keep 16 MiB of private files at home, 4 in the local cluster
+    (node 2: its partition), 2 on the grid (node 3)."""
+    cluster = bring_up(3, start_agents=False)
     try:
-        config = cluster.node_path(1, "/etc/mosix/mosixd.toml")
-        with config.open("a") as f:
-            f.write("[private]\nhome_mb = 16\ncluster_mb = 4\ngrid_mb = 2\n")
-        for k in (1, 2):
+        for k in (1, 2, 3):
+            config = cluster.node_path(k, "/etc/mosix/mosixd.toml")
+            node3 = 'name = "node3"\n'
+            head, _, entry = config.read_text().rpartition(node3)  # its [[cluster.node]]
+            text = head + node3 + "partition = 2\nclasses = [5]\n" + entry
+            if k == 1:
+                text += "[private]\nhome_mb = 16\ncluster_mb = 4\ngrid_mb = 2\n"
+            config.write_text(text)
+        for k in (1, 2, 3):
             cluster.start_agent(k)
+
+        def all_up() -> bool:
+            log = cluster.agent_log(1).read_text(errors="replace")
+            return all(f"node {j} (node{j}, {cluster.address(j)}) is up" in log for j in (2, 3))
+
+        wait_until(all_up, what="node 1 hears from nodes 2 and 3")
         yield cluster
     finally:
         cluster.down()
@@ -270,3 +282,30 @@ def test_a_process_moved_with_more_than_the_cluster_maximum_goes_home_at_its_nex
         wait_until(lambda: where(cluster, proc.pid) == "home", what="the process at home")
         out, err = proc.communicate("digest\n", timeout=60)
         assert (proc.returncode, out, err) == (0, digest, "")
+
+
+def test_on_the_grid_the_grid_maximum_holds(limited_cluster: LocalCluster) -> None:
+    cluster = limited_cluster
+    d = "/tmp/private-grid"
+    for node in (1, 3):
+        cluster.node_path(node, d).mkdir()
+    with mosrun_at_home(cluster, ["-G5", f"-X{d}", *python(STEPS), d]) as proc:
+        assert proc.stdin is not None and proc.stdout is not None
+
+        def step(line: str) -> str:
+            proc.stdin.write(line + "\n")  # type: ignore[union-attr]
+            proc.stdin.flush()  # type: ignore[union-attr]
+            return proc.stdout.readline()  # type: ignore[union-attr]
+
+        assert proc.stdout.readline() == "started\n", proc.stderr.read() if proc.stderr else ""
+        moved(cluster, proc, "3")
+        assert step("write 1") == f"size {MIB}\n"
+        assert step("close") == "closed\n"
+        assert len(step("digest")) == 65
+        assert where(cluster, proc.pid) == "node3"  # 1 MiB: below the grid's 2
+        assert step("write 2") == f"size {3 * MIB}\n"  # below the cluster's 4, over the grid's
+        assert step("close") == "closed\n"
+        wait_until(lambda: where(cluster, proc.pid) == "home", what="the process at home")
+        content = bytes([66]) * MIB + bytes([67]) * (2 * MIB)
+        out, err = proc.communicate("digest\n", timeout=60)
+        assert (proc.returncode, out, err) == (0, hashlib.sha256(content).hexdigest() + "\n", "")
