@@ -2,6 +2,7 @@
 same calls on a home file forwarded to the deputy, measured in the same run.
 
     python3 benchmarks/bench_private_away.py [--calls 2000] [--rounds 5] [--runs 3] [--name bpx]
+                                             [--watched]
 
 Brings up a 2-node test cluster (mosix.testcluster.LocalCluster, root) and runs
 ``cprogs/fwd_calls.c`` (64-byte write()s and read()s of one file, open()+close()
@@ -12,6 +13,10 @@ run in the copy), and on ``/tmp/bpx-home.dat``, a home file (every call forwarde
 to the deputy on node 1 through the supervisor: a process with -X directories
 has no fast path).  The second is the baseline.  Each number is the best over
 ``--runs`` runs of the best round inside a run; the medians are printed too.
+With ``--watched``, the private file also with the administrator's away maximum
+watched by the supervisor (node 1's agent restarted with ``[private]`` limits, so
+that mosix-remote gets -W: an inotify event per write or close, an fstatfs each),
+against the same without it, in the same run.
 """
 
 from __future__ import annotations
@@ -21,15 +26,31 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from bench_cluster import AWAY, CALLS, HOME, TIMEOUT, build, checked, parse_timings
 
 from mosix.testcluster import LocalCluster
 from mosix.testcluster.agents import ClusterSettings
+from mosix.testcluster.layout import CONFIG_PATH
 
 PRIVATE = "/tmp/bpx"
 HOME_FILE = "/tmp/bpx-home.dat"
+LIMITS = "[private]\nhome_mb = 2048\ncluster_mb = 1024\n"  # never reached: only watched
+
+
+def set_limits(cluster: LocalCluster, watched: bool) -> None:
+    """Node 1's agent with (or without) the [private] limits of ``LIMITS``."""
+    config = cluster.node_path(HOME, CONFIG_PATH)
+    text = config.read_text().split("[private]")[0]
+    config.write_text(text + (LIMITS if watched else ""))
+    cluster.restart_agent(HOME)
+    deadline = time.monotonic() + 30  # until it has heard of node 2 again
+    while cluster.run(HOME, ["mosrun", f"-rnode{AWAY}", "true"], capture_output=True).returncode:
+        if time.monotonic() > deadline:
+            sys.exit("bench_private_away: node 2 not seen by node 1's new agent in 30 s")
+        time.sleep(0.2)
 
 
 def run(
@@ -49,6 +70,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5, help="rounds per run (best kept)")
     ap.add_argument("--runs", type=int, default=3, help="runs of each case (best kept)")
     ap.add_argument("--name", default="bpx", help="the test cluster's name")
+    ap.add_argument("--watched", action="store_true", help="also with the away maximum watched")
     a = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-private-away-", dir="/var/tmp"))
     os.chmod(work, 0o755)
@@ -58,8 +80,16 @@ def main() -> None:
             for node in (HOME, AWAY):
                 cluster.node_path(node, PRIVATE).mkdir()
             best: dict[str, dict[str, tuple[float, float]]] = {"private": {}, "home": {}}
+            cases = [("private", f"{PRIVATE}/f"), ("home", HOME_FILE)]
+            if a.watched:
+                best["watched"] = {}
+                cases.append(("watched", f"{PRIVATE}/f"))
+            watching = False
             for _ in range(a.runs):  # interleaved: the machine is shared
-                for case, path in (("private", f"{PRIVATE}/f"), ("home", HOME_FILE)):
+                for case, path in cases:
+                    if a.watched and watching != (case == "watched"):
+                        watching = case == "watched"
+                        set_limits(cluster, watching)
                     for call, (b, m) in run(cluster, progs.calls, path, a.calls, a.rounds).items():
                         old = best[case].get(call)
                         best[case][call] = (b, m) if old is None or b < old[0] else old
@@ -74,6 +104,12 @@ def main() -> None:
         for call in CALLS:
             (hb, hm), (pb, pm) = best["home"][call], best["private"][call]
             print(f"| {call} | {hb:.0f} / {hm:.0f} | {pb:.0f} / {pm:.0f} | {pb / hb:.3f}x |")
+        if a.watched:
+            print("\n| call (ns, best / median) | private | private, watched | ratio |")
+            print("|---|---|---|---|")
+            for call in CALLS:
+                (pb, pm), (wb, wm) = best["private"][call], best["watched"][call]
+                print(f"| {call} | {pb:.0f} / {pm:.0f} | {wb:.0f} / {wm:.0f} | {wb / pb:.3f}x |")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -282,12 +282,16 @@ class Register(Message):
 @message
 class Registered(Message):
     """The answer to Register: ``count`` 1 when the program is to be placed elsewhere
-    (it waits at its gate), and, from an agent with a site group, the admission its
-    descendants carry (mosix.home_agent.admission_key; "" otherwise)."""
+    (it waits at its gate); from an agent with a site group, the admission its
+    descendants carry (mosix.home_agent.admission_key; "" otherwise); and the
+    maximum size of its -X files at home."""
 
     OP: ClassVar[str] = "registered"
     count: int = 0
     admission: str = ""
+    # the most MiB the program's -X files take together at home
+    # ([private] home_mb; 0: no maximum of the administrator's)
+    private_mb: int = 0
 
 
 @message
@@ -678,6 +682,8 @@ class MigrateOffer(Message):
     direct_channels: int = 1  # how many (one per thread that may call at once)
     grid_class: int = 0  # -G{class} (0: its home's partition only)
     private_dirs: list[str] = field(default_factory=list)  # -X: made there, filled from the image
+    private_home_mb: int = 0  # -X: their files' size there (home's maximum; 0: none)
+    private_away_mb: int = 0  # -X: beyond this there, it comes home (0: no watch)
 
 
 @message

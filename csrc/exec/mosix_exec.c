@@ -7,6 +7,10 @@
  *         the tree gets a mount namespace of its own with a tmpfs on DIR
  *         (private_dirs.h), made before the guard is forked
  *   -P FD the files to put in the -X directories first (mosrun -R; private_dirs.h)
+ *   -L MB the -X directories' files together take at most MB MiB (the node
+ *         agent's [private] home_mb, told to mosrun in Register's answer): a write
+ *         beyond fails with ENOSPC.  Without it, half the memory.  A user who runs
+ *         this launcher without it limits only their own use of memory.
  *   -r    a migrated process's remote copy (mosix-remote): the base filter
  *         without listener or guard (see install_remote_discipline)
  *
@@ -137,7 +141,7 @@ static void usage(void) __attribute__((noreturn));
 static void usage(void)
 {
     die(EXIT_USAGE, "usage: mosix-exec -m u|e|w|n -p PROG [-s SHIM] [-c FD] [-d /DIR] [-k UMASK] "
-                    "[-l RES:SOFT:HARD]... [-X /DIR]... [-P FD] -- NAME ARGV0 [ARGS...]");
+                    "[-l RES:SOFT:HARD]... [-X /DIR]... [-P FD] [-L MB] -- NAME ARGV0 [ARGS...]");
 }
 
 /* ------------------------------------------------------------ rlimit */
@@ -447,6 +451,9 @@ int main(int argc, char **argv)
             if (*end != '\0' || fd < 0 || fd > 1 << 20)
                 usage();
             private_files = (int)fd;
+        } else if (strcmp(argv[i], "-L") == 0) {
+            if (private_dirs_limit(&dirs, argv[++i]) != 0)
+                usage();
         }
         else if (native_state_option(&caller, argv[i], argv[i + 1]) == 1)
             i++;

@@ -9,20 +9,53 @@
 #include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
-/* Per directory: at most half of the node's memory, the kernel's tmpfs default,
- * written out so that no mount option of the system changes it. */
+/* All the directories together, without an administrator's maximum: at most half
+ * of the node's memory, the kernel's tmpfs default, written out so that no mount
+ * option of the system changes it. */
 #define PRIVATE_TMPFS_SIZE "50%"
+#define PRIVATE_LIMIT_MAX_MB (1UL << 32)
+
+/* The new mount API (Linux 5.2), by number: older C libraries lack the wrappers. */
+#ifndef SYS_open_tree
+#define SYS_open_tree 428
+#endif
+#ifndef SYS_move_mount
+#define SYS_move_mount 429
+#endif
+#ifndef OPEN_TREE_CLONE
+#define OPEN_TREE_CLONE 1
+#endif
+#ifndef OPEN_TREE_CLOEXEC
+#define OPEN_TREE_CLOEXEC O_CLOEXEC
+#endif
+#ifndef MOVE_MOUNT_F_EMPTY_PATH
+#define MOVE_MOUNT_F_EMPTY_PATH 0x00000004
+#endif
 
 int private_dirs_add(struct private_dirs *dirs, const char *dir)
 {
     if (dirs->count >= PRIVATE_DIRS_MAX)
         return -1;
     dirs->dir[dirs->count++] = dir;
+    return 0;
+}
+
+int private_dirs_limit(struct private_dirs *dirs, const char *text)
+{
+    char *end;
+    errno = 0;
+    unsigned long mb = strtoul(text, &end, 10);
+    if (text[0] < '0' || text[0] > '9' || *end != '\0' || errno != 0 || mb == 0 ||
+        mb > PRIVATE_LIMIT_MAX_MB)
+        return -1;
+    dirs->limit_mb = mb;
     return 0;
 }
 
@@ -63,6 +96,53 @@ static int enter_user_namespace(const char **what)
     return write_file("/proc/self/gid_map", map);
 }
 
+/* One tmpfs for all the directories, so that its size bounds their total: it is
+ * mounted on the last directory for a moment and holds a subdirectory per
+ * directory ("0", "1"...); each directory but the last becomes a bind mount of
+ * its subdirectory, and the last a clone of its own once the tmpfs is taken off
+ * it (the bind mounts keep it).  Each directory's mount is then the only one on
+ * it, listed in the order given, with MOSIX_PRIVATE_MOUNT_SOURCE as its source
+ * (private_mounts.h). */
+static int mount_one_tmpfs(const struct private_dirs *dirs, uid_t uid, gid_t gid,
+                           const char **what)
+{
+    char options[128], size[32], sub[4096];
+    if (dirs->limit_mb > 0)
+        snprintf(size, sizeof(size), "%lum", dirs->limit_mb);
+    else
+        snprintf(size, sizeof(size), "%s", PRIVATE_TMPFS_SIZE);
+    snprintf(options, sizeof(options), "size=%s,mode=0700,uid=%u,gid=%u", size, (unsigned)uid,
+             (unsigned)gid);
+    int last = dirs->count - 1;
+    const char *stage = dirs->dir[last];
+    *what = stage;
+    if (mount(MOSIX_PRIVATE_MOUNT_SOURCE, stage, "tmpfs", MS_NOSUID | MS_NODEV, options) != 0)
+        return -errno;
+    for (int k = 0; k <= last; k++) {
+        snprintf(sub, sizeof(sub), "%s/%d", stage, k);
+        if (mkdir(sub, 0700) != 0 || chown(sub, uid, gid) != 0 || chmod(sub, 0700) != 0)
+            return -errno;
+    }
+    for (int k = 0; k < last; k++) {
+        snprintf(sub, sizeof(sub), "%s/%d", stage, k);
+        *what = dirs->dir[k];
+        if (mount(sub, dirs->dir[k], NULL, MS_BIND, NULL) != 0)
+            return -errno;
+    }
+    snprintf(sub, sizeof(sub), "%s/%d", stage, last);
+    *what = stage;
+    int tree = (int)syscall(SYS_open_tree, AT_FDCWD, sub, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+    if (tree < 0)
+        return -errno;
+    int err = 0;
+    if (umount2(stage, MNT_DETACH) != 0 ||
+        syscall(SYS_move_mount, tree, "", AT_FDCWD, stage, MOVE_MOUNT_F_EMPTY_PATH) != 0)
+        err = -errno;
+    if (close(tree) != 0 && err == 0)
+        err = -errno;
+    return err;
+}
+
 int private_dirs_enter(const struct private_dirs *dirs, const char **what)
 {
     if (dirs->count == 0)
@@ -91,14 +171,9 @@ int private_dirs_enter(const struct private_dirs *dirs, const char **what)
     *what = "mount --make-rprivate /";
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
         return -errno;
-    for (int k = 0; k < dirs->count; k++) {
-        char options[128];
-        snprintf(options, sizeof(options), "size=%s,mode=0700,uid=%u,gid=%u", PRIVATE_TMPFS_SIZE,
-                 (unsigned)uid, (unsigned)gid);
-        *what = dirs->dir[k];
-        if (mount(MOSIX_PRIVATE_MOUNT_SOURCE, dirs->dir[k], "tmpfs", MS_NOSUID | MS_NODEV, options) != 0)
-            return -errno;
-    }
+    int err = mount_one_tmpfs(dirs, uid, gid, what);
+    if (err != 0)
+        return err;
     /* A current directory that is one of them is entered again by its path:
      * the tmpfs now (the one it was is the node's, underneath). */
     char here[4096];

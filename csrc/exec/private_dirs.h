@@ -1,9 +1,11 @@
 /* private_dirs.h - mosrun -X{/dir}: the program's private temporary directories.
  *
  * The launcher gives the program's tree a mount namespace of its own (inside a
- * user namespace of its own when the user is not root) and mounts a fresh
- * tmpfs on each directory: what the tree creates there is seen by no other
- * process and goes away with the tree's last process. */
+ * user namespace of its own when the user is not root) and mounts one fresh
+ * tmpfs for all of them: each directory is a bind mount of a subdirectory of
+ * it, so the tmpfs's size is the total of all the process's private files
+ * (the administrator's maximum, mosrun -X).  What the tree creates there is
+ * seen by no other process and goes away with the tree's last process. */
 #ifndef MOSIX_PRIVATE_DIRS_H
 #define MOSIX_PRIVATE_DIRS_H
 
@@ -12,7 +14,13 @@
 struct private_dirs {
     const char *dir[PRIVATE_DIRS_MAX];
     int count;
+    unsigned long limit_mb; /* the tmpfs's size in MiB (0: half the memory) */
 };
+
+/* The total size of all the directories' files, in MiB (mosix-exec -L,
+ * mosix-remote -L: the administrator's maximum at home); returns 0, or -1
+ * when ``text`` is not a whole number from 1 to 2^32. */
+int private_dirs_limit(struct private_dirs *dirs, const char *text);
 
 /* Add one -X directory; returns 0, or -1 when there are too many. */
 int private_dirs_add(struct private_dirs *dirs, const char *dir);

@@ -2,7 +2,7 @@
  *
  * Usage (started by the node agent that accepted a migration):
  *   mosix-remote -c CHANFD [-d DIRECTFD]... -i IMAGEFD -m MODE [-p HOMEPID] -e MOSIX_EXEC
- *                -r MOSIX_RESTORE [-t] [-X DIR]...
+ *                -r MOSIX_RESTORE [-t] [-X DIR]... [-L MB] [-W MB]
  *
  *   CHANFD   the channel to the deputy at home (forward_wire.h), a TCP socket
  *   DIRECTFD a direct channel (repeated: one per thread that may call at once,
@@ -19,6 +19,11 @@
  *   -X DIR   a private temporary directory of the process (mosrun -X), made
  *            here before the copy starts; calls on it are served here
  *            (remote_private.h); the copy must then have no direct channel
+ *   -L MB    their files together take at most MB MiB here (home's maximum: a
+ *            copy never holds more than its home could take back)
+ *   -W MB    the maximum away (the administrator's, for this node): when their
+ *            files together exceed it, the process goes home ("home" once no
+ *            private file is open: remote_private_limit.h)
  *
  * It forks the copy: mosix-exec installs the discipline (base filter and its
  * guard, as for any MOSIX process) and executes the restorer in forward mode,
@@ -56,6 +61,7 @@
 #include "remote_filemap.h"
 #include "remote_mmsg.h"
 #include "remote_private.h"
+#include "remote_private_limit.h"
 #include "remote_private_poll.h"
 #include "remote_restart.h"
 
@@ -868,6 +874,9 @@ static void read_error(int fd, char *text, size_t cap)
  * here (remote_private.h), and they go away with the copy and this process. */
 static struct private_dirs private_dirs;
 
+static unsigned long away_limit_mb; /* -W */
+static int limit_watch = -1;        /* remote_private_limit.h */
+
 static void enter_private_dirs(void)
 {
     const char *what = "";
@@ -875,6 +884,23 @@ static void enter_private_dirs(void)
     if (err < 0)
         die("-X %s: %s", what, strerror(-err));
     rp_init(&private_dirs);
+    limit_watch = rpl_start(&private_dirs, away_limit_mb, &what);
+    if (limit_watch < -1)
+        die("-W %s: %s", what, strerror(-limit_watch));
+}
+
+/* Over the maximum away: home, once no private file is open (the move would be
+ * refused); the close of the last one is an event that brings us here again. */
+static void private_limit_check(void)
+{
+    if (limit_watch < 0)
+        return;
+    int err = rpl_events();
+    int over = err < 0 ? err : rpl_over();
+    if (over < 0)
+        die("the private directories' size: %s", strerror(-over));
+    if (over && !leaving && !rp_any_open())
+        bring_home();
 }
 
 static void start_copy(int imagefd, const char *mode, const char *exec_path,
@@ -957,7 +983,8 @@ static void start_copy(int imagefd, const char *mode, const char *exec_path,
 _Noreturn static void usage(void)
 {
     fprintf(stderr, "usage: mosix-remote -c CHANFD [-d DIRECTFD]... -i IMAGEFD -m u|e|w "
-                    "[-p HOMEPID] -e MOSIX_EXEC -r MOSIX_RESTORE [-t] [-X DIR]...\n");
+                    "[-p HOMEPID] -e MOSIX_EXEC -r MOSIX_RESTORE [-t] [-X DIR]... [-L MB] "
+                    "[-W MB]\n");
     exit(2);
 }
 
@@ -965,7 +992,7 @@ int main(int argc, char **argv)
 {
     int imagefd = -1, c;
     const char *mode = NULL, *exec_path = NULL, *restore_path = NULL;
-    while ((c = getopt(argc, argv, "+c:d:i:m:p:e:r:tX:")) != -1) {
+    while ((c = getopt(argc, argv, "+c:d:i:m:p:e:r:tX:L:W:")) != -1) {
         switch (c) {
         case 'c':
             chan = atoi(optarg);
@@ -997,6 +1024,17 @@ int main(int argc, char **argv)
             if (optarg[0] != '/' || private_dirs_add(&private_dirs, optarg) != 0)
                 usage();
             break;
+        case 'L':
+            if (private_dirs_limit(&private_dirs, optarg) != 0)
+                usage();
+            break;
+        case 'W': {
+            struct private_dirs parsed = {.count = 0};
+            if (private_dirs_limit(&parsed, optarg) != 0)
+                usage();
+            away_limit_mb = parsed.limit_mb;
+            break;
+        }
         default:
             usage();
         }
@@ -1027,17 +1065,24 @@ int main(int argc, char **argv)
     if (home_pid <= 0) /* not told: the copy's own */
         home_pid = copy;
     tell(MOSIX_REMOTE_LINE_READY " %d", (int)copy);
+    /* the restorer's writes: not a reason to leave at once (the move that brought it
+     * is still finishing at home); one that came with more than this node takes goes
+     * home at its next event (a private file closed) */
+    int drained = limit_watch >= 0 ? rpl_events() : 0;
+    if (drained < 0)
+        die("the private directories' watch: %s", strerror(-drained));
     for (;;) {
         /* leaving: no event says the copy has read its last reply; look again soon */
         int wait_ms = leaving && held && !quiet_told ? 1 : -1;
-        struct pollfd p[4] = {
+        struct pollfd p[5] = {
             {sigfd, POLLIN, 0},
             {chan, POLLIN, 0},
             {agent_in, POLLIN, 0},
             {(call.active || leaving || listener_hung_up) ? -1 : listener,
              POLLIN, 0},
+            {limit_watch, POLLIN, 0},
         };
-        int ready = poll(p, 4, wait_ms);
+        int ready = poll(p, 5, wait_ms);
         if (ready == 0)
             maybe_quiet();
         if (ready < 0) {
@@ -1051,9 +1096,14 @@ int main(int argc, char **argv)
             from_home();
         if (p[2].revents)
             from_agent();
-        if (p[3].revents & POLLIN)
+        /* not after a "leave" read just above: a notification received now would
+         * not be made again (quiet may be told already), and the copy would wait in
+         * it, killable only, while it is captured: the capture would never end */
+        if ((p[3].revents & POLLIN) && !leaving)
             notification();
-        else if (p[3].revents) /* the copy is gone (exiting): SIGCHLD follows; no spinning */
+        else if (p[3].revents & ~POLLIN) /* the copy is gone (exiting): SIGCHLD follows */
             listener_hung_up = 1;
+        if (p[4].revents)
+            private_limit_check();
     }
 }

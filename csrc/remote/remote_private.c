@@ -61,6 +61,11 @@ static int any_local(void)
     return 0;
 }
 
+int rp_any_open(void)
+{
+    return any_local();
+}
+
 /* ------------------------------------------------------------ paths */
 
 enum where { W_HOME, W_PRIVATE, W_ACROSS };

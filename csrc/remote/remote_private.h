@@ -49,6 +49,9 @@ enum rp_action {
 /* The directories (the supervisor's -X), in the namespace already made. */
 void rp_init(const struct private_dirs *dirs);
 
+/* Whether the copy has a private descriptor open (a move would be refused). */
+int rp_any_open(void);
+
 /* Serve notification n of the copy if it is a call on a private path or
  * descriptor; buf (cap bytes, FWD_PAYLOAD_MAX) is for its request. */
 enum rp_action rp_serve(int listener, const struct seccomp_notif *n, void *buf, size_t cap,

@@ -283,7 +283,7 @@ def doc_text() -> str:
         + " to the guard: in a",
         "  private directory, where only regular files may live, they fail with EPERM (mknod of",
         "  a regular file is allowed); elsewhere they continue. A rename or link into one from",
-        "  another directory fails with EXDEV (each private directory is a file system of its",
+        "  another directory fails with EXDEV (each private directory is a mount of its",
         "  own).",
         "* Mapping special character devices (which the manual also refuses) is not detected:",
         "  a filter cannot see what a descriptor refers to.",

@@ -71,10 +71,12 @@ def exec_launcher(
     env: Mapping[str, str],
     private_dirs: Sequence[str] = (),
     private_files: int | None = None,
+    private_mb: int = 0,
 ) -> NoReturn:
     """Become ``mosix-exec`` running ``name`` with ``argv`` under ``mode`` (u, e, w or n),
-    with a private tmpfs on each of ``private_dirs`` (mosrun -X), filled from the
-    descriptor ``private_files`` (:func:`private_files_stream`) when given."""
+    with ``private_dirs`` private (mosrun -X: one tmpfs of ``private_mb`` MiB for all,
+    0: the default), filled from the descriptor ``private_files``
+    (:func:`private_files_stream`) when given."""
     launcher = native_path(LAUNCHER)
     words = [launcher, "-m", mode, "-p", prog]
     if mode != NO_DISCIPLINE:
@@ -83,6 +85,8 @@ def exec_launcher(
         words += ["-X", directory]
     if private_files is not None:
         words += ["-P", str(private_files)]
+    if private_dirs and private_mb > 0:
+        words += ["-L", str(private_mb)]
     words += ["--", name, *argv]
     try:
         os.execve(launcher, words, dict(env))

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from mosix.cluster.settings import ClusterConfig
 from mosix.home_agent.limits import AgentLimits
+from mosix.private_limits import PrivateLimits
 from mosix.sysinfo import node_facts
 
 
@@ -24,3 +25,4 @@ class AgentConfig:
     limits: AgentLimits = field(default_factory=AgentLimits)
     mosrun_group: str = ""  # [site] mosrun_group: MOSIX work starts only from it ("": anyone)
     mosrun_gid: int = -1
+    private: PrivateLimits = field(default_factory=PrivateLimits)  # [private]: mosrun -X

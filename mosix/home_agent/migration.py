@@ -48,6 +48,7 @@ from mosix.home_agent.connection import Connection
 from mosix.native import capturer, deputy
 from mosix.native.helper_process import close_process
 from mosix.native_names import CkptExit, CkptLine
+from mosix.private_limits import PrivateLimits
 from mosix.protocol import (
     BringHome,
     DeputyChannel,
@@ -91,6 +92,7 @@ class Away:
     # the direct channels (the copy's shim to the deputy, one per thread), likewise
     direct_fds: list[int] = field(default_factory=list)
     deputy: Connection | None = None
+    deputy_came: trio.Event = field(default_factory=trio.Event)  # set with ``deputy``
     returning: bool = False
 
 
@@ -133,6 +135,8 @@ class Migrations:
         self.nursery = nursery  # where each migrated process is watched
         # serves a copy's own checkpoint call (mosix.home_agent.checkpoint_requests): -errno or 0
         self.program_checkpoint: Callable[[int, ProgramCheckpoint], Awaitable[int]] | None = None
+        # [private]: the most a process's -X files take at home, in the cluster, on the grid
+        self.private_limits = PrivateLimits()
 
     def take(self, pid: int) -> None:
         """Mark ``pid`` as moving (or its halves taken): no other move starts."""
@@ -185,6 +189,9 @@ class Migrations:
         # the fast path would send calls on its private files home: they are served where
         # it runs, by its supervisor there (mosix-remote), so every call goes through it
         direct = self.cluster.config.fast_path and not facts.private_dirs
+        limits = self.private_limits
+        nodes = self.cluster.nodes
+        same_partition = nodes.partition_of(node) == nodes.partition_of(self.node)
         try:
             await ctl.send(
                 MigrateOffer(
@@ -202,6 +209,8 @@ class Migrations:
                     direct_channels=directs,
                     grid_class=facts.grid_class,
                     private_dirs=facts.private_dirs,
+                    private_home_mb=limits.home_mb,
+                    private_away_mb=limits.away_mb(same_partition),
                 )
             )
             with trio.fail_after(OFFER_TIMEOUT):
@@ -321,6 +330,7 @@ class Migrations:
             await conn.send(DeputyEnd(error="its channel was already taken"))
             return
         away.deputy = conn
+        away.deputy_came.set()
         fds = [fd, *directs]
         try:
             await conn.send_with_fds(DeputyChannel(), fds)
@@ -446,6 +456,13 @@ class Migrations:
     # ------------------------------------------------------------ home
 
     async def _bring_home_quietly(self, pid: int) -> None:
+        # asked as soon as it arrived (its private files over the maximum there): the
+        # move that took it there finishes first, and its deputy takes over here
+        await self.settled(pid, HOME_TIMEOUT)
+        away = self.away.get(pid)
+        if away is not None:
+            with trio.move_on_after(HOME_TIMEOUT):
+                await away.deputy_came.wait()
         try:
             await self.bring_home(pid)
         except MigrationError as e:

@@ -33,6 +33,7 @@ class ProcessRequests:
         changes: Changes,
         nursery: trio.Nursery,
         freezer: Freezer,
+        private_home_mb: int = 0,
     ) -> None:
         self.registry = registry
         self.shares = shares
@@ -41,6 +42,7 @@ class ProcessRequests:
         self.changes = changes
         self.nursery = nursery  # where -A's timers run
         self.freezer = freezer  # migrate PID freeze|continue
+        self.private_home_mb = private_home_mb  # [private] home_mb: told to mosrun (-X)
 
     def register(self, peer: Peer, msg: Register) -> Message:
         uid = check_owner(peer, msg.pid)
@@ -75,7 +77,7 @@ class ProcessRequests:
         self.checkpoints.schedule(self.nursery, reg)
         self.changes.changed()
         admission = self.registry.site.admission(uid, " ".join(msg.flags))
-        return Registered(count=elsewhere, admission=admission)
+        return Registered(count=elsewhere, admission=admission, private_mb=self.private_home_mb)
 
     def place(self, msg: Register, reg: Registration) -> Message:
         """Where a program with a placement option starts (Done(count=1): elsewhere)."""

@@ -56,8 +56,9 @@ def not_available(args: MosrunArgs) -> str | None:
     return None
 
 
-def register(args: MosrunArgs) -> None:
-    """Tell the node agent (starting the embedded one if needed) about this program.
+def register(args: MosrunArgs) -> int:
+    """Tell the node agent (starting the embedded one if needed) about this program;
+    the agent's maximum of its -X files at home in MiB (0: none, or no agent).
 
     With a placement on another node, the agent may ask the program to wait
     at a gate (a FIFO the preload shim opens) until it has been moved there.
@@ -91,7 +92,7 @@ def register(args: MosrunArgs) -> None:
         problem = start_contract.placement_problem(args)
         if problem is not None:
             raise Failure(problem, EXIT_USAGE)
-        return
+        return 0
     socket_path, answer = registered
     if answer.admission:  # the site's agent adopts the program's descendants by it
         os.environ[start_contract.ADMISSION_ENV] = answer.admission
@@ -102,6 +103,7 @@ def register(args: MosrunArgs) -> None:
     if socket_path is not None:
         # the guard passes the program's own checkpoint requests to this agent
         os.environ[AGENT_SOCKET_ENV] = socket_path
+    return answer.private_mb
 
 
 def queue_turn(
@@ -158,8 +160,8 @@ def run_mosrun(
             from mosix.mosrun import batch_client
 
             args = batch_client.run_batch(args)  # returns only to run -M on the only node
-        register(args)
-        launch.run_program(args, keep_environment=keep_environment)
+        private_mb = register(args)
+        launch.run_program(args, keep_environment=keep_environment, private_mb=private_mb)
     except HelpRequested:
         sys.stdout.write(synopsis(prog))
         sys.stdout.flush()

@@ -58,8 +58,9 @@ def drop_wrapper_group() -> None:
         raise Failure(f"-g: cannot drop the wrapper's group: {e.strerror}", EXIT_USAGE) from None
 
 
-def run_program(args: MosrunArgs, keep_environment: bool) -> NoReturn:
-    """Become the program under the settings of ``args`` (and of an outer mosrun).
+def run_program(args: MosrunArgs, keep_environment: bool, private_mb: int = 0) -> NoReturn:
+    """Become the program under the settings of ``args`` (and of an outer mosrun);
+    ``private_mb``: the node agent's maximum of its -X files at home (0: none).
 
     The C launcher installs the discipline (seccomp filter, guard, preload
     shim) and executes the program in place; see mosix.discipline.launcher.
@@ -74,7 +75,13 @@ def run_program(args: MosrunArgs, keep_environment: bool) -> NoReturn:
     mode = (effective.unsupported or Unsupported.KILL).value
     prog = "mosenv" if keep_environment else "mosrun"
     exec_launcher(
-        mode, prog, effective.program[0], effective.argv(), env, private_dirs=args.private_dirs
+        mode,
+        prog,
+        effective.program[0],
+        effective.argv(),
+        env,
+        private_dirs=args.private_dirs,
+        private_mb=private_mb,
     )
 
 

@@ -197,8 +197,9 @@ def command_of(head: ImageHead) -> str:
     return head.options.get("argv0") or head.comm
 
 
-def register(args: MosrunArgs, head: ImageHead, env: dict[str, str]) -> None:
+def register(args: MosrunArgs, head: ImageHead, env: dict[str, str]) -> int:
     """Register the recovered process; its checkpoint series continues (-N, -A may change).
+    Returns the agent's maximum of its -X files at home in MiB (0: none, or no agent).
 
     A placement (-r, -{n}, -b, -j, with -F) is the agent's to honour: it moves
     the process once the restorer has resumed it (mosix.home_agent.recovered_start).
@@ -235,10 +236,11 @@ def register(args: MosrunArgs, head: ImageHead, env: dict[str, str]) -> None:
         problem = placement_problem(args)
         if problem is not None:
             raise Failure(problem, EXIT_USAGE)
-        return
+        return 0
     socket_path = registered[0]
     if socket_path is not None:
         env[AGENT_SOCKET_ENV] = socket_path
+    return registered[1].private_mb
 
 
 def queue_request(args: MosrunArgs, head: ImageHead) -> MosrunArgs:
@@ -283,7 +285,7 @@ def recover(
         os.set_inheritable(error_fd, True)
     except OSError:
         error_fd = -1  # no stderr: nowhere to report but the exit status
-    register(args, head, env)  # first: a refused placement creates no -O file
+    private_mb = register(args, head, env)  # first: a refused placement creates no -O file
     opened = open_files(args, head, base)
     process_state(head)
     private_fd = None  # mosrun -X: the launcher fills the directories from it
@@ -305,4 +307,5 @@ def recover(
         env,
         private_dirs=head.private_dirs,
         private_files=private_fd,
+        private_mb=private_mb,
     )

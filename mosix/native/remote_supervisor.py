@@ -36,7 +36,9 @@ class Supervise:
     direct_fds: tuple[int, ...] = ()  # the direct channels (none: no fast path)
     time_here: bool = False
     uid: int | None = None  # the process's user (None: this agent's own)
-    private_dirs: tuple[str, ...] = ()  # -X: a tmpfs each, in the copy's mount namespace
+    private_dirs: tuple[str, ...] = ()  # -X: one tmpfs for all, in the copy's mount namespace
+    private_home_mb: int = 0  # -X: the tmpfs's size (home's maximum; 0: the default)
+    private_away_mb: int = 0  # -X: beyond this, the process comes home (0: no watch)
 
     def fds(self) -> tuple[int, ...]:
         return tuple(fd for fd in (self.img_fd, self.chan_fd, *self.direct_fds) if fd >= 0)
@@ -49,6 +51,10 @@ class Supervise:
         argv += ["-e", native_path(LAUNCHER), "-r", native_path(RESTORER)]
         for directory in self.private_dirs:
             argv += ["-X", directory]
+        if self.private_dirs and self.private_home_mb > 0:
+            argv += ["-L", str(self.private_home_mb)]
+        if self.private_dirs and self.private_away_mb > 0:
+            argv += ["-W", str(self.private_away_mb)]
         return [*argv, "-t"] if self.time_here else argv
 
     async def start(self) -> trio.Process:

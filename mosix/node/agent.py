@@ -159,11 +159,21 @@ class NodeAgent:
             checkpoint_requests = CheckpointRequests(registry, checkpoints, changes, nursery)
             if services is not None:  # a copy's own checkpoint call, made where it runs
                 services.migrations.program_checkpoint = checkpoint_requests.for_copy_away
+                services.migrations.private_limits = config.private
             server = Server(
                 config.limits,
                 os.geteuid(),
                 admission,
-                ProcessRequests(registry, shares, checkpoints, services, changes, nursery, freezer),
+                ProcessRequests(
+                    registry,
+                    shares,
+                    checkpoints,
+                    services,
+                    changes,
+                    nursery,
+                    freezer,
+                    config.private.home_mb,
+                ),
                 QueueRequests(
                     config.default_priority, queue, capacity, runner, shares, changes, runner.relay
                 ),

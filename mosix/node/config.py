@@ -27,6 +27,11 @@ inflight_per_user = 67108864  # bytes of one user's frames being received at onc
 [site]
 mosrun_group = "mos"    # MOSIX work (mosrun, -q, -E/-M) starts only for this effective group
                         # or root: the administrator's wrapper (mosix/home_agent/site_group.py)
+[private]               # mosrun -X: the most MiB one process's private files take together
+home_mb = 0             # at home: a write beyond fails with ENOSPC (0: half the memory)
+cluster_mb = 0          # on a node of this node's partition: beyond, the process comes home
+grid_mb = 0             # on a node of another partition (-G): likewise (0: only home_mb holds;
+                        # above home_mb: home_mb) (mosix/home_agent/private_limits.py)
 [cluster]               # absent: a one-node cluster (mosix/cluster/settings.py)
 """
 
@@ -41,6 +46,8 @@ from mosix.cluster.settings import KEYS as CLUSTER_KEYS
 from mosix.cluster.settings import SettingsError, parse_cluster
 from mosix.home_agent.agent_config import AgentConfig
 from mosix.home_agent.limits import AgentLimits
+from mosix.private_limits import MAX_MB as PRIVATE_MAX_MB
+from mosix.private_limits import PrivateLimits
 
 Number = (int, float)
 KNOWN: dict[str, dict[str, type | tuple[type, ...]]] = {
@@ -59,6 +66,7 @@ KNOWN: dict[str, dict[str, type | tuple[type, ...]]] = {
         "inflight_per_user": int,
     },
     "site": {"mosrun_group": str},
+    "private": {"home_mb": int, "cluster_mb": int, "grid_mb": int},
     # ranges, the map and the [[cluster.node]] entries: mosix.cluster.settings
     "cluster": CLUSTER_KEYS,
 }
@@ -92,6 +100,8 @@ def check_value(section: str, key: str, value: Any) -> str | None:
         return None  # ranges, the map, [[cluster.node]]: mosix.cluster.settings
     low = 1 if (section, key) in AT_LEAST_ONE else 0
     if value < low or ((section, key) in POSITIVE and value <= 0):
+        return "is out of range"
+    if section == "private" and value > PRIVATE_MAX_MB:
         return "is out of range"
     return None
 
@@ -147,5 +157,6 @@ def read_config(path: Path) -> tuple[AgentConfig, Path | None]:
         except KeyError:
             raise ConfigError(f"{path}: site.mosrun_group: no group '{group}'") from None
         config.mosrun_group = group
+    config.private = PrivateLimits(**values.get("private", {}))
     run_dir = values.get("paths", {}).get("run_dir")
     return config, Path(run_dir) if run_dir else None

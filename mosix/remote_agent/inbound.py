@@ -38,6 +38,7 @@ from mosix.discipline import forward_filter
 from mosix.native import capturer, remote_supervisor
 from mosix.native.helper_process import close_process
 from mosix.native_names import CkptLine, RemoteLine
+from mosix.private_limits import MAX_MB as PRIVATE_MAX_MB
 from mosix.protocol import (
     BringHome,
     MigrateAccept,
@@ -102,6 +103,8 @@ class Guests:
             or not msg.token
             or msg.token in self.guests
             or not private_dirs_valid(msg.private_dirs)
+            or not 0 <= msg.private_home_mb <= PRIVATE_MAX_MB
+            or not 0 <= msg.private_away_mb <= PRIVATE_MAX_MB
         ):
             await stream.send(Refused(error="a bad offer"))
             await stream.aclose()
@@ -199,6 +202,8 @@ class Guests:
             direct_fds=tuple(guest.direct_fds),
             time_here=guest.offer.time_here,
             private_dirs=tuple(guest.offer.private_dirs),
+            private_home_mb=guest.offer.private_home_mb,
+            private_away_mb=guest.offer.private_away_mb,
             uid=guest.offer.uid,
         ).start()
         for fd in (guest.img_fd, guest.chan_fd, *guest.direct_fds):

@@ -92,16 +92,17 @@ def create_failed(path: str, commands_fd: int) -> int:
 
 
 def run_commands(
-    args: MosrunArgs, keep_environment: bool, register: Callable[[MosrunArgs], None]
+    args: MosrunArgs, keep_environment: bool, register: Callable[[MosrunArgs], int]
 ) -> NoReturn:
     """Become the runner of ``args.commands``; ends as the run ends.  ``register``
-    tells the node agent of the runner (the agent's gate: see runner_registration)."""
+    tells the node agent of the runner (the agent's gate: see runner_registration) and
+    returns the agent's maximum of -X files at home."""
     spec = args.commands
     assert spec is not None
     program = (sys.executable, "-P", "-m", MODULE)
     # the queue applies to each line (in the runner), not to the runner as a whole
     as_runner = replace(args, commands=None, queue=None, args_from_zero=False, program=program)
-    register(runner_registration(as_runner))
+    private_mb = register(runner_registration(as_runner))  # -X: home's maximum
     queue = args.queue
     agent_fd = None
     if queue is not None:
@@ -134,7 +135,9 @@ def run_commands(
         agent_fd=agent_fd,
     )
     launch.run_program(
-        replace(as_runner, program=(*program, *encode(runner))), keep_environment=keep_environment
+        replace(as_runner, program=(*program, *encode(runner))),
+        keep_environment=keep_environment,
+        private_mb=private_mb,
     )
 
 
