@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import subprocess
 from collections.abc import Iterator
 
 import pytest
@@ -105,3 +106,45 @@ def test_auto_leaves_a_fast_link_uncompressed(make_cluster, zmem: str) -> None:
     assert rates and all(rate >= SLOW_BELOW_MBIT for rate in rates), home[-3000:]
     assert not compressed_sends(home, pid), home[-3000:]
     assert not compressed_homecomings(home, pid), home[-3000:]
+
+
+def test_target_dying_mid_compressed_copy_leaves_the_process_at_home(
+    make_cluster, zmem: str
+) -> None:
+    """The compressor between the capturer and a connection that breaks: the capture
+    fails, the process runs on at home with its memory, and no compressor is left."""
+    cluster = make_cluster(2, cluster=ClusterSettings(compress="on", balance_interval=0))
+    cluster.shape(2, rate_mbit=20)  # 32 MiB of random memory: over ten seconds
+    with mosrun_at_home(cluster, [zmem, "0", "32"]) as proc:
+        assert proc.stdout is not None
+        ready = proc.stdout.readline()
+        assert ready.startswith("ready "), ready
+        migrate = cluster.popen(
+            1, ["migrate", str(proc.pid), "node2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        receiving = rf"process {proc.pid} of node 1 .*: receiving its image"
+        wait_until(lambda: re.search(receiving, cluster.agent_log(2).read_text()) is not None)
+        cluster.kill_node(2)
+        _, complaint = migrate.communicate(timeout=60)
+        assert migrate.returncode != 0 and complaint.strip(), "the move to a dead node succeeded"
+        assert where(cluster, proc.pid) == "home"
+        os.kill(proc.pid, signal.SIGUSR1)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and out == "done " + ready.split()[1] + "\n", (out, err)
+    home = cluster.agent_log(1).read_text()
+    assert f"process {proc.pid} migrated" not in home
+    wait_until(lambda: not pumps_running(), timeout=30)
+
+
+def pumps_running() -> list[int]:
+    """The pids of mosix-zpipe processes anywhere on this machine."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/comm") as f:
+                    if f.read().strip() == "mosix-zpipe":
+                        found.append(int(entry))
+            except OSError:
+                continue
+    return found
