@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #define ZP_EXIT_FAILED 1
@@ -164,6 +165,9 @@ static void compress(int level, unsigned char *ibuf, unsigned char *obuf)
         zstd_in in = {ibuf, n, 0};
         if (n == 0) {
             compress_step(cctx, &in, ZSTD_E_END, obuf);
+            /* the end of the stream now, whoever else holds the connection */
+            if (shutdown(STDOUT_FILENO, SHUT_WR) < 0 && errno != ENOTSOCK)
+                die(ZP_EXIT_FAILED, "shutdown: %s", strerror(errno));
             return;
         }
         compress_step(cctx, &in, ZSTD_E_CONTINUE, obuf);
