@@ -85,9 +85,10 @@ def test_compressed_away_and_home_arrives_exact(make_cluster, zmem: str) -> None
     wait_until(lambda: re.search(there, cluster.agent_log(2).read_text()) is not None, timeout=30)
 
 
-def test_auto_compresses_once_the_link_measures_slow(make_cluster, zmem: str) -> None:
+def test_auto_compresses_while_the_link_measures_slow(make_cluster, zmem: str) -> None:
     """The first move measures the 100 Mbit/s link (and goes as it is); the way home
-    and the next move out are compressed."""
+    and the next move out are compressed.  Unshaped, the next compressed move measures
+    the link fast, and what follows goes as it is again."""
     cluster = make_cluster(2, cluster=ClusterSettings(balance_interval=0))
     cluster.shape(2, rate_mbit=100)
     pid = moves(cluster, zmem, ["2", "home", "2", "home"])
@@ -96,6 +97,12 @@ def test_auto_compresses_once_the_link_measures_slow(make_cluster, zmem: str) ->
     assert rates and all(rate < SLOW_BELOW_MBIT for rate in rates), home[-3000:]
     assert len(compressed_sends(home, pid)) == 1, home[-3000:]  # the second move out
     assert len(compressed_homecomings(home, pid)) == 2, home[-3000:]
+    cluster.unshape(2)
+    pid = moves(cluster, zmem, ["2", "home", "2", "home"])
+    home = cluster.agent_log(1).read_text()
+    assert link_rates(home)[len(rates) :][-1] >= SLOW_BELOW_MBIT, home[-3000:]
+    assert len(compressed_sends(home, pid)) == 1, home[-3000:]  # measured slow before it
+    assert not compressed_homecomings(home, pid), home[-3000:]
 
 
 def test_auto_leaves_a_fast_link_uncompressed(make_cluster, zmem: str) -> None:
