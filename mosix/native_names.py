@@ -19,6 +19,7 @@ class Program(StrEnum):
     RESTORER = "mosix-restore"
     DEPUTY = "mosix-deputy"
     REMOTE = "mosix-remote"  # the supervisor of a guest; the parent of every guest
+    ZPIPE = "mosix-zpipe"  # a migration image's compression (zstd) on slow links
 
 
 # Environment variables.

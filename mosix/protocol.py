@@ -684,12 +684,14 @@ class MigrateOffer(Message):
     private_dirs: list[str] = field(default_factory=list)  # -X: made there, filled from the image
     private_home_mb: int = 0  # -X: their files' size there (home's maximum; 0: none)
     private_away_mb: int = 0  # -X: beyond this there, it comes home (0: no watch)
+    compressed: bool = False  # home would send the image compressed ([cluster] compress)
 
 
 @message
 class MigrateAccept(Message):
     OP: ClassVar[str] = "migrate-accept"
     token: str = ""
+    compressed: bool = False  # the offer asked it and this node can decompress: it comes so
 
 
 @message
@@ -729,6 +731,7 @@ class BringHome(Message):
 
     OP: ClassVar[str] = "bring-home"
     token: str = ""
+    compressed: bool = False  # home would take the image compressed ([cluster] compress)
 
 
 @message
@@ -783,13 +786,15 @@ class ProgramCheckpointAnswer(Message):
 class RemoteEvent(Message):
     """Where the copy runs to its home: ``event`` is 'home' (it asked to come
     home: fork, exec...), 'exit' (it ended: ``status``), 'lost' (its channel
-    broke), 'sending' (its image follows), 'failed' (``error``)."""
+    broke), 'sending' (its image follows, ``compressed`` when BringHome asked it
+    and this node can compress), 'failed' (``error``)."""
 
     OP: ClassVar[str] = "remote-event"
     token: str = ""
     event: str = ""
     status: int = 0
     error: str = ""
+    compressed: bool = False
 
 
 @message

@@ -214,10 +214,15 @@ def test_defaults_and_no_cluster(tmp_path: Path) -> None:
     )
     assert alone.cluster.lost_after == 30.0
     assert alone.cluster.fast_path is True
+    assert alone.cluster.compress == "auto"  # compressed images on slow links only
     off, _ = read_config(
         write_config(tmp_path, "[cluster]\nfast_path = false\nmap = '1 10.0.0.1 1'\n")
     )
     assert off.cluster is not None and off.cluster.fast_path is False
+    on, _ = read_config(
+        write_config(tmp_path, "[cluster]\ncompress = 'on'\nmap = '1 10.0.0.1 1'\n")
+    )
+    assert on.cluster is not None and on.cluster.compress == "on"
 
 
 MAP = "map = '1 10.0.0.1 2'"
@@ -238,6 +243,8 @@ BAD_CONFIGS = [
     ("[cluster]\nprecopy_rounds = 65\n" + MAP, "cluster.precopy_rounds must be an integer"),
     ("[cluster]\nprecopy_rounds = -1\n" + MAP, "cluster.precopy_rounds must be an integer"),
     ("[cluster]\nprecopy_rounds = true\n" + MAP, "cluster.precopy_rounds must be an integer"),
+    ("[cluster]\ncompress = 'fast'\n" + MAP, 'cluster.compress must be "auto", "on" or "off"'),
+    ("[cluster]\ncompress = true\n" + MAP, "cluster.compress must be"),
     ("[cluster]\nmap = 5\n", "cluster.map must be a string"),
     ("[cluster]\nmap = '1 10.0.0.1'\n", "cluster.map: line 1: '1 10.0.0.1': expected"),
     ("[cluster]\nmap = '2 10.0.0.2 1'\n", "cluster.map: this node (node.number = 1) is not in"),

@@ -80,6 +80,7 @@
 #include <string.h>
 #include <poll.h>
 #include <sys/ptrace.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -689,6 +690,10 @@ static void act(enum action a)
 static void announce_captured(void)
 {
     P.captured_us = ck_now_us() - P.held_at;
+    /* the end of the stream now, whoever else holds the connection (the agent keeps
+     * it to read TCP's measure of the link: mosix/home_agent/link_rates.py) */
+    if (!R.use_output && shutdown(R.outfd, SHUT_WR) < 0 && errno != ENOTSOCK)
+        ck_warn("shutdown -f %d: %s", R.outfd, strerror(errno));
     if (!R.use_output && close(R.outfd) < 0)
         ck_fail_errno("close -f %d", R.outfd);
     R.outfd = -1;

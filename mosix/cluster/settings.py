@@ -13,6 +13,9 @@ fast_path = true         # dynamic programs away forward their calls from the pr
 precopy_rounds = 8       # live migration: at most this many rounds of the pages a process
                          # wrote while its memory was copied, before it is stopped for
                          # the rest; 0: stopped for the whole copy
+compress = "auto"        # a migration image compressed (zstd) on its way: "on", "off", or
+                         # "auto": on to a node whose link the previous image sent there
+                         # measured slower than 300 Mbit/s (mosix.home_agent.link_rates)
 lost_after = 30.0        # seconds a connection may go unanswered (a dead node, a cut
                          # network) before it is given up: a migrated process whose
                          # home and remote node are out of touch that long is lost
@@ -55,12 +58,14 @@ KEYS: dict[str, type | tuple[type, ...]] = {
     "balance_interval": NUMBER,
     "fast_path": bool,
     "precopy_rounds": int,
+    "compress": str,
     "map": str,
     "node": list,
 }
 DEFAULT_LOST_AFTER = 30.0
 DEFAULT_PRECOPY_ROUNDS = 8
 MAX_PRECOPY_ROUNDS = 64  # mosix-ckpt -P's limit
+COMPRESS_CHOICES = ("auto", "on", "off")
 MIN_LOST_AFTER = 1.0  # TCP needs a few retransmissions' time
 NODE_KEYS = {"number", "address", "name", "partition", "classes"}
 
@@ -81,6 +86,7 @@ class ClusterConfig:
     balance_interval: float = DEFAULT_BALANCE_INTERVAL  # 0: no automatic balancing
     fast_path: bool = True  # the shim's direct channel for migrated dynamic programs
     precopy_rounds: int = DEFAULT_PRECOPY_ROUNDS  # 0: stop-and-copy migrations
+    compress: str = "auto"  # images on the wire: auto (on slow links), on, off
 
     @property
     def me(self) -> Node:
@@ -125,6 +131,9 @@ def parse_cluster(body: Mapping[str, Any], own: int) -> ClusterConfig:
         raise SettingsError(
             f"cluster.precopy_rounds must be an integer from 0 to {MAX_PRECOPY_ROUNDS}"
         )
+    compress = body.get("compress", "auto")
+    if compress not in COMPRESS_CHOICES:
+        raise SettingsError('cluster.compress must be "auto", "on" or "off"')
     balance = body.get("balance_interval", DEFAULT_BALANCE_INTERVAL)
     if not is_number(balance) or not 0 <= balance < 86400:
         raise SettingsError(
@@ -159,6 +168,7 @@ def parse_cluster(body: Mapping[str, Any], own: int) -> ClusterConfig:
         balance_interval=float(balance),
         fast_path=fast_path,
         precopy_rounds=rounds,
+        compress=compress,
     )
 
 

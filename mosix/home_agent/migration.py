@@ -45,7 +45,8 @@ from mosix.cluster.peers import Cluster
 from mosix.cluster.stream import PeerStream, PeerUnavailable
 from mosix.discipline import forward_filter
 from mosix.home_agent.connection import Connection
-from mosix.native import capturer, deputy
+from mosix.home_agent.link_rates import LinkRates, delivery_rate
+from mosix.native import capturer, deputy, zpipe
 from mosix.native.helper_process import close_process
 from mosix.native_names import CkptExit, CkptLine
 from mosix.private_limits import PrivateLimits
@@ -73,6 +74,7 @@ OFFER_TIMEOUT = 10.0  # for the target's answer to an offer
 RESTORE_TIMEOUT = 120.0  # from the end of the capture to the target's result
 TARGET_REASON_WAIT = 2.0  # for the target's reason after a capture it cut short
 HOME_TIMEOUT = 120.0  # for a copy's image to come home
+PUMP_END_WAIT = 10.0  # for a home-coming's decompressor to end once the image is in
 LOST_REASONS_KEPT = 256  # ends not yet told to a deputy (a dead deputy never asks)
 
 
@@ -137,6 +139,11 @@ class Migrations:
         self.program_checkpoint: Callable[[int, ProgramCheckpoint], Awaitable[int]] | None = None
         # [private]: the most a process's -X files take at home, in the cluster, on the grid
         self.private_limits = PrivateLimits()
+        # [cluster] compress: whether an image to or from a node travels compressed
+        mode = cluster.config.compress
+        self.links = LinkRates(mode, mode != "off" and zpipe.available())
+        if mode == "on" and not self.links.can_compress:
+            log.warning("cluster.compress: zstd (%s) is not available here: off", zpipe.LIBRARY)
 
     def take(self, pid: int) -> None:
         """Mark ``pid`` as moving (or its halves taken): no other move starts."""
@@ -192,6 +199,7 @@ class Migrations:
         limits = self.private_limits
         nodes = self.cluster.nodes
         same_partition = nodes.partition_of(node) == nodes.partition_of(self.node)
+        compress = self.links.compress_to(node)
         try:
             await ctl.send(
                 MigrateOffer(
@@ -211,6 +219,7 @@ class Migrations:
                     private_dirs=facts.private_dirs,
                     private_home_mb=limits.home_mb,
                     private_away_mb=limits.away_mb(same_partition),
+                    compressed=compress,
                 )
             )
             with trio.fail_after(OFFER_TIMEOUT):
@@ -234,7 +243,7 @@ class Migrations:
                         os.close(fd)
                 raise
             away = Away(pid, token, node, ctl, chan_fd, direct_fds)
-            ok = await self._capture_and_hand_over(away, img_fd)
+            ok = await self._capture_and_hand_over(away, img_fd, compress and answer.compressed)
         except PeerUnavailable as e:
             raise MigrationError(str(e)) from None
         except trio.TooSlowError:
@@ -258,15 +267,35 @@ class Migrations:
             raise
         return stream.detach_fd()
 
-    async def _capture_and_hand_over(self, away: Away, img_fd: int) -> bool:
+    async def _capture_and_hand_over(self, away: Away, img_fd: int, compressed: bool) -> bool:
+        """Capture the process into ``img_fd`` (through a compressor when
+        ``compressed``), which is kept until the image is written: then TCP's
+        delivery rate on it measures the link (mosix.home_agent.link_rates)."""
+        pump: trio.Process | None = None
         try:
             deputy_argv = deputy.argv(self.socket_path, away.token)
             rounds = self.cluster.config.precopy_rounds  # [cluster] precopy_rounds; 0: none
-            proc = await capturer.start_migrate(img_fd, away.pid, deputy_argv, rounds or None)
-        finally:
+            out_fd = img_fd
+            if compressed:
+                out_fd, pump = await zpipe.compressing(img_fd)
+            try:
+                proc = await capturer.start_migrate(out_fd, away.pid, deputy_argv, rounds or None)
+            finally:
+                if out_fd != img_fd:
+                    os.close(out_fd)
+        except BaseException:
             os.close(img_fd)
+            if pump is not None:
+                zpipe.stop(pump)
+                await zpipe.finished(pump)
+            raise
         try:
-            if not await capturer.captured(proc):
+            captured = await capturer.captured(proc)
+            if captured:
+                await self._image_sent(away, img_fd, pump)
+            os.close(img_fd)
+            img_fd = -1
+            if not captured:
                 status = await proc.wait()
                 why = await capture_error(proc, away.pid)
                 cut_short = await self._target_error(away) if status == CkptExit.FAILED else None
@@ -301,7 +330,30 @@ class Migrations:
                 proc.kill()  # cleans up: a killed capturer leaves the process running
             raise
         finally:
+            if img_fd >= 0:
+                os.close(img_fd)
+            if pump is not None and pump.returncode is None:
+                zpipe.stop(pump)
+                await zpipe.finished(pump)
             await close_process(proc)
+
+    async def _image_sent(self, away: Away, img_fd: int, pump: trio.Process | None) -> None:
+        """The capturer wrote the whole image: the compressor's end (it ends with its
+        input), then the link's measure."""
+        if pump is not None:
+            with trio.move_on_after(RESTORE_TIMEOUT):
+                pumped = await zpipe.finished(pump)
+                if pumped.error:
+                    log.warning("process %d: compressing its image: %s", away.pid, pumped.error)
+                else:
+                    log.info(
+                        "process %d: image compressed to node %d: %d -> %d bytes",
+                        away.pid,
+                        away.node,
+                        pumped.bytes_in,
+                        pumped.bytes_out,
+                    )
+        self.links.note(away.node, delivery_rate(img_fd))
 
     async def _target_error(self, away: Away) -> str | None:
         """Why the target stopped taking the image, when it says so soon (a capture
@@ -486,9 +538,10 @@ class Migrations:
 
     async def _bring_home(self, away: Away) -> None:
         assert away.deputy is not None
+        compress = self.links.compress_to(away.node)
         try:
             stream = await self.cluster.open(away.node)
-            await stream.send(BringHome(token=away.token))
+            await stream.send(BringHome(token=away.token, compressed=compress))
             with trio.fail_after(HOME_TIMEOUT):
                 answer = await stream.receive()
         except (PeerUnavailable, trio.TooSlowError) as e:
@@ -498,6 +551,13 @@ class Migrations:
             why = getattr(answer, "error", "") or answer.OP
             raise MigrationError(f"node {away.node} cannot send it: {why}")
         img_fd = stream.detach_fd()
+        pump: trio.Process | None = None
+        if compress and answer.compressed:
+            try:
+                source, pump = await zpipe.decompressing(img_fd)
+            finally:
+                os.close(img_fd)
+            img_fd = source
         err_r, err_w = os.pipe()
         try:
             await away.deputy.send_with_fds(DeputyHome(), [img_fd, err_w])
@@ -505,6 +565,8 @@ class Migrations:
             os.close(img_fd)
             os.close(err_w)
         complaint = await read_all(err_r)
+        if pump is not None:
+            await self._decompressed(away, pump, bool(complaint))
         # No complaint: restored (a process that ends at once, e.g. by the exec it came
         # home for, may be gone already; one killed while restoring is gone too, and
         # its copy must end with it either way).
@@ -524,6 +586,25 @@ class Migrations:
             raise MigrationError(f"it stays on node {away.node}: {complaint}")
         self._forget(away)
         log.info("process %d came home from node %d", away.pid, away.node)
+
+    async def _decompressed(self, away: Away, pump: trio.Process, abandoned: bool) -> None:
+        """A home-coming's decompressor, once the deputy has the image (or gave up)."""
+        if abandoned:
+            zpipe.stop(pump)
+        with trio.move_on_after(PUMP_END_WAIT) as waited:
+            pumped = await zpipe.finished(pump)
+        if waited.cancelled_caught or abandoned:
+            return  # killed by finished(): the image is no longer wanted
+        if pumped.error:
+            log.warning("process %d: decompressing its image: %s", away.pid, pumped.error)
+        else:
+            log.info(
+                "process %d: image from node %d decompressed: %d -> %d bytes",
+                away.pid,
+                away.node,
+                pumped.bytes_in,
+                pumped.bytes_out,
+            )
 
 
 async def read_all(fd: int) -> str:

@@ -8,6 +8,7 @@ One module per part (the psutil way of binding C):
 - :mod:`mosix.native.image_header`: the checks of an image's headers (csrc/common/image_check.h);
 - :mod:`mosix.native.capturer`: mosix-ckpt (its arguments, its lines, its exit statuses);
 - :mod:`mosix.native.remote_supervisor`: mosix-remote;
+- :mod:`mosix.native.zpipe`: mosix-zpipe, a migration image's compression on slow links;
 - :mod:`mosix.native.deputy`: mosix-deputy and the restorer it is given;
 - :mod:`mosix.native.restorer`: mosix-restore, as mosrun -R executes it.
 - :mod:`mosix.native.helper_process`: ``close_process``, how the agents end a helper they started.

@@ -35,7 +35,7 @@ from mosix.cluster.admin import NodeAdmin
 from mosix.cluster.nodemap import Node
 from mosix.cluster.stream import PeerStream, PeerUnavailable
 from mosix.discipline import forward_filter
-from mosix.native import capturer, remote_supervisor
+from mosix.native import capturer, remote_supervisor, zpipe
 from mosix.native.helper_process import close_process
 from mosix.native_names import CkptLine, RemoteLine
 from mosix.private_limits import MAX_MB as PRIVATE_MAX_MB
@@ -73,6 +73,7 @@ class Guest:
     pid: int = 0  # of the copy here
     quiet: trio.Event = field(default_factory=trio.Event)
     finish: trio.MemorySendChannel[bool] | None = None
+    compressed: bool = False  # its image comes through mosix-zpipe -d
 
     @property
     def token(self) -> str:
@@ -127,7 +128,9 @@ class Guests:
         guest.direct_fds = [-1] * (msg.direct_channels if msg.direct else 0)
         self.guests[msg.token] = guest
         try:
-            await stream.send(MigrateAccept(token=msg.token))
+            # the image comes compressed when home asks it and zstd is here
+            guest.compressed = msg.compressed and zpipe.available()
+            await stream.send(MigrateAccept(token=msg.token, compressed=guest.compressed))
             with trio.fail_after(ARRIVAL_TIMEOUT):
                 await guest.arrived.wait()
             log.info("process %d of %s: receiving its image", msg.pid, peer.label())
@@ -194,6 +197,19 @@ class Guests:
     # ------------------------------------------------------------ life
 
     async def _run(self, guest: Guest) -> None:
+        pump: trio.Process | None = None
+        if guest.compressed:
+            source, pump = await zpipe.decompressing(guest.img_fd)
+            os.close(guest.img_fd)
+            guest.img_fd = source
+        try:
+            await self._supervise(guest, pump)
+        finally:
+            if pump is not None and pump.returncode is None:
+                zpipe.stop(pump)
+                await zpipe.finished(pump)
+
+    async def _supervise(self, guest: Guest, pump: trio.Process | None) -> None:
         proc = await remote_supervisor.Supervise(
             chan_fd=guest.chan_fd,
             img_fd=guest.img_fd,
@@ -215,12 +231,26 @@ class Guests:
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._orders, guest)
+                if pump is not None:
+                    nursery.start_soon(self._decompressed, guest, pump)
                 await self._reports(guest)
                 nursery.cancel_scope.cancel()
         finally:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()  # the supervisor only: the copy was ended or left
             await close_process(proc)
+
+    async def _decompressed(self, guest: Guest, pump: trio.Process) -> None:
+        """The image's decompressor, to its end (a damaged stream: the restorer refuses
+        the image it cut short, and home hears that reason)."""
+        pumped = await zpipe.finished(pump)
+        name = f"process {guest.offer.pid} of {guest.home.label()}"
+        if pumped.error:
+            log.warning("%s: decompressing its image: %s", name, pumped.error)
+        else:
+            log.info(
+                "%s: image decompressed: %d -> %d bytes", name, pumped.bytes_in, pumped.bytes_out
+            )
 
     async def _reports(self, guest: Guest) -> None:
         """mosix-remote's lines, to home."""
@@ -346,14 +376,39 @@ class Guests:
             )
             await stream.aclose()
             return
-        await stream.send(RemoteEvent(token=msg.token, event="sending"))
+        compressed = msg.compressed and zpipe.available()
+        await stream.send(RemoteEvent(token=msg.token, event="sending", compressed=compressed))
         fd = stream.detach_fd()
         receive_finish = self._finish_channel(guest)
-        proc = await capturer.start_migrate(fd, guest.pid)
-        os.close(fd)
+        pump: trio.Process | None = None
+        try:
+            if compressed:
+                out_fd, pump = await zpipe.compressing(fd)
+                try:
+                    proc = await capturer.start_migrate(out_fd, guest.pid)
+                finally:
+                    os.close(out_fd)
+            else:
+                proc = await capturer.start_migrate(fd, guest.pid)
+        except BaseException:
+            if pump is not None:
+                zpipe.stop(pump)
+                await zpipe.finished(pump)
+            raise
+        finally:
+            os.close(fd)
         try:
             ok = False
             if await capturer.captured(proc):
+                if pump is not None:
+                    pumped = await zpipe.finished(pump)
+                    if pumped.error:
+                        log.warning(
+                            "process %d of %s: compressing its image: %s",
+                            guest.offer.pid,
+                            guest.home.label(),
+                            pumped.error,
+                        )
                 ok = await receive_finish.receive()
             else:
                 log.warning(
@@ -373,6 +428,9 @@ class Guests:
             if not ok:
                 await self.tell(guest, RemoteLine.STAY)
         finally:
+            if pump is not None and pump.returncode is None:
+                zpipe.stop(pump)
+                await zpipe.finished(pump)
             await close_process(proc)
 
     def _finish_channel(self, guest: Guest) -> trio.MemoryReceiveChannel[bool]:

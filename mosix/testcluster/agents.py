@@ -38,6 +38,7 @@ class ClusterSettings:
     fast_path: bool | None = None  # None: the agent's default (on)
     lost_after: float | None = None  # None: the agent's default
     precopy_rounds: int | None = None  # None: the agent's default (live migration)
+    compress: str | None = None  # None: the agent's default (auto: on slow links)
     site_group: str = ""  # [site] mosrun_group on every node ("": none)
 
 
@@ -66,6 +67,8 @@ def config_text(layout: Layout, k: int, nodes: int, cluster: ClusterSettings | N
             lines.append(f"lost_after = {cluster.lost_after}")
         if cluster.precopy_rounds is not None:
             lines.append(f"precopy_rounds = {cluster.precopy_rounds}")
+        if cluster.compress is not None:
+            lines.append(f'compress = "{cluster.compress}"')
         for j in range(1, nodes + 1):
             lines += [
                 "[[cluster.node]]",
