@@ -22,6 +22,7 @@ gate let in, by the admission they inherit.
 
 from __future__ import annotations
 
+import functools
 import grp
 import json
 import os
@@ -333,12 +334,14 @@ def listed(site: Agent, user: str) -> set[int]:
     return {p["pid"] for p in json.loads(done.stdout or "[]")}
 
 
-def started_env(pid: int, name: str) -> str | None:
-    """A variable of the environment ``pid`` was started with."""
-    for entry in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
-        if entry.startswith(name.encode() + b"="):
-            return entry.split(b"=", 1)[1].decode()
-    return None
+def started_env(pid: int) -> dict[str, str]:
+    """The environment ``pid`` was started with."""
+    entries = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(e.decode().split("=", 1) for e in entries if b"=" in e)
+
+
+def running(pid: int, comm: str) -> bool:
+    return Path(f"/proc/{pid}/comm").read_text().strip() == comm
 
 
 def test_only_what_the_wrapper_started_is_taken_for_mosix_work(
@@ -358,19 +361,22 @@ def test_only_what_the_wrapper_started_is_taken_for_mosix_work(
     try:
         assert tree.stdout is not None
         child = int(tree.stdout.readline())
-        words = started_env(child, "MOSIX_INHERIT")
-        admission = started_env(child, "MOSIX_ADMISSION") or ""
-        assert words is not None and bool(admission) == enforced
+        wait_until(lambda: running(child, "sleep"), what="the child's exec")  # its own environ
+        env = started_env(child)
+        words, admission = env["MOSIX_INHERIT"], env.get("MOSIX_ADMISSION", "")
+        assert bool(admission) == enforced
         python = str(Path(str(shutil.which("mosrun"))).parent / "python")
-        socket = started_env(child, "MOSIX_AGENT_SOCKET")  # as if its mosrun had registered
-        assert socket is not None
+        socket = env["MOSIX_AGENT_SOCKET"]  # as if its mosrun had registered
         past = {}
         other = f"{words} -m7".strip()
         for name, (w, a) in {"same": (words, ""), "copied": (other, admission)}.items():
-            proc = site.spawn(python, "-c", LAUNCH_DIRECTLY, w, a, socket, user=user, **pipes)
+            proc = site.spawn(python, "-P", "-c", LAUNCH_DIRECTLY, w, a, socket, user=user, **pipes)
             procs.append(proc)
             assert proc.stdout is not None
-            past[name] = int(proc.stdout.readline())
+            line = proc.stdout.readline()
+            assert line, proc.communicate(timeout=30)  # what the launcher said
+            pid = past[name] = int(line)
+            wait_until(functools.partial(running, pid, "cat"), what="its exec of cat")
         pids = listed(site, user)
         assert {tree.pid, child} <= pids
         assert (set(past.values()) & pids) == (set() if enforced else set(past.values()))
@@ -397,6 +403,7 @@ def test_the_lines_of_the_wrappers_batch_are_mosix_processes(
     assert batch.stdout is not None
     line = int(batch.stdout.readline())
     try:
+        wait_until(lambda: running(line, "sleep"), what="the line's exec")
         assert {batch.pid, line} <= listed(site, user)
     finally:
         os.kill(line, 9)
