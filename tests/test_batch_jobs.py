@@ -87,7 +87,8 @@ def test_exit_status_and_death_signal_pass_through(cluster3: LocalCluster) -> No
 
 
 def test_a_signal_to_mosrun_reaches_the_job(cluster3: LocalCluster) -> None:
-    script = "trap 'echo got TERM; exit 7' TERM; echo ready; sleep 60 & wait"
+    # ready once the sleep runs: a TERM before its fork would leave it holding the output
+    script = "trap 'echo got TERM; exit 7' TERM; sleep 60 & echo ready; wait"
     proc = cluster3.popen(
         1,
         ["mosrun", "-E", "-2", "sh", "-c", script],
