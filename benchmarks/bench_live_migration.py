@@ -13,7 +13,9 @@ in the program's own progress loop, checked to start during the migration); the 
 checks that its memory is what it wrote.  Baseline, measured in the same run: the
 image (its VmRSS) over the link's TCP bandwidth (``LocalCluster.bandwidth(1, 2)``).
 Medians of ``--runs`` (best and worst shown).  The home agent's log line of each live
-move (rounds, pages sent ahead, pages of the final image, the final pause) is shown.
+move (rounds, pages sent ahead, pages of the final image, the final pause) is shown, and
+what it sent (those pages) against the program's VmRSS (``--rate 0``: an idle program,
+which should send its memory once).
 """
 
 from __future__ import annotations
@@ -85,8 +87,10 @@ def main() -> None:
     print(row("stop-and-copy (precopy_rounds = 0)", stopped, floor))
     print(row("live (pre-copy rounds)", moved, floor))
     print()
-    for line in lines:
+    for line in lines:  # what each live move sent: the rounds' pages and the final image's
+        sent = sum(map(int, re.findall(r"\b(?:pages|final_pages)=(\d+)", line))) * 4096
         print(f"    {line}")
+        print(f"      sent {sent / 2**20:.1f} MiB, {sent / rss:.2f}x VmRSS")
 
 
 if __name__ == "__main__":

@@ -357,7 +357,8 @@ extern const struct ck_owner *ck_reference_owner;
 struct ck_pager;
 struct ck_pager *ck_pager_open(struct ck_image *im, pid_t copy, int childfd, int memfd);
 void ck_pager_span(struct ck_pager *p, uint64_t start, uint64_t end); /* every page */
-void ck_pager_present(struct ck_pager *p, const struct ck_area *a);  /* present ones */
+/* The present ones; sent (or NULL): 1 for each page stored, from the area's start. */
+void ck_pager_present(struct ck_pager *p, const struct ck_area *a, uint8_t *sent);
 void ck_pager_close(struct ck_pager *p);
 /* Anonymous, private, readable and writable: copied ahead by pre-copy rounds. */
 int ck_area_precopyable(const struct ck_area *a);
@@ -370,8 +371,13 @@ int ck_area_precopyable(const struct ck_area *a);
  * is stopped just before the next copy is made. */
 struct ck_pre_area {
     uint64_t start, end;
-    uint8_t *sent;  /* per page: the target may hold data for it */
-    uint8_t *dirty; /* per page: written since the last copy (the last scan) */
+    uint8_t *sent;  /* per page: the target may hold data for it (not only zeros) */
+    uint8_t *dirty; /* per page, since the last copy (the last scan): CK_PRE_WRITTEN,
+                     * CK_PRE_DROPPED or 0 */
+};
+enum {
+    CK_PRE_WRITTEN = 1, /* present and written, or swapped out: its contents go */
+    CK_PRE_DROPPED = 2, /* absent now, sent before: its zeros go (then it is not sent) */
 };
 struct ck_precopy {
     int n;

@@ -496,14 +496,20 @@ static int store_span(struct pager *pg, uint64_t start, uint64_t end, enum on_fa
     return 0;
 }
 
-static void store_present(struct pager *pg, int pmfd, const struct ck_area *a)
+/* Store the area's present (or swapped) pages but the zero page's; sent (NULL:
+ * not wanted) gets a 1 for each page stored, per page from the area's start. */
+static void store_present(struct pager *pg, int pmfd, const struct ck_area *a, uint8_t *sent)
 {
     struct range r[RANGES];
     uint64_t from = a->rec.start;
     while (from < a->rec.end) {
         int n = present_ranges(pmfd, &from, a->rec.end, r, RANGES, 0);
-        for (int i = 0; i < n; i++)
+        for (int i = 0; i < n; i++) {
             store_span(pg, r[i].start, r[i].end, FAULT_SKIPS);
+            if (sent)
+                memset(sent + (r[i].start - a->rec.start) / CK_PAGE, 1,
+                       (size_t)((r[i].end - r[i].start) / CK_PAGE));
+        }
     }
 }
 
@@ -734,9 +740,9 @@ void ck_pager_span(struct ck_pager *p, uint64_t start, uint64_t end)
     store_span(&p->pg, start, end, FAULT_SKIPS);
 }
 
-void ck_pager_present(struct ck_pager *p, const struct ck_area *a)
+void ck_pager_present(struct ck_pager *p, const struct ck_area *a, uint8_t *sent)
 {
-    store_present(&p->pg, p->pmfd, a);
+    store_present(&p->pg, p->pmfd, a, sent);
 }
 
 void ck_pager_close(struct ck_pager *p)
@@ -811,7 +817,7 @@ void ck_write_memory(struct ck_image *im, pid_t copy, int childfd, int memfd, st
         else if (whole)
             store_span(&pg, a->rec.start, a->rec.end, FAULT_ENDS);
         else
-            store_present(&pg, pmfd, a);
+            store_present(&pg, pmfd, a, NULL);
     }
     stop_helper(pg.helper);
     check_copy(&pg); /* everything read was the copy's */

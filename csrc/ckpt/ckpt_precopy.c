@@ -15,7 +15,11 @@
  * /proc/PID/pagemap says (bit 56, "exclusively mapped").  So, the process
  * stopped and its last copy still alive: written since that copy = mapped
  * exclusively, or swapped out (no such bit: sent again), or absent now while
- * sent before (unmapped or dropped: sent again, reading zeros).  A page that
+ * sent before (unmapped or dropped: sent again, reading zeros; then it counts
+ * as not sent).  "Sent" is stored: a page absent or the zero page at the first
+ * copy, never touched since, is never sent (the target's pages start zero;
+ * counting every page of an area as sent once resent an idle process's
+ * untouched pages, zeros, every round: 8 MiB a round under the shim).  A page that
  * became shared with something else since (a child the process forked after
  * the first copy) could hide a write: then nothing is kept and the final image
  * carries every page. */
@@ -69,9 +73,8 @@ void ck_precopy_first(struct ck_precopy *pc, struct ck_image *im, pid_t copy, in
         size_t n = (size_t)((a->rec.end - a->rec.start) / CK_PAGE);
         p->start = a->rec.start;
         p->end = a->rec.end;
-        p->sent = ck_alloc(n);
+        p->sent = ck_alloc(n); /* zeroed: the target's pages start zero */
         p->dirty = ck_alloc(n);
-        memset(p->sent, 1, n); /* every present page goes now */
         struct iovec parts[2] = {
             {.iov_base = (void *)&a->rec, .iov_len = sizeof(a->rec)},
             {.iov_base = a->name, .iov_len = a->rec.name_len},
@@ -80,9 +83,11 @@ void ck_precopy_first(struct ck_precopy *pc, struct ck_image *im, pid_t copy, in
     }
     im->pages_kind = MOSIX_CKPT_KIND_PRE_PAGES;
     struct ck_pager *pg = ck_pager_open(im, copy, copyfd, copymem);
-    for (int i = 0; i < maps->n; i++)
+    /* only the pages stored count as sent: a page never touched (or the zero
+     * page) that is absent later has nothing to overwrite at the target */
+    for (int i = 0, k = 0; i < maps->n; i++)
         if (ck_area_precopyable(&maps->a[i]))
-            ck_pager_present(pg, &maps->a[i]);
+            ck_pager_present(pg, &maps->a[i], pc->a[k++].sent);
     ck_pager_close(pg);
     im->pages_kind = 0;
 }
@@ -113,10 +118,13 @@ uint64_t ck_precopy_scan(struct ck_precopy *pc, int procfd, pid_t pid, const pid
             size_t m = (size_t)got / 8;
             for (size_t j = 0; j < m; j++, i++) {
                 uint64_t v = e[j];
-                int dirty = (v & PM_SWAPPED) || ((v & PM_PRESENT) && (v & PM_EXCLUSIVE)) ||
-                            (!(v & PM_PRESENT) && p->sent[i]);
-                p->dirty[i] = (uint8_t)dirty;
-                found += (uint64_t)dirty;
+                uint8_t dirty = 0;
+                if ((v & PM_SWAPPED) || ((v & PM_PRESENT) && (v & PM_EXCLUSIVE)))
+                    dirty = CK_PRE_WRITTEN;
+                else if (!(v & PM_PRESENT) && p->sent[i])
+                    dirty = CK_PRE_DROPPED;
+                p->dirty[i] = dirty;
+                found += dirty != 0;
             }
         }
     }
@@ -141,8 +149,8 @@ void ck_precopy_send(struct ck_precopy *pc, struct ck_image *im, pid_t copy, int
                 continue;
             }
             size_t j = i;
-            while (j < n && p->dirty[j])
-                p->sent[j++] = 1;
+            for (; j < n && p->dirty[j]; j++) /* a dropped page's zeros go: then it holds none */
+                p->sent[j] = p->dirty[j] == CK_PRE_WRITTEN;
             ck_pager_span(pg, p->start + i * CK_PAGE, p->start + j * CK_PAGE);
             i = j;
         }
