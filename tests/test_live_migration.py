@@ -36,6 +36,19 @@ def idlemem() -> Iterator[str]:
         yield str(directory / "idlemem")
 
 
+def precopy_line(cluster: LocalCluster, pid: int) -> tuple[int, int, int, int]:
+    """The home agent's last pre-copy line for ``pid``: rounds, pages sent ahead,
+    unreliable, pages of the final image."""
+    log = cluster.agent_log(1).read_text()
+    found = re.findall(
+        rf"process {pid}: pre-copy rounds=(\d+) pages=(\d+) unreliable=(\d) final_pages=(\d+)",
+        log,
+    )
+    assert found, log[-2000:]
+    rounds, pages, unreliable, final = map(int, found[-1])
+    return rounds, pages, unreliable, final
+
+
 def test_memory_written_during_the_rounds_arrives_exact(
     cluster3: LocalCluster, dirtier: str
 ) -> None:
@@ -48,16 +61,9 @@ def test_memory_written_during_the_rounds_arrives_exact(
         out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, (out, err)
     assert out.startswith("done "), out
-    log = cluster3.agent_log(1).read_text()
-    found = re.findall(
-        rf"process {proc.pid}: pre-copy rounds=(\d+) pages=(\d+) unreliable=(\d) "
-        rf"final_pages=(\d+)",
-        log,
-    )
-    assert found, log[-2000:]
-    rounds, pages, unreliable, final = map(int, found[-1])
-    assert rounds >= 2 and pages >= 128 * 256 // 2, found  # the memory, then what it wrote
-    assert unreliable == 0 and final < 128 * 256 // 4, found  # the rest only, held
+    line = rounds, pages, unreliable, final = precopy_line(cluster3, proc.pid)
+    assert rounds >= 2 and pages >= 128 * 256 // 2, line  # the memory, then what it wrote
+    assert unreliable == 0 and final < 128 * 256 // 4, line  # the rest only, held
 
 
 def test_a_quiet_process_moves_live_too(cluster3: LocalCluster) -> None:
@@ -92,17 +98,10 @@ def test_an_idle_process_sends_its_memory_once(cluster3: LocalCluster, idlemem: 
         os.kill(proc.pid, signal.SIGUSR1)  # to the deputy, which passes it on
         out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0 and out.split() == ["done", ready[1]], (out, err)
-    log = cluster3.agent_log(1).read_text()
-    found = re.findall(
-        rf"process {proc.pid}: pre-copy rounds=(\d+) pages=(\d+) unreliable=(\d) "
-        rf"final_pages=(\d+)",
-        log,
-    )
-    assert found, log[-2000:]
-    rounds, pages, unreliable, final = map(int, found[-1])
+    line = rounds, pages, unreliable, final = precopy_line(cluster3, proc.pid)
     memory = IDLE_MIB * 256
-    assert rounds >= 1 and unreliable == 0 and memory <= pages, found
-    assert pages + final < memory + 1024, found  # once, plus 4 MiB (its libraries: ~2.5)
+    assert rounds >= 1 and unreliable == 0 and memory <= pages, line
+    assert pages + final < memory + 1024, line  # once, plus 4 MiB (its libraries: ~2.5)
 
 
 def cpu_seconds(pid: int) -> float:

@@ -13,6 +13,7 @@ programs; away in a 3-node test cluster (node 3 another partition: the grid).
 from __future__ import annotations
 
 import hashlib
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -219,6 +220,14 @@ def limited_cluster(namespaces: None) -> Iterator[LocalCluster]:
         cluster.down()
 
 
+def step(proc: subprocess.Popen[str], line: str) -> str:
+    """One line to the program (STEPS), its one-line answer."""
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(line + "\n")
+    proc.stdin.flush()
+    return proc.stdout.readline()
+
+
 def test_away_a_process_over_the_cluster_maximum_comes_home_at_its_close(
     limited_cluster: LocalCluster,
 ) -> None:
@@ -229,29 +238,24 @@ def test_away_a_process_over_the_cluster_maximum_comes_home_at_its_close(
     with mosrun_at_home(cluster, [f"-X{d}", *python(STEPS), d]) as proc:
         assert proc.stdin is not None and proc.stdout is not None
 
-        def step(line: str) -> str:
-            proc.stdin.write(line + "\n")  # type: ignore[union-attr]
-            proc.stdin.flush()  # type: ignore[union-attr]
-            return proc.stdout.readline()  # type: ignore[union-attr]
-
         assert proc.stdout.readline() == "started\n", proc.stderr.read() if proc.stderr else ""
         moved(cluster, proc, "2")
         # 3 MiB: over the grid's 2, below the cluster's 4: it stays
-        assert step("write 3") == f"size {3 * MIB}\n"
-        assert step("close") == "closed\n"
-        assert len(step("digest")) == 65  # a round trip through its supervisor, after the close
+        assert step(proc, "write 3") == f"size {3 * MIB}\n"
+        assert step(proc, "close") == "closed\n"
+        assert len(step(proc, "digest")) == 65  # a round trip through its supervisor
         assert where(cluster, proc.pid) == "node2"
         # past the cluster's maximum with the file open: it cannot move yet, and
         # there it holds no more than home's 16 MiB (a full disk beyond)
-        assert step("write 14") == f"ENOSPC {16 * MIB}\n"
-        assert len(step("digest")) == 65
+        assert step(proc, "write 14") == f"ENOSPC {16 * MIB}\n"
+        assert len(step(proc, "digest")) == 65
         assert where(cluster, proc.pid) == "node2"
         # the close lets it go: home, by itself, with its file
-        assert step("close") == "closed\n"
+        assert step(proc, "close") == "closed\n"
         wait_until(lambda: where(cluster, proc.pid) == "home", what="the process at home")
         content = bytes([68]) * (3 * MIB) + bytes([79]) * (13 * MIB)
         assert private_listing(proc.pid, d) == {"data": content}
-        assert step("digest") == hashlib.sha256(content).hexdigest() + "\n"
+        assert step(proc, "digest") == hashlib.sha256(content).hexdigest() + "\n"
         out, err = proc.communicate("", timeout=60)
         assert (proc.returncode, out, err) == (0, "", "")
     for node in (1, 2):
@@ -268,17 +272,12 @@ def test_a_process_moved_with_more_than_the_cluster_maximum_goes_home_at_its_nex
     with mosrun_at_home(cluster, [f"-X{d}", *python(STEPS), d]) as proc:
         assert proc.stdin is not None and proc.stdout is not None
 
-        def step(line: str) -> str:
-            proc.stdin.write(line + "\n")  # type: ignore[union-attr]
-            proc.stdin.flush()  # type: ignore[union-attr]
-            return proc.stdout.readline()  # type: ignore[union-attr]
-
         assert proc.stdout.readline() == "started\n", proc.stderr.read() if proc.stderr else ""
-        assert step("write 5") == f"size {5 * MIB}\n"
-        assert step("close") == "closed\n"
+        assert step(proc, "write 5") == f"size {5 * MIB}\n"
+        assert step(proc, "close") == "closed\n"
         moved(cluster, proc, "2")  # it goes (home may send it) ...
         digest = hashlib.sha256(bytes([70]) * (5 * MIB)).hexdigest() + "\n"
-        assert step("digest") == digest  # ... and the close of a private file there
+        assert step(proc, "digest") == digest  # ... and the close of a private file there
         wait_until(lambda: where(cluster, proc.pid) == "home", what="the process at home")
         out, err = proc.communicate("digest\n", timeout=60)
         assert (proc.returncode, out, err) == (0, digest, "")
@@ -292,19 +291,15 @@ def test_on_the_grid_the_grid_maximum_holds(limited_cluster: LocalCluster) -> No
     with mosrun_at_home(cluster, ["-G5", f"-X{d}", *python(STEPS), d]) as proc:
         assert proc.stdin is not None and proc.stdout is not None
 
-        def step(line: str) -> str:
-            proc.stdin.write(line + "\n")  # type: ignore[union-attr]
-            proc.stdin.flush()  # type: ignore[union-attr]
-            return proc.stdout.readline()  # type: ignore[union-attr]
-
         assert proc.stdout.readline() == "started\n", proc.stderr.read() if proc.stderr else ""
         moved(cluster, proc, "3")
-        assert step("write 1") == f"size {MIB}\n"
-        assert step("close") == "closed\n"
-        assert len(step("digest")) == 65
+        assert step(proc, "write 1") == f"size {MIB}\n"
+        assert step(proc, "close") == "closed\n"
+        assert len(step(proc, "digest")) == 65
         assert where(cluster, proc.pid) == "node3"  # 1 MiB: below the grid's 2
-        assert step("write 2") == f"size {3 * MIB}\n"  # below the cluster's 4, over the grid's
-        assert step("close") == "closed\n"
+        # 3 MiB in all: below the cluster's 4, over the grid's 2
+        assert step(proc, "write 2") == f"size {3 * MIB}\n"
+        assert step(proc, "close") == "closed\n"
         wait_until(lambda: where(cluster, proc.pid) == "home", what="the process at home")
         content = bytes([66]) * MIB + bytes([67]) * (2 * MIB)
         out, err = proc.communicate("digest\n", timeout=60)

@@ -343,16 +343,7 @@ class Migrations:
         if pump is not None:
             with trio.move_on_after(RESTORE_TIMEOUT):
                 pumped = await zpipe.finished(pump)
-                if pumped.error:
-                    log.warning("process %d: compressing its image: %s", away.pid, pumped.error)
-                else:
-                    log.info(
-                        "process %d: image compressed to node %d: %d -> %d bytes",
-                        away.pid,
-                        away.node,
-                        pumped.bytes_in,
-                        pumped.bytes_out,
-                    )
+                log_pumped(pumped, away.pid, "compressing", f"compressed to node {away.node}")
         self.links.note(away.node, delivery_rate(img_fd))
 
     async def _target_error(self, away: Away) -> str | None:
@@ -595,16 +586,16 @@ class Migrations:
             pumped = await zpipe.finished(pump)
         if waited.cancelled_caught or abandoned:
             return  # killed by finished(): the image is no longer wanted
-        if pumped.error:
-            log.warning("process %d: decompressing its image: %s", away.pid, pumped.error)
-        else:
-            log.info(
-                "process %d: image from node %d decompressed: %d -> %d bytes",
-                away.pid,
-                away.node,
-                pumped.bytes_in,
-                pumped.bytes_out,
-            )
+        log_pumped(pumped, away.pid, "decompressing", f"from node {away.node} decompressed")
+
+
+def log_pumped(pumped: zpipe.Pumped, pid: int, doing: str, done: str) -> None:
+    """One line on an image's compressor or decompressor: its error, or its bytes."""
+    if pumped.error:
+        log.warning("process %d: %s its image: %s", pid, doing, pumped.error)
+    else:
+        sizes = pumped.bytes_in, pumped.bytes_out
+        log.info("process %d: image %s: %d -> %d bytes", pid, done, *sizes)
 
 
 async def read_all(fd: int) -> str:
