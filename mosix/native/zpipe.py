@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import trio
 
 from mosix.native import NATIVE_DIR, native_path
+from mosix.native.helper_process import close_process
 from mosix.native_names import Program
 
 PROGRAM = Program.ZPIPE
@@ -103,12 +104,8 @@ async def finished(proc: trio.Process) -> Pumped:
         status = await proc.wait()
     finally:
         if proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            with trio.CancelScope(shield=True):
-                await proc.wait()
-        with trio.CancelScope(shield=True):
-            await proc.stderr.aclose()
+            stop(proc)
+        await close_process(proc)
     text = said.decode(errors="replace").strip()
     if status != 0:
         return Pumped(error=text.splitlines()[0] if text else f"{PROGRAM} ended with {status}")
